@@ -1,0 +1,82 @@
+"""The one small protocol every backend implements, and the clock-neutral run primitives.
+
+The step runner (:mod:`eden.runner`) is written once as generators that *yield* what they want
+from the clock: :class:`Sleep` (let time pass) or :class:`Spawn` (start a concurrent activity,
+e.g. a fault or a rollout). The simulator backend turns those into SimPy timeouts and processes;
+a real-time backend turns them into ``asyncio.sleep`` and tasks. No scenario rule is written twice.
+
+A backend declares its capabilities up front, so a step it cannot perform is refused when the
+scenario is validated, before anything starts (``eden.scenario.load``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generator, Mapping, Protocol
+
+from eden.scenario.model import ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    gen: "RunGen"
+    name: str = ""
+
+
+RunGen = Generator[Sleep | Spawn, None, Any]
+
+ALL_CAPABILITIES = frozenset(cap for _arg, cap, _f in ACTIONS.values())
+
+
+class Backend(Protocol):
+    name: str
+    capabilities: frozenset[str]
+    max_devices: int | None
+
+    def now(self) -> float:
+        """Seconds since the run started, on this backend's clock (simulated or real)."""
+
+    def apply(self, action: str, devices: list[str], args: Any) -> None:
+        """Carry out one device or controller action now (power, network, base OS, apps, ...)."""
+
+    def views(self) -> Mapping[str, Mapping[str, Any]]:
+        """The device views (see :mod:`eden.conditions`), keyed by device id."""
+
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        """Devices whose view changed after sequence ``since``: (new sequence, ids or None = all)."""
+
+    def controller_stats(self) -> dict[str, Any]:
+        """Request counts and latency percentiles per request kind, plus ``all``."""
+
+    def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
+        """Add a harness event to the run's timeline."""
+
+
+BACKENDS: dict[str, dict[str, Any]] = {
+    "sim": {"capabilities": ALL_CAPABILITIES, "max_devices": None, "description": "discrete-event simulator"},
+}
+"""Known backends and what they can do; later backends (emulated, qemu, board) register here."""
+
+
+def backend_capabilities(name: str) -> tuple[frozenset[str], int | None]:
+    entry = BACKENDS[name]
+    return entry["capabilities"], entry["max_devices"]
+
+
+def view_summary(views: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Counts of devices per state and per running version (for reports and progress)."""
+    states: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for v in views.values():
+        state = v.get("state") if v.get("reported") else ("BRICKED" if v.get("bricked") else "UNREPORTED")
+        states[state] = states.get(state, 0) + 1
+        sw = v.get("sw") or []
+        ver = sw[0].get("version") if sw else None
+        if ver is not None:
+            versions[ver] = versions.get(ver, 0) + 1
+    return {"by_state": dict(sorted(states.items())), "by_version": dict(sorted(versions.items()))}

@@ -1,0 +1,301 @@
+"""The simulator backend: the scenario's fleet as EVE node machines on a SimPy clock.
+
+Random streams are spawned from the seed, one per purpose (boot luck per node, bulk poll jitter,
+image variants, power-on stagger, target sampling), so two rollout policies can be compared on
+the same fleet luck: changing the rollout does not change which devices have a bad image.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import simpy
+
+from eden.backends.base import ALL_CAPABILITIES, RunGen, Sleep, Spawn
+from eden.errors import InfrastructureError
+from eden.scenario.load import DeviceSpec, LoadedScenario
+from eden.targets import stream
+from eden.timeline import Timeline
+from simulator.controller import ControllerModel
+from simulator.engine import Engine
+from simulator.eve.node import ImageInfo, Node, NodeParams, Port
+
+JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
+MAX_SIM_TIME = 30 * 86400.0  # a test without `duration` that runs this long is a harness error
+
+
+def _bulk_bucket(n: int) -> float:
+    return 1.0 if n <= 1000 else 2.0
+
+
+class SimBackend:
+    name = "sim"
+    capabilities = ALL_CAPABILITIES
+    max_devices: int | None = None
+
+    def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None) -> None:
+        self.loaded = loaded
+        sc = loaded.scenario
+        self.seed = seed
+        self.timeline = timeline if timeline is not None else Timeline()
+        self.env = simpy.Environment()
+        self.ids = [d.id for d in loaded.devices]
+        self.index = {d: i for i, d in enumerate(self.ids)}
+        cap = sc.controller.capacity
+        self.ctrl = ControllerModel(
+            workers=cap.workers,
+            service_time=cap.service_time,
+            queue_limit=cap.queue_limit,
+            global_items={k: v for k, v in sc.controller.config_items.items()},
+            enforce_attestation=sc.controller.attestation.enforce,
+        )
+        seeds = np.random.SeedSequence(seed)
+        node_seq, bulk_seq = seeds.spawn(2)
+        node_seeds = node_seq.spawn(len(loaded.devices))
+        variants = stream(seed, "image-variants")
+        self.nodes: list[Node] = []
+        self.variant_of: dict[str, dict[str, str]] = {}
+        for i, dev in enumerate(loaded.devices):
+            images = self._images_for(dev, variants)
+            params = self._params(dev, images)
+            self.nodes.append(Node(params, dev.image, np.random.default_rng(node_seeds[i])))
+            nominal = {
+                name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
+                for name, img in sc.images.items()
+                if img.behaviour != "changes-pcrs"
+            }
+            self.ctrl.add_device(params.serial, params.firmware, nominal)
+        self.engine = Engine(
+            self.env,
+            self.nodes,
+            self.ctrl,
+            rng=np.random.default_rng(bulk_seq),
+            bucket=_bulk_bucket(len(self.nodes)),
+            on_note=self._note,
+        )
+        self.harness_rng = stream(seed, "harness")
+        self._journal_seq: list[int] = []
+        self._journal_dev: list[int] = []
+        self._seq = 0
+        self._views: dict[str, dict[str, Any]] = {}
+        self._view_seq: dict[int, int] = {}
+        self.powered = [False] * len(self.nodes)
+        self.wall_start = time.perf_counter()
+
+    # ----------------------------------------------------------------------------- building --
+    def _images_for(self, dev: DeviceSpec, rng: np.random.Generator) -> dict[str, ImageInfo]:
+        out = {}
+        for name, img in self.loaded.scenario.images.items():
+            behaviour = img.behaviour
+            for var in img.variants:
+                if var.profile == dev.profile_name and rng.random() < var.fraction:
+                    behaviour = var.behaviour
+                    self.variant_of.setdefault(dev.id, {})[name] = behaviour
+            out[name] = ImageInfo(name, img.version, behaviour, img.size)
+        return out
+
+    @staticmethod
+    def _params(dev: DeviceSpec, images: dict[str, ImageInfo]) -> NodeParams:
+        p = dev.profile
+        ports = tuple(
+            Port(n.name, n.kind, n.mgmt, n.cost, float(n.speed) if n.speed else 12.5e6) for n in p.nics
+        )
+        return NodeParams(
+            device_id=dev.id,
+            serial=f"{dev.profile_name}-{dev.id}",
+            profile=dev.profile_name,
+            cores=p.cores,
+            memory=p.memory,
+            reserved_memory=p.reserved_memory,
+            tpm=p.tpm == "2.0",
+            firmware=f"{p.firmware.kind}:{p.firmware.version}:{p.arch}",
+            ports=ports,
+            boot_time=p.boot_time.sample,
+            write_speed=float(p.image_write_speed),
+            images=images,
+            boot_hang=p.failures.boot_hang,
+            hang_per_day=p.failures.hang_per_day,
+            write_error=p.failures.write_error,
+        )
+
+    # ------------------------------------------------------------------------------ clock --
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def _drive(self, gen: RunGen) -> Any:
+        """Turn the runner's Sleep/Spawn requests into SimPy timeouts and processes."""
+        try:
+            cmd = next(gen)
+            while True:
+                if isinstance(cmd, Sleep):
+                    yield self.env.timeout(max(0.0, cmd.seconds))
+                elif isinstance(cmd, Spawn):
+                    self.env.process(self._drive(cmd.gen))
+                cmd = gen.send(None)
+        except StopIteration:
+            return
+
+    def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
+        proc = self.env.process(self._drive(main))
+        if progress is not None:
+            self.env.process(self._progress(progress))
+        limit = duration if duration is not None else MAX_SIM_TIME
+        self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
+        if not proc.triggered and duration is None:
+            raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")
+
+    def _progress(self, report: Callable[[float], None]) -> Any:
+        step = 60.0 if len(self.nodes) > 100 else 5.0
+        while True:
+            report(self.now())
+            yield self.env.timeout(step)
+
+    # ---------------------------------------------------------------------------- actions --
+    def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
+        self.timeline.add(self.now(), "harness", device, what, data)
+
+    def _note(self, t: float, i: int, what: str, data: dict[str, Any]) -> None:
+        self.timeline.add(t, "device", self.ids[i], what, data)
+        if what in JOURNALED:
+            self._touch(i)
+
+    def _touch(self, i: int) -> None:
+        self._seq += 1
+        self._journal_seq.append(self._seq)
+        self._journal_dev.append(i)
+
+    def apply(self, action: str, devices: list[str], args: Any) -> None:
+        idx = [self.index[d] for d in devices]
+        eng, ctrl, now = self.engine, self.ctrl, self.now()
+        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
+        if action == "power_on":
+            spread = float(getattr(args, "spread", 0.0) or 0.0)
+            delays = self.harness_rng.uniform(0.0, spread, len(idx)) if spread > 0 else np.zeros(len(idx))
+            for i, delay in zip(idx, delays.tolist()):
+                self._later(delay, lambda i=i: self._power(i, True))
+        elif action == "power_off":
+            for i in idx:
+                self._power(i, False)
+        elif action == "power_cycle":
+            for i in idx:
+                self._power(i, False)
+                self._later(float(args.off_for), lambda i=i: self._power(i, True))
+        elif action == "reboot":
+            ctrl.bump_reboot(idx)
+        elif action == "baseos_update":
+            ctrl.set_baseos(idx, args.image, self.loaded.scenario.images[args.image].version, args.activate)
+        elif action == "retry_update":
+            ctrl.bump_retry(idx)
+        elif action == "force_fallback":
+            ctrl.bump_item(idx, "force.fallback.counter")
+        elif action in ("network_down", "network_up", "network_flap"):
+            up = action == "network_up"
+            for i in idx:
+                eng.set_ports(i, args.ports, up)
+            if up:
+                self.record("network_restored", {"devices": len(idx)})
+        elif action in ("controller_outage", "controller_503"):
+            ctrl.mode = "down" if action == "controller_outage" else "503"
+        elif action == "controller_restore":
+            ctrl.mode = "up"
+            self.record("controller_restored", {})
+        elif action == "request_attestation":
+            ctrl.revoke_token(idx)
+        elif action == "tamper":
+            for i in idx:
+                eng.call(i, "tamper", args.stage)
+        elif action == "hang":
+            for i in idx:
+                eng.call(i, "hang", args.agent)
+        elif action == "set_config":
+            everyone = len(idx) == len(self.nodes)
+            ctrl.set_items(idx, dict(args), globally=everyone)
+        elif action == "deploy_app":
+            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
+            ctrl.set_app(idx, args.name, spec)
+        elif action == "remove_app":
+            ctrl.set_app(idx, args.name, None)
+        elif action == "maintenance_mode":
+            ctrl.set_maintenance(idx, args.enable)
+        else:
+            raise InfrastructureError(f"the simulator cannot perform '{action}'")
+        del now
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        if delay <= 0:
+            fn()
+            return
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: fn())
+
+    def _power(self, i: int, on: bool) -> None:
+        self.powered[i] = on
+        self.engine.call(i, "power_on" if on else "power_off")
+        self._touch(i)
+
+    # ---------------------------------------------------------------------------- observe --
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        info_changes = [i for i, s in self.ctrl.changed.items() if s > self._view_seq.get(i, 0)]
+        for i in info_changes:
+            self._view_seq[i] = self.ctrl.changed[i]
+            self._touch(i)
+        if since < 0:
+            return self._seq, None
+        lo = bisect.bisect_right(self._journal_seq, since)
+        return self._seq, [self.ids[i] for i in dict.fromkeys(self._journal_dev[lo:])]
+
+    def views(self) -> Mapping[str, Mapping[str, Any]]:
+        return _Views(self)
+
+    def view(self, i: int) -> dict[str, Any]:
+        dev = self.ctrl.devices[i]
+        node = self.nodes[i]
+        info = dev.info or {}
+        return {
+            **info,
+            "id": self.ids[i],
+            "reported": dev.info is not None,
+            "onboarded": dev.uuid is not None,
+            "bricked": node.bricked,
+            "powered": self.powered[i],
+        }
+
+    def controller_stats(self) -> dict[str, Any]:
+        return self.ctrl.latency_summary()
+
+    # ------------------------------------------------------------------------------ stats --
+    def stats(self) -> dict[str, Any]:
+        return {
+            "node_events": self.engine.events,
+            "bulk_requests": self.engine.bulk_requests,
+            "simpy_now": self.now(),
+        }
+
+
+class _Views(Mapping[str, Mapping[str, Any]]):
+    """Lazy mapping: a device's view is built when asked for."""
+
+    def __init__(self, be: SimBackend) -> None:
+        self.be = be
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        return self.be.view(self.be.index[key])
+
+    def __iter__(self) -> Any:
+        return iter(self.be.ids)
+
+    def __len__(self) -> int:
+        return len(self.be.ids)
+
+
+def _args_dict(args: Any) -> dict[str, Any]:
+    if args is None:
+        return {}
+    if hasattr(args, "model_dump"):
+        return {k: v for k, v in args.model_dump(mode="json").items() if v is not None}
+    if isinstance(args, dict):
+        return dict(args)
+    return {"value": args}

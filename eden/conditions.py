@@ -1,0 +1,183 @@
+"""Evaluate scenario conditions against what the controller knows about each device.
+
+Every backend exposes the same *device view*: the latest device info the controller received
+(state, swList, boot reason, attestation, maintenance, apps), plus ``onboarded`` (the controller
+handed out a UUID) and two facts only the harness can know: ``bricked`` and ``powered``. A device
+that never reported has ``reported: False`` and fails every condition but ``onboarded: false`` and
+``bricked``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from eden.scenario.model import Condition, Expectation
+
+View = Mapping[str, Any]
+
+
+def _sw(view: View, index: int) -> dict[str, Any]:
+    sw = view.get("sw") or []
+    return sw[index] if len(sw) > index else {}
+
+
+def observed(cond: Condition, view: View, key: str) -> Any:
+    """The value the condition ``key`` looks at in ``view`` (for reports)."""
+    if key == "onboarded":
+        return bool(view.get("onboarded"))
+    if key == "bricked":
+        return bool(view.get("bricked"))
+    if not view.get("reported"):
+        return None
+    if key == "device_state":
+        return view.get("state")
+    if key == "version":
+        return _sw(view, 0).get("version")
+    if key == "current_partition":
+        s = _sw(view, 0)
+        return {"state": s.get("state"), "version": s.get("version")}
+    if key == "other_partition":
+        s = _sw(view, 1)
+        return {"state": s.get("state"), "version": s.get("version")}
+    if key == "baseos_status":
+        return (view.get("baseos") or {}).get("status", "NONE")
+    if key == "boot_reason":
+        return view.get("boot_reason")
+    if key == "attestation":
+        return view.get("attestation")
+    if key == "maintenance_mode":
+        reasons = view.get("maintenance") or []
+        return reasons[0] if reasons else "NONE"
+    if key == "app":
+        assert cond.app is not None
+        app = (view.get("apps") or {}).get(cond.app.name)
+        return app["state"] if app else "ABSENT"
+    raise KeyError(key)
+
+
+class DeviceMatcher:
+    """A compiled device condition: ``matcher(view) -> bool``."""
+
+    def __init__(self, cond: Condition, versions: Mapping[str, str]) -> None:
+        self.cond = cond
+        self.keys = [k for k in cond.set_keys() if k not in ("metric", "rollout")]
+        self._versions = versions
+
+    def version_of(self, name_or_version: str) -> str:
+        return self._versions.get(name_or_version, name_or_version)
+
+    def check(self, key: str, view: View) -> bool:
+        c = self.cond
+        value = observed(c, view, key)
+        if key == "version":
+            return value == self.version_of(c.version or "")
+        if key in ("current_partition", "other_partition"):
+            want = getattr(c, key)
+            if value is None:
+                return False
+            if want.state is not None and value["state"] != want.state:
+                return False
+            return want.version is None or value["version"] == self.version_of(want.version)
+        if key == "maintenance_mode":
+            if value is None:
+                return False
+            reasons = view.get("maintenance") or []
+            return (not reasons) if c.maintenance_mode == "NONE" else c.maintenance_mode in reasons
+        if key == "app":
+            assert c.app is not None
+            return value == c.app.state
+        return value == getattr(c, key)
+
+    def __call__(self, view: View) -> bool:
+        return all(self.check(k, view) for k in self.keys)
+
+    def describe(self, view: View) -> dict[str, Any]:
+        return {k: observed(self.cond, view, k) for k in self.keys}
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    observed: Any
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class DeviceWatch:
+    """Keeps, per device, whether it satisfies a condition; only re-evaluates changed views."""
+
+    def __init__(self, matcher: DeviceMatcher, device_ids: list[str]) -> None:
+        self.matcher = matcher
+        self.ids = device_ids
+        self._ids = set(device_ids)
+        self.state: dict[str, bool] = {}
+        self.seq = -1
+
+    def update(self, backend: Any) -> None:
+        """Pull the views that changed since the last update and re-evaluate those devices."""
+        seq, changed = backend.changes(self.seq)
+        views = backend.views()
+        if changed is None or self.seq < 0:
+            todo = self.ids
+        else:
+            todo = [d for d in changed if d in self._ids]
+        self.seq = seq
+        for d in todo:
+            self.state[d] = self.matcher(views[d])
+
+    def satisfied(self) -> list[str]:
+        return [d for d in self.ids if self.state.get(d)]
+
+    def verdict(self, at_least: float, views: Mapping[str, View]) -> Verdict:
+        n = len(self.ids)
+        good = sum(1 for d in self.ids if self.state.get(d))
+        frac = good / n if n else 1.0
+        ok = n > 0 and frac + 1e-12 >= at_least
+        failing = [d for d in self.ids if not self.state.get(d)][:5]
+        detail = {
+            "devices": n,
+            "satisfied": good,
+            "fraction": round(frac, 6),
+            "failing": {d: self.matcher.describe(views[d]) for d in failing},
+        }
+        if n == 1:
+            return Verdict(ok, self.matcher.describe(views[self.ids[0]]), detail)
+        return Verdict(ok, {"fraction": round(frac, 6), "satisfied": good, "devices": n}, detail)
+
+
+def metric_verdict(cond: Condition, value: Any) -> Verdict:
+    assert cond.metric is not None
+    m = cond.metric
+    if not isinstance(value, (int, float)):
+        return Verdict(False, value, {"why": f"metric {m.name} has no numeric value"})
+    ok = (m.max is None or value <= m.max + 1e-12) and (m.min is None or value >= m.min - 1e-12)
+    return Verdict(ok, value, {"min": m.min, "max": m.max})
+
+
+def rollout_verdict(cond: Condition, state: str | None) -> Verdict:
+    assert cond.rollout is not None
+    return Verdict(state == cond.rollout.state, state)
+
+
+def describe_expectation(exp: Expectation) -> str:
+    """A one-line human label, used when the scenario gives no ``name``."""
+    parts = []
+    for key in exp.set_keys():
+        value = getattr(exp, key)
+        if hasattr(value, "model_dump"):
+            value = {k: v for k, v in value.model_dump().items() if v is not None}
+        parts.append(f"{key}={value}")
+    text = ", ".join(parts)
+    if exp.at_least < 1.0:
+        text = f">= {exp.at_least:.1%} of devices: {text}"
+    target = exp.target if isinstance(exp.target, str) else exp.target.model_dump(exclude_none=True)
+    if target != "all":
+        text += f" [target {target}]"
+    if exp.always:
+        text = "always " + text
+    elif exp.within is not None:
+        text += f" within {exp.within:g}s"
+    return text
+
+
+Checker = Callable[[], Verdict]

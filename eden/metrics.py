@@ -1,0 +1,174 @@
+"""Metrics cut from the run's timeline, the device views and the controller's counters.
+
+Timings (seconds) come from timeline events, so every backend that records the same events gets
+the same metrics: ``boot.time`` (boot start -> agents up), ``onboarding.time`` (first boot start ->
+onboarded), ``update.duration`` (new base-OS config seen -> committed), ``rollback.time`` (test
+boot -> fallback boot up), ``reconnect.time`` (network / controller restored -> first successful
+contact), ``attestation.time`` (boot -> attestation COMPLETE).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eden.backends.base import view_summary
+from eden.timeline import Timeline
+
+TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
+STATS = ("count", "mean", "p50", "p95", "p99", "min", "max")
+
+
+def timings(timeline: Timeline) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in TIMINGS}
+    boot_start: dict[str, float] = {}
+    first_boot: dict[str, float] = {}
+    booted_at: dict[str, float] = {}
+    test_boot: dict[str, float] = {}
+    update_seen: dict[tuple[str, str], float] = {}
+    restored_all: float | None = None
+    restored: dict[str, float] = {}
+    reconnected: dict[str, float] = {}
+    for e in timeline.events:
+        d, what = e.device, e.what
+        if e.source == "harness":
+            if what in ("network_up", "controller_restore"):
+                if d is None:
+                    restored_all = e.t
+                else:
+                    restored[d] = e.t
+            continue
+        if d is None:
+            continue
+        if what == "boot_start":
+            boot_start[d] = e.t
+            first_boot.setdefault(d, e.t)
+        elif what == "booted":
+            if d in boot_start:
+                out["boot.time"].append(e.t - boot_start[d])
+                if e.data.get("testing"):
+                    test_boot[d] = boot_start[d]
+                elif e.data.get("reason") in ("FALLBACK", "VAULT_FAILED") and d in test_boot:
+                    out["rollback.time"].append(e.t - test_boot.pop(d))
+            booted_at[d] = e.t
+        elif what == "onboarded" and d in first_boot:
+            out["onboarding.time"].append(e.t - first_boot[d])
+        elif what == "baseos_config":
+            update_seen.setdefault((d, str(e.data.get("version"))), e.t)
+        elif what == "update_committed":
+            t0 = update_seen.pop((d, str(e.data.get("version"))), None)
+            if t0 is not None:
+                out["update.duration"].append(e.t - t0)
+        elif what == "attested" and d in booted_at:
+            out["attestation.time"].append(e.t - booted_at.pop(d))
+        elif what == "controller_reachable":
+            ref = max(restored.get(d, -1.0), restored_all if restored_all is not None else -1.0)
+            if ref >= 0 and reconnected.get(d, -1.0) < ref:
+                out["reconnect.time"].append(e.t - ref)
+                reconnected[d] = e.t
+    return out
+
+
+def stat(values: list[float], which: str) -> float | int | None:
+    if which == "count":
+        return len(values)
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if which == "mean":
+        return float(arr.mean())
+    if which == "min":
+        return float(arr.min())
+    if which == "max":
+        return float(arr.max())
+    q = {"p50": 50, "p95": 95, "p99": 99}[which]
+    return float(np.percentile(arr, q, method="higher"))
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    return {s: _round(stat(values, s)) for s in STATS}
+
+
+def _round(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def counters(timeline: Timeline) -> dict[str, int]:
+    c = {"rollbacks": 0, "reboots": 0, "updates.committed": 0, "updates.failed": 0, "devices.bricked": 0}
+    bricked: set[str] = set()
+    for e in timeline.events:
+        if e.source != "device":
+            continue
+        if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED"):
+            c["rollbacks"] += 1
+            c["updates.failed"] += 1
+        elif e.what == "reset":
+            c["reboots"] += 1
+        elif e.what == "update_committed":
+            c["updates.committed"] += 1
+        elif e.what == "bricked" and e.device:
+            bricked.add(e.device)
+    c["devices.bricked"] = len(bricked)
+    return c
+
+
+def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str, Any] | None = None) -> Any:
+    """The value of one named metric (see ``eden.scenario.metric_names``)."""
+    timeline: Timeline = backend.timeline
+    base, _, suffix = name.rpartition(".")
+    if base in TIMINGS and suffix in STATS:
+        return _round(stat(timings(timeline)[base], suffix))
+    if name in TIMINGS:
+        return summarize(timings(timeline)[name])
+    if name.startswith("controller."):
+        return _controller_metric(name, backend)
+    if name in ("devices.by_state", "devices.by_version"):
+        return view_summary(backend.views())[name.split(".")[1]]
+    if name == "devices.total":
+        return len(backend.views())
+    if name == "devices.bricked":
+        return sum(1 for v in backend.views().values() if v.get("bricked"))
+    if name in ("rollbacks", "reboots", "updates.committed", "updates.failed"):
+        return counters(timeline)[name]
+    if name.startswith("rollout."):
+        rollouts = getattr(runner, "rollouts", []) if runner is not None else []
+        if not rollouts:
+            return None
+        last = rollouts[-1]
+        if name == "rollout.state":
+            return last.state
+        if name == "rollout.waves_completed":
+            return sum(1 for w in last.waves if w.get("outcome") == "passed")
+        if name == "rollout.devices_updated":
+            return sum(w.get("succeeded", 0) for w in last.waves)
+    return None
+
+
+def _controller_metric(name: str, backend: Any) -> Any:
+    summary = backend.controller_stats()
+    parts = name.split(".")
+    if name == "controller.requests":
+        return summary["all"]["requests"]
+    if name == "controller.rejected_503":
+        return summary["all"]["rejected_503"]
+    if name == "controller.request_rate":
+        return _round(summary["all"]["requests"] / backend.now()) if backend.now() > 0 else 0.0
+    if parts[1] == "latency":
+        if len(parts) == 3:
+            return _round(summary["all"].get(parts[2]))
+        if len(parts) == 4 and parts[2] in summary:
+            return _round(summary[parts[2]].get(parts[3]))
+    return None
+
+
+def all_metrics(backend: Any, runner: Any, names: list[str]) -> dict[str, Any]:
+    """The metrics a scenario asks for, plus the always-reported core set."""
+    t = timings(backend.timeline)
+    out: dict[str, Any] = {"timings": {k: summarize(v) for k, v in t.items()}}
+    out["counters"] = counters(backend.timeline)
+    out["devices"] = view_summary(backend.views())
+    out["controller"] = backend.controller_stats()
+    if names:
+        out["requested"] = {n: compute_metric(n, backend, runner) for n in names}
+    return out

@@ -1,0 +1,391 @@
+"""Run a scenario's steps, faults, rollouts and expectations on any backend.
+
+Everything here is a generator that yields :class:`~eden.backends.base.Sleep` or
+:class:`~eden.backends.base.Spawn` to its driver, so the same code runs in simulated time (SimPy)
+and in real time (asyncio). The runner never touches a device directly: it asks the backend to
+``apply`` an action and reads the controller's device views back.
+
+Semantics, in short:
+
+* Steps run in order. ``wait`` lets time pass; an inline ``expect`` blocks until its condition holds
+  (or fails the run at its ``within`` deadline, skipping the remaining steps). Steps with a duration
+  (``network_flap``, ``controller_outage`` / ``controller_503`` with ``duration``) block for it.
+* Faults run concurrently from the start: ``at`` fires once at that time, ``when`` fires per device
+  the first time the device satisfies the condition, ``after`` later.
+* Top-level expectations are watched once the steps are done; ``within`` counts from there.
+  ``always`` expectations are checked from the start to the end of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eden.backends.base import Backend, RunGen, Sleep, Spawn
+from eden.conditions import DeviceMatcher, DeviceWatch, Verdict, describe_expectation, metric_verdict, rollout_verdict
+from eden.metrics import compute_metric
+from eden.scenario.load import LoadedScenario
+from eden.scenario.model import BaseOsUpdateArgs, Expectation, RolloutArgs
+from eden.targets import select, stream, wave_sizes
+
+
+@dataclass
+class StepRecord:
+    index: int
+    action: str
+    name: str
+    devices: int
+    start: float | None = None
+    stop: float | None = None
+    status: str = "pending"  # pending | passed | failed | skipped | interrupted
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExpectationResult:
+    name: str
+    where: str  # "expect[3]" or "steps[5]"
+    line: int
+    status: str = "pending"  # pending | passed | failed
+    observed: Any = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    met_at: float | None = None
+    deadline: float | None = None
+
+
+@dataclass
+class RolloutState:
+    image: str
+    version: str
+    devices: int
+    state: str = "running"  # running | paused | stopped | completed
+    waves: list[dict[str, Any]] = field(default_factory=list)
+    resume: bool = False
+
+
+def default_check_interval(device_count: int) -> float:
+    if device_count <= 10:
+        return 1.0
+    if device_count <= 1000:
+        return 10.0
+    return 60.0
+
+
+class Runner:
+    def __init__(self, loaded: LoadedScenario, backend: Backend, *, seed: int, check_interval: float | None = None) -> None:
+        self.loaded = loaded
+        self.sc = loaded.scenario
+        self.backend = backend
+        self.seed = seed
+        self.check = check_interval or self.sc.check_interval or default_check_interval(len(loaded.devices))
+        self.versions = {name: img.version for name, img in self.sc.images.items()}
+        self.steps: list[StepRecord] = []
+        self.expectations: list[ExpectationResult] = []
+        self.rollouts: list[RolloutState] = []
+        self.steps_done_at: float | None = None
+        self.finished = False
+        self._always: list[tuple[Expectation, ExpectationResult, Any]] = []
+
+    # ------------------------------------------------------------------------------ helpers --
+    def now(self) -> float:
+        return self.backend.now()
+
+    def _select(self, target: Any, label: str) -> list[str]:
+        return select(target, self.loaded.devices, seed=self.seed, label=label)
+
+    def _line(self, *path: str | int) -> int:
+        return self.loaded.located.value_pos(tuple(path))[0]
+
+    def _checker(self, exp: Expectation, label: str) -> Any:
+        """A callable returning the expectation's current :class:`Verdict`."""
+        if exp.metric is not None:
+            return lambda: metric_verdict(exp, compute_metric(exp.metric.name, self.backend, self))  # type: ignore[union-attr]
+        if exp.rollout is not None:
+            return lambda: rollout_verdict(exp, self.rollouts[-1].state if self.rollouts else None)
+        watch = DeviceWatch(DeviceMatcher(exp, self.versions), self._select(exp.target, label))
+
+        def check() -> Verdict:
+            watch.update(self.backend)
+            return watch.verdict(exp.at_least, self.backend.views())
+
+        return check
+
+    # --------------------------------------------------------------------------------- main --
+    def main(self) -> RunGen:
+        for n, fault in enumerate(self.sc.faults):
+            yield Spawn(self._fault(n, fault), f"fault {n}")
+        for n, exp in enumerate(self.sc.expect):
+            if exp.always:
+                res = ExpectationResult(exp.name or describe_expectation(exp), f"expect[{n}]", self._line("expect", n))
+                self.expectations.append(res)
+                self._always.append((exp, res, self._checker(exp, f"expect[{n}]")))
+        if self._always:
+            yield Spawn(self._watch_always(), "always")
+        for n, step in enumerate(self.sc.steps):
+            self.steps.append(StepRecord(n, step.action, step.name or step.action, 0))
+        failed = False
+        for n, step in enumerate(self.sc.steps):
+            rec = self.steps[n]
+            if failed:
+                rec.status = "skipped"
+                continue
+            rec.start = self.now()
+            self.backend.record("step_start", {"index": n, "action": step.action, "name": rec.name})
+            ok = yield from self._step(n, step, rec)
+            rec.stop = self.now()
+            rec.status = "passed" if ok else "failed"
+            self.backend.record("step_stop", {"index": n, "action": step.action, "status": rec.status})
+            failed = not ok
+        self.steps_done_at = self.now()
+        yield from self._final_expectations(skip=failed)
+        if self.sc.duration is not None and self.now() < self.sc.duration:
+            yield Sleep(self.sc.duration - self.now())
+        self.finish()
+
+    def finish(self) -> None:
+        """Close the run: pending checks are decided now (called at the end or when time runs out)."""
+        if self.finished:
+            return
+        self.finished = True
+        for rec in self.steps:
+            if rec.status == "pending" and rec.start is not None:
+                rec.status = "interrupted"
+                rec.stop = self.now()
+                rec.detail["why"] = "the run's duration ended before this step finished"
+            elif rec.status == "pending":
+                rec.status = "skipped"
+        for exp, res, checker in self._always:
+            if res.status == "pending":
+                verdict = checker()
+                res.observed = verdict.observed
+                res.detail = verdict.detail
+                res.status = "passed" if verdict.ok else "failed"
+        for res in self.expectations:
+            if res.status == "pending":
+                res.status = "failed"
+                res.detail.setdefault("why", "not met before the end of the run")
+
+    # -------------------------------------------------------------------------------- steps --
+    def _step(self, n: int, step: Any, rec: StepRecord) -> RunGen:
+        action, args = step.action, step.args
+        label = f"steps[{n}]"
+        if action == "wait":
+            yield Sleep(float(args))
+            return True
+        if action == "expect":
+            res = ExpectationResult(args.name or describe_expectation(args), label, self._line("steps", n))
+            self.expectations.append(res)
+            ok = yield from self._await(args, res, self._checker(args, label), start=self.now())
+            rec.detail = {"expectation": res.name, "observed": res.observed}
+            return ok
+        if action == "rollout":
+            devices = self._select(step.target, label)
+            rec.devices = len(devices)
+            state = RolloutState(args.image, self.versions[args.image], len(devices))
+            self.rollouts.append(state)
+            if args.wait:
+                yield from self._rollout(args, devices, state, label)
+                rec.detail = {"state": state.state, "waves": len(state.waves)}
+            else:
+                yield Spawn(self._rollout(args, devices, state, label), "rollout")
+            return True
+        if action == "resume_rollout":
+            for state in reversed(self.rollouts):
+                if state.state == "paused":
+                    state.resume = True
+                    break
+            return True
+        devices = [] if action in ("controller_outage", "controller_restore", "controller_503") else self._select(step.target, label)
+        rec.devices = len(devices)
+        yield from self._act(action, devices, args, blocking=True)
+        return True
+
+    def _act(self, action: str, devices: list[str], args: Any, *, blocking: bool) -> RunGen:
+        """One device/controller action; flaps and timed outages are sequences of actions."""
+        be = self.backend
+        if action == "network_flap":
+            for _ in range(args.cycles):
+                be.apply("network_down", devices, args)
+                yield Sleep(args.down)
+                be.apply("network_up", devices, args)
+                yield Sleep(args.up)
+            return
+        be.apply(action, devices, args)
+        if action in ("controller_outage", "controller_503") and args.duration is not None:
+            restore = self._restore_after(args.duration)
+            if blocking:
+                yield from restore
+            else:
+                yield Spawn(restore, "controller restore")
+
+    def _restore_after(self, duration: float) -> RunGen:
+        yield Sleep(duration)
+        self.backend.apply("controller_restore", [], None)
+
+    # ------------------------------------------------------------------------------- faults --
+    def _fault(self, n: int, fault: Any) -> RunGen:
+        label = f"faults[{n}]"
+        action, args = fault.action, fault.args
+        devices = [] if action in ("controller_outage", "controller_restore", "controller_503") else self._select(fault.target, label)
+        if fault.at is not None:
+            yield Sleep(fault.at + fault.after)
+            self.backend.record("fault", {"index": n, "action": action, "devices": len(devices)})
+            yield from self._act(action, devices, args, blocking=False)
+            return
+        watch = DeviceWatch(DeviceMatcher(fault.when, self.versions), devices)
+        fired: set[str] = set()
+        while len(fired) < len(devices) and not self.finished:
+            watch.update(self.backend)
+            for dev in watch.satisfied():
+                if dev not in fired:
+                    fired.add(dev)
+                    yield Spawn(self._delayed(n, action, [dev], args, fault.after), f"fault {n} {dev}")
+            yield Sleep(self.check)
+
+    def _delayed(self, n: int, action: str, devices: list[str], args: Any, after: float) -> RunGen:
+        if after > 0:
+            yield Sleep(after)
+        self.backend.record("fault", {"index": n, "action": action, "devices": devices}, device=devices[0])
+        yield from self._act(action, devices, args, blocking=False)
+
+    # ------------------------------------------------------------------------- expectations --
+    def _await(self, exp: Expectation, res: ExpectationResult, checker: Any, *, start: float) -> RunGen:
+        deadline = None if exp.within is None else start + exp.within
+        res.deadline = deadline
+        while True:
+            verdict = checker()
+            res.observed, res.detail = verdict.observed, verdict.detail
+            if verdict.ok:
+                res.status, res.met_at = "passed", self.now()
+                return True
+            if deadline is None or self.now() >= deadline:
+                res.status = "failed"
+                res.detail["why"] = "not met" if deadline is None else f"not met within {exp.within:g}s"
+                return False
+            yield Sleep(min(self.check, max(deadline - self.now(), 1e-6)))
+
+    def _final_expectations(self, *, skip: bool) -> RunGen:
+        pending = []
+        start = self.now()
+        for n, exp in enumerate(self.sc.expect):
+            if exp.always:
+                continue
+            res = ExpectationResult(exp.name or describe_expectation(exp), f"expect[{n}]", self._line("expect", n))
+            self.expectations.append(res)
+            if skip:
+                res.status = "skipped"
+                res.detail["why"] = "not evaluated: an earlier step failed"
+                continue
+            res.deadline = None if exp.within is None else start + exp.within
+            pending.append((exp, res, self._checker(exp, f"expect[{n}]")))
+        while pending:
+            still = []
+            for exp, res, checker in pending:
+                verdict = checker()
+                res.observed, res.detail = verdict.observed, verdict.detail
+                if verdict.ok:
+                    res.status, res.met_at = "passed", self.now()
+                elif res.deadline is None or self.now() >= res.deadline:
+                    res.status = "failed"
+                    res.detail["why"] = "not met" if exp.within is None else f"not met within {exp.within:g}s"
+                else:
+                    still.append((exp, res, checker))
+            pending = still
+            if pending:
+                nxt = min(r.deadline for _e, r, _c in pending if r.deadline is not None)
+                yield Sleep(min(self.check, max(nxt - self.now(), 1e-6)))
+
+    def _watch_always(self) -> RunGen:
+        while not self.finished:
+            for _exp, res, checker in self._always:
+                if res.status != "pending":
+                    continue
+                verdict = checker()
+                if not verdict.ok:
+                    res.status, res.observed, res.detail = "failed", verdict.observed, verdict.detail
+                    res.detail["why"] = f"violated at t={self.now():.1f}s"
+                    res.met_at = self.now()
+            yield Sleep(self.check)
+
+    # ------------------------------------------------------------------------------ rollout --
+    def _rollout(self, args: RolloutArgs, devices: list[str], state: RolloutState, label: str) -> RunGen:
+        """Waves with success/error thresholds, as fleet update managers run them."""
+        order = list(devices)
+        stream(self.seed, "rollout:" + label).shuffle(order)
+        sizes = wave_sizes(len(order), [(w.fraction, w.count) for w in args.waves])
+        version = self.versions[args.image]
+        update = BaseOsUpdateArgs(image=args.image, activate=args.activate)
+        done_before = 0
+        for w, upto in enumerate(sizes):
+            wave = order[done_before:upto]
+            done_before = upto
+            if not wave:
+                continue
+            record: dict[str, Any] = {"wave": w, "devices": len(wave), "start": self.now()}
+            state.waves.append(record)
+            self.backend.record("rollout_wave", {"wave": w, "devices": len(wave), "image": args.image})
+            self.backend.apply("baseos_update", wave, update)
+            ok_watch = DeviceWatch(_Fn(lambda v: _updated(v, version)), wave)
+            bad_watch = DeviceWatch(_Fn(lambda v: _failed(v, version)), wave)
+            while True:
+                ok_watch.update(self.backend)
+                bad_watch.update(self.backend)
+                good, bad = len(ok_watch.satisfied()), len(bad_watch.satisfied())
+                if good + bad >= len(wave) or self.now() - record["start"] >= args.wave_timeout:
+                    break
+                if bad / len(wave) > args.error_threshold:
+                    break  # emergency stop: no need to wait for the rest of the wave
+                yield Sleep(self.check)
+            timed_out = len(wave) - good - bad
+            record.update(stop=self.now(), succeeded=good, failed=bad, timed_out=timed_out)
+            error_rate = (bad + timed_out) / len(wave)
+            if error_rate > args.error_threshold or good / len(wave) < args.success_threshold:
+                record["outcome"] = "error threshold exceeded" if error_rate > args.error_threshold else "success threshold not reached"
+                self.backend.record("rollout_halt", {"wave": w, "action": args.on_error, "error_rate": error_rate})
+                if args.on_error == "stop":
+                    state.state = "stopped"
+                    return
+                state.state = "paused"
+                while not state.resume and not self.finished:
+                    yield Sleep(self.check)
+                state.resume = False
+                state.state = "running"
+            else:
+                record["outcome"] = "passed"
+            if args.soak > 0 and upto < len(order):
+                yield Sleep(args.soak)
+        state.state = "completed"
+        self.backend.record("rollout_done", {"image": args.image, "waves": len(state.waves)})
+
+
+class _Fn:
+    """Adapts a plain predicate to the matcher interface DeviceWatch expects."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, view: Any) -> bool:
+        return bool(self.fn(view))
+
+    def describe(self, view: Any) -> dict[str, Any]:
+        return {}
+
+
+def _updated(view: Any, version: str) -> bool:
+    sw = view.get("sw") or []
+    bos = view.get("baseos") or {}
+    return bool(sw) and sw[0].get("version") == version and bos.get("status") == "UPDATED"
+
+
+def _failed(view: Any, version: str) -> bool:
+    if view.get("bricked"):
+        return True
+    bos = view.get("baseos") or {}
+    return bos.get("version") == version and bos.get("status") == "FAILED"
+
+
+def run_verdict(runner: Runner) -> str:
+    """passed when every expectation passed; failed when one failed (a product failure)."""
+    if any(r.status == "failed" for r in runner.expectations):
+        return "failed"
+    return "passed"

@@ -1,0 +1,674 @@
+"""Loading a scenario file: YAML -> validated model -> cross-checked fleet.
+
+``load_scenario`` validates the file against :mod:`eden.scenario.model`, then runs
+the checks a schema cannot express (names that must refer to each other, the order
+of steps, what the backend can do). Every problem found is reported at once, each
+pointing at ``file:line:col`` with a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from eden.errors import InvalidInput, Issue, issue_at, validate_model
+from eden.profiles import HwProfile, OverrideError, apply_overrides, load_profile, load_profiles
+from eden.scenario import metric_names
+from eden.scenario.model import (
+    ACTIONS,
+    CONTROLLER_ACTIONS,
+    Condition,
+    Expectation,
+    PortsArgs,
+    Scenario,
+    StepBase,
+    Target,
+    TargetSpec,
+)
+from eden.units import format_duration
+from eden.yamlsrc import Located, load_yaml_file
+from simulator.eve.config_items import ITEMS, close_keys, validate_item
+
+__all__ = [
+    "DeviceSpec",
+    "LoadedScenario",
+    "load_scenario",
+    "load_any",
+    "scenario_json_schema",
+]
+
+DataPath = tuple[str | int, ...]
+ALL = "all"
+_MAX_LISTED = 12
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device of the fleet, as the scenario declares it."""
+
+    id: str
+    """``<group>-<index>``, index counted from 0 within the group."""
+    group: str
+    index: int
+    entry: int
+    """Index into ``scenario.fleet``."""
+    profile_name: str
+    profile: HwProfile
+    """The hardware profile with the entry's ``overrides`` applied."""
+    image: str
+    """Image installed at the start (a key of ``scenario.images``)."""
+
+
+@dataclass
+class LoadedScenario:
+    """A validated scenario with its fleet expanded into devices."""
+
+    scenario: Scenario
+    located: Located
+    path: Path
+    devices: list[DeviceSpec]
+    profiles: dict[str, HwProfile]
+    """The hardware profiles the fleet uses, by name (before per-entry overrides)."""
+    _by_id: dict[str, DeviceSpec] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {d.id: d for d in self.devices}
+
+    def groups(self) -> dict[str, list[DeviceSpec]]:
+        """Devices by group name, in fleet order."""
+        out: dict[str, list[DeviceSpec]] = {}
+        for device in self.devices:
+            out.setdefault(device.group, []).append(device)
+        return out
+
+    def device(self, device_id: str) -> DeviceSpec | None:
+        return self._by_id.get(device_id)
+
+    def matching(self, target: Target) -> list[DeviceSpec]:
+        """Devices a target names, before any ``fraction``/``count`` sampling (unknown names select none)."""
+        if isinstance(target, str):
+            if target == ALL:
+                return list(self.devices)
+            group = [d for d in self.devices if d.group == target]
+            if group:
+                return group
+            device = self._by_id.get(target)
+            return [device] if device is not None else []
+        chosen = self.devices
+        if target.group is not None:
+            chosen = [d for d in chosen if d.group == target.group]
+        if target.profile is not None:
+            chosen = [d for d in chosen if d.profile_name == target.profile]
+        if target.devices is not None:
+            wanted = set(target.devices)
+            chosen = [d for d in chosen if d.id in wanted]
+        return list(chosen)
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def load_scenario(
+    path: str | Path,
+    *,
+    backend: str = "sim",
+    capabilities: frozenset[str] | None = None,
+    max_devices: int | None = None,
+    profiles: dict[str, HwProfile] | None = None,
+) -> LoadedScenario:
+    """Load, validate and cross-check a scenario file; raise InvalidInput listing every problem.
+
+    ``capabilities``/``max_devices`` describe ``backend``; when given, actions the backend
+    cannot perform and fleets larger than it can run are reported too.
+    """
+    located = load_yaml_file(path)
+    return _load(located, Path(path), backend, capabilities, max_devices, profiles)
+
+
+def load_any(
+    path: str | Path,
+    *,
+    backend: str = "sim",
+    capabilities: frozenset[str] | None = None,
+    max_devices: int | None = None,
+    profiles: dict[str, HwProfile] | None = None,
+) -> tuple[Literal["scenario"], LoadedScenario] | tuple[Literal["profile"], HwProfile]:
+    """Load a scenario or a hardware profile, deciding by content (a profile has a top-level ``arch``)."""
+    located = load_yaml_file(path)
+    if isinstance(located.data, Mapping) and "arch" in located.data:
+        return "profile", load_profile(path)
+    return "scenario", _load(located, Path(path), backend, capabilities, max_devices, profiles)
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the scenario format, for editors."""
+    schema = Scenario.model_json_schema()
+    defs: dict[str, Any] = schema.get("$defs", {})
+    # The stand-ins for bad steps/faults accept anything; in a oneOf they would make every step ambiguous.
+    invalid = {f"#/$defs/{name}" for name in defs if name.startswith("_Invalid")}
+    for ref in invalid:
+        del defs[ref.rsplit("/", 1)[1]]
+    _drop_refs(schema, invalid)
+    for name, definition in defs.items():
+        props = definition.get("properties", {})
+        if name.endswith(("Step", "Fault")):
+            for key in ACTIONS:
+                if key in props and key != "wait":  # '- reboot:' (no arguments) is allowed
+                    props[key] = _or_null(props[key])
+        if "version" in props:  # 'version: 12.10' is read as text
+            props["version"] = _or_number(props["version"])
+        if name == "MetricCond":  # thresholds may be durations or percentages: '200ms', '99%'
+            for bound in ("min", "max"):
+                if bound in props:
+                    props[bound] = _add_member(props[bound], {"type": "string"})
+    _lower_case_enums(schema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "eden scenario",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def _drop_refs(node: Any, refs: set[str]) -> None:
+    if isinstance(node, dict):
+        for key in ("oneOf", "anyOf"):
+            if isinstance(node.get(key), list):
+                node[key] = [m for m in node[key] if not (isinstance(m, dict) and m.get("$ref") in refs)]
+        for value in node.values():
+            _drop_refs(value, refs)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_refs(value, refs)
+
+
+_ANNOTATIONS = ("title", "description", "default")
+
+
+def _or_null(prop: dict[str, Any]) -> dict[str, Any]:
+    core = {k: v for k, v in prop.items() if k not in _ANNOTATIONS}
+    notes = {k: v for k, v in prop.items() if k in _ANNOTATIONS}
+    return {"anyOf": [core, {"type": "null"}], **notes}
+
+
+def _or_number(prop: dict[str, Any]) -> dict[str, Any]:
+    if prop.get("type") == "string":
+        return _add_member(prop, {"type": "number"})
+    members = prop.get("anyOf")
+    if isinstance(members, list) and {"type": "string"} in members and {"type": "number"} not in members:
+        members.insert(members.index({"type": "string"}) + 1, {"type": "number"})
+    return prop
+
+
+def _add_member(prop: dict[str, Any], member: dict[str, Any]) -> dict[str, Any]:
+    """``prop`` that also accepts ``member``."""
+    members = prop.get("anyOf")
+    if isinstance(members, list):
+        if member not in members:
+            members.insert(0, member)
+        return prop
+    core = {k: v for k, v in prop.items() if k not in _ANNOTATIONS}
+    notes = {k: v for k, v in prop.items() if k in _ANNOTATIONS}
+    return {"anyOf": [member, core], **notes}
+
+
+def _lower_case_enums(node: Any) -> None:
+    """Enum names (``ONLINE``) are matched case-insensitively; let editors accept ``online`` too."""
+    if isinstance(node, dict):
+        values = node.get("enum")
+        if isinstance(values, list) and values and all(isinstance(v, str) and v.isupper() for v in values):
+            node["enum"] = values + [v.lower() for v in values]
+        for value in node.values():
+            _lower_case_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _lower_case_enums(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _load(
+    located: Located,
+    path: Path,
+    backend: str,
+    capabilities: frozenset[str] | None,
+    max_devices: int | None,
+    profiles: dict[str, HwProfile] | None,
+) -> LoadedScenario:
+    scenario = validate_model(Scenario, located)
+    available = profiles if profiles is not None else load_profiles()
+    checker = _Checker(scenario, located, path, available)
+    loaded = checker.run(backend, capabilities, max_devices)
+    if checker.issues:
+        unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
+        raise InvalidInput([unique[k] for k in sorted(unique)])
+    return loaded
+
+
+def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
+    options = list(dict.fromkeys(choices))
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not options:
+        return f"there are no {what}"
+    shown = ", ".join(options[:_MAX_LISTED]) + (", ..." if len(options) > _MAX_LISTED else "")
+    return f"known {what}: {shown}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class _Checker:
+    """Cross-checks on a validated scenario; collects issues instead of stopping at the first."""
+
+    def __init__(self, scenario: Scenario, located: Located, path: Path, profiles: dict[str, HwProfile]) -> None:
+        self.sc = scenario
+        self.located = located
+        self.path = path
+        self.available = profiles
+        self.issues: list[Issue] = []
+        self.loaded: LoadedScenario | None = None
+
+    def error(self, where: DataPath, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.issues.append(issue_at(self.located, where, message, hint, key=key))
+
+    # ---------------------------------------------------------------------------------- driver
+
+    def run(self, backend: str, capabilities: frozenset[str] | None, max_devices: int | None) -> LoadedScenario:
+        devices, used = self.fleet()
+        self.loaded = LoadedScenario(self.sc, self.located, self.path, devices, used)
+        self.images()
+        self.config_items(self.sc.controller.config_items, ("controller", "config_items"))
+        self.metrics()
+        for where, step in self.actions():
+            self.action(where, step)
+        for i, expectation in enumerate(self.sc.expect):
+            self.expectation(("expect", i), expectation)
+        self.order()
+        self.timing()
+        if capabilities is not None:
+            self.capabilities(backend, capabilities)
+        if max_devices is not None and self.sc.device_count > max_devices:
+            self.error(
+                ("fleet",),
+                f"the fleet has {self.sc.device_count} devices; backend '{backend}' runs at most {max_devices}",
+                "lower the 'count' of the fleet entries, or use the sim backend for large fleets",
+                key=True,
+            )
+        return self.loaded
+
+    def actions(self) -> Iterator[tuple[DataPath, StepBase]]:
+        for i, step in enumerate(self.sc.steps):
+            yield ("steps", i), step
+        for i, fault in enumerate(self.sc.faults):
+            yield ("faults", i), fault
+
+    # ---------------------------------------------------------------------------------- fleet
+
+    def fleet(self) -> tuple[list[DeviceSpec], dict[str, HwProfile]]:
+        default_image = next(iter(self.sc.images))
+        devices: list[DeviceSpec] = []
+        used: dict[str, HwProfile] = {}
+        groups: dict[str, int] = {}
+        for i, entry in enumerate(self.sc.fleet):
+            where: DataPath = ("fleet", i)
+            group = entry.group_name
+            if group in groups:
+                self.error(
+                    (*where, "group") if entry.group else (*where, "profile"),
+                    f"group '{group}' is already used by fleet entry {groups[group] + 1}",
+                    "give each fleet entry its own 'group:' name",
+                )
+            else:
+                groups[group] = i
+            image = entry.image or default_image
+            if entry.image is not None and entry.image not in self.sc.images:
+                self.error(
+                    (*where, "image"),
+                    f"unknown image '{entry.image}'",
+                    _did_you_mean(entry.image, self.sc.images, "images"),
+                )
+            base = self.available.get(entry.profile)
+            if base is None:
+                self.error(
+                    (*where, "profile"),
+                    f"unknown hardware profile '{entry.profile}'",
+                    _did_you_mean(entry.profile, self.available, "profiles"),
+                )
+                continue
+            used[entry.profile] = base
+            try:
+                profile = apply_overrides(base, entry.overrides)
+            except OverrideError as exc:
+                for problem in exc.problems:
+                    self.error(
+                        (*where, "overrides", *problem.path),
+                        f"override for profile '{entry.profile}': {problem.message}",
+                        problem.hint,
+                        key=problem.at_key,
+                    )
+                profile = base
+            devices.extend(
+                DeviceSpec(f"{group}-{n}", group, n, i, entry.profile, profile, image) for n in range(entry.count)
+            )
+        ids = {d.id: d for d in devices}
+        for group, i in groups.items():
+            clash = ids.get(group)
+            if clash is not None and clash.group != group:
+                self.error(
+                    ("fleet", i, "group") if self.sc.fleet[i].group else ("fleet", i, "profile"),
+                    f"group name '{group}' is also the id of device {clash.index} of group '{clash.group}'",
+                    "targets could not tell them apart; rename one of the groups",
+                )
+        return devices, used
+
+    def images(self) -> None:
+        fleet_profiles = self.fleet_profiles()
+        for name, image in self.sc.images.items():
+            for j, variant in enumerate(image.variants):
+                if variant.profile not in fleet_profiles:
+                    self.error(
+                        ("images", name, "variants", j, "profile"),
+                        f"no fleet entry uses profile '{variant.profile}'",
+                        _did_you_mean(variant.profile, fleet_profiles, "profiles in the fleet"),
+                    )
+
+    def image_ref(self, where: DataPath, image: str) -> None:
+        if image not in self.sc.images:
+            self.error(where, f"unknown image '{image}'", _did_you_mean(image, self.sc.images, "images"))
+
+    # ---------------------------------------------------------------------------------- targets
+
+    def target(self, where: DataPath, target: Target) -> list[DeviceSpec] | None:
+        """Check a target; return the devices it names (before sampling), or None if it is wrong."""
+        assert self.loaded is not None
+        loaded = self.loaded
+        at = (*where, "target")
+        if isinstance(target, str):
+            selected = loaded.matching(target)
+            if selected or target == ALL:
+                return selected
+            groups = [e.group_name for e in self.sc.fleet]
+            if self.unresolved_group(target):
+                return None  # its fleet entry is broken and already reported
+            hint = _did_you_mean(target, [ALL, *groups, *(d.id for d in loaded.devices)], "groups")
+            if target in self.fleet_profiles():
+                hint = f"'{target}' is a profile; write target: {{profile: {target}}}"
+            self.error(at, f"unknown target '{target}': not 'all', a group or a device id", hint)
+            return None
+        return self.target_spec(at, target)
+
+    def fleet_profiles(self) -> list[str]:
+        """Known profiles the fleet uses, in fleet order."""
+        return list(dict.fromkeys(e.profile for e in self.sc.fleet if e.profile in self.available))
+
+    def unresolved_group(self, name: str) -> bool:
+        """True if ``name`` is (or is a device of) a group whose profile is unknown."""
+        for entry in self.sc.fleet:
+            if entry.profile in self.available:
+                continue
+            group = entry.group_name
+            if name == group:
+                return True
+            if name.startswith(group + "-") and name[len(group) + 1 :].isdigit():
+                return True
+        return False
+
+    def target_spec(self, at: DataPath, spec: TargetSpec) -> list[DeviceSpec] | None:
+        assert self.loaded is not None
+        loaded = self.loaded
+        groups = loaded.groups()
+        ok = True
+        if spec.group is not None and spec.group not in groups:
+            if not self.unresolved_group(spec.group):
+                self.error((*at, "group"), f"unknown group '{spec.group}'", _did_you_mean(spec.group, groups, "groups"))
+            ok = False
+        fleet_profiles = self.fleet_profiles()
+        if spec.profile is not None and spec.profile not in fleet_profiles:
+            self.error(
+                (*at, "profile"),
+                f"no fleet entry uses profile '{spec.profile}'",
+                _did_you_mean(spec.profile, fleet_profiles, "profiles in the fleet"),
+            )
+            ok = False
+        for j, device_id in enumerate(spec.devices or []):
+            if loaded.device(device_id) is None:
+                if not self.unresolved_group(device_id):
+                    self.error(
+                        (*at, "devices", j),
+                        f"unknown device '{device_id}'",
+                        _did_you_mean(device_id, [d.id for d in loaded.devices], "devices"),
+                    )
+                ok = False
+        if not ok:
+            return None
+        selected = loaded.matching(spec)
+        if not selected:
+            self.error(at, "the target selects no devices", "its group, profile and devices have no device in common")
+            return None
+        if spec.count is not None and spec.count > len(selected):
+            self.error(
+                (*at, "count"),
+                f"count {spec.count} is more than the {_plural(len(selected), 'device')} the target selects",
+                f"use count: {len(selected)} or less, or a fraction",
+            )
+        return selected
+
+    # ---------------------------------------------------------------------------------- steps and faults
+
+    def action(self, where: DataPath, step: StepBase) -> None:
+        action = step.action
+        args = step.args
+        devices: list[DeviceSpec] | None = None
+        if action not in CONTROLLER_ACTIONS:
+            devices = self.target(where, step.target)
+        if action in ("baseos_update", "rollout"):
+            self.image_ref((*where, action, "image"), args.image)
+        elif action == "set_config":
+            self.config_items(args, (*where, action))
+        elif action == "expect":
+            self.expectation((*where, action), args)
+        elif isinstance(args, PortsArgs) and args.ports is not None and devices:
+            self.ports((*where, action), args.ports, devices)
+        when = getattr(step, "when", None)
+        if isinstance(when, Condition):
+            self.condition((*where, "when"), when)
+
+    def ports(self, where: DataPath, ports: Sequence[str], devices: list[DeviceSpec]) -> None:
+        names = list(dict.fromkeys(nic.name for d in devices for nic in d.profile.nics))
+        for j, port in enumerate(ports):
+            if port not in names:
+                close = difflib.get_close_matches(port, names, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                self.error(
+                    (*where, "ports", j),
+                    f"no targeted device has a port '{port}'",
+                    f"{hint}NICs of the targeted devices: {', '.join(names)}",
+                )
+
+    def expectation(self, where: DataPath, expectation: Expectation) -> None:
+        self.target(where, expectation.target)
+        self.condition(where, expectation)
+
+    def condition(self, where: DataPath, cond: Condition) -> None:
+        if cond.app is not None and cond.app.name not in self.deployed_apps():
+            deployed = self.deployed_apps()
+            self.error(
+                (*where, "app", "name"),
+                f"app '{cond.app.name}' is never deployed in the steps",
+                _did_you_mean(cond.app.name, deployed, "apps") if deployed else "add a deploy_app step",
+            )
+        if cond.metric is not None:
+            self.metric_name((*where, "metric", "name"), cond.metric.name, compared=True)
+
+    def deployed_apps(self) -> list[str]:
+        return list(dict.fromkeys(s.args.name for s in self.sc.steps if s.action == "deploy_app"))
+
+    def config_items(self, items: Mapping[str, Any], where: DataPath) -> None:
+        for key, value in items.items():
+            problem = validate_item(key, value)
+            if problem is None:
+                continue
+            spec = ITEMS.get(key)
+            if spec is None:
+                close = close_keys(key)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see spec §6 for known items"
+                self.error((*where, key), f"unknown config item '{key}'", hint, key=True)
+                continue
+            unit = f" {spec.unit}" if spec.unit else ""
+            if spec.kind == "enum":
+                hint = f"{key} is one of {', '.join(spec.allowed)} (spec §6)"
+            else:
+                upper = f", maximum {spec.max}{unit}" if spec.max is not None else ", no maximum"
+                hint = f"{key}: minimum {spec.min}{unit}{upper}, default {spec.default}{unit} (spec §6)"
+            self.error((*where, key), problem, hint)
+
+    def metrics(self) -> None:
+        for j, name in enumerate(self.sc.metrics):
+            self.metric_name(("metrics", j), name, compared=False)
+
+    def metric_name(self, where: DataPath, name: str, *, compared: bool) -> None:
+        if not metric_names.is_known(name):
+            close = metric_names.close_names(name)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see eden/scenario/metric_names.py"
+            self.error(where, f"unknown metric '{name}'", hint)
+        elif compared and not metric_names.is_numeric(name):
+            self.error(where, f"metric '{name}' is not a number and cannot be compared with min/max")
+
+    # ---------------------------------------------------------------------------------- order and time
+
+    def order(self) -> None:
+        update_seen = pause_rollout = False
+        deployed: dict[str, int] = {}
+        removed: dict[str, int] = {}
+        open_outage: int | None = None
+        for i, step in enumerate(self.sc.steps):
+            action, args, at = step.action, step.args, ("steps", i, step.action)
+            n = i + 1
+            if action in ("baseos_update", "rollout"):
+                update_seen = True
+                pause_rollout = pause_rollout or (action == "rollout" and args.on_error == "pause")
+            elif action == "retry_update" and not update_seen:
+                self.error(
+                    at,
+                    f"step {n} 'retry_update' comes before any 'baseos_update' or 'rollout'",
+                    "there is no update to retry yet; move it after an update step",
+                    key=True,
+                )
+            elif action == "deploy_app":
+                if args.name in deployed:
+                    self.error(
+                        (*at, "name"),
+                        f"app '{args.name}' is already deployed (step {deployed[args.name] + 1})",
+                        "remove it first with remove_app, or give this app another name",
+                    )
+                else:
+                    deployed[args.name] = i
+                    removed.pop(args.name, None)
+            elif action == "remove_app":
+                if args.name in deployed:
+                    removed[args.name] = deployed.pop(args.name)
+                elif args.name in removed:
+                    self.error(
+                        (*at, "name"),
+                        f"app '{args.name}' is already removed",
+                        "deploy it again before removing it a second time",
+                    )
+                else:
+                    self.error(
+                        (*at, "name"),
+                        f"app '{args.name}' is not deployed by any earlier step",
+                        _did_you_mean(args.name, deployed, "deployed apps") if deployed else "add a deploy_app step first",
+                    )
+            elif action == "resume_rollout" and not pause_rollout:
+                self.error(
+                    at,
+                    f"step {n} 'resume_rollout' has no paused rollout to resume",
+                    "only a rollout with 'on_error: pause' pauses; set it on an earlier rollout step",
+                    key=True,
+                )
+            elif action in ("controller_outage", "controller_503") and args.duration is None:
+                open_outage = i
+            elif action == "controller_restore":
+                if open_outage is None:
+                    self.error(
+                        at,
+                        f"step {n} 'controller_restore' has no open-ended controller outage to end",
+                        "it ends an earlier controller_outage or controller_503 given without 'duration'",
+                        key=True,
+                    )
+                open_outage = None
+        self.fault_order()
+
+    def fault_order(self) -> None:
+        update_seen = any(s.action in ("baseos_update", "rollout") for s in self.sc.steps)
+        open_ended = any(
+            a.action in ("controller_outage", "controller_503") and a.args.duration is None for _, a in self.actions()
+        )
+        for i, fault in enumerate(self.sc.faults):
+            at = ("faults", i, fault.action)
+            if fault.action == "retry_update" and not update_seen:
+                self.error(
+                    at,
+                    f"fault {i + 1} 'retry_update' has no update to retry",
+                    "no step runs 'baseos_update' or 'rollout'",
+                    key=True,
+                )
+            elif fault.action == "controller_restore" and not open_ended:
+                self.error(
+                    at,
+                    f"fault {i + 1} 'controller_restore' has no open-ended controller outage to end",
+                    "it ends a controller_outage or controller_503 given without 'duration'",
+                    key=True,
+                )
+
+    def timing(self) -> None:
+        limit = self.sc.duration
+        if limit is None:
+            return
+        waits = sum(float(s.args) for s in self.sc.steps if s.action == "wait")
+        if waits > limit:
+            self.error(
+                ("duration",),
+                f"the 'wait' steps add up to {format_duration(waits)}, longer than duration {format_duration(limit)}",
+                "raise 'duration' or shorten the waits",
+            )
+        for i, fault in enumerate(self.sc.faults):
+            at = getattr(fault, "at", None)
+            if at is not None and at > limit:
+                self.error(
+                    ("faults", i, "at"),
+                    f"fault {i + 1} is at {format_duration(at)}, after the end of the run ({format_duration(limit)})",
+                    "move it earlier or raise 'duration'",
+                )
+
+    # ---------------------------------------------------------------------------------- backend
+
+    def capabilities(self, backend: str, capabilities: frozenset[str]) -> None:
+        can = ", ".join(sorted(capabilities)) or "nothing"
+        hint = f"backend '{backend}' can do: {can}"
+        for (kind, i), step in self.actions():
+            need = ACTIONS[step.action][1]
+            if need not in capabilities:
+                word = "step" if kind == "steps" else "fault"
+                self.error(
+                    (kind, i, step.action),
+                    f"{word} {int(i) + 1} '{step.action}' needs capability '{need}', "
+                    f"which backend '{backend}' does not have",
+                    hint,
+                    key=True,
+                )
+        if self.sc.expect and "observe" not in capabilities:
+            self.error(
+                ("expect",),
+                f"expectations need capability 'observe', which backend '{backend}' does not have",
+                hint,
+                key=True,
+            )

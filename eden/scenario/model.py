@@ -1,0 +1,555 @@
+"""The scenario file format.
+
+These pydantic models *are* the file format: every field is a YAML key, validation runs once at load
+(`eden.scenario.load`), and `eden schema` prints their JSON Schema for editors.
+
+A step or fault is a mapping with exactly one *action* key (``- power_cycle: {off_for: 5s}``) plus a
+few envelope keys (``target``, ``name``; faults add ``at`` / ``when`` / ``after``). The action key is
+the discriminator, so an error inside ``baseos_update`` is reported against that key only, and an
+unknown action gets a did-you-mean hint instead of a wall of union errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from eden.units import ByteSize, Duration, Fraction, parse_duration, parse_fraction
+from eden.yamlsrc import scalar_text
+from simulator.eve.enums import (
+    AttestState,
+    BaseOsStatus,
+    BootReason,
+    MaintenanceModeReason,
+    ZDeviceState,
+    ZSwState,
+)
+
+
+class Base(BaseModel):
+    """Every model forbids unknown keys: a typo is an error with a hint, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _names_literal(enum_cls: Any) -> Any:
+    names = tuple(m.name for m in enum_cls)
+    return Annotated[Literal[names], BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
+
+
+DeviceStateName = _names_literal(ZDeviceState)
+BaseOsStatusName = _names_literal(BaseOsStatus)
+BootReasonName = _names_literal(BootReason)
+AttestStateName = _names_literal(AttestState)
+MaintenanceReasonName = _names_literal(MaintenanceModeReason)
+AppStateName = _names_literal(ZSwState)
+
+Version = Annotated[str, BeforeValidator(lambda v: scalar_text(v) if isinstance(v, (int, float)) else v)]
+"""A version string; ``version: 12.10`` in YAML stays "12.10" (not the float 12.1)."""
+
+ConfigValue = Annotated[
+    Union[int, str], BeforeValidator(lambda v: scalar_text(v) if isinstance(v, float) else v)
+]
+
+NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+def _parse_quantity(value: Any) -> float:
+    """A threshold: a number, a duration ("200ms") or a percentage ("99%")."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, a duration or a percentage")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return parse_fraction(value)
+    return parse_duration(value)
+
+
+Quantity = Annotated[float, BeforeValidator(_parse_quantity)]
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets: which devices a step, fault or expectation applies to.
+
+
+class TargetSpec(Base):
+    """Select devices by group, profile or id, then optionally a deterministic sample of them."""
+
+    group: str | None = None
+    profile: str | None = None
+    devices: list[str] | None = None
+    fraction: Fraction | None = None
+    count: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_sample(self) -> "TargetSpec":
+        if self.fraction is not None and self.count is not None:
+            raise ValueError("give either 'fraction' or 'count', not both")
+        return self
+
+
+Target = Union[str, TargetSpec]
+"""``all``, a group name, a device id (``<group>-<n>``), or a TargetSpec mapping."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Conditions and expectations.
+
+
+class PartitionCond(Base):
+    state: Literal["active", "updating", "inprogress", "unused"] | None = None
+    version: Version | None = None
+    """An image name from ``images`` or a literal version string."""
+
+
+class AppCond(Base):
+    name: str
+    state: AppStateName
+
+
+class MetricCond(Base):
+    name: str
+    max: Quantity | None = None
+    min: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> "MetricCond":
+        if self.max is None and self.min is None:
+            raise ValueError("a metric condition needs 'max' or 'min'")
+        return self
+
+
+class RolloutCond(Base):
+    state: Literal["running", "paused", "stopped", "completed"]
+
+
+DEVICE_CONDITIONS = (
+    "device_state",
+    "onboarded",
+    "version",
+    "current_partition",
+    "other_partition",
+    "baseos_status",
+    "boot_reason",
+    "attestation",
+    "maintenance_mode",
+    "app",
+    "bricked",
+)
+FLEET_CONDITIONS = ("metric", "rollout")
+
+
+class Condition(Base):
+    """A predicate. Device conditions are ANDed per device; fleet conditions stand alone."""
+
+    device_state: DeviceStateName | None = None
+    onboarded: bool | None = None
+    version: Version | None = None
+    """The running base-OS version: an image name or a version string."""
+    current_partition: PartitionCond | None = None
+    other_partition: PartitionCond | None = None
+    baseos_status: BaseOsStatusName | None = None
+    """userStatus of the newest base-OS entry in the device's swList (spec §3)."""
+    boot_reason: BootReasonName | None = None
+    attestation: AttestStateName | None = None
+    maintenance_mode: MaintenanceReasonName | None = None
+    app: AppCond | None = None
+    bricked: bool | None = None
+    """True when no partition can boot, or the device crash-loops; ``bricked: false`` over ``all``
+    is the fleet form "no device bricked"."""
+    metric: MetricCond | None = None
+    rollout: RolloutCond | None = None
+
+    def set_keys(self) -> list[str]:
+        return [k for k in DEVICE_CONDITIONS + FLEET_CONDITIONS if getattr(self, k) is not None]
+
+    @property
+    def is_fleet_level(self) -> bool:
+        return self.metric is not None or self.rollout is not None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Condition":
+        keys = self.set_keys()
+        if not keys:
+            raise ValueError(
+                "an expectation needs at least one condition: " + ", ".join(DEVICE_CONDITIONS + FLEET_CONDITIONS)
+            )
+        fleet = [k for k in keys if k in FLEET_CONDITIONS]
+        if fleet and len(keys) > 1:
+            raise ValueError(f"'{fleet[0]}' is a fleet-level condition and must stand alone in its expectation")
+        return self
+
+
+class Expectation(Condition):
+    """A condition with a deadline and a quantifier over the targeted devices."""
+
+    name: str | None = None
+    target: Target = "all"
+    within: Duration | None = None
+    """Deadline. Top-level: counted from the end of the steps. Inline ``expect`` step: from the step's
+    start. Omitted: checked once, at that moment."""
+    at_least: Fraction = 1.0
+    """Fraction of the targeted devices that must satisfy the condition ("≥ 99 % on version X")."""
+    always: bool = False
+    """Invariant: must hold at every check from the start of the run to its end."""
+
+    @model_validator(mode="after")
+    def _modes(self) -> "Expectation":
+        if self.always and self.within is not None:
+            raise ValueError("'always' expectations hold for the whole run; drop 'within'")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Action arguments.
+
+
+class NoArgs(Base):
+    pass
+
+
+class PowerOnArgs(Base):
+    spread: Duration = 0.0
+    """Stagger power-on uniformly over this window (fleet experiments)."""
+
+
+class PowerCycleArgs(Base):
+    off_for: Duration = 5.0
+
+
+class BaseOsUpdateArgs(Base):
+    image: str
+    activate: bool = True
+
+
+class PortsArgs(Base):
+    ports: list[str] | None = None
+    """NIC names; default: every port of the device."""
+
+
+class NetworkFlapArgs(PortsArgs):
+    down: Duration = 30.0
+    up: Duration = 30.0
+    cycles: Annotated[int, Field(ge=1)] = 3
+
+
+class OutageArgs(Base):
+    duration: Duration | None = None
+    """How long; omitted: until ``controller_restore``."""
+
+
+class TamperArgs(Base):
+    stage: Literal["firmware", "bootloader", "rootfs", "config"] = "firmware"
+    """What an attacker changed; measured boot extends it into PCR 0 / 8 / 13 / 14 (spec §1)."""
+
+
+class HangArgs(Base):
+    agent: str = "zedagent"
+
+
+class DeployAppArgs(Base):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    kind: Literal["vm", "container"] = "container"
+    cpus: Annotated[int, Field(ge=1)] = 1
+    memory: ByteSize = 256 * 2**20
+    size: ByteSize = 100 * 2**20
+    """Image size to download."""
+    activate: bool = True
+
+
+class RemoveAppArgs(Base):
+    name: str
+
+
+class MaintenanceArgs(Base):
+    enable: bool = True
+
+
+class Wave(Base):
+    fraction: Fraction | None = None
+    """Cumulative share of the selected devices updated once this wave is done."""
+    count: Annotated[int, Field(ge=1)] | None = None
+    """Number of devices in this wave."""
+
+    @model_validator(mode="after")
+    def _one(self) -> "Wave":
+        if (self.fraction is None) == (self.count is None):
+            raise ValueError("a wave needs exactly one of 'fraction' or 'count'")
+        return self
+
+
+class RolloutArgs(Base):
+    """A staged base-OS rollout, as fleet update managers run them (waves, thresholds)."""
+
+    image: str
+    activate: bool = True
+    waves: Annotated[list[Wave], Field(min_length=1)]
+    success_threshold: Fraction = 0.95
+    """Share of a wave that must succeed before the next wave starts."""
+    error_threshold: Fraction = 0.05
+    """Share of a wave whose failure triggers ``on_error``."""
+    on_error: Literal["pause", "stop"] = "stop"
+    wave_timeout: Duration = 7200.0
+    """A device not done by then counts as failed for the wave."""
+    soak: Duration = 0.0
+    """Wait between a successful wave and the next one."""
+    wait: bool = True
+    """Block the step list until the rollout completes, stops or pauses."""
+
+
+class ExpectArgs(Expectation):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# The action table: key -> (argument type, capability, allowed in faults).
+
+ACTIONS: dict[str, tuple[Any, str, bool]] = {
+    "power_on": (PowerOnArgs, "power", True),
+    "power_off": (NoArgs, "power", True),
+    "power_cycle": (PowerCycleArgs, "power", True),
+    "reboot": (NoArgs, "controller_ops", True),
+    "wait": (Duration, "wait", False),
+    "expect": (ExpectArgs, "observe", False),
+    "baseos_update": (BaseOsUpdateArgs, "baseos", False),
+    "retry_update": (NoArgs, "baseos", True),
+    "force_fallback": (NoArgs, "baseos", True),
+    "network_down": (PortsArgs, "network", True),
+    "network_up": (PortsArgs, "network", True),
+    "network_flap": (NetworkFlapArgs, "network", True),
+    "controller_outage": (OutageArgs, "controller_faults", True),
+    "controller_restore": (NoArgs, "controller_faults", True),
+    "controller_503": (OutageArgs, "controller_faults", True),
+    "request_attestation": (NoArgs, "attestation", True),
+    "tamper": (TamperArgs, "tamper", True),
+    "hang": (HangArgs, "hang", True),
+    "set_config": (dict[str, ConfigValue], "config", True),
+    "deploy_app": (DeployAppArgs, "apps", False),
+    "remove_app": (RemoveAppArgs, "apps", False),
+    "maintenance_mode": (MaintenanceArgs, "config", True),
+    "rollout": (RolloutArgs, "rollout", False),
+    "resume_rollout": (NoArgs, "rollout", False),
+}
+CONTROLLER_ACTIONS = frozenset(
+    {"controller_outage", "controller_restore", "controller_503", "wait", "rollout", "resume_rollout", "expect"}
+)
+"""Actions that act on the controller or the run, not on selected devices: ``target`` is refused."""
+
+
+class StepBase(Base):
+    name: str | None = None
+    target: Target = "all"
+
+    @property
+    def action(self) -> str:
+        for key in ACTIONS:
+            if key in self.model_fields_set or key in type(self).model_fields:
+                return key
+        raise AssertionError("step without action")  # pragma: no cover - the union guarantees one
+
+    @property
+    def args(self) -> Any:
+        return getattr(self, self.action)
+
+    @model_validator(mode="after")
+    def _target_allowed(self) -> "StepBase":
+        if self.action in CONTROLLER_ACTIONS and "target" in self.model_fields_set:
+            where = "the 'expect' mapping" if self.action == "expect" else "the controller or the run"
+            raise ValueError(f"'{self.action}' acts on {where}; 'target' does not apply here")
+        return self
+
+
+class FaultBase(StepBase):
+    at: Duration | None = None
+    """Inject at this simulated/real time after the run starts."""
+    when: Condition | None = None
+    """Inject into each targeted device the first time it satisfies this condition."""
+    after: Duration = 0.0
+    """Delay between the trigger and the injection."""
+
+    @model_validator(mode="after")
+    def _trigger(self) -> "FaultBase":
+        if (self.at is None) == (self.when is None):
+            raise ValueError("a fault needs exactly one trigger: 'at' (a time) or 'when' (a condition)")
+        if self.when is not None and self.when.is_fleet_level:
+            raise ValueError("'when' takes device conditions only")
+        return self
+
+
+def _action_models(base: type[StepBase], suffix: str, faults_only: bool) -> dict[str, type[StepBase]]:
+    models: dict[str, type[StepBase]] = {}
+    for key, (arg_type, _cap, in_faults) in ACTIONS.items():
+        if faults_only and not in_faults:
+            continue
+        camel = "".join(part.title() for part in key.split("_"))
+        annotated = Annotated[arg_type, BeforeValidator(_none_is_empty)] if arg_type is not Duration else arg_type
+        models[key] = create_model(  # type: ignore[call-overload]
+            f"{camel}{suffix}", __base__=base, __module__=__name__, **{key: (annotated, ...)}
+        )
+    return models
+
+
+STEP_MODELS = _action_models(StepBase, "Step", faults_only=False)
+FAULT_MODELS = _action_models(FaultBase, "Fault", faults_only=True)
+_ENVELOPE = {"name", "target", "at", "when", "after"}
+
+
+def _discriminator(allowed: dict[str, type[StepBase]]) -> Any:
+    def tag(value: Any) -> str:
+        if isinstance(value, StepBase):
+            return value.action
+        if not isinstance(value, dict):
+            return "invalid"
+        found = [k for k in value if k in allowed]
+        return found[0] if len(found) == 1 else "invalid"
+
+    return tag
+
+
+class _InvalidAction(Base):
+    """Stands in for a step/fault whose action key is missing, unknown or repeated."""
+
+    model_config = ConfigDict(extra="allow")
+    allowed_actions: ClassVar[tuple[str, ...]] = tuple(ACTIONS)
+    """The actions of the list this stands in for (steps or faults)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _explain(cls, value: Any) -> Any:
+        names = list(cls.allowed_actions)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping with one action key, e.g. '- power_on: {{}}'; got {value!r}")
+        actions = [k for k in value if k in ACTIONS]
+        if len(actions) > 1:
+            raise ValueError(f"one action per entry, found {', '.join(actions)}; split them into separate entries")
+        if actions:
+            raise ValueError(f"'{actions[0]}' cannot be used here; allowed: {', '.join(names)}")
+        unknown = [k for k in value if k not in _ENVELOPE]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; actions are: {', '.join(names)}"
+            raise ValueError(f"unknown action '{unknown[0]}'{hint}")
+        raise ValueError(f"no action given; actions are: {', '.join(names)}")
+
+
+class _InvalidStep(_InvalidAction):
+    allowed_actions: ClassVar[tuple[str, ...]] = tuple(STEP_MODELS)
+
+
+class _InvalidFault(_InvalidAction):
+    allowed_actions: ClassVar[tuple[str, ...]] = tuple(FAULT_MODELS)
+
+
+def _union(models: dict[str, type[StepBase]], invalid: type[_InvalidAction]) -> Any:
+    members = [Annotated[m, Tag(k)] for k, m in models.items()]
+    members.append(Annotated[invalid, Tag("invalid")])
+    return Annotated[Union[tuple(members)], Discriminator(_discriminator(models))]
+
+
+Step = _union(STEP_MODELS, _InvalidStep)
+Fault = _union(FAULT_MODELS, _InvalidFault)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fleet, images, controller, scenario.
+
+
+class ImageVariant(Base):
+    """A different behaviour for a share of one profile's devices (e.g. a 2 % bad-image rate)."""
+
+    profile: str
+    fraction: Fraction
+    behaviour: Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"]
+
+
+class Image(Base):
+    version: Version
+    behaviour: Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"] = "good"
+    """Simulator only: how the image behaves after it boots. Real backends run the real image."""
+    size: ByteSize = 300 * 2**20
+    variants: list[ImageVariant] = Field(default_factory=list)
+    path: str | None = None
+    """Real backends: the image file to hand to the device."""
+
+
+class FleetEntry(Base):
+    profile: str
+    count: Annotated[int, Field(ge=1)] = 1
+    group: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    """Name used in targets; devices are ``<group>-<index>``. Default: the profile name."""
+    image: str | None = None
+    """Image installed in partition IMGA at the start. Default: the first image in ``images``."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Profile fields to change for this entry (deep-merged, validated like the profile)."""
+
+    @property
+    def group_name(self) -> str:
+        return self.group or self.profile
+
+
+class Capacity(Base):
+    """Simulator only: the controller's service capacity."""
+
+    workers: Annotated[int, Field(ge=1)] = 8
+    service_time: Duration = 0.005
+    queue_limit: Annotated[int, Field(ge=0)] = 2000
+    """Requests waiting beyond this are answered 503."""
+
+
+class AttestationPolicy(Base):
+    enforce: bool = True
+    """Check quotes against the approved PCR templates (the known images on the known firmware)."""
+
+
+class ControllerSpec(Base):
+    config_items: dict[str, ConfigValue] = Field(default_factory=dict)
+    capacity: Capacity = Field(default_factory=Capacity)
+    attestation: AttestationPolicy = Field(default_factory=AttestationPolicy)
+
+
+class Scenario(Base):
+    """One test or fleet experiment, runnable on every backend that has the capabilities it uses."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: str = ""
+    seed: int = 0
+    duration: Duration | None = None
+    """Fleet experiments: simulate exactly this long. Tests: a cap (default: until decided)."""
+    check_interval: Duration | None = None
+    """How often expectations are evaluated (default: 1 s, coarser for large fleets)."""
+    fleet: Annotated[list[FleetEntry], Field(min_length=1)]
+    controller: ControllerSpec = Field(default_factory=ControllerSpec)
+    images: Annotated[dict[str, Image], Field(min_length=1)]
+    steps: list[Step] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+    expect: list[Expectation] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("images")
+    @classmethod
+    def _image_names(cls, images: dict[str, Image]) -> dict[str, Image]:
+        for name in images:
+            if not re.match(NAME_RE, name):
+                raise ValueError(f"image name '{name}' must be lower-case letters, digits, '.', '_' or '-'")
+        return images
+
+    @property
+    def device_count(self) -> int:
+        return sum(e.count for e in self.fleet)

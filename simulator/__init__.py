@@ -1,0 +1,1 @@
+"""EVE-OS fleet simulator."""

@@ -1,0 +1,386 @@
+"""The controller as the simulator sees it: EVE API v2 semantics (§2, §5) with a finite capacity.
+
+Capacity is modelled as ``workers`` servers with a fixed ``service_time`` feeding one FIFO queue,
+approximated by a single server that completes one request every ``service_time / workers``
+(Lindley's recursion). A request that would find more than ``queue_limit`` requests waiting is
+answered 503 at once. Bulk (vectorised) arrivals and single requests share that queue.
+
+Per-device state is what a real controller keeps: pre-registration, device cert, the desired
+config and its hash, the attestation nonce / integrity token / escrowed key, and the latest device
+info, which is what expectations read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulator.eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
+
+RTT = 0.03  # seconds of network round trip added to every answered request
+KINDS = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping")
+_HIST_EDGES = np.concatenate([[0.0], np.logspace(-4, 4, 801)])  # 100 us .. 10^4 s, 100 bins/decade
+
+
+@dataclass
+class DeviceRecord:
+    serial: str
+    firmware: str
+    images: dict[str, str]  # image name -> rootfs measurement a clean release build gives
+    preregistered: bool = True
+    cert: str | None = None
+    uuid: str | None = None
+    baseos: dict[str, Any] | None = None
+    reboot: int = 0
+    items: dict[str, Any] = field(default_factory=dict)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    maintenance: bool = False
+    ver: int = 0
+    hash: str = ""
+    config: dict[str, Any] | None = None
+    nonce: str | None = None
+    token: str | None = None
+    token_required: bool = False
+    escrow: str | None = None
+    info: dict[str, Any] | None = None
+    attest_failures: int = 0
+
+
+class LatencyStats:
+    """Latency histogram and status counts for one request kind (constant memory at any scale)."""
+
+    def __init__(self) -> None:
+        self.hist = np.zeros(len(_HIST_EDGES) - 1, dtype=np.int64)
+        self.count = 0
+        self.rejected = 0
+        self.sum = 0.0
+        self.max = 0.0
+
+    def add(self, latencies: np.ndarray) -> None:
+        if latencies.size == 0:
+            return
+        self.hist += np.histogram(np.clip(latencies, 0, _HIST_EDGES[-1]), bins=_HIST_EDGES)[0]
+        self.count += int(latencies.size)
+        self.sum += float(latencies.sum())
+        self.max = max(self.max, float(latencies.max()))
+
+    def quantile(self, q: float) -> float:
+        if self.count == 0:
+            return 0.0
+        rank = q * self.count
+        cum = np.cumsum(self.hist)
+        idx = int(np.searchsorted(cum, rank, side="left"))
+        return float(_HIST_EDGES[min(idx + 1, len(_HIST_EDGES) - 1)])
+
+
+class ControllerModel:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        service_time: float,
+        queue_limit: int,
+        global_items: dict[str, Any],
+        enforce_attestation: bool,
+        series_step: float = 60.0,
+    ) -> None:
+        self.service = service_time
+        self.step = service_time / workers
+        self.queue_limit = queue_limit
+        self.free_at = 0.0
+        self._win_arr = np.zeros(0)
+        self._win_end = np.zeros(0)
+        self._win_carry = 0.0
+        self.mode = "up"  # up | down | 503
+        self.global_items = dict(global_items)
+        self.enforce = enforce_attestation
+        self.devices: list[DeviceRecord] = []
+        self.stats = {k: LatencyStats() for k in KINDS}
+        self.series_step = series_step
+        self.series: dict[str, list[float]] = {"requests": [], "rejected": [], "latency_sum": [], "latency_max": []}
+        self._nonce = 0
+        self._token = 0
+        self.view_seq = 0
+        self.changed: dict[int, int] = {}  # device index -> seq of its latest info
+        self._templates: dict[int, list[dict[int, bytes]]] = {}
+        # set by the engine: devices whose traffic cannot be answered in bulk
+        self.ctrl_ver = np.zeros(0, dtype=np.int64)
+        self.needs_slow = np.zeros(0, dtype=bool)
+
+    # -------------------------------------------------------------------------------- devices --
+    def add_device(self, serial: str, firmware: str, images: dict[str, str]) -> int:
+        self.devices.append(DeviceRecord(serial=serial, firmware=firmware, images=images))
+        self.ctrl_ver = np.append(self.ctrl_ver, 0)
+        self.needs_slow = np.append(self.needs_slow, False)
+        return len(self.devices) - 1
+
+    def _changed(self, i: int) -> None:
+        dev = self.devices[i]
+        dev.ver += 1
+        dev.config = None
+        self.ctrl_ver[i] = dev.ver
+
+    def config_for(self, i: int) -> dict[str, Any]:
+        dev = self.devices[i]
+        if dev.config is None:
+            cfg = {
+                "items": {**self.global_items, **dev.items},
+                "baseos": dev.baseos,
+                "reboot": dev.reboot,
+                "apps": dev.apps,
+                "maintenance": dev.maintenance,
+            }
+            dev.hash = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:32]
+            cfg["hash"] = dev.hash
+            dev.config = cfg
+        return dev.config
+
+    # -------------------------------------------------------------------- harness (admin) side --
+    def set_items(self, indices: list[int], items: dict[str, Any], *, globally: bool) -> None:
+        if globally:
+            self.global_items.update(items)
+        for i in indices:
+            if not globally:
+                self.devices[i].items.update(items)
+            self._changed(i)
+
+    def bump_item(self, indices: list[int], key: str) -> None:
+        for i in indices:
+            dev = self.devices[i]
+            current = int(dev.items.get(key, self.global_items.get(key, 0)))
+            dev.items[key] = current + 1
+            self._changed(i)
+
+    def set_baseos(self, indices: list[int], image: str, version: str, activate: bool) -> None:
+        for i in indices:
+            dev = self.devices[i]
+            retry = dev.baseos["retry"] if dev.baseos else 0
+            dev.baseos = {"image": image, "version": version, "activate": activate, "retry": retry}
+            self._changed(i)
+
+    def bump_retry(self, indices: list[int]) -> None:
+        for i in indices:
+            dev = self.devices[i]
+            if dev.baseos is not None:
+                dev.baseos = {**dev.baseos, "retry": dev.baseos["retry"] + 1}
+                self._changed(i)
+
+    def bump_reboot(self, indices: list[int]) -> None:
+        for i in indices:
+            self.devices[i].reboot += 1
+            self._changed(i)
+
+    def set_app(self, indices: list[int], name: str, spec: dict[str, Any] | None) -> None:
+        for i in indices:
+            apps = dict(self.devices[i].apps)
+            if spec is None:
+                apps.pop(name, None)
+            else:
+                apps[name] = spec
+            self.devices[i].apps = apps
+            self._changed(i)
+
+    def set_maintenance(self, indices: list[int], enable: bool) -> None:
+        for i in indices:
+            self.devices[i].maintenance = enable
+            self._changed(i)
+
+    def revoke_token(self, indices: list[int]) -> None:
+        """Ask for a fresh attestation: the next config request with the old token gets 403 (§1)."""
+        for i in indices:
+            dev = self.devices[i]
+            if dev.token is not None:
+                dev.token = None
+                dev.token_required = True
+                self.needs_slow[i] = True
+
+    # ---------------------------------------------------------------------------------- queue --
+    def _backlog_end(self, t: float) -> float:
+        """When the server would be free of the bulk requests that arrived up to ``t``."""
+        j = int(np.searchsorted(self._win_arr, t, side="right")) - 1
+        return float(self._win_end[j]) if j >= 0 else self._win_carry
+
+    def _admit(self, t: float) -> tuple[bool, float]:
+        free = max(self.free_at, self._backlog_end(t))
+        waiting = (free - t) / self.step if free > t else 0.0
+        if self.mode == "503" or waiting > self.queue_limit:
+            return False, RTT
+        start = max(t, free)
+        self.free_at = start + self.step
+        return True, start - t + self.service + RTT
+
+    def admit_batch(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Admit a window of bulk arrivals (sorted, possibly ahead of the clock): (accepted, latency).
+
+        The window's completion times are kept, so a single request arriving at ``t`` inside the
+        window queues behind exactly the bulk requests that arrived before ``t`` (single requests
+        do not delay the bulk ones already planned: a small, documented approximation)."""
+        n = times.size
+        if n == 0:
+            return np.zeros(0, dtype=bool), np.zeros(0)
+        if self.mode == "503":
+            return np.zeros(n, dtype=bool), np.full(n, RTT)
+        carry = max(self.free_at, float(self._win_end[-1]) if self._win_end.size else 0.0)
+        k = np.arange(n) * self.step
+        starts = k + np.maximum(carry, np.maximum.accumulate(times - k))
+        waits = starts - times
+        if waits.max() / self.step <= self.queue_limit:
+            ok = np.ones(n, dtype=bool)
+            ends = starts + self.step
+            lat = waits + self.service + RTT
+        else:  # overloaded: the exact recursion with rejections
+            ok = np.zeros(n, dtype=bool)
+            lat = np.full(n, RTT)
+            ends = np.empty(n)
+            free = carry
+            for j in range(n):
+                t = float(times[j])
+                wait = max(0.0, free - t)
+                if wait / self.step <= self.queue_limit:
+                    ok[j] = True
+                    free = t + wait + self.step
+                    lat[j] = wait + self.service + RTT
+                ends[j] = free
+        self._win_carry = carry
+        self._win_arr = times.copy()
+        self._win_end = np.maximum.accumulate(ends)
+        return ok, lat
+
+    def record(self, kind: str, t: np.ndarray | float, latency: np.ndarray | float, accepted: np.ndarray | bool) -> None:
+        lat = np.atleast_1d(np.asarray(latency, dtype=float))
+        acc = np.atleast_1d(np.asarray(accepted, dtype=bool))
+        ts = np.atleast_1d(np.asarray(t, dtype=float))
+        st = self.stats[kind]
+        st.add(lat[acc])
+        st.rejected += int((~acc).sum())
+        bins = (ts // self.series_step).astype(np.int64)
+        top = int(bins.max()) + 1 if bins.size else 0
+        for name in self.series:
+            if len(self.series[name]) < top:
+                self.series[name].extend([0.0] * (top - len(self.series[name])))
+        if bins.size == 1:
+            b = int(bins[0])
+            self.series["requests"][b] += 1
+            self.series["rejected"][b] += float(not acc[0])
+            if acc[0]:
+                self.series["latency_sum"][b] += float(lat[0])
+                self.series["latency_max"][b] = max(self.series["latency_max"][b], float(lat[0]))
+            return
+        for b in np.unique(bins):
+            sel = bins == b
+            a = acc[sel]
+            self.series["requests"][b] += float(sel.sum())
+            self.series["rejected"][b] += float((~a).sum())
+            if a.any():
+                la = lat[sel][a]
+                self.series["latency_sum"][b] += float(la.sum())
+                self.series["latency_max"][b] = max(self.series["latency_max"][b], float(la.max()))
+
+    # ------------------------------------------------------------------------------- requests --
+    def handle(self, i: int, kind: str, body: dict[str, Any], t: float) -> tuple[int, dict[str, Any], float]:
+        """Answer one request from device ``i`` at time ``t``: (HTTP status, body, latency)."""
+        accepted, latency = self._admit(t)
+        self.record(kind, t, latency, accepted)
+        if not accepted:
+            return 503, {}, latency
+        dev = self.devices[i]
+        if kind in ("certs", "ping"):
+            return 200, {}, latency
+        if kind == "register":
+            if not dev.preregistered:
+                return 403, {}, latency
+            if dev.cert is None:
+                dev.cert = body.get("cert")
+                return 201, {}, latency
+            return (200 if dev.cert == body.get("cert") else 409), {}, latency
+        if kind == "uuid":
+            if dev.cert is None:
+                return 404, {}, latency
+            dev.uuid = dev.uuid or hashlib.sha256(dev.serial.encode()).hexdigest()[:32]
+            return 200, {"uuid": dev.uuid}, latency
+        if kind == "config":
+            if dev.token_required and body.get("token") != dev.token:
+                return 403, {}, latency  # attestation required (§2: 403 = attestation failure)
+            cfg = self.config_for(i)
+            if body.get("hash") == dev.hash:
+                return 304, {"ver": dev.ver}, latency
+            return 200, {"config": cfg, "ver": dev.ver}, latency
+        if kind == "info":
+            dev.info = body
+            self.view_seq += 1
+            self.changed[i] = self.view_seq
+            return 201, {}, latency
+        if kind == "metrics":
+            return 201, {}, latency
+        if kind == "attest":
+            return self._attest(i, dev, body, latency)
+        return 400, {}, latency
+
+    def _attest(self, i: int, dev: DeviceRecord, body: dict[str, Any], latency: float) -> tuple[int, dict[str, Any], float]:
+        req = body.get("type")
+        if req == "NONCE":
+            self._nonce += 1
+            dev.nonce = f"nonce-{self._nonce}"
+            return 201, {"type": "NONCE", "nonce": dev.nonce}, latency
+        if req == "QUOTE":
+            if body.get("nonce") != dev.nonce or dev.nonce is None:
+                return 201, {"type": "QUOTE", "code": "NONCE_MISMATCH"}, latency
+            dev.nonce = None
+            mismatch: list[int] = []
+            if body.get("tpm") and self.enforce:
+                pcrs = {int(k): bytes.fromhex(v) for k, v in body.get("pcrs", {}).items()}
+                templates = self._templates_for(i)
+                digest = pcr_digest(pcrs, QUOTE_PCRS)
+                if all(pcr_digest(tpl, QUOTE_PCRS) != digest for tpl in templates):
+                    mismatch = min((mismatching_pcrs(pcrs, tpl, QUOTE_PCRS) for tpl in templates), key=len)
+            if mismatch:
+                dev.attest_failures += 1
+                return 201, {"type": "QUOTE", "code": "QUOTE_FAILED", "mismatch": mismatch}, latency
+            self._token += 1
+            dev.token = f"itoken-{self._token}"
+            dev.token_required = bool(body.get("tpm"))
+            self.needs_slow[i] = False
+            return 201, {"type": "QUOTE", "code": "SUCCESS", "token": dev.token, "key": dev.escrow}, latency
+        if req == "STORE_KEYS":
+            if dev.token is None or body.get("token") != dev.token:
+                return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}, latency
+            dev.escrow = body.get("key")
+            return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}, latency
+        return 422, {}, latency
+
+    def _templates_for(self, i: int) -> list[dict[int, bytes]]:
+        """Approved PCR templates: every released image on this device's firmware, either slot."""
+        if i not in self._templates:
+            dev = self.devices[i]
+            self._templates[i] = [
+                expected_pcrs(firmware=dev.firmware, rootfs=rootfs, grub_cfg=f"grub.cfg:{label}", config=f"config:{dev.serial}")
+                for rootfs in dev.images.values()
+                for label in ("IMGA", "IMGB")
+            ]
+        return self._templates[i]
+
+    # -------------------------------------------------------------------------------- reports --
+    def latency_summary(self) -> dict[str, Any]:
+        total = LatencyStats()
+        for st in self.stats.values():
+            total.hist += st.hist
+            total.count += st.count
+            total.rejected += st.rejected
+            total.sum += st.sum
+            total.max = max(total.max, st.max)
+        out: dict[str, Any] = {}
+        for name, st in [("all", total), *self.stats.items()]:
+            out[name] = {
+                "requests": st.count + st.rejected,
+                "rejected_503": st.rejected,
+                "p50": st.quantile(0.50),
+                "p95": st.quantile(0.95),
+                "p99": st.quantile(0.99),
+                "max": st.max,
+                "mean": st.sum / st.count if st.count else 0.0,
+            }
+        return out

@@ -1,0 +1,241 @@
+"""SimPy driver for the EVE node machines: simulated time, simulated network, one controller.
+
+Two kinds of work share one clock:
+
+* **Transitions** (boots, onboarding, updates, attestation, faults) are handled one node at a time:
+  the engine calls the node's machine, then carries out the actions it returns (requests to the
+  controller model, timers, resets, timeline notes). Cost grows with state changes.
+* **Steady-state traffic** (config polls answered 304, metrics, forced device info, port tests) is
+  what dominates a large fleet. The four periodic timers live in numpy arrays; every ``bucket``
+  seconds the engine takes the due entries. For nodes whose machine says it is quiescent (and
+  whose network, controller and config are unchanged) the requests are answered in bulk through
+  the controller's queue, and the next deadlines are drawn in one vectorised call. Everything else
+  falls through to the node's machine. Cost then grows with nodes x time only through numpy.
+
+A run is a pure function of the scenario and the seed: every random draw comes from a stream
+spawned from the seed for one purpose, and all iteration orders are fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from simulator.controller import RTT, ControllerModel
+from simulator.eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
+
+ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest")
+_REQUEST_KIND = {"config": "config", "metrics": "metrics", "deviceinfo": "info", "porttest": "ping"}
+_INTERVAL_ITEM = {
+    "config": "timer.config.interval",
+    "metrics": "timer.metric.interval",
+    "deviceinfo": "timer.deviceinfo.interval",
+    "porttest": "timer.port.testinterval",
+}
+_JITTER = {"config": (0.3, 1.0), "metrics": (0.3, 1.0), "deviceinfo": (0.8, 1.2), "porttest": (1.0, 1.0)}
+
+NoteSink = Callable[[float, int, str, dict[str, Any]], None]
+
+
+class Engine:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        nodes: list[Node],
+        controller: ControllerModel,
+        *,
+        rng: np.random.Generator,
+        bucket: float = 1.0,
+        on_note: NoteSink | None = None,
+    ) -> None:
+        self.env = env
+        self.nodes = nodes
+        self.ctrl = controller
+        self.rng = rng
+        self.bucket = bucket
+        self.on_note = on_note
+        n = len(nodes)
+        self.next = {k: np.full(n, np.inf) for k in ARRAY_TIMERS}
+        self.arr_tok = {k: np.zeros(n, dtype=np.int64) for k in ARRAY_TIMERS}
+        self.interval = {k: np.full(n, 60.0) for k in ARRAY_TIMERS}
+        self.quiet = np.zeros(n, dtype=bool)
+        self.net_ok = np.ones(n, dtype=bool)
+        self.node_ver = np.full(n, -1, dtype=np.int64)
+        self.last_ok = np.full(n, -np.inf)
+        self.gen = [0] * n
+        self.timer_tok: list[dict[str, int]] = [{} for _ in range(n)]
+        self.port_down: list[set[str]] = [set() for _ in range(n)]
+        self._tok = 0
+        self.events = 0
+        self.bulk_requests = 0
+        env.process(self._bulk_loop())
+
+    # --------------------------------------------------------------------------- node calls --
+    def call(self, i: int, method: str, *args: Any) -> None:
+        """Call a node input (power_on, tamper, ...) at the current time and apply its actions."""
+        self._call(i, getattr(self.nodes[i], method), *args, self.env.now)
+
+    def _call(self, i: int, fn: Callable[..., list[Any]], *args: Any) -> None:
+        node = self.nodes[i]
+        if self.last_ok[i] > node.last_contact:
+            node.note_contact(float(self.last_ok[i]))
+        self.events += 1
+        actions = fn(*args)
+        now = args[-1]
+        for a in actions:
+            kind = type(a)
+            if kind is Send:
+                self._send(i, a, now)
+            elif kind is SetTimer:
+                if a.name in self.next:
+                    self.next[a.name][i] = a.at
+                    self.arr_tok[a.name][i] += 1
+                else:
+                    self._schedule(i, a.name, a.at)
+            elif kind is Note:
+                if self.on_note is not None:
+                    self.on_note(now, i, a.what, a.data)
+            elif kind is CancelAll:
+                self.gen[i] += 1
+                self.timer_tok[i].clear()
+                self.last_ok[i] = -np.inf
+                for k, arr in self.next.items():
+                    arr[i] = np.inf
+                    self.arr_tok[k][i] += 1
+            elif kind is Reset:
+                ev = self.env.timeout(0)
+                ev.callbacks.append(lambda _e, i=i: self._call(i, self.nodes[i].power_on, self.env.now))
+        self._refresh(i)
+
+    def _refresh(self, i: int) -> None:
+        node = self.nodes[i]
+        self.quiet[i] = node.quiescent()
+        self.last_ok[i] = node.last_contact
+        down = self.port_down[i]
+        ports = node._ports()
+        self.net_ok[i] = any(p not in down for p in ports) if down else bool(ports)
+        if node.phase == "running":
+            items = node.persist.items
+            for k, key in _INTERVAL_ITEM.items():
+                self.interval[k][i] = float(items.get(key))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------- timers --
+    def _schedule(self, i: int, name: str, at: float) -> None:
+        self._tok += 1
+        tok = self._tok
+        self.timer_tok[i][name] = tok
+        gen = self.gen[i]
+        ev = self.env.timeout(max(0.0, at - self.env.now))
+        ev.callbacks.append(lambda _e: self._fire(i, name, tok, gen, at))
+
+    def _fire(self, i: int, name: str, tok: int, gen: int, at: float) -> None:
+        if self.gen[i] != gen or self.timer_tok[i].get(name) != tok:
+            return
+        del self.timer_tok[i][name]
+        self._call(i, self.nodes[i].on_timer, name, max(at, self.env.now))
+
+    # ------------------------------------------------------------------------------ network --
+    def _send(self, i: int, req: Send, t: float) -> None:
+        down = self.port_down[i]
+        if not req.ports or all(p in down for p in req.ports):
+            status, body, latency = 0, {"error": "timeout"}, DIAL_TIMEOUT  # no working port: dial timeout
+        elif self.ctrl.mode == "down":
+            status, body, latency = 0, {"error": "refused"}, RTT  # ECONNREFUSED: remote temporary (§4)
+        else:
+            status, body, latency = self.ctrl.handle(i, req.kind, req.body, t)
+        gen = self.gen[i]
+        ev = self.env.timeout(max(0.0, t + latency - self.env.now))
+        ev.callbacks.append(lambda _e: self._deliver(i, gen, req, status, body, t + latency))
+
+    def _deliver(self, i: int, gen: int, req: Send, status: int, body: dict[str, Any], at: float) -> None:
+        if self.gen[i] != gen:
+            return
+        self._call(i, self.nodes[i].on_response, req.rid, status, body, max(at, self.env.now))
+        if req.kind == "config" and status in (200, 304):
+            node = self.nodes[i]
+            cfg = self.ctrl.config_for(i)
+            self.node_ver[i] = self.ctrl.ctrl_ver[i] if node.last_hash == cfg["hash"] else -1
+
+    def set_ports(self, i: int, ports: list[str] | None, up: bool) -> None:
+        names = [p.name for p in self.nodes[i].p.ports] if ports is None else ports
+        if up:
+            self.port_down[i].difference_update(names)
+        else:
+            self.port_down[i].update(names)
+        self._refresh(i)
+
+    # --------------------------------------------------------------------------------- bulk --
+    def _bulk_loop(self) -> Any:
+        """Every ``bucket`` seconds: take the periodic timers due in the next window. Slow ones are
+        scheduled at their exact times; bulk ones are answered at once through the controller's
+        queue (which remembers the window, so single requests queue only behind earlier ones)."""
+        env = self.env
+        while True:
+            horizon = env.now + self.bucket
+            for kind in ARRAY_TIMERS:
+                batch = self._take(kind, horizon)
+                if batch is not None:
+                    self._serve_bulk(*batch)
+            yield env.timeout(self.bucket)
+
+    def _fast_mask(self, kind: str, idx: np.ndarray) -> np.ndarray:
+        ctrl = self.ctrl
+        if ctrl.mode != "up":
+            return np.zeros(idx.size, dtype=bool)
+        fast = self.quiet[idx] & self.net_ok[idx] & ~ctrl.needs_slow[idx]
+        if kind == "config":
+            fast &= self.node_ver[idx] == ctrl.ctrl_ver[idx]
+        return fast
+
+    def _take(self, kind: str, horizon: float) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+        arr = self.next[kind]
+        due = np.flatnonzero(arr < horizon)
+        if due.size == 0:
+            return None
+        times = arr[due]
+        order = np.argsort(times, kind="stable")
+        due, times = due[order], times[order]
+        arr[due] = np.inf
+        toks = self.arr_tok[kind][due]
+        fast = self._fast_mask(kind, due)
+        for i, t, tok in zip(due[~fast].tolist(), times[~fast].tolist(), toks[~fast].tolist()):
+            gen = self.gen[i]
+            ev = self.env.timeout(max(0.0, t - self.env.now))
+            ev.callbacks.append(lambda _e, i=i, t=t, tok=tok, gen=gen: self._fire_array(i, kind, tok, gen, t))
+        if not fast.any():
+            return None
+        return kind, due[fast], times[fast], toks[fast]
+
+    def _fire_array(self, i: int, kind: str, tok: int, gen: int, t: float) -> None:
+        if self.gen[i] != gen or self.arr_tok[kind][i] != tok:
+            return  # moved or cancelled since it was taken
+        self._call(i, self.nodes[i].on_timer, kind, max(t, self.env.now))
+
+    def _serve_bulk(self, kind: str, idx: np.ndarray, times: np.ndarray, toks: np.ndarray) -> None:
+        """Answer a window's worth of quiescent nodes' periodic requests in one go."""
+        ctrl = self.ctrl
+        live = (self.arr_tok[kind][idx] == toks) & np.isinf(self.next[kind][idx])
+        idx, times = idx[live], times[live]
+        fast = self._fast_mask(kind, idx)
+        slow_i, slow_t = idx[~fast], times[~fast]
+        f_i, f_t = idx[fast], times[fast]
+        if f_i.size:
+            ok, lat = ctrl.admit_batch(f_t)
+            acc_i, acc_t, acc_lat = f_i[ok], f_t[ok], lat[ok]
+            ctrl.record(_REQUEST_KIND[kind], acc_t, acc_lat, np.ones(acc_t.size, dtype=bool))
+            self.bulk_requests += int(acc_t.size)
+            lo, hi = _JITTER[kind]
+            factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)
+            self.next[kind][acc_i] = acc_t + factor * self.interval[kind][acc_i]
+            if kind == "config":
+                self.last_ok[acc_i] = np.maximum(self.last_ok[acc_i], acc_t + acc_lat)
+            if not ok.all():
+                slow_i = np.concatenate([slow_i, f_i[~ok]])
+                slow_t = np.concatenate([slow_t, f_t[~ok]])
+                order = np.argsort(slow_t, kind="stable")
+                slow_i, slow_t = slow_i[order], slow_t[order]
+        now = self.env.now
+        for i, t in zip(slow_i.tolist(), slow_t.tolist()):
+            self._call(i, self.nodes[i].on_timer, kind, max(t, now))

@@ -1,0 +1,1 @@
+"""Pure models of EVE-OS behaviour (enums, config items, zboot, measured boot)."""

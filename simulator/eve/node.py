@@ -1,0 +1,1240 @@
+"""One EVE node as a sans-I/O state machine: events in, actions out.
+
+The rules of EVE-OS that matter to a controller and to a test harness live here once: boot and
+measured boot, onboarding, config polling, the A/B base-OS update with its test window and
+fallback, network port tests, attestation and the vault, apps, reboots and device states. Section
+numbers (``§3``) refer to ``shared/reference/eve-behaviour.md``.
+
+The machine never reads a clock, sleeps, opens a socket or draws from a global random source:
+
+* Inputs are method calls that carry ``now`` (seconds on the driver's clock): :meth:`Node.power_on`,
+  :meth:`Node.power_off`, :meth:`Node.on_timer`, :meth:`Node.on_response`, :meth:`Node.tamper`,
+  :meth:`Node.hang`.
+* Each returns the actions the driver must carry out: :class:`Send` a request to the controller,
+  :class:`SetTimer` / :class:`CancelAll` timers, :class:`Reset` the hardware, and :class:`Note`
+  timeline records.
+* Randomness comes from the ``numpy.random.Generator`` handed in at construction.
+
+The simulator drives it in simulated time (SimPy); the device agent drives it in real time (asyncio).
+A timer name is unique per node: setting it again moves it. A response whose request id is unknown
+(sent before a reboot) is ignored, which is how in-flight work dies with a power cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from simulator.eve.config_items import GlobalConfig
+from simulator.eve.enums import (
+    AttestState,
+    BaseOsStatus,
+    BaseOsSubStatus,
+    BootReason,
+    ConfigGetStatus,
+    DPCState,
+    MaintenanceModeReason,
+    PartitionState,
+    QuoteResponseCode,
+    ZDeviceState,
+    ZSwState,
+)
+from simulator.eve.measured_boot import PcrBank, measure_boot, seal_digest
+from simulator.eve.zboot import REFUSE_TOO_EARLY, Zboot
+
+# -- constants from the spec ------------------------------------------------------------------------
+ONBOARD_BACKOFF_START = 1.0  # §1 onboarding: 1 s doubling ...
+ONBOARD_BACKOFF_CAP = 600.0  # ... to a 600 s cap, no jitter
+ONBOARD_FAST_PATH = 5.0  # §1: cached UUID, DPC not Success at t=5 s -> done without the controller
+DIAL_TIMEOUT = 10.0  # §1 / §6 timer.dial.timeout
+NODEAGENT_TICK = 10.0  # §3 step 8: nodeagent checks its timers every 10 s
+REBOOT_PRE_WAIT = 30.0  # §3 reboot procedure: wait 30 s before writing the reason
+REBOOT_POST_WAIT = 30.0  # §3: sync, then 30 s, then zboot reset
+HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
+ATTEST_RETRY = 15.0  # §5: fixed 15 s retry
+INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 min, +-30 s noise
+WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
+CRASH_LOOP_BRICK = 5  # consecutive boots that never start the agents: reported as bricked
+WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
+
+
+# -- actions ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send a request to the controller. ``status`` 0 in the response means a transport error."""
+
+    kind: str  # certs | register | uuid | config | info | metrics | attest | ping
+    rid: int
+    body: dict[str, Any]
+    ports: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Drop every timer of this node (power lost or hardware reset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The node resets its hardware; the driver powers it on again (a real reboot on real backends)."""
+
+    reason: BootReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A timeline record: something a report or an expectation may want to know."""
+
+    what: str
+    data: dict[str, Any]
+
+
+Action = Send | SetTimer | CancelAll | Reset | Note
+
+
+# -- static description of a node -------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    version: str
+    behaviour: str  # good | crash-on-boot | no-controller | changes-pcrs (already resolved per node)
+    size: int
+
+    @property
+    def rootfs_measurement(self) -> str:
+        """What stage-2 GRUB measures into PCR 13 (§1). A changes-pcrs image measures differently
+        from the released build the controller approved."""
+        base = f"{self.name}:{self.version}"
+        return base + ":unexpected-measurement" if self.behaviour == "changes-pcrs" else base
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    kind: str
+    mgmt: bool
+    cost: int
+    speed: float
+
+
+@dataclass
+class NodeParams:
+    device_id: str
+    serial: str
+    profile: str
+    cores: int
+    memory: int
+    reserved_memory: int
+    tpm: bool
+    firmware: str
+    ports: tuple[Port, ...]
+    boot_time: Callable[[np.random.Generator], float]
+    write_speed: float
+    images: dict[str, ImageInfo]
+    boot_hang: float = 0.0
+    hang_per_day: float = 0.0
+    write_error: float = 0.0
+
+
+@dataclass
+class Persist:
+    """What survives a reboot: GPT attributes, /persist, /config and the TPM's NV state."""
+
+    zboot: Zboot
+    uuid: str | None = None
+    reboot_record: tuple[BootReason, str] | None = None
+    power_lost: bool = False
+    last_booted: str | None = None
+    restart_counter: int = 0
+    boots_without_agents: int = 0
+    config: dict[str, Any] | None = None
+    items: GlobalConfig = field(default_factory=GlobalConfig.defaults)
+    reboot_seen: int | None = None
+    retry_seen: int | None = None
+    force_fallback_seen: int | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # version -> swErr text
+    seal: bytes | None = None  # vault key sealed to these PCRs (§5)
+    vault_key: str | None = None
+    tamper: dict[str, str] = field(default_factory=dict)  # stage -> what an attacker changed
+    apps_installed: set[str] = field(default_factory=set)
+    bos: dict[str, Any] | None = None  # the newest base-OS entry (swList beyond the partitions)
+
+
+_TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
+
+
+def _reason_name(reason: BootReason) -> str:
+    return reason.name
+
+
+class Node:
+    """The EVE rule set for one device."""
+
+    def __init__(self, params: NodeParams, initial_image: str, rng: np.random.Generator) -> None:
+        self.p = params
+        self.rng = rng
+        img = params.images[initial_image]
+        self.persist = Persist(zboot=Zboot.fresh(img.version, img.name))
+        self._out: list[Action] = []
+        self._rid = 0
+        self.phase = "off"  # off | booting | running | rebooting | hung | bricked
+        self._reset_volatile()
+
+    # ---------------------------------------------------------------------------------- plumbing --
+    def _reset_volatile(self) -> None:
+        self._inflight: dict[int, tuple[str, Any]] = {}
+        self.boot_at: float | None = None
+        self.agents_at: float | None = None
+        self.image: ImageInfo | None = None
+        self.pcrs: dict[int, bytes] = {}
+        self.vault_unlocked = False
+        self.vault_at: float | None = None
+        self.onboarding = False
+        self._ob_backoff = ONBOARD_BACKOFF_START
+        self.zedagent = False
+        self.poll_inflight = False
+        self.last_hash = ""
+        self.config_status: ConfigGetStatus | None = None
+        self.config_received = False
+        self.last_contact: float = -math.inf
+        self.first_success: float | None = None
+        self.testing = False
+        self.test_start: float | None = None
+        self.rebooting: tuple[BootReason, str] | None = None
+        self._reboot_stage = 0
+        self.deferred_reboot = False
+        self.attest = AttestState.UNSPECIFIED
+        self.token: str | None = None
+        self.quote_sent = False
+        self._nonce: str | None = None
+        self._info_dirty = False
+        self._info_inflight = False
+        self._info_backoff = 0.0
+        self.dpc_index = 0
+        self.dpc_state = DPCState.NONE
+        self._port_fails = 0
+        self._reverify: int | None = None
+        self.maintenance: set[MaintenanceModeReason] = set()
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.boot_reason = BootReason.UNSPECIFIED
+        self.boot_reason_text = ""
+        self.net_broken = False
+
+    def _drain(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _timer(self, name: str, at: float) -> None:
+        self._out.append(SetTimer(name, at))
+
+    def _note(self, what: str, **data: Any) -> None:
+        self._out.append(Note(what, data))
+
+    @property
+    def items(self) -> GlobalConfig:
+        return self.persist.items
+
+    def item(self, key: str) -> float:
+        return float(self.persist.items.get(key))  # type: ignore[arg-type]
+
+    @property
+    def zboot(self) -> Zboot:
+        return self.persist.zboot
+
+    def _ports(self, index: int | None = None) -> tuple[str, ...]:
+        dpcs = self.dpc_list()
+        idx = self.dpc_index if index is None else index
+        if not dpcs or idx < 0 or idx >= len(dpcs):
+            return ()
+        return dpcs[idx][1]
+
+    def dpc_list(self) -> list[tuple[str, tuple[str, ...]]]:
+        """DPCs by priority, index 0 first (§4): the controller-given management ports, then the
+        last-resort DPC (all Ethernet ports) when ``network.fallback.any.eth`` is enabled."""
+        mgmt = sorted((p for p in self.p.ports if p.mgmt), key=lambda p: (p.cost, p.name))
+        dpcs = [("zedagent", tuple(p.name for p in mgmt))]
+        if self.items.get("network.fallback.any.eth") == "enabled":
+            eth = sorted((p for p in self.p.ports if p.kind == "ethernet"), key=lambda p: (p.cost, p.name))
+            dpcs.append(("lastresort", tuple(p.name for p in eth)))
+        return dpcs
+
+    def _send(self, kind: str, body: dict[str, Any], now: float, ctx: Any = None, *, ports: tuple[str, ...] | None = None) -> int:
+        self._rid += 1
+        rid = self._rid
+        self._inflight[rid] = (kind, ctx)
+        if self.net_broken:
+            # The booted image never brings its network up: every request times out on dial.
+            self._timer(f"netfail:{rid}", now + DIAL_TIMEOUT)
+        else:
+            self._out.append(Send(kind, rid, body, self._ports() if ports is None else ports))
+        return rid
+
+    # ------------------------------------------------------------------------------- properties --
+    @property
+    def onboarded(self) -> bool:
+        return self.persist.uuid is not None
+
+    @property
+    def bricked(self) -> bool:
+        return self.phase == "bricked" or self.persist.boots_without_agents >= CRASH_LOOP_BRICK
+
+    @property
+    def running_version(self) -> str | None:
+        if self.phase not in ("running", "rebooting") or self.zboot.current is None:
+            return None
+        return self.zboot.current_partition.version
+
+    def device_state(self) -> ZDeviceState:
+        """§7 precedence: maintenance > updating > rebooting > ... > ONLINE > BOOTING."""
+        if self.maintenance:
+            return ZDeviceState.MAINTENANCE_MODE
+        zb = self.zboot
+        if zb.current is not None and (
+            zb.current_partition.state == PartitionState.INPROGRESS or zb.other_partition.state == PartitionState.UPDATING
+        ):
+            return ZDeviceState.BASEOS_UPDATING
+        if self.rebooting is not None:
+            return ZDeviceState.REBOOTING
+        if self.config_received:
+            return ZDeviceState.ONLINE
+        return ZDeviceState.BOOTING
+
+    def quiescent(self) -> bool:
+        """True when this node's reaction to a ``304`` config reply is only "contact succeeded".
+
+        The simulator may then answer such polls in bulk without calling the node (and must write
+        ``last_contact`` back before the next call). Anything else - a test window waiting for its
+        first success, an info message waiting for a reconnect, a failing link - needs the node.
+        """
+        return (
+            self.phase == "running"
+            and self.zedagent
+            and not self.poll_inflight
+            and self.config_status == ConfigGetStatus.SUCCESS
+            and not (self.testing and self.test_start is None)
+            and not self._info_dirty
+            and not self._info_inflight
+            and self.rebooting is None
+            and self._reverify is None
+            and self._port_fails == 0
+        )
+
+    # ---------------------------------------------------------------------------------- reports --
+    def baseos_user_status(self) -> tuple[BaseOsStatus, BaseOsSubStatus, str]:
+        """userStatus of the newest base-OS entry, from ZSwState and partition state (§3 table)."""
+        e = self.persist.bos
+        if not e:
+            return BaseOsStatus.NONE, BaseOsSubStatus.NONE, ""
+        err = e.get("err") or ""
+        if err:
+            return BaseOsStatus.FAILED, BaseOsSubStatus.NONE, err
+        zsw = e["zsw"]
+        if zsw in (ZSwState.INITIAL, ZSwState.DOWNLOAD_STARTED, ZSwState.VERIFYING):
+            return BaseOsStatus.DOWNLOADING, BaseOsSubStatus.DOWNLOAD_INPROGRESS, ""
+        if zsw == ZSwState.DELIVERED:
+            if e.get("too_early"):
+                return BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_DEFERRED, ""
+            return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
+        part = self._partition_with(e["version"])
+        if part is None:
+            return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
+        activated = bool(e.get("activate"))
+        is_current = self.zboot.current == part.label
+        if part.state == PartitionState.UPDATING:
+            return BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_REBOOTING, ""
+        if part.state == PartitionState.INPROGRESS:
+            if activated and is_current:
+                return BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_TESTING, ""
+            return BaseOsStatus.FAILED, BaseOsSubStatus.NONE, self.persist.failed.get(e["version"], "")
+        if part.state == PartitionState.ACTIVE:
+            return (BaseOsStatus.UPDATED if activated else BaseOsStatus.FALLBACK), BaseOsSubStatus.NONE, ""
+        return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
+
+    def _partition_with(self, version: str) -> Any:
+        for label in ("IMGA", "IMGB"):
+            part = self.zboot[label]
+            if part.version == version and part.state != PartitionState.UNUSED:
+                return part
+        return None
+
+    def report(self, now: float) -> dict[str, Any]:
+        """What ZInfoDevice (+ ZInfoApp) tells the controller (§2 field subsets)."""
+        zb = self.zboot
+        sw = []
+        if zb.current is not None:
+            for part in (zb.current_partition, zb.other_partition):
+                sw.append(
+                    {
+                        "partition": part.label,
+                        "version": part.version,
+                        "image": part.image_id,
+                        "state": part.state.value,
+                        "err": self.persist.failed.get(part.version or "", "")
+                        if part.state == PartitionState.INPROGRESS and part.label != zb.current
+                        else "",
+                    }
+                )
+        status, sub, err = self.baseos_user_status()
+        bos = self.persist.bos
+        return {
+            "at": now,
+            "state": self.device_state().name,
+            "boot_reason": self.boot_reason.name,
+            "reboot_reason_text": self.boot_reason_text,
+            "boot_time": self.boot_at,
+            "restart_counter": self.persist.restart_counter,
+            "sw": sw,
+            "baseos": {
+                "version": bos["version"] if bos else None,
+                "image": bos["image"] if bos else None,
+                "status": status.name,
+                "sub_status": sub.name,
+                "err": err,
+            },
+            "attestation": self.attest.name,
+            "maintenance": sorted(r.name for r in self.maintenance),
+            "vault": "unlocked" if self.vault_unlocked else "locked",
+            "dpc_index": self.dpc_index,
+            "reboot_counter": self.persist.reboot_seen,
+            "baseos_update_counter": self.persist.retry_seen,
+            "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
+            "config_items_errors": [e.key for e in self.items.errors],
+        }
+
+    # ------------------------------------------------------------------------------ power / boot --
+    def power_on(self, now: float) -> list[Action]:
+        if self.phase not in ("off",):
+            return self._drain()
+        self._reset_volatile()
+        self.phase = "booting"
+        self.boot_at = now
+        prev = self.persist.last_booted
+        label = self.zboot.select_boot()  # GRUB gptprio.next (§1, §3): decrements tries
+        if label is None:
+            self.phase = "bricked"
+            self._note("bricked", why="no bootable partition")
+            return self._drain()
+        self._prev_booted = prev
+        self.persist.last_booted = label
+        part = self.zboot[label]
+        self.image = self.p.images.get(part.image_id or "") or ImageInfo(part.image_id or "?", part.version or "?", "good", 0)
+        tamper = self.persist.tamper
+        self.pcrs = measure_boot(
+            PcrBank(),
+            firmware=self.p.firmware,
+            firmware_tamper=tamper.get("firmware"),
+            rootfs=self.image.rootfs_measurement,
+            grub_cfg=f"grub.cfg:{label}",
+            config=f"config:{self.p.serial}",
+            tamper={_TAMPER_PCR[s]: v for s, v in tamper.items() if s in _TAMPER_PCR},
+        )
+        self.persist.boots_without_agents += 1
+        duration = max(1.0, float(self.p.boot_time(self.rng)))
+        self._note("boot_start", partition=label, version=part.version)
+        if self.image.behaviour == "crash-on-boot":
+            self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
+        elif self.p.boot_hang and self.rng.random() < self.p.boot_hang:
+            self._timer("watchdog", now + 0.5 * duration + WATCHDOG_CHANGE)
+        else:
+            self._timer("booted", now + duration)
+        return self._drain()
+
+    def power_off(self, now: float) -> list[Action]:
+        """Power removed: everything volatile is lost; the next boot reports POWER_FAIL (§7)."""
+        if self.phase == "off":
+            return self._drain()
+        was = self.phase
+        self._out.append(CancelAll())
+        self._reset_volatile()
+        if was != "bricked":
+            self.persist.power_lost = True
+        self.phase = "off"
+        self._note("power_off")
+        return self._drain()
+
+    def _hard_reset(self, now: float, reason: BootReason | None, text: str = "") -> None:
+        if reason is not None:
+            self.persist.reboot_record = (reason, text)
+        self._out.append(CancelAll())
+        self._reset_volatile()
+        self.phase = "off"
+        self._note("reset", reason=reason.name if reason is not None else None)
+        self._out.append(Reset(reason))
+
+    def tamper(self, stage: str, now: float) -> list[Action]:
+        """An attacker changes firmware/bootloader/rootfs/config; measured at the next boot."""
+        self.persist.tamper[stage] = f"tampered-{stage}-{len(self.persist.tamper) + 1}"
+        self._note("tamper", stage=stage)
+        return self._drain()
+
+    def hang(self, agent: str, now: float) -> list[Action]:
+        """An agent stops touching its watchdog file: the watchdog reboots after 300 s (§7)."""
+        if self.phase not in ("running", "rebooting"):
+            return self._drain()
+        self._out.append(CancelAll())
+        self.phase = "hung"
+        self.poll_inflight = False
+        self._inflight.clear()
+        self._note("hang", agent=agent)
+        self._timer("watchdog", now + WATCHDOG_CHANGE)
+        return self._drain()
+
+    def _booted(self, now: float) -> None:
+        """Kernel and linuxkit services are up: nodeagent decides the boot reason, agents start."""
+        self.phase = "running"
+        self.agents_at = now
+        ps = self.persist
+        ps.boots_without_agents = 0
+        ps.restart_counter += 1  # §7 restartCounter
+        record, ps.reboot_record = ps.reboot_record, None
+        if record is not None:
+            reason, text = record
+        elif ps.restart_counter == 1:
+            reason, text = BootReason.FIRST, ""
+        elif ps.power_lost:
+            reason, text = BootReason.POWER_FAIL, "power lost"
+        else:
+            reason, text = BootReason.KERNEL, "reset without a recorded reason"
+        ps.power_lost = False
+        zb = self.zboot
+        cur, other = zb.current_partition, zb.other_partition
+        if cur.state == PartitionState.ACTIVE and other.state == PartitionState.INPROGRESS and getattr(self, "_prev_booted", None) == other.label:
+            # INFERRED (§3): the one test boot of `other` ended before its commit, so GRUB came back
+            # to the active image. baseosmgr marks the new version failed and never retries it.
+            if reason not in (BootReason.FALLBACK, BootReason.VAULT_FAILED):
+                text = f"Fallback from {other.version}: {reason.name} before the update was committed"
+                reason = BootReason.FALLBACK
+            ps.failed[other.version or ""] = text or reason.name
+        self.boot_reason, self.boot_reason_text = reason, text
+        self.testing = cur.state == PartitionState.INPROGRESS
+        self.net_broken = self.image is not None and self.image.behaviour == "no-controller"
+        # Vault (§5): unseal locally when the PCRs match the sealing policy.
+        self.vault_at = now
+        if not self.p.tpm:
+            self.vault_unlocked = True
+        elif ps.seal is None:
+            ps.vault_key = f"vault-{self.p.serial}"
+            ps.seal = seal_digest(self.pcrs)
+            self.vault_unlocked = True
+        else:
+            self.vault_unlocked = ps.seal == seal_digest(self.pcrs)
+        self._note(
+            "booted",
+            reason=reason.name,
+            partition=cur.label,
+            version=cur.version,
+            testing=self.testing,
+            vault="unlocked" if self.vault_unlocked else "locked",
+        )
+        if not self.vault_unlocked:
+            self._note("vault_locked")
+        if self.p.hang_per_day > 0:
+            self._timer("hang", now + float(self.rng.exponential(86400.0 / self.p.hang_per_day)))
+        self._start_onboarding(now)
+        self._arm_nodeagent(now)
+
+    # ------------------------------------------------------------------------------- onboarding --
+    def _start_onboarding(self, now: float) -> None:
+        """device-steps.sh runs ``client selfRegister getUuid`` on every boot (§1)."""
+        self.onboarding = True
+        self._ob_backoff = ONBOARD_BACKOFF_START
+        self._send("certs", {}, now)
+        if self.onboarded:
+            self._timer("onboard_fast", now + ONBOARD_FAST_PATH)
+
+    def _onboard_failed(self, now: float) -> None:
+        self._timer("onboard", now + self._ob_backoff)
+        self._ob_backoff = min(self._ob_backoff * 2, ONBOARD_BACKOFF_CAP)
+
+    def _onboard_response(self, kind: str, status: int, body: dict[str, Any], now: float) -> None:
+        if not self.onboarding:
+            return
+        if kind == "certs":
+            if status == 200:
+                self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
+            else:
+                self._onboard_failed(now)
+        elif kind == "register":
+            if status in (200, 201):
+                self._send("uuid", {}, now)
+            else:
+                # 409 conflict / 403 not found / others: LED code, keep retrying (§1).
+                self._note("register_refused", status=status)
+                self._onboard_failed(now)
+        elif kind == "uuid":
+            if status == 200:
+                first = not self.onboarded
+                self.persist.uuid = body.get("uuid", self.p.device_id)
+                self.onboarding = False
+                if first:
+                    self._note("onboarded", uuid=self.persist.uuid)
+                self._start_zedagent(now)
+            else:
+                self._onboard_failed(now)
+
+    # -------------------------------------------------------------------------------- zedagent --
+    def _start_zedagent(self, now: float) -> None:
+        if self.zedagent:
+            return
+        self.zedagent = True
+        if self.persist.config is not None:
+            # Before the controller is reached EVE applies the saved checkpoint (§1).
+            self.config_received = True
+            self.config_status = ConfigGetStatus.READ_SAVED
+            self.last_hash = self.persist.config.get("hash", "")
+            self._resume_apps(now)
+        self._timer("config", now)  # first poll at start (§1)
+        self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
+        self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
+        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self.dpc_state = DPCState.SUCCESS
+        self._attest_start(now)
+        self._publish(now)
+
+    def _config_tick(self, now: float) -> None:
+        self._timer("config", now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
+        if self.poll_inflight:
+            return  # the previous request is still running; this tick is dropped
+        self.poll_inflight = True
+        self._send("config", {"hash": self.last_hash, "token": self.token}, now)
+
+    def _in_update(self) -> bool:
+        zb = self.zboot
+        return zb.current is not None and (
+            zb.current_partition.state == PartitionState.INPROGRESS or zb.other_partition.state == PartitionState.UPDATING
+        )
+
+    def _config_response(self, status: int, body: dict[str, Any], now: float) -> None:
+        self.poll_inflight = False
+        error = body.get("error", "")
+        if status in (200, 304):
+            self._contact(now, ConfigGetStatus.SUCCESS)
+            cfg = body.get("config")
+            if status == 200 and cfg is not None and cfg.get("hash") != self.last_hash:
+                self._apply_config(cfg, now)
+            elif not self.config_received:
+                self.config_received = True
+                self._publish(now)
+            return
+        temporary = status in (503, 404, 403) or error == "refused"
+        if self._in_update() and temporary:
+            # TemporaryFail: only during a base-OS update; counts as reachable but restarts the
+            # test window, so a 503-ing controller blocks the commit (§1, §3 step 5).
+            self._contact(now, ConfigGetStatus.TEMPORARY_FAIL)
+            if self.test_start is not None:
+                self.test_start = now
+        else:
+            self.config_status = ConfigGetStatus.FAIL
+        if status == 403 and self.quote_sent:
+            self._attest_start(now)  # §1: 403 restarts attestation if a quote was ever sent
+        self._note("config_fail", status=status, error=error)
+
+    def _contact(self, now: float, status: ConfigGetStatus) -> None:
+        was = self.config_status
+        self.config_status = status
+        self.last_contact = now
+        if self.first_success is None:
+            self.first_success = now
+            self._arm_nodeagent(now)  # vault cutoff counts from the first success (§5)
+        if self.testing and self.test_start is None:
+            self.test_start = now  # §3 step 5: the window starts at the first ConfigGetSuccess
+            self._note("test_window_start")
+            self._arm_nodeagent(now)
+        if was not in (ConfigGetStatus.SUCCESS, ConfigGetStatus.TEMPORARY_FAIL):
+            self._note("controller_reachable")
+            if self._info_dirty and not self._info_inflight:
+                self._send_info(now)  # reliable queue kicked on reconnect (§1)
+
+    def note_contact(self, when: float) -> None:
+        """Driver hook: a bulk-answered 304 poll succeeded at ``when`` (see :meth:`quiescent`)."""
+        if when > self.last_contact:
+            self.last_contact = when
+
+    def _apply_config(self, cfg: dict[str, Any], now: float) -> None:
+        """parseconfig.go order and skips (§1)."""
+        ps = self.persist
+        self.last_hash = cfg.get("hash", "")
+        ps.config = cfg
+        self.config_received = True
+        old_interval = self.item("timer.config.interval")
+        errors = ps.items.apply(cfg.get("items", {}))
+        if errors:
+            self._note("config_item_errors", keys=[e.key for e in errors])
+        if self.item("timer.config.interval") != old_interval:
+            self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
+        self._arm_nodeagent(now)
+        ff = int(ps.items.get("force.fallback.counter"))  # type: ignore[arg-type]
+        if ps.force_fallback_seen is None:
+            ps.force_fallback_seen = ff
+        elif ff != ps.force_fallback_seen:
+            ps.force_fallback_seen = ff
+            if self.zboot.can_force_fallback():
+                # §3: other=updating, reboot into it. INFERRED: reported as an UPDATE reboot.
+                self.zboot.set_updating(self.zboot.other_partition.label)
+                self._reboot(now, BootReason.UPDATE, "forced fallback (force.fallback.counter)")
+                self._publish(now)
+                return
+        rc = cfg.get("reboot")
+        if rc is not None:
+            if ps.reboot_seen is None:
+                ps.reboot_seen = rc  # the first counter ever seen is only stored (§1)
+            elif rc != ps.reboot_seen:
+                ps.reboot_seen = rc
+                if self.testing:
+                    self.deferred_reboot = True  # deferred until the test completes (§1)
+                else:
+                    self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller")
+                    self._publish(now)
+                    return  # the rest of the config is ignored (still saved)
+        if cfg.get("maintenance"):
+            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
+        else:
+            self.maintenance.discard(MaintenanceModeReason.USER_REQUESTED)
+        if self.maintenance:
+            self._publish(now)
+            return  # apps and baseOS deferred in maintenance mode (§7)
+        skip_apps = self._apply_baseos(cfg.get("baseos"), now)
+        if not skip_apps:
+            self._apply_apps(cfg.get("apps", {}), now)
+        self._publish(now)
+
+    # -------------------------------------------------------------------------------- base OS --
+    def _apply_baseos(self, bos: dict[str, Any] | None, now: float) -> bool:
+        """baseosmgr (§3). Returns True when app config must wait for the update reboot."""
+        ps = self.persist
+        if not bos:
+            return False
+        version, image, activate, retry = bos["version"], bos["image"], bool(bos.get("activate", True)), bos.get("retry", 0)
+        retry_changed = ps.retry_seen is not None and retry != ps.retry_seen
+        ps.retry_seen = retry
+        entry = ps.bos
+        if entry is None or entry["version"] != version:
+            entry = ps.bos = {"version": version, "image": image, "activate": activate, "zsw": ZSwState.INITIAL, "err": ""}
+            self._note("baseos_config", version=version, activate=activate)
+        entry["activate"] = activate
+        zb = self.zboot
+        cur, other = zb.current_partition, zb.other_partition
+        if cur.version == version:
+            entry["zsw"] = ZSwState.INSTALLED
+            entry["err"] = ""
+            return False
+        if other.version == version and other.state == PartitionState.INPROGRESS:
+            if retry_changed and activate and zb.can_retry(version):
+                zb.set_updating(other.label)  # §3 retry: other=updating -> reboot
+                ps.failed.pop(version, None)
+                entry.update(zsw=ZSwState.INSTALLED, err="")
+                self._note("baseos_retry", version=version)
+                self._reboot(now, BootReason.UPDATE, f"retry update to {version}")
+                return True
+            entry["zsw"] = ZSwState.INSTALLED
+            entry["err"] = ps.failed.get(version, "") or f"{version} failed its test boot"
+            return False  # EVE does not retry a failed version (§3)
+        if other.version == version and other.state == PartitionState.UPDATING:
+            return True
+        if self.rebooting is not None:
+            return True
+        refuse = zb.refuse_reason(version)
+        entry["too_early"] = refuse == REFUSE_TOO_EARLY
+        if refuse is not None:
+            return False
+        if entry["zsw"] in (ZSwState.INITIAL,) and self.vault_unlocked:
+            entry["zsw"] = ZSwState.DOWNLOAD_STARTED
+            size = self.p.images[image].size if image in self.p.images else 300 * 2**20
+            self._timer("bos_download", now + size / self._download_rate())
+            self._note("baseos_download", version=version)
+        elif entry["zsw"] == ZSwState.DELIVERED and activate:
+            self._bos_write(now)
+        return activate
+
+    def _download_rate(self) -> float:
+        speeds = [p.speed for p in self.p.ports if p.name in self._ports()] or [WAN_RATE]
+        return min(max(speeds), WAN_RATE)
+
+    def _bos_downloaded(self, now: float) -> None:
+        e = self.persist.bos
+        if not e or e["zsw"] != ZSwState.DOWNLOAD_STARTED:
+            return
+        e["zsw"] = ZSwState.DELIVERED
+        self._publish(now)
+        if e["activate"]:
+            self._bos_write(now)
+
+    def _bos_write(self, now: float) -> None:
+        e = self.persist.bos
+        assert e is not None
+        size = self.p.images[e["image"]].size if e["image"] in self.p.images else 300 * 2**20
+        e["zsw"] = ZSwState.LOADING
+        self._timer("bos_write", now + size / self.p.write_speed)
+
+    def _bos_written(self, now: float) -> None:
+        e = self.persist.bos
+        if not e or e["zsw"] != ZSwState.LOADING:
+            return
+        zb = self.zboot
+        if self.p.write_error and self.rng.random() < self.p.write_error:
+            # Read-back mismatch: the partition is left unused and the update fails (§3 step 2).
+            zb.write_other(None)
+            e.update(zsw=ZSwState.INSTALLED, err="version read back from the partition does not match")
+            self._publish(now)
+            return
+        zb.write_other(e["version"], e["image"])
+        zb.set_updating(zb.other_partition.label)
+        e["zsw"] = ZSwState.INSTALLED
+        self._note("baseos_installed", version=e["version"], partition=zb.other_partition.label)
+        self._reboot(now, BootReason.UPDATE, f"NORMAL: baseos-update to {e['version']}")
+        self._publish(now)
+
+    def _commit(self, now: float) -> None:
+        """Test window expired: TestComplete -> MarkCurrentPartitionStateActive (§3 step 6)."""
+        zb = self.zboot
+        self.zboot.mark_current_active()
+        self.testing = False
+        self.test_start = None
+        e = self.persist.bos
+        if e and e["version"] == zb.current_partition.version:
+            e.update(zsw=ZSwState.INSTALLED, err="")
+        self._note("update_committed", version=zb.current_partition.version)
+        self._publish(now)
+        if self.deferred_reboot:
+            self.deferred_reboot = False
+            self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller (deferred by update test)")
+        elif self.persist.config is not None:
+            self._apply_baseos(self.persist.config.get("baseos"), now)
+            self._apply_apps(self.persist.config.get("apps", {}), now)
+
+    # ------------------------------------------------------------------------------- nodeagent --
+    def _arm_nodeagent(self, now: float) -> None:
+        """Schedule the next 10 s nodeagent tick at which some deadline may have passed (§3 step 8).
+
+        Ticks sit on a grid anchored at agent start; the node is woken only at the first tick past
+        the earliest deadline, and re-arms itself if that deadline moved in the meantime."""
+        if self.phase != "running" or self.agents_at is None:
+            return
+        deadlines = []
+        contact = max(self.last_contact, self.agents_at)
+        if self.testing:
+            if self.test_start is not None:
+                deadlines.append(self.test_start + self.item("timer.test.baseimage.update"))
+            deadlines.append(contact + self.item("timer.update.fallback.no.network"))
+        deadlines.append(contact + self.item("timer.reboot.no.network"))
+        if not self.vault_unlocked and self.first_success is not None and MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
+            deadlines.append(max(self.vault_at or now, self.first_success) + self.item("timer.vault.ready.cutoff"))
+        due = min(deadlines)
+        ticks = max(1, math.ceil((due - self.agents_at) / NODEAGENT_TICK + 1e-9))
+        at = self.agents_at + ticks * NODEAGENT_TICK
+        while at <= now:
+            at += NODEAGENT_TICK
+        self._timer("nodeagent", at)
+
+    def _nodeagent_tick(self, now: float) -> None:
+        if self.rebooting is not None:
+            return
+        contact = max(self.last_contact, self.agents_at or now)
+        silent = now - contact
+        if self.testing:
+            if not self.vault_unlocked and self._vault_cutoff_passed(now):
+                self._reboot(now, BootReason.VAULT_FAILED, "vault not ready within timer.vault.ready.cutoff during update test")
+                return
+            fallback = self.item("timer.update.fallback.no.network")
+            if silent > fallback:
+                self._reboot(
+                    now,
+                    BootReason.FALLBACK,
+                    f"Exceeded fallback outage for controller connectivity {int(fallback)} by {int(silent - fallback)} seconds",
+                )
+                return
+            if self.test_start is not None and now - self.test_start >= self.item("timer.test.baseimage.update"):
+                self._commit(now)
+        elif not self.vault_unlocked and self._vault_cutoff_passed(now):
+            if MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
+                self.maintenance.add(MaintenanceModeReason.VAULT_LOCKED_UP)  # §5
+                self._note("maintenance", reason="VAULT_LOCKED_UP")
+                self._publish(now)
+        if silent > self.item("timer.reboot.no.network"):
+            self._reboot(now, BootReason.DISCONNECT, "no controller connectivity for timer.reboot.no.network")
+            return
+        self._arm_nodeagent(now)
+
+    def _vault_cutoff_passed(self, now: float) -> bool:
+        if self.first_success is None:
+            return False
+        return now - max(self.vault_at or now, self.first_success) >= self.item("timer.vault.ready.cutoff")
+
+    def _reboot(self, now: float, reason: BootReason, text: str) -> None:
+        """nodeagent's reboot procedure (§3): 30 s, write the reason, halt apps, sync, 30 s, reset."""
+        if self.rebooting is not None or self.phase != "running":
+            return
+        self.rebooting = (reason, text)
+        self._reboot_stage = 0
+        self._note("reboot_scheduled", reason=reason.name, text=text)
+        self._timer("reboot", now + REBOOT_PRE_WAIT)
+        self._publish(now)
+
+    def _reboot_step(self, now: float) -> None:
+        assert self.rebooting is not None
+        reason, text = self.rebooting
+        if self._reboot_stage == 0:
+            self.persist.reboot_record = (reason, text)  # /persist/reboot-reason, boot-reason
+            running = [a for a in self.apps.values() if a["state"] == ZSwState.RUNNING]
+            halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
+            halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
+            self._reboot_stage = 1
+            self._timer("reboot", now + halt + REBOOT_POST_WAIT)
+        else:
+            self._hard_reset(now, reason, text)
+
+    # ------------------------------------------------------------------------------ attestation --
+    def _attest_start(self, now: float) -> None:
+        """§5 FSM: NONCE -> QUOTE -> (escrow) -> COMPLETE; errors -> RESTART_WAIT, fixed 15 s."""
+        self.attest = AttestState.NONCE_WAIT
+        self._send("attest", {"type": "NONCE"}, now)
+
+    def _attest_restart_wait(self, now: float) -> None:
+        self.attest = AttestState.RESTART_WAIT
+        self._timer("attest", now + ATTEST_RETRY)
+
+    def _attest_response(self, status: int, body: dict[str, Any], now: float) -> None:
+        if status not in (200, 201):
+            self._attest_restart_wait(now)
+            return
+        resp = body.get("type")
+        if resp == "NONCE" and self.attest == AttestState.NONCE_WAIT:
+            self._nonce = body.get("nonce")
+            self.attest = AttestState.TPM_QUOTE_WAIT
+            self._timer("quote", now + (1.0 if self.p.tpm else 0.05))  # tpmmgr produces the quote
+        elif resp == "QUOTE" and self.attest == AttestState.ATTEST_WAIT:
+            code = QuoteResponseCode[body.get("code", "QUOTE_FAILED")]
+            if code != QuoteResponseCode.SUCCESS:
+                self._note("attest_failed", code=code.name, pcrs=body.get("mismatch", []))
+                self._attest_restart_wait(now)
+                self._publish(now)
+                return
+            self.token = body.get("token")
+            key = body.get("key")
+            if not self.vault_unlocked and key and key == self.persist.vault_key:
+                # The escrowed key comes back only after a good quote; re-seal to the new PCRs (§5).
+                self.vault_unlocked = True
+                self.persist.seal = seal_digest(self.pcrs)
+                self._note("vault_unlocked")
+                if MaintenanceModeReason.VAULT_LOCKED_UP in self.maintenance:
+                    self.maintenance.discard(MaintenanceModeReason.VAULT_LOCKED_UP)
+                self._vault_ready(now)
+            if self.p.tpm:
+                self.attest = AttestState.ATTEST_ESCROW_WAIT
+                self._send("attest", {"type": "STORE_KEYS", "token": self.token, "key": self.persist.vault_key}, now)
+            else:
+                self.attest = AttestState.COMPLETE  # no TPM: escrow skipped (§5)
+                self._note("attested")
+            self._publish(now)
+        elif resp == "STORE_KEYS" and self.attest == AttestState.ATTEST_ESCROW_WAIT:
+            if body.get("code") == "SUCCESS":
+                self.attest = AttestState.COMPLETE
+                self._note("attested")
+            else:
+                self._attest_restart_wait(now)
+            self._publish(now)
+
+    def _send_quote(self, now: float) -> None:
+        if self.attest != AttestState.TPM_QUOTE_WAIT:
+            return
+        self.attest = AttestState.ATTEST_WAIT
+        self.quote_sent = True
+        pcrs = {i: v.hex() for i, v in self.pcrs.items() if i < 16} if self.p.tpm else {}
+        self._send("attest", {"type": "QUOTE", "nonce": self._nonce, "pcrs": pcrs, "tpm": self.p.tpm}, now)
+
+    def _vault_ready(self, now: float) -> None:
+        self._arm_nodeagent(now)
+        if self.persist.config is not None and not self.maintenance:
+            self._apply_baseos(self.persist.config.get("baseos"), now)
+            self._resume_apps(now)
+
+    # ------------------------------------------------------------------------------------ apps --
+    def _apply_apps(self, desired: dict[str, dict[str, Any]], now: float) -> None:
+        """zedmanager: create, check resources, walk the states, or halt and delete (§8)."""
+        for name in sorted(desired):
+            if name in self.apps:
+                continue
+            spec = desired[name]
+            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
+            self.apps[name] = app
+            error = self._app_resource_error(name, spec)
+            if error:
+                app.update(state=ZSwState.ERROR, err=error)
+                self._note("app_error", app=name, err=error)
+                continue
+            self._app_advance(name, now)
+        for name in sorted(self.apps):
+            if name not in desired and self.apps[name]["state"] not in (ZSwState.HALTING, ZSwState.HALTED):
+                self.apps[name]["state"] = ZSwState.HALTING
+                self._timer(f"app:{name}", now + float(self.rng.uniform(2.0, 10.0)))
+        self._publish(now)
+
+    def _app_resource_error(self, name: str, spec: dict[str, Any]) -> str:
+        if spec["cpus"] > self.p.cores:
+            return f"vCPUs {spec['cpus']} exceed the {self.p.cores} CPUs of this device"
+        used = sum(
+            a["spec"]["memory"]
+            for n, a in self.apps.items()
+            if n != name and a["state"] not in (ZSwState.ERROR, ZSwState.HALTING, ZSwState.HALTED)
+        )
+        remaining = self.p.memory - self.p.reserved_memory - used
+        if spec["memory"] > remaining:
+            return f"Remaining memory bytes {max(remaining, 0)} app instance needs {spec['memory']}"
+        return ""
+
+    _APP_STAGES = (
+        ZSwState.DOWNLOAD_STARTED,
+        ZSwState.VERIFYING,
+        ZSwState.LOADING,
+        ZSwState.CREATING_VOLUME,
+        ZSwState.INSTALLED,
+        ZSwState.BOOTING,
+        ZSwState.RUNNING,
+    )
+
+    def _app_advance(self, name: str, now: float) -> None:
+        app = self.apps.get(name)
+        if app is None or app["state"] in (ZSwState.ERROR, ZSwState.HALTING, ZSwState.HALTED):
+            return
+        spec = app["spec"]
+        stage = app["stage"]
+        if stage >= len(self._APP_STAGES):
+            return
+        state = self._APP_STAGES[stage]
+        if state == ZSwState.CREATING_VOLUME and not self.vault_unlocked:
+            return  # volumes live in the vault (§5): wait for it
+        if state == ZSwState.BOOTING and not spec.get("activate", True):
+            app["state"] = ZSwState.HALTED
+            self._publish(now)
+            return
+        app["state"] = state
+        app["stage"] = stage + 1
+        durations = {
+            ZSwState.DOWNLOAD_STARTED: spec["size"] / self._download_rate(),
+            ZSwState.VERIFYING: 2.0,
+            ZSwState.LOADING: 1.0,
+            ZSwState.CREATING_VOLUME: spec["size"] / self.p.write_speed,
+            ZSwState.INSTALLED: 1.0,
+            ZSwState.BOOTING: 15.0 if spec.get("kind") == "vm" else 3.0,
+        }
+        if state == ZSwState.RUNNING:
+            self.persist.apps_installed.add(name)
+            self._note("app_running", app=name)
+        else:
+            self._timer(f"app:{name}", now + durations[state])
+        self._publish(now)
+
+    def _resume_apps(self, now: float) -> None:
+        """After a reboot, installed apps boot again from their volumes; new ones start over."""
+        if self.persist.config is None or self.maintenance:
+            return
+        for name, spec in sorted(self.persist.config.get("apps", {}).items()):
+            if name in self.apps:
+                if self.apps[name]["stage"] and self.apps[name]["state"] != ZSwState.RUNNING:
+                    self._app_advance(name, now)
+                continue
+            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
+            self.apps[name] = app
+            error = self._app_resource_error(name, spec)
+            if error:
+                app.update(state=ZSwState.ERROR, err=error)
+                continue
+            if name in self.persist.apps_installed:
+                app["stage"] = self._APP_STAGES.index(ZSwState.BOOTING)
+            self._app_advance(name, now)
+
+    def _app_timer(self, name: str, now: float) -> None:
+        app = self.apps.get(name)
+        if app is None:
+            return
+        if app["state"] == ZSwState.HALTING:
+            del self.apps[name]
+            self.persist.apps_installed.discard(name)
+            self._note("app_removed", app=name)
+            self._publish(now)
+            return
+        self._app_advance(name, now)
+
+    # ---------------------------------------------------------------------------- info, metrics --
+    def _publish(self, now: float) -> None:
+        """Device info changed: queue it on the reliable queue (one slot, newest wins, §1)."""
+        self._info_dirty = True
+        if self.zedagent and not self._info_inflight and self._info_backoff == 0.0:
+            self._send_info(now)
+
+    def _send_info(self, now: float) -> None:
+        self._info_dirty = False
+        self._info_inflight = True
+        self._send("info", self.report(now), now)
+
+    def _info_response(self, status: int, now: float) -> None:
+        self._info_inflight = False
+        if 200 <= status < 300:
+            self._info_backoff = 0.0
+            if self._info_dirty:
+                self._send_info(now)
+            return
+        retriable = status == 0 or status in (401, 403, 407, 408, 429) or status >= 500
+        if not retriable:
+            self._info_backoff = 0.0
+            return  # other 4xx: item dropped (§1)
+        self._info_dirty = True
+        self._info_backoff = min(max(INFO_RETRY_MIN, self._info_backoff * 2), INFO_RETRY_MAX)
+        self._timer("info", now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
+
+    # ----------------------------------------------------------------------------- port tests --
+    def _port_test(self, now: float) -> None:
+        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        if self._reverify is None:
+            self._send("ping", {}, now, ctx=("test", self.dpc_index))
+
+    def _port_better(self, now: float) -> None:
+        better = self.item("timer.port.testbetterinterval")
+        if self.dpc_index != 0 and self._reverify is None:
+            self._send("ping", {}, now, ctx=("better", 0), ports=self._ports(0))
+        if better > 0 and self.dpc_index != 0:
+            self._timer("portbetter", now + better)
+
+    def _ping_response(self, status: int, body: dict[str, Any], ctx: Any, now: float) -> None:
+        mode, index = ctx
+        ok = status == 200
+        remote_temporary = body.get("error") == "refused"
+        if mode == "better":
+            if ok:
+                self._switch_dpc(0, now)
+            return
+        if mode == "test":
+            if ok:
+                self._port_fails = 0
+                self.dpc_state = DPCState.SUCCESS
+            elif remote_temporary:
+                self.dpc_state = DPCState.REMOTE_WAIT  # keep the DPC (§4)
+            else:
+                self._port_fails += 1
+                if self._port_fails >= 2:  # two consecutive failures: re-verify the list (§4)
+                    self._reverify = 0
+                    self._send("ping", {}, now, ctx=("reverify", 0), ports=self._ports(0))
+            return
+        # re-verify walks the DPC list by priority and takes the first that works
+        if ok:
+            self._reverify = None
+            self._port_fails = 0
+            self._switch_dpc(index, now)
+            self.dpc_state = DPCState.SUCCESS
+            return
+        nxt = index + 1
+        if nxt < len(self.dpc_list()):
+            self._reverify = nxt
+            self._send("ping", {}, now, ctx=("reverify", nxt), ports=self._ports(nxt))
+        else:
+            self._reverify = None
+            self.dpc_state = DPCState.FAIL
+
+    def _switch_dpc(self, index: int, now: float) -> None:
+        if index == self.dpc_index:
+            return
+        self._note("dpc_switch", frm=self.dpc_index, to=index, key=self.dpc_list()[index][0])
+        self.dpc_index = index
+        if index != 0 and self.item("timer.port.testbetterinterval") > 0:
+            self._timer("portbetter", now + self.item("timer.port.testbetterinterval"))
+        self._publish(now)
+
+    # ------------------------------------------------------------------------------- dispatch --
+    def on_timer(self, name: str, now: float) -> list[Action]:
+        phase = self.phase
+        if name == "watchdog":
+            if phase in ("hung", "booting"):
+                self._hard_reset(now, BootReason.WATCHDOG_HUNG, "watchdog: touch file unchanged for 300 s")
+            return self._drain()
+        if name == "crash":
+            if phase == "booting":
+                self._note("crash", version=self.image.version if self.image else None)
+                self._hard_reset(now, None)
+            return self._drain()
+        if name == "booted":
+            if phase == "booting":
+                self._booted(now)
+            return self._drain()
+        if phase not in ("running",):
+            return self._drain()
+        if name == "config":
+            if self.zedagent:
+                self._config_tick(now)
+        elif name == "nodeagent":
+            self._nodeagent_tick(now)
+        elif name == "reboot":
+            if self.rebooting is not None:
+                self._reboot_step(now)
+        elif name == "metrics":
+            self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
+            if self.zedagent:
+                self._send("metrics", {"at": now}, now)
+        elif name == "deviceinfo":
+            self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
+            self._publish(now)
+        elif name == "porttest":
+            self._port_test(now)
+        elif name == "portbetter":
+            self._port_better(now)
+        elif name == "onboard":
+            if self.onboarding:
+                self._send("certs", {}, now)
+        elif name == "onboard_fast":
+            if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
+                self.onboarding = False  # cached UUID: done without the controller (§1)
+                self._start_zedagent(now)
+        elif name == "attest":
+            if self.attest == AttestState.RESTART_WAIT:
+                self._attest_start(now)
+        elif name == "quote":
+            self._send_quote(now)
+        elif name == "info":
+            self._info_backoff = 0.0
+            if self._info_dirty and not self._info_inflight:
+                self._send_info(now)
+        elif name == "bos_download":
+            self._bos_downloaded(now)
+        elif name == "bos_write":
+            self._bos_written(now)
+        elif name == "hang":
+            self.hang("zedagent", now)
+        elif name.startswith("app:"):
+            self._app_timer(name[4:], now)
+        elif name.startswith("netfail:"):
+            return self.on_response(int(name[8:]), 0, {"error": "timeout"}, now)
+        return self._drain()
+
+    def on_response(self, rid: int, status: int, body: dict[str, Any], now: float) -> list[Action]:
+        entry = self._inflight.pop(rid, None)
+        if entry is None or self.phase != "running":
+            return self._drain()
+        kind, ctx = entry
+        if kind in ("certs", "register", "uuid"):
+            if kind == "certs" and status == 200:
+                self.dpc_state = DPCState.SUCCESS
+            self._onboard_response(kind, status, body, now)
+        elif kind == "config":
+            self._config_response(status, body, now)
+        elif kind == "info":
+            self._info_response(status, now)
+        elif kind == "attest":
+            self._attest_response(status, body, now)
+        elif kind == "ping":
+            self._ping_response(status, body, ctx, now)
+        # metrics: best effort, nothing to do
+        return self._drain()
+
+
+def image_digest(name: str, version: str) -> str:
+    """A stable identifier for an image build, used where a content hash is needed."""
+    return hashlib.sha256(f"{name}:{version}".encode()).hexdigest()[:16]
