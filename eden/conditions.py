@@ -28,6 +28,8 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         return bool(view.get("onboarded"))
     if key == "bricked":
         return bool(view.get("bricked"))
+    if key == "connected":
+        return bool(view.get("connected"))
     if not view.get("reported"):
         return None
     if key == "device_state":
@@ -63,6 +65,8 @@ class DeviceMatcher:
         self.cond = cond
         self.keys = [k for k in cond.set_keys() if k not in ("metric", "rollout")]
         self._versions = versions
+        self.time_dependent = "connected" in self.keys
+        """True when the answer can change without a new view (silence makes a device offline)."""
 
     def version_of(self, name_or_version: str) -> str:
         return self._versions.get(name_or_version, name_or_version)
@@ -117,7 +121,7 @@ class DeviceWatch:
         """Pull the views that changed since the last update and re-evaluate those devices."""
         seq, changed = backend.changes(self.seq)
         views = backend.views()
-        if changed is None or self.seq < 0:
+        if changed is None or self.seq < 0 or getattr(self.matcher, "time_dependent", False):
             todo = self.ids
         else:
             todo = [d for d in changed if d in self._ids]

@@ -110,13 +110,24 @@ class ControllerModel:
         # set by the engine: devices whose traffic cannot be answered in bulk
         self.ctrl_ver = np.zeros(0, dtype=np.int64)
         self.needs_slow = np.zeros(0, dtype=bool)
+        self.last_seen = np.zeros(0)
 
     # -------------------------------------------------------------------------------- devices --
     def add_device(self, serial: str, firmware: str, images: dict[str, str]) -> int:
         self.devices.append(DeviceRecord(serial=serial, firmware=firmware, images=images))
         self.ctrl_ver = np.append(self.ctrl_ver, 0)
         self.needs_slow = np.append(self.needs_slow, False)
+        self.last_seen = np.append(self.last_seen, -np.inf)
         return len(self.devices) - 1
+
+    def dormant_time(self, i: int) -> float:
+        """3 x the device's metric interval: silence longer than this means offline (§1)."""
+        dev = self.devices[i]
+        interval = dev.items.get("timer.metric.interval", self.global_items.get("timer.metric.interval", 60))
+        try:
+            return 3.0 * float(interval)
+        except (TypeError, ValueError):
+            return 180.0
 
     def _changed(self, i: int) -> None:
         dev = self.devices[i]
@@ -285,6 +296,8 @@ class ControllerModel:
         """Answer one request from device ``i`` at time ``t``: (HTTP status, body, latency)."""
         accepted, latency = self._admit(t)
         self.record(kind, t, latency, accepted)
+        if self.last_seen[i] < t:
+            self.last_seen[i] = t
         if not accepted:
             return 503, {}, latency
         dev = self.devices[i]
@@ -338,7 +351,12 @@ class ControllerModel:
                 if all(pcr_digest(tpl, QUOTE_PCRS) != digest for tpl in templates):
                     mismatch = min((mismatching_pcrs(pcrs, tpl, QUOTE_PCRS) for tpl in templates), key=len)
             if mismatch:
+                # The device is not trusted: no token, no escrowed key. Config is still served, so
+                # the device can report and run into its vault cutoff (§5) instead of looping on 403.
                 dev.attest_failures += 1
+                dev.token = None
+                dev.token_required = False
+                self.needs_slow[i] = False
                 return 201, {"type": "QUOTE", "code": "QUOTE_FAILED", "mismatch": mismatch}, latency
             self._token += 1
             dev.token = f"itoken-{self._token}"

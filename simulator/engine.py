@@ -226,6 +226,7 @@ class Engine:
             acc_i, acc_t, acc_lat = f_i[ok], f_t[ok], lat[ok]
             ctrl.record(_REQUEST_KIND[kind], acc_t, acc_lat, np.ones(acc_t.size, dtype=bool))
             self.bulk_requests += int(acc_t.size)
+            ctrl.last_seen[acc_i] = np.maximum(ctrl.last_seen[acc_i], acc_t)
             lo, hi = _JITTER[kind]
             factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)
             self.next[kind][acc_i] = acc_t + factor * self.interval[kind][acc_i]

@@ -259,6 +259,8 @@ class SimBackend:
             "id": self.ids[i],
             "reported": dev.info is not None,
             "onboarded": dev.uuid is not None,
+            "connected": self.now() - float(self.ctrl.last_seen[i]) <= self.ctrl.dormant_time(i),
+            "last_seen": float(self.ctrl.last_seen[i]),
             "bricked": node.bricked,
             "powered": self.powered[i],
         }

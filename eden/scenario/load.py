@@ -261,6 +261,10 @@ def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
     return f"known {what}: {shown}"
 
 
+def _any_of(names: Sequence[str]) -> str:
+    return "did you mean " + " or ".join(f"'{n}'" for n in names) + "?"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -519,7 +523,7 @@ class _Checker:
             spec = ITEMS.get(key)
             if spec is None:
                 close = close_keys(key)
-                hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see spec §6 for known items"
+                hint = _any_of(close) if close else "see spec §6 for the known items"
                 self.error((*where, key), f"unknown config item '{key}'", hint, key=True)
                 continue
             unit = f" {spec.unit}" if spec.unit else ""
@@ -537,7 +541,7 @@ class _Checker:
     def metric_name(self, where: DataPath, name: str, *, compared: bool) -> None:
         if not metric_names.is_known(name):
             close = metric_names.close_names(name)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see eden/scenario/metric_names.py"
+            hint = _any_of(close) if close else "see eden/scenario/metric_names.py"
             self.error(where, f"unknown metric '{name}'", hint)
         elif compared and not metric_names.is_numeric(name):
             self.error(where, f"metric '{name}' is not a number and cannot be compared with min/max")
@@ -585,7 +589,7 @@ class _Checker:
                     self.error(
                         (*at, "name"),
                         f"app '{args.name}' is not deployed by any earlier step",
-                        _did_you_mean(args.name, deployed, "deployed apps") if deployed else "add a deploy_app step first",
+                        _did_you_mean(args.name, deployed, "deployed apps") if deployed else "deploy it first",
                     )
             elif action == "resume_rollout" and not pause_rollout:
                 self.error(

@@ -55,7 +55,11 @@ BaseOsStatusName = _names_literal(BaseOsStatus)
 BootReasonName = _names_literal(BootReason)
 AttestStateName = _names_literal(AttestState)
 MaintenanceReasonName = _names_literal(MaintenanceModeReason)
-AppStateName = _names_literal(ZSwState)
+AppStateName = Annotated[
+    Literal[tuple(m.name for m in ZSwState) + ("ABSENT",)],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+"""ZSwState names, plus ABSENT for an app the device no longer reports."""
 
 Version = Annotated[str, BeforeValidator(lambda v: scalar_text(v) if isinstance(v, (int, float)) else v)]
 """A version string; ``version: 12.10`` in YAML stays "12.10" (not the float 12.1)."""
@@ -143,6 +147,7 @@ class RolloutCond(Base):
 DEVICE_CONDITIONS = (
     "device_state",
     "onboarded",
+    "connected",
     "version",
     "current_partition",
     "other_partition",
@@ -161,6 +166,9 @@ class Condition(Base):
 
     device_state: DeviceStateName | None = None
     onboarded: bool | None = None
+    connected: bool | None = None
+    """The controller heard from the device within its dormant time (3 x timer.metric.interval,
+    spec §1). Device state alone is what the device last said, however long ago."""
     version: Version | None = None
     """The running base-OS version: an image name or a version string."""
     current_partition: PartitionCond | None = None
