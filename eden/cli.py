@@ -18,10 +18,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from eden.backends.base import BACKENDS
-from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
+from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, format_issues
 from eden.units import format_duration
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_profiles()
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
+        return EXIT_INVALID
+    except (InfrastructureError, OSError) as exc:
+        # The harness could not do its job (disk, permissions, a backend that broke): exit 2,
+        # never 1, so a CI gate does not count it as a product failure.
+        err.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_INVALID
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator
 
 from eden.errors import HintedValueError, InvalidInput, Problem, explain_validation_error, issue_at, validate_model
 from eden.units import ByteSize, Duration, Fraction, Rate, format_bytes, format_duration
@@ -145,7 +145,11 @@ def _normalise_tpm(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-Tpm = Annotated[Literal["none", "2.0"], BeforeValidator(_normalise_tpm)]
+Tpm = Annotated[
+    Literal["none", "2.0"],
+    BeforeValidator(_normalise_tpm),
+    WithJsonSchema({"anyOf": [{"enum": ["none", "2.0"]}, {"const": 2.0}, {"const": False}]}),
+]
 
 
 class HwProfile(_Strict):

@@ -85,6 +85,7 @@ class Runner:
         self.steps_done_at: float | None = None
         self.finished = False
         self._always: list[tuple[Expectation, ExpectationResult, Any]] = []
+        self._at_end: list[tuple[Expectation, ExpectationResult, Any]] = []
 
     # ------------------------------------------------------------------------------ helpers --
     def now(self) -> float:
@@ -154,12 +155,16 @@ class Runner:
                 rec.detail["why"] = "the run's duration ended before this step finished"
             elif rec.status == "pending":
                 rec.status = "skipped"
-        for exp, res, checker in self._always:
+        for exp, res, checker in self._at_end + self._always:
             if res.status == "pending":
                 verdict = checker()
                 res.observed = verdict.observed
                 res.detail = verdict.detail
                 res.status = "passed" if verdict.ok else "failed"
+                if verdict.ok:
+                    res.met_at = self.now()
+                else:
+                    res.detail.setdefault("why", "not met at the end of the run")
         for res in self.expectations:
             if res.status == "pending":
                 res.status = "failed"
@@ -265,6 +270,9 @@ class Runner:
             yield Sleep(min(self.check, max(deadline - self.now(), 1e-6)))
 
     def _final_expectations(self, *, skip: bool) -> RunGen:
+        """Watch the top-level expectations. One with ``within`` is met as soon as it holds (or
+        fails at its deadline, counted from the end of the steps); one without is checked once,
+        when the run ends (after ``duration`` for fleet experiments)."""
         pending = []
         start = self.now()
         for n, exp in enumerate(self.sc.expect):
@@ -276,8 +284,12 @@ class Runner:
                 res.status = "skipped"
                 res.detail["why"] = "not evaluated: an earlier step failed"
                 continue
-            res.deadline = None if exp.within is None else start + exp.within
-            pending.append((exp, res, self._checker(exp, f"expect[{n}]")))
+            checker = self._checker(exp, f"expect[{n}]")
+            if exp.within is None:
+                self._at_end.append((exp, res, checker))
+                continue
+            res.deadline = start + exp.within
+            pending.append((exp, res, checker))
         while pending:
             still = []
             for exp, res, checker in pending:
@@ -285,14 +297,14 @@ class Runner:
                 res.observed, res.detail = verdict.observed, verdict.detail
                 if verdict.ok:
                     res.status, res.met_at = "passed", self.now()
-                elif res.deadline is None or self.now() >= res.deadline:
+                elif self.now() >= res.deadline:
                     res.status = "failed"
-                    res.detail["why"] = "not met" if exp.within is None else f"not met within {exp.within:g}s"
+                    res.detail["why"] = f"not met within {exp.within:g}s"
                 else:
                     still.append((exp, res, checker))
             pending = still
             if pending:
-                nxt = min(r.deadline for _e, r, _c in pending if r.deadline is not None)
+                nxt = min(r.deadline for _e, r, _c in pending)
                 yield Sleep(min(self.check, max(nxt - self.now(), 1e-6)))
 
     def _watch_always(self) -> RunGen:

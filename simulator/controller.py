@@ -12,6 +12,7 @@ info, which is what expectations read.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -50,8 +51,22 @@ class DeviceRecord:
     attest_failures: int = 0
 
 
+def _bin_counts(lat: np.ndarray) -> np.ndarray:
+    """Histogram over _HIST_EDGES without a binary search: the edges are log-spaced."""
+    with np.errstate(divide="ignore"):
+        idx = np.floor((np.log10(np.clip(lat, 1e-12, 1e4)) + 4.0) * 100.0).astype(np.int64) + 1
+    idx = np.clip(idx, 0, len(_HIST_EDGES) - 2)
+    idx[lat < _HIST_EDGES[1]] = 0
+    return np.bincount(idx, minlength=len(_HIST_EDGES) - 1)
+
+
 class LatencyStats:
-    """Latency histogram and status counts for one request kind (constant memory at any scale)."""
+    """Latency histogram and status counts for one request kind (constant memory at any scale).
+
+    Latencies are buffered and folded into the histogram in chunks: one ``np.histogram`` call per
+    request would cost more than simulating the request."""
+
+    FLUSH = 200_000
 
     def __init__(self) -> None:
         self.hist = np.zeros(len(_HIST_EDGES) - 1, dtype=np.int64)
@@ -59,22 +74,102 @@ class LatencyStats:
         self.rejected = 0
         self.sum = 0.0
         self.max = 0.0
+        self._chunks: list[np.ndarray] = []
+        self._singles: list[float] = []
+        self._pending = 0
 
     def add(self, latencies: np.ndarray) -> None:
-        if latencies.size == 0:
+        if latencies.size:
+            self._chunks.append(latencies)
+            self._pending += latencies.size
+            if self._pending >= self.FLUSH:
+                self.flush()
+
+    def add_one(self, latency: float) -> None:
+        self._singles.append(latency)
+        self._pending += 1
+        if self._pending >= self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._singles:
+            self._chunks.append(np.asarray(self._singles, dtype=float))
+            self._singles = []
+        if not self._chunks:
             return
-        self.hist += np.histogram(np.clip(latencies, 0, _HIST_EDGES[-1]), bins=_HIST_EDGES)[0]
-        self.count += int(latencies.size)
-        self.sum += float(latencies.sum())
-        self.max = max(self.max, float(latencies.max()))
+        lat = np.concatenate(self._chunks)
+        self._chunks = []
+        self._pending = 0
+        self.hist += _bin_counts(lat)
+        self.count += int(lat.size)
+        self.sum += float(lat.sum())
+        self.max = max(self.max, float(lat.max()))
 
     def quantile(self, q: float) -> float:
+        self.flush()
         if self.count == 0:
             return 0.0
         rank = q * self.count
         cum = np.cumsum(self.hist)
         idx = int(np.searchsorted(cum, rank, side="left"))
         return float(_HIST_EDGES[min(idx + 1, len(_HIST_EDGES) - 1)])
+
+
+class Series:
+    """Per-minute request counts and latency totals, accumulated with bincount in chunks."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.data: dict[str, np.ndarray] = {k: np.zeros(0) for k in ("requests", "rejected", "latency_sum", "latency_max")}
+        self._t: list[np.ndarray] = []
+        self._lat: list[np.ndarray] = []
+        self._acc: list[np.ndarray] = []
+        self._st: list[float] = []
+        self._sl: list[float] = []
+        self._sa: list[bool] = []
+        self._pending = 0
+
+    def add(self, t: np.ndarray, lat: np.ndarray, acc: np.ndarray) -> None:
+        self._t.append(t)
+        self._lat.append(lat)
+        self._acc.append(acc)
+        self._pending += t.size
+        if self._pending >= LatencyStats.FLUSH:
+            self.flush()
+
+    def add_one(self, t: float, lat: float, acc: bool) -> None:
+        self._st.append(t)
+        self._sl.append(lat)
+        self._sa.append(acc)
+        self._pending += 1
+        if self._pending >= LatencyStats.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._st:
+            self._t.append(np.asarray(self._st))
+            self._lat.append(np.asarray(self._sl))
+            self._acc.append(np.asarray(self._sa, dtype=bool))
+            self._st, self._sl, self._sa = [], [], []
+        if not self._t:
+            return
+        t = np.concatenate(self._t)
+        lat = np.concatenate(self._lat)
+        acc = np.concatenate(self._acc)
+        self._t, self._lat, self._acc = [], [], []
+        self._pending = 0
+        bins = (t // self.step).astype(np.int64)
+        n = max(int(bins.max()) + 1, self.data["requests"].size)
+        grow = {k: np.pad(v, (0, n - v.size)) for k, v in self.data.items()}
+        grow["requests"] += np.bincount(bins, minlength=n)
+        grow["rejected"] += np.bincount(bins, weights=(~acc).astype(float), minlength=n)
+        grow["latency_sum"] += np.bincount(bins, weights=np.where(acc, lat, 0.0), minlength=n)
+        np.maximum.at(grow["latency_max"], bins[acc], lat[acc])
+        self.data = grow
+
+    def as_lists(self) -> dict[str, list[float]]:
+        self.flush()
+        return {k: [round(float(x), 6) for x in v] for k, v in self.data.items()}
 
 
 class ControllerModel:
@@ -92,21 +187,21 @@ class ControllerModel:
         self.step = service_time / workers
         self.queue_limit = queue_limit
         self.free_at = 0.0
-        self._win_arr = np.zeros(0)
         self._win_end = np.zeros(0)
+        self._win_arr_l: list[float] = []
+        self._win_end_l: list[float] = []
         self._win_carry = 0.0
         self.mode = "up"  # up | down | 503
         self.global_items = dict(global_items)
         self.enforce = enforce_attestation
         self.devices: list[DeviceRecord] = []
         self.stats = {k: LatencyStats() for k in KINDS}
-        self.series_step = series_step
-        self.series: dict[str, list[float]] = {"requests": [], "rejected": [], "latency_sum": [], "latency_max": []}
+        self.series = Series(series_step)
         self._nonce = 0
         self._token = 0
-        self.view_seq = 0
-        self.changed: dict[int, int] = {}  # device index -> seq of its latest info
+        self.info_journal: list[int] = []  # device index per info message received, in order
         self._templates: dict[int, list[dict[int, bytes]]] = {}
+        self._shared: dict[tuple[str, str, str], dict[int, bytes]] = {}
         # set by the engine: devices whose traffic cannot be answered in bulk
         self.ctrl_ver = np.zeros(0, dtype=np.int64)
         self.needs_slow = np.zeros(0, dtype=bool)
@@ -212,8 +307,8 @@ class ControllerModel:
     # ---------------------------------------------------------------------------------- queue --
     def _backlog_end(self, t: float) -> float:
         """When the server would be free of the bulk requests that arrived up to ``t``."""
-        j = int(np.searchsorted(self._win_arr, t, side="right")) - 1
-        return float(self._win_end[j]) if j >= 0 else self._win_carry
+        j = bisect.bisect_right(self._win_arr_l, t) - 1
+        return self._win_end_l[j] if j >= 0 else self._win_carry
 
     def _admit(self, t: float) -> tuple[bool, float]:
         free = max(self.free_at, self._backlog_end(t))
@@ -257,39 +352,24 @@ class ControllerModel:
                     lat[j] = wait + self.service + RTT
                 ends[j] = free
         self._win_carry = carry
-        self._win_arr = times.copy()
         self._win_end = np.maximum.accumulate(ends)
+        self._win_arr_l = times.tolist()
+        self._win_end_l = self._win_end.tolist()
         return ok, lat
 
-    def record(self, kind: str, t: np.ndarray | float, latency: np.ndarray | float, accepted: np.ndarray | bool) -> None:
-        lat = np.atleast_1d(np.asarray(latency, dtype=float))
-        acc = np.atleast_1d(np.asarray(accepted, dtype=bool))
-        ts = np.atleast_1d(np.asarray(t, dtype=float))
+    def record(self, kind: str, t: float, latency: float, accepted: bool) -> None:
+        """Account one request (single path)."""
         st = self.stats[kind]
-        st.add(lat[acc])
-        st.rejected += int((~acc).sum())
-        bins = (ts // self.series_step).astype(np.int64)
-        top = int(bins.max()) + 1 if bins.size else 0
-        for name in self.series:
-            if len(self.series[name]) < top:
-                self.series[name].extend([0.0] * (top - len(self.series[name])))
-        if bins.size == 1:
-            b = int(bins[0])
-            self.series["requests"][b] += 1
-            self.series["rejected"][b] += float(not acc[0])
-            if acc[0]:
-                self.series["latency_sum"][b] += float(lat[0])
-                self.series["latency_max"][b] = max(self.series["latency_max"][b], float(lat[0]))
-            return
-        for b in np.unique(bins):
-            sel = bins == b
-            a = acc[sel]
-            self.series["requests"][b] += float(sel.sum())
-            self.series["rejected"][b] += float((~a).sum())
-            if a.any():
-                la = lat[sel][a]
-                self.series["latency_sum"][b] += float(la.sum())
-                self.series["latency_max"][b] = max(self.series["latency_max"][b], float(la.max()))
+        if accepted:
+            st.add_one(latency)
+        else:
+            st.rejected += 1
+        self.series.add_one(t, latency, accepted)
+
+    def record_batch(self, kind: str, t: np.ndarray, latency: np.ndarray) -> None:
+        """Account a batch of accepted bulk requests."""
+        self.stats[kind].add(latency)
+        self.series.add(t, latency, np.ones(t.size, dtype=bool))
 
     # ------------------------------------------------------------------------------- requests --
     def handle(self, i: int, kind: str, body: dict[str, Any], t: float) -> tuple[int, dict[str, Any], float]:
@@ -324,8 +404,7 @@ class ControllerModel:
             return 200, {"config": cfg, "ver": dev.ver}, latency
         if kind == "info":
             dev.info = body
-            self.view_seq += 1
-            self.changed[i] = self.view_seq
+            self.info_journal.append(i)
             return 201, {}, latency
         if kind == "metrics":
             return 201, {}, latency
@@ -374,17 +453,24 @@ class ControllerModel:
         """Approved PCR templates: every released image on this device's firmware, either slot."""
         if i not in self._templates:
             dev = self.devices[i]
-            self._templates[i] = [
-                expected_pcrs(firmware=dev.firmware, rootfs=rootfs, grub_cfg=f"grub.cfg:{label}", config=f"config:{dev.serial}")
-                for rootfs in dev.images.values()
-                for label in ("IMGA", "IMGB")
-            ]
+            # PCR 14 is the only device-specific measurement (its /config); the rest is shared by
+            # every device with the same firmware and image, so compute that part once.
+            pcr14 = expected_pcrs(firmware="", rootfs="", grub_cfg="", config=f"config:{dev.serial}")[14]
+            templates = []
+            for rootfs in dev.images.values():
+                for label in ("IMGA", "IMGB"):
+                    key = (dev.firmware, rootfs, label)
+                    if key not in self._shared:
+                        self._shared[key] = expected_pcrs(firmware=dev.firmware, rootfs=rootfs, grub_cfg=f"grub.cfg:{label}", config="")
+                    templates.append({**self._shared[key], 14: pcr14})
+            self._templates[i] = templates
         return self._templates[i]
 
     # -------------------------------------------------------------------------------- reports --
     def latency_summary(self) -> dict[str, Any]:
         total = LatencyStats()
         for st in self.stats.values():
+            st.flush()
             total.hist += st.hist
             total.count += st.count
             total.rejected += st.rejected

@@ -61,6 +61,7 @@ class Engine:
         self.arr_tok = {k: np.zeros(n, dtype=np.int64) for k in ARRAY_TIMERS}
         self.interval = {k: np.full(n, 60.0) for k in ARRAY_TIMERS}
         self.quiet = np.zeros(n, dtype=bool)
+        self._items_seen = [-1] * n
         self.net_ok = np.ones(n, dtype=bool)
         self.node_ver = np.full(n, -1, dtype=np.int64)
         self.last_ok = np.full(n, -np.inf)
@@ -116,7 +117,8 @@ class Engine:
         down = self.port_down[i]
         ports = node._ports()
         self.net_ok[i] = any(p not in down for p in ports) if down else bool(ports)
-        if node.phase == "running":
+        if self._items_seen[i] != node.items_version:
+            self._items_seen[i] = node.items_version
             items = node.persist.items
             for k, key in _INTERVAL_ITEM.items():
                 self.interval[k][i] = float(items.get(key))  # type: ignore[arg-type]
@@ -174,10 +176,9 @@ class Engine:
         env = self.env
         while True:
             horizon = env.now + self.bucket
-            for kind in ARRAY_TIMERS:
-                batch = self._take(kind, horizon)
-                if batch is not None:
-                    self._serve_bulk(*batch)
+            batches = [b for kind in ARRAY_TIMERS if (b := self._take(kind, horizon)) is not None]
+            if batches:
+                self._serve_bulk(batches)
             yield env.timeout(self.bucket)
 
     def _fast_mask(self, kind: str, idx: np.ndarray) -> np.ndarray:
@@ -213,30 +214,46 @@ class Engine:
             return  # moved or cancelled since it was taken
         self._call(i, self.nodes[i].on_timer, kind, max(t, self.env.now))
 
-    def _serve_bulk(self, kind: str, idx: np.ndarray, times: np.ndarray, toks: np.ndarray) -> None:
-        """Answer a window's worth of quiescent nodes' periodic requests in one go."""
+    def _serve_bulk(self, batches: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Answer a window's worth of quiescent nodes' periodic requests in one go.
+
+        All kinds go through the controller's queue together, in arrival order."""
         ctrl = self.ctrl
-        live = (self.arr_tok[kind][idx] == toks) & np.isinf(self.next[kind][idx])
-        idx, times = idx[live], times[live]
-        fast = self._fast_mask(kind, idx)
-        slow_i, slow_t = idx[~fast], times[~fast]
-        f_i, f_t = idx[fast], times[fast]
-        if f_i.size:
-            ok, lat = ctrl.admit_batch(f_t)
-            acc_i, acc_t, acc_lat = f_i[ok], f_t[ok], lat[ok]
-            ctrl.record(_REQUEST_KIND[kind], acc_t, acc_lat, np.ones(acc_t.size, dtype=bool))
-            self.bulk_requests += int(acc_t.size)
-            ctrl.last_seen[acc_i] = np.maximum(ctrl.last_seen[acc_i], acc_t)
-            lo, hi = _JITTER[kind]
-            factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)
-            self.next[kind][acc_i] = acc_t + factor * self.interval[kind][acc_i]
-            if kind == "config":
-                self.last_ok[acc_i] = np.maximum(self.last_ok[acc_i], acc_t + acc_lat)
-            if not ok.all():
-                slow_i = np.concatenate([slow_i, f_i[~ok]])
-                slow_t = np.concatenate([slow_t, f_t[~ok]])
-                order = np.argsort(slow_t, kind="stable")
-                slow_i, slow_t = slow_i[order], slow_t[order]
-        now = self.env.now
-        for i, t in zip(slow_i.tolist(), slow_t.tolist()):
-            self._call(i, self.nodes[i].on_timer, kind, max(t, now))
+        kinds, idxs, times = [], [], []
+        slow: list[tuple[float, int, str]] = []
+        for n, (kind, idx, t, toks) in enumerate(batches):
+            live = (self.arr_tok[kind][idx] == toks) & np.isinf(self.next[kind][idx])
+            idx, t = idx[live], t[live]
+            fast = self._fast_mask(kind, idx)
+            slow.extend(zip(t[~fast].tolist(), idx[~fast].tolist(), [kind] * int((~fast).sum())))
+            idxs.append(idx[fast])
+            times.append(t[fast])
+            kinds.append(np.full(int(fast.sum()), n, dtype=np.int8))
+        all_t = np.concatenate(times)
+        if all_t.size:
+            all_i = np.concatenate(idxs)
+            all_k = np.concatenate(kinds)
+            order = np.argsort(all_t, kind="stable")
+            all_t, all_i, all_k = all_t[order], all_i[order], all_k[order]
+            ok, lat = ctrl.admit_batch(all_t)
+            ctrl.last_seen[all_i[ok]] = np.maximum(ctrl.last_seen[all_i[ok]], all_t[ok])
+            for n, (kind, *_rest) in enumerate(batches):
+                sel = all_k == n
+                k_ok = ok[sel]
+                acc_i, acc_t, acc_lat = all_i[sel][k_ok], all_t[sel][k_ok], lat[sel][k_ok]
+                if acc_t.size:
+                    ctrl.record_batch(_REQUEST_KIND[kind], acc_t, acc_lat)
+                    self.bulk_requests += int(acc_t.size)
+                    lo, hi = _JITTER[kind]
+                    factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)
+                    self.next[kind][acc_i] = acc_t + factor * self.interval[kind][acc_i]
+                    if kind == "config":
+                        self.last_ok[acc_i] = np.maximum(self.last_ok[acc_i], acc_t + acc_lat)
+                rej = ~k_ok
+                if rej.any():
+                    slow.extend(zip(all_t[sel][rej].tolist(), all_i[sel][rej].tolist(), [kind] * int(rej.sum())))
+        if slow:
+            slow.sort()
+            now = self.env.now
+            for t, i, kind in slow:
+                self._call(i, self.nodes[i].on_timer, kind, max(t, now))

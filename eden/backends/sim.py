@@ -28,7 +28,9 @@ MAX_SIM_TIME = 30 * 86400.0  # a test without `duration` that runs this long is 
 
 
 def _bulk_bucket(n: int) -> float:
-    return 1.0 if n <= 1000 else 2.0
+    if n <= 1000:
+        return 1.0
+    return 5.0 if n <= 5000 else 10.0
 
 
 class SimBackend:
@@ -81,7 +83,7 @@ class SimBackend:
         self._journal_dev: list[int] = []
         self._seq = 0
         self._views: dict[str, dict[str, Any]] = {}
-        self._view_seq: dict[int, int] = {}
+        self._info_seen = 0
         self.powered = [False] * len(self.nodes)
         self.wall_start = time.perf_counter()
 
@@ -238,10 +240,10 @@ class SimBackend:
 
     # ---------------------------------------------------------------------------- observe --
     def changes(self, since: int) -> tuple[int, list[str] | None]:
-        info_changes = [i for i, s in self.ctrl.changed.items() if s > self._view_seq.get(i, 0)]
-        for i in info_changes:
-            self._view_seq[i] = self.ctrl.changed[i]
+        journal = self.ctrl.info_journal
+        for i in journal[self._info_seen :]:
             self._touch(i)
+        self._info_seen = len(journal)
         if since < 0:
             return self._seq, None
         lo = bisect.bisect_right(self._journal_seq, since)

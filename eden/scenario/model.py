@@ -212,7 +212,8 @@ class Expectation(Condition):
     target: Target = "all"
     within: Duration | None = None
     """Deadline. Top-level: counted from the end of the steps. Inline ``expect`` step: from the step's
-    start. Omitted: checked once, at that moment."""
+    start. Omitted: checked once - at the end of the run for top-level expectations (after
+    ``duration`` when set), at that moment for an inline ``expect`` step."""
     at_least: Fraction = 1.0
     """Fraction of the targeted devices that must satisfy the condition ("≥ 99 % on version X")."""
     always: bool = False

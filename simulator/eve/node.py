@@ -186,6 +186,8 @@ class Node:
         img = params.images[initial_image]
         self.persist = Persist(zboot=Zboot.fresh(img.version, img.name))
         self._out: list[Action] = []
+        self._dpc_cache: dict[bool, list[tuple[str, tuple[str, ...]]]] = {}
+        self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
         self.phase = "off"  # off | booting | running | rebooting | hung | bricked
         self._reset_volatile()
@@ -220,6 +222,7 @@ class Node:
         self._info_dirty = False
         self._info_inflight = False
         self._info_backoff = 0.0
+        self._info_waiting = False  # a retry timer is pending
         self.dpc_index = 0
         self.dpc_state = DPCState.NONE
         self._port_fails = 0
@@ -261,11 +264,16 @@ class Node:
     def dpc_list(self) -> list[tuple[str, tuple[str, ...]]]:
         """DPCs by priority, index 0 first (§4): the controller-given management ports, then the
         last-resort DPC (all Ethernet ports) when ``network.fallback.any.eth`` is enabled."""
+        lastresort = self.items.get("network.fallback.any.eth") == "enabled"
+        cached = self._dpc_cache.get(lastresort)
+        if cached is not None:
+            return cached
         mgmt = sorted((p for p in self.p.ports if p.mgmt), key=lambda p: (p.cost, p.name))
         dpcs = [("zedagent", tuple(p.name for p in mgmt))]
-        if self.items.get("network.fallback.any.eth") == "enabled":
+        if lastresort:
             eth = sorted((p for p in self.p.ports if p.kind == "ethernet"), key=lambda p: (p.cost, p.name))
             dpcs.append(("lastresort", tuple(p.name for p in eth)))
+        self._dpc_cache[lastresort] = dpcs
         return dpcs
 
     def _send(self, kind: str, body: dict[str, Any], now: float, ctx: Any = None, *, ports: tuple[str, ...] | None = None) -> int:
@@ -592,6 +600,17 @@ class Node:
             self.config_received = True
             self.config_status = ConfigGetStatus.READ_SAVED
             self.last_hash = self.persist.config.get("hash", "")
+            if self.persist.config.get("maintenance"):
+                self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
+            bos = self.persist.bos
+            if bos is not None:
+                # Download or write progress dies with the reboot; baseosmgr starts that step again.
+                if bos["zsw"] == ZSwState.DOWNLOAD_STARTED:
+                    bos["zsw"] = ZSwState.INITIAL
+                elif bos["zsw"] == ZSwState.LOADING:
+                    bos["zsw"] = ZSwState.DELIVERED
+            if not self.maintenance:
+                self._apply_baseos(self.persist.config.get("baseos"), now)
             self._resume_apps(now)
         self._timer("config", now)  # first poll at start (§1)
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
@@ -643,9 +662,9 @@ class Node:
         was = self.config_status
         self.config_status = status
         self.last_contact = now
-        if self.first_success is None:
+        if self.first_success is None and status == ConfigGetStatus.SUCCESS:
             self.first_success = now
-            self._arm_nodeagent(now)  # vault cutoff counts from the first success (§5)
+            self._arm_nodeagent(now)  # vault cutoff counts from the first config Success (§5)
         if self.testing and self.test_start is None:
             self.test_start = now  # §3 step 5: the window starts at the first ConfigGetSuccess
             self._note("test_window_start")
@@ -653,6 +672,7 @@ class Node:
         if was not in (ConfigGetStatus.SUCCESS, ConfigGetStatus.TEMPORARY_FAIL):
             self._note("controller_reachable")
             if self._info_dirty and not self._info_inflight:
+                self._info_waiting = False
                 self._send_info(now)  # reliable queue kicked on reconnect (§1)
 
     def note_contact(self, when: float) -> None:
@@ -668,6 +688,7 @@ class Node:
         self.config_received = True
         old_interval = self.item("timer.config.interval")
         errors = ps.items.apply(cfg.get("items", {}))
+        self.items_version += 1
         if errors:
             self._note("config_item_errors", keys=[e.key for e in errors])
         if self.item("timer.config.interval") != old_interval:
@@ -743,18 +764,24 @@ class Node:
             return True
         if self.rebooting is not None:
             return True
-        refuse = zb.refuse_reason(version)
-        entry["too_early"] = refuse == REFUSE_TOO_EARLY
-        if refuse is not None:
-            return False
-        if entry["zsw"] in (ZSwState.INITIAL,) and self.vault_unlocked:
+        if entry["zsw"] == ZSwState.INITIAL and self.vault_unlocked:
+            # §3 step 1: download and verify first; a TooEarly refusal only blocks the install.
             entry["zsw"] = ZSwState.DOWNLOAD_STARTED
             size = self.p.images[image].size if image in self.p.images else 300 * 2**20
             self._timer("bos_download", now + size / self._download_rate())
             self._note("baseos_download", version=version)
         elif entry["zsw"] == ZSwState.DELIVERED and activate:
+            self._bos_install(now)
+        return activate and not entry.get("too_early")
+
+    def _bos_install(self, now: float) -> None:
+        """Write the delivered image into the other partition unless baseosmgr refuses (§3 step 2)."""
+        e = self.persist.bos
+        assert e is not None
+        refuse = self.zboot.refuse_reason(e["version"])
+        e["too_early"] = refuse == REFUSE_TOO_EARLY
+        if refuse is None:
             self._bos_write(now)
-        return activate
 
     def _download_rate(self) -> float:
         speeds = [p.speed for p in self.p.ports if p.name in self._ports()] or [WAN_RATE]
@@ -765,9 +792,9 @@ class Node:
         if not e or e["zsw"] != ZSwState.DOWNLOAD_STARTED:
             return
         e["zsw"] = ZSwState.DELIVERED
-        self._publish(now)
         if e["activate"]:
-            self._bos_write(now)
+            self._bos_install(now)
+        self._publish(now)
 
     def _bos_write(self, now: float) -> None:
         e = self.persist.bos
@@ -1069,7 +1096,7 @@ class Node:
     def _publish(self, now: float) -> None:
         """Device info changed: queue it on the reliable queue (one slot, newest wins, §1)."""
         self._info_dirty = True
-        if self.zedagent and not self._info_inflight and self._info_backoff == 0.0:
+        if self.zedagent and not self._info_inflight and not self._info_waiting:
             self._send_info(now)
 
     def _send_info(self, now: float) -> None:
@@ -1090,6 +1117,7 @@ class Node:
             return  # other 4xx: item dropped (§1)
         self._info_dirty = True
         self._info_backoff = min(max(INFO_RETRY_MIN, self._info_backoff * 2), INFO_RETRY_MAX)
+        self._info_waiting = True
         self._timer("info", now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
 
     # ----------------------------------------------------------------------------- port tests --
@@ -1199,7 +1227,7 @@ class Node:
         elif name == "quote":
             self._send_quote(now)
         elif name == "info":
-            self._info_backoff = 0.0
+            self._info_waiting = False
             if self._info_dirty and not self._info_inflight:
                 self._send_info(now)
         elif name == "bos_download":

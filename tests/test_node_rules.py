@@ -1,0 +1,1163 @@
+"""The EVE rule set of :class:`simulator.eve.node.Node`, one timing or state rule per test.
+
+Every test drives a bare ``Node`` through :class:`Driver` below: a heap of timers, a fake
+controller answering each request with a chosen status and body, and a clock that jumps to the
+next event. No SimPy, no engine: what is checked is the node's own reaction to its inputs.
+Section numbers (``§3``) refer to shared/reference/eve-behaviour.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import heapq
+import itertools
+import json
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from simulator.eve.enums import (
+    AttestState,
+    BaseOsStatus,
+    BaseOsSubStatus,
+    BootReason,
+    ConfigGetStatus,
+    DPCState,
+    MaintenanceModeReason,
+    PartitionState as PS,
+    ZDeviceState,
+    ZSwState,
+)
+from simulator.eve.node import CancelAll, ImageInfo, Node, NodeParams, Note, Port, Reset, Send, SetTimer
+
+MiB = 2**20
+GiB = 2**30
+BOOT = 30.0  # fixed boot time (power-on -> agents) used by every test node
+LAT = 0.05  # controller round trip used by the fake controller
+TIMEOUT = 10.0  # dial timeout when nothing answers (§1, timer.dial.timeout)
+
+
+# ------------------------------------------------------------------------------ test harness --
+class FakeController:
+    """Answers requests like a controller would; every answer can be overridden per request kind.
+
+    ``override[kind]`` is a function ``(send, now) -> (status, body, latency) | None``; None falls
+    through to the default answer. ``down`` = "timeout" (nothing answers) or "refused".
+    """
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {"items": {}, "baseos": None, "reboot": 0, "apps": {}, "maintenance": False}
+        self.override: dict[str, Callable[[Send, float], tuple[int, dict[str, Any], float] | None]] = {}
+        self.down: str | None = None
+        self.port_down: set[str] = set()
+        self.quote_code = "SUCCESS"
+        self.escrow: str | None = None
+        self.token: str | None = None
+        self.cert: str | None = None
+        self.info: dict[str, Any] | None = None
+        self._n = 0
+
+    # admin side
+    def set(self, **changes: Any) -> None:
+        self.config.update(copy.deepcopy(changes))
+
+    def item(self, key: str, value: Any) -> None:
+        self.config["items"] = {**self.config["items"], key: value}
+
+    def update_to(self, image: str, version: str, *, activate: bool = True, retry: int = 0) -> None:
+        self.config["baseos"] = {"image": image, "version": version, "activate": activate, "retry": retry}
+
+    def bump_retry(self) -> None:
+        self.config["baseos"] = {**self.config["baseos"], "retry": self.config["baseos"]["retry"] + 1}
+
+    def full_config(self) -> dict[str, Any]:
+        cfg = copy.deepcopy(self.config)
+        cfg["hash"] = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
+        return cfg
+
+    # device side
+    def __call__(self, send: Send, now: float) -> tuple[int, dict[str, Any], float]:
+        if not send.ports or all(p in self.port_down for p in send.ports) or self.down == "timeout":
+            return 0, {"error": "timeout"}, TIMEOUT
+        if self.down == "refused":
+            return 0, {"error": "refused"}, LAT
+        fn = self.override.get(send.kind)
+        if fn is not None:
+            answer = fn(send, now)
+            if answer is not None:
+                return answer
+        body = send.body
+        if send.kind in ("certs", "ping"):
+            return 200, {}, LAT
+        if send.kind == "register":
+            if self.cert is None:
+                self.cert = body.get("cert")
+                return 201, {}, LAT
+            return (200 if body.get("cert") == self.cert else 409), {}, LAT
+        if send.kind == "uuid":
+            return 200, {"uuid": "uuid-1"}, LAT
+        if send.kind == "config":
+            cfg = self.full_config()
+            if body.get("hash") == cfg["hash"]:
+                return 304, {}, LAT
+            return 200, {"config": cfg}, LAT
+        if send.kind == "info":
+            self.info = body
+            return 201, {}, LAT
+        if send.kind == "metrics":
+            return 201, {}, LAT
+        if send.kind == "attest":
+            kind = body["type"]
+            if kind == "NONCE":
+                self._n += 1
+                return 201, {"type": "NONCE", "nonce": f"nonce-{self._n}"}, LAT
+            if kind == "QUOTE":
+                if self.quote_code != "SUCCESS":
+                    return 201, {"type": "QUOTE", "code": self.quote_code, "mismatch": [0]}, LAT
+                self._n += 1
+                self.token = f"token-{self._n}"
+                return 201, {"type": "QUOTE", "code": "SUCCESS", "token": self.token, "key": self.escrow}, LAT
+            if kind == "STORE_KEYS":
+                if body.get("token") != self.token:
+                    return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}, LAT
+                self.escrow = body.get("key")
+                return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}, LAT
+        return 400, {}, LAT
+
+
+class Driver:
+    """A deterministic event loop for one node: timers on a heap, the fake controller for requests.
+
+    A timer name is unique (setting it again moves it); CancelAll drops every timer and every
+    answer still in flight; Reset powers the node on again at once (§3 reboot procedure ends in a
+    hardware reset).
+    """
+
+    def __init__(self, node: Node, ctrl: FakeController | None = None) -> None:
+        self.node = node
+        self.ctrl = ctrl or FakeController()
+        self.now = 0.0
+        self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self._timers: dict[str, int] = {}
+        self._gen = 0
+        self.sends: list[tuple[float, Send]] = []
+        self.responses: list[tuple[float, str, int, dict[str, Any]]] = []
+        self.notes: list[tuple[float, str, dict[str, Any]]] = []
+        self.resets: list[tuple[float, BootReason | None]] = []
+        self.timers_set: list[tuple[float, str, float]] = []
+        self._watch: list[tuple[Callable[[Node], Any], list[tuple[float, Any]]]] = []
+
+    # -- plumbing
+    def _push(self, at: float, event: tuple[Any, ...]) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), event))
+
+    def apply(self, actions: list[Any]) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                self.sends.append((self.now, a))
+                status, body, latency = self.ctrl(a, self.now)
+                self._push(self.now + latency, ("resp", self._gen, a, status, body))
+            elif isinstance(a, SetTimer):
+                tok = next(self._seq)
+                self._timers[a.name] = tok
+                self.timers_set.append((self.now, a.name, a.at))
+                self._push(max(a.at, self.now), ("timer", self._gen, a.name, tok))
+            elif isinstance(a, CancelAll):
+                self._gen += 1
+                self._timers.clear()
+            elif isinstance(a, Note):
+                self.notes.append((self.now, a.what, a.data))
+            elif isinstance(a, Reset):
+                self.resets.append((self.now, a.reason))
+                self._push(self.now, ("power_on", self._gen))
+        for fn, trace in self._watch:
+            value = fn(self.node)
+            if not trace or trace[-1][1] != value:
+                trace.append((self.now, value))
+
+    def step(self) -> bool:
+        if not self._heap:
+            return False
+        at, _seq, ev = heapq.heappop(self._heap)
+        self.now = max(self.now, at)
+        kind, gen = ev[0], ev[1]
+        if gen != self._gen:
+            return True
+        if kind == "timer":
+            name, tok = ev[2], ev[3]
+            if self._timers.get(name) != tok:
+                return True
+            del self._timers[name]
+            self.apply(self.node.on_timer(name, self.now))
+        elif kind == "resp":
+            send, status, body = ev[2], ev[3], ev[4]
+            self.responses.append((self.now, send.kind, status, body))
+            self.apply(self.node.on_response(send.rid, status, body, self.now))
+        elif kind == "power_on":
+            self.apply(self.node.power_on(self.now))
+        return True
+
+    # -- inputs
+    def power_on(self) -> None:
+        self.apply(self.node.power_on(self.now))
+
+    def power_off(self) -> None:
+        self.apply(self.node.power_off(self.now))
+
+    def call(self, method: str, *args: Any) -> None:
+        self.apply(getattr(self.node, method)(*args, self.now))
+
+    def watch(self, fn: Callable[[Node], Any]) -> list[tuple[float, Any]]:
+        trace: list[tuple[float, Any]] = [(self.now, fn(self.node))]
+        self._watch.append((fn, trace))
+        return trace
+
+    # -- time
+    def run(self, until: float) -> None:
+        while self._heap and self._heap[0][0] <= until:
+            self.step()
+        self.now = max(self.now, until)
+
+    def run_for(self, seconds: float) -> None:
+        self.run(self.now + seconds)
+
+    def run_until(self, pred: Callable[[], bool], limit: float = 7200.0) -> float:
+        """Step until ``pred()`` holds; fail the test if it does not within ``limit`` seconds."""
+        end = self.now + limit
+        while not pred():
+            if not self._heap or self._heap[0][0] > end:
+                raise AssertionError(f"condition not reached within {limit} s (t={self.now:.2f})")
+            self.step()
+        return self.now
+
+    # -- observations
+    def sent(self, kind: str, since: float = -1.0) -> list[tuple[float, Send]]:
+        return [(t, s) for t, s in self.sends if s.kind == kind and t >= since]
+
+    def note_times(self, what: str, since: float = -1.0) -> list[float]:
+        return [t for t, w, _d in self.notes if w == what and t >= since]
+
+    def notes_of(self, what: str, since: float = -1.0) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, d) for t, w, d in self.notes if w == what and t >= since]
+
+    def has_note(self, what: str, since: float = -1.0) -> bool:
+        return bool(self.note_times(what, since))
+
+
+def make_node(
+    *,
+    seed: int = 1,
+    tpm: bool = True,
+    cores: int = 4,
+    memory: int = 4 * GiB,
+    reserved: int = 1 * GiB,
+    next_behaviour: str = "good",
+    ports: tuple[Port, ...] | None = None,
+    firmware: str = "uefi:edk2:x86_64",
+    serial: str = "test-0",
+    write_error: float = 0.0,
+) -> Node:
+    images = {
+        "base": ImageInfo("base", "1.0", "good", 100 * MiB),
+        "next": ImageInfo("next", "2.0", next_behaviour, 100 * MiB),
+    }
+    params = NodeParams(
+        device_id="dut-0",
+        serial=serial,
+        profile="test",
+        cores=cores,
+        memory=memory,
+        reserved_memory=reserved,
+        tpm=tpm,
+        firmware=firmware,
+        ports=ports or (Port("eth0", "ethernet", True, 0, 12.5e6), Port("eth1", "ethernet", True, 10, 12.5e6)),
+        boot_time=lambda rng: BOOT,
+        write_speed=100 * MiB,
+        images=images,
+        write_error=write_error,
+    )
+    return Node(params, "base", np.random.default_rng(seed))
+
+
+def driver(**kw: Any) -> Driver:
+    return Driver(make_node(**kw))
+
+
+def online(drv: Driver) -> Driver:
+    """Power on and run until the device has its config and has attested."""
+    drv.power_on()
+    drv.run_until(lambda: drv.node.config_received and drv.node.attest == AttestState.COMPLETE, limit=600)
+    return drv
+
+
+def zb(drv: Driver) -> Any:
+    return drv.node.zboot
+
+
+def start_update(drv: Driver, image: str = "next", version: str = "2.0") -> float:
+    """Hand out the update and run until the new image's agents run in its test boot."""
+    drv.ctrl.update_to(image, version)
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    return drv.node.agents_at
+
+
+def in_test_window(drv: Driver) -> float:
+    start_update(drv)
+    drv.run_until(lambda: drv.node.test_start is not None)
+    return drv.node.test_start
+
+
+def reboot_done(drv: Driver) -> float:
+    """Run until the next hardware reset and the agents of the following boot; return the reset time."""
+    n = len(drv.resets)
+    drv.run_until(lambda: len(drv.resets) > n)
+    reset_at = drv.resets[-1][0]
+    drv.run_until(lambda: drv.node.phase == "running")
+    return reset_at
+
+
+def on_grid(drv: Driver, t: float) -> bool:
+    """nodeagent's timers are checked every 10 s on a counter started with the agents (§3 step 8)."""
+    return abs(((t - drv.node.agents_at) / 10.0) - round((t - drv.node.agents_at) / 10.0)) < 1e-6
+
+
+def status(drv: Driver) -> tuple[BaseOsStatus, BaseOsSubStatus]:
+    s, sub, _err = drv.node.baseos_user_status()
+    return s, sub
+
+
+# ----------------------------------------------------------------------------------- §1 onboarding --
+def test_onboarding_backoff_doubles_from_1s_to_a_600s_cap_without_jitter() -> None:
+    """§1: retry ticker 1 s doubling to a 600 s cap, no jitter, no limit."""
+    runs = []
+    for seed in (1, 99):
+        drv = driver(seed=seed)
+        drv.ctrl.override["certs"] = lambda s, t: (503, {}, 0.0)
+        drv.power_on()
+        drv.run(BOOT + 1023 + 5 * 600 + 1)
+        times = [t for t, _s in drv.sent("certs")]
+        runs.append(times)
+        assert times[0] == pytest.approx(BOOT)  # the first attempt as the agents start
+        assert not drv.sent("register") and not drv.sent("config")
+    gaps = np.diff(runs[0]).tolist()
+    assert gaps[:15] == pytest.approx([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600, 600, 600])
+    assert runs[0] == runs[1]  # no jitter: another random stream gives the same times
+
+
+def test_onboarding_register_refusals_keep_retrying_then_uuid_ends_onboarding() -> None:
+    """§1: every non-success register code keeps retrying on the same ticker; done when /uuid is 200."""
+    drv = driver()
+    answers = iter([409, 403, 500])
+    drv.ctrl.override["register"] = lambda s, t: (next(answers, 201), {}, 0.0)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.onboarded)
+    reg = [t for t, _s in drv.sent("register")]
+    assert len(reg) == 4
+    assert np.diff(reg).tolist() == pytest.approx([1 + LAT, 2 + LAT, 4 + LAT])  # certs round trip + backoff
+    assert [s for _t, _k, s, _b in drv.responses if _k == "register"] == [409, 403, 500, 201]
+    assert drv.node.persist.uuid == "uuid-1"
+    drv.run_for(1)
+    assert drv.sent("config"), "zedagent starts polling once onboarded"
+
+
+def test_onboarding_uses_cached_uuid_when_the_network_is_not_up_at_5s() -> None:
+    """§1 fast path: cached UUID and DPC not Success at t=5 s -> done without the controller."""
+    drv = online(driver())
+    drv.ctrl.down = "timeout"
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    booted = drv.run_until(lambda: drv.node.phase == "running")
+    drv.run_until(lambda: drv.node.zedagent)
+    assert drv.now == pytest.approx(booted + 5.0)
+    assert drv.node.config_status == ConfigGetStatus.READ_SAVED  # §1 lastconfig checkpoint applied
+    assert drv.node.device_state() == ZDeviceState.ONLINE  # §7 ONLINE = config received or read from saved
+
+
+# --------------------------------------------------------------------------------- §1 config polling --
+def test_config_poll_interval_is_uniform_in_0_3_to_1_times_the_interval() -> None:
+    """§1: each interval ~ U[0.3,1.0] x timer.config.interval; default 60 -> 18-60 s."""
+    drv = online(driver(seed=5))
+    start = drv.now
+    drv.run_for(4 * 3600)
+    times = [t for t, _s in drv.sent("config", since=start)]
+    gaps = np.diff(times)
+    assert len(gaps) > 200
+    assert gaps.min() >= 18.0 - 1e-9 and gaps.max() <= 60.0 + 1e-9
+    assert gaps.min() < 20.0 and gaps.max() > 58.0  # the whole range is used
+    assert gaps.mean() == pytest.approx(39.0, abs=2.0)  # §9 mean poll 0.65 x 60 = 39 s
+
+
+def test_config_interval_change_applies_at_once_and_forces_a_poll() -> None:
+    """§1: a changed interval applies at runtime and forces an immediate tick; §6 range 5-86400."""
+    drv = online(driver(seed=6))
+    drv.run_for(100)
+    drv.ctrl.item("timer.config.interval", 10)
+    drv.run_until(lambda: drv.node.item("timer.config.interval") == 10)
+    changed_at = drv.now
+    got = [t for t, k, s, _b in drv.responses if k == "config" and s == 200 and t == changed_at]
+    assert got, "the interval arrived in a 200 config"
+    drv.run_for(0)
+    polls = [t for t, _s in drv.sent("config", since=changed_at)]
+    assert polls[0] == pytest.approx(changed_at)  # forced tick at once
+    drv.run_for(1800)
+    gaps = np.diff([t for t, _s in drv.sent("config", since=changed_at)])
+    assert gaps.min() >= 3.0 - 1e-9 and gaps.max() <= 10.0 + 1e-9
+    assert gaps.max() > 9.0 and gaps.min() < 4.0
+
+
+def test_config_304_is_success_and_503_outside_an_update_is_fail() -> None:
+    """§1: 304 -> Success; an error outside a base-OS update -> Fail, never TemporaryFail."""
+    drv = online(driver())
+    drv.run_until(lambda: any(k == "config" and s == 304 for _t, k, s, _b in drv.responses))
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    for code in (503, 404, 403, 500):
+        drv.ctrl.override["config"] = lambda s, t, code=code: (code, {}, LAT)
+        since = drv.now
+        drv.run_until(lambda: any(k == "config" and t > since for t, k, _s, _b in drv.responses))
+        assert drv.node.config_status == ConfigGetStatus.FAIL, code
+        assert drv.node.test_start is None and not drv.node.testing
+    drv.ctrl.override.clear()
+    drv.run_for(61)
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+
+
+def test_503_in_the_test_window_is_temporary_fail_and_blocks_the_commit() -> None:
+    """§1/§3 step 5: TemporaryFail counts as reachable but restarts the test window."""
+    drv = driver()
+    online(drv)
+    t0 = in_test_window(drv)
+    drv.run_for(100)
+    drv.ctrl.override["config"] = lambda s, t: (503, {}, LAT)
+    window = drv.watch(lambda n: n.test_start)
+    drv.run_for(3 * 600)
+    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
+    fails = [t for t, k, s, _b in drv.responses if k == "config" and s == 503]
+    assert len(fails) > 40
+    assert [t for t, v in window[1:]] == pytest.approx(fails)  # every 503 restarted the window
+    assert drv.node.test_start == pytest.approx(fails[-1])
+    assert zb(drv).current_partition.state == PS.INPROGRESS  # not committed ...
+    assert not drv.has_note("update_committed") and not drv.has_note("reboot_scheduled", since=t0)  # nor fallen back
+    assert drv.node.test_start > t0
+    drv.ctrl.override.clear()
+    committed = drv.run_until(lambda: drv.has_note("update_committed"))
+    assert fails[-1] + 600 <= committed < fails[-1] + 610
+    assert on_grid(drv, committed)
+
+
+def test_plain_fail_in_the_test_window_does_not_restart_it() -> None:
+    """§3 step 5: plain Fail (here a 500) does not restart the window."""
+    drv = driver()
+    drv.ctrl.item("timer.test.baseimage.update", 120)
+    online(drv)
+    t0 = in_test_window(drv)
+    drv.ctrl.override["config"] = lambda s, t: (500, {}, LAT)
+    committed = drv.run_until(lambda: drv.has_note("update_committed"))
+    assert drv.node.config_status == ConfigGetStatus.FAIL
+    assert t0 + 120 <= committed < t0 + 130 and on_grid(drv, committed)
+
+
+# ----------------------------------------------------------------------------------- §3 A/B update --
+def test_ab_update_one_boot_test_window_from_first_success_then_commit() -> None:
+    drv = driver()
+    online(drv)
+    assert zb(drv).snapshot()["current"] == "IMGA"
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    # §3 step 2: written into the other partition, other=updating -> UPDATING / UPDATE_REBOOTING
+    assert zb(drv)["IMGB"].version == "2.0"
+    assert status(drv) == (BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_REBOOTING)
+    assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING
+    scheduled = drv.notes_of("reboot_scheduled")[-1]
+    assert scheduled[1]["reason"] == "UPDATE"
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    reset_t = drv.resets[-1][0]
+    assert reset_t - scheduled[0] == pytest.approx(60.0)  # 30 s + (no domains) + 30 s (§3 reboot procedure)
+    # §3 step 4: after the boot, current=inprogress
+    assert zb(drv).current == "IMGB" and zb(drv)["IMGB"].state == PS.INPROGRESS
+    assert zb(drv)["IMGA"].state == PS.ACTIVE
+    assert drv.node.boot_reason == BootReason.UPDATE
+    # §3 step 5: the test window starts at the first ConfigGetSuccess of this boot
+    drv.run_until(lambda: drv.node.test_start is not None)
+    first_ok = [t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304) and t >= reset_t][0]
+    assert drv.node.test_start == first_ok
+    assert status(drv) == (BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_TESTING)
+    committed = drv.run_until(lambda: drv.has_note("update_committed"))
+    # §3 step 6: on expiry (checked on the 10 s grid) current=active, old=unused
+    assert first_ok + 600 <= committed < first_ok + 610 and on_grid(drv, committed)
+    assert zb(drv)["IMGB"].state == PS.ACTIVE and zb(drv)["IMGA"].state == PS.UNUSED
+    assert zb(drv)["IMGA"].version == "1.0"
+    assert status(drv) == (BaseOsStatus.UPDATED, BaseOsSubStatus.NONE)
+    assert drv.node.running_version == "2.0"
+    assert drv.node.device_state() == ZDeviceState.ONLINE
+    assert [d["partition"] for _t, d in drv.notes_of("boot_start")] == ["IMGA", "IMGB"]  # one boot
+    drv.run_for(3600)
+    assert len(drv.notes_of("boot_start")) == 2 and drv.node.running_version == "2.0"
+    assert drv.ctrl.info["baseos"]["status"] == "UPDATED"
+
+
+def test_update_fallback_when_the_new_image_never_reaches_the_controller() -> None:
+    """§3 step 7: no contact for timer.update.fallback.no.network (300 s) counted from nodeagent
+    start -> BootReasonFallback on the 10 s grid, then the 30 s + 30 s reboot procedure."""
+    drv = driver(next_behaviour="no-controller")
+    online(drv)
+    agents = start_update(drv)
+    scheduled = drv.run_until(lambda: drv.has_note("reboot_scheduled", since=agents))
+    assert drv.notes_of("reboot_scheduled", since=agents)[0][1]["reason"] == "FALLBACK"
+    assert 300 < scheduled - agents <= 310 and on_grid(drv, scheduled)
+    drv.run_until(lambda: drv.resets and drv.resets[-1][0] >= scheduled)
+    assert drv.resets[-1] == (pytest.approx(scheduled + 60.0), BootReason.FALLBACK)  # ≈ 310 + 60 s (§3)
+    drv.run_until(lambda: drv.node.phase == "running")
+    _assert_fell_back(drv, BootReason.FALLBACK)
+    assert drv.node.boot_reason_text.startswith("Exceeded fallback outage for controller connectivity 300 by ")
+
+
+def test_update_fallback_counts_from_the_last_contact() -> None:
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.run_for(200)
+    drv.ctrl.down = "timeout"
+    last = max(t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304))
+    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
+    assert 300 < scheduled - last <= 310 and on_grid(drv, scheduled)
+    assert drv.node.rebooting[0] == BootReason.FALLBACK
+    assert drv.node.rebooting[1] == f"Exceeded fallback outage for controller connectivity 300 by {int(scheduled - last - 300)} seconds"
+    assert reboot_done(drv) == pytest.approx(scheduled + 60)
+    _assert_fell_back(drv, BootReason.FALLBACK)
+
+
+def _assert_fell_back(drv: Driver, reason: BootReason) -> None:
+    """§3 controller view of a rollback: reason, old image active, new inprogress with swErr, FAILED."""
+    node = drv.node
+    assert node.boot_reason == reason
+    assert zb(drv).current == "IMGA" and zb(drv)["IMGA"].state == PS.ACTIVE and zb(drv)["IMGA"].version == "1.0"
+    assert zb(drv)["IMGB"].state == PS.INPROGRESS and zb(drv)["IMGB"].version == "2.0"
+    assert node.running_version == "1.0"
+    rep = node.report(drv.now)
+    assert [s["version"] for s in rep["sw"]] == ["1.0", "2.0"]  # swList = [current, other]
+    assert rep["sw"][0]["err"] == "" and rep["sw"][1]["err"] != ""  # swErr on the failed image
+    assert rep["baseos"]["status"] == "FAILED"
+    assert status(drv)[0] == BaseOsStatus.FAILED
+    assert not node.bricked
+
+
+def test_crash_on_boot_image_falls_back_after_its_one_boot() -> None:
+    drv = driver(next_behaviour="crash-on-boot")
+    online(drv)
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: drv.has_note("crash"))
+    assert zb(drv).current == "IMGB"
+    drv.run_until(lambda: drv.node.phase == "running")
+    _assert_fell_back(drv, BootReason.FALLBACK)  # INFERRED in the model (§3 any reboot before commit)
+    assert [d["partition"] for _t, d in drv.notes_of("boot_start")] == ["IMGA", "IMGB", "IMGA"]
+    drv.run_for(3600)
+    assert [d["partition"] for _t, d in drv.notes_of("boot_start")] == ["IMGA", "IMGB", "IMGA"]
+
+
+def test_power_loss_in_the_test_window_boots_the_old_image() -> None:
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.run_for(120)
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    _assert_fell_back(drv, BootReason.FALLBACK)
+    assert "POWER_FAIL" in drv.node.boot_reason_text
+
+
+def test_failed_version_is_not_retried_until_retry_update_changes() -> None:
+    """§3: EVE does not retry a failed version; a retry_update bump installs it for one more boot."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    since = drv.now
+    drv.run_for(1800)
+    drv.ctrl.item("timer.metric.interval", 30)  # a new config (new hash) is parsed again ...
+    drv.run_for(1800)
+    assert drv.node.item("timer.metric.interval") == 30
+    assert not drv.has_note("baseos_installed", since) and not drv.has_note("reboot_scheduled", since)  # ... no retry
+    assert zb(drv)["IMGB"].state == PS.INPROGRESS and status(drv)[0] == BaseOsStatus.FAILED
+    drv.ctrl.bump_retry()
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    assert drv.node.rebooting[0] == BootReason.UPDATE
+    drv.run_until(lambda: drv.has_note("update_committed", since))
+    assert zb(drv).current == "IMGB" and zb(drv)["IMGB"].state == PS.ACTIVE
+    assert status(drv)[0] == BaseOsStatus.UPDATED
+    assert [d["partition"] for _t, d in drv.notes_of("boot_start")].count("IMGB") == 2
+    # once UPDATED, a retry bump is only echoed (§3)
+    since = drv.now
+    drv.ctrl.bump_retry()
+    drv.run_for(600)
+    assert not drv.has_note("reboot_scheduled", since)
+    assert drv.node.report(drv.now)["baseos_update_counter"] == 2
+
+
+def test_force_fallback_counter_reboots_into_the_old_image() -> None:
+    """§3: force.fallback.counter change with current active, other unused with a version ->
+    other=updating -> reboot into the old image."""
+    drv = driver()
+    drv.ctrl.item("timer.test.baseimage.update", 60)
+    online(drv)
+    in_test_window(drv)
+    drv.run_until(lambda: drv.has_note("update_committed"))
+    assert zb(drv)["IMGA"].state == PS.UNUSED and zb(drv)["IMGA"].version == "1.0"
+    since = drv.now
+    drv.ctrl.item("force.fallback.counter", 1)
+    drv.run_until(lambda: zb(drv)["IMGA"].state == PS.UPDATING)
+    assert drv.node.rebooting == (BootReason.UPDATE, "forced fallback (force.fallback.counter)")  # INFERRED reason
+    reboot_done(drv)
+    assert zb(drv).current == "IMGA" and drv.node.running_version == "1.0"
+    assert [d["partition"] for _t, d in drv.notes_of("boot_start", since)] == ["IMGA"]
+
+
+def test_force_fallback_needs_an_image_in_the_unused_partition() -> None:
+    drv = online(driver())
+    since = drv.now
+    drv.ctrl.item("force.fallback.counter", 1)
+    drv.run_for(600)
+    assert drv.node.persist.force_fallback_seen == 1
+    assert not drv.has_note("reboot_scheduled", since)
+    assert zb(drv)["IMGB"].state == PS.UNUSED and zb(drv)["IMGB"].version is None
+
+
+@pytest.mark.parametrize("stage", [ZSwState.DOWNLOAD_STARTED, ZSwState.LOADING], ids=["download", "write"])
+def test_power_loss_during_download_or_write_resumes_the_update(stage: ZSwState) -> None:
+    drv = online(driver())
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: (drv.node.persist.bos or {}).get("zsw") == stage)
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_for(2 * 3600)
+    assert zb(drv)["IMGB"].version == "2.0"
+    assert drv.node.running_version == "2.0"
+
+
+def test_new_version_during_the_test_window_is_reported_update_deferred() -> None:
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.ctrl.update_to("third", "3.0")
+    drv.run_until(lambda: (drv.node.persist.bos or {}).get("version") == "3.0")
+    drv.run_for(120)
+    assert status(drv) == (BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_DEFERRED)
+
+
+def test_new_version_during_the_test_window_is_deferred_then_installed_after_commit() -> None:
+    """§3 steps 1-2: the image is downloaded at once, but current=inprogress -> TooEarly, so
+    nothing is written into the other partition until the commit."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.ctrl.update_to("third", "3.0")
+    drv.run_until(lambda: (drv.node.persist.bos or {}).get("too_early") is True)
+    assert drv.node.persist.bos["zsw"] == ZSwState.DELIVERED
+    assert zb(drv)["IMGA"].state == PS.ACTIVE and zb(drv)["IMGA"].version == "1.0"  # untouched
+    assert not drv.has_note("update_committed")
+    drv.run_until(lambda: drv.has_note("update_committed"))
+    drv.run_until(lambda: zb(drv)["IMGA"].state == PS.UPDATING)
+    assert zb(drv)["IMGA"].version == "3.0" and drv.node.rebooting[0] == BootReason.UPDATE
+
+
+def test_activating_update_makes_the_device_ignore_app_config_until_the_update_reboot() -> None:
+    """§1 skips: new baseOS with activate=true -> app config ignored until after the update reboot."""
+    drv = online(driver())
+    drv.ctrl.update_to("next", "2.0")
+    drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
+    drv.run_until(lambda: drv.node.rebooting is not None)
+    assert "web" not in drv.node.apps
+    reboot_done(drv)
+    drv.run_until(lambda: drv.node.config_received)
+    assert "web" in drv.node.apps
+
+
+def test_activate_false_downloads_only() -> None:
+    """§3: activate=false -> download and verify only (DOWNLOAD_DONE), no install, no reboot."""
+    drv = online(driver())
+    drv.ctrl.update_to("next", "2.0", activate=False)
+    drv.run_until(lambda: (drv.node.persist.bos or {}).get("zsw") == ZSwState.DELIVERED)
+    drv.run_for(1800)
+    assert status(drv) == (BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE)
+    assert zb(drv)["IMGB"].version is None and drv.node.rebooting is None
+    drv.ctrl.update_to("next", "2.0", activate=True)  # activating the delivered image installs it
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+
+
+def test_maintenance_mode_defers_base_os_and_apps() -> None:
+    """§7: in maintenance mode config is still polled but app and baseOS changes are deferred."""
+    drv = online(driver())
+    drv.ctrl.set(maintenance=True)
+    drv.run_until(lambda: drv.node.maintenance)
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    drv.ctrl.update_to("next", "2.0")
+    drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
+    n = len(drv.sent("config"))
+    drv.run_for(1800)
+    assert len(drv.sent("config")) > n + 20  # still polled
+    assert not drv.has_note("baseos_download") and "web" not in drv.node.apps
+    drv.ctrl.set(maintenance=False)
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+
+
+def test_write_read_back_mismatch_leaves_the_partition_unused() -> None:
+    """§3 step 2: the version read back does not match -> unused, no reboot, update FAILED."""
+    drv = Driver(make_node(write_error=1.0))
+    online(drv)
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: (drv.node.persist.bos or {}).get("err"))
+    drv.run_for(600)
+    assert zb(drv)["IMGB"].state == PS.UNUSED and zb(drv)["IMGB"].version is None
+    assert drv.node.rebooting is None and status(drv)[0] == BaseOsStatus.FAILED
+    assert zb(drv).bootable() and zb(drv)["IMGA"].state == PS.ACTIVE
+
+
+# ----------------------------------------------------------------------------------- §1 info, metrics --
+def test_metrics_every_0_3_to_1_times_the_metric_interval() -> None:
+    """§1: ZMetricMsg every U[0.3,1] x timer.metric.interval (60 s)."""
+    drv = online(driver(seed=3))
+    drv.run_for(4 * 3600)
+    gaps = np.diff([t for t, _s in drv.sent("metrics")])
+    assert gaps.min() >= 18.0 - 1e-9 and gaps.max() <= 60.0 + 1e-9 and len(gaps) > 200
+
+
+def test_device_info_retry_backs_off_from_1_to_15_minutes() -> None:
+    """§1: reliable-queue retry exponential 1 min -> 15 min, +-30 s noise; 5xx is retriable."""
+    drv = online(driver(seed=4))
+    drv.run_for(30)
+    drv.ctrl.override["info"] = lambda s, t: (503, {}, 0.0)
+    drv.ctrl.item("timer.metric.interval", 30)  # a config change: the device publishes its info
+    drv.run_until(lambda: any(k == "info" and s == 503 for _t, k, s, _b in drv.responses))
+    first = drv.now
+    drv.run_for(5000)
+    sends = [t for t, _s in drv.sent("info") if t > first]
+    gaps = np.diff([first] + sends)
+    expected = [60, 120, 240, 480, 900, 900]
+    assert len(gaps) >= len(expected)
+    assert all(base - 30 <= gap <= base + 30 for gap, base in zip(gaps, expected)), gaps[: len(expected)]
+
+
+def test_device_info_is_retried_until_accepted() -> None:
+    drv = online(driver(seed=4))
+    drv.run_for(30)
+    drv.ctrl.override["info"] = lambda s, t: (503, {}, 0.0)
+    drv.ctrl.item("timer.metric.interval", 30)
+    drv.run_until(lambda: any(k == "info" and s == 503 for _t, k, s, _b in drv.responses))
+    first = drv.now
+    drv.run_for(600)
+    gaps = np.diff([first] + [t for t, _s in drv.sent("info") if t > first])
+    assert len(gaps) >= 1 and all(30 <= g <= 900 + 30 for g in gaps)  # never faster than 1 min - 30 s
+    drv.ctrl.override.clear()
+    drv.run_for(960)
+    assert drv.ctrl.info["at"] > first + 600 and not drv.node._info_dirty
+    assert drv.node._info_backoff == 0.0
+
+
+# ------------------------------------------------------------------------------- §1 reboot counter --
+def test_reboot_counter_first_value_stored_then_change_reboots() -> None:
+    drv = driver()
+    drv.ctrl.set(reboot=5)
+    online(drv)
+    drv.run_for(600)
+    assert drv.node.persist.reboot_seen == 5
+    assert not drv.has_note("reboot_scheduled")  # the first counter ever seen is only stored
+    drv.ctrl.set(reboot=6, apps={"late": {"kind": "container", "cpus": 1, "memory": 64 * MiB, "size": MiB}})
+    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
+    assert drv.node.rebooting[0] == BootReason.REBOOT_CMD
+    assert drv.node.device_state() == ZDeviceState.REBOOTING
+    assert "late" not in drv.node.apps  # rest of the config ignored (still saved)
+    assert drv.node.persist.config["apps"]
+    assert reboot_done(drv) == pytest.approx(scheduled + 60)
+    assert drv.resets[-1][1] == BootReason.REBOOT_CMD
+    assert drv.node.boot_reason == BootReason.REBOOT_CMD
+    drv.run_for(60)
+    assert drv.node.report(drv.now)["reboot_counter"] == 6  # echoed in rebootConfigCounter
+    assert "late" in drv.node.apps  # saved config applied after the reboot
+
+
+def test_reboot_requested_in_the_test_window_is_deferred_until_commit() -> None:
+    """§1: a reboot requested during the update test window is deferred until the test completes."""
+    drv = driver()
+    online(drv)
+    t0 = in_test_window(drv)
+    drv.ctrl.set(reboot=1)
+    drv.run_until(lambda: drv.node.persist.reboot_seen == 1)
+    asked = drv.now
+    assert drv.node.rebooting is None
+    committed = drv.run_until(lambda: drv.has_note("update_committed"))
+    assert committed >= t0 + 600
+    scheduled = drv.notes_of("reboot_scheduled", since=asked)
+    assert len(scheduled) == 1 and scheduled[0][0] == committed and scheduled[0][1]["reason"] == "REBOOT_CMD"
+    assert reboot_done(drv) == pytest.approx(committed + 60)
+    assert drv.node.boot_reason == BootReason.REBOOT_CMD
+    assert drv.node.running_version == "2.0" and zb(drv)["IMGB"].state == PS.ACTIVE
+
+
+# ------------------------------------------------------------------------------ §7 device state --
+def test_device_state_precedence() -> None:
+    """§7: maintenance > updating > rebooting > ... > ONLINE > BOOTING."""
+    drv = driver()
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    assert drv.node.device_state() == ZDeviceState.BOOTING  # no config yet
+    drv.run_until(lambda: drv.node.config_received)
+    assert drv.node.device_state() == ZDeviceState.ONLINE
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: drv.node.rebooting is not None)
+    assert zb(drv)["IMGB"].state == PS.UPDATING
+    assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING  # updating beats rebooting
+    drv.run_until(lambda: drv.node.testing and drv.node.test_start is not None)
+    assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING  # current inprogress
+    drv.ctrl.set(maintenance=True)
+    drv.run_until(lambda: drv.node.maintenance)
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE  # maintenance beats updating
+    assert zb(drv).current_partition.state == PS.INPROGRESS
+    drv.ctrl.set(maintenance=False)
+    drv.run_until(lambda: not drv.node.maintenance)
+    drv.run_until(lambda: drv.has_note("update_committed"))
+    assert drv.node.device_state() == ZDeviceState.ONLINE
+    drv.ctrl.set(reboot=1)
+    drv.run_until(lambda: drv.node.persist.reboot_seen == 1)
+    drv.ctrl.set(reboot=2)
+    drv.run_until(lambda: drv.node.rebooting is not None)
+    assert drv.node.device_state() == ZDeviceState.REBOOTING
+
+
+def test_restart_counter_increments_on_every_boot() -> None:
+    """§7: restartCounter is incremented on every boot."""
+    drv = online(driver())
+    assert drv.node.persist.restart_counter == 1 and drv.node.boot_reason == BootReason.FIRST
+    for n in range(2, 5):
+        drv.power_off()
+        drv.run_for(5)
+        drv.power_on()
+        drv.run_until(lambda: drv.node.phase == "running")
+        assert drv.node.persist.restart_counter == n
+        assert drv.node.boot_reason == BootReason.POWER_FAIL
+    drv.run_for(30)
+    assert drv.ctrl.info["restart_counter"] == 4
+
+
+# ---------------------------------------------------------------------------- §4 connectivity loss --
+def test_reboot_no_network_at_its_minimum_reboots_with_disconnect() -> None:
+    """§4: no Success/TemporaryFail for timer.reboot.no.network -> BootReasonDisconnect; §6 min 120."""
+    drv = driver()
+    drv.ctrl.item("timer.reboot.no.network", 119)  # below the minimum: rejected, previous value kept
+    online(drv)
+    assert drv.node.item("timer.reboot.no.network") == 604800
+    assert "timer.reboot.no.network" in drv.node.report(drv.now)["config_items_errors"]
+    drv.ctrl.item("timer.reboot.no.network", 120)
+    drv.run_until(lambda: drv.node.item("timer.reboot.no.network") == 120)
+    drv.run_for(100)
+    drv.ctrl.down = "timeout"
+    last = max(t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304))
+    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
+    assert drv.node.rebooting[0] == BootReason.DISCONNECT
+    assert 120 < scheduled - last <= 130 and on_grid(drv, scheduled)
+    assert reboot_done(drv) == pytest.approx(scheduled + 60)
+    assert drv.resets[-1][1] == BootReason.DISCONNECT
+    assert drv.node.boot_reason == BootReason.DISCONNECT
+
+
+def test_controller_outage_below_reboot_no_network_does_not_reboot() -> None:
+    drv = online(driver())
+    drv.ctrl.down = "refused"
+    drv.run_for(6 * 3600)
+    assert drv.node.config_status == ConfigGetStatus.FAIL  # ECONNREFUSED outside an update: Fail
+    assert not drv.has_note("reboot_scheduled")
+    drv.ctrl.down = None
+    drv.run_for(61)
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+
+
+# ------------------------------------------------------------------------------------ §4 networking --
+def _lr_node(enabled: bool) -> Driver:
+    ports = (Port("eth0", "ethernet", True, 0, 12.5e6), Port("eth1", "ethernet", False, 0, 12.5e6))
+    drv = Driver(make_node(ports=ports))
+    drv.ctrl.item("timer.config.interval", 10)
+    if enabled:
+        drv.ctrl.item("network.fallback.any.eth", "enabled")
+    return online(drv)
+
+
+def test_two_port_test_failures_fall_back_to_the_last_resort_dpc() -> None:
+    """§4: two consecutive failures -> re-verify the list -> lower-priority (last-resort) DPC."""
+    drv = _lr_node(enabled=True)
+    assert [k for k, _p in drv.node.dpc_list()] == ["zedagent", "lastresort"]
+    assert drv.node.dpc_list()[1][1] == ("eth0", "eth1")  # DHCP on all Ethernet ports
+    drv.run_until(lambda: len(drv.sent("ping")) >= 1)
+    drv.ctrl.port_down = {"eth0"}
+    down = drv.now
+    drv.run_until(lambda: drv.has_note("dpc_switch"))
+    switched = drv.now
+    tests = [t for t, s in drv.sent("ping", since=down + 1e-9)]
+    assert len([t for t in tests if t < switched - 15]) == 2, "two periodic tests failed first"
+    assert np.diff(tests[:2]).tolist() == pytest.approx([300.0])  # timer.port.testinterval
+    assert drv.notes_of("dpc_switch")[0][1] == {"frm": 0, "to": 1, "key": "lastresort"}
+    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    drv.run_for(30)
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert set(drv.sent("config", since=switched)[-1][1].ports) == {"eth0", "eth1"}
+    assert drv.ctrl.info["dpc_index"] == 1  # currentIndex > 0 = fallback (§4 reporting)
+    # §4: every timer.port.testbetterinterval (600 s) index 0 is retried
+    drv.ctrl.port_down = set()
+    back = drv.run_until(lambda: drv.node.dpc_index == 0)
+    assert switched + 600 - 1 <= back <= switched + 600 + 1
+
+
+def test_one_port_test_failure_is_not_enough_and_no_last_resort_when_disabled() -> None:
+    drv = _lr_node(enabled=False)
+    assert [k for k, _p in drv.node.dpc_list()] == ["zedagent"]  # default disabled (§4, §6)
+    drv.run_until(lambda: len(drv.sent("ping")) >= 1)
+    drv.ctrl.port_down = {"eth0"}
+    drv.run_until(lambda: len(drv.sent("ping")) >= 2)
+    drv.run_for(20)
+    assert drv.node._port_fails == 1 and drv.node._reverify is None and drv.node.dpc_index == 0
+    drv.run_for(600)
+    assert drv.node.dpc_index == 0 and drv.node.dpc_state == DPCState.FAIL
+    assert not drv.has_note("dpc_switch")
+
+
+# ---------------------------------------------------------------------------------- §5 attestation --
+def test_attestation_fsm_nonce_quote_store_keys_complete() -> None:
+    drv = driver()
+    trace = drv.watch(lambda n: n.attest)
+    online(drv)
+    assert [v for _t, v in trace] == [
+        AttestState.UNSPECIFIED,
+        AttestState.NONCE_WAIT,
+        AttestState.TPM_QUOTE_WAIT,
+        AttestState.ATTEST_WAIT,
+        AttestState.ATTEST_ESCROW_WAIT,
+        AttestState.COMPLETE,
+    ]
+    assert [s.body["type"] for _t, s in drv.sent("attest")] == ["NONCE", "QUOTE", "STORE_KEYS"]
+    quote = drv.sent("attest")[1][1].body
+    assert sorted(quote["pcrs"]) == list(range(16))  # the quote covers PCR 0-15 (§5)
+    assert drv.node.token == drv.ctrl.token
+    drv.run_for(60)
+    assert drv.sent("config")[-1][1].body["token"] == drv.ctrl.token  # integrity_token in every request
+    assert drv.ctrl.escrow == drv.node.persist.vault_key  # escrow stored
+
+
+@pytest.mark.parametrize("failure", ["QUOTE_FAILED", "NONCE_MISMATCH", "http-500"])
+def test_attestation_failure_waits_exactly_15s_then_restarts(failure: str) -> None:
+    """§5: QUOTE_FAILED / NONCE_MISMATCH / request errors -> RESTART_WAIT, fixed 15 s retry."""
+    drv = driver()
+    if failure == "http-500":
+        drv.ctrl.override["attest"] = lambda s, t: (500, {}, LAT) if s.body["type"] == "QUOTE" else None
+    else:
+        drv.ctrl.quote_code = failure
+    drv.power_on()
+    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
+    drv.run_for(200)
+    failed = [t for t, k, _s, b in drv.responses if k == "attest" and t > 0 and _is_quote_answer(drv, t)]
+    nonces = [t for t, s in drv.sent("attest") if s.body["type"] == "NONCE"]
+    assert len(nonces) >= 10
+    retries = nonces[1:]
+    assert [n - f for f, n in zip(failed, retries)] == pytest.approx([15.0] * len(retries))
+    assert drv.node.attest in (AttestState.RESTART_WAIT, AttestState.NONCE_WAIT, AttestState.TPM_QUOTE_WAIT, AttestState.ATTEST_WAIT)
+    drv.ctrl.quote_code = "SUCCESS"
+    drv.ctrl.override.clear()
+    drv.run_for(60)
+    assert drv.node.attest == AttestState.COMPLETE
+
+
+def _is_quote_answer(drv: Driver, t: float) -> bool:
+    sent_quotes = [ts + LAT for ts, s in drv.sent("attest") if s.body["type"] == "QUOTE"]
+    return any(abs(t - q) < 1e-9 for q in sent_quotes)
+
+
+def test_config_403_after_a_quote_restarts_attestation() -> None:
+    """§1: 403 on /config restarts attestation if a quote was ever sent."""
+    drv = online(driver())
+    n = len(drv.sent("attest"))
+    drv.ctrl.override["config"] = lambda s, t: (403, {}, LAT)
+    drv.run_until(lambda: len(drv.sent("attest")) > n)
+    t403 = [t for t, k, s, _b in drv.responses if k == "config" and s == 403][0]
+    assert drv.sent("attest")[n] == (t403, drv.sent("attest")[n][1])
+    assert drv.sent("attest")[n][1].body["type"] == "NONCE"
+
+
+def test_no_tpm_quote_without_pcrs_and_escrow_skipped() -> None:
+    """§5: no TPM -> no PCRs in the quote, escrow skipped, COMPLETE; vault on soft keys."""
+    drv = driver(tpm=False)
+    online(drv)
+    kinds = [s.body["type"] for _t, s in drv.sent("attest")]
+    assert kinds == ["NONCE", "QUOTE"]
+    quote = drv.sent("attest")[1][1].body
+    assert quote["pcrs"] == {} and quote["tpm"] is False
+    assert drv.node.attest == AttestState.COMPLETE and drv.node.vault_unlocked
+    drv.run_for(3600)
+    assert "STORE_KEYS" not in [s.body["type"] for _t, s in drv.sent("attest")]
+
+
+# --------------------------------------------------------------------------------------- §5 vault --
+def test_vault_locked_after_tamper_enters_maintenance_after_the_cutoff() -> None:
+    """§5: PCR mismatch + QUOTE_FAILED -> vault locked; after timer.vault.ready.cutoff (300 s, from
+    the later of vaultmgr's report and the first config Success) outside an update -> VAULT_LOCKED_UP."""
+    drv = online(driver())
+    assert drv.node.vault_unlocked
+    drv.call("tamper", "firmware")
+    drv.power_off()
+    drv.run_for(5)
+    drv.ctrl.quote_code = "QUOTE_FAILED"
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    assert not drv.node.vault_unlocked and drv.has_note("vault_locked")
+    drv.run_until(lambda: drv.node.first_success is not None)
+    base = max(drv.node.vault_at, drv.node.first_success)
+    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
+    entered = drv.run_until(lambda: bool(drv.node.maintenance))
+    assert drv.node.maintenance == {MaintenanceModeReason.VAULT_LOCKED_UP}
+    assert 300 <= entered - base <= 310 and on_grid(drv, entered)
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    assert not drv.has_note("reboot_scheduled", since=base)
+    drv.run_for(60)
+    assert drv.ctrl.info["maintenance"] == ["VAULT_LOCKED_UP"] and drv.ctrl.info["vault"] == "locked"
+
+
+def test_vault_not_ready_during_the_update_test_is_a_vault_failed_fallback() -> None:
+    """§3 step 7 / §5: vault not ready within the cutoff during the test -> BootReasonVaultFailure."""
+    drv = driver()
+    online(drv)
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    drv.ctrl.quote_code = "QUOTE_FAILED"  # the controller refuses the new image's quote
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    assert not drv.node.vault_unlocked  # the update changed PCR 13, so the local unseal fails
+    drv.run_until(lambda: drv.node.first_success is not None)
+    base = max(drv.node.vault_at, drv.node.first_success)
+    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
+    assert drv.node.rebooting[0] == BootReason.VAULT_FAILED
+    assert 300 <= scheduled - base <= 310 and on_grid(drv, scheduled)
+    assert reboot_done(drv) == pytest.approx(scheduled + 60)
+    _assert_fell_back(drv, BootReason.VAULT_FAILED)
+    assert drv.node.vault_unlocked  # unsealed locally: the old image's PCRs still match the seal
+
+
+def test_vault_unlocked_by_the_escrowed_key_after_an_update() -> None:
+    """§5: the controller returns the escrowed key after a good quote; the device re-seals."""
+    drv = driver()
+    online(drv)
+    start_update(drv)
+    assert not drv.node.vault_unlocked
+    drv.run_until(lambda: drv.node.vault_unlocked)
+    assert drv.node.attest in (AttestState.ATTEST_ESCROW_WAIT, AttestState.COMPLETE)
+    drv.run_until(lambda: drv.has_note("update_committed"))
+    assert not drv.has_note("reboot_scheduled", since=drv.node.agents_at)
+
+
+def test_vault_cutoff_does_not_start_before_the_first_config_success() -> None:
+    drv = driver()
+    online(drv)
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    # the controller answers every config and attest request of the test boot with 503
+    drv.ctrl.override["config"] = lambda s, t: (503, {}, LAT)
+    drv.ctrl.override["attest"] = lambda s, t: (503, {}, LAT)
+    agents = drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    drv.run_for(1200)
+    # no Success yet: the vault timer does not tick, and TemporaryFail keeps the fallback away
+    assert drv.notes_of("reboot_scheduled", since=agents) == []
+    assert zb(drv).current == "IMGB" and drv.node.testing and not drv.node.vault_unlocked
+    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
+
+
+# --------------------------------------------------------------------------------- measured boot --
+def test_same_inputs_give_the_same_pcrs_and_tamper_changes_only_its_pcr() -> None:
+    a, b = driver(seed=1), driver(seed=2)
+    a.power_on()
+    b.power_on()
+    assert a.node.pcrs == b.node.pcrs  # same firmware, image, slot, config -> same PCRs
+    first = dict(a.node.pcrs)
+    a.power_off()
+    a.power_on()
+    assert a.node.pcrs == first  # and again on the next boot
+    other = Driver(make_node(firmware="uefi:other:x86_64"))
+    other.power_on()
+    assert other.node.pcrs[0] != first[0]
+
+
+@pytest.mark.parametrize("stage,pcr", [("firmware", 0), ("bootloader", 8), ("rootfs", 13), ("config", 14)])
+def test_tamper_changes_its_pcr_and_the_quote(stage: str, pcr: int) -> None:
+    """§1 / §5: firmware -> PCR 0, grub.cfg -> 8, rootfs -> 13, /config -> 14; the quote changes."""
+    drv = online(driver())
+    clean = drv.sent("attest")[1][1].body["pcrs"]
+    drv.call("tamper", stage)
+    drv.power_off()
+    drv.power_on()
+    drv.run_until(lambda: len([s for _t, s in drv.sent("attest") if s.body["type"] == "QUOTE"]) == 2)
+    quote = [s for _t, s in drv.sent("attest") if s.body["type"] == "QUOTE"][1].body["pcrs"]
+    assert {i for i in range(16) if quote[i] != clean[i]} == {pcr}
+    assert not drv.node.vault_unlocked  # sealed to the old PCRs (§5: sealing set includes 0, 8, 13, 14)
+
+
+# ---------------------------------------------------------------------------------------- watchdog --
+def test_hang_reboots_with_watchdog_hung_after_300s() -> None:
+    """§7: touch file unchanged for 300 s -> reboot, BootReasonWatchdogHung."""
+    drv = online(driver())
+    drv.run_for(100)
+    drv.call("hang", "zedagent")
+    hung = drv.now
+    n = len(drv.sends)
+    drv.run_until(lambda: bool(drv.resets))
+    assert drv.resets[0] == (pytest.approx(hung + 300.0), BootReason.WATCHDOG_HUNG)
+    assert len(drv.sends) == n  # a hung device sends nothing
+    drv.run_until(lambda: drv.node.phase == "running")
+    assert drv.node.boot_reason == BootReason.WATCHDOG_HUNG
+
+
+# -------------------------------------------------------------------------------------------- apps --
+_SPEC_ORDER = [
+    ZSwState.INITIAL, ZSwState.RESOLVING_TAG, ZSwState.RESOLVED_TAG, ZSwState.DOWNLOAD_STARTED,
+    ZSwState.VERIFYING, ZSwState.VERIFIED, ZSwState.LOADING, ZSwState.DELIVERED, ZSwState.CREATING_VOLUME,
+    ZSwState.CREATED_VOLUME, ZSwState.INSTALLED, ZSwState.AWAITNETWORKINSTANCE, ZSwState.START_DELAYED,
+    ZSwState.BOOTING, ZSwState.RUNNING,
+]  # §8 typical path
+
+
+def _app(cpus: int, memory: int, size: int = 10 * MiB, kind: str = "vm") -> dict[str, Any]:
+    return {"kind": kind, "cpus": cpus, "memory": memory, "size": size, "activate": True}
+
+
+def test_apps_that_fit_run_and_those_that_do_not_end_in_error() -> None:
+    """§8: resources are checked; EVE's text for memory is "Remaining memory bytes ..."."""
+    drv = driver(cores=4, memory=2 * GiB, reserved=768 * MiB)
+    online(drv)
+    trace = drv.watch(lambda n: n.apps.get("telemetry", {}).get("state"))
+    drv.ctrl.set(apps={"telemetry": _app(1, 256 * MiB, 80 * MiB, "container")})
+    drv.run_until(lambda: drv.node.apps.get("telemetry", {}).get("state") == ZSwState.RUNNING)
+    states = [v for _t, v in trace if v is not None]
+    assert states[-1] == ZSwState.RUNNING
+    positions = [_SPEC_ORDER.index(s) for s in states]
+    assert positions == sorted(positions), "states follow the §8 order"
+    assert ZSwState.DOWNLOAD_STARTED in states and ZSwState.BOOTING in states
+
+    apps = dict(drv.ctrl.config["apps"])
+    apps["big-vm"] = _app(8, 512 * MiB)
+    drv.ctrl.set(apps=apps)
+    drv.run_until(lambda: "big-vm" in drv.node.apps)
+    big = drv.node.apps["big-vm"]
+    assert big["state"] == ZSwState.ERROR and "8" in big["err"] and "4" in big["err"]
+
+    apps["hungry"] = _app(2, 1200 * MiB)
+    drv.ctrl.set(apps=apps)
+    drv.run_until(lambda: "hungry" in drv.node.apps)
+    hungry = drv.node.apps["hungry"]
+    remaining = 2 * GiB - 768 * MiB - 256 * MiB
+    assert hungry["state"] == ZSwState.ERROR
+    assert hungry["err"] == f"Remaining memory bytes {remaining} app instance needs {1200 * MiB}"
+    assert drv.node.apps["telemetry"]["state"] == ZSwState.RUNNING  # undisturbed
+    drv.run_for(30)
+    assert drv.ctrl.info["apps"]["hungry"]["err"].startswith("Remaining memory bytes")
