@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eden.backends.base import BACKENDS
+from eden.backends.base import BACKENDS, runnable_backends
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, format_issues
 from eden.units import format_duration
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run scenario files on a backend")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
-    run.add_argument("--backend", default="sim", choices=sorted(BACKENDS))
+    run.add_argument("--backend", default="sim", choices=runnable_backends())
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     run.add_argument("--out", type=Path, default=None, help="result directory (default: reports/<scenario>-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             err.print(format_issues(exc.issues), markup=False, highlight=False)
             continue
         what = f"scenario '{obj.scenario.name}', {len(obj.devices)} device(s)" if kind == "scenario" else f"hardware profile '{obj.name}'"
-        out.print(f"{path}: ok ({what})", markup=False, highlight=False)
+        print(f"{path}: ok ({what})", flush=True)
     return EXIT_INVALID if bad else EXIT_OK
 
 

@@ -58,14 +58,43 @@ class Backend(Protocol):
 
 
 BACKENDS: dict[str, dict[str, Any]] = {
-    "sim": {"capabilities": ALL_CAPABILITIES, "max_devices": None, "description": "discrete-event simulator"},
+    "sim": {
+        "available": True,
+        "capabilities": ALL_CAPABILITIES,
+        "max_devices": None,
+        "description": "discrete-event simulator: EVE node models in simulated time",
+    },
+    # Declared now so that scenarios can be validated against them; not runnable in this build.
+    "emulated": {
+        "available": False,
+        "capabilities": ALL_CAPABILITIES,
+        "max_devices": 200,
+        "description": "device agent processes against a real TLS controller, in real time (planned)",
+    },
+    "qemu": {
+        "available": False,
+        "capabilities": ALL_CAPABILITIES - {"hang"},
+        "max_devices": 4,
+        "description": "QEMU VMs with swtpm, serial console and SSH, in real time (planned)",
+    },
+    "board": {
+        "available": False,
+        "capabilities": ALL_CAPABILITIES - {"tamper", "hang"},
+        "max_devices": 16,
+        "description": "physical boards behind power switches and serial consoles (planned)",
+    },
 }
-"""Known backends and what they can do; later backends (emulated, qemu, board) register here."""
+"""Known backends and what they can do. ``eden validate --backend X`` checks a scenario against any
+of them; ``eden run`` needs an available one."""
 
 
 def backend_capabilities(name: str) -> tuple[frozenset[str], int | None]:
     entry = BACKENDS[name]
     return entry["capabilities"], entry["max_devices"]
+
+
+def runnable_backends() -> list[str]:
+    return sorted(name for name, entry in BACKENDS.items() if entry["available"])
 
 
 def view_summary(views: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:

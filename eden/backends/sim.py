@@ -55,15 +55,18 @@ class SimBackend:
             enforce_attestation=sc.controller.attestation.enforce,
         )
         seeds = np.random.SeedSequence(seed)
-        node_seq, bulk_seq = seeds.spawn(2)
+        node_seq, bulk_seq, luck_seq = seeds.spawn(3)
         node_seeds = node_seq.spawn(len(loaded.devices))
+        luck_seeds = luck_seq.spawn(len(loaded.devices))
         variants = stream(seed, "image-variants")
         self.nodes: list[Node] = []
         self.variant_of: dict[str, dict[str, str]] = {}
         for i, dev in enumerate(loaded.devices):
             images = self._images_for(dev, variants)
             params = self._params(dev, images)
-            self.nodes.append(Node(params, dev.image, np.random.default_rng(node_seeds[i])))
+            self.nodes.append(
+                Node(params, dev.image, np.random.default_rng(node_seeds[i]), np.random.default_rng(luck_seeds[i]))
+            )
             nominal = {
                 name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
                 for name, img in sc.images.items()

@@ -180,9 +180,19 @@ def _reason_name(reason: BootReason) -> str:
 class Node:
     """The EVE rule set for one device."""
 
-    def __init__(self, params: NodeParams, initial_image: str, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        params: NodeParams,
+        initial_image: str,
+        rng: np.random.Generator,
+        luck: np.random.Generator | None = None,
+    ) -> None:
+        """``rng`` draws timer jitter; ``luck`` (default: ``rng``) draws the hardware's fate - boot
+        times, boot hangs, agent hangs, write errors - so that fate does not depend on how much
+        traffic a node generated, and two rollout policies meet the same hardware luck."""
         self.p = params
         self.rng = rng
+        self.luck = luck if luck is not None else rng
         img = params.images[initial_image]
         self.persist = Persist(zboot=Zboot.fresh(img.version, img.name))
         self._out: list[Action] = []
@@ -447,11 +457,11 @@ class Node:
             tamper={_TAMPER_PCR[s]: v for s, v in tamper.items() if s in _TAMPER_PCR},
         )
         self.persist.boots_without_agents += 1
-        duration = max(1.0, float(self.p.boot_time(self.rng)))
+        duration = max(1.0, float(self.p.boot_time(self.luck)))
         self._note("boot_start", partition=label, version=part.version)
         if self.image.behaviour == "crash-on-boot":
             self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
-        elif self.p.boot_hang and self.rng.random() < self.p.boot_hang:
+        elif self.p.boot_hang and self.luck.random() < self.p.boot_hang:
             self._timer("watchdog", now + 0.5 * duration + WATCHDOG_CHANGE)
         else:
             self._timer("booted", now + duration)
@@ -547,7 +557,7 @@ class Node:
         if not self.vault_unlocked:
             self._note("vault_locked")
         if self.p.hang_per_day > 0:
-            self._timer("hang", now + float(self.rng.exponential(86400.0 / self.p.hang_per_day)))
+            self._timer("hang", now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
         self._start_onboarding(now)
         self._arm_nodeagent(now)
 
@@ -808,7 +818,7 @@ class Node:
         if not e or e["zsw"] != ZSwState.LOADING:
             return
         zb = self.zboot
-        if self.p.write_error and self.rng.random() < self.p.write_error:
+        if self.p.write_error and self.luck.random() < self.p.write_error:
             # Read-back mismatch: the partition is left unused and the update fails (§3 step 2).
             zb.write_other(None)
             e.update(zsw=ZSwState.INSTALLED, err="version read back from the partition does not match")
