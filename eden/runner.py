@@ -155,6 +155,16 @@ class Runner:
                 rec.detail["why"] = "the run's duration ended before this step finished"
             elif rec.status == "pending":
                 rec.status = "skipped"
+        if self.steps_done_at is None:
+            # The run's duration ended during the steps: the top-level expectations were never
+            # watched. They fail, so an unfinished scenario can never pass.
+            for n, exp in enumerate(self.sc.expect):
+                if exp.always:
+                    continue
+                res = ExpectationResult(exp.name or describe_expectation(exp), f"expect[{n}]", self._line("expect", n))
+                res.status = "failed"
+                res.detail["why"] = "not evaluated: the run's duration ended before the steps finished"
+                self.expectations.append(res)
         for exp, res, checker in self._at_end + self._always:
             if res.status == "pending":
                 verdict = checker()
@@ -188,11 +198,13 @@ class Runner:
             rec.devices = len(devices)
             state = RolloutState(args.image, self.versions[args.image], len(devices))
             self.rollouts.append(state)
+            yield Spawn(self._rollout(args, devices, state, label), "rollout")
             if args.wait:
-                yield from self._rollout(args, devices, state, label)
+                # Block until the rollout completes, stops or pauses: a paused rollout hands the
+                # step list back, so a later `resume_rollout` step can continue it.
+                while state.state == "running" and not self.finished:
+                    yield Sleep(self.check)
                 rec.detail = {"state": state.state, "waves": len(state.waves)}
-            else:
-                yield Spawn(self._rollout(args, devices, state, label), "rollout")
             return True
         if action == "resume_rollout":
             for state in reversed(self.rollouts):
@@ -237,6 +249,16 @@ class Runner:
             self.backend.record("fault", {"index": n, "action": action, "devices": len(devices)})
             yield from self._act(action, devices, args, blocking=False)
             return
+        if not devices:
+            # A controller fault with `when`: fire once, when the first device meets the condition.
+            watch = DeviceWatch(DeviceMatcher(fault.when, self.versions), [d.id for d in self.loaded.devices])
+            while not self.finished:
+                watch.update(self.backend)
+                if watch.good:
+                    yield Spawn(self._delayed(n, action, [], args, fault.after), f"fault {n}")
+                    return
+                yield Sleep(self.check)
+            return
         watch = DeviceWatch(DeviceMatcher(fault.when, self.versions), devices)
         fired: set[str] = set()
         while len(fired) < len(devices) and not self.finished:
@@ -250,7 +272,7 @@ class Runner:
     def _delayed(self, n: int, action: str, devices: list[str], args: Any, after: float) -> RunGen:
         if after > 0:
             yield Sleep(after)
-        self.backend.record("fault", {"index": n, "action": action, "devices": devices}, device=devices[0])
+        self.backend.record("fault", {"index": n, "action": action, "devices": devices}, device=devices[0] if devices else None)
         yield from self._act(action, devices, args, blocking=False)
 
     # ------------------------------------------------------------------------- expectations --
@@ -397,7 +419,10 @@ def _failed(view: Any, version: str) -> bool:
 
 
 def run_verdict(runner: Runner) -> str:
-    """passed when every expectation passed; failed when one failed (a product failure)."""
+    """passed when every expectation passed; failed when one failed (a product failure) or the
+    steps could not finish (a failed inline expect, or the run's duration ended first)."""
     if any(r.status == "failed" for r in runner.expectations):
+        return "failed"
+    if any(s.status in ("failed", "interrupted") for s in runner.steps):
         return "failed"
     return "passed"
