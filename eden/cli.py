@@ -108,7 +108,10 @@ def cmd_profiles() -> int:
 
     table = Table("profile", "arch", "cores", "memory", "tpm", "nics", "description")
     for name, p in load_profiles().items():
-        table.add_row(name, p.arch, str(p.cores), f"{p.memory / 2**30:g}G", p.tpm, ", ".join(n.name for n in p.nics), p.description.split(":")[0])
+        summary = p.description.split(":")[0].split(". ")[0]
+        if len(summary) > 60:
+            summary = summary[:57].rstrip() + "..."
+        table.add_row(name, p.arch, str(p.cores), f"{p.memory / 2**30:g}G", p.tpm, ", ".join(n.name for n in p.nics), summary)
     out.print(table)
     return EXIT_OK
 
@@ -132,9 +135,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if several and root is None:
         root = Path("reports") / f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     results = []
+    used: set[str] = set()
     for ld in loaded:
         if several:
-            out_dir = root / ld.scenario.name
+            name, k = ld.scenario.name, 1
+            while name in used:  # the same scenario twice must not overwrite its results
+                k += 1
+                name = f"{ld.scenario.name}-{k}"
+            used.add(name)
+            out_dir = root / name
         else:
             out_dir = args.out if args.out is not None else default_out_dir(ld.scenario.name)
         result = _run_one(ld, args, out_dir, execute)

@@ -192,5 +192,11 @@ def _versions() -> dict[str, str]:
 
 
 def default_out_dir(name: str, root: Path | None = None) -> Path:
+    """``reports/<name>-<timestamp>``, never an existing folder (two runs in one second)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return (root or Path("reports")) / f"{name}-{stamp}"
+    base = (root or Path("reports")) / f"{name}-{stamp}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out

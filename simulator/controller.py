@@ -210,10 +210,20 @@ class ControllerModel:
     # -------------------------------------------------------------------------------- devices --
     def add_device(self, serial: str, firmware: str, images: dict[str, str]) -> int:
         self.devices.append(DeviceRecord(serial=serial, firmware=firmware, images=images))
-        self.ctrl_ver = np.append(self.ctrl_ver, 0)
-        self.needs_slow = np.append(self.needs_slow, False)
-        self.last_seen = np.append(self.last_seen, -np.inf)
-        return len(self.devices) - 1
+        n = len(self.devices)
+        if n > self.ctrl_ver.size:  # grow geometrically: fleets are added one device at a time
+            cap = max(16, 2 * n)
+            self.ctrl_ver = np.pad(self.ctrl_ver, (0, cap - self.ctrl_ver.size))
+            self.needs_slow = np.pad(self.needs_slow, (0, cap - self.needs_slow.size))
+            self.last_seen = np.pad(self.last_seen, (0, cap - self.last_seen.size), constant_values=-np.inf)
+        return n - 1
+
+    def seal(self) -> None:
+        """Trim the per-device arrays to the fleet size once every device is added."""
+        n = len(self.devices)
+        self.ctrl_ver = self.ctrl_ver[:n].copy()
+        self.needs_slow = self.needs_slow[:n].copy()
+        self.last_seen = self.last_seen[:n].copy()
 
     def dormant_time(self, i: int) -> float:
         """3 x the device's metric interval: silence longer than this means offline (§1)."""

@@ -61,18 +61,19 @@ class SimBackend:
         variants = stream(seed, "image-variants")
         self.nodes: list[Node] = []
         self.variant_of: dict[str, dict[str, str]] = {}
+        nominal = {
+            name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
+            for name, img in sc.images.items()
+            if img.behaviour != "changes-pcrs"
+        }
         for i, dev in enumerate(loaded.devices):
             images = self._images_for(dev, variants)
             params = self._params(dev, images)
             self.nodes.append(
                 Node(params, dev.image, np.random.default_rng(node_seeds[i]), np.random.default_rng(luck_seeds[i]))
             )
-            nominal = {
-                name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
-                for name, img in sc.images.items()
-                if img.behaviour != "changes-pcrs"
-            }
             self.ctrl.add_device(params.serial, params.firmware, nominal)
+        self.ctrl.seal()
         self.engine = Engine(
             self.env,
             self.nodes,
