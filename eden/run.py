@@ -161,6 +161,8 @@ def build_summary(
         summary["rollouts"] = [_r({k: v for k, v in asdict(r).items() if k != "resume"}) for r in runner.rollouts]
     if backend is not None and runner is not None:
         summary["metrics"] = _r(all_metrics(backend, runner, sc.metrics))
+        if hasattr(backend, "series"):
+            summary["series"] = _r(backend.series())
     return summary
 
 

@@ -89,6 +89,14 @@ class SimBackend:
         self._views: dict[str, dict[str, Any]] = {}
         self._info_seen = 0
         self.powered = [False] * len(self.nodes)
+        n = len(self.nodes)
+        self.series_step = 30.0 if n <= 10 else (60.0 if n <= 1000 else 300.0)
+        self._sampled_upto = 0
+        self._dev_state = ["UNREPORTED"] * n
+        self._dev_version: list[str | None] = [None] * n
+        self._state_counts: dict[str, int] = {"UNREPORTED": n}
+        self._version_counts: dict[str, int] = {}
+        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
         self.wall_start = time.perf_counter()
 
     # ----------------------------------------------------------------------------- building --
@@ -146,12 +154,73 @@ class SimBackend:
 
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
         proc = self.env.process(self._drive(main))
+        self.env.process(self._sample())
         if progress is not None:
             self.env.process(self._progress(progress))
         limit = duration if duration is not None else MAX_SIM_TIME
         self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
         if not proc.triggered and duration is None:
             raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")
+
+    def _sample(self) -> Any:
+        """Record devices per reported state and per running version every ``series_step``."""
+        while True:
+            self._sample_now()
+            yield self.env.timeout(self.series_step)
+
+    def _sample_now(self) -> None:
+        journal = self.ctrl.info_journal
+        for i in journal[self._sampled_upto :]:
+            info = self.ctrl.devices[i].info or {}
+            state = info.get("state", "UNREPORTED")
+            sw = info.get("sw") or []
+            version = (sw[0].get("version") if sw else None) or "?"
+            old_state, old_version = self._dev_state[i], self._dev_version[i]
+            if state != old_state:
+                self._state_counts[old_state] -= 1
+                self._state_counts[state] = self._state_counts.get(state, 0) + 1
+                self._dev_state[i] = state
+            if version != old_version:
+                if old_version is not None:
+                    self._version_counts[old_version] -= 1
+                self._version_counts[version] = self._version_counts.get(version, 0) + 1
+                self._dev_version[i] = version
+        self._sampled_upto = len(journal)
+        t = self.now()
+        dormant = 3.0 * float(self.ctrl.global_items.get("timer.metric.interval", 60))
+        self._series["t"].append(t)
+        self._series["connected"].append(int(np.count_nonzero(t - self.ctrl.last_seen <= dormant)))
+        self._series["powered"].append(sum(self.powered))
+        for name, counts, store in (
+            ("by_state", self._state_counts, self._series["by_state"]),
+            ("by_version", self._version_counts, self._series["by_version"]),
+        ):
+            n = len(self._series["t"])
+            for key in set(counts) | set(store):
+                column = store.setdefault(key, [0] * (n - 1))
+                column.append(counts.get(key, 0))
+            del name
+
+    def series(self) -> dict[str, Any]:
+        """Time series for reports: device states and versions, controller load, rollbacks."""
+        if not self._series["t"] or self._series["t"][-1] < self.now():
+            self._sample_now()  # close the series at the end of the run
+        rollbacks = [
+            round(e.t, 3)
+            for e in self.timeline.events
+            if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED")
+        ]
+        out = {
+            "step": self.series_step,
+            "t": self._series["t"],
+            "connected": self._series["connected"],
+            "powered": self._series["powered"],
+            "by_state": {k: v for k, v in sorted(self._series["by_state"].items()) if any(v)},
+            "by_version": {k: v for k, v in sorted(self._series["by_version"].items()) if any(v)},
+            "controller": {"step": self.ctrl.series.step, **self.ctrl.series.as_lists()},
+            "rollbacks": rollbacks,
+        }
+        return out
 
     def _progress(self, report: Callable[[float], None]) -> Any:
         step = 60.0 if len(self.nodes) > 100 else 5.0

@@ -1,0 +1,133 @@
+"""The stored results of a suite run: what every report (Allure, JUnit, HTML, Markdown) is cut from.
+
+``eden qualify`` writes ``DIR/results.json`` (a :class:`SuiteResults`) next to one run folder per
+entry (``DIR/runs/<entry id>/`` with that run's ``summary.json``, ``run.json`` and event log).
+``eden report DIR`` re-renders every report from these files alone, so reports never need the
+backend again. Backend-neutral: a QEMU or board run fills the same fields (``console`` files are
+listed in ``attachments``).
+
+Failure classes are never mixed:
+
+* ``failed`` - the product did not do what was expected (an expectation or a pass criterion failed);
+* ``broken`` - the harness or the infrastructure failed (backend crash, harness timeout, lost
+  console, invalid entry), so the product was not judged;
+* ``passed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["passed", "failed", "broken"]
+
+KEY_TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
+"""The per-entry key timings every report shows (seconds; stats as in summary.json)."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CriterionResult(Model):
+    """One suite pass criterion judged on one entry."""
+
+    name: str
+    status: Literal["passed", "failed"]
+    observed: Any = None
+    why: str = ""
+
+
+class EntryResult(Model):
+    id: str
+    """Unique within the suite run, safe as a folder name: ``<scenario>--<profile>--r<n>``."""
+    suite: str
+    scenario: str
+    scenario_file: str
+    description: str = ""
+    profile: str | None = None
+    """The matrix profile substituted into the fleet; None when the scenario keeps its own fleet."""
+    backend: str
+    seed: int
+    replication: int = 0
+    verdict: Verdict
+    run_verdict: Literal["passed", "failed", "error"] | None = None
+    """What ``eden run`` said for this entry (before the suite's pass criteria)."""
+    error: str | None = None
+    """Why the entry is broken (infrastructure / harness), when it is."""
+    features: list[str] = Field(default_factory=list)
+    """Capabilities exercised: onboarding, update, attestation, network, apps, power, controller, rollout."""
+    versions: dict[str, str] = Field(default_factory=dict)
+    """Image name -> version."""
+    devices: int = 0
+    started: str = ""
+    """Wall-clock start, ISO 8601 UTC."""
+    wall_seconds: float = 0.0
+    simulated_seconds: float | None = None
+    run_dir: str = ""
+    """The entry's run folder, relative to the suite output folder."""
+    expectations: list[dict[str, Any]] = Field(default_factory=list)
+    """As in summary.json: name, where, line, status, observed, detail, met_at, deadline."""
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    """As in summary.json: index, action, name, devices, start, stop, status, detail (times in the
+    run's clock: simulated seconds on the simulator, seconds since the start on real backends)."""
+    criteria: list[CriterionResult] = Field(default_factory=list)
+    timings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """KEY_TIMINGS -> {count, mean, p50, p95, p99, min, max} (values may be None)."""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    """summary.json's metrics block."""
+    series: dict[str, Any] | None = None
+    """summary.json's series block (time series for plots), when the backend recorded one."""
+    rollouts: list[dict[str, Any]] = Field(default_factory=list)
+    attachments: list[str] = Field(default_factory=list)
+    """Extra files in run_dir worth attaching (e.g. console capture on real backends)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(scenario, profile) - the matrix cell this entry belongs to."""
+        return self.scenario, self.profile or "-"
+
+
+class SuiteResults(Model):
+    suite: str
+    description: str = ""
+    suite_file: str = ""
+    backend: str
+    started: str
+    finished: str = ""
+    wall_seconds: float = 0.0
+    jobs: int = 1
+    host: str = ""
+    platform: str = ""
+    python: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)
+    command: str = ""
+    entries: list[EntryResult] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "broken": 0}
+        for e in self.entries:
+            out[e.verdict] += 1
+        return out
+
+    @property
+    def verdict(self) -> Verdict:
+        c = self.counts()
+        if c["broken"]:
+            return "broken"
+        if c["failed"]:
+            return "failed"
+        return "passed"
+
+    def save(self, out_dir: Path) -> Path:
+        path = out_dir / "results.json"
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "SuiteResults":
+        path = Path(out_dir) / "results.json"
+        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
