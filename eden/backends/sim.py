@@ -8,6 +8,7 @@ the same fleet luck: changing the rollout does not change which devices have a b
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from typing import Any, Callable, Mapping
 
@@ -24,7 +25,9 @@ from simulator.engine import Engine
 from simulator.eve.node import ImageInfo, Node, NodeParams, Port
 
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
-MAX_SIM_TIME = 30 * 86400.0  # a test without `duration` that runs this long is a harness error
+MAX_SIM_TIME = 30 * 86400.0
+INJECT_ENV = "EDEN_INJECT_HARNESS_ERROR"
+"""Set to a scenario name (or ``*``) to make the simulator backend fail as a broken harness would."""  # a test without `duration` that runs this long is a harness error
 
 
 def _bulk_bucket(n: int) -> float:
@@ -158,6 +161,11 @@ class SimBackend:
         if progress is not None:
             self.env.process(self._progress(progress))
         limit = duration if duration is not None else MAX_SIM_TIME
+        inject = os.environ.get(INJECT_ENV, "")
+        if inject and inject in ("*", self.loaded.scenario.name):
+            # Deliberate harness fault, for testing how reports classify infrastructure errors.
+            self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(min(limit, 60.0))]))
+            raise InfrastructureError(f"injected harness fault at t={self.now():.0f}s ({INJECT_ENV}={inject})")
         self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
         if not proc.triggered and duration is None:
             raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")

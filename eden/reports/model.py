@@ -131,3 +131,138 @@ class SuiteResults(Model):
     def load(cls, out_dir: Path) -> "SuiteResults":
         path = Path(out_dir) / "results.json"
         return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+FEATURES = {
+    "baseos_update": "update",
+    "retry_update": "update",
+    "force_fallback": "update",
+    "rollout": "rollout",
+    "resume_rollout": "rollout",
+    "tamper": "attestation",
+    "request_attestation": "attestation",
+    "network_down": "network",
+    "network_up": "network",
+    "network_flap": "network",
+    "deploy_app": "apps",
+    "remove_app": "apps",
+    "power_on": "power",
+    "power_off": "power",
+    "power_cycle": "power",
+    "reboot": "power",
+    "controller_outage": "controller",
+    "controller_503": "controller",
+    "controller_restore": "controller",
+    "set_config": "config",
+    "maintenance_mode": "config",
+    "hang": "watchdog",
+}
+
+
+def features_of(scenario: Any) -> list[str]:
+    """The capabilities a scenario exercises (Allure ``feature`` labels), sorted."""
+    found = {"onboarding"}
+    for item in list(scenario.steps) + list(scenario.faults):
+        feature = FEATURES.get(item.action)
+        if feature:
+            found.add(feature)
+    for exp in scenario.expect:
+        if exp.attestation is not None or exp.maintenance_mode is not None:
+            found.add("attestation")
+        if exp.app is not None:
+            found.add("apps")
+        if exp.connected is not None:
+            found.add("network")
+    if scenario.device_count > 1:
+        found.add("fleet")
+    return sorted(found)
+
+
+def entry_from_summary(
+    summary: dict[str, Any],
+    run_info: dict[str, Any],
+    *,
+    entry_id: str,
+    suite: str,
+    scenario_file: str,
+    profile: str | None,
+    replication: int,
+    run_dir: str,
+    features: list[str],
+    criteria: list[CriterionResult] | None = None,
+    attachments: list[str] | None = None,
+) -> EntryResult:
+    """Build an :class:`EntryResult` from one run's summary.json and run.json contents.
+
+    The suite verdict is ``broken`` when the run was an infrastructure error, ``failed`` when an
+    expectation or a criterion failed, else ``passed``."""
+    criteria = criteria or []
+    run_verdict = summary.get("verdict")
+    if run_verdict == "error":
+        verdict: Verdict = "broken"
+    elif run_verdict == "failed" or any(c.status == "failed" for c in criteria):
+        verdict = "failed"
+    else:
+        verdict = "passed"
+    timings = (summary.get("metrics") or {}).get("timings") or {}
+    return EntryResult(
+        id=entry_id,
+        suite=suite,
+        scenario=summary.get("scenario", ""),
+        scenario_file=scenario_file,
+        description=summary.get("description", ""),
+        profile=profile,
+        backend=summary.get("backend", run_info.get("backend", "")),
+        seed=int(summary.get("seed", run_info.get("seed", 0))),
+        replication=replication,
+        verdict=verdict,
+        run_verdict=run_verdict,
+        error=summary.get("error"),
+        features=features,
+        versions=summary.get("images", {}),
+        devices=int(summary.get("devices", 0)),
+        started=run_info.get("started", ""),
+        wall_seconds=float(run_info.get("wall_seconds", 0.0)),
+        simulated_seconds=summary.get("simulated_seconds"),
+        run_dir=run_dir,
+        expectations=summary.get("expectations", []),
+        steps=summary.get("steps", []),
+        criteria=criteria,
+        timings={k: timings[k] for k in KEY_TIMINGS if k in timings},
+        metrics=summary.get("metrics", {}),
+        series=summary.get("series"),
+        rollouts=summary.get("rollouts", []),
+        attachments=attachments or [],
+    )
+
+
+def broken_entry(
+    *,
+    entry_id: str,
+    suite: str,
+    scenario: str,
+    scenario_file: str,
+    profile: str | None,
+    backend: str,
+    seed: int,
+    replication: int,
+    error: str,
+    started: str = "",
+    wall_seconds: float = 0.0,
+) -> EntryResult:
+    """An entry that never produced a summary (invalid entry, worker crash): broken."""
+    return EntryResult(
+        id=entry_id,
+        suite=suite,
+        scenario=scenario,
+        scenario_file=scenario_file,
+        profile=profile,
+        backend=backend,
+        seed=seed,
+        replication=replication,
+        verdict="broken",
+        run_verdict="error",
+        error=error,
+        started=started,
+        wall_seconds=wall_seconds,
+    )
