@@ -87,7 +87,7 @@ def execute(
         error = str(exc)
         verdict = "error"
         if runner is not None:
-            runner.finish()
+            runner.abort(f"infrastructure error: {exc}")
     wall = time.perf_counter() - wall0
     summary = build_summary(loaded, backend_name, seed, verdict, runner, backend, error)
     write_json(out_dir / "summary.json", summary)

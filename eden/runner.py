@@ -143,6 +143,24 @@ class Runner:
             yield Sleep(self.sc.duration - self.now())
         self.finish()
 
+    def abort(self, reason: str) -> None:
+        """The harness or backend broke: nothing still open is judged (no product verdict)."""
+        if self.finished:
+            return
+        self.finished = True
+        for rec in self.steps:
+            if rec.status == "pending":
+                rec.status = "interrupted" if rec.start is not None else "skipped"
+                rec.detail["why"] = reason
+        for _exp, res, _c in self._at_end + self._always:
+            if res.status == "pending":
+                res.status = "skipped"
+                res.detail["why"] = f"not judged: {reason}"
+        for res in self.expectations:
+            if res.status == "pending":
+                res.status = "skipped"
+                res.detail["why"] = f"not judged: {reason}"
+
     def finish(self) -> None:
         """Close the run: pending checks are decided now (called at the end or when time runs out)."""
         if self.finished:
