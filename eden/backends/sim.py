@@ -199,15 +199,14 @@ class SimBackend:
         self._series["t"].append(t)
         self._series["connected"].append(int(np.count_nonzero(t - self.ctrl.last_seen <= dormant)))
         self._series["powered"].append(sum(self.powered))
-        for name, counts, store in (
-            ("by_state", self._state_counts, self._series["by_state"]),
-            ("by_version", self._version_counts, self._series["by_version"]),
+        n = len(self._series["t"])
+        for counts, store in (
+            (self._state_counts, self._series["by_state"]),
+            (self._version_counts, self._series["by_version"]),
         ):
-            n = len(self._series["t"])
-            for key in set(counts) | set(store):
+            for key in sorted(set(counts) | set(store)):
                 column = store.setdefault(key, [0] * (n - 1))
                 column.append(counts.get(key, 0))
-            del name
 
     def series(self) -> dict[str, Any]:
         """Time series for reports: device states and versions, controller load, rollbacks."""
@@ -252,7 +251,7 @@ class SimBackend:
 
     def apply(self, action: str, devices: list[str], args: Any) -> None:
         idx = [self.index[d] for d in devices]
-        eng, ctrl, now = self.engine, self.ctrl, self.now()
+        eng, ctrl = self.engine, self.ctrl
         self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
         if action == "power_on":
             spread = float(getattr(args, "spread", 0.0) or 0.0)
@@ -305,7 +304,6 @@ class SimBackend:
             ctrl.set_maintenance(idx, args.enable)
         else:
             raise InfrastructureError(f"the simulator cannot perform '{action}'")
-        del now
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         if delay <= 0:
