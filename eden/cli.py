@@ -44,6 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
 
     sub.add_parser("profiles", help="list the hardware profiles")
+
+    q = sub.add_parser("qualify", help="run a suite (scenarios x hardware profiles) and write its reports")
+    q.add_argument("suite", type=Path, metavar="SUITE")
+    q.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: the suite's backend")
+    q.add_argument("--profile", dest="profiles", nargs="+", action="extend", metavar="P", help="only entries on these profiles")
+    q.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    q.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<time>)")
+    q.add_argument("--history", type=Path, default=None, metavar="DB", help="results database (default: $EDEN_HISTORY or reports/history.db)")
+    q.add_argument("--no-history", action="store_true", help="do not record this run in the results database")
+
+    rep = sub.add_parser("report", help="re-render the reports of a suite run from DIR/results.json")
+    rep.add_argument("dir", type=Path, metavar="DIR")
+    rep.add_argument("--allure", action="store_true", help="render DIR/allure-report with the Allure CLI")
+    rep.add_argument("--history", type=Path, default=None, metavar="DB", help="results database for the trends")
+
+    hist = sub.add_parser("history", help="pass rates, timing trends and flaky entries from the results database")
+    hist.add_argument("--db", type=Path, default=None, help="results database (default: $EDEN_HISTORY or reports/history.db)")
+    hist.add_argument("--suite", default=None, help="only this suite")
+    hist.add_argument("--last", type=int, default=10, metavar="N", help="runs per cell to show (default 10)")
     return p
 
 
@@ -58,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_schema(args)
         if args.command == "profiles":
             return cmd_profiles()
+        if args.command == "qualify":
+            return cmd_qualify(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "history":
+            return cmd_history(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID
@@ -223,6 +248,255 @@ def _final_table(results: list[Any]) -> None:
             f"{r.wall_seconds:.1f}s",
         )
     out.print(table)
+
+
+# -------------------------------------------------------------------------------------- suites
+
+_GLYPH = {"passed": ("✓", "green"), "failed": ("✗", "red"), "broken": ("!", "magenta")}
+
+
+def _glyphs(verdicts: list[str]) -> str:
+    return "".join(f"[{_GLYPH[v][1]}]{_GLYPH[v][0]}[/]" for v in verdicts)
+
+
+def cmd_qualify(args: argparse.Namespace) -> int:
+    from eden.history import default_db
+    from eden.profiles import load_profiles
+    from eden.qualify import default_out_dir, exit_code, finish, run_suite
+    from eden.suite.load import load_suite
+
+    if args.jobs < 1:
+        err.print("error: --jobs must be 1 or more", markup=False, highlight=False)
+        return EXIT_INVALID
+    if args.profiles:
+        known = list(load_profiles())
+        unknown = [p for p in args.profiles if p not in known]
+        if unknown:
+            err.print(f"error: unknown profile(s) for --profile: {', '.join(unknown)}", markup=False, highlight=False)
+            err.print(f"    hint: known profiles: {', '.join(known)}", markup=False, highlight=False)
+            return EXIT_INVALID
+    ls = load_suite(args.suite, backend=args.backend, only_profiles=args.profiles)
+    out_dir = args.out if args.out is not None else default_out_dir(ls.suite.name)
+    db = None if args.no_history else (args.history or default_db())
+    invalid = sum(1 for e in ls.entries if e.invalid)
+    err.print(
+        f"suite {ls.suite.name}: {len(ls.entries)} entries on {ls.backend}"
+        + (f", {invalid} invalid" if invalid else "")
+        + (f", {len(ls.excluded)} cell(s) excluded" if ls.excluded else "")
+        + f", {args.jobs} job(s) -> {out_dir}",
+        markup=False,
+        highlight=False,
+    )
+    width = len(str(len(ls.entries)))
+
+    def progress(entry: Any, done: int, total: int) -> None:
+        glyph, style = _GLYPH[entry.verdict]
+        err.print(
+            f"[{done:>{width}}/{total}] [{style}]{glyph} {entry.verdict:<6}[/] {entry.id}  {entry.wall_seconds:.1f}s",
+            highlight=False,
+        )
+
+    results = run_suite(ls, out_dir, jobs=args.jobs, progress=progress, command=" ".join(["eden", *sys.argv[1:]]))
+    _matrix_table(ls, results)
+    _problems(results)
+    try:
+        paths, history_problem = finish(results, out_dir, db)
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn is a harness problem
+        err.print(f"error: writing the reports failed: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        err.print(f"results: {out_dir / 'results.json'}", markup=False, highlight=False)
+        return EXIT_INVALID
+    if history_problem:
+        err.print(f"warning: {history_problem}", markup=False, highlight=False)
+    for name, path in paths.items():
+        out.print(f"{name + ':':<10} {path}", highlight=False)
+    if db is not None and not history_problem:
+        out.print(f"{'history:':<10} {db}", highlight=False)
+    c = results.counts()
+    style = {"passed": "green", "failed": "red", "broken": "magenta"}[results.verdict]
+    out.print(
+        f"[{style}]{ls.suite.name}: {results.verdict.upper()}[/] - {c['passed']} passed, {c['failed']} failed, "
+        f"{c['broken']} broken in {results.wall_seconds:.1f}s wall ({results.jobs} job(s))",
+        highlight=False,
+    )
+    return exit_code(results)
+
+
+def _matrix_table(ls: Any, results: Any) -> None:
+    from eden.suite.model import OWN
+
+    cells: dict[tuple[str, str], list[str]] = {}
+    for e in results.entries:
+        cells.setdefault((e.scenario, e.profile or OWN), []).append(e.verdict)
+    excluded = {(x.scenario, x.profile or OWN): x.reason for x in ls.excluded}
+    columns = ls.profiles
+    table = Table(title=f"{ls.suite.name} on {ls.backend}", title_justify="left")
+    table.add_column("scenario", no_wrap=True)
+    for col in columns:
+        table.add_column(col, justify="center", no_wrap=True)
+    for scenario in ls.scenarios:
+        row = [scenario]
+        for col in columns:
+            verdicts = cells.get((scenario, col))
+            if verdicts:
+                row.append(_glyphs(verdicts))
+            elif (scenario, col) in excluded:
+                row.append("[dim]excl.[/]")
+            else:
+                row.append("")
+        table.add_row(*row)
+    _wide_print(table, 4 + max((len(r) for r in ls.scenarios), default=8) + sum(len(c) + 3 for c in columns))
+    out.print("✓ passed  ✗ failed (product)  ! broken (harness)  - one mark per replication", style="dim")
+
+
+def _wide_print(table: Table, needed: int) -> None:
+    """Print a table on stdout; when stdout is not a terminal, never squeeze it below ``needed``."""
+    if out.is_terminal or out.width >= needed:
+        out.print(table)
+    else:
+        Console(width=needed).print(table)
+
+
+def _problems(results: Any) -> None:
+    bad = [e for e in results.entries if e.verdict != "passed"]
+    if not bad:
+        return
+    table = Table(title="not passed", title_justify="left")
+    table.add_column("entry", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("why", overflow="fold", min_width=40)
+    for e in bad:
+        reasons: list[str] = []
+        if e.verdict == "broken":
+            reasons.append((e.error or "unknown error").strip())
+        else:
+            reasons += [f"{x.get('name')}: {x.get('status')}" for x in e.expectations if x.get("status") != "passed"]
+            reasons += [f"criterion {c.name}: {c.why}" for c in e.criteria if c.status == "failed" and c.name != "all expectations pass"]
+        glyph, style = _GLYPH[e.verdict]
+        table.add_row(e.id, f"[{style}]{e.verdict}[/]", "\n".join(reasons[:6]) or "-")
+    _wide_print(table, max(len(e.id) for e in bad) + 70)
+
+
+def _find_allure() -> Path | None:
+    import shutil
+
+    found = shutil.which("allure")
+    if found:
+        return Path(found)
+    repo = Path(__file__).resolve().parent.parent
+    for root in (repo, Path.cwd()):
+        candidate = root / ".tools" / "node_modules" / ".bin" / "allure"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from eden.reports.model import SuiteResults
+
+    directory: Path = args.dir
+    if not (directory / "results.json").is_file():
+        err.print(f"error: {directory / 'results.json'} not found", markup=False, highlight=False)
+        err.print("    hint: DIR is the output folder of 'eden qualify' (it holds results.json and runs/)", markup=False, highlight=False)
+        return EXIT_INVALID
+    results = SuiteResults.load(directory)
+    if args.allure:
+        return _allure_report(directory, results)
+    from eden import history
+    from eden.qualify import render
+
+    db = args.history or history.default_db()
+    trend = history.trends(db, keys={e.key for e in results.entries}) if db.exists() else None
+    for name, path in render(results, directory, trend or None).items():
+        out.print(f"{name + ':':<10} {path}", highlight=False)
+    return EXIT_OK
+
+
+def _allure_report(directory: Path, results: Any) -> int:
+    import shutil
+    import subprocess
+
+    allure = _find_allure()
+    if allure is None:
+        err.print("error: the Allure CLI (npm package 'allure') is not installed", markup=False, highlight=False)
+        err.print(
+            "    hint: run scripts/bootstrap (installs it into .tools/), or: npm install --prefix .tools allure",
+            markup=False,
+            highlight=False,
+        )
+        return EXIT_INVALID
+    source = (directory / "allure-results").resolve()
+    if not source.is_dir():
+        from eden.qualify import render
+
+        render(results, directory, None)
+    target = (directory / "allure-report").resolve()
+    if target.exists():
+        shutil.rmtree(target)
+    cmd = [str(allure), "generate", str(source), "--output", str(target)]
+    err.print("running " + " ".join(cmd), markup=False, highlight=False)
+    proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True)
+    if proc.returncode != 0 or not (target / "index.html").is_file():
+        err.print(f"error: allure generate failed (exit {proc.returncode})", markup=False, highlight=False)
+        err.print((proc.stdout + proc.stderr).strip()[-2000:], markup=False, highlight=False)
+        return EXIT_INVALID
+    out.print(f"allure report: {target / 'index.html'}", highlight=False)
+    out.print(f"open it with: {allure} open {target}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from eden import history
+
+    db: Path = args.db or history.default_db()
+    if not db.exists():
+        out.print(f"no history yet: {db} does not exist (eden qualify records every run there)", highlight=False)
+        return EXIT_OK
+    last = max(1, args.last)
+    trend = history.trends(db, last=last, suite=args.suite)
+    totals = history.totals(db, suite=args.suite)
+    flaky = {(f["scenario"], f["profile"]) for f in history.flaky(db, last=max(20, last), suite=args.suite)}
+    if not trend:
+        out.print(f"{db}: no recorded entries" + (f" for suite '{args.suite}'" if args.suite else ""), highlight=False)
+        return EXIT_OK
+    table = Table(title=f"history: {db}" + (f" (suite {args.suite})" if args.suite else ""), title_justify="left")
+    for col in ("scenario", "profile", "runs", f"pass (last {last})", "last verdicts", "onboarding p50", "update p50", "flaky"):
+        table.add_column(col, no_wrap=True)
+    for (scenario, profile), items in sorted(trend.items()):
+        verdicts = [i["verdict"] for i in items]
+        rate = verdicts.count("passed") / len(verdicts)
+        rate_style = "green" if rate == 1 else ("red" if rate < 0.5 else "yellow")
+        table.add_row(
+            scenario,
+            profile,
+            str(totals.get((scenario, profile), len(items))),
+            f"[{rate_style}]{rate:.0%}[/]",
+            _glyphs(verdicts),
+            _trend(items, "onboarding.time"),
+            _trend(items, "update.duration"),
+            "[bold red]FLAKY[/]" if (scenario, profile) in flaky else "",
+        )
+    names = [len(s) + len(p) for s, p in trend]
+    _wide_print(table, 100 + max(names, default=0) + 2 * last)
+    if flaky:
+        out.print(f"{len(flaky)} flaky cell(s): mixed verdicts for the same inputs (scenario, profile, backend, versions, seed)", style="red")
+    return EXIT_OK
+
+
+def _trend(items: list[dict[str, Any]], timing: str) -> str:
+    values = [((i.get("timings") or {}).get(timing) or {}).get("p50") for i in items]
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return _secs(values[0])
+    first, last = values[0], values[-1]
+    change = (last - first) / first if first else 0.0
+    style = "red" if change > 0.1 else ("green" if change < -0.1 else "default")
+    return f"{_secs(first)} → [{style}]{_secs(last)}[/]"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f}s" if value < 100 else format_duration(round(value))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ pointing at ``file:line:col`` with a hint.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +38,7 @@ __all__ = [
     "load_scenario",
     "load_any",
     "scenario_json_schema",
+    "substitute_profile",
 ]
 
 DataPath = tuple[str | int, ...]
@@ -119,14 +120,19 @@ def load_scenario(
     capabilities: frozenset[str] | None = None,
     max_devices: int | None = None,
     profiles: dict[str, HwProfile] | None = None,
+    fleet_profile: str | None = None,
+    adjust: Callable[[Scenario], None] | None = None,
 ) -> LoadedScenario:
     """Load, validate and cross-check a scenario file; raise InvalidInput listing every problem.
 
     ``capabilities``/``max_devices`` describe ``backend``; when given, actions the backend
     cannot perform and fleets larger than it can run are reported too.
+    ``fleet_profile`` runs the scenario on another hardware profile (:func:`substitute_profile`)
+    and ``adjust`` may change the validated model (suite overrides); both act before the
+    cross-checks, so they are checked like the file itself.
     """
     located = load_yaml_file(path)
-    return _load(located, Path(path), backend, capabilities, max_devices, profiles)
+    return _load(located, Path(path), backend, capabilities, max_devices, profiles, fleet_profile, adjust)
 
 
 def load_any(
@@ -239,8 +245,14 @@ def _load(
     capabilities: frozenset[str] | None,
     max_devices: int | None,
     profiles: dict[str, HwProfile] | None,
+    fleet_profile: str | None = None,
+    adjust: Callable[[Scenario], None] | None = None,
 ) -> LoadedScenario:
     scenario = validate_model(Scenario, located)
+    if fleet_profile is not None:
+        substitute_profile(scenario, fleet_profile)
+    if adjust is not None:
+        adjust(scenario)
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
@@ -248,6 +260,31 @@ def _load(
         unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
         raise InvalidInput([unique[k] for k in sorted(unique)])
     return loaded
+
+
+def substitute_profile(scenario: Scenario, profile: str) -> None:
+    """Put every fleet entry on hardware profile ``profile``, in place.
+
+    Entry ``overrides`` are kept (applied to the new profile). Group names stay what they were
+    (an entry without ``group`` keeps its old profile name as group), so device ids and targets
+    still resolve; ``target: {profile: ...}`` and image variants that named a replaced profile
+    now name ``profile``.
+    """
+    old = {entry.profile for entry in scenario.fleet}
+    for entry in scenario.fleet:
+        if entry.group is None:
+            entry.group = entry.profile
+        entry.profile = profile
+    for image in scenario.images.values():
+        for variant in image.variants:
+            if variant.profile in old:
+                variant.profile = profile
+    targets: list[Any] = [step.target for step in (*scenario.steps, *scenario.faults)]
+    targets += [step.args.target for step in scenario.steps if step.action == "expect"]
+    targets += [expectation.target for expectation in scenario.expect]
+    for target in targets:
+        if isinstance(target, TargetSpec) and target.profile in old:
+            target.profile = profile
 
 
 def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
