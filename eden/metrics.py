@@ -2,8 +2,9 @@
 
 Timings (seconds) come from timeline events, so every backend that records the same events gets
 the same metrics: ``boot.time`` (boot start -> agents up), ``onboarding.time`` (first boot start ->
-onboarded), ``update.duration`` (new base-OS config seen -> committed), ``rollback.time`` (test
-boot -> fallback boot up), ``reconnect.time`` (network / controller restored -> first successful
+onboarded), ``update.duration`` (new base-OS config seen, or a retry, -> committed; failed attempts
+are not timed: count them with ``rollbacks``), ``rollback.time`` (start of the new image's one test
+boot -> the fallback boot is up, crash-on-boot included), ``reconnect.time`` (network / controller restored -> first successful
 contact), ``attestation.time`` (boot -> attestation COMPLETE).
 """
 
@@ -44,18 +45,26 @@ def timings(timeline: Timeline) -> dict[str, list[float]]:
         if what == "boot_start":
             boot_start[d] = e.t
             first_boot.setdefault(d, e.t)
+            if e.data.get("test_boot"):
+                test_boot[d] = e.t  # the new image's one boot: a rollback is timed from here
         elif what == "booted":
             if d in boot_start:
                 out["boot.time"].append(e.t - boot_start[d])
-                if e.data.get("testing"):
-                    test_boot[d] = boot_start[d]
-                elif e.data.get("reason") in ("FALLBACK", "VAULT_FAILED") and d in test_boot:
+            if e.data.get("reason") in ("FALLBACK", "VAULT_FAILED"):
+                if d in test_boot:
                     out["rollback.time"].append(e.t - test_boot.pop(d))
+                # the failed attempt is over; a retry is timed from its own start
+                for key in [k for k in update_seen if k[0] == d]:
+                    del update_seen[key]
+            elif not e.data.get("testing"):
+                test_boot.pop(d, None)
             booted_at[d] = e.t
         elif what == "onboarded" and d in first_boot:
             out["onboarding.time"].append(e.t - first_boot[d])
         elif what == "baseos_config":
             update_seen.setdefault((d, str(e.data.get("version"))), e.t)
+        elif what == "baseos_retry":
+            update_seen[(d, str(e.data.get("version")))] = e.t
         elif what == "update_committed":
             t0 = update_seen.pop((d, str(e.data.get("version"))), None)
             if t0 is not None:

@@ -173,7 +173,7 @@ def features_of(scenario: Any) -> list[str]:
             found.add("apps")
         if exp.connected is not None:
             found.add("network")
-    if scenario.device_count > 1:
+    if scenario.device_count >= 10:
         found.add("fleet")
     return sorted(found)
 

@@ -21,8 +21,8 @@ STATISTICS: dict[str, str] = {
 DISTRIBUTIONS: dict[str, str] = {
     "boot.time": "seconds from power-on until EVE's agents run, per boot",
     "onboarding.time": "seconds from first power-on until the controller registered the device",
-    "update.duration": "seconds from a base-OS update being configured until it is committed or failed",
-    "rollback.time": "seconds from booting a bad image until the device runs the previous image again",
+    "update.duration": "seconds from a base-OS update (or a retry) being configured until it is committed; failed attempts are counted by 'rollbacks'",
+    "rollback.time": "seconds from the start of the new image's one test boot until the device is up on the previous image",
     "reconnect.time": "seconds from connectivity returning until the device reaches the controller",
     "attestation.time": "seconds from an attestation request until the device's quote is verified",
 }

@@ -437,6 +437,7 @@ class Node:
         self.phase = "booting"
         self.boot_at = now
         prev = self.persist.last_booted
+        updating = {lbl for lbl, part in self.zboot.partitions.items() if part.state == PartitionState.UPDATING}
         label = self.zboot.select_boot()  # GRUB gptprio.next (§1, §3): decrements tries
         if label is None:
             self.phase = "bricked"
@@ -458,7 +459,8 @@ class Node:
         )
         self.persist.boots_without_agents += 1
         duration = max(1.0, float(self.p.boot_time(self.luck)))
-        self._note("boot_start", partition=label, version=part.version)
+        # The one boot a new image gets (tries 1 -> 0) is its test boot.
+        self._note("boot_start", partition=label, version=part.version, test_boot=label in updating)
         if self.image.behaviour == "crash-on-boot":
             self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
         elif self.p.boot_hang and self.luck.random() < self.p.boot_hang:
