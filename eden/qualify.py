@@ -180,6 +180,7 @@ def run_suite(
         versions=_versions(),
         command=command or " ".join(sys.argv),
         entries=[results[e.id] for e in ls.entries],
+        excluded=[{"scenario": x.scenario, "profile": x.profile, "reason": x.reason} for x in ls.excluded],
     )
 
 

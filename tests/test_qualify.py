@@ -272,3 +272,18 @@ def test_find_allure_looks_on_path_then_in_tools(tmp_path: Path, monkeypatch: py
     on_path.chmod(0o755)
     assert cli._find_allure() == on_path
     assert os.access(on_path, os.X_OK)
+
+
+@pytest.mark.slow
+def test_report_allure_with_the_real_allure_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The npm Allure 3 CLI that scripts/bootstrap installs renders our allure-results."""
+    found = cli._find_allure()
+    assert found is not None, "the Allure CLI is missing: run scripts/bootstrap (npm install --prefix .tools allure)"
+    suite = _suite(tmp_path, f"name: real-allure\nscenarios: [{SMOKE}]\nreplications: 2\n")
+    out = tmp_path / "o"
+    assert _qualify(capsys, suite, "--out", out, "--no-history")[0] == 0
+    assert cli.main(["report", "--allure", str(out)]) == 0
+    report = out / "allure-report"
+    assert (report / "index.html").is_file()
+    rendered = " ".join(p.read_text(errors="replace") for p in report.rglob("*.json"))
+    assert "onboarding-smoke" in rendered

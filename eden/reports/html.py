@@ -271,6 +271,16 @@ def _matrix(results: SuiteResults, history: History | None) -> str:
 
 def _attention(results: SuiteResults) -> str:
     bad = [e for e in results.entries if e.verdict != "passed"]
+    excluded = ""
+    if results.excluded:
+        rows = "".join(
+            f"<tr><td>{h(x.get('scenario', ''))}</td><td>{h(profile_label(x.get('profile') or NO_PROFILE))}</td><td>{h(x.get('reason', ''))}</td></tr>"
+            for x in results.excluded
+        )
+        excluded = (
+            f'<details><summary>{len(results.excluded)} combination(s) excluded by the suite, with reasons</summary>'
+            f"<table><thead><tr><th>scenario</th><th>profile</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table></details>"
+        )
     if not bad:
         body = '<p class="ok-note">✔ Every entry passed: no product failure and no harness error.</p>'
     else:
@@ -283,7 +293,7 @@ def _attention(results: SuiteResults) -> str:
                 f" · r{e.replication}</a> <span class=\"muted small\">({kind}, seed {e.seed})</span>{reasons}</li>"
             )
         body = f'<ul class="issues">{"".join(items)}</ul>'
-    return f'<section class="card" id="attention"><h2>Needs attention</h2>{body}</section>'
+    return f'<section class="card" id="attention"><h2>Needs attention</h2>{body}{excluded}</section>'
 
 
 def _timing_cell(stats: dict[str, Any] | None) -> str:

@@ -106,6 +106,8 @@ class SuiteResults(Model):
     versions: dict[str, str] = Field(default_factory=dict)
     command: str = ""
     entries: list[EntryResult] = Field(default_factory=list)
+    excluded: list[dict[str, Any]] = Field(default_factory=list)
+    """Matrix cells left out on purpose: {scenario, profile, reason}."""
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "broken": 0}
