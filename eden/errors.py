@@ -92,6 +92,18 @@ class Problem:
     at_key: bool = False  # point at the key token rather than the value
 
 
+def did_you_mean(word: str, choices: Iterable[str], what: str, *, max_listed: int = 12) -> str:
+    """A hint for an unknown name: the closest known one, else the known ones (or that there are none)."""
+    options = list(dict.fromkeys(choices))
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not options:
+        return f"there are no {what}"
+    shown = ", ".join(options[:max_listed]) + (", ..." if len(options) > max_listed else "")
+    return f"known {what}: {shown}"
+
+
 def issue_at(
     located: Located, path: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False
 ) -> Issue:

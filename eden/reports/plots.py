@@ -114,7 +114,12 @@ def plot_states(entry: EntryResult) -> bytes | None:
     powered = series.get("powered") or []
     if len(powered) == len(x):
         ax.step(x, powered, where="post", color="#24292f", linewidth=0.9, linestyle="--", label="powered")
-    ax.set_title(PLOT_TITLES["states"], fontsize=10, loc="left")
+    return _finish_devices_plot(fig, ax, PLOT_TITLES["states"], xlabel, x)
+
+
+def _finish_devices_plot(fig: Any, ax: Any, title: str, xlabel: str, x: Any) -> bytes:
+    """Common frame of the devices-over-time plots; returns the PNG."""
+    ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel("devices", fontsize=8)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_xlim(x[0], x[-1])
@@ -135,13 +140,7 @@ def plot_versions(entry: EntryResult) -> bytes | None:
     colors = ["#d0d7de" if v == "?" else PALETTE[i % len(PALETTE)] for i, v in enumerate(order)]
     fig, (ax,) = _figure()
     ax.stackplot(x, [by_version[v][: len(x)] for v in order], labels=order, colors=colors, step="post", linewidth=0)
-    ax.set_title(PLOT_TITLES["versions"], fontsize=10, loc="left")
-    ax.set_ylabel("devices", fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(0, None)
-    _legend(ax)
-    return _png(fig)
+    return _finish_devices_plot(fig, ax, PLOT_TITLES["versions"], xlabel, x)
 
 
 def plot_rollout(entry: EntryResult) -> bytes | None:

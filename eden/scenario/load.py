@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eden.errors import InvalidInput, Issue, issue_at, validate_model
+from eden.errors import InvalidInput, Issue, did_you_mean, issue_at, validate_model
 from eden.profiles import HwProfile, OverrideError, apply_overrides, load_profile, load_profiles
 from eden.scenario import metric_names
 from eden.scenario.model import (
@@ -288,14 +288,7 @@ def substitute_profile(scenario: Scenario, profile: str) -> None:
 
 
 def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
-    options = list(dict.fromkeys(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    if not options:
-        return f"there are no {what}"
-    shown = ", ".join(options[:_MAX_LISTED]) + (", ..." if len(options) > _MAX_LISTED else "")
-    return f"known {what}: {shown}"
+    return did_you_mean(word, choices, what, max_listed=_MAX_LISTED)
 
 
 def _any_of(names: Sequence[str]) -> str:

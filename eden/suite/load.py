@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eden.backends.base import BACKENDS, backend_capabilities, runnable_backends
-from eden.errors import InvalidInput, Issue, format_issues, issue_at, validate_model
+from eden.errors import InvalidInput, Issue, did_you_mean, format_issues, issue_at, validate_model
 from eden.profiles import load_profiles
 from eden.reports.model import features_of
 from eden.scenario import metric_names
@@ -148,14 +148,7 @@ def load_suite(
 
 
 def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
-    options = list(dict.fromkeys(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    if not options:
-        return f"there are no {what}"
-    shown = ", ".join(options[:_MAX_LISTED]) + (", ..." if len(options) > _MAX_LISTED else "")
-    return f"known {what}: {shown}"
+    return did_you_mean(word, choices, what, max_listed=_MAX_LISTED)
 
 
 @dataclass
