@@ -291,6 +291,31 @@ def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
     return did_you_mean(word, choices, what, max_listed=_MAX_LISTED)
 
 
+def config_item_problems(items: Mapping[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(key, message, hint, point-at-the-key) for each configItem EVE would not accept (spec §6).
+
+    Shared by scenario files (``controller.config_items``, ``set_config``) and suite overrides."""
+    out: list[tuple[str, str, str, bool]] = []
+    for key, value in items.items():
+        problem = validate_item(key, value)
+        if problem is None:
+            continue
+        spec = ITEMS.get(key)
+        if spec is None:
+            close = close_keys(key)
+            hint = _any_of(close) if close else "see spec §6 for the known items"
+            out.append((key, f"unknown config item '{key}'", hint, True))
+            continue
+        unit = f" {spec.unit}" if spec.unit else ""
+        if spec.kind == "enum":
+            hint = f"{key} is one of {', '.join(spec.allowed)} (spec §6)"
+        else:
+            upper = f", maximum {spec.max}{unit}" if spec.max is not None else ", no maximum"
+            hint = f"{key}: minimum {spec.min}{unit}{upper}, default {spec.default}{unit} (spec §6)"
+        out.append((key, problem, hint, False))
+    return out
+
+
 def _any_of(names: Sequence[str]) -> str:
     return "did you mean " + " or ".join(f"'{n}'" for n in names) + "?"
 
@@ -546,23 +571,8 @@ class _Checker:
         return list(dict.fromkeys(s.args.name for s in self.sc.steps if s.action == "deploy_app"))
 
     def config_items(self, items: Mapping[str, Any], where: DataPath) -> None:
-        for key, value in items.items():
-            problem = validate_item(key, value)
-            if problem is None:
-                continue
-            spec = ITEMS.get(key)
-            if spec is None:
-                close = close_keys(key)
-                hint = _any_of(close) if close else "see spec §6 for the known items"
-                self.error((*where, key), f"unknown config item '{key}'", hint, key=True)
-                continue
-            unit = f" {spec.unit}" if spec.unit else ""
-            if spec.kind == "enum":
-                hint = f"{key} is one of {', '.join(spec.allowed)} (spec §6)"
-            else:
-                upper = f", maximum {spec.max}{unit}" if spec.max is not None else ", no maximum"
-                hint = f"{key}: minimum {spec.min}{unit}{upper}, default {spec.default}{unit} (spec §6)"
-            self.error((*where, key), problem, hint)
+        for key, message, hint, at_key in config_item_problems(items):
+            self.error((*where, key), message, hint, key=at_key)
 
     def metrics(self) -> None:
         for j, name in enumerate(self.sc.metrics):

@@ -23,11 +23,10 @@ from eden.errors import InvalidInput, Issue, did_you_mean, format_issues, issue_
 from eden.profiles import load_profiles
 from eden.reports.model import features_of
 from eden.scenario import metric_names
-from eden.scenario.load import LoadedScenario, load_scenario
+from eden.scenario.load import LoadedScenario, config_item_problems, load_scenario
 from eden.scenario.model import Scenario
 from eden.suite.model import OWN, Exclude, Overrides, ScenarioRef, Suite
 from eden.yamlsrc import Located, load_yaml_file, plain
-from simulator.eve.config_items import ITEMS, close_keys, validate_item
 
 __all__ = ["Excluded", "LoadedSuite", "MatrixEntry", "entry_id", "load_entry", "load_suite", "apply_overrides"]
 
@@ -244,17 +243,8 @@ class _SuiteChecker:
         return name
 
     def overrides(self, ov: Overrides, where: DataPath) -> None:
-        for key, value in ov.config_items.items():
-            problem = validate_item(key, value)
-            if problem is None:
-                continue
-            spec = ITEMS.get(key)
-            if spec is None:
-                close = close_keys(key)
-                hint = ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else "see spec §6"
-                self.error((*where, "config_items", key), f"unknown config item '{key}'", hint, key=True)
-            else:
-                self.error((*where, "config_items", key), problem)
+        for key, message, hint, at_key in config_item_problems(ov.config_items):
+            self.error((*where, "config_items", key), message, hint, key=at_key)
 
     def scenario_item(self, i: int, ref: str | ScenarioRef, backend: str) -> None:
         pattern = ref if isinstance(ref, str) else ref.file
