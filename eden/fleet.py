@@ -32,13 +32,13 @@ from typing import Any, Callable
 
 import yaml
 
-from eden.backends.base import RunGen, Sleep, Spawn, backend_capabilities
-from eden.conditions import DeviceMatcher, DeviceWatch, Verdict, describe_expectation, metric_verdict, rollout_verdict
+from eden.backends.base import RunGen, backend_capabilities
+from eden.conditions import Verdict, describe_expectation
 from eden.errors import InfrastructureError, InvalidInput, Issue
 from eden.metrics import compute_metric
 from eden.profiles import HwProfile, load_profiles
 from eden.run import make_backend
-from eden.runner import default_check_interval
+from eden.runner import default_check_interval, expectation_checker, flap, restore_after
 from eden.scenario import metric_names
 from eden.scenario.load import LoadedScenario, load_scenario
 from eden.scenario.model import CONTROLLER_ACTIONS, Expectation
@@ -160,6 +160,7 @@ class _SimClock:
     """Runs the simulator's SimPy environment up to a time; drives background generators."""
 
     def __init__(self, backend: Any) -> None:
+        self.backend = backend
         self.env = backend.env
 
     def now(self) -> float:
@@ -175,14 +176,7 @@ class _SimClock:
                 raise InfrastructureError(f"the simulator failed at t={self.now():.1f}s: {exc!r}") from exc
 
     def spawn(self, gen: RunGen) -> None:
-        self.env.process(self._drive(gen))
-
-    def _drive(self, gen: RunGen) -> Iterator[Any]:
-        for cmd in gen:
-            if isinstance(cmd, Sleep):
-                yield self.env.timeout(max(0.0, cmd.seconds))
-            elif isinstance(cmd, Spawn):
-                self.spawn(cmd.gen)
+        self.env.process(self.backend.drive(gen))
 
 
 # --------------------------------------------------------------------------------------- fleet --
@@ -432,36 +426,15 @@ class Fleet:
     def _act(self, action: str, devices: list[str], args: Any) -> None:
         be = self.backend
         if action == "network_flap":
-            self._clock.spawn(self._flap(devices, args))
+            self._clock.spawn(flap(be, devices, args))
             return
         be.apply(action, devices, args)
         if action in ("controller_outage", "controller_503") and args.duration is not None:
-            self._clock.spawn(self._restore_after(float(args.duration)))
-
-    def _flap(self, devices: list[str], args: Any) -> RunGen:
-        for _ in range(args.cycles):
-            self.backend.apply("network_down", devices, args)
-            yield Sleep(args.down)
-            self.backend.apply("network_up", devices, args)
-            yield Sleep(args.up)
-
-    def _restore_after(self, seconds: float) -> RunGen:
-        yield Sleep(seconds)
-        self.backend.apply("controller_restore", [], None)
+            self._clock.spawn(restore_after(be, float(args.duration)))
 
     def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], Verdict]:
-        if exp.metric is not None:
-            name = exp.metric.name
-            return lambda: metric_verdict(exp, compute_metric(name, self.backend))
-        if exp.rollout is not None:
-            return lambda: rollout_verdict(exp, None)
-        watch = DeviceWatch(DeviceMatcher(exp, self.versions), select(exp.target, loaded.devices, seed=self.seed, label=label))
-
-        def check() -> Verdict:
-            watch.update(self.backend)
-            return watch.verdict(exp.at_least, self.backend.views())
-
-        return check
+        devices = select(exp.target, loaded.devices, seed=self.seed, label=label)
+        return expectation_checker(exp, self.backend, self.versions, devices)
 
     # ------------------------------------------------------------------------------ closing --
     def close(self) -> None:

@@ -19,7 +19,7 @@ Semantics, in short:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from eden.backends.base import Backend, RunGen, Sleep, Spawn
 from eden.conditions import DeviceMatcher, DeviceWatch, Verdict, describe_expectation, metric_verdict, rollout_verdict
@@ -97,19 +97,16 @@ class Runner:
     def _line(self, *path: str | int) -> int:
         return self.loaded.located.value_pos(tuple(path))[0]
 
-    def _checker(self, exp: Expectation, label: str) -> Any:
+    def _checker(self, exp: Expectation, label: str) -> Callable[[], Verdict]:
         """A callable returning the expectation's current :class:`Verdict`."""
-        if exp.metric is not None:
-            return lambda: metric_verdict(exp, compute_metric(exp.metric.name, self.backend, self))  # type: ignore[union-attr]
-        if exp.rollout is not None:
-            return lambda: rollout_verdict(exp, self.rollouts[-1].state if self.rollouts else None)
-        watch = DeviceWatch(DeviceMatcher(exp, self.versions), self._select(exp.target, label))
-
-        def check() -> Verdict:
-            watch.update(self.backend)
-            return watch.verdict(exp.at_least, self.backend.views())
-
-        return check
+        return expectation_checker(
+            exp,
+            self.backend,
+            self.versions,
+            self._select(exp.target, label),
+            runner=self,
+            rollout_state=lambda: self.rollouts[-1].state if self.rollouts else None,
+        )
 
     # --------------------------------------------------------------------------------- main --
     def main(self) -> RunGen:
@@ -237,25 +234,16 @@ class Runner:
 
     def _act(self, action: str, devices: list[str], args: Any, *, blocking: bool) -> RunGen:
         """One device/controller action; flaps and timed outages are sequences of actions."""
-        be = self.backend
         if action == "network_flap":
-            for _ in range(args.cycles):
-                be.apply("network_down", devices, args)
-                yield Sleep(args.down)
-                be.apply("network_up", devices, args)
-                yield Sleep(args.up)
+            yield from flap(self.backend, devices, args)
             return
-        be.apply(action, devices, args)
+        self.backend.apply(action, devices, args)
         if action in ("controller_outage", "controller_503") and args.duration is not None:
-            restore = self._restore_after(args.duration)
+            restore = restore_after(self.backend, args.duration)
             if blocking:
                 yield from restore
             else:
                 yield Spawn(restore, "controller restore")
-
-    def _restore_after(self, duration: float) -> RunGen:
-        yield Sleep(duration)
-        self.backend.apply("controller_restore", [], None)
 
     # ------------------------------------------------------------------------------- faults --
     def _fault(self, n: int, fault: Any) -> RunGen:
@@ -408,6 +396,46 @@ class Runner:
                 yield Sleep(args.soak)
         state.state = "completed"
         self.backend.record("rollout_done", {"image": args.image, "waves": len(state.waves)})
+
+
+def flap(backend: Backend, devices: list[str], args: Any) -> RunGen:
+    """``network_flap``: down for ``args.down``, up for ``args.up``, ``args.cycles`` times."""
+    for _ in range(args.cycles):
+        backend.apply("network_down", devices, args)
+        yield Sleep(args.down)
+        backend.apply("network_up", devices, args)
+        yield Sleep(args.up)
+
+
+def restore_after(backend: Backend, seconds: float) -> RunGen:
+    """End a controller outage (or 503 period) ``seconds`` from now."""
+    yield Sleep(seconds)
+    backend.apply("controller_restore", [], None)
+
+
+def expectation_checker(
+    exp: Expectation,
+    backend: Backend,
+    versions: dict[str, str],
+    devices: list[str],
+    *,
+    runner: Any = None,
+    rollout_state: Callable[[], str | None] = lambda: None,
+) -> Callable[[], Verdict]:
+    """A callable judging ``exp`` now: a metric, a rollout state, or a device condition over
+    ``devices`` (re-evaluating only the views that changed since the last call)."""
+    if exp.metric is not None:
+        name = exp.metric.name
+        return lambda: metric_verdict(exp, compute_metric(name, backend, runner))
+    if exp.rollout is not None:
+        return lambda: rollout_verdict(exp, rollout_state())
+    watch = DeviceWatch(DeviceMatcher(exp, versions), devices)
+
+    def check() -> Verdict:
+        watch.update(backend)
+        return watch.verdict(exp.at_least, backend.views())
+
+    return check
 
 
 class _Fn:

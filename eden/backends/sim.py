@@ -142,7 +142,7 @@ class SimBackend:
     def now(self) -> float:
         return float(self.env.now)
 
-    def _drive(self, gen: RunGen) -> Any:
+    def drive(self, gen: RunGen) -> Any:
         """Turn the runner's Sleep/Spawn requests into SimPy timeouts and processes."""
         try:
             cmd = next(gen)
@@ -150,13 +150,13 @@ class SimBackend:
                 if isinstance(cmd, Sleep):
                     yield self.env.timeout(max(0.0, cmd.seconds))
                 elif isinstance(cmd, Spawn):
-                    self.env.process(self._drive(cmd.gen))
+                    self.env.process(self.drive(cmd.gen))
                 cmd = gen.send(None)
         except StopIteration:
             return
 
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
-        proc = self.env.process(self._drive(main))
+        proc = self.env.process(self.drive(main))
         self.env.process(self._sample())
         if progress is not None:
             self.env.process(self._progress(progress))
