@@ -123,23 +123,36 @@ def counters(timeline: Timeline) -> dict[str, int]:
 
 
 def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str, Any] | None = None) -> Any:
-    """The value of one named metric (see ``eden.scenario.metric_names``)."""
+    """The value of one named metric (see ``eden.scenario.metric_names``).
+
+    ``cache`` holds what was already cut from the run (``timings``, ``counters``, ``devices``,
+    ``controller`` as :func:`all_metrics` computes them), so several metrics of one finished run
+    scan the timeline once."""
     timeline: Timeline = backend.timeline
+    cache = {} if cache is None else cache
     base, _, suffix = name.rpartition(".")
-    if base in TIMINGS and suffix in STATS:
-        return _round(stat(timings(timeline)[base], suffix))
-    if name in TIMINGS:
-        return summarize(timings(timeline)[name])
+    if base in TIMINGS and suffix in STATS or name in TIMINGS:
+        if "timings" not in cache:
+            cache["timings"] = timings(timeline)
+        if name in TIMINGS:
+            return summarize(cache["timings"][name])
+        return _round(stat(cache["timings"][base], suffix))
     if name.startswith("controller."):
-        return _controller_metric(name, backend)
+        if "controller" not in cache:
+            cache["controller"] = backend.controller_stats()
+        return _controller_metric(name, backend, cache["controller"])
     if name in ("devices.by_state", "devices.by_version"):
-        return view_summary(backend.views())[name.split(".")[1]]
+        if "devices" not in cache:
+            cache["devices"] = view_summary(backend.views())
+        return cache["devices"][name.split(".")[1]]
     if name == "devices.total":
         return len(backend.views())
     if name == "devices.bricked":
         return sum(1 for v in backend.views().values() if v.get("bricked"))
     if name in ("rollbacks", "reboots", "updates.committed", "updates.failed"):
-        return counters(timeline)[name]
+        if "counters" not in cache:
+            cache["counters"] = counters(timeline)
+        return cache["counters"][name]
     if name.startswith("rollout."):
         rollouts = getattr(runner, "rollouts", []) if runner is not None else []
         if not rollouts:
@@ -154,8 +167,7 @@ def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str,
     return None
 
 
-def _controller_metric(name: str, backend: Any) -> Any:
-    summary = backend.controller_stats()
+def _controller_metric(name: str, backend: Any, summary: dict[str, Any]) -> Any:
     parts = name.split(".")
     if name == "controller.requests":
         return summary["all"]["requests"]
@@ -173,11 +185,16 @@ def _controller_metric(name: str, backend: Any) -> Any:
 
 def all_metrics(backend: Any, runner: Any, names: list[str]) -> dict[str, Any]:
     """The metrics a scenario asks for, plus the always-reported core set."""
-    t = timings(backend.timeline)
-    out: dict[str, Any] = {"timings": {k: summarize(v) for k, v in t.items()}}
-    out["counters"] = counters(backend.timeline)
-    out["devices"] = view_summary(backend.views())
-    out["controller"] = backend.controller_stats()
+    cache = {
+        "timings": timings(backend.timeline),
+        "counters": counters(backend.timeline),
+        "devices": view_summary(backend.views()),
+        "controller": backend.controller_stats(),
+    }
+    out: dict[str, Any] = {"timings": {k: summarize(v) for k, v in cache["timings"].items()}}
+    out["counters"] = dict(cache["counters"])
+    out["devices"] = cache["devices"]
+    out["controller"] = cache["controller"]
     if names:
-        out["requested"] = {n: compute_metric(n, backend, runner) for n in names}
+        out["requested"] = {n: compute_metric(n, backend, runner, cache) for n in names}
     return out
