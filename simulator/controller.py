@@ -390,52 +390,59 @@ class ControllerModel:
             self.last_seen[i] = t
         if not accepted:
             return 503, {}, latency
+        status, answer = self.answer(i, kind, body)
+        return status, answer, latency
+
+    def answer(self, i: int, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The EVE API v2 rules for one admitted request (§2, §5): (HTTP status, body).
+
+        Shared by the simulator and the real controller (:mod:`eden.controller`), which decodes
+        the protobuf request into the same body dict and encodes the answer back."""
         dev = self.devices[i]
         if kind in ("certs", "ping"):
-            return 200, {}, latency
+            return 200, {}
         if kind == "register":
             if not dev.preregistered:
-                return 403, {}, latency
+                return 403, {}
             if dev.cert is None:
                 dev.cert = body.get("cert")
-                return 201, {}, latency
-            return (200 if dev.cert == body.get("cert") else 409), {}, latency
+                return 201, {}
+            return (200 if dev.cert == body.get("cert") else 409), {}
         if kind == "uuid":
             if dev.cert is None:
-                return 404, {}, latency
+                return 404, {}
             dev.uuid = dev.uuid or hashlib.sha256(dev.serial.encode()).hexdigest()[:32]
-            return 200, {"uuid": dev.uuid}, latency
+            return 200, {"uuid": dev.uuid}
         if kind == "config":
             if dev.token_required and body.get("token") != dev.token:
-                return 403, {}, latency  # attestation required (§2: 403 = attestation failure)
+                return 403, {}  # attestation required (§2: 403 = attestation failure)
             cfg = self.config_for(i)
             if body.get("hash") == dev.hash:
-                return 304, {"ver": dev.ver}, latency
-            return 200, {"config": cfg, "ver": dev.ver}, latency
+                return 304, {"ver": dev.ver}
+            return 200, {"config": cfg, "ver": dev.ver}
         if kind == "info":
             dev.info = body
             self.info_journal.append(i)
-            return 201, {}, latency
+            return 201, {}
         if kind == "metrics":
-            return 201, {}, latency
+            return 201, {}
         if kind == "attest":
-            return self._attest(i, dev, body, latency)
-        return 400, {}, latency
+            return self._attest(i, dev, body)
+        return 400, {}
 
-    def _attest(self, i: int, dev: DeviceRecord, body: dict[str, Any], latency: float) -> tuple[int, dict[str, Any], float]:
+    def _attest(self, i: int, dev: DeviceRecord, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         req = body.get("type")
         if req == "NONCE":
-            self._nonce += 1
-            dev.nonce = f"nonce-{self._nonce}"
-            return 201, {"type": "NONCE", "nonce": dev.nonce}, latency
+            dev.nonce = self.new_nonce()
+            return 201, {"type": "NONCE", "nonce": dev.nonce}
         if req == "QUOTE":
             if body.get("nonce") != dev.nonce or dev.nonce is None:
-                return 201, {"type": "QUOTE", "code": "NONCE_MISMATCH"}, latency
+                return 201, {"type": "QUOTE", "code": "NONCE_MISMATCH"}
             dev.nonce = None
             mismatch: list[int] = []
             if body.get("tpm") and self.enforce:
                 pcrs = {int(k): bytes.fromhex(v) for k, v in body.get("pcrs", {}).items()}
-                templates = self._templates_for(i)
+                templates = self.templates_for(i)
                 digest = pcr_digest(pcrs, QUOTE_PCRS)
                 if all(pcr_digest(tpl, QUOTE_PCRS) != digest for tpl in templates):
                     mismatch = min((mismatching_pcrs(pcrs, tpl, QUOTE_PCRS) for tpl in templates), key=len)
@@ -446,20 +453,29 @@ class ControllerModel:
                 dev.token = None
                 dev.token_required = False
                 self.needs_slow[i] = False
-                return 201, {"type": "QUOTE", "code": "QUOTE_FAILED", "mismatch": mismatch}, latency
-            self._token += 1
-            dev.token = f"itoken-{self._token}"
+                return 201, {"type": "QUOTE", "code": "QUOTE_FAILED", "mismatch": mismatch}
+            dev.token = self.new_token()
             dev.token_required = bool(body.get("tpm"))
             self.needs_slow[i] = False
-            return 201, {"type": "QUOTE", "code": "SUCCESS", "token": dev.token, "key": dev.escrow}, latency
+            return 201, {"type": "QUOTE", "code": "SUCCESS", "token": dev.token, "key": dev.escrow}
         if req == "STORE_KEYS":
             if dev.token is None or body.get("token") != dev.token:
-                return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}, latency
+                return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}
             dev.escrow = body.get("key")
-            return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}, latency
-        return 422, {}, latency
+            return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}
+        return 422, {}
 
-    def _templates_for(self, i: int) -> list[dict[int, bytes]]:
+    def new_nonce(self) -> str:
+        """A fresh attestation nonce. Deterministic here; the real controller draws random bytes."""
+        self._nonce += 1
+        return f"nonce-{self._nonce}"
+
+    def new_token(self) -> str:
+        """A fresh integrity token (same note as :meth:`new_nonce`)."""
+        self._token += 1
+        return f"itoken-{self._token}"
+
+    def templates_for(self, i: int) -> list[dict[int, bytes]]:
         """Approved PCR templates: every released image on this device's firmware, either slot."""
         if i not in self._templates:
             dev = self.devices[i]
