@@ -1,0 +1,136 @@
+"""One network port of an emulated device: a TCP relay the harness can cut.
+
+Each port of each emulated device (eth0, eth1, ...) reaches the controller through its own relay
+on loopback, so a scenario's network faults act on real connections instead of on flags:
+
+* **link down** (``network_down``): the cable is pulled. Bytes stop flowing in both directions on
+  open connections and new connections are accepted but never answered, so the device sees what
+  EVE sees on a dead link: its requests time out after the dial timeout (spec §1, §4).
+  When the link comes back, the frozen connections are reset (their peers gave up long ago).
+* **controller down** (``controller_outage``): the relay stops listening, so connecting fails at
+  once with ECONNREFUSED, as it does when the controller host is up but its service is not.
+
+TLS stays end to end between the device and the controller: the relay only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class PortProxy:
+    def __init__(self, upstream: tuple[str, int], *, host: str = "127.0.0.1") -> None:
+        self.upstream: tuple[str, int] | None = upstream
+        self.host = host
+        self.port = 0
+        self.link_up = True
+        self._server: asyncio.base_events.Server | None = None
+        self._live: set[asyncio.Task[None]] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url_host(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def set_upstream(self, upstream: tuple[str, int] | None) -> None:
+        """Point at a (restarted) controller, or ``None``: the controller is down (refuse)."""
+        self.upstream = upstream
+        if upstream is None:
+            await self._stop_listening()
+            self._reset_all()
+        elif self._server is None:
+            await self.start()
+
+    def set_link(self, up: bool) -> None:
+        if up == self.link_up:
+            return
+        self.link_up = up
+        if up:
+            for writer in list(self._frozen):
+                _abort(writer)
+            self._frozen.clear()
+        else:
+            for task in list(self._live):
+                task.cancel()  # the relay task freezes its sockets on cancellation
+
+    async def close(self) -> None:
+        await self._stop_listening()
+        self._reset_all()
+        for task in list(self._live):
+            task.cancel()
+        if self._live:
+            await asyncio.gather(*self._live, return_exceptions=True)
+
+    async def _stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    def _reset_all(self) -> None:
+        for task in list(self._live):
+            task.cancel()
+        for writer in list(self._frozen):
+            _abort(writer)
+        self._frozen.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if not self.link_up:
+            self._frozen.add(writer)  # black hole: never read, never answer
+            return
+        upstream = self.upstream
+        if upstream is None:
+            _abort(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*upstream)
+        except OSError:
+            _abort(writer)  # the controller is not there: the device sees the connection drop
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._live.add(task)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            if not self.link_up:
+                self._frozen.add(writer)  # link pulled mid-connection: the device's side hangs
+                _abort(up_writer)
+                return
+            _abort(writer)
+            _abort(up_writer)
+        finally:
+            self._live.discard(task)
+        for w in (writer, up_writer):
+            with contextlib.suppress(Exception):
+                w.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    # Half-close only on a real end of stream; a cancelled relay (link pulled) must send nothing.
+    with contextlib.suppress(Exception):
+        writer.write_eof()
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    transport = writer.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()

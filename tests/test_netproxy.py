@@ -1,0 +1,73 @@
+"""The per-port relay the emulated backend uses for network and controller faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eden.backends.netproxy import PortProxy
+
+
+async def _echo_server() -> asyncio.base_events.Server:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data.upper())
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(echo, "127.0.0.1", 0)
+
+
+async def _roundtrip(port: int, payload: bytes, timeout: float = 2.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readexactly(len(payload)), timeout)
+    finally:
+        writer.close()
+
+
+def test_relay_link_cut_and_controller_outage() -> None:
+    async def scenario() -> None:
+        server = await _echo_server()
+        upstream = server.sockets[0].getsockname()[:2]
+        proxy = PortProxy(upstream)
+        port = await proxy.start()
+        try:
+            assert await _roundtrip(port, b"hello") == b"HELLO"
+
+            # an open connection freezes when the cable is pulled
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"a")
+            assert await asyncio.wait_for(reader.readexactly(1), 2) == b"A"
+            proxy.set_link(False)
+            await asyncio.sleep(0.05)
+            writer.write(b"b")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.readexactly(1), 0.5)
+            # new connections are accepted but never answered: a timeout, not a refusal
+            with pytest.raises(asyncio.TimeoutError):
+                await _roundtrip(port, b"x", timeout=0.5)
+
+            proxy.set_link(True)
+            # the frozen connection is reset once the link is back
+            data = await asyncio.wait_for(reader.read(10), 2)
+            assert data == b""
+            writer.close()
+            assert await _roundtrip(port, b"again") == b"AGAIN"
+
+            # controller down: connecting is refused at once
+            await proxy.set_upstream(None)
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port)
+            await proxy.set_upstream(upstream)
+            assert proxy.port == port
+            assert await _roundtrip(port, b"back") == b"BACK"
+        finally:
+            await proxy.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
