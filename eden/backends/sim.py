@@ -16,13 +16,14 @@ import numpy as np
 import simpy
 
 from eden.backends.base import ALL_CAPABILITIES, RunGen, Sleep, Spawn
+from eden.device_params import images_for, node_params
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.targets import stream
 from eden.timeline import Timeline
 from simulator.controller import ControllerModel
 from simulator.engine import Engine
-from simulator.eve.node import ImageInfo, Node, NodeParams, Port
+from simulator.eve.node import ImageInfo, Node, NodeParams
 
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 MAX_SIM_TIME = 30 * 86400.0
@@ -104,38 +105,19 @@ class SimBackend:
 
     # ----------------------------------------------------------------------------- building --
     def _images_for(self, dev: DeviceSpec, rng: np.random.Generator) -> dict[str, ImageInfo]:
-        out = {}
-        for name, img in self.loaded.scenario.images.items():
-            behaviour = img.behaviour
-            for var in img.variants:
-                if var.profile == dev.profile_name and rng.random() < var.fraction:
-                    behaviour = var.behaviour
-                    self.variant_of.setdefault(dev.id, {})[name] = behaviour
-            out[name] = ImageInfo(name, img.version, behaviour, img.size)
+        out, changed = images_for(self.loaded.scenario.images, dev.profile_name, rng)
+        if changed:
+            self.variant_of.setdefault(dev.id, {}).update(changed)
         return out
 
     @staticmethod
     def _params(dev: DeviceSpec, images: dict[str, ImageInfo]) -> NodeParams:
-        p = dev.profile
-        ports = tuple(
-            Port(n.name, n.kind, n.mgmt, n.cost, float(n.speed) if n.speed else 12.5e6) for n in p.nics
-        )
-        return NodeParams(
+        return node_params(
             device_id=dev.id,
             serial=f"{dev.profile_name}-{dev.id}",
-            profile=dev.profile_name,
-            cores=p.cores,
-            memory=p.memory,
-            reserved_memory=p.reserved_memory,
-            tpm=p.tpm == "2.0",
-            firmware=f"{p.firmware.kind}:{p.firmware.version}:{p.arch}",
-            ports=ports,
-            boot_time=p.boot_time.sample,
-            write_speed=float(p.image_write_speed),
+            profile_name=dev.profile_name,
+            profile=dev.profile,
             images=images,
-            boot_hang=p.failures.boot_hang,
-            hang_per_day=p.failures.hang_per_day,
-            write_error=p.failures.write_error,
         )
 
     # ------------------------------------------------------------------------------ clock --
