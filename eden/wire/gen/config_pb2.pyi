@@ -2,12 +2,28 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class VmMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PV: _ClassVar[VmMode]
+    HVM: _ClassVar[VmMode]
+    Filler: _ClassVar[VmMode]
+    FML: _ClassVar[VmMode]
+    NOHYPER: _ClassVar[VmMode]
+    LEGACY: _ClassVar[VmMode]
+PV: VmMode
+HVM: VmMode
+Filler: VmMode
+FML: VmMode
+NOHYPER: VmMode
+LEGACY: VmMode
 
 class UUIDandVersion(_message.Message):
     __slots__ = ("uuid", "version")
@@ -56,14 +72,16 @@ class BaseOS(_message.Message):
     def __init__(self, content_tree_uuid: _Optional[str] = ..., retry_update: _Optional[_Union[DeviceOpsCmd, _Mapping]] = ..., activate: _Optional[bool] = ..., base_os_version: _Optional[str] = ...) -> None: ...
 
 class VmConfig(_message.Message):
-    __slots__ = ("memory", "maxmem", "vcpus")
+    __slots__ = ("memory", "maxmem", "vcpus", "virtualizationMode")
     MEMORY_FIELD_NUMBER: _ClassVar[int]
     MAXMEM_FIELD_NUMBER: _ClassVar[int]
     VCPUS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUALIZATIONMODE_FIELD_NUMBER: _ClassVar[int]
     memory: int
     maxmem: int
     vcpus: int
-    def __init__(self, memory: _Optional[int] = ..., maxmem: _Optional[int] = ..., vcpus: _Optional[int] = ...) -> None: ...
+    virtualizationMode: VmMode
+    def __init__(self, memory: _Optional[int] = ..., maxmem: _Optional[int] = ..., vcpus: _Optional[int] = ..., virtualizationMode: _Optional[_Union[VmMode, str]] = ...) -> None: ...
 
 class VolumeRef(_message.Message):
     __slots__ = ("uuid", "generationCount")
