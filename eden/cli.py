@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--db", type=Path, default=None, help="results database (default: $EDEN_HISTORY or reports/history.db)")
     hist.add_argument("--suite", default=None, help="only this suite")
     hist.add_argument("--last", type=int, default=10, metavar="N", help="runs per cell to show (default 10)")
+
+    from eden.controller.cli import add_parser as add_controller_parser
+
+    add_controller_parser(sub)
     return p
 
 
@@ -83,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "history":
             return cmd_history(args)
+        if args.command == "controller":
+            from eden.controller.cli import run as run_controller
+
+            return run_controller(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID

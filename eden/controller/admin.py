@@ -1,0 +1,132 @@
+"""Admin HTTP+JSON API (bearer token). Endpoints are listed in docs/controller.md."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from eden.controller.core import BadRequest, Controller, NotFound
+
+log = logging.getLogger("eden.controller.admin")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def admin_app(ctl: Controller, token: str) -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except NotFound as exc:
+            return web.json_response({"error": str(exc.args[0])}, status=404)
+        except (BadRequest, KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        except Exception:
+            log.exception("admin error on %s %s", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            data = await request.json()
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object")
+        return data
+
+    def ok(data: Any, status: int = 200) -> web.Response:
+        return web.json_response(data, status=status)
+
+    async def devices(request: web.Request) -> web.Response:
+        return ok([ctl.device_view(i, full=False) for i in range(len(ctl.model.devices))])
+
+    async def preregister(request: web.Request) -> web.Response:
+        d = await body(request)
+        created, i = ctl.preregister(d.get("serial", ""), firmware=str(d.get("firmware", "")),
+                                     images=d.get("images"), config=d.get("config"), learn=bool(d.get("learn", False)))
+        return ok(ctl.device_view(i, full=True), 201 if created else 200)
+
+    async def device(request: web.Request) -> web.Response:
+        return ok(ctl.device_view(ctl.index(request.match_info["serial"]), full=True))
+
+    def change(what: str, fields: tuple[str, ...] = ()) -> Handler:
+        async def run(request: web.Request) -> web.Response:
+            d = await body(request)
+            for f in fields:
+                if f not in d:
+                    raise BadRequest(f"missing field {f!r}")
+            if "name" in request.match_info:
+                d = {"name": request.match_info["name"], "spec": None if request.method == "DELETE" else d}
+            serial = request.match_info.get("serial")
+            idx = ctl.admin_change(what, [serial] if serial else None, d)
+            return ok({"changed": [ctl.device_view(i, full=False) for i in idx]})
+        return run
+
+    async def set_learn(request: web.Request) -> web.Response:
+        d = await body(request)
+        ctl.set_learn(bool(d["learn"]))
+        return ok({"learn": ctl.learn})
+
+    async def templates(request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        return ok([t for t in ctl.store.templates() if status is None or t["status"] == status])
+
+    async def approve(request: web.Request) -> web.Response:
+        try:
+            tid = int(request.match_info["tid"])
+        except ValueError:
+            raise BadRequest("template id must be an integer") from None
+        return ok(ctl.approve(tid))
+
+    async def stats(request: web.Request) -> web.Response:
+        return ok(ctl.stats.summary())
+
+    async def events(request: web.Request) -> web.Response:
+        try:
+            since = int(request.query.get("since", "0"))
+            wait = min(float(request.query.get("wait", "0")), 60.0)
+        except ValueError:
+            raise BadRequest("since must be an integer and wait a number") from None
+        found = await ctl.wait_events(since, wait)
+        text = "".join(json.dumps(e, default=str) + "\n" for e in found)
+        return web.Response(text=text, content_type="application/x-ndjson")
+
+    async def settings(request: web.Request) -> web.Response:
+        return ok({"learn": ctl.learn, "global_items": ctl.model.global_items,
+                   "last_event_id": ctl.store.last_event_id()})
+
+    app = web.Application(middlewares=[guard])
+    s = "/v1/devices/{serial}"
+    app.add_routes([
+        web.get("/v1/settings", settings),
+        web.put("/v1/settings/learn", set_learn),
+        web.get("/v1/devices", devices),
+        web.post("/v1/devices", preregister),
+        web.get(s, device),
+        web.put("/v1/items", change("items", ("items",))),
+        web.put(f"{s}/items", change("items", ("items",))),
+        web.put(f"{s}/baseos", change("baseos", ("image",))),
+        web.post(f"{s}/baseos/retry", change("retry")),
+        web.post(f"{s}/reboot", change("reboot")),
+        web.post(f"{s}/shutdown", change("shutdown")),
+        web.put(f"{s}/apps/{{name}}", change("app")),
+        web.delete(f"{s}/apps/{{name}}", change("app")),
+        web.put(f"{s}/maintenance", change("maintenance", ("enable",))),
+        web.put(f"{s}/learn", change("learn", ("learn",))),
+        web.post(f"{s}/attestation/revoke", change("revoke")),
+        web.get("/v1/templates", templates),
+        web.post("/v1/templates/{tid}/approve", approve),
+        web.get("/v1/stats", stats),
+        web.get("/v1/events", events),
+    ])
+    return app

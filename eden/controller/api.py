@@ -1,0 +1,263 @@
+"""The device-facing EVE API v2 over HTTPS (spec §2): AuthContainer in, signed AuthContainer out.
+
+Every handler runs inside :func:`DeviceApi._guard`: any unexpected exception is logged and
+answered 500; the server keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from google.protobuf.message import DecodeError
+
+from eden.controller.core import Controller, parse_cert
+from eden.wire import codec, pki, signing
+from eden.wire.gen import auth_pb2
+
+log = logging.getLogger("eden.controller")
+MIME = "application/x-proto-binary"
+PREFIX = "/api/v2/edgedevice"
+_HASH_LEN = {signing.SHA256_16BYTES: 16, signing.SHA256_32BYTES: 32}
+
+
+class Reject(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class DeviceApi:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        certs = pki.controller_certs_message(ctl.signer.cert)
+        self._certs_body = self._seal(certs.SerializeToString())
+
+    def routes(self) -> list[web.RouteDef]:
+        g = self._guard
+        return [
+            web.get(f"{PREFIX}/ping", g("ping", self.ping)),
+            web.get(f"{PREFIX}/certs", g("certs", self.certs)),
+            web.post(f"{PREFIX}/register", g("register", self.register)),
+            web.post(f"{PREFIX}/uuid", g("uuid", self.uuid)),
+            web.post(f"{PREFIX}/id/{{uuid}}/config", g("config", self.config)),
+            web.post(f"{PREFIX}/id/{{uuid}}/attest", g("attest", self.attest)),
+            web.post(f"{PREFIX}/id/{{uuid}}/info", g("info", self.info)),
+            web.post(f"{PREFIX}/id/{{uuid}}/metrics", g("metrics", self.metrics)),
+            web.post(f"{PREFIX}/id/{{uuid}}/newlogs", g("logs", self.logs)),
+            web.post(f"{PREFIX}/id/{{uuid}}/logs", g("logs", self.logs)),
+            web.post(f"{PREFIX}/id/{{uuid}}/apps/instanceid/{{app}}/newlogs", g("logs", self.logs)),
+        ]
+
+    # ------------------------------------------------------------------ plumbing --
+    def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+        stats = self.ctl.stats
+
+        async def run(request: web.Request) -> web.Response:
+            start = time.perf_counter()
+            try:
+                response = await handler(request)
+            except Reject as exc:
+                response = web.Response(status=exc.status, text=str(exc))
+            except Exception:  # a bug must not take the server down (brief: 500 + log)
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                response = web.Response(status=500, text="internal error")
+            stats.add(name, response.status, time.perf_counter() - start)
+            return response
+
+        return run
+
+    def _seal(self, payload: bytes) -> bytes:
+        return signing.seal(payload, self.ctl.signer.key, self.ctl.signer.cert).SerializeToString()
+
+    def _reply(self, status: int, payload: bytes | None) -> web.Response:
+        if payload is None:
+            return web.Response(status=status)
+        return web.Response(status=status, body=self._seal(payload), content_type=MIME)
+
+    @staticmethod
+    async def _container(request: web.Request) -> auth_pb2.AuthContainer:
+        raw = await request.read()
+        try:
+            container = auth_pb2.AuthContainer.FromString(raw)
+        except (DecodeError, ValueError) as exc:
+            raise Reject(400, f"body is not an AuthContainer: {exc}") from None
+        if not container.HasField("protectedPayload"):
+            raise Reject(401, "AuthContainer has no protectedPayload")
+        if not container.signatureHash:
+            raise Reject(401, "AuthContainer is not signed")
+        if container.algo not in _HASH_LEN or len(container.senderCertHash) != _HASH_LEN[container.algo]:
+            raise Reject(401, "unsupported algo or malformed senderCertHash")
+        return container
+
+    async def _device(self, request: web.Request, *, check_path: bool = True) -> tuple[int, bytes]:
+        """Verify the container against the onboarded device certs: (device index, payload)."""
+        container = await self._container(request)
+        digest = container.senderCertHash
+        hit = self.ctl.auth.get(digest)
+        if hit is None:
+            if digest in self.ctl.onboard_index:
+                raise Reject(403, "the onboarding certificate may only register")
+            raise Reject(401, "unknown sender certificate")
+        i, key = hit
+        payload = container.protectedPayload.payload
+        if not signing.verify(key, payload, container.signatureHash):
+            raise Reject(401, "signature does not verify")
+        if check_path and request.match_info.get("uuid") != self.ctl.model.devices[i].uuid:
+            raise Reject(403, "path uuid is not this device's")
+        self.ctl.model.side[i].last_seen = time.time()
+        return i, payload
+
+    @staticmethod
+    def _decode(kind: str, payload: bytes) -> dict[str, Any]:
+        try:
+            return codec.decode_request(kind, payload)
+        except codec.CodecError as exc:
+            raise Reject(422 if payload else 400, f"bad {kind} body: {exc}") from None
+        except DecodeError as exc:
+            raise Reject(400, f"bad {kind} protobuf: {exc}") from None
+
+    def _encode(self, kind: str, status: int, body: dict[str, Any], i: int) -> bytes:
+        return codec.encode_response(kind, status, body, device_uuid=self.ctl.model.devices[i].uuid)
+
+    # ------------------------------------------------------------------ handlers --
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def certs(self, request: web.Request) -> web.Response:
+        return web.Response(status=200, body=self._certs_body, content_type=MIME)
+
+    async def register(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        container = await self._container(request)
+        if container.senderCertHash in ctl.auth:
+            raise Reject(403, "a device certificate may not register")
+        try:
+            opened = signing.verify_container(container, ctl.onboard_index, allow_sender_cert=True)
+        except signing.AuthContainerError as exc:
+            raise Reject(401, str(exc)) from None
+        sender = opened.cert
+        if sender != ctl.onboard and not pki.is_issued_by(sender, ctl.onboard):
+            raise Reject(401, "register must be signed by this controller's onboarding certificate")
+        body = self._decode("register", opened.payload)
+        serial = body.get("serial")
+        i = ctl.by_serial.get(serial) if isinstance(serial, str) else None
+        if i is None:
+            return web.Response(status=403, text="serial not pre-registered")
+        try:
+            cert = parse_cert(body.get("cert", b""))
+        except ValueError as exc:
+            raise Reject(400, f"bad device certificate: {exc}") from None
+        body = {**body, "cert": pki.cert_pem(cert).decode()}
+        status, _ = ctl.model.answer(i, "register", body)
+        if status == 201:
+            ctl._index_cert(i, cert)
+            ctl.model.side[i].last_seen = time.time()
+            ctl.commit([i], [("registered", serial, {"cert_sha256": signing.cert_hash(cert).hex()})])
+        elif status == 409:
+            ctl.commit([], [("register_conflict", serial, {})])
+        return web.Response(status=status)
+
+    async def uuid(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request, check_path=False)
+        self._decode("uuid", payload)
+        status, answer = ctl.model.answer(i, "uuid", {})
+        if status == 200 and not ctl.model.side[i].onboarded:
+            ctl.model.side[i].onboarded = True
+            ctl.commit([i], [("onboarded", ctl.model.devices[i].serial, {"uuid": answer["uuid"]})])
+        return self._reply(status, self._encode("uuid", status, answer, i) if status == 200 else None)
+
+    async def config(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        body = self._decode("config", payload)
+        if not ctl.config_exists(i):
+            return web.Response(status=404, text="no config for this device yet")
+        status, answer = ctl.model.answer(i, "config", body)
+        dev = ctl.model.devices[i]
+        headers = {"X-Config-Hash": dev.hash} if dev.hash else None
+        if status != 200:
+            return web.Response(status=status, headers=headers)
+        side = ctl.model.side[i]
+        if side.served_hash != dev.hash:
+            side.served_hash = dev.hash
+            ctl.commit([i], [("config_served", dev.serial, {"hash": dev.hash, "version": dev.ver})])
+        response = self._reply(200, self._encode("config", 200, answer, i))
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    async def attest(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        body = self._decode("attest", payload)
+        dev = ctl.model.devices[i]
+        if body.get("type") == "QUOTE" and body.get("tpm"):
+            pcrs = _quote_pcrs(body.get("pcrs"))
+            body = {**body, "pcrs": {str(k): v.hex() for k, v in pcrs.items()}}
+            if dev.nonce is not None and body.get("nonce") == dev.nonce:
+                ctl.learn_quote(i, pcrs)
+        status, answer = ctl.model.answer(i, "attest", body)
+        events: list[tuple[str, str | None, dict[str, Any]]] = []
+        if answer.get("type") in ("QUOTE", "STORE_KEYS"):
+            result = {"t": time.time(), "type": answer["type"], "code": answer.get("code"),
+                      "mismatch": answer.get("mismatch", []), "tpm": bool(body.get("tpm"))}
+            side = ctl.model.side[i]
+            side.attestations = [*side.attestations[-19:], result]
+            events.append(("attestation", dev.serial, result))
+        ctl.commit([i], events)  # nonce, token and escrow are acknowledged state
+        return self._reply(status, self._encode("attest", status, answer, i) if status < 300 else None)
+
+    async def info(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        partial = self._decode("info", payload)
+        dev = ctl.model.devices[i]
+        merged = codec.merge_info(dev.info, partial)
+        status, _ = ctl.model.answer(i, "info", merged)
+        ctl.model.info_journal.clear()  # the simulator's journal; not needed here
+        side = ctl.model.side[i]
+        side.info_count += 1
+        ctl.commit([i], [("info", dev.serial, {"count": side.info_count})])
+        return web.Response(status=status)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        body = self._decode("metrics", payload)
+        status, _ = ctl.model.answer(i, "metrics", body)
+        side = ctl.model.side[i]
+        side.metrics = body
+        side.metrics_count += 1
+        ctl.commit([i], [])
+        return web.Response(status=status)
+
+    async def logs(self, request: web.Request) -> web.Response:
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        ctl.model.side[i].logs_count += 1
+        ctl.store.begin()
+        ctl.store.add_log(ctl.model.devices[i].serial, request.path, payload)
+        ctl.commit([i], [])
+        return web.Response(status=201)
+
+
+def _quote_pcrs(raw: Any) -> dict[int, bytes]:
+    """The quote's PCR 0-15 as bytes; a quote without all of them is a bad body (422)."""
+    if not isinstance(raw, dict):
+        raise Reject(422, "quote has no PCR values")
+    pcrs: dict[int, bytes] = {}
+    for k, v in raw.items():
+        try:
+            idx = int(k)
+            val = bytes.fromhex(v) if isinstance(v, str) else bytes(v)
+        except (TypeError, ValueError):
+            raise Reject(422, f"bad PCR value for {k!r}") from None
+        if 0 <= idx < 16:
+            pcrs[idx] = val
+    if len(pcrs) != 16 or any(len(v) != 32 for v in pcrs.values()):
+        raise Reject(422, "quote must carry SHA-256 PCR 0-15")
+    return pcrs

@@ -1,0 +1,65 @@
+"""Files in a controller directory (``eden controller init DIR``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "controller.json"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "controller.db"
+
+    @property
+    def serve_json(self) -> Path:
+        return self.root / "serve.json"
+
+    @property
+    def token(self) -> Path:
+        return self.root / "admin.token"
+
+    def cert(self, name: str) -> Path:
+        return self.root / f"{name}.cert.pem"
+
+    def key(self, name: str) -> Path:
+        return self.root / f"{name}.key.pem"
+
+    @property
+    def root_cert(self) -> Path:
+        return self.root / "root-certificate.pem"
+
+    @property
+    def root_key(self) -> Path:
+        return self.root / "root.key.pem"
+
+    def initialised(self) -> bool:
+        return self.config.exists()
+
+    def read_config(self) -> dict[str, Any]:
+        return json.loads(self.config.read_text())
+
+    def read_token(self) -> str:
+        return self.token.read_text().strip()
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` via a temp file + rename, so readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,120 @@
+"""SQLite persistence (WAL): everything the controller acknowledges is committed before it answers.
+
+``synchronous=NORMAL`` in WAL mode survives a killed process (SIGKILL) without an fsync per
+commit; only a power loss can drop the last transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (serial TEXT PRIMARY KEY, idx INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, digest TEXT NOT NULL,
+    pcrs TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, UNIQUE (serial, digest));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, kind TEXT NOT NULL,
+    serial TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
+    path TEXT NOT NULL, data BLOB NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+        self._in_tx = False
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ transactions --
+    def begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self.db.execute("ROLLBACK")
+            self._in_tx = False
+
+    # ------------------------------------------------------------------------- rows --
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def put_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def put_device(self, serial: str, idx: int, state: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO devices(serial, idx, state) VALUES (?, ?, ?)",
+            (serial, idx, json.dumps(state, default=str)),
+        )
+
+    def devices(self) -> list[tuple[str, int, dict[str, Any]]]:
+        rows = self.db.execute("SELECT serial, idx, state FROM devices ORDER BY idx").fetchall()
+        return [(s, i, json.loads(st)) for s, i, st in rows]
+
+    def add_template(self, serial: str, digest: str, pcrs: dict[str, str], status: str) -> int:
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO templates(serial, digest, pcrs, status, created) VALUES (?, ?, ?, ?, ?)",
+            (serial, digest, json.dumps(pcrs), status, time.time()),
+        )
+        if cur.rowcount:
+            return int(cur.lastrowid or 0)
+        row = self.db.execute("SELECT id FROM templates WHERE serial=? AND digest=?", (serial, digest)).fetchone()
+        return int(row[0])
+
+    def set_template_status(self, tid: int, status: str) -> None:
+        self.db.execute("UPDATE templates SET status=? WHERE id=?", (status, tid))
+
+    def templates(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, serial, digest, pcrs, status, created FROM templates ORDER BY id").fetchall()
+        return [
+            {"id": r[0], "serial": r[1], "digest": r[2], "pcrs": json.loads(r[3]), "status": r[4], "created": r[5]}
+            for r in rows
+        ]
+
+    def add_event(self, kind: str, serial: str | None, data: dict[str, Any]) -> int:
+        cur = self.db.execute(
+            "INSERT INTO events(t, kind, serial, data) VALUES (?, ?, ?, ?)",
+            (time.time(), kind, serial, json.dumps(data, default=str)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def events_after(self, since: int, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, t, kind, serial, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
+        ).fetchall()
+        return [{"id": r[0], "t": r[1], "kind": r[2], "serial": r[3], "data": json.loads(r[4])} for r in rows]
+
+    def last_event_id(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def add_log(self, serial: str, path: str, data: bytes) -> None:
+        self.db.execute("INSERT INTO logs(serial, t, path, data) VALUES (?, ?, ?, ?)", (serial, time.time(), path, data))
+
+    def log_count(self, serial: str) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM logs WHERE serial=?", (serial,)).fetchone()[0])
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.db.executemany(sql, rows)
