@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     from eden.controller.cli import add_parser as add_controller_parser
 
     add_controller_parser(sub)
+
+    from eden.agent.cli import add_parser as add_agent_parser
+
+    add_agent_parser(sub)
     return p
 
 
@@ -91,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eden.controller.cli import run as run_controller
 
             return run_controller(args)
+        if args.command == "agent":
+            from eden.agent.cli import run as run_agent
+
+            return run_agent(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID

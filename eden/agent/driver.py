@@ -1,0 +1,229 @@
+"""``AgentDriver``: one EVE node model on the wall clock, driven by asyncio.
+
+The same carrying-out of actions as the simulator engine (``simulator/engine.py`` ``_call``,
+``_schedule``/``_fire``, ``_send``/``_deliver``), with real time and a real network:
+
+* node clock = ``time.time()``; a timer is a ``loop.call_at``; setting a name again moves it;
+  ``CancelAll`` drops every timer and bumps a generation so that responses to requests sent before
+  it are dropped (in-flight work dies with a power cut or reset);
+* ``Send`` becomes a task through the :class:`~eden.agent.transport.Transport`; its answer goes to
+  ``on_response`` at its arrival time, unless the generation changed meanwhile;
+* ``Note`` becomes one JSON event line; ``Reset`` persists the state and ends this boot: the
+  process exits (:data:`EXIT_REBOOT`) and is started again, a real process restart.
+
+No globals: many drivers can share one event loop and one transport (``eden emulate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TextIO
+
+import numpy as np
+
+from eden.agent.spec import DeviceSpec
+from eden.agent.state import StateDir
+from eden.agent.tpm import SoftTpm, Tpm
+from eden.agent.transport import DeviceLink, Transport
+from eden.wire.codec import CodecError
+from simulator.eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams, Note, Reset, Send, SetTimer
+
+EXIT_REBOOT = 75
+"""``eden agent --once`` exit status when the device reset itself (EX_TEMPFAIL): start it again."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one boot ended: ``reboot`` (the node reset itself; ``reason`` a BootReason name or None
+    for a crash) or ``off`` (power removed)."""
+
+    kind: str
+    reason: str | None = None
+
+
+@dataclass
+class PortUrls:
+    """Controller URL per network port (each may go through its own relay), else ``default``."""
+
+    per_port: dict[str, str] = field(default_factory=dict)
+    default: str | None = None
+
+    def for_ports(self, ports: tuple[str, ...]) -> list[str]:
+        urls = [self.per_port.get(p, self.default) for p in ports]
+        return [u for u in urls if u]
+
+
+class EventWriter:
+    """One JSON line per event, flushed at once (the harness tails these into its timeline)."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.time) -> None:
+        self.stream = stream
+        self.clock = clock
+
+    def __call__(self, device: str, what: str, data: Mapping[str, Any]) -> None:
+        line = {"t": self.clock(), "device": device, "what": what, "data": dict(data)}
+        self.stream.write(json.dumps(line, default=str, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+EventSink = Callable[[str, str, Mapping[str, Any]], None]
+
+
+class AgentDriver:
+    def __init__(
+        self,
+        *,
+        spec: DeviceSpec,
+        params: NodeParams,
+        state: StateDir,
+        transport: Transport,
+        link: DeviceLink,
+        urls: PortUrls,
+        events: EventSink,
+        tpm: Tpm | None = None,
+    ) -> None:
+        self.spec = spec
+        self.params = params
+        self.state = state
+        self.transport = transport
+        self.link = link
+        self.urls = urls
+        self.events = events
+        self.tpm = tpm if tpm is not None else SoftTpm()
+        self.node: Node | None = None
+        self.boots = 0
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gen = 0
+        self._saved: bytes | None = None
+        self._done: asyncio.Future[Outcome] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---------------------------------------------------------------------------------- lifecycle --
+    def start(self) -> None:
+        """Load the state (first start: from the spec) and power the device on. Call in the loop."""
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        saved = self.state.load()
+        boots = saved.boots if saved is not None else 0
+        self.boots = boots + 1
+        seq = np.random.SeedSequence([self.spec.seed, self.boots])
+        node_seed, luck_seed = seq.spawn(2)
+        node = Node(self.params, self.spec.image, np.random.default_rng(node_seed), np.random.default_rng(luck_seed))
+        if saved is not None:
+            node.persist = saved.persist
+        elif self.spec.config_items:
+            node.persist.items.apply(self.spec.config_items)
+        self.node = node
+        self._emit("agent_start", {"boot": self.boots, "tpm": self.tpm.kind, "first": saved is None})
+        self._call(node.power_on, time.time())
+        self.tpm.measured(node.pcrs)
+
+    async def wait(self) -> Outcome:
+        assert self._done is not None, "start() first"
+        try:
+            return await asyncio.shield(self._done)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    def power_off(self) -> None:
+        """Power removed (SIGTERM): volatile state lost, the next boot reports POWER_FAIL (§7)."""
+        if self.node is None or self._finished:
+            return
+        self._call(self.node.power_off, time.time())
+        self._finish(Outcome("off"), power_lost=None)
+
+    @property
+    def _finished(self) -> bool:
+        return self._done is None or self._done.done()
+
+    # ------------------------------------------------------------------------------------ actions --
+    def _call(self, fn: Callable[..., list[Action]], *args: Any) -> None:
+        if self._finished:
+            return
+        try:
+            actions = fn(*args)
+            reset: Reset | None = None
+            for a in actions:
+                kind = type(a)
+                if kind is Send:
+                    self._send(a)  # type: ignore[arg-type]
+                elif kind is SetTimer:
+                    self._set_timer(a.name, a.at)  # type: ignore[union-attr]
+                elif kind is Note:
+                    self._emit(a.what, a.data)  # type: ignore[union-attr]
+                elif kind is CancelAll:
+                    self._cancel_all()
+                elif kind is Reset:
+                    reset = a  # type: ignore[assignment]
+            if reset is not None:
+                reason = reset.reason.name if reset.reason is not None else None
+                self._finish(Outcome("reboot", reason), power_lost=None)
+            else:
+                self._save(power_lost=True)  # what a power cut from now on leaves behind
+        except Exception as exc:  # a bug in the rules or the state dir: end this boot with it
+            if self._done is not None and not self._done.done():
+                self._done.set_exception(exc)
+
+    def _finish(self, outcome: Outcome, *, power_lost: bool | None) -> None:
+        self._cancel_all()
+        self._save(power_lost=power_lost)
+        self._emit("agent_exit", {"outcome": outcome.kind, "reason": outcome.reason})
+        assert self._done is not None
+        if not self._done.done():
+            self._done.set_result(outcome)
+
+    def _save(self, *, power_lost: bool | None) -> None:
+        assert self.node is not None
+        self._saved = self.state.save(self.node.persist, self.boots, power_lost=power_lost, unless=self._saved)
+
+    def _emit(self, what: str, data: Mapping[str, Any]) -> None:
+        self.events(self.spec.serial, what, data)
+
+    # ------------------------------------------------------------------------------------- timers --
+    def _set_timer(self, name: str, at: float) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        assert self._loop is not None
+        delay = max(0.0, at - time.time())
+        self._timers[name] = self._loop.call_at(self._loop.time() + delay, self._fire, name, at)
+
+    def _fire(self, name: str, at: float) -> None:
+        self._timers.pop(name, None)
+        assert self.node is not None
+        self._call(self.node.on_timer, name, max(at, time.time()))
+
+    def _cancel_all(self) -> None:
+        self._gen += 1
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    # ------------------------------------------------------------------------------------ network --
+    def _send(self, req: Send) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._exchange(req, self._gen))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _exchange(self, req: Send, gen: int) -> None:
+        node = self.node
+        assert node is not None
+        try:
+            timeout = node.item("timer.dial.timeout") or DIAL_TIMEOUT
+        except KeyError:
+            timeout = DIAL_TIMEOUT
+        try:
+            status, body = await self.transport.send(
+                self.link, req.kind, req.body, self.urls.for_ports(req.ports), device_uuid=node.persist.uuid, timeout=timeout
+            )
+        except CodecError as exc:
+            status, body = 0, {"error": "decode", "detail": str(exc)}
+        if gen != self._gen:
+            return  # sent before a reset or power cut: the answer has nobody to go to
+        self._call(node.on_response, req.rid, status, body, time.time())
