@@ -322,8 +322,12 @@ def test_malformed_payloads_raise_codec_error() -> None:
     bad_enum = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE)
     bad_enum.atTimeStamp.seconds = 1
     bad_enum.dinfo.state = 99
+    bad_part = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE)
+    bad_part.atTimeStamp.seconds = 1
+    bad_part.dinfo.swList.add(partitionLabel="IMGA", partitionState="sideways")
     cases = [
         ("info", bad_enum.SerializeToString()),
+        ("info", bad_part.SerializeToString()),
         ("attest", attest_pb2.ZAttestReq(reqType=9).SerializeToString()),
         ("register", register_pb2.ZRegisterMsg(pemCert=b"!!not base64", serial="S").SerializeToString()),
         ("config", config_pb2.ConfigRequest(integrity_token=b"\xff\xfe").SerializeToString()),

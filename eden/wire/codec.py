@@ -87,6 +87,7 @@ from simulator.eve.enums import (
     BaseOsSubStatus,
     BootReason,
     MaintenanceModeReason,
+    PartitionState,
     QuoteResponseCode,
     StoreKeysResponse,
     ZDeviceState,
@@ -108,6 +109,7 @@ APP_NAMESPACE = uuidlib.UUID("a4b1c2d3-6e5f-4a7b-8c9d-0e1f2a3b4c5d")
 APP_SIZE_DEFAULT = 100 * 2**20  # eden.scenario.model's default app image size
 VAULT_NAME = "Application Data Store"  # EVE's name for the app vault
 
+_PARTITION_STATES = frozenset(s.value for s in PartitionState)
 _TS_MIN = -62135596800  # 0001-01-01T00:00:00Z
 _TS_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -369,8 +371,8 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
             shortVersion=_text(part.get("version") or "", "version"),
             partitionState=_text(part["state"], "partition state"),
         )
-        if not e.partitionLabel:
-            raise CodecError("a partition entry needs its label")
+        if not e.partitionLabel or e.partitionState not in _PARTITION_STATES:
+            raise CodecError(f"bad partition entry {part!r}")
         if part.get("err"):
             e.swErr.description = _text(part["err"], "partition err")
     bos = report.get("baseos") or {}
@@ -502,6 +504,8 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
     bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": ""}
     for e in d.swList:
         if e.partitionLabel:
+            if e.partitionState not in _PARTITION_STATES:
+                raise CodecError(f"partition {e.partitionLabel} has an unknown state {e.partitionState!r}")
             version = e.shortVersion or None
             sw.append({"partition": e.partitionLabel, "version": version, "image": image_of.get(version or ""), "state": e.partitionState, "err": e.swErr.description})
         else:
@@ -544,6 +548,8 @@ def merge_info(previous: Mapping[str, Any] | None, partial: Mapping[str, Any]) -
     A device message replaces the report (apps emptied; the app messages of the same info
     cycle follow it). An app message before any device message raises CodecError.
     """
+    if not isinstance(partial, Mapping) or (previous is not None and not isinstance(previous, Mapping)):
+        raise CodecError("merge_info takes mappings")
     part = partial.get("part")
     if part == "device":
         return {**partial["report"], "apps": {}}
