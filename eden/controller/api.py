@@ -111,9 +111,9 @@ class DeviceApi:
         return i, payload
 
     @staticmethod
-    def _decode(kind: str, payload: bytes) -> dict[str, Any]:
+    def _decode(kind: str, payload: bytes, **kw: Any) -> dict[str, Any]:
         try:
-            return codec.decode_request(kind, payload)
+            return codec.decode_request(kind, payload, **kw)
         except codec.CodecError as exc:
             raise Reject(422 if payload else 400, f"bad {kind} body: {exc}") from None
         except DecodeError as exc:
@@ -214,9 +214,15 @@ class DeviceApi:
     async def info(self, request: web.Request) -> web.Response:
         ctl = self.ctl
         i, payload = await self._device(request)
-        partial = self._decode("info", payload)
         dev = ctl.model.devices[i]
-        merged = codec.merge_info(dev.info, partial)
+        versions = {img["version"]: name for name, img in ctl.model.side[i].images.items() if img.get("version")}
+        if dev.baseos:
+            versions[dev.baseos["version"]] = dev.baseos["image"]
+        partial = self._decode("info", payload, image_of_version=versions)
+        try:
+            merged = codec.merge_info(dev.info, partial)
+        except codec.CodecError as exc:
+            raise Reject(422, f"bad info: {exc}") from None
         status, _ = ctl.model.answer(i, "info", merged)
         ctl.model.info_journal.clear()  # the simulator's journal; not needed here
         side = ctl.model.side[i]

@@ -16,7 +16,7 @@ from eden.controller.layout import Layout
 from eden.controller.model import RealModel
 from eden.controller.stats import Stats
 from eden.controller.store import Store
-from eden.wire import pki, signing
+from eden.wire import codec, pki, signing
 from simulator.eve.measured_boot import QUOTE_PCRS, pcr_digest
 
 
@@ -123,10 +123,14 @@ class Controller:
         if not serial or not isinstance(serial, str):
             raise BadRequest("serial must be a non-empty string")
         images = images or {}
+        if not isinstance(images, dict):
+            raise BadRequest("images must map name -> {version, measurement}")
         for name, img in images.items():
             if not isinstance(img, dict) or "measurement" not in img:
                 raise BadRequest(f"image {name!r} needs a measurement")
         measurements = {name: str(img["measurement"]) for name, img in images.items()}
+        if config is not None:
+            self._check_config(config)
         created = serial not in self.by_serial
         if created:
             i = self.model.add(serial, firmware, measurements)
@@ -146,6 +150,20 @@ class Controller:
                            {"firmware": firmware, "images": sorted(images), "config": config is not None})])
         return created, i
 
+    @staticmethod
+    def validate(fragment: dict[str, Any]) -> None:
+        """Reject admin input the wire cannot carry: trial-encode it as a config (codec rules)."""
+        try:
+            codec.encode_response("config", 200, {"config": {"hash": "", **fragment}, "ver": 0}, device_uuid="")
+        except codec.CodecError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _check_config(self, config: Any) -> None:
+        if not isinstance(config, dict):
+            raise BadRequest("config must be an object")
+        self.validate({"items": config.get("items") or {}, "apps": config.get("apps") or {},
+                       "baseos": ({"retry": 0, **config["baseos"]} if config.get("baseos") else None)})
+
     def _apply_config(self, i: int, config: dict[str, Any]) -> None:
         m = self.model
         m.side[i].has_config = True
@@ -164,7 +182,15 @@ class Controller:
         """Apply one admin change to the devices (all devices when ``serials`` is None)."""
         m = self.model
         idx = self.indices(serials)
-        if what == "items" and serials is None:
+        if what == "items":
+            if not isinstance(data.get("items"), dict):
+                raise BadRequest("items must be an object")
+            self.validate({"items": data["items"]})
+        elif what == "baseos":
+            self.validate({"baseos": {"image": data.get("image"), "version": str(data.get("version", "")), "retry": 0}})
+        elif what == "app" and data.get("spec") is not None:
+            self.validate({"apps": {data["name"]: data["spec"]}})
+        if what == "items" and serials is None and serials is None:
             m.set_items(idx, dict(data["items"]), globally=True)
             self.store.begin()
             self.store.put_meta("global_items", m.global_items)
