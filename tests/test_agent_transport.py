@@ -1,0 +1,167 @@
+"""The agent's HTTPS transport against small real HTTPS servers: error mapping, TLS and signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from eden.agent.transport import DeviceLink, Transport
+from eden.wire import pki, signing
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _link() -> DeviceLink:
+    return DeviceLink(device=pki.create_device("tr-1"), onboard=pki.create_onboarding())
+
+
+class Pki:
+    def __init__(self, tmp: Path) -> None:
+        self.root = pki.create_root_ca()
+        self.tls = pki.create_controller_tls(self.root)
+        self.signer = pki.create_controller_signing(self.root)
+        self.tmp = tmp
+
+    def server_ssl(self, tls: pki.Issued | None = None) -> ssl.SSLContext:
+        tls = tls or self.tls
+        cert, key = self.tmp / "tls.cert.pem", self.tmp / "tls.key.pem"
+        pki.save_pem(tls, cert, key)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def sealed(self, payload: bytes, signer: pki.Issued | None = None) -> bytes:
+        s = signer or self.signer
+        return signing.seal(payload, s.key, s.cert).SerializeToString()
+
+    def certs_body(self, signer: pki.Issued | None = None) -> bytes:
+        s = signer or self.signer
+        return self.sealed(pki.controller_certs_message(s.cert).SerializeToString(), s)
+
+
+async def _serve(routes: dict[str, Handler], ctx: ssl.SSLContext) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_route("*", path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"https://127.0.0.1:{port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+
+
+PREFIX = "/api/v2/edgedevice"
+
+
+def test_certs_then_signed_uuid_and_port_order(tmp_path: Path) -> None:
+    k = Pki(tmp_path)
+    seen: list[str] = []
+
+    async def certs(_r: web.Request) -> web.Response:
+        return web.Response(body=k.certs_body())
+
+    async def uuid(r: web.Request) -> web.Response:
+        from eden.wire.gen import auth_pb2, uuid_pb2
+
+        container = auth_pb2.AuthContainer.FromString(await r.read())
+        seen.append(container.senderCertHash.hex())
+        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="u-123").SerializeToString()))
+
+    async def scenario() -> None:
+        runner, url = await _serve({f"{PREFIX}/certs": certs, f"{PREFIX}/uuid": uuid}, k.server_ssl())
+        link = _link()
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                dead = f"https://127.0.0.1:{_free_port()}"
+                status, body = await tr.send(link, "certs", {}, [dead, url], device_uuid=None, timeout=2)
+                assert status == 200 and link.signing  # learnt the signing cert through the second port
+                status, body = await tr.send(link, "uuid", {}, [url], device_uuid=None, timeout=2)
+                assert (status, body["uuid"]) == (200, "u-123")
+                assert seen == [signing.cert_hash(link.device.cert).hex()]  # sealed with the device key
+        finally:
+            await runner.cleanup()
+
+    _run(scenario())
+
+
+def test_transport_errors_map_to_status_zero(tmp_path: Path) -> None:
+    k = Pki(tmp_path)
+    other = Pki(tmp_path / "other")
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept, never answer: a dead link
+        writer.close()
+
+    async def certs_untrusted(_r: web.Request) -> web.Response:
+        return web.Response(body=other.certs_body())
+
+    async def scenario() -> None:
+        blackhole = await asyncio.start_server(stall, "127.0.0.1", 0)
+        hole = f"https://127.0.0.1:{blackhole.sockets[0].getsockname()[1]}"
+        refused = f"https://127.0.0.1:{_free_port()}"
+        wrong_tls, wrong_url = await _serve({f"{PREFIX}/certs": certs_untrusted}, k.server_ssl(other.tls))
+        bad_certs, bad_url = await _serve({f"{PREFIX}/certs": certs_untrusted}, k.server_ssl())
+        link = _link()
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                send = lambda urls, t=2.0: tr.send(link, "certs", {}, urls, device_uuid=None, timeout=t)  # noqa: E731
+                assert await send([refused]) == (0, {"error": "refused"})
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                assert await send([hole], 0.5) == (0, {"error": "timeout"})
+                assert 0.4 < loop.time() - t0 < 2.0
+                assert await send([hole, refused], 0.5) == (0, {"error": "refused"})  # remote reached on a port
+                assert await send([wrong_url]) == (0, {"error": "tls"})  # not a silent accept
+                assert await send([bad_url]) == (0, {"error": "signature"})  # signing cert not from our root
+                assert not link.signing
+                t0 = loop.time()
+                assert await send([], 0.3) == (0, {"error": "timeout"})  # no port has a URL: dial timeout
+                assert loop.time() - t0 >= 0.29
+        finally:
+            blackhole.close()
+            await wrong_tls.cleanup()
+            await bad_certs.cleanup()
+
+    _run(scenario())
+
+
+def test_response_signed_by_another_key_is_rejected(tmp_path: Path) -> None:
+    k = Pki(tmp_path)
+    rogue = pki.create_controller_signing(pki.create_root_ca("rogue"))
+
+    async def certs(_r: web.Request) -> web.Response:
+        return web.Response(body=k.certs_body())
+
+    async def uuid(_r: web.Request) -> web.Response:
+        from eden.wire.gen import uuid_pb2
+
+        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="evil").SerializeToString(), rogue))
+
+    async def scenario() -> None:
+        runner, url = await _serve({f"{PREFIX}/certs": certs, f"{PREFIX}/uuid": uuid}, k.server_ssl())
+        link = _link()
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                assert (await tr.send(link, "certs", {}, [url], device_uuid=None, timeout=2))[0] == 200
+                assert await tr.send(link, "uuid", {}, [url], device_uuid=None, timeout=2) == (0, {"error": "signature"})
+        finally:
+            await runner.cleanup()
+
+    _run(scenario())
