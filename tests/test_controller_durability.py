@@ -1,0 +1,83 @@
+"""Everything the controller acknowledged survives `kill -9` and a restart on the same DIR."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+
+from eden.controller.setup import init
+from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
+from eden.wire import codec, pki
+from eden.wire.gen import config_pb2, info_pb2
+from simulator.eve.measured_boot import expected_pcrs
+
+
+def _attest(dev: DeviceClient, signer: object, pcrs: dict[int, bytes]) -> dict:
+    _s, body = dev.send("attest", {"type": "NONCE"})
+    nonce = codec.decode_response("attest", 201, dev.open_reply(body, signer))["nonce"]
+    quote = {"type": "QUOTE", "nonce": nonce, "tpm": True, "pcrs": {str(k): v.hex() for k, v in pcrs.items()}}
+    _s, body = dev.send("attest", quote)
+    return codec.decode_response("attest", 201, dev.open_reply(body, signer))
+
+
+def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    init(root)
+    first = ServeProcess(root).start()
+    try:
+        admin = first.admin()
+        admin.preregister("S1", firmware="fw", images={"eve": {"version": "1.0", "measurement": "m"}}, config={"items": {"timer.config.interval": 7}})
+        admin.preregister("S2")
+        admin.set_items({"debug.enable.ssh": True})  # global
+        device = pki.create_device("S1")
+        dev = DeviceClient(root, first.info["api_port"], "S1", device=device)
+        signer = controller_signing_cert(dev)
+        assert dev.register() == 201
+        uuid = dev.fetch_uuid(signer)
+        admin.set_baseos("S1", "eve-2", "2.0", True)
+        admin.retry_update("S1")
+        admin.shutdown("S1")
+        admin.set_app("S1", "web", {"memory": 1 << 20, "cpus": 1, "kind": "container"})
+        good = _attest(dev, signer, expected_pcrs(firmware="fw", rootfs="m", grub_cfg="grub.cfg:IMGA", config="config:S1"))
+        assert good["code"] == "SUCCESS"
+        assert dev.send("attest", {"type": "STORE_KEYS", "token": good["token"], "key": "vk"})[0] == 201
+        assert _attest(dev, signer, expected_pcrs(firmware="fw", rootfs="other", grub_cfg="grub.cfg:IMGA", config="config:S1"))["code"] == "QUOTE_FAILED"
+        # the failed quote revoked the token; attest again so the config can be read
+        good = _attest(dev, signer, expected_pcrs(firmware="fw", rootfs="m", grub_cfg="grub.cfg:IMGA", config="config:S1"))
+        msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE, devId=uuid)
+        msg.atTimeStamp.seconds = 50
+        msg.dinfo.restartCounter = 9
+        assert dev.post("info", msg.SerializeToString())[0] == 201
+        status, body = dev.post("config", config_pb2.ConfigRequest(integrity_token=good["token"].encode()).SerializeToString())
+        assert status == 200
+        served_hash = config_pb2.ConfigResponse.FromString(dev.open_reply(body, signer)).configHash
+        before = admin.device("S1")
+        events_before = admin.events()
+        templates_before = admin.templates()
+        dev.close()
+    finally:
+        first.stop(signal.SIGKILL)
+    assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
+
+    with ServeProcess(root) as second:
+        admin = second.admin()
+        after = admin.device("S1")
+        for view in (before, after):
+            view.pop("last_seen")
+        assert after == before
+        assert admin.device("S2")["has_config"]  # global items set -> config exists
+        assert admin.events()[: len(events_before)] == events_before
+        assert admin.templates() == templates_before
+        dev = DeviceClient(root, second.info["api_port"], "S1", device=device)
+        try:
+            assert dev.register() == 200  # same cert is still known
+            assert dev.fetch_uuid(signer) == uuid
+            req = config_pb2.ConfigRequest(configHash=served_hash, integrity_token=good["token"].encode())
+            assert dev.post("config", req.SerializeToString())[0] == 304  # same hash, token still valid
+            again = _attest(dev, signer, expected_pcrs(firmware="fw", rootfs="m", grub_cfg="grub.cfg:IMGA", config="config:S1"))
+            assert again["key"] == "vk"
+        finally:
+            dev.close()
+    assert second.proc is not None and second.proc.returncode == 0  # SIGTERM: clean shutdown
+    assert not second.layout.serve_json.exists()
