@@ -176,7 +176,7 @@ def supervise(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while True:
+        while not stopping:
             child = subprocess.Popen(argv)
             try:
                 rc = child.wait()
@@ -184,9 +184,10 @@ def supervise(args: argparse.Namespace) -> int:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
-            if rc != EXIT_REBOOT or stopping:
+            if rc != EXIT_REBOOT:
                 return rc
             time.sleep(0.05)  # a reset is not instantaneous; also keeps a crash loop from spinning
+        return EXIT_OK  # stopped between two boots: the device is off
     finally:
         for s, h in old.items():
             signal.signal(s, h)

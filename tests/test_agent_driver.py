@@ -1,0 +1,210 @@
+"""AgentDriver semantics (the simulator engine's, in real time) and the agent process lifecycle:
+reset -> exit 75 -> restart, power cut (SIGKILL) -> POWER_FAIL, SIGTERM -> clean power-off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from eden.agent.driver import EXIT_REBOOT, AgentDriver, Outcome, PortUrls
+from eden.agent.spec import DeviceSpec
+from eden.agent.state import StateDir
+from eden.agent.transport import DeviceLink, Transport
+from eden.wire import pki
+from simulator.eve.node import CancelAll, Send
+
+GOOD = {"serial": "drv-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
+CRASHING = {**GOOD, "serial": "drv-2", "images": {"base": {"version": "13.4.0", "behaviour": "crash-on-boot"}}}
+
+
+def _refused_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"https://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _driver(tmp: Path, spec: DeviceSpec, events: list[dict[str, Any]], transport: Transport, urls: PortUrls) -> AgentDriver:
+    state = StateDir(tmp / spec.serial)
+    state.init(spec)
+    link = DeviceLink(device=state.device_identity(), onboard=pki.create_onboarding())
+    return AgentDriver(
+        spec=spec, params=spec.node_params(), state=state, transport=transport, link=link, urls=urls,
+        events=lambda dev, what, data: events.append({"device": dev, "what": what, "data": dict(data)}),
+    )
+
+
+async def _until(pred: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> None:
+    spec = DeviceSpec.model_validate({**GOOD, "config_items": {"timer.dial.timeout": 1}})
+    events: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with Transport(pki.create_root_ca().cert_pem) as tr:
+            drv = _driver(tmp_path, spec, events, tr, PortUrls())  # no URL for any port: dial timeouts
+            drv.start()
+            node = drv.node
+            assert node is not None and set(drv._timers) == {"booted"}
+            fired: list[tuple[str, float, float]] = []
+            answered: list[tuple[int, int, dict[str, Any]]] = []
+            real_timer, real_response = node.on_timer, node.on_response
+            node.on_timer = lambda name, now: (fired.append((name, now, time.time())), real_timer(name, now))[1]  # type: ignore[method-assign]
+            node.on_response = lambda rid, st, body, now: (answered.append((rid, st, body)), real_response(rid, st, body, now))[1]  # type: ignore[method-assign]
+            t0 = time.time()
+            drv._set_timer("probe", t0 + 0.1)
+            drv._set_timer("probe", t0 + 0.4)  # same name: moved, not added
+            assert len([n for n in drv._timers if n == "probe"]) == 1
+            await _until(lambda: any(f[0] == "probe" for f in fired), 3)
+            name, now, wall = next(f for f in fired if f[0] == "probe")
+            assert now >= t0 + 0.4 and wall >= t0 + 0.4
+            # a request in flight when CancelAll comes (a reset or power cut) is never answered
+            drv._call(lambda: [Send("ping", 9999, {}, ("eth0",))])
+            drv._set_timer("gone", time.time() + 0.2)
+            drv._call(lambda: [CancelAll()])
+            assert drv._timers == {}
+            await asyncio.sleep(1.3)  # past the 1 s dial timeout of the ping and the cancelled timer
+            assert all(f[0] != "gone" for f in fired)
+            assert all(a[0] != 9999 for a in answered)
+            # after CancelAll, a new request is answered with the engine's dial-timeout convention
+            drv._call(lambda: [Send("ping", 10000, {}, ("eth0",))])
+            await _until(lambda: any(a[0] == 10000 for a in answered), 3)
+            assert next(a for a in answered if a[0] == 10000)[1:] == (0, {"error": "timeout"})
+            drv.power_off()
+            assert await drv.wait() == Outcome("off")
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert [e["what"] for e in events][:2] == ["agent_start", "boot_start"]
+    assert events[-2:] == [
+        {"device": "drv-1", "what": "power_off", "data": {}},
+        {"device": "drv-1", "what": "agent_exit", "data": {"outcome": "off", "reason": None}},
+    ]
+
+
+def test_two_drivers_share_one_loop_and_transport(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with Transport(pki.create_root_ca().cert_pem) as tr:
+            url = _refused_url()
+            drivers = [
+                _driver(tmp_path, DeviceSpec.model_validate({**GOOD, "serial": f"many-{i}"}), events, tr, PortUrls(default=url))
+                for i in range(2)
+            ]
+            for d in drivers:
+                d.start()
+            await _until(lambda: sum(e["what"] == "booted" for e in events) == 2, 5)
+            for d in drivers:
+                d.power_off()
+            assert [await d.wait() for d in drivers] == [Outcome("off")] * 2
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert {e["device"] for e in events if e["what"] == "booted"} == {"many-0", "many-1"}
+
+
+# -------------------------------------------------------------------------------- processes --
+class Agent:
+    """``eden agent`` as the harness runs it: a real process per boot."""
+
+    def __init__(self, tmp: Path, spec: dict[str, Any], *extra: str) -> None:
+        self.state = tmp / spec["serial"]
+        self.spec_file = tmp / f"{spec['serial']}.json"
+        self.spec_file.write_text(json.dumps(spec))
+        self.root = tmp / "root.pem"
+        if not self.root.exists():
+            self.root.write_bytes(pki.create_root_ca().cert_pem)
+        self.events = tmp / f"{spec['serial']}.events"
+        self.extra = extra
+
+    def argv(self, *more: str) -> list[str]:
+        return [sys.executable, "-m", "eden", "agent", "--state-dir", str(self.state), "--spec", str(self.spec_file),
+                "--root-cert", str(self.root), "--controller", _refused_url(), "--events", str(self.events), *self.extra, *more]
+
+    def lines(self) -> list[dict[str, Any]]:
+        if not self.events.exists():
+            return []
+        return [json.loads(line) for line in self.events.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool], proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred(self.lines()):
+            if proc.poll() is not None and not pred(self.lines()):
+                raise AssertionError(f"agent exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''!r}")
+            if time.monotonic() > deadline:
+                raise AssertionError("event not seen in time")
+            time.sleep(0.05)
+
+    def persist(self) -> dict[str, Any]:
+        return json.loads((self.state / "persist.json").read_text())
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_reset_exits_75_and_restart_keeps_partitions_and_counters(tmp_path: Path) -> None:
+    agent = Agent(tmp_path, CRASHING)
+    res = subprocess.run(agent.argv("--once"), capture_output=True, timeout=30)
+    assert res.returncode == EXIT_REBOOT, res.stderr
+    whats = [e["what"] for e in agent.lines()]
+    assert whats == ["agent_start", "boot_start", "crash", "reset", "agent_exit"]
+    assert agent.lines()[-1]["data"] == {"outcome": "reboot", "reason": None}
+    first = agent.persist()
+    assert first["boots"] == 1 and first["persist"]["boots_without_agents"] == 1 and first["persist"]["power_lost"] is False
+    res = subprocess.run(agent.argv("--once"), capture_output=True, timeout=30)
+    assert res.returncode == EXIT_REBOOT, res.stderr
+    second = agent.persist()
+    assert second["boots"] == 2 and second["persist"]["boots_without_agents"] == 2
+    assert second["persist"]["zboot"] == first["persist"]["zboot"]
+    assert sum(e["what"] == "agent_start" for e in agent.lines()) == 2
+
+
+def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:
+    agent = Agent(tmp_path, GOOD)
+    proc = subprocess.Popen(agent.argv("--once"), stderr=subprocess.PIPE)
+    try:
+        agent.wait_for(lambda ls: any(e["what"] == "booted" for e in ls), proc)
+        assert agent.lines()[-1]["data"]["reason"] == "FIRST"
+        os.kill(proc.pid, signal.SIGKILL)  # power cut: nothing runs after this
+        proc.wait(10)
+        assert agent.persist()["persist"]["power_lost"] is True
+        restarted = subprocess.Popen(agent.argv("--once"), stderr=subprocess.PIPE)
+        try:
+            agent.wait_for(lambda ls: sum(e["what"] == "booted" for e in ls) == 2, restarted)
+            booted = [e for e in agent.lines() if e["what"] == "booted"]
+            assert booted[-1]["data"]["reason"] == "POWER_FAIL"
+            assert agent.persist()["persist"]["restart_counter"] == 2
+            restarted.send_signal(signal.SIGTERM)
+            assert restarted.wait(10) == 0
+            assert [e["what"] for e in agent.lines()][-2:] == ["power_off", "agent_exit"]
+        finally:
+            _kill(restarted)
+    finally:
+        _kill(proc)
+
+
+def test_supervisor_restarts_boots_until_sigterm(tmp_path: Path) -> None:
+    agent = Agent(tmp_path, CRASHING)
+    proc = subprocess.Popen(agent.argv(), stderr=subprocess.PIPE)  # no --once: its own supervisor
+    try:
+        agent.wait_for(lambda ls: sum(e["what"] == "boot_start" for e in ls) >= 3, proc, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert agent.persist()["boots"] >= 3 and agent.persist()["persist"]["boots_without_agents"] >= 3
+    finally:
+        _kill(proc)
