@@ -63,7 +63,7 @@ def test_admin_subcommands_against_a_running_controller(tmp_path: Path, capsys: 
         capsys.readouterr()
         assert main(["controller", "device", *d, "S1"]) == 0
         view = json.loads(capsys.readouterr().out)
-        assert view["items"] == {"a.b": "1"} and view["baseos"]["retry"] == 1 and view["reboot"] == 1
+        assert view["items"] == {"a.b": 1} and view["baseos"]["retry"] == 1 and view["reboot"] == 1
         assert view["shutdown"] == 1 and view["apps"] == {} and view["images"] == {"eve": {"version": "1.0", "measurement": "m1"}}
         assert main(["controller", "events", *d]) == 0
         kinds = [json.loads(line)["kind"] for line in capsys.readouterr().out.splitlines()]

@@ -68,13 +68,18 @@ def add_parser(sub: Any) -> None:
     admin("stats", "per-endpoint request counts and latency percentiles")
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _pairs(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as a JSON number or boolean is sent as one."""
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        out[key] = value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key] = parsed if isinstance(parsed, (bool, int)) else value
     return out
 
 
