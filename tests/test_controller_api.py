@@ -315,3 +315,23 @@ def test_admin_rejects_bad_input(admin: AdminClient) -> None:
     with pytest.raises(AdminError) as exc:
         admin.set_app(serial, "app1", {"memory": "lots"})
     assert exc.value.status == 400
+
+
+def test_controller_wide_learning_and_wait_event(server: ServeProcess, admin: AdminClient) -> None:
+    since = admin.events()[-1]["id"]
+    admin.set_learn(True)
+    try:
+        dev = _device(server)
+        try:
+            admin.preregister(dev.serial, config={})
+            dev.onboard_fully(controller_signing_cert(dev))
+            _n, answer = _quote(dev, _pcrs(dev.serial, "fresh-build"))
+            assert answer["code"] == "SUCCESS"
+            event = admin.wait_event("template_learned", dev.serial, since=since, timeout=10)
+            assert event["data"]["id"] in [t["id"] for t in admin.templates("approved")]
+        finally:
+            dev.close()
+    finally:
+        admin.set_learn(False)
+    with pytest.raises(TimeoutError):
+        admin.wait_event("template_learned", "nobody", since=since, timeout=0.5)

@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--server", default="localhost:8443", help="HOST:PORT devices use (the CONFIG 'server' file)")
     p.add_argument("--san", action="append", default=[], help="extra TLS subject alt name (hostname or IP); repeatable")
+    p.add_argument("--learn", action="store_true", help="auto-approve the first PCR template each device quotes")
     p = c.add_parser("device-config", help="write an EVE CONFIG partition for one serial and pre-register it")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--serial", required=True)
@@ -103,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.ctl == "init":
         try:
-            layout = setup.init(args.dir, server=args.server, sans=args.san)
+            layout = setup.init(args.dir, server=args.server, sans=args.san, learn=args.learn)
         except setup.AlreadyInitialised as exc:
             print(f"error: {exc}")
             return EXIT_INVALID

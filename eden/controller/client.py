@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -108,6 +109,18 @@ class AdminClient:
 
     def stats(self) -> dict[str, Any]:
         return self.request("GET", "/v1/stats")
+
+    def wait_event(self, kind: str, serial: str | None = None, *, since: int = 0, timeout: float = 30.0) -> dict[str, Any]:
+        """The first event of ``kind`` (for ``serial``, if given) after ``since``; TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {kind!r} event for {serial!r} within {timeout} s")
+            for event in self.events(since, wait=min(left, 30.0)):
+                since = event["id"]
+                if event["kind"] == kind and (serial is None or event["serial"] == serial):
+                    return event
 
     def events(self, since: int = 0, wait: float = 0.0) -> list[dict[str, Any]]:
         text = self.request("GET", f"/v1/events?since={since}&wait={wait}", timeout=wait + self.timeout, raw=True)

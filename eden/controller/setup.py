@@ -20,7 +20,7 @@ class AlreadyInitialised(Exception):
     pass
 
 
-def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = None) -> Layout:
+def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = None, learn: bool = False) -> Layout:
     layout = Layout(root)
     if layout.initialised():
         raise AlreadyInitialised(f"{root} is already an initialised controller directory ({layout.config.name} exists)")
@@ -43,7 +43,7 @@ def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = N
     pki.save_pem(pki.create_controller_signing(ca), layout.cert("signing"), layout.key("signing"))
     pki.save_pem(pki.create_onboarding("eden onboard"), layout.cert("onboard"), layout.key("onboard"))
     write_atomic(layout.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
-    config = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": False,
+    config = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": learn,
               "created": time.time()}
     write_atomic(layout.config, json.dumps(config, indent=1).encode())  # last: marks DIR as initialised
     return layout
