@@ -96,6 +96,42 @@ def test_signed_garbage_payloads(target: Any, kind: str, payload: bytes, onboard
     _check(dev, kind, body, uuid)
 
 
+def test_fuzzing_reached_past_authentication(target: Any) -> None:
+    """The fuzzers are only worth something if some inputs got past the signature check."""
+    stats = target[0].admin().stats()
+    codes = {code for s in stats.values() for code in s["status"]}
+    assert {"400", "401"} <= codes and codes & {"403", "422"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+ADMIN_ROUTES = [
+    ("POST", "/v1/devices"), ("PUT", "/v1/items"), ("PUT", "/v1/devices/{s}/items"), ("PUT", "/v1/devices/{s}/baseos"),
+    ("POST", "/v1/devices/{s}/baseos/retry"), ("POST", "/v1/devices/{s}/reboot"), ("POST", "/v1/devices/{s}/shutdown"),
+    ("PUT", "/v1/devices/{s}/apps/a1"), ("DELETE", "/v1/devices/{s}/apps/a1"), ("PUT", "/v1/devices/{s}/maintenance"),
+    ("PUT", "/v1/devices/{s}/learn"), ("POST", "/v1/devices/{s}/attestation/revoke"), ("PUT", "/v1/settings/learn"),
+    ("POST", "/v1/templates/{s}/approve"), ("GET", "/v1/events?since={s}&wait=0"), ("GET", "/v1/devices/{s}"),
+]
+
+
+@FUZZ
+@given(route=st.sampled_from(ADMIN_ROUTES), serial=st.sampled_from(["FUZZ-1", "nope", "1", "x%20y"]),
+       body=json_values | st.dictionaries(st.sampled_from(["serial", "items", "image", "version", "enable", "learn",
+                                                          "config", "images", "firmware", "memory", "cpus"]),
+                                          json_values, max_size=5))
+def test_admin_api_random_json(target: Any, route: tuple[str, str], serial: str, body: Any) -> None:
+    from eden.controller.client import AdminError
+
+    method, path = route
+    try:
+        target[0].admin().request(method, path.format(s=serial), None if method in ("GET", "DELETE") else body, raw=True)
+    except AdminError as exc:
+        assert exc.status < 500, (route, body, str(exc))
+
+
 def test_still_answers_after_fuzzing(target: Any) -> None:
     server, dev, signer, _ = target
     assert dev.raw("GET", f"{PREFIX}/ping")[0] == 200
@@ -105,10 +141,3 @@ def test_still_answers_after_fuzzing(target: Any) -> None:
     stats = server.admin().stats()
     assert sum(s["status"].get("500", 0) for s in stats.values()) == 0
     assert server.proc is not None and server.proc.poll() is None
-
-
-def test_fuzzing_reached_past_authentication(target: Any) -> None:
-    """The fuzzers are only worth something if some inputs got past the signature check."""
-    stats = target[0].admin().stats()
-    codes = {code for s in stats.values() for code in s["status"]}
-    assert {"400", "401"} <= codes and codes & {"403", "422"}

@@ -11,6 +11,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import DecodeError
 
 from eden.controller.core import Controller, parse_cert
@@ -150,6 +151,9 @@ class DeviceApi:
             cert = parse_cert(body.get("cert", b""))
         except ValueError as exc:
             raise Reject(400, f"bad device certificate: {exc}") from None
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise Reject(422, "the device certificate must hold an ECDSA P-256 key")
         body = {**body, "cert": pki.cert_pem(cert).decode()}
         status, _ = ctl.model.answer(i, "register", body)
         if status == 201:
