@@ -66,6 +66,7 @@ def test_admin_subcommands_against_a_running_controller(tmp_path: Path, capsys: 
         assert view["items"] == {"a.b": 1} and view["baseos"]["retry"] == 1 and view["reboot"] == 1
         assert view["shutdown"] == 1 and view["apps"] == {} and view["images"] == {"eve": {"version": "1.0", "measurement": "m1"}}
         assert main(["controller", "device-config", *d, "--serial", "S-live", "--out", str(tmp_path / "cfg")]) == 0
+        capsys.readouterr()
         assert main(["controller", "events", *d]) == 0
         kinds = [json.loads(line)["kind"] for line in capsys.readouterr().out.splitlines()]
         assert kinds[0] == "preregistered" and "admin_baseos" in kinds and kinds.count("admin_app") == 2
