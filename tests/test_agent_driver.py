@@ -172,6 +172,10 @@ def test_reset_exits_75_and_restart_keeps_partitions_and_counters(tmp_path: Path
     assert second["boots"] == 2 and second["persist"]["boots_without_agents"] == 2
     assert second["persist"]["zboot"] == first["persist"]["zboot"]
     assert sum(e["what"] == "agent_start" for e in agent.lines()) == 2
+    agent.spec_file.write_text(json.dumps({**CRASHING, "seed": 99}))  # not the device in this state dir
+    res = subprocess.run(agent.argv("--once"), capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and "different spec" in res.stderr
+    assert agent.persist()["boots"] == 2
 
 
 def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:

@@ -97,6 +97,9 @@ def _prepare(args: argparse.Namespace, state: StateDir) -> None:
         if args.spec is None:
             raise InvalidInput.at(str(state.path), 0, 0, "new state directory and no --spec", "pass --spec FILE on the first start")
         state.init(load_spec(args.spec))
+    elif args.spec is not None and load_spec(args.spec) != state.load_spec():
+        raise InvalidInput.at(str(args.spec), 0, 0, f"{state.path} holds a device made from a different spec",
+                              "use a new --state-dir, or start without --spec")
     files: dict[str, bytes] = {}
     if args.config_dir is not None:
         for name in _CONFIG_FILES:

@@ -114,6 +114,8 @@ class Transport:
             except aiohttp.ClientConnectorError as exc:
                 refused = isinstance(exc.os_error, ConnectionRefusedError) or exc.os_error.errno == errno.ECONNREFUSED
                 errors.append("refused" if refused else "network")
+            except ssl.SSLError:
+                errors.append("tls")
             except (aiohttp.ClientError, OSError):
                 errors.append("network")
         return 0, {"error": min(errors, key=ERROR_PRIORITY.index)}
