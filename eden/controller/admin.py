@@ -26,10 +26,13 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         except web.HTTPException:
             raise
         except NotFound as exc:
+            ctl.store.rollback()
             return web.json_response({"error": str(exc.args[0])}, status=404)
         except (BadRequest, KeyError, TypeError, ValueError) as exc:
+            ctl.store.rollback()
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         except Exception:
+            ctl.store.rollback()
             log.exception("admin error on %s %s", request.method, request.path)
             return web.json_response({"error": "internal error"}, status=500)
 

@@ -62,8 +62,9 @@ class DeviceApi:
                 response = await handler(request)
             except Reject as exc:
                 response = web.Response(status=exc.status, text=str(exc))
-            except Exception:  # a bug must not take the server down (brief: 500 + log)
+            except Exception:  # a bug must not take the server down: 500 + log
                 log.exception("unhandled error on %s %s", request.method, request.path)
+                self.ctl.store.rollback()
                 response = web.Response(status=500, text="internal error")
             stats.add(name, response.status, time.perf_counter() - start)
             return response
