@@ -135,3 +135,25 @@ def test_tamper_from_outside_is_measured_at_next_boot(tmp_path: Path) -> None:
     assert again.pcrs[13] != clean_pcrs[13] and again.pcrs[8] == clean_pcrs[8]
     assert _agent("tamper", "--state-dir", str(state.path)).returncode == 2  # no --stage
     assert _agent("tamper", "--state-dir", str(tmp_path / "none"), "--stage", "rootfs").returncode == 2
+
+
+def test_attestation_reference_approves_clean_boots_only() -> None:
+    """The reference (for ``eden controller preregister``) is what the controller rules need to
+    approve the device's quotes: a clean boot passes, a tampered one does not."""
+    from simulator.controller import ControllerModel
+
+    spec = DeviceSpec.model_validate(SPEC)
+    ref = spec.attestation_reference()
+    assert ref["images"]["base"] == {"version": "13.4.0", "measurement": "base:13.4.0"}
+    ctrl = ControllerModel(workers=1, service_time=0.01, queue_limit=10, global_items={}, enforce_attestation=True)
+    i = ctrl.add_device(spec.serial, ref["firmware"], {n: img["measurement"] for n, img in ref["images"].items()})
+    codes = []
+    for tamper in (None, "rootfs"):
+        node = Node(spec.node_params(), "base", np.random.default_rng(0))
+        if tamper:
+            node.tamper(tamper, 0.0)
+        node.power_on(0.0)
+        nonce = ctrl.answer(i, "attest", {"type": "NONCE"})[1]["nonce"]
+        pcrs = {k: v.hex() for k, v in node.pcrs.items() if k < 16}
+        codes.append(ctrl.answer(i, "attest", {"type": "QUOTE", "nonce": nonce, "pcrs": pcrs, "tpm": True})[1]["code"])
+    assert codes == ["SUCCESS", "QUOTE_FAILED"]

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import signal
@@ -37,8 +38,9 @@ _CONFIG_FILES = ("server", "root-certificate.pem", "onboard.cert.pem", "onboard.
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("agent", help="run one emulated EVE device (the node model in real time) against a controller")
-    p.add_argument("action", nargs="?", default="run", choices=("run", "tamper"), help="run (default) or tamper with the powered-off device's disk")
-    p.add_argument("--state-dir", type=Path, required=True, metavar="DIR", help="the device's disk: persist, identity, /config")
+    p.add_argument("action", nargs="?", default="run", choices=("run", "tamper", "reference"),
+                   help="run (default); tamper with the powered-off device's disk; reference: print the attestation reference of --spec as JSON")
+    p.add_argument("--state-dir", type=Path, default=None, metavar="DIR", help="the device's disk: persist, identity, /config")
     p.add_argument("--spec", type=Path, default=None, metavar="FILE", help="device spec (JSON/YAML); needed on the first start")
     p.add_argument("--controller", default=None, metavar="URL", help="controller URL for every port without --port-url (default: config/server)")
     p.add_argument("--port-url", action="append", default=[], metavar="PORT=URL", help="controller URL through one network port, e.g. eth0=https://127.0.0.1:1234")
@@ -51,6 +53,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "reference":
+        if args.spec is None:
+            raise InvalidInput.at("--spec", 0, 0, "reference needs --spec FILE")
+        print(json.dumps(load_spec(args.spec).attestation_reference(), indent=1, sort_keys=True))
+        return EXIT_OK
+    if args.state_dir is None:
+        raise InvalidInput.at("--state-dir", 0, 0, f"eden agent {args.action} needs --state-dir DIR")
     if args.action == "tamper":
         return tamper(args)
     urls = _port_urls(args)

@@ -93,6 +93,21 @@ class DeviceSpec(_Strict):
             boot_time=(lambda _rng: fixed) if fixed is not None else None,
         )
 
+    def attestation_reference(self, profiles: dict[str, HwProfile] | None = None) -> dict[str, Any]:
+        """What a controller needs to approve this device's clean boots (§5): the firmware
+        identity and each released image's rootfs measurement (``changes-pcrs`` builds are not
+        released ones, as in the simulator backend). For ``eden controller preregister --firmware
+        F --image NAME=VERSION:MEASUREMENT``."""
+        params = self.node_params(profiles)
+        return {
+            "firmware": params.firmware,
+            "images": {
+                name: {"version": img.version, "measurement": img.rootfs_measurement}
+                for name, img in params.images.items()
+                if img.behaviour != "changes-pcrs"
+            },
+        }
+
 
 def load_spec(path: str | Path) -> DeviceSpec:
     """Load and validate a spec file; bad input raises :class:`InvalidInput` located in the file."""
