@@ -71,3 +71,28 @@ def test_admin_subcommands_against_a_running_controller(tmp_path: Path, capsys: 
         kinds = [json.loads(line)["kind"] for line in capsys.readouterr().out.splitlines()]
         assert kinds[0] == "preregistered" and "admin_baseos" in kinds and kinds.count("admin_app") == 2
         assert kinds.count("preregistered") == 2  # device-config went through the running controller
+
+
+def test_a_second_server_on_the_same_dir_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "c"
+    assert main(["controller", "init", str(root)]) == 0
+    with ServeProcess(root) as first:
+        second = subprocess.run(
+            [sys.executable, "-m", "eden.cli", "controller", "serve", str(root), "--listen", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 2
+        assert "already serving" in second.stderr + second.stdout
+        assert first.proc is not None
+        assert json.loads((root / "serve.json").read_text())["pid"] == first.proc.pid  # left intact
+
+
+def test_serve_refuses_an_uninitialised_dir_and_bad_listen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["controller", "serve", str(tmp_path / "nothing")]) == 2
+    root = tmp_path / "c"
+    assert main(["controller", "init", str(root)]) == 0
+    assert main(["controller", "serve", str(root), "--listen", "no-port"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from eden.controller.admin import admin_app
 from eden.controller.api import DeviceApi
 from eden.controller.core import Controller
 from eden.controller.layout import Layout, write_atomic
+from eden.errors import InfrastructureError
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -41,9 +43,21 @@ def _port(runner: web.AppRunner) -> int:
     raise RuntimeError("site has no bound socket")
 
 
+def _lock(layout: Layout) -> int:
+    """One server per DIR: an exclusive lock on DIR/serve.lock, held until the process ends."""
+    fd = os.open(layout.root / "serve.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InfrastructureError(f"another controller is already serving {layout.root}") from None
+    return fd
+
+
 async def serve(layout: Layout, listen: str, admin_listen: str) -> None:
     host, port = split_hostport(listen)
     ahost, aport = split_hostport(admin_listen)
+    lock = _lock(layout)
     layout.serve_json.unlink(missing_ok=True)  # a stale file from a killed run must not look ready
     ctl = Controller(layout)
     device_app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -74,6 +88,7 @@ async def serve(layout: Layout, listen: str, admin_listen: str) -> None:
         await runner.cleanup()
         await admin_runner.cleanup()
         ctl.close()
+        os.close(lock)
 
 
 def _urlhost(host: str) -> str:
