@@ -142,6 +142,9 @@ def test_unsigned_unknown_and_wrong_signer_are_401(onboarded: tuple[DeviceClient
     assert dev.raw("POST", path, forged.SerializeToString())[0] == 401  # bad signature
     assert dev.raw("POST", path, dev.seal(payload, dev.onboard))[0] == 403  # onboarding cert, wrong place
     assert dev.raw("POST", path, b"\xff\xff\xff")[0] == 400  # not a protobuf
+    register = codec.encode_request("register", {"serial": dev.serial}, device_cert_pem=pki.cert_pem(dev.device.cert))[0]
+    assert dev.post("register", register, include_cert=True)[0] == 403  # device cert may not register
+    assert dev.post("uuid", b"", signer=dev.onboard)[0] == 403  # onboarding cert may only register
 
 
 def test_path_uuid_of_another_device_is_403(server: ServeProcess, admin: AdminClient, onboarded: tuple[DeviceClient, Any]) -> None:
