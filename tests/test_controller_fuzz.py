@@ -114,11 +114,12 @@ ADMIN_ROUTES = [
     ("PUT", "/v1/devices/{s}/apps/a1"), ("DELETE", "/v1/devices/{s}/apps/a1"), ("PUT", "/v1/devices/{s}/maintenance"),
     ("PUT", "/v1/devices/{s}/learn"), ("POST", "/v1/devices/{s}/attestation/revoke"), ("PUT", "/v1/settings/learn"),
     ("POST", "/v1/templates/{s}/approve"), ("GET", "/v1/events?since={s}&wait=0"), ("GET", "/v1/devices/{s}"),
+    ("GET", "/v1/events?since=0&wait={s}"), ("GET", "/v1/templates?status={s}"),
 ]
 
 
 @FUZZ
-@given(route=st.sampled_from(ADMIN_ROUTES), serial=st.sampled_from(["FUZZ-1", "nope", "1", "x%20y"]),
+@given(route=st.sampled_from(ADMIN_ROUTES), serial=st.sampled_from(["FUZZ-1", "nope", "1", "x%20y", "nan", "-1", "1e400"]),
        body=json_values | st.dictionaries(st.sampled_from(["serial", "items", "image", "version", "enable", "learn",
                                                           "config", "images", "firmware", "memory", "cpus"]),
                                           json_values, max_size=5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -97,9 +98,12 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
     async def events(request: web.Request) -> web.Response:
         try:
             since = int(request.query.get("since", "0"))
-            wait = min(float(request.query.get("wait", "0")), 60.0)
+            wait = float(request.query.get("wait", "0"))
         except ValueError:
             raise BadRequest("since must be an integer and wait a number") from None
+        if not math.isfinite(wait):
+            raise BadRequest("wait must be a finite number of seconds")
+        wait = min(wait, 60.0)
         found = await ctl.wait_events(since, wait)
         text = "".join(json.dumps(e, default=str) + "\n" for e in found)
         return web.Response(text=text, content_type="application/x-ndjson")
