@@ -167,7 +167,7 @@ class Controller:
     def _apply_config(self, i: int, config: dict[str, Any]) -> None:
         m = self.model
         m.side[i].has_config = True
-        if "items" in config:
+        if config.get("items"):
             m.set_items([i], dict(config["items"]), globally=False)
         if config.get("baseos"):
             b = config["baseos"]
@@ -190,7 +190,7 @@ class Controller:
             self.validate({"baseos": {"image": data.get("image"), "version": str(data.get("version", "")), "retry": 0}})
         elif what == "app" and data.get("spec") is not None:
             self.validate({"apps": {data["name"]: data["spec"]}})
-        if what == "items" and serials is None and serials is None:
+        if what == "items" and serials is None:
             m.set_items(idx, dict(data["items"]), globally=True)
             self.store.begin()
             self.store.put_meta("global_items", m.global_items)
