@@ -25,6 +25,8 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     root = tmp_path / "c"
     init(root)
     first = ServeProcess(root).start()
+    assert set(first.info) >= {"pid", "api_url", "api_port", "admin_url", "admin_port", "root_certificate", "token_file"}
+    assert first.info["api_url"] == f"https://127.0.0.1:{first.info['api_port']}" and first.info["api_port"] > 0
     try:
         admin = first.admin()
         admin.preregister("S1", firmware="fw", images={"eve": {"version": "1.0", "measurement": "m"}}, config={"items": {"timer.config.interval": 7}})

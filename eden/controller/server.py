@@ -78,7 +78,8 @@ async def serve(layout: Layout, listen: str, admin_listen: str) -> None:
             "pid": os.getpid(),
             "api_url": f"https://{_urlhost(host)}:{api_port}", "api_port": api_port,
             "admin_url": f"http://{_urlhost(ahost)}:{admin_port}", "admin_port": admin_port,
-            "dir": str(layout.root), "started": time.time(),
+            "dir": str(layout.root), "root_certificate": str(layout.root_cert), "token_file": str(layout.token),
+            "started": time.time(),
         }
         write_atomic(layout.serve_json, json.dumps(info, indent=1).encode())
         print(f"eden controller ready api={info['api_url']} admin={info['admin_url']} pid={info['pid']}", flush=True)

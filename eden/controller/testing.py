@@ -41,6 +41,7 @@ class ServeProcess:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; see {self.layout.root / 'serve.log'}")
             if self.layout.serve_json.exists():
                 info = json.loads(self.layout.serve_json.read_text())
