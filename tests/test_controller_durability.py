@@ -83,3 +83,5 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
             dev.close()
     assert second.proc is not None and second.proc.returncode == 0  # SIGTERM: clean shutdown
     assert not second.layout.serve_json.exists()
+    ready = [line for line in (root / "serve.log").read_text().splitlines() if line.startswith("eden controller ready")]
+    assert len(ready) == 2 and f"pid={second.proc.pid}" in ready[1]
