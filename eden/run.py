@@ -52,11 +52,15 @@ def load_for_backend(path: str | Path, backend: str) -> LoadedScenario:
     return load_scenario(path, backend=backend, capabilities=caps, max_devices=max_devices)
 
 
-def make_backend(name: str, loaded: LoadedScenario, seed: int, timeline: Timeline) -> Any:
+def make_backend(name: str, loaded: LoadedScenario, seed: int, timeline: Timeline, out_dir: Path | None = None) -> Any:
     if name == "sim":
         from eden.backends.sim import SimBackend
 
         return SimBackend(loaded, seed=seed, timeline=timeline)
+    if name == "emulated":
+        from eden.backends.emulated import EmulatedBackend
+
+        return EmulatedBackend(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
     raise InfrastructureError(f"backend '{name}' is not available")
 
 
@@ -78,7 +82,7 @@ def execute(
     backend = None
     runner = None
     try:
-        backend = make_backend(backend_name, loaded, seed, timeline)
+        backend = make_backend(backend_name, loaded, seed, timeline, out_dir)
         runner = Runner(loaded, backend, seed=seed)
         backend.run(runner.main(), duration=sc.duration, progress=progress)
         runner.finish()

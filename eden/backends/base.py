@@ -66,10 +66,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
     },
     # Declared now so that scenarios can be validated against them; not runnable in this build.
     "emulated": {
-        "available": False,
-        "capabilities": ALL_CAPABILITIES,
+        "available": True,
+        # An agent cannot be told to hang from outside, and the controller has no 503 switch.
+        "capabilities": ALL_CAPABILITIES - {"hang", "controller_503"},
         "max_devices": 200,
-        "description": "device agent processes against a real TLS controller, in real time (planned)",
+        "description": "one device-agent process per device against a real TLS controller, in real time",
     },
     "qemu": {
         "available": False,
