@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     from eden.agent.cli import add_parser as add_agent_parser
 
     add_agent_parser(sub)
+
+    from eden.emulate.cli import add_parser as add_emulate_parser
+
+    add_emulate_parser(sub)
     return p
 
 
@@ -99,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eden.agent.cli import run as run_agent
 
             return run_agent(args)
+        if args.command == "emulate":
+            from eden.emulate.cli import run as run_emulate
+
+            return run_emulate(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID

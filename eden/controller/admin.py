@@ -60,6 +60,11 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
                                      images=d.get("images"), config=d.get("config"), learn=bool(d.get("learn", False)))
         return ok(ctl.device_view(i, full=True), 201 if created else 200)
 
+    async def preregister_many(request: web.Request) -> web.Response:
+        d = await body(request)
+        created, updated = ctl.preregister_many(d.get("devices"))  # type: ignore[arg-type]
+        return ok({"created": created, "updated": updated}, 201 if created else 200)
+
     async def device(request: web.Request) -> web.Response:
         return ok(ctl.device_view(ctl.index(request.match_info["serial"]), full=True))
 
@@ -119,6 +124,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.put("/v1/settings/learn", set_learn),
         web.get("/v1/devices", devices),
         web.post("/v1/devices", preregister),
+        web.post("/v1/bulk/devices", preregister_many),
         web.get(s, device),
         web.put("/v1/items", change("items", ("items",))),
         web.put(f"{s}/items", change("items", ("items",))),

@@ -63,6 +63,10 @@ class AdminClient:
             body["config"] = config
         return self.request("POST", "/v1/devices", body)
 
+    def preregister_many(self, devices: list[dict[str, Any]]) -> dict[str, int]:
+        """Pre-register many devices in one transaction: entries as for :meth:`preregister`."""
+        return self.request("POST", "/v1/bulk/devices", {"devices": devices})
+
     def devices(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/devices")
 

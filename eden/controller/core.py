@@ -120,6 +120,36 @@ class Controller:
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
                     config: dict[str, Any] | None = None, learn: bool = False) -> tuple[bool, int]:
         """(created, index). Re-registering an existing serial updates firmware/images/config."""
+        created, i, event = self._preregister(serial, firmware=firmware, images=images, config=config, learn=learn)
+        self.commit([i], [event])
+        return created, i
+
+    def preregister_many(self, entries: list[dict[str, Any]]) -> tuple[int, int]:
+        """Pre-register many devices in one transaction (``eden emulate``): (created, updated).
+
+        Each entry is ``{serial, firmware?, images?, config?, learn?}``, as for :meth:`preregister`.
+        All entries are checked before any is applied, so bad input changes nothing."""
+        if not isinstance(entries, list):
+            raise BadRequest("devices must be a list")
+        for n, e in enumerate(entries):
+            if not isinstance(e, dict) or not isinstance(e.get("serial"), str) or not e["serial"]:
+                raise BadRequest(f"devices[{n}] needs a non-empty string serial")
+            if not isinstance(e.get("images") or {}, dict):
+                raise BadRequest(f"devices[{n}]: images must map name -> {{version, measurement}}")
+            for name, img in (e.get("images") or {}).items():
+                if not isinstance(img, dict) or "measurement" not in img:
+                    raise BadRequest(f"devices[{n}]: image {name!r} needs a measurement")
+            if e.get("config") is not None:
+                self._check_config(e["config"])
+        done = [self._preregister(e["serial"], firmware=str(e.get("firmware", "")), images=e.get("images"),
+                                  config=e.get("config"), learn=bool(e.get("learn", False))) for e in entries]
+        self.commit([i for _c, i, _e in done], [ev for _c, _i, ev in done])
+        created = sum(1 for c, _i, _e in done if c)
+        return created, len(done) - created
+
+    def _preregister(self, serial: str, *, firmware: str, images: dict[str, dict[str, str]] | None,
+                     config: dict[str, Any] | None, learn: bool) -> tuple[bool, int, tuple[str, str | None, dict[str, Any]]]:
+        """Apply one pre-registration to the model; the caller commits (index and event returned)."""
         if not serial or not isinstance(serial, str):
             raise BadRequest("serial must be a non-empty string")
         images = images or {}
@@ -146,9 +176,8 @@ class Controller:
         side.learn = bool(learn)
         if config is not None:
             self._apply_config(i, config)
-        self.commit([i], [("preregistered" if created else "preregister_updated", serial,
-                           {"firmware": firmware, "images": sorted(images), "config": config is not None})])
-        return created, i
+        return created, i, ("preregistered" if created else "preregister_updated", serial,
+                            {"firmware": firmware, "images": sorted(images), "config": config is not None})
 
     @staticmethod
     def validate(fragment: dict[str, Any]) -> None:
