@@ -239,7 +239,8 @@ def _print_result(result: Any) -> None:
     table.add_column("expectation")
     table.add_column("status")
     table.add_column("observed", overflow="fold")
-    table.add_column("at (sim)")
+    real_time = s.get("backend", "sim") != "sim"
+    table.add_column("at" if real_time else "at (sim)")
     for e in s.get("expectations", []):
         obs = json.dumps(e.get("observed"), sort_keys=True)
         if len(obs) > 80:
@@ -250,7 +251,8 @@ def _print_result(result: Any) -> None:
     if result.error:
         out.print(f"[magenta]error:[/] {result.error}")
     sim = s.get("simulated_seconds") or 0.0
-    out.print(f"results: {result.out_dir}  (simulated {format_duration(sim)}, wall {result.wall_seconds:.1f}s)", highlight=False)
+    clock = f"run time {format_duration(sim)}" if real_time else f"simulated {format_duration(sim)}"
+    out.print(f"results: {result.out_dir}  ({clock}, wall {result.wall_seconds:.1f}s)", highlight=False)
 
 
 def _final_table(results: list[Any]) -> None:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +40,7 @@ from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
 from simulator.eve.node import ImageInfo
 
+_RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 EXIT_REBOOT = 75  # the agent's "reboot requested" exit code (eden/agent)
 EMULATED_BOOT_SECONDS = 3.0
@@ -68,6 +68,7 @@ class _Device:
         self.bricked = False
         self.boots = 0
         self.watch: asyncio.Task[None] | None = None
+        self.pending_tamper: list[str] = []
 
 
 class EmulatedBackend:
@@ -139,14 +140,14 @@ class EmulatedBackend:
                 if self._failure is not None:
                     raise InfrastructureError(self._failure)
                 if driver.failure is not None:
-                    raise driver.failure
+                    raise _infrastructure(driver.failure)
                 if deadline.expired:
                     if duration is None:
                         raise InfrastructureError(f"the run did not finish within {limit / 3600:.0f} h of real time")
                     break
                 await asyncio.wait({task}, timeout=min(0.2, deadline.remaining() + 0.01))
             if task.done() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+                raise _infrastructure(task.exception())  # type: ignore[arg-type]
             if self._failure is not None:
                 raise InfrastructureError(self._failure)
             await self._refresh()
@@ -296,6 +297,9 @@ class EmulatedBackend:
         """Keep the agent running while the device is powered: a reboot is a process restart."""
         assert self.procs is not None
         while d.powered:
+            while d.pending_tamper:
+                stage = d.pending_tamper.pop(0)
+                await _check_call(_py("agent", "tamper", "--state-dir", str(d.state_dir), "--stage", stage), f"tamper {d.id}")
             d.boots += 1
             d.proc = await self.procs.start(f"agent-{d.id}", self._agent_argv(d), on_line=lambda line, d=d: self._agent_line(d, line))
             rc = await d.proc.proc.wait()
@@ -327,7 +331,7 @@ class EmulatedBackend:
             self.timeline.add(self.now(), "console", d.id, "agent_output", {"line": line[:500]})
             return
         self._agent_events += 1
-        self.timeline.add(t, "device", d.id, what, data)
+        self.timeline.add(t, "device", d.id, what, {k: v for k, v in data.items() if k not in _RESERVED})
         if what == "bricked":
             d.bricked = True
         if what in JOURNALED:
@@ -395,8 +399,10 @@ class EmulatedBackend:
             for s in serials:
                 admin.revoke_token(s)
         elif action == "tamper":
+            # The attacker changes the disk; the agent measures it at its next boot, which is
+            # when the change is written (a running agent owns its state directory).
             for d in devs:
-                subprocess.run(_py("agent", "tamper", "--state-dir", str(d.state_dir), "--stage", args.stage), check=True, capture_output=True, timeout=60)
+                d.pending_tamper.append(args.stage)
         elif action == "set_config":
             if len(devs) == len(self.devices):
                 admin.set_items(dict(args))
@@ -460,7 +466,8 @@ class EmulatedBackend:
             self._events_seen = max(self._events_seen, int(ev.get("id", 0)))
             d = self.by_serial.get(ev.get("serial") or "")
             t = self.clock.from_epoch(float(ev["t"])) if ev.get("t") else self.now()
-            self.timeline.add(t, "controller", d.id if d else None, str(ev.get("kind", "event")), dict(ev.get("data") or {}))
+            data = {k: v for k, v in (ev.get("data") or {}).items() if k not in _RESERVED}
+            self.timeline.add(t, "controller", d.id if d else None, str(ev.get("kind", "event")), data)
             if d is not None:
                 dirty.add(d.id)
         rows = await asyncio.to_thread(self.admin.devices)
@@ -580,6 +587,14 @@ class EmulatedBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"node_events": self._agent_events, "agent_boots": sum(d.boots for d in self.devices.values())}
+
+
+def _infrastructure(exc: BaseException) -> BaseException:
+    """Anything that goes wrong in the harness's own machinery (an admin call refused, a tool
+    failing) is an infrastructure error, never a product failure."""
+    if isinstance(exc, (InfrastructureError, KeyboardInterrupt, asyncio.CancelledError)):
+        return exc
+    return InfrastructureError(f"{type(exc).__name__}: {exc}")
 
 
 def _host_port(url: str) -> tuple[str, int]:
