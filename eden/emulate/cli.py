@@ -50,6 +50,8 @@ def add_parser(sub: Any) -> None:
                    help="global configItem set on the controller before the run (needs --controller-dir), e.g. timer.config.interval=5")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="run time in seconds, ramp included (default 60)")
     p.add_argument("--ramp", type=float, default=10.0, metavar="S", help="devices start evenly spread over S seconds (default 10)")
+    p.add_argument("--warmup", type=float, default=0.0, metavar="S",
+                   help="the measurement window starts S seconds after the ramp (let onboarding traffic settle; default 0)")
     p.add_argument("--connections", type=int, default=100, metavar="N", help="keep-alive connection pool size (default 100)")
     p.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE, metavar="R",
                    help=f"exit 1 above this fraction of failed requests (default {DEFAULT_MAX_ERROR_RATE})")
@@ -126,8 +128,8 @@ class Target:
 def _check(args: argparse.Namespace) -> DeviceSpec:
     if args.count < 1:
         raise _bad("--count", "must be at least 1")
-    if not args.duration > 0 or args.ramp < 0 or args.connections < 1 or not 0 <= args.max_error_rate <= 1 or not args.boot_time > 0:
-        raise _bad("eden emulate", "need --duration > 0, --ramp >= 0, --connections >= 1, --boot-time > 0, 0 <= --max-error-rate <= 1")
+    if not args.duration > 0 or args.ramp < 0 or args.warmup < 0 or args.connections < 1 or not 0 <= args.max_error_rate <= 1 or not args.boot_time > 0:
+        raise _bad("eden emulate", "need --duration > 0, --ramp >= 0, --warmup >= 0, --connections >= 1, --boot-time > 0, 0 <= --max-error-rate <= 1")
     template = DeviceSpec.model_validate({"serial": "template", "profile": args.profile, "image": "base",
                                           "images": {"base": {"version": args.image_version}}, "boot_time": args.boot_time})
     template.node_params()  # unknown profile -> InvalidInput now
@@ -309,7 +311,7 @@ def _ms(v: float | None) -> str:
 def build_summary(args: argparse.Namespace, fleet: Fleet, recorder: Recorder, start: float, stopped: float,
                   startup: dict[str, Any], interrupted: list[str], items: dict[str, Any], *, rss: dict[str, float],
                   controller_stats: Any) -> dict[str, Any]:
-    steady = start + args.ramp
+    steady = start + args.ramp + args.warmup
     window_start = steady if steady < stopped else start
     endpoints = recorder.summary(window_start, stopped)
     total = recorder.total()
@@ -331,7 +333,7 @@ def build_summary(args: argparse.Namespace, fleet: Fleet, recorder: Recorder, st
     n = len(fleet.devices)
     return {
         "count": n, "controller": fleet.urls.default, "profile": args.profile, "image_version": args.image_version,
-        "config_items": items, "duration_s": round(stopped - start, 3), "ramp_s": args.ramp,
+        "config_items": items, "duration_s": round(stopped - start, 3), "ramp_s": args.ramp, "warmup_s": args.warmup,
         "window": {"start_s": round(window_start - start, 3), "end_s": round(stopped - start, 3),
                    "steady": steady < stopped},
         "completed": completed, "interrupted_by": interrupted[0] if interrupted else None,
