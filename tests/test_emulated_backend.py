@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,26 +76,62 @@ steps:
 """
 
 
+OUTAGE = """
+name: emulated-outage
+description: the controller process is killed for 15 s and started again on the same directory
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+  next: {version: 13.5.0, size: 20M}
+controller:
+  config_items:
+    timer.config.interval: 5
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, device_state: ONLINE, attestation: COMPLETE, within: 1m}
+  - controller_outage: {duration: 15s}
+  - baseos_update: {image: next, activate: false}
+expect:
+  - name: the restarted controller still knows the device and serves it the new config
+    baseos_status: DOWNLOAD_DONE
+    within: 2m
+"""
+
+
+MARK = f"eden-test-{os.getpid()}"
+"""Put in the environment of every run this module starts; children inherit it, so leaked
+processes are found by it even after they were re-parented (and other runs on the host are not)."""
+
+
 def _ours() -> set[int]:
-    """Processes started by eden runs (controllers and agents), by command line."""
+    """Live processes descended from this module's runs (controllers and agents)."""
     found = set()
+    needle = f"EDEN_TEST_MARK={MARK}".encode()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            env = (entry / "environ").read_bytes().split(b"\0")
             stat = (entry / "stat").read_text().split()
         except OSError:
             continue
-        if stat[2] == "Z":
-            continue
-        if b"eden-emulated-" in cmd:
+        if stat[2] != "Z" and needle in env:
             found.add(int(entry.name))
     return found
 
 
-def _temp_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("eden-emulated-*")}
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(_run_tmp(tmp_path))}
+
+
+def _run_tmp(tmp_path: Path) -> Path:
+    """The TMPDIR of a run: the backend's working directory goes there and must be gone after."""
+    path = tmp_path / "tmp"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def _run(tmp_path: Path, text: str, name: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -108,11 +143,12 @@ def _run(tmp_path: Path, text: str, name: str, *, timeout: float = 300) -> subpr
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env=_env(tmp_path),
     )
 
 
 def test_smoke_passes_with_real_processes_and_leaves_nothing(tmp_path: Path) -> None:
-    before_procs, before_dirs = _ours(), _temp_dirs()
+    before_procs = _ours()
     proc = _run(tmp_path, SMOKE, "smoke")
     assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
     out = tmp_path / "out"
@@ -132,18 +168,33 @@ def test_smoke_passes_with_real_processes_and_leaves_nothing(tmp_path: Path) -> 
     assert ctrl["config"]["requests"] >= 1 and ctrl["register"]["requests"] >= 1
     assert (out / "logs" / "controller.log").is_file() and (out / "logs" / "agent-dut-0.log").is_file()
     assert _ours() <= before_procs
-    assert _temp_dirs() <= before_dirs
+    assert not any(_run_tmp(tmp_path).iterdir())
 
 
 def test_failed_expectation_is_exit_1_and_leaves_nothing(tmp_path: Path) -> None:
-    before_procs, before_dirs = _ours(), _temp_dirs()
+    before_procs = _ours()
     proc = _run(tmp_path, FAILING, "fails")
     assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["verdict"] == "failed"
     assert [e["status"] for e in summary["expectations"] if e["name"] == "never happens"] == ["failed"]
     assert _ours() <= before_procs
-    assert _temp_dirs() <= before_dirs
+    assert not any(_run_tmp(tmp_path).iterdir())
+
+
+def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp_path: Path) -> None:
+    before_procs = _ours()
+    proc = _run(tmp_path, OUTAGE, "outage")
+    out = tmp_path / "out"
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr + (out / "logs" / "agent-dut-0.log").read_text()
+    # the device saw refused connections while the controller was down
+    fails = [e for e in events if e["what"] == "config_fail" and e["source"] == "device"]
+    assert fails, "no failed config poll during the outage"
+    assert ("harness", "controller_restored") in {(e["source"], e["what"]) for e in events}
+    # onboarded once: the restarted controller kept the registration (SQLite)
+    assert sum(1 for e in events if e["source"] == "controller" and e["what"] == "onboarded") == 1
+    assert _ours() <= before_procs
 
 
 def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
@@ -155,6 +206,7 @@ def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
+        env=_env(tmp_path),
     )
 
 
@@ -170,7 +222,7 @@ def _wait_for_agent(run: subprocess.Popen[str], before: set[int], timeout: float
 
 
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    before_procs, before_dirs = _ours(), _temp_dirs()
+    before_procs = _ours()
     run = _start_long(tmp_path)
     try:
         started = _wait_for_agent(run, before_procs)
@@ -183,11 +235,11 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
             run.kill()
     assert run.returncode != EXIT_OK
     assert _ours() <= before_procs
-    assert _temp_dirs() <= before_dirs
+    assert not any(_run_tmp(tmp_path).iterdir())
 
 
 def test_a_dead_controller_is_an_infrastructure_error(tmp_path: Path) -> None:
-    before_procs, before_dirs = _ours(), _temp_dirs()
+    before_procs = _ours()
     run = _start_long(tmp_path)
     try:
         mine = _wait_for_agent(run, before_procs)
@@ -203,4 +255,4 @@ def test_a_dead_controller_is_an_infrastructure_error(tmp_path: Path) -> None:
     assert summary["verdict"] == "error"
     assert "controller" in summary["error"]
     assert _ours() <= before_procs
-    assert _temp_dirs() <= before_dirs
+    assert not any(_run_tmp(tmp_path).iterdir())

@@ -103,6 +103,7 @@ class EmulatedBackend:
         self._bg: set[asyncio.Task[Any]] = set()
         self._last_stats: dict[str, Any] = {}
         self._controller_down = False
+        self._pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.series_step = 5.0
         self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
         self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
@@ -354,7 +355,7 @@ class EmulatedBackend:
 
         devs = [self.devices[d] for d in devices]
         serials = [d.serial for d in devs]
-        admin = self.admin
+        admin = _Deferred(self)
         self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
         if action == "power_on":
             spread = float(getattr(args, "spread", 0.0) or 0.0)
@@ -438,6 +439,9 @@ class EmulatedBackend:
             for d in self.devices.values():
                 for proxy in d.proxies.values():
                     await proxy.set_upstream(self.api_addr)
+            pending, self._pending_admin = self._pending_admin, []
+            for name, args, kwargs in pending:  # changes made while it was down, in order
+                await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
         self.record("controller_restored", {})
 
     # ---------------------------------------------------------------------------- observe --
@@ -587,6 +591,28 @@ class EmulatedBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"node_events": self._agent_events, "agent_boots": sum(d.boots for d in self.devices.values())}
+
+
+class _Deferred:
+    """The admin client as scenario actions use it: while the controller is down (an outage
+    step), changes are queued and applied in order once it is back, so the desired state a
+    scenario sets during an outage is what the restarted controller serves (as on the simulator,
+    where the model keeps accepting changes)."""
+
+    def __init__(self, backend: EmulatedBackend) -> None:
+        self._be = backend
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            be = self._be
+            if be._controller_down:
+                if name in ("device", "devices", "stats", "events"):
+                    raise InfrastructureError(f"admin read '{name}' while the controller is down")
+                be._pending_admin.append((name, args, kwargs))
+                return None
+            return getattr(be.admin, name)(*args, **kwargs)
+
+        return call
 
 
 def _infrastructure(exc: BaseException) -> BaseException:
