@@ -85,7 +85,11 @@ def _scenario_file(path: str) -> str:
 def _attachments(run_dir: Path) -> list[str]:
     if not run_dir.is_dir():
         return []
-    return sorted(p.name for p in run_dir.iterdir() if p.is_file() and p.name not in _RUN_FILES)
+    files = [p.name for p in run_dir.iterdir() if p.is_file() and p.name not in _RUN_FILES]
+    logs = run_dir / "logs"  # real backends: controller, agent and console logs
+    if logs.is_dir():
+        files += [f"logs/{p.name}" for p in logs.iterdir() if p.is_file()]
+    return sorted(files)
 
 
 def entry_result(ls: LoadedSuite, entry: MatrixEntry, outcome: dict[str, Any] | None, out_dir: Path) -> EntryResult:
