@@ -1,0 +1,15 @@
+"""Machine control for the QEMU backend (issue 5): host checks and the KVM probe, swtpm, the VM
+with QMP power control and events, the serial console with an expect engine, and SSH.
+
+The backend ties these together; see docs/qemu.md.
+"""
+
+from eden.qemu.console import Console, ConsoleMatch, ExpectTimeout
+from eden.qemu.hostcheck import HostTools, check_host, probe_accel
+from eden.qemu.machine import Disk, Machine, MachineConfig, MachineEvent
+from eden.qemu.swtpm import Swtpm
+
+__all__ = [
+    "Console", "ConsoleMatch", "Disk", "ExpectTimeout", "HostTools", "Machine", "MachineConfig", "MachineEvent",
+    "Swtpm", "check_host", "probe_accel",
+]
