@@ -234,7 +234,7 @@ class Machine:
                 assert self.tools.swtpm and self.tools.swtpm_setup
                 self._tpm = Swtpm(c.tpm_state or self.run_dir / "tpm", self.sock_dir / "swtpm.sock",
                                   swtpm=self.tools.swtpm, swtpm_setup=self.tools.swtpm_setup)
-                await self._tpm.start(self.group, deadline)
+                await self._tpm.start(self.group, deadline, env)
             argv = self.command(self.accel)
             (self.run_dir / "qemu.cmdline").write_text(" ".join(argv) + "\n")
             self._qemu = await self.group.start("qemu", argv, env=env)

@@ -7,7 +7,7 @@ the host's static busybox, the virtio-net modules in dependency order, and an ``
 ``EDEN-*`` markers on the serial console and obeys one-word commands typed into it.
 
 Markers: ``EDEN-BOOT uptime=S``, ``EDEN-TPM present|absent``, ``EDEN-LINK 0|1`` (carrier changes),
-``EDEN-READY``; commands: ``reboot``, ``poweroff``, ``panic``, anything else is echoed as ``EDEN-ECHO``.
+``EDEN-SSHD started`` (when built with a key), ``EDEN-READY``; commands: ``reboot``, ``poweroff``, ``panic``, anything else is echoed as ``EDEN-ECHO``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ if [ -e /sys/class/net/eth0 ]; then
   ip addr add 10.0.2.15/24 dev eth0
   ( last=x; while true; do c=$(cat /sys/class/net/eth0/carrier 2>/dev/null);
       if [ "$c" != "$last" ]; then echo "EDEN-LINK $c"; last=$c; fi; sleep 0.1; done ) &
+fi
+if [ -x /usr/sbin/dropbear ]; then
+  ip link set lo up
+  ip route add default via 10.0.2.2
+  /usr/sbin/dropbear -s -r /etc/dropbear/hostkey -p 22 -P /tmp/dropbear.pid && echo "EDEN-SSHD started"
 fi
 echo "EDEN-READY"
 while read -r cmd; do
@@ -141,6 +146,7 @@ class _Cpio:
     def __init__(self) -> None:
         self.out = bytearray()
         self.ino = 1
+        self.dirs: set[str] = set()
 
     def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
         fields = [self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
@@ -153,6 +159,14 @@ class _Cpio:
 
     def dir(self, name: str) -> None:
         self._entry(name, 0o040755)
+        self.dirs.add(name)
+
+    def parents(self, name: str) -> None:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self.dirs:
+                self.dir(d)
 
     def file(self, name: str, data: bytes, perm: int = 0o644) -> None:
         self._entry(name, 0o100000 | perm, data)
@@ -168,13 +182,47 @@ class _Cpio:
         return bytes(self.out)
 
 
-def build_initramfs(dest: Path, kernel_dir: Path, *, init: str = INIT, busybox: Path = Path("/bin/busybox")) -> Path:
-    """Write the test guest's initramfs to ``dest``."""
+def shared_libs(binary: Path) -> list[Path]:
+    """The shared libraries (and loader) a dynamically linked host binary needs, from ldd."""
+    out = _run(["ldd", str(binary)])
+    return [Path(p) for p in re.findall(r"(/\S+\.so[.\d]*)", out)]
+
+
+def add_sshd(cpio: "_Cpio", authorized_key: str, work: Path) -> None:
+    """The host's dropbear with its libraries, a host key and root's authorized_keys."""
+    dropbear = Path(shutil.which("dropbear", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/dropbear")
+    keygen = shutil.which("dropbearkey")
+    if not dropbear.is_file() or keygen is None:
+        raise InfrastructureError("dropbear not found (Debian package dropbear-bin)")
+    hostkey = work / "hostkey"
+    hostkey.unlink(missing_ok=True)
+    _run([keygen, "-t", "ed25519", "-f", str(hostkey)])
+    cpio.parents("usr/sbin/x")
+    cpio.file("usr/sbin/dropbear", dropbear.read_bytes(), 0o755)
+    for lib in shared_libs(dropbear):
+        name = str(lib).lstrip("/")
+        cpio.parents(name)
+        cpio.file(name, lib.resolve().read_bytes(), 0o755)
+    cpio.parents("etc/dropbear/x")
+    cpio.file("etc/dropbear/hostkey", hostkey.read_bytes(), 0o600)
+    cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    cpio.file("etc/group", b"root:x:0:\n")
+    cpio.file("etc/shells", b"/bin/sh\n")
+    cpio._entry("root", 0o040700)
+    cpio._entry("root/.ssh", 0o040700)
+    cpio.file("root/.ssh/authorized_keys", (authorized_key.strip() + "\n").encode(), 0o600)
+
+
+def build_initramfs(
+    dest: Path, kernel_dir: Path, *, init: str = INIT, busybox: Path = Path("/bin/busybox"),
+    authorized_key: str | None = None,
+) -> Path:
+    """Write the test guest's initramfs to ``dest``; with ``authorized_key``, also an sshd on port 22."""
     if not busybox.is_file():
         raise InfrastructureError(f"{busybox} not found (Debian package busybox-static)")
     order = load_order(kernel_dir / "modules", NET_MODULES)
     cpio = _Cpio()
-    for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"):
+    for d in ("bin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"):
         cpio.dir(d)
     cpio.chardev("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
@@ -183,5 +231,7 @@ def build_initramfs(dest: Path, kernel_dir: Path, *, init: str = INIT, busybox: 
         cpio.file(f"lib/modules/{name}.ko", (kernel_dir / "modules" / f"{name}.ko").read_bytes())
     cpio.file("modules.order", ("\n".join(order) + "\n").encode())
     cpio.file("init", init.encode(), 0o755)
+    if authorized_key is not None:
+        add_sshd(cpio, authorized_key, dest.parent)
     dest.write_bytes(cpio.finish())
     return dest

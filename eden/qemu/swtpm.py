@@ -35,14 +35,14 @@ class Swtpm:
     def initialised(self) -> bool:
         return (self.state_dir / STATE_FILE).is_file()
 
-    async def setup(self, group: ProcessGroup, deadline: Deadline) -> None:
+    async def setup(self, group: ProcessGroup, deadline: Deadline, env: dict[str, str] | None = None) -> None:
         """Create the TPM (EK and its certificate) unless the state dir already holds one."""
         if self.initialised:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         argv = [self.swtpm_setup, "--tpm2", "--tpmstate", str(self.state_dir), "--create-ek-cert",
                 "--overwrite"]
-        proc = await group.start("swtpm_setup", argv)
+        proc = await group.start("swtpm_setup", argv, env=env)
         try:
             rc = await proc.wait(max(0.01, deadline.remaining()))
         except asyncio.TimeoutError:
@@ -51,14 +51,14 @@ class Swtpm:
         if rc != 0 or not self.initialised:
             raise InfrastructureError(f"swtpm_setup failed (exit {rc})\n{group.log_tail('swtpm_setup')}")
 
-    async def start(self, group: ProcessGroup, deadline: Deadline) -> None:
+    async def start(self, group: ProcessGroup, deadline: Deadline, env: dict[str, str] | None = None) -> None:
         """Start swtpm and wait until its control socket accepts connections."""
-        await self.setup(group, deadline)
+        await self.setup(group, deadline, env)
         self.sock.parent.mkdir(parents=True, exist_ok=True)
         self.sock.unlink(missing_ok=True)
         argv = [self.swtpm, "socket", "--tpm2", "--tpmstate", f"dir={self.state_dir}",
                 "--ctrl", f"type=unixio,path={self.sock}", "--terminate"]
-        self.proc = await group.start("swtpm", argv)
+        self.proc = await group.start("swtpm", argv, env=env)
         while not self.sock.exists():
             if not self.proc.running:
                 raise InfrastructureError(f"swtpm exited at start\n{group.log_tail('swtpm')}")
