@@ -37,7 +37,8 @@ for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.1
 if [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
   ip addr add 10.0.2.15/24 dev eth0
-  ( last=x; while true; do c=$(cat /sys/class/net/eth0/carrier 2>/dev/null);
+  last=$(cat /sys/class/net/eth0/carrier 2>/dev/null); echo "EDEN-LINK $last"
+  ( while true; do c=$(cat /sys/class/net/eth0/carrier 2>/dev/null);
       if [ "$c" != "$last" ]; then echo "EDEN-LINK $c"; last=$c; fi; sleep 0.1; done ) &
 fi
 if [ -x /usr/sbin/dropbear ]; then
