@@ -69,6 +69,13 @@ def _marked_pids(mark: str) -> list[int]:
     return pids
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+
+
 def _tmp_entries() -> set[str]:
     return {n for n in os.listdir("/tmp") if n.startswith(("eden-vm-", "eden-kvmprobe-"))}
 
@@ -81,7 +88,8 @@ def no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     before = _tmp_entries()
     ports: dict[str, int] = {}
     yield ports
-    assert _marked_pids(mark) == [], "leaked qemu/swtpm processes"
+    leaked = {pid: _cmdline(pid) for pid in _marked_pids(mark)}
+    assert leaked == {}, "leaked qemu/swtpm processes"
     for name, port in ports.items():
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -195,6 +203,30 @@ def test_marker_that_never_comes_times_out_and_cleans_up(guest: Guest, tmp_path:
             assert vm.running  # a timeout is about the guest; the machine is fine
         finally:
             await vm.close()
+
+    asyncio.run(main())
+
+
+def test_cancelled_run_leaves_nothing(guest: Guest, tmp_path: Path, no_leaks: dict[str, int]) -> None:
+    """Ctrl-C (task cancellation) during power-on and during boot: everything is torn down."""
+
+    async def run(vm: Machine) -> None:
+        try:
+            await vm.power_on(Deadline(BOOT))
+            assert vm.console is not None
+            await vm.console.expect("EDEN-NEVER", Deadline(BOOT))
+        finally:
+            await vm.close()
+
+    async def main() -> None:
+        for delay in (0.05, 1.0):  # inside power_on (swtpm/QEMU starting), then while the guest boots
+            vm = Machine(guest.config(), tmp_path / f"run{delay}")
+            task = asyncio.get_running_loop().create_task(run(vm))
+            await asyncio.sleep(delay)  # the point in the run where the user hits Ctrl-C
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not vm.running
 
     asyncio.run(main())
 

@@ -9,6 +9,9 @@ lives outside the state directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 from eden.backends.procs import Managed, ProcessGroup
@@ -45,9 +48,16 @@ class Swtpm:
         proc = await group.start("swtpm_setup", argv, env=env)
         try:
             rc = await proc.wait(max(0.01, deadline.remaining()))
-        except asyncio.TimeoutError:
+        except BaseException as exc:
+            # swtpm_setup runs its own swtpm child: kill its whole process group (its own session)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.stop(grace=0.5)
-            raise InfrastructureError(f"swtpm_setup did not finish in time\n{group.log_tail('swtpm_setup')}") from None
+            if isinstance(exc, asyncio.TimeoutError):
+                raise InfrastructureError(
+                    f"swtpm_setup did not finish in time\n{group.log_tail('swtpm_setup')}"
+                ) from None
+            raise
         if rc != 0 or not self.initialised:
             raise InfrastructureError(f"swtpm_setup failed (exit {rc})\n{group.log_tail('swtpm_setup')}")
 
