@@ -61,6 +61,7 @@ def run_scenario(name: str, *, count: int, items: list[str], duration: float, ra
         with ServeProcess(root) as ctl:
             assert ctl.proc is not None
             ctl_cpu0 = cpu_seconds(ctl.proc.pid)
+            load0 = os.getloadavg()[0]
             started = time.monotonic()
             children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             emu = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -71,6 +72,7 @@ def run_scenario(name: str, *, count: int, items: list[str], duration: float, ra
                     emu.kill()
                     emu.wait()
             wall = time.monotonic() - started
+            load1 = os.getloadavg()[0]
             children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the emulator (waited for); the controller still runs
             emu_cpu = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
             ctl_cpu = cpu_seconds(ctl.proc.pid) - ctl_cpu0
@@ -80,7 +82,7 @@ def run_scenario(name: str, *, count: int, items: list[str], duration: float, ra
     s["bench"] = {"name": name, "command": "eden " + " ".join(cmd[3:]).replace(str(root), "DIR").replace(str(summary_file), "FILE"),
                   "exit": emu.returncode, "wall_s": round(wall, 1), "controller_cpu_s": round(ctl_cpu, 1),
                   "controller_cpu_share": round(ctl_cpu / wall, 2),
-                  "emulator_cpu_s": round(emu_cpu, 1), "emulator_cpu_share": round(emu_cpu / wall, 2), "emulator_stdout_tail": out.splitlines()[-12:]}
+                  "emulator_cpu_s": round(emu_cpu, 1), "loadavg_1min": [load0, load1], "emulator_cpu_share": round(emu_cpu / wall, 2), "emulator_stdout_tail": out.splitlines()[-12:]}
     return s
 
 
@@ -101,6 +103,11 @@ def report(s: dict[str, Any]) -> None:
     print(f"   emulator RSS peak {s['rss']['peak_mb']} MiB ({s['rss']['per_device_kb']} KiB/device); "
           f"CPU over {b['wall_s']} s wall: controller {b['controller_cpu_s']} s ({b['controller_cpu_share']:.0%} of a core), "
           f"emulator {b['emulator_cpu_s']} s ({b['emulator_cpu_share']:.0%})")
+    print(f"   1-min load average before/after: {b['loadavg_1min'][0]:.2f}/{b['loadavg_1min'][1]:.2f} "
+          f"(2 cores; above ~2 other processes compete with the two measured ones)")
+    g = s.get("gc") or {}
+    print(f"   emulator gc: {g.get('collections')} collections, {g.get('total_s')} s in total, longest {g.get('max_ms')} ms; "
+          f"event loop lag in the window p99 {s.get('loop_lag', {}).get('p99_ms')} ms, max {s.get('loop_lag', {}).get('max_ms')} ms")
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import resource
 import signal
@@ -189,6 +190,11 @@ async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[st
         await transport.close()
         raise
     rss_built, _ = rss_mb()
+    pauses = GcPauses()
+    gc.collect()
+    gc.freeze()  # the fleet lives for the whole run: keep it out of the cyclic collector's scans
+    gc.set_threshold(50_000, 20, 100)  # refcounting frees the per-request garbage; collect cycles rarely
+    lag = LoopLag()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -200,6 +206,8 @@ async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[st
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    refreeze = loop.call_later(args.ramp + args.boot_time + 5.0, gc.freeze)  # what onboarding built, likewise
+    lag_task = loop.create_task(lag.run())
     try:
         fleet.start(args.ramp)
         start = fleet.events.start
@@ -214,6 +222,9 @@ async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[st
         rss_run, rss_peak = rss_mb()
         await fleet.stop()
     finally:
+        refreeze.cancel()
+        lag_task.cancel()
+        pauses.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await transport.close()
@@ -226,14 +237,63 @@ async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[st
     summary = build_summary(args, fleet, recorder, start, stopped, startup, interrupted, items,
                             rss={"before_mb": rss_before, "built_mb": rss_built, "end_mb": rss_run, "peak_mb": rss_peak},
                             controller_stats=controller_stats)
+    summary["gc"] = pauses.summary()
+    summary["loop_lag"] = lag.summary(start + args.ramp + args.warmup)
     out = Console()
     print_summary(summary, out if out.is_terminal else Console(width=160))
     return summary
 
 
+class LoopLag:
+    """How late the event loop wakes a 50 ms sleep: when it is late, every device's requests are
+    (a busy or stalled emulator inflates the client-side latencies by as much)."""
+
+    PERIOD = 0.05
+
+    def __init__(self) -> None:
+        self.t: list[float] = []
+        self.late: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.PERIOD)
+            now = time.monotonic()
+            self.t.append(now)
+            self.late.append(now - before - self.PERIOD)
+
+    def summary(self, since: float) -> dict[str, Any]:
+        late = np.array([x for t, x in zip(self.t, self.late) if t >= since] or self.late or [0.0])
+        p50, p99 = np.percentile(late, [50, 99])
+        return {"p50_ms": round(float(p50) * 1e3, 2), "p99_ms": round(float(p99) * 1e3, 2), "max_ms": round(float(late.max()) * 1e3, 2)}
+
+
+class GcPauses:
+    """Time spent in Python's cyclic garbage collector during the run (it stops every device)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: list[float] = []
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self.started)
+
+    def close(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        return {"collections": len(self.pauses), "total_s": round(sum(self.pauses), 3),
+                "max_ms": round(max(self.pauses, default=0.0) * 1e3, 2)}
+
+
 def _preregister(admin: Any, serials: list[str], ref: dict[str, Any]) -> None:
     for i in range(0, len(serials), PREREGISTER_CHUNK):
-        admin.preregister_many([{"serial": s, "firmware": ref["firmware"], "images": ref["images"], "learn": True}
+        admin.preregister_many([{"serial": s, "firmware": ref["firmware"], "images": ref["images"], "learn": True, "config": {}}
                                 for s in serials[i:i + PREREGISTER_CHUNK]])
 
 
@@ -378,5 +438,11 @@ def print_summary(s: dict[str, Any], console: Console) -> None:
                   + (f", pre-registration {st['preregister_s']} s" if "preregister_s" in st else ""), markup=False)
     console.print(f"memory: RSS {rss['end_mb']} MiB at the end, peak {rss['peak_mb']} MiB, "
                   f"{rss['per_device_kb']} KiB per device above the {rss['before_mb']} MiB baseline", markup=False)
+    if "gc" in s:
+        g = s["gc"]
+        console.print(f"gc: {g['collections']} collections, {g['total_s']} s, longest {g['max_ms']} ms", markup=False)
+    if "loop_lag" in s:
+        g = s["loop_lag"]
+        console.print(f"event loop lag in the window: p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms, max {g['max_ms']} ms", markup=False)
     console.print(f"result: {s['result']} (exit {s['exit_code']})", markup=False)
     sys.stdout.flush()
