@@ -258,6 +258,30 @@ def test_guest_poweroff_is_not_a_failure_and_parallel_runs_do_not_collide(
     asyncio.run(main())
 
 
+def test_ovmf_boot_and_power_cut_keep_tpm_and_nvram(guest: Guest, tmp_path: Path, no_leaks: dict[str, int]) -> None:
+    """UEFI firmware (OVMF) boots the guest; a power cut and power-on boots it again with the same TPM."""
+
+    async def main() -> None:
+        async with Machine(guest.config(ovmf=True), tmp_path / "run") as vm:
+            await vm.power_on(Deadline(BOOT))
+            assert vm.console is not None
+            await vm.console.expect("EDEN-TPM present", Deadline(60))
+            setup_log = tmp_path / "run" / "logs" / "swtpm_setup.log"
+            assert setup_log.exists()
+            setup_log.unlink()  # recreated if swtpm_setup ran again
+            await vm.pull_plug()
+            assert not vm.running
+            await vm.power_on(Deadline(BOOT))
+            await vm.console.expect("EDEN-TPM present", Deadline(60))
+            assert vm.boots == 2
+            # the same TPM chip: its state dir was kept, swtpm_setup did not run again
+            assert not setup_log.exists()
+        cmdline = (tmp_path / "run" / "qemu.cmdline").read_text()
+        assert "if=pflash" in cmdline and str(tmp_path / "run" / "OVMF_VARS.fd") in cmdline
+
+    asyncio.run(main())
+
+
 def test_kvm_probe_decides_once_per_process(guest: Guest, monkeypatch: pytest.MonkeyPatch, no_leaks: dict[str, int]) -> None:
     monkeypatch.delenv(hostcheck.ACCEL_ENV, raising=False)
     hostcheck.forget_probe()
