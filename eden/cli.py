@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     from eden.emulate.cli import add_parser as add_emulate_parser
 
     add_emulate_parser(sub)
+
+    from eden.image.cli import add_parser as add_image_parser
+
+    add_image_parser(sub)
     return p
 
 
@@ -107,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eden.emulate.cli import run as run_emulate
 
             return run_emulate(args)
+        if args.command == "image":
+            from eden.image.cli import run as run_image
+
+            return run_image(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID
