@@ -143,6 +143,17 @@ def test_boot_tpm_events_reset_link_reboot_ssh_quit(guest: Guest, tmp_path: Path
             await vm.console.expect("EDEN-BOOT", Deadline(BOOT))
             assert any(e.name == "RESET" and e.data.get("guest") is True for e in events[n:])
 
+            # a kernel panic: pvpanic reports it, the guest's own panic=-1 reboots it
+            await vm.console.expect("EDEN-READY", Deadline(BOOT))
+            n = len(events)
+            await vm.console.write("panic\n")
+            await vm.console.expect("EDEN-BOOT", Deadline(BOOT))
+            assert "GUEST_PANICKED" in [e.name for e in events[n:]]
+
+            # a command QEMU refuses is an error, but the machine is still fine
+            with pytest.raises(InfrastructureError, match="refused"):
+                await vm.set_link(False, Deadline(5), nic="no-such-nic")
+
             # pause / continue
             await vm.pause(Deadline(5))
             await vm.cont(Deadline(5))
@@ -156,7 +167,7 @@ def test_boot_tpm_events_reset_link_reboot_ssh_quit(guest: Guest, tmp_path: Path
     assert names[-1] == "QEMU_EXITED" and events[-1].data["expected"] is True
     assert "EDEN-READY" in lines
     raw = (tmp_path / "run" / "console.raw").read_bytes()
-    assert raw.count(b"EDEN-BOOT") == 3
+    assert raw.count(b"EDEN-BOOT") == 4
     assert not list((tmp_path / "run" / "s").glob("*.sock"))
 
 

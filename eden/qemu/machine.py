@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError, QMPClient
 
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline
@@ -79,7 +79,10 @@ class MachineConfig:
     mac: str = "52:54:00:12:34:56"
     hostfwd: dict[str, int] = field(default_factory=lambda: {"ssh": 22})  # name -> guest TCP port
     pvpanic: bool = True  # guest kernel panics become GUEST_PANICKED events
-    watchdog: str | None = None  # e.g. "i6300esb"; expiry gives a WATCHDOG event and a reset
+    #: what QEMU does on a guest panic; "none" leaves it to the guest (its panic= reboot), like hardware
+    on_panic: Literal["none", "pause", "shutdown", "exit-failure"] = "none"
+    watchdog: str | None = None  # e.g. "i6300esb"; expiry gives a WATCHDOG event
+    on_watchdog: Literal["reset", "shutdown", "poweroff", "pause", "inject-nmi", "none"] = "reset"
     probe_kernel: Path | None = None  # kernel for the KVM probe when not booting one directly
     qemu: str = "qemu-system-x86_64"
     extra_args: list[str] = field(default_factory=list)
@@ -204,8 +207,9 @@ class Machine:
             argv += self._tpm.qemu_args()
         if c.pvpanic:
             argv += ["-device", "pvpanic"]
+        argv += ["-action", f"panic={c.on_panic}"]
         if c.watchdog:
-            argv += ["-device", c.watchdog, "-watchdog-action", "reset"]
+            argv += ["-device", c.watchdog, "-action", f"watchdog={c.on_watchdog}"]
         return argv + list(c.extra_args)
 
     # --- power ---------------------------------------------------------------------------------
@@ -214,6 +218,7 @@ class Machine:
         """Start swtpm and QEMU, connect QMP and the console, read the forwarded ports, run the guest."""
         if self.running:
             raise InfrastructureError(f"{self.config.name}: already powered on")
+        await self._teardown()  # leftovers of a QEMU that died on its own
         c = self.config
         self.tools = check_host(qemu=c.qemu, tpm=c.tpm, ovmf=c.ovmf, kernel=c.kernel, initrd=c.initrd)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -317,6 +322,8 @@ class Machine:
             return await asyncio.wait_for(self._qmp.execute(cmd, args), max(0.01, deadline.remaining()))
         except asyncio.TimeoutError:
             self._fail(f"QEMU did not answer QMP {cmd!r} in time (hung?)")
+        except ExecuteError as exc:  # QEMU answered with an error: the command was wrong, QEMU is fine
+            raise InfrastructureError(f"{self.config.name}: QMP {cmd!r} refused: {exc}") from exc
         except Exception as exc:
             if self._failure is not None:
                 raise self._failure from exc

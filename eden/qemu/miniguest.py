@@ -23,7 +23,10 @@ from eden.errors import InfrastructureError
 
 META_PACKAGE = "linux-image-cloud-amd64"
 CACHE_ENV = "EDEN_CACHE_DIR"
-NET_MODULES = ("virtio_pci", "virtio_net")  # plus what they depend on
+#: Loaded at boot, with what they depend on: the NIC, and pvpanic (GUEST_PANICKED events).
+GUEST_MODULES = ("virtio_pci", "virtio_net", "pvpanic_mmio")
+#: Bump when the cached kernel directory's contents change.
+CACHE_LAYOUT = "2"
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -86,7 +89,7 @@ def cloud_kernel_package() -> str:
 def fetch_cloud_kernel(cache: Path | None = None) -> Path:
     """Directory with ``vmlinuz`` and ``modules/`` of Debian's cloud kernel, downloaded once."""
     package = cloud_kernel_package()
-    target = (cache or cache_dir()) / "kernel" / package
+    target = (cache or cache_dir()) / "kernel" / f"{package}.{CACHE_LAYOUT}"
     if (target / "vmlinuz").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +104,9 @@ def fetch_cloud_kernel(cache: Path | None = None) -> Path:
         shutil.copyfile(next((work / "x" / "boot").glob("vmlinuz-*")), staged / "vmlinuz")
         moddir = next((work / "x" / "lib" / "modules").iterdir())
         for ko in moddir.rglob("*.ko"):
-            if ko.parent.name in ("virtio", "net") or ko.parent.parent.name == "net" or "virtio" in ko.name:
-                shutil.copyfile(ko, staged / "modules" / ko.name)
+            wanted = ko.parent.name in ("virtio", "net", "pvpanic") or ko.parent.parent.name == "net"
+            if wanted or "virtio" in ko.name:  # module names use "_" where file names may use "-"
+                shutil.copyfile(ko, staged / "modules" / ko.name.replace("-", "_"))
         try:
             staged.rename(target)
         except OSError:  # another process won the race: theirs is as good
@@ -221,7 +225,7 @@ def build_initramfs(
     """Write the test guest's initramfs to ``dest``; with ``authorized_key``, also an sshd on port 22."""
     if not busybox.is_file():
         raise InfrastructureError(f"{busybox} not found (Debian package busybox-static)")
-    order = load_order(kernel_dir / "modules", NET_MODULES)
+    order = load_order(kernel_dir / "modules", GUEST_MODULES)
     cpio = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "etc", "lib", "lib/modules"):
         cpio.dir(d)
