@@ -190,10 +190,10 @@ async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[st
         await transport.close()
         raise
     rss_built, _ = rss_mb()
-    pauses = GcPauses()
     gc.collect()
     gc.freeze()  # the fleet lives for the whole run: keep it out of the cyclic collector's scans
     gc.set_threshold(50_000, 20, 100)  # refcounting frees the per-request garbage; collect cycles rarely
+    pauses = GcPauses()
     lag = LoopLag()
 
     stop = asyncio.Event()
