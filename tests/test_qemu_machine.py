@@ -203,6 +203,16 @@ def test_hung_qemu_is_an_infrastructure_error(guest: Guest, tmp_path: Path, no_l
     asyncio.run(main())
 
 
+def test_qemu_that_refuses_to_start_says_why(guest: Guest, tmp_path: Path, no_leaks: dict[str, int]) -> None:
+    async def main() -> None:
+        async with Machine(guest.config(extra_args=["-device", "no-such-device"]), tmp_path / "run") as vm:
+            with pytest.raises(InfrastructureError, match="exited at start(.|\n)*no-such-device"):
+                await vm.power_on(Deadline(BOOT))
+            assert not vm.running
+
+    asyncio.run(main())
+
+
 def test_marker_that_never_comes_times_out_and_cleans_up(guest: Guest, tmp_path: Path, no_leaks: dict[str, int]) -> None:
     async def main() -> None:
         vm = Machine(guest.config(), tmp_path / "run")

@@ -397,6 +397,7 @@ class Machine:
         self._emit(MachineEvent("QEMU_EXITED", {"rc": rc, "expected": expected}, time.monotonic()))
 
     async def _teardown(self) -> None:
+        self._stopping = True  # whatever we kill from here on is not a surprise
         if self._qemu is not None:
             self._qemu.kill()  # quit was asked already, or this is a power cut
             await self._qemu.stop(grace=2.0)
