@@ -200,7 +200,8 @@ def _customise_rootfs(root: Path, inputs: Inputs, version: str) -> None:
     _install(SCRIPTS / "image-agent-start", root / "usr/local/sbin/eden-agent-start")
     (etc / "authorized_keys").write_text(inputs.authorized_keys)
     (etc / "spec.json.in").write_text(json.dumps({
-        "serial": "@SERIAL@", "profile": "qemu-x86_64", "image": "ref",
+        # boot_time 1: the VM really booted already; the node model must not add a modelled boot.
+        "serial": "@SERIAL@", "profile": "qemu-x86_64", "image": "ref", "boot_time": 1.0,
         "images": {"ref": {"version": version}}}, indent=1) + "\n")
     (etc / "image-version").write_text(version + "\n")
     for link in ("sbin/init", "sbin/reboot", "sbin/poweroff", "sbin/halt"):

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 from eden.errors import InfrastructureError, InvalidInput
 
-CONFIG_FILES = ("server", "root-certificate.pem", "onboard.cert.pem", "onboard.key.pem", "authorized_keys",
+CONFIG_FILES = ("server", "root-certificate.pem", "v2tlsbaseroot-certificates.pem", "onboard.cert.pem", "onboard.key.pem",
+                "authorized_keys",
                 "spec.json", "hostname")
 
 
