@@ -77,7 +77,7 @@ def _cmdline(pid: int) -> str:
 
 
 def _tmp_entries() -> set[str]:
-    return {n for n in os.listdir("/tmp") if n.startswith(("eden-vm-", "eden-kvmprobe-"))}
+    return {n for n in os.listdir("/tmp") if n.startswith(("eden-vm-", "eden-kvmprobe-", ".swtpm_setup", "swtpm_setup"))}
 
 
 @pytest.fixture

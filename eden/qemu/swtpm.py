@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -45,6 +46,15 @@ class Swtpm:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         argv = [self.swtpm_setup, "--tpm2", "--tpmstate", str(self.state_dir), "--create-ek-cert",
                 "--overwrite"]
+        # swtpm_setup keeps a pid file in $TMPDIR: keep it in the run so a killed setup leaks nothing
+        tmp = self.state_dir.parent / ".swtpm_setup.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._run_setup(group, argv, {**(env or {}), "TMPDIR": str(tmp)}, deadline)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _run_setup(self, group: ProcessGroup, argv: list[str], env: dict[str, str], deadline: Deadline) -> None:
         proc = await group.start("swtpm_setup", argv, env=env)
         try:
             rc = await proc.wait(max(0.01, deadline.remaining()))
