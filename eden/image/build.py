@@ -9,6 +9,7 @@ disk. Output goes to ``<cache>/<key>/`` where ``key`` hashes every input (:func:
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import importlib.metadata as md
@@ -290,9 +291,17 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+KEEP = 3  # complete images kept in the cache (newest first); older ones are removed after a build
+
+
 def build(cache: Path, force: bool = False, authorized_keys: Path | None = None,
           log: Callable[[str], None] = lambda s: None) -> Path:
-    """Build (or reuse) the image; returns its directory (holding ``image.json``)."""
+    """Build (or reuse) the image; returns its directory (holding ``image.json``).
+
+    Builds in one cache are serialised with a lock file (parallel test runs wait for the first
+    build and then reuse it); leftovers of killed builds and all but the newest :data:`KEEP`
+    images are removed while the lock is held.
+    """
     if authorized_keys is not None and not authorized_keys.is_file():
         raise InvalidInput.at("--authorized-keys", 0, 0, f"{authorized_keys}: no such file")
     preflight()
@@ -303,6 +312,26 @@ def build(cache: Path, force: bool = False, authorized_keys: Path | None = None,
         log(f"cached: {final}")
         return final
     cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting for another build in this cache")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "image.json").is_file() and not force:
+            log(f"cached: {final}")
+            return final
+        for stale in [*cache.glob(".*.build-*"), *cache.glob(".base-*.tmp*")]:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        out = _build(cache, inputs, key, force, log)
+        for old in cached_images(cache)[KEEP:]:
+            if Path(str(old["dir"])) != out:
+                shutil.rmtree(str(old["dir"]), ignore_errors=True)
+        return out
+
+
+def _build(cache: Path, inputs: Inputs, key: str, force: bool, log: Callable[[str], None]) -> Path:
+    final = cache / key
     work = cache / f".{key}.build-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
