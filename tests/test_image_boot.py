@@ -2,10 +2,13 @@
 
 One image build (or the cached one), three power-ons of one disk:
 1. factory state: the boot stage picks A, measures it into PCR 13 (the value the image build
-   predicts), the rootfs starts networking, dropbear (key from the CONFIG partition) and the agent;
-2. B holds a tampered copy and is marked ``updating``: the boot stage picks B on its own, spends its
-   one try (B becomes ``inprogress`` on disk) and PCR 13 differs;
-3. no commit happened, so the next power-on falls back to A, with the clean PCR 13 again.
+   predicts), mounts it through dm-verity, the rootfs starts networking, dropbear (key from the
+   CONFIG partition) and the agent;
+2. B holds a tampered image (one block changed, verity tree rebuilt by the attacker) and is marked
+   ``updating``: the boot stage picks B on its own, spends its one try (B becomes ``inprogress`` on
+   disk) and PCR 13 differs;
+3. no commit happened, so the next power-on falls back to A, with the clean PCR 13 again; a block
+   of A changed behind the hash tree's back cannot be read (dm-verity EIO).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 from eden.image import bootstate as bs
 from eden.image.build import build, default_cache
 from eden.image.layout import Image, qemu_args, write_config
+from eden.image.verity import BLOCK, make_slot, read_descriptor
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 
@@ -165,22 +169,36 @@ def test_real_ab_boot_measured_boot_and_fallback(image: Image, disk: Path, tmp_p
         order = [next(i for i, n in enumerate(names) if (n + " ").startswith(m) or n.startswith(m.split()[0]))
                  for m in MARKERS]
         assert order == sorted(order), names
-        guest = _ssh(port, key, "cat /run/eden/boot.env; hostname; tpm2_pcrread sha256:13; mount")
+        guest = _ssh(port, key, "cat /run/eden/boot.env; hostname; tpm2_pcrread sha256:13; mount; dmsetup table")
     print(f"\npower-on to agent-start: {started['at']} s wall (guest uptime {started['uptime']} s)")
     assert (slot["slot"], slot["priority"], slot["tries"], slot["successful"]) == ("A", "2", "0", "1")
     assert measured["rootfs"] == image.info["rootfs_sha256"]
     assert measured["sha256"] == image.info["expected_pcr13"]  # fresh TPM: extend(0...0, rootfs)
     assert "EDEN_SLOT=A" in guest and "eden-test" in guest
     assert "0x" + image.info["expected_pcr13"].upper() in guest  # the rootfs reads the same real PCR
-    assert re.search(r"/dev/nvme0n1p2 on / type ext4 \(ro", guest), guest
+    assert re.search(r"/dev/mapper/eden-root on / type ext4 \(ro", guest), guest
+    assert f"verity 1 259:2 259:2 4096 4096 {image.info['verity']['data_blocks']}" in guest, guest
+    assert image.info["verity"]["root"] in guest
     assert re.search(r"/dev/nvme0n1p5 on /persist type ext4 \(rw", guest), guest
     assert _bootstate(image, disk) == bs.FACTORY  # active A has no tries to spend
 
-    # 2. B: a tampered copy of the root file system, marked updating (its one try).
-    b_off = image.partition("IMGB")[0]
+    # 2. B: a tampered image: one block of the filesystem changed and the verity tree rebuilt.
+    a_off, _ = image.partition("IMGA")
+    b_off, _ = image.partition("IMGB")
+    fs_bytes = int(image.info["rootfs_bytes"])
+    fs = tmp_path / "tampered.ext4"
+    with open(disk, "rb") as src, open(fs, "wb") as dst:
+        src.seek(a_off)
+        dst.write(src.read(fs_bytes))
+    with open(fs, "r+b") as f:
+        f.seek(fs_bytes - BLOCK)  # the last block: free space, so the filesystem still works
+        f.write(b"tampered".ljust(BLOCK, b"!"))
+    desc = make_slot(fs, tmp_path / "tampered.slot", image.info["verity"]["salt"])
+    assert desc.root != image.info["verity"]["root"]
     with open(disk, "r+b") as f:
-        f.seek(b_off + int(image.info["rootfs_bytes"]) - 4096)
-        f.write(b"tampered".ljust(4096, b"!"))
+        f.seek(b_off)
+        f.write((tmp_path / "tampered.slot").read_bytes())
+    assert read_descriptor(disk, b_off) == desc
     bs.write(disk, bs.set_updating(bs.FACTORY, "B"), offset=image.partition("BOOTSTATE")[0])
     with Boot(image, disk, tmp_path) as boot:
         slot = boot.wait_for("slot=")
@@ -191,11 +209,22 @@ def test_real_ab_boot_measured_boot_and_fallback(image: Image, disk: Path, tmp_p
     assert tampered["sha256"] != measured["sha256"]
     assert _bootstate(image, disk) == bs.BootState(bs.ACTIVE, bs.INPROGRESS)  # written by the boot stage
 
-    # 3. Nobody committed B: the next power-on falls back to A, clean measurement again.
-    with Boot(image, disk, tmp_path) as boot:
+    # 3. Nobody committed B: the next power-on falls back to A, clean measurement again. A block of
+    #    A changed without rebuilding the tree leaves PCR 13 alone but cannot be read.
+    with open(disk, "r+b") as f:
+        f.seek(a_off + fs_bytes - BLOCK)
+        f.write(b"behind verity's back".ljust(BLOCK, b"?"))
+    port = _free_port()
+    with Boot(image, disk, tmp_path, ssh_port=port) as boot:
         slot = boot.wait_for("slot=")
         again = boot.wait_for("measured pcr=13")
-        boot.wait_for("switch_root")
+        boot.wait_for("sshd")
+        last = fs_bytes // BLOCK - 1
+        probe = _ssh(port, key, f"dd if=/dev/mapper/eden-root of=/dev/null bs=4096 skip={last} count=1 2>&1; echo rc=$?;"
+                                f" dd if=/dev/mapper/eden-root of=/dev/null bs=4096 skip={last - 1} count=1 2>&1; echo rc=$?")
     assert slot["slot"] == "A"
     assert again["sha256"] == measured["sha256"]
     assert _bootstate(image, disk) == bs.BootState(bs.ACTIVE, bs.INPROGRESS)
+    first, second = probe.split("rc=")[1:3]
+    assert "error" in probe.lower() and not first.startswith("0"), probe  # the changed block: EIO
+    assert second.startswith("0"), probe  # its untouched neighbour reads fine

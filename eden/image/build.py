@@ -29,13 +29,15 @@ from eden.errors import InfrastructureError, InvalidInput
 from eden.image import bootstate
 from eden.image.disk import MIB, Partition, write_cpio, write_gpt_disk
 from eden.image.kmod import load_order
+from eden.image.verity import make_slot
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 SUITE = "bookworm"
-PACKAGES = ("python3", "busybox-static", "dropbear-bin", "tpm2-tools")
+PACKAGES = ("python3", "busybox-static", "dropbear-bin", "tpm2-tools", "dmsetup")
 KERNEL_META = "linux-image-cloud-amd64"
 NIC_MODULES = ("virtio_net", "virtio_pci")
+VERITY_MODULES = ("dm_mod", "dm_verity")
 GUEST_SCRIPTS = ("image-init", "image-bootstate.sh", "image-rc", "image-udhcpc", "image-agent-start", "image-inittab")
 PROJECT_DIRS = ("eden", "simulator", "hw_profiles")
 # What `eden agent` imports at run time (resolved to whole distributions of the host venv).
@@ -46,8 +48,8 @@ CONFIG_SIZE = 16 * MIB
 PERSIST_SIZE = 512 * MIB
 BOOTSTATE_SIZE = 1 * MIB
 SLOT_MIN = 768 * MIB
-FORMAT_VERSION = 1  # bump when the build logic changes in a way the hashed files do not show
-TOOLS = ("debootstrap", "mke2fs", "apt-get", "apt-cache", "dpkg-deb", "chroot")
+FORMAT_VERSION = 2  # bump when the build logic changes in a way the hashed files do not show
+TOOLS = ("debootstrap", "mke2fs", "veritysetup", "apt-get", "apt-cache", "dpkg-deb", "chroot")
 
 
 def default_cache() -> Path:
@@ -158,10 +160,11 @@ def preflight() -> None:
 def _ext4(src: Path, out: Path, label: str, size: int | None = None, journal: bool = True) -> int:
     """``mke2fs -d``: an ext4 image of ``src``; size defaults to the content plus headroom (MiB aligned)."""
     if size is None:
-        used = int(_run(["du", "-sb", str(src)]).stdout.split()[0])
-        size = ((used * 21 // 20 + 16 * MIB) // MIB) * MIB
+        # Allocated bytes (4 KiB granularity on the host, like the 4 KiB blocks here) + metadata room.
+        used = int(_run(["du", "-s", "--block-size=1", str(src)]).stdout.split()[0])
+        size = ((used * 27 // 25 + 24 * MIB) // MIB) * MIB
     out.unlink(missing_ok=True)
-    argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label, "-d", str(src), "-E", "root_owner=0:0",
+    argv = ["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", label, "-d", str(src), "-E", "root_owner=0:0",
             "-U", str(uuid.uuid5(uuid.NAMESPACE_URL, "eden:" + label)), "-m", "0"]
     if not journal:
         argv += ["-O", "^has_journal"]
@@ -238,9 +241,9 @@ def _initramfs(root: Path, kernel_dir: Path, kver: str, work: Path, out: Path) -
     _install(root / "bin/busybox", ird / "bin/busybox")
     _install(SCRIPTS / "image-init", ird / "init")
     _install(SCRIPTS / "image-bootstate.sh", ird / "lib/eden/bootstate.sh", 0o644)
-    # tpm2-tools with the shared libraries it links, plus the TCTI it dlopens.
+    # tpm2-tools and dmsetup with the shared libraries they link, plus the TCTI tpm2 dlopens.
     paths: set[str] = set()
-    for binary in ("/usr/bin/tpm2",):
+    for binary in ("/usr/bin/tpm2", "/usr/sbin/dmsetup"):
         paths |= set(re.findall(r"(/\S+\.so[.\d]*)", _run(["chroot", str(root), "ldd", binary]).stdout))
     paths |= {str(p.relative_to(root).as_posix()).join(["/", ""])
               for p in (root / "usr/lib/x86_64-linux-gnu").glob("libtss2-tcti-device.so*")}
@@ -248,10 +251,11 @@ def _initramfs(root: Path, kernel_dir: Path, kver: str, work: Path, out: Path) -
         src = root / p.lstrip("/")
         _install(src.resolve(), ird / p.lstrip("/"), 0o755)
     _install(root / "usr/bin/tpm2", ird / "bin/tpm2")
+    _install(root / "usr/sbin/dmsetup", ird / "bin/dmsetup")
     for tool in ("tpm2_pcrextend", "tpm2_pcrread"):
         (ird / "bin" / tool).symlink_to("tpm2")
     mods = kernel_dir / "lib/modules" / kver
-    order = load_order(mods, list(NIC_MODULES))
+    order = load_order(mods, list(VERITY_MODULES + NIC_MODULES))
     lines = []
     for ko in order:
         rel = ko.relative_to(mods)
@@ -281,14 +285,6 @@ def _base_rootfs(cache: Path, mirror: str, root: Path, force: bool) -> None:
     tmp = tar.with_suffix(f".tmp{os.getpid()}")
     _run(["tar", "-C", str(root), "--exclude=./var/cache/apt/archives/*.deb", "-cpf", str(tmp), "."])
     tmp.rename(tar)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * MIB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 KEEP = 3  # complete images kept in the cache (newest first); older ones are removed after a build
@@ -362,7 +358,11 @@ def _build(cache: Path, inputs: Inputs, key: str, force: bool, log: Callable[[st
         _initramfs(root, kdir, kver, work, out / "initrd.img")
         step("initramfs")
         rootfs_img = work / "rootfs.ext4"
-        rootfs_size = _ext4(root, rootfs_img, "ROOTFS", journal=False)
+        fs_size = _ext4(root, rootfs_img, "ROOTFS", journal=False)
+        slot_img = work / "rootfs.slot"
+        desc = make_slot(rootfs_img, slot_img, hashlib.sha256(f"eden-verity:{key}".encode()).hexdigest())
+        rootfs_img.unlink()
+        rootfs_size = slot_img.stat().st_size
         # Room for a bigger image written by an update; the disk is sparse, so it costs nothing.
         slot_size = max(SLOT_MIN, ((rootfs_size + 128 * MIB) // MIB) * MIB)
         cfg_dir = work / "config"
@@ -375,12 +375,11 @@ def _build(cache: Path, inputs: Inputs, key: str, force: bool, log: Callable[[st
         empty.mkdir()
         _ext4(empty, persist_img, "P3", PERSIST_SIZE)
         bootstate.write(bs_img, bootstate.FACTORY)
-        rootfs_sha = _sha256_file(rootfs_img)
         step("filesystems")
         placed = write_gpt_disk(out / "disk.img", [
             Partition("BOOTSTATE", BOOTSTATE_SIZE, bs_img),
-            Partition("IMGA", slot_size, rootfs_img),
-            Partition("IMGB", slot_size, rootfs_img),
+            Partition("IMGA", slot_size, slot_img),
+            Partition("IMGB", slot_size, slot_img),
             Partition("CONFIG", CONFIG_SIZE, config_img),
             Partition("P3", PERSIST_SIZE, persist_img),
         ], uuid.uuid5(uuid.NAMESPACE_URL, "eden-image:" + key))
@@ -393,8 +392,11 @@ def _build(cache: Path, inputs: Inputs, key: str, force: bool, log: Callable[[st
             "files": {"kernel": "vmlinuz", "initrd": "initrd.img", "disk": "disk.img"},
             "cmdline": CMDLINE,
             "partitions": [{"name": p.name, "number": p.number, "offset": p.offset, "size": p.size} for p in placed],
-            "rootfs_bytes": rootfs_size, "rootfs_sha256": rootfs_sha,
-            "expected_pcr13": hashlib.sha256(bytes(32) + bytes.fromhex(rootfs_sha)).hexdigest(),
+            "rootfs_bytes": fs_size, "slot_bytes": rootfs_size,
+            "verity": {"root": desc.root, "salt": desc.salt, "data_blocks": desc.data_blocks,
+                       "hash_start": desc.hash_start},
+            "rootfs_sha256": desc.sha256,  # the measurement: sha256 of the verity descriptor block
+            "expected_pcr13": hashlib.sha256(bytes(32) + bytes.fromhex(desc.sha256)).hexdigest(),
         }
         (out / "image.json").write_text(json.dumps(info, indent=1) + "\n")
         if final.exists():
