@@ -103,6 +103,16 @@ class Boot:
         text = self.log.read_bytes().decode("latin-1") if self.log.exists() else ""
         return [(m[1], m[2].strip()) for m in _MARK.finditer(text)]
 
+    def wait_text(self, text: str, timeout: float = 120) -> float:
+        """Wait until ``text`` is on the console; seconds since QEMU started."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in (self.log.read_bytes() if self.log.exists() else b""):
+            qemu = self.procs[-1]
+            assert qemu.poll() is None, f"QEMU exited {qemu.returncode}: {(self.work / 'qemu.err').read_text()}"
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout} s:\n{self.log.read_bytes()[-3000:]!r}"
+            time.sleep(0.1)
+        return time.monotonic() - self.t0
+
     def wait_for(self, marker: str, timeout: float = 120) -> dict[str, str]:
         """Wait until a marker starting with ``marker``; return it parsed as key=value (plus 'at' seconds)."""
         deadline = time.monotonic() + timeout
@@ -228,3 +238,26 @@ def test_real_ab_boot_measured_boot_and_fallback(image: Image, disk: Path, tmp_p
     first, second = probe.split("rc=")[1:3]
     assert "error" in probe.lower() and not first.startswith("0"), probe  # the changed block: EIO
     assert second.startswith("0"), probe  # its untouched neighbour reads fine
+
+
+def test_the_agent_in_the_image_onboards_to_a_real_controller(image: Image, disk: Path, tmp_path: Path) -> None:
+    """CONFIG partition from ``eden controller device-config``; the guest reaches the host as 10.0.2.2."""
+    import sys
+
+    from eden.controller.testing import ServeProcess
+
+    ctl, cfg = tmp_path / "ctl", tmp_path / "cfg"
+    eden = [sys.executable, "-m", "eden.cli", "controller"]
+    subprocess.run(eden + ["init", str(ctl), "--server", "10.0.2.2:8443"], check=True, capture_output=True)
+    with ServeProcess(ctl) as serve:
+        subprocess.run(eden + ["device-config", "--dir", str(ctl), "--serial", "eden-test-1", "--out", str(cfg)],
+                       check=True, capture_output=True)
+        (cfg / "server").write_text(f"10.0.2.2:{serve.info['api_port']}\n")
+        write_config(image, disk, {p.name: p.read_bytes() for p in cfg.iterdir()})
+        with Boot(image, disk, tmp_path) as boot:
+            started = boot.wait_text("EDEN-BOOT: agent-start", timeout=60)
+            onboarded = boot.wait_text('"what":"onboarded"', timeout=90)
+        devices = subprocess.run(eden + ["devices", "--dir", str(ctl)], check=True, capture_output=True, text=True).stdout
+    print(f"\npower-on to agent-start {started:.1f} s, to onboarded {onboarded:.1f} s (TCG)")
+    assert "eden-test-1" in devices
+    assert '"device":"eden-test-1"' in boot.log.read_text(errors="replace")  # serial from SMBIOS
