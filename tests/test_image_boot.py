@@ -179,12 +179,14 @@ def test_real_ab_boot_measured_boot_and_fallback(image: Image, disk: Path, tmp_p
         order = [next(i for i, n in enumerate(names) if (n + " ").startswith(m) or n.startswith(m.split()[0]))
                  for m in MARKERS]
         assert order == sorted(order), names
-        guest = _ssh(port, key, "cat /run/eden/boot.env; hostname; tpm2_pcrread sha256:13; mount; dmsetup table")
+        guest = _ssh(port, key, "cat /run/eden/boot.env; hostname; tpm2_pcrread sha256:13; mount; dmsetup table;"
+                                " PYTHONPATH=/opt/eden:/opt/eden/site-packages python3 -m eden.image.guest show")
     print(f"\npower-on to agent-start: {started['at']} s wall (guest uptime {started['uptime']} s)")
     assert (slot["slot"], slot["priority"], slot["tries"], slot["successful"]) == ("A", "2", "0", "1")
     assert measured["rootfs"] == image.info["rootfs_sha256"]
     assert measured["sha256"] == image.info["expected_pcr13"]  # fresh TPM: extend(0...0, rootfs)
     assert "EDEN_SLOT=A" in guest and "eden-test" in guest
+    assert '{"booted": "A", "state": {"A": {"attr": "0x102"' in guest, guest  # the agent-side library in the guest
     assert "0x" + image.info["expected_pcr13"].upper() in guest  # the rootfs reads the same real PCR
     assert re.search(r"/dev/mapper/eden-root on / type ext4 \(ro", guest), guest
     assert f"verity 1 259:2 259:2 4096 4096 {image.info['verity']['data_blocks']}" in guest, guest
