@@ -13,7 +13,6 @@ One image build (or the cached one), three power-ons of one disk:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
