@@ -1,0 +1,571 @@
+"""The shared machinery of the real-time backends (``emulated``, ``qemu``).
+
+Both run a real ``eden controller serve`` process (:mod:`eden.backends.procs`), pre-register the
+scenario's devices through its admin API, drive the step runner with asyncio
+(:mod:`eden.backends.realtime`), build the device views from what the controller sees (the decoded
+ZInfoMsg) and merge the controller's event stream into the timeline. What differs is the device:
+an agent process behind loopback relays (``emulated``) or a QEMU VM booting the reference image
+(``qemu``). A subclass provides :meth:`LiveBackend._prepare_devices`, the device-side actions
+(:meth:`LiveBackend._apply_device`) and :meth:`LiveBackend._stop_devices`.
+
+Everything started is stopped on success, failure, timeout and Ctrl-C, the run's working directory
+is removed, and ``logs/`` is copied into the run's output directory first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from eden.backends.base import RunGen
+from eden.backends.procs import Managed, ProcessGroup
+from eden.backends.realtime import Deadline, Driver, RunClock
+from eden.errors import InfrastructureError
+from eden.scenario.load import DeviceSpec, LoadedScenario
+from eden.timeline import Timeline
+from simulator.eve.node import ImageInfo
+
+_RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
+JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
+POLL = 0.5  # seconds between reads of the controller's device views
+START_TIMEOUT = 60.0
+MAX_REAL_TIME = 6 * 3600.0
+CONTROLLER_ACTIONS = frozenset({"reboot", "baseos_update", "retry_update", "force_fallback", "controller_outage",
+                                "controller_restore", "request_attestation", "set_config", "deploy_app",
+                                "remove_app", "maintenance_mode"})
+
+
+def _py(*args: str) -> list[str]:
+    return [sys.executable, "-m", "eden", *args]
+
+
+class LiveDevice:
+    """What the shared code knows of a device; subclasses add their hardware."""
+
+    def __init__(self, spec: DeviceSpec, serial: str, home: Path) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.serial = serial
+        self.home = home
+        self.powered = False
+        self.bricked = False
+        self.boots = 0
+
+
+class LiveBackend:
+    name = "live"
+    capabilities: frozenset[str] = frozenset()
+    max_devices: int | None = None
+    work_prefix = "eden-live-"
+    controller_listen = "127.0.0.1:0"
+
+    def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None, out_dir: Path | None = None) -> None:
+        self.loaded = loaded
+        self.seed = seed
+        self.timeline = timeline if timeline is not None else Timeline()
+        self.out_dir = out_dir
+        self.clock = RunClock()
+        self.ids = [d.id for d in loaded.devices]
+        self.index = {d: i for i, d in enumerate(self.ids)}
+        self.work: Path | None = None
+        self.procs: ProcessGroup | None = None
+        self.controller: Managed | None = None
+        self.ctrl_dir: Path | None = None
+        self.api_addr: tuple[str, int] = ("127.0.0.1", 0)
+        self.admin: Any = None
+        self.devices: dict[str, Any] = {}
+        self.by_serial: dict[str, Any] = {}
+        self._info: dict[str, dict[str, Any]] = {}
+        self._ctrl_view: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+        self._journal_seq: list[int] = []
+        self._journal_dev: list[str] = []
+        self._events_seen = 0
+        self._device_events = 0
+        self._failure: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._last_stats: dict[str, Any] = {}
+        self._controller_down = False
+        self._pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.series_step = 5.0
+        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
+        self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
+
+    # ------------------------------------------------------------------------- subclass hooks --
+    async def _setup(self) -> None:
+        """Before the controller starts (host checks, images): nothing by default."""
+
+    async def _init_controller(self, ctrl_dir: Path) -> None:
+        from eden.controller.setup import init
+
+        await asyncio.to_thread(init, ctrl_dir)
+
+    async def _prepare_devices(self) -> None:
+        raise NotImplementedError
+
+    async def _stop_devices(self) -> None:
+        """Stop every device (end of run); the controller is still up."""
+
+    async def _close_devices(self) -> None:
+        """Release what the devices hold once the controller's stats have been read."""
+
+    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
+        raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
+
+    def _on_controller_down(self) -> None:
+        """The controller process was stopped by an outage step."""
+
+    async def _on_controller_up(self) -> None:
+        """The controller is back (new process, maybe a new port)."""
+
+    # ------------------------------------------------------------------------------ clock --
+    def now(self) -> float:
+        return self.clock.now()
+
+    # -------------------------------------------------------------------------------- run --
+    def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix=self.work_prefix))
+        try:
+            asyncio.run(self._run(main, duration, progress))
+        finally:
+            self._keep_logs()
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.timeline.events.sort(key=lambda e: e.t)
+
+    async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        assert self.work is not None
+        self.procs = ProcessGroup(self.work / "logs")
+        driver = Driver()
+        try:
+            await self._setup()
+            await self._start_controller(first=True)
+            await self._prepare_devices()
+            self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+            self._background(self._poll_loop())
+            if progress is not None:
+                self._background(self._progress(progress))
+            task = driver.spawn(main, "scenario")
+            limit = duration if duration is not None else MAX_REAL_TIME
+            deadline = Deadline(limit)
+            while not task.done():
+                if self._failure is not None:
+                    raise InfrastructureError(self._failure)
+                if driver.failure is not None:
+                    raise _infrastructure(driver.failure)
+                if deadline.expired:
+                    if duration is None:
+                        raise InfrastructureError(f"the run did not finish within {limit / 3600:.0f} h of real time")
+                    break
+                await asyncio.wait({task}, timeout=min(0.2, deadline.remaining() + 0.01))
+            if task.done() and task.exception() is not None:
+                raise _infrastructure(task.exception())  # type: ignore[arg-type]
+            if self._failure is not None:
+                raise InfrastructureError(self._failure)
+            await self._refresh()
+            self._sample()
+        finally:
+            await driver.cancel_all()
+            await self._shutdown()
+
+    def _background(self, coro: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._bg):
+            task.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._stop_devices()
+        if self.admin is not None and not self._controller_down:
+            with contextlib.suppress(Exception):
+                self._last_stats = await asyncio.to_thread(self.admin.stats)
+        with contextlib.suppress(Exception):
+            await self._close_devices()
+        if self.procs is not None:
+            await self.procs.close()
+
+    def _keep_logs(self) -> None:
+        if self.out_dir is None or self.work is None:
+            return
+        logs = self.work / "logs"
+        if logs.is_dir():
+            dest = self.out_dir / "logs"
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in logs.iterdir():
+                if f.is_file():
+                    with contextlib.suppress(OSError):
+                        shutil.copy2(f, dest / f.name)
+
+    # ------------------------------------------------------------------------- controller --
+    async def _start_controller(self, *, first: bool) -> None:
+        from eden.controller.client import AdminClient
+
+        assert self.work is not None and self.procs is not None
+        self.ctrl_dir = self.work / "controller"
+        if first:
+            await self._init_controller(self.ctrl_dir)
+        serve_json = self.ctrl_dir / "serve.json"
+        serve_json.unlink(missing_ok=True)
+        self.controller = await self.procs.start(
+            "controller",
+            _py("controller", "serve", str(self.ctrl_dir), "--listen", self.controller_listen, "--admin-listen", "127.0.0.1:0"),
+        )
+        deadline = Deadline(START_TIMEOUT)
+        while not serve_json.exists():
+            if not self.controller.running:
+                raise InfrastructureError(f"the controller exited at start (rc={self.controller.proc.returncode}): {self.procs.log_tail('controller')}")
+            if deadline.expired:
+                raise InfrastructureError("the controller did not start within 60 s")
+            await asyncio.sleep(0.05)
+        info = json.loads(serve_json.read_text())
+        self.api_addr = _host_port(info["api_url"])
+        self.admin = AdminClient.for_dir(self.ctrl_dir)
+        self._controller_down = False
+        self._background(self._watch_controller(self.controller))
+
+    async def _watch_controller(self, proc: Managed) -> None:
+        rc = await proc.proc.wait()
+        if self.controller is proc and not self._controller_down:
+            self._failure = f"the controller died (rc={rc}): {self.procs.log_tail('controller') if self.procs else ''}"
+
+    async def _preregister(self, serial: str, ref: Mapping[str, Any]) -> None:
+        """Tell the controller what a device's clean boots measure (as the simulator's controller
+        knows them): its firmware reference and the released (approved) builds."""
+        sc = self.loaded.scenario
+        ref_images = {
+            name: {"version": img.version, "measurement": ImageInfo(name, img.version, "good", img.size).rootfs_measurement}
+            for name, img in sc.images.items()
+            if img.behaviour != "changes-pcrs"
+        }
+        await asyncio.to_thread(self.admin.preregister, serial, firmware=ref["firmware"], images=ref_images, config={})
+
+    def _agent_spec(self, dev: DeviceSpec, serial: str, variants: Any, seed: int, boot_time: float) -> Any:
+        """The device-agent spec (docs/agent.md) for one scenario device: the same image draws as the simulator."""
+        from eden.agent.spec import DeviceSpec as AgentSpec
+        from eden.agent.spec import ImageEntry
+        from eden.device_params import images_for
+
+        sc = self.loaded.scenario
+        infos, _changed = images_for(sc.images, dev.profile_name, variants)
+        return AgentSpec(
+            serial=serial,
+            device_id=dev.id,
+            profile=dev.profile_name,
+            profile_overrides=dict(sc.fleet[dev.entry].overrides),
+            image=dev.image,
+            images={name: ImageEntry(version=i.version, behaviour=i.behaviour, size=i.size) for name, i in infos.items()},
+            seed=seed,
+            boot_time=boot_time,
+        )
+
+    def _device_seeds(self) -> list[int]:
+        seeds = np.random.SeedSequence(self.seed).spawn(len(self.loaded.devices))
+        return [int(s.generate_state(1)[0]) for s in seeds]
+
+    # --------------------------------------------------------------------- device events --
+    def _device_line(self, d: LiveDevice, line: str, source: str = "device") -> bool:
+        """One of the agent's JSON event lines (docs/agent.md) into the timeline; False if the
+        line is not one (it is then the caller's to record)."""
+        try:
+            ev = json.loads(line)
+            what = str(ev["what"])
+            t = self.clock.from_epoch(float(ev["t"]))
+            data = ev.get("data") or {}
+            if not isinstance(data, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return False
+        self._device_events += 1
+        self.timeline.add(t, source, d.id, what, {k: v for k, v in data.items() if k not in _RESERVED})
+        if what == "bricked":
+            d.bricked = True
+        if what in JOURNALED:
+            self._touch(d.id)
+        return True
+
+    # ---------------------------------------------------------------------------- actions --
+    def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
+        self.timeline.add(self.now(), "harness", device, what, data)
+
+    def _later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
+        async def go() -> None:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await coro_fn()
+
+        self._background(go())
+
+    def _spread(self, args: Any, n: int) -> list[float]:
+        spread = float(getattr(args, "spread", 0.0) or 0.0)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
+        delays = rng.uniform(0.0, spread, n) if spread > 0 else np.zeros(n)
+        return [float(x) for x in delays.tolist()]
+
+    def apply(self, action: str, devices: list[str], args: Any) -> None:
+        from eden.backends.sim import _args_dict
+
+        devs = [self.devices[d] for d in devices]
+        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
+        if action in CONTROLLER_ACTIONS:
+            self._apply_controller(action, devs, args)
+        else:
+            self._apply_device(action, devs, args)
+
+    def _apply_controller(self, action: str, devs: list[Any], args: Any) -> None:
+        serials = [d.serial for d in devs]
+        admin = _Deferred(self)
+        if action == "reboot":
+            for s in serials:
+                admin.reboot(s)
+        elif action == "baseos_update":
+            version = self.loaded.scenario.images[args.image].version
+            for s in serials:
+                admin.set_baseos(s, args.image, version, bool(args.activate))
+        elif action == "retry_update":
+            for s in serials:
+                admin.retry_update(s)
+        elif action == "force_fallback":
+            for s in serials:
+                current = int(admin.device(s).get("items", {}).get("force.fallback.counter", 0))
+                admin.set_items({"force.fallback.counter": current + 1}, serial=s)
+        elif action == "controller_outage":
+            self._controller_outage()
+        elif action == "controller_restore":
+            self._background(self._controller_restore())
+        elif action == "request_attestation":
+            for s in serials:
+                admin.revoke_token(s)
+        elif action == "set_config":
+            if len(devs) == len(self.devices):
+                admin.set_items(dict(args))
+            else:
+                for s in serials:
+                    admin.set_items(dict(args), serial=s)
+        elif action == "deploy_app":
+            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
+            for s in serials:
+                admin.set_app(s, args.name, spec)
+        elif action == "remove_app":
+            for s in serials:
+                admin.set_app(s, args.name, None)
+        elif action == "maintenance_mode":
+            for s in serials:
+                admin.set_maintenance(s, bool(args.enable))
+        else:
+            raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
+
+    def _controller_outage(self) -> None:
+        """Stop the controller process; devices cannot reach it until it is back."""
+        self._controller_down = True
+        if self.controller is not None:
+            self.controller.kill()
+        self._on_controller_down()
+
+    async def _controller_restore(self) -> None:
+        if self.controller is not None and self._controller_down:
+            await self.controller.wait(10)
+            await self._start_controller(first=False)
+            await self._on_controller_up()
+            pending, self._pending_admin = self._pending_admin, []
+            for name, args, kwargs in pending:  # changes made while it was down, in order
+                await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
+        self.record("controller_restored", {})
+
+    # ---------------------------------------------------------------------------- observe --
+    async def _poll_loop(self) -> None:
+        next_sample = 0.0
+        while True:
+            if not self._controller_down:
+                try:
+                    await self._refresh()
+                except Exception as exc:  # noqa: BLE001 - a controller that stops answering is an infrastructure fault
+                    if not self._controller_down and self.controller is not None and self.controller.running:
+                        self._failure = f"the controller's admin API failed: {exc}"
+            if self.now() >= next_sample:
+                self._sample()
+                next_sample = self.now() + self.series_step
+            await asyncio.sleep(POLL)
+
+    async def _refresh(self) -> None:
+        """Read the controller: its event stream into the timeline, then the views of the devices
+        it has news about (every device's list row carries ``last_seen``)."""
+        if self.admin is None or self._controller_down:
+            return
+        events = await asyncio.to_thread(self.admin.events, self._events_seen)
+        dirty: set[str] = set()
+        for ev in events:
+            self._events_seen = max(self._events_seen, int(ev.get("id", 0)))
+            d = self.by_serial.get(ev.get("serial") or "")
+            t = self.clock.from_epoch(float(ev["t"])) if ev.get("t") else self.now()
+            data = {k: v for k, v in (ev.get("data") or {}).items() if k not in _RESERVED}
+            self.timeline.add(t, "controller", d.id if d else None, str(ev.get("kind", "event")), data)
+            if d is not None:
+                dirty.add(d.id)
+        rows = await asyncio.to_thread(self.admin.devices)
+        for row in rows:
+            d = self.by_serial.get(row.get("serial", ""))
+            if d is None:
+                continue
+            old = self._ctrl_view.get(d.id, {})
+            self._ctrl_view[d.id] = {**old, **row}
+            if row.get("onboarded") != old.get("onboarded"):
+                dirty.add(d.id)
+        for dev_id in sorted(dirty):
+            full = await asyncio.to_thread(self.admin.device, self.devices[dev_id].serial)
+            info = full.get("info") or {}
+            self._ctrl_view[dev_id] = {**self._ctrl_view.get(dev_id, {}), **{k: v for k, v in full.items() if k != "info"}}
+            if info != self._info.get(dev_id):
+                self._info[dev_id] = info
+                self._touch(dev_id)
+
+    def _touch(self, device: str) -> None:
+        self._seq += 1
+        self._journal_seq.append(self._seq)
+        self._journal_dev.append(device)
+
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        if since < 0:
+            return self._seq, None
+        import bisect
+
+        lo = bisect.bisect_right(self._journal_seq, since)
+        return self._seq, list(dict.fromkeys(self._journal_dev[lo:]))
+
+    def views(self) -> Mapping[str, Mapping[str, Any]]:
+        return {d: self.view(d) for d in self.ids}
+
+    def view(self, device: str) -> dict[str, Any]:
+        d = self.devices.get(device)
+        info = dict(self._info.get(device) or {})
+        row = self._ctrl_view.get(device, {})
+        for key in ("at", "boot_time"):
+            if isinstance(info.get(key), (int, float)):
+                info[key] = self.clock.from_epoch(float(info[key]))
+        last_seen_epoch = row.get("last_seen")
+        last_seen = self.clock.from_epoch(float(last_seen_epoch)) if last_seen_epoch else -math.inf
+        return {
+            **info,
+            "id": device,
+            "reported": bool(info),
+            "onboarded": bool(row.get("onboarded")),
+            "connected": self.now() - last_seen <= self.dormant,
+            "last_seen": last_seen,
+            "bricked": bool(d and d.bricked),
+            "powered": bool(d and d.powered),
+        }
+
+    def controller_stats(self) -> dict[str, Any]:
+        """The controller's per-endpoint request counts and latency percentiles, in the shape the
+        simulator reports (seconds; ``rejected_503`` = requests answered 503)."""
+        if self.admin is not None and not self._controller_down and self.controller is not None and self.controller.running:
+            with contextlib.suppress(Exception):
+                self._last_stats = self.admin.stats()
+        out: dict[str, Any] = {}
+        total = 0
+        for name, st in sorted(self._last_stats.items()):
+            if not isinstance(st, dict):
+                continue
+            status = st.get("status") or {}
+            n = int(st.get("requests", 0))
+            total += n
+            out[name] = {
+                "requests": n,
+                "rejected_503": int(status.get("503", 0)),
+                "p50": float(st.get("p50_ms") or 0.0) / 1000.0,
+                "p95": float(st.get("p95_ms") or 0.0) / 1000.0,
+                "p99": float(st.get("p99_ms") or 0.0) / 1000.0,
+            }
+        out["all"] = {"requests": total, "rejected_503": sum(v["rejected_503"] for v in out.values())}
+        return out
+
+    def _sample(self) -> None:
+        views = self.views()
+        s = self._series
+        s["t"].append(round(self.now(), 3))
+        s["connected"].append(sum(1 for v in views.values() if v["connected"]))
+        s["powered"].append(sum(1 for v in views.values() if v["powered"]))
+        n = len(s["t"])
+        states: dict[str, int] = {}
+        versions: dict[str, int] = {}
+        for v in views.values():
+            st = v.get("state", "UNREPORTED") if v["reported"] else "UNREPORTED"
+            states[st] = states.get(st, 0) + 1
+            sw = v.get("sw") or []
+            if sw and sw[0].get("version"):
+                versions[sw[0]["version"]] = versions.get(sw[0]["version"], 0) + 1
+        for counts, store in ((states, s["by_state"]), (versions, s["by_version"])):
+            for key in sorted(set(counts) | set(store)):
+                column = store.setdefault(key, [0] * (n - 1))
+                column.append(counts.get(key, 0))
+
+    def series(self) -> dict[str, Any]:
+        rollbacks = [round(e.t, 3) for e in self.timeline.events if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED")]
+        s = self._series
+        return {
+            "step": self.series_step,
+            "t": s["t"],
+            "connected": s["connected"],
+            "powered": s["powered"],
+            "by_state": {k: v for k, v in sorted(s["by_state"].items()) if any(v)},
+            "by_version": {k: v for k, v in sorted(s["by_version"].items()) if any(v)},
+            "rollbacks": sorted(rollbacks),
+        }
+
+    async def _progress(self, report: Callable[[float], None]) -> None:
+        while True:
+            report(self.now())
+            await asyncio.sleep(5.0)
+
+    def stats(self) -> dict[str, Any]:
+        return {"node_events": self._device_events, "agent_boots": sum(d.boots for d in self.devices.values())}
+
+
+class _Deferred:
+    """The admin client as scenario actions use it: while the controller is down (an outage
+    step), changes are queued and applied in order once it is back, so the desired state a
+    scenario sets during an outage is what the restarted controller serves (as on the simulator,
+    where the model keeps accepting changes)."""
+
+    def __init__(self, backend: LiveBackend) -> None:
+        self._be = backend
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            be = self._be
+            if be._controller_down:
+                if name in ("device", "devices", "stats", "events"):
+                    raise InfrastructureError(f"admin read '{name}' while the controller is down")
+                be._pending_admin.append((name, args, kwargs))
+                return None
+            return getattr(be.admin, name)(*args, **kwargs)
+
+        return call
+
+
+def _infrastructure(exc: BaseException) -> BaseException:
+    """Anything that goes wrong in the harness's own machinery (an admin call refused, a tool
+    failing) is an infrastructure error, never a product failure."""
+    if isinstance(exc, (InfrastructureError, KeyboardInterrupt, asyncio.CancelledError)):
+        return exc
+    return InfrastructureError(f"{type(exc).__name__}: {exc}")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", int(parts.port or 443)
