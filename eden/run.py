@@ -61,6 +61,10 @@ def make_backend(name: str, loaded: LoadedScenario, seed: int, timeline: Timelin
         from eden.backends.emulated import EmulatedBackend
 
         return EmulatedBackend(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
+    if name == "qemu":
+        from eden.backends.qemu import QemuBackend
+
+        return QemuBackend(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
     raise InfrastructureError(f"backend '{name}' is not available")
 
 
@@ -130,6 +134,8 @@ def execute(
         "command": " ".join(sys.argv),
         "pid": os.getpid(),
     }
+    if "timings" in stats:  # real backends: measured wall times (not in summary.json, which is deterministic)
+        run_info["device_timings"] = stats["timings"]
     write_json(out_dir / "run.json", run_info)
     return RunResult(sc.name, str(loaded.path), verdict, out_dir, summary, wall, error)
 

@@ -1,0 +1,287 @@
+"""Backend ``qemu`` (first cut): one QEMU VM per device booting the reference image, with swtpm.
+
+What is real here: the controller process (as on ``emulated``), a VM per device (QEMU, TCG unless
+KVM works) booting the reference image (docs/reference-image.md: measured A/B boot into swtpm,
+dm-verity root, the device agent started by the image's init), its serial console, user
+networking (the guest reaches the host's controller as ``10.0.2.2``), power (QEMU process) and the
+NIC's link (QMP ``set_link``).
+
+Per device, in the run's working directory: a sparse copy of the cached image's ``disk.img`` (the
+cache is never written), its CONFIG partition filled with ``eden controller device-config`` output,
+the agent spec and an SSH key, and the VM's run directory (TPM state survives power cycles). The
+console (``console-<id>.log`` / ``.raw``), QEMU's and swtpm's logs are copied into ``logs/``.
+
+Timeline sources: ``console`` (the image's ``EDEN-BOOT:`` markers), ``device`` (the agent's JSON
+event lines on the console), ``qmp`` (QMP events: RESET, SHUTDOWN, ...), ``controller``,
+``harness``. Measured wall times (power-on to agent-start, to onboarded) are in ``stats()``.
+
+A QEMU that dies on its own or a console that goes away is an :class:`InfrastructureError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from eden.backends.base import BACKENDS
+from eden.backends.live import LiveBackend, LiveDevice
+from eden.backends.realtime import Deadline
+from eden.errors import InfrastructureError
+from eden.scenario.load import DeviceSpec
+
+GUEST_HOST = "10.0.2.2"  # the host as QEMU user networking shows it to the guest
+GUEST_BOOT_SECONDS = 0.5
+"""The agent's own boot delay inside the VM: the VM really booted already."""
+POWER_ON_TIMEOUT = 60.0
+MEMORY_MB = 512
+_MARK = re.compile(r"EDEN-BOOT: (\S+)(.*)")
+
+
+class _Vm(LiveDevice):
+    def __init__(self, spec: DeviceSpec, serial: str, home: Path) -> None:
+        super().__init__(spec, serial, home)
+        self.disk = home / "disk.img"
+        self.machine: Any = None
+        self.powered_at: float | None = None  # run time of the last power-on
+        self.timings: dict[str, list[float]] = {"power_on_to_agent_start": [], "power_on_to_onboarded": []}
+        self.onboarded_seen = False
+        self.consoles = 0
+
+
+class QemuBackend(LiveBackend):
+    name = "qemu"
+    capabilities = BACKENDS["qemu"]["capabilities"]
+    max_devices: int | None = BACKENDS["qemu"]["max_devices"]
+    work_prefix = "eden-qemu-"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.image: Any = None
+        self.accel = "tcg"
+        self.image_seconds = 0.0
+
+    # -------------------------------------------------------------------------------- setup --
+    async def _setup(self) -> None:
+        """Host tools, then the image (built once, cached by its inputs), then the accelerator."""
+        from eden.image.build import build, default_cache
+        from eden.image.layout import Image
+        from eden.qemu.hostcheck import check_host, probe_accel
+
+        tools = check_host(tpm=True)
+        missing = [t for t in ("mke2fs", "ssh-keygen", "cp") if shutil.which(t) is None]
+        if missing:
+            raise InfrastructureError(f"the host is missing what the QEMU backend needs: {', '.join(missing)}"
+                                      " (run scripts/install-system-deps as root)")
+        t0 = time.monotonic()
+        image_dir = await asyncio.to_thread(build, default_cache())
+        self.image = Image.load(image_dir)
+        self.image_seconds = time.monotonic() - t0
+        self.accel = await probe_accel(self.image.kernel, tools.qemu, Deadline(30.0))
+        self.timeline.add(0.0, "harness", None, "image_ready",
+                          {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel})
+
+    async def _init_controller(self, ctrl_dir: Path) -> None:
+        from eden.controller.setup import init
+
+        # The certificate names the address the guests use; the port is set after serve starts.
+        await asyncio.to_thread(init, ctrl_dir, server=f"{GUEST_HOST}:8443")
+
+    async def _prepare_devices(self) -> None:
+        from eden.controller.layout import Layout
+        from eden.controller.setup import device_config
+        from eden.image.layout import write_config
+        from eden.targets import stream
+
+        assert self.work is not None and self.ctrl_dir is not None and self.image is not None
+        # A restarted controller must come back where the guests' CONFIG points.
+        self.controller_listen = f"127.0.0.1:{self.api_addr[1]}"
+        sc = self.loaded.scenario
+        if sc.controller.config_items:
+            await asyncio.to_thread(self.admin.set_items, dict(sc.controller.config_items))
+        variants = stream(self.seed, "image-variants")  # the same draws as the simulator makes
+        seeds = self._device_seeds()
+        layout = Layout(self.ctrl_dir)
+        for n, dev in enumerate(self.loaded.devices):
+            serial = f"{dev.profile_name}-{dev.id}"
+            home = self.work / "devices" / dev.id
+            home.mkdir(parents=True)
+            d = _Vm(dev, serial, home)
+            spec = self._agent_spec(dev, serial, variants, seeds[n], GUEST_BOOT_SECONDS)
+            await self._preregister(serial, spec.attestation_reference(self.loaded.profiles))
+            cfg = home / "config"
+            device_config(layout, serial, cfg)
+            (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")
+            (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
+            (cfg / "hostname").write_text(f"{dev.id}\n")
+            key = home / "id_ed25519"
+            await _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh-keygen")
+            (cfg / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
+            await _run(["cp", "--sparse=always", str(self.image.disk), str(d.disk)], "copying the image's disk")
+            files = {p.name: p.read_bytes() for p in cfg.iterdir()}
+            await asyncio.to_thread(write_config, self.image, d.disk, files)
+            d.machine = self._machine(d)
+            self.devices[dev.id] = d
+            self.by_serial[serial] = d
+
+    def _machine(self, d: _Vm) -> Any:
+        from eden.qemu.machine import Disk, Machine, MachineConfig
+
+        extra = ["-smbios", f"type=1,serial={d.serial}"]
+        if self.accel == "tcg":
+            extra = ["-cpu", "Nehalem", *extra]  # numpy in the guest needs x86-64-v2 (docs/reference-image.md)
+        cfg = MachineConfig(
+            name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
+            disks=[Disk(d.disk, "raw", "nvme")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
+            tpm_state=d.home / "tpm", extra_args=extra,
+        )
+        return Machine(cfg, d.home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
+                       on_console_line=lambda line, d=d: self._console_line(d, line))
+
+    # ------------------------------------------------------------------------------ power --
+    async def _power_on(self, d: _Vm) -> None:
+        if d.powered:
+            return
+        try:
+            await d.machine.power_on(Deadline(POWER_ON_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - QEMU or swtpm failing to start is the harness's problem
+            self._failure = f"{d.id}: power-on failed: {exc}"
+            return
+        d.powered = True
+        d.powered_at = self.now()
+        d.boots += 1
+        self._touch(d.id)
+        self.timeline.add(self.now(), "device", d.id, "power_on", {"accel": self.accel, "pid": d.machine.pid})
+
+    async def _power_off(self, d: _Vm) -> None:
+        """A power cut (SIGKILL QEMU); the disk and the TPM state stay."""
+        if not d.powered:
+            return
+        d.powered = False
+        await d.machine.pull_plug()
+        self.timeline.add(self.now(), "device", d.id, "power_off", {})
+        self._touch(d.id)
+
+    async def _power_cycle(self, d: _Vm, off_for: float) -> None:
+        await self._power_off(d)
+        await asyncio.sleep(off_for)
+        await self._power_on(d)
+
+    async def _set_link(self, d: _Vm, up: bool) -> None:
+        if not d.powered:
+            return
+        try:
+            await d.machine.set_link(up, Deadline(10.0))
+        except InfrastructureError as exc:
+            self._failure = str(exc)
+
+    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
+        if action == "power_on":
+            for d, delay in zip(devs, self._spread(args, len(devs))):
+                self._later(delay, lambda d=d: self._power_on(d))
+        elif action == "power_off":
+            for d in devs:
+                self._background(self._power_off(d))
+        elif action == "power_cycle":
+            for d in devs:
+                self._background(self._power_cycle(d, float(args.off_for)))
+        elif action in ("network_down", "network_up", "network_flap"):
+            # One NIC per VM: a port list names the profile's ports, all behind the one link.
+            up = action == "network_up"
+            for d in devs:
+                self._background(self._set_link(d, up))
+            if up:
+                self.record("network_restored", {"devices": len(devs)})
+        else:
+            raise InfrastructureError(f"the qemu backend cannot perform '{action}' yet")
+
+    # ---------------------------------------------------------------------------- observe --
+    def _qmp_event(self, d: _Vm, ev: Any) -> None:
+        t = ev.at - self.clock.mono0
+        data = {k: v for k, v in ev.data.items() if k not in ("t", "source", "device", "what")}
+        self.timeline.add(t, "qmp", d.id, str(ev.name), data)
+        if ev.name == "RESET":
+            d.boots += 1
+            d.powered_at = t
+        elif ev.name == "QEMU_EXITED" and not ev.data.get("expected") and d.powered:
+            d.powered = False
+            tail = d.machine.group.log_tail("qemu") if d.machine is not None else ""
+            self._failure = f"{d.id}: QEMU exited unexpectedly (rc={ev.data.get('rc')}): {tail}"
+        elif ev.name == "SHUTDOWN" and ev.data.get("guest"):
+            d.powered = False  # the guest powered itself off
+            self._touch(d.id)
+
+    def _console_line(self, d: _Vm, line: str) -> None:
+        m = _MARK.search(line)
+        if m is not None:
+            name, rest = m[1], m[2].strip()
+            fields = dict(kv.split("=", 1) for kv in (name + " " + rest).split() if "=" in kv)
+            now = self.now()
+            data: dict[str, Any] = {"marker": name.split("=")[0], **fields}
+            if d.powered_at is not None:
+                data["since_power_on"] = round(now - d.powered_at, 3)
+            self.timeline.add(now, "console", d.id, "boot_marker", data)
+            if name == "agent-start" and d.powered_at is not None:
+                d.timings["power_on_to_agent_start"].append(round(now - d.powered_at, 3))
+            return
+        start = line.find("{")
+        if start >= 0 and self._device_line(d, line[start:]):
+            if '"what":"onboarded"' in line.replace(" ", "") and not d.onboarded_seen and d.powered_at is not None:
+                d.onboarded_seen = True
+                d.timings["power_on_to_onboarded"].append(round(self.now() - d.powered_at, 3))
+
+    async def _poll_consoles(self) -> None:
+        """A console that goes away while its VM runs is an infrastructure error."""
+        while True:
+            for d in self.devices.values():
+                con = d.machine.console if d.machine is not None else None
+                if d.powered and con is not None and con.closed and con.expected_alive and d.machine.running:
+                    self._failure = f"{d.id}: the serial console was lost ({con.error or 'EOF'})"
+            await asyncio.sleep(0.5)
+
+    async def _poll_loop(self) -> None:
+        self._background(self._poll_consoles())
+        await super()._poll_loop()
+
+    # ---------------------------------------------------------------------------- cleanup --
+    async def _stop_devices(self) -> None:
+        for d in self.devices.values():
+            d.powered = False
+        await asyncio.gather(*(d.machine.close() for d in self.devices.values() if d.machine is not None),
+                             return_exceptions=True)
+
+    async def _close_devices(self) -> None:
+        assert self.work is not None
+        logs = self.work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for d in self.devices.values():
+            vm = d.home / "vm"
+            pairs = [(vm / "console.log", f"console-{d.id}.log"), (vm / "console.raw", f"console-{d.id}.raw"),
+                     (vm / "qemu.cmdline", f"qemu-{d.id}.cmdline")]
+            pairs += [(f, f"{d.id}-{f.name}") for f in sorted((vm / "logs").glob("*")) if f.is_file()]
+            for src, name in pairs:
+                if src.is_file():
+                    with contextlib.suppress(OSError):
+                        shutil.copy2(src, logs / name)
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out["timings"] = {
+            "image_ready_s": round(self.image_seconds, 2),
+            "accel": self.accel,
+            "devices": {d.id: d.timings for d in self.devices.values()},
+        }
+        return out
+
+
+async def _run(argv: list[str], what: str) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise InfrastructureError(f"{what} failed (rc={proc.returncode}): {out.decode(errors='replace')[-2000:]}")
