@@ -67,6 +67,8 @@ class LiveBackend:
     max_devices: int | None = None
     work_prefix = "eden-live-"
     controller_listen = "127.0.0.1:0"
+    device_event_names: Mapping[str, str] = {}
+    """Agent event names recorded under another name (the qemu backend times boots from power-on)."""
 
     def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None, out_dir: Path | None = None) -> None:
         self.loaded = loaded
@@ -290,6 +292,7 @@ class LiveBackend:
         except (ValueError, KeyError, TypeError):
             return False
         self._device_events += 1
+        what = self.device_event_names.get(what, what)
         self.timeline.add(t, source, d.id, what, {k: v for k, v in data.items() if k not in _RESERVED})
         if what == "bricked":
             d.bricked = True

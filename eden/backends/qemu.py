@@ -59,6 +59,9 @@ class QemuBackend(LiveBackend):
     capabilities = BACKENDS["qemu"]["capabilities"]
     max_devices: int | None = BACKENDS["qemu"]["max_devices"]
     work_prefix = "eden-qemu-"
+    # boot.time / onboarding.time count from the real power-on (or reset), not from the agent's
+    # start inside the booted VM; the agent's own boot_start is kept as agent_boot_start.
+    device_event_names = {"boot_start": "agent_boot_start"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -157,6 +160,7 @@ class QemuBackend(LiveBackend):
         d.boots += 1
         self._touch(d.id)
         self.timeline.add(self.now(), "device", d.id, "power_on", {"accel": self.accel, "pid": d.machine.pid})
+        self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
 
     async def _power_off(self, d: _Vm) -> None:
         """A power cut (SIGKILL QEMU); the disk and the TPM state stay."""
@@ -208,6 +212,7 @@ class QemuBackend(LiveBackend):
         if ev.name == "RESET":
             d.boots += 1
             d.powered_at = t
+            self.timeline.add(t, "device", d.id, "boot_start", {"cause": "reset"})
         elif ev.name == "QEMU_EXITED" and not ev.data.get("expected") and d.powered:
             d.powered = False
             tail = d.machine.group.log_tail("qemu") if d.machine is not None else ""
