@@ -87,3 +87,64 @@ def test_scenarios_needing_updates_are_refused_on_qemu(tmp_path: Path) -> None:
     proc = _eden(tmp_path, "validate", "scenarios/baseos-update.yaml", "--backend", "qemu", timeout=60)
     assert proc.returncode == EXIT_INVALID
     assert "needs capability 'baseos'" in proc.stdout + proc.stderr
+
+
+LONG = """
+name: qemu-long
+description: a VM that the test kills from outside
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+images:
+  base: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, within: 5m}
+  - wait: 10m
+"""
+
+
+def _qemu_of_ours() -> list[int]:
+    out = []
+    for pid in _ours():
+        try:
+            exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if exe.endswith(b"qemu-system-x86_64") and b"EDEN_QEMU_RUN=" in env:  # a VM, not the KVM probe
+            out.append(pid)
+    return out
+
+
+def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text(LONG)
+    run_tmp = tmp_path / "tmp"
+    run_tmp.mkdir()
+    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp)}
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
+                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (pids := _qemu_of_ours()):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "QEMU never started"
+            time.sleep(0.2)
+        os.kill(pids[0], signal.SIGKILL)
+        text, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == EXIT_INVALID, text[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    # Killed after start-up: "QEMU exited unexpectedly"; during power-on: the power-on failed (QMP/QEMU gone).
+    assert summary["verdict"] == "error" and "dut-0" in summary["error"], summary.get("error")
+    assert "QEMU exited unexpectedly" in summary["error"] or "power-on failed" in summary["error"], summary["error"]
+    assert not _ours(), "processes left behind"
+    assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
