@@ -232,7 +232,7 @@ def test_an_entry_the_profile_cannot_run_is_invalid_not_the_suite(tmp_path: Path
         ("replications: 0\n", (3, 15), "must be >= 1", ""),
         ("replications: 3\nseeds: [1, 2]\n", (3, 15), "2 seed(s)", "either 'replications' or 'seeds'"),
         ("backend: simm\n", (3, 10), "unknown backend 'simm'", "did you mean 'sim'?"),
-        ("backend: qemu\n", (3, 10), "not available in this build", "runnable backends: sim"),
+        ("backend: board\n", (3, 10), "not available in this build", "runnable backends: emulated, qemu, sim"),
     ],
 )
 def test_suite_errors_point_at_file_line_col(
