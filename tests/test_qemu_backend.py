@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,6 +39,18 @@ def _ours() -> set[int]:
         if stat[2] != "Z" and needle in env:
             found.add(int(entry.name))
     return found
+
+
+def _vm_sock_dirs() -> set[str]:
+    """Short socket directories a Machine makes in /tmp when its run dir is too deep for sun_path."""
+    return {p.name for p in Path("/tmp").glob("eden-vm-*")}
+
+
+@pytest.fixture(autouse=True)
+def _no_sock_dir_leaks() -> Iterator[None]:
+    before = _vm_sock_dirs()
+    yield
+    assert _vm_sock_dirs() <= before, "VM socket directories left behind in /tmp"
 
 
 def _eden(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -144,7 +157,7 @@ def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -
     assert proc.returncode == EXIT_INVALID, text[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # Killed after start-up: "QEMU exited unexpectedly"; during power-on: the power-on failed (QMP/QEMU gone).
-    assert summary["verdict"] == "error" and "dut-0" in summary["error"], summary.get("error")
+    assert summary["verdict"] == "error" and "qemu-x86_64-0" in summary["error"], summary.get("error")
     assert "QEMU exited unexpectedly" in summary["error"] or "power-on failed" in summary["error"], summary["error"]
     assert not _ours(), "processes left behind"
     assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
