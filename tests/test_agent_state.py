@@ -157,3 +157,26 @@ def test_attestation_reference_approves_clean_boots_only() -> None:
         pcrs = {k: v.hex() for k, v in node.pcrs.items() if k < 16}
         codes.append(ctrl.answer(i, "attest", {"type": "QUOTE", "nonce": nonce, "pcrs": pcrs, "tpm": True})[1]["code"])
     assert codes == ["SUCCESS", "QUOTE_FAILED"]
+
+
+def test_identity_is_durable_and_remade_after_a_cut_during_first_start(tmp_path: Path) -> None:
+    """Key then cert, each fsync'd; a first start cut before the cert was written makes a new pair."""
+    import argparse
+    import stat
+
+    from eden.agent.cli import _prepare
+
+    state = StateDir(tmp_path / "dev")
+    state.init(DeviceSpec.model_validate(SPEC))
+    cert, key = state.path / "device.cert.pem", state.path / "device.key.pem"
+    assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cert.unlink()  # the power went before the cert reached the disk
+    _prepare(argparse.Namespace(spec=None, config_dir=None, root_cert=None), state)
+    assert cert.is_file() and key.is_file()
+    from cryptography import x509
+
+    from eden.wire import pki
+
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert loaded.public_key().public_numbers() == pki.load_key(key).public_key().public_numbers()

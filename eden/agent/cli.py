@@ -109,6 +109,8 @@ def _prepare(args: argparse.Namespace, state: StateDir) -> None:
     elif args.spec is not None and load_spec(args.spec) != state.load_spec():
         raise InvalidInput.at(str(args.spec), 0, 0, f"{state.path} holds a device made from a different spec",
                               "use a new --state-dir, or start without --spec")
+    elif not (state.path / "device.cert.pem").is_file():
+        state.init(state.load_spec())  # a power cut during the first start, before the identity was made
     files: dict[str, bytes] = {}
     if args.config_dir is not None:
         for name in _CONFIG_FILES:

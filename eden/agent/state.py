@@ -175,7 +175,12 @@ class StateDir:
         self.config_dir.mkdir(exist_ok=True)
         atomic_write(self.spec_file, spec.model_dump_json(indent=2).encode())
         if not (self.path / "device.cert.pem").is_file():
-            pki.save_pem(pki.create_device(spec.serial), self.path / "device.cert.pem", self.path / "device.key.pem")
+            # Key first, cert last and both durable: the cert's presence means "identity made", so a
+            # power cut in between leaves no cert and the next first start makes a new pair (a real
+            # VM loses unsynced page cache on a power cut; a killed process does not).
+            identity = pki.create_device(spec.serial)
+            atomic_write(self.path / "device.key.pem", identity.key_pem, mode=0o600)
+            atomic_write(self.path / "device.cert.pem", identity.cert_pem)
 
     def load_spec(self) -> DeviceSpec:
         if not self.spec_file.is_file():
