@@ -53,28 +53,10 @@ class EmulatedBackend(LiveBackend):
     work_prefix = "eden-emulated-"
 
     async def _prepare_devices(self) -> None:
-        """Pre-register every device with what its clean boots measure, write its spec and CONFIG
-        partition, and give each NIC a relay."""
-        from eden.controller.layout import Layout
-        from eden.controller.setup import device_config
-        from eden.targets import stream
-
-        assert self.work is not None and self.ctrl_dir is not None
-        sc = self.loaded.scenario
-        if sc.controller.config_items:
-            await asyncio.to_thread(self.admin.set_items, dict(sc.controller.config_items))
-        variants = stream(self.seed, "image-variants")  # the same draws as the simulator makes
-        seeds = self._device_seeds()
-        layout = Layout(self.ctrl_dir)
-        for n, dev in enumerate(self.loaded.devices):
-            serial = f"{dev.profile_name}-{dev.id}"
-            home = self.work / "devices" / dev.id
-            home.mkdir(parents=True)
+        """Pre-register every device, write its spec beside its CONFIG files, and give each NIC a relay."""
+        async for dev, serial, home, spec in self._provision(EMULATED_BOOT_SECONDS):
             d = _Device(dev, serial, home)
-            spec = self._agent_spec(dev, serial, variants, seeds[n], EMULATED_BOOT_SECONDS)
             (home / "spec.json").write_text(spec.model_dump_json(indent=2))
-            await self._preregister(serial, spec.attestation_reference(self.loaded.profiles))
-            device_config(layout, serial, home / "config")
             for nic in dev.profile.nics:
                 proxy = PortProxy(self.api_addr)
                 await proxy.start()

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import numpy as np
 
@@ -277,6 +277,32 @@ class LiveBackend:
     def _device_seeds(self) -> list[int]:
         seeds = np.random.SeedSequence(self.seed).spawn(len(self.loaded.devices))
         return [int(s.generate_state(1)[0]) for s in seeds]
+
+    async def _provision(self, boot_time: float) -> AsyncIterator[tuple[DeviceSpec, str, Path, Any]]:
+        """Every scenario device, in order, made known to the controller: the scenario's global
+        configItems set, then per device its serial, home directory (``<work>/devices/<id>``),
+        agent spec (the simulator's image draws) and ``home/config`` holding what
+        ``eden controller device-config`` writes, after pre-registration. Yields
+        ``(device, serial, home, spec)``; the backend adds its own hardware."""
+        from eden.controller.layout import Layout
+        from eden.controller.setup import device_config
+        from eden.targets import stream
+
+        assert self.work is not None and self.ctrl_dir is not None
+        sc = self.loaded.scenario
+        if sc.controller.config_items:
+            await asyncio.to_thread(self.admin.set_items, dict(sc.controller.config_items))
+        variants = stream(self.seed, "image-variants")  # the same draws as the simulator makes
+        seeds = self._device_seeds()
+        layout = Layout(self.ctrl_dir)
+        for n, dev in enumerate(self.loaded.devices):
+            serial = f"{dev.profile_name}-{dev.id}"
+            home = self.work / "devices" / dev.id
+            home.mkdir(parents=True)
+            spec = self._agent_spec(dev, serial, variants, seeds[n], boot_time)
+            await self._preregister(serial, spec.attestation_reference(self.loaded.profiles))
+            device_config(layout, serial, home / "config")
+            yield dev, serial, home, spec
 
     # --------------------------------------------------------------------- device events --
     def _device_line(self, d: LiveDevice, line: str, source: str = "device") -> bool:

@@ -96,29 +96,14 @@ class QemuBackend(LiveBackend):
         await asyncio.to_thread(init, ctrl_dir, server=f"{GUEST_HOST}:8443")
 
     async def _prepare_devices(self) -> None:
-        from eden.controller.layout import Layout
-        from eden.controller.setup import device_config
         from eden.image.layout import write_config
-        from eden.targets import stream
 
-        assert self.work is not None and self.ctrl_dir is not None and self.image is not None
+        assert self.image is not None
         # A restarted controller must come back where the guests' CONFIG points.
         self.controller_listen = f"127.0.0.1:{self.api_addr[1]}"
-        sc = self.loaded.scenario
-        if sc.controller.config_items:
-            await asyncio.to_thread(self.admin.set_items, dict(sc.controller.config_items))
-        variants = stream(self.seed, "image-variants")  # the same draws as the simulator makes
-        seeds = self._device_seeds()
-        layout = Layout(self.ctrl_dir)
-        for n, dev in enumerate(self.loaded.devices):
-            serial = f"{dev.profile_name}-{dev.id}"
-            home = self.work / "devices" / dev.id
-            home.mkdir(parents=True)
+        async for dev, serial, home, spec in self._provision(GUEST_BOOT_SECONDS):
             d = _Vm(dev, serial, home)
-            spec = self._agent_spec(dev, serial, variants, seeds[n], GUEST_BOOT_SECONDS)
-            await self._preregister(serial, spec.attestation_reference(self.loaded.profiles))
             cfg = home / "config"
-            device_config(layout, serial, cfg)
             (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")
             (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
             (cfg / "hostname").write_text(f"{dev.id}\n")
