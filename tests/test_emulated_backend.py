@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from leakcheck import marked_processes
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -108,19 +109,7 @@ processes are found by it even after they were re-parented (and other runs on th
 
 def _ours() -> set[int]:
     """Live processes descended from this module's runs (controllers and agents)."""
-    found = set()
-    needle = f"EDEN_TEST_MARK={MARK}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text().split()
-        except OSError:
-            continue
-        if stat[2] != "Z" and needle in env:
-            found.add(int(entry.name))
-    return found
+    return marked_processes("EDEN_TEST_MARK", MARK)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

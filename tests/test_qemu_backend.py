@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from leakcheck import marked_processes
 
 from eden.errors import EXIT_INVALID, EXIT_OK
 
@@ -26,19 +27,7 @@ MARK = f"eden-qemu-backend-test-{os.getpid()}"
 
 def _ours() -> set[int]:
     """Live processes started under this module's marker (controller, QEMU, swtpm)."""
-    found = set()
-    needle = f"EDEN_TEST_MARK={MARK}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text().split()
-        except OSError:
-            continue
-        if stat[2] != "Z" and needle in env:
-            found.add(int(entry.name))
-    return found
+    return marked_processes("EDEN_TEST_MARK", MARK)
 
 
 def _vm_sock_dirs() -> set[str]:

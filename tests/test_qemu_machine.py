@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from leakcheck import marked_processes
 
 from eden.backends.realtime import Deadline
 from eden.errors import InfrastructureError
@@ -55,18 +56,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Guest:
 
 
 def _marked_pids(mark: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if f"{MARK}={mark}".encode() in env.split(b"\0") and state != "Z":
-            pids.append(int(entry))
-    return pids
+    return sorted(marked_processes(MARK, mark))
 
 
 def _cmdline(pid: int) -> str:
