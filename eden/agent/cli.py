@@ -25,6 +25,7 @@ from typing import Any, Iterator, TextIO
 import numpy as np
 
 from eden.agent.driver import EXIT_REBOOT, AgentDriver, EventWriter, PortUrls
+from eden.agent.platform import NoPlatform, Platform, ReferenceImagePlatform
 from eden.agent.spec import load_spec
 from eden.agent.state import StateDir
 from eden.agent.tpm import detect_tpm
@@ -50,6 +51,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--events", type=Path, default=None, metavar="FILE", help="append event lines here instead of stdout")
     p.add_argument("--reboot-command", default=None, metavar="CMD", help="run CMD (e.g. 'reboot') on a device reset instead of exiting 75")
     p.add_argument("--stage", default=None, choices=TAMPER_STAGES, help="tamper: what the attacker changes")
+    p.add_argument("--platform", default="auto", choices=("auto", "model", "reference-image"),
+                   help="the hardware under the model: 'reference-image' = the real A/B disk and TPM inside the "
+                        "reference image (eden/agent/platform.py); 'model' = none; auto picks by /run/eden/boot.env")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +157,7 @@ async def run_boot(args: argparse.Namespace, port_urls: dict[str, str]) -> int:
                     events=EventWriter(stream),
                     tpm=detect_tpm(),
                 )
+                driver.platform = _platform(args, state, driver, transport)
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, driver.power_off)
@@ -169,6 +174,29 @@ async def run_boot(args: argparse.Namespace, port_urls: dict[str, str]) -> int:
     return EXIT_REBOOT
 
 
+DOWNLOAD_TIMEOUT = 900.0
+"""Seconds for one base-OS download attempt (a few hundred MB through QEMU user networking)."""
+
+
+def _platform(args: argparse.Namespace, state: StateDir, driver: AgentDriver, transport: Transport) -> Platform:
+    """The reference image's disk and TPM when running inside it (or when asked), else the model alone."""
+    from eden.image.guest import BOOT_ENV
+
+    choice = args.platform
+    if choice == "auto":
+        choice = "reference-image" if BOOT_ENV.is_file() else "model"
+    if choice == "model":
+        return NoPlatform()
+
+    async def download(path: str, dest: Path, sha256: str, size: int) -> None:
+        urls = driver.urls.for_ports(tuple(p.name for p in driver.params.ports)) or driver.urls.for_ports(("",))
+        await transport.download(urls, path, dest, sha256=sha256, size=size, timeout=DOWNLOAD_TIMEOUT)
+
+    return ReferenceImagePlatform(persist_dir=state.path, tpm=driver.tpm,
+                                  notify=lambda what, data: driver.events(driver.spec.serial, what, data),
+                                  download=download)
+
+
 def supervise(args: argparse.Namespace) -> int:
     """Run each boot in a child process (``--once``); a reset exits 75 and is started again.
     SIGTERM/SIGINT are passed to the running boot, which powers off and exits 0."""
@@ -179,6 +207,7 @@ def supervise(args: argparse.Namespace) -> int:
             argv += [flag, str(value)]
     for item in args.port_url:
         argv += ["--port-url", item]
+    argv += ["--platform", args.platform]
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 

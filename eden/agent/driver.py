@@ -20,16 +20,20 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
+from eden.agent.platform import NoPlatform, Platform, PlatformError
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire.codec import CodecError
 from simulator.eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams, Note, Reset, Send, SetTimer
+
+PLATFORM_RETRY = 10.0
+"""Seconds before real work behind a timer (a download, a partition write) is tried again."""
 
 EXIT_REBOOT = 75
 """``eden agent --once`` exit status when the device reset itself (EX_TEMPFAIL): start it again."""
@@ -84,6 +88,7 @@ class AgentDriver:
         urls: PortUrls,
         events: EventSink,
         tpm: Tpm | None = None,
+        platform: Platform | None = None,
     ) -> None:
         self.spec = spec
         self.params = params
@@ -93,6 +98,7 @@ class AgentDriver:
         self.urls = urls
         self.events = events
         self.tpm = tpm if tpm is not None else SoftTpm()
+        self.platform: Platform = platform if platform is not None else NoPlatform()
         self.node: Node | None = None
         self.boots = 0
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -118,8 +124,10 @@ class AgentDriver:
         elif self.spec.config_items:
             node.persist.items.apply(self.spec.config_items)
         self.node = node
-        self._emit("agent_start", {"boot": self.boots, "tpm": self.tpm.kind, "first": saved is None})
-        self._call(node.power_on, time.time())
+        self._emit("agent_start", {"boot": self.boots, "tpm": self.tpm.kind, "first": saved is None,
+                                   "platform": self.platform.name})
+        self.platform.before_power_on(node)
+        self._call(node.power_on, time.time(), after=self.platform.after_power_on)
         self.tpm.measured(node.pcrs)
 
     async def wait(self) -> Outcome:
@@ -142,11 +150,15 @@ class AgentDriver:
         return self._done is None or self._done.done()
 
     # ------------------------------------------------------------------------------------ actions --
-    def _call(self, fn: Callable[..., list[Action]], *args: Any) -> None:
+    def _call(self, fn: Callable[..., list[Action]], *args: Any, after: Callable[[Node], None] | None = None) -> None:
         if self._finished:
             return
         try:
             actions = fn(*args)
+            assert self.node is not None
+            if after is not None:
+                after(self.node)
+            self.platform.sync(self.node)  # the real boot state follows the model's (a no-op off the image)
             reset: Reset | None = None
             for a in actions:
                 kind = type(a)
@@ -195,8 +207,27 @@ class AgentDriver:
 
     def _fire(self, name: str, at: float) -> None:
         self._timers.pop(name, None)
-        assert self.node is not None
-        self._call(self.node.on_timer, name, max(at, time.time()))
+        assert self.node is not None and self._loop is not None
+        gate = self.platform.gate(name, self.node)
+        if gate is None:
+            self._call(self.node.on_timer, name, max(at, time.time()))
+            return
+        task = self._loop.create_task(self._gated(name, gate, self._gen))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _gated(self, name: str, gate: Awaitable[None], gen: int) -> None:
+        """Deliver timer ``name`` once the real work behind it is done; retry it on a failure."""
+        try:
+            await gate
+        except Exception as exc:  # noqa: BLE001 - any failure of the real work: say it, try again later
+            if gen == self._gen:
+                self._emit("platform_error", {"timer": name, "error": str(exc)})
+                self._set_timer(name, time.time() + PLATFORM_RETRY)
+            return
+        if gen == self._gen:
+            assert self.node is not None
+            self._call(self.node.on_timer, name, time.time())
 
     def _cancel_all(self) -> None:
         self._gen += 1
