@@ -28,17 +28,42 @@ def partition_device(name: str, sys_block: Path = SYS_BLOCK, dev: Path = Path("/
     raise FileNotFoundError(f"no partition named {name}")
 
 
+def parse_before(text: str) -> bs.BootState:
+    """``A <prio> <tries> <succ> B <prio> <tries> <succ>`` (EDEN_BOOTSTATE_BEFORE) as a BootState."""
+    parts = text.split()
+    if len(parts) != 8 or parts[0] != "A" or parts[4] != "B" or not all(p.isdigit() for p in parts[1:4] + parts[5:]):
+        raise ValueError(f"bad EDEN_BOOTSTATE_BEFORE {text!r} (want 'A prio tries succ B prio tries succ')")
+    n = [int(p) for p in parts[1:4] + parts[5:]]
+    return bs.BootState(a=bs.Slot(*n[:3]), b=bs.Slot(*n[3:]))
+
+
 @dataclass(frozen=True)
 class GuestBoot:
-    """What the boot stage booted: the slot and the boot-state device."""
+    """What the boot stage booted: the slot, the boot-state device and the record before its choice.
+
+    ``before`` is the boot-state record as the boot stage read it, before this boot's selection
+    spent a try (``EDEN_BOOTSTATE_BEFORE``): replaying ``bootstate.select_next`` on it must give
+    ``slot``. None when the boot stage did not write it (an older image).
+    """
 
     slot: str
     bootstate_dev: Path
+    before: bs.BootState | None = None
 
     @classmethod
     def load(cls, env: Path = BOOT_ENV) -> "GuestBoot":
-        fields = dict(line.split("=", 1) for line in env.read_text().splitlines() if "=" in line)
-        return cls(fields["EDEN_SLOT"], Path(fields["EDEN_BOOTSTATE_DEV"]))
+        """Parse boot.env (shell assignments, values optionally in double quotes); ValueError if malformed."""
+        fields = {}
+        for line in env.read_text().splitlines():
+            if "=" in line:
+                key, value = line.split("=", 1)
+                fields[key.strip()] = value.strip().removeprefix('"').removesuffix('"')
+        try:
+            slot, dev = fields["EDEN_SLOT"], Path(fields["EDEN_BOOTSTATE_DEV"])
+        except KeyError as exc:
+            raise ValueError(f"{env}: no {exc.args[0]}") from None
+        raw = fields.get("EDEN_BOOTSTATE_BEFORE", "")
+        return cls(slot, dev, parse_before(raw) if raw else None)
 
     @property
     def other(self) -> str:
