@@ -3,8 +3,9 @@
 What is real here: the controller process (as on ``emulated``), a VM per device (QEMU, TCG unless
 KVM works) booting the reference image (docs/reference-image.md: measured A/B boot into swtpm,
 dm-verity root, the device agent started by the image's init), its serial console, user
-networking (the guest reaches the host's controller as ``10.0.2.2``), power (QEMU process) and the
-NIC's link (QMP ``set_link``).
+networking with one NIC per profile port, each on its own subnet (the guest reaches the host's
+controller as ``10.0.2.2`` through eth0, ``10.0.3.2`` through eth1, ...; CONFIG ``port-urls`` tells
+the agent), power (QEMU process) and each NIC's link (QMP ``set_link``).
 
 Per device, in the run's working directory: a sparse copy of the cached image's ``disk.img`` (the
 cache is never written), its CONFIG partition filled with ``eden controller device-config`` output,
@@ -52,6 +53,7 @@ class _Vm(LiveDevice):
         self.timings: dict[str, list[float]] = {"power_on_to_agent_start": [], "power_on_to_onboarded": []}
         self.onboarded_seen = False
         self.consoles = 0
+        self.nics: list[Any] = []  # eden.qemu.machine.Nic, one per profile port
 
 
 class QemuBackend(LiveBackend):
@@ -92,11 +94,17 @@ class QemuBackend(LiveBackend):
     async def _init_controller(self, ctrl_dir: Path) -> None:
         from eden.controller.setup import init
 
-        # The certificate names the address the guests use; the port is set after serve starts.
-        await asyncio.to_thread(init, ctrl_dir, server=f"{GUEST_HOST}:8443")
+        from eden.qemu.machine import port_host
+
+        # The certificate names every address the guests use (the host on each port's own user
+        # network, eth0's first); the port is set after serve starts.
+        most = max((len(d.profile.nics) for d in self.loaded.devices), default=1)
+        hosts = [port_host(i) for i in range(max(most, 1))]
+        await asyncio.to_thread(init, ctrl_dir, server=f"{hosts[0]}:8443", sans=hosts[1:])
 
     async def _prepare_devices(self) -> None:
         from eden.image.layout import write_config
+        from eden.qemu.machine import port_nics
 
         assert self.image is not None
         # A restarted controller must come back where the guests' CONFIG points.
@@ -105,6 +113,10 @@ class QemuBackend(LiveBackend):
             d = _Vm(dev, serial, home)
             cfg = home / "config"
             (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")
+            # One NIC per profile port, each on its own user network: the agent reaches the
+            # controller through a port by dialling the host's address on that port's subnet.
+            d.nics = port_nics([nic.name for nic in dev.profile.nics], serial)
+            (cfg / "port-urls").write_text("".join(f"{n.port}=https://{n.host}:{self.api_addr[1]}\n" for n in d.nics))
             (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
             (cfg / "hostname").write_text(f"{dev.id}\n")
             key = home / "id_ed25519"
@@ -126,7 +138,7 @@ class QemuBackend(LiveBackend):
         cfg = MachineConfig(
             name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
             disks=[Disk(d.disk, "raw", "nvme")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
-            tpm_state=d.home / "tpm", extra_args=extra,
+            tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra,
         )
         return Machine(cfg, d.home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
                        on_console_line=lambda line, d=d: self._console_line(d, line))
@@ -161,11 +173,11 @@ class QemuBackend(LiveBackend):
         await asyncio.sleep(off_for)
         await self._power_on(d)
 
-    async def _set_link(self, d: _Vm, up: bool) -> None:
-        if not d.powered:
-            return
+    async def _set_link(self, d: _Vm, up: bool, ports: list[str]) -> None:
+        """QMP ``set_link`` on each named port's NIC (a powered-off VM keeps it for its next power-on)."""
         try:
-            await d.machine.set_link(up, Deadline(10.0))
+            for port in ports:
+                await d.machine.set_link(up, Deadline(10.0), nic=port)
         except InfrastructureError as exc:
             self._failure = str(exc)
 
@@ -180,10 +192,12 @@ class QemuBackend(LiveBackend):
             for d in devs:
                 self._background(self._power_cycle(d, float(args.off_for)))
         elif action in ("network_down", "network_up", "network_flap"):
-            # One NIC per VM: a port list names the profile's ports, all behind the one link.
+            # One NIC per profile port; no port list: every port of the device.
             up = action == "network_up"
             for d in devs:
-                self._background(self._set_link(d, up))
+                own = [n.port for n in d.nics]
+                wanted = list(args.ports) if getattr(args, "ports", None) else own
+                self._background(self._set_link(d, up, [p for p in wanted if p in own]))
             if up:
                 self.record("network_restored", {"devices": len(devs)})
         else:

@@ -19,7 +19,7 @@ from eden.errors import InfrastructureError, InvalidInput
 
 CONFIG_FILES = ("server", "root-certificate.pem", "v2tlsbaseroot-certificates.pem", "onboard.cert.pem", "onboard.key.pem",
                 "authorized_keys",
-                "spec.json", "hostname")
+                "spec.json", "hostname", "port-urls")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -40,6 +41,8 @@ from eden.qemu.swtpm import Swtpm
 RUN_ENV = "EDEN_QEMU_RUN"
 #: The first NIC's QMP name (for :meth:`Machine.set_link`).
 NIC = "net0"
+#: The n-th NIC's user-mode network is 10.0.(2+n).0/24, the host being .2 in it (QEMU's default for n=0).
+FIRST_SUBNET = 2
 _SOCK_LIMIT = 100  # sun_path is 108 bytes on Linux
 
 QMP_EVENTS_OF_INTEREST = frozenset(
@@ -55,6 +58,55 @@ class Disk:
     interface: Literal["nvme", "virtio", "ide"] = "nvme"  # NVMe is built into Debian's cloud kernel
     snapshot: bool = False  # writes go to a temporary overlay, the image stays untouched
     readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One network port: a user-mode (slirp) network of its own behind a virtio NIC.
+
+    Each port has its own subnet, so the guest picks the port it talks through by the host address
+    it dials (:attr:`host`): the subnet route chooses the interface, no policy routing needed.
+    ``port`` is the profile's name for it (``eth0``, ``wwan0``), ``index`` its place on the PCI bus
+    (the guest's ``eth<index>``); the QMP name is ``net<index>``.
+    """
+
+    port: str
+    index: int
+    mac: str
+    hostfwd: bool = False  # this NIC carries the config's host forwards (SSH)
+
+    @property
+    def id(self) -> str:
+        return f"net{self.index}"
+
+    @property
+    def subnet(self) -> str:
+        return f"10.0.{FIRST_SUBNET + self.index}.0/24"
+
+    @property
+    def host(self) -> str:
+        """The host (and so the controller) as the guest reaches it through this port."""
+        return port_host(self.index)
+
+
+def port_host(index: int) -> str:
+    """The host's address on the user network of the NIC at ``index``."""
+    return f"10.0.{FIRST_SUBNET + index}.2"
+
+
+def stable_mac(*parts: str) -> str:
+    """A locally administered MAC in QEMU's 52:54:00 range, the same for the same parts every run."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def port_nics(ports: list[str], *parts: str) -> list[Nic]:
+    """One NIC per port, in order; the first carries the host forwards; MACs from ``parts`` + port."""
+    if len(ports) != len(set(ports)) or not ports:
+        raise ValueError(f"port names must be unique and not empty: {ports}")
+    if len(ports) > 250 - FIRST_SUBNET:
+        raise ValueError(f"too many ports ({len(ports)})")
+    return [Nic(p, i, stable_mac(*parts, p), hostfwd=i == 0) for i, p in enumerate(ports)]
 
 
 @dataclass
@@ -74,9 +126,11 @@ class MachineConfig:
     tpm_state: Path | None = None  # default: <run_dir>/tpm (persisting it is the caller's choice)
     ovmf: bool | Path = False  # True: the host's OVMF; a path: that firmware code image
     ovmf_vars: Path | None = None  # template copied into the run dir (default: next to the code)
-    nic: bool = True
+    nic: bool = True  # False: no network at all
     nic_model: str = "virtio-net-pci"
-    mac: str = "52:54:00:12:34:56"
+    mac: str = "52:54:00:12:34:56"  # of the single default NIC when ``nics`` is empty
+    #: one NIC per port (:func:`port_nics`); empty: one NIC ``eth0`` with ``mac`` and the host forwards
+    nics: list[Nic] = field(default_factory=list)
     hostfwd: dict[str, int] = field(default_factory=lambda: {"ssh": 22})  # name -> guest TCP port
     pvpanic: bool = True  # guest kernel panics become GUEST_PANICKED events
     #: what QEMU does on a guest panic; "none" leaves it to the guest (its panic= reboot), like hardware
@@ -130,6 +184,7 @@ class Machine:
         self._failure: InfrastructureError | None = None
         self._exited = asyncio.Event()
         self.boots = 0
+        self.links_down: set[str] = set()  # QMP names of the NICs whose cable is pulled
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -155,6 +210,21 @@ class Machine:
                 self._sock_dir = Path(tempfile.mkdtemp(prefix="eden-vm-", dir="/tmp"))
                 self._own_sock_dir = True
         return self._sock_dir
+
+    @property
+    def nics(self) -> list[Nic]:
+        """The NICs this machine has (none when ``config.nic`` is False)."""
+        c = self.config
+        if not c.nic:
+            return []
+        return list(c.nics) or [Nic("eth0", 0, c.mac, hostfwd=True)]
+
+    def nic_id(self, name: str) -> str:
+        """The QMP name of a NIC given by its port name (``eth1``) or its QMP name (``net1``)."""
+        for n in self.nics:
+            if name in (n.port, n.id):
+                return n.id
+        return name  # unknown: QEMU answers with an error (InfrastructureError "refused")
 
     def _check(self) -> None:
         if self._failure is not None:
@@ -200,9 +270,10 @@ class Machine:
             dev = {"nvme": f"nvme,drive=disk{i},serial=eden{i}", "virtio": f"virtio-blk-pci,drive=disk{i}",
                    "ide": f"ide-hd,drive=disk{i}"}[d.interface]
             argv += ["-device", dev + (",bootindex=" + str(i) if c.kernel is None else "")]
-        if c.nic:
-            fwd = "".join(f",hostfwd=tcp:127.0.0.1:0-:{port}" for port in c.hostfwd.values())
-            argv += ["-netdev", f"user,id={NIC}{fwd}", "-device", f"{c.nic_model},netdev={NIC},mac={c.mac}"]
+        for n in self.nics:
+            fwd = "".join(f",hostfwd=tcp:127.0.0.1:0-:{port}" for port in c.hostfwd.values()) if n.hostfwd else ""
+            argv += ["-netdev", f"user,id={n.id},net={n.subnet},host={n.host}{fwd}",
+                     "-device", f"{c.nic_model},netdev={n.id},id={n.id}-nic,mac={n.mac}"]
         if self._tpm is not None:
             argv += self._tpm.qemu_args()
         if c.pvpanic:
@@ -246,8 +317,10 @@ class Machine:
             await self._connect_qmp(deadline)
             self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line)
             await self.console.connect(deadline, lambda: self.running)
-            if c.nic and c.hostfwd:
+            if any(n.hostfwd for n in self.nics) and c.hostfwd:
                 await self._read_ports(deadline)
+            for name in sorted(self.links_down):
+                await self.qmp("set_link", {"name": name, "up": False}, deadline=deadline)
             await self.qmp("cont", deadline=deadline)
             self.boots += 1
         except BaseException:
@@ -265,8 +338,21 @@ class Machine:
         await self.qmp("cont", deadline=deadline)
 
     async def set_link(self, up: bool, deadline: Deadline, nic: str = NIC) -> None:
-        """Plug or unplug the NIC's cable (the guest sees carrier loss)."""
-        await self.qmp("set_link", {"name": nic, "up": up}, deadline=deadline)
+        """Plug or unplug one NIC's cable (the guest sees carrier loss on that port only).
+
+        ``nic`` is a port name (``eth1``) or a QMP name (``net1``); default the first NIC. A cable
+        pulled stays pulled across power cycles: on a powered-off machine this only records it, and
+        :meth:`power_on` unplugs it again before the guest runs."""
+        name = self.nic_id(nic)
+        if self._failure is None and not self.running:
+            (self.links_down.discard if up else self.links_down.add)(name)
+            return
+        await self.qmp("set_link", {"name": name, "up": up}, deadline=deadline)
+        (self.links_down.discard if up else self.links_down.add)(name)
+
+    async def set_port_link(self, port: str, up: bool, deadline: Deadline) -> None:
+        """:meth:`set_link` by port name first: ``set_port_link("eth0", False, d)``."""
+        await self.set_link(up, deadline, nic=port)
 
     async def power_off(self, deadline: Deadline) -> None:
         """QMP ``quit``, wait for QEMU to exit, SIGKILL if it does not; always cleans up."""
