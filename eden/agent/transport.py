@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
+import os
 import ssl
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import aiohttp
@@ -34,6 +38,22 @@ was reached through some port (remote temporary), a timeout only that nothing an
 
 class ResponseRejected(Exception):
     """A response that must not be believed (bad signature, untrusted signing certificate)."""
+
+
+class DownloadError(Exception):
+    """A content download that did not give the expected file."""
+
+
+class ContentNotFound(DownloadError):
+    """Every datastore URL answered 404: the controller does not hold this content."""
+
+
+class ContentMismatch(DownloadError):
+    """The bytes do not hash to the declared sha256, or exceed the declared size (EVE's verifier)."""
+
+
+class DownloadTimeout(DownloadError):
+    """The download did not complete before its deadline (the partial file is kept for a resume)."""
 
 
 @dataclass
@@ -80,6 +100,98 @@ class Transport:
 
     async def __aexit__(self, *_exc: Any) -> None:
         await self.close()
+
+    # -------------------------------------------------------------------------------- download --
+    async def download(
+        self,
+        url_base_list: Sequence[str],
+        path: str,
+        dest: Path,
+        sha256: str,
+        size: int | None,
+        timeout: float,
+    ) -> Path:
+        """Download content ``path`` (e.g. ``/eden/datastore/sha256/<hex>``, relative to each base
+        URL in turn) to ``dest`` and return it; spec §3 step 1.
+
+        Same TLS trust as the API (the controller's root certificate). Bytes go to ``dest.part``;
+        after a cut connection or an error the next attempt asks for the rest with ``Range`` (a
+        ``.part`` left by an earlier call is resumed too). Complete: the sha256 is checked (EVE's
+        verifier), the file fsync'd and renamed to ``dest``. Raises ContentMismatch (the ``.part``
+        is removed), ContentNotFound (all URLs 404) or DownloadTimeout after ``timeout`` seconds."""
+        want = sha256.lower()
+        if len(want) != 64 or any(ch not in "0123456789abcdef" for ch in want):
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+        if not url_base_list:
+            raise ValueError("no URL to download from")
+        deadline = time.monotonic() + timeout
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        got = _Partial.resume(dest.with_name(dest.name + ".part"), size)
+        pause = 0.1
+        last_error = "no attempt"
+        complete = size is not None and got.have == size
+        while not complete:
+            not_found = 0
+            for base in url_base_list:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    complete = await self._fetch_rest(base.rstrip("/") + path, got, size, left)
+                except ContentNotFound:
+                    not_found += 1
+                    last_error = "404"
+                except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                if complete:
+                    break
+            if complete:
+                break
+            if not_found == len(url_base_list):
+                got.path.unlink(missing_ok=True)
+                raise ContentNotFound(f"{path}: not found at {', '.join(url_base_list)}")
+            if time.monotonic() >= deadline:
+                raise DownloadTimeout(f"{path}: {got.have} of {size} bytes after {timeout} s (last error: {last_error})")
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 2.0)
+        actual = got.digest.hexdigest()
+        if actual != want:
+            got.path.unlink(missing_ok=True)
+            raise ContentMismatch(f"{path}: sha256 is {actual}, expected {want}")
+        with open(got.path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(got.path, dest)
+        return dest
+
+    async def _fetch_rest(self, url: str, got: "_Partial", size: int | None, left: float) -> bool:
+        """One GET for the bytes after ``got.have``, appended to the partial file (``got`` is
+        updated as bytes arrive, so a cut keeps what came). True when the content is complete."""
+        session = self._get_session()
+        headers = {"Range": f"bytes={got.have}-"} if got.have else {}
+        limit = aiohttp.ClientTimeout(total=left, sock_read=min(left, 30.0))
+        async with session.get(url, headers=headers, timeout=limit) as resp:
+            if resp.status == 404:
+                raise ContentNotFound(url)
+            if resp.status == 416 and size is not None and got.have == size:
+                return True
+            if resp.status == 200 and got.have:
+                got.restart()  # the server ignored the Range: start over
+            elif resp.status == 206:
+                start = resp.headers.get("Content-Range", "").removeprefix("bytes ").partition("-")[0]
+                if start != str(got.have):
+                    raise aiohttp.ClientPayloadError(f"asked for byte {got.have}, got Content-Range {resp.headers.get('Content-Range')!r}")
+            elif resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status, message=resp.reason or "")
+            with open(got.path, "r+b" if got.have else "wb") as fh:
+                fh.seek(got.have)
+                fh.truncate()
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    if size is not None and got.have + len(chunk) > size:
+                        got.path.unlink(missing_ok=True)
+                        raise ContentMismatch(f"{url}: more than the declared {size} bytes")
+                    fh.write(chunk)
+                    got.add(chunk)
+        return size is None or got.have == size
 
     # --------------------------------------------------------------------------------- request --
     async def send(
@@ -191,6 +303,34 @@ class Transport:
             raise ResponseRejected("certs: no controller signing certificate chains to the root certificate")
         link.signing = signing.cert_index(found)
         return link.signing
+
+
+@dataclass
+class _Partial:
+    """A download in progress: the ``.part`` file, its length and the running sha256."""
+
+    path: Path
+    have: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    @classmethod
+    def resume(cls, path: Path, size: int | None) -> "_Partial":
+        got = cls(path)
+        if path.exists():
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    got.add(chunk)
+            if size is not None and got.have > size:
+                path.unlink()
+                got.restart()
+        return got
+
+    def add(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.have += len(chunk)
+
+    def restart(self) -> None:
+        self.digest, self.have = hashlib.sha256(), 0
 
 
 def _chains_to(cert: x509.Certificate, intermediates: list[x509.Certificate], root: x509.Certificate, depth: int = 4) -> bool:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import json
 import logging
+import os
+import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -57,7 +61,8 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
     async def preregister(request: web.Request) -> web.Response:
         d = await body(request)
         created, i = ctl.preregister(d.get("serial", ""), firmware=str(d.get("firmware", "")),
-                                     images=d.get("images"), config=d.get("config"), learn=bool(d.get("learn", False)))
+                                     images=d.get("images"), config=d.get("config"), learn=bool(d.get("learn", False)),
+                                     tofu=bool(d.get("tofu", False)))
         return ok(ctl.device_view(i, full=True), 201 if created else 200)
 
     async def preregister_many(request: web.Request) -> web.Response:
@@ -85,6 +90,39 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         d = await body(request)
         ctl.set_learn(bool(d["learn"]))
         return ok({"learn": ctl.learn})
+
+    async def set_tofu(request: web.Request) -> web.Response:
+        d = await body(request)
+        if not isinstance(d.get("tofu"), bool):
+            raise BadRequest("tofu must be true or false")
+        ctl.set_tofu(d["tofu"])
+        return ok({"tofu": ctl.model.tofu})
+
+    async def add_content(request: web.Request) -> web.Response:
+        """JSON {name, path, version?, pcr13?} (a file on the controller's host), or the bytes as
+        application/octet-stream with ?name=&version=&pcr13= (streamed to disk, never in memory)."""
+        if request.content_type == "application/octet-stream":
+            q = request.query
+            d: dict[str, Any] = {"name": q.get("name", ""), "version": q.get("version", ""), "pcr13": q.get("pcr13")}
+            ctl.content_dir.mkdir(parents=True, exist_ok=True)
+            upload = ctl.content_dir / f".upload.{os.getpid()}.{time.monotonic_ns()}"
+            try:
+                with open(upload, "wb") as fh:
+                    async for chunk in request.content.iter_chunked(1 << 20):
+                        fh.write(chunk)
+                sha, size, _ = await asyncio.to_thread(ctl.stage_content, upload)
+            finally:
+                upload.unlink(missing_ok=True)
+        else:
+            d = await body(request)
+            if not isinstance(d.get("path"), str) or not d["path"]:
+                raise BadRequest("content needs a path (or an application/octet-stream body)")
+            sha, size, _ = await asyncio.to_thread(ctl.stage_content, Path(d["path"]))
+        version = d.get("version") or ""
+        return ok(ctl.register_content(str(d.get("name") or ""), str(version), sha, size, d.get("pcr13")), 201)
+
+    async def content(request: web.Request) -> web.Response:
+        return ok(ctl.content_list())
 
     async def templates(request: web.Request) -> web.Response:
         status = request.query.get("status")
@@ -114,7 +152,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         return web.Response(text=text, content_type="application/x-ndjson")
 
     async def settings(request: web.Request) -> web.Response:
-        return ok({"learn": ctl.learn, "global_items": ctl.model.global_items,
+        return ok({"learn": ctl.learn, "tofu": ctl.model.tofu, "global_items": ctl.model.global_items,
                    "last_event_id": ctl.store.last_event_id()})
 
     app = web.Application(middlewares=[guard])
@@ -122,6 +160,9 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
     app.add_routes([
         web.get("/v1/settings", settings),
         web.put("/v1/settings/learn", set_learn),
+        web.put("/v1/settings/tofu", set_tofu),
+        web.post("/v1/content", add_content),
+        web.get("/v1/content", content),
         web.get("/v1/devices", devices),
         web.post("/v1/devices", preregister),
         web.post("/v1/bulk/devices", preregister_many),
@@ -136,6 +177,8 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.delete(f"{s}/apps/{{name}}", change("app")),
         web.put(f"{s}/maintenance", change("maintenance", ("enable",))),
         web.put(f"{s}/learn", change("learn", ("learn",))),
+        web.put(f"{s}/tofu", change("tofu", ("tofu",))),
+        web.delete(f"{s}/tofu", change("tofu_reset")),
         web.post(f"{s}/attestation/revoke", change("revoke")),
         web.get("/v1/templates", templates),
         web.post("/v1/templates/{tid}/approve", approve),

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import DecodeError
 
 from eden.controller.core import Controller, parse_cert
+from eden.controller.model import DATASTORE_PATH
 from eden.wire import codec, pki, signing
 from eden.wire.gen import auth_pb2
 
@@ -33,6 +34,8 @@ class Reject(Exception):
 class DeviceApi:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
+        server = str(ctl.settings.get("server", ""))
+        self.datastore_fqdn = f"https://{server}" if server else ""
         certs = pki.controller_certs_message(ctl.signer.cert)
         self._certs_body = self._seal(certs.SerializeToString())
 
@@ -50,14 +53,16 @@ class DeviceApi:
             web.post(f"{PREFIX}/id/{{uuid}}/newlogs", g("logs", self.logs)),
             web.post(f"{PREFIX}/id/{{uuid}}/logs", g("logs", self.logs)),
             web.post(f"{PREFIX}/id/{{uuid}}/apps/instanceid/{{app}}/newlogs", g("logs", self.logs)),
+            web.get(f"{DATASTORE_PATH}{{sha256}}", g("datastore", self.datastore)),
         ]
 
     # ------------------------------------------------------------------ plumbing --
-    def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         stats = self.ctl.stats
 
-        async def run(request: web.Request) -> web.Response:
+        async def run(request: web.Request) -> web.StreamResponse:
             start = time.perf_counter()
+            response: web.StreamResponse
             try:
                 response = await handler(request)
             except Reject as exc:
@@ -122,9 +127,20 @@ class DeviceApi:
             raise Reject(400, f"bad {kind} protobuf: {exc}") from None
 
     def _encode(self, kind: str, status: int, body: dict[str, Any], i: int) -> bytes:
-        return codec.encode_response(kind, status, body, device_uuid=self.ctl.model.devices[i].uuid)
+        return codec.encode_response(kind, status, body, device_uuid=self.ctl.model.devices[i].uuid,
+                                     datastore_fqdn=self.datastore_fqdn)
 
     # ------------------------------------------------------------------ handlers --
+    async def datastore(self, request: web.Request) -> web.StreamResponse:
+        """Content by sha256 (spec §3 step 1: the device downloads, then verifies the sha256).
+
+        aiohttp's FileResponse answers Range requests (206 + Content-Range, 416 outside the
+        file) and sets Content-Length, so a cut download resumes where it stopped."""
+        path = self.ctl.content_file(request.match_info["sha256"])
+        if path is None:
+            raise Reject(404, "no such content")
+        return web.FileResponse(path, chunk_size=256 * 1024, headers={"Content-Type": "application/octet-stream"})
+
     async def ping(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 

@@ -20,6 +20,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--server", default="localhost:8443", help="HOST:PORT devices use (the CONFIG 'server' file)")
     p.add_argument("--san", action="append", default=[], help="extra TLS subject alt name (hostname or IP); repeatable")
     p.add_argument("--learn", action="store_true", help="auto-approve the first PCR template each device quotes")
+    p.add_argument("--tofu", action="store_true",
+                   help="real TPMs: learn each device's firmware PCRs from its first quote whose PCR 13 is a declared release")
     p = c.add_parser("device-config", help="write an EVE CONFIG partition for one serial and pre-register it")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--serial", required=True)
@@ -40,6 +42,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--image", action="append", default=[], metavar="NAME=VERSION:MEASUREMENT")
     q.add_argument("--config", default=None, help="initial config as JSON ({items, baseos, apps, maintenance})")
     q.add_argument("--learn", action="store_true", help="auto-approve the first PCR template this device quotes")
+    q.add_argument("--tofu", action="store_true", help="trust-on-first-use PCR templates for this device")
     admin("devices", "list devices")
     q = admin("device", "one device's state and latest info")
     q.add_argument("serial")
@@ -67,6 +70,20 @@ def add_parser(sub: Any) -> None:
     q = admin("approve", "approve a pending PCR template")
     q.add_argument("id", type=int)
     admin("stats", "per-endpoint request counts and latency percentiles")
+    q = admin("tofu", "trust-on-first-use PCR templates: on/off (controller-wide unless --serial), or reset a device")
+    q.add_argument("mode", choices=["on", "off", "reset"])
+    q.add_argument("--serial", default=None)
+    content = c.add_parser("content", help="base OS images the controller serves from its datastore")
+    csub = content.add_subparsers(dest="content_cmd", required=True)
+    q = csub.add_parser("add", help="store FILE as content NAME (through the running controller, else offline)")
+    q.add_argument("--dir", type=Path, required=True, help="controller DIR")
+    q.add_argument("name")
+    q.add_argument("file", type=Path)
+    q.add_argument("--version", default="", help="the base OS version this file is (default: any version of NAME)")
+    q.add_argument("--pcr13", default=None, help="PCR 13 (hex) a device booted from this release quotes")
+    q.add_argument("--upload", action="store_true", help="stream the bytes over the admin API instead of passing the path")
+    q = csub.add_parser("list", help="list the stored content")
+    q.add_argument("--dir", type=Path, required=True, help="controller DIR")
 
 
 def _pairs(items: list[str]) -> dict[str, Any]:
@@ -104,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.ctl == "init":
         try:
-            layout = setup.init(args.dir, server=args.server, sans=args.san, learn=args.learn)
+            layout = setup.init(args.dir, server=args.server, sans=args.san, learn=args.learn, tofu=args.tofu)
         except setup.AlreadyInitialised as exc:
             print(f"error: {exc}")
             return EXIT_INVALID
@@ -124,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InfrastructureError(f"{args.dir} is not an initialised controller directory (run eden controller init)")
         listen = args.listen or f"127.0.0.1:{layout.read_config()['server'].rpartition(':')[2]}"
         return serve(layout, listen, args.admin_listen)
+    if args.ctl == "content":
+        return _content(args)
     if not Layout(args.dir).serve_json.exists():
         raise InfrastructureError(f"no running controller in {args.dir} (serve.json missing)")
     client = AdminClient.for_dir(args.dir)
@@ -137,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--image wants NAME=VERSION:MEASUREMENT, got {spec!r}")
             images[name] = {"version": version, "measurement": measurement}
         config = json.loads(args.config) if args.config else None
-        _print(client.preregister(args.serial, firmware=args.firmware, images=images, config=config, learn=args.learn))
+        _print(client.preregister(args.serial, firmware=args.firmware, images=images, config=config, learn=args.learn,
+                                  tofu=args.tofu))
     elif c == "devices":
         _print(client.devices())
     elif c == "device":
@@ -163,6 +183,55 @@ def _run(args: argparse.Namespace) -> int:
         _print(client.approve(args.id))
     elif c == "stats":
         _print(client.stats())
+    elif c == "tofu":
+        if args.mode == "reset":
+            if not args.serial:
+                raise ValueError("tofu reset needs --serial")
+            _print(client.reset_device_tofu(args.serial))
+        elif args.serial:
+            _print(client.set_device_tofu(args.serial, args.mode == "on"))
+        else:
+            _print(client.set_tofu(args.mode == "on"))
+    return EXIT_OK
+
+
+def _live(layout: Layout) -> bool:
+    """A controller process is serving ``layout`` (serve.json names a live pid)."""
+    if not layout.serve_json.exists():
+        return False
+    try:
+        os.kill(int(json.loads(layout.serve_json.read_text()).get("pid")), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _content(args: argparse.Namespace) -> int:
+    layout = Layout(args.dir)
+    if not layout.initialised():
+        raise InfrastructureError(f"{args.dir} is not an initialised controller directory")
+    if args.content_cmd == "add" and not args.file.is_file():
+        raise ValueError(f"{args.file} is not a readable file")
+    if _live(layout):
+        client = AdminClient.for_dir(layout.root)
+        if args.content_cmd == "add":
+            _print(client.add_content(args.name, args.file, args.version, args.pcr13, upload=args.upload))
+        else:
+            _print(client.content())
+        return EXIT_OK
+    from eden.controller.core import BadRequest, Controller
+
+    ctl = Controller(layout)
+    try:
+        if args.content_cmd == "add":
+            try:
+                _print(ctl.add_content(args.name, args.file, version=args.version, pcr13=args.pcr13))
+            except BadRequest as exc:
+                raise ValueError(str(exc)) from None
+        else:
+            _print(ctl.content_list())
+    finally:
+        ctl.close()
     return EXIT_OK
 
 

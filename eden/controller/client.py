@@ -38,9 +38,16 @@ class AdminClient:
         req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        text = self._open(req, timeout or self.timeout)
+        if raw:
+            return text
+        return json.loads(text) if text else None
+
+    @staticmethod
+    def _open(req: urllib.request.Request, timeout: float) -> str:
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                text = resp.read().decode()
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.read().decode()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
             try:
@@ -48,17 +55,16 @@ class AdminClient:
             except (ValueError, AttributeError):
                 pass
             raise AdminError(exc.code, detail) from None
-        if raw:
-            return text
-        return json.loads(text) if text else None
 
     def _dev(self, serial: str) -> str:
         return "/v1/devices/" + urllib.parse.quote(serial, safe="")
 
     # ------------------------------------------------------------------------- calls --
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
-                    config: dict[str, Any] | None = None, learn: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"serial": serial, "firmware": firmware, "images": images or {}, "learn": learn}
+                    config: dict[str, Any] | None = None, learn: bool = False, tofu: bool = False) -> dict[str, Any]:
+        """``images``: name -> {version, measurement[, pcr13]}; ``tofu``: trust-on-first-use PCR
+        templates for this device (see :mod:`eden.controller.model`)."""
+        body: dict[str, Any] = {"serial": serial, "firmware": firmware, "images": images or {}, "learn": learn, "tofu": tofu}
         if config is not None:
             body["config"] = config
         return self.request("POST", "/v1/devices", body)
@@ -101,6 +107,43 @@ class AdminClient:
 
     def set_learn(self, learn: bool) -> Any:
         return self.request("PUT", "/v1/settings/learn", {"learn": learn})
+
+    def set_tofu(self, tofu: bool) -> Any:
+        """Controller-wide trust-on-first-use PCR templates (spec §5)."""
+        return self.request("PUT", "/v1/settings/tofu", {"tofu": tofu})
+
+    def set_device_tofu(self, serial: str, tofu: bool) -> Any:
+        return self.request("PUT", self._dev(serial) + "/tofu", {"tofu": tofu})
+
+    def reset_device_tofu(self, serial: str) -> Any:
+        """Forget the device's learned firmware PCRs: its next quote is trusted on first use again."""
+        return self.request("DELETE", self._dev(serial) + "/tofu")
+
+    def add_content(self, name: str, path: str | Path, version: str | None = None, pcr13: str | None = None,
+                    *, upload: bool = False) -> dict[str, Any]:
+        """Register a base OS image file as content ``name`` (at ``version``): the controller stores
+        it in its datastore and serves it to devices whose base OS is ``name``. ``pcr13``: the PCR 13
+        value a device booted from this release quotes (hex). By default the controller reads
+        ``path`` on its own host (hard link or copy); ``upload=True`` streams the bytes instead.
+        Returns {name, version, sha256, size, pcr13, created, url}."""
+        src = Path(path)
+        if not upload:
+            body: dict[str, Any] = {"name": name, "path": str(src.resolve()), "version": version or ""}
+            if pcr13 is not None:
+                body["pcr13"] = pcr13
+            return self.request("POST", "/v1/content", body, timeout=max(self.timeout, 600.0))
+        query = {"name": name, "version": version or ""}
+        if pcr13 is not None:
+            query["pcr13"] = pcr13
+        with open(src, "rb") as fh:
+            req = urllib.request.Request(self.url + "/v1/content?" + urllib.parse.urlencode(query), data=fh, method="POST")
+            req.add_header("Authorization", f"Bearer {self.token}")
+            req.add_header("Content-Type", "application/octet-stream")
+            req.add_header("Content-Length", str(src.stat().st_size))
+            return json.loads(self._open(req, max(self.timeout, 600.0)))
+
+    def content(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/content")
 
     def revoke_token(self, serial: str) -> Any:
         return self.request("POST", self._dev(serial) + "/attestation/revoke", {})

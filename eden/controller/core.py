@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import os
 import time
 import uuid as uuidlib
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eden.controller.layout import Layout
-from eden.controller.model import RealModel
+from eden.controller.model import DATASTORE_PATH, RealModel
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
-from simulator.eve.measured_boot import QUOTE_PCRS, pcr_digest
+from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
 
 
 class NotFound(KeyError):
@@ -26,6 +29,26 @@ class NotFound(KeyError):
 
 class BadRequest(ValueError):
     """Admin input that does not make sense (admin API 400)."""
+
+
+def check_pcr13(value: Any) -> str | None:
+    """A declared PCR 13 value: None, or 64 hex digits (returned lower-case)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"pcr13 must be a hex string, got {value!r}")
+    text = value.strip().lower()
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise BadRequest(f"pcr13 must be a SHA-256 value (64 hex digits), got {value!r}")
+    return text
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and all(ch in "0123456789abcdef" for ch in text)
 
 
 def parse_cert(value: Any) -> x509.Certificate:
@@ -50,6 +73,8 @@ class Controller:
         self.onboard_index = signing.cert_index([self.onboard])
         self.model = RealModel(self.store.get_meta("global_items", {}))
         self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
+        self.model.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
+        self.content_dir = layout.content_dir
         self.by_serial: dict[str, int] = {}
         # cert hash (16- and 32-byte forms) -> (device index, public key): the config hot path
         self.auth: dict[bytes, tuple[int, ec.EllipticCurvePublicKey]] = {}
@@ -70,6 +95,11 @@ class Controller:
         for tpl in self.store.templates():
             if tpl["status"] == "approved" and tpl["serial"] in self.by_serial:
                 self._approve_in_model(self.by_serial[tpl["serial"]], tpl["pcrs"])
+        for row in self.store.content():
+            self.model.content.setdefault(row["name"], {})[row["version"]] = row
+        for serial, pcrs in self.store.firmware_pcrs().items():
+            if serial in self.by_serial:
+                self.model.firmware[self.by_serial[serial]] = {int(k): bytes.fromhex(v) for k, v in pcrs.items()}
 
     def _index_cert(self, i: int, cert: x509.Certificate) -> None:
         key = cert.public_key()
@@ -118,9 +148,12 @@ class Controller:
         return list(range(len(self.model.devices))) if serials is None else [self.index(s) for s in serials]
 
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
-                    config: dict[str, Any] | None = None, learn: bool = False) -> tuple[bool, int]:
-        """(created, index). Re-registering an existing serial updates firmware/images/config."""
-        created, i, event = self._preregister(serial, firmware=firmware, images=images, config=config, learn=learn)
+                    config: dict[str, Any] | None = None, learn: bool = False, tofu: bool = False) -> tuple[bool, int]:
+        """(created, index). Re-registering an existing serial updates firmware/images/config.
+
+        ``images`` maps name -> {version, measurement[, pcr13]}: ``pcr13`` (hex) is the release's
+        PCR 13 for trust-on-first-use templates (``tofu``, see :mod:`eden.controller.model`)."""
+        created, i, event = self._preregister(serial, firmware=firmware, images=images, config=config, learn=learn, tofu=tofu)
         self.commit([i], [event])
         return created, i
 
@@ -139,16 +172,19 @@ class Controller:
             for name, img in (e.get("images") or {}).items():
                 if not isinstance(img, dict) or "measurement" not in img:
                     raise BadRequest(f"devices[{n}]: image {name!r} needs a measurement")
+                check_pcr13(img.get("pcr13"))
             if e.get("config") is not None:
                 self._check_config(e["config"])
         done = [self._preregister(e["serial"], firmware=str(e.get("firmware", "")), images=e.get("images"),
-                                  config=e.get("config"), learn=bool(e.get("learn", False))) for e in entries]
+                                  config=e.get("config"), learn=bool(e.get("learn", False)),
+                                  tofu=bool(e.get("tofu", False))) for e in entries]
         self.commit([i for _c, i, _e in done], [ev for _c, _i, ev in done])
         created = sum(1 for c, _i, _e in done if c)
         return created, len(done) - created
 
     def _preregister(self, serial: str, *, firmware: str, images: dict[str, dict[str, str]] | None,
-                     config: dict[str, Any] | None, learn: bool) -> tuple[bool, int, tuple[str, str | None, dict[str, Any]]]:
+                     config: dict[str, Any] | None, learn: bool,
+                     tofu: bool = False) -> tuple[bool, int, tuple[str, str | None, dict[str, Any]]]:
         """Apply one pre-registration to the model; the caller commits (index and event returned)."""
         if not serial or not isinstance(serial, str):
             raise BadRequest("serial must be a non-empty string")
@@ -158,6 +194,7 @@ class Controller:
         for name, img in images.items():
             if not isinstance(img, dict) or "measurement" not in img:
                 raise BadRequest(f"image {name!r} needs a measurement")
+            check_pcr13(img.get("pcr13"))
         measurements = {name: str(img["measurement"]) for name, img in images.items()}
         if config is not None:
             self._check_config(config)
@@ -172,8 +209,15 @@ class Controller:
             dev.firmware, dev.images = firmware or dev.firmware, measurements or dev.images
             self.model.forget_templates(i)
         side = self.model.side[i]
-        side.images = {n: {"version": str(v.get("version", "")), "measurement": str(v["measurement"])} for n, v in images.items()} or side.images
+        declared = {}
+        for n, v in images.items():
+            declared[n] = {"version": str(v.get("version", "")), "measurement": str(v["measurement"])}
+            pcr13 = check_pcr13(v.get("pcr13"))
+            if pcr13:
+                declared[n]["pcr13"] = pcr13
+        side.images = declared or side.images
         side.learn = bool(learn)
+        side.tofu = bool(tofu)
         if config is not None:
             self._apply_config(i, config)
         return created, i, ("preregistered" if created else "preregister_updated", serial,
@@ -242,9 +286,17 @@ class Controller:
         elif what == "learn":
             for i in idx:
                 m.side[i].learn = bool(data["learn"])
+        elif what == "tofu":
+            for i in idx:
+                m.side[i].tofu = bool(data["tofu"])
+        elif what == "tofu_reset":
+            self.store.begin()
+            for i in idx:
+                m.firmware.pop(i, None)
+                self.store.forget_firmware_pcrs(m.devices[i].serial)
         else:
             raise BadRequest(f"unknown change {what!r}")
-        if what not in ("revoke", "learn"):
+        if what not in ("revoke", "learn", "tofu", "tofu_reset"):
             for i in idx:
                 m.side[i].has_config = True
         self.commit(idx, [("admin_" + what, m.devices[i].serial, data) for i in idx] if serials is not None
@@ -256,6 +308,95 @@ class Controller:
         self.store.begin()
         self.store.put_meta("learn", learn)
         self.commit([], [("admin_learn", None, {"learn": learn})])
+
+    def set_tofu(self, tofu: bool) -> None:
+        """Controller-wide trust-on-first-use PCR templates (spec §5); see :mod:`eden.controller.model`."""
+        self.model.tofu = tofu
+        self.store.begin()
+        self.store.put_meta("tofu", tofu)
+        self.commit([], [("admin_tofu", None, {"tofu": tofu})])
+
+    # ---------------------------------------------------------------------- content --
+    def stage_content(self, src: Path) -> tuple[str, int, Path]:
+        """Put a file into the datastore directory (a hard link when possible, else a copy through a
+        temp file), hashing it on the way: (sha256 hex, size, stored path). Blocking: run it in a
+        thread; it touches no controller state."""
+        if not src.is_file():
+            raise BadRequest(f"{src} is not a readable file")
+        self.content_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.content_dir / f".incoming.{os.getpid()}.{time.monotonic_ns()}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            try:
+                os.link(src, tmp)
+                out = None
+            except OSError:
+                out = open(tmp, "wb")
+            try:
+                with open(src, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        if out is not None:
+                            out.write(chunk)
+                if out is not None:
+                    out.flush()
+                    os.fsync(out.fileno())
+            finally:
+                if out is not None:
+                    out.close()
+            sha = digest.hexdigest()
+            final = self.content_dir / sha
+            os.replace(tmp, final)
+            return sha, size, final
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def register_content(self, name: str, version: str, sha256: str, size: int, pcr13: str | None) -> dict[str, Any]:
+        """Record staged content under (name, version); devices whose base OS is ``name`` get a new
+        config carrying it (spec §3 step 1)."""
+        if not name or not isinstance(name, str):
+            raise BadRequest("content needs a non-empty name")
+        if not isinstance(version, str):
+            raise BadRequest("content version must be a string")
+        pcr13 = check_pcr13(pcr13)
+        if not _is_sha256_hex(sha256) or not (self.content_dir / sha256).is_file():
+            raise BadRequest(f"no staged content {sha256!r}")
+        row = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
+        m = self.model
+        m.content.setdefault(name, {})[version] = row
+        changed = [i for i, dev in enumerate(m.devices) if dev.baseos and dev.baseos["image"] == name]
+        for i in changed:
+            m._changed(i)
+        self.store.begin()
+        self.store.put_content(name, version, sha256, int(size), pcr13)
+        self.commit(changed, [("content_added", None, {"name": name, "version": version, "sha256": sha256,
+                                                       "size": int(size), "pcr13": pcr13})])
+        return self.content_view(row)
+
+    def add_content(self, name: str, src: Path, *, version: str = "", pcr13: str | None = None) -> dict[str, Any]:
+        """Stage and register in one call (offline use and tests; the server stages in a thread)."""
+        check_pcr13(pcr13)
+        sha, size, _path = self.stage_content(Path(src))
+        return self.register_content(name, version, sha, size, pcr13)
+
+    @staticmethod
+    def content_view(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "url": DATASTORE_PATH + row["sha256"]}
+
+    def content_list(self) -> list[dict[str, Any]]:
+        return [self.content_view(r) for versions in self.model.content.values() for r in versions.values()]
+
+    def content_file(self, sha256: str) -> Path | None:
+        """The datastore file for ``sha256`` when it is registered content, else None."""
+        sha = sha256.lower()
+        if not _is_sha256_hex(sha):
+            return None
+        if not any(r["sha256"] == sha for versions in self.model.content.values() for r in versions.values()):
+            return None
+        path = self.content_dir / sha
+        return path if path.is_file() else None
 
     def approve(self, tid: int) -> dict[str, Any]:
         tpl = next((t for t in self.store.templates() if t["id"] == tid), None)
@@ -287,6 +428,7 @@ class Controller:
         if full:
             view.update({
                 "firmware": dev.firmware, "images": side.images, "learn": side.learn,
+                "tofu": self.model.uses_tofu(i), "firmware_pcrs_learned": i in self.model.firmware,
                 "items": dev.items, "baseos": dev.baseos, "reboot": dev.reboot, "shutdown": side.shutdown,
                 "apps": dev.apps, "maintenance": dev.maintenance,
                 "attestation": {"token_required": dev.token_required, "has_token": dev.token is not None,
@@ -301,7 +443,11 @@ class Controller:
     # -------------------------------------------------------------- attestation --
     def learn_quote(self, i: int, pcrs: dict[int, bytes]) -> None:
         """Before the model judges a quote: store an unknown PCR set as a pending template, or
-        auto-approve it when learning is on and the device has no learned template yet (§5)."""
+        auto-approve it when learning is on and the device has no learned template yet (§5).
+        A device in trust-on-first-use mode instead learns its firmware PCRs once (:meth:`_tofu`)."""
+        if self.model.uses_tofu(i):
+            self._tofu(i, pcrs)
+            return
         digest = pcr_digest(pcrs, QUOTE_PCRS)
         if any(pcr_digest(t, QUOTE_PCRS) == digest for t in self.model.templates_for(i)):
             return
@@ -318,3 +464,22 @@ class Controller:
 
     def now(self) -> float:
         return time.time()
+
+    def _tofu(self, i: int, pcrs: dict[int, bytes]) -> None:
+        """Trust on first use (spec §5): the first quote of a device whose firmware PCRs are not
+        known yet fixes them, but only when its PCR 13 is a declared release the device may run.
+        Later quotes are judged by the model against those PCRs + every declared PCR 13."""
+        m = self.model
+        if i in m.firmware:
+            return
+        dev = m.devices[i]
+        pcr13 = pcrs[PCR_ROOTFS].hex()
+        if pcrs[PCR_ROOTFS] not in m.release_pcr13(i):
+            self.commit([], [("tofu_refused", dev.serial, {"pcr13": pcr13, "reason": "PCR 13 is not a declared release"})])
+            return
+        base = {k: v for k, v in pcrs.items() if k in QUOTE_PCRS and k != PCR_ROOTFS}
+        m.firmware[i] = base
+        self.store.begin()
+        self.store.put_firmware_pcrs(dev.serial, {str(k): v.hex() for k, v in sorted(base.items())})
+        self.commit([], [("template_learned", dev.serial, {"mode": "tofu", "pcr13": pcr13,
+                                                            "digest": pcr_digest(pcrs, QUOTE_PCRS).hex()})])

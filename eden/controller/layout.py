@@ -36,6 +36,11 @@ class Layout:
         return self.root / f"{name}.key.pem"
 
     @property
+    def content_dir(self) -> Path:
+        """Content-addressed datastore: one file per sha256 (hex) name."""
+        return self.root / "content"
+
+    @property
     def root_cert(self) -> Path:
         return self.root / "root-certificate.pem"
 

@@ -3,6 +3,17 @@
 The API rules stay in :class:`simulator.controller.ControllerModel`; this subclass only draws
 nonces/tokens from :mod:`secrets`, adds learned+approved PCR templates, and carries the
 controller-side per-device extras (shutdown counter, metrics, attestation history, ...).
+
+Two more real-controller things live here:
+
+* **content**: base OS images the controller serves from its datastore. A device's config
+  ``baseos`` gets ``content: {sha256, size, url}`` when the controller holds content for that
+  image name (and version, or registered without one), spec §3 step 1.
+* **trust-on-first-use templates** (``tofu``) for real TPMs, spec §5: the firmware PCRs (every
+  quoted PCR but 13) cannot be predicted, the OS measurement (PCR 13) is known per release. The
+  first quote whose PCR 13 is a declared release of an image the device may run fixes the other
+  PCRs (:attr:`RealModel.firmware`); afterwards a quote passes only with those PCRs and the PCR
+  13 of a declared release (``pcr13`` of registered content, or of a pre-registered image).
 """
 
 from __future__ import annotations
@@ -14,22 +25,24 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from simulator.controller import ControllerModel, DeviceRecord
-from simulator.eve.measured_boot import QUOTE_PCRS
+from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS
 
 # A template no real quote can match: used when a device has no template at all, so the model
 # reports every PCR as mismatching instead of failing on an empty template list.
 _NEVER = {i: b"\xff" * 32 for i in QUOTE_PCRS}
 _DEVICE_FIELDS = [f.name for f in fields(DeviceRecord) if f.name != "config"]
+DATASTORE_PATH = "/eden/datastore/sha256/"  # + sha256 hex: where the device API serves content
 
 
 @dataclass
 class Side:
     """Controller-side state the model does not keep."""
 
-    images: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {version, measurement}
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {version, measurement[, pcr13]}
     has_config: bool = False
     onboarded: bool = False
     learn: bool = False
+    tofu: bool = False
     shutdown: int = 0
     last_seen: float = 0.0
     served_hash: str = ""
@@ -46,6 +59,9 @@ class RealModel(ControllerModel):
                          enforce_attestation=True)
         self.side: list[Side] = []
         self.learned: dict[int, list[dict[int, bytes]]] = {}  # approved learned templates per device
+        self.tofu = False  # controller-wide trust-on-first-use templates (else per device: Side.tofu)
+        self.firmware: dict[int, dict[int, bytes]] = {}  # TOFU: learned PCRs (all quoted but 13)
+        self.content: dict[str, dict[str, dict[str, Any]]] = {}  # image name -> version -> content row
 
     def add(self, serial: str, firmware: str, images: dict[str, str]) -> int:
         i = self.add_device(serial, firmware, images)
@@ -62,7 +78,38 @@ class RealModel(ControllerModel):
         dev = self.devices[i]
         declared = super().templates_for(i) if dev.images else []
         templates = [*declared, *self.learned.get(i, [])]
+        base = self.firmware.get(i) if self.uses_tofu(i) else None
+        if base is not None:
+            templates += [{**base, PCR_ROOTFS: pcr13} for pcr13 in sorted(self.release_pcr13(i))]
         return templates or [_NEVER]
+
+    # ------------------------------------------------------------------ TOFU + content --
+    def uses_tofu(self, i: int) -> bool:
+        return self.tofu or self.side[i].tofu
+
+    def allowed_images(self, i: int) -> set[str]:
+        """Image names device ``i`` may run: its pre-registered images and its base OS image."""
+        names = set(self.side[i].images) | set(self.devices[i].images)
+        if self.devices[i].baseos:
+            names.add(str(self.devices[i].baseos["image"]))
+        return names
+
+    def release_pcr13(self, i: int) -> set[bytes]:
+        """Declared PCR 13 values of every release device ``i`` may run (spec §5)."""
+        out: set[bytes] = set()
+        for name in self.allowed_images(i):
+            declared = self.side[i].images.get(name, {}).get("pcr13")
+            if declared:
+                out.add(bytes.fromhex(declared))
+            for row in self.content.get(name, {}).values():
+                if row.get("pcr13"):
+                    out.add(bytes.fromhex(row["pcr13"]))
+        return out
+
+    def content_for(self, image: str, version: str) -> dict[str, Any] | None:
+        """The content row serving ``image`` at ``version`` (or registered without a version)."""
+        versions = self.content.get(image, {})
+        return versions.get(version) or versions.get("")
 
     def forget_templates(self, i: int) -> None:
         """Declared images changed: recompute the model's cached templates."""
@@ -73,9 +120,14 @@ class RealModel(ControllerModel):
         if dev.config is None:
             cfg = super().config_for(i)
             shutdown = self.side[i].shutdown
-            if shutdown:
+            row = self.content_for(str(dev.baseos["image"]), str(dev.baseos["version"])) if dev.baseos else None
+            if shutdown or row:
                 cfg = {k: v for k, v in cfg.items() if k != "hash"}
-                cfg["shutdown"] = shutdown
+                if shutdown:
+                    cfg["shutdown"] = shutdown
+                if row:
+                    content = {"sha256": row["sha256"], "size": row["size"], "url": DATASTORE_PATH + row["sha256"]}
+                    cfg["baseos"] = {**cfg["baseos"], "content": content}
                 dev.hash = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:32]
                 cfg["hash"] = dev.hash
                 dev.config = cfg

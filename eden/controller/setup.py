@@ -20,7 +20,11 @@ class AlreadyInitialised(Exception):
     pass
 
 
-def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = None, learn: bool = False) -> Layout:
+def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = None, learn: bool = False,
+         tofu: bool = False) -> Layout:
+    """Create a controller directory. ``learn``: auto-approve each device's first PCR template;
+    ``tofu``: trust-on-first-use templates for real TPMs (firmware PCRs learned from the first quote
+    whose PCR 13 is a declared release; see :mod:`eden.controller.model`)."""
     layout = Layout(root)
     if layout.initialised():
         raise AlreadyInitialised(f"{root} is already an initialised controller directory ({layout.config.name} exists)")
@@ -44,7 +48,7 @@ def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = N
     pki.save_pem(pki.create_onboarding("eden onboard"), layout.cert("onboard"), layout.key("onboard"))
     write_atomic(layout.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
     config = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": learn,
-              "created": time.time()}
+              "tofu": tofu, "created": time.time()}
     write_atomic(layout.config, json.dumps(config, indent=1).encode())  # last: marks DIR as initialised
     return layout
 

@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS templates (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, kind TEXT NOT NULL,
     serial TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS content (
+    name TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    pcr13 TEXT, created REAL NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS firmware_pcrs (serial TEXT PRIMARY KEY, pcrs TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
     path TEXT NOT NULL, data BLOB NOT NULL);
@@ -92,6 +96,27 @@ class Store:
             {"id": r[0], "serial": r[1], "digest": r[2], "pcrs": json.loads(r[3]), "status": r[4], "created": r[5]}
             for r in rows
         ]
+
+    def put_content(self, name: str, version: str, sha256: str, size: int, pcr13: str | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO content(name, version, sha256, size, pcr13, created) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, version, sha256, size, pcr13, time.time()),
+        )
+
+    def content(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT name, version, sha256, size, pcr13, created FROM content ORDER BY created, name").fetchall()
+        return [{"name": r[0], "version": r[1], "sha256": r[2], "size": r[3], "pcr13": r[4], "created": r[5]} for r in rows]
+
+    def put_firmware_pcrs(self, serial: str, pcrs: dict[str, str]) -> None:
+        """The trust-on-first-use PCR values (all quoted PCRs but 13) learned for a device."""
+        self.db.execute("INSERT OR REPLACE INTO firmware_pcrs(serial, pcrs, created) VALUES (?, ?, ?)",
+                        (serial, json.dumps(pcrs), time.time()))
+
+    def forget_firmware_pcrs(self, serial: str) -> None:
+        self.db.execute("DELETE FROM firmware_pcrs WHERE serial=?", (serial,))
+
+    def firmware_pcrs(self) -> dict[str, dict[str, str]]:
+        return {r[0]: json.loads(r[1]) for r in self.db.execute("SELECT serial, pcrs FROM firmware_pcrs")}
 
     def add_event(self, kind: str, serial: str | None, data: dict[str, Any]) -> int:
         cur = self.db.execute(

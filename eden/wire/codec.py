@@ -29,6 +29,11 @@ Conventions
   them back with ``decode_response(..., images={uuid: name})`` (see :func:`image_names`). An
   unknown uuid is handed to the node as the image name.
 * Apps are named by :func:`app_uuid`; ``AppInstanceConfig.displayname`` carries the name.
+* A config ``baseos`` may carry ``content: {sha256, size, url}`` (where the image is downloaded
+  from, ``url`` relative to the controller): it travels as an EdgeDevConfig.contentInfo
+  ContentTree named by the baseos content_tree_uuid (sha256, maxSizeBytes = size, URL = the
+  url's last segment, displayName = image) plus a DatastoreConfig (DsHttps, dpath = the url's
+  directory, id = :func:`datastore_uuid`). Absent content, neither is sent (spec §2, §3 step 1).
 
 Where report fields go (ZInfoDevice, spec §2)
 ---------------------------------------------
@@ -564,10 +569,13 @@ def merge_info(previous: Mapping[str, Any] | None, partial: Mapping[str, Any]) -
 
 # --------------------------------------------------------------------------------- responses --
 @_guard
-def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_uuid: str | None = None) -> bytes:
+def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_uuid: str | None = None,
+                    datastore_fqdn: str = "") -> bytes:
     """Controller side: ControllerModel.answer's (status, body) -> serialized response payload.
 
     Anything but a 2xx answer, and kinds without a response message, give ``b""``.
+    ``datastore_fqdn`` goes into DatastoreConfig.fqdn of a base OS with ``content`` (e.g.
+    ``https://controller:8443``) for a real EVE; eden's decoder ignores it (urls stay relative).
     """
     _check_kind(kind)
     body = _body(body)
@@ -583,7 +591,7 @@ def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_u
     if kind == "config":
         if status != 200:
             return b""
-        return _ser(_config_response(body, device_uuid or ""))
+        return _ser(_config_response(body, device_uuid or "", datastore_fqdn))
     if kind == "attest":
         return _ser(_attest_resp(body))
     return b""
@@ -596,7 +604,7 @@ def _cert_type(name: Any) -> int:
         raise CodecError(f"unknown certificate type {name!r}") from None
 
 
-def _config_response(body: Mapping[str, Any], dev: str) -> config_pb2.ConfigResponse:
+def _config_response(body: Mapping[str, Any], dev: str, fqdn: str = "") -> config_pb2.ConfigResponse:
     cfg = body["config"]
     resp = config_pb2.ConfigResponse(configHash=_text(cfg.get("hash", ""), "config hash"))
     c = resp.config
@@ -611,6 +619,8 @@ def _config_response(body: Mapping[str, Any], dev: str) -> config_pb2.ConfigResp
         c.baseos.base_os_version = _text(bos["version"], "baseos version")
         c.baseos.activate = bool(bos.get("activate", True))
         c.baseos.retry_update.counter = _uint(bos.get("retry", 0), "baseos retry")
+        if bos.get("content") is not None:
+            _content_out(c, c.baseos.content_tree_uuid, bos["image"], bos["content"], fqdn)
     c.reboot.counter = _uint(cfg.get("reboot", 0), "reboot counter")
     for name in sorted(cfg.get("apps") or {}):
         spec = cfg["apps"][name]
@@ -625,6 +635,51 @@ def _config_response(body: Mapping[str, Any], dev: str) -> config_pb2.ConfigResp
         a.fixedresources.virtualizationMode = config_pb2.HVM if kind == "vm" else config_pb2.NOHYPER
     c.maintenance_mode = bool(cfg.get("maintenance", False))
     return resp
+
+
+def datastore_uuid(dpath: str) -> str:
+    """The DatastoreConfig id eden gives the datastore serving under ``dpath`` (uuid5)."""
+    return str(uuidlib.uuid5(IMAGE_NAMESPACE, "datastore:" + dpath))
+
+
+def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, content: Any, fqdn: str) -> None:
+    """baseos ``content`` {sha256, size, url} -> one ContentTree (+ its DatastoreConfig).
+
+    The url's directory becomes the datastore's dpath and its last segment the ContentTree URL,
+    the way EVE joins them (eve-api config/storage.proto)."""
+    if not isinstance(content, Mapping):
+        raise CodecError(f"baseos content must be a mapping, got {content!r}")
+    sha = _text(content.get("sha256"), "content sha256").lower()
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+        raise CodecError(f"content sha256 must be 64 hex digits, got {sha!r}")
+    size = _uint(content.get("size"), "content size", 63)
+    url = _text(content.get("url"), "content url")
+    dpath, _, name = url.rpartition("/")
+    if not url.startswith("/") or not name:
+        raise CodecError(f"content url must be an absolute path to a file, got {url!r}")
+    dpath = dpath.lstrip("/")
+    ds_id = datastore_uuid(dpath)
+    if not any(d.id == ds_id for d in c.datastores):
+        c.datastores.add(id=ds_id, dType=config_pb2.DsHttps, fqdn=fqdn, dpath=dpath)
+    c.contentInfo.add(uuid=tree_uuid, dsId=ds_id, URL=name, sha256=sha, maxSizeBytes=size, displayName=image)
+
+
+def _content_in(c: config_pb2.EdgeDevConfig, tree_uuid: str) -> dict[str, Any] | None:
+    """The ContentTree ``tree_uuid`` as baseos ``content``; None when the config has none."""
+    trees = [t for t in c.contentInfo if t.uuid == tree_uuid]
+    if not trees:
+        return None
+    if len(trees) > 1:
+        raise CodecError(f"content tree {tree_uuid} appears twice")
+    tree = trees[0]
+    stores = [d for d in c.datastores if d.id == tree.dsId]
+    if len(stores) != 1:
+        raise CodecError(f"content tree {tree_uuid} names datastore {tree.dsId!r}, which the config does not hold once")
+    sha = tree.sha256.lower()
+    if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha) or not tree.URL:
+        raise CodecError(f"content tree {tree_uuid} needs a sha256 and a URL")
+    dpath = stores[0].dpath.strip("/")
+    return {"sha256": sha, "size": tree.maxSizeBytes, "url": f"/{dpath}/{tree.URL}" if dpath else f"/{tree.URL}"}
 
 
 def _attest_resp(body: Mapping[str, Any]) -> attest_pb2.ZAttestResponse:
@@ -703,6 +758,9 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
         if not b.content_tree_uuid or not b.base_os_version:
             raise CodecError("baseos needs a content tree uuid and a version")
         baseos = {"image": images.get(b.content_tree_uuid, b.content_tree_uuid), "version": b.base_os_version, "activate": b.activate, "retry": b.retry_update.counter}
+        content = _content_in(c, b.content_tree_uuid)
+        if content is not None:
+            baseos["content"] = content
     apps: dict[str, dict[str, Any]] = {}
     for a in c.apps:
         if not a.displayname or a.displayname in apps:

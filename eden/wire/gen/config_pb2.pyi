@@ -10,6 +10,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DsType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DsUnknown: _ClassVar[DsType]
+    DsHttp: _ClassVar[DsType]
+    DsHttps: _ClassVar[DsType]
+    DsS3: _ClassVar[DsType]
+    DsSFTP: _ClassVar[DsType]
+    DsContainerRegistry: _ClassVar[DsType]
+    DsAzureBlob: _ClassVar[DsType]
+    DsGoogleStorage: _ClassVar[DsType]
+
 class VmMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PV: _ClassVar[VmMode]
@@ -18,6 +29,14 @@ class VmMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FML: _ClassVar[VmMode]
     NOHYPER: _ClassVar[VmMode]
     LEGACY: _ClassVar[VmMode]
+DsUnknown: DsType
+DsHttp: DsType
+DsHttps: DsType
+DsS3: DsType
+DsSFTP: DsType
+DsContainerRegistry: DsType
+DsAzureBlob: DsType
+DsGoogleStorage: DsType
 PV: VmMode
 HVM: VmMode
 Filler: VmMode
@@ -58,6 +77,34 @@ class InstanceOpsCmd(_message.Message):
     counter: int
     opsTime: str
     def __init__(self, counter: _Optional[int] = ..., opsTime: _Optional[str] = ...) -> None: ...
+
+class DatastoreConfig(_message.Message):
+    __slots__ = ("id", "dType", "fqdn", "dpath")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    FQDN_FIELD_NUMBER: _ClassVar[int]
+    DPATH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    dType: DsType
+    fqdn: str
+    dpath: str
+    def __init__(self, id: _Optional[str] = ..., dType: _Optional[_Union[DsType, str]] = ..., fqdn: _Optional[str] = ..., dpath: _Optional[str] = ...) -> None: ...
+
+class ContentTree(_message.Message):
+    __slots__ = ("uuid", "dsId", "URL", "sha256", "maxSizeBytes", "displayName")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    DSID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MAXSIZEBYTES_FIELD_NUMBER: _ClassVar[int]
+    DISPLAYNAME_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    dsId: str
+    URL: str
+    sha256: str
+    maxSizeBytes: int
+    displayName: str
+    def __init__(self, uuid: _Optional[str] = ..., dsId: _Optional[str] = ..., URL: _Optional[str] = ..., sha256: _Optional[str] = ..., maxSizeBytes: _Optional[int] = ..., displayName: _Optional[str] = ...) -> None: ...
 
 class BaseOS(_message.Message):
     __slots__ = ("content_tree_uuid", "retry_update", "activate", "base_os_version")
@@ -112,11 +159,13 @@ class AppInstanceConfig(_message.Message):
     def __init__(self, uuidandversion: _Optional[_Union[UUIDandVersion, _Mapping]] = ..., displayname: _Optional[str] = ..., fixedresources: _Optional[_Union[VmConfig, _Mapping]] = ..., activate: _Optional[bool] = ..., restart: _Optional[_Union[InstanceOpsCmd, _Mapping]] = ..., purge: _Optional[_Union[InstanceOpsCmd, _Mapping]] = ..., volumeRefList: _Optional[_Iterable[_Union[VolumeRef, _Mapping]]] = ..., start_delay_in_seconds: _Optional[int] = ...) -> None: ...
 
 class EdgeDevConfig(_message.Message):
-    __slots__ = ("id", "apps", "reboot", "configItems", "controllercert_confighash", "maintenance_mode", "controller_epoch", "baseos", "shutdown", "device_name", "config_timestamp")
+    __slots__ = ("id", "apps", "datastores", "reboot", "configItems", "contentInfo", "controllercert_confighash", "maintenance_mode", "controller_epoch", "baseos", "shutdown", "device_name", "config_timestamp")
     ID_FIELD_NUMBER: _ClassVar[int]
     APPS_FIELD_NUMBER: _ClassVar[int]
+    DATASTORES_FIELD_NUMBER: _ClassVar[int]
     REBOOT_FIELD_NUMBER: _ClassVar[int]
     CONFIGITEMS_FIELD_NUMBER: _ClassVar[int]
+    CONTENTINFO_FIELD_NUMBER: _ClassVar[int]
     CONTROLLERCERT_CONFIGHASH_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_MODE_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -126,8 +175,10 @@ class EdgeDevConfig(_message.Message):
     CONFIG_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     id: UUIDandVersion
     apps: _containers.RepeatedCompositeFieldContainer[AppInstanceConfig]
+    datastores: _containers.RepeatedCompositeFieldContainer[DatastoreConfig]
     reboot: DeviceOpsCmd
     configItems: _containers.RepeatedCompositeFieldContainer[ConfigItem]
+    contentInfo: _containers.RepeatedCompositeFieldContainer[ContentTree]
     controllercert_confighash: str
     maintenance_mode: bool
     controller_epoch: int
@@ -135,7 +186,7 @@ class EdgeDevConfig(_message.Message):
     shutdown: DeviceOpsCmd
     device_name: str
     config_timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[_Union[UUIDandVersion, _Mapping]] = ..., apps: _Optional[_Iterable[_Union[AppInstanceConfig, _Mapping]]] = ..., reboot: _Optional[_Union[DeviceOpsCmd, _Mapping]] = ..., configItems: _Optional[_Iterable[_Union[ConfigItem, _Mapping]]] = ..., controllercert_confighash: _Optional[str] = ..., maintenance_mode: _Optional[bool] = ..., controller_epoch: _Optional[int] = ..., baseos: _Optional[_Union[BaseOS, _Mapping]] = ..., shutdown: _Optional[_Union[DeviceOpsCmd, _Mapping]] = ..., device_name: _Optional[str] = ..., config_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[_Union[UUIDandVersion, _Mapping]] = ..., apps: _Optional[_Iterable[_Union[AppInstanceConfig, _Mapping]]] = ..., datastores: _Optional[_Iterable[_Union[DatastoreConfig, _Mapping]]] = ..., reboot: _Optional[_Union[DeviceOpsCmd, _Mapping]] = ..., configItems: _Optional[_Iterable[_Union[ConfigItem, _Mapping]]] = ..., contentInfo: _Optional[_Iterable[_Union[ContentTree, _Mapping]]] = ..., controllercert_confighash: _Optional[str] = ..., maintenance_mode: _Optional[bool] = ..., controller_epoch: _Optional[int] = ..., baseos: _Optional[_Union[BaseOS, _Mapping]] = ..., shutdown: _Optional[_Union[DeviceOpsCmd, _Mapping]] = ..., device_name: _Optional[str] = ..., config_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ConfigRequest(_message.Message):
     __slots__ = ("configHash", "integrity_token")
