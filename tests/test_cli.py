@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 PROFILE_FILES = sorted((REPO / "hw_profiles").glob("*.yaml"))
 SMOKE = REPO / "scenarios" / "onboarding-smoke.yaml"
-PROFILE_NAMES = {"gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"}
+PROFILE_NAMES = {"eve-qemu-x86_64", "gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"}
 ISSUE_RE = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$", re.M)
 WALL_CLOCK_KEY = re.compile(r"started|wall|host|pid", re.I)
 
@@ -114,7 +114,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_validate_every_shipped_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    assert SCENARIOS and len(PROFILE_FILES) == 6
+    assert SCENARIOS and len(PROFILE_FILES) == 7
     monkeypatch.chdir(REPO)
     files = [str(p.relative_to(REPO)) for p in SCENARIOS + PROFILE_FILES]
     assert cli.main(["validate", *files]) == 0

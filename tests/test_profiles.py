@@ -19,7 +19,7 @@ from eden.profiles import (
     load_profiles,
 )
 
-SHIPPED = ["gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"]
+SHIPPED = ["eve-qemu-x86_64", "gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"]
 BASE = (DEFAULT_PROFILES_DIR / "qemu-x86_64.yaml").read_text()
 
 

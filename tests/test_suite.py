@@ -19,7 +19,7 @@ SMOKE = SCENARIOS / "onboarding-smoke.yaml"
 UPDATE = SCENARIOS / "baseos-update.yaml"
 NETWORK = SCENARIOS / "network-outage-recovery.yaml"
 ISSUE_RE = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$", re.M)
-PROFILES = ["gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"]
+PROFILES = ["eve-qemu-x86_64", "gateway-arm", "gateway-x86", "nuc-class", "qemu-aarch64", "qemu-x86_64", "rpi4-class"]
 
 PORTS = """\
 name: ports
