@@ -115,13 +115,16 @@ ADMIN_ROUTES = [
     ("PUT", "/v1/devices/{s}/learn"), ("POST", "/v1/devices/{s}/attestation/revoke"), ("PUT", "/v1/settings/learn"),
     ("POST", "/v1/templates/{s}/approve"), ("GET", "/v1/events?since={s}&wait=0"), ("GET", "/v1/devices/{s}"),
     ("GET", "/v1/events?since=0&wait={s}"), ("GET", "/v1/templates?status={s}"),
+    ("PUT", "/v1/settings/tofu"), ("PUT", "/v1/devices/{s}/tofu"), ("DELETE", "/v1/devices/{s}/tofu"),
+    ("POST", "/v1/content"), ("GET", "/v1/content"),
 ]
 
 
 @FUZZ
 @given(route=st.sampled_from(ADMIN_ROUTES), serial=st.sampled_from(["FUZZ-1", "nope", "1", "x%20y", "nan", "-1", "1e400"]),
        body=json_values | st.dictionaries(st.sampled_from(["serial", "items", "image", "version", "enable", "learn",
-                                                          "config", "images", "firmware", "memory", "cpus"]),
+                                                          "config", "images", "firmware", "memory", "cpus",
+                                                          "tofu", "name", "path", "pcr13"]),
                                           json_values, max_size=5))
 def test_admin_api_random_json(target: Any, route: tuple[str, str], serial: str, body: Any) -> None:
     from eden.controller.client import AdminError

@@ -104,6 +104,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         if request.content_type == "application/octet-stream":
             q = request.query
             d: dict[str, Any] = {"name": q.get("name", ""), "version": q.get("version", ""), "pcr13": q.get("pcr13")}
+            ctl.check_content(d["name"], d["version"], d["pcr13"])
             ctl.content_dir.mkdir(parents=True, exist_ok=True)
             upload = ctl.content_dir / f".upload.{os.getpid()}.{time.monotonic_ns()}"
             try:
@@ -115,6 +116,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
                 upload.unlink(missing_ok=True)
         else:
             d = await body(request)
+            ctl.check_content(d.get("name"), d.get("version") or "", d.get("pcr13"))
             if not isinstance(d.get("path"), str) or not d["path"]:
                 raise BadRequest("content needs a path (or an application/octet-stream body)")
             sha, size, _ = await asyncio.to_thread(ctl.stage_content, Path(d["path"]))

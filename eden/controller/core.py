@@ -353,14 +353,23 @@ class Controller:
         finally:
             tmp.unlink(missing_ok=True)
 
+    @staticmethod
+    def check_content(name: Any, version: Any, pcr13: Any) -> str | None:
+        """Validate content arguments before anything is staged; returns the normalised pcr13."""
+        if not name or not isinstance(name, str):
+            raise BadRequest("content needs a non-empty string name")
+        if not isinstance(version, str):
+            raise BadRequest("content version must be a string")
+        try:
+            codec.image_uuid(name)
+        except ValueError as exc:
+            raise BadRequest(f"bad content name: {exc}") from None
+        return check_pcr13(pcr13)
+
     def register_content(self, name: str, version: str, sha256: str, size: int, pcr13: str | None) -> dict[str, Any]:
         """Record staged content under (name, version); devices whose base OS is ``name`` get a new
         config carrying it (spec §3 step 1)."""
-        if not name or not isinstance(name, str):
-            raise BadRequest("content needs a non-empty name")
-        if not isinstance(version, str):
-            raise BadRequest("content version must be a string")
-        pcr13 = check_pcr13(pcr13)
+        pcr13 = self.check_content(name, version, pcr13)
         if not _is_sha256_hex(sha256) or not (self.content_dir / sha256).is_file():
             raise BadRequest(f"no staged content {sha256!r}")
         row = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
@@ -377,7 +386,7 @@ class Controller:
 
     def add_content(self, name: str, src: Path, *, version: str = "", pcr13: str | None = None) -> dict[str, Any]:
         """Stage and register in one call (offline use and tests; the server stages in a thread)."""
-        check_pcr13(pcr13)
+        self.check_content(name, version, pcr13)
         sha, size, _path = self.stage_content(Path(src))
         return self.register_content(name, version, sha, size, pcr13)
 

@@ -52,9 +52,8 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
 * info ``sw[].image`` and ``baseos.image``: ZInfoDevSW has no image field; decoded as None
   unless the controller passes ``decode_request(..., image_of_version={version: image})``.
 * info ``config_items_errors``: configItemStatus is not in eden's proto subset; decoded as [].
-* config app spec ``size``: the size lives in EVE's ContentTree/Volume messages, which eden's
-  proto does not model (their field numbers could not be verified against eve-api); the device
-  side gets ``APP_SIZE_DEFAULT`` (the scenario model's default, 100 MiB) or ``app_size=``.
+* config app spec ``size``: the size lives in EVE's Volume messages (and the app's
+  ContentTree), which eden does not send for apps; the device side gets ``APP_SIZE_DEFAULT`` (the scenario model's default, 100 MiB) or ``app_size=``.
 * config app spec ``memory``: carried in KiB (VmConfig.memory), rounded up to a whole KiB.
 * config app ``kind``: VmConfig.virtualizationMode (HVM = "vm", NOHYPER = "container"; other
   modes decode as "vm").
