@@ -119,12 +119,19 @@ def test_read_gpt_agrees_with_sgdisk(disk: Path) -> None:
     assert ev.check_eve_layout(disk) == []
 
 
-def test_layout_notes_for_a_fresh_live_image(tmp_path: Path) -> None:
-    fresh = make_disk(tmp_path / "fresh.raw", [LAYOUT[0], LAYOUT[1], LAYOUT[3]])
+def test_a_fresh_live_image_grown_for_its_first_boot(tmp_path: Path) -> None:
+    # `docker run lfedge/eve live` lays out "efi conf imga": EFI System, CONFIG, IMGA in that order
+    fresh = make_disk(tmp_path / "fresh.raw", [LAYOUT[0], LAYOUT[3], LAYOUT[1]])
+    assert [p.name for p in sorted(ev.read_gpt(fresh), key=lambda p: p.first_lba)] == ["EFI System", "CONFIG", "IMGA"]
     notes = ev.check_eve_layout(fresh)
     assert notes == ["no IMGB partition (EVE adds it at first boot)", "no P3 partition (EVE adds it at first boot)"]
-    ev.write_eve_config(fresh, {"server": "10.0.2.2:8443\n"})  # CONFIG is all that is needed
-    assert ev.read_eve_config(fresh, "server") == b"10.0.2.2:8443\n"
+    vm_disk = ev.prepare_eve_disk(fresh, tmp_path / "vm" / "disk.raw", size=64 * MiB)
+    assert vm_disk.stat().st_size == 64 * MiB and fresh.stat().st_size == DISK_MB * MiB
+    assert os.stat(vm_disk).st_blocks * 512 < 8 * MiB  # sparse
+    ev.write_eve_config(vm_disk, {"server": "10.0.2.2:8443\n"})  # CONFIG is all that is needed
+    assert ev.read_eve_config(vm_disk, "server") == b"10.0.2.2:8443\n"
+    with pytest.raises(InvalidInput, match="cannot shrink"):
+        ev.prepare_eve_disk(fresh, tmp_path / "vm2" / "disk.raw", size=MiB)
 
 
 # --- CONFIG: write and read back -----------------------------------------------------------------
@@ -304,6 +311,7 @@ def test_machine_config_from_the_eve_profile(disk: Path, tmp_path: Path) -> None
     assert f"if=pflash,format=raw,unit=1,file={tmp_path / 'run' / 'OVMF_VARS.fd'}" in argv
     assert f"file={disk},format=raw,if=none,id=disk0" in argv and "virtio-blk-pci,drive=disk0,bootindex=0" in argv
     assert "-smbios type=1,serial=eve-qemu-x86_64-dev1" in argv and "-cpu max" in argv
+    assert "-global ICH9-LPC.noreboot=false" in argv
     kvm = ev.eve_machine_config(p, disk, name="d", serial="s", tpm_state=tmp_path / "t", accel="kvm")
     assert "-cpu" not in kvm.extra_args  # Machine adds -cpu host under KVM
     # the generic QEMU profile is UEFI + OVMF too; boards without OVMF are refused

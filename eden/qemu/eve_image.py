@@ -6,8 +6,9 @@ PARTLABEL=CONFIG`` in pkg/storage-init/storage-init.sh), a small FAT file system
 listed in docs/CONFIG.md and pkg/pillar/types/locationconsts.go of lf-edge/eve; docs/real-eve.md
 sums them up with sources. The live disk (pkg/mkimage-raw-efi/make-raw) is laid out as
 ``EFI System`` (1), ``IMGA`` (2), ``IMGB`` (3), ``CONFIG`` (4) and ``P3`` (9), with the type GUIDs
-in :data:`EVE_PARTITION_TYPES`; a live image may lack IMGB and P3 (storage-init adds them at first
-boot).
+in :data:`EVE_PARTITION_TYPES`. The live image (``docker run lfedge/eve live``, pkg/eve/runme.sh:
+``efi conf imga``) has only EFI System, CONFIG and IMGA, ~600 MB; storage-init adds IMGB and P3 in
+the rest of a larger disk at first boot.
 
 This module writes the CONFIG files into a per-VM raw copy of such a disk without mounting
 anything (mtools at the partition's byte offset), reads them back, and makes the
@@ -309,9 +310,14 @@ def eve_config_files(config_dir: Path, *, soft_serial: str | None = None,
     return _check_files(files)
 
 
-def prepare_eve_disk(image: Path, dest: Path) -> Path:
+def prepare_eve_disk(image: Path, dest: Path, *, size: int | None = None) -> Path:
     """The per-VM raw copy of a user's EVE image (never written itself): sparse copy, or
-    ``qemu-img convert -O raw`` for qcow2. Checks it has EVE's CONFIG partition. Returns ``dest``."""
+    ``qemu-img convert -O raw`` for qcow2. Checks it has EVE's CONFIG partition. Returns ``dest``.
+
+    ``size`` (bytes) grows the copy, sparsely: a live image is only ~600 MB (EFI System, CONFIG,
+    IMGA) and EVE's storage-init, seeing no IMGB and no P3, moves the backup GPT to the new end
+    (``sgdisk -e``) and adds IMGB and P3 in the space (pkg/storage-init/storage-init.sh).
+    """
     if not image.is_file():
         raise InvalidInput.at(str(image), 0, 0, "EVE image not found", "set EDEN_EVE_IMAGE or image: to a live.raw/qcow2")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +332,12 @@ def prepare_eve_disk(image: Path, dest: Path) -> Path:
     if proc.returncode != 0:
         raise InfrastructureError(f"copying the EVE image failed: {' '.join(argv)}: {proc.stderr.strip()}")
     find_partition(dest, CONFIG_PARTITION)
+    if size is not None:
+        have = dest.stat().st_size
+        if size < have:
+            raise InvalidInput.at(str(image), 0, 0, f"the disk cannot shrink ({have} bytes) to {size} bytes")
+        with open(dest, "r+b") as f:
+            f.truncate(size)
     return dest
 
 
@@ -361,7 +373,10 @@ def eve_machine_config(
 
     The SMBIOS system serial is what EVE sends as ``serial`` at registration (dmidecode), so it
     must be the serial the controller pre-registered. Under TCG the profile's CPU model is used
-    (``Machine`` adds ``-cpu host`` itself under KVM).
+    (``Machine`` adds ``-cpu host`` itself under KVM); pass the accelerator the backend probed,
+    since ``auto`` leaves QEMU's default CPU under TCG. The rest follows EVE's own ``make run``
+    (Makefile QEMU_OPTS: pflash OVMF code + vars, ``-smbios type=1,serial=``, tpm-tis on swtpm,
+    virtio-net on user networking).
     """
     from eden.qemu.machine import Disk, MachineConfig
 
@@ -374,6 +389,10 @@ def eve_machine_config(
     if profile.tpm != "2.0":
         raise InvalidInput.at(profile.name, 0, 0, "EVE's measured boot and attestation need tpm: 2.0")
     extra = ["-smbios", f"type=1,serial={serial}"]
+    if q.machine.split(",")[0].startswith(("q35", "pc-q35")):
+        # q35's built-in TCO watchdog may reset the machine, as EVE's own QEMU targets allow
+        # (its watchdogd feeds /dev/watchdog); QEMU's default watchdog action is reset
+        extra += ["-global", "ICH9-LPC.noreboot=false"]
     use = q.accel if accel == "auto" else accel
     if use == "tcg":
         extra = ["-cpu", q.cpu, *extra]
