@@ -293,6 +293,39 @@ def test_qcow2_is_refused_and_prepare_converts_it(disk: Path, tmp_path: Path) ->
         ev.prepare_eve_disk(blank, tmp_path / "vm4" / "disk.raw")
 
 
+@pytest.mark.slow
+def test_command_line(controller: Layout, disk: Path, tmp_path: Path) -> None:
+    """``python -m eden.qemu.eve_image``: the steps of docs/real-eve.md, as a user runs them."""
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "eden.qemu.eve_image", *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    qcow = tmp_path / "live.qcow2"
+    _run("qemu-img", "convert", "-O", "qcow2", str(disk), str(qcow))
+    vm_disk = tmp_path / "vm" / "disk.raw"
+    r = cli("prepare", str(qcow), str(vm_disk), "--size", "32M")
+    assert r.returncode == 0, r.stderr
+    assert vm_disk.stat().st_size == 32 * MiB
+    device_config(controller, "dev7", tmp_path / "cfg")
+    dpc = tmp_path / "dpc.json"
+    dpc.write_text('{"Version": 1}\n')
+    r = cli("write", str(vm_disk), str(tmp_path / "cfg"), "--soft-serial", "dev7",
+            "--file", f"DevicePortConfig/override.json={dpc}")
+    assert r.returncode == 0, r.stderr
+    assert "partition 4 (CONFIG)" in r.stdout
+    r = cli("ls", str(vm_disk))
+    assert r.stdout.split() == sorted([*ev.DEVICE_CONFIG_FILES, "soft_serial", "DevicePortConfig/override.json"])
+    assert cli("cat", str(vm_disk), "soft_serial").stdout == "dev7\n"
+    r = cli("check", str(vm_disk))
+    assert r.returncode == 0 and "EVE live layout: ok" in r.stdout and " 4 CONFIG " in r.stdout
+    bad = cli("write", str(vm_disk), str(tmp_path / "cfg"), "--file", "nonsense")
+    assert bad.returncode == 2 and "NAME=PATH" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("cat", str(tmp_path / "nope.raw"), "server")
+    assert bad.returncode == 2 and "cannot read the disk image" in bad.stderr
+
+
 # --- the VM ----------------------------------------------------------------------------------------
 
 

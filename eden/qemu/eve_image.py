@@ -401,3 +401,63 @@ def eve_machine_config(
         memory_mb=memory_mb or profile.memory // 2**20, cpus=profile.cores, machine=q.machine, accel=use,
         tpm=True, tpm_state=tpm_state, ovmf=True, extra_args=extra,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eden.qemu.eve_image``: prepare a per-VM disk, write/list/read its CONFIG."""
+    import argparse
+    import sys
+
+    from eden.units import parse_bytes
+
+    ap = argparse.ArgumentParser(prog="python -m eden.qemu.eve_image", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="raw per-VM copy of an EVE image (qcow2 converted), optionally grown")
+    p.add_argument("image", type=Path)
+    p.add_argument("dest", type=Path)
+    p.add_argument("--size", help="grow the copy to this size (e.g. 8G) for EVE's IMGB and P3")
+    w = sub.add_parser("write", help="write an 'eden controller device-config' directory into CONFIG")
+    w.add_argument("disk", type=Path)
+    w.add_argument("config_dir", type=Path)
+    w.add_argument("--soft-serial")
+    w.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
+                   help="add a file by its EVE name, e.g. DevicePortConfig/override.json=./dpc.json")
+    ls = sub.add_parser("ls", help="list the files in CONFIG")
+    ls.add_argument("disk", type=Path)
+    cat = sub.add_parser("cat", help="print one file from CONFIG")
+    cat.add_argument("disk", type=Path)
+    cat.add_argument("name")
+    chk = sub.add_parser("check", help="compare the disk's partitions with EVE's live layout")
+    chk.add_argument("disk", type=Path)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "prepare":
+            size = parse_bytes(args.size) if args.size else None
+            print(prepare_eve_disk(args.image, args.dest, size=size))
+        elif args.cmd == "write":
+            extra: dict[str, bytes] = {}
+            for item in args.file:
+                name, sep, path = item.partition("=")
+                if not sep:
+                    raise InvalidInput.at("--file", 0, 0, f"expected NAME=PATH, got {item!r}")
+                extra[name] = Path(path).read_bytes()
+            files = eve_config_files(args.config_dir, soft_serial=args.soft_serial, extra=extra)
+            part = write_eve_config(args.disk, files)
+            print(f"wrote {', '.join(sorted(files))} to partition {part.number} (CONFIG) of {args.disk}")
+        elif args.cmd == "ls":
+            print("\n".join(list_eve_config(args.disk)))
+        elif args.cmd == "cat":
+            sys.stdout.buffer.write(read_eve_config(args.disk, args.name))
+        else:
+            notes = check_eve_layout(args.disk)
+            for p in read_gpt(args.disk):
+                print(f"{p.number:>2} {p.name:<12} {p.type_guid} offset={p.offset} size={p.size}")
+            print("\n".join(notes) if notes else "EVE live layout: ok")
+    except (InvalidInput, InfrastructureError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
