@@ -430,3 +430,24 @@ def test_cli_content_add_offline_then_list_live(tmp_path: Path, image: tuple[Pat
         assert main(["controller", "content", "list", "--dir", str(root)]) == 0
         listed = json.loads(capsys.readouterr().out)
     assert [(r["name"], r["version"], r["sha256"]) for r in listed] == [("cli-os", "1.0", image[1])]
+
+
+def test_cli_tofu_switches_the_controller_and_a_device(server: ServeProcess, admin: AdminClient,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from eden.cli import main
+
+    root = str(server.layout.root)
+    serial = _serial()
+    admin.preregister(serial)
+    try:
+        assert main(["controller", "tofu", "on", "--dir", root]) == 0
+        assert admin.request("GET", "/v1/settings")["tofu"] is True
+        assert admin.device(serial)["tofu"] is True
+        assert main(["controller", "tofu", "off", "--dir", root]) == 0
+        assert admin.device(serial)["tofu"] is False
+        assert main(["controller", "tofu", "on", "--dir", root, "--serial", serial]) == 0
+        assert admin.device(serial)["tofu"] is True and admin.request("GET", "/v1/settings")["tofu"] is False
+        assert main(["controller", "tofu", "reset", "--dir", root]) == 2  # reset needs a device
+    finally:
+        admin.set_tofu(False)
+    capsys.readouterr()
