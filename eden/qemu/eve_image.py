@@ -64,6 +64,7 @@ EVE_CONFIG_FILES: dict[str, str] = {
     "onboard.key.pem": "its private key",
     "soft_serial": "software serial sent at registration next to the SMBIOS serial",
     "authorized_keys": "SSH keys for EVE's debug console",
+    "hosts": "lines appended to /etc/hosts at boot (pkg/pillar/scripts/device-steps.sh)",
     "DevicePortConfig/override.json": "initial network port configuration",
     "GlobalConfig/global.json": "initial runtime configuration properties",
     "grub.cfg": "local tweaks to EVE's GRUB configuration",
