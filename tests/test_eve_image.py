@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from leakcheck import marked_processes
 
 from eden.backends.realtime import Deadline
 from eden.controller.layout import Layout
@@ -27,7 +28,7 @@ from eden.errors import InvalidInput
 from eden.profiles import load_profiles
 from eden.qemu import eve_image as ev
 from eden.qemu.hostcheck import check_host
-from eden.qemu.machine import Machine
+from eden.qemu.machine import RUN_ENV, Machine
 
 MiB = 2**20
 # (number, name, type, size in MiB; 0 = the rest): EVE's live layout, shrunk (make-raw: EFI 36 MiB,
@@ -38,8 +39,8 @@ DISK_MB = 24
 OVMF_SHELL_DEADLINE = 50.0
 
 
-def _run(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+def _run(*argv: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**(env or os.environ), "MTOOLS_SKIP_CHECK": "1"}
     return subprocess.run(list(argv), check=True, capture_output=True, text=True, env=env, **kw)  # type: ignore[call-overload]
 
 
@@ -393,12 +394,15 @@ def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
     tools = check_host(tpm=True, ovmf=True)
     state = tmp_path / "tpm"
     state.mkdir()
-    _run(tools.swtpm_setup or "swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert")
+    _run(tools.swtpm_setup or "swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
+         cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path)})
     sock = Path(f"/tmp/eden-evetest-{uuid.uuid4().hex[:8]}.sock")
     log = tmp_path / "swtpm.log"
+    run_dir = tmp_path / "run"
     swtpm = subprocess.Popen([tools.swtpm or "swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
                               "--ctrl", f"type=unixio,path={sock}", "--log", f"file={log},level=20", "--terminate"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, RUN_ENV: str(run_dir)})
     cfg.extra_args += ["-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                        "-device", "tpm-tis,tpmdev=tpm0"]
 
@@ -407,7 +411,7 @@ def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
         while not sock.exists():
             assert swtpm.poll() is None and not deadline.expired, "swtpm did not start"
             await asyncio.sleep(0.02)
-        async with Machine(cfg, tmp_path / "run") as vm:
+        async with Machine(cfg, run_dir) as vm:
             t0 = time.monotonic()
             await vm.power_on(Deadline(20))
             assert vm.console is not None
@@ -424,6 +428,8 @@ def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
         swtpm.wait()
         sock.unlink(missing_ok=True)
     print(f"OVMF power-on to startup.nsh on the EVE-layout disk: {seconds:.1f} s (TCG)")
+    assert marked_processes(RUN_ENV, str(run_dir)) == set(), "leaked qemu/swtpm"
+    assert not sock.exists()
     pcrs = _pcr_extends(log.read_text(errors="replace"))
     assert set(range(8)) <= set(pcrs), f"OVMF should measure into PCRs 0-7, saw extends of {sorted(set(pcrs))}"
     vars_copy = tmp_path / "run" / "OVMF_VARS.fd"
