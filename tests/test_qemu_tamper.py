@@ -107,6 +107,49 @@ def test_unknown_stage_is_invalid_input(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_tamper_changes_files_consistently(tmp_path: Path) -> None:
+    """Without booting: what each stage writes, and that repeating a stage makes a new change."""
+    from eden.image import bootstate as bs
+    from eden.image.verity import read_descriptor
+
+    image = Image.load(build(default_cache()))
+    disk = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(image.disk), str(disk)], check=True)
+    write_config(image, disk, {"hostname": "h\n", "authorized_keys": "ssh-ed25519 AAAA me\n"})
+    t = TamperTarget(image, disk, tmp_path / "dev", image.info["cmdline"], ("-smbios", "type=1,serial=x"))
+    t.directory.mkdir()
+
+    fw1 = apply_tamper("firmware", t)
+    rom = fw1.files[0].read_bytes()
+    assert rom[:2] == b"\x55\xaa" and sum(rom) % 256 == 0 and rom != Path("/usr/share/qemu/linuxboot_dma.bin").read_bytes()
+    assert fw1.extra_args == ("-smbios", "type=1,serial=x", "-L", str(t.directory / "firmware"))
+    fw2 = apply_tamper("firmware", TamperTarget(image, disk, t.directory, fw1.append, fw1.extra_args))
+    assert fw2.extra_args == fw1.extra_args and fw2.data["rom_sha1"] != fw1.data["rom_sha1"]
+
+    bl = apply_tamper("bootloader", t)
+    assert bl.append == image.info["cmdline"] + " eden.tampered=1" and bl.pcrs == (8,)
+    assert apply_tamper("bootloader", TamperTarget(image, disk, t.directory, bl.append)).append.endswith(
+        "eden.tampered=1 eden.tampered=2")
+
+    # B is updating: the boot stage would pick B, so B is what changes; A stays as built.
+    a_off, b_off = image.partition("IMGA")[0], image.partition("IMGB")[0]
+    bs.write(disk, bs.set_updating(bs.FACTORY, "B"), offset=image.partition("BOOTSTATE")[0])
+    a_before = read_descriptor(disk, a_off)
+    rf = apply_tamper("rootfs", t)
+    assert rf.data["slot"] == "B" and read_descriptor(disk, b_off).root == rf.data["new_root"] != rf.data["old_root"]
+    assert read_descriptor(disk, a_off) == a_before
+    assert bs.read(disk, offset=image.partition("BOOTSTATE")[0]) == bs.set_updating(bs.FACTORY, "B")
+    assert not list(t.directory.glob("eden-tamper-*"))  # the work copy is gone
+
+    cf = apply_tamper("config", t)
+    files = read_config(image, disk)
+    assert files["hostname"] == b"h\n" and files["authorized_keys"].startswith(b"ssh-ed25519 AAAA me\n")
+    assert b"attacker@eden-tamper-1" in files["authorized_keys"] and cf.pcrs == (14,)
+    apply_tamper("config", t)
+    assert b"attacker@eden-tamper-2" in read_config(image, disk)["authorized_keys"]
+
+
+@pytest.mark.slow
 @pytest.mark.qemu
 def test_each_tamper_stage_changes_exactly_its_pcrs_on_a_real_vm(tmp_path: Path) -> None:
     missing = [t for t in ("qemu-system-x86_64", "swtpm", "swtpm_setup", "debootstrap", "debugfs") if not shutil.which(t)]
