@@ -96,9 +96,15 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     return init(tmp_path_factory.mktemp("ctrl") / "c", server="10.0.2.2:8443")
 
 
+@pytest.fixture(scope="module")
+def template_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_disk(tmp_path_factory.mktemp("template") / "live.raw")  # sgdisk sleeps 1 s per run
+
+
 @pytest.fixture
-def disk(tmp_path: Path) -> Path:
-    return make_disk(tmp_path / "live.raw")
+def disk(template_disk: Path, tmp_path: Path) -> Path:
+    _run("cp", "--sparse=always", str(template_disk), str(tmp_path / "live.raw"))
+    return tmp_path / "live.raw"
 
 
 # --- the GPT -----------------------------------------------------------------------------------
@@ -230,6 +236,7 @@ def test_not_a_gpt_disk_and_damaged_gpt(tmp_path: Path, disk: Path) -> None:
         ev.find_partition(damaged)
 
 
+@pytest.mark.slow  # four disks, and sgdisk sleeps 1 s for each
 def test_config_partition_of_the_wrong_kind(tmp_path: Path) -> None:
     # unformatted CONFIG
     raw = make_disk(tmp_path / "nofat.raw", fat=False)
@@ -246,6 +253,23 @@ def test_config_partition_of_the_wrong_kind(tmp_path: Path) -> None:
     os.close(fd)
     with pytest.raises(InvalidInput, match=r"(?s)ext2/3/4.*eden.image.layout.write_config"):
         ev.write_eve_config(raw, {"server": "h:1"})
+    # a FAT bigger than its partition (mtools would write past CONFIG into IMGA)
+    big = tmp_path / "big.fat"
+    _run(_mkfs_vfat(), "-n", "EVE", "-C", str(big), "2048")
+    fd = os.open(raw, os.O_WRONLY)
+    os.pwrite(fd, big.read_bytes()[:part.size], part.offset)
+    os.close(fd)
+    with pytest.raises(InvalidInput, match=r"its FAT file system claims 2097152 bytes, the partition has 1048576"):
+        ev.write_eve_config(raw, {"server": "h:1"})
+    # two partitions named CONFIG; a CONFIG past the end of a truncated disk
+    two = make_disk(tmp_path / "two.raw", [(4, "CONFIG", ev.CONFIG_TYPE, 1), (5, "CONFIG", ev.CONFIG_TYPE, 1)])
+    with pytest.raises(InvalidInput, match="2 GPT partitions are named 'CONFIG'"):
+        ev.write_eve_config(two, {"server": "h:1"})
+    cut = make_disk(tmp_path / "cut.raw", [(1, "IMGA", ev.ROOTFS_TYPE, 8), (4, "CONFIG", ev.CONFIG_TYPE, 1)], fat=False)
+    with open(cut, "r+b") as f:
+        f.truncate(8 * MiB)
+    with pytest.raises(InvalidInput, match="lies outside the disk"):
+        ev.find_partition(cut)
     # CONFIG named right but typed wrong
     typed = make_disk(tmp_path / "typed.raw", [(4, "CONFIG", ev.ROOTFS_TYPE, 1)])
     with pytest.raises(InvalidInput, match="named CONFIG but its type"):

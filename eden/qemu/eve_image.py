@@ -134,6 +134,8 @@ def read_gpt(disk: Path) -> list[GptPartition]:
             raise InvalidInput.at(str(disk), 0, 0, "no GPT partition table (no 'EFI PART' header at LBA 1)",
                                   "give a raw EVE live image (e.g. live.raw), not an installer ISO or a bare file system")
         (hsize,) = struct.unpack_from("<I", header, 12)
+        if not 92 <= hsize <= sector:
+            raise InvalidInput.at(str(disk), 0, 0, f"implausible GPT header size {hsize}")
         f.seek(sector)
         full = f.read(hsize)
         (crc,) = struct.unpack_from("<I", full, 16)
@@ -164,9 +166,10 @@ def find_partition(disk: Path, name: str = CONFIG_PARTITION) -> GptPartition:
     if not hits:
         found = ", ".join(f"{p.number}:{p.name or '(unnamed)'}" for p in parts) or "none"
         raise InvalidInput.at(str(disk), 0, 0, f"no GPT partition named {name!r} (partitions: {found})",
-                              "give an EVE live image: its disk has EFI System, IMGA, IMGB, CONFIG and P3")
+                              "give an EVE live image: it has EFI System, CONFIG and IMGA (IMGB and P3 after its first boot)")
     if len(hits) > 1:
-        raise InvalidInput.at(str(disk), 0, 0, f"{len(hits)} GPT partitions are named {name!r}; EVE would pick one at random")
+        raise InvalidInput.at(str(disk), 0, 0, f"{len(hits)} GPT partitions are named {name!r}; "
+                              "EVE's findfs PARTLABEL= would use just one of them")
     part = hits[0]
     size = disk.stat().st_size
     if part.last_lba < part.first_lba or part.offset + part.size > size:
