@@ -1,6 +1,7 @@
 """The real-EVE path without an EVE image: a synthetic disk with EVE's live layout (sgdisk,
 mkfs.vfat), CONFIG written from a real ``eden controller device-config`` and read back with
-mtools, clear errors for wrong disks, and OVMF + swtpm booting that disk under TCG.
+mtools, clear errors for wrong disks, and OVMF + swtpm booting that disk under TCG into a GRUB on
+its EFI System partition that reads the CONFIG files back.
 
 What needs a real EVE image (its boot, registration with our controller) is not tested here:
 docs/real-eve.md lists it.
@@ -36,7 +37,7 @@ MiB = 2**20
 LAYOUT = [(1, "EFI System", ev.EFI_SYSTEM_TYPE, 4), (2, "IMGA", ev.ROOTFS_TYPE, 4), (3, "IMGB", ev.ROOTFS_TYPE, 4),
           (4, "CONFIG", ev.CONFIG_TYPE, 1), (9, "P3", ev.PERSIST_TYPE, 0)]
 DISK_MB = 24
-OVMF_SHELL_DEADLINE = 50.0
+OVMF_BOOT_DEADLINE = 40.0
 
 
 def _run(*argv: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -397,17 +398,48 @@ def _pcr_extends(swtpm_log: str) -> list[int]:
     return pcrs
 
 
+#: What the test's GRUB does (embedded config): EVE's boot path is OVMF -> GRUB on the EFI System
+#: partition -> CONFIG; here GRUB finds CONFIG by its FAT label, prints two of the files eden wrote
+#: and powers the machine off. Its tpm module measures the files it reads into PCR 9.
+GRUB_CFG = """\
+echo EDEN-GRUB start
+search --no-floppy --label EVE --set=cfg
+echo EDEN-GRUB config=($cfg)
+cat ($cfg)/server
+cat ($cfg)/DevicePortConfig/override.json
+echo EDEN-GRUB done
+halt
+"""
+GRUB_MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "halt", "tpm", "normal")
+
+
+def _grub_efi(dest: Path) -> Path:
+    """A standalone GRUB EFI application with :data:`GRUB_CFG` built in (Debian grub-efi-amd64-bin)."""
+    mkimage = shutil.which("grub-mkimage")
+    assert mkimage and Path("/usr/lib/grub/x86_64-efi/fat.mod").is_file(), \
+        "GRUB for EFI missing: run scripts/install-system-deps (grub-common, grub-efi-amd64-bin)"
+    cfg = dest.with_name("early.cfg")
+    cfg.write_text(GRUB_CFG)
+    _run(mkimage, "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-c", str(cfg), "-o", str(dest), *GRUB_MODULES)
+    return dest
+
+
 @pytest.mark.slow
 @pytest.mark.qemu
-def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
-    """OVMF (read-only code, per-VM variables) boots the EVE-layout disk with a TPM attached: it
-    measures into the TPM's PCRs, finds the disk's EFI System partition (a ``startup.nsh`` there
-    runs) and reaches its shell, within a deadline. The TPM here logs its commands, so it is
-    started by the test instead of by ``Machine``."""
+def test_ovmf_swtpm_and_grub_read_the_written_config(controller: Layout, disk: Path, tmp_path: Path) -> None:
+    """EVE's boot path up to its boot loader, on the EVE-layout disk, under TCG: OVMF (read-only
+    code, per-VM variables) with a TPM attached measures into PCRs 0-7, loads ``\\EFI\\BOOT\\BOOTX64.EFI``
+    from the EFI System partition (a GRUB, measured into PCR 4), and GRUB reads the CONFIG files
+    ``write_eve_config`` wrote (found by the FAT label ``EVE``, measured into PCR 9), then powers off.
+    The TPM logs its commands here, so the test starts it instead of ``Machine``."""
     esp = ev.find_partition(disk, "EFI System")
-    nsh = tmp_path / "startup.nsh"
-    nsh.write_text("echo EDEN-ESP-STARTUP\r\n")
-    _run("mcopy", "-i", f"{disk}@@{esp.offset}", str(nsh), "::/startup.nsh")
+    grub = _grub_efi(tmp_path / "BOOTX64.EFI")
+    _run("mmd", "-i", f"{disk}@@{esp.offset}", "::/EFI", "::/EFI/BOOT")
+    _run("mcopy", "-i", f"{disk}@@{esp.offset}", str(grub), "::/EFI/BOOT/BOOTX64.EFI")
+    device_config(controller, "eve-test-1", tmp_path / "cfg")
+    dpc = '{"Version": 1, "Ports": [{"IfName": "eth0", "IsMgmt": true, "Dhcp": 4}]}'
+    ev.write_eve_config(disk, ev.eve_config_files(tmp_path / "cfg", extra={"DevicePortConfig/override.json": dpc}))
+
     profile = load_profiles()["eve-qemu-x86_64"]
     cfg = ev.eve_machine_config(profile, disk, name="eve-layout", serial="eve-test-1", tpm_state=tmp_path / "tpm",
                                 accel="tcg", memory_mb=256)
@@ -430,7 +462,7 @@ def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
     cfg.extra_args += ["-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                        "-device", "tpm-tis,tpmdev=tpm0"]
 
-    async def main() -> float:
+    async def main() -> tuple[float, str, int | None]:
         deadline = Deadline(5)
         while not sock.exists():
             assert swtpm.poll() is None and not deadline.expired, "swtpm did not start"
@@ -441,21 +473,28 @@ def test_ovmf_and_swtpm_boot_the_eve_layout(disk: Path, tmp_path: Path) -> None:
             assert vm.console is not None
             tpm = await vm.qmp("query-tpm", deadline=Deadline(5))
             assert [t["model"] for t in tpm] == ["tpm-tis"] and tpm[0]["options"]["type"] == "emulator"
-            await vm.console.expect("UEFI Interactive Shell", Deadline(OVMF_SHELL_DEADLINE))
-            await vm.console.expect("EDEN-ESP-STARTUP", Deadline(OVMF_SHELL_DEADLINE))
-            return time.monotonic() - t0
+            await vm.console.expect("EDEN-GRUB start", Deadline(OVMF_BOOT_DEADLINE))
+            done = await vm.console.expect(re.compile(rb"EDEN-GRUB config=\((\S+)\)(.*?)EDEN-GRUB done", re.S),
+                                           Deadline(10))
+            seconds = time.monotonic() - t0
+            rc = await vm.wait_exit(Deadline(10))  # GRUB's halt powers the machine off
+            return seconds, f"{done.group(1)}\n{done.group(2)}", rc
 
     try:
-        seconds = asyncio.run(main())
+        seconds, shown, rc = asyncio.run(main())
     finally:
         swtpm.kill()
         swtpm.wait()
         sock.unlink(missing_ok=True)
-    print(f"OVMF power-on to startup.nsh on the EVE-layout disk: {seconds:.1f} s (TCG)")
+    print(f"OVMF power-on to GRUB having read CONFIG on the EVE-layout disk: {seconds:.1f} s (TCG)")
+    part, _, text = shown.partition("\n")
+    assert part == "hd0,gpt4"  # EVE's CONFIG partition number, found by the FAT label
+    assert "10.0.2.2:8443" in text and dpc in text
+    assert rc == 0
     assert marked_processes(RUN_ENV, str(run_dir)) == set(), "leaked qemu/swtpm"
-    assert not sock.exists()
     pcrs = _pcr_extends(log.read_text(errors="replace"))
     assert set(range(8)) <= set(pcrs), f"OVMF should measure into PCRs 0-7, saw extends of {sorted(set(pcrs))}"
-    vars_copy = tmp_path / "run" / "OVMF_VARS.fd"
+    assert 9 in pcrs, "GRUB's tpm module should measure the files it read into PCR 9"
+    vars_copy = run_dir / "OVMF_VARS.fd"
     assert vars_copy.is_file() and vars_copy.stat().st_size > 0  # the per-VM copy, the template untouched
-    assert "readonly=on" in (tmp_path / "run" / "qemu.cmdline").read_text()
+    assert "readonly=on" in (run_dir / "qemu.cmdline").read_text()
