@@ -74,10 +74,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
     },
     "qemu": {
         "available": True,
-        # First cut (docs/qemu.md): power, the NIC's link and controller-side config work on the
-        # reference image; base-OS updates through the controller, tamper, hang, apps, controller
-        # faults and rollouts do not yet, so such scenarios are refused at validation.
-        "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation"}),
+        # docs/qemu.md: power, NIC links, config, base-OS updates through the controller (the agent
+        # writes the other slot itself) and attestation with the VM's real TPM work on the reference
+        # image; hang, apps, controller faults and rollouts do not, so such scenarios are refused at
+        # validation.
+        "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation", "baseos"}),
         "max_devices": 4,
         "description": "QEMU VMs booting the reference image with swtpm and a serial console, in real time (first cut)",
     },

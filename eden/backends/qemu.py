@@ -70,6 +70,8 @@ class QemuBackend(LiveBackend):
         self.image: Any = None
         self.accel = "tcg"
         self.image_seconds = 0.0
+        self.slots: dict[str, Any] = {}  # scenario image name -> eden.image.slots.Slot
+        self.approved_pcr13: dict[str, str] = {}  # image name -> the release's PCR 13 (spec §5)
 
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
@@ -88,8 +90,40 @@ class QemuBackend(LiveBackend):
         self.image = Image.load(image_dir)
         self.image_seconds = time.monotonic() - t0
         self.accel = await probe_accel(self.image.kernel, tools.qemu)  # 3 s; EDEN_QEMU_ACCEL=tcg|kvm skips it
+        await self._build_slots()
         self.timeline.add(0.0, "harness", None, "image_ready",
                           {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel})
+
+    async def _build_slots(self) -> None:
+        """One root-filesystem slot per scenario image (docs/reference-image.md "Slots"): what the
+        controller hands out for base-OS updates and what the factory puts into IMGA.
+
+        On this backend an image's ``behaviour`` is a property of its slot, acted out by the real
+        guest (a kernel crash, a network that never comes up, a different measurement); the agent's
+        model is told every image is good. A ``changes-pcrs`` image is approved with the PCR 13 of
+        the same release built good, which is what its release notes would have promised."""
+        from eden.image.slots import build_slot
+
+        t0 = time.monotonic()
+        for name, img in self.loaded.scenario.images.items():
+            behaviour = img.behaviour
+            if img.path is not None:
+                raise InfrastructureError(f"image {name}: 'path' images are for a real EVE-OS profile (docs/real-eve.md)")
+            slot = await asyncio.to_thread(build_slot, self.image, name=name, version=str(img.version), behaviour=behaviour)
+            self.slots[name] = slot
+            approved = slot
+            if behaviour == "changes-pcrs":
+                approved = await asyncio.to_thread(build_slot, self.image, name=name, version=str(img.version), behaviour="good")
+            self.approved_pcr13[name] = approved.pcr13
+        self.timeline.add(self.now(), "harness", None, "slots_ready",
+                          {"seconds": round(time.monotonic() - t0, 2),
+                           "slots": {n: {"sha256": s.sha256, "size": s.size, "pcr13": s.pcr13} for n, s in self.slots.items()}})
+
+    async def _register_content(self) -> None:
+        """The controller's datastore holds every slot; the device downloads what its config names."""
+        for name, slot in self.slots.items():
+            version = str(self.loaded.scenario.images[name].version)
+            await asyncio.to_thread(self.admin.add_content, name, slot.path, version=version, pcr13=self.approved_pcr13[name])
 
     async def _init_controller(self, ctrl_dir: Path) -> None:
         from eden.controller.setup import init
@@ -100,16 +134,24 @@ class QemuBackend(LiveBackend):
         # network, eth0's first); the port is set after serve starts.
         most = max((len(d.profile.nics) for d in self.loaded.devices), default=1)
         hosts = [port_host(i) for i in range(max(most, 1))]
-        await asyncio.to_thread(init, ctrl_dir, server=f"{hosts[0]}:8443", sans=hosts[1:])
+        # Real TPMs: firmware PCRs are learned at the first quote, PCR 13 must be a registered
+        # release (docs/controller.md "TOFU templates"; spec §5).
+        await asyncio.to_thread(init, ctrl_dir, server=f"{hosts[0]}:8443", sans=hosts[1:], tofu=True)
 
     async def _prepare_devices(self) -> None:
         from eden.image.layout import write_config
         from eden.qemu.machine import port_nics
 
+        from eden.image.slots import install_slot_offline
+
         assert self.image is not None
         # A restarted controller must come back where the guests' CONFIG points.
         self.controller_listen = f"127.0.0.1:{self.api_addr[1]}"
+        await self._register_content()
         async for dev, serial, home, spec in self._provision(GUEST_BOOT_SECONDS):
+            # The slot acts out each image's behaviour; the model only sees good images of the real sizes.
+            spec = spec.model_copy(update={"images": {
+                n: e.model_copy(update={"behaviour": "good", "size": int(self.slots[n].size)}) for n, e in spec.images.items()}})
             d = _Vm(dev, serial, home)
             cfg = home / "config"
             (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")
@@ -123,6 +165,9 @@ class QemuBackend(LiveBackend):
             await _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh-keygen")
             (cfg / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
             await _run(["cp", "--sparse=always", str(self.image.disk), str(d.disk)], "copying the image's disk")
+            # Factory install: the device's first image in IMGA (B stays unused); from here on only
+            # the device's agent writes its disk.
+            await asyncio.to_thread(install_slot_offline, self.image, d.disk, "A", self.slots[dev.image])
             files = {p.name: p.read_bytes() for p in cfg.iterdir()}
             await asyncio.to_thread(write_config, self.image, d.disk, files)
             d.machine = self._machine(d)
