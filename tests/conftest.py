@@ -1,9 +1,10 @@
 """Suite-wide test plumbing.
 
-Real-time suites (the emulated backend's scenarios) spend most of their wall time waiting on EVE's
-own timers. Their run is started as soon as collection finishes, in the background, and the test
-that checks it is moved to the end of the session, so those waits overlap with the rest of the
-suite instead of adding to it. The test still asserts the run's results; nothing is skipped.
+Real-time suites (the emulated and qemu backends' scenarios) spend most of their wall time waiting
+on EVE's own timers. A suite whose test was collected (marker ``background("<suite>")``) is started
+as soon as collection finishes, in the background, and its test is moved to the end of the session,
+so those waits overlap with the rest of the suite instead of adding to it. The test still asserts
+the run's results; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class BackgroundRun:
 
 
 _BACKGROUND: dict[str, BackgroundRun] = {}
-EMULATED_SUITE = "emulated-suite"
+SUITES = {"emulated": 6, "qemu": 6}
+"""Background suites (``suites/<name>.yaml``) and how many of their entries run at once."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -57,11 +59,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not late or config.option.collectonly:
         return
     items[:] = [i for i in items if not i.get_closest_marker("background")] + late
-    work = Path(tempfile.mkdtemp(prefix="eden-bg-"))
-    _BACKGROUND[EMULATED_SUITE] = BackgroundRun(
-        [sys.executable, "-m", "eden", "qualify", str(ROOT / "suites" / "emulated.yaml"), "--jobs", "6", "--out", str(work / "suite"), "--no-history"],
-        work,
-    )
+    wanted = sorted({m.args[0] for i in late for m in i.iter_markers("background")})
+    # The QEMU suite needs the reference image: build it once, up front, so that its entries do
+    # not queue on the build lock while their scenario clocks run.
+    for name in wanted:
+        work = Path(tempfile.mkdtemp(prefix=f"eden-bg-{name}-"))
+        argv = [sys.executable, "-m", "eden", "qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
+                "--out", str(work / "suite"), "--no-history"]
+        if name == "qemu":
+            argv = ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
+        _BACKGROUND[name] = BackgroundRun(argv, work)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
@@ -73,9 +80,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
     _BACKGROUND.clear()
 
 
+def background_run(name: str) -> BackgroundRun:
+    """A suite's background run (started when its test was collected)."""
+    run = _BACKGROUND.get(name)
+    assert run is not None, f"the background run of suite {name!r} was not started"
+    return run
+
+
 @pytest.fixture
 def emulated_suite_run() -> BackgroundRun:
-    """The emulated suite's background run (started when this test was collected)."""
-    run = _BACKGROUND.get(EMULATED_SUITE)
-    assert run is not None, "the background run was not started"
-    return run
+    return background_run("emulated")
+
+
+@pytest.fixture
+def qemu_suite_run() -> BackgroundRun:
+    return background_run("qemu")

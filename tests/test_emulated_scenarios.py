@@ -24,7 +24,7 @@ SCENARIOS = [
 
 
 @pytest.mark.slow
-@pytest.mark.background
+@pytest.mark.background("emulated")
 def test_emulated_suite_passes(emulated_suite_run) -> None:  # type: ignore[no-untyped-def]
     rc, output = emulated_suite_run.wait(timeout=45 * 60)
     out = emulated_suite_run.work / "suite"

@@ -85,10 +85,14 @@ def test_onboarding_smoke_runs_on_a_real_vm(tmp_path: Path) -> None:
     assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
 
 
-def test_scenarios_needing_updates_are_refused_on_qemu(tmp_path: Path) -> None:
-    proc = _eden(tmp_path, "validate", "scenarios/baseos-update.yaml", "--backend", "qemu", timeout=60)
+def test_scenarios_needing_apps_are_refused_on_qemu(tmp_path: Path) -> None:
+    """The reference image runs no workloads: app steps are refused before anything starts."""
+    proc = _eden(tmp_path, "validate", "scenarios/app-deploy-resources.yaml", "--backend", "qemu", timeout=60)
     assert proc.returncode == EXIT_INVALID
-    assert "needs capability 'baseos'" in proc.stdout + proc.stderr
+    assert "needs capability 'apps'" in proc.stdout + proc.stderr
+    ok = _eden(tmp_path, "validate", *(f"scenarios/{s}.yaml" for s in ("baseos-update", "baseos-update-rollback",
+               "update-with-power-loss", "network-outage-recovery", "attestation-tamper")), "--backend", "qemu", timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
 LONG = """

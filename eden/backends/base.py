@@ -78,7 +78,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
         # writes the other slot itself) and attestation with the VM's real TPM work on the reference
         # image; hang, apps, controller faults and rollouts do not, so such scenarios are refused at
         # validation.
-        "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation", "baseos"}),
+        "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation", "baseos", "tamper"}),
         "max_devices": 4,
         "description": "QEMU VMs booting the reference image with swtpm and a serial console, in real time (first cut)",
     },

@@ -52,6 +52,7 @@ class _Vm(LiveDevice):
         self.powered_at: float | None = None  # run time of the last power-on
         self.timings: dict[str, list[float]] = {"power_on_to_agent_start": [], "power_on_to_onboarded": []}
         self.onboarded_seen = False
+        self.pending_tamper: list[str] = []
         self.consoles = 0
         self.nics: list[Any] = []  # eden.qemu.machine.Nic, one per profile port
 
@@ -193,6 +194,7 @@ class QemuBackend(LiveBackend):
         if d.powered:
             return
         try:
+            await self._apply_tamper(d)
             await d.machine.power_on(Deadline(POWER_ON_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - QEMU or swtpm failing to start is the harness's problem
             self._failure = f"{d.id}: power-on failed: {exc}"
@@ -203,6 +205,20 @@ class QemuBackend(LiveBackend):
         self._touch(d.id)
         self.timeline.add(self.now(), "device", d.id, "power_on", {"accel": self.accel, "pid": d.machine.pid})
         self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
+
+    async def _apply_tamper(self, d: _Vm) -> None:
+        """The attacker's pending changes, made while the VM is off (docs/qemu.md "Measured boot
+        and tamper"): the firmware, kernel command line, root filesystem or CONFIG it boots next."""
+        from eden.qemu.tamper import TamperTarget, apply_tamper
+
+        while d.pending_tamper:
+            stage = d.pending_tamper.pop(0)
+            cfg = d.machine.config
+            res = await asyncio.to_thread(apply_tamper, stage, TamperTarget(
+                image=self.image, disk=d.disk, directory=d.home, append=cfg.append, extra_args=tuple(cfg.extra_args)))
+            cfg.append, cfg.extra_args = res.append, list(res.extra_args)  # every later boot too
+            self.timeline.add(self.now(), "device", d.id, "tamper_applied",
+                              {"stage": stage, "pcrs": list(res.pcrs), "detail": res.detail})
 
     async def _power_off(self, d: _Vm) -> None:
         """A power cut (SIGKILL QEMU); the disk and the TPM state stay."""
@@ -236,6 +252,10 @@ class QemuBackend(LiveBackend):
         elif action == "power_cycle":
             for d in devs:
                 self._background(self._power_cycle(d, float(args.off_for)))
+        elif action == "tamper":
+            # Applied at the device's next power-on, while it is off (a disk in use is not changed).
+            for d in devs:
+                d.pending_tamper.append(args.stage)
         elif action in ("network_down", "network_up", "network_flap"):
             # One NIC per profile port; no port list: every port of the device.
             up = action == "network_up"
