@@ -124,6 +124,9 @@ class Qemu(_Strict):
     cpu: str
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     firmware: Literal["bios", "ovmf"] = "bios"
+    image: Literal["reference", "eve"] = "reference"
+    """What the QEMU backend boots: eden's reference image, or a real EVE-OS live image (the file
+    named by ``EDEN_EVE_IMAGE``; docs/real-eve.md)."""
 
 
 def _normalise_tpm(value: Any) -> Any:

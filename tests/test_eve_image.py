@@ -20,6 +20,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from evedisk import DISK_MB, LAYOUT, MiB, grub_efi, install_boot_loader, make_disk
+from evedisk import mkfs_vfat as _mkfs_vfat
+from evedisk import run as _run
+from evedisk import sgdisk as _sgdisk
 from leakcheck import marked_processes
 
 from eden.backends.realtime import Deadline
@@ -31,59 +35,7 @@ from eden.qemu import eve_image as ev
 from eden.qemu.hostcheck import check_host
 from eden.qemu.machine import RUN_ENV, Machine
 
-MiB = 2**20
-# (number, name, type, size in MiB; 0 = the rest): EVE's live layout, shrunk (make-raw: EFI 36 MiB,
-# rootfs 300 MiB each, CONFIG 1 MiB, P3 the rest)
-LAYOUT = [(1, "EFI System", ev.EFI_SYSTEM_TYPE, 4), (2, "IMGA", ev.ROOTFS_TYPE, 4), (3, "IMGB", ev.ROOTFS_TYPE, 4),
-          (4, "CONFIG", ev.CONFIG_TYPE, 1), (9, "P3", ev.PERSIST_TYPE, 0)]
-DISK_MB = 24
 OVMF_BOOT_DEADLINE = 40.0
-
-
-def _run(*argv: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**(env or os.environ), "MTOOLS_SKIP_CHECK": "1"}
-    return subprocess.run(list(argv), check=True, capture_output=True, text=True, env=env, **kw)  # type: ignore[call-overload]
-
-
-def _sgdisk() -> str:
-    exe = shutil.which("sgdisk") or shutil.which("sgdisk", path="/usr/sbin:/sbin")
-    assert exe, "sgdisk missing: run scripts/install-system-deps (package gdisk)"
-    return exe
-
-
-def _mkfs_vfat() -> str:
-    exe = shutil.which("mkfs.vfat") or shutil.which("mkfs.vfat", path="/usr/sbin:/sbin")
-    assert exe, "mkfs.vfat missing: run scripts/install-system-deps (package dosfstools)"
-    return exe
-
-
-def make_disk(path: Path, layout: list[tuple[int, str, str, int]] = LAYOUT, *, fat: bool = True) -> Path:
-    """A sparse raw disk partitioned like EVE's live image; CONFIG (and EFI System) get a FAT."""
-    with open(path, "wb") as f:
-        f.truncate(DISK_MB * MiB)
-    args = []
-    for num, name, typ, size in layout:
-        args += ["-n", f"{num}:0:{f'+{size}M' if size else '0'}", "-t", f"{num}:{typ}", "-c", f"{num}:{name}"]
-    if any(name == "IMGA" for _, name, _, _ in layout):
-        args += ["-A", "2:set:56", "-A", "2:set:49"]  # as make-raw marks IMGA (gptprio)
-    _run(_sgdisk(), *args, str(path))
-    if fat:
-        for part in ev.read_gpt(path):
-            if part.name in ("CONFIG", "EFI System"):
-                _format_fat(path, part, "EVE" if part.name == "CONFIG" else "EFI")
-    return path
-
-
-def _format_fat(disk: Path, part: ev.GptPartition, label: str) -> None:
-    img = disk.with_name(f"fat-{part.number}.img")
-    _run(_mkfs_vfat(), "-n", label, "-C", str(img), str(part.size // 1024))
-    data = img.read_bytes()
-    img.unlink()
-    fd = os.open(disk, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, part.offset)
-    finally:
-        os.close(fd)
 
 
 def _region_hash(disk: Path, part: ev.GptPartition) -> str:
@@ -410,20 +362,6 @@ cat ($cfg)/DevicePortConfig/override.json
 echo EDEN-GRUB done
 halt
 """
-GRUB_MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "halt", "tpm", "normal")
-
-
-def _grub_efi(dest: Path) -> Path:
-    """A standalone GRUB EFI application with :data:`GRUB_CFG` built in (Debian grub-efi-amd64-bin)."""
-    mkimage = shutil.which("grub-mkimage")
-    assert mkimage and Path("/usr/lib/grub/x86_64-efi/fat.mod").is_file(), \
-        "GRUB for EFI missing: run scripts/install-system-deps (grub-common, grub-efi-amd64-bin)"
-    cfg = dest.with_name("early.cfg")
-    cfg.write_text(GRUB_CFG)
-    _run(mkimage, "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-c", str(cfg), "-o", str(dest), *GRUB_MODULES)
-    return dest
-
-
 @pytest.mark.slow
 @pytest.mark.qemu
 def test_ovmf_swtpm_and_grub_read_the_written_config(controller: Layout, disk: Path, tmp_path: Path) -> None:
@@ -432,10 +370,7 @@ def test_ovmf_swtpm_and_grub_read_the_written_config(controller: Layout, disk: P
     from the EFI System partition (a GRUB, measured into PCR 4), and GRUB reads the CONFIG files
     ``write_eve_config`` wrote (found by the FAT label ``EVE``, measured into PCR 9), then powers off.
     The TPM logs its commands here, so the test starts it instead of ``Machine``."""
-    esp = ev.find_partition(disk, "EFI System")
-    grub = _grub_efi(tmp_path / "BOOTX64.EFI")
-    _run("mmd", "-i", f"{disk}@@{esp.offset}", "::/EFI", "::/EFI/BOOT")
-    _run("mcopy", "-i", f"{disk}@@{esp.offset}", str(grub), "::/EFI/BOOT/BOOTX64.EFI")
+    install_boot_loader(disk, grub_efi(tmp_path / "BOOTX64.EFI", GRUB_CFG))
     device_config(controller, "eve-test-1", tmp_path / "cfg")
     dpc = '{"Version": 1, "Ports": [{"IfName": "eth0", "IsMgmt": true, "Dhcp": 4}]}'
     ev.write_eve_config(disk, ev.eve_config_files(tmp_path / "cfg", extra={"DevicePortConfig/override.json": dpc}))

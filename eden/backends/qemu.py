@@ -73,6 +73,9 @@ class QemuBackend(LiveBackend):
         self.image_seconds = 0.0
         self.slots: dict[str, Any] = {}  # scenario image name -> eden.image.slots.Slot
         self.approved_pcr13: dict[str, str] = {}  # image name -> the release's PCR 13 (spec §5)
+        self.eve: Any = None  # eden.backends.qemu_eve.EvePlan when the fleet has EVE devices
+        self.eve_ids: set[str] = set()  # devices booting a real EVE-OS image (docs/real-eve.md)
+        self._eve_marked: dict[str, int] = {}  # EVE device -> the boot whose boot_marker was noted
 
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
@@ -82,6 +85,8 @@ class QemuBackend(LiveBackend):
         from eden.qemu.hostcheck import check_host, probe_accel
 
         tools = check_host(tpm=True)
+        if await self._setup_eve(tools.qemu):
+            return  # every device boots a real EVE-OS image: no reference image to build
         missing = [t for t in ("mke2fs", "ssh-keygen", "cp") if shutil.which(t) is None]
         if missing:
             raise InfrastructureError(f"the host is missing what the QEMU backend needs: {', '.join(missing)}"
@@ -145,11 +150,15 @@ class QemuBackend(LiveBackend):
 
         from eden.image.slots import install_slot_offline
 
-        assert self.image is not None
         # A restarted controller must come back where the guests' CONFIG points.
         self.controller_listen = f"127.0.0.1:{self.api_addr[1]}"
         await self._register_content()
+        await self._register_eve_content()
         async for dev, serial, home, spec in self._provision(GUEST_BOOT_SECONDS):
+            if dev.id in self.eve_ids:
+                await self._prepare_eve_device(dev, serial, home)
+                continue
+            assert self.image is not None
             # The slot acts out each image's behaviour; the model only sees good images of the real sizes.
             spec = spec.model_copy(update={"images": {
                 n: e.model_copy(update={"behaviour": "good", "size": int(self.slots[n].size)}) for n, e in spec.images.items()}})
@@ -254,6 +263,9 @@ class QemuBackend(LiveBackend):
                 self._background(self._power_cycle(d, float(args.off_for)))
         elif action == "tamper":
             # Applied at the device's next power-on, while it is off (a disk in use is not changed).
+            if any(d.id in self.eve_ids for d in devs):
+                self._failure = "tamper works on the reference image only, not on an EVE device (docs/real-eve.md)"
+                return
             for d in devs:
                 d.pending_tamper.append(args.stage)
         elif action in ("network_down", "network_up", "network_flap"):
@@ -286,6 +298,9 @@ class QemuBackend(LiveBackend):
             self._touch(d.id)
 
     def _console_line(self, d: _Vm, line: str) -> None:
+        if d.id in self.eve_ids:
+            self._eve_console_line(d, line)
+            return
         m = _MARK.search(line)
         if m is not None:
             name, rest = m[1], m[2].strip()
@@ -317,6 +332,101 @@ class QemuBackend(LiveBackend):
         self._background(self._poll_consoles())
         await super()._poll_loop()
 
+    async def _refresh(self) -> None:
+        await super()._refresh()
+        self._note_eve_onboarding()
+
+    # ----------------------------------------------------------------- real EVE-OS devices --
+    # docs/real-eve.md "The hook in the QEMU backend"; the rule and the checks: eden/backends/qemu_eve.py.
+
+    async def _setup_eve(self, qemu: str) -> bool:
+        """The run's EVE devices: the live image (``EDEN_EVE_IMAGE``) and base-OS content checked
+        (invalid input, before anything starts), OVMF and mtools present. True when every device
+        is an EVE device: the accelerator is then probed here and no reference image is built."""
+        from eden.backends.qemu_eve import EVE_IMAGE_ENV, eve_device_ids, eve_plan, host_kernel
+        from eden.errors import InvalidInput
+        from eden.qemu.hostcheck import check_host, probe_accel
+
+        self.eve = await asyncio.to_thread(eve_plan, self.loaded)
+        if self.eve is None:
+            return False
+        self.eve_ids = eve_device_ids(self.loaded)
+        everyone = len(self.eve_ids) == len(self.loaded.devices)
+        if self.eve.content and not everyone:
+            raise InvalidInput.at(str(self.loaded.path), 0, 0, "images with path: are EVE rootfs images; a fleet that "
+                                  "mixes EVE and reference-image devices cannot use them",
+                                  "run the EVE devices in a scenario of their own")
+        await asyncio.to_thread(check_host, qemu=qemu, tpm=True, ovmf=True)
+        if shutil.which("mcopy") is None:
+            raise InfrastructureError("mtools (mcopy) is missing: EVE's CONFIG partition is written with it "
+                                      "(run scripts/install-system-deps as root)")
+        self.timeline.add(0.0, "harness", None, "eve_image", {
+            "env": EVE_IMAGE_ENV, "path": str(self.eve.live_image), "devices": sorted(self.eve_ids),
+            "content": {n: str(p) for n, p in self.eve.content.items()}})
+        if not everyone:
+            return False
+        self.accel = await probe_accel(host_kernel(), qemu)  # no reference kernel to probe KVM with
+        return True
+
+    async def _register_eve_content(self) -> None:
+        """EVE rootfs images (scenario images with ``path:``) into the controller's datastore."""
+        if self.eve is None:
+            return
+        for name, path in self.eve.content.items():
+            version = str(self.loaded.scenario.images[name].version)
+            await asyncio.to_thread(self.admin.add_content, name, path, version=version)
+
+    async def _prepare_eve_device(self, dev: DeviceSpec, serial: str, home: Path) -> None:
+        """A per-VM copy of the live image, grown to the profile's storage size, with the
+        device-config files in its CONFIG partition, booted by OVMF with swtpm and the SMBIOS
+        serial the controller pre-registered; one NIC per profile port, as for the reference image."""
+        from eden.backends.qemu_eve import write_device_config
+        from eden.qemu.eve_image import eve_machine_config, prepare_eve_disk
+        from eden.qemu.machine import Machine, port_nics
+
+        assert self.eve is not None
+        d = _Vm(dev, serial, home)
+        d.disk = home / "disk.raw"
+        d.timings = {"power_on_to_boot_marker": [], "power_on_to_onboarded": []}
+        cfg = home / "config"
+        (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")  # eth0's view of the host
+        d.nics = port_nics([nic.name for nic in dev.profile.nics], serial)
+        await asyncio.to_thread(prepare_eve_disk, self.eve.live_image, d.disk, size=int(dev.profile.storage.size))
+        part = await asyncio.to_thread(write_device_config, d.disk, cfg, serial)
+        mc = eve_machine_config(dev.profile, d.disk, name=dev.id, serial=serial, tpm_state=home / "tpm", accel=self.accel)
+        mc.nics = list(d.nics)
+        d.machine = Machine(mc, home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
+                            on_console_line=lambda line, d=d: self._console_line(d, line))
+        self.devices[dev.id] = d
+        self.by_serial[serial] = d
+        self.timeline.add(self.now(), "harness", dev.id, "eve_config_written",
+                          {"partition": part.number, "server": (cfg / "server").read_text().strip(), "soft_serial": serial})
+
+    def _eve_console_line(self, d: _Vm, line: str) -> None:
+        """EVE prints no ``EDEN-BOOT:`` markers or agent lines: the profile's ``console.boot_marker``
+        (the kernel's banner) is noted once per boot; the rest stays in the console capture."""
+        marker = d.spec.profile.console.boot_marker
+        if not marker or marker not in line or d.powered_at is None or self._eve_marked.get(d.id) == d.boots:
+            return
+        self._eve_marked[d.id] = d.boots
+        since = round(self.now() - d.powered_at, 3)
+        self.timeline.add(self.now(), "console", d.id, "boot_marker", {"marker": "boot_marker", "text": marker,
+                                                                        "since_power_on": since})
+        d.timings["power_on_to_boot_marker"].append(since)
+
+    def _note_eve_onboarding(self) -> None:
+        """An EVE device is onboarded when the controller says so (its admin API); the timeline gets
+        ``onboarded`` from there, since no agent reports it from inside the VM."""
+        for dev_id in sorted(self.eve_ids):
+            d = self.devices.get(dev_id)
+            if d is None or d.onboarded_seen or not self._ctrl_view.get(dev_id, {}).get("onboarded"):
+                continue
+            d.onboarded_seen = True
+            now = self.now()
+            self.timeline.add(now, "controller", dev_id, "onboarded", {"seen_by": "admin_api"})
+            if d.powered_at is not None:
+                d.timings["power_on_to_onboarded"].append(round(now - d.powered_at, 3))
+
     # ---------------------------------------------------------------------------- cleanup --
     async def _stop_devices(self) -> None:
         for d in self.devices.values():
@@ -343,6 +453,7 @@ class QemuBackend(LiveBackend):
         out["timings"] = {
             "image_ready_s": round(self.image_seconds, 2),
             "accel": self.accel,
+            **({"eve_image": str(self.eve.live_image), "eve_devices": sorted(self.eve_ids)} if self.eve is not None else {}),
             "devices": {d.id: d.timings for d in self.devices.values()},
         }
         return out

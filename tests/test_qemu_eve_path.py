@@ -1,0 +1,231 @@
+"""The real-EVE path of the ``qemu`` backend without an EVE image (docs/real-eve.md "The hook in
+the QEMU backend"): ``eden run`` with a device on the ``eve-qemu-x86_64`` profile and
+``EDEN_EVE_IMAGE`` pointing at a synthetic disk with EVE's live layout (tests/evedisk.py) whose
+EFI System partition holds a GRUB that prints the profile's boot marker, reads CONFIG and waits.
+
+What is asserted: no reference image is built; the per-VM disk's CONFIG partition holds the
+controller's address (as the guest sees it), root certificate, onboarding certificate and key and
+the soft serial (read back with ``read_eve_config`` while the run is on); the scenario image's
+``path:`` file is in the controller's datastore; the VM really powers on with OVMF and swtpm
+(QMP events, the QEMU command line); the boot marker reaches the timeline; a VM that never
+onboards fails its expectation (exit 1, a product failure, not an infrastructure error); nothing
+is left behind. A wrong ``EDEN_EVE_IMAGE`` is invalid input (exit 2) before any VM starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from evedisk import grub_efi, install_boot_loader, make_disk, run
+from leakcheck import marked_processes
+
+from eden.errors import EXIT_FAILED, EXIT_INVALID
+from eden.qemu import eve_image as ev
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.qemu]
+MARK = f"eden-qemu-eve-test-{os.getpid()}"
+DEVICE = "eve-0"
+SERIAL = f"eve-qemu-x86_64-{DEVICE}"
+
+#: The synthetic "EVE": OVMF boots this GRUB from the ESP; it prints the profile's boot marker
+#: (``Linux version``), finds CONFIG by its FAT label and shows ``server``, then waits: it never
+#: talks to the controller.
+GRUB_CFG = """\
+echo "Linux version 0.0-eden-synthetic (a GRUB on an EVE-layout disk, not EVE)"
+search --no-floppy --label EVE --set=cfg
+echo EDEN-TEST config=($cfg)
+cat ($cfg)/server
+sleep 600
+"""
+MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
+
+SCENARIO = """
+name: eve-path
+description: an EVE device on a synthetic EVE-layout disk; it boots but never onboards
+seed: 1
+fleet:
+  - profile: eve-qemu-x86_64
+    group: eve
+    overrides: {memory: 1G, reserved_memory: 256M, cores: 1}
+images:
+  eve-13: {version: 13.4.0, path: rootfs.img}
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, within: 25s}
+"""
+
+
+def _ours() -> set[int]:
+    return marked_processes("EDEN_TEST_MARK", MARK)
+
+
+def _vm_sock_dirs() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("eden-vm-*")}
+
+
+@pytest.fixture(autouse=True)
+def _no_sock_dir_leaks() -> Iterator[None]:
+    before = _vm_sock_dirs()
+    yield
+    assert _vm_sock_dirs() <= before, "VM socket directories left behind in /tmp"
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    run_tmp = tmp_path / "tmp"
+    run_tmp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "EDEN_EVE_IMAGE"}
+    return {**env, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), **extra}
+
+
+def _synthetic_eve(tmp_path: Path) -> Path:
+    disk = make_disk(tmp_path / "live.raw")
+    install_boot_loader(disk, grub_efi(tmp_path / "BOOTX64.EFI", GRUB_CFG, MODULES))
+    return disk
+
+
+def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path) -> None:
+    live = _synthetic_eve(tmp_path)
+    live_before = live.read_bytes()
+    (tmp_path / "rootfs.img").write_bytes(os.urandom(64 * 1024))  # stands for EVE's rootfs image
+    scenario = tmp_path / "eve.yaml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    env = _env(tmp_path, EDEN_EVE_IMAGE=str(live))
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
+                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: dict[str, object] = {}
+    try:
+        # While the run is on: once QEMU has started, CONFIG was written; copy the per-VM disk
+        # and read the controller's files (the run's working directory is removed at its end).
+        deadline = time.monotonic() + 60
+        while not (cmdlines := list((tmp_path / "tmp").glob(f"eden-qemu-*/devices/{DEVICE}/vm/qemu.cmdline"))):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the VM never started"
+            time.sleep(0.2)
+        work = cmdlines[0].parents[3]
+        run("cp", "--sparse=always", str(work / "devices" / DEVICE / "disk.raw"), str(tmp_path / "vm-disk.raw"))
+        ctrl = work / "controller"
+        from eden.controller.client import AdminClient
+        from eden.controller.layout import Layout
+
+        layout = Layout(ctrl)
+        seen["root"] = layout.root_cert.read_bytes()
+        seen["onboard"] = layout.cert("onboard").read_bytes()
+        seen["api"] = json.loads((ctrl / "serve.json").read_text())["api_url"]
+        seen["content"] = AdminClient.for_dir(ctrl).content()
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wall = time.monotonic() - t0
+
+    # A VM that never onboards is a failed expectation: exit 1, not an infrastructure error.
+    assert proc.returncode == EXIT_FAILED, text[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "failed" and summary.get("error") is None, summary
+    assert [e["status"] for e in summary["expectations"]] == ["failed"], summary["expectations"]
+
+    # CONFIG of the per-VM disk: what the device needs to reach and trust our controller.
+    vm_disk = tmp_path / "vm-disk.raw"
+    port = str(seen["api"]).rsplit(":", 1)[1].strip("/")
+    assert ev.read_eve_config(vm_disk, "server") == f"10.0.2.2:{port}\n".encode()
+    assert ev.read_eve_config(vm_disk, "root-certificate.pem") == seen["root"]
+    assert ev.read_eve_config(vm_disk, "v2tlsbaseroot-certificates.pem") == seen["root"]
+    assert ev.read_eve_config(vm_disk, "onboard.cert.pem") == seen["onboard"]
+    assert b"PRIVATE KEY" in ev.read_eve_config(vm_disk, "onboard.key.pem")
+    assert ev.read_eve_config(vm_disk, "soft_serial") == f"{SERIAL}\n".encode()
+    assert ev.list_eve_config(vm_disk) == sorted([*ev.DEVICE_CONFIG_FILES, "soft_serial"])  # no spec.json, hostname
+    assert vm_disk.stat().st_size == 8 * 2**30  # grown to the profile's storage for EVE's IMGB and P3
+    assert live.read_bytes() == live_before  # the user's image is never written
+    # The scenario image's path: is EVE's rootfs in the controller's datastore.
+    assert [(c["name"], c["version"], c["size"]) for c in seen["content"]] == [("eve-13", "13.4.0", 64 * 1024)]  # type: ignore[index, union-attr]
+
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    harness = {e["what"]: e for e in events if e["source"] == "harness"}
+    assert "image_ready" not in harness and "slots_ready" not in harness  # no reference image built
+    assert harness["eve_image"]["path"] == str(live.resolve()) and harness["eve_image"]["devices"] == [DEVICE]
+    assert harness["eve_config_written"]["partition"] == 4 and harness["eve_config_written"]["server"] == f"10.0.2.2:{port}"
+    assert any(e["source"] == "qmp" and e["what"] == "RESUME" and e["device"] == DEVICE for e in events)
+    assert any(e["source"] == "device" and e["what"] == "power_on" for e in events)
+    markers = [e for e in events if e["source"] == "console" and e["what"] == "boot_marker"]
+    assert len(markers) == 1 and markers[0]["text"] == "Linux version" and markers[0]["since_power_on"] > 0, markers
+    assert not any(e["what"] == "onboarded" for e in events)
+
+    # The machine: OVMF (code read-only, per-VM variables), swtpm, the disk on virtio, no -kernel,
+    # the pre-registered serial in SMBIOS; console and swtpm logs kept.
+    run_info = json.loads((out / "run.json").read_text())
+    accel = run_info["device_timings"]["accel"]
+    cmd = (out / "logs" / f"qemu-{DEVICE}.cmdline").read_text()
+    assert "-kernel" not in cmd and "if=pflash,format=raw,unit=0,readonly=on" in cmd and "OVMF_VARS.fd" in cmd
+    assert "-tpmdev emulator" in cmd and "tpm-tis" in cmd and "virtio-blk-pci" in cmd
+    assert f"-smbios type=1,serial={SERIAL}" in cmd and "-machine q35" in cmd
+    assert ("-cpu max" in cmd) == (accel == "tcg")
+    console = (out / "logs" / f"console-{DEVICE}.log").read_text(errors="replace")
+    assert "Linux version 0.0-eden-synthetic" in console and f"10.0.2.2:{port}" in console
+    assert "config=(hd0,gpt4)" in console  # GRUB found the CONFIG eden wrote, by its FAT label
+    assert any("swtpm" in f.name for f in (out / "logs").iterdir()), sorted(f.name for f in (out / "logs").iterdir())
+    timings = run_info["device_timings"]["devices"][DEVICE]
+    assert timings["power_on_to_onboarded"] == [] and 0 < timings["power_on_to_boot_marker"][0] < 60, timings
+    print(f"\nqemu EVE path: wall {wall:.1f} s, power-on to boot marker {timings['power_on_to_boot_marker'][0]} s ({accel})")
+
+    assert not _ours(), "processes left behind"
+    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
+
+
+REFERENCE = """
+name: reference
+description: a reference-image device
+fleet:
+  - profile: qemu-x86_64
+images:
+  base: {version: 13.4.0}
+steps:
+  - power_on: {}
+"""
+
+
+def _eden_run(tmp_path: Path, scenario: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out",
+                           str(tmp_path / "out"), "--quiet"], cwd=ROOT, env=_env(tmp_path, **env), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path) -> None:
+    scenario = tmp_path / "eve.yaml"
+    scenario.write_text(SCENARIO)
+    (tmp_path / "rootfs.img").write_bytes(b"x")
+    not_a_disk = tmp_path / "live.raw"
+    not_a_disk.write_bytes(b"\0" * 2**20)
+    no_config = make_disk(tmp_path / "noconfig.raw", [(1, "EFI System", ev.EFI_SYSTEM_TYPE, 4), (2, "IMGA", ev.ROOTFS_TYPE, 4)])
+    cases = [
+        ({"EDEN_EVE_IMAGE": str(not_a_disk)}, scenario, "no GPT partition table"),
+        ({"EDEN_EVE_IMAGE": str(no_config)}, scenario, "no GPT partition named 'CONFIG' (partitions: 1:EFI System, 2:IMGA)"),
+        ({"EDEN_EVE_IMAGE": str(tmp_path / "missing.raw")}, scenario, "EDEN_EVE_IMAGE: EVE image not found"),
+        ({}, scenario, "EDEN_EVE_IMAGE is not set"),
+    ]
+    reference = tmp_path / "reference.yaml"
+    reference.write_text(REFERENCE)
+    cases.append(({"EDEN_EVE_IMAGE": str(no_config)}, reference, "EDEN_EVE_IMAGE is set but no device of the fleet is an EVE device"))
+    good = make_disk(tmp_path / "good.raw")
+    missing_rootfs = tmp_path / "sub" / "eve.yaml"
+    missing_rootfs.parent.mkdir()
+    missing_rootfs.write_text(SCENARIO)  # path: rootfs.img is relative to the scenario file
+    cases.append(({"EDEN_EVE_IMAGE": str(good)}, missing_rootfs, "image eve-13: path 'rootfs.img' not found"))
+    for env, sc, message in cases:
+        proc = _eden_run(tmp_path, sc, **env)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == EXIT_INVALID, (env, text[-2000:])
+        assert message in text, (message, text[-2000:])
+        assert "Traceback" not in text
+        assert not list((tmp_path / "tmp").glob("eden-qemu-*")), "the working directory was left behind"
+    assert not _ours(), "processes left behind"
