@@ -17,6 +17,10 @@ event lines on the console), ``qmp`` (QMP events: RESET, SHUTDOWN, ...), ``contr
 ``harness``. Measured wall times (power-on to agent-start, to onboarded) are in ``stats()``.
 
 A QEMU that dies on its own or a console that goes away is an :class:`InfrastructureError`.
+
+Devices whose profile says ``qemu.image: eve`` boot a real EVE-OS live image (``EDEN_EVE_IMAGE``)
+instead, with OVMF and swtpm, its CONFIG partition written from the same device-config files;
+the rule, its checks and what differs: :mod:`eden.backends.qemu_eve`, docs/real-eve.md.
 """
 
 from __future__ import annotations
