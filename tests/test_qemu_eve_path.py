@@ -121,7 +121,9 @@ def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path
         seen["root"] = layout.root_cert.read_bytes()
         seen["onboard"] = layout.cert("onboard").read_bytes()
         seen["api"] = json.loads((ctrl / "serve.json").read_text())["api_url"]
-        seen["content"] = AdminClient.for_dir(ctrl).content()
+        admin = AdminClient.for_dir(ctrl)
+        seen["content"] = admin.content()
+        seen["device"] = admin.device(SERIAL)
         text, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -147,6 +149,8 @@ def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path
     assert ev.list_eve_config(vm_disk) == sorted([*ev.DEVICE_CONFIG_FILES, "soft_serial"])  # no spec.json, hostname
     assert vm_disk.stat().st_size == 8 * 2**30  # grown to the profile's storage for EVE's IMGB and P3
     assert live.read_bytes() == live_before  # the user's image is never written
+    # Pre-registered as on the reference image, with EVE's PCRs learned at its first quote.
+    assert seen["device"]["serial"] == SERIAL and seen["device"]["learn"] is True and not seen["device"]["onboarded"]  # type: ignore[index]
     # The scenario image's path: is EVE's rootfs in the controller's datastore.
     assert [(c["name"], c["version"], c["size"]) for c in seen["content"]] == [("eve-13", "13.4.0", 64 * 1024)]  # type: ignore[index, union-attr]
 

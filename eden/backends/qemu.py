@@ -397,6 +397,9 @@ class QemuBackend(LiveBackend):
         d.nics = port_nics([nic.name for nic in dev.profile.nics], serial)
         await asyncio.to_thread(prepare_eve_disk, self.eve.live_image, d.disk, size=int(dev.profile.storage.size))
         part = await asyncio.to_thread(write_device_config, d.disk, cfg, serial)
+        # eden cannot know EVE's PCR values: the first template the device quotes is approved
+        # (docs/controller.md "learned templates"), as `eden controller init --learn` does by hand.
+        await asyncio.to_thread(self.admin.set_device_learn, serial, True)
         mc = eve_machine_config(dev.profile, d.disk, name=dev.id, serial=serial, tpm_state=home / "tpm", accel=self.accel)
         mc.nics = list(d.nics)
         d.machine = Machine(mc, home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
