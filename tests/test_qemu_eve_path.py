@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 from evedisk import grub_efi, install_boot_loader, make_disk, run
 from leakcheck import marked_processes
 
-from eden.errors import EXIT_FAILED, EXIT_INVALID
+from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from eden.qemu import eve_image as ev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +70,13 @@ def _ours() -> set[int]:
     return marked_processes("EDEN_TEST_MARK", MARK)
 
 
-def _vm_sock_dirs() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("eden-vm-*")}
-
-
-@pytest.fixture(autouse=True)
-def _no_sock_dir_leaks() -> Iterator[None]:
-    before = _vm_sock_dirs()
-    yield
-    assert _vm_sock_dirs() <= before, "VM socket directories left behind in /tmp"
+def _assert_sock_dirs_removed(out: Path) -> None:
+    """The short socket directories a Machine makes in /tmp (named in its QEMU command line) are
+    gone; other runs on the host may have their own there meanwhile."""
+    cmdlines = list((out / "logs").glob("qemu-*.cmdline"))
+    assert cmdlines
+    dirs = {m for f in cmdlines for m in re.findall(r"/tmp/eden-vm-[^/\s,]+", f.read_text())}
+    assert dirs and not [d for d in dirs if Path(d).exists()], f"VM socket directories left behind: {dirs}"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -91,6 +92,26 @@ def _synthetic_eve(tmp_path: Path) -> Path:
     return disk
 
 
+def _run_with(tmp_path: Path, scenario: Path, out: Path, env: dict[str, str],
+              during: Callable[[Path], None]) -> tuple[subprocess.Popen[str], str]:
+    """``eden run`` in the background; ``during(work dir)`` once the EVE device's QEMU started."""
+    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
+                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cmdlines := list((tmp_path / "tmp").glob(f"eden-qemu-*/devices/{DEVICE}/vm/qemu.cmdline"))):
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the VM never started"
+            time.sleep(0.2)
+        during(cmdlines[0].parents[3])
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc, text
+
+
 def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path) -> None:
     live = _synthetic_eve(tmp_path)
     live_before = live.read_bytes()
@@ -100,35 +121,24 @@ def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path
     out = tmp_path / "out"
     env = _env(tmp_path, EDEN_EVE_IMAGE=str(live))
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
-                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: dict[str, object] = {}
-    try:
-        # While the run is on: once QEMU has started, CONFIG was written; copy the per-VM disk
-        # and read the controller's files (the run's working directory is removed at its end).
-        deadline = time.monotonic() + 60
-        while not (cmdlines := list((tmp_path / "tmp").glob(f"eden-qemu-*/devices/{DEVICE}/vm/qemu.cmdline"))):
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "the VM never started"
-            time.sleep(0.2)
-        work = cmdlines[0].parents[3]
-        run("cp", "--sparse=always", str(work / "devices" / DEVICE / "disk.raw"), str(tmp_path / "vm-disk.raw"))
-        ctrl = work / "controller"
+
+    def during(work: Path) -> None:
+        """Once QEMU has started, CONFIG was written: copy the per-VM disk and read the
+        controller's side (the run's working directory is removed at its end)."""
         from eden.controller.client import AdminClient
         from eden.controller.layout import Layout
 
-        layout = Layout(ctrl)
+        run("cp", "--sparse=always", str(work / "devices" / DEVICE / "disk.raw"), str(tmp_path / "vm-disk.raw"))
+        layout = Layout(work / "controller")
         seen["root"] = layout.root_cert.read_bytes()
         seen["onboard"] = layout.cert("onboard").read_bytes()
-        seen["api"] = json.loads((ctrl / "serve.json").read_text())["api_url"]
-        admin = AdminClient.for_dir(ctrl)
+        seen["api"] = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
+        admin = AdminClient.for_dir(work / "controller")
         seen["content"] = admin.content()
         seen["device"] = admin.device(SERIAL)
-        text, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    proc, text = _run_with(tmp_path, scenario, out, env, during)
     wall = time.monotonic() - t0
 
     # A VM that never onboards is a failed expectation: exit 1, not an infrastructure error.
@@ -184,6 +194,72 @@ def test_an_eve_device_boots_with_its_config_and_fails_to_onboard(tmp_path: Path
 
     assert not _ours(), "processes left behind"
     assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
+    _assert_sock_dirs_removed(out)
+
+
+ONBOARD = """
+name: eve-onboard-seen
+description: the EVE device's serial onboards (by a stand-in on the host); the backend must see it
+seed: 1
+fleet:
+  - profile: eve-qemu-x86_64
+    group: eve
+    overrides: {memory: 1G, reserved_memory: 256M, cores: 1}
+images:
+  eve-13: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, within: 45s}
+metrics: [onboarding.time]
+"""
+
+
+def test_onboarding_of_an_eve_device_is_seen_through_the_controller(tmp_path: Path) -> None:
+    """EVE prints nothing eden parses, so the backend learns of onboarding from the controller's
+    admin API. No EVE can register here: while the VM runs the synthetic GRUB, a stand-in on the
+    host (``eden agent``, eden's emulated device) registers with the VM's serial and the CONFIG
+    files the backend made for it. This tests the backend's observation, not EVE."""
+    live = _synthetic_eve(tmp_path)
+    scenario = tmp_path / "onboard.yaml"
+    scenario.write_text(ONBOARD)
+    out = tmp_path / "out"
+    env = _env(tmp_path, EDEN_EVE_IMAGE=str(live))
+    agents: list[subprocess.Popen[bytes]] = []
+
+    def during(work: Path) -> None:
+        api = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
+        cfg = tmp_path / "agent-config"
+        shutil.copytree(work / "devices" / DEVICE / "config", cfg)
+        spec = tmp_path / "agent-spec.json"
+        spec.write_text(json.dumps({"serial": SERIAL, "device_id": DEVICE, "profile": "eve-qemu-x86_64", "image": "eve-13",
+                                    "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
+        agents.append(subprocess.Popen(
+            [sys.executable, "-m", "eden", "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec),
+             "--config-dir", str(cfg), "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl")],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+
+    try:
+        proc, text = _run_with(tmp_path, scenario, out, env, during)
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                os.killpg(a.pid, signal.SIGKILL)
+            a.wait()
+    assert agents, "the stand-in never started"
+    assert proc.returncode == EXIT_OK, text[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "passed", summary["expectations"]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    onboarded = [e for e in events if e["what"] == "onboarded"]
+    assert [(e["source"], e["device"]) for e in onboarded] == [("controller", DEVICE)], onboarded  # no agent line
+    power_on = next(e["t"] for e in events if e["source"] == "device" and e["what"] == "power_on")
+    timings = json.loads((out / "run.json").read_text())["device_timings"]["devices"][DEVICE]
+    assert timings["power_on_to_onboarded"] == [pytest.approx(onboarded[0]["t"] - power_on, abs=0.01)], (timings, power_on)
+    assert 0 < timings["power_on_to_onboarded"][0] < 45
+    assert summary["metrics"]["timings"]["onboarding.time"]["count"] == 1
+    assert not _ours(), "processes left behind"
+    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
+    _assert_sock_dirs_removed(out)
 
 
 REFERENCE = """
