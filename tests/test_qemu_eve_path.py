@@ -301,6 +301,14 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
     missing_rootfs.parent.mkdir()
     missing_rootfs.write_text(SCENARIO)  # path: rootfs.img is relative to the scenario file
     cases.append(({"EDEN_EVE_IMAGE": str(good)}, missing_rootfs, "image eve-13: path 'rootfs.img' not found"))
+    # a qcow2 is checked once converted into the per-VM raw disk: after the controller started,
+    # still before any VM, and the controller is stopped
+    qcow = tmp_path / "noconfig.qcow2"
+    run("qemu-img", "convert", "-O", "qcow2", str(no_config), str(qcow))
+    cases.append(({"EDEN_EVE_IMAGE": str(qcow)}, scenario, "no GPT partition named 'CONFIG'"))
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(SCENARIO.replace("fleet:\n", "fleet:\n  - profile: qemu-x86_64\n"))
+    cases.append(({"EDEN_EVE_IMAGE": str(good)}, mixed, "mixes EVE and reference-image devices"))
     for env, sc, message in cases:
         proc = _eden_run(tmp_path, sc, **env)
         text = proc.stdout + proc.stderr
@@ -308,4 +316,5 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
         assert message in text, (message, text[-2000:])
         assert "Traceback" not in text
         assert not list((tmp_path / "tmp").glob("eden-qemu-*")), "the working directory was left behind"
+        assert not list((tmp_path / "out").glob("logs/qemu-*.cmdline")), "a VM was started"
     assert not _ours(), "processes left behind"
