@@ -1,5 +1,5 @@
-"""The real-EVE path of the ``qemu`` backend without an EVE image (docs/real-eve.md "The hook in
-the QEMU backend"): ``eden run`` with a device on the ``eve-qemu-x86_64`` profile and
+"""The real-EVE path of the ``qemu`` backend without an EVE image (docs/real-eve.md "Running scenarios
+on EVE"): ``eden run`` with a device on the ``eve-qemu-x86_64`` profile and
 ``EDEN_EVE_IMAGE`` pointing at a synthetic disk with EVE's live layout (tests/evedisk.py) whose
 EFI System partition holds a GRUB that prints the profile's boot marker, reads CONFIG and waits.
 

@@ -343,7 +343,7 @@ class QemuBackend(LiveBackend):
         self._note_eve_onboarding()
 
     # ----------------------------------------------------------------- real EVE-OS devices --
-    # docs/real-eve.md "The hook in the QEMU backend"; the rule and the checks: eden/backends/qemu_eve.py.
+    # docs/real-eve.md "Running scenarios on EVE"; the rule and the checks: eden/backends/qemu_eve.py.
 
     async def _setup_eve(self, qemu: str) -> bool:
         """The run's EVE devices: the live image (``EDEN_EVE_IMAGE``) and base-OS content checked

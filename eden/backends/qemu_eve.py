@@ -1,4 +1,4 @@
-"""Real EVE-OS devices on the ``qemu`` backend (docs/real-eve.md "The hook in the QEMU backend").
+"""Real EVE-OS devices on the ``qemu`` backend (docs/real-eve.md "Running scenarios on EVE").
 
 The rule: a device is an **EVE device** when its hardware profile says ``qemu.image: eve``
 (``hw_profiles/eve-qemu-x86_64.yaml``). Every EVE device of a run boots a per-VM copy of the one
