@@ -305,13 +305,15 @@ class LiveBackend:
             yield dev, serial, home, spec
 
     # --------------------------------------------------------------------- device events --
-    def _device_line(self, d: LiveDevice, line: str, source: str = "device") -> bool:
+    def _device_line(self, d: LiveDevice, line: str, source: str = "device", at: float | None = None) -> bool:
         """One of the agent's JSON event lines (docs/agent.md) into the timeline; False if the
-        line is not one (it is then the caller's to record)."""
+        line is not one (it is then the caller's to record). ``at``: the run time the line
+        arrived, used instead of the line's own stamp when the device's clock is not the host's
+        (a VM's guest clock drifts from the host's by a second or so under TCG)."""
         try:
             ev = json.loads(line)
             what = str(ev["what"])
-            t = self.clock.from_epoch(float(ev["t"]))
+            t = self.clock.from_epoch(float(ev["t"])) if at is None else at
             data = ev.get("data") or {}
             if not isinstance(data, dict):
                 raise TypeError
