@@ -30,22 +30,25 @@ def _ours() -> set[int]:
     return marked_processes("EDEN_TEST_MARK", MARK)
 
 
-def _vm_sock_dirs() -> set[str]:
-    """Short socket directories a Machine makes in /tmp when its run dir is too deep for sun_path."""
-    return {p.name for p in Path("/tmp").glob("eden-vm-*")}
+SOCK_DIR = Path(f"/tmp/eqb-{os.getpid()}")
+"""Where this module's Machines make their short socket directories (EDEN_SOCK_DIR), so that VMs
+of other runs on the host (a background suite) do not count as leaks."""
 
 
 @pytest.fixture(autouse=True)
 def _no_sock_dir_leaks() -> Iterator[None]:
-    before = _vm_sock_dirs()
-    yield
-    assert _vm_sock_dirs() <= before, "VM socket directories left behind in /tmp"
+    SOCK_DIR.mkdir(exist_ok=True)
+    try:
+        yield
+        assert list(SOCK_DIR.iterdir()) == [], "VM socket directories left behind"
+    finally:
+        shutil.rmtree(SOCK_DIR, ignore_errors=True)
 
 
 def _eden(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     run_tmp = tmp_path / "tmp"
     run_tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp)}
+    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR)}
     return subprocess.run([sys.executable, "-m", "eden", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -131,7 +134,7 @@ def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -
     scenario.write_text(LONG)
     run_tmp = tmp_path / "tmp"
     run_tmp.mkdir()
-    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp)}
+    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR)}
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
                              "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

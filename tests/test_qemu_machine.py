@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -66,24 +68,30 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def _tmp_entries() -> set[str]:
-    return {n for n in os.listdir("/tmp") if n.startswith(("eden-vm-", "eden-kvmprobe-", ".swtpm_setup", "swtpm_setup"))}
-
-
 @pytest.fixture
 def no_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Every child inherits a unique mark; after the test none is alive, no port listens, no temp dir."""
+    """Every child inherits a unique mark; after the test none is alive, no port listens, no temp dir.
+
+    Temp files and socket directories go to a directory of this test's own (TMPDIR, EDEN_SOCK_DIR),
+    so that VMs of other runs on the host (a background suite) are not counted."""
     mark = uuid.uuid4().hex
     monkeypatch.setenv(MARK, mark)
-    before = _tmp_entries()
+    own_tmp = Path(f"/tmp/eqm-{mark[:8]}")
+    own_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(own_tmp))
+    monkeypatch.setenv("EDEN_SOCK_DIR", str(own_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
     ports: dict[str, int] = {}
-    yield ports
-    leaked = {pid: _cmdline(pid) for pid in _marked_pids(mark)}
-    assert leaked == {}, "leaked qemu/swtpm processes"
-    for name, port in ports.items():
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    assert _tmp_entries() - before == set()
+    try:
+        yield ports
+        leaked = {pid: _cmdline(pid) for pid in _marked_pids(mark)}
+        assert leaked == {}, "leaked qemu/swtpm processes"
+        for name, port in ports.items():
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert sorted(os.listdir(own_tmp)) == [], "temp files or socket directories left behind"
+    finally:
+        shutil.rmtree(own_tmp, ignore_errors=True)
 
 
 def test_boot_tpm_events_reset_link_reboot_ssh_quit(guest: Guest, tmp_path: Path, no_leaks: dict[str, int]) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -207,7 +208,8 @@ class Machine:
                 self._sock_dir = self.run_dir / "s"
                 self._sock_dir.mkdir(parents=True, exist_ok=True)
             else:
-                self._sock_dir = Path(tempfile.mkdtemp(prefix="eden-vm-", dir="/tmp"))
+                # A short path for the sockets (sun_path is 108 bytes); EDEN_SOCK_DIR moves it (tests).
+                self._sock_dir = Path(tempfile.mkdtemp(prefix="eden-vm-", dir=os.environ.get("EDEN_SOCK_DIR", "/tmp")))
                 self._own_sock_dir = True
         return self._sock_dir
 
