@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from evedisk import grub_efi, install_boot_loader, make_disk, run
@@ -70,20 +70,35 @@ def _ours() -> set[int]:
     return marked_processes("EDEN_TEST_MARK", MARK)
 
 
+SOCK_DIR = Path(f"/tmp/eqe-{os.getpid()}")
+"""Where this module's Machines make their short socket directories (EDEN_SOCK_DIR), so that VMs
+of other runs on the host do not count as leaks."""
+
+
+@pytest.fixture(autouse=True)
+def _sock_dir() -> Iterator[None]:
+    SOCK_DIR.mkdir(exist_ok=True)
+    try:
+        yield
+    finally:
+        shutil.rmtree(SOCK_DIR, ignore_errors=True)
+
+
 def _assert_sock_dirs_removed(out: Path) -> None:
-    """The short socket directories a Machine makes in /tmp (named in its QEMU command line) are
-    gone; other runs on the host may have their own there meanwhile."""
+    """The short socket directories the run's Machines made (named in their QEMU command lines)
+    are gone."""
     cmdlines = list((out / "logs").glob("qemu-*.cmdline"))
     assert cmdlines
-    dirs = {m for f in cmdlines for m in re.findall(r"/tmp/eden-vm-[^/\s,]+", f.read_text())}
-    assert dirs and not [d for d in dirs if Path(d).exists()], f"VM socket directories left behind: {dirs}"
+    dirs = {m for f in cmdlines for m in re.findall(rf"{SOCK_DIR}/eden-vm-[^/\s,]+", f.read_text())}
+    assert dirs, "the VM's sockets were not in EDEN_SOCK_DIR"
+    assert list(SOCK_DIR.iterdir()) == [], f"VM socket directories left behind: {sorted(SOCK_DIR.iterdir())}"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     run_tmp = tmp_path / "tmp"
     run_tmp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "EDEN_EVE_IMAGE"}
-    return {**env, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), **extra}
+    return {**env, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR), **extra}
 
 
 def _synthetic_eve(tmp_path: Path) -> Path:
