@@ -38,3 +38,17 @@ def test_crash_on_boot_rollback_is_timed_and_failed_attempt_not_counted_as_updat
     boot = timings["boot.time"]["max"]
     assert 0.5 * boot < timings["rollback.time"]["max"] < 2.5 * boot
     assert timings["update.duration"]["count"] == 0
+
+
+def test_onboarding_is_timed_once_when_both_ends_report_it() -> None:
+    """Real backends hear 'onboarded' from the agent and from the controller: one onboarding."""
+    from eden.metrics import timings
+    from eden.timeline import Timeline
+
+    tl = Timeline()
+    tl.add(0.0, "device", "d-0", "boot_start", {})
+    tl.add(20.0, "controller", "d-0", "onboarded", {})
+    tl.add(20.1, "device", "d-0", "onboarded", {})
+    tl.add(30.0, "device", "d-1", "boot_start", {})
+    tl.add(55.0, "device", "d-1", "onboarded", {})
+    assert timings(tl)["onboarding.time"] == [20.0, 25.0]
