@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from leakcheck import marked_processes
 
-from eden.errors import EXIT_INVALID, EXIT_OK
+from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
@@ -126,14 +128,12 @@ def _qemu_of_ours() -> list[int]:
     return out
 
 
-def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    scenario = tmp_path / "long.yaml"
-    scenario.write_text(LONG)
+def _start_and_hit(tmp_path: Path, text: str, hit: Callable[[subprocess.Popen[str], list[int]], None]) -> tuple[int, str, Path]:
+    """``eden run`` a scenario on qemu; once its VM runs, ``hit(proc, qemu_pids)``; wait for the end."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(text)
     run_tmp = tmp_path / "tmp"
-    run_tmp.mkdir()
+    run_tmp.mkdir(exist_ok=True)
     env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR)}
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
@@ -144,19 +144,53 @@ def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -
             assert proc.poll() is None, proc.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "QEMU never started"
             time.sleep(0.2)
-        os.kill(pids[0], signal.SIGKILL)
-        text, _ = proc.communicate(timeout=60)
+        hit(proc, pids)
+        output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == EXIT_INVALID, text[-3000:]
+    assert not _ours(), "processes left behind"
+    assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
+    return proc.returncode, output, out
+
+
+def test_ctrl_c_stops_every_vm_and_leaves_nothing(tmp_path: Path) -> None:
+    def interrupt(proc: subprocess.Popen[str], _pids: list[int]) -> None:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+
+    rc, output, _out = _start_and_hit(tmp_path, LONG, interrupt)
+    assert rc != EXIT_OK, output[-3000:]
+
+
+NEVER = """
+name: qemu-never
+description: an expectation the device cannot meet in time (a product failure, exit 1)
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+images:
+  base: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - expect: {device_state: MAINTENANCE_MODE, within: 40s}
+"""
+
+
+def test_a_failed_expectation_is_exit_1_and_leaves_nothing(tmp_path: Path) -> None:
+    rc, output, out = _start_and_hit(tmp_path, NEVER, lambda _proc, _pids: None)
+    assert rc == EXIT_FAILED, output[-3000:]
+    assert json.loads((out / "summary.json").read_text())["verdict"] == "failed"
+
+
+def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -> None:
+    proc_rc, text, out = _start_and_hit(tmp_path, LONG, lambda _proc, pids: os.kill(pids[0], signal.SIGKILL))
+    assert proc_rc == EXIT_INVALID, text[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     # Killed after start-up: "QEMU exited unexpectedly"; during power-on: the power-on failed (QMP/QEMU gone).
     assert summary["verdict"] == "error" and "qemu-x86_64-0" in summary["error"], summary.get("error")
     assert "QEMU exited unexpectedly" in summary["error"] or "power-on failed" in summary["error"], summary["error"]
-    assert not _ours(), "processes left behind"
-    assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
 
 
 FAULTS = """

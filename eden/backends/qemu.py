@@ -150,9 +150,8 @@ class QemuBackend(LiveBackend):
 
     async def _prepare_devices(self) -> None:
         from eden.image.layout import write_config
-        from eden.qemu.machine import port_nics
-
         from eden.image.slots import install_slot_offline
+        from eden.qemu.machine import port_nics
 
         # A restarted controller must come back where the guests' CONFIG points.
         self.controller_listen = f"127.0.0.1:{self.api_addr[1]}"
