@@ -206,7 +206,7 @@ def test_supervisor_restarts_boots_until_sigterm(tmp_path: Path) -> None:
     agent = Agent(tmp_path, CRASHING)
     proc = subprocess.Popen(agent.argv(), stderr=subprocess.PIPE)  # no --once: its own supervisor
     try:
-        agent.wait_for(lambda ls: sum(e["what"] == "boot_start" for e in ls) >= 3, proc, timeout=30)
+        agent.wait_for(lambda ls: sum(e["what"] == "boot_start" for e in ls) >= 3, proc, timeout=120)  # a loaded CI host
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert agent.persist()["boots"] >= 3 and agent.persist()["persist"]["boots_without_agents"] >= 3
