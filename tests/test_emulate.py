@@ -83,7 +83,9 @@ def test_sigint_stops_cleanly_with_a_summary(server: ServeProcess, tmp_path: Pat
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the first progress line (after ~5 s)
-        assert line.startswith("t="), line + (proc.stderr.read() if proc.stderr else "")
+        if not line.startswith("t="):
+            proc.kill()
+            raise AssertionError(line + (proc.communicate(timeout=10)[1] or ""))
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         rc = proc.wait(timeout=20)

@@ -73,7 +73,7 @@ class Boot:
             self.procs.append(subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={tpm}", "--tpm2",
                                                 "--ctrl", f"type=unixio,path={sock}"],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while not sock.exists():
                 assert time.monotonic() < deadline and self.procs[0].poll() is None, "swtpm did not start"
                 time.sleep(0.05)

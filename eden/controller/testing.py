@@ -24,7 +24,7 @@ PREFIX = "/api/v2/edgedevice"
 class ServeProcess:
     """``eden controller serve DIR`` on ephemeral ports; waits for serve.json; kill on exit."""
 
-    def __init__(self, root: Path, *, timeout: float = 20.0) -> None:
+    def __init__(self, root: Path, *, timeout: float = 90.0) -> None:  # a deadline: CI hosts are loaded
         self.layout = Layout(root)
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
