@@ -4,7 +4,11 @@ Every process a backend starts (controller, device agents, later QEMU and swtpm)
 :class:`ProcessGroup`, which guarantees the house rule "nothing is left behind":
 
 * each child asks the kernel to SIGKILL it if the harness dies (``PR_SET_PDEATHSIG``), so even a
-  ``kill -9`` of the harness leaks nothing;
+  ``kill -9`` of the harness leaks nothing. The request is made by util-linux ``setpriv
+  --pdeathsig KILL`` exec'ing the child, not by Python code between fork and exec: a
+  ``preexec_fn`` in a process with threads (the harness's admin-API threads) can deadlock in the
+  forked child (dlopen/malloc locks held by another thread at fork), which froze whole runs on a
+  loaded CI host;
 * each child runs in its own session, so a Ctrl-C in the terminal reaches the harness only and the
   harness decides the shutdown order (agents first, then the controller);
 * :meth:`ProcessGroup.close` kills and reaps whatever is still running, on success, failure or
@@ -18,21 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import signal
+import shutil
 from pathlib import Path
 from typing import Callable
 
-_PR_SET_PDEATHSIG = 1
+_SETPRIV = shutil.which("setpriv")
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when the harness dies (see the module docstring);
+    unchanged where util-linux ``setpriv`` is missing (the cleanup in :meth:`ProcessGroup.close` stays)."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
 
 
 class Managed:
@@ -104,14 +105,13 @@ class ProcessGroup:
         err = open(self.log_dir / f"{name}.log", "ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *with_parent_death_signal(argv),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if on_line is not None else asyncio.subprocess.DEVNULL,
                 stderr=err,
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
                 limit=1 << 20,
             )
         finally:
