@@ -192,6 +192,10 @@ def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:
             agent.wait_for(lambda ls: sum(e["what"] == "booted" for e in ls) == 2, restarted)
             booted = [e for e in agent.lines() if e["what"] == "booted"]
             assert booted[-1]["data"]["reason"] == "POWER_FAIL"
+            # the event line is written before the step's state is saved: wait for the save
+            deadline = time.monotonic() + 60
+            while agent.persist()["persist"]["restart_counter"] != 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert agent.persist()["persist"]["restart_counter"] == 2
             restarted.send_signal(signal.SIGTERM)
             assert restarted.wait(10) == 0
