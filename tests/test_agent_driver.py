@@ -178,12 +178,21 @@ def test_reset_exits_75_and_restart_keeps_partitions_and_counters(tmp_path: Path
     assert agent.persist()["boots"] == 2
 
 
+def _wait_saved(agent: Agent, restarts: int, timeout: float = 60) -> None:
+    """Until the saved state counts ``restarts`` agent starts (the save follows the event line)."""
+    deadline = time.monotonic() + timeout
+    while agent.persist()["persist"]["restart_counter"] != restarts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.persist()["persist"]["restart_counter"] == restarts
+
+
 def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:
     agent = Agent(tmp_path, GOOD)
     proc = subprocess.Popen(agent.argv("--once"), stderr=subprocess.PIPE)
     try:
         agent.wait_for(lambda ls: any(e["what"] == "booted" for e in ls), proc)
         assert next(e for e in agent.lines() if e["what"] == "booted")["data"]["reason"] == "FIRST"
+        _wait_saved(agent, 1)  # the event line comes before the step's save: cut the power after it
         os.kill(proc.pid, signal.SIGKILL)  # power cut: nothing runs after this
         proc.wait(10)
         assert agent.persist()["persist"]["power_lost"] is True
@@ -192,11 +201,7 @@ def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:
             agent.wait_for(lambda ls: sum(e["what"] == "booted" for e in ls) == 2, restarted)
             booted = [e for e in agent.lines() if e["what"] == "booted"]
             assert booted[-1]["data"]["reason"] == "POWER_FAIL"
-            # the event line is written before the step's state is saved: wait for the save
-            deadline = time.monotonic() + 60
-            while agent.persist()["persist"]["restart_counter"] != 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert agent.persist()["persist"]["restart_counter"] == 2
+            _wait_saved(agent, 2)
             restarted.send_signal(signal.SIGTERM)
             assert restarted.wait(10) == 0
             assert [e["what"] for e in agent.lines()][-2:] == ["power_off", "agent_exit"]
