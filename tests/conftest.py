@@ -1,10 +1,10 @@
 """Suite-wide test plumbing.
 
 Real-time suites (the emulated and qemu backends' scenarios) spend most of their wall time waiting
-on EVE's own timers. A suite whose test was collected (marker ``background("<suite>")``) is started
-as soon as collection finishes, in the background, and its test is moved to the end of the session,
-so those waits overlap with the rest of the suite instead of adding to it. The test still asserts
-the run's results; nothing is skipped.
+on EVE's own timers. Their tests (marker ``background("<suite>")``) are moved to the end of the
+session. The emulated suite is started as soon as collection finishes, in the background, so its
+waits overlap with the rest of the tests; the QEMU suite is started when its test is reached and
+runs on its own (``DEFERRED``). The tests assert the runs' results; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -51,7 +51,22 @@ class BackgroundRun:
 
 _BACKGROUND: dict[str, BackgroundRun] = {}
 SUITES = {"emulated": 6, "qemu": 6}
-"""Background suites (``suites/<name>.yaml``) and how many of their entries run at once."""
+"""Real-time suites (``suites/<name>.yaml``) and how many of their entries run at once."""
+_PENDING: dict[str, list[str]] = {}
+"""Suites started only when their test is reached (see ``_suite_argv``)."""
+DEFERRED = {"qemu"}
+"""The QEMU suite runs at the end, on its own: nine TCG VMs next to the foreground tests starved
+their processes on two cores (start-up and Ctrl-C deadlines failed in CI), so it does not overlap."""
+
+
+def _suite_argv(name: str, work: Path) -> list[str]:
+    argv = [sys.executable, "-m", "eden", "qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
+            "--out", str(work / "suite"), "--no-history"]
+    if name == "qemu":
+        # The suite needs the reference image: build it once, up front, so that its entries do not
+        # queue on the build lock while their scenario clocks run.
+        argv = ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
+    return argv
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,19 +75,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     items[:] = [i for i in items if not i.get_closest_marker("background")] + late
     wanted = sorted({m.args[0] for i in late for m in i.iter_markers("background")})
-    # The QEMU suite needs the reference image: build it once, up front, so that its entries do
-    # not queue on the build lock while their scenario clocks run.
     for name in wanted:
         work = Path(tempfile.mkdtemp(prefix=f"eden-bg-{name}-"))
-        argv = [sys.executable, "-m", "eden", "qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
-                "--out", str(work / "suite"), "--no-history"]
-        if name == "qemu":
-            # Nine TCG VMs booting at once would starve the foreground tests' processes on two
-            # cores (their start-up deadlines failed on CI): the VMs run at a lower CPU priority;
-            # they mostly wait on EVE's timers, and the scenarios' deadlines are minutes.
-            argv = ["nice", "-n", "10", "sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"",
-                    "sh", *argv]
-        _BACKGROUND[name] = BackgroundRun(argv, work)
+        if name in DEFERRED:
+            _PENDING[name] = [str(work)]
+        else:
+            _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
@@ -81,11 +89,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
     for run in _BACKGROUND.values():
         run.stop()
         shutil.rmtree(run.work, ignore_errors=True)
+    for (work,) in _PENDING.values():  # deferred suites whose test never ran
+        shutil.rmtree(work, ignore_errors=True)
+    _PENDING.clear()
     _BACKGROUND.clear()
 
 
 def background_run(name: str) -> BackgroundRun:
-    """A suite's background run (started when its test was collected)."""
+    """A suite's run: started when its test was collected, or (``DEFERRED``) now."""
+    if name in _PENDING:
+        work = Path(_PENDING.pop(name)[0])
+        _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
     run = _BACKGROUND.get(name)
     assert run is not None, f"the background run of suite {name!r} was not started"
     return run
