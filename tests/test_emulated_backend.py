@@ -219,12 +219,12 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         time.sleep(1.0)
         run.send_signal(signal.SIGINT)
         try:
-            run.wait(90)  # a few seconds on a quiet host
+            run.communicate(timeout=90)  # a few seconds on a quiet host; reading, so a full pipe cannot block it
         except subprocess.TimeoutExpired:
             # Known issue (closing note of issue 5): on a loaded CI host the first Ctrl-C has been
             # seen not to finish the graceful shutdown; a second one forces it, as for a user.
             run.send_signal(signal.SIGINT)
-            run.wait(60)
+            run.communicate(timeout=60)
     finally:
         if run.poll() is None:
             run.kill()
