@@ -113,3 +113,39 @@ def emulated_suite_run() -> BackgroundRun:
 @pytest.fixture
 def qemu_suite_run() -> BackgroundRun:
     return background_run("qemu")
+
+
+DEVICE_SCENARIOS = [
+    "onboarding-smoke",
+    "baseos-update",
+    "baseos-update-rollback",
+    "update-with-power-loss",
+    "network-outage-recovery",
+    "attestation-tamper",
+]
+"""The six device scenarios of ``suites/emulated.yaml`` and ``suites/qemu.yaml``."""
+
+
+def assert_device_suite_passed(run: BackgroundRun, backend: str, timeout: float, log_prefix: str) -> tuple[Path, dict[str, Any]]:
+    """The suite run finished with every device scenario passed on ``backend``: verdicts, exit code,
+    summaries, controller traffic, ``logs/<log_prefix>*`` attachments and a clean JUnit file.
+    Returns the suite's output directory and its results."""
+    import json
+
+    rc, output = run.wait(timeout=timeout)
+    out = run.work / "suite"
+    results = json.loads((out / "results.json").read_text())
+    verdicts = {e["scenario"]: e["verdict"] for e in results["entries"]}
+    detail = {e["scenario"]: [x["name"] for x in e["expectations"] if x["status"] != "passed"] for e in results["entries"]}
+    assert verdicts == {s: "passed" for s in DEVICE_SCENARIOS}, (detail, output[-3000:])
+    assert rc == 0, output[-3000:]
+    assert results["backend"] == backend
+    for entry in results["entries"]:
+        summary = json.loads((out / entry["run_dir"] / "summary.json").read_text())
+        assert summary["backend"] == backend
+        # the controller served this run over the wire: it counted signed config requests
+        assert summary["metrics"]["controller"]["config"]["requests"] > 0
+        assert any(a.startswith(f"logs/{log_prefix}") for a in entry["attachments"]), entry["attachments"]
+    junit = (out / "junit.xml").read_text()
+    assert junit.count("<testcase") == len(DEVICE_SCENARIOS) and "<failure" not in junit and "<error" not in junit
+    return out, results
