@@ -989,6 +989,21 @@ def test_config_403_after_a_quote_restarts_attestation() -> None:
     assert drv.sent("attest")[n][1].body["type"] == "NONCE"
 
 
+def test_config_403_while_attesting_does_not_restart_it_again() -> None:
+    """§1/§5: configs that carried the token being replaced get 403 while the new attestation
+    runs; they must not restart it (else every new token is replaced before it is used)."""
+    drv = online(driver())
+    n = len(drv.sent("attest"))
+    drv.ctrl.override["config"] = lambda s, t: (403, {}, LAT)
+    # a slow NONCE answer (a slow link): several config polls get 403 meanwhile
+    drv.ctrl.override["attest"] = lambda s, t: None if s.body["type"] != "NONCE" else (201, {"type": "NONCE", "nonce": "n1"}, 200.0)
+    drv.run_until(lambda: len(drv.sent("attest")) > n)
+    t0 = drv.sent("attest")[n][0]
+    drv.run_for(190)
+    assert len([1 for t, k, s, _b in drv.responses if k == "config" and s == 403 and t > t0]) >= 2
+    assert [s.body["type"] for _t, s in drv.sent("attest")[n:]] == ["NONCE"]
+
+
 def test_no_tpm_quote_without_pcrs_and_escrow_skipped() -> None:
     """§5: no TPM -> no PCRs in the quote, escrow skipped, COMPLETE; vault on soft keys."""
     drv = driver(tpm=False)

@@ -104,7 +104,7 @@ controller:
     timer.metric.interval: 10
 steps:
   - power_on: {}
-  - expect: {onboarded: true, device_state: ONLINE, within: 4m}
+  - expect: {onboarded: true, device_state: ONLINE, attestation: COMPLETE, within: 4m}
   - network_down: {ports: [eth0]}
   - wait: 70s
   - expect: {name: still connected through eth1, connected: true}

@@ -666,8 +666,12 @@ class Node:
                 self.test_start = now
         else:
             self.config_status = ConfigGetStatus.FAIL
-        if status == 403 and self.quote_sent:
-            self._attest_start(now)  # §1: 403 restarts attestation if a quote was ever sent
+        if status == 403 and self.quote_sent and self.attest == AttestState.COMPLETE:
+            # §1/§5: 403 restarts attestation if a quote was ever sent. Only a finished one: while
+            # an attestation runs, a config sent with the token it is replacing gets 403 too, and
+            # restarting again would replace the new token before it is used (a livelock that slow
+            # links or a slow device make likely).
+            self._attest_start(now)
         self._note("config_fail", status=status, error=error)
 
     def _contact(self, now: float, status: ConfigGetStatus) -> None:
