@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from leakcheck import marked_processes
+from leakcheck import marked_processes, wait_reading
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -218,13 +218,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert len(started) >= 2  # the controller and the agent
         time.sleep(1.0)
         run.send_signal(signal.SIGINT)
-        try:
-            run.communicate(timeout=90)  # a few seconds on a quiet host; reading, so a full pipe cannot block it
-        except subprocess.TimeoutExpired:
-            # Known issue (closing note of issue 5): on a loaded CI host the first Ctrl-C has been
-            # seen not to finish the graceful shutdown; a second one forces it, as for a user.
-            run.send_signal(signal.SIGINT)
-            run.communicate(timeout=60)
+        wait_reading(run, 90, grace=60)  # a few seconds on a quiet host
     finally:
         if run.poll() is None:
             run.kill()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from leakcheck import marked_processes
+from leakcheck import marked_processes, wait_reading
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -145,13 +145,7 @@ def _start_and_hit(tmp_path: Path, text: str, hit: Callable[[subprocess.Popen[st
             assert time.monotonic() < deadline, "QEMU never started"
             time.sleep(0.2)
         hit(proc, pids)
-        try:
-            output, _ = proc.communicate(timeout=120)  # read while waiting: a full pipe must not block it
-        except subprocess.TimeoutExpired:
-            # Known issue (closing note of issue 5): on a loaded CI host a first Ctrl-C has been seen
-            # not to finish the graceful shutdown; a second one forces it, as for a user.
-            proc.send_signal(signal.SIGINT)
-            output, _ = proc.communicate(timeout=90)
+        output = wait_reading(proc, 120, grace=90)
     finally:
         if proc.poll() is None:
             proc.kill()
