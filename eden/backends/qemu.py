@@ -190,11 +190,12 @@ class QemuBackend(LiveBackend):
             self.by_serial[serial] = d
 
     def _machine(self, d: _Vm) -> Any:
+        from eden.image.layout import TCG_CPU
         from eden.qemu.machine import Disk, Machine, MachineConfig
 
         extra = ["-smbios", f"type=1,serial={d.serial}"]
         if self.accel == "tcg":
-            extra = ["-cpu", "Nehalem", *extra]  # numpy in the guest needs x86-64-v2 (docs/reference-image.md)
+            extra = ["-cpu", TCG_CPU, *extra]
         cfg = MachineConfig(
             name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
             disks=[Disk(d.disk, "raw", "nvme")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
