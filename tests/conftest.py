@@ -9,6 +9,9 @@ reached). The tests assert the runs' results; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +29,8 @@ class BackgroundRun:
     def __init__(self, argv: list[str], work: Path) -> None:
         self.work = work
         self.log = open(work / "output.log", "w+", encoding="utf-8")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # its own process group, so that ``stop`` reaches the suite's workers too
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
     def wait(self, timeout: float) -> tuple[int, str]:
         try:
@@ -39,6 +43,7 @@ class BackgroundRun:
         return rc, self.log.read()
 
     def stop(self) -> None:
+        """End the run and every worker it started (none may write into the work dir afterwards)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -46,6 +51,8 @@ class BackgroundRun:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
 
 
@@ -69,6 +76,7 @@ def _suite_argv(name: str, work: Path) -> list[str]:
     return argv
 
 
+@pytest.hookimpl(trylast=True)  # after ``-m``/``-k`` deselection: only suites whose test will run start
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     late = [i for i in items if i.get_closest_marker("background")]
     if not late or config.option.collectonly:
