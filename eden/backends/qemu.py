@@ -45,6 +45,10 @@ GUEST_BOOT_SECONDS = 0.5
 """The agent's own boot delay inside the VM: the VM really booted already."""
 POWER_ON_TIMEOUT = 60.0
 MEMORY_MB = 512
+CONSOLE_KICK = 5.0
+"""Seconds of console silence before the harness types ``\r`` (eden.qemu.console, "Kick"): the
+reference image reads nothing from its console and turns echo off, so a kick only restarts a UART
+that lost its transmit interrupt."""
 _MARK = re.compile(r"EDEN-BOOT: (\S+)(.*)")
 
 
@@ -199,7 +203,7 @@ class QemuBackend(LiveBackend):
         cfg = MachineConfig(
             name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
             disks=[Disk(d.disk, "raw", "nvme")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
-            tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra,
+            tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra, console_kick=CONSOLE_KICK,
         )
         return Machine(cfg, d.home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
                        on_console_line=lambda line, d=d: self._console_line(d, line))

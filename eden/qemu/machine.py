@@ -141,6 +141,9 @@ class MachineConfig:
     probe_kernel: Path | None = None  # kernel for the KVM probe when not booting one directly
     qemu: str = "qemu-system-x86_64"
     extra_args: list[str] = field(default_factory=list)
+    #: seconds of console silence after which the harness types ``\r`` to restart a stalled UART
+    #: (:mod:`eden.qemu.console`, "Kick"); only for guests that ignore console input
+    console_kick: float | None = None
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,8 @@ class Machine:
             self._qemu = await self.group.start("qemu", argv, env=env)
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch(self._qemu)))
             await self._connect_qmp(deadline)
-            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line)
+            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line,
+                                   kick_after=c.console_kick, on_revived=self._console_revived)
             await self.console.connect(deadline, lambda: self.running)
             if any(n.hostfwd for n in self.nics) and c.hostfwd:
                 await self._read_ports(deadline)
@@ -452,6 +456,9 @@ class Machine:
                 if self.console is not None:
                     self.console.expected_alive = False
             self._emit(event)
+
+    def _console_revived(self, silent: float) -> None:
+        self._emit(MachineEvent("CONSOLE_REVIVED", {"silent_s": round(silent, 1)}, time.monotonic()))
 
     def _emit(self, event: MachineEvent) -> None:
         self.events.append(event)
