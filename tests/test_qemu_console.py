@@ -129,13 +129,13 @@ def test_lost_console_is_an_infrastructure_error(tmp_path: Path) -> None:
 
 def test_a_silent_console_is_kicked_and_a_talking_one_is_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest whose UART stalled says nothing until an interrupt; the console types "\r" after
-    ``kick_after`` s of silence, never while output flows, and reports output right after a kick
-    that ended a long silence as a revival."""
+    ``kick_after`` s of silence, never while output flows, and reports a long silence (its length
+    and the kicks typed) once output resumes."""
     import eden.qemu.console as console_mod
 
-    monkeypatch.setattr(console_mod, "REVIVAL_SILENCE", 2.0)
+    monkeypatch.setattr(console_mod, "LONG_SILENCE", 2.0)
     received: list[tuple[float, bytes]] = []
-    revived: list[float] = []
+    silences: list[tuple[float, int]] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -153,7 +153,7 @@ def test_a_silent_console_is_kicked_and_a_talking_one_is_not(tmp_path: Path, mon
                 await writer.drain()
 
         server = await asyncio.start_unix_server(guest, path=str(tmp_path / "c.sock"))
-        con = Console(tmp_path / "c.sock", tmp_path / "out", kick_after=1.0, on_revived=revived.append)
+        con = Console(tmp_path / "c.sock", tmp_path / "out", kick_after=1.0, on_silence=lambda s, k: silences.append((s, k)))
         try:
             await con.connect(Deadline(5))
             t0 = loop.time()
@@ -167,7 +167,7 @@ def test_a_silent_console_is_kicked_and_a_talking_one_is_not(tmp_path: Path, mon
                 await writers[0].drain()
                 await asyncio.sleep(0.1)
             assert len(received) == n
-            # silent again for over REVIVAL_SILENCE: kicks every second, then a revival on output
+            # silent again for over LONG_SILENCE: kicks every second, then the silence is reported
             stalled_until[0] = loop.time() + 2.5
             talking.clear()
             await con.expect("revived", Deadline(5))
@@ -180,7 +180,7 @@ def test_a_silent_console_is_kicked_and_a_talking_one_is_not(tmp_path: Path, mon
 
     asyncio.run(main())
     assert all(data == b"\r" for _t, data in received), received
-    assert len(revived) >= 1 and revived[-1] >= 2.0, revived
+    assert len(silences) == 1 and silences[0][0] >= 2.0 and silences[0][1] >= 2, silences
 
 
 def test_console_connect_gives_up_at_the_deadline(tmp_path: Path) -> None:

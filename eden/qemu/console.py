@@ -17,8 +17,8 @@ the guest driver then waits for an interrupt that never comes, every write to th
 and a healthy guest looks dead (seen once under TCG: the boot script stopped after a marker, the
 VM idle). Any interrupt of the port restarts transmission, so with ``kick_after`` set the console
 types one ``\r`` after that many seconds of silence. A guest that reads nothing from its console
-and has echo off (the reference image) sees no difference; a revival after a long silence is
-reported through ``on_revived``.
+and has echo off (the reference image) sees no difference. The end of a long silence is reported
+through ``on_silence``; a slow boot on a busy host can be as silent, so it is a hint, not a proof.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
 #: Markers longer than this cannot be matched across the cut.
 SEARCH_WINDOW = 1 << 20
 
-#: Seconds of silence after which output right after a kick counts as a revival (``on_revived``).
-REVIVAL_SILENCE = 60.0
+#: A silence at least this long (seconds), once output resumes, is reported (``on_silence``).
+LONG_SILENCE = 60.0
 
 
 class ExpectTimeout(Exception):
@@ -144,13 +144,13 @@ class Console:
     """A connected serial console of one VM."""
 
     def __init__(self, sock: Path, log_dir: Path, on_line: Callable[[str], None] | None = None, *,
-                 kick_after: float | None = None, on_revived: Callable[[float], None] | None = None) -> None:
+                 kick_after: float | None = None, on_silence: Callable[[float, int], None] | None = None) -> None:
         self.sock = sock
         self.log_dir = log_dir
         self.core = ConsoleBuffer(self._line)
         self._user_on_line = on_line
         self.kick_after = kick_after
-        self.on_revived = on_revived
+        self.on_silence = on_silence
         self.kicks = 0
         self._kicker: asyncio.Task[None] | None = None
         self._raw: BinaryIO | None = None
@@ -221,21 +221,22 @@ class Console:
     async def _kick(self, after: float) -> None:
         """Type ``\r`` after ``after`` s of silence (then every ``after`` s); see the module docstring."""
         silent_since = last_kick = time.monotonic()
-        seen = self.core.total
+        seen, kicks = self.core.total, 0
         while not self.closed:
             await asyncio.sleep(min(1.0, after / 4))
             now = time.monotonic()
             if self.core.total != seen:
-                kicked = last_kick > silent_since and now - last_kick <= 2.5
-                if kicked and last_kick - silent_since >= REVIVAL_SILENCE and self.on_revived is not None:
-                    self.on_revived(last_kick - silent_since)
-                seen, silent_since = self.core.total, now
+                silence = self.core.last_at - silent_since
+                if kicks and silence >= LONG_SILENCE and self.on_silence is not None:
+                    self.on_silence(silence, kicks)
+                seen, silent_since, kicks = self.core.total, self.core.last_at, 0
                 continue
             if self._writer is None or self._writer.is_closing():
                 return
             if now - max(silent_since, last_kick) >= after:
                 self._writer.write(b"\r")
                 self.kicks += 1
+                kicks += 1
                 last_kick = now
 
     async def expect(self, pattern: Pattern, deadline: Deadline) -> ConsoleMatch:

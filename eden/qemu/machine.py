@@ -321,7 +321,7 @@ class Machine:
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch(self._qemu)))
             await self._connect_qmp(deadline)
             self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line,
-                                   kick_after=c.console_kick, on_revived=self._console_revived)
+                                   kick_after=c.console_kick, on_silence=self._console_silence)
             await self.console.connect(deadline, lambda: self.running)
             if any(n.hostfwd for n in self.nics) and c.hostfwd:
                 await self._read_ports(deadline)
@@ -457,8 +457,8 @@ class Machine:
                     self.console.expected_alive = False
             self._emit(event)
 
-    def _console_revived(self, silent: float) -> None:
-        self._emit(MachineEvent("CONSOLE_REVIVED", {"silent_s": round(silent, 1)}, time.monotonic()))
+    def _console_silence(self, silent: float, kicks: int) -> None:
+        self._emit(MachineEvent("CONSOLE_SILENCE", {"silent_s": round(silent, 1), "kicks": kicks}, time.monotonic()))
 
     def _emit(self, event: MachineEvent) -> None:
         self.events.append(event)
