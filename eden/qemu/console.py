@@ -41,7 +41,7 @@ Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
 SEARCH_WINDOW = 1 << 20
 
 #: A silence at least this long (seconds), once output resumes, is reported (``on_silence``).
-LONG_SILENCE = 60.0
+LONG_SILENCE = 180.0
 
 
 class ExpectTimeout(Exception):
