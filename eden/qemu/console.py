@@ -151,7 +151,6 @@ class Console:
         self._user_on_line = on_line
         self.kick_after = kick_after
         self.on_silence = on_silence
-        self.kicks = 0
         self._kicker: asyncio.Task[None] | None = None
         self._raw: BinaryIO | None = None
         self._log: BinaryIO | None = None
@@ -235,7 +234,6 @@ class Console:
                 return
             if now - max(silent_since, last_kick) >= after:
                 self._writer.write(b"\r")
-                self.kicks += 1
                 kicks += 1
                 last_kick = now
 
