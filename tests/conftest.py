@@ -3,8 +3,7 @@
 Real-time suites (the emulated and qemu backends' scenarios) spend most of their wall time waiting
 on EVE's own timers. Their tests (marker ``background("<suite>")``) are moved to the end of the
 session, and the suites are started as soon as collection finishes, in the background, so their
-waits overlap with the rest of the tests (a suite in ``DEFERRED`` would start only when its test is
-reached). The tests assert the runs' results; nothing is skipped.
+waits overlap with the rest of the tests. The tests assert the runs' results; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -59,11 +58,6 @@ class BackgroundRun:
 _BACKGROUND: dict[str, BackgroundRun] = {}
 SUITES = {"emulated": 6, "qemu": 6}
 """Real-time suites (``suites/<name>.yaml``) and how many of their entries run at once."""
-_PENDING: dict[str, list[str]] = {}
-"""Suites started only when their test is reached (see ``_suite_argv``)."""
-DEFERRED: set[str] = set()
-"""Suites that run at the end, on their own. None now: the QEMU suite's nine TCG VMs are mostly
-idle between boots and updates, so it overlaps the foreground tests like the emulated suite."""
 
 
 def _suite_argv(name: str, work: Path) -> list[str]:
@@ -85,10 +79,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = sorted({m.args[0] for i in late for m in i.iter_markers("background")})
     for name in wanted:
         work = Path(tempfile.mkdtemp(prefix=f"eden-bg-{name}-"))
-        if name in DEFERRED:
-            _PENDING[name] = [str(work)]
-        else:
-            _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
+        _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
@@ -97,17 +88,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
     for run in _BACKGROUND.values():
         run.stop()
         shutil.rmtree(run.work, ignore_errors=True)
-    for (work,) in _PENDING.values():  # deferred suites whose test never ran
-        shutil.rmtree(work, ignore_errors=True)
-    _PENDING.clear()
     _BACKGROUND.clear()
 
 
 def background_run(name: str) -> BackgroundRun:
-    """A suite's run: started when its test was collected, or (``DEFERRED``) now."""
-    if name in _PENDING:
-        work = Path(_PENDING.pop(name)[0])
-        _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
+    """A suite's background run (started when its test was collected)."""
     run = _BACKGROUND.get(name)
     assert run is not None, f"the background run of suite {name!r} was not started"
     return run
