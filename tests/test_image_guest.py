@@ -16,12 +16,12 @@ def _guest(tmp_path: Path) -> tuple[GuestBoot, Path, Path]:
     sys_block, dev = tmp_path / "sys", tmp_path / "dev"
     dev.mkdir()
     for i, name in enumerate(["BOOTSTATE", "IMGA", "IMGB"], 1):
-        (sys_block / f"nvme0n1p{i}").mkdir(parents=True)
-        (sys_block / f"nvme0n1p{i}" / "uevent").write_text(f"MAJOR=259\nDEVNAME=nvme0n1p{i}\nDEVTYPE=partition\nPARTNAME={name}\n")
-        (dev / f"nvme0n1p{i}").write_bytes(b"\0" * (8 << 20 if name != "BOOTSTATE" else 4096))
-    bs.write(dev / "nvme0n1p1", bs.FACTORY)
+        (sys_block / f"vda{i}").mkdir(parents=True)
+        (sys_block / f"vda{i}" / "uevent").write_text(f"MAJOR=254\nDEVNAME=vda{i}\nDEVTYPE=partition\nPARTNAME={name}\n")
+        (dev / f"vda{i}").write_bytes(b"\0" * (8 << 20 if name != "BOOTSTATE" else 4096))
+    bs.write(dev / "vda1", bs.FACTORY)
     env = tmp_path / "boot.env"
-    env.write_text(f"EDEN_SLOT=A\nEDEN_BOOTSTATE_DEV={dev / 'nvme0n1p1'}\nEDEN_PCR13=none\n")
+    env.write_text(f"EDEN_SLOT=A\nEDEN_BOOTSTATE_DEV={dev / 'vda1'}\nEDEN_PCR13=none\n")
     return GuestBoot.load(env), sys_block, dev
 
 
@@ -38,7 +38,7 @@ def _slot(tmp_path: Path, name: str, size_mib: int = 4) -> Path:
 
 def test_partition_lookup(tmp_path: Path) -> None:
     _, sys_block, dev = _guest(tmp_path)
-    assert partition_device("IMGB", sys_block, dev) == dev / "nvme0n1p3"
+    assert partition_device("IMGB", sys_block, dev) == dev / "vda3"
     with pytest.raises(FileNotFoundError, match="CONFIG"):
         partition_device("CONFIG", sys_block, dev)
 
@@ -47,8 +47,8 @@ def test_install_gives_the_other_slot_one_try_then_commit(tmp_path: Path) -> Non
     guest, sys_block, dev = _guest(tmp_path)
     slot = _slot(tmp_path, "next")
     assert guest.install_other(slot, sys_block, dev) == bs.BootState(bs.ACTIVE, bs.UPDATING)
-    assert read_descriptor(dev / "nvme0n1p3") == read_descriptor(slot)
-    assert (dev / "nvme0n1p3").read_bytes()[:slot.stat().st_size] == slot.read_bytes()
+    assert read_descriptor(dev / "vda3") == read_descriptor(slot)
+    assert (dev / "vda3").read_bytes()[:slot.stat().st_size] == slot.read_bytes()
     # The boot stage spends the try and boots B; the agent there commits.
     chosen, state = bs.select_next(guest.state())
     bs.write(guest.bootstate_dev, state)

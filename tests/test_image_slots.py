@@ -174,11 +174,11 @@ def test_bad_input_is_a_clear_error(small: Image, tmp_path: Path) -> None:
 
 def test_guestboot_before(tmp_path: Path) -> None:
     env = tmp_path / "boot.env"
-    env.write_text('EDEN_SLOT=B\nEDEN_BOOTSTATE_DEV=/dev/nvme0n1p1\nEDEN_BOOTSTATE_BEFORE="A 2 0 1 B 3 1 0"\n')
+    env.write_text('EDEN_SLOT=B\nEDEN_BOOTSTATE_DEV=/dev/vda1\nEDEN_BOOTSTATE_BEFORE="A 2 0 1 B 3 1 0"\n')
     boot = GuestBoot.load(env)
     assert boot.before == bs.BootState(bs.ACTIVE, bs.UPDATING)
     assert bs.select_next(boot.before)[0] == boot.slot
-    env.write_text("EDEN_SLOT=A\nEDEN_BOOTSTATE_DEV=/dev/nvme0n1p1\n")
+    env.write_text("EDEN_SLOT=A\nEDEN_BOOTSTATE_DEV=/dev/vda1\n")
     assert GuestBoot.load(env).before is None  # an image whose boot stage does not write it
     env.write_text('EDEN_SLOT=A\nEDEN_BOOTSTATE_DEV=/dev/x\nEDEN_BOOTSTATE_BEFORE=""\n')
     assert GuestBoot.load(env).before is None  # the boot stage could not read the record

@@ -45,10 +45,6 @@ GUEST_BOOT_SECONDS = 0.5
 """The agent's own boot delay inside the VM: the VM really booted already."""
 POWER_ON_TIMEOUT = 60.0
 MEMORY_MB = 512
-CONSOLE_KICK = 5.0
-"""Seconds of console silence before the harness types ``\r`` (eden.qemu.console, "Kick"): the
-reference image reads nothing from its console and turns echo off, so a kick only restarts a UART
-that lost its transmit interrupt."""
 _MARK = re.compile(r"EDEN-BOOT: (\S+)(.*)")
 
 
@@ -194,7 +190,7 @@ class QemuBackend(LiveBackend):
             self.by_serial[serial] = d
 
     def _machine(self, d: _Vm) -> Any:
-        from eden.image.layout import TCG_CPU
+        from eden.image.layout import DISK_INTERFACE, TCG_CPU
         from eden.qemu.machine import Disk, Machine, MachineConfig
 
         extra = ["-smbios", f"type=1,serial={d.serial}"]
@@ -202,8 +198,8 @@ class QemuBackend(LiveBackend):
             extra = ["-cpu", TCG_CPU, *extra]
         cfg = MachineConfig(
             name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
-            disks=[Disk(d.disk, "raw", "nvme")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
-            tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra, console_kick=CONSOLE_KICK,
+            disks=[Disk(d.disk, "raw", DISK_INTERFACE)], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
+            tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra,
         )
         return Machine(cfg, d.home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
                        on_console_line=lambda line, d=d: self._console_line(d, line))

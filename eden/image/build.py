@@ -37,6 +37,7 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "busybox-static", "dropbear-bin", "tpm2-tools", "dmsetup")
 KERNEL_META = "linux-image-cloud-amd64"
 NIC_MODULES = ("virtio_net", "virtio_pci")
+DISK_MODULES = ("virtio_blk",)
 VERITY_MODULES = ("dm_mod", "dm_verity")
 GUEST_SCRIPTS = ("image-init", "image-bootstate.sh", "image-rc", "image-udhcpc", "image-agent-start", "image-inittab")
 PROJECT_DIRS = ("eden", "simulator", "hw_profiles")
@@ -255,7 +256,7 @@ def _initramfs(root: Path, kernel_dir: Path, kver: str, work: Path, out: Path) -
     for tool in ("tpm2_pcrextend", "tpm2_pcrread"):
         (ird / "bin" / tool).symlink_to("tpm2")
     mods = kernel_dir / "lib/modules" / kver
-    order = load_order(mods, list(VERITY_MODULES + NIC_MODULES))
+    order = load_order(mods, list(DISK_MODULES + VERITY_MODULES + NIC_MODULES))
     lines = []
     for ko in order:
         rel = ko.relative_to(mods)

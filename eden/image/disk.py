@@ -34,7 +34,7 @@ class Partition:
 @dataclass(frozen=True)
 class Placed:
     name: str
-    number: int  # 1-based, as in /dev/nvme0n1pN
+    number: int  # 1-based, as in /dev/vdaN
     offset: int  # bytes from the start of the disk
     size: int
 

@@ -90,6 +90,10 @@ TCG_CPU = "Westmere"
 """The guest CPU under TCG. numpy in the guest needs x86-64-v2 (``qemu64`` lacks SSE4.2/POPCNT);
 Westmere adds AES-NI to Nehalem, which made a 318 MB TLS download into the VM 24 % faster
 (31.7 s against 41.6 s, two VMs side by side); ``max`` makes TCG slower."""
+DISK_INTERFACE: Literal["virtio"] = "virtio"
+"""The disk's bus (``eden.qemu.machine.Disk.interface``). virtio-blk, not NVMe: under TCG, QEMU's
+emulated NVMe controller sometimes stopped completing I/O after a guest reboot (kernel ``I/O error,
+dev nvme0n1``; docs/qemu.md "Disk bus")."""
 
 
 def qemu_args(image: Image, disk: Path, *, tpm_socket: Path | None, serial: str, ssh_port: int | None = None,
@@ -105,7 +109,7 @@ def qemu_args(image: Image, disk: Path, *, tpm_socket: Path | None, serial: str,
             "-m", str(memory_mb), "-smp", "1", "-nographic", "-nodefaults", "-no-user-config",
             "-serial", serial, "-kernel", str(image.kernel), "-initrd", str(image.initrd),
             "-append", image.info["cmdline"],
-            "-drive", f"if=none,id=d0,file={disk},format={disk_format}", "-device", "nvme,serial=eden0,drive=d0",
+            "-drive", f"if=none,id=d0,file={disk},format={disk_format}", "-device", "virtio-blk-pci,drive=d0",
             "-netdev", net, "-device", "virtio-net-pci,netdev=n0"]
     if tpm_socket is not None:
         argv += ["-chardev", f"socket,id=chrtpm,path={tpm_socket}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",

@@ -11,14 +11,6 @@ starts QEMU paused (``-S``) and connects the console before the guest runs, so n
   the stream up to its end, so two expects for the same marker need two occurrences.
 
 Losing the console while the VM is supposed to run is an infrastructure error, never a product failure.
-
-**Kick.** An emulated 16550 UART can lose its transmit interrupt, typically around a guest reboot:
-the guest driver then waits for an interrupt that never comes, every write to the console blocks,
-and a healthy guest looks dead (seen once under TCG: the boot script stopped after a marker, the
-VM idle). Any interrupt of the port restarts transmission, so with ``kick_after`` set the console
-types one ``\r`` after that many seconds of silence. A guest that reads nothing from its console
-and has echo off (the reference image) sees no difference. The end of a long silence is reported
-through ``on_silence``; a slow boot on a busy host can be as silent, so it is a hint, not a proof.
 """
 
 from __future__ import annotations
@@ -39,9 +31,6 @@ Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
 #: Unmatched output kept for searching; older bytes are dropped (they stay in console.raw).
 #: Markers longer than this cannot be matched across the cut.
 SEARCH_WINDOW = 1 << 20
-
-#: A silence at least this long (seconds), once output resumes, is reported (``on_silence``).
-LONG_SILENCE = 180.0
 
 
 class ExpectTimeout(Exception):
@@ -143,15 +132,11 @@ def decode_line(raw: bytes) -> str:
 class Console:
     """A connected serial console of one VM."""
 
-    def __init__(self, sock: Path, log_dir: Path, on_line: Callable[[str], None] | None = None, *,
-                 kick_after: float | None = None, on_silence: Callable[[float, int], None] | None = None) -> None:
+    def __init__(self, sock: Path, log_dir: Path, on_line: Callable[[str], None] | None = None) -> None:
         self.sock = sock
         self.log_dir = log_dir
         self.core = ConsoleBuffer(self._line)
         self._user_on_line = on_line
-        self.kick_after = kick_after
-        self.on_silence = on_silence
-        self._kicker: asyncio.Task[None] | None = None
         self._raw: BinaryIO | None = None
         self._log: BinaryIO | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -186,8 +171,6 @@ class Console:
         self._log = open(self.log_path, "ab")
         self._writer = writer
         self._reader = asyncio.get_running_loop().create_task(self._read(reader), name=f"console {self.sock}")
-        if self.kick_after is not None:
-            self._kicker = asyncio.get_running_loop().create_task(self._kick(self.kick_after), name=f"kick {self.sock}")
 
     def _line(self, text: str) -> None:
         if self._log is not None:
@@ -216,26 +199,6 @@ class Console:
         finally:
             self.closed = True
             self._changed.set()
-
-    async def _kick(self, after: float) -> None:
-        """Type ``\r`` after ``after`` s of silence (then every ``after`` s); see the module docstring."""
-        silent_since = last_kick = time.monotonic()
-        seen, kicks = self.core.total, 0
-        while not self.closed:
-            await asyncio.sleep(min(1.0, after / 4))
-            now = time.monotonic()
-            if self.core.total != seen:
-                silence = self.core.last_at - silent_since
-                if kicks and silence >= LONG_SILENCE and self.on_silence is not None:
-                    self.on_silence(silence, kicks)
-                seen, silent_since, kicks = self.core.total, self.core.last_at, 0
-                continue
-            if self._writer is None or self._writer.is_closing():
-                return
-            if now - max(silent_since, last_kick) >= after:
-                self._writer.write(b"\r")
-                kicks += 1
-                last_kick = now
 
     async def expect(self, pattern: Pattern, deadline: Deadline) -> ConsoleMatch:
         """Wait for ``pattern`` (literal str/bytes, or a compiled regex) in the output not yet consumed.
@@ -274,10 +237,6 @@ class Console:
 
     async def close(self) -> None:
         self.expected_alive = False
-        if self._kicker is not None:
-            self._kicker.cancel()
-            with contextlib.suppress(BaseException):
-                await self._kicker
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):

@@ -56,7 +56,7 @@ QMP_EVENTS_OF_INTEREST = frozenset(
 class Disk:
     path: Path
     format: Literal["raw", "qcow2"] = "raw"
-    interface: Literal["nvme", "virtio", "ide"] = "nvme"  # NVMe is built into Debian's cloud kernel
+    interface: Literal["nvme", "virtio", "ide"] = "virtio"  # virtio-blk; a module in Debian's cloud kernel
     snapshot: bool = False  # writes go to a temporary overlay, the image stays untouched
     readonly: bool = False
 
@@ -141,9 +141,6 @@ class MachineConfig:
     probe_kernel: Path | None = None  # kernel for the KVM probe when not booting one directly
     qemu: str = "qemu-system-x86_64"
     extra_args: list[str] = field(default_factory=list)
-    #: seconds of console silence after which the harness types ``\r`` to restart a stalled UART
-    #: (:mod:`eden.qemu.console`, "Kick"); only for guests that ignore console input
-    console_kick: float | None = None
 
 
 @dataclass(frozen=True)
@@ -320,8 +317,7 @@ class Machine:
             self._qemu = await self.group.start("qemu", argv, env=env)
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch(self._qemu)))
             await self._connect_qmp(deadline)
-            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line,
-                                   kick_after=c.console_kick, on_silence=self._console_silence)
+            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line)
             await self.console.connect(deadline, lambda: self.running)
             if any(n.hostfwd for n in self.nics) and c.hostfwd:
                 await self._read_ports(deadline)
@@ -456,9 +452,6 @@ class Machine:
                 if self.console is not None:
                     self.console.expected_alive = False
             self._emit(event)
-
-    def _console_silence(self, silent: float, kicks: int) -> None:
-        self._emit(MachineEvent("CONSOLE_SILENCE", {"silent_s": round(silent, 1), "kicks": kicks}, time.monotonic()))
 
     def _emit(self, event: MachineEvent) -> None:
         self.events.append(event)
