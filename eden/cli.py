@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -123,9 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # never 1, so a CI gate does not count it as a product failure.
         err.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_INVALID
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        from eden.interrupt import interrupt_exit_code
+
+        err.print(f"interrupted ({exc})" if str(exc) else "interrupted", markup=False, highlight=False)
+        return interrupt_exit_code(exc)
     return EXIT_INVALID
 
 
@@ -333,6 +336,12 @@ def cmd_qualify(args: argparse.Namespace) -> int:
     results = run_suite(ls, out_dir, jobs=args.jobs, progress=progress, command=" ".join(["eden", *sys.argv[1:]]))
     _matrix_table(ls, results)
     _problems(results)
+    if results.interrupted:
+        # The reports of what ran are still written; an interrupted run is not history.
+        not_run = sum(1 for e in results.entries if (e.error or "").startswith("not run:"))
+        err.print(f"interrupted ({results.interrupted}): {not_run} of {len(results.entries)} entries not run; "
+                  "the running ones were stopped and cleaned up", markup=False, highlight=False)
+        db = None
     try:
         paths, history_problem = finish(results, out_dir, db)
     except Exception as exc:  # noqa: BLE001 - a report that cannot be drawn is a harness problem
@@ -352,6 +361,8 @@ def cmd_qualify(args: argparse.Namespace) -> int:
         f"{c['broken']} broken in {results.wall_seconds:.1f}s wall ({results.jobs} job(s))",
         highlight=False,
     )
+    if results.interrupted:
+        return 128 + int(signal.Signals[results.interrupted])
     return exit_code(results)
 
 

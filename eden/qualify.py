@@ -11,11 +11,15 @@ renders every report (``eden.reports.render.write_all``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import platform
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
+from eden.interrupt import STOP_SIGNALS, Interrupted, raise_interrupted
 from eden.reports.model import EntryResult, SuiteResults, broken_entry, entry_from_summary
 from eden.suite.criteria import judge
 from eden.suite.load import LoadedSuite, MatrixEntry, load_entry
@@ -36,6 +41,38 @@ _RUN_FILES = {"summary.json", "run.json", "events.jsonl", "events.npz", "events.
 
 Progress = Callable[[EntryResult, int, int], None]
 """Called once per finished entry: (result, finished so far, total)."""
+
+STOP_GRACE = 180.0
+"""Seconds an interrupted suite waits for its running entries to clean up before killing them."""
+
+_STOP: Any = None
+"""In a worker process: the suite's stop event (set once the suite is interrupted); None elsewhere."""
+
+
+def _worker_init(stop: Any) -> None:
+    """Worker start-up. An idle worker ignores stop signals: the terminal's Ctrl-C reaches the whole
+    process group, and a worker dying between entries would break the pool (whose reaction is to
+    kill every other worker in the middle of its clean-up). The stop event keeps it from starting
+    another entry instead."""
+    global _STOP
+    _STOP = stop
+    _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _interrupted(signame: str, started: str, wall_seconds: float) -> dict[str, Any]:
+    """The outcome of an entry stopped by a signal (after its clean-up)."""
+    return {"error": f"interrupted ({signame}): the run was stopped and cleaned up", "interrupted": signame,
+            "started": started, "wall_seconds": round(wall_seconds, 3)}
+
+
+def _not_run(started: str = "") -> dict[str, Any]:
+    """The outcome of an entry that did not start because the suite was interrupted."""
+    return {"error": "not run: the suite was interrupted", "interrupted": "", "started": started, "wall_seconds": 0.0}
 
 
 def _now() -> str:
@@ -51,10 +88,27 @@ def _versions() -> dict[str, str]:
 def run_entry(entry: MatrixEntry, backend: str, run_dir: str) -> dict[str, Any]:
     """Worker: load and run one entry into ``run_dir``; never raises (errors come back as data).
 
-    Returns ``{"summary", "run_info"}`` or ``{"error", "started", "wall_seconds"}``."""
+    Returns ``{"summary", "run_info"}`` or ``{"error", "started", "wall_seconds"}``, plus
+    ``"interrupted"`` (the signal's name) when a stop request ended the entry (``eden.interrupt``)."""
     started = _now()
     t0 = time.perf_counter()
     out = Path(run_dir)
+    if _STOP is not None:  # in a worker: stop requests count while it runs an entry (eden.interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, raise_interrupted)
+        if _STOP.is_set():  # checked after the handlers are in: a forwarded SIGTERM is not lost
+            _ignore_stop_signals()
+            return _not_run(started)
+    try:
+        return _run_entry(entry, backend, out, started, t0)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc.signame if isinstance(exc, Interrupted) else "SIGINT", started, time.perf_counter() - t0)
+    finally:
+        if _STOP is not None:
+            _ignore_stop_signals()
+
+
+def _run_entry(entry: MatrixEntry, backend: str, out: Path, started: str, t0: float) -> dict[str, Any]:
     try:
         loaded = load_entry(entry, backend)
         from eden.run import execute
@@ -163,11 +217,20 @@ def run_suite(
     for e in ls.entries:
         if e.invalid is not None:
             done(e, None)
-    if jobs <= 1 or len(runnable) <= 1:
-        for e in runnable:
-            done(e, run_entry(e, ls.backend, str(out_dir / RUNS / e.id)))
-    else:
-        _run_parallel(ls, runnable, out_dir, jobs, done)
+    # A SIGTERM (a CI job cancelled) stops the suite like a Ctrl-C (eden.interrupt).
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved_term = signal.signal(signal.SIGTERM, raise_interrupted) if main_thread else None
+    try:
+        if jobs <= 1 or len(runnable) <= 1:
+            interrupted = _run_serial(ls, runnable, out_dir, done)
+        else:
+            interrupted = _run_parallel(ls, runnable, out_dir, jobs, done)
+    finally:
+        if saved_term is not None:
+            signal.signal(signal.SIGTERM, saved_term)
+    for e in runnable:  # what an interrupt left unfinished
+        if e.id not in results:
+            done(e, _not_run())
     finished = _now()
     return SuiteResults(
         suite=ls.suite.name,
@@ -185,7 +248,27 @@ def run_suite(
         command=command or " ".join(sys.argv),
         entries=[results[e.id] for e in ls.entries],
         excluded=[{"scenario": x.scenario, "profile": x.profile, "reason": x.reason} for x in ls.excluded],
+        interrupted=interrupted,
     )
+
+
+def _signame(exc: KeyboardInterrupt) -> str:
+    return exc.signame if isinstance(exc, Interrupted) else "SIGINT"
+
+
+def _run_serial(
+    ls: LoadedSuite, entries: list[MatrixEntry], out_dir: Path, done: Callable[[MatrixEntry, dict[str, Any] | None], None]
+) -> str:
+    """Run ``entries`` one after the other in this process; returns the signal that stopped them, or ""."""
+    for e in entries:
+        try:
+            outcome = run_entry(e, ls.backend, str(out_dir / RUNS / e.id))
+            done(e, outcome)
+        except KeyboardInterrupt as exc:  # between entries: nothing of an entry is running
+            return _signame(exc)
+        if outcome.get("interrupted"):
+            return str(outcome["interrupted"])
+    return ""
 
 
 def _run_parallel(
@@ -194,26 +277,69 @@ def _run_parallel(
     out_dir: Path,
     jobs: int,
     done: Callable[[MatrixEntry, dict[str, Any] | None], None],
-) -> None:
-    """Run ``entries`` in ``jobs`` spawned worker processes; a dead worker makes its entries broken."""
+) -> str:
+    """Run ``entries`` in ``jobs`` spawned worker processes; a dead worker makes its entries broken.
+
+    On Ctrl-C or SIGTERM, no further entry starts; the running ones are asked to stop (SIGTERM, a
+    no-op for a worker that got the terminal's Ctrl-C already) and waited for, up to
+    :data:`STOP_GRACE`, so each cleans up after itself. Returns the signal's name, or ""."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(entries)), mp_context=context) as pool:
-        futures: dict[Future[dict[str, Any]], MatrixEntry] = {
-            pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id)): e for e in entries
-        }
+    stop = context.Event()
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(entries)), mp_context=context,
+                               initializer=_worker_init, initargs=(stop,))
+    futures: dict[Future[dict[str, Any]], MatrixEntry] = {
+        pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id)): e for e in entries
+    }
+    pending = set(futures)
+
+    def collect(future: Future[dict[str, Any]]) -> None:
         try:
-            for future in as_completed(futures):
-                entry = futures[future]
-                try:
-                    outcome = future.result()
-                except BrokenProcessPool as exc:
-                    outcome = {"error": f"harness error: the worker process died ({exc})"}
-                except Exception as exc:  # noqa: BLE001 - e.g. a result that does not unpickle
-                    outcome = {"error": f"harness error: {type(exc).__name__}: {exc}"}
-                done(entry, outcome)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            outcome = future.result()
+        except BrokenProcessPool as exc:
+            outcome = {"error": f"harness error: the worker process died ({exc})"}
+        except KeyboardInterrupt as exc:  # a stop request that reached the worker outside run_entry's guard
+            outcome = _interrupted(_signame(exc), "", 0.0)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that does not unpickle
+            outcome = {"error": f"harness error: {type(exc).__name__}: {exc}"}
+        done(futures[future], outcome)
+        pending.discard(future)
+
+    interrupted = ""
+    try:
+        for future in as_completed(futures):
+            collect(future)
+    except KeyboardInterrupt as exc:
+        interrupted = _signame(exc)
+        stop.set()
+        for future in pending:
+            future.cancel()
+        for pid in list(getattr(pool, "_processes", None) or {}):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        _drain(pool, [f for f in pending if not f.cancelled()], collect)
+    pool.shutdown(wait=True, cancel_futures=True)
+    return interrupted
+
+
+def _drain(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]],
+           collect: Callable[[Future[dict[str, Any]]], None]) -> None:
+    """Wait for the interrupted entries' outcomes; past :data:`STOP_GRACE`, kill their workers."""
+    deadline = time.monotonic() + STOP_GRACE
+    left = set(running)
+    while left:
+        try:
+            for future in as_completed(left, timeout=max(0.0, deadline - time.monotonic())):
+                left.discard(future)
+                collect(future)
+        except KeyboardInterrupt:
+            continue  # another Ctrl-C: it reached the workers too, which now stop without waiting
+        except TimeoutError:
+            print(f"eden qualify: {len(left)} entries did not stop within {STOP_GRACE:.0f} s; killing their workers",
+                  file=sys.stderr)
+            for pid in list(getattr(pool, "_processes", None) or {}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return
 
 
 def exit_code(results: SuiteResults) -> int:

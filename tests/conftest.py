@@ -42,11 +42,14 @@ class BackgroundRun:
         return rc, self.log.read()
 
     def stop(self) -> None:
-        """End the run and every worker it started (none may write into the work dir afterwards)."""
+        """End the run and every worker it started (none may write into the work dir afterwards).
+
+        SIGTERM first: ``eden qualify`` then stops its entries and cleans up after them
+        (eden.interrupt), which takes seconds; SIGKILL to the group only if it does not end."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(90)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

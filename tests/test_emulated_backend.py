@@ -210,19 +210,22 @@ def _wait_for_agent(run: subprocess.Popen[str], before: set[int], timeout: float
     raise AssertionError("no agent process appeared")
 
 
-def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    """A Ctrl-C, or a SIGTERM as a CI system cancelling a job sends, stops the run gracefully."""
     before_procs = _ours()
     run = _start_long(tmp_path)
     try:
         started = _wait_for_agent(run, before_procs)
         assert len(started) >= 2  # the controller and the agent
         time.sleep(1.0)
-        run.send_signal(signal.SIGINT)
-        wait_reading(run, 90, grace=60)  # a few seconds on a quiet host
+        run.send_signal(sig)
+        out = wait_reading(run, 90, grace=60)  # a few seconds on a quiet host
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode != EXIT_OK
+    assert run.returncode == 128 + sig, out
+    assert f"interrupted ({sig.name})" in out, out
     assert _ours() <= before_procs
     assert not any(_run_tmp(tmp_path).iterdir())
 

@@ -30,6 +30,7 @@ from eden.backends.base import RunGen
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
 from eden.errors import InfrastructureError
+from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
 from simulator.eve.node import ImageInfo
@@ -99,6 +100,7 @@ class LiveBackend:
         self._last_stats: dict[str, Any] = {}
         self._controller_down = False
         self._pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
         self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
         self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
@@ -138,7 +140,16 @@ class LiveBackend:
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
         self.work = Path(tempfile.mkdtemp(prefix=self.work_prefix))
         try:
-            asyncio.run(self._run(main, duration, progress))
+            try:
+                asyncio.run(self._run(main, duration, progress))
+            except BaseException as exc:
+                # Whatever the cancellation surfaced as, a requested stop ends as Interrupted.
+                signum = self._stop.signum if self._stop is not None else None
+                if signum is None or isinstance(exc, Interrupted):
+                    raise
+                raise Interrupted(signum) from exc
+            if self._stop is not None and self._stop.signum is not None:
+                raise Interrupted(self._stop.signum)  # stopped gracefully (eden.interrupt)
         finally:
             self._keep_logs()
             shutil.rmtree(self.work, ignore_errors=True)
@@ -149,36 +160,38 @@ class LiveBackend:
         assert self.work is not None
         self.procs = ProcessGroup(self.work / "logs")
         driver = Driver()
-        try:
-            await self._setup()
-            await self._start_controller(first=True)
-            await self._prepare_devices()
-            self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
-            self._background(self._poll_loop())
-            if progress is not None:
-                self._background(self._progress(progress))
-            task = driver.spawn(main, "scenario")
-            limit = duration if duration is not None else MAX_REAL_TIME
-            deadline = Deadline(limit)
-            while not task.done():
+        # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
+        with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
+            try:
+                await self._setup()
+                await self._start_controller(first=True)
+                await self._prepare_devices()
+                self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+                self._background(self._poll_loop())
+                if progress is not None:
+                    self._background(self._progress(progress))
+                task = driver.spawn(main, "scenario")
+                limit = duration if duration is not None else MAX_REAL_TIME
+                deadline = Deadline(limit)
+                while not task.done():
+                    if self._failure is not None:
+                        raise InfrastructureError(self._failure)
+                    if driver.failure is not None:
+                        raise _infrastructure(driver.failure)
+                    if deadline.expired:
+                        if duration is None:
+                            raise InfrastructureError(f"the run did not finish within {limit / 3600:.0f} h of real time")
+                        break
+                    await asyncio.wait({task}, timeout=min(0.2, deadline.remaining() + 0.01))
+                if task.done() and task.exception() is not None:
+                    raise _infrastructure(task.exception())  # type: ignore[arg-type]
                 if self._failure is not None:
                     raise InfrastructureError(self._failure)
-                if driver.failure is not None:
-                    raise _infrastructure(driver.failure)
-                if deadline.expired:
-                    if duration is None:
-                        raise InfrastructureError(f"the run did not finish within {limit / 3600:.0f} h of real time")
-                    break
-                await asyncio.wait({task}, timeout=min(0.2, deadline.remaining() + 0.01))
-            if task.done() and task.exception() is not None:
-                raise _infrastructure(task.exception())  # type: ignore[arg-type]
-            if self._failure is not None:
-                raise InfrastructureError(self._failure)
-            await self._refresh()
-            self._sample()
-        finally:
-            await driver.cancel_all()
-            await self._shutdown()
+                await self._refresh()
+                self._sample()
+            finally:
+                await driver.cancel_all()
+                await self._shutdown()
 
     def _background(self, coro: Any) -> None:
         assert self._loop is not None

@@ -312,6 +312,8 @@ def environment(results: SuiteResults) -> dict[str, str]:
         "command": results.command or "-",
         "entries": str(len(results.entries)),
     }
+    if results.interrupted:
+        env["interrupted"] = results.interrupted
     for pkg, version in sorted(results.versions.items()):
         env[f"version.{pkg}"] = version
     images: dict[str, set[str]] = {}

@@ -504,7 +504,8 @@ def _environment(results: SuiteResults) -> str:
         ("suite", f"{h(results.suite)} <span class=\"muted\">{h(results.suite_file)}</span>"),
         ("backend", h(results.backend)),
         ("command", f'<code>{h(results.command or "-")}</code>'),
-        ("started / finished", f"{h(results.started or '-')} / {h(results.finished or '-')}"),
+        ("started / finished", f"{h(results.started or '-')} / {h(results.finished or '-')}"
+         + (f" <strong>(interrupted by {h(results.interrupted)})</strong>" if results.interrupted else "")),
         ("wall", fmt_seconds(results.wall_seconds)),
         ("jobs", h(results.jobs)),
         ("host", h(results.host or "-")),

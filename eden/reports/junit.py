@@ -77,6 +77,7 @@ def build_junit(results: SuiteResults) -> ET.ElementTree:
         "python": results.python,
         "started": results.started,
         "command": results.command,
+        "interrupted": results.interrupted,
     }
     suite_props.update({f"version.{k}": v for k, v in sorted(results.versions.items())})
     _properties(suite, {k: v for k, v in suite_props.items() if v})

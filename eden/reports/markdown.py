@@ -64,6 +64,8 @@ def headline(results: SuiteResults) -> tuple[str, str]:
     errors = f"{c['broken']} harness / infrastructure error{'s' if c['broken'] != 1 else ''}"
     if c["failed"]:
         return "failed", "NOT QUALIFIED: " + failures + (f", {errors}" if c["broken"] else "")
+    if results.interrupted:
+        return "broken", f"INTERRUPTED ({results.interrupted}): {c['passed']} of {len(results.entries)} entries passed before the stop"
     if c["broken"]:
         return "broken", f"INCOMPLETE: {errors}; the product was not fully judged"
     if not results.entries:

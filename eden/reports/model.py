@@ -108,6 +108,8 @@ class SuiteResults(Model):
     entries: list[EntryResult] = Field(default_factory=list)
     excluded: list[dict[str, Any]] = Field(default_factory=list)
     """Matrix cells left out on purpose: {scenario, profile, reason}."""
+    interrupted: str = ""
+    """The signal that stopped the suite before its end (``SIGINT``, ``SIGTERM``), or empty."""
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "broken": 0}
