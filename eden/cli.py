@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eden.backends.base import BACKENDS, runnable_backends
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, format_issues
 from eden.units import format_duration
 
@@ -26,9 +25,18 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eden", description="EVE-OS fleet simulator and test harness")
     sub = p.add_subparsers(dest="command", required=True)
+    if list(argv[:1]) == ["agent"]:
+        # The agent starts on every boot of a device (a TCG VM of the reference image: its Python
+        # start-up is on the boot's critical path), so it does not import the harness's scenario
+        # models and backends only to build parsers it does not use: 3 to 4 s less per start there.
+        from eden.agent.cli import add_parser as add_agent_parser
+
+        add_agent_parser(sub)
+        return p
+    from eden.backends.base import BACKENDS, runnable_backends
 
     run = sub.add_parser("run", help="run scenario files on a backend")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
@@ -84,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(argv).parse_args(argv)
     try:
         if args.command == "run":
             return cmd_run(args)
