@@ -59,6 +59,8 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     q.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: the suite's backend")
     q.add_argument("--profile", dest="profiles", nargs="+", action="extend", metavar="P", help="only entries on these profiles")
     q.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    q.add_argument("--stagger", type=float, default=0.0, metavar="S",
+                   help="start the parallel entries S seconds apart, in suite order, to spread their boot load (default 0)")
     q.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<time>)")
     q.add_argument("--history", type=Path, default=None, metavar="DB", help="results database (default: $EDEN_HISTORY or reports/history.db)")
     q.add_argument("--no-history", action="store_true", help="do not record this run in the results database")
@@ -314,6 +316,9 @@ def cmd_qualify(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         err.print("error: --jobs must be 1 or more", markup=False, highlight=False)
         return EXIT_INVALID
+    if not 0 <= args.stagger <= 3600:
+        err.print("error: --stagger must be between 0 and 3600 seconds", markup=False, highlight=False)
+        return EXIT_INVALID
     if args.profiles:
         known = list(load_profiles())
         unknown = [p for p in args.profiles if p not in known]
@@ -342,7 +347,7 @@ def cmd_qualify(args: argparse.Namespace) -> int:
             highlight=False,
         )
 
-    results = run_suite(ls, out_dir, jobs=args.jobs, progress=progress, command=" ".join(["eden", *sys.argv[1:]]))
+    results = run_suite(ls, out_dir, jobs=args.jobs, stagger=args.stagger, progress=progress, command=" ".join(["eden", *sys.argv[1:]]))
     _matrix_table(ls, results)
     _problems(results)
     if results.interrupted:

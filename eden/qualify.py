@@ -85,11 +85,17 @@ def _versions() -> dict[str, str]:
     return harness_versions()
 
 
-def run_entry(entry: MatrixEntry, backend: str, run_dir: str) -> dict[str, Any]:
+def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0) -> dict[str, Any]:
     """Worker: load and run one entry into ``run_dir``; never raises (errors come back as data).
 
     Returns ``{"summary", "run_info"}`` or ``{"error", "started", "wall_seconds"}``, plus
-    ``"interrupted"`` (the signal's name) when a stop request ended the entry (``eden.interrupt``)."""
+    ``"interrupted"`` (the signal's name) when a stop request ended the entry (``eden.interrupt``).
+    ``delay``: seconds to wait before starting (``--stagger``); a stop request ends the wait."""
+    if delay > 0:
+        if _STOP is not None and _STOP.wait(delay):
+            return _not_run()
+        if _STOP is None:
+            time.sleep(delay)
     started = _now()
     t0 = time.perf_counter()
     out = Path(run_dir)
@@ -196,10 +202,15 @@ def run_suite(
     out_dir: Path,
     *,
     jobs: int = 1,
+    stagger: float = 0.0,
     progress: Progress | None = None,
     command: str = "",
 ) -> SuiteResults:
-    """Run every entry of ``ls`` into ``out_dir/runs/`` and collect the results in matrix order."""
+    """Run every entry of ``ls`` into ``out_dir/runs/`` and collect the results in matrix order.
+
+    ``stagger``: with parallel jobs, the first ``jobs`` entries start this many seconds apart, in
+    suite order, so that their machines do not all boot at once (on real VMs the boot is CPU bound,
+    and a burst slows every boot in it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUNS).mkdir(exist_ok=True)
     started = _now()
@@ -224,7 +235,7 @@ def run_suite(
         if jobs <= 1 or len(runnable) <= 1:
             interrupted = _run_serial(ls, runnable, out_dir, done)
         else:
-            interrupted = _run_parallel(ls, runnable, out_dir, jobs, done)
+            interrupted = _run_parallel(ls, runnable, out_dir, jobs, done, stagger)
     finally:
         if saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)
@@ -277,6 +288,7 @@ def _run_parallel(
     out_dir: Path,
     jobs: int,
     done: Callable[[MatrixEntry, dict[str, Any] | None], None],
+    stagger: float = 0.0,
 ) -> str:
     """Run ``entries`` in ``jobs`` spawned worker processes; a dead worker makes its entries broken.
 
@@ -287,8 +299,10 @@ def _run_parallel(
     stop = context.Event()
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(entries)), mp_context=context,
                                initializer=_worker_init, initargs=(stop,))
+    workers = min(jobs, len(entries))
     futures: dict[Future[dict[str, Any]], MatrixEntry] = {
-        pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id)): e for e in entries
+        pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id), i * stagger if i < workers else 0.0): e
+        for i, e in enumerate(entries)
     }
     pending = set(futures)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,16 @@ def test_report_allure_with_the_real_allure_cli(tmp_path: Path, capsys: pytest.C
     assert (report / "index.html").is_file()
     rendered = " ".join(p.read_text(errors="replace") for p in report.rglob("*.json"))
     assert "onboarding-smoke" in rendered
+
+
+def test_stagger_spaces_the_parallel_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = _suite(tmp_path, f"name: staggered\nscenarios: [{SMOKE}, {UPDATE}]\n")
+    out = tmp_path / "out"
+    rc, _stdout, stderr = _qualify(capsys, suite, "--jobs", "2", "--stagger", "2", "--out", out, "--no-history")
+    assert rc == 0, stderr
+    results = SuiteResults.load(out)
+    first, second = (datetime.fromisoformat(e.started) for e in results.entries)
+    assert (second - first).total_seconds() >= 1, (first, second)  # 2 s apart, on a 1 s resolution
+    assert results.wall_seconds >= 2.0
+    rc, _stdout, stderr = _qualify(capsys, suite, "--stagger", "-1", "--out", tmp_path / "bad", "--no-history")
+    assert rc == 2 and "--stagger must be between 0 and 3600" in stderr

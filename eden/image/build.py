@@ -3,7 +3,7 @@
 Steps: debootstrap bookworm minbase (python3, busybox-static, dropbear-bin, tpm2-tools) from the
 host's apt mirror; the Debian cloud kernel with ``apt-get download`` + ``dpkg-deb -x``; the eden
 sources and the agent's runtime wheels copied from the host venv into /opt/eden; an initramfs with
-the boot stage (busybox, tpm2-tools, virtio-net modules); ext4 images with ``mke2fs -d``; one GPT
+the boot stage (busybox, tpm2-tools, virtio-blk and virtio-net modules); ext4 images with ``mke2fs -d``; one GPT
 disk. Output goes to ``<cache>/<key>/`` where ``key`` hashes every input (:func:`cache_key`).
 """
 
