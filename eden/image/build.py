@@ -84,8 +84,9 @@ def kernel_package() -> tuple[str, str]:
 
 
 def agent_distributions() -> list[md.Distribution]:
-    """The venv distributions whose modules ``eden agent`` imports (checked in a fresh interpreter)."""
-    code = ("import sys, json\n" + "".join(f"import {m}\n" for m in AGENT_MODULES) + "eden.cli._parser()\n"
+    """The venv distributions whose modules ``eden agent`` imports (checked in a fresh interpreter),
+    with everything the full CLI parser imports, so that a lazy import at run time finds its module."""
+    code = ("import sys, json\n" + "".join(f"import {m}\n" for m in AGENT_MODULES) + "eden.cli._parser([])\n"
             + "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     tops = set(json.loads(_run([sys.executable, "-c", code], cwd=REPO).stdout))
     owners = md.packages_distributions()
