@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from leakcheck import marked_processes, wait_reading
+from scenario_texts import onboard_then_wait
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -62,19 +63,7 @@ expect:
     within: 5s
 """
 
-LONG = """
-name: emulated-long
-description: waits long enough to be interrupted
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-images:
-  base: {version: 13.4.0}
-steps:
-  - power_on: {}
-  - expect: {onboarded: true, within: 1m}
-  - wait: 10m
-"""
+LONG = onboard_then_wait("emulated-long", "waits long enough to be interrupted")
 
 
 OUTAGE = """

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import pytest
 from leakcheck import marked_processes, wait_reading
+from scenario_texts import onboard_then_wait
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -68,19 +69,7 @@ def test_scenarios_needing_apps_are_refused_on_qemu(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-LONG = """
-name: qemu-long
-description: a VM that the test kills from outside
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-images:
-  base: {version: 13.4.0}
-steps:
-  - power_on: {}
-  - expect: {onboarded: true, within: 5m}
-  - wait: 10m
-"""
+LONG = onboard_then_wait("qemu-long", "a VM that the test kills from outside", within="5m")
 
 
 def _qemu_of_ours() -> list[int]:

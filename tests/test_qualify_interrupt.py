@@ -18,23 +18,12 @@ from pathlib import Path
 import pytest
 
 from leakcheck import marked_processes
+from scenario_texts import onboard_then_wait
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "onboarding-smoke.yaml"
 MARK = f"eden-qualify-interrupt-{os.getpid()}"
-LONG = """
-name: waits-long
-description: onboards, then waits long enough to be interrupted
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-images:
-  base: {version: 13.4.0}
-steps:
-  - power_on: {}
-  - expect: {onboarded: true, within: 1m}
-  - wait: 10m
-"""
+LONG = onboard_then_wait("waits-long", "onboards, then waits long enough to be interrupted")
 
 
 def _ours() -> set[int]:
