@@ -44,7 +44,10 @@ PROJECT_DIRS = ("eden", "simulator", "hw_profiles")
 # What `eden agent` imports at run time (resolved to whole distributions of the host venv).
 AGENT_MODULES = ("eden.cli", "eden.agent.cli", "eden.agent.driver", "eden.agent.transport", "eden.agent.state",
                  "eden.image.bootstate")
-CMDLINE = "console=ttyS0,115200 panic=-1 quiet"
+CMDLINE = "console=ttyS0,115200 panic=-1 quiet mitigations=off"
+"""``mitigations=off``: no PTI or retpolines in this test VM. Under TCG every page-table switch
+flushes QEMU's software TLB, and without them the guest boots ~15 % faster to its agent (7.0-7.3 s
+against 8.3-8.4 s of guest uptime, one VM) and starts the agent faster."""
 CONFIG_SIZE = 16 * MIB
 PERSIST_SIZE = 512 * MIB
 BOOTSTATE_SIZE = 1 * MIB
