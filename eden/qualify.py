@@ -297,9 +297,8 @@ def _run_parallel(
     :data:`STOP_GRACE`, so each cleans up after itself. Returns the signal's name, or ""."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(entries)), mp_context=context,
-                               initializer=_worker_init, initargs=(stop,))
     workers = min(jobs, len(entries))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(stop,))
     futures: dict[Future[dict[str, Any]], MatrixEntry] = {
         pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id), i * stagger if i < workers else 0.0): e
         for i, e in enumerate(entries)
@@ -331,6 +330,9 @@ def _run_parallel(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         _drain(pool, [f for f in pending if not f.cancelled()], collect)
+    except BaseException:  # a harness bug (e.g. in a report callback): do not wait for the rest
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     pool.shutdown(wait=True, cancel_futures=True)
     return interrupted
 
