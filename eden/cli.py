@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -136,10 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_INVALID
     except KeyboardInterrupt as exc:
-        from eden.interrupt import interrupt_exit_code
+        from eden.interrupt import exit_code, signame_of
 
         err.print(f"interrupted ({exc})" if str(exc) else "interrupted", markup=False, highlight=False)
-        return interrupt_exit_code(exc)
+        return exit_code(signame_of(exc))
     return EXIT_INVALID
 
 
@@ -310,7 +309,8 @@ def _glyphs(verdicts: list[str]) -> str:
 def cmd_qualify(args: argparse.Namespace) -> int:
     from eden.history import default_db
     from eden.profiles import load_profiles
-    from eden.qualify import default_out_dir, exit_code, finish, run_suite
+    from eden.interrupt import exit_code as interrupted_exit_code
+    from eden.qualify import NOT_RUN, default_out_dir, exit_code, finish, run_suite
     from eden.suite.load import load_suite
 
     if args.jobs < 1:
@@ -352,7 +352,7 @@ def cmd_qualify(args: argparse.Namespace) -> int:
     _problems(results)
     if results.interrupted:
         # The reports of what ran are still written; an interrupted run is not history.
-        not_run = sum(1 for e in results.entries if (e.error or "").startswith("not run:"))
+        not_run = sum(1 for e in results.entries if e.error == NOT_RUN)
         err.print(f"interrupted ({results.interrupted}): {not_run} of {len(results.entries)} entries not run; "
                   "the running ones were stopped and cleaned up", markup=False, highlight=False)
         db = None
@@ -376,7 +376,7 @@ def cmd_qualify(args: argparse.Namespace) -> int:
         highlight=False,
     )
     if results.interrupted:
-        return 128 + int(signal.Signals[results.interrupted])
+        return interrupted_exit_code(results.interrupted)
     return exit_code(results)
 
 

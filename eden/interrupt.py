@@ -23,24 +23,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal; ``exit_code`` is the shell's 128 + signal number."""
+    """The run was stopped by signal ``signum``."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(signal.Signals(signum).name)
 
-    @property
-    def signame(self) -> str:
-        return signal.Signals(self.signum).name
 
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+def signame_of(exc: KeyboardInterrupt) -> str:
+    """The stopping signal's name: a plain KeyboardInterrupt is Python's own SIGINT handler."""
+    return signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
 
 
-def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
-    """130 for a plain Ctrl-C, 128 + N for :class:`Interrupted` by signal N."""
-    return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+def exit_code(signame: str) -> int:
+    """The shell's exit code for a process stopped by ``signame``: 128 + its number (130, 143)."""
+    return 128 + signal.Signals[signame]
 
 
 def raise_interrupted(signum: int, _frame: Any = None) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
-from eden.interrupt import STOP_SIGNALS, Interrupted, raise_interrupted
+from eden.interrupt import STOP_SIGNALS, raise_interrupted, signame_of
 from eden.reports.model import EntryResult, SuiteResults, broken_entry, entry_from_summary
 from eden.suite.criteria import judge
 from eden.suite.load import LoadedSuite, MatrixEntry, load_entry
@@ -70,9 +70,19 @@ def _interrupted(signame: str, started: str, wall_seconds: float) -> dict[str, A
             "started": started, "wall_seconds": round(wall_seconds, 3)}
 
 
+NOT_RUN = "not run: the suite was interrupted"
+"""The error of an entry that an interrupt kept from starting."""
+
+
 def _not_run(started: str = "") -> dict[str, Any]:
     """The outcome of an entry that did not start because the suite was interrupted."""
-    return {"error": "not run: the suite was interrupted", "interrupted": "", "started": started, "wall_seconds": 0.0}
+    return {"error": NOT_RUN, "interrupted": "", "started": started, "wall_seconds": 0.0}
+
+
+def _signal_workers(pool: ProcessPoolExecutor, sig: int) -> None:
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _now() -> str:
@@ -108,7 +118,7 @@ def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0
     try:
         return _run_entry(entry, backend, out, started, t0)
     except KeyboardInterrupt as exc:
-        return _interrupted(exc.signame if isinstance(exc, Interrupted) else "SIGINT", started, time.perf_counter() - t0)
+        return _interrupted(signame_of(exc), started, time.perf_counter() - t0)
     finally:
         if _STOP is not None:
             _ignore_stop_signals()
@@ -263,10 +273,6 @@ def run_suite(
     )
 
 
-def _signame(exc: KeyboardInterrupt) -> str:
-    return exc.signame if isinstance(exc, Interrupted) else "SIGINT"
-
-
 def _run_serial(
     ls: LoadedSuite, entries: list[MatrixEntry], out_dir: Path, done: Callable[[MatrixEntry, dict[str, Any] | None], None]
 ) -> str:
@@ -276,7 +282,7 @@ def _run_serial(
             outcome = run_entry(e, ls.backend, str(out_dir / RUNS / e.id))
             done(e, outcome)
         except KeyboardInterrupt as exc:  # between entries: nothing of an entry is running
-            return _signame(exc)
+            return signame_of(exc)
         if outcome.get("interrupted"):
             return str(outcome["interrupted"])
     return ""
@@ -311,7 +317,7 @@ def _run_parallel(
         except BrokenProcessPool as exc:
             outcome = {"error": f"harness error: the worker process died ({exc})"}
         except KeyboardInterrupt as exc:  # a stop request that reached the worker outside run_entry's guard
-            outcome = _interrupted(_signame(exc), "", 0.0)
+            outcome = _interrupted(signame_of(exc), "", 0.0)
         except Exception as exc:  # noqa: BLE001 - e.g. a result that does not unpickle
             outcome = {"error": f"harness error: {type(exc).__name__}: {exc}"}
         done(futures[future], outcome)
@@ -322,13 +328,11 @@ def _run_parallel(
         for future in as_completed(futures):
             collect(future)
     except KeyboardInterrupt as exc:
-        interrupted = _signame(exc)
+        interrupted = signame_of(exc)
         stop.set()
         for future in pending:
             future.cancel()
-        for pid in list(getattr(pool, "_processes", None) or {}):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        _signal_workers(pool, signal.SIGTERM)
         _drain(pool, [f for f in pending if not f.cancelled()], collect)
     except BaseException:  # a harness bug (e.g. in a report callback): do not wait for the rest
         pool.shutdown(wait=False, cancel_futures=True)
@@ -352,9 +356,7 @@ def _drain(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]],
         except TimeoutError:
             print(f"eden qualify: {len(left)} entries did not stop within {STOP_GRACE:.0f} s; killing their workers",
                   file=sys.stderr)
-            for pid in list(getattr(pool, "_processes", None) or {}):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            _signal_workers(pool, signal.SIGKILL)
             return
 
 
@@ -400,6 +402,7 @@ def default_out_dir(suite: str) -> Path:
 
 __all__ = [
     "HARNESS_ERROR_FILE",
+    "NOT_RUN",
     "RUNS",
     "entry_result",
     "exit_code",
