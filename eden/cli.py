@@ -155,6 +155,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             err.print(format_issues(exc.issues), markup=False, highlight=False)
             continue
+        if kind == "scenario" and obj.warnings:
+            err.print(format_issues(obj.warnings), markup=False, highlight=False)
         what = f"scenario '{obj.scenario.name}', {len(obj.devices)} device(s)" if kind == "scenario" else f"hardware profile '{obj.name}'"
         print(f"{path}: ok ({what})", flush=True)
     return EXIT_INVALID if bad else EXIT_OK
@@ -200,6 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if issues:
         err.print(format_issues(issues), markup=False, highlight=False)
         return EXIT_INVALID
+    warnings = [w for ld in loaded for w in ld.warnings]
+    if warnings:
+        err.print(format_issues(warnings), markup=False, highlight=False)
     several = len(loaded) > 1
     root = args.out if args.out is not None else None
     if several and root is None:
@@ -327,6 +332,8 @@ def cmd_qualify(args: argparse.Namespace) -> int:
             err.print(f"    hint: known profiles: {', '.join(known)}", markup=False, highlight=False)
             return EXIT_INVALID
     ls = load_suite(args.suite, backend=args.backend, only_profiles=args.profiles)
+    if ls.warnings:
+        err.print(format_issues(ls.warnings), markup=False, highlight=False)
     out_dir = args.out if args.out is not None else default_out_dir(ls.suite.name)
     db = None if args.no_history else (args.history or default_db())
     invalid = sum(1 for e in ls.entries if e.invalid)

@@ -39,9 +39,10 @@ class Issue:
     col: int
     message: str
     hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.col}: error: {self.message}"
+        text = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,7 +275,7 @@ class Fleet:
         doc = dict(self._doc, steps=steps) if steps else dict(self._doc)
         self._file.write_text(dump_yaml(doc), encoding="utf-8")
         try:
-            return load_scenario(
+            loaded = load_scenario(
                 self._file,
                 backend=self.backend_name,
                 capabilities=self._caps,
@@ -285,6 +286,9 @@ class Fleet:
             raise
         except InvalidInput as exc:
             raise FleetInputError(call, exc.issues) from None
+        for warning in loaded.warnings:  # unknown config items: EVE ignores them, the caller should know
+            warnings.warn(f"{call}: {warning.message} ({warning.hint})", UserWarning, stacklevel=3)
+        return loaded
 
     # ------------------------------------------------------------------------------ observe --
     @property

@@ -168,6 +168,17 @@ def test_validate_reports_every_schema_error_with_a_hint(in_tmp: Path, capsys: p
     assert re.search(r"^    hint: did you mean 'expect'\?$", err, re.M)
 
 
+def test_validate_warns_about_an_unknown_config_item_and_passes(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = GOOD.replace("steps:\n", "controller:\n  config_items: {timer.metric.intervall: 30}\nsteps:\n")
+    _write(in_tmp, "w.yaml", text)
+    assert cli.main(["validate", "w.yaml"]) == 0
+    captured = capsys.readouterr()
+    line, col = _pos(text, "timer.metric.intervall")
+    assert f"w.yaml:{line}:{col}: warning: unknown config item 'timer.metric.intervall'" in captured.err
+    assert "    hint: did you mean 'timer.metric.interval'?" in captured.err.splitlines()
+    assert "w.yaml: ok" in captured.out
+
+
 def test_validate_several_files_one_bad(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write(in_tmp, "a.yaml", GOOD)
     _write(in_tmp, "b.yaml", UNKNOWN_PROFILE)

@@ -25,7 +25,7 @@ from eden.device_params import images_for, node_params
 from eden.errors import InvalidInput, did_you_mean, validate_model
 from eden.profiles import HwProfile, apply_overrides, load_profiles
 from eden.yamlsrc import load_yaml_file
-from simulator.eve.config_items import validate_item
+from simulator.eve.config_items import is_known, validate_item
 from simulator.eve.node import ImageInfo, NodeParams
 
 Behaviour = Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"]
@@ -61,7 +61,8 @@ class DeviceSpec(_Strict):
         if self.image not in self.images:
             raise ValueError(f"image '{self.image}' is not in images; {did_you_mean(self.image, self.images, 'image')}")
         for key, value in self.config_items.items():
-            problem = validate_item(key, value)
+            # An unknown key is EVE's to report (configItemStatus), not a reason to refuse the device.
+            problem = validate_item(key, value) if is_known(key) else None
             if problem:
                 raise ValueError(f"config_items: {problem}")
         return self

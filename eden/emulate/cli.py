@@ -28,7 +28,7 @@ from eden.emulate.fleet import Fleet, MeasuredTransport, serial_name
 from eden.emulate.recorder import Recorder, is_error, percentiles_ms
 from eden.errors import EXIT_FAILED, EXIT_OK, InfrastructureError, InvalidInput
 from eden.wire import pki
-from simulator.eve.config_items import validate_item
+from simulator.eve.config_items import close_keys, is_known, validate_item
 
 DEFAULT_MAX_ERROR_RATE = 0.01
 PREREGISTER_CHUNK = 2000
@@ -71,16 +71,13 @@ def parse_items(pairs: list[str]) -> dict[str, int | str | bool]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise _bad("--config-item", f"expected K=V, got {item!r}")
-        value: int | str | bool = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            try:
-                value = int(raw)
-            except ValueError:
-                pass
-        problem = validate_item(key, value)
-        if problem:
+        # The value goes to the devices as text, exactly as typed (EVE trims nothing, spec §6).
+        value: int | str | bool = int(raw) if raw.isascii() and raw.isdigit() else raw
+        if not is_known(key):
+            close = close_keys(key)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            print(f"warning: --config-item: unknown config item {key!r}: EVE reports it and ignores it{hint}", file=sys.stderr)
+        elif problem := validate_item(key, value):
             raise _bad("--config-item", problem)
         out[key] = value
     return out

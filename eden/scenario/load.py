@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from eden.scenario.model import (
 )
 from eden.units import format_duration
 from eden.yamlsrc import Located, load_yaml_file
-from simulator.eve.config_items import ITEMS, close_keys, validate_item
+from simulator.eve.config_items import close_keys, is_known, spec_of, validate_item
 
 __all__ = [
     "DeviceSpec",
@@ -73,6 +73,8 @@ class LoadedScenario:
     devices: list[DeviceSpec]
     profiles: dict[str, HwProfile]
     """The hardware profiles the fleet uses, by name (before per-entry overrides)."""
+    warnings: list[Issue] = field(default_factory=list)
+    """What the file does that EVE tolerates but the author probably did not mean (unknown config items)."""
     _by_id: dict[str, DeviceSpec] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -256,6 +258,8 @@ def _load(
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
+    if loaded is not None:
+        loaded.warnings = checker.warnings
     if checker.issues:
         unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
         raise InvalidInput([unique[k] for k in sorted(unique)])
@@ -292,27 +296,32 @@ def _did_you_mean(word: str, choices: Iterable[str], what: str) -> str:
 
 
 def config_item_problems(items: Mapping[str, Any]) -> list[tuple[str, str, str, bool]]:
-    """(key, message, hint, point-at-the-key) for each configItem EVE would not accept (spec §6).
+    """(key, message, hint, point-at-the-key) for each configItem value EVE would refuse (spec §6.1).
 
-    Shared by scenario files (``controller.config_items``, ``set_config``) and suite overrides."""
+    Shared by scenario files (``controller.config_items``, ``set_config``) and suite overrides.
+    Unknown keys are not problems but warnings (:func:`config_item_warnings`): EVE records
+    them in configItemStatus and goes on."""
     out: list[tuple[str, str, str, bool]] = []
     for key, value in items.items():
-        problem = validate_item(key, value)
-        if problem is None:
-            continue
-        spec = ITEMS.get(key)
+        spec = spec_of(key)
         if spec is None:
-            close = close_keys(key)
-            hint = _any_of(close) if close else "see spec §6 for the known items"
-            out.append((key, f"unknown config item '{key}'", hint, True))
             continue
-        unit = f" {spec.unit}" if spec.unit else ""
-        if spec.kind == "enum":
-            hint = f"{key} is one of {', '.join(spec.allowed)} (spec §6)"
-        else:
-            upper = f", maximum {spec.max}{unit}" if spec.max is not None else ", no maximum"
-            hint = f"{key}: minimum {spec.min}{unit}{upper}, default {spec.default}{unit} (spec §6)"
-        out.append((key, problem, hint, False))
+        problem = validate_item(key, value)
+        if problem is not None:
+            out.append((key, problem, spec.hint(), False))
+    return out
+
+
+def config_item_warnings(items: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, message, hint) for each key EVE does not know: it reports the key in
+    configItemStatus and ignores it (spec §6), so the file still runs."""
+    out: list[tuple[str, str, str]] = []
+    for key in items:
+        if is_known(key):
+            continue
+        close = close_keys(key, n=1)
+        hint = _any_of(close) if close else "see spec §6.1 for the items EVE knows"
+        out.append((key, f"unknown config item '{key}': EVE reports it in configItemStatus and ignores it", hint))
     return out
 
 
@@ -333,6 +342,7 @@ class _Checker:
         self.path = path
         self.available = profiles
         self.issues: list[Issue] = []
+        self.warnings: list[Issue] = []
         self.loaded: LoadedScenario | None = None
 
     def error(self, where: DataPath, message: str, hint: str | None = None, *, key: bool = False) -> None:
@@ -573,6 +583,8 @@ class _Checker:
     def config_items(self, items: Mapping[str, Any], where: DataPath) -> None:
         for key, message, hint, at_key in config_item_problems(items):
             self.error((*where, key), message, hint, key=at_key)
+        for key, message, hint in config_item_warnings(items):
+            self.warnings.append(replace(issue_at(self.located, (*where, key), message, hint, key=True), severity="warning"))
 
     def metrics(self) -> None:
         for j, name in enumerate(self.sc.metrics):

@@ -65,8 +65,10 @@ Version = Annotated[str, BeforeValidator(lambda v: scalar_text(v) if isinstance(
 """A version string; ``version: 12.10`` in YAML stays "12.10" (not the float 12.1)."""
 
 ConfigValue = Annotated[
-    Union[int, str], BeforeValidator(lambda v: scalar_text(v) if isinstance(v, float) else v)
+    Union[bool, int, str], BeforeValidator(lambda v: scalar_text(v) if isinstance(v, float) else v)
 ]
+"""A configItem value as YAML gives it; checked against EVE's spellings in spec §6.1 (YAML's
+``on`` is the boolean true, which a tri-state item does not take: the error says to quote it)."""
 
 NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
 

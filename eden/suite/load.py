@@ -14,7 +14,7 @@ import fnmatch
 import glob
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from eden.errors import InvalidInput, Issue, did_you_mean, format_issues, issue_
 from eden.profiles import load_profiles
 from eden.reports.model import features_of
 from eden.scenario import metric_names
-from eden.scenario.load import LoadedScenario, config_item_problems, load_scenario
+from eden.scenario.load import LoadedScenario, config_item_problems, config_item_warnings, load_scenario
 from eden.scenario.model import Scenario
 from eden.suite.model import OWN, Exclude, Overrides, ScenarioRef, Suite
 from eden.yamlsrc import Located, load_yaml_file, plain
@@ -80,6 +80,8 @@ class LoadedSuite:
     """Scenario names in suite order (table rows)."""
     profiles: list[str]
     """Profile columns in suite order (``own`` for own-fleet entries)."""
+    warnings: list[Issue] = field(default_factory=list)
+    """Unknown config items in the suite's overrides and its scenario files (EVE ignores them)."""
 
     def thresholds_for(self, entry: MatrixEntry) -> list[Any]:
         """The suite's thresholds that apply to ``entry``."""
@@ -182,6 +184,7 @@ class _SuiteChecker:
         self.path = path
         self.base = path.resolve().parent
         self.issues: list[Issue] = []
+        self.warnings: list[Issue] = []
         self.known_profiles = list(load_profiles())
         self.sources: dict[str, _Source] = {}  # by scenario name, suite order
 
@@ -223,7 +226,7 @@ class _SuiteChecker:
         columns = list(dict.fromkeys(e.profile or OWN for e in entries))
         used = {e.scenario for e in entries}
         rows = [name for name in self.sources if name in used]
-        return LoadedSuite(self.suite, self.path, self.located, backend, entries, self.excluded, rows, columns)
+        return LoadedSuite(self.suite, self.path, self.located, backend, entries, self.excluded, rows, columns, self.warnings)
 
     # ------------------------------------------------------------------------------ parts
 
@@ -245,6 +248,9 @@ class _SuiteChecker:
     def overrides(self, ov: Overrides, where: DataPath) -> None:
         for key, message, hint, at_key in config_item_problems(ov.config_items):
             self.error((*where, "config_items", key), message, hint, key=at_key)
+        for key, message, hint in config_item_warnings(ov.config_items):
+            found = issue_at(self.located, (*where, "config_items", key), message, hint, key=True)
+            self.warnings.append(replace(found, severity="warning"))
 
     def scenario_item(self, i: int, ref: str | ScenarioRef, backend: str) -> None:
         pattern = ref if isinstance(ref, str) else ref.file
@@ -288,6 +294,7 @@ class _SuiteChecker:
         except InvalidInput as exc:
             self.issues.extend(exc.issues)
             return None
+        self.warnings.extend(loaded.warnings)
         name = loaded.scenario.name
         if name in self.sources:
             self.error(

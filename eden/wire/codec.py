@@ -82,7 +82,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from eden.wire.gen import attest_pb2, certs_pb2, config_pb2, info_pb2, metrics_pb2, register_pb2, uuid_pb2
-from simulator.eve.config_items import ITEMS
+from simulator.eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
 from simulator.eve.enums import (
     AttestReqType,
     AttestRespType,
@@ -283,14 +283,13 @@ def _item_out(key: str, value: Any) -> str:
 
 def _item_in(key: str, text: str) -> Any:
     """Wire string -> the value the controller set, per the item's kind (spec §6)."""
-    spec = ITEMS.get(key)
+    spec = spec_of(key)
     if spec is None:
         return text
     if spec.kind == "int":
         return int(text) if text.isascii() and text.isdigit() else text
-    if spec.kind == "bool":
-        low = text.strip().lower()
-        return True if low == "true" else False if low == "false" else text
+    if spec.kind == "bool":  # Go's strconv.ParseBool spellings, nothing trimmed (spec §6.1)
+        return True if text in BOOL_TRUE else False if text in BOOL_FALSE else text
     return text
 
 
