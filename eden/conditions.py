@@ -91,6 +91,8 @@ class DeviceMatcher:
         if key == "app":
             assert c.app is not None
             return value == c.app.state
+        if key == "boot_reason" and isinstance(c.boot_reason, list):
+            return value in c.boot_reason
         return value == getattr(c, key)
 
     def __call__(self, view: View) -> bool:

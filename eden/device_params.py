@@ -84,4 +84,5 @@ def node_params(
         boot_hang=p.failures.boot_hang,
         hang_per_day=p.failures.hang_per_day,
         write_error=p.failures.write_error,
+        smart_power_cycles=p.storage.reports_power_cycles,
     )

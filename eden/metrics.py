@@ -51,7 +51,7 @@ def timings(timeline: Timeline) -> dict[str, list[float]]:
         elif what == "booted":
             if d in boot_start:
                 out["boot.time"].append(e.t - boot_start[d])
-            if e.data.get("reason") in ("FALLBACK", "VAULT_FAILED"):
+            if e.data.get("rolled_back") is not None:  # by partition outcome, not boot reason (§3)
                 if d in test_boot:
                     out["rollback.time"].append(e.t - test_boot.pop(d))
                 # the failed attempt is over; a retry is timed from its own start
@@ -112,7 +112,9 @@ def counters(timeline: Timeline) -> dict[str, int]:
     for e in timeline.events:
         if e.source != "device":
             continue
-        if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED"):
+        if e.what == "booted" and e.data.get("rolled_back") is not None:
+            # §3: a rollback is the old image booting after the new one's test boot, whatever the
+            # boot reason says (a power cut reports POWER_FAIL/UNKNOWN, an early death a stale UPDATE).
             c["rollbacks"] += 1
             c["updates.failed"] += 1
         elif e.what == "reset":

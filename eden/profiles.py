@@ -32,6 +32,16 @@ class _Strict(BaseModel):
 class Storage(_Strict):
     size: ByteSize
     kind: Literal["sd", "emmc", "ssd", "nvme", "hdd", "virtio"]
+    smart_power_cycles: bool | None = None
+    """Whether smartctl reads a power-cycle count on this disk (SATA attribute 12, NVMe). EVE tells
+    a power cut from another reset only with it; without it both report UNKNOWN (spec §7).
+    Default: by ``kind`` (ssd, nvme, hdd: yes; sd, emmc, virtio: no)."""
+
+    @property
+    def reports_power_cycles(self) -> bool:
+        if self.smart_power_cycles is not None:
+            return self.smart_power_cycles
+        return self.kind in ("ssd", "nvme", "hdd")
 
 
 class Firmware(_Strict):

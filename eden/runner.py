@@ -458,10 +458,21 @@ def _updated(view: Any, version: str) -> bool:
 
 
 def _failed(view: Any, version: str) -> bool:
+    """The update to ``version`` failed on this device: it says FAILED, or it is back on another
+    version with ``version`` left inprogress in the other partition. An image that died before its
+    nodeagent ran reports no FAILED status (spec §3), and a rollout must still halt on it."""
     if view.get("bricked"):
         return True
     bos = view.get("baseos") or {}
-    return bos.get("version") == version and bos.get("status") == "FAILED"
+    if bos.get("version") == version and bos.get("status") == "FAILED":
+        return True
+    sw = view.get("sw") or []
+    return (
+        len(sw) > 1
+        and sw[0].get("version") != version
+        and sw[1].get("version") == version
+        and sw[1].get("state") == "inprogress"
+    )
 
 
 def run_verdict(runner: Runner) -> str:

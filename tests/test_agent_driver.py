@@ -1,5 +1,5 @@
 """AgentDriver semantics (the simulator engine's, in real time) and the agent process lifecycle:
-reset -> exit 75 -> restart, power cut (SIGKILL) -> POWER_FAIL, SIGTERM -> clean power-off."""
+reset -> exit 75 -> restart, power cut (SIGKILL) -> POWER_FAIL or UNKNOWN by the disk (§7), SIGTERM -> clean power-off."""
 
 from __future__ import annotations
 
@@ -200,7 +200,8 @@ def test_power_cut_then_clean_power_off(tmp_path: Path) -> None:
         try:
             agent.wait_for(lambda ls: sum(e["what"] == "booted" for e in ls) == 2, restarted)
             booted = [e for e in agent.lines() if e["what"] == "booted"]
-            assert booted[-1]["data"]["reason"] == "POWER_FAIL"
+            # qemu-x86_64's virtio disk has no SMART power-cycle count: a power cut is UNKNOWN (§7)
+            assert booted[-1]["data"]["reason"] == "UNKNOWN"
             _wait_saved(agent, 2)
             restarted.send_signal(signal.SIGTERM)
             assert restarted.wait(10) == 0

@@ -105,15 +105,18 @@ def test_commit_of_the_test_boot_is_written_to_the_disk(tmp_path: Path) -> None:
     assert [e for e in d.events if e[0] == "platform_bootstate"]
 
 
-def test_a_try_spent_by_a_crash_the_agent_never_saw_is_a_fallback(tmp_path: Path) -> None:
+def test_a_try_spent_by_a_crash_the_agent_never_saw_is_a_rollback(tmp_path: Path) -> None:
     """B was set updating; the boot into it crashed before the agent ran; the boot stage comes
-    back to A. The model must see B's try as the previous boot and report FALLBACK (spec §3)."""
+    back to A. The model must see B's try as the previous boot: a rollback, reported with the
+    stale UPDATE reason A's nodeagent wrote and no swErr (spec §3, the last row of the table)."""
     d = Device(tmp_path)
     node = _node()
     zb = node.persist.zboot
     zb.current = "IMGA"
     node.persist.last_booted = "IMGA"
     node.persist.restart_counter = 1
+    node.persist.reboot_record = (BootReason.UPDATE, "NORMAL: baseos-update to 13.5.0")
+    node.persist.reboot_image = "IMGA"
     zb.write_other("13.5.0", "next")
     zb.set_updating("IMGB")
     spent = bs.BootState(a=bs.ACTIVE, b=bs.INPROGRESS)
@@ -122,8 +125,8 @@ def test_a_try_spent_by_a_crash_the_agent_never_saw_is_a_fallback(tmp_path: Path
     assert node.zboot.current == "IMGA"
     assert ("platform_unseen_boot", {"partition": "IMGB"}) in d.events
     node.on_timer("booted", 5.0)
-    assert node.boot_reason == BootReason.FALLBACK
-    assert "13.5.0" in node.persist.failed
+    assert node.boot_reason == BootReason.UPDATE and node.rolled_back == "13.5.0"
+    assert "13.5.0" not in node.persist.failed
 
 
 def test_the_disk_wins_when_the_model_disagrees(tmp_path: Path) -> None:

@@ -259,6 +259,7 @@ def make_node(
     firmware: str = "uefi:edk2:x86_64",
     serial: str = "test-0",
     write_error: float = 0.0,
+    smart: bool = True,
 ) -> Node:
     images = {
         "base": ImageInfo("base", "1.0", "good", 100 * MiB),
@@ -278,6 +279,7 @@ def make_node(
         write_speed=100 * MiB,
         images=images,
         write_error=write_error,
+        smart_power_cycles=smart,
     )
     return Node(params, "base", np.random.default_rng(seed))
 
@@ -531,9 +533,19 @@ def test_update_fallback_counts_from_the_last_contact() -> None:
     _assert_fell_back(drv, BootReason.FALLBACK)
 
 
+def _assert_rolled_back(drv: Driver) -> None:
+    """§3: after any end of the test boot, the old image is active and the new one inprogress."""
+    node = drv.node
+    assert zb(drv).current == "IMGA" and zb(drv)["IMGA"].state == PS.ACTIVE and zb(drv)["IMGA"].version == "1.0"
+    assert zb(drv)["IMGB"].state == PS.INPROGRESS and zb(drv)["IMGB"].version == "2.0"
+    assert node.running_version == "1.0" and not node.bricked
+    assert drv.notes_of("booted")[-1][1]["rolled_back"] == "2.0"  # what the rollbacks metric counts
+
+
 def _assert_fell_back(drv: Driver, reason: BootReason) -> None:
     """§3 controller view of a rollback: reason, old image active, new inprogress with swErr, FAILED."""
     node = drv.node
+    _assert_rolled_back(drv)
     assert node.boot_reason == reason
     assert zb(drv).current == "IMGA" and zb(drv)["IMGA"].state == PS.ACTIVE and zb(drv)["IMGA"].version == "1.0"
     assert zb(drv)["IMGB"].state == PS.INPROGRESS and zb(drv)["IMGB"].version == "2.0"
@@ -546,21 +558,33 @@ def _assert_fell_back(drv: Driver, reason: BootReason) -> None:
     assert not node.bricked
 
 
-def test_crash_on_boot_image_falls_back_after_its_one_boot() -> None:
+def test_an_image_that_dies_before_its_nodeagent_leaves_the_stale_update_reason_and_no_swerr() -> None:
+    """§3 table, last row: a kernel panic before the new image's agents start. The old image finds
+    the UPDATE record its own nodeagent wrote before the update reboot (first writer wins, nobody
+    consumed it) and /persist/reboot-image naming itself, so no swErr: the failed version reads NONE."""
     drv = driver(next_behaviour="crash-on-boot")
     online(drv)
     drv.ctrl.update_to("next", "2.0")
     drv.run_until(lambda: drv.has_note("crash"))
     assert zb(drv).current == "IMGB"
     drv.run_until(lambda: drv.node.phase == "running")
-    _assert_fell_back(drv, BootReason.FALLBACK)  # INFERRED in the model (§3 any reboot before commit)
+    _assert_rolled_back(drv)
+    assert drv.node.boot_reason == BootReason.UPDATE
+    assert drv.node.boot_reason_text == "NORMAL: baseos-update to 2.0"
+    rep = drv.node.report(drv.now)
+    assert rep["sw"][1]["err"] == "" and rep["baseos"]["err"] == ""
+    assert status(drv)[0] == BaseOsStatus.NONE  # INFERRED in the spec: no swErr, not activated
     assert [d["partition"] for _t, d in drv.notes_of("boot_start")] == ["IMGA", "IMGB", "IMGA"]
     drv.run_for(3600)
     assert [d["partition"] for _t, d in drv.notes_of("boot_start")] == ["IMGA", "IMGB", "IMGA"]
 
 
-def test_power_loss_in_the_test_window_boots_the_old_image() -> None:
-    drv = driver()
+@pytest.mark.parametrize(("smart", "reason"), [(True, BootReason.POWER_FAIL), (False, BootReason.UNKNOWN)])
+def test_power_loss_in_the_test_window_reports_the_power_cut_not_fallback(smart: bool, reason: BootReason) -> None:
+    """§3/§7: only nodeagent's timer gives FALLBACK. A power cut after the new image's nodeagent ran
+    leaves no record: the old image synthesizes POWER_FAIL from SMART's power-cycle count, or UNKNOWN
+    on storage without one (virtio, eMMC, SD), and the failed version carries that text as swErr."""
+    drv = driver(smart=smart)
     online(drv)
     in_test_window(drv)
     drv.run_for(120)
@@ -568,8 +592,33 @@ def test_power_loss_in_the_test_window_boots_the_old_image() -> None:
     drv.run_for(10)
     drv.power_on()
     drv.run_until(lambda: drv.node.phase == "running")
-    _assert_fell_back(drv, BootReason.FALLBACK)
-    assert "POWER_FAIL" in drv.node.boot_reason_text
+    _assert_fell_back(drv, reason)
+    assert drv.node.report(drv.now)["sw"][1]["err"] == drv.node.boot_reason_text != ""
+
+
+def test_power_loss_while_the_new_image_boots_leaves_the_stale_update_reason() -> None:
+    """§3 table, last row: power lost before the new image's nodeagent ran: stale UPDATE, no swErr."""
+    drv = driver()
+    online(drv)
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: drv.has_note("boot_start") and drv.notes_of("boot_start")[-1][1]["test_boot"])
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    _assert_rolled_back(drv)
+    assert drv.node.boot_reason == BootReason.UPDATE and status(drv)[0] == BaseOsStatus.NONE
+
+
+def test_a_hung_agent_in_the_test_window_reports_the_watchdog() -> None:
+    """§3/§7: the watchdog's reboot is recorded as WATCHDOG_HUNG; the old image reports it and the
+    failed version carries it as swErr (reboot-image names the new partition)."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.apply(drv.node.hang("zedagent", drv.now))
+    drv.run_until(lambda: drv.node.phase == "running" and zb(drv).current == "IMGA", limit=3600)
+    _assert_fell_back(drv, BootReason.WATCHDOG_HUNG)
 
 
 def test_failed_version_is_not_retried_until_retry_update_changes() -> None:

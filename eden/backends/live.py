@@ -557,7 +557,7 @@ class LiveBackend:
                 column.append(counts.get(key, 0))
 
     def series(self) -> dict[str, Any]:
-        rollbacks = [round(e.t, 3) for e in self.timeline.events if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED")]
+        rollbacks = [round(e.t, 3) for e in self.timeline.events if e.what == "booted" and e.data.get("rolled_back") is not None]
         s = self._series
         return {
             "step": self.series_step,

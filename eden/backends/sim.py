@@ -197,7 +197,7 @@ class SimBackend:
         rollbacks = [
             round(e.t, 3)
             for e in self.timeline.events
-            if e.what == "booted" and e.data.get("reason") in ("FALLBACK", "VAULT_FAILED")
+            if e.what == "booted" and e.data.get("rolled_back") is not None
         ]
         out = {
             "step": self.series_step,

@@ -177,7 +177,9 @@ class Condition(Base):
     other_partition: PartitionCond | None = None
     baseos_status: BaseOsStatusName | None = None
     """userStatus of the newest base-OS entry in the device's swList (spec §3)."""
-    boot_reason: BootReasonName | None = None
+    boot_reason: BootReasonName | list[BootReasonName] | None = None
+    """The last boot reason, or a list of accepted ones: what a device reports after an unrecorded
+    reset depends on its disk (POWER_FAIL with SMART power-cycle counters, else UNKNOWN; spec §7)."""
     attestation: AttestStateName | None = None
     maintenance_mode: MaintenanceReasonName | None = None
     app: AppCond | None = None

@@ -144,6 +144,9 @@ class NodeParams:
     boot_hang: float = 0.0
     hang_per_day: float = 0.0
     write_error: float = 0.0
+    smart_power_cycles: bool = False
+    """The boot disk reports a SMART power-cycle count (SATA, NVMe), so an unrecorded reset can be
+    told apart: POWER_FAIL or KERNEL; without it (virtio, eMMC, SD) it is UNKNOWN (spec §7)."""
 
 
 @dataclass
@@ -153,6 +156,9 @@ class Persist:
     zboot: Zboot
     uuid: str | None = None
     reboot_record: tuple[BootReason, str] | None = None
+    """/persist/boot-reason and reboot-reason: first writer wins; the next nodeagent consumes them."""
+    reboot_image: str | None = None
+    """/persist/reboot-image: the partition that was running when the reboot reason was written."""
     power_lost: bool = False
     last_booted: str | None = None
     restart_counter: int = 0
@@ -240,6 +246,7 @@ class Node:
         self.maintenance: set[MaintenanceModeReason] = set()
         self.apps: dict[str, dict[str, Any]] = {}
         self.boot_reason = BootReason.UNSPECIFIED
+        self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
         self.boot_reason_text = ""
         self.net_broken = False
 
@@ -373,7 +380,10 @@ class Node:
         if part.state == PartitionState.INPROGRESS:
             if activated and is_current:
                 return BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_TESTING, ""
-            return BaseOsStatus.FAILED, BaseOsSubStatus.NONE, self.persist.failed.get(e["version"], "")
+            err = self.persist.failed.get(e["version"], "")
+            # §3: swErr makes it FAILED; a version that died before its nodeagent ran has none
+            # and reads NONE (INFERRED in the spec: the entry is DOWNLOADED, not activated).
+            return (BaseOsStatus.FAILED if err else BaseOsStatus.NONE), BaseOsSubStatus.NONE, err
         if part.state == PartitionState.ACTIVE:
             return (BaseOsStatus.UPDATED if activated else BaseOsStatus.FALLBACK), BaseOsSubStatus.NONE, ""
         return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
@@ -483,8 +493,12 @@ class Node:
         return self._drain()
 
     def _hard_reset(self, now: float, reason: BootReason | None, text: str = "") -> None:
-        if reason is not None:
-            self.persist.reboot_record = (reason, text)
+        ps = self.persist
+        if reason is not None and ps.reboot_record is None:
+            # The watchdog script does not replace a recorded reason (spec §7): a stale UPDATE
+            # record of an image that died before its nodeagent ran survives.
+            ps.reboot_record = (reason, text)
+            ps.reboot_image = self.zboot.current
         self._out.append(CancelAll())
         self._reset_volatile()
         self.phase = "off"
@@ -509,6 +523,17 @@ class Node:
         self._timer("watchdog", now + WATCHDOG_CHANGE)
         return self._drain()
 
+    def _synthesized_reason(self, power_lost: bool) -> tuple[BootReason, str]:
+        """nodeagent's reason for a boot nobody recorded (§7, P:cmd/nodeagent/nodeagent.go
+        ``synthesizeRebootReason``): with SMART power-cycle counters a power cut is POWER_FAIL
+        and any other reset KERNEL; without them both are UNKNOWN. (A hardware watchdog's
+        CARDRESET, HW_WATCHDOG, is not modelled.)"""
+        if not self.p.smart_power_cycles:
+            return BootReason.UNKNOWN, "Unknown reboot reason: no SMART power-cycle count on this storage"
+        if power_lost:
+            return BootReason.POWER_FAIL, "Reboot reason: power failure (SMART power-cycle count increased)"
+        return BootReason.KERNEL, "Reboot reason: kernel (SMART power-cycle count unchanged)"
+
     def _booted(self, now: float) -> None:
         """Kernel and linuxkit services are up: nodeagent decides the boot reason, agents start."""
         self.phase = "running"
@@ -517,24 +542,27 @@ class Node:
         ps.boots_without_agents = 0
         ps.restart_counter += 1  # §7 restartCounter
         record, ps.reboot_record = ps.reboot_record, None
+        reboot_image, ps.reboot_image = ps.reboot_image, None  # nodeagent deletes the old files
         if record is not None:
             reason, text = record
         elif ps.restart_counter == 1:
             reason, text = BootReason.FIRST, ""
-        elif ps.power_lost:
-            reason, text = BootReason.POWER_FAIL, "power lost"
         else:
-            reason, text = BootReason.KERNEL, "reset without a recorded reason"
+            reason, text = self._synthesized_reason(ps.power_lost)
         ps.power_lost = False
         zb = self.zboot
         cur, other = zb.current_partition, zb.other_partition
+        self.rolled_back = None
         if cur.state == PartitionState.ACTIVE and other.state == PartitionState.INPROGRESS and getattr(self, "_prev_booted", None) == other.label:
-            # INFERRED (§3): the one test boot of `other` ended before its commit, so GRUB came back
-            # to the active image. baseosmgr marks the new version failed and never retries it.
-            if reason not in (BootReason.FALLBACK, BootReason.VAULT_FAILED):
-                text = f"Fallback from {other.version}: {reason.name} before the update was committed"
-                reason = BootReason.FALLBACK
-            ps.failed[other.version or ""] = text or reason.name
+            # §3 "Controller view of a rollback": the one test boot of `other` ended before its
+            # commit, so GRUB came back to the active image. The boot reason is what was recorded
+            # or synthesized (FALLBACK only from nodeagent's own timer); the failed version gets a
+            # swErr only when /persist/reboot-image does not name the partition now running
+            # (P:cmd/baseosmgr/handlebaseos.go handleOtherPartRebootReason). An image that died
+            # before its nodeagent ran leaves the old image's stale UPDATE record and no swErr.
+            self.rolled_back = other.version
+            if reboot_image != cur.label:
+                ps.failed[other.version or ""] = text or reason.name
         self.boot_reason, self.boot_reason_text = reason, text
         self.testing = cur.state == PartitionState.INPROGRESS
         self.net_broken = self.image is not None and self.image.behaviour == "no-controller"
@@ -555,6 +583,7 @@ class Node:
             version=cur.version,
             testing=self.testing,
             vault="unlocked" if self.vault_unlocked else "locked",
+            **({"rolled_back": self.rolled_back} if self.rolled_back is not None else {}),
         )
         if not self.vault_unlocked:
             self._note("vault_locked")
@@ -774,7 +803,9 @@ class Node:
                 self._reboot(now, BootReason.UPDATE, f"retry update to {version}")
                 return True
             entry["zsw"] = ZSwState.INSTALLED
-            entry["err"] = ps.failed.get(version, "") or f"{version} failed its test boot"
+            # validatePartition quotes the failed boot's error, which is none when reboot-image
+            # names the running partition (P:cmd/baseosmgr/handlebaseos.go handleOtherPartRebootReason).
+            entry["err"] = ps.failed.get(version, "")
             return False  # EVE does not retry a failed version (§3)
         if other.version == version and other.state == PartitionState.UPDATING:
             return True
@@ -928,6 +959,7 @@ class Node:
         reason, text = self.rebooting
         if self._reboot_stage == 0:
             self.persist.reboot_record = (reason, text)  # /persist/reboot-reason, boot-reason
+            self.persist.reboot_image = self.zboot.current  # /persist/reboot-image
             running = [a for a in self.apps.values() if a["state"] == ZSwState.RUNNING]
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
