@@ -518,17 +518,34 @@ def test_update_fallback_when_the_new_image_never_reaches_the_controller() -> No
     assert drv.node.boot_reason_text.startswith("Exceeded fallback outage for controller connectivity 300 by ")
 
 
-def test_update_fallback_counts_from_the_last_contact() -> None:
+def _first_failed_poll(drv: Driver, after: float) -> float:
+    return min(t for t, k, s, _b in drv.responses if k == "config" and s not in (200, 304) and t >= after)
+
+
+def _tick_before(drv: Driver, t: float) -> float:
+    start = drv.node.agents_at
+    return start + (int((t - start) // 10.0)) * 10.0
+
+
+def test_update_fallback_counts_from_the_first_failed_poll() -> None:
+    """§3 step 7: nodeagent's lastControllerReachableTime is refreshed on every 10 s tick while its
+    copy of the status is Success, and that copy changes only when a poll fails. So the 300 s
+    count from the last tick before the first failed poll's result: the last success's poll
+    interval and the failing poll's own timeout (min(3 x send timeout, 240 s)) come on top."""
     drv = driver()
     online(drv)
     in_test_window(drv)
     drv.run_for(200)
+    down_at = drv.now
     drv.ctrl.down = "timeout"
     last = max(t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304))
     scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
-    assert 300 < scheduled - last <= 310 and on_grid(drv, scheduled)
+    failed = _first_failed_poll(drv, down_at)
+    assert scheduled - last > 310, "counted from the last success, not from the first failure"
+    reachable = _tick_before(drv, failed)
+    assert 300 < scheduled - reachable <= 310 and on_grid(drv, scheduled)
     assert drv.node.rebooting[0] == BootReason.FALLBACK
-    assert drv.node.rebooting[1] == f"Exceeded fallback outage for controller connectivity 300 by {int(scheduled - last - 300)} seconds"
+    assert drv.node.rebooting[1] == f"Exceeded fallback outage for controller connectivity 300 by {int(scheduled - reachable - 300)} seconds"
     assert reboot_done(drv) == pytest.approx(scheduled + 60)
     _assert_fell_back(drv, BootReason.FALLBACK)
 
@@ -908,11 +925,13 @@ def test_reboot_no_network_at_its_minimum_reboots_with_disconnect() -> None:
     drv.ctrl.item("timer.reboot.no.network", 120)
     drv.run_until(lambda: drv.node.item("timer.reboot.no.network") == 120)
     drv.run_for(100)
+    down_at = drv.now
     drv.ctrl.down = "timeout"
-    last = max(t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304))
     scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
     assert drv.node.rebooting[0] == BootReason.DISCONNECT
-    assert 120 < scheduled - last <= 130 and on_grid(drv, scheduled)
+    # counted from the last nodeagent tick before the first failed poll (§3 step 7, §4)
+    reachable = _tick_before(drv, _first_failed_poll(drv, down_at))
+    assert 120 < scheduled - reachable <= 130 and on_grid(drv, scheduled)
     assert reboot_done(drv) == pytest.approx(scheduled + 60)
     assert drv.resets[-1][1] == BootReason.DISCONNECT
     assert drv.node.boot_reason == BootReason.DISCONNECT

@@ -225,6 +225,8 @@ class Node:
         self.config_status: ConfigGetStatus | None = None
         self.config_received = False
         self.last_contact: float = -math.inf
+        self.reachable_until: float | None = None
+        """nodeagent's lastControllerReachableTime once a poll failed (a tick time), else None."""
         self.first_success: float | None = None
         self.testing = False
         self.test_start: float | None = None
@@ -694,6 +696,11 @@ class Node:
             if self.test_start is not None:
                 self.test_start = now
         else:
+            if self.config_status in (ConfigGetStatus.SUCCESS, ConfigGetStatus.TEMPORARY_FAIL):
+                # §3 step 7: nodeagent refreshes lastControllerReachableTime on every 10 s tick
+                # while its copy of the status is Success/TemporaryFail, and that copy changes
+                # only now, when a poll has failed: silence counts from the last tick before this.
+                self.reachable_until = self._tick_at_or_before(now)
             self.config_status = ConfigGetStatus.FAIL
         if status == 403 and self.quote_sent and self.attest == AttestState.COMPLETE:
             # §1/§5: 403 restarts attestation if a quote was ever sent. Only a finished one: while
@@ -887,6 +894,21 @@ class Node:
             self._apply_apps(self.persist.config.get("apps", {}), now)
 
     # ------------------------------------------------------------------------------- nodeagent --
+    def _tick_at_or_before(self, t: float) -> float:
+        start = self.agents_at if self.agents_at is not None else t
+        return start + math.floor((t - start) / NODEAGENT_TICK + 1e-9) * NODEAGENT_TICK
+
+    def _reachable_at(self, now: float) -> float:
+        """nodeagent's lastControllerReachableTime (§3 step 7, P:cmd/nodeagent/handletimers.go
+        ``updateTickerTime``): now while the status is Success or TemporaryFail; after a failed
+        poll, the last tick before it; never reached since start: the start. ReadSaved and Fail
+        are not contact."""
+        if self.config_status in (ConfigGetStatus.SUCCESS, ConfigGetStatus.TEMPORARY_FAIL):
+            return now
+        if self.reachable_until is not None:
+            return self.reachable_until
+        return self.agents_at if self.agents_at is not None else now
+
     def _arm_nodeagent(self, now: float) -> None:
         """Schedule the next 10 s nodeagent tick at which some deadline may have passed (§3 step 8).
 
@@ -895,7 +917,7 @@ class Node:
         if self.phase != "running" or self.agents_at is None:
             return
         deadlines = []
-        contact = max(self.last_contact, self.agents_at)
+        contact = self._reachable_at(now)
         if self.testing:
             if self.test_start is not None:
                 deadlines.append(self.test_start + self.item("timer.test.baseimage.update"))
@@ -913,8 +935,7 @@ class Node:
     def _nodeagent_tick(self, now: float) -> None:
         if self.rebooting is not None:
             return
-        contact = max(self.last_contact, self.agents_at or now)
-        silent = now - contact
+        silent = now - self._reachable_at(now)
         if self.testing:
             if not self.vault_unlocked and self._vault_cutoff_passed(now):
                 self._reboot(now, BootReason.VAULT_FAILED, "vault not ready within timer.vault.ready.cutoff during update test")
