@@ -200,15 +200,15 @@ SPEC_FIELDS = [
     (metrics_pb2.ZMetricMsg, "devID", 1, STR),
     (metrics_pb2.ZMetricMsg, "atTimeStamp", 3, MSG),
     (metrics_pb2.ZMetricMsg, "dm", 4, MSG),
-    (metrics_pb2.DeviceMetric, "zedcloud", 4, MSG),
-    (metrics_pb2.DeviceMetric, "last_received_config", 18, MSG),
-    (metrics_pb2.DeviceMetric, "last_processed_config", 19, MSG),
-    (metrics_pb2.DeviceMetric, "dormant_time_in_seconds", 22, U64),
-    (metrics_pb2.ZedcloudMetric, "ifName", 1, STR),
-    (metrics_pb2.ZedcloudMetric, "failures", 2, U64),
-    (metrics_pb2.ZedcloudMetric, "success", 3, U64),
-    (metrics_pb2.ZedcloudMetric, "lastFailure", 4, MSG),
-    (metrics_pb2.ZedcloudMetric, "lastSuccess", 5, MSG),
+    (metrics_pb2.deviceMetric, "zedcloud", 4, MSG),
+    (metrics_pb2.deviceMetric, "last_received_config", 18, MSG),
+    (metrics_pb2.deviceMetric, "last_processed_config", 19, MSG),
+    (metrics_pb2.deviceMetric, "dormant_time_in_seconds", 22, U64),
+    (metrics_pb2.zedcloudMetric, "ifName", 1, STR),
+    (metrics_pb2.zedcloudMetric, "failures", 2, U64),
+    (metrics_pb2.zedcloudMetric, "success", 3, U64),
+    (metrics_pb2.zedcloudMetric, "lastFailure", 4, MSG),
+    (metrics_pb2.zedcloudMetric, "lastSuccess", 5, MSG),
     (attest_pb2.ZAttestReq, "reqType", 1, ENUM),
     (attest_pb2.ZAttestReq, "quote", 2, MSG),
     (attest_pb2.ZAttestReq, "certs", 3, MSG),
@@ -290,7 +290,7 @@ def test_top_level_tags_of_full_messages() -> None:
     msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_APP, devId="d", ainfo=info_pb2.ZInfoApp(AppID="a"))
     msg.atTimeStamp.FromSeconds(1)
     assert top_level_tags(msg.SerializeToString()) == [(1, 0), (2, 2), (5, 2), (6, 2)]
-    metric = metrics_pb2.ZMetricMsg(devID="d", dm=metrics_pb2.DeviceMetric(dormant_time_in_seconds=180))
+    metric = metrics_pb2.ZMetricMsg(devID="d", dm=metrics_pb2.deviceMetric(dormant_time_in_seconds=180))
     assert top_level_tags(metric.SerializeToString()) == [(1, 2), (4, 2)]
 
 

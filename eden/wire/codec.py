@@ -44,8 +44,8 @@ baseos -> one more swList entry without partitionLabel (shortVersion, userStatus
 swErr; absent when the device has no baseOS config); attestation -> attestation_info.state;
 maintenance -> maintenance_mode_reasons (+ maintenance_mode); vault -> dataSecAtRestInfo
 (ENABLED = unlocked, ERROR = locked); dpc_index -> systemAdapter.currentIndex; reboot_counter ->
-rebootConfigCounter; baseos_update_counter -> baseos_update_counter (both ``optional`` so that
-None survives); apps -> ZInfoApp{AppID, AppName, state, appErr}.
+rebootConfigCounter; baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
+None and 0 both travel as absent and decode as 0, as EVE's do, spec §2.2); apps -> ZInfoApp{AppID, AppName, state, appErr}.
 
 Lossy fields (no place in the proto; dropped, decoded as shown)
 ---------------------------------------------------------------
@@ -325,7 +325,7 @@ def encode_request(
     if kind == "info":
         return _encode_info(body, dev)
     if kind == "metrics":
-        msg = metrics_pb2.ZMetricMsg(devID=dev, dm=metrics_pb2.DeviceMetric())
+        msg = metrics_pb2.ZMetricMsg(devID=dev, dm=metrics_pb2.deviceMetric())
         _set_time(msg.atTimeStamp, body.get("at"))
         return [_ser(msg)]
     if kind == "attest":
@@ -537,8 +537,8 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
         "maintenance": sorted(_enum_in(MaintenanceModeReason, r) for r in d.maintenance_mode_reasons),
         "vault": vault,
         "dpc_index": d.systemAdapter.currentIndex,
-        "reboot_counter": d.rebootConfigCounter if d.HasField("rebootConfigCounter") else None,
-        "baseos_update_counter": d.baseos_update_counter if d.HasField("baseos_update_counter") else None,
+        "reboot_counter": d.rebootConfigCounter,
+        "baseos_update_counter": d.baseos_update_counter,
         "apps": {},
         "config_items_errors": [],
     }
