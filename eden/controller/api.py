@@ -36,7 +36,9 @@ class DeviceApi:
         self.ctl = ctl
         server = str(ctl.settings.get("server", ""))
         self.datastore_fqdn = f"https://{server}" if server else ""
-        certs = pki.controller_certs_message(ctl.signer.cert)
+        certs = pki.controller_certs_message(ctl.signer.cert, ctl.ecdh.cert)
+        # EVE names the signing cert by sha256 over the PEM bytes served here (spec §2.1)
+        self._signing_pem = certs.certs[0].cert
         self._certs_body = self._seal(certs.SerializeToString())
 
     def routes(self) -> list[web.RouteDef]:
@@ -77,7 +79,8 @@ class DeviceApi:
         return run
 
     def _seal(self, payload: bytes) -> bytes:
-        return signing.seal(payload, self.ctl.signer.key, self.ctl.signer.cert).SerializeToString()
+        return signing.seal(payload, self.ctl.signer.key, self.ctl.signer.cert,
+                            served_pem=self._signing_pem).SerializeToString()
 
     def _reply(self, status: int, payload: bytes | None) -> web.Response:
         if payload is None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from eden.controller.layout import Layout
 from eden.controller.model import DATASTORE_PATH, RealModel
+from eden.controller.setup import ensure_ecdh
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
@@ -68,6 +69,7 @@ class Controller:
         self.settings = layout.read_config()
         self.store = Store(layout.db)
         self.signer = pki.load_pem(layout.cert("signing"), layout.key("signing"))
+        self.ecdh = ensure_ecdh(layout)
         self.root = pki.load_cert(layout.root_cert)
         self.onboard = pki.load_cert(layout.cert("onboard"))
         self.onboard_index = signing.cert_index([self.onboard])
