@@ -24,7 +24,10 @@ import base64
 import gzip
 import hashlib
 import http.client
+import json
 import ssl
+import subprocess
+import sys
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,8 +358,13 @@ def test_a_revoked_device_cert_is_refused_despite_a_valid_signature(eve: EveDevi
     admin.set_items({"timer.config.interval": 10}, eve.serial)
     eve.onboard_now()
     assert eve.config()[0] == 200
-    view = admin.revoke_cert(eve.serial)
-    assert not view["registered"] and len(view["revoked_certs"]) == 1
+    cli = subprocess.run([sys.executable, "-m", "eden.cli", "controller", "revoke-cert", "--dir",
+                          str(server.layout.root), eve.serial], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert cli.returncode == 0, cli.stderr
+    view = json.loads(cli.stdout)
+    der = hashlib.sha256(eve.device.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    assert not view["registered"] and view["revoked_certs"] == [der]
     status, _h, _b = eve.config()  # same key, same valid signature
     assert status == 401
     assert eve.post("/uuid", b"")[0] == 401
