@@ -38,11 +38,12 @@ class Pki:
 
     def sealed(self, payload: bytes, signer: pki.Issued | None = None) -> bytes:
         s = signer or self.signer
-        return signing.seal(payload, s.key, s.cert).SerializeToString()
+        return signing.seal(payload, s.key, s.cert, served_pem=pki.cert_pem(s.cert)).SerializeToString()
 
     def certs_body(self, signer: pki.Issued | None = None) -> bytes:
         s = signer or self.signer
-        return self.sealed(pki.controller_certs_message(s.cert).SerializeToString(), s)
+        ecdh = pki.create_controller_ecdh(self.root)
+        return self.sealed(pki.controller_certs_message(s.cert, ecdh.cert).SerializeToString(), s)
 
 
 async def _serve(routes: dict[str, Handler], ctx: ssl.SSLContext) -> tuple[web.AppRunner, str]:

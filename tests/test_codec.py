@@ -117,12 +117,14 @@ def test_info_round_trip_reproduces_simulator_reports(captured: list[Captured]) 
     for report, image_of in reports:
         exact = _shift(report, EPOCH)
         exact["config_items_errors"] = []  # documented lossy field
+        for counter in ("reboot_counter", "baseos_update_counter"):  # plain uint32: None travels as 0
+            exact[counter] = exact[counter] or 0
         assert _roundtrip_info(exact, image_of) == exact
         # Simulator-sized times come back within half a nanosecond.
         back = _roundtrip_info(report, image_of)
         assert back["at"] == pytest.approx(report["at"], abs=5e-10)
         assert {k: v for k, v in back.items() if k not in ("at", "boot_time", "config_items_errors")} == {
-            k: v for k, v in report.items() if k not in ("at", "boot_time", "config_items_errors")
+            k: v for k, v in exact.items() if k not in ("at", "boot_time", "config_items_errors")
         }
 
 
@@ -151,7 +153,8 @@ def test_info_is_split_into_device_and_app_messages(captured: list[Captured]) ->
     assert again["apps"] == {}
 
 
-def test_info_none_counters_and_locked_vault_survive() -> None:
+def test_info_counters_are_plain_scalars_and_locked_vault_survives() -> None:
+    """rebootConfigCounter/baseos_update_counter are plain uint32 upstream: None and 0 read back as 0."""
     report = {
         "at": EPOCH + 12.5, "state": "BOOTING", "boot_reason": "FIRST", "reboot_reason_text": "",
         "boot_time": None, "restart_counter": 0, "sw": [],
@@ -159,7 +162,8 @@ def test_info_none_counters_and_locked_vault_survive() -> None:
         "attestation": "NONCE_WAIT", "maintenance": ["VAULT_LOCKED_UP"], "vault": "locked", "dpc_index": 1,
         "reboot_counter": None, "baseos_update_counter": 0, "apps": {}, "config_items_errors": [],
     }
-    assert _roundtrip_info(report) == report
+    assert _roundtrip_info(report) == {**report, "reboot_counter": 0}
+    assert _roundtrip_info({**report, "reboot_counter": 7})["reboot_counter"] == 7
 
 
 def test_app_info_before_device_info_is_an_error(captured: list[Captured]) -> None:
@@ -310,7 +314,7 @@ def test_tag_bytes_on_the_wire() -> None:
     report = {"at": EPOCH, "state": "ONLINE", "boot_reason": "FIRST", "reboot_counter": 0, "baseos_update_counter": None,
               "apps": {"x": {"state": "RUNNING", "err": ""}}}
     dev, app = codec.encode_request("info", report)
-    assert info_pb2.ZInfoMsg.FromString(dev).dinfo.SerializeToString().count(b"\x88\x02\x00") == 1  # optional 33 = 0 present
+    assert b"\x88\x02" not in info_pb2.ZInfoMsg.FromString(dev).dinfo.SerializeToString()  # plain 33 = 0: absent
     assert b"\x2a" in app and app.startswith(b"\x08\x03")  # ztype=1 ZI_APP, ainfo=5
     (quote,) = codec.encode_request("attest", {"type": "QUOTE", "nonce": "n", "pcrs": {0: "11" * 32}, "tpm": True})
     q = attest_pb2.ZAttestReq.FromString(quote)

@@ -101,13 +101,16 @@ def test_certs_is_signed_by_a_signing_cert_chaining_to_the_root(server: ServePro
 
 
 # --------------------------------------------------------------------------------- config --
-def test_config_404_until_a_config_exists_then_200_signed_then_304(server: ServeProcess, admin: AdminClient) -> None:
+def test_config_empty_until_configured_then_200_signed_then_304(server: ServeProcess, admin: AdminClient) -> None:
     dev = _device(server)
     try:
-        admin.preregister(dev.serial)  # no config
+        admin.preregister(dev.serial)  # no config: the empty config with the uuid (APIv2), not a 404
         signer = controller_signing_cert(dev)
         dev.onboard_fully(signer)
-        assert _config(dev)[0] == 404
+        status, body = _config(dev)
+        empty = config_pb2.ConfigResponse.FromString(dev.open_reply(body, signer))
+        assert status == 200 and empty.config.id.uuid == dev.uuid
+        assert not empty.config.configItems and not empty.config.apps and not empty.config.HasField("baseos")
         admin.set_items({"debug.enable.ssh": True}, dev.serial)
         status, body = _config(dev)
         assert status == 200
@@ -120,7 +123,7 @@ def test_config_404_until_a_config_exists_then_200_signed_then_304(server: Serve
         again = config_pb2.ConfigResponse.FromString(dev.open_reply(body, signer))
         assert status == 200 and again.configHash != resp.configHash and again.config.reboot.counter == 1
         served = [e for e in admin.events() if e["serial"] == dev.serial and e["kind"] == "config_served"]
-        assert [e["data"]["hash"] for e in served] == [resp.configHash, again.configHash]
+        assert [e["data"]["hash"] for e in served] == [empty.configHash, resp.configHash, again.configHash]
         assert admin.device(dev.serial)["served_hash"] == again.configHash
     finally:
         dev.close()

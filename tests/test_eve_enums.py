@@ -86,8 +86,9 @@ def test_misc_enums() -> None:
     assert PartitionState.INPROGRESS == "inprogress"
     assert {m.name: m.value for m in ZInfoType if m.value} == {  # spec §2
         "ZI_DEVICE": 1, "ZI_APP": 3, "ZI_NETWORK_INSTANCE": 6, "ZI_VOLUME": 7,
-        "ZI_CONTENT_TREE": 8, "ZI_BLOB_LIST": 9, "ZI_HARDWARE": 11, "ZI_LOCATION": 13,
-        "ZI_NTP_SOURCES": 16}
+        "ZI_CONTENT_TREE": 8, "ZI_BLOB_LIST": 9, "ZI_APP_INST_META_DATA": 10, "ZI_HARDWARE": 11,
+        "ZI_EDGEVIEW": 12, "ZI_LOCATION": 13, "ZI_PATCH_ENVELOPE": 14, "ZI_NTP_SOURCES": 16,
+        "ZI_KUBE_CLUSTER": 17, "ZI_KUBE_CLUSTER_UPDATE_STATUS": 18}
 
 
 def test_crash_boot_reasons() -> None:  # spec §1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import importlib.util
 import ipaddress
@@ -200,15 +201,15 @@ SPEC_FIELDS = [
     (metrics_pb2.ZMetricMsg, "devID", 1, STR),
     (metrics_pb2.ZMetricMsg, "atTimeStamp", 3, MSG),
     (metrics_pb2.ZMetricMsg, "dm", 4, MSG),
-    (metrics_pb2.DeviceMetric, "zedcloud", 4, MSG),
-    (metrics_pb2.DeviceMetric, "last_received_config", 18, MSG),
-    (metrics_pb2.DeviceMetric, "last_processed_config", 19, MSG),
-    (metrics_pb2.DeviceMetric, "dormant_time_in_seconds", 22, U64),
-    (metrics_pb2.ZedcloudMetric, "ifName", 1, STR),
-    (metrics_pb2.ZedcloudMetric, "failures", 2, U64),
-    (metrics_pb2.ZedcloudMetric, "success", 3, U64),
-    (metrics_pb2.ZedcloudMetric, "lastFailure", 4, MSG),
-    (metrics_pb2.ZedcloudMetric, "lastSuccess", 5, MSG),
+    (metrics_pb2.deviceMetric, "zedcloud", 4, MSG),
+    (metrics_pb2.deviceMetric, "last_received_config", 18, MSG),
+    (metrics_pb2.deviceMetric, "last_processed_config", 19, MSG),
+    (metrics_pb2.deviceMetric, "dormant_time_in_seconds", 22, U64),
+    (metrics_pb2.zedcloudMetric, "ifName", 1, STR),
+    (metrics_pb2.zedcloudMetric, "failures", 2, U64),
+    (metrics_pb2.zedcloudMetric, "success", 3, U64),
+    (metrics_pb2.zedcloudMetric, "lastFailure", 4, MSG),
+    (metrics_pb2.zedcloudMetric, "lastSuccess", 5, MSG),
     (attest_pb2.ZAttestReq, "reqType", 1, ENUM),
     (attest_pb2.ZAttestReq, "quote", 2, MSG),
     (attest_pb2.ZAttestReq, "certs", 3, MSG),
@@ -290,7 +291,7 @@ def test_top_level_tags_of_full_messages() -> None:
     msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_APP, devId="d", ainfo=info_pb2.ZInfoApp(AppID="a"))
     msg.atTimeStamp.FromSeconds(1)
     assert top_level_tags(msg.SerializeToString()) == [(1, 0), (2, 2), (5, 2), (6, 2)]
-    metric = metrics_pb2.ZMetricMsg(devID="d", dm=metrics_pb2.DeviceMetric(dormant_time_in_seconds=180))
+    metric = metrics_pb2.ZMetricMsg(devID="d", dm=metrics_pb2.deviceMetric(dormant_time_in_seconds=180))
     assert top_level_tags(metric.SerializeToString()) == [(1, 2), (4, 2)]
 
 
@@ -530,11 +531,81 @@ def test_pki_chain(ca: pki.Issued, signer: pki.Issued) -> None:
 
 
 def test_controller_certs_message(ca: pki.Issued, signer: pki.Issued) -> None:
+    ecdh = pki.create_controller_ecdh(ca)
     msg = certs_pb2.ZControllerCert.FromString(
-        pki.controller_certs_message(signer.cert, [ca.cert]).SerializeToString())
+        pki.controller_certs_message(signer.cert, ecdh.cert, [ca.cert]).SerializeToString())
     assert [c.type for c in msg.certs] == [
-        certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE]
+        certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, certs_pb2.CERT_TYPE_CONTROLLER_ECDH_EXCHANGE,
+        certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE]
     assert signing.load_certificate(msg.certs[0].cert) == signer.cert
+    assert signing.load_certificate(msg.certs[1].cert) == ecdh.cert
+    for c in msg.certs:  # each keyed by its own hash (spec §2.1)
+        assert c.hashAlgo == signing.SHA256_16BYTES and c.certHash == hashlib.sha256(c.cert).digest()[:16]
+    assert len({c.certHash for c in msg.certs}) == 3
+    assert pki.check_controller_certs(msg, ca.cert) == msg.certs[0].cert
+
+
+def test_controller_ecdh_cert(ca: pki.Issued) -> None:
+    ecdh = pki.create_controller_ecdh(ca)
+    assert pki.is_issued_by(ecdh.cert, ca.cert) and isinstance(ecdh.key.curve, ec.SECP256R1)
+    usage = ecdh.cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_agreement and not usage.digital_signature
+
+
+def _certs(*entries: tuple[int, bytes]) -> certs_pb2.ZControllerCert:
+    return certs_pb2.ZControllerCert(certs=[certs_pb2.ZCert(type=t, cert=c) for t, c in entries])
+
+
+def test_check_controller_certs_applies_eves_rules(ca: pki.Issued, signer: pki.Issued, other: pki.Issued) -> None:
+    S, E, I = (certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, certs_pb2.CERT_TYPE_CONTROLLER_ECDH_EXCHANGE,
+               certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE)
+    sig, ecdh = pki.cert_pem(signer.cert), pki.cert_pem(pki.create_controller_ecdh(ca).cert)
+    assert pki.check_controller_certs(_certs((S, sig), (E, ecdh)), ca.cert) == sig
+    stranger = pki.create_root_ca("stranger")
+    bad = {
+        "exactly one signing": _certs((E, ecdh)),
+        "exactly one signing certificate is needed, got 2": _certs((S, sig), (S, pki.cert_pem(other.cert)), (E, ecdh)),
+        "no ECDH": _certs((S, sig)),
+        "not a controller type": _certs((S, sig), (E, ecdh), (certs_pb2.CERT_TYPE_DEVICE_ONBOARDING, sig)),
+        "ECDH certificate does not chain": _certs((S, sig), (E, pki.cert_pem(pki.create_controller_ecdh(stranger).cert))),
+        "signing certificate does not chain": _certs((S, pki.cert_pem(pki.create_controller_signing(stranger).cert)),
+                                                     (E, ecdh)),
+    }
+    for reason, msg in bad.items():
+        with pytest.raises(pki.ControllerCertsError, match=reason):
+            pki.check_controller_certs(msg, ca.cert)
+    assert pki.check_controller_certs(_certs((S, sig)), ca.cert, require_ecdh=False) == sig  # pre-16.12 rule
+    # leaves issued by an intermediate verify only with it in the list
+    mid_key = pki.new_key()
+    mid = pki.Issued(pki._build(pki._name("mid"), mid_key, ca, days=30, ca=True,
+                                key_usage=pki._key_usage(cert_sign=True)), mid_key)
+    sig2, ecdh2 = pki.create_controller_signing(mid), pki.create_controller_ecdh(mid)
+    chain = [(S, pki.cert_pem(sig2.cert)), (E, pki.cert_pem(ecdh2.cert))]
+    assert pki.check_controller_certs(_certs(*chain, (I, pki.cert_pem(mid.cert))), ca.cert) == chain[0][1]
+    with pytest.raises(pki.ControllerCertsError, match="does not chain"):
+        pki.check_controller_certs(_certs(*chain), ca.cert)
+    # validity at device time
+    late = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=20000)
+    with pytest.raises(pki.ControllerCertsError, match="does not chain"):
+        pki.check_controller_certs(_certs((S, sig), (E, ecdh)), ca.cert, now=late)
+
+
+def test_controller_hash_is_over_the_served_pem(signer: pki.Issued) -> None:
+    """Controller -> device: senderCertHash = sha256 of the PEM bytes (spec §2.1), not of the DER."""
+    pem = pki.cert_pem(signer.cert)
+    for algo, length in ((signing.SHA256_32BYTES, 32), (signing.SHA256_16BYTES, 16)):
+        box = signing.seal(b"p", signer.key, signer.cert, algo=algo, served_pem=pem)
+        assert box.senderCertHash == hashlib.sha256(pem).digest()[:length]
+        assert box.senderCertHash != signing.cert_hash(signer.cert, algo)
+        assert signing.open_container(box, signing.pem_index([pem])) == b"p"
+        with pytest.raises(signing.UnknownCertHash):  # a DER-keyed verifier misses it
+            signing.open_container(box, signing.cert_index([signer.cert]))
+    # byte for byte: the same cert served with another line ending is another name
+    crlf = pem.replace(b"\n", b"\r\n")
+    box = signing.seal(b"p", signer.key, signer.cert, served_pem=crlf)
+    with pytest.raises(signing.UnknownCertHash):
+        signing.open_container(box, signing.pem_index([pem]))
+    assert signing.open_container(box, signing.pem_index([crlf])) == b"p"
 
 
 def test_pem_save_and_load(tmp_path: Path, signer: pki.Issued) -> None:

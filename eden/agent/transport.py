@@ -294,14 +294,15 @@ class Transport:
                 x509.load_pem_x509_certificate(c.cert) for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE
             ]
             signers = [
-                x509.load_pem_x509_certificate(c.cert) for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_SIGNING
+                (c.cert, x509.load_pem_x509_certificate(c.cert))
+                for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_SIGNING
             ]
         except (DecodeError, ValueError):
             raise ResponseRejected("certs: not a ZControllerCert with PEM certificates") from None
-        found = [cert for cert in signers if _chains_to(cert, chain, self.root)]
+        found = [pem for pem, cert in signers if _chains_to(cert, chain, self.root)]
         if not found:
             raise ResponseRejected("certs: no controller signing certificate chains to the root certificate")
-        link.signing = signing.cert_index(found)
+        link.signing = signing.pem_index(found)  # named by sha256 of the PEM as served (spec §2.1)
         return link.signing
 
 

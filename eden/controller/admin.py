@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import math
 import json
@@ -85,6 +86,19 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
             idx = ctl.admin_change(what, [serial] if serial else None, d)
             return ok({"changed": [ctl.device_view(i, full=False) for i in idx]})
         return run
+
+    async def revoke_cert(request: web.Request) -> web.Response:
+        return ok(ctl.revoke_cert(request.match_info["serial"]))
+
+    async def last_report(request: web.Request) -> web.Response:
+        """The last report of one kind eden does not model (ZI_HARDWARE, flowlog, ...): base64."""
+        serial, kind = request.match_info["serial"], request.match_info["kind"]
+        ctl.index(serial)
+        found = ctl.store.last_payload(serial, kind)
+        if found is None:
+            raise NotFound(f"no {kind} report from {serial!r}")
+        return ok({"serial": serial, "kind": kind, "received": found[0],
+                   "payload_b64": base64.b64encode(found[1]).decode()})
 
     async def set_learn(request: web.Request) -> web.Response:
         d = await body(request)
@@ -182,6 +196,9 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.put(f"{s}/tofu", change("tofu", ("tofu",))),
         web.delete(f"{s}/tofu", change("tofu_reset")),
         web.post(f"{s}/attestation/revoke", change("revoke")),
+        web.delete(f"{s}/cert", revoke_cert),
+        web.put(f"{s}/model", change("model")),
+        web.get(f"{s}/reports/{{kind}}", last_report),
         web.get("/v1/templates", templates),
         web.post("/v1/templates/{tid}/approve", approve),
         web.get("/v1/stats", stats),

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
 from eden.controller.core import Controller, parse_cert
@@ -36,7 +37,9 @@ class DeviceApi:
         self.ctl = ctl
         server = str(ctl.settings.get("server", ""))
         self.datastore_fqdn = f"https://{server}" if server else ""
-        certs = pki.controller_certs_message(ctl.signer.cert)
+        certs = pki.controller_certs_message(ctl.signer.cert, ctl.ecdh.cert)
+        # EVE names the signing cert by sha256 over the PEM bytes served here (spec §2.1)
+        self._signing_pem = certs.certs[0].cert
         self._certs_body = self._seal(certs.SerializeToString())
 
     def routes(self) -> list[web.RouteDef]:
@@ -50,6 +53,8 @@ class DeviceApi:
             web.post(f"{PREFIX}/id/{{uuid}}/attest", g("attest", self.attest)),
             web.post(f"{PREFIX}/id/{{uuid}}/info", g("info", self.info)),
             web.post(f"{PREFIX}/id/{{uuid}}/metrics", g("metrics", self.metrics)),
+            web.post(f"{PREFIX}/id/{{uuid}}/flowlog", g("flowlog", self.flowlog)),
+            web.post(f"{PREFIX}/id/{{uuid}}/hardwarehealth", g("hardwarehealth", self.hardwarehealth)),
             web.post(f"{PREFIX}/id/{{uuid}}/newlogs", g("logs", self.logs)),
             web.post(f"{PREFIX}/id/{{uuid}}/logs", g("logs", self.logs)),
             web.post(f"{PREFIX}/id/{{uuid}}/apps/instanceid/{{app}}/newlogs", g("logs", self.logs)),
@@ -77,7 +82,8 @@ class DeviceApi:
         return run
 
     def _seal(self, payload: bytes) -> bytes:
-        return signing.seal(payload, self.ctl.signer.key, self.ctl.signer.cert).SerializeToString()
+        return signing.seal(payload, self.ctl.signer.key, self.ctl.signer.cert,
+                            served_pem=self._signing_pem).SerializeToString()
 
     def _reply(self, status: int, payload: bytes | None) -> web.Response:
         if payload is None:
@@ -105,6 +111,8 @@ class DeviceApi:
         digest = container.senderCertHash
         hit = self.ctl.auth.get(digest)
         if hit is None:
+            if digest in self.ctl.revoked:  # fails closed before the signature is even looked at
+                raise Reject(401, "the sender certificate was revoked")
             if digest in self.ctl.onboard_index:
                 raise Reject(403, "the onboarding certificate may only register")
             raise Reject(401, "unknown sender certificate")
@@ -171,6 +179,8 @@ class DeviceApi:
         key = cert.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
             raise Reject(422, "the device certificate must hold an ECDSA P-256 key")
+        if signing.cert_hash(cert) in ctl.revoked:
+            raise Reject(403, "this device certificate was revoked")
         body = {**body, "cert": pki.cert_pem(cert).decode()}
         status, _ = ctl.model.answer(i, "register", body)
         if status == 201:
@@ -179,15 +189,19 @@ class DeviceApi:
             ctl.commit([i], [("registered", serial, {"cert_sha256": signing.cert_hash(cert).hex()})])
         elif status == 409:
             ctl.commit([], [("register_conflict", serial, {})])
-        return web.Response(status=status)
+        # no body, but EVE's client counts a 200/201 without a Content-Type as not done (spec §2.1)
+        return web.Response(status=status, content_type=MIME) if status in (200, 201) else web.Response(status=status)
 
     async def uuid(self, request: web.Request) -> web.Response:
         ctl = self.ctl
         i, payload = await self._device(request, check_path=False)
         self._decode("uuid", payload)
         status, answer = ctl.model.answer(i, "uuid", {})
-        if status == 200 and not ctl.model.side[i].onboarded:
-            ctl.model.side[i].onboarded = True
+        side = ctl.model.side[i]
+        if status == 200:
+            answer = {**answer, "manufacturer": side.manufacturer, "product_name": side.product_name}
+        if status == 200 and not side.onboarded:
+            side.onboarded = True
             ctl.commit([i], [("onboarded", ctl.model.devices[i].serial, {"uuid": answer["uuid"]})])
         return self._reply(status, self._encode("uuid", status, answer, i) if status == 200 else None)
 
@@ -195,8 +209,8 @@ class DeviceApi:
         ctl = self.ctl
         i, payload = await self._device(request)
         body = self._decode("config", payload)
-        if not ctl.config_exists(i):
-            return web.Response(status=404, text="no config for this device yet")
+        # A device nothing was configured for yet gets its (empty) config with its uuid: APIv2
+        # has no "no config" answer, and EVE reads 400/404 as an unknown device (spec §2.1).
         status, answer = ctl.model.answer(i, "config", body)
         dev = ctl.model.devices[i]
         headers = {"X-Config-Hash": dev.hash} if dev.hash else None
@@ -240,13 +254,21 @@ class DeviceApi:
         if dev.baseos:
             versions[dev.baseos["version"]] = dev.baseos["image"]
         partial = self._decode("info", payload, image_of_version=versions)
+        side = ctl.model.side[i]
+        if partial["part"] == "other":  # every other valid kind: 201, counted, last one kept (spec §2.2)
+            ctl.record_report(i, partial["kind"], payload, keep=True, at=partial["at"],
+                              content_fields=partial["content_fields"])
+            side.info_count += 1
+            ctl.commit([i], [])
+            return web.Response(status=201)
         try:
             merged = codec.merge_info(dev.info, partial)
         except codec.CodecError as exc:
             raise Reject(422, f"bad info: {exc}") from None
+        ctl.record_report(i, "ZI_DEVICE" if partial["part"] == "device" else "ZI_APP", payload, keep=False,
+                          at=partial.get("at", partial.get("report", {}).get("at")))
         status, _ = ctl.model.answer(i, "info", merged)
         ctl.model.info_journal.clear()  # the simulator's journal; not needed here
-        side = ctl.model.side[i]
         side.info_count += 1
         ctl.commit([i], [("info", dev.serial, {"count": side.info_count})])
         return web.Response(status=status)
@@ -261,6 +283,26 @@ class DeviceApi:
         side.metrics_count += 1
         ctl.commit([i], [])
         return web.Response(status=status)
+
+    async def flowlog(self, request: web.Request) -> web.Response:
+        return await self._unmodelled(request, "flowlog")
+
+    async def hardwarehealth(self, request: web.Request) -> web.Response:
+        return await self._unmodelled(request, "hardwarehealth")
+
+    async def _unmodelled(self, request: web.Request, kind: str) -> web.Response:
+        """flowlog.FlowMessage / hardwarehealth.ZHardwareHealth (APIv2 MUST endpoints): eden does
+        not model them; a well-formed protobuf body is counted and the last one kept, 201. EVE
+        retries both until a 2xx, flowlog even on 404 (spec §2.1)."""
+        ctl = self.ctl
+        i, payload = await self._device(request)
+        try:
+            empty_pb2.Empty.FromString(payload)  # any well-formed message parses (unknown fields)
+        except DecodeError as exc:
+            raise Reject(422, f"bad {kind} body: {exc}") from None
+        ctl.record_report(i, kind, payload, keep=True)
+        ctl.commit([i], [])
+        return web.Response(status=201)
 
     async def logs(self, request: web.Request) -> web.Response:
         ctl = self.ctl

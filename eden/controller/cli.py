@@ -70,6 +70,10 @@ def add_parser(sub: Any) -> None:
     q = admin("approve", "approve a pending PCR template")
     q.add_argument("id", type=int)
     admin("stats", "per-endpoint request counts and latency percentiles")
+    admin("revoke-cert", "revoke a device's certificate (device deleted): its requests are refused").add_argument("serial")
+    q = admin("report", "the last report of an unmodelled kind (ZI_HARDWARE, flowlog, ...), payload in base64")
+    q.add_argument("serial")
+    q.add_argument("kind")
     q = admin("tofu", "trust-on-first-use PCR templates: on/off (controller-wide unless --serial), or reset a device")
     q.add_argument("mode", choices=["on", "off", "reset"])
     q.add_argument("--serial", default=None)
@@ -183,6 +187,10 @@ def _run(args: argparse.Namespace) -> int:
         _print(client.approve(args.id))
     elif c == "stats":
         _print(client.stats())
+    elif c == "revoke-cert":
+        _print(client.revoke_cert(args.serial))
+    elif c == "report":
+        _print(client.last_report(args.serial, args.kind))
     elif c == "tofu":
         if args.mode == "reset":
             if not args.serial:

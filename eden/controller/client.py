@@ -148,6 +148,18 @@ class AdminClient:
     def revoke_token(self, serial: str) -> Any:
         return self.request("POST", self._dev(serial) + "/attestation/revoke", {})
 
+    def revoke_cert(self, serial: str) -> dict[str, Any]:
+        """Delete the device's registration: its cert is refused from now on (a new one may register)."""
+        return self.request("DELETE", self._dev(serial) + "/cert")
+
+    def set_model(self, serial: str, manufacturer: str, product_name: str) -> Any:
+        """What UuidResponse tells the device it is (EVE's hardware-model override; both or none)."""
+        return self.request("PUT", self._dev(serial) + "/model", {"manufacturer": manufacturer, "product_name": product_name})
+
+    def last_report(self, serial: str, kind: str) -> dict[str, Any]:
+        """The last report of an unmodelled kind (``ZI_HARDWARE``, ``flowlog`` ...), payload in base64."""
+        return self.request("GET", self._dev(serial) + f"/reports/{kind}")
+
     def templates(self, status: str | None = None) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/templates" + (f"?status={status}" if status else ""))
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from eden.controller.layout import Layout
 from eden.controller.model import DATASTORE_PATH, RealModel
+from eden.controller.setup import ensure_ecdh
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
@@ -68,6 +69,7 @@ class Controller:
         self.settings = layout.read_config()
         self.store = Store(layout.db)
         self.signer = pki.load_pem(layout.cert("signing"), layout.key("signing"))
+        self.ecdh = ensure_ecdh(layout)
         self.root = pki.load_cert(layout.root_cert)
         self.onboard = pki.load_cert(layout.cert("onboard"))
         self.onboard_index = signing.cert_index([self.onboard])
@@ -78,6 +80,8 @@ class Controller:
         self.by_serial: dict[str, int] = {}
         # cert hash (16- and 32-byte forms) -> (device index, public key): the config hot path
         self.auth: dict[bytes, tuple[int, ec.EllipticCurvePublicKey]] = {}
+        # hashes (16- and 32-byte) of revoked device certs: refused even with a valid signature
+        self.revoked: dict[bytes, int] = {}
         self.stats = Stats()
         self._new_event = asyncio.Event()
         self._load()
@@ -92,6 +96,8 @@ class Controller:
             self.by_serial[serial] = i
             if self.model.devices[i].cert:
                 self._index_cert(i, parse_cert(self.model.devices[i].cert))
+            for der_hash in self.model.side[i].revoked:
+                self._index_revoked(i, bytes.fromhex(der_hash))
         for tpl in self.store.templates():
             if tpl["status"] == "approved" and tpl["serial"] in self.by_serial:
                 self._approve_in_model(self.by_serial[tpl["serial"]], tpl["pcrs"])
@@ -105,6 +111,40 @@ class Controller:
         key = cert.public_key()
         for algo in (signing.SHA256_16BYTES, signing.SHA256_32BYTES):
             self.auth[signing.cert_hash(cert, algo)] = (i, key)  # type: ignore[assignment]
+
+    def _index_revoked(self, i: int, der_sha256: bytes) -> None:
+        self.revoked[der_sha256] = i
+        self.revoked[der_sha256[:16]] = i
+
+    def revoke_cert(self, serial: str) -> dict[str, Any]:
+        """Delete a device's registration: its cert no longer authenticates anything, even with a
+        valid signature, and may not register again; a new device cert may register (201) and
+        keeps the device's uuid. (The API has no replay defence, docs/real-eve.md.)"""
+        i = self.index(serial)
+        dev, side = self.model.devices[i], self.model.side[i]
+        if dev.cert is None:
+            raise BadRequest(f"device {serial!r} has no registered certificate")
+        cert = parse_cert(dev.cert)
+        for algo in (signing.SHA256_16BYTES, signing.SHA256_32BYTES):
+            self.auth.pop(signing.cert_hash(cert, algo), None)
+        der_sha256 = signing.cert_hash(cert, signing.SHA256_32BYTES)
+        side.revoked = [*side.revoked, der_sha256.hex()]
+        self._index_revoked(i, der_sha256)
+        dev.cert = None
+        side.onboarded = False
+        self.commit([i], [("cert_revoked", serial, {"cert_sha256": der_sha256.hex()})])
+        return self.device_view(i, full=True)
+
+    def record_report(self, i: int, kind: str, payload: bytes, *, keep: bool, **extra: Any) -> None:
+        """Count a device report by kind and keep its summary (and, with ``keep``, its bytes: the
+        kinds eden does not model). The caller commits."""
+        side = self.model.side[i]
+        last = side.reports.get(kind, {})
+        side.reports = {**side.reports, kind: {"count": int(last.get("count", 0)) + 1, "received": time.time(),
+                                               "size": len(payload), **extra}}
+        if keep:
+            self.store.begin()
+            self.store.put_last_payload(self.model.devices[i].serial, kind, payload)
 
     def _approve_in_model(self, i: int, pcrs: dict[str, str]) -> None:
         self.model.learned.setdefault(i, []).append({int(k): bytes.fromhex(v) for k, v in pcrs.items()})
@@ -289,6 +329,13 @@ class Controller:
         elif what == "tofu":
             for i in idx:
                 m.side[i].tofu = bool(data["tofu"])
+        elif what == "model":
+            for key in ("manufacturer", "product_name"):
+                if not isinstance(data.get(key, ""), str) or len(data.get(key, "")) > 256:
+                    raise BadRequest(f"{key} must be a string of at most 256 characters")
+            for i in idx:
+                m.side[i].manufacturer = data.get("manufacturer", "")
+                m.side[i].product_name = data.get("product_name", "")
         elif what == "tofu_reset":
             self.store.begin()
             for i in idx:
@@ -296,7 +343,7 @@ class Controller:
                 self.store.forget_firmware_pcrs(m.devices[i].serial)
         else:
             raise BadRequest(f"unknown change {what!r}")
-        if what not in ("revoke", "learn", "tofu", "tofu_reset"):
+        if what not in ("revoke", "learn", "tofu", "tofu_reset", "model"):
             for i in idx:
                 m.side[i].has_config = True
         self.commit(idx, [("admin_" + what, m.devices[i].serial, data) for i in idx] if serials is not None
@@ -446,6 +493,8 @@ class Controller:
                 "info": dev.info, "info_count": side.info_count,
                 "metrics": side.metrics, "metrics_count": side.metrics_count,
                 "logs_count": side.logs_count,
+                "reports": side.reports, "revoked_certs": side.revoked,
+                "manufacturer": side.manufacturer, "product_name": side.product_name,
             })
         return view
 

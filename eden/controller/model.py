@@ -51,6 +51,12 @@ class Side:
     info_count: int = 0
     logs_count: int = 0
     attestations: list[dict[str, Any]] = field(default_factory=list)  # last 20 results
+    # last report of each kind (spec §2.2): "ZI_DEVICE", "ZI_HARDWARE", ..., "flowlog", "hardwarehealth"
+    # -> {count, received, at?, size, content_fields?}; raw bytes of unmodelled kinds: Store.last_payload
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revoked: list[str] = field(default_factory=list)  # sha256(DER) hex of revoked device certs
+    manufacturer: str = ""  # UuidResponse (EVE uses both only when both are set, spec §2)
+    product_name: str = ""
 
 
 class RealModel(ControllerModel):

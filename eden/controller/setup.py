@@ -45,12 +45,34 @@ def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = N
     pki.save_pem(ca, layout.root_cert, layout.root_key)
     pki.save_pem(pki.create_controller_tls(ca, names, ips), layout.cert("tls"), layout.key("tls"))
     pki.save_pem(pki.create_controller_signing(ca), layout.cert("signing"), layout.key("signing"))
+    pki.save_pem(pki.create_controller_ecdh(ca), layout.cert("ecdh"), layout.key("ecdh"))
     pki.save_pem(pki.create_onboarding("eden onboard"), layout.cert("onboard"), layout.key("onboard"))
     write_atomic(layout.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
     config = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": learn,
               "tofu": tofu, "created": time.time()}
     write_atomic(layout.config, json.dumps(config, indent=1).encode())  # last: marks DIR as initialised
     return layout
+
+
+def ensure_ecdh(layout: Layout) -> pki.Issued:
+    """The controller's ECDH exchange cert (spec §2.1: EVE 16.12+ refuses ``GET certs`` without
+    one). A directory made before eden issued it gets one now, from the root key in DIR."""
+    cert, key = layout.cert("ecdh"), layout.key("ecdh")
+    if cert.exists() and key.exists():
+        return pki.load_pem(cert, key)
+    if not layout.root_key.exists():
+        raise InfrastructureError(
+            f"{layout.root} has no ECDH exchange certificate ({cert.name}), which EVE 16.12+ requires, and no "
+            f"{layout.root_key.name} to issue one: restore {layout.root_key.name} and start again, or make a new "
+            f"directory with 'eden controller init' (devices then need the new root-certificate.pem)")
+    try:
+        ca = pki.load_pem(layout.root_cert, layout.root_key)
+    except (OSError, ValueError) as exc:
+        raise InfrastructureError(f"{layout.root}: cannot load the root CA to issue {cert.name}: {exc}") from None
+    issued = pki.create_controller_ecdh(ca)
+    write_atomic(key, issued.key_pem, mode=0o600)
+    write_atomic(cert, issued.cert_pem)
+    return issued
 
 
 def device_config(layout: Layout, serial: str, out: Path) -> list[str]:

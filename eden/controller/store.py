@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS content (
     name TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     pcr13 TEXT, created REAL NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS firmware_pcrs (serial TEXT PRIMARY KEY, pcrs TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS last_payloads (
+    serial TEXT NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, data BLOB NOT NULL, PRIMARY KEY (serial, kind));
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
     path TEXT NOT NULL, data BLOB NOT NULL);
@@ -137,6 +139,15 @@ class Store:
 
     def add_log(self, serial: str, path: str, data: bytes) -> None:
         self.db.execute("INSERT INTO logs(serial, t, path, data) VALUES (?, ?, ?, ?)", (serial, time.time(), path, data))
+
+    def put_last_payload(self, serial: str, kind: str, data: bytes) -> None:
+        """The last report of one kind eden does not model (one row per device and kind: bounded)."""
+        self.db.execute("INSERT OR REPLACE INTO last_payloads(serial, kind, t, data) VALUES (?, ?, ?, ?)",
+                        (serial, kind, time.time(), data))
+
+    def last_payload(self, serial: str, kind: str) -> tuple[float, bytes] | None:
+        row = self.db.execute("SELECT t, data FROM last_payloads WHERE serial=? AND kind=?", (serial, kind)).fetchone()
+        return (float(row[0]), bytes(row[1])) if row else None
 
     def log_count(self, serial: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM logs WHERE serial=?", (serial,)).fetchone()[0])

@@ -102,9 +102,11 @@ class DeviceClient:
         return signing.seal(payload, signer.key, signer.cert, include_cert=include_cert).SerializeToString()
 
     def open_reply(self, body: bytes, signing_cert: Any) -> bytes:
-        """Verify a controller reply against the signing cert (which must chain to the root)."""
+        """Verify a controller reply against the signing cert (which must chain to the root): its
+        senderCertHash names the PEM as served by GET certs (spec §2.1)."""
         container = auth_pb2.AuthContainer.FromString(body)
-        return signing.open_container(container, signing.cert_index([signing_cert]))
+        pem = signing_cert if isinstance(signing_cert, bytes) else pki.cert_pem(signing_cert)
+        return signing.open_container(container, signing.pem_index([pem]))
 
     def post(self, kind: str, payload: bytes, *, signer: pki.Issued | None = None, include_cert: bool = False,
              uuid: str | None = None) -> tuple[int, bytes]:
@@ -146,8 +148,9 @@ def controller_signing_cert(client: DeviceClient) -> Any:
 
     container = auth_pb2.AuthContainer.FromString(body)
     msg = certs_pb2.ZControllerCert.FromString(container.protectedPayload.payload)
-    cert = signing.load_certificate(msg.certs[0].cert)
-    signing.open_container(container, signing.cert_index([cert]))
-    if not pki.is_issued_by(cert, client.root_cert):
-        raise RuntimeError("signing cert does not chain to root-certificate.pem")
-    return cert
+    try:
+        pem = pki.check_controller_certs(msg, client.root_cert)  # EVE's chain rules (spec §2.1)
+    except pki.ControllerCertsError as exc:
+        raise RuntimeError(f"certs refused: {exc}") from None
+    signing.open_container(container, signing.pem_index([pem]))
+    return signing.load_certificate(pem)

@@ -44,8 +44,8 @@ baseos -> one more swList entry without partitionLabel (shortVersion, userStatus
 swErr; absent when the device has no baseOS config); attestation -> attestation_info.state;
 maintenance -> maintenance_mode_reasons (+ maintenance_mode); vault -> dataSecAtRestInfo
 (ENABLED = unlocked, ERROR = locked); dpc_index -> systemAdapter.currentIndex; reboot_counter ->
-rebootConfigCounter; baseos_update_counter -> baseos_update_counter (both ``optional`` so that
-None survives); apps -> ZInfoApp{AppID, AppName, state, appErr}.
+rebootConfigCounter; baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
+None and 0 both travel as absent and decode as 0, as EVE's do, spec §2.2); apps -> ZInfoApp{AppID, AppName, state, appErr}.
 
 Lossy fields (no place in the proto; dropped, decoded as shown)
 ---------------------------------------------------------------
@@ -80,6 +80,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from eden.wire.gen import attest_pb2, certs_pb2, config_pb2, info_pb2, metrics_pb2, register_pb2, uuid_pb2
 from simulator.eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
@@ -114,6 +115,7 @@ APP_SIZE_DEFAULT = 100 * 2**20  # eden.scenario.model's default app image size
 VAULT_NAME = "Application Data Store"  # EVE's name for the app vault
 
 _PARTITION_STATES = frozenset(s.value for s in PartitionState)
+_PARTITION_STATES_IN = _PARTITION_STATES | {""}  # EVE sends "" until baseosmgr knows (spec §2.2)
 _TS_MIN = -62135596800  # 0001-01-01T00:00:00Z
 _TS_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -324,7 +326,7 @@ def encode_request(
     if kind == "info":
         return _encode_info(body, dev)
     if kind == "metrics":
-        msg = metrics_pb2.ZMetricMsg(devID=dev, dm=metrics_pb2.DeviceMetric())
+        msg = metrics_pb2.ZMetricMsg(devID=dev, dm=metrics_pb2.deviceMetric())
         _set_time(msg.atTimeStamp, body.get("at"))
         return [_ser(msg)]
     if kind == "attest":
@@ -499,6 +501,11 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str]) -> dict[st
         if not a.AppName:
             raise CodecError("app info without AppName")
         return {"part": "app", "at": at, "name": a.AppName, "app": {"state": _enum_in(ZSwState, a.state), "err": "; ".join(e.description for e in a.appErr)}}
+    if ztype not in ("ZI_NOP", "ZI_DEVICE", "ZI_APP") and content is None:
+        # Every other kind EVE sends (spec §2.2) is valid: its content (niinfo = 12 ... 25) is
+        # not modelled and stays an unknown field; the controller keeps the last one per kind.
+        fields = sorted({f.field_number for f in UnknownFieldSet(msg)} - {1, 2, 6})
+        return {"part": "other", "kind": ztype, "at": at, "content_fields": fields}
     raise CodecError(f"info type {ztype} with content {content!r} is not supported")
 
 
@@ -506,8 +513,10 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
     sw = []
     bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": ""}
     for e in d.swList:
+        if not e.partitionLabel and not e.shortVersion and e.status == info_pb2.SW_STATE_INITIAL:
+            continue  # early boot: a partition not known yet ("" label and state, spec §2.2)
         if e.partitionLabel:
-            if e.partitionState not in _PARTITION_STATES:
+            if e.partitionState not in _PARTITION_STATES_IN:
                 raise CodecError(f"partition {e.partitionLabel} has an unknown state {e.partitionState!r}")
             version = e.shortVersion or None
             sw.append({"partition": e.partitionLabel, "version": version, "image": image_of.get(version or ""), "state": e.partitionState, "err": e.swErr.description})
@@ -536,8 +545,8 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
         "maintenance": sorted(_enum_in(MaintenanceModeReason, r) for r in d.maintenance_mode_reasons),
         "vault": vault,
         "dpc_index": d.systemAdapter.currentIndex,
-        "reboot_counter": d.rebootConfigCounter if d.HasField("rebootConfigCounter") else None,
-        "baseos_update_counter": d.baseos_update_counter if d.HasField("baseos_update_counter") else None,
+        "reboot_counter": d.rebootConfigCounter,
+        "baseos_update_counter": d.baseos_update_counter,
         "apps": {},
         "config_items_errors": [],
     }
@@ -585,7 +594,9 @@ def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_u
             msg.certs.add(type=_cert_type(c["type"]), cert=_opt_bytes(c["pem"], "cert pem"))
         return _ser(msg)
     if kind == "uuid":
-        return _ser(uuid_pb2.UuidResponse(uuid=_text(body["uuid"], "uuid")))
+        return _ser(uuid_pb2.UuidResponse(uuid=_text(body["uuid"], "uuid"),
+                                          manufacturer=_text(body.get("manufacturer", ""), "manufacturer"),
+                                          product_name=_text(body.get("product_name", ""), "product_name")))
     if kind == "config":
         if status != 200:
             return b""
@@ -731,7 +742,10 @@ def decode_response(
         msg = _parse(uuid_pb2.UuidResponse, payload)
         if not msg.uuid:
             raise CodecError("uuid response without a uuid")
-        return {"uuid": msg.uuid}
+        out = {"uuid": msg.uuid}
+        if msg.manufacturer and msg.product_name:  # EVE uses them only as a pair (spec §2)
+            out.update(manufacturer=msg.manufacturer, product_name=msg.product_name)
+        return out
     if kind == "config":
         if status != 200:
             return {}

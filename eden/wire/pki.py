@@ -7,6 +7,9 @@ What ``eden controller init`` and the device agent need:
   issued by the root;
 - a controller signing certificate, issued by the root, whose role on the wire
   is ``CERT_TYPE_CONTROLLER_SIGNING`` (served by ``GET certs``);
+- a controller ECDH exchange certificate, issued by the root
+  (``CERT_TYPE_CONTROLLER_ECDH_EXCHANGE``): EVE 16.12+ refuses a ``GET certs``
+  chain without one (spec §2.1, :func:`check_controller_certs`);
 - an onboarding certificate/key and a device certificate/key (self-signed,
   as EVE makes them, unless an issuer is given).
 
@@ -16,6 +19,7 @@ PEM helpers write keys as unencrypted PKCS#8 with file mode 0600.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
@@ -28,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from eden.wire.gen import certs_pb2
+from eden.wire.gen import certs_pb2, common_pb2
 
 __all__ = [
     "Issued",
@@ -36,6 +40,10 @@ __all__ = [
     "create_root_ca",
     "create_controller_tls",
     "create_controller_signing",
+    "create_controller_ecdh",
+    "ControllerCertsError",
+    "check_controller_certs",
+    "served_cert_hash",
     "create_onboarding",
     "create_device",
     "controller_certs_message",
@@ -198,19 +206,123 @@ def create_device(
     return Issued(cert, key)
 
 
+def create_controller_ecdh(
+    ca: Issued, common_name: str = "eden controller ECDH exchange", *, days: int = DEFAULT_DAYS
+) -> Issued:
+    """The controller's key-agreement certificate (CERT_TYPE_CONTROLLER_ECDH_EXCHANGE, spec §2.1).
+
+    No extended key usage: EVE verifies it with Go's defaults (serverAuth), which a leaf
+    without the extension passes."""
+    key = new_key()
+    cert = _build(_name(common_name), key, ca, days=days, ca=False,
+                  key_usage=_key_usage(sign=False, key_agreement=True))
+    return Issued(cert, key)
+
+
+def served_cert_hash(pem: bytes) -> bytes:
+    """ZCert.certHash as EVE's own certs and adam use (SHA256_16BYTES over the PEM bytes, §2.1)."""
+    return hashlib.sha256(pem).digest()[:16]
+
+
+def _zcert(msg: certs_pb2.ZControllerCert, kind: int, cert: x509.Certificate) -> None:
+    pem = cert_pem(cert)
+    msg.certs.add(hashAlgo=common_pb2.HASH_SHA256_16BYTES, certHash=served_cert_hash(pem), type=kind, cert=pem)
+
+
 def controller_certs_message(
-    signing: x509.Certificate, intermediates: Iterable[x509.Certificate] = ()
+    signing: x509.Certificate, ecdh: x509.Certificate, intermediates: Iterable[x509.Certificate] = ()
 ) -> certs_pb2.ZControllerCert:
-    """The ``GET certs`` body: the signing cert plus any intermediates, as PEM."""
+    """The ``GET certs`` body (spec §2.1): exactly one signing cert, the ECDH exchange cert and
+    any intermediates, as PEM, each keyed by hashAlgo/certHash."""
     msg = certs_pb2.ZControllerCert()
-    entry = msg.certs.add()
-    entry.type = certs_pb2.CERT_TYPE_CONTROLLER_SIGNING
-    entry.cert = cert_pem(signing)
+    _zcert(msg, certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, signing)
+    _zcert(msg, certs_pb2.CERT_TYPE_CONTROLLER_ECDH_EXCHANGE, ecdh)
     for cert in intermediates:
-        extra = msg.certs.add()
-        extra.type = certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE
-        extra.cert = cert_pem(cert)
+        _zcert(msg, certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE, cert)
     return msg
+
+
+class ControllerCertsError(ValueError):
+    """A ``GET certs`` list EVE would refuse; the message says why."""
+
+
+def _valid_at(cert: x509.Certificate, now: _dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _chain_ok(leaf: x509.Certificate, pool: list[x509.Certificate], root: x509.Certificate,
+              now: _dt.datetime) -> bool:
+    """``leaf`` verifies to ``root`` through ``pool`` (CA certs), every link valid at ``now``."""
+    current, seen = leaf, 0
+    while seen <= len(pool):
+        if not _valid_at(current, now):
+            return False
+        if is_issued_by(current, root):
+            return _valid_at(root, now)
+        nxt = next((c for c in pool if c != current and _is_ca(c) and is_issued_by(current, c)), None)
+        if nxt is None:
+            return False
+        current, seen = nxt, seen + 1
+    return False
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _eku_allows_server(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.SERVER_AUTH in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
+
+
+def check_controller_certs(
+    msg: certs_pb2.ZControllerCert, root: x509.Certificate, *, require_ecdh: bool = True,
+    now: _dt.datetime | None = None,
+) -> bytes:
+    """Apply EVE's rules for a ``GET certs`` list (spec §2.1, ``VerifyLeavesCertChainWithRootPEM``)
+    and return the signing cert's PEM bytes exactly as served.
+
+    Exactly one CONTROLLER_SIGNING; at least one CONTROLLER_ECDH_EXCHANGE (EVE 16.12+, 14.5.4-lts,
+    16.0.1-lts); any CONTROLLER_INTERMEDIATE, used only to build chains; any other type refuses
+    the whole list. The signing and every ECDH leaf must chain to ``root``, valid at ``now``,
+    and (INFERRED from Go's defaults) an extended key usage, when present, must allow serverAuth."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    signing: list[bytes] = []
+    leaves: list[tuple[str, bytes]] = []
+    pool: list[x509.Certificate] = []
+    for n, entry in enumerate(msg.certs):
+        if entry.type == certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE:
+            try:
+                pool.append(x509.load_pem_x509_certificate(entry.cert))
+            except ValueError:
+                raise ControllerCertsError(f"certs[{n}]: intermediate is not a PEM certificate") from None
+        elif entry.type == certs_pb2.CERT_TYPE_CONTROLLER_SIGNING:
+            signing.append(entry.cert)
+            leaves.append(("signing", entry.cert))
+        elif entry.type == certs_pb2.CERT_TYPE_CONTROLLER_ECDH_EXCHANGE:
+            leaves.append(("ECDH", entry.cert))
+        else:
+            raise ControllerCertsError(f"certs[{n}]: certificate type {entry.type} is not a controller type")
+    if len(signing) != 1:
+        raise ControllerCertsError(f"exactly one signing certificate is needed, got {len(signing)}")
+    if require_ecdh and not any(role == "ECDH" for role, _ in leaves):
+        raise ControllerCertsError("no ECDH exchange certificate")
+    for role, pem in leaves:
+        try:
+            leaf = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise ControllerCertsError(f"the {role} certificate is not a PEM certificate") from None
+        if not _chain_ok(leaf, pool, root, now):
+            raise ControllerCertsError(f"the {role} certificate does not chain to the root certificate")
+        if not _eku_allows_server(leaf):
+            raise ControllerCertsError(f"the {role} certificate's extended key usage excludes serverAuth")
+    return signing[0]
 
 
 def is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

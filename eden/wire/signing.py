@@ -4,17 +4,17 @@ Every API v2 body is an ``AuthContainer``:
 
 - ``protectedPayload.payload``: the serialized API message;
 - ``algo``: how ``senderCertHash`` was computed;
-- ``senderCertHash``: sha256 of the signer certificate's DER encoding,
-  truncated to 16 bytes (``HASH_SHA256_16BYTES``) or kept whole
-  (``HASH_SHA256_32BYTES``);
+- ``senderCertHash``: a sha256 naming the signer certificate, truncated to
+  16 bytes (``HASH_SHA256_16BYTES``) or kept whole (``HASH_SHA256_32BYTES``).
+  What is hashed differs per direction (spec §2.1): device -> controller, the
+  certificate's DER (:func:`cert_hash`, EVE's ``certToSha256``); controller ->
+  device, the PEM bytes exactly as ``GET certs`` serves them in ZCert.cert
+  (:func:`pem_hash`, EVE's ``StoreServerSigningCert``). A DER hash from the
+  controller is a cert miss for EVE, which then refetches certs for ever;
 - ``signatureHash``: ECDSA P-256 signature of sha256(payload), as raw r||s
   (32 + 32 bytes big-endian), not DER;
 - ``senderCert``: base64 of the signer certificate PEM, sent only on register
   where the receiver does not know the signer yet.
-
-Note: hashing the DER form of the certificate is eden's reading of the spec
-("truncated sha256 of the signer cert"); it has not been checked against a
-real EVE device here.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ __all__ = [
     "certificate_der",
     "cert_hash",
     "cert_index",
+    "pem_hash",
+    "pem_index",
     "der_to_raw",
     "raw_to_der",
     "sign",
@@ -122,11 +124,30 @@ def cert_hash(cert: x509.Certificate | bytes | str, algo: int = SHA256_32BYTES) 
     return hashlib.sha256(certificate_der(cert)).digest()[:length]
 
 
-def cert_index(certs: Iterable[x509.Certificate | bytes | str]) -> dict[bytes, x509.Certificate]:
-    """Map both the 16- and the 32-byte hash of each certificate to it.
+def pem_hash(pem: bytes, algo: int = SHA256_32BYTES) -> bytes:
+    """sha256 over ``pem`` byte for byte (no normalisation), truncated per ``algo``: the
+    controller's senderCertHash for the signing cert served in ZCert.cert (spec §2.1)."""
+    try:
+        length = _HASH_LEN[algo]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"unsupported cert hash algorithm {algo!r}") from None
+    return hashlib.sha256(bytes(pem)).digest()[:length]
 
-    The result is suitable as the ``known`` argument of :func:`open_container`.
-    """
+
+def pem_index(pems: Iterable[bytes]) -> dict[bytes, x509.Certificate]:
+    """Map the 16- and 32-byte :func:`pem_hash` of each served PEM to its certificate: how a
+    device knows the controller's signing cert (``known`` for :func:`open_container`)."""
+    index: dict[bytes, x509.Certificate] = {}
+    for pem in pems:
+        cert = x509.load_pem_x509_certificate(bytes(pem))
+        for algo in _HASH_LEN:
+            index[pem_hash(pem, algo)] = cert
+    return index
+
+
+def cert_index(certs: Iterable[x509.Certificate | bytes | str]) -> dict[bytes, x509.Certificate]:
+    """Map both the 16- and the 32-byte DER hash of each certificate to it: how the controller
+    knows device certs (``known`` for :func:`open_container`)."""
     index: dict[bytes, x509.Certificate] = {}
     for item in certs:
         cert = load_certificate(item)
@@ -190,10 +211,12 @@ def seal(
     *,
     algo: int = SHA256_32BYTES,
     include_cert: bool = False,
+    served_pem: bytes | None = None,
 ) -> auth_pb2.AuthContainer:
     """Sign ``payload`` with ``key`` and wrap it in an AuthContainer.
 
-    ``cert`` is the certificate of ``key``; its hash goes in senderCertHash.
+    ``cert`` is the certificate of ``key``; senderCertHash is its DER hash (a device), or with
+    ``served_pem`` (the controller) the :func:`pem_hash` of the PEM bytes ``GET certs`` serves.
     ``include_cert`` puts base64(PEM) in senderCert (the register request).
     """
     certificate = load_certificate(cert)
@@ -201,7 +224,7 @@ def seal(
     container.protectedPayload.SetInParent()  # present even for an empty payload
     container.protectedPayload.payload = bytes(payload)
     container.algo = algo
-    container.senderCertHash = cert_hash(certificate, algo)
+    container.senderCertHash = cert_hash(certificate, algo) if served_pem is None else pem_hash(served_pem, algo)
     container.signatureHash = sign(key, bytes(payload))
     if include_cert:
         pem = certificate.public_bytes(serialization.Encoding.PEM)

@@ -234,9 +234,14 @@ class ZInfoType(enum.IntEnum):
     ZI_VOLUME = 7
     ZI_CONTENT_TREE = 8
     ZI_BLOB_LIST = 9
+    ZI_APP_INST_META_DATA = 10
     ZI_HARDWARE = 11
+    ZI_EDGEVIEW = 12
     ZI_LOCATION = 13
+    ZI_PATCH_ENVELOPE = 14
     ZI_NTP_SOURCES = 16
+    ZI_KUBE_CLUSTER = 17
+    ZI_KUBE_CLUSTER_UPDATE_STATUS = 18
 
 
 # Boot reasons after which EVE applies lastconfig.bak instead of lastconfig

@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from eden.wire.gen import certs_pb2 as eden_dot_wire_dot_gen_dot_certs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64\x65n/wire/gen/attest.proto\x12\x15org.lfedge.eve.attest\x1a\x19\x65\x64\x65n/wire/gen/certs.proto\"b\n\x0bTpmPCRValue\x12\r\n\x05index\x18\x01 \x01(\r\x12\x35\n\thash_algo\x18\x02 \x01(\x0e\x32\".org.lfedge.eve.attest.TpmHashAlgo\x12\r\n\x05value\x18\x03 \x01(\x0c\"d\n\x11\x41ttestVersionInfo\x12>\n\x0cversion_type\x18\x01 \x01(\x0e\x32(.org.lfedge.eve.attest.AttestVersionType\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc7\x01\n\x0cZAttestQuote\x12\x12\n\nattestData\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x36\n\npcr_values\x18\x03 \x03(\x0b\x32\".org.lfedge.eve.attest.TpmPCRValue\x12:\n\x08versions\x18\x05 \x03(\x0b\x32(.org.lfedge.eve.attest.AttestVersionInfo\x12\x1c\n\x14tpm_binary_event_log\x18\x07 \x01(\x0c\"=\n\x13\x41ttestPolicyPcrList\x12\x13\n\x0bpcr_indices\x18\x01 \x03(\r\x12\x11\n\tpolicy_id\x18\x02 \x01(\r\"\xbe\x01\n\x0f\x41ttestVolumeKey\x12<\n\x08key_type\x18\x01 \x01(\x0e\x32*.org.lfedge.eve.attest.AttestVolumeKeyType\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1b\n\x13has_policy_pcr_list\x18\x03 \x01(\x08\x12\x43\n\x0fpolicy_pcr_list\x18\x04 \x01(\x0b\x32*.org.lfedge.eve.attest.AttestPolicyPcrList\"b\n\x11\x41ttestStorageKeys\x12\x17\n\x0fintegrity_token\x18\x01 \x01(\x0c\x12\x34\n\x04keys\x18\x02 \x03(\x0b\x32&.org.lfedge.eve.attest.AttestVolumeKey\"\xe4\x01\n\nZAttestReq\x12\x36\n\x07reqType\x18\x01 \x01(\x0e\x32%.org.lfedge.eve.attest.ZAttestReqType\x12\x32\n\x05quote\x18\x02 \x01(\x0b\x32#.org.lfedge.eve.attest.ZAttestQuote\x12*\n\x05\x63\x65rts\x18\x03 \x03(\x0b\x32\x1b.org.lfedge.eve.certs.ZCert\x12>\n\x0cstorage_keys\x18\x04 \x01(\x0b\x32(.org.lfedge.eve.attest.AttestStorageKeys\"!\n\x10ZAttestNonceResp\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x9f\x01\n\x10ZAttestQuoteResp\x12<\n\x08response\x18\x01 \x01(\x0e\x32*.org.lfedge.eve.attest.ZAttestResponseCode\x12\x17\n\x0fintegrity_token\x18\x02 \x01(\x0c\x12\x34\n\x04keys\x18\x03 \x03(\x0b\x32&.org.lfedge.eve.attest.AttestVolumeKey\"_\n\x15\x41ttestStorageKeysResp\x12\x46\n\x08response\x18\x01 \x01(\x0e\x32\x34.org.lfedge.eve.attest.AttestStorageKeysResponseCode\"\x88\x02\n\x0fZAttestResponse\x12\x38\n\x08respType\x18\x01 \x01(\x0e\x32&.org.lfedge.eve.attest.ZAttestRespType\x12\x36\n\x05nonce\x18\x02 \x01(\x0b\x32\'.org.lfedge.eve.attest.ZAttestNonceResp\x12:\n\tquoteResp\x18\x03 \x01(\x0b\x32\'.org.lfedge.eve.attest.ZAttestQuoteResp\x12G\n\x11storage_keys_resp\x18\x04 \x01(\x0b\x32,.org.lfedge.eve.attest.AttestStorageKeysResp*\x9a\x01\n\x0eZAttestReqType\x12\x18\n\x14\x41TTEST_REQ_TYPE_NONE\x10\x00\x12\x18\n\x14\x41TTEST_REQ_TYPE_CERT\x10\x01\x12\x19\n\x15\x41TTEST_REQ_TYPE_NONCE\x10\x02\x12\x19\n\x15\x41TTEST_REQ_TYPE_QUOTE\x10\x03\x12\x1e\n\x1a\x41TTEST_REQ_TYPE_STORE_KEYS\x10\x04*\xa5\x01\n\x0fZAttestRespType\x12\x19\n\x15\x41TTEST_RESP_TYPE_NONE\x10\x00\x12\x19\n\x15\x41TTEST_RESP_TYPE_CERT\x10\x01\x12\x1a\n\x16\x41TTEST_RESP_TYPE_NONCE\x10\x02\x12\x1f\n\x1b\x41TTEST_RESP_TYPE_QUOTE_RESP\x10\x03\x12\x1f\n\x1b\x41TTEST_RESP_TYPE_STORE_KEYS\x10\x04*\xcc\x01\n\x13ZAttestResponseCode\x12\x1f\n\x1bQUOTE_RESPONSE_CODE_INVALID\x10\x00\x12\x1f\n\x1bQUOTE_RESPONSE_CODE_SUCCESS\x10\x01\x12&\n\"QUOTE_RESPONSE_CODE_NONCE_MISMATCH\x10\x02\x12%\n!QUOTE_RESPONSE_CODE_NO_CERT_FOUND\x10\x03\x12$\n QUOTE_RESPONSE_CODE_QUOTE_FAILED\x10\x04*\x8a\x01\n\x1d\x41ttestStorageKeysResponseCode\x12\x1f\n\x1bSTORE_KEYS_RESPONSE_INVALID\x10\x00\x12\x1f\n\x1bSTORE_KEYS_RESPONSE_SUCCESS\x10\x01\x12\'\n#STORE_KEYS_RESPONSE_ITOKEN_MISMATCH\x10\x02*t\n\x0bTpmHashAlgo\x12\x19\n\x15TPM_HASH_ALGO_INVALID\x10\x00\x12\x16\n\x12TPM_HASH_ALGO_SHA1\x10\x01\x12\x18\n\x14TPM_HASH_ALGO_SHA256\x10\x02\x12\x18\n\x14TPM_HASH_ALGO_SHA512\x10\x03*s\n\x11\x41ttestVersionType\x12\x1f\n\x1b\x41TTEST_VERSION_TYPE_INVALID\x10\x00\x12\x1b\n\x17\x41TTEST_VERSION_TYPE_EVE\x10\x01\x12 \n\x1c\x41TTEST_VERSION_TYPE_FIRMWARE\x10\x02*Y\n\x13\x41ttestVolumeKeyType\x12\"\n\x1e\x41TTEST_VOLUME_KEY_TYPE_INVALID\x10\x00\x12\x1e\n\x1a\x41TTEST_VOLUME_KEY_TYPE_VSK\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64\x65n/wire/gen/attest.proto\x12\x15org.lfedge.eve.attest\x1a\x19\x65\x64\x65n/wire/gen/certs.proto\"b\n\x0bTpmPCRValue\x12\r\n\x05index\x18\x01 \x01(\r\x12\x35\n\thash_algo\x18\x02 \x01(\x0e\x32\".org.lfedge.eve.attest.TpmHashAlgo\x12\r\n\x05value\x18\x03 \x01(\x0c\"d\n\x11\x41ttestVersionInfo\x12>\n\x0cversion_type\x18\x01 \x01(\x0e\x32(.org.lfedge.eve.attest.AttestVersionType\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc7\x01\n\x0cZAttestQuote\x12\x12\n\nattestData\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x36\n\npcr_values\x18\x03 \x03(\x0b\x32\".org.lfedge.eve.attest.TpmPCRValue\x12:\n\x08versions\x18\x05 \x03(\x0b\x32(.org.lfedge.eve.attest.AttestVersionInfo\x12\x1c\n\x14tpm_binary_event_log\x18\x07 \x01(\x0c\"=\n\x13\x41ttestPolicyPcrList\x12\x13\n\x0bpcr_indices\x18\x01 \x03(\r\x12\x11\n\tpolicy_id\x18\x02 \x01(\r\"\xc4\x01\n\x0f\x41ttestVolumeKey\x12<\n\x08key_type\x18\x01 \x01(\x0e\x32*.org.lfedge.eve.attest.AttestVolumeKeyType\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1b\n\x13has_policy_pcr_list\x18\x04 \x01(\x08\x12\x43\n\x0fpolicy_pcr_list\x18\x05 \x01(\x0b\x32*.org.lfedge.eve.attest.AttestPolicyPcrListJ\x04\x08\x03\x10\x04\"b\n\x11\x41ttestStorageKeys\x12\x17\n\x0fintegrity_token\x18\x01 \x01(\x0c\x12\x34\n\x04keys\x18\x02 \x03(\x0b\x32&.org.lfedge.eve.attest.AttestVolumeKey\"\xe4\x01\n\nZAttestReq\x12\x36\n\x07reqType\x18\x01 \x01(\x0e\x32%.org.lfedge.eve.attest.ZAttestReqType\x12\x32\n\x05quote\x18\x02 \x01(\x0b\x32#.org.lfedge.eve.attest.ZAttestQuote\x12*\n\x05\x63\x65rts\x18\x03 \x03(\x0b\x32\x1b.org.lfedge.eve.certs.ZCert\x12>\n\x0cstorage_keys\x18\x04 \x01(\x0b\x32(.org.lfedge.eve.attest.AttestStorageKeys\"!\n\x10ZAttestNonceResp\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x9f\x01\n\x10ZAttestQuoteResp\x12<\n\x08response\x18\x01 \x01(\x0e\x32*.org.lfedge.eve.attest.ZAttestResponseCode\x12\x17\n\x0fintegrity_token\x18\x02 \x01(\x0c\x12\x34\n\x04keys\x18\x03 \x03(\x0b\x32&.org.lfedge.eve.attest.AttestVolumeKey\"_\n\x15\x41ttestStorageKeysResp\x12\x46\n\x08response\x18\x01 \x01(\x0e\x32\x34.org.lfedge.eve.attest.AttestStorageKeysResponseCode\"\x88\x02\n\x0fZAttestResponse\x12\x38\n\x08respType\x18\x01 \x01(\x0e\x32&.org.lfedge.eve.attest.ZAttestRespType\x12\x36\n\x05nonce\x18\x02 \x01(\x0b\x32\'.org.lfedge.eve.attest.ZAttestNonceResp\x12:\n\tquoteResp\x18\x03 \x01(\x0b\x32\'.org.lfedge.eve.attest.ZAttestQuoteResp\x12G\n\x11storage_keys_resp\x18\x04 \x01(\x0b\x32,.org.lfedge.eve.attest.AttestStorageKeysResp*\x9a\x01\n\x0eZAttestReqType\x12\x18\n\x14\x41TTEST_REQ_TYPE_NONE\x10\x00\x12\x18\n\x14\x41TTEST_REQ_TYPE_CERT\x10\x01\x12\x19\n\x15\x41TTEST_REQ_TYPE_NONCE\x10\x02\x12\x19\n\x15\x41TTEST_REQ_TYPE_QUOTE\x10\x03\x12\x1e\n\x1a\x41TTEST_REQ_TYPE_STORE_KEYS\x10\x04*\xa5\x01\n\x0fZAttestRespType\x12\x19\n\x15\x41TTEST_RESP_TYPE_NONE\x10\x00\x12\x19\n\x15\x41TTEST_RESP_TYPE_CERT\x10\x01\x12\x1a\n\x16\x41TTEST_RESP_TYPE_NONCE\x10\x02\x12\x1f\n\x1b\x41TTEST_RESP_TYPE_QUOTE_RESP\x10\x03\x12\x1f\n\x1b\x41TTEST_RESP_TYPE_STORE_KEYS\x10\x04*\xcc\x01\n\x13ZAttestResponseCode\x12\x1f\n\x1bQUOTE_RESPONSE_CODE_INVALID\x10\x00\x12\x1f\n\x1bQUOTE_RESPONSE_CODE_SUCCESS\x10\x01\x12&\n\"QUOTE_RESPONSE_CODE_NONCE_MISMATCH\x10\x02\x12%\n!QUOTE_RESPONSE_CODE_NO_CERT_FOUND\x10\x03\x12$\n QUOTE_RESPONSE_CODE_QUOTE_FAILED\x10\x04*\x8a\x01\n\x1d\x41ttestStorageKeysResponseCode\x12\x1f\n\x1bSTORE_KEYS_RESPONSE_INVALID\x10\x00\x12\x1f\n\x1bSTORE_KEYS_RESPONSE_SUCCESS\x10\x01\x12\'\n#STORE_KEYS_RESPONSE_ITOKEN_MISMATCH\x10\x02*t\n\x0bTpmHashAlgo\x12\x19\n\x15TPM_HASH_ALGO_INVALID\x10\x00\x12\x16\n\x12TPM_HASH_ALGO_SHA1\x10\x01\x12\x18\n\x14TPM_HASH_ALGO_SHA256\x10\x02\x12\x18\n\x14TPM_HASH_ALGO_SHA512\x10\x03*s\n\x11\x41ttestVersionType\x12\x1f\n\x1b\x41TTEST_VERSION_TYPE_INVALID\x10\x00\x12\x1b\n\x17\x41TTEST_VERSION_TYPE_EVE\x10\x01\x12 \n\x1c\x41TTEST_VERSION_TYPE_FIRMWARE\x10\x02*Y\n\x13\x41ttestVolumeKeyType\x12\"\n\x1e\x41TTEST_VOLUME_KEY_TYPE_INVALID\x10\x00\x12\x1e\n\x1a\x41TTEST_VOLUME_KEY_TYPE_VSK\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eden.wire.gen.attest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ZATTESTREQTYPE']._serialized_start=1633
-  _globals['_ZATTESTREQTYPE']._serialized_end=1787
-  _globals['_ZATTESTRESPTYPE']._serialized_start=1790
-  _globals['_ZATTESTRESPTYPE']._serialized_end=1955
-  _globals['_ZATTESTRESPONSECODE']._serialized_start=1958
-  _globals['_ZATTESTRESPONSECODE']._serialized_end=2162
-  _globals['_ATTESTSTORAGEKEYSRESPONSECODE']._serialized_start=2165
-  _globals['_ATTESTSTORAGEKEYSRESPONSECODE']._serialized_end=2303
-  _globals['_TPMHASHALGO']._serialized_start=2305
-  _globals['_TPMHASHALGO']._serialized_end=2421
-  _globals['_ATTESTVERSIONTYPE']._serialized_start=2423
-  _globals['_ATTESTVERSIONTYPE']._serialized_end=2538
-  _globals['_ATTESTVOLUMEKEYTYPE']._serialized_start=2540
-  _globals['_ATTESTVOLUMEKEYTYPE']._serialized_end=2629
+  _globals['_ZATTESTREQTYPE']._serialized_start=1639
+  _globals['_ZATTESTREQTYPE']._serialized_end=1793
+  _globals['_ZATTESTRESPTYPE']._serialized_start=1796
+  _globals['_ZATTESTRESPTYPE']._serialized_end=1961
+  _globals['_ZATTESTRESPONSECODE']._serialized_start=1964
+  _globals['_ZATTESTRESPONSECODE']._serialized_end=2168
+  _globals['_ATTESTSTORAGEKEYSRESPONSECODE']._serialized_start=2171
+  _globals['_ATTESTSTORAGEKEYSRESPONSECODE']._serialized_end=2309
+  _globals['_TPMHASHALGO']._serialized_start=2311
+  _globals['_TPMHASHALGO']._serialized_end=2427
+  _globals['_ATTESTVERSIONTYPE']._serialized_start=2429
+  _globals['_ATTESTVERSIONTYPE']._serialized_end=2544
+  _globals['_ATTESTVOLUMEKEYTYPE']._serialized_start=2546
+  _globals['_ATTESTVOLUMEKEYTYPE']._serialized_end=2635
   _globals['_TPMPCRVALUE']._serialized_start=80
   _globals['_TPMPCRVALUE']._serialized_end=178
   _globals['_ATTESTVERSIONINFO']._serialized_start=180
@@ -55,17 +55,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTESTPOLICYPCRLIST']._serialized_start=484
   _globals['_ATTESTPOLICYPCRLIST']._serialized_end=545
   _globals['_ATTESTVOLUMEKEY']._serialized_start=548
-  _globals['_ATTESTVOLUMEKEY']._serialized_end=738
-  _globals['_ATTESTSTORAGEKEYS']._serialized_start=740
-  _globals['_ATTESTSTORAGEKEYS']._serialized_end=838
-  _globals['_ZATTESTREQ']._serialized_start=841
-  _globals['_ZATTESTREQ']._serialized_end=1069
-  _globals['_ZATTESTNONCERESP']._serialized_start=1071
-  _globals['_ZATTESTNONCERESP']._serialized_end=1104
-  _globals['_ZATTESTQUOTERESP']._serialized_start=1107
-  _globals['_ZATTESTQUOTERESP']._serialized_end=1266
-  _globals['_ATTESTSTORAGEKEYSRESP']._serialized_start=1268
-  _globals['_ATTESTSTORAGEKEYSRESP']._serialized_end=1363
-  _globals['_ZATTESTRESPONSE']._serialized_start=1366
-  _globals['_ZATTESTRESPONSE']._serialized_end=1630
+  _globals['_ATTESTVOLUMEKEY']._serialized_end=744
+  _globals['_ATTESTSTORAGEKEYS']._serialized_start=746
+  _globals['_ATTESTSTORAGEKEYS']._serialized_end=844
+  _globals['_ZATTESTREQ']._serialized_start=847
+  _globals['_ZATTESTREQ']._serialized_end=1075
+  _globals['_ZATTESTNONCERESP']._serialized_start=1077
+  _globals['_ZATTESTNONCERESP']._serialized_end=1110
+  _globals['_ZATTESTQUOTERESP']._serialized_start=1113
+  _globals['_ZATTESTQUOTERESP']._serialized_end=1272
+  _globals['_ATTESTSTORAGEKEYSRESP']._serialized_start=1274
+  _globals['_ATTESTSTORAGEKEYSRESP']._serialized_end=1369
+  _globals['_ZATTESTRESPONSE']._serialized_start=1372
+  _globals['_ZATTESTRESPONSE']._serialized_end=1636
 # @@protoc_insertion_point(module_scope)

@@ -22,19 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from eden.wire.gen import common_pb2 as eden_dot_wire_dot_gen_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64\x65n/wire/gen/certs.proto\x12\x14org.lfedge.eve.certs\"D\n\x05ZCert\x12-\n\x04type\x18\x03 \x01(\x0e\x32\x1f.org.lfedge.eve.certs.ZCertType\x12\x0c\n\x04\x63\x65rt\x18\x04 \x01(\x0c\"=\n\x0fZControllerCert\x12*\n\x05\x63\x65rts\x18\x01 \x03(\x0b\x32\x1b.org.lfedge.eve.certs.ZCert*\xb3\x01\n\tZCertType\x12\x12\n\x0e\x43\x45RT_TYPE_NONE\x10\x00\x12 \n\x1c\x43\x45RT_TYPE_CONTROLLER_SIGNING\x10\x01\x12%\n!CERT_TYPE_CONTROLLER_INTERMEDIATE\x10\x02\x12\'\n#CERT_TYPE_DEVICE_RESTRICTED_SIGNING\x10\x0b\x12 \n\x1c\x43\x45RT_TYPE_DEVICE_ENDORSEMENT\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64\x65n/wire/gen/certs.proto\x12\x14org.lfedge.eve.certs\x1a\x1a\x65\x64\x65n/wire/gen/common.proto\"Y\n\rZCertMetaData\x12\x35\n\x04type\x18\x01 \x01(\x0e\x32\'.org.lfedge.eve.certs.ZCertMetaDataType\x12\x11\n\tmeta_data\x18\x02 \x01(\x0c\"/\n\tZCertAttr\x12\x12\n\nis_mutable\x18\x01 \x01(\x08\x12\x0e\n\x06is_tpm\x18\x02 \x01(\x08\"\x81\x02\n\x05ZCert\x12\x36\n\x08hashAlgo\x18\x01 \x01(\x0e\x32$.org.lfedge.eve.common.HashAlgorithm\x12\x10\n\x08\x63\x65rtHash\x18\x02 \x01(\x0c\x12-\n\x04type\x18\x03 \x01(\x0e\x32\x1f.org.lfedge.eve.certs.ZCertType\x12\x0c\n\x04\x63\x65rt\x18\x04 \x01(\x0c\x12\x33\n\nattributes\x18\x05 \x01(\x0b\x32\x1f.org.lfedge.eve.certs.ZCertAttr\x12<\n\x0fmeta_data_items\x18\x06 \x03(\x0b\x32#.org.lfedge.eve.certs.ZCertMetaData\"=\n\x0fZControllerCert\x12*\n\x05\x63\x65rts\x18\x01 \x03(\x0b\x32\x1b.org.lfedge.eve.certs.ZCert*\xa0\x02\n\tZCertType\x12\x12\n\x0e\x43\x45RT_TYPE_NONE\x10\x00\x12 \n\x1c\x43\x45RT_TYPE_CONTROLLER_SIGNING\x10\x01\x12%\n!CERT_TYPE_CONTROLLER_INTERMEDIATE\x10\x02\x12&\n\"CERT_TYPE_CONTROLLER_ECDH_EXCHANGE\x10\x03\x12\x1f\n\x1b\x43\x45RT_TYPE_DEVICE_ONBOARDING\x10\n\x12\'\n#CERT_TYPE_DEVICE_RESTRICTED_SIGNING\x10\x0b\x12 \n\x1c\x43\x45RT_TYPE_DEVICE_ENDORSEMENT\x10\x0c\x12\"\n\x1e\x43\x45RT_TYPE_DEVICE_ECDH_EXCHANGE\x10\r*]\n\x11ZCertMetaDataType\x12!\n\x1dZ_CERT_META_DATA_TYPE_INVALID\x10\x00\x12%\n!Z_CERT_META_DATA_TYPE_TPM2_PUBLIC\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eden.wire.gen.certs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ZCERTTYPE']._serialized_start=185
-  _globals['_ZCERTTYPE']._serialized_end=364
-  _globals['_ZCERT']._serialized_start=51
-  _globals['_ZCERT']._serialized_end=119
-  _globals['_ZCONTROLLERCERT']._serialized_start=121
-  _globals['_ZCONTROLLERCERT']._serialized_end=182
+  _globals['_ZCERTTYPE']._serialized_start=543
+  _globals['_ZCERTTYPE']._serialized_end=831
+  _globals['_ZCERTMETADATATYPE']._serialized_start=833
+  _globals['_ZCERTMETADATATYPE']._serialized_end=926
+  _globals['_ZCERTMETADATA']._serialized_start=79
+  _globals['_ZCERTMETADATA']._serialized_end=168
+  _globals['_ZCERTATTR']._serialized_start=170
+  _globals['_ZCERTATTR']._serialized_end=217
+  _globals['_ZCERT']._serialized_start=220
+  _globals['_ZCERT']._serialized_end=477
+  _globals['_ZCONTROLLERCERT']._serialized_start=479
+  _globals['_ZCONTROLLERCERT']._serialized_end=540
 # @@protoc_insertion_point(module_scope)

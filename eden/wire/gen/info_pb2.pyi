@@ -19,9 +19,14 @@ class ZInfoTypes(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ZI_VOLUME: _ClassVar[ZInfoTypes]
     ZI_CONTENT_TREE: _ClassVar[ZInfoTypes]
     ZI_BLOB_LIST: _ClassVar[ZInfoTypes]
+    ZI_APP_INST_META_DATA: _ClassVar[ZInfoTypes]
     ZI_HARDWARE: _ClassVar[ZInfoTypes]
+    ZI_EDGEVIEW: _ClassVar[ZInfoTypes]
     ZI_LOCATION: _ClassVar[ZInfoTypes]
+    ZI_PATCH_ENVELOPE: _ClassVar[ZInfoTypes]
     ZI_NTP_SOURCES: _ClassVar[ZInfoTypes]
+    ZI_KUBE_CLUSTER: _ClassVar[ZInfoTypes]
+    ZI_KUBE_CLUSTER_UPDATE_STATUS: _ClassVar[ZInfoTypes]
 
 class ZSwState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -139,9 +144,14 @@ ZI_NETWORK_INSTANCE: ZInfoTypes
 ZI_VOLUME: ZInfoTypes
 ZI_CONTENT_TREE: ZInfoTypes
 ZI_BLOB_LIST: ZInfoTypes
+ZI_APP_INST_META_DATA: ZInfoTypes
 ZI_HARDWARE: ZInfoTypes
+ZI_EDGEVIEW: ZInfoTypes
 ZI_LOCATION: ZInfoTypes
+ZI_PATCH_ENVELOPE: ZInfoTypes
 ZI_NTP_SOURCES: ZInfoTypes
+ZI_KUBE_CLUSTER: ZInfoTypes
+ZI_KUBE_CLUSTER_UPDATE_STATUS: ZInfoTypes
 SW_STATE_INVALID: ZSwState
 SW_STATE_INITIAL: ZSwState
 SW_STATE_DOWNLOAD_STARTED: ZSwState

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class ZedcloudMetric(_message.Message):
+class zedcloudMetric(_message.Message):
     __slots__ = ("ifName", "failures", "success", "lastFailure", "lastSuccess")
     IFNAME_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
@@ -23,17 +23,17 @@ class ZedcloudMetric(_message.Message):
     lastSuccess: _timestamp_pb2.Timestamp
     def __init__(self, ifName: _Optional[str] = ..., failures: _Optional[int] = ..., success: _Optional[int] = ..., lastFailure: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lastSuccess: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
-class DeviceMetric(_message.Message):
+class deviceMetric(_message.Message):
     __slots__ = ("zedcloud", "last_received_config", "last_processed_config", "dormant_time_in_seconds")
     ZEDCLOUD_FIELD_NUMBER: _ClassVar[int]
     LAST_RECEIVED_CONFIG_FIELD_NUMBER: _ClassVar[int]
     LAST_PROCESSED_CONFIG_FIELD_NUMBER: _ClassVar[int]
     DORMANT_TIME_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    zedcloud: _containers.RepeatedCompositeFieldContainer[ZedcloudMetric]
+    zedcloud: _containers.RepeatedCompositeFieldContainer[zedcloudMetric]
     last_received_config: _timestamp_pb2.Timestamp
     last_processed_config: _timestamp_pb2.Timestamp
     dormant_time_in_seconds: int
-    def __init__(self, zedcloud: _Optional[_Iterable[_Union[ZedcloudMetric, _Mapping]]] = ..., last_received_config: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_processed_config: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dormant_time_in_seconds: _Optional[int] = ...) -> None: ...
+    def __init__(self, zedcloud: _Optional[_Iterable[_Union[zedcloudMetric, _Mapping]]] = ..., last_received_config: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_processed_config: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dormant_time_in_seconds: _Optional[int] = ...) -> None: ...
 
 class ZMetricMsg(_message.Message):
     __slots__ = ("devID", "atTimeStamp", "dm")
@@ -42,5 +42,5 @@ class ZMetricMsg(_message.Message):
     DM_FIELD_NUMBER: _ClassVar[int]
     devID: str
     atTimeStamp: _timestamp_pb2.Timestamp
-    dm: DeviceMetric
-    def __init__(self, devID: _Optional[str] = ..., atTimeStamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dm: _Optional[_Union[DeviceMetric, _Mapping]] = ...) -> None: ...
+    dm: deviceMetric
+    def __init__(self, devID: _Optional[str] = ..., atTimeStamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dm: _Optional[_Union[deviceMetric, _Mapping]] = ...) -> None: ...
