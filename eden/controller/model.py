@@ -51,6 +51,9 @@ class Side:
     info_count: int = 0
     logs_count: int = 0
     attestations: list[dict[str, Any]] = field(default_factory=list)  # last 20 results
+    certs: dict[str, str] = field(default_factory=dict)  # ATTEST_REQ_CERT: ZCertType name -> PEM
+    certs_posted: int = 0
+    certs_at: float = 0.0
 
 
 class RealModel(ControllerModel):
@@ -69,7 +72,8 @@ class RealModel(ControllerModel):
         return i
 
     def new_nonce(self) -> str:
-        return secrets.token_hex(32)
+        # 32 bytes on the wire: EVE's getQuote takes a nonce of 12-32 bytes (P:cmd/tpmmgr/tpmmgr.go).
+        return secrets.token_hex(16)
 
     def new_token(self) -> str:
         return secrets.token_hex(32)
