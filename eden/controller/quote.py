@@ -59,6 +59,8 @@ def attestation_key(ak_pem: bytes | None, device_cert: x509.Certificate) -> ec.E
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise _fail("certs", "the attestation key is not ECDSA P-256", "NO_CERT_FOUND")
+    if key == device_cert.public_key():
+        raise _fail("certs", "the attestation key is the device key, not a TPM key", "NO_CERT_FOUND")
     return key
 
 
