@@ -136,6 +136,7 @@ class Tpm2Tools:
 
     def quote(self, nonce: bytes) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="eden-tpm-") as tmp:
+            self._ak_public(Path(tmp))  # made on first use
             msg, sig = Path(tmp) / "msg", Path(tmp) / "sig"
             self._run("tpm2_quote", "-Q", "-c", AK_HANDLE, "-l", self._SEL, "-q", nonce.hex(), "-g", "sha256",
                       "-m", str(msg), "-s", str(sig))
