@@ -146,6 +146,27 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         eve.dev.close()
 
 
+def test_eve_without_tpm_sends_an_empty_quote(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """tpmmgr's getQuote returns nothing without a TPM: attestData, signature and PCRs empty."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-3", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={})
+        eve.onboard()
+        empty = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_QUOTE)
+        empty.quote.SetInParent()
+        assert eve.quote(empty).response == Q.NONCE_MISMATCH  # no nonce handed out yet
+        eve.nonce()
+        ok = eve.quote(empty)
+        assert ok.response == Q.SUCCESS and ok.integrity_token and not ok.keys
+        assert eve.config_status(b"") == 200  # no token required without a TPM
+        assert eve.quote(empty).response == Q.NONCE_MISMATCH  # the nonce was used
+        last = admin.device(eve.dev.serial)["attestation"]["last"]
+        assert last["code"] == "NONCE_MISMATCH" and not last["tpm"]
+    finally:
+        eve.dev.close()
+
+
 def test_cert_post_answers_cert_and_replaces_the_stored_certs(server: ServeProcess, swtpm: Tpm2Tools) -> None:
     admin: AdminClient = server.admin()
     eve = Eve(server, "EVE-CONF-2", swtpm)

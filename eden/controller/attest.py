@@ -64,11 +64,14 @@ def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
     dev = ctl.model.devices[i]
     ak = ctl.model.side[i].certs.get(AK_CERT)
     if not body.get("tpm"):
-        # No TPM (spec §5): attestData is the nonce. Refused once the device showed it has a TPM.
+        # No TPM (spec §5): EVE's getQuote returns nothing, so attestData is empty (eden's agent
+        # puts the nonce there). Nothing to verify, so never an escrowed key; and refused once
+        # the device showed it has a TPM (an AK cert or an escrowed key).
         if ak or dev.escrow is not None:
             return _reject(ctl, i, quote.QuoteRejected("QUOTE_FAILED", "signature", "unsigned quote from a device with a TPM"))
+        attest_data = body.get("attest", b"")
         try:
-            nonce = body.get("attest", b"").decode() or None
+            nonce = attest_data.decode() if attest_data else dev.nonce
         except UnicodeDecodeError:
             nonce = None
         status, answer = ctl.model.answer(i, "attest", {"type": "QUOTE", "nonce": nonce, "tpm": False})
