@@ -148,3 +148,21 @@ def assert_device_suite_passed(run: BackgroundRun, backend: str, timeout: float,
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase") == len(DEVICE_SCENARIOS) and "<failure" not in junit and "<error" not in junit
     return out, results
+
+
+def assert_tamper_refused_for_pcrs(out: Path, results: dict[str, Any], pcrs: set[int]) -> None:
+    """attestation-tamper: every quote the controller judged was a signed TPM quote (certs posted
+    first), one passed, and each refused quote failed on the PCR values, naming ``pcrs`` (the PCRs
+    the tamper changes), not on a broken signature or structure (eden.controller.quote)."""
+    import json
+
+    entry = next(e for e in results["entries"] if e["scenario"] == "attestation-tamper")
+    events = [json.loads(line) for line in (out / entry["run_dir"] / "events.jsonl").read_text().splitlines()]
+    ctl = [e for e in events if e["source"] == "controller"]
+    quotes = [e for e in ctl if e["what"] == "attestation" and e.get("type") == "QUOTE"]
+    assert any(e["what"] == "certs_posted" for e in ctl), {e["what"] for e in ctl}
+    assert quotes and all(e["tpm"] for e in quotes), quotes
+    assert any(e["code"] == "SUCCESS" for e in quotes), quotes
+    failed = [e for e in quotes if e["code"] != "SUCCESS"]
+    assert failed and all(e["code"] == "QUOTE_FAILED" and e.get("field") == "pcr_values" and set(e["mismatch"]) == pcrs
+                          for e in failed), failed

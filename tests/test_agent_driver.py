@@ -17,6 +17,7 @@ from typing import Any, Callable
 from eden.agent.driver import EXIT_REBOOT, AgentDriver, Outcome, PortUrls
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
+from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
 from simulator.eve.node import CancelAll, Send
@@ -222,3 +223,54 @@ def test_supervisor_restarts_boots_until_sigterm(tmp_path: Path) -> None:
         assert agent.persist()["boots"] >= 3 and agent.persist()["persist"]["boots_without_agents"] >= 3
     finally:
         _kill(proc)
+
+
+# ------------------------------------------------------------------------------ TPM in attest --
+class _Recorder:
+    """A transport stand-in that records attest posts; CERT answered ``cert_status``."""
+
+    def __init__(self, cert_status: int) -> None:
+        self.cert_status = cert_status
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, link: Any, kind: str, body: Any, urls: Any, *, device_uuid: Any, timeout: float) -> tuple[int, dict[str, Any]]:
+        self.sent.append(dict(body))
+        return (self.cert_status, {"type": "CERT"}) if body.get("type") == "CERT" else (201, {})
+
+
+class _BrokenTpm(SoftTpm):
+    kind = "tpm2-tools"
+
+    def quote(self, nonce: bytes) -> dict[str, Any]:
+        raise subprocess.CalledProcessError(1, ["tpm2_quote"])
+
+
+def test_certs_are_posted_before_the_first_quote_of_a_boot_and_tpm_failures_are_retried(tmp_path: Path) -> None:
+    spec = DeviceSpec.model_validate(GOOD)
+    events: list[dict[str, Any]] = []
+    quote = {"type": "QUOTE", "nonce": "n" * 32, "pcrs": {}, "tpm": True}
+
+    async def scenario() -> None:
+        failing = _Recorder(500)
+        drv = _driver(tmp_path, spec, events, failing, PortUrls())  # type: ignore[arg-type]
+        drv.tpm.measured({i: bytes([i]) * 32 for i in range(16)})
+        out = await drv._tpm_attest(quote, [], None, 1.0)
+        assert out is not None and out["attest"][:4] == b"\xffTCG" and out["signature"] and len(out["pcrs"]) == 16
+        await drv._tpm_attest(quote, [], None, 1.0)
+        assert [b["type"] for b in failing.sent] == ["CERT", "CERT"]  # refused: posted again before the next quote
+        assert {c["type"] for c in failing.sent[0]["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
+
+        ok = _Recorder(201)
+        drv.transport = ok  # type: ignore[assignment]
+        for _ in range(3):
+            await drv._tpm_attest(quote, [], None, 1.0)
+        assert [b["type"] for b in ok.sent] == ["CERT"]  # once per boot
+        assert await drv._tpm_attest({**quote, "tpm": False}, [], None, 1.0) == {**quote, "tpm": False}
+        filled = await drv._tpm_attest({"type": "CERT"}, [], None, 1.0)
+        assert filled is not None and len(filled["certs"]) == 2
+
+        drv.tpm = _BrokenTpm()
+        assert await drv._tpm_attest(quote, [], None, 1.0) is None
+        assert events[-1]["what"] == "tpm_error" and events[-1]["data"]["request"] == "QUOTE"
+
+    asyncio.run(scenario())

@@ -19,7 +19,9 @@ import pytest
 from eden.agent.driver import AgentDriver, Outcome, PortUrls
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
+from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport, image_map
+from swtpm import swtpm_fixture as swtpm  # noqa: F401 - a fixture
 
 EDEN = [sys.executable, "-m", "eden"]
 
@@ -84,8 +86,13 @@ async def _until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_onboarding_attestation_and_config_change(controller: Controller, tmp_path: Path) -> None:
-    serial = "e2e-1"
+@pytest.mark.parametrize("tpm_kind", ["soft", "swtpm"])
+def test_onboarding_attestation_and_config_change(controller: Controller, tmp_path: Path, tpm_kind: str,
+                                                  request: pytest.FixtureRequest) -> None:
+    """With the soft TPM and with a real swtpm through tpm2-tools (the QEMU guest's path): the
+    agent posts its certs, quotes in binary and the controller verifies the quote."""
+    serial = f"e2e-{tpm_kind}"
+    tpm = request.getfixturevalue("swtpm") if tpm_kind == "swtpm" else SoftTpm()
     controller.admin("preregister", serial, "--learn", "--config", json.dumps({"items": {"timer.config.interval": 5}}))
     cfg = controller.device_config(serial, tmp_path / "config")
     spec = DeviceSpec.model_validate(
@@ -111,9 +118,10 @@ def test_onboarding_attestation_and_config_change(controller: Controller, tmp_pa
                 link=DeviceLink(device=state.device_identity(), onboard=cc.onboard, images=image_map(list(spec.images))),
                 urls=PortUrls(default=controller.url),
                 events=lambda dev, what, data: events.append({"what": what, "data": dict(data)}),
+                tpm=tpm,
             )
             drv.start()
-            await _until(lambda: seen("onboarded") and seen("attested"), 15, "onboarded + attested")
+            await _until(lambda: seen("onboarded") and seen("attested"), 30, "onboarded + attested")
             node = drv.node
             assert node is not None
             await _until(lambda: node.item("timer.config.interval") == 5, 10, "first config")
@@ -135,6 +143,9 @@ def test_onboarding_attestation_and_config_change(controller: Controller, tmp_pa
     assert dev["registered"] and dev["onboarded"] and dev["uuid"] == state.load().persist.uuid  # type: ignore[union-attr]
     assert dev["info"]["state"] == "ONLINE" and dev["info"]["sw"][0]["version"] == "13.4.0"
     assert [r["code"] for r in dev["attestation"]["results"]][:2] == ["SUCCESS", "SUCCESS"]
+    assert dev["attestation"]["results"][0]["tpm"] and dev["attestation"]["escrowed"]
+    assert dev["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"]
+    assert [e["data"]["status"] for e in events if e["what"] == "certs_posted"] == [201]
     assert events[events.index(next(e for e in events if e["what"] == "booted"))]["data"]["reason"] == "FIRST"
 
 

@@ -220,10 +220,21 @@ def _exchange(ctrl: ControllerModel, kind: str, body: dict[str, Any], **enc: Any
     """Node body -> wire -> controller rules -> wire -> node body; also returns the answer."""
     payloads = codec.encode_request(kind, body, device_uuid=DEV, **enc)
     assert len(payloads) == 1
-    decoded = codec.decode_request(kind, payloads[0])
+    decoded = _as_model_body(codec.decode_request(kind, payloads[0]))
     status, answer = ctrl.answer(0, kind, decoded)
     wire = codec.encode_response(kind, status, answer, device_uuid=DEV)
     return status, answer, codec.decode_response(kind, status, wire, images=codec.image_names(["base"]))
+
+
+def _as_model_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The controller-side decode keeps quote and key bytes raw (eden.controller.attest checks the
+    TPM quote, tests/test_attest_quote.py); here an unsigned quote's attestData is the nonce."""
+    if body.get("type") == "QUOTE":
+        pcrs = {str(i): v.hex() for i, _algo, v in body["pcr_values"]}
+        return {"type": "QUOTE", "nonce": body["attest"].decode() or None, "pcrs": pcrs, "tpm": bool(pcrs)}
+    if body.get("type") == "STORE_KEYS" and isinstance(body.get("key"), bytes):
+        return {**body, "key": body["key"].decode()}
+    return body
 
 
 def test_full_exchange_through_controller_rules() -> None:

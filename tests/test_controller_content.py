@@ -318,8 +318,7 @@ def _quote(dev: DeviceClient, pcrs: dict[int, bytes]) -> dict[str, Any]:
     status, body = dev.send("attest", {"type": "NONCE"})
     assert status == 201
     nonce = codec.decode_response("attest", 201, dev.open_reply(body, signer))["nonce"]
-    status, body = dev.send("attest", {"type": "QUOTE", "nonce": nonce, "tpm": True,
-                                       "pcrs": {str(k): v.hex() for k, v in pcrs.items()}})
+    status, body = dev.send("attest", dev.tpm_quote(nonce, pcrs))
     assert status == 201
     return codec.decode_response("attest", 201, dev.open_reply(body, signer))
 

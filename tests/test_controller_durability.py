@@ -16,7 +16,7 @@ from simulator.eve.measured_boot import expected_pcrs
 def _attest(dev: DeviceClient, signer: object, pcrs: dict[int, bytes]) -> dict:
     _s, body = dev.send("attest", {"type": "NONCE"})
     nonce = codec.decode_response("attest", 201, dev.open_reply(body, signer))["nonce"]
-    quote = {"type": "QUOTE", "nonce": nonce, "tpm": True, "pcrs": {str(k): v.hex() for k, v in pcrs.items()}}
+    quote = dev.tpm_quote(nonce, pcrs)
     _s, body = dev.send("attest", quote)
     return codec.decode_response("attest", 201, dev.open_reply(body, signer))
 

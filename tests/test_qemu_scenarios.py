@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import assert_device_suite_passed
+from conftest import assert_device_suite_passed, assert_tamper_refused_for_pcrs
 
 
 @pytest.mark.slow
@@ -26,6 +26,8 @@ def test_qemu_suite_passes(qemu_suite_run) -> None:  # type: ignore[no-untyped-d
     run_dir = entries["baseos-update"]["run_dir"]
     timeline = (out / run_dir / "events.jsonl").read_text()
     assert '"platform_written"' in timeline and '"platform_boot"' in timeline
+    # the tampered VM's swtpm quote was verified and refused for the PCRs the firmware tamper changes
+    assert_tamper_refused_for_pcrs(out, results, {2, 10})
 
     # onboarding-smoke, in detail: what a real VM adds to the timeline, and real timings
     run_dir = out / entries["onboarding-smoke"]["run_dir"]

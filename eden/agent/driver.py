@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, TextIO
@@ -107,12 +108,14 @@ class AgentDriver:
         self._saved: bytes | None = None
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
         """Load the state (first start: from the spec) and power the device on. Call in the loop."""
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
+        self._certs_posted = False
         saved = self.state.load()
         boots = saved.boots if saved is not None else 0
         self.boots = boots + 1
@@ -242,6 +245,35 @@ class AgentDriver:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _tpm_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A real TPM runs tpm2-tools (seconds): off the loop. The soft one signs in microseconds."""
+        if self.tpm.kind == "soft":
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def _tpm_attest(self, body: Mapping[str, Any], urls: list[str], uuid: str | None,
+                          timeout: float) -> Mapping[str, Any] | None:
+        """The TPM's part of an attest request (spec §5): the certs of ATTEST_REQ_CERT, posted
+        before the first quote of each boot (EVE posts them at zedagent start), and the quote itself.
+        None: the TPM failed (the node re-sends the same step, as EVE's attest task does)."""
+        kind = body.get("type")
+        try:
+            if kind == "CERT" and not body.get("certs"):
+                return {**body, "certs": await self._tpm_call(self.tpm.certs, self.link.device)}
+            if kind != "QUOTE" or not body.get("tpm"):
+                return body
+            if not self._certs_posted:
+                certs = await self._tpm_call(self.tpm.certs, self.link.device)
+                status, _ = await self.transport.send(self.link, "attest", {"type": "CERT", "certs": certs}, urls,
+                                                      device_uuid=uuid, timeout=timeout)
+                self._certs_posted = 200 <= status < 300
+                self._emit("certs_posted", {"status": status})
+            nonce = str(body.get("nonce") or "").encode()
+            return {**body, **await self._tpm_call(self.tpm.quote, nonce)}
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self._emit("tpm_error", {"request": kind, "error": str(exc)})
+            return None
+
     async def _exchange(self, req: Send, gen: int) -> None:
         node = self.node
         assert node is not None
@@ -249,10 +281,15 @@ class AgentDriver:
             timeout = node.item("timer.dial.timeout") or DIAL_TIMEOUT
         except KeyError:
             timeout = DIAL_TIMEOUT
+        urls = self.urls.for_ports(req.ports)
         try:
-            status, body = await self.transport.send(
-                self.link, req.kind, req.body, self.urls.for_ports(req.ports), device_uuid=node.persist.uuid, timeout=timeout
-            )
+            out = req.body
+            if req.kind == "attest":
+                out = await self._tpm_attest(out, urls, node.persist.uuid, timeout)
+            if out is None:
+                status, body = 0, {"error": "tpm"}
+            else:
+                status, body = await self.transport.send(self.link, req.kind, out, urls, device_uuid=node.persist.uuid, timeout=timeout)
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
         if gen != self._gen:

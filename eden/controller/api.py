@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
+from eden.controller import attest
 from eden.controller.core import Controller, parse_cert
 from eden.controller.model import DATASTORE_PATH
 from eden.wire import codec, pki, signing
@@ -230,20 +231,17 @@ class DeviceApi:
         i, payload = await self._device(request)
         body = self._decode("attest", payload)
         dev = ctl.model.devices[i]
-        if body.get("type") == "QUOTE" and body.get("tpm"):
-            pcrs = _quote_pcrs(body.get("pcrs"))
-            body = {**body, "pcrs": {str(k): v.hex() for k, v in pcrs.items()}}
-            if dev.nonce is not None and body.get("nonce") == dev.nonce:
-                ctl.learn_quote(i, pcrs)
-        status, answer = ctl.model.answer(i, "attest", body)
+        status, answer, detail = attest.handle(ctl, i, body)
         events: list[tuple[str, str | None, dict[str, Any]]] = []
         if answer.get("type") in ("QUOTE", "STORE_KEYS"):
             result = {"t": time.time(), "type": answer["type"], "code": answer.get("code"),
-                      "mismatch": answer.get("mismatch", []), "tpm": bool(body.get("tpm"))}
+                      "mismatch": answer.get("mismatch", []), "tpm": bool(body.get("tpm")), **detail}
             side = ctl.model.side[i]
             side.attestations = [*side.attestations[-19:], result]
             events.append(("attestation", dev.serial, result))
-        ctl.commit([i], events)  # nonce, token and escrow are acknowledged state
+        elif answer.get("type") == "CERT":
+            events.append(("certs_posted", dev.serial, detail))
+        ctl.commit([i], events)  # nonce, token, escrow and certs are acknowledged state
         return self._reply(status, self._encode("attest", status, answer, i) if status < 300 else None)
 
     async def info(self, request: web.Request) -> web.Response:
@@ -312,21 +310,3 @@ class DeviceApi:
         ctl.store.add_log(ctl.model.devices[i].serial, request.path, payload)
         ctl.commit([i], [])
         return web.Response(status=201)
-
-
-def _quote_pcrs(raw: Any) -> dict[int, bytes]:
-    """The quote's PCR 0-15 as bytes; a quote without all of them is a bad body (422)."""
-    if not isinstance(raw, dict):
-        raise Reject(422, "quote has no PCR values")
-    pcrs: dict[int, bytes] = {}
-    for k, v in raw.items():
-        try:
-            idx = int(k)
-            val = bytes.fromhex(v) if isinstance(v, str) else bytes(v)
-        except (TypeError, ValueError):
-            raise Reject(422, f"bad PCR value for {k!r}") from None
-        if 0 <= idx < 16:
-            pcrs[idx] = val
-    if len(pcrs) != 16 or any(len(v) != 32 for v in pcrs.values()):
-        raise Reject(422, "quote must carry SHA-256 PCR 0-15")
-    return pcrs

@@ -57,6 +57,9 @@ class Side:
     revoked: list[str] = field(default_factory=list)  # sha256(DER) hex of revoked device certs
     manufacturer: str = ""  # UuidResponse (EVE uses both only when both are set, spec §2)
     product_name: str = ""
+    certs: dict[str, str] = field(default_factory=dict)  # ATTEST_REQ_CERT: ZCertType name -> PEM
+    certs_posted: int = 0
+    certs_at: float = 0.0
 
 
 class RealModel(ControllerModel):
@@ -75,7 +78,8 @@ class RealModel(ControllerModel):
         return i
 
     def new_nonce(self) -> str:
-        return secrets.token_hex(32)
+        # 32 bytes on the wire: EVE's getQuote takes a nonce of 12-32 bytes (P:cmd/tpmmgr/tpmmgr.go).
+        return secrets.token_hex(16)
 
     def new_token(self) -> str:
         return secrets.token_hex(32)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eden.agent.tpm import SoftTpm
 from eden.controller.client import AdminClient
 from eden.controller.layout import Layout
 from eden.wire import codec, pki, signing
@@ -87,6 +88,7 @@ class DeviceClient:
         ctx = ssl.create_default_context(cafile=str(self.layout.root_cert))
         self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
         self.uuid: str | None = None
+        self.tpm: SoftTpm | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -121,6 +123,17 @@ class DeviceClient:
             status, reply = self.post(kind, payload, signer=self.onboard if kind == "register" else None,
                                       include_cert=kind == "register")
         return status, reply
+
+    def tpm_quote(self, nonce: str, pcrs: dict[int, bytes]) -> dict[str, Any]:
+        """A QUOTE body as EVE's tpmmgr makes it (binary TPMS_ATTEST + DER signature), from a
+        software TPM holding ``pcrs``; the first call posts its certs (ATTEST_REQ_CERT)."""
+        if self.tpm is None:
+            self.tpm = SoftTpm()
+            status, _ = self.send("attest", {"type": "CERT", "certs": self.tpm.certs(self.device)})
+            if status != 201:
+                raise RuntimeError(f"cert post answered {status}")
+        self.tpm.measured(pcrs)
+        return {"type": "QUOTE", "nonce": nonce, "tpm": True, **self.tpm.quote(nonce.encode())}
 
     def register(self) -> int:
         return self.send("register", {"serial": self.serial, "cert": pki.cert_pem(self.device.cert).decode()})[0]

@@ -61,8 +61,12 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
   (ints, booleans, enum strings); an unknown key or unparsable value stays a string.
 * config ``ver`` travels in ``EdgeDevConfig.id.version``.
 * attest QUOTE_FAILED ``mismatch`` (the PCR indices): no field in ZAttestQuoteResp; decoded as [].
-* attest QUOTE ``tpm``: not a field; a quote with PCR values means a TPM (spec §5: a device
-  without TPM sends a quote with no PCRs, only the nonce in attestData).
+* attest QUOTE ``tpm``: not a field; a quote with PCR values or a signature means a TPM (spec §5:
+  a device without TPM sends a quote with no PCRs, only the nonce in attestData). A TPM quote's
+  ``attest`` (TPMS_ATTEST) and ``signature`` (DER) are bytes; the controller decodes them to
+  ``attest``/``signature``/``pcr_values`` [(index, hash algo, value)] and checks them itself
+  (:mod:`eden.controller.quote`).
+* attest CERT ``certs``: [{type: DEVICE_RESTRICTED_SIGNING|DEVICE_ECDH_EXCHANGE|..., pem}].
 * certs: ``ControllerModel.answer`` returns ``{}``; the real controller must fill
   ``{"certs": [{"type": "CONTROLLER_SIGNING", "pem": ...}]}`` itself.
 * register: the node's placeholder ``cert`` is replaced by ``device_cert_pem`` when given.
@@ -338,10 +342,16 @@ def _attest_req(body: Mapping[str, Any]) -> attest_pb2.ZAttestReq:
     req = body.get("type")
     if req == "NONCE":
         return attest_pb2.ZAttestReq(reqType=AttestReqType.NONCE)
+    if req == "CERT":
+        msg = attest_pb2.ZAttestReq(reqType=AttestReqType.CERT)
+        for c in body.get("certs") or []:
+            msg.certs.add(type=_cert_type_out(c.get("type")), cert=_opt_bytes(c.get("pem"), "certificate"))
+        return msg
     if req == "QUOTE":
         msg = attest_pb2.ZAttestReq(reqType=AttestReqType.QUOTE)
-        # The soft TPM's attestData is the nonce itself (a real TPMS_ATTEST embeds it).
-        msg.quote.attestData = _opt_bytes(body.get("nonce"), "nonce")
+        # A TPM's quote: the binary TPMS_ATTEST + DER signature; without a TPM only the nonce.
+        msg.quote.attestData = _opt_bytes(body.get("attest", body.get("nonce")), "attestData")
+        msg.quote.signature = _opt_bytes(body.get("signature"), "signature")
         pcrs = body.get("pcrs") or {}
         if not isinstance(pcrs, Mapping):
             raise CodecError("pcrs must map PCR index -> hex digest")
@@ -358,6 +368,26 @@ def _attest_req(body: Mapping[str, Any]) -> attest_pb2.ZAttestReq:
             msg.storage_keys.keys.add(key_type=attest_pb2.ATTEST_VOLUME_KEY_TYPE_VSK, key=_opt_bytes(key, "key"))
         return msg
     raise CodecError(f"unknown attest request type {req!r}")
+
+
+# ZCertType numbers of the certs a device posts (api:proto/certs/certs.proto); kept here by number so
+# that they do not depend on which names eden's proto declares.
+POSTED_CERT_TYPES = {10: "DEVICE_ONBOARDING", 11: "DEVICE_RESTRICTED_SIGNING", 12: "DEVICE_ENDORSEMENT_RSA",
+                     13: "DEVICE_ECDH_EXCHANGE"}
+MAX_POSTED_CERTS = 8
+
+
+def _cert_type_out(name: Any) -> int:
+    for number, known in POSTED_CERT_TYPES.items():
+        if name == known:
+            return number
+    raise CodecError(f"{name!r} is not a certificate type a device posts")
+
+
+def _cert_type_in(number: int) -> str:
+    if number not in POSTED_CERT_TYPES:
+        raise CodecError(f"certificate type {number} is not one a device posts")
+    return POSTED_CERT_TYPES[number]
 
 
 def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
@@ -467,23 +497,25 @@ def decode_request(kind: str, payload: bytes, *, image_of_version: Mapping[str, 
 
 
 def _decode_attest_req(msg: attest_pb2.ZAttestReq) -> dict[str, Any]:
+    """Controller side. QUOTE and STORE_KEYS bytes stay bytes: a TPM's attestData and an
+    encrypted vault key are binary (spec §2.2); the controller's quote checks judge them."""
     req = _enum_in(AttestReqType, msg.reqType)
     if req == "NONCE":
         return {"type": "NONCE"}
+    if req == "CERT":
+        if len(msg.certs) > MAX_POSTED_CERTS:
+            raise CodecError(f"more than {MAX_POSTED_CERTS} certificates posted")
+        return {"type": "CERT", "certs": [{"type": _cert_type_in(c.type), "pem": bytes(c.cert)} for c in msg.certs]}
     if req == "QUOTE":
-        pcrs: dict[int, str] = {}
-        for p in msg.quote.pcr_values:
-            if p.hash_algo != attest_pb2.TPM_HASH_ALGO_SHA256 or len(p.value) != 32:
-                raise CodecError(f"PCR {p.index}: only SHA256 values are accepted")
-            if p.index in pcrs:
-                raise CodecError(f"PCR {p.index} appears twice")
-            pcrs[p.index] = p.value.hex()
-        return {"type": "QUOTE", "nonce": _bytes_text(msg.quote.attestData, "quote nonce"), "pcrs": pcrs, "tpm": bool(pcrs)}
+        q = msg.quote
+        pcrs = [(p.index, p.hash_algo, bytes(p.value)) for p in q.pcr_values]
+        return {"type": "QUOTE", "attest": bytes(q.attestData), "signature": bytes(q.signature),
+                "pcr_values": pcrs, "tpm": bool(pcrs or q.signature)}
     if req == "STORE_KEYS":
         keys = msg.storage_keys.keys
         if len(keys) > 1:
             raise CodecError("eden escrows one vault key")
-        key = _bytes_text(keys[0].key, "escrowed key") if keys else None
+        key = bytes(keys[0].key) if keys else None
         return {"type": "STORE_KEYS", "token": _bytes_text(msg.storage_keys.integrity_token, "integrity token"), "key": key}
     raise CodecError(f"attest request type {req} is not supported")
 
@@ -693,6 +725,8 @@ def _content_in(c: config_pb2.EdgeDevConfig, tree_uuid: str) -> dict[str, Any] |
 
 def _attest_resp(body: Mapping[str, Any]) -> attest_pb2.ZAttestResponse:
     resp = body.get("type")
+    if resp == "CERT":
+        return attest_pb2.ZAttestResponse(respType=AttestRespType.CERT)
     if resp == "NONCE":
         msg = attest_pb2.ZAttestResponse(respType=AttestRespType.NONCE)
         msg.nonce.nonce = _opt_bytes(body.get("nonce"), "nonce")
@@ -796,6 +830,8 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
 
 def _decode_attest_resp(msg: attest_pb2.ZAttestResponse) -> dict[str, Any]:
     resp = _enum_in(AttestRespType, msg.respType)
+    if resp == "CERT":
+        return {"type": "CERT"}
     if resp == "NONCE":
         nonce = _bytes_text(msg.nonce.nonce, "nonce")
         if nonce is None:

@@ -1,0 +1,187 @@
+"""A device plays EVE's attestation against the real controller (spec §2.1, §5), message by message.
+
+The requests are built from the protobufs directly as EVE's zedagent/tpmmgr build them (not through
+eden's codec): ATTEST_REQ_CERT with the AK and ECDH certs, a binary TPMS_ATTEST from a real swtpm
+signed by its AK (DER signature), STORE_KEYS with a binary key. The answers must be what EVE's
+attest task accepts: 201, signed AuthContainer, matching respType and response codes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from eden.agent.tpm import Tpm2Tools
+from eden.controller.client import AdminClient
+from eden.controller.setup import init
+from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
+from eden.wire.gen import attest_pb2, config_pb2
+from simulator.eve.enums import QuoteResponseCode as Q
+from simulator.eve.enums import StoreKeysResponse as K
+from swtpm import swtpm_fixture
+
+swtpm = swtpm_fixture
+CERT_TYPE = {"DEVICE_RESTRICTED_SIGNING": 11, "DEVICE_ECDH_EXCHANGE": 13}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    root = tmp_path_factory.mktemp("ctl") / "c"
+    init(root)
+    with ServeProcess(root) as proc:
+        yield proc
+
+
+class Eve:
+    """The attest side of one EVE device: its TPM, certs and the raw attest exchange."""
+
+    def __init__(self, server: ServeProcess, serial: str, tpm: Tpm2Tools) -> None:
+        self.dev = DeviceClient(server.layout.root, server.info["api_port"], serial)
+        self.tpm = tpm
+        self.signer: Any = None
+
+    def onboard(self) -> None:
+        self.signer = controller_signing_cert(self.dev)
+        self.dev.onboard_fully(self.signer)
+
+    def attest(self, req: attest_pb2.ZAttestReq) -> tuple[int, attest_pb2.ZAttestResponse]:
+        status, body = self.dev.post("attest", req.SerializeToString())
+        if status != 201:
+            return status, attest_pb2.ZAttestResponse()
+        return status, attest_pb2.ZAttestResponse.FromString(self.dev.open_reply(body, self.signer))
+
+    def post_certs(self) -> tuple[int, attest_pb2.ZAttestResponse]:
+        req = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_CERT)
+        for c in self.tpm.certs(self.dev.device):
+            req.certs.add(type=CERT_TYPE[c["type"]], cert=c["pem"])
+        return self.attest(req)
+
+    def nonce(self) -> bytes:
+        status, resp = self.attest(attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_NONCE))
+        assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_NONCE
+        assert 12 <= len(resp.nonce.nonce) <= 32  # what EVE's getQuote accepts
+        return resp.nonce.nonce
+
+    def quote_req(self, nonce: bytes) -> attest_pb2.ZAttestReq:
+        q = self.tpm.quote(nonce)
+        req = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_QUOTE)
+        req.quote.attestData = q["attest"]
+        req.quote.signature = q["signature"]
+        for index, value in sorted((int(k), v) for k, v in q["pcrs"].items()):
+            req.quote.pcr_values.add(index=index, hash_algo=attest_pb2.TPM_HASH_ALGO_SHA256, value=bytes.fromhex(value))
+        return req
+
+    def quote(self, req: attest_pb2.ZAttestReq | None = None) -> attest_pb2.ZAttestQuoteResp:
+        status, resp = self.attest(req or self.quote_req(self.nonce()))
+        assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_QUOTE_RESP
+        return resp.quoteResp
+
+    def store_keys(self, token: bytes, key: bytes) -> int:
+        req = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_STORE_KEYS)
+        req.storage_keys.integrity_token = token
+        req.storage_keys.keys.add(key_type=attest_pb2.ATTEST_VOLUME_KEY_TYPE_VSK, key=key)
+        status, resp = self.attest(req)
+        assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_STORE_KEYS
+        return resp.storage_keys_resp.response
+
+    def config_status(self, token: bytes) -> int:
+        return self.dev.post("config", config_pb2.ConfigRequest(integrity_token=token).SerializeToString())[0]
+
+
+def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-1", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={}, learn=True)
+        eve.onboard()
+        # Before any cert post: the quote has no key to be checked with.
+        assert eve.quote().response == Q.NO_CERT_FOUND
+        status, resp = eve.post_certs()
+        assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_CERT
+        view = admin.device(eve.dev.serial)
+        assert view["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"] and view["certs"]["posted"] == 1
+
+        # A nonce is good once: the first quote passes (its PCRs are learnt as the template), its replay does not.
+        req = eve.quote_req(eve.nonce())
+        first = eve.quote(req)
+        assert first.response == Q.SUCCESS and first.integrity_token and not first.keys
+        assert eve.quote(req).response == Q.NONCE_MISMATCH
+        assert eve.config_status(first.integrity_token) == 200
+
+        key = os.urandom(48) + b"\xff\x00\xfe"  # an encrypted vault key: binary, not UTF-8
+        assert eve.store_keys(b"not-the-token", key) == K.ITOKEN_MISMATCH
+        assert eve.store_keys(first.integrity_token, key) == K.SUCCESS
+        assert admin.device(eve.dev.serial)["attestation"]["escrowed"]
+
+        # After a good quote the escrowed key comes back byte for byte.
+        again = eve.quote()
+        assert again.response == Q.SUCCESS
+        assert [(k.key_type, k.key) for k in again.keys] == [(attest_pb2.ATTEST_VOLUME_KEY_TYPE_VSK, key)]
+
+        # A changed PCR (as a tampered rootfs would): QUOTE_FAILED, no key, and the admin view says which PCR.
+        subprocess.run(["tpm2_pcrextend", "13:sha256=" + "cd" * 32], check=True, env=swtpm._env, capture_output=True, timeout=30)
+        failed = eve.quote()
+        assert failed.response == Q.QUOTE_FAILED and not failed.keys and not failed.integrity_token
+        last = admin.device(eve.dev.serial)["attestation"]["last"]
+        assert last["code"] == "QUOTE_FAILED" and last["field"] == "pcr_values" and last["mismatch"] == [13]
+        assert "PCR 13" in last["reason"]
+
+        # A quote signed right but with one reported PCR value changed: the PCR digest check.
+        req = eve.quote_req(eve.nonce())
+        req.quote.pcr_values[5].value = b"\x55" * 32  # swtpm PCR 5 is all zero
+        assert eve.quote(req).response == Q.QUOTE_FAILED
+        last = admin.device(eve.dev.serial)["attestation"]["last"]
+        assert last["field"] == "pcrDigest", last
+
+        # Once the device has a TPM, an unsigned (no-TPM style) quote is refused, never a pass.
+        unsigned = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_QUOTE)
+        unsigned.quote.attestData = eve.nonce()
+        resp = eve.quote(unsigned)
+        assert resp.response == Q.QUOTE_FAILED and not resp.keys
+    finally:
+        eve.dev.close()
+
+
+def test_eve_without_tpm_sends_an_empty_quote(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """tpmmgr's getQuote returns nothing without a TPM: attestData, signature and PCRs empty."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-3", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={})
+        eve.onboard()
+        empty = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_QUOTE)
+        empty.quote.SetInParent()
+        assert eve.quote(empty).response == Q.NONCE_MISMATCH  # no nonce handed out yet
+        eve.nonce()
+        ok = eve.quote(empty)
+        assert ok.response == Q.SUCCESS and ok.integrity_token and not ok.keys
+        assert eve.config_status(b"") == 200  # no token required without a TPM
+        assert eve.quote(empty).response == Q.NONCE_MISMATCH  # the nonce was used
+        last = admin.device(eve.dev.serial)["attestation"]["last"]
+        assert last["code"] == "NONCE_MISMATCH" and not last["tpm"]
+    finally:
+        eve.dev.close()
+
+
+def test_cert_post_answers_cert_and_replaces_the_stored_certs(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-2", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={})
+        eve.onboard()
+        for n in (1, 2):
+            status, resp = eve.post_certs()
+            assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_CERT
+            certs = admin.device(eve.dev.serial)["certs"]
+            assert certs["posted"] == n and certs["pem"]["DEVICE_RESTRICTED_SIGNING"].startswith("-----BEGIN CERTIFICATE-----")
+        # A controller cert type in a device post is a malformed body.
+        bad = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_CERT)
+        bad.certs.add(type=1, cert=b"x")
+        assert eve.attest(bad)[0] == 422
+        assert admin.device(eve.dev.serial)["certs"]["posted"] == 2
+    finally:
+        eve.dev.close()
