@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
+from eden.agent.onboard import OnboardWire
 from eden.agent.platform import NoPlatform, Platform, PlatformError
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
@@ -107,6 +108,7 @@ class AgentDriver:
         self._saved: bytes | None = None
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.onboard = OnboardWire(self._emit)  # per boot, as EVE's client runs once per boot
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -249,10 +251,14 @@ class AgentDriver:
             timeout = node.item("timer.dial.timeout") or DIAL_TIMEOUT
         except KeyError:
             timeout = DIAL_TIMEOUT
+        uuid = node.persist.uuid
+
+        def do() -> Awaitable[tuple[int, dict[str, Any]]]:
+            return self.transport.send(self.link, req.kind, req.body, self.urls.for_ports(req.ports),
+                                       device_uuid=uuid, timeout=timeout)
+
         try:
-            status, body = await self.transport.send(
-                self.link, req.kind, req.body, self.urls.for_ports(req.ports), device_uuid=node.persist.uuid, timeout=timeout
-            )
+            status, body = await self.onboard.exchange(req.kind, do)
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
         if gen != self._gen:
