@@ -166,3 +166,40 @@ def test_response_signed_by_another_key_is_rejected(tmp_path: Path) -> None:
             await runner.cleanup()
 
     _run(scenario())
+
+
+def _tls12_only(k: Pki, ciphers: str | None = None, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+    ctx = k.server_ssl()
+    ctx.minimum_version = ctx.maximum_version = version
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def test_tls_is_1_2_or_later_with_eve_suites_only(tmp_path: Path) -> None:
+    """EVE's GetTLSConfig (spec §2.1): TLS >= 1.2; on TLS 1.2 only ECDHE-ECDSA-AES256-GCM-SHA384
+    and ECDHE-RSA-AES128-GCM-SHA256 (the controller TLS key here is P-256: the first one)."""
+    k = Pki(tmp_path)
+
+    async def certs(_r: web.Request) -> web.Response:
+        return web.Response(body=k.certs_body())
+
+    async def scenario() -> None:
+        servers = {
+            "eve-suite": _tls12_only(k, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+            "other-suite": _tls12_only(k, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+            "cbc-suite": _tls12_only(k, "ECDHE-ECDSA-AES256-SHA384"),
+            "tls13": _tls12_only(k, version=ssl.TLSVersion.TLSv1_3),
+        }
+        running = {name: await _serve({f"{PREFIX}/certs": certs}, ctx) for name, ctx in servers.items()}
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                got = {name: (await tr.send(_link(), "certs", {}, [url], device_uuid=None, timeout=5))[0]
+                       for name, (_runner, url) in running.items()}
+                assert tr.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
+        finally:
+            for runner, _url in running.values():
+                await runner.cleanup()
+        assert got == {"eve-suite": 200, "other-suite": 0, "cbc-suite": 0, "tls13": 200}
+
+    _run(scenario())

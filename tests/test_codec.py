@@ -61,7 +61,8 @@ def _all_reports(captured: list[Captured]) -> list[tuple[dict[str, Any], dict[st
 def _roundtrip_info(report: dict[str, Any], image_of_version: dict[str, str] | None = None) -> dict[str, Any]:
     merged = None
     for payload in codec.encode_request("info", report, device_uuid=DEV):
-        merged = codec.merge_info(merged, codec.decode_request("info", payload, image_of_version=image_of_version))
+        merged = codec.merge_info(merged, codec.decode_request("info", payload, image_of_version=image_of_version,
+                                                               baseos_version=report["baseos"]["version"]))
     assert merged is not None
     return merged
 

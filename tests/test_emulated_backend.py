@@ -91,6 +91,36 @@ expect:
 """
 
 
+FAST_PATH = """
+name: emulated-fast-path
+description: >-
+  A boot while the controller refuses connections takes the onboarding fast path (cached UUID,
+  no certs fetched in that boot); once the controller is back the device must still verify its
+  signed answers (the certs checkpoint) and attest again
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+controller:
+  config_items:
+    timer.config.interval: 5
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, device_state: ONLINE, attestation: COMPLETE, within: 1m}
+  - controller_outage: {}
+  - power_cycle: {off_for: 2s}
+  - wait: 20s
+  - controller_restore: {}
+expect:
+  - name: the fast-path boot attests again once the controller is back
+    boot_reason: POWER_FAIL
+    attestation: COMPLETE
+    within: 90s
+"""
+
+
 MARK = f"eden-test-{os.getpid()}"
 """Put in the environment of every run this module starts; children inherit it, so leaked
 processes are found by it even after they were re-parented (and other runs on the host are not)."""
@@ -173,6 +203,19 @@ def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp
     # onboarded once: the restarted controller kept the registration (SQLite)
     assert sum(1 for e in events if e["source"] == "controller" and e["what"] == "onboarded") == 1
     assert _ours() <= before_procs
+
+
+def test_fast_path_boot_keeps_the_controller_certs(tmp_path: Path) -> None:
+    """Spec §1 fast path + §2.1 certs checkpoint: without the checkpoint the boot never learns the
+    signing cert, every signed answer is rejected while the unsigned 403 passes, and the device
+    loops in attestation (passes on sim, failed on emulated)."""
+    proc = _run(tmp_path, FAST_PATH, "fast-path")
+    out = tmp_path / "out"
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    boots = [e for e in events if e["source"] == "device" and e["what"] == "booted"]
+    assert [b.get("reason") for b in boots] == ["FIRST", "POWER_FAIL"]
+    assert sum(1 for e in events if e["source"] == "device" and e["what"] == "attested") >= 2
 
 
 def _start_long(tmp_path: Path) -> subprocess.Popen[str]:

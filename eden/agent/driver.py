@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
+from eden.agent.onboard import OnboardWire
 from eden.agent.platform import NoPlatform, Platform, PlatformError
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
@@ -109,6 +110,7 @@ class AgentDriver:
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
+        self.onboard = OnboardWire(self._emit)  # per boot, as EVE's client runs once per boot
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -282,14 +284,18 @@ class AgentDriver:
         except KeyError:
             timeout = DIAL_TIMEOUT
         urls = self.urls.for_ports(req.ports)
-        try:
+        uuid = node.persist.uuid
+
+        async def do() -> tuple[int, dict[str, Any]]:
             out = req.body
             if req.kind == "attest":
-                out = await self._tpm_attest(out, urls, node.persist.uuid, timeout)
+                out = await self._tpm_attest(out, urls, uuid, timeout)
             if out is None:
-                status, body = 0, {"error": "tpm"}
-            else:
-                status, body = await self.transport.send(self.link, req.kind, out, urls, device_uuid=node.persist.uuid, timeout=timeout)
+                return 0, {"error": "tpm"}
+            return await self.transport.send(self.link, req.kind, out, urls, device_uuid=uuid, timeout=timeout)
+
+        try:
+            status, body = await self.onboard.exchange(req.kind, do)
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
         if gen != self._gen:

@@ -5,6 +5,8 @@ Layout of ``DIR``::
     spec.json                  the device spec (copied at first start)
     persist.json               Persist (zboot GPT attributes, /persist, TPM NV) + the boot count
     device.key.pem/.cert.pem   device identity: EC P-256, self-signed (EVE makes it on first boot)
+    soft_serial                a UUID made on first start (EVE: /persist/status/soft_serial)
+    checkpoint/controllercerts the last good ``certs`` answer (EVE: /persist/checkpoint/controllercerts)
     config/                    as on EVE's CONFIG partition (§1):
         server                 controller URL
         root-certificate.pem   the CA the controller's TLS and signing certs chain to
@@ -22,6 +24,7 @@ import dataclasses
 import enum
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +208,19 @@ class StateDir:
         if doc.get("format") != FORMAT:
             raise InvalidInput.at(str(self.persist_file), 0, 0, f"unsupported state format {doc.get('format')!r}")
         return Saved(persist_from_json(doc["persist"]), int(doc["boots"]))
+
+    @property
+    def certs_checkpoint(self) -> Path:
+        return self.path / "checkpoint" / "controllercerts"
+
+    def soft_serial(self) -> str:
+        """The device's soft serial, made once and kept (sent as X-Soft-Serial before onboarding)."""
+        path = self.path / "soft_serial"
+        if path.is_file():
+            return path.read_text().strip()
+        value = str(uuid.uuid4())
+        atomic_write(path, value.encode() + b"\n")
+        return value
 
     # identity
     def device_identity(self) -> pki.Issued:

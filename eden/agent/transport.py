@@ -9,6 +9,13 @@ the simulator engine: ``refused`` (ECONNREFUSED: the remote is up but not servin
 temporary"), ``timeout`` (dial timeout, e.g. a dead link), ``tls`` (the server certificate does
 not verify), ``signature`` (a response that does not verify against the controller signing
 certificate, or certs that do not chain to the root), ``network`` (anything else).
+
+What EVE's device does on the wire (spec §2.1; P:controllerconn/{send.go,tls.go,authen.go}):
+TLS 1.2 or later with EVE's two TLS 1.2 suites; ``X-Request-Id`` on every request,
+``X-Serial-Number``/``X-Soft-Serial`` while the device UUID is unknown, ``Content-Type`` on POSTs
+only; the controller certs are kept in a checkpoint across reboots (``controllercerts``), and a
+signed answer from a signing cert the device does not know (a cert miss) fails that request and
+makes the device fetch the certs again at once (P:cmd/zedagent/handleconfig.go).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import os
 import ssl
 import time
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,10 +35,14 @@ import aiohttp
 from cryptography import x509
 from google.protobuf.message import DecodeError
 
+from eden.agent.state import atomic_write
 from eden.wire import codec, pki, signing
+from eden.wire.codec import CodecError
 from eden.wire.gen import auth_pb2, certs_pb2
 
 CONTENT_TYPE = "application/x-proto-binary"
+TLS12_CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256"
+"""EVE's TLS 1.2 suites (P:controllerconn/tls.go ``GetTLSConfig``); TLS 1.3 keeps its defaults."""
 ERROR_PRIORITY = ("refused", "signature", "tls", "network", "timeout")
 """With several ports failing, the most telling error wins: a refusal means the controller host
 was reached through some port (remote temporary), a timeout only that nothing answered."""
@@ -38,6 +50,10 @@ was reached through some port (remote temporary), a timeout only that nothing an
 
 class ResponseRejected(Exception):
     """A response that must not be believed (bad signature, untrusted signing certificate)."""
+
+
+class CertMiss(ResponseRejected):
+    """A signed answer whose senderCertHash names no signing cert the device knows."""
 
 
 class DownloadError(Exception):
@@ -64,6 +80,9 @@ class DeviceLink:
     onboard: pki.Issued
     images: dict[str, str] = field(default_factory=dict)  # content-tree uuid -> image name
     signing: dict[bytes, x509.Certificate] = field(default_factory=dict)  # learnt from certs
+    serial: str = ""  # X-Serial-Number until the UUID is known
+    soft_serial: str = ""  # X-Soft-Serial (EVE: /persist/status/soft_serial)
+    checkpoint: Path | None = None  # where the last good certs answer is kept across reboots
     _device_pem: bytes | None = None
 
     @property
@@ -81,6 +100,8 @@ class Transport:
     def __init__(self, root_pem: bytes, *, connections: int = 100) -> None:
         self.root = x509.load_pem_x509_certificate(root_pem)
         self.ssl = ssl.create_default_context(cadata=root_pem.decode("ascii"))
+        self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.ssl.set_ciphers(TLS12_CIPHERS)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -214,7 +235,11 @@ class Transport:
         errors: list[str] = []
         for base in urls:
             try:
-                return await self._exchange(link, kind, method, base.rstrip("/") + path, payloads, timeout)
+                return await self._exchange(link, kind, method, base.rstrip("/") + path, payloads, timeout,
+                                            device_uuid=device_uuid)
+            except CertMiss:
+                errors.append("signature")
+                await self.refetch_certs(link, base, timeout, device_uuid)
             except ResponseRejected:
                 errors.append("signature")
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -232,8 +257,43 @@ class Transport:
                 errors.append("network")
         return 0, {"error": min(errors, key=ERROR_PRIORITY.index)}
 
+    async def refetch_certs(self, link: DeviceLink, base: str, timeout: float, device_uuid: str | None = None) -> bool:
+        """GET certs after a cert miss (zedagent does it at once); True when certs were learnt.
+        A failure leaves the certs the device had (spec §2.1 table, GET certs)."""
+        _method, path = codec.request_path("certs", None)
+        try:
+            status, _ = await self._exchange(link, "certs", "GET", base.rstrip("/") + path, [], timeout, device_uuid=device_uuid)
+        except (ResponseRejected, asyncio.TimeoutError, aiohttp.ClientError, OSError, ssl.SSLError, CodecError):
+            return False
+        return 200 <= status < 300
+
+    def load_checkpoint(self, link: DeviceLink) -> bool:
+        """At boot: learn the signing certs from the checkpoint, as EVE reads its
+        /persist/checkpoint/controllercerts; a missing or bad checkpoint leaves none."""
+        if link.checkpoint is None or not link.checkpoint.is_file():
+            return False
+        try:
+            self._learn_certs(link, link.checkpoint.read_bytes())
+        except (ResponseRejected, OSError):
+            return False
+        return True
+
+    @staticmethod
+    def headers(link: DeviceLink, method: str, device_uuid: str | None) -> dict[str, str]:
+        """EVE's ``prepareHTTPRequest`` headers (spec §2.1 Transport)."""
+        out = {"X-Request-Id": str(uuidlib.uuid4())}
+        if method == "POST":
+            out["Content-Type"] = CONTENT_TYPE
+        if device_uuid is None:
+            if link.serial:
+                out["X-Serial-Number"] = link.serial
+            if link.soft_serial:
+                out["X-Soft-Serial"] = link.soft_serial
+        return out
+
     async def _exchange(
-        self, link: DeviceLink, kind: str, method: str, url: str, payloads: list[bytes], timeout: float
+        self, link: DeviceLink, kind: str, method: str, url: str, payloads: list[bytes], timeout: float,
+        *, device_uuid: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         session = self._get_session()
         limit = aiohttp.ClientTimeout(total=timeout)
@@ -242,7 +302,8 @@ class Transport:
             data = None
             if method == "POST":
                 data = self._seal(link, kind, payload).SerializeToString()
-            async with session.request(method, url, data=data, timeout=limit, headers={"Content-Type": CONTENT_TYPE}) as resp:
+            headers = self.headers(link, method, device_uuid)
+            async with session.request(method, url, data=data, timeout=limit, headers=headers) as resp:
                 status, raw = resp.status, await resp.read()
             if not 200 <= status < 300:
                 break  # a later info part is not sent after a failed one
@@ -274,6 +335,7 @@ class Transport:
                     signing.verify_container(container, trusted)
                 except signing.AuthContainerError as exc:
                     raise ResponseRejected(f"certs: {exc}") from None
+            self._keep_checkpoint(link, payload)
             return payload
         if not signed:
             if 200 <= status < 300:
@@ -281,10 +343,29 @@ class Transport:
             return b""  # error statuses may come without a signed body
         try:
             return signing.verify_container(container, link.signing).payload
+        except signing.UnknownCertHash as exc:
+            if 200 <= status < 300:
+                raise CertMiss(f"{kind}: {exc}") from None
+            return b""
         except signing.AuthContainerError as exc:
             if 200 <= status < 300:
                 raise ResponseRejected(f"{kind}: {exc}") from None
             return b""
+
+    @staticmethod
+    def _keep_checkpoint(link: DeviceLink, payload: bytes) -> None:
+        """Write the certs answer to the checkpoint when it changed (atomically: a power cut
+        leaves the old or the new one)."""
+        path = link.checkpoint
+        if path is None:
+            return
+        try:
+            if path.is_file() and path.read_bytes() == payload:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, payload)
+        except OSError:
+            pass  # a full or read-only disk: the device goes on with the certs in memory
 
     def _learn_certs(self, link: DeviceLink, payload: bytes) -> dict[bytes, x509.Certificate]:
         msg = certs_pb2.ZControllerCert()

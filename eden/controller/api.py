@@ -251,7 +251,9 @@ class DeviceApi:
         versions = {img["version"]: name for name, img in ctl.model.side[i].images.items() if img.get("version")}
         if dev.baseos:
             versions[dev.baseos["version"]] = dev.baseos["image"]
-        partial = self._decode("info", payload, image_of_version=versions)
+        # the configured version picks the swList entry EVE reports its status in (spec §2.2)
+        partial = self._decode("info", payload, image_of_version=versions,
+                               baseos_version=dev.baseos["version"] if dev.baseos else None)
         side = ctl.model.side[i]
         if partial["part"] == "other":  # every other valid kind: 201, counted, last one kept (spec §2.2)
             ctl.record_report(i, partial["kind"], payload, keep=True, at=partial["at"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -161,7 +162,8 @@ class Fleet:
             serial = serial_name(serial_prefix, i)
             spec = template.model_copy(update={"serial": serial, "seed": template.seed + i})
             params = dataclasses.replace(base, device_id=serial, serial=serial)
-            link = DeviceLink(device=pki.create_device(serial), onboard=onboard, images=images)
+            link = DeviceLink(device=pki.create_device(serial), onboard=onboard, images=images, serial=serial,
+                              soft_serial=str(uuid.uuid5(uuid.NAMESPACE_DNS, serial)))  # the link outlives reboots
             self.devices.append(EmulatedDevice(i, spec, params, link))
         self.identity_seconds = time.perf_counter() - t0
 

@@ -40,8 +40,9 @@ Where report fields go (ZInfoDevice, spec §2)
 state -> state; boot_reason -> last_boot_reason; reboot_reason_text -> lastRebootReason;
 boot_time -> bootTime; restart_counter -> restartCounter; sw partitions -> swList[0..1]
 (partitionLabel, shortVersion, partitionState, swErr, activated for the current one);
-baseos -> one more swList entry without partitionLabel (shortVersion, userStatus, subStatus,
-swErr; absent when the device has no baseOS config); attestation -> attestation_info.state;
+baseos -> the entry of the partition its version is bound to, else one more swList entry
+without partitionLabel (shortVersion, userStatus, subStatus, swErr; absent when the device has
+no baseOS config), as EVE writes them (:mod:`eden.wire.swlist`, spec §2.2); attestation -> attestation_info.state;
 maintenance -> maintenance_mode_reasons (+ maintenance_mode); vault -> dataSecAtRestInfo
 (ENABLED = unlocked, ERROR = locked); dpc_index -> systemAdapter.currentIndex; reboot_counter ->
 rebootConfigCounter; baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
@@ -86,6 +87,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from eden.wire import swlist
 from eden.wire.gen import attest_pb2, certs_pb2, config_pb2, info_pb2, metrics_pb2, register_pb2, uuid_pb2
 from simulator.eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
 from simulator.eve.enums import (
@@ -399,26 +401,8 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
     if report.get("boot_time") is not None:
         _set_time(d.bootTime, report["boot_time"])
     d.restartCounter = _uint(report.get("restart_counter", 0), "restart_counter")
-    for n, part in enumerate(report.get("sw") or []):
-        e = d.swList.add(
-            activated=n == 0,
-            partitionLabel=_text(part["partition"], "partition"),
-            shortVersion=_text(part.get("version") or "", "version"),
-            partitionState=_text(part["state"], "partition state"),
-        )
-        if not e.partitionLabel or e.partitionState not in _PARTITION_STATES:
-            raise CodecError(f"bad partition entry {part!r}")
-        if part.get("err"):
-            e.swErr.description = _text(part["err"], "partition err")
-    bos = report.get("baseos") or {}
-    if bos.get("version") is not None:
-        e = d.swList.add(
-            shortVersion=_text(bos["version"], "baseos version"),
-            userStatus=_enum_out(BaseOsStatus, bos.get("status", "NONE")),
-            subStatus=_enum_out(BaseOsSubStatus, bos.get("sub_status", "NONE")),
-        )
-        if bos.get("err"):
-            e.swErr.description = _text(bos["err"], "baseos err")
+    swlist.encode(d, report.get("sw") or [], report.get("baseos") or {}, text=_text, enum_out=_enum_out,
+                  partition_states=_PARTITION_STATES, error=CodecError)
     d.attestation_info.state = _enum_out(AttestState, report.get("attestation", "UNSPECIFIED"))
     reasons = report.get("maintenance") or []
     d.maintenance_mode_reasons.extend(_enum_out(MaintenanceModeReason, r) for r in reasons)
@@ -458,13 +442,15 @@ def _info_msg(ztype: ZInfoType, dev: str, at: Any, **content: Message) -> bytes:
 
 
 @_guard
-def decode_request(kind: str, payload: bytes, *, image_of_version: Mapping[str, str] | None = None) -> dict[str, Any]:
+def decode_request(kind: str, payload: bytes, *, image_of_version: Mapping[str, str] | None = None,
+                   baseos_version: str | None = None) -> dict[str, Any]:
     """Controller side: a request payload -> the body dict ControllerModel.answer expects.
 
     ``info`` payloads decode to a *partial* report (``{"part": "device", ...}`` or
     ``{"part": "app", "name": ..., "app": {...}}``); fold them with :func:`merge_info`.
     ``image_of_version`` (baseOS version -> image name) restores the report's image names,
-    which ZInfoDevSW does not carry; without it they decode as None.
+    which ZInfoDevSW does not carry; without it they decode as None. ``baseos_version`` (the
+    configured base OS) picks the swList entry whose status is ``baseos`` (:mod:`eden.wire.swlist`).
     """
     _check_kind(kind)
     if kind in _GET_KINDS:
@@ -485,7 +471,7 @@ def decode_request(kind: str, payload: bytes, *, image_of_version: Mapping[str, 
         msg = _parse(config_pb2.ConfigRequest, payload)
         return {"hash": msg.configHash, "token": _bytes_text(msg.integrity_token, "integrity token")}
     if kind == "info":
-        return _decode_info(_parse(info_pb2.ZInfoMsg, payload), image_of_version or {})
+        return _decode_info(_parse(info_pb2.ZInfoMsg, payload), image_of_version or {}, baseos_version)
     if kind == "metrics":
         msg = _parse(metrics_pb2.ZMetricMsg, payload)
         if not msg.HasField("atTimeStamp"):
@@ -520,14 +506,14 @@ def _decode_attest_req(msg: attest_pb2.ZAttestReq) -> dict[str, Any]:
     raise CodecError(f"attest request type {req} is not supported")
 
 
-def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str]) -> dict[str, Any]:
+def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_version: str | None = None) -> dict[str, Any]:
     ztype = _enum_in(ZInfoType, msg.ztype)
     content = msg.WhichOneof("InfoContent")
     if not msg.HasField("atTimeStamp"):
         raise CodecError("info without atTimeStamp")
     at = _get_time(msg.atTimeStamp)
     if ztype == "ZI_DEVICE" and content == "dinfo":
-        return {"part": "device", "report": _decode_dinfo(msg.dinfo, at, image_of)}
+        return {"part": "device", "report": _decode_dinfo(msg.dinfo, at, image_of, baseos_version)}
     if ztype == "ZI_APP" and content == "ainfo":
         a = msg.ainfo
         if not a.AppName:
@@ -541,7 +527,8 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str]) -> dict[st
     raise CodecError(f"info type {ztype} with content {content!r} is not supported")
 
 
-def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str]) -> dict[str, Any]:
+def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str],
+                  baseos_version: str | None = None) -> dict[str, Any]:
     sw = []
     bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": ""}
     for e in d.swList:
@@ -552,14 +539,15 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
                 raise CodecError(f"partition {e.partitionLabel} has an unknown state {e.partitionState!r}")
             version = e.shortVersion or None
             sw.append({"partition": e.partitionLabel, "version": version, "image": image_of.get(version or ""), "state": e.partitionState, "err": e.swErr.description})
-        else:
-            bos = {
-                "version": e.shortVersion,
-                "image": image_of.get(e.shortVersion),
-                "status": _enum_in(BaseOsStatus, e.userStatus),
-                "sub_status": _enum_in(BaseOsSubStatus, e.subStatus),
-                "err": e.swErr.description,
-            }
+    found = swlist.find_baseos(d.swList, baseos_version)  # unlabelled or labelled entry, spec §2.2
+    if found is not None:
+        bos = {
+            "version": found.shortVersion,
+            "image": image_of.get(found.shortVersion),
+            "status": _enum_in(BaseOsStatus, found.userStatus),
+            "sub_status": _enum_in(BaseOsSubStatus, found.subStatus),
+            "err": found.swErr.description,
+        }
     vault = None
     for v in d.dataSecAtRestInfo.vaultList:
         if v.name == VAULT_NAME:
