@@ -6,7 +6,9 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
+import sqlite3
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -16,11 +18,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eden.controller.layout import Layout
+from eden.controller.limits import Limits
 from eden.controller.model import DATASTORE_PATH, RealModel
+from eden.controller.quota import Quotas
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
 from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
+
+
+log = logging.getLogger("eden.controller")
+CLOCK_SKEW = 300.0  # s a device clock may run ahead of the controller's (notBefore in the future)
 
 
 class NotFound(KeyError):
@@ -29,6 +37,10 @@ class NotFound(KeyError):
 
 class BadRequest(ValueError):
     """Admin input that does not make sense (admin API 400)."""
+
+
+class Forbidden(Exception):
+    """An admin request the controller's options do not allow (admin API 403)."""
 
 
 def check_pcr13(value: Any) -> str | None:
@@ -63,35 +75,93 @@ def parse_cert(value: Any) -> x509.Certificate:
 
 
 class Controller:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, *, limits: Limits | None = None, accept_expired_certs: bool = False,
+                 content_from: list[Path] | None = None) -> None:
+        """``accept_expired_certs``: a lab switch (docs/security.md); ``content_from``: the directories
+        whose files the admin API may register as content by path (none by default)."""
         self.layout = layout
         self.settings = layout.read_config()
-        self.store = Store(layout.db)
+        self.limits = limits or Limits()
+        self.accept_expired_certs = accept_expired_certs
+        self.content_from = [Path(d).resolve() for d in (content_from or [])]
+        self.store = Store(layout.db, busy_ms=self.limits.db_busy_ms)
         self.signer = pki.load_pem(layout.cert("signing"), layout.key("signing"))
         self.root = pki.load_cert(layout.root_cert)
         self.onboard = pki.load_cert(layout.cert("onboard"))
         self.onboard_index = signing.cert_index([self.onboard])
+        # the controller's own certificates: none of them is ever a device identity
+        own = [self.onboard, self.root, self.signer.cert, pki.load_cert(layout.cert("tls"))]
+        self.own_certs = {signing.cert_hash(c) for c in own}
+        self.content_dir = layout.content_dir
+        self.stats = Stats()
+        self.quotas = Quotas(self.limits)
+        self._log_bytes: dict[str, int] = {}  # stored log bytes per serial (read once, then counted)
+        self._new_event = asyncio.Event()
+        self._load()
+
+    def store_log(self, serial: str, path: str, data: bytes) -> None:
+        """Add one log upload inside the open transaction; keep the device's stored logs within
+        ``log_retention_bytes``, oldest dropped first (docs/security.md)."""
+        self.store.add_log(serial, path, data)
+        held = self._log_bytes.get(serial)
+        held = (self.store.log_bytes(serial) if held is None else held + len(data))
+        over = held - self.limits.log_retention_bytes
+        if over > 0:
+            held -= self.store.trim_logs(serial, over)
+        self._log_bytes[serial] = held
+
+    def _fresh(self) -> None:
         self.model = RealModel(self.store.get_meta("global_items", {}))
         self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
         self.model.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
-        self.content_dir = layout.content_dir
         self.by_serial: dict[str, int] = {}
         # cert hash (16- and 32-byte forms) -> (device index, public key): the config hot path
         self.auth: dict[bytes, tuple[int, ec.EllipticCurvePublicKey]] = {}
-        self.stats = Stats()
-        self._new_event = asyncio.Event()
+
+    def recover(self) -> None:
+        """After a failed write: drop the transaction and reload the memory state from the database,
+        so nothing unacknowledged is served (what was committed is what the controller knows)."""
+        try:
+            self.store.rollback()
+        except sqlite3.Error:  # the connection is already out of its transaction
+            self.store.forget_tx()
+        self._log_bytes.clear()
         self._load()
+
+    def register_identity(self, i: int, cert: x509.Certificate) -> tuple[int, str] | None:
+        """Identity rules for ``register`` (spec §2: 201 new / 200 repeat / 409 conflict): an
+        error (status, reason), or None when device ``i`` may take ``cert``. A certificate belongs to
+        one serial; the controller's own certificates (onboarding included) are never a device's."""
+        digest = signing.cert_hash(cert)
+        if digest in self.own_certs:
+            return 409, "the controller's own (onboarding) certificate is never a device certificate"
+        owner = self.auth.get(digest)
+        if owner is not None and owner[0] != i:
+            return 409, "this device certificate is registered under another serial"
+        if not self.accept_expired_certs:
+            now = time.time()
+            if cert.not_valid_before_utc.timestamp() > now + CLOCK_SKEW:
+                return 401, "the device certificate is not valid yet"
+            if cert.not_valid_after_utc.timestamp() < now:
+                return 401, "the device certificate has expired"
+        return None
 
     def close(self) -> None:
         self.store.close()
 
     # --------------------------------------------------------------------------- load --
     def _load(self) -> None:
+        self._fresh()
         for serial, _idx, state in self.store.devices():
             i = self.model.restore(state)
             self.by_serial[serial] = i
             if self.model.devices[i].cert:
-                self._index_cert(i, parse_cert(self.model.devices[i].cert))
+                cert = parse_cert(self.model.devices[i].cert)
+                if signing.cert_hash(cert) in self.own_certs:  # stored by an older eden: not an identity
+                    log.warning("device %s was registered with the controller's own certificate: dropped", serial)
+                    self.model.devices[i].cert = None
+                    continue
+                self._index_cert(i, cert)
         for tpl in self.store.templates():
             if tpl["status"] == "approved" and tpl["serial"] in self.by_serial:
                 self._approve_in_model(self.by_serial[tpl["serial"]], tpl["pcrs"])
@@ -120,7 +190,7 @@ class Controller:
                 self.store.add_event(kind, serial, data)
             self.store.commit()
         except BaseException:
-            self.store.rollback()
+            self.recover()
             raise
         if events:
             self._new_event.set()
@@ -317,6 +387,21 @@ class Controller:
         self.commit([], [("admin_tofu", None, {"tofu": tofu})])
 
     # ---------------------------------------------------------------------- content --
+    def content_source(self, path: str) -> Path:
+        """A file the admin API may add as content by path: a regular file inside one of the
+        ``--content-from`` directories after every symlink is resolved. Anything else is refused,
+        so the datastore (served to anyone who can reach the device API) holds only content an
+        operator put there on purpose."""
+        if not self.content_from:
+            raise Forbidden("adding content by path is off (start the controller with --content-from DIR, "
+                            "or upload the bytes as application/octet-stream)")
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(d) for d in self.content_from):
+            raise Forbidden(f"{path} is not inside a --content-from directory")
+        if not real.is_file():
+            raise BadRequest(f"{path} is not a regular file")
+        return real
+
     def stage_content(self, src: Path) -> tuple[str, int, Path]:
         """Put a file into the datastore directory (a hard link when possible, else a copy through a
         temp file), hashing it on the way: (sha256 hex, size, stored path). Blocking: run it in a
