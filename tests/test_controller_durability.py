@@ -147,3 +147,34 @@ def test_partial_uploads_left_by_a_killed_controller_are_removed_at_start(tmp_pa
         assert not any(p.exists() for p in stale)
         assert kept.exists()
     assert "removed a partial upload" in (root / "serve.log").read_text()
+
+
+def test_a_failed_commit_puts_created_devices_and_global_state_back(tmp_path: Path) -> None:
+    from eden.controller.core import Controller
+    from eden.controller.layout import Layout
+
+    root = tmp_path / "c"
+    init(root)
+    ctl = Controller(Layout(root))
+    try:
+        ctl.preregister("KEEP", config={"items": {"a": 1}})
+        ctl.admin_change("items", None, {"items": {"g": 1}})
+        version = ctl.model.devices[0].ver
+        lock = _hold_db_lock(root)
+        for change in (lambda: ctl.preregister("NEW"),
+                       lambda: ctl.preregister_many([{"serial": "KEEP", "firmware": "x"}, {"serial": "NEW2"}]),
+                       lambda: ctl.admin_change("items", None, {"items": {"g": 2}}),
+                       lambda: ctl.admin_change("items", ["KEEP"], {"items": {"a": 2}}),
+                       lambda: ctl.set_learn(True)):
+            with pytest.raises(sqlite3.OperationalError):
+                change()
+        lock.rollback()
+        lock.close()
+        assert sorted(ctl.by_serial) == ["KEEP"] and len(ctl.model.devices) == 1
+        assert ctl.model.global_items == {"g": 1} and ctl.learn is False
+        dev = ctl.model.devices[0]
+        assert dev.items == {"a": 1} and dev.firmware == "" and dev.ver == version
+        ctl.preregister("NEW")  # and the controller goes on from there
+        assert sorted(ctl.by_serial) == ["KEEP", "NEW"]
+    finally:
+        ctl.close()

@@ -40,7 +40,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
             ctl.store.rollback()
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         except Exception as exc:
-            ctl.recover()  # a change whose commit failed is not served (nor lost on restart)
+            ctl.store.rollback()  # a failed commit put the memory state back (Controller.commit)
             if is_busy(exc):
                 log.warning("database busy on admin %s %s: 503", request.method, request.path)
                 return web.json_response({"error": "database busy (held by another process); retry"}, status=503,

@@ -71,7 +71,7 @@ class DeviceApi:
             except Reject as exc:
                 response = web.Response(status=exc.status, text=str(exc), headers=exc.headers)
             except Exception as exc:  # a bug must not take the server down: 500 + log
-                self.ctl.recover()  # nothing unacknowledged stays in memory
+                self.ctl.store.rollback()  # a failed commit put the memory state back (Controller.commit)
                 if is_busy(exc):  # another process holds the database: EVE retries 503 (§2.1)
                     log.warning("database busy on %s %s: 503", request.method, request.path)
                     response = web.Response(status=503, text="database busy", headers={"Retry-After": "1"})

@@ -97,6 +97,7 @@ class Controller:
         self.quotas = Quotas(self.limits)
         self._log_bytes: dict[str, int] = {}  # stored log bytes per serial (read once, then counted)
         self._new_event = asyncio.Event()
+        self._fresh()
         self._load()
 
     def store_log(self, serial: str, path: str, data: bytes) -> None:
@@ -118,15 +119,44 @@ class Controller:
         # cert hash (16- and 32-byte forms) -> (device index, public key): the config hot path
         self.auth: dict[bytes, tuple[int, ec.EllipticCurvePublicKey]] = {}
 
-    def recover(self) -> None:
-        """After a failed write: drop the transaction and reload the memory state from the database,
-        so nothing unacknowledged is served (what was committed is what the controller knows)."""
+    def _restore(self, indices: list[int]) -> None:
+        """After a failed commit: put the devices it carried, and the controller-wide state, back to
+        what the database holds, so nothing unacknowledged is served or answered as done. Cost:
+        those devices plus the small global tables, not the fleet (the event loop must not stall)."""
         try:
             self.store.rollback()
         except sqlite3.Error:  # the connection is already out of its transaction
             self.store.forget_tx()
         self._log_bytes.clear()
-        self._load()
+        m = self.model
+        for i in sorted(set(indices), reverse=True):
+            dev = m.devices[i]
+            if dev.cert:  # forget the identity it may have just taken
+                for algo in (signing.SHA256_16BYTES, signing.SHA256_32BYTES):
+                    digest = signing.cert_hash(parse_cert(dev.cert), algo)
+                    if self.auth.get(digest, (None,))[0] == i:
+                        del self.auth[digest]
+            state = self.store.device(dev.serial)
+            if state is None:  # created by the failed transaction: always the last ones added
+                if i != len(m.devices) - 1:
+                    self._fresh()
+                    self._load()
+                    return
+                m.devices.pop()
+                m.side.pop()
+                del self.by_serial[dev.serial]
+                continue
+            m.restore(state, at=i)
+            if m.devices[i].cert:
+                self._index_cert(i, parse_cert(m.devices[i].cert))
+        m.global_items = self.store.get_meta("global_items", {})
+        self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
+        m.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
+        m.learned, m.content = {}, {}
+        m.firmware = {}
+        self._load_tables()
+        for i in range(len(m.devices)):  # global items or content may have changed every config
+            m.devices[i].config = None
 
     def register_identity(self, i: int, cert: x509.Certificate) -> tuple[int, str] | None:
         """Identity rules for ``register`` (spec §2: 201 new / 200 repeat / 409 conflict): an
@@ -151,7 +181,6 @@ class Controller:
 
     # --------------------------------------------------------------------------- load --
     def _load(self) -> None:
-        self._fresh()
         for serial, _idx, state in self.store.devices():
             i = self.model.restore(state)
             self.by_serial[serial] = i
@@ -162,6 +191,10 @@ class Controller:
                     self.model.devices[i].cert = None
                     continue
                 self._index_cert(i, cert)
+        self._load_tables()
+
+    def _load_tables(self) -> None:
+        """Templates, content and TOFU PCRs into the model (the devices are loaded)."""
         for tpl in self.store.templates():
             if tpl["status"] == "approved" and tpl["serial"] in self.by_serial:
                 self._approve_in_model(self.by_serial[tpl["serial"]], tpl["pcrs"])
@@ -181,16 +214,17 @@ class Controller:
 
     # ---------------------------------------------------------------------- writing --
     def commit(self, indices: list[int], events: list[tuple[str, str | None, dict[str, Any]]]) -> None:
-        """Persist the devices and events in one transaction, then wake event long-polls."""
-        self.store.begin()
+        """Persist the devices and events in one transaction, then wake event long-polls. If it
+        fails (a lock held by another process: 503), the memory state is put back (:meth:`_restore`)."""
         try:
+            self.store.begin()
             for i in indices:
                 self.store.put_device(self.model.devices[i].serial, i, self.model.dump(i))
             for kind, serial, data in events:
                 self.store.add_event(kind, serial, data)
             self.store.commit()
         except BaseException:
-            self.recover()
+            self._restore(indices)
             raise
         if events:
             self._new_event.set()
@@ -333,9 +367,9 @@ class Controller:
             self.validate({"baseos": {"image": data.get("image"), "version": str(data.get("version", "")), "retry": 0}})
         elif what == "app" and data.get("spec") is not None:
             self.validate({"apps": {data["name"]: data["spec"]}})
+        self.store.begin()  # the write lock first: a busy database changes nothing (503)
         if what == "items" and serials is None:
             m.set_items(idx, dict(data["items"]), globally=True)
-            self.store.begin()
             self.store.put_meta("global_items", m.global_items)
         elif what == "items":
             m.set_items(idx, dict(data["items"]), globally=False)
@@ -360,7 +394,6 @@ class Controller:
             for i in idx:
                 m.side[i].tofu = bool(data["tofu"])
         elif what == "tofu_reset":
-            self.store.begin()
             for i in idx:
                 m.firmware.pop(i, None)
                 self.store.forget_firmware_pcrs(m.devices[i].serial)
@@ -374,15 +407,15 @@ class Controller:
         return idx
 
     def set_learn(self, learn: bool) -> None:
-        self.learn = learn
         self.store.begin()
+        self.learn = learn
         self.store.put_meta("learn", learn)
         self.commit([], [("admin_learn", None, {"learn": learn})])
 
     def set_tofu(self, tofu: bool) -> None:
         """Controller-wide trust-on-first-use PCR templates (spec §5); see :mod:`eden.controller.model`."""
-        self.model.tofu = tofu
         self.store.begin()
+        self.model.tofu = tofu
         self.store.put_meta("tofu", tofu)
         self.commit([], [("admin_tofu", None, {"tofu": tofu})])
 
@@ -459,11 +492,11 @@ class Controller:
             raise BadRequest(f"no staged content {sha256!r}")
         row = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
         m = self.model
+        self.store.begin()
         m.content.setdefault(name, {})[version] = row
         changed = [i for i, dev in enumerate(m.devices) if dev.baseos and dev.baseos["image"] == name]
         for i in changed:
             m._changed(i)
-        self.store.begin()
         self.store.put_content(name, version, sha256, int(size), pcr13)
         self.commit(changed, [("content_added", None, {"name": name, "version": version, "sha256": sha256,
                                                        "size": int(size), "pcr13": pcr13})])
@@ -572,8 +605,8 @@ class Controller:
             self.commit([], [("tofu_refused", dev.serial, {"pcr13": pcr13, "reason": "PCR 13 is not a declared release"})])
             return
         base = {k: v for k, v in pcrs.items() if k in QUOTE_PCRS and k != PCR_ROOTFS}
-        m.firmware[i] = base
         self.store.begin()
+        m.firmware[i] = base
         self.store.put_firmware_pcrs(dev.serial, {str(k): v.hex() for k, v in sorted(base.items())})
         self.commit([], [("template_learned", dev.serial, {"mode": "tofu", "pcr13": pcr13,
                                                             "digest": pcr_digest(pcrs, QUOTE_PCRS).hex()})])

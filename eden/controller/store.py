@@ -81,6 +81,10 @@ class Store:
             (serial, idx, json.dumps(state, default=str)),
         )
 
+    def device(self, serial: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT state FROM devices WHERE serial=?", (serial,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def devices(self) -> list[tuple[str, int, dict[str, Any]]]:
         rows = self.db.execute("SELECT serial, idx, state FROM devices ORDER BY idx").fetchall()
         return [(s, i, json.loads(st)) for s, i, st in rows]
