@@ -31,7 +31,8 @@ SIZE = 3 * 2**20 + 12345  # not a multiple of any chunk size
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     root = tmp_path_factory.mktemp("ctl") / "c"
     init(root)
-    with ServeProcess(root) as proc:
+    # content by path only from the test's own temp tree (docs/security.md)
+    with ServeProcess(root, args=("--content-from", str(tmp_path_factory.getbasetemp()))) as proc:
         yield proc
 
 
@@ -391,7 +392,7 @@ def test_controller_wide_tofu_survives_a_restart(tmp_path: Path, image: tuple[Pa
     with ServeProcess(root) as proc:
         admin = proc.admin()
         assert admin.request("GET", "/v1/settings")["tofu"] is True
-        admin.add_content("os", image[0], "1.0", pcr13=A)
+        admin.add_content("os", image[0], "1.0", pcr13=A, upload=True)
         admin.preregister(serial, config={"baseos": {"image": "os", "version": "1.0"}})
         dev = DeviceClient(root, proc.info["api_port"], serial, device=device)
         try:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
+import time
 from pathlib import Path
 
+import pytest
+
+from eden.controller.client import AdminError
 
 from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
@@ -85,3 +90,91 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     assert not second.layout.serve_json.exists()
     ready = [line for line in (root / "serve.log").read_text().splitlines() if line.startswith("eden controller ready")]
     assert len(ready) == 2 and f"pid={second.proc.pid}" in ready[1]
+
+
+def _hold_db_lock(root: Path) -> sqlite3.Connection:
+    """Another process's write transaction on the controller's database (as a backup tool would)."""
+    db = sqlite3.connect(str(root / "controller.db"), isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    return db
+
+
+def test_a_failed_commit_is_neither_served_nor_answered_as_done(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    init(root)
+    device = pki.create_device("LOCK-1")
+    first = ServeProcess(root).start()
+    try:
+        admin = first.admin()
+        admin.preregister("LOCK-1", config={"items": {"a": 1}})
+        lock = _hold_db_lock(root)
+        t0 = time.monotonic()
+        with pytest.raises(AdminError) as exc:
+            admin.set_items({"b": 2}, "LOCK-1")
+        assert exc.value.status == 503 and time.monotonic() - t0 < 3  # a bounded wait, then "retry"
+        dev = DeviceClient(root, first.info["api_port"], "LOCK-1", device=device)
+        assert dev.register() == 503  # EVE retries 503
+        lock.rollback()
+        lock.close()
+        assert "b" not in admin.device("LOCK-1")["items"]  # the refused change is not served
+        assert admin.device("LOCK-1")["registered"] is False
+        assert dev.register() == 201  # the retry is a first registration, not a 200 "repeat"
+        dev.close()
+    finally:
+        first.stop(signal.SIGKILL)
+    with ServeProcess(root) as second:
+        view = second.admin().device("LOCK-1")
+        assert view["registered"] is True and view["items"] == {"a": 1}
+        dev = DeviceClient(root, second.info["api_port"], "LOCK-1", device=device)
+        try:
+            assert dev.register() == 200
+        finally:
+            dev.close()
+    assert "Traceback" not in (root / "serve.log").read_text()
+
+
+def test_partial_uploads_left_by_a_killed_controller_are_removed_at_start(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    init(root)
+    content = root / "content"
+    content.mkdir()
+    stale = [content / ".upload.123.456", content / ".incoming.123.789"]
+    for p in stale:
+        p.write_bytes(b"half an image")
+    kept = content / ("ab" * 32)
+    kept.write_bytes(b"a stored image")
+    with ServeProcess(root):
+        assert not any(p.exists() for p in stale)
+        assert kept.exists()
+    assert "removed a partial upload" in (root / "serve.log").read_text()
+
+
+def test_a_failed_commit_puts_created_devices_and_global_state_back(tmp_path: Path) -> None:
+    from eden.controller.core import Controller
+    from eden.controller.layout import Layout
+
+    root = tmp_path / "c"
+    init(root)
+    ctl = Controller(Layout(root))
+    try:
+        ctl.preregister("KEEP", config={"items": {"a": 1}})
+        ctl.admin_change("items", None, {"items": {"g": 1}})
+        version = ctl.model.devices[0].ver
+        lock = _hold_db_lock(root)
+        for change in (lambda: ctl.preregister("NEW"),
+                       lambda: ctl.preregister_many([{"serial": "KEEP", "firmware": "x"}, {"serial": "NEW2"}]),
+                       lambda: ctl.admin_change("items", None, {"items": {"g": 2}}),
+                       lambda: ctl.admin_change("items", ["KEEP"], {"items": {"a": 2}}),
+                       lambda: ctl.set_learn(True)):
+            with pytest.raises(sqlite3.OperationalError):
+                change()
+        lock.rollback()
+        lock.close()
+        assert sorted(ctl.by_serial) == ["KEEP"] and len(ctl.model.devices) == 1
+        assert ctl.model.global_items == {"g": 1} and ctl.learn is False
+        dev = ctl.model.devices[0]
+        assert dev.items == {"a": 1} and dev.firmware == "" and dev.ver == version
+        ctl.preregister("NEW")  # and the controller goes on from there
+        assert sorted(ctl.by_serial) == ["KEEP", "NEW"]
+    finally:
+        ctl.close()

@@ -133,7 +133,7 @@ class QemuBackend(LiveBackend):
         """The controller's datastore holds every slot; the device downloads what its config names."""
         for name, slot in self.slots.items():
             version = str(self.loaded.scenario.images[name].version)
-            await asyncio.to_thread(self.admin.add_content, name, slot.path, version=version, pcr13=self.approved_pcr13[name])
+            await asyncio.to_thread(self.admin.add_content, name, slot.path, version=version, pcr13=self.approved_pcr13[name], upload=True)
 
     async def _init_controller(self, ctrl_dir: Path) -> None:
         from eden.controller.setup import init
@@ -380,7 +380,7 @@ class QemuBackend(LiveBackend):
             return
         for name, path in self.eve.content.items():
             version = str(self.loaded.scenario.images[name].version)
-            await asyncio.to_thread(self.admin.add_content, name, path, version=version)
+            await asyncio.to_thread(self.admin.add_content, name, path, version=version, upload=True)
 
     async def _prepare_eve_device(self, dev: DeviceSpec, serial: str, home: Path) -> None:
         """A per-VM copy of the live image, grown to the profile's storage size, with the

@@ -15,7 +15,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from eden.controller.core import BadRequest, Controller, NotFound
+from eden.controller.core import BadRequest, Controller, Forbidden, NotFound
+from eden.controller.store import is_busy
 
 log = logging.getLogger("eden.controller.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -24,8 +25,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def admin_app(ctl: Controller, token: str) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        given = request.headers.get("Authorization", "")  # any bytes a client sends: never a 500
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
             return await handler(request)
@@ -34,11 +35,17 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         except NotFound as exc:
             ctl.store.rollback()
             return web.json_response({"error": str(exc.args[0])}, status=404)
+        except Forbidden as exc:
+            return web.json_response({"error": str(exc)}, status=403)
         except (BadRequest, KeyError, TypeError, ValueError) as exc:
             ctl.store.rollback()
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
-        except Exception:
-            ctl.store.rollback()
+        except Exception as exc:
+            ctl.store.rollback()  # a failed commit put the memory state back (Controller.commit)
+            if is_busy(exc):
+                log.warning("database busy on admin %s %s: 503", request.method, request.path)
+                return web.json_response({"error": "database busy (held by another process); retry"}, status=503,
+                                         headers={"Retry-After": "1"})
             log.exception("admin error on %s %s", request.method, request.path)
             return web.json_response({"error": "internal error"}, status=500)
 
@@ -133,7 +140,8 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
             ctl.check_content(d.get("name"), d.get("version") or "", d.get("pcr13"))
             if not isinstance(d.get("path"), str) or not d["path"]:
                 raise BadRequest("content needs a path (or an application/octet-stream body)")
-            sha, size, _ = await asyncio.to_thread(ctl.stage_content, Path(d["path"]))
+            src = ctl.content_source(d["path"])  # only inside a --content-from directory (403 else)
+            sha, size, _ = await asyncio.to_thread(ctl.stage_content, src)
         version = d.get("version") or ""
         return ok(ctl.register_content(str(d.get("name") or ""), str(version), sha, size, d.get("pcr13")), 201)
 

@@ -18,6 +18,8 @@ from google.protobuf.message import DecodeError
 from eden.controller import attest
 from eden.controller.core import Controller, parse_cert
 from eden.controller.model import DATASTORE_PATH
+from eden.controller.quota import OverQuota
+from eden.controller.store import is_busy
 from eden.wire import codec, pki, signing
 from eden.wire.gen import auth_pb2
 
@@ -28,9 +30,10 @@ _HASH_LEN = {signing.SHA256_16BYTES: 16, signing.SHA256_32BYTES: 32}
 
 
 class Reject(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
+        self.headers = headers
 
 
 class DeviceApi:
@@ -72,11 +75,15 @@ class DeviceApi:
             try:
                 response = await handler(request)
             except Reject as exc:
-                response = web.Response(status=exc.status, text=str(exc))
-            except Exception:  # a bug must not take the server down: 500 + log
-                log.exception("unhandled error on %s %s", request.method, request.path)
-                self.ctl.store.rollback()
-                response = web.Response(status=500, text="internal error")
+                response = web.Response(status=exc.status, text=str(exc), headers=exc.headers)
+            except Exception as exc:  # a bug must not take the server down: 500 + log
+                self.ctl.store.rollback()  # a failed commit put the memory state back (Controller.commit)
+                if is_busy(exc):  # another process holds the database: EVE retries 503 (§2.1)
+                    log.warning("database busy on %s %s: 503", request.method, request.path)
+                    response = web.Response(status=503, text="database busy", headers={"Retry-After": "1"})
+                else:
+                    log.exception("unhandled error on %s %s", request.method, request.path)
+                    response = web.Response(status=500, text="internal error")
             stats.add(name, response.status, time.perf_counter() - start)
             return response
 
@@ -125,6 +132,13 @@ class DeviceApi:
             raise Reject(403, "path uuid is not this device's")
         self.ctl.model.side[i].last_seen = time.time()
         return i, payload
+
+    def _quota(self, i: int, kind: str, amount: float = 1.0) -> None:
+        """Per-device quota (eden.controller.quota): 429 with Retry-After, which EVE retries (§2.1)."""
+        try:
+            self.ctl.quotas.charge(i, kind, amount)
+        except OverQuota as exc:
+            raise Reject(429, str(exc), {"Retry-After": str(int(exc.retry_after))}) from None
 
     @staticmethod
     def _decode(kind: str, payload: bytes, **kw: Any) -> dict[str, Any]:
@@ -182,6 +196,10 @@ class DeviceApi:
             raise Reject(422, "the device certificate must hold an ECDSA P-256 key")
         if signing.cert_hash(cert) in ctl.revoked:
             raise Reject(403, "this device certificate was revoked")
+        refused = ctl.register_identity(i, cert)  # one cert, one serial; never the onboarding cert (§2)
+        if refused is not None:
+            ctl.commit([], [("register_refused", serial, {"status": refused[0], "reason": refused[1]})])
+            raise Reject(*refused)
         body = {**body, "cert": pki.cert_pem(cert).decode()}
         status, _ = ctl.model.answer(i, "register", body)
         if status == 201:
@@ -247,6 +265,7 @@ class DeviceApi:
     async def info(self, request: web.Request) -> web.Response:
         ctl = self.ctl
         i, payload = await self._device(request)
+        self._quota(i, "info")
         dev = ctl.model.devices[i]
         versions = {img["version"]: name for name, img in ctl.model.side[i].images.items() if img.get("version")}
         if dev.baseos:
@@ -307,8 +326,9 @@ class DeviceApi:
     async def logs(self, request: web.Request) -> web.Response:
         ctl = self.ctl
         i, payload = await self._device(request)
+        self._quota(i, "logs", len(payload))
         ctl.model.side[i].logs_count += 1
         ctl.store.begin()
-        ctl.store.add_log(ctl.model.devices[i].serial, request.path, payload)
+        ctl.store_log(ctl.model.devices[i].serial, request.path, payload)
         ctl.commit([i], [])
         return web.Response(status=201)

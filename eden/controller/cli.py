@@ -30,6 +30,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--listen", default=None, help="HOST:PORT for the device API (default 127.0.0.1:<server port>)")
     p.add_argument("--admin-listen", default="127.0.0.1:0", help="HOST:PORT for the admin API (default 127.0.0.1:0)")
+    p.add_argument("--admin-public", action="store_true",
+                   help="allow a non-loopback --admin-listen (the admin API is then served over TLS)")
+    p.add_argument("--accept-expired-certs", action="store_true",
+                   help="lab only: accept expired or not-yet-valid device certificates at register")
+    p.add_argument("--content-from", action="append", default=[], type=Path, metavar="DIR",
+                   help="a directory whose files the admin API may add as content by path (repeatable; default none: upload)")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one limit (docs/security.md lists them); repeatable")
 
     def admin(name: str, help: str) -> argparse.ArgumentParser:
         q = c.add_parser(name, help=help)
@@ -144,7 +152,15 @@ def _run(args: argparse.Namespace) -> int:
         if not layout.initialised():
             raise InfrastructureError(f"{args.dir} is not an initialised controller directory (run eden controller init)")
         listen = args.listen or f"127.0.0.1:{layout.read_config()['server'].rpartition(':')[2]}"
-        return serve(layout, listen, args.admin_listen)
+        from eden.controller import limits
+        from eden.controller.server import Options
+
+        for d in args.content_from:
+            if not d.is_dir():
+                raise ValueError(f"--content-from {d}: not a directory")
+        options = Options(limits=limits.parse(args.limit), accept_expired_certs=args.accept_expired_certs,
+                          content_from=tuple(args.content_from), admin_public=args.admin_public)
+        return serve(layout, listen, args.admin_listen, options)
     if args.ctl == "content":
         return _content(args)
     if not Layout(args.dir).serve_json.exists():
@@ -223,7 +239,14 @@ def _content(args: argparse.Namespace) -> int:
     if _live(layout):
         client = AdminClient.for_dir(layout.root)
         if args.content_cmd == "add":
-            _print(client.add_content(args.name, args.file, args.version, args.pcr13, upload=args.upload))
+            try:
+                row = client.add_content(args.name, args.file, args.version, args.pcr13, upload=args.upload)
+            except AdminError as exc:
+                if exc.status != 403 or args.upload:
+                    raise
+                # the controller takes no paths outside its --content-from directories: send the bytes
+                row = client.add_content(args.name, args.file, args.version, args.pcr13, upload=True)
+            _print(row)
         else:
             _print(client.content())
         return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -20,17 +21,19 @@ class AdminError(Exception):
 
 
 class AdminClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0, cafile: Path | None = None) -> None:
+        """``cafile``: the controller's root certificate, for an admin API served over TLS."""
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ctx = ssl.create_default_context(cafile=str(cafile)) if cafile and url.startswith("https:") else None
 
     @classmethod
     def for_dir(cls, root: Path) -> "AdminClient":
         """From a running controller's DIR/serve.json and DIR/admin.token."""
         layout = Layout(root)
         info = json.loads(layout.serve_json.read_text())
-        return cls(info["admin_url"], layout.read_token())
+        return cls(info["admin_url"], layout.read_token(), cafile=layout.root_cert)
 
     def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None, raw: bool = False) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -43,10 +46,9 @@ class AdminClient:
             return text
         return json.loads(text) if text else None
 
-    @staticmethod
-    def _open(req: urllib.request.Request, timeout: float) -> str:
+    def _open(self, req: urllib.request.Request, timeout: float) -> str:
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as resp:
                 return resp.read().decode()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")

@@ -6,7 +6,9 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
+import sqlite3
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -16,12 +18,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from eden.controller.layout import Layout
+from eden.controller.limits import Limits
 from eden.controller.model import DATASTORE_PATH, RealModel
+from eden.controller.quota import Quotas
 from eden.controller.setup import ensure_ecdh
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
 from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
+
+
+log = logging.getLogger("eden.controller")
+CLOCK_SKEW = 300.0  # s a device clock may run ahead of the controller's (notBefore in the future)
 
 
 class NotFound(KeyError):
@@ -30,6 +38,10 @@ class NotFound(KeyError):
 
 class BadRequest(ValueError):
     """Admin input that does not make sense (admin API 400)."""
+
+
+class Forbidden(Exception):
+    """An admin request the controller's options do not allow (admin API 403)."""
 
 
 def check_pcr13(value: Any) -> str | None:
@@ -64,27 +76,111 @@ def parse_cert(value: Any) -> x509.Certificate:
 
 
 class Controller:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, *, limits: Limits | None = None, accept_expired_certs: bool = False,
+                 content_from: list[Path] | None = None) -> None:
+        """``accept_expired_certs``: a lab switch (docs/security.md); ``content_from``: the directories
+        whose files the admin API may register as content by path (none by default)."""
         self.layout = layout
         self.settings = layout.read_config()
-        self.store = Store(layout.db)
+        self.limits = limits or Limits()
+        self.accept_expired_certs = accept_expired_certs
+        self.content_from = [Path(d).resolve() for d in (content_from or [])]
+        self.store = Store(layout.db, busy_ms=self.limits.db_busy_ms)
         self.signer = pki.load_pem(layout.cert("signing"), layout.key("signing"))
         self.ecdh = ensure_ecdh(layout)
         self.root = pki.load_cert(layout.root_cert)
         self.onboard = pki.load_cert(layout.cert("onboard"))
         self.onboard_index = signing.cert_index([self.onboard])
+        # the controller's own certificates: none of them is ever a device identity
+        own = [self.onboard, self.root, self.signer.cert, self.ecdh.cert, pki.load_cert(layout.cert("tls"))]
+        self.own_certs = {signing.cert_hash(c) for c in own}
+        self.content_dir = layout.content_dir
+        self.stats = Stats()
+        self.quotas = Quotas(self.limits)
+        self._log_bytes: dict[str, int] = {}  # stored log bytes per serial (read once, then counted)
+        self._new_event = asyncio.Event()
+        self._fresh()
+        self._load()
+
+    def store_log(self, serial: str, path: str, data: bytes) -> None:
+        """Add one log upload inside the open transaction; keep the device's stored logs within
+        ``log_retention_bytes``, oldest dropped first (docs/security.md)."""
+        self.store.add_log(serial, path, data)
+        held = self._log_bytes.get(serial)
+        held = (self.store.log_bytes(serial) if held is None else held + len(data))
+        over = held - self.limits.log_retention_bytes
+        if over > 0:
+            held -= self.store.trim_logs(serial, over)
+        self._log_bytes[serial] = held
+
+    def _fresh(self) -> None:
         self.model = RealModel(self.store.get_meta("global_items", {}))
         self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
         self.model.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
-        self.content_dir = layout.content_dir
         self.by_serial: dict[str, int] = {}
         # cert hash (16- and 32-byte forms) -> (device index, public key): the config hot path
         self.auth: dict[bytes, tuple[int, ec.EllipticCurvePublicKey]] = {}
         # hashes (16- and 32-byte) of revoked device certs: refused even with a valid signature
         self.revoked: dict[bytes, int] = {}
-        self.stats = Stats()
-        self._new_event = asyncio.Event()
-        self._load()
+
+    def _restore(self, indices: list[int]) -> None:
+        """After a failed commit: put the devices it carried, and the controller-wide state, back to
+        what the database holds, so nothing unacknowledged is served or answered as done. Cost:
+        those devices plus the small global tables, not the fleet (the event loop must not stall)."""
+        try:
+            self.store.rollback()
+        except sqlite3.Error:  # the connection is already out of its transaction
+            self.store.forget_tx()
+        self._log_bytes.clear()
+        m = self.model
+        for i in sorted(set(indices), reverse=True):
+            dev = m.devices[i]
+            if dev.cert:  # forget the identity it may have just taken
+                for algo in (signing.SHA256_16BYTES, signing.SHA256_32BYTES):
+                    digest = signing.cert_hash(parse_cert(dev.cert), algo)
+                    if self.auth.get(digest, (None,))[0] == i:
+                        del self.auth[digest]
+            state = self.store.device(dev.serial)
+            if state is None:  # created by the failed transaction: always the last ones added
+                if i != len(m.devices) - 1:
+                    self._fresh()
+                    self._load()
+                    return
+                m.devices.pop()
+                m.side.pop()
+                del self.by_serial[dev.serial]
+                continue
+            m.restore(state, at=i)
+            for der_hash in m.side[i].revoked:
+                self._index_revoked(i, bytes.fromhex(der_hash))
+            if m.devices[i].cert:
+                self._index_cert(i, parse_cert(m.devices[i].cert))
+        m.global_items = self.store.get_meta("global_items", {})
+        self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
+        m.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
+        m.learned, m.content = {}, {}
+        m.firmware = {}
+        self._load_tables()
+        for i in range(len(m.devices)):  # global items or content may have changed every config
+            m.devices[i].config = None
+
+    def register_identity(self, i: int, cert: x509.Certificate) -> tuple[int, str] | None:
+        """Identity rules for ``register`` (spec §2: 201 new / 200 repeat / 409 conflict): an
+        error (status, reason), or None when device ``i`` may take ``cert``. A certificate belongs to
+        one serial; the controller's own certificates (onboarding included) are never a device's."""
+        digest = signing.cert_hash(cert)
+        if digest in self.own_certs:
+            return 409, "the controller's own (onboarding) certificate is never a device certificate"
+        owner = self.auth.get(digest)
+        if owner is not None and owner[0] != i:
+            return 409, "this device certificate is registered under another serial"
+        if not self.accept_expired_certs:
+            now = time.time()
+            if cert.not_valid_before_utc.timestamp() > now + CLOCK_SKEW:
+                return 401, "the device certificate is not valid yet"
+            if cert.not_valid_after_utc.timestamp() < now:
+                return 401, "the device certificate has expired"
+        return None
 
     def close(self) -> None:
         self.store.close()
@@ -94,10 +190,19 @@ class Controller:
         for serial, _idx, state in self.store.devices():
             i = self.model.restore(state)
             self.by_serial[serial] = i
-            if self.model.devices[i].cert:
-                self._index_cert(i, parse_cert(self.model.devices[i].cert))
             for der_hash in self.model.side[i].revoked:
                 self._index_revoked(i, bytes.fromhex(der_hash))
+            if self.model.devices[i].cert:
+                cert = parse_cert(self.model.devices[i].cert)
+                if signing.cert_hash(cert) in self.own_certs:  # stored by an older eden: not an identity
+                    log.warning("device %s was registered with the controller's own certificate: dropped", serial)
+                    self.model.devices[i].cert = None
+                    continue
+                self._index_cert(i, cert)
+        self._load_tables()
+
+    def _load_tables(self) -> None:
+        """Templates, content and TOFU PCRs into the model (the devices are loaded)."""
         for tpl in self.store.templates():
             if tpl["status"] == "approved" and tpl["serial"] in self.by_serial:
                 self._approve_in_model(self.by_serial[tpl["serial"]], tpl["pcrs"])
@@ -151,16 +256,17 @@ class Controller:
 
     # ---------------------------------------------------------------------- writing --
     def commit(self, indices: list[int], events: list[tuple[str, str | None, dict[str, Any]]]) -> None:
-        """Persist the devices and events in one transaction, then wake event long-polls."""
-        self.store.begin()
+        """Persist the devices and events in one transaction, then wake event long-polls. If it
+        fails (a lock held by another process: 503), the memory state is put back (:meth:`_restore`)."""
         try:
+            self.store.begin()
             for i in indices:
                 self.store.put_device(self.model.devices[i].serial, i, self.model.dump(i))
             for kind, serial, data in events:
                 self.store.add_event(kind, serial, data)
             self.store.commit()
         except BaseException:
-            self.store.rollback()
+            self._restore(indices)
             raise
         if events:
             self._new_event.set()
@@ -303,9 +409,9 @@ class Controller:
             self.validate({"baseos": {"image": data.get("image"), "version": str(data.get("version", "")), "retry": 0}})
         elif what == "app" and data.get("spec") is not None:
             self.validate({"apps": {data["name"]: data["spec"]}})
+        self.store.begin()  # the write lock first: a busy database changes nothing (503)
         if what == "items" and serials is None:
             m.set_items(idx, dict(data["items"]), globally=True)
-            self.store.begin()
             self.store.put_meta("global_items", m.global_items)
         elif what == "items":
             m.set_items(idx, dict(data["items"]), globally=False)
@@ -337,7 +443,6 @@ class Controller:
                 m.side[i].manufacturer = data.get("manufacturer", "")
                 m.side[i].product_name = data.get("product_name", "")
         elif what == "tofu_reset":
-            self.store.begin()
             for i in idx:
                 m.firmware.pop(i, None)
                 self.store.forget_firmware_pcrs(m.devices[i].serial)
@@ -351,19 +456,34 @@ class Controller:
         return idx
 
     def set_learn(self, learn: bool) -> None:
-        self.learn = learn
         self.store.begin()
+        self.learn = learn
         self.store.put_meta("learn", learn)
         self.commit([], [("admin_learn", None, {"learn": learn})])
 
     def set_tofu(self, tofu: bool) -> None:
         """Controller-wide trust-on-first-use PCR templates (spec §5); see :mod:`eden.controller.model`."""
-        self.model.tofu = tofu
         self.store.begin()
+        self.model.tofu = tofu
         self.store.put_meta("tofu", tofu)
         self.commit([], [("admin_tofu", None, {"tofu": tofu})])
 
     # ---------------------------------------------------------------------- content --
+    def content_source(self, path: str) -> Path:
+        """A file the admin API may add as content by path: a regular file inside one of the
+        ``--content-from`` directories after every symlink is resolved. Anything else is refused,
+        so the datastore (served to anyone who can reach the device API) holds only content an
+        operator put there on purpose."""
+        if not self.content_from:
+            raise Forbidden("adding content by path is off (start the controller with --content-from DIR, "
+                            "or upload the bytes as application/octet-stream)")
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(d) for d in self.content_from):
+            raise Forbidden(f"{path} is not inside a --content-from directory")
+        if not real.is_file():
+            raise BadRequest(f"{path} is not a regular file")
+        return real
+
     def stage_content(self, src: Path) -> tuple[str, int, Path]:
         """Put a file into the datastore directory (a hard link when possible, else a copy through a
         temp file), hashing it on the way: (sha256 hex, size, stored path). Blocking: run it in a
@@ -421,11 +541,11 @@ class Controller:
             raise BadRequest(f"no staged content {sha256!r}")
         row = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
         m = self.model
+        self.store.begin()
         m.content.setdefault(name, {})[version] = row
         changed = [i for i, dev in enumerate(m.devices) if dev.baseos and dev.baseos["image"] == name]
         for i in changed:
             m._changed(i)
-        self.store.begin()
         self.store.put_content(name, version, sha256, int(size), pcr13)
         self.commit(changed, [("content_added", None, {"name": name, "version": version, "sha256": sha256,
                                                        "size": int(size), "pcr13": pcr13})])
@@ -539,8 +659,8 @@ class Controller:
             self.commit([], [("tofu_refused", dev.serial, {"pcr13": pcr13, "reason": "PCR 13 is not a declared release"})])
             return
         base = {k: v for k, v in pcrs.items() if k in QUOTE_PCRS and k != PCR_ROOTFS}
-        m.firmware[i] = base
         self.store.begin()
+        m.firmware[i] = base
         self.store.put_firmware_pcrs(dev.serial, {str(k): v.hex() for k, v in sorted(base.items())})
         self.commit([], [("template_learned", dev.serial, {"mode": "tofu", "pcr13": pcr13,
                                                             "digest": pcr_digest(pcrs, QUOTE_PCRS).hex()})])

@@ -153,9 +153,15 @@ class RealModel(ControllerModel):
         dev = self.devices[i]
         return {"device": {k: getattr(dev, k) for k in _DEVICE_FIELDS}, "side": asdict(self.side[i])}
 
-    def restore(self, state: dict[str, Any]) -> int:
+    def restore(self, state: dict[str, Any], at: int | None = None) -> int:
+        """Add a device from its stored state, or (``at``) put device ``at`` back to it."""
         d = state["device"]
-        i = self.add(d["serial"], d["firmware"], d["images"])
+        if at is None:
+            i = self.add(d["serial"], d["firmware"], d["images"])
+        else:
+            i = at
+            self.devices[i] = DeviceRecord(serial=d["serial"], firmware=d["firmware"], images=d["images"])
+            self._templates.pop(i, None)
         dev = self.devices[i]
         for k in _DEVICE_FIELDS:
             if k in d:

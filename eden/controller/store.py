@@ -30,16 +30,20 @@ CREATE TABLE IF NOT EXISTS last_payloads (
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
     path TEXT NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_serial ON logs (serial, id);
 """
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_ms: int = 5000) -> None:
+        """``busy_ms``: how long a write waits for a lock another process holds. The server keeps it
+        short (it waits on the event loop) and answers 503, which clients retry."""
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout=5000")  # opening and the schema may wait longer, once
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self.db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         self._in_tx = False
 
     def close(self) -> None:
@@ -58,8 +62,12 @@ class Store:
 
     def rollback(self) -> None:
         if self._in_tx:
-            self.db.execute("ROLLBACK")
             self._in_tx = False
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def forget_tx(self) -> None:
+        self._in_tx = False
 
     # ------------------------------------------------------------------------- rows --
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -74,6 +82,10 @@ class Store:
             "INSERT OR REPLACE INTO devices(serial, idx, state) VALUES (?, ?, ?)",
             (serial, idx, json.dumps(state, default=str)),
         )
+
+    def device(self, serial: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT state FROM devices WHERE serial=?", (serial,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def devices(self) -> list[tuple[str, int, dict[str, Any]]]:
         rows = self.db.execute("SELECT serial, idx, state FROM devices ORDER BY idx").fetchall()
@@ -149,8 +161,27 @@ class Store:
         row = self.db.execute("SELECT t, data FROM last_payloads WHERE serial=? AND kind=?", (serial, kind)).fetchone()
         return (float(row[0]), bytes(row[1])) if row else None
 
+    def log_bytes(self, serial: str) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM logs WHERE serial=?", (serial,)).fetchone()[0])
+
+    def trim_logs(self, serial: str, drop: int) -> int:
+        """Delete the device's oldest log rows until at least ``drop`` bytes are gone: bytes deleted."""
+        gone, ids = 0, []
+        for row_id, size in self.db.execute("SELECT id, LENGTH(data) FROM logs WHERE serial=? ORDER BY id", (serial,)):
+            if gone >= drop:
+                break
+            ids.append((row_id,))
+            gone += int(size)
+        self.db.executemany("DELETE FROM logs WHERE id=?", ids)
+        return gone
+
     def log_count(self, serial: str) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM logs WHERE serial=?", (serial,)).fetchone()[0])
 
     def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         self.db.executemany(sql, rows)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A write refused because another process holds the database lock (answer 503, retry)."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))

@@ -25,8 +25,10 @@ PREFIX = "/api/v2/edgedevice"
 class ServeProcess:
     """``eden controller serve DIR`` on ephemeral ports; waits for serve.json; kill on exit."""
 
-    def __init__(self, root: Path, *, timeout: float = 90.0) -> None:  # a deadline: CI hosts are loaded
+    def __init__(self, root: Path, *, timeout: float = 90.0, args: tuple[str, ...] = ()) -> None:  # a deadline: CI hosts are loaded
+        """``args``: more ``serve`` options (``--limit``, ``--content-from``, ...)."""
         self.layout = Layout(root)
+        self.args = tuple(args)
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
@@ -36,7 +38,7 @@ class ServeProcess:
         self.log = open(self.layout.root / "serve.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "eden.cli", "controller", "serve", str(self.layout.root),
-             "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+             "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *self.args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + self.timeout
@@ -67,7 +69,7 @@ class ServeProcess:
         return self.proc.returncode
 
     def admin(self) -> AdminClient:
-        return AdminClient(self.info["admin_url"], self.layout.read_token())
+        return AdminClient(self.info["admin_url"], self.layout.read_token(), cafile=self.layout.root_cert)
 
     def __enter__(self) -> "ServeProcess":
         return self.start()
