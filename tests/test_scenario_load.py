@@ -467,6 +467,73 @@ def test_model_errors_reported_at_once(tmp_path: Path, profiles: dict[str, HwPro
     assert "powr_on" in issues[0].message and "10 minutes" in issues[1].message
 
 
+# ------------------------------------------------------------------------------------------ limits (issue 14, 12-13)
+
+
+@pytest.mark.parametrize(("seed", "message"), [("-1", "must be >= 0"), (str(2**63), "must be <= 9223372036854775807")])
+def test_seed_out_of_range(tmp_path: Path, profiles: dict[str, HwProfile], seed: str, message: str) -> None:
+    text = FLEET.replace("name: smoke\n", f"name: smoke\nseed: {seed}\n")
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, seed)
+    assert message in issue.message
+
+
+def test_largest_seed_loads(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("name: smoke\n", f"name: smoke\nseed: {2**63 - 1}\n")
+    assert load_scenario(_write(tmp_path, text), profiles=profiles).scenario.seed == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at"),
+    [
+        ("name: smoke", "name: " + "s" * 300, "s" * 300),
+        ("group: gw", "group: " + "g" * 65, "g" * 65),
+        ("eve-b: {", "e" * 65 + ": {", "eve-a"),  # the image names are checked on the 'images' mapping
+    ],
+    ids=["scenario", "group", "image"],
+)
+def test_over_long_names(tmp_path: Path, profiles: dict[str, HwProfile], old: str, new: str, at: str) -> None:
+    text = FLEET.replace(old, new)
+    issue = _one(tmp_path, text, profiles)
+    assert "at most 64 characters" in issue.message, issue.message
+    _at(issue, text, at)
+
+
+def test_name_of_64_characters_loads(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("name: smoke", "name: " + "s" * 64)
+    assert load_scenario(_write(tmp_path, text), profiles=profiles).scenario.name == "s" * 64
+
+
+def test_fleet_count_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch) -> None:
+    text = FLEET.replace("count: 3", "count: 1000000000")
+    issue = _one(tmp_path, text, profiles)  # refused before a billion devices are built
+    _at(issue, text, "fleet")
+    assert issue.message == "the fleet has 1,000,000,002 devices, more than 100,000"
+    assert issue.hint == "the limit is 100,000 devices in one scenario's fleet; set EDEN_MAX_DEVICES to raise it"
+    monkeypatch.setenv("EDEN_MAX_DEVICES", "4")
+    assert "more than 4" in _one(tmp_path, FLEET, profiles).message
+    monkeypatch.setenv("EDEN_MAX_DEVICES", "5")
+    assert len(load_scenario(_write(tmp_path, FLEET), profiles=profiles).devices) == 5
+
+
+@pytest.mark.parametrize("key", ["steps", "faults", "expect"])
+def test_entry_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    entry = {"steps": "  - wait: 1s\n", "faults": "  - reboot: {}\n    at: 1s\n", "expect": "  - onboarded: true\n"}[key]
+    text = FLEET + f"{key}:\n" + entry * 4
+    monkeypatch.setenv("EDEN_MAX_STEPS", "3")
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, f"{key}:")
+    assert issue.message == f"'{key}' has 4 entries, more than 3" and "EDEN_MAX_STEPS" in (issue.hint or "")
+    monkeypatch.setenv("EDEN_MAX_STEPS", "4")
+    load_scenario(_write(tmp_path, text), profiles=profiles)
+
+
+def test_default_entry_limit_is_checked_before_the_schema(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n" + "  - bogus: 1\n" * 10_001
+    issue = _one(tmp_path, text, profiles)  # one issue, not 10,001 unknown actions
+    assert issue.message == "'steps' has 10,001 entries, more than 10,000"
+
+
 # ------------------------------------------------------------------------------------------ schema, load_any
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eden.errors import InvalidInput, Issue, did_you_mean, issue_at, validate_model
+from eden.limits import limit, raise_hint
 from eden.profiles import HwProfile, OverrideError, apply_overrides, load_profile, load_profiles
 from eden.scenario import metric_names
 from eden.scenario.model import (
@@ -248,11 +249,13 @@ def _load(
     fleet_profile: str | None = None,
     adjust: Callable[[Scenario], None] | None = None,
 ) -> LoadedScenario:
+    _check_sizes(located)
     scenario = validate_model(Scenario, located)
     if fleet_profile is not None:
         substitute_profile(scenario, fleet_profile)
     if adjust is not None:
         adjust(scenario)
+    _check_fleet_size(scenario, located)
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
@@ -260,6 +263,36 @@ def _load(
         unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
         raise InvalidInput([unique[k] for k in sorted(unique)])
     return loaded
+
+
+def _check_sizes(located: Located) -> None:
+    """Refuse over-long step, fault and expect lists before the schema validates every entry."""
+    data = located.data
+    if not isinstance(data, Mapping):
+        return
+    most = limit("entries")
+    issues = [
+        issue_at(located, (key,), f"'{key}' has {len(data[key]):,} entries, more than {most:,}", raise_hint("entries"), key=True)
+        for key in ("steps", "faults", "expect")
+        if isinstance(data.get(key), list) and len(data[key]) > most
+    ]
+    if issues:
+        raise InvalidInput(issues)
+
+
+def _check_fleet_size(scenario: Scenario, located: Located) -> None:
+    """Refuse a fleet larger than the device limit before it is expanded into devices (a count of 10^9)."""
+    most = limit("devices")
+    if scenario.device_count > most:
+        raise InvalidInput(
+            issue_at(
+                located,
+                ("fleet",),
+                f"the fleet has {scenario.device_count:,} devices, more than {most:,}",
+                raise_hint("devices"),
+                key=True,
+            )
+        )
 
 
 def substitute_profile(scenario: Scenario, profile: str) -> None:
