@@ -447,6 +447,70 @@ def test_max_devices(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
     assert issue.message == "the fleet has 5 devices; backend 'qemu' runs at most 4"
 
 
+def _backend(name: str) -> dict[str, object]:
+    from eden.backends.base import backend_capabilities
+
+    caps, max_devices = backend_capabilities(name)
+    return {"backend": name, "capabilities": caps, "max_devices": max_devices}
+
+
+def test_controller_503_is_refused_on_emulated(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """Issue 14, item 15: it validated, then failed at run time ('cannot perform')."""
+    text = FLEET.replace("count: 3", "count: 1") + "steps:\n  - power_on:\n  - controller_503: {duration: 1m}\n"
+    issue = _one(tmp_path, text, profiles, **_backend("emulated"))
+    _at(issue, text, "controller_503")
+    assert issue.message == "step 2 'controller_503' is not supported by backend 'emulated'"
+    assert issue.hint is not None and "controller_outage" in issue.hint
+    outage = text.replace("controller_503", "controller_outage")
+    assert load_scenario(_write(tmp_path, outage), profiles=profiles, **_backend("emulated")).scenario  # type: ignore[arg-type]
+    assert load_scenario(_write(tmp_path, text), profiles=profiles, **_backend("sim")).scenario  # type: ignore[arg-type]
+
+
+def test_fault_refused_by_a_backend(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("count: 3", "count: 1") + "faults:\n  - controller_503: {}\n    at: 1m\n  - controller_restore:\n    at: 2m\n"
+    issue = _one(tmp_path, text, profiles, **_backend("emulated"))
+    assert issue.message == "fault 1 'controller_503' is not supported by backend 'emulated'"
+
+
+def _compared_actions(func: object) -> set[str]:
+    """Action names a dispatcher branches on: ``if``/``elif action == "x"`` or ``action in ("x", ...)``."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))  # type: ignore[arg-type]
+    found: set[str] = set()
+    for branch in ast.walk(tree):
+        node = branch.test if isinstance(branch, ast.If) else None
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "action":
+            for right in node.comparators:
+                for const in ast.walk(right):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                        found.add(const.value)
+    return found
+
+
+@pytest.mark.parametrize("name", ["emulated", "qemu"])
+def test_validation_lets_through_only_what_the_backend_performs(name: str) -> None:
+    """validate and run derive from one table (eden.backends.base.BACKENDS): every action validation
+    accepts for a live backend is dispatched by the runner or by that backend's code."""
+    from eden.backends import live
+    from eden.backends.base import backend_actions
+    from eden.run import make_backend  # noqa: F401 - the backends are importable as run imports them
+    from eden.runner import Runner
+
+    cls = {"emulated": "eden.backends.emulated:EmulatedBackend", "qemu": "eden.backends.qemu:QemuBackend"}[name]
+    module, attr = cls.split(":")
+    backend = getattr(__import__(module, fromlist=[attr]), attr)
+    by_runner = _compared_actions(Runner._step) | _compared_actions(Runner._act)
+    by_controller = _compared_actions(live.LiveBackend._apply_controller) & live.CONTROLLER_ACTIONS
+    by_device = _compared_actions(backend._apply_device) - live.CONTROLLER_ACTIONS
+    performed = by_runner | by_controller | by_device
+    accepted = backend_actions(name)
+    assert accepted - performed == set(), f"validation accepts actions the {name} backend cannot perform"
+    assert "controller_503" not in accepted and {"power_on", "expect", "tamper"} <= accepted
+
+
 # ------------------------------------------------------------------------------------------ reporting
 
 

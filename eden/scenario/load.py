@@ -729,17 +729,27 @@ class _Checker:
     # ---------------------------------------------------------------------------------- backend
 
     def capabilities(self, backend: str, capabilities: frozenset[str]) -> None:
+        from eden.backends.base import refused_actions  # lazy: eden.backends imports the scenario package
+
+        refused = refused_actions(backend)
         can = ", ".join(sorted(capabilities)) or "nothing"
         hint = f"backend '{backend}' can do: {can}"
         for (kind, i), step in self.actions():
             need = ACTIONS[step.action][1]
+            word = "step" if kind == "steps" else "fault"
             if need not in capabilities:
-                word = "step" if kind == "steps" else "fault"
                 self.error(
                     (kind, i, step.action),
                     f"{word} {int(i) + 1} '{step.action}' needs capability '{need}', "
                     f"which backend '{backend}' does not have",
                     hint,
+                    key=True,
+                )
+            elif step.action in refused:
+                self.error(
+                    (kind, i, step.action),
+                    f"{word} {int(i) + 1} '{step.action}' is not supported by backend '{backend}'",
+                    f"backend '{backend}': {refused[step.action]}",
                     key=True,
                 )
         if self.sc.expect and "observe" not in capabilities:
