@@ -251,6 +251,17 @@ def test_bad_file_exits_2_with_a_position(
     assert not (in_tmp / "reports").exists()  # nothing ran
 
 
+def test_validate_reports_unknown_keys_and_cross_checks_together(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = UNKNOWN_KEY.replace("qemu-x86_64", "qemu-x86_65")
+    _write(in_tmp, "x.yaml", text)
+    assert cli.main(["validate", "x.yaml"]) == 2
+    issues = _issues(capsys.readouterr().err)
+    assert [(i["msg"], (int(i["line"]), int(i["col"]))) for i in issues] == [
+        ("unknown hardware profile 'qemu-x86_65'", _pos(text, "qemu-x86_65")),
+        ("unknown key 'expectt'", _pos(text, "expectt")),
+    ]
+
+
 def test_run_refuses_a_negative_seed_option(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["run", str(SMOKE), "--seed", "-1"])

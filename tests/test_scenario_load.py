@@ -598,6 +598,39 @@ def test_default_entry_limit_is_checked_before_the_schema(tmp_path: Path, profil
     assert issue.message == "'steps' has 10,001 entries, more than 10,000"
 
 
+def test_unknown_keys_and_cross_checks_in_one_pass(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """Issue 14, item 14: the unknown profile and the bad references were reported only once the
+    unknown keys were fixed."""
+    text = (
+        FLEET.replace("profile: gateway-arm", "profile: gateway-armm").replace("count: 2", "count: 2\n    imagee: eve-a")
+        + "steps:\n  - power_on: {spred: 1s}\n  - baseos_update: {image: eve-c}\n  - reboot:\n    target: gww\n"
+        + "expectt:\n  - onboarded: true\n"
+    )
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [(i.message, (i.line, i.col)) for i in issues] == [
+        ("unknown key 'imagee'", _pos(text, "imagee")),
+        ("unknown hardware profile 'gateway-armm'", _pos(text, "gateway-armm")),
+        ("unknown key 'spred'", _pos(text, "spred")),
+        ("unknown image 'eve-c'", _pos(text, "eve-c")),
+        ("unknown target 'gww': not 'all', a group or a device id", _pos(text, "gww")),
+        ("unknown key 'expectt'", _pos(text, "expectt")),
+    ]
+
+
+def test_unknown_key_in_a_target_does_not_stop_the_cross_checks(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n  - reboot:\n    target: {group: gw, cont: 1}\n  - baseos_update: {image: eve-c}\n"
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["unknown key 'cont'", "unknown image 'eve-c'"]
+
+
+def test_other_schema_errors_still_stop_before_the_cross_checks(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """A value that could not be read is not guessed at: 'count: three' would otherwise make 'gw-2'
+    an unknown device."""
+    text = FLEET.replace("count: 3", "count: three") + "steps:\n  - reboot:\n    target: gw-2\n    nam: x\n"
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["'three' is not a valid integer for 'count'", "unknown key 'nam'"]
+
+
 # ------------------------------------------------------------------------------------------ schema, load_any
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eden.errors import InvalidInput, Issue, did_you_mean, issue_at, validate_model
+from pydantic import ValidationError
+
+from eden.errors import InvalidInput, Issue, did_you_mean, explain_validation_error, issue_at
 from eden.limits import limit, raise_hint
 from eden.profiles import HwProfile, OverrideError, apply_overrides, load_profile, load_profiles
 from eden.scenario import metric_names
@@ -250,7 +252,7 @@ def _load(
     adjust: Callable[[Scenario], None] | None = None,
 ) -> LoadedScenario:
     _check_sizes(located)
-    scenario = validate_model(Scenario, located)
+    scenario, schema_issues = _validate(located)
     if fleet_profile is not None:
         substitute_profile(scenario, fleet_profile)
     if adjust is not None:
@@ -259,10 +261,57 @@ def _load(
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
-    if checker.issues:
-        unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
+    if schema_issues or checker.issues:
+        unique = {(i.line, i.col, i.message, i.hint or ""): i for i in [*schema_issues, *checker.issues]}
         raise InvalidInput([unique[k] for k in sorted(unique)])
     return loaded
+
+
+def _validate(located: Located) -> tuple[Scenario, list[Issue]]:
+    """The model, plus the schema issues that did not stop the cross-checks.
+
+    Unknown keys do not stop them: the rest of the file is checked as if those keys were not there,
+    so one pass reports a misspelt key, an unknown profile and a bad reference together. Any other
+    schema error stops here (a cross-check of a value that could not be read would only guess)."""
+    try:
+        return Scenario.model_validate(located.data), []
+    except ValidationError as exc:
+        problems = explain_validation_error(exc, Scenario, located.data)
+    issues = sorted(
+        {issue_at(located, p.path, p.message, p.hint, key=p.at_key) for p in problems},
+        key=lambda i: (i.line, i.col, i.message),
+    )
+    if not all(p.at_key and p.path and p.message.startswith("unknown key '") for p in problems):
+        raise InvalidInput(issues)
+    try:
+        scenario = Scenario.model_validate(_without(located.data, [p.path for p in problems]))
+    except ValidationError:
+        raise InvalidInput(issues) from None
+    return scenario, issues
+
+
+def _without(data: Any, paths: Iterable[DataPath]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``paths`` (containers copied along each path only)."""
+    root = dict(data) if isinstance(data, Mapping) else data
+    for path in paths:
+        node = root
+        for seg in path[:-1]:
+            try:
+                child = node[seg]
+            except (KeyError, IndexError, TypeError):
+                break
+            if isinstance(child, Mapping):
+                child = dict(child)
+            elif isinstance(child, list):
+                child = list(child)
+            else:
+                break
+            node[seg] = child
+            node = child
+        else:
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+    return root
 
 
 def _check_sizes(located: Located) -> None:
