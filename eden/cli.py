@@ -24,6 +24,19 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
+def _seed_arg(text: str) -> int:
+    """``--seed``: the range a scenario's ``seed`` has (eden.scenario.model.Seed), checked before anything runs."""
+    from eden.scenario.model import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: 0 to {SEED_MAX}")
+    return value
+
+
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eden", description="EVE-OS fleet simulator and test harness")
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,7 +53,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run scenario files on a backend")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     run.add_argument("--backend", default="sim", choices=runnable_backends())
-    run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    run.add_argument("--seed", type=_seed_arg, default=None, help="override the scenario's seed")
     run.add_argument("--out", type=Path, default=None, help="result directory (default: reports/<scenario>-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 

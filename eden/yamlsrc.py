@@ -7,6 +7,8 @@ last one) and numbers keep their source text (``version: 12.10``).
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ import yaml
 from pydantic import BeforeValidator
 
 from eden.errors import InvalidInput, Issue
+from eden.limits import limit, raise_hint
 
 YamlPath = tuple[str | int, ...]
 Pos = tuple[int, int]
@@ -144,11 +147,43 @@ def _pos(mark: yaml.Mark | None) -> Pos:
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's composer recurses once per nesting level: bound the depth before Python's stack is."""
+
+    max_depth = 64
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {self.max_depth} levels deep", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _Builder:
     def __init__(self, loader: yaml.SafeLoader, filename: str) -> None:
         self.loader = loader
         self.filename = filename
         self.done: dict[int, tuple[Any, _Node]] = {}  # by id(node): aliases share results
+        self.size: dict[int, int] = {}  # by id(node): values under it, aliases expanded
+        self.open: set[int] = set()  # nodes being built: an alias to one of them is a cycle
+        self.max_nodes = limit("yaml_nodes")
+
+    def count(self, node: yaml.Node, size: int) -> None:
+        """Record the expanded size of ``node``; an alias bomb ends here, before anything expands it."""
+        if size > self.max_nodes:
+            raise self.error(
+                node.start_mark,
+                f"the document has more than {self.max_nodes:,} values",
+                raise_hint("yaml_nodes"),
+            )
+        self.size[id(node)] = size
 
     def error(self, mark: yaml.Mark | None, message: str, hint: str | None = None) -> InvalidInput:
         line, col = _pos(mark)
@@ -156,23 +191,35 @@ class _Builder:
 
     def build(self, node: yaml.Node) -> tuple[Any, _Node]:
         key = id(node)
+        if key in self.open:
+            raise self.error(node.start_mark, "an alias refers to a value that contains it (a cycle)", "aliases may only repeat a finished value")
         if key in self.done:
             return self.done[key]
+        self.open.add(key)
+        try:
+            return self._build(node, key)
+        finally:
+            self.open.discard(key)
+
+    def _build(self, node: yaml.Node, key: int) -> tuple[Any, _Node]:
         if (isinstance(node, yaml.MappingNode) and node.tag != _MAP_TAG) or (
             isinstance(node, yaml.SequenceNode) and node.tag != _SEQ_TAG
         ):
             raise self.error(node.start_mark, f"unsupported YAML tag '{node.tag}'", "remove the '!' tag")
         if isinstance(node, yaml.ScalarNode):
             result = (self.scalar(node), _Node(_pos(node.start_mark)))
+            self.count(node, 1)
         elif isinstance(node, yaml.SequenceNode):
             data: list[Any] = []
             kids: list[_Node] = []
             result = (data, _Node(_pos(node.start_mark), kids))
-            self.done[key] = result
+            size = 1
             for item in node.value:
                 value, pos = self.build(item)
+                size += self.size[id(item)]
                 data.append(value)
                 kids.append(pos)
+            self.count(node, size)
         elif isinstance(node, yaml.MappingNode):
             result = self.mapping(node)
         else:  # pragma: no cover - compose only yields the three kinds
@@ -200,7 +247,7 @@ class _Builder:
         data: dict[Any, Any] = {}
         kids: dict[Any, tuple[Pos, _Node]] = {}
         result = (data, _Node(_pos(node.start_mark), kids))
-        self.done[id(node)] = result
+        size = 1
         merged: list[yaml.Node] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -217,6 +264,7 @@ class _Builder:
                     "each key may appear once in a mapping",
                 )
             value, pos = self.build(value_node)
+            size += 1 + self.size[id(value_node)]
             data[key] = value
             kids[key] = (_pos(key_node.start_mark), pos)
         # '<<: *base' merges: keys written here win over merged ones
@@ -224,48 +272,105 @@ class _Builder:
             if not isinstance(source, yaml.MappingNode):
                 raise self.error(source.start_mark, "'<<' merge needs a mapping or a list of mappings")
             sub, sub_pos = self.build(source)
+            size += self.size[id(source)]
             assert isinstance(sub_pos.children, dict)
             for k, v in sub.items():
                 if k not in data:
                     data[k] = v
                     kids[k] = sub_pos.children[k]
+        self.count(node, size)
         return result
+
+
+def _reader_issue(exc: yaml.reader.ReaderError, text: str, filename: str) -> Issue:
+    """A character YAML does not allow (NUL, other control characters), at its line and column."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    col = exc.position - (before.rfind("\n") + 1) + 1
+    return Issue(filename, line, col, f"invalid YAML: character #x{exc.character:04x} is not allowed in a YAML file", "remove it; YAML text may not contain control characters")
 
 
 def load_yaml_text(text: str, filename: str = "<string>") -> Located:
     """Parse one YAML document, keeping positions. Raises InvalidInput."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character here
+    except yaml.reader.ReaderError as exc:
+        raise InvalidInput(_reader_issue(exc, text, filename)) from None
+    loader.max_depth = limit("yaml_depth")
     try:
         try:
             node = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            raise InvalidInput(_reader_issue(exc, text, filename)) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             parts = [p for p in (exc.context, exc.problem) if p]
             line, col = _pos(mark)
-            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts))) from None
+            hint = raise_hint("yaml_depth") if "levels deep" in (exc.problem or "") else None
+            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts), hint)) from None
         except yaml.YAMLError as exc:
             raise InvalidInput(Issue(filename, 0, 0, f"invalid YAML: {exc}")) from None
         if node is None:
             raise InvalidInput(Issue(filename, 1, 1, "file is empty"))
         data, root = _Builder(loader, filename).build(node)
         return Located(data, filename, root)
+    except RecursionError:  # only when EDEN_MAX_YAML_DEPTH was raised past what the stack holds
+        raise InvalidInput(Issue(filename, 0, 0, "invalid YAML: nested too deeply for this Python", raise_hint("yaml_depth").replace("raise", "lower"))) from None
     finally:
         loader.dispose()
 
 
-def load_yaml_file(path: str | Path) -> Located:
-    """Read and parse a YAML file. Missing/unreadable files raise InvalidInput too."""
-    name = str(path)
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def _stat_or_none(path: str | Path) -> os.stat_result | None:
     try:
-        raw = Path(path).read_bytes()
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _refuse_special(name: str, st: os.stat_result | None) -> None:
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a special file")
+        raise InvalidInput(Issue(name, 0, 0, f"is {kind}, not a regular file", "give the path of a YAML file"))
+
+
+def read_text_file(path: str | Path) -> str:
+    """Read a regular UTF-8 file of bounded size; anything else raises InvalidInput before any read.
+
+    The file is opened without blocking (a FIFO with no writer does not hang) and checked on the
+    open descriptor (no window between the check and the read), so a symlink to ``/dev/zero``, a
+    FIFO or a directory is refused by what it is, and a regular file by its size."""
+    name = str(path)
+    max_bytes = limit("file_bytes")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidInput(Issue(name, 0, 0, "file not found")) from None
-    except IsADirectoryError:
-        raise InvalidInput(Issue(name, 0, 0, "is a directory, not a file")) from None
     except OSError as exc:
+        _refuse_special(name, _stat_or_none(path))  # a socket cannot be opened at all (ENXIO)
         raise InvalidInput(Issue(name, 0, 0, f"cannot read file: {exc.strerror or exc}")) from None
     try:
-        text = raw.decode("utf-8-sig")
+        st = os.fstat(fd)
+        _refuse_special(name, st)
+        if st.st_size > max_bytes:
+            raise InvalidInput(Issue(name, 0, 0, f"file is {st.st_size:,} bytes, more than {max_bytes:,}", raise_hint("file_bytes")))
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            raw = stream.read(max_bytes + 1)  # a file that grows while read is bounded too
+    except OSError as exc:
+        raise InvalidInput(Issue(name, 0, 0, f"cannot read file: {exc.strerror or exc}")) from None
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:
+        raise InvalidInput(Issue(name, 0, 0, f"file is more than {max_bytes:,} bytes", raise_hint("file_bytes")))
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(Issue(name, 0, 0, f"file is not UTF-8 text (bad byte at offset {exc.start})")) from None
-    return load_yaml_text(text, name)
+
+
+def load_yaml_file(path: str | Path) -> Located:
+    """Read and parse a YAML file. Missing, unreadable, special or oversized files raise InvalidInput too."""
+    return load_yaml_text(read_text_file(path), str(path))

@@ -10,6 +10,7 @@ File names given to the CLI are mostly short and relative (tests chdir into tmp_
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -220,6 +221,64 @@ def test_long_paths_are_not_wrapped(tmp_path: Path, capsys: pytest.CaptureFixtur
     captured = capsys.readouterr()
     assert f"{good}: ok (scenario 'good', 1 device(s))" in captured.out.splitlines()
     assert [i["file"] for i in _issues(captured.err)] == [str(bad)]
+
+
+# ------------------------------------------------------------- bad files (issue 14, items 11-13) --
+
+BAD_FILES: dict[str, Any] = {
+    "nul-byte": lambda d: (d / "x.yaml").write_bytes(GOOD.replace("seed: 1", "seed: 1\x00").encode()),
+    "deep-flow": lambda d: (d / "x.yaml").write_text(GOOD + "description: " + "[" * 500 + "]" * 500 + "\n"),
+    "deep-block": lambda d: (d / "x.yaml").write_text(GOOD + "metrics:\n" + "".join("  " * i + "-\n" for i in range(1, 1000))),
+    "negative-seed": lambda d: (d / "x.yaml").write_text(GOOD.replace("seed: 1", "seed: -1")),
+    "long-name": lambda d: (d / "x.yaml").write_text(GOOD.replace("name: good", "name: " + "n" * 300)),
+    "dev-zero": lambda d: (d / "x.yaml").symlink_to("/dev/zero"),
+    "fifo": lambda d: os.mkfifo(d / "x.yaml"),
+    "huge-count": lambda d: (d / "x.yaml").write_text(GOOD.replace("group: dut", "group: dut\n    count: 1000000000")),
+}
+
+
+_SPECIAL = ("fifo", "dev-zero")  # a regression would hang or eat memory: run in a child, with a timeout
+
+
+@pytest.mark.parametrize(
+    ("bad", "command"),
+    [(bad, "validate") for bad in sorted(BAD_FILES)] + [(bad, "run") for bad in sorted(BAD_FILES) if bad not in _SPECIAL],
+)
+def test_bad_file_exits_2_with_a_position(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], bad: str, command: str
+) -> None:
+    """Each of these once ended in a traceback, a hang, a crash in ``run`` or unbounded memory."""
+    BAD_FILES[bad](in_tmp)
+    if bad in _SPECIAL:
+        done = subprocess.run(
+            [sys.executable, "-m", "eden", command, "x.yaml"], cwd=in_tmp, capture_output=True, text=True, timeout=60
+        )
+        code, stderr = done.returncode, done.stderr
+    else:
+        code, stderr = cli.main([command, "x.yaml"]), capsys.readouterr().err
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    assert [i["file"] for i in _issues(stderr)] == ["x.yaml"], stderr
+    assert not (in_tmp / "reports").exists()  # nothing ran
+
+
+def test_validate_reports_unknown_keys_and_cross_checks_together(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = UNKNOWN_KEY.replace("qemu-x86_64", "qemu-x86_65")
+    _write(in_tmp, "x.yaml", text)
+    assert cli.main(["validate", "x.yaml"]) == 2
+    issues = _issues(capsys.readouterr().err)
+    assert [(i["msg"], (int(i["line"]), int(i["col"]))) for i in issues] == [
+        ("unknown hardware profile 'qemu-x86_65'", _pos(text, "qemu-x86_65")),
+        ("unknown key 'expectt'", _pos(text, "expectt")),
+    ]
+
+
+def test_run_refuses_a_negative_seed_option(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", str(SMOKE), "--seed", "-1"])
+    assert exc.value.code == 2
+    assert "argument --seed: -1 is out of range" in capsys.readouterr().err
+    assert not (in_tmp / "reports").exists()
 
 
 # -------------------------------------------------------------------------------------- schema --

@@ -460,6 +460,70 @@ def test_max_devices(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
     assert issue.message == "the fleet has 5 devices; backend 'qemu' runs at most 4"
 
 
+def _backend(name: str) -> dict[str, object]:
+    from eden.backends.base import backend_capabilities
+
+    caps, max_devices = backend_capabilities(name)
+    return {"backend": name, "capabilities": caps, "max_devices": max_devices}
+
+
+def test_controller_503_is_refused_on_emulated(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """Issue 14, item 15: it validated, then failed at run time ('cannot perform')."""
+    text = FLEET.replace("count: 3", "count: 1") + "steps:\n  - power_on:\n  - controller_503: {duration: 1m}\n"
+    issue = _one(tmp_path, text, profiles, **_backend("emulated"))
+    _at(issue, text, "controller_503")
+    assert issue.message == "step 2 'controller_503' is not supported by backend 'emulated'"
+    assert issue.hint is not None and "controller_outage" in issue.hint
+    outage = text.replace("controller_503", "controller_outage")
+    assert load_scenario(_write(tmp_path, outage), profiles=profiles, **_backend("emulated")).scenario  # type: ignore[arg-type]
+    assert load_scenario(_write(tmp_path, text), profiles=profiles, **_backend("sim")).scenario  # type: ignore[arg-type]
+
+
+def test_fault_refused_by_a_backend(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("count: 3", "count: 1") + "faults:\n  - controller_503: {}\n    at: 1m\n  - controller_restore:\n    at: 2m\n"
+    issue = _one(tmp_path, text, profiles, **_backend("emulated"))
+    assert issue.message == "fault 1 'controller_503' is not supported by backend 'emulated'"
+
+
+def _compared_actions(func: object) -> set[str]:
+    """Action names a dispatcher branches on: ``if``/``elif action == "x"`` or ``action in ("x", ...)``."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))  # type: ignore[arg-type]
+    found: set[str] = set()
+    for branch in ast.walk(tree):
+        node = branch.test if isinstance(branch, ast.If) else None
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "action":
+            for right in node.comparators:
+                for const in ast.walk(right):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                        found.add(const.value)
+    return found
+
+
+@pytest.mark.parametrize("name", ["emulated", "qemu"])
+def test_validation_lets_through_only_what_the_backend_performs(name: str) -> None:
+    """validate and run derive from one table (eden.backends.base.BACKENDS): every action validation
+    accepts for a live backend is dispatched by the runner or by that backend's code."""
+    from eden.backends import live
+    from eden.backends.base import backend_actions
+    from eden.run import make_backend  # noqa: F401 - the backends are importable as run imports them
+    from eden.runner import Runner
+
+    cls = {"emulated": "eden.backends.emulated:EmulatedBackend", "qemu": "eden.backends.qemu:QemuBackend"}[name]
+    module, attr = cls.split(":")
+    backend = getattr(__import__(module, fromlist=[attr]), attr)
+    by_runner = _compared_actions(Runner._step) | _compared_actions(Runner._act)
+    by_controller = _compared_actions(live.LiveBackend._apply_controller) & live.CONTROLLER_ACTIONS
+    by_device = _compared_actions(backend._apply_device) - live.CONTROLLER_ACTIONS
+    performed = by_runner | by_controller | by_device
+    accepted = backend_actions(name)
+    assert accepted - performed == set(), f"validation accepts actions the {name} backend cannot perform"
+    assert "controller_503" not in accepted and {"power_on", "expect", "tamper"} <= accepted
+
+
 # ------------------------------------------------------------------------------------------ reporting
 
 
@@ -478,6 +542,106 @@ def test_model_errors_reported_at_once(tmp_path: Path, profiles: dict[str, HwPro
     _, issues = _issues(tmp_path, text, profiles)
     assert len(issues) == 2
     assert "powr_on" in issues[0].message and "10 minutes" in issues[1].message
+
+
+# ------------------------------------------------------------------------------------------ limits (issue 14, 12-13)
+
+
+@pytest.mark.parametrize(("seed", "message"), [("-1", "must be >= 0"), (str(2**63), "must be <= 9223372036854775807")])
+def test_seed_out_of_range(tmp_path: Path, profiles: dict[str, HwProfile], seed: str, message: str) -> None:
+    text = FLEET.replace("name: smoke\n", f"name: smoke\nseed: {seed}\n")
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, seed)
+    assert message in issue.message
+
+
+def test_largest_seed_loads(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("name: smoke\n", f"name: smoke\nseed: {2**63 - 1}\n")
+    assert load_scenario(_write(tmp_path, text), profiles=profiles).scenario.seed == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at"),
+    [
+        ("name: smoke", "name: " + "s" * 300, "s" * 300),
+        ("group: gw", "group: " + "g" * 65, "g" * 65),
+        ("eve-b: {", "e" * 65 + ": {", "eve-a"),  # the image names are checked on the 'images' mapping
+    ],
+    ids=["scenario", "group", "image"],
+)
+def test_over_long_names(tmp_path: Path, profiles: dict[str, HwProfile], old: str, new: str, at: str) -> None:
+    text = FLEET.replace(old, new)
+    issue = _one(tmp_path, text, profiles)
+    assert "at most 64 characters" in issue.message, issue.message
+    _at(issue, text, at)
+
+
+def test_name_of_64_characters_loads(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("name: smoke", "name: " + "s" * 64)
+    assert load_scenario(_write(tmp_path, text), profiles=profiles).scenario.name == "s" * 64
+
+
+def test_fleet_count_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch) -> None:
+    text = FLEET.replace("count: 3", "count: 1000000000")
+    issue = _one(tmp_path, text, profiles)  # refused before a billion devices are built
+    _at(issue, text, "fleet")
+    assert issue.message == "the fleet has 1,000,000,002 devices, more than 100,000"
+    assert issue.hint == "the limit is 100,000 devices in one scenario's fleet; set EDEN_MAX_DEVICES to raise it"
+    monkeypatch.setenv("EDEN_MAX_DEVICES", "4")
+    assert "more than 4" in _one(tmp_path, FLEET, profiles).message
+    monkeypatch.setenv("EDEN_MAX_DEVICES", "5")
+    assert len(load_scenario(_write(tmp_path, FLEET), profiles=profiles).devices) == 5
+
+
+@pytest.mark.parametrize("key", ["steps", "faults", "expect"])
+def test_entry_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    entry = {"steps": "  - wait: 1s\n", "faults": "  - reboot: {}\n    at: 1s\n", "expect": "  - onboarded: true\n"}[key]
+    text = FLEET + f"{key}:\n" + entry * 4
+    monkeypatch.setenv("EDEN_MAX_STEPS", "3")
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, f"{key}:")
+    assert issue.message == f"'{key}' has 4 entries, more than 3" and "EDEN_MAX_STEPS" in (issue.hint or "")
+    monkeypatch.setenv("EDEN_MAX_STEPS", "4")
+    load_scenario(_write(tmp_path, text), profiles=profiles)
+
+
+def test_default_entry_limit_is_checked_before_the_schema(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n" + "  - bogus: 1\n" * 10_001
+    issue = _one(tmp_path, text, profiles)  # one issue, not 10,001 unknown actions
+    assert issue.message == "'steps' has 10,001 entries, more than 10,000"
+
+
+def test_unknown_keys_and_cross_checks_in_one_pass(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """Issue 14, item 14: the unknown profile and the bad references were reported only once the
+    unknown keys were fixed."""
+    text = (
+        FLEET.replace("profile: gateway-arm", "profile: gateway-armm").replace("count: 2", "count: 2\n    imagee: eve-a")
+        + "steps:\n  - power_on: {spred: 1s}\n  - baseos_update: {image: eve-c}\n  - reboot:\n    target: gww\n"
+        + "expectt:\n  - onboarded: true\n"
+    )
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [(i.message, (i.line, i.col)) for i in issues] == [
+        ("unknown key 'imagee'", _pos(text, "imagee")),
+        ("unknown hardware profile 'gateway-armm'", _pos(text, "gateway-armm")),
+        ("unknown key 'spred'", _pos(text, "spred")),
+        ("unknown image 'eve-c'", _pos(text, "eve-c")),
+        ("unknown target 'gww': not 'all', a group or a device id", _pos(text, "gww")),
+        ("unknown key 'expectt'", _pos(text, "expectt")),
+    ]
+
+
+def test_unknown_key_in_a_target_does_not_stop_the_cross_checks(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n  - reboot:\n    target: {group: gw, cont: 1}\n  - baseos_update: {image: eve-c}\n"
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["unknown key 'cont'", "unknown image 'eve-c'"]
+
+
+def test_other_schema_errors_still_stop_before_the_cross_checks(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """A value that could not be read is not guessed at: 'count: three' would otherwise make 'gw-2'
+    an unknown device."""
+    text = FLEET.replace("count: 3", "count: three") + "steps:\n  - reboot:\n    target: gw-2\n    nam: x\n"
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["'three' is not a valid integer for 'count'", "unknown key 'nam'"]
 
 
 # ------------------------------------------------------------------------------------------ schema, load_any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,134 @@ def test_files(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(InvalidInput, match="empty.yaml:1:1: error: file is empty"):
         load_yaml_file(empty)
+
+
+# ------------------------------------------------------------------ hostile files (issue 14, items 11-13)
+
+
+def _issue(call: object, *args: object):
+    with pytest.raises(InvalidInput) as info:
+        call(*args)  # type: ignore[operator]
+    assert len(info.value.issues) == 1, str(info.value)
+    return info.value.issues[0]
+
+
+def test_nul_byte_is_an_error_at_its_position() -> None:
+    issue = _issue(load_yaml_text, "name: demo\nseed: 1\x002\n", "nul.yaml")
+    assert (issue.file, issue.line, issue.col) == ("nul.yaml", 2, 8)
+    assert "#x0000 is not allowed" in issue.message
+
+
+def test_nul_byte_in_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"a: 1\n\x00\n")
+    issue = _issue(load_yaml_file, path)
+    assert (issue.file, issue.line, issue.col) == (str(path), 2, 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("a: " + "[" * 500 + "]" * 500 + "\n", id="flow-500"),
+        pytest.param("a:\n" + "".join("  " * i + "-\n" for i in range(1, 400)), id="block-400"),
+        pytest.param("a: " + "{b: " * 300 + "1" + "}" * 300 + "\n", id="mappings-300"),
+    ],
+)
+def test_deep_nesting_is_refused_with_the_limit(text: str) -> None:
+    issue = _issue(load_yaml_text, text, "deep.yaml")
+    assert issue.line >= 1 and issue.col >= 1
+    assert "nested more than 64 levels deep" in issue.message
+    assert issue.hint is not None and "EDEN_MAX_YAML_DEPTH" in issue.hint
+
+
+def test_nesting_limit_is_raised_by_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "a: " + "[" * 80 + "]" * 80 + "\n"
+    with pytest.raises(InvalidInput):
+        load_yaml_text(text)
+    monkeypatch.setenv("EDEN_MAX_YAML_DEPTH", "100")
+    node = load_yaml_text(text).data["a"]
+    for _ in range(79):
+        node = node[0]
+    assert node == []
+
+
+def test_depth_past_the_stack_is_still_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDEN_MAX_YAML_DEPTH", "1000000")
+    issue = _issue(load_yaml_text, "a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
+    assert "nested too deeply" in issue.message
+
+
+def test_bad_limit_variable_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDEN_MAX_YAML_DEPTH", "-3")
+    issue = _issue(load_yaml_text, "a: 1\n")
+    assert issue.file == "$EDEN_MAX_YAML_DEPTH" and "not a positive integer" in issue.message
+
+
+BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi")
+)
+
+
+def test_alias_bomb_is_refused_before_it_expands() -> None:
+    issue = _issue(load_yaml_text, BOMB, "bomb.yaml")
+    assert "more than 1,000,000 values" in issue.message
+    assert issue.hint is not None and "EDEN_MAX_YAML_NODES" in issue.hint
+    assert issue.line == 6  # 'f' is the first value past 10^6 once expanded (1,111,111)
+
+
+def test_aliases_below_the_limit_still_load() -> None:
+    located = load_yaml_text("\n".join(BOMB.splitlines()[:4]) + "\n")
+    assert len(plain(located.data)["d"]) == 10 and located.data["d"][0] is located.data["c"]
+
+
+def test_alias_cycle_is_refused() -> None:
+    issue = _issue(load_yaml_text, "a: &x\n  - 1\n  - *x\n", "cycle.yaml")
+    assert "cycle" in issue.message and (issue.line, issue.col) == (1, 4)  # the anchored value
+
+
+def test_merge_cycle_is_refused() -> None:
+    issue = _issue(load_yaml_text, "a: &x\n  b: 1\n  <<: *x\n", "cycle.yaml")
+    assert "cycle" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        pytest.param(lambda p: p.symlink_to("/dev/zero"), "a character device", id="symlink-dev-zero"),
+        pytest.param(lambda p: os.mkfifo(p), "a FIFO", id="fifo"),
+        pytest.param(lambda p: p.mkdir(), "a directory", id="directory"),
+        pytest.param(lambda p: socket_at(p), "a socket", id="socket"),
+    ],
+)
+def test_special_files_are_refused_before_reading(tmp_path: Path, make: object, kind: str) -> None:
+    path = tmp_path / "s.yaml"
+    make(path)  # type: ignore[operator]
+    issue = _issue(load_yaml_file, path)  # a FIFO would block here if it were opened for a read
+    assert issue.file == str(path) and issue.message == f"is {kind}, not a regular file"
+
+
+def socket_at(path: Path) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.close()
+
+
+def test_file_size_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("a: " + "x" * 2000 + "\n")
+    monkeypatch.setenv("EDEN_MAX_FILE_BYTES", "1000")
+    issue = _issue(load_yaml_file, path)
+    assert issue.message == "file is 2,004 bytes, more than 1,000"
+    assert issue.hint is not None and "EDEN_MAX_FILE_BYTES" in issue.hint
+    monkeypatch.setenv("EDEN_MAX_FILE_BYTES", "3000")
+    assert len(load_yaml_file(path).data["a"]) == 2000
+
+
+def test_default_file_limit_is_four_mebibytes(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("w") as f:
+        f.write("a: |\n")
+        f.write(("  " + "x" * 1022 + "\n") * 4097)
+    assert "more than 4,194,304" in _issue(load_yaml_file, path).message

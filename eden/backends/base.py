@@ -61,14 +61,16 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "sim": {
         "available": True,
         "capabilities": ALL_CAPABILITIES,
+        "refuses": {},
         "max_devices": None,
         "description": "discrete-event simulator: EVE node models in simulated time",
     },
-    # Declared now so that scenarios can be validated against them; not runnable in this build.
     "emulated": {
         "available": True,
-        # An agent cannot be told to hang from outside, and the controller has no 503 switch.
-        "capabilities": ALL_CAPABILITIES - {"hang", "controller_503"},
+        # An agent cannot be told to hang from outside.
+        "capabilities": ALL_CAPABILITIES - {"hang"},
+        # Actions refused although the backend has their capability (with the reason shown).
+        "refuses": {"controller_503": "its controller has no switch that answers 503; use controller_outage"},
         "max_devices": 200,
         "description": "one device-agent process per device against a real TLS controller, in real time",
     },
@@ -79,23 +81,39 @@ BACKENDS: dict[str, dict[str, Any]] = {
         # image; hang, apps, controller faults and rollouts do not, so such scenarios are refused at
         # validation.
         "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation", "baseos", "tamper"}),
+        "refuses": {},
         "max_devices": 4,
         "description": "QEMU VMs booting the reference image with swtpm and a serial console, in real time (first cut)",
     },
     "board": {
         "available": False,
         "capabilities": ALL_CAPABILITIES - {"tamper", "hang"},
+        "refuses": {},
         "max_devices": 16,
         "description": "physical boards behind power switches and serial consoles (planned)",
     },
 }
-"""Known backends and what they can do. ``eden validate --backend X`` checks a scenario against any
-of them; ``eden run`` needs an available one."""
+"""Known backends and what they can do: the one table ``eden validate --backend X`` and ``eden run``
+check a scenario against (any backend for validate; run needs an available one). An action is
+performed iff the backend has its capability (``ACTIONS``) and does not list it in ``refuses``."""
 
 
 def backend_capabilities(name: str) -> tuple[frozenset[str], int | None]:
     entry = BACKENDS[name]
     return entry["capabilities"], entry["max_devices"]
+
+
+def refused_actions(name: str) -> dict[str, str]:
+    """Actions backend ``name`` refuses although it has their capability, with the reason."""
+    entry = BACKENDS.get(name)
+    return dict(entry["refuses"]) if entry is not None else {}
+
+
+def backend_actions(name: str) -> frozenset[str]:
+    """Every action backend ``name`` performs (what validation lets through)."""
+    caps = BACKENDS[name]["capabilities"]
+    refused = refused_actions(name)
+    return frozenset(a for a, (_arg, cap, _f) in ACTIONS.items() if cap in caps and a not in refused)
 
 
 def runnable_backends() -> list[str]:

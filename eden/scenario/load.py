@@ -14,7 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from eden.errors import InvalidInput, Issue, did_you_mean, issue_at, validate_model
+from pydantic import ValidationError
+
+from eden.errors import InvalidInput, Issue, did_you_mean, explain_validation_error, issue_at
+from eden.limits import limit, raise_hint
 from eden.profiles import HwProfile, OverrideError, apply_overrides, load_profile, load_profiles
 from eden.scenario import metric_names
 from eden.scenario.model import (
@@ -250,20 +253,99 @@ def _load(
     fleet_profile: str | None = None,
     adjust: Callable[[Scenario], None] | None = None,
 ) -> LoadedScenario:
-    scenario = validate_model(Scenario, located)
+    _check_sizes(located)
+    scenario, schema_issues = _validate(located)
     if fleet_profile is not None:
         substitute_profile(scenario, fleet_profile)
     if adjust is not None:
         adjust(scenario)
+    _check_fleet_size(scenario, located)
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
     if loaded is not None:
         loaded.warnings = checker.warnings
-    if checker.issues:
-        unique = {(i.line, i.col, i.message, i.hint or ""): i for i in checker.issues}
+    if schema_issues or checker.issues:
+        unique = {(i.line, i.col, i.message, i.hint or ""): i for i in [*schema_issues, *checker.issues]}
         raise InvalidInput([unique[k] for k in sorted(unique)])
     return loaded
+
+
+def _validate(located: Located) -> tuple[Scenario, list[Issue]]:
+    """The model, plus the schema issues that did not stop the cross-checks.
+
+    Unknown keys do not stop them: the rest of the file is checked as if those keys were not there,
+    so one pass reports a misspelt key, an unknown profile and a bad reference together. Any other
+    schema error stops here (a cross-check of a value that could not be read would only guess)."""
+    try:
+        return Scenario.model_validate(located.data), []
+    except ValidationError as exc:
+        problems = explain_validation_error(exc, Scenario, located.data)
+    issues = sorted(
+        {issue_at(located, p.path, p.message, p.hint, key=p.at_key) for p in problems},
+        key=lambda i: (i.line, i.col, i.message),
+    )
+    if not all(p.at_key and p.path and p.message.startswith("unknown key '") for p in problems):
+        raise InvalidInput(issues)
+    try:
+        scenario = Scenario.model_validate(_without(located.data, [p.path for p in problems]))
+    except ValidationError:
+        raise InvalidInput(issues) from None
+    return scenario, issues
+
+
+def _without(data: Any, paths: Iterable[DataPath]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``paths`` (containers copied along each path only)."""
+    root = dict(data) if isinstance(data, Mapping) else data
+    for path in paths:
+        node = root
+        for seg in path[:-1]:
+            try:
+                child = node[seg]
+            except (KeyError, IndexError, TypeError):
+                break
+            if isinstance(child, Mapping):
+                child = dict(child)
+            elif isinstance(child, list):
+                child = list(child)
+            else:
+                break
+            node[seg] = child
+            node = child
+        else:
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+    return root
+
+
+def _check_sizes(located: Located) -> None:
+    """Refuse over-long step, fault and expect lists before the schema validates every entry."""
+    data = located.data
+    if not isinstance(data, Mapping):
+        return
+    most = limit("entries")
+    issues = [
+        issue_at(located, (key,), f"'{key}' has {len(data[key]):,} entries, more than {most:,}", raise_hint("entries"), key=True)
+        for key in ("steps", "faults", "expect")
+        if isinstance(data.get(key), list) and len(data[key]) > most
+    ]
+    if issues:
+        raise InvalidInput(issues)
+
+
+def _check_fleet_size(scenario: Scenario, located: Located) -> None:
+    """Refuse a fleet larger than the device limit before it is expanded into devices (a count of 10^9)."""
+    most = limit("devices")
+    if scenario.device_count > most:
+        raise InvalidInput(
+            issue_at(
+                located,
+                ("fleet",),
+                f"the fleet has {scenario.device_count:,} devices, more than {most:,}",
+                raise_hint("devices"),
+                key=True,
+            )
+        )
 
 
 def substitute_profile(scenario: Scenario, profile: str) -> None:
@@ -708,17 +790,27 @@ class _Checker:
     # ---------------------------------------------------------------------------------- backend
 
     def capabilities(self, backend: str, capabilities: frozenset[str]) -> None:
+        from eden.backends.base import refused_actions  # lazy: eden.backends imports the scenario package
+
+        refused = refused_actions(backend)
         can = ", ".join(sorted(capabilities)) or "nothing"
         hint = f"backend '{backend}' can do: {can}"
         for (kind, i), step in self.actions():
             need = ACTIONS[step.action][1]
+            word = "step" if kind == "steps" else "fault"
             if need not in capabilities:
-                word = "step" if kind == "steps" else "fault"
                 self.error(
                     (kind, i, step.action),
                     f"{word} {int(i) + 1} '{step.action}' needs capability '{need}', "
                     f"which backend '{backend}' does not have",
                     hint,
+                    key=True,
+                )
+            elif step.action in refused:
+                self.error(
+                    (kind, i, step.action),
+                    f"{word} {int(i) + 1} '{step.action}' is not supported by backend '{backend}'",
+                    f"backend '{backend}': {refused[step.action]}",
                     key=True,
                 )
         if self.sc.expect and "observe" not in capabilities:

@@ -71,6 +71,12 @@ ConfigValue = Annotated[
 ``on`` is the boolean true, which a tri-state item does not take: the error says to quote it)."""
 
 NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
+NAME_MAX = 64
+"""Names become file and directory names (results, work directories): well under NAME_MAX of a file system."""
+Name = Annotated[str, Field(pattern=NAME_RE, max_length=NAME_MAX)]
+SEED_MAX = 2**63 - 1
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""Seeds feed numpy's SeedSequence (no negatives) and the results database (a signed 64-bit column)."""
 
 
 def _parse_quantity(value: Any) -> float:
@@ -278,7 +284,7 @@ class HangArgs(Base):
 
 
 class DeployAppArgs(Base):
-    name: Annotated[str, Field(pattern=NAME_RE)]
+    name: Name
     kind: Literal["vm", "container"] = "container"
     cpus: Annotated[int, Field(ge=1)] = 1
     memory: ByteSize = 256 * 2**20
@@ -505,7 +511,7 @@ class Image(Base):
 class FleetEntry(Base):
     profile: str
     count: Annotated[int, Field(ge=1)] = 1
-    group: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    group: Name | None = None
     """Name used in targets; devices are ``<group>-<index>``. Default: the profile name."""
     image: str | None = None
     """Image installed in partition IMGA at the start. Default: the first image in ``images``."""
@@ -540,9 +546,9 @@ class ControllerSpec(Base):
 class Scenario(Base):
     """One test or fleet experiment, runnable on every backend that has the capabilities it uses."""
 
-    name: Annotated[str, Field(pattern=NAME_RE)]
+    name: Name
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     duration: Duration | None = None
     """Fleet experiments: simulate exactly this long. Tests: a cap (default: until decided)."""
     check_interval: Duration | None = None
@@ -559,8 +565,11 @@ class Scenario(Base):
     @classmethod
     def _image_names(cls, images: dict[str, Image]) -> dict[str, Image]:
         for name in images:
-            if not re.match(NAME_RE, name):
-                raise ValueError(f"image name '{name}' must be lower-case letters, digits, '.', '_' or '-'")
+            if not re.match(NAME_RE, name) or len(name) > NAME_MAX:
+                raise ValueError(
+                    f"image name '{name[:NAME_MAX]}{'...' if len(name) > NAME_MAX else ''}' must be lower-case "
+                    f"letters, digits, '.', '_' or '-', at most {NAME_MAX} characters"
+                )
         return images
 
     @property
