@@ -514,3 +514,59 @@ def test_a_failed_pass_criterion_is_a_product_failure_everywhere(suite: Any, tmp
     assert case.find("failure") is not None and case.find("error") is None
     html_text = paths["html"].read_text(encoding="utf-8")
     assert "Pass criteria" in html_text and "p95 onboarding &lt;= 10 s" in html_text
+
+
+# ------------------------------------------------------------ issue 14: a newcomer's report --
+def test_a_time_interval_from_two_replications_never_goes_below_zero() -> None:
+    """Two replications give t = 12.7: 1 s and 9 s would be "5.0 ± 50.8", a time below -45 s."""
+    wide = mean_ci([1.0, 9.0], lower=0.0)
+    assert wide is not None and wide.too_small and wide.low is None and wide.half_width is None
+    assert wide.mean == pytest.approx(5.0) and wide.format(1) == "5.0 (n=2 too small for a 95 % CI)"
+    tight = mean_ci([10.0, 10.2], lower=0.0)
+    assert tight is not None and not tight.too_small and tight.low is not None and tight.low >= 0.0
+    assert mean_ci([1.0, 9.0]).low < 0  # unbounded quantities keep the plain t interval
+
+
+def test_the_replication_table_shows_no_negative_time(suite: Any) -> None:
+    _results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    section = page.split('id="replications"', 1)[1].split("</section>", 1)[0]
+    cells = re.findall(r'<td class="num">(\[[^<]*\]|n too small)</td>', section)
+    assert cells, section[:2000]
+    assert not [c for c in cells if c.startswith("[-")], cells
+    assert not re.search(r"(?<![\w.])-\d", re.sub(r"<[^>]+>", " ", section)), section
+
+
+def test_criteria_show_their_units(tmp_path: Path) -> None:
+    from eden.reports.html import render_html
+    from eden.reports.model import CriterionResult
+    from eden.suite.criteria import judge_threshold
+    from eden.suite.model import Threshold
+
+    summary = {"metrics": {"timings": {"onboarding.time": {"p95": 12.34}}, "counters": {}}, "verdict": "passed"}
+    judged = judge_threshold(Threshold(metric="onboarding.time.p95", max=10.0), summary)
+    assert (judged.status, judged.unit) == ("failed", "s")
+    count = CriterionResult(name="devices.total >= 3", status="passed", observed=3)
+    entry = broken_entry(entry_id="x--p--r0", suite="s", scenario="x", scenario_file="x.yaml", profile="p",
+                         backend="sim", seed=1, replication=0, error="-")
+    entry = entry.model_copy(update={"criteria": [judged, count]})
+    page = render_html(SuiteResults(suite="s", backend="sim", started="", entries=[entry]), plots={})
+    table = page.split("<h4>Pass criteria</h4>", 1)[1].split("</table>", 1)[0]
+    assert '<td class="mono">12.3 s</td>' in table, table
+    assert '<td class="mono">3</td>' in table
+
+
+def test_the_timeline_slice_of_a_failed_expectation_is_in_the_html(suite: Any) -> None:
+    results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    (failed,) = [e for e in results.entries if e.verdict == "failed"]
+    from eden.reports.html import anchor
+
+    body = page.split(f'id="{anchor(failed)}"', 1)[1]
+    body = body.split('<details class="entry', 1)[0]
+    assert "Timeline before &#x27;running an impossible version&#x27;" in body, body[:3000]
+    slice_text = body.split('<pre class="mono slice">', 1)[1].split("</pre>", 1)[0]
+    assert re.search(r"^\s+\d+\.\d{3}s  ", slice_text, re.M), slice_text  # event lines, not only the header
+    (broken,) = [e for e in results.entries if e.verdict == "broken"]
+    broken_body = page.split(f'id="{anchor(broken)}"', 1)[1].split('<details class="entry', 1)[0]
+    assert "Timeline: the end of the run" in broken_body

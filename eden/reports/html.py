@@ -25,6 +25,7 @@ from eden.reports.markdown import (
     failed_expectations,
     failure_reasons,
     fmt_seconds,
+    fmt_observed,
     fmt_value,
     headline,
     matrix,
@@ -34,6 +35,7 @@ from eden.reports.markdown import (
 from eden.reports.model import KEY_TIMINGS, EntryResult, SuiteResults
 from eden.reports.plots import PLOT_TITLES, entry_plots
 from eden.reports.stats import mean_ci
+from eden.reports.timeline_slice import tail_slice, timeline_slice
 
 History = dict[tuple[str, str], list[dict[str, Any]]]
 
@@ -47,6 +49,8 @@ TIMING_LABELS = {
 }
 ICON = {"passed": "✔", "failed": "✖", "broken": "⚠"}
 TREND_LENGTH = 12
+MAX_SLICES = 5
+"""Timeline slices shown per entry (the Allure report has one per failed expectation)."""
 
 CSS = """
 :root{--pass:#1a7f37;--pass-bg:#dafbe1;--pass-bd:#4ac26b;--fail:#cf222e;--fail-bg:#ffebe9;--fail-bd:#ff8182;
@@ -133,6 +137,7 @@ details.more>summary{cursor:pointer;color:var(--accent);font-size:13px;margin:8p
 .ci{font-weight:600;white-space:nowrap}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
 .scroll{overflow-x:auto}
+pre.slice{max-height:420px;overflow:auto;background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:8px 10px;margin:4px 0 10px;white-space:pre}
 """
 
 SCRIPT = (
@@ -332,11 +337,11 @@ def _timings_overview(results: SuiteResults) -> str:
 def replication_rows(entries: list[EntryResult]) -> list[tuple[str, Any]]:
     """(metric label, MeanCI) for wall seconds, simulated seconds and each key timing's p50."""
     rows: list[tuple[str, Any]] = [
-        ("wall seconds", mean_ci(e.wall_seconds for e in entries)),
-        ("simulated seconds", mean_ci(e.simulated_seconds for e in entries)),
+        ("wall seconds", mean_ci((e.wall_seconds for e in entries), lower=0.0)),  # times: never below 0
+        ("simulated seconds", mean_ci((e.simulated_seconds for e in entries), lower=0.0)),
     ]
     for key in KEY_TIMINGS:
-        ci = mean_ci((e.timings.get(key) or {}).get("p50") for e in entries)
+        ci = mean_ci(((e.timings.get(key) or {}).get("p50") for e in entries), lower=0.0)
         if ci is not None:
             rows.append((f"{TIMING_LABELS[key]} p50 (s)", ci))
     return [(label, ci) for label, ci in rows if ci is not None]
@@ -355,9 +360,10 @@ def _replications(results: SuiteResults) -> str:
             for label, ci in replication_rows(entries):
                 low = "-" if ci.low is None else f"{ci.low:.3f}"
                 high = "-" if ci.high is None else f"{ci.high:.3f}"
+                interval = "n too small" if ci.too_small else f"[{low}, {high}]"
                 rows.append(
                     f'<tr><td>{h(label)}</td><td class="num">{ci.n}</td><td class="num ci">{h(ci.format(3))}</td>'
-                    f'<td class="num">[{low}, {high}]</td><td class="num">{"-" if ci.stdev is None else f"{ci.stdev:.3f}"}</td></tr>'
+                    f'<td class="num">{interval}</td><td class="num">{"-" if ci.stdev is None else f"{ci.stdev:.3f}"}</td></tr>'
                 )
             seeds = ", ".join(str(e.seed) for e in entries)
             blocks.append(
@@ -371,7 +377,8 @@ def _replications(results: SuiteResults) -> str:
         return ""
     return (
         '<section class="card" id="replications"><h2>Replications: mean ± 95 % confidence interval</h2>'
-        '<p class="sub">Student t interval over the replications of one scenario × profile (t quantiles for df ≤ 30, normal beyond).</p>'
+        '<p class="sub">Student t interval over the replications of one scenario × profile (t quantiles for df ≤ 30, normal beyond). '
+        'An interval that would reach below 0 s is not shown: the replications are too few or too spread for it.</p>'
         + "".join(blocks)
         + "</section>"
     )
@@ -436,9 +443,10 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             '<h4>Failed expectations</h4><div class="fail-box"><table><thead><tr><th>expectation</th><th>where</th><th>why</th>'
             f'<th>observed</th><th class="num">deadline</th></tr></thead><tbody>{rows}</tbody></table></div>'
         )
+    parts.append(_slices(entry, failed, base_dir))
     if entry.criteria:
         rows = "".join(
-            f"<tr><td>{h(c.name)}</td><td>{_pill(c.status)}</td><td class=\"mono\">{h(fmt_value(c.observed))}</td><td>{h(c.why)}</td></tr>"
+            f"<tr><td>{h(c.name)}</td><td>{_pill(c.status)}</td><td class=\"mono\">{h(fmt_observed(c))}</td><td>{h(c.why)}</td></tr>"
             for c in entry.criteria
         )
         parts.append(f"<h4>Pass criteria</h4><table><thead><tr><th>criterion</th><th>status</th><th>observed</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -493,6 +501,22 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
         f'<span class="name">{h(entry.scenario)}</span><span>{h(profile_label(profile_of(entry)))} · r{entry.replication}</span>'
         f'<span class="facts">{h(facts)}</span></summary><div class="entry-body">{"".join(parts)}</div></details>'
     )
+
+
+def _slices(entry: EntryResult, failed: list[dict[str, Any]], base_dir: Path | None) -> str:
+    """The timeline slice before each failed expectation (before the error of a broken run), as the
+    Allure report attaches them, so the HTML page alone shows what led to a failure. Needs the run
+    folder (``base_dir``); at most ``MAX_SLICES`` per entry, each capped in lines."""
+    if base_dir is None or not entry.run_dir or not (base_dir / entry.run_dir).is_dir():
+        return ""
+    run_dir = base_dir / entry.run_dir
+    cuts = [(f"Timeline before '{x.get('name', '?')}'", timeline_slice(run_dir, x, end=entry.simulated_seconds)) for x in failed[:MAX_SLICES]]
+    if entry.verdict == "broken":
+        cuts.append(("Timeline: the end of the run", tail_slice(run_dir, entry.simulated_seconds)))
+    more = f'<p class="muted small">{len(failed) - MAX_SLICES} more failed expectation(s): see the Allure report.</p>' if len(failed) > MAX_SLICES else ""
+    return "".join(
+        f'<details class="more slice"{" open" if i == 0 else ""}><summary>{h(title)}</summary><pre class="mono slice">{h(text)}</pre></details>' for i, (title, text) in enumerate(cuts)
+    ) + more
 
 
 def _environment(results: SuiteResults) -> str:
