@@ -586,22 +586,31 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     names = [len(s) + len(p) for s, p in trend]
     _wide_print(table, 100 + max(names, default=0) + 2 * last)
+    out.print("timings: median p50 of the earlier runs with the same backend, images and seed → the last run's", style="dim")
     if flaky:
         out.print(f"{len(flaky)} flaky cell(s): mixed verdicts for the same inputs (scenario, profile, backend, versions, seed)", style="red")
     return EXIT_OK
 
 
 def _trend(items: list[dict[str, Any]], timing: str) -> str:
-    values = [((i.get("timings") or {}).get(timing) or {}).get("p50") for i in items]
-    values = [v for v in values if v is not None]
-    if not values:
+    """The last run's p50 against the median of the earlier runs with the same inputs (backend,
+    images, seed: history.same_inputs) in the window; other runs are not comparable."""
+    from statistics import median
+
+    from eden.history import same_inputs
+
+    comparable = same_inputs(items)
+    values = [((i.get("timings") or {}).get(timing) or {}).get("p50") for i in comparable]
+    last = values[-1] if values else None
+    earlier = [v for v in values[:-1] if v is not None]
+    if last is None:
         return "-"
-    if len(values) == 1:
-        return _secs(values[0])
-    first, last = values[0], values[-1]
-    change = (last - first) / first if first else 0.0
+    if not earlier:
+        return _secs(last)
+    before = median(earlier)
+    change = (last - before) / before if before else 0.0
     style = "red" if change > 0.1 else ("green" if change < -0.1 else "default")
-    return f"{_secs(first)} → [{style}]{_secs(last)}[/]"
+    return f"{_secs(before)} → [{style}]{_secs(last)}[/]"
 
 
 def _secs(value: float) -> str:
