@@ -570,3 +570,39 @@ def test_the_timeline_slice_of_a_failed_expectation_is_in_the_html(suite: Any) -
     (broken,) = [e for e in results.entries if e.verdict == "broken"]
     broken_body = page.split(f'id="{anchor(broken)}"', 1)[1].split('<details class="entry', 1)[0]
     assert "Timeline: the end of the run" in broken_body
+
+
+def test_a_long_report_folds_what_needs_no_attention(suite: Any) -> None:
+    """Passed entries are folded (their plots stay in the page); past ATTENTION_SHOWN entries the
+    "Needs attention" list folds too; the header's navigation is the table of contents."""
+    from eden.reports.html import ATTENTION_SHOWN, anchor, render_html
+
+    results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    for e in results.entries:
+        tag = re.search(rf'<details class="entry {e.verdict}" id="{re.escape(anchor(e))}"( open)?>', page)
+        assert tag is not None and bool(tag.group(1)) == (e.verdict != "passed"), e.id
+    nav = page.split("<nav>", 1)[1].split("</nav>", 1)[0]
+    assert all(f'href="#{s}"' in nav for s in ("summary", "matrix", "attention", "timings", "entries", "environment"))
+    (failed,) = [e for e in results.entries if e.verdict == "failed"]
+    many = [failed.model_copy(update={"id": f"{failed.id}-{i}", "replication": i}) for i in range(ATTENTION_SHOWN + 3)]
+    long_page = render_html(results.model_copy(update={"entries": many}), plots={})
+    attention = long_page.split('id="attention"', 1)[1].split("</section>", 1)[0]
+    assert attention.count("<li ") == ATTENTION_SHOWN + 3
+    assert "<summary>3 more entries need attention</summary>" in attention
+
+
+def test_plot_text_is_never_smaller_than_text_pt(suite: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.text import Text
+
+    from eden.reports import plots
+
+    results, _out, _ = suite
+    figures: list[Any] = []
+    real_png = plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or real_png(fig))
+    for e in results.entries:
+        plots.entry_plots(e)
+    assert len(figures) >= 4
+    sizes = [t.get_fontsize() for fig in figures for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert sizes and min(sizes) >= plots.TEXT_PT, sorted(set(sizes))

@@ -51,6 +51,8 @@ ICON = {"passed": "✔", "failed": "✖", "broken": "⚠"}
 TREND_LENGTH = 12
 MAX_SLICES = 5
 """Timeline slices shown per entry (the Allure report has one per failed expectation)."""
+ATTENTION_SHOWN = 10
+"""Entries listed under "Needs attention" before the rest fold away."""
 
 CSS = """
 :root{--pass:#1a7f37;--pass-bg:#dafbe1;--pass-bd:#4ac26b;--fail:#cf222e;--fail-bg:#ffebe9;--fail-bd:#ff8182;
@@ -65,7 +67,7 @@ header.top .brand{font-weight:700;letter-spacing:.3px;font-size:15px}
 header.top .brand span{color:#9198a1;font-weight:400;margin-left:6px}
 header.top nav{display:flex;gap:14px;margin-left:auto;font-size:13px}
 header.top nav a{color:#d1d9e0}
-main{max-width:1320px;margin:0 auto;padding:22px 28px 40px}
+main{max-width:1680px;margin:0 auto;padding:22px 24px 40px}
 section.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:0 0 20px;box-shadow:0 1px 2px rgba(31,35,40,.04)}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px}h3{font-size:14.5px;margin:18px 0 8px}h4{font-size:13px;margin:14px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.4px}
 .sub{color:var(--muted);margin:0 0 14px}
@@ -92,9 +94,10 @@ th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;verti
 th{background:var(--soft);font-weight:600;font-size:12.5px;color:#353c44;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.matrix{width:auto;min-width:60%}
-table.matrix th.scn{min-width:220px}
-table.matrix td{padding:0;border:1px solid #fff;min-width:150px}
-table.matrix td.cell a{display:block;padding:9px 12px;color:inherit;text-decoration:none}
+table.matrix th.scn{min-width:150px;max-width:260px;white-space:normal;overflow-wrap:anywhere}
+table.matrix td{padding:0;border:1px solid #fff;min-width:128px}
+table.matrix thead th{white-space:normal;overflow-wrap:anywhere}
+table.matrix td.cell a{display:block;padding:8px 10px;color:inherit;text-decoration:none}
 table.matrix td.cell a:hover{filter:brightness(.96)}
 table.matrix td.cell.passed{background:var(--pass-bg)}table.matrix td.cell.failed{background:var(--fail-bg)}table.matrix td.cell.broken{background:var(--broken-bg)}
 table.matrix td.cell.empty{background:var(--soft);color:#9198a1;text-align:center;padding:9px}
@@ -102,10 +105,10 @@ table.matrix th{border:1px solid #fff}
 .cell .v{font-weight:700;display:flex;align-items:center;gap:6px}
 .cell.passed .v{color:var(--pass)}.cell.failed .v{color:var(--fail)}.cell.broken .v{color:var(--broken)}
 .cell .c{font-size:12px;color:var(--muted)}
-.trend{display:flex;align-items:center;gap:2px;margin-top:5px;font-size:11.5px;color:var(--muted)}
-.trend i{display:inline-block;width:9px;height:9px;border-radius:2px;background:#d1d9e0}
+.trend{display:flex;flex-wrap:wrap;align-items:center;gap:1px;margin-top:5px;font-size:11.5px;color:var(--muted)}
+.trend i{display:inline-block;width:8px;height:9px;border-radius:2px;background:#d1d9e0}
 .trend i.passed{background:var(--pass-bd)}.trend i.failed{background:var(--fail)}.trend i.broken{background:var(--broken)}
-.trend .rate{margin-left:6px}
+.trend .rate{margin-left:5px;white-space:nowrap}
 .legend{display:flex;gap:16px;margin-top:10px;font-size:12.5px;color:var(--muted);flex-wrap:wrap}
 .legend i{display:inline-block;width:11px;height:11px;border-radius:3px;vertical-align:-1px;margin-right:5px}
 ul.issues{list-style:none;padding:0;margin:0}
@@ -297,7 +300,10 @@ def _attention(results: SuiteResults) -> str:
                 f'<li class="{e.verdict}">{_pill(e.verdict)} <a href="#{anchor(e)}"><b>{h(e.scenario)}</b> on {h(profile_label(profile_of(e)))}'
                 f" · r{e.replication}</a> <span class=\"muted small\">({kind}, seed {e.seed})</span>{reasons}</li>"
             )
-        body = f'<ul class="issues">{"".join(items)}</ul>'
+        body = f'<ul class="issues">{"".join(items[:ATTENTION_SHOWN])}</ul>'
+        if len(items) > ATTENTION_SHOWN:  # a long list folds: the matrix above already shows every cell
+            body += (f'<details class="more"><summary>{len(items) - ATTENTION_SHOWN} more entries need attention</summary>'
+                     f'<ul class="issues">{"".join(items[ATTENTION_SHOWN:])}</ul></details>')
     return f'<section class="card" id="attention"><h2>Needs attention</h2>{body}{excluded}</section>'
 
 
@@ -306,7 +312,7 @@ def _timing_cell(stats: dict[str, Any] | None) -> str:
         return '<td class="num muted">-</td>'
     return (
         f'<td class="num" title="n={stats.get("count")}, p95 {fmt_seconds(stats.get("p95"))}, max {fmt_seconds(stats.get("max"))}">'
-        f'{fmt_seconds(stats.get("p50"))} <span class="muted small">/ {fmt_seconds(stats.get("p95"))}</span></td>'
+        f'{fmt_seconds(stats.get("p50"))}<br><span class="muted small">{fmt_seconds(stats.get("p95"))}</span></td>'
     )
 
 
@@ -315,7 +321,7 @@ def _timings_overview(results: SuiteResults) -> str:
     head = (
         "<tr><th>entry</th><th>verdict</th><th class=\"num\">seed</th><th class=\"num\">devices</th>"
         "<th class=\"num\">simulated</th><th class=\"num\">wall</th>"
-        + "".join(f'<th class="num">{h(TIMING_LABELS[k])}<br><span class="muted small">p50 / p95</span></th>' for k in keys)
+        + "".join(f'<th class="num">{h(TIMING_LABELS[k])}<br><span class="muted small">p50, p95 below</span></th>' for k in keys)
         + "</tr>"
     )
     rows = []
@@ -495,7 +501,7 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             for k, png in plots.items()
         )
         parts.append(f'<h4>Fleet plots</h4><div class="plots">{figs}</div>')
-    is_open = " open" if entry.verdict != "passed" or plots else ""
+    is_open = " open" if entry.verdict != "passed" else ""  # passed entries fold: a long suite stays short
     return (
         f'<details class="entry {entry.verdict}" id="{anchor(entry)}"{is_open}><summary>{_pill(entry.verdict)}'
         f'<span class="name">{h(entry.scenario)}</span><span>{h(profile_label(profile_of(entry)))} · r{entry.replication}</span>'
