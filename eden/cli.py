@@ -53,6 +53,8 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile) files")
     sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
+    sch.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="write it to FILE instead of stdout (e.g. eden-scenario.schema.json, which docs/scenario-language.md's editor set-up uses)")
 
     sub.add_parser("profiles", help="list the hardware profiles")
 
@@ -202,7 +204,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
         from eden.scenario.load import scenario_json_schema
 
         schema = scenario_json_schema()
-    print(json.dumps(schema, indent=2, sort_keys=True))
+    text = json.dumps(schema, indent=2, sort_keys=True)
+    if args.out is None:
+        print(text)
+        return EXIT_OK
+    args.out.write_text(text + "\n", encoding="utf-8")  # an OSError is reported by main (exit 2)
+    err.print(f"wrote {args.out}", markup=False, highlight=False)
     return EXIT_OK
 
 

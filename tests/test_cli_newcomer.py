@@ -75,3 +75,24 @@ def test_run_writes_an_html_report(tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert cli.main(["run", str(SMOKE), "--out", str(again), "--quiet", "--no-html"]) == 0
     assert not (again / "report.html").exists()
+
+
+def test_schema_out_writes_the_file_the_editor_set_up_names(tmp_path: Path) -> None:
+    """docs/scenario-language.md points editors at ``eden-scenario.schema.json`` in the repository
+    root; the command it gives must exist and write exactly what ``eden schema`` prints."""
+    import json
+    import re
+
+    doc = (REPO / "docs" / "scenario-language.md").read_text(encoding="utf-8")
+    (modeline,) = set(re.findall(r"yaml-language-server: \$schema=(\S+)", doc))
+    name = Path(modeline).name
+    assert (REPO / "scenarios" / modeline).resolve() == REPO / name  # resolved from scenarios/
+    assert f"eden schema --out {name}" in doc
+    assert f"eden schema --out {name}" in (REPO / "README.md").read_text(encoding="utf-8")
+    target = tmp_path / name
+    done = _eden("schema", "--out", str(target))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert json.loads(target.read_text()) == json.loads(_eden("schema").stdout)
+    bad = _eden("schema", "--out", str(tmp_path / "missing-dir" / name))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "error:" in bad.stderr
