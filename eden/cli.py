@@ -7,6 +7,7 @@ or an infrastructure error (the harness or a backend broke, so the product was n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import datetime
@@ -39,6 +40,7 @@ def _seed_arg(text: str) -> int:
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eden", description="EVE-OS fleet simulator and test harness")
+    p.add_argument("--version", action="version", version=f"eden {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     if list(argv[:1]) == ["agent"]:
         # The agent starts on every boot of a device (a TCG VM of the reference image: its Python
@@ -52,10 +54,11 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run scenario files on a backend")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
-    run.add_argument("--backend", default="sim", choices=runnable_backends())
+    run.add_argument("--backend", default="sim", choices=runnable_backends(), help=_BACKEND_HELP)
     run.add_argument("--seed", type=_seed_arg, default=None, help="override the scenario's seed")
     run.add_argument("--out", type=Path, default=None, help="result directory (default: reports/<scenario>-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--no-html", action="store_true", help="do not write report.html into the result directory")
 
     val = sub.add_parser("validate", help="check scenario and hardware profile files; exit 2 on any error")
     val.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -63,6 +66,8 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile) files")
     sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
+    sch.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="write it to FILE instead of stdout (e.g. eden-scenario.schema.json, which docs/scenario-language.md's editor set-up uses)")
 
     sub.add_parser("profiles", help="list the hardware profiles")
 
@@ -105,7 +110,35 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return p
 
 
+_BACKEND_HELP = (
+    "where the devices run (default: sim): sim = the SimPy model in simulated time, thousands of nodes "
+    "in seconds; emulated = a real controller and one agent process per device, in real time; "
+    "qemu = QEMU VMs booting the reference EVE image (needs scripts/install-system-deps)"
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eden")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `eden schema | head`: the reader left. Say nothing more, and let no flush at exit fail again.
+        import os
+
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as a shell reports a process ended by SIGPIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser(argv).parse_args(argv)
     try:
@@ -142,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID
+    except BrokenPipeError:
+        raise
     except (InfrastructureError, OSError) as exc:
         # The harness could not do its job (disk, permissions, a backend that broke): exit 2,
         # never 1, so a CI gate does not count it as a product failure.
@@ -184,7 +219,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
         from eden.scenario.load import scenario_json_schema
 
         schema = scenario_json_schema()
-    print(json.dumps(schema, indent=2, sort_keys=True))
+    text = json.dumps(schema, indent=2, sort_keys=True)
+    if args.out is None:
+        print(text)
+        return EXIT_OK
+    args.out.write_text(text + "\n", encoding="utf-8")  # an OSError is reported by main (exit 2)
+    err.print(f"wrote {args.out}", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -197,7 +237,9 @@ def cmd_profiles() -> int:
         if len(summary) > 60:
             summary = summary[:57].rstrip() + "..."
         table.add_row(name, p.arch, str(p.cores), f"{p.memory / 2**30:g}G", p.tpm, ", ".join(n.name for n in p.nics), summary)
-    out.print(table)
+    widths = [max(len(c) for c in col.cells) if col.cells else 0 for col in table.columns]
+    needed = sum(max(w, len(str(col.header))) + 3 for w, col in zip(widths, table.columns)) + 1
+    _wide_print(table, needed)  # a pipe or a file: not cut at rich's default of 80 columns
     return EXIT_OK
 
 
@@ -236,12 +278,27 @@ def cmd_run(args: argparse.Namespace) -> int:
             out_dir = args.out if args.out is not None else default_out_dir(ld.scenario.name)
         result = _run_one(ld, args, out_dir, execute)
         results.append(result)
+        if not args.no_html:
+            _run_html(result, ld)
     _final_table(results)
     if any(r.exit_code == EXIT_INVALID for r in results):
         return EXIT_INVALID
     if any(r.exit_code == EXIT_FAILED for r in results):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _run_html(result: Any, ld: Any) -> None:
+    """report.html beside the run's files; a report that cannot be drawn does not change the verdict."""
+    from eden.reports.model import features_of
+    from eden.reports.render import write_run_html
+
+    try:
+        path = write_run_html(result.out_dir, features=features_of(ld.scenario))
+    except Exception as exc:  # noqa: BLE001 - the run's files are written; say why the page is not
+        err.print(f"warning: no report.html: {exc}", markup=False, highlight=False)
+        return
+    out.print(f"report: {path}", highlight=False)
 
 
 def _run_one(ld: Any, args: argparse.Namespace, out_dir: Path, execute: Any) -> Any:
@@ -556,22 +613,31 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     names = [len(s) + len(p) for s, p in trend]
     _wide_print(table, 100 + max(names, default=0) + 2 * last)
+    out.print("timings: median p50 of the earlier runs with the same backend, images and seed → the last run's", style="dim")
     if flaky:
         out.print(f"{len(flaky)} flaky cell(s): mixed verdicts for the same inputs (scenario, profile, backend, versions, seed)", style="red")
     return EXIT_OK
 
 
 def _trend(items: list[dict[str, Any]], timing: str) -> str:
-    values = [((i.get("timings") or {}).get(timing) or {}).get("p50") for i in items]
-    values = [v for v in values if v is not None]
-    if not values:
+    """The last run's p50 against the median of the earlier runs with the same inputs (backend,
+    images, seed: history.same_inputs) in the window; other runs are not comparable."""
+    from statistics import median
+
+    from eden.history import same_inputs
+
+    comparable = same_inputs(items)
+    values = [((i.get("timings") or {}).get(timing) or {}).get("p50") for i in comparable]
+    last = values[-1] if values else None
+    earlier = [v for v in values[:-1] if v is not None]
+    if last is None:
         return "-"
-    if len(values) == 1:
-        return _secs(values[0])
-    first, last = values[0], values[-1]
-    change = (last - first) / first if first else 0.0
+    if not earlier:
+        return _secs(last)
+    before = median(earlier)
+    change = (last - before) / before if before else 0.0
     style = "red" if change > 0.1 else ("green" if change < -0.1 else "default")
-    return f"{_secs(first)} → [{style}]{_secs(last)}[/]"
+    return f"{_secs(before)} → [{style}]{_secs(last)}[/]"
 
 
 def _secs(value: float) -> str:

@@ -212,6 +212,16 @@ def trends(db: Path, keys: Iterable[Key] | None = None, last: int = 10, *, suite
     return out
 
 
+def same_inputs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items (from :func:`trends`) with the same inputs as the last one: backend, image versions
+    and seed. A timing trend compares only these; another seed or image is another experiment."""
+    if not items:
+        return []
+    last = items[-1]
+    key = (last.get("backend"), last.get("versions"), last.get("seed"))
+    return [i for i in items if (i.get("backend"), i.get("versions"), i.get("seed")) == key]
+
+
 def totals(db: Path, *, suite: str | None = None) -> dict[Key, int]:
     """Number of recorded entries per (scenario, profile)."""
     return {key: len(rows) for key, rows in _by_key(db, suite).items()}

@@ -330,7 +330,7 @@ def test_run_smoke_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["run", str(SMOKE), "--out", str(out), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "onboarding-smoke - PASSED" in captured.out
-    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "run.json", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "report.html", "run.json", "summary.json"]
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "passed"

@@ -280,3 +280,35 @@ def test_a_dead_controller_is_an_infrastructure_error(tmp_path: Path) -> None:
     assert "controller" in summary["error"]
     assert _ours() <= before_procs
     assert not any(_run_tmp(tmp_path).iterdir())
+
+
+def test_a_killed_run_keeps_its_logs_and_the_next_run_removes_its_secrets(tmp_path: Path) -> None:
+    """Issue 14 item 16: a ``kill -9`` of ``eden run --backend emulated`` left its working directory
+    (controller keys, admin token, the only copy of the logs) in /tmp and an empty output folder."""
+    before_procs = _ours()
+    run = _start_long(tmp_path)
+    try:
+        _wait_for_agent(run, before_procs)
+        (work,) = [p for p in _run_tmp(tmp_path).iterdir() if p.name.startswith("eden-emulated-")]
+        assert work.stat().st_mode & 0o777 == 0o700
+        keys = [p for p in work.rglob("*") if p.is_file() and ("key" in p.name or p.name == "admin.token")]
+        assert any(p.name.endswith(".key.pem") for p in keys), sorted(map(str, work.rglob("*")))
+        loose = {str(p): oct(p.stat().st_mode & 0o777) for p in keys if p.stat().st_mode & 0o077}
+        assert not loose, loose
+        run.kill()
+        run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    deadline = time.monotonic() + 10
+    while _ours() - before_procs and time.monotonic() < deadline:  # the kernel kills the children
+        time.sleep(0.1)
+    assert _ours() <= before_procs
+    logs = tmp_path / "out" / "logs"
+    assert logs.is_dir(), sorted(os.listdir(tmp_path / "out"))
+    assert (logs / "controller.log").is_file() and list(logs.glob("agent-*.log")), sorted(os.listdir(logs))
+    assert work.is_dir()  # nothing can clean up after a kill -9 ...
+    proc = _run(tmp_path, SMOKE, "smoke")  # ... but the next run does, when it starts
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert not work.exists()
+    assert not any(_run_tmp(tmp_path).iterdir())

@@ -112,7 +112,7 @@ def test_eden_history_shows_pass_rates_strips_trends_and_flaky(tmp_path: Path, c
     assert "rpi4-class" in row and "4" in row  # four runs recorded
     assert "33%" in row  # pass rate over the last 3
     assert "✗!✓" in row  # the last three verdicts
-    assert "31.0s → 45.0s" in row  # onboarding p50 trend, first -> last of the window
+    assert "31.5s → 45.0s" in row  # onboarding p50: median of the earlier same-input runs in the window -> last
     assert "FLAKY" in row
     assert "flaky cell(s)" in out
     assert cli.main(["history", "--db", str(db), "--suite", "fleet"]) == 0
@@ -120,3 +120,23 @@ def test_eden_history_shows_pass_rates_strips_trends_and_flaky(tmp_path: Path, c
     assert "baseos-update" in out and "onboarding-smoke" not in out and "FLAKY" not in out
     assert cli.main(["history", "--db", str(tmp_path / "none.db")]) == 0
     assert "no history yet" in capsys.readouterr().out
+
+
+def test_timing_trends_compare_like_with_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: the arrow compared the first and the last run of the window, whatever their seeds
+    or images. Runs with other inputs in between must not move the baseline."""
+    db = tmp_path / "h.db"
+    runs = [(1, "13.4.0", 30.0), (2, "13.4.0", 90.0), (1, "13.5.0", 80.0), (1, "13.4.0", 32.0), (1, "13.4.0", 31.0)]
+    for seed, version, p50 in runs:
+        history.record(_results(_entry("smoke", "nuc-class", "passed", seed=seed, p50=p50, versions={"base": version})), tmp_path, db)
+    items = history.trends(db)[("smoke", "nuc-class")]
+    assert [i["timings"]["onboarding.time"]["p50"] for i in history.same_inputs(items)] == [30.0, 32.0, 31.0]
+    capsys.readouterr()
+    assert cli.main(["history", "--db", str(db)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "smoke" in line)
+    assert "31.0s → 31.0s" in row, row  # median(30, 32) -> 31; not 30 -> 31 nor 90/80 anywhere
+    # A last run with new inputs has nothing to compare with: its value alone.
+    history.record(_results(_entry("smoke", "nuc-class", "passed", seed=5, p50=60.0)), tmp_path, db)
+    assert cli.main(["history", "--db", str(db)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "smoke" in line)
+    assert "60.0s" in row and "→" not in row, row

@@ -33,6 +33,14 @@ def _ours() -> set[int]:
 pytestmark = pytest.mark.slow
 
 
+def _with_default_sigint(cmd: list[str]) -> list[str]:
+    """``cmd`` with SIGINT at its default disposition, whatever this process inherited: a suite started
+    with SIGINT ignored (nohup, some CI runners) passes the ignore on through fork and exec, and a
+    Python started so never raises KeyboardInterrupt. Done by an exec wrapper, not ``preexec_fn``."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *cmd]
+
+
 def _start(tmp_path: Path, scenarios: list[Path]) -> tuple[subprocess.Popen[str], Path]:
     (tmp_path / "long.yaml").write_text(LONG)
     (tmp_path / "long2.yaml").write_text(LONG.replace("name: waits-long", "name: waits-long-too"))
@@ -44,7 +52,7 @@ def _start(tmp_path: Path, scenarios: list[Path]) -> tuple[subprocess.Popen[str]
            "--history", str(tmp_path / "history.db")]
     env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(tmp_path / "tmp")}
     with open(log, "w") as out:  # a file, not a pipe: nothing can block on a full pipe
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+        proc = subprocess.Popen(_with_default_sigint(cmd), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
                                 start_new_session=True)  # its own process group, as in a terminal
     return proc, log
 
@@ -75,6 +83,28 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def _sigint_ignored(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    raise AssertionError(f"no SigIgn in /proc/{pid}/status")
+
+
+def test_eden_hears_sigint_even_if_the_suite_was_started_with_it_ignored(tmp_path: Path) -> None:
+    """Issue 14 item 18: under ``nohup`` the tests above saw ``eden`` ignore the Ctrl-C."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc, log = _start(tmp_path, [SMOKE])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    try:
+        _wait_until(proc, log, lambda: b"qualify" in _cmdline(proc.pid) and b"-c" not in _cmdline(proc.pid).split(b"\0")[:2], 30)
+        assert not _sigint_ignored(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _finish(proc: subprocess.Popen[str], log: Path, timeout: float = 120) -> str:

@@ -18,20 +18,25 @@ missing, the test fails and says so: a skipped browser check would hide a broken
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from eden.reports.model import KEY_TIMINGS, EntryResult, SuiteResults
+from eden.reports.plots import DPI, TEXT_PT
 from eden.reports.render import write_all
 
-from test_reports import PROFILE_A, PROFILE_B, build_suite_results
+from test_reports import PROFILE_A, PROFILE_B, ROOT, build_suite_results
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 TIMEOUT = 60
@@ -205,3 +210,61 @@ def test_the_network_check_sees_an_external_request(tmp_path: Path) -> None:
     page.write_text('<!DOCTYPE html><html><body><img src="http://eden-report-check.invalid/x.png"></body></html>')
     _result, netlog = _run_chromium(tmp_path, page.as_uri(), "--dump-dom")
     assert "http://eden-report-check.invalid/x.png" in _network_urls(_netlog_urls(netlog))
+
+
+# ------------------------------------------------ issue 14: the report in a 1400 px window --
+MEASURE = """<script>window.addEventListener('load',function(){
+document.querySelectorAll('details').forEach(function(d){d.open=true;});
+var res={page:document.documentElement.scrollWidth,view:document.documentElement.clientWidth,cut:[],plots:[]};
+document.querySelectorAll('table').forEach(function(t,i){var box=t.closest('.scroll')||t.parentElement;
+ if(box.scrollWidth>box.clientWidth+1||t.getBoundingClientRect().right>res.view){var sec=t.closest('section');
+  res.cut.push({section:sec?sec.id:'',table:i,width:Math.round(t.getBoundingClientRect().width),box:box.clientWidth});}});
+document.querySelectorAll('img.plot').forEach(function(im){res.plots.push(im.getBoundingClientRect().width/im.naturalWidth);});
+var p=document.createElement('pre');p.id='eden-measure';p.textContent=JSON.stringify(res);document.body.appendChild(p);});</script>"""
+
+
+def _measure(page: Path, work: Path) -> dict[str, Any]:
+    """Lay ``page`` out in chromium's 1400 px window, every section unfolded, and return which
+    tables do not fit their box (columns hidden behind a scroll bar or past the window) and the
+    scale each plot is shown at."""
+    probe = page.with_name("measure-" + page.name)
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    result, _ = _run_chromium(work, probe.resolve().as_uri(), "--dump-dom")
+    found = re.search(r'<pre id="eden-measure">(.*?)</pre>', result.stdout)
+    assert found, f"the measuring script did not run (exit {result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def _wide_suite() -> SuiteResults:
+    """The widest matrix and timing table a qualification has: every shipped profile, every key
+    timing, long scenario names, replications and a full trend."""
+    profiles = sorted(p.stem for p in (ROOT / "hw_profiles").glob("*.yaml"))
+    scenarios = ["update-with-power-loss", "network-outage-recovery", "baseos-update-rollback", "attestation-tamper"]
+    entries = [
+        EntryResult(
+            id=f"{s}--{p}--r{r}", suite="qualification", scenario=s, scenario_file=f"scenarios/{s}.yaml", profile=p,
+            backend="qemu", seed=1000 + r, replication=r, verdict="passed" if r == 0 else "failed", devices=1000,
+            wall_seconds=12345.6, simulated_seconds=86400.0,
+            timings={k: {"count": 1000, "p50": 1234.5, "p95": 3599.9, "max": 4000.0} for k in KEY_TIMINGS},
+        )
+        for s in scenarios for p in profiles for r in range(2)
+    ]
+    return SuiteResults(suite="qualification", backend="qemu", started="2026-11-01T00:00:00+00:00", entries=entries)
+
+
+def test_the_widest_report_fits_a_1400_px_window(tmp_path: Path) -> None:
+    results = _wide_suite()
+    history = {e.key: [{"started": "2026-11-01", "verdict": "passed", "timings": {}}] * 12 for e in results.entries}
+    page = write_all(results, tmp_path / "out", history=history)["html"]
+    measured = _measure(page, tmp_path)
+    assert measured["page"] <= measured["view"], measured
+    assert measured["cut"] == [], measured["cut"]
+
+
+def test_the_report_fits_and_its_plots_are_readable(report: Path, tmp_path: Path) -> None:
+    measured = _measure(report, tmp_path)
+    assert measured["cut"] == [], measured["cut"]
+    assert measured["plots"], "no plot was laid out"
+    # Plot text is at least TEXT_PT; shown at this scale, that many CSS pixels:
+    smallest_px = TEXT_PT * DPI / 72 * min(measured["plots"])
+    assert smallest_px >= 9.5, (smallest_px, measured["plots"])

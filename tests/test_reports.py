@@ -514,3 +514,95 @@ def test_a_failed_pass_criterion_is_a_product_failure_everywhere(suite: Any, tmp
     assert case.find("failure") is not None and case.find("error") is None
     html_text = paths["html"].read_text(encoding="utf-8")
     assert "Pass criteria" in html_text and "p95 onboarding &lt;= 10 s" in html_text
+
+
+# ------------------------------------------------------------ issue 14: a newcomer's report --
+def test_a_time_interval_from_two_replications_never_goes_below_zero() -> None:
+    """Two replications give t = 12.7: 1 s and 9 s would be "5.0 ± 50.8", a time below -45 s."""
+    wide = mean_ci([1.0, 9.0], lower=0.0)
+    assert wide is not None and wide.too_small and wide.low is None and wide.half_width is None
+    assert wide.mean == pytest.approx(5.0) and wide.format(1) == "5.0 (n=2 too small for a 95 % CI)"
+    tight = mean_ci([10.0, 10.2], lower=0.0)
+    assert tight is not None and not tight.too_small and tight.low is not None and tight.low >= 0.0
+    assert mean_ci([1.0, 9.0]).low < 0  # unbounded quantities keep the plain t interval
+
+
+def test_the_replication_table_shows_no_negative_time(suite: Any) -> None:
+    _results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    section = page.split('id="replications"', 1)[1].split("</section>", 1)[0]
+    cells = re.findall(r'<td class="num">(\[[^<]*\]|n too small)</td>', section)
+    assert cells, section[:2000]
+    assert not [c for c in cells if c.startswith("[-")], cells
+    assert not re.search(r"(?<![\w.])-\d", re.sub(r"<[^>]+>", " ", section)), section
+
+
+def test_criteria_show_their_units(tmp_path: Path) -> None:
+    from eden.reports.html import render_html
+    from eden.reports.model import CriterionResult
+    from eden.suite.criteria import judge_threshold
+    from eden.suite.model import Threshold
+
+    summary = {"metrics": {"timings": {"onboarding.time": {"p95": 12.34}}, "counters": {}}, "verdict": "passed"}
+    judged = judge_threshold(Threshold(metric="onboarding.time.p95", max=10.0), summary)
+    assert (judged.status, judged.unit) == ("failed", "s")
+    count = CriterionResult(name="devices.total >= 3", status="passed", observed=3)
+    entry = broken_entry(entry_id="x--p--r0", suite="s", scenario="x", scenario_file="x.yaml", profile="p",
+                         backend="sim", seed=1, replication=0, error="-")
+    entry = entry.model_copy(update={"criteria": [judged, count]})
+    page = render_html(SuiteResults(suite="s", backend="sim", started="", entries=[entry]), plots={})
+    table = page.split("<h4>Pass criteria</h4>", 1)[1].split("</table>", 1)[0]
+    assert '<td class="mono">12.3 s</td>' in table, table
+    assert '<td class="mono">3</td>' in table
+
+
+def test_the_timeline_slice_of_a_failed_expectation_is_in_the_html(suite: Any) -> None:
+    results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    (failed,) = [e for e in results.entries if e.verdict == "failed"]
+    from eden.reports.html import anchor
+
+    body = page.split(f'id="{anchor(failed)}"', 1)[1]
+    body = body.split('<details class="entry', 1)[0]
+    assert "Timeline before &#x27;running an impossible version&#x27;" in body, body[:3000]
+    slice_text = body.split('<pre class="mono slice">', 1)[1].split("</pre>", 1)[0]
+    assert re.search(r"^\s+\d+\.\d{3}s  ", slice_text, re.M), slice_text  # event lines, not only the header
+    (broken,) = [e for e in results.entries if e.verdict == "broken"]
+    broken_body = page.split(f'id="{anchor(broken)}"', 1)[1].split('<details class="entry', 1)[0]
+    assert "Timeline: the end of the run" in broken_body
+
+
+def test_a_long_report_folds_what_needs_no_attention(suite: Any) -> None:
+    """Passed entries are folded (their plots stay in the page); past ATTENTION_SHOWN entries the
+    "Needs attention" list folds too; the header's navigation is the table of contents."""
+    from eden.reports.html import ATTENTION_SHOWN, anchor, render_html
+
+    results, _out, paths = suite
+    page = paths["html"].read_text(encoding="utf-8")
+    for e in results.entries:
+        tag = re.search(rf'<details class="entry {e.verdict}" id="{re.escape(anchor(e))}"( open)?>', page)
+        assert tag is not None and bool(tag.group(1)) == (e.verdict != "passed"), e.id
+    nav = page.split("<nav>", 1)[1].split("</nav>", 1)[0]
+    assert all(f'href="#{s}"' in nav for s in ("summary", "matrix", "attention", "timings", "entries", "environment"))
+    (failed,) = [e for e in results.entries if e.verdict == "failed"]
+    many = [failed.model_copy(update={"id": f"{failed.id}-{i}", "replication": i}) for i in range(ATTENTION_SHOWN + 3)]
+    long_page = render_html(results.model_copy(update={"entries": many}), plots={})
+    attention = long_page.split('id="attention"', 1)[1].split("</section>", 1)[0]
+    assert attention.count("<li ") == ATTENTION_SHOWN + 3
+    assert "<summary>3 more entries need attention</summary>" in attention
+
+
+def test_plot_text_is_never_smaller_than_text_pt(suite: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.text import Text
+
+    from eden.reports import plots
+
+    results, _out, _ = suite
+    figures: list[Any] = []
+    real_png = plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or real_png(fig))
+    for e in results.entries:
+        plots.entry_plots(e)
+    assert len(figures) >= 4
+    sizes = [t.get_fontsize() for fig in figures for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert sizes and min(sizes) >= plots.TEXT_PT, sorted(set(sizes))

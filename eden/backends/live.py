@@ -8,8 +8,9 @@ an agent process behind loopback relays (``emulated``) or a QEMU VM booting the 
 (``qemu``). A subclass provides :meth:`LiveBackend._prepare_devices`, the device-side actions
 (:meth:`LiveBackend._apply_device`) and :meth:`LiveBackend._stop_devices`.
 
-Everything started is stopped on success, failure, timeout and Ctrl-C, the run's working directory
-is removed, and ``logs/`` is copied into the run's output directory first.
+Everything started is stopped on success, failure, timeout and Ctrl-C and the run's working
+directory is removed; the processes' logs are written into the run's output directory as they
+run. A working directory a ``kill -9`` left is removed by the next run (:mod:`eden.backends.workdir`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Mapping
 
@@ -29,6 +29,7 @@ import numpy as np
 from eden.backends.base import RunGen
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
+from eden.backends.workdir import WorkDir
 from eden.errors import InfrastructureError
 from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
@@ -138,7 +139,8 @@ class LiveBackend:
 
     # -------------------------------------------------------------------------------- run --
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix=self.work_prefix))
+        workdir = WorkDir.create(self.work_prefix)  # also removes what killed runs left (eden.backends.workdir)
+        self.work = workdir.path
         try:
             try:
                 asyncio.run(self._run(main, duration, progress))
@@ -152,13 +154,13 @@ class LiveBackend:
                 raise Interrupted(self._stop.signum)  # stopped gracefully (eden.interrupt)
         finally:
             self._keep_logs()
-            shutil.rmtree(self.work, ignore_errors=True)
+            workdir.remove()
             self.timeline.events.sort(key=lambda e: e.t)
 
     async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
         self._loop = asyncio.get_running_loop()
         assert self.work is not None
-        self.procs = ProcessGroup(self.work / "logs")
+        self.procs = ProcessGroup(self._log_dir())
         driver = Driver()
         # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
         with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
@@ -213,7 +215,21 @@ class LiveBackend:
         if self.procs is not None:
             await self.procs.close()
 
+    def _log_dir(self) -> Path:
+        """Where the processes' logs go: straight into the output directory when there is one, so
+        they survive even a ``kill -9`` of the harness (the working directory does not)."""
+        assert self.work is not None
+        if self.out_dir is None:
+            return self.work / "logs"
+        logs = self.out_dir / "logs"
+        if logs.is_dir():  # an output directory used again: these logs are this run's alone
+            for old in logs.glob("*.log"):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+        return logs
+
     def _keep_logs(self) -> None:
+        """Copy what the backend put in the working directory's ``logs/`` (QEMU consoles)."""
         if self.out_dir is None or self.work is None:
             return
         logs = self.work / "logs"

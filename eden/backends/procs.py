@@ -8,7 +8,10 @@ Every process a backend starts (controller, device agents, later QEMU and swtpm)
   --pdeathsig KILL`` exec'ing the child, not by Python code between fork and exec: a
   ``preexec_fn`` in a process with threads (the harness's admin-API threads) can deadlock in the
   forked child (dlopen/malloc locks held by another thread at fork), which froze whole runs on a
-  loaded CI host;
+  loaded CI host. The request only counts while the harness is alive: a harness that dies between
+  the fork and setpriv's ``prctl`` would leave the child orphaned and never signalled, so a
+  ``/bin/sh`` between setpriv and the child compares its parent pid (read after the ``prctl``) with
+  the harness's and exits if they differ, before the child is ever exec'd;
 * each child runs in its own session, so a Ctrl-C in the terminal reaches the harness only and the
   harness decides the shutdown order (agents first, then the controller);
 * :meth:`ProcessGroup.close` kills and reaps whatever is still running, on success, failure or
@@ -28,12 +31,23 @@ from pathlib import Path
 from typing import Callable
 
 _SETPRIV = shutil.which("setpriv")
+_SH = shutil.which("sh")
+EXIT_ORPHANED = 125
+"""Exit code of a child whose harness died before the parent-death signal was armed."""
+_PARENT_CHECK = f'[ "$PPID" = "$0" ] || exit {EXIT_ORPHANED}; exec "$@"'
 
 
-def with_parent_death_signal(argv: list[str]) -> list[str]:
-    """``argv`` run so that the kernel SIGKILLs it when the harness dies (see the module docstring);
-    unchanged where util-linux ``setpriv`` is missing (the cleanup in :meth:`ProcessGroup.close` stays)."""
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+def with_parent_death_signal(argv: list[str], parent: int | None = None) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when ``parent`` (default: this process, which must be
+    the one that forks it) dies, with no window at the start (see the module docstring); unchanged
+    where util-linux ``setpriv`` is missing (the cleanup in :meth:`ProcessGroup.close` stays)."""
+    if not _SETPRIV:
+        return list(argv)
+    if not _SH:
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    pid = os.getpid() if parent is None else parent
+    # sh sets $PPID at start, i.e. after setpriv's prctl: a harness still alive then will signal us.
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", _SH, "-c", _PARENT_CHECK, str(pid), *argv]
 
 
 class Managed:

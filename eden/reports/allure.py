@@ -34,7 +34,7 @@ from allure_commons.model2 import (
 from allure_commons.types import AttachmentType, LabelType
 from allure_commons.utils import md5, uuid4
 
-from eden.reports.markdown import failed_expectations, failure_reasons, fmt_value, profile_label, profile_of
+from eden.reports.markdown import failed_expectations, failure_reasons, fmt_observed, fmt_value, profile_label, profile_of
 from eden.reports.model import EntryResult, SuiteResults
 from eden.reports.plots import PLOT_TITLES, entry_plots
 from eden.reports.timeline_slice import tail_slice, timeline_slice
@@ -179,7 +179,7 @@ def _steps(entry: EntryResult, base_ms: int) -> list[TestStepResult]:
             TestStepResult(
                 name=f"criterion: {c.name}",
                 status=c.status,
-                statusDetails=None if c.status == "passed" else StatusDetails(message=f"{c.why}; observed {fmt_value(c.observed)}"),
+                statusDetails=None if c.status == "passed" else StatusDetails(message=f"{c.why}; observed {fmt_observed(c)}"),
                 start=end,
                 stop=end,
             )

@@ -25,6 +25,7 @@ from eden.reports.markdown import (
     failed_expectations,
     failure_reasons,
     fmt_seconds,
+    fmt_observed,
     fmt_value,
     headline,
     matrix,
@@ -34,6 +35,7 @@ from eden.reports.markdown import (
 from eden.reports.model import KEY_TIMINGS, EntryResult, SuiteResults
 from eden.reports.plots import PLOT_TITLES, entry_plots
 from eden.reports.stats import mean_ci
+from eden.reports.timeline_slice import tail_slice, timeline_slice
 
 History = dict[tuple[str, str], list[dict[str, Any]]]
 
@@ -47,6 +49,10 @@ TIMING_LABELS = {
 }
 ICON = {"passed": "✔", "failed": "✖", "broken": "⚠"}
 TREND_LENGTH = 12
+MAX_SLICES = 5
+"""Timeline slices shown per entry (the Allure report has one per failed expectation)."""
+ATTENTION_SHOWN = 10
+"""Entries listed under "Needs attention" before the rest fold away."""
 
 CSS = """
 :root{--pass:#1a7f37;--pass-bg:#dafbe1;--pass-bd:#4ac26b;--fail:#cf222e;--fail-bg:#ffebe9;--fail-bd:#ff8182;
@@ -61,7 +67,7 @@ header.top .brand{font-weight:700;letter-spacing:.3px;font-size:15px}
 header.top .brand span{color:#9198a1;font-weight:400;margin-left:6px}
 header.top nav{display:flex;gap:14px;margin-left:auto;font-size:13px}
 header.top nav a{color:#d1d9e0}
-main{max-width:1320px;margin:0 auto;padding:22px 28px 40px}
+main{max-width:1680px;margin:0 auto;padding:22px 24px 40px}
 section.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:0 0 20px;box-shadow:0 1px 2px rgba(31,35,40,.04)}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px}h3{font-size:14.5px;margin:18px 0 8px}h4{font-size:13px;margin:14px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.4px}
 .sub{color:var(--muted);margin:0 0 14px}
@@ -88,9 +94,10 @@ th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;verti
 th{background:var(--soft);font-weight:600;font-size:12.5px;color:#353c44;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.matrix{width:auto;min-width:60%}
-table.matrix th.scn{min-width:220px}
-table.matrix td{padding:0;border:1px solid #fff;min-width:150px}
-table.matrix td.cell a{display:block;padding:9px 12px;color:inherit;text-decoration:none}
+table.matrix th.scn{min-width:150px;max-width:260px;white-space:normal;overflow-wrap:anywhere}
+table.matrix td{padding:0;border:1px solid #fff;min-width:128px}
+table.matrix thead th{white-space:normal;overflow-wrap:anywhere}
+table.matrix td.cell a{display:block;padding:8px 10px;color:inherit;text-decoration:none}
 table.matrix td.cell a:hover{filter:brightness(.96)}
 table.matrix td.cell.passed{background:var(--pass-bg)}table.matrix td.cell.failed{background:var(--fail-bg)}table.matrix td.cell.broken{background:var(--broken-bg)}
 table.matrix td.cell.empty{background:var(--soft);color:#9198a1;text-align:center;padding:9px}
@@ -98,10 +105,10 @@ table.matrix th{border:1px solid #fff}
 .cell .v{font-weight:700;display:flex;align-items:center;gap:6px}
 .cell.passed .v{color:var(--pass)}.cell.failed .v{color:var(--fail)}.cell.broken .v{color:var(--broken)}
 .cell .c{font-size:12px;color:var(--muted)}
-.trend{display:flex;align-items:center;gap:2px;margin-top:5px;font-size:11.5px;color:var(--muted)}
-.trend i{display:inline-block;width:9px;height:9px;border-radius:2px;background:#d1d9e0}
+.trend{display:flex;flex-wrap:wrap;align-items:center;gap:1px;margin-top:5px;font-size:11.5px;color:var(--muted)}
+.trend i{display:inline-block;width:8px;height:9px;border-radius:2px;background:#d1d9e0}
 .trend i.passed{background:var(--pass-bd)}.trend i.failed{background:var(--fail)}.trend i.broken{background:var(--broken)}
-.trend .rate{margin-left:6px}
+.trend .rate{margin-left:5px;white-space:nowrap}
 .legend{display:flex;gap:16px;margin-top:10px;font-size:12.5px;color:var(--muted);flex-wrap:wrap}
 .legend i{display:inline-block;width:11px;height:11px;border-radius:3px;vertical-align:-1px;margin-right:5px}
 ul.issues{list-style:none;padding:0;margin:0}
@@ -133,6 +140,7 @@ details.more>summary{cursor:pointer;color:var(--accent);font-size:13px;margin:8p
 .ci{font-weight:600;white-space:nowrap}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
 .scroll{overflow-x:auto}
+pre.slice{max-height:420px;overflow:auto;background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:8px 10px;margin:4px 0 10px;white-space:pre}
 """
 
 SCRIPT = (
@@ -292,7 +300,10 @@ def _attention(results: SuiteResults) -> str:
                 f'<li class="{e.verdict}">{_pill(e.verdict)} <a href="#{anchor(e)}"><b>{h(e.scenario)}</b> on {h(profile_label(profile_of(e)))}'
                 f" · r{e.replication}</a> <span class=\"muted small\">({kind}, seed {e.seed})</span>{reasons}</li>"
             )
-        body = f'<ul class="issues">{"".join(items)}</ul>'
+        body = f'<ul class="issues">{"".join(items[:ATTENTION_SHOWN])}</ul>'
+        if len(items) > ATTENTION_SHOWN:  # a long list folds: the matrix above already shows every cell
+            body += (f'<details class="more"><summary>{len(items) - ATTENTION_SHOWN} more entries need attention</summary>'
+                     f'<ul class="issues">{"".join(items[ATTENTION_SHOWN:])}</ul></details>')
     return f'<section class="card" id="attention"><h2>Needs attention</h2>{body}{excluded}</section>'
 
 
@@ -301,7 +312,7 @@ def _timing_cell(stats: dict[str, Any] | None) -> str:
         return '<td class="num muted">-</td>'
     return (
         f'<td class="num" title="n={stats.get("count")}, p95 {fmt_seconds(stats.get("p95"))}, max {fmt_seconds(stats.get("max"))}">'
-        f'{fmt_seconds(stats.get("p50"))} <span class="muted small">/ {fmt_seconds(stats.get("p95"))}</span></td>'
+        f'{fmt_seconds(stats.get("p50"))}<br><span class="muted small">{fmt_seconds(stats.get("p95"))}</span></td>'
     )
 
 
@@ -310,7 +321,7 @@ def _timings_overview(results: SuiteResults) -> str:
     head = (
         "<tr><th>entry</th><th>verdict</th><th class=\"num\">seed</th><th class=\"num\">devices</th>"
         "<th class=\"num\">simulated</th><th class=\"num\">wall</th>"
-        + "".join(f'<th class="num">{h(TIMING_LABELS[k])}<br><span class="muted small">p50 / p95</span></th>' for k in keys)
+        + "".join(f'<th class="num">{h(TIMING_LABELS[k])}<br><span class="muted small">p50, p95 below</span></th>' for k in keys)
         + "</tr>"
     )
     rows = []
@@ -332,11 +343,11 @@ def _timings_overview(results: SuiteResults) -> str:
 def replication_rows(entries: list[EntryResult]) -> list[tuple[str, Any]]:
     """(metric label, MeanCI) for wall seconds, simulated seconds and each key timing's p50."""
     rows: list[tuple[str, Any]] = [
-        ("wall seconds", mean_ci(e.wall_seconds for e in entries)),
-        ("simulated seconds", mean_ci(e.simulated_seconds for e in entries)),
+        ("wall seconds", mean_ci((e.wall_seconds for e in entries), lower=0.0)),  # times: never below 0
+        ("simulated seconds", mean_ci((e.simulated_seconds for e in entries), lower=0.0)),
     ]
     for key in KEY_TIMINGS:
-        ci = mean_ci((e.timings.get(key) or {}).get("p50") for e in entries)
+        ci = mean_ci(((e.timings.get(key) or {}).get("p50") for e in entries), lower=0.0)
         if ci is not None:
             rows.append((f"{TIMING_LABELS[key]} p50 (s)", ci))
     return [(label, ci) for label, ci in rows if ci is not None]
@@ -355,9 +366,10 @@ def _replications(results: SuiteResults) -> str:
             for label, ci in replication_rows(entries):
                 low = "-" if ci.low is None else f"{ci.low:.3f}"
                 high = "-" if ci.high is None else f"{ci.high:.3f}"
+                interval = "n too small" if ci.too_small else f"[{low}, {high}]"
                 rows.append(
                     f'<tr><td>{h(label)}</td><td class="num">{ci.n}</td><td class="num ci">{h(ci.format(3))}</td>'
-                    f'<td class="num">[{low}, {high}]</td><td class="num">{"-" if ci.stdev is None else f"{ci.stdev:.3f}"}</td></tr>'
+                    f'<td class="num">{interval}</td><td class="num">{"-" if ci.stdev is None else f"{ci.stdev:.3f}"}</td></tr>'
                 )
             seeds = ", ".join(str(e.seed) for e in entries)
             blocks.append(
@@ -371,7 +383,8 @@ def _replications(results: SuiteResults) -> str:
         return ""
     return (
         '<section class="card" id="replications"><h2>Replications: mean ± 95 % confidence interval</h2>'
-        '<p class="sub">Student t interval over the replications of one scenario × profile (t quantiles for df ≤ 30, normal beyond).</p>'
+        '<p class="sub">Student t interval over the replications of one scenario × profile (t quantiles for df ≤ 30, normal beyond). '
+        'An interval that would reach below 0 s is not shown: the replications are too few or too spread for it.</p>'
         + "".join(blocks)
         + "</section>"
     )
@@ -436,9 +449,10 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             '<h4>Failed expectations</h4><div class="fail-box"><table><thead><tr><th>expectation</th><th>where</th><th>why</th>'
             f'<th>observed</th><th class="num">deadline</th></tr></thead><tbody>{rows}</tbody></table></div>'
         )
+    parts.append(_slices(entry, failed, base_dir))
     if entry.criteria:
         rows = "".join(
-            f"<tr><td>{h(c.name)}</td><td>{_pill(c.status)}</td><td class=\"mono\">{h(fmt_value(c.observed))}</td><td>{h(c.why)}</td></tr>"
+            f"<tr><td>{h(c.name)}</td><td>{_pill(c.status)}</td><td class=\"mono\">{h(fmt_observed(c))}</td><td>{h(c.why)}</td></tr>"
             for c in entry.criteria
         )
         parts.append(f"<h4>Pass criteria</h4><table><thead><tr><th>criterion</th><th>status</th><th>observed</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -487,12 +501,28 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             for k, png in plots.items()
         )
         parts.append(f'<h4>Fleet plots</h4><div class="plots">{figs}</div>')
-    is_open = " open" if entry.verdict != "passed" or plots else ""
+    is_open = " open" if entry.verdict != "passed" else ""  # passed entries fold: a long suite stays short
     return (
         f'<details class="entry {entry.verdict}" id="{anchor(entry)}"{is_open}><summary>{_pill(entry.verdict)}'
         f'<span class="name">{h(entry.scenario)}</span><span>{h(profile_label(profile_of(entry)))} · r{entry.replication}</span>'
         f'<span class="facts">{h(facts)}</span></summary><div class="entry-body">{"".join(parts)}</div></details>'
     )
+
+
+def _slices(entry: EntryResult, failed: list[dict[str, Any]], base_dir: Path | None) -> str:
+    """The timeline slice before each failed expectation (before the error of a broken run), as the
+    Allure report attaches them, so the HTML page alone shows what led to a failure. Needs the run
+    folder (``base_dir``); at most ``MAX_SLICES`` per entry, each capped in lines."""
+    if base_dir is None or not entry.run_dir or not (base_dir / entry.run_dir).is_dir():
+        return ""
+    run_dir = base_dir / entry.run_dir
+    cuts = [(f"Timeline before '{x.get('name', '?')}'", timeline_slice(run_dir, x, end=entry.simulated_seconds)) for x in failed[:MAX_SLICES]]
+    if entry.verdict == "broken":
+        cuts.append(("Timeline: the end of the run", tail_slice(run_dir, entry.simulated_seconds)))
+    more = f'<p class="muted small">{len(failed) - MAX_SLICES} more failed expectation(s): see the Allure report.</p>' if len(failed) > MAX_SLICES else ""
+    return "".join(
+        f'<details class="more slice"{" open" if i == 0 else ""}><summary>{h(title)}</summary><pre class="mono slice">{h(text)}</pre></details>' for i, (title, text) in enumerate(cuts)
+    ) + more
 
 
 def _environment(results: SuiteResults) -> str:
@@ -517,6 +547,17 @@ def _environment(results: SuiteResults) -> str:
     versions = "".join(f"<tr><td>{h(k)}</td><td class=\"mono\">{h(v)}</td></tr>" for k, v in sorted(results.versions.items()))
     table = f"<table><thead><tr><th>package</th><th>version</th></tr></thead><tbody>{versions}</tbody></table>" if versions else '<p class="muted">No versions recorded.</p>'
     return f'<section class="card" id="environment"><h2>Environment</h2><div class="cols"><div>{_kv(pairs)}</div><div>{table}</div></div></section>'
+
+
+def _footer(now: str, base_dir: Path | None) -> str:
+    """Links to the sibling reports; with ``base_dir``, only to those that exist (a single ``eden run``
+    folder has no junit.xml)."""
+    names = ["junit.xml", "summary.md", "allure-results/"]
+    if base_dir is not None:
+        names = [n for n in names if (base_dir / n.rstrip("/")).exists()]
+    links = "".join(f' · <a href="{n}">{n}</a>' for n in names)
+    source = "results.json" if base_dir is None or (base_dir / "results.json").exists() else "summary.json"
+    return f"<footer>Generated by eden at {h(now)} from {source}{links}</footer></main>"
 
 
 def render_html(
@@ -555,8 +596,7 @@ def render_html(
         + "".join(_entry(e, plots.get(e.id, {}), base_dir) for e in results.entries)
         + "</section>",
         _environment(results),
-        f'<footer>Generated by eden at {h(now)} from results.json · <a href="junit.xml">junit.xml</a> · '
-        '<a href="summary.md">summary.md</a> · <a href="allure-results/">allure-results/</a></footer></main>',
+        _footer(now, base_dir),
     ]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

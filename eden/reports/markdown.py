@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from eden.reports.model import EntryResult, SuiteResults
+from eden.reports.model import CriterionResult, EntryResult, SuiteResults
 
 SYMBOL = {"passed": "✅", "failed": "❌", "broken": "⚠️"}
 NO_PROFILE = "-"
@@ -46,6 +46,15 @@ def fmt_value(value: Any, limit: int = 160, _nested: bool = False) -> str:
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fmt_observed(crit: CriterionResult) -> str:
+    """A criterion's observed value with its unit (``12.3 s``, ``42 req/s``)."""
+    value = crit.observed
+    if crit.unit == "s" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt_seconds(value)
+    text = fmt_value(value)
+    return f"{text} {crit.unit}" if crit.unit and value is not None else text
 
 
 def profile_of(entry: EntryResult) -> str:
@@ -88,7 +97,7 @@ def failure_reasons(entry: EntryResult) -> list[str]:
         out.append(f"{exp.get('name', '?')}: {why}; observed {fmt_value(exp.get('observed'))}")
     for crit in entry.criteria:
         if crit.status == "failed":
-            out.append(f"criterion {crit.name}: {crit.why or 'not met'}; observed {fmt_value(crit.observed)}")
+            out.append(f"criterion {crit.name}: {crit.why or 'not met'}; observed {fmt_observed(crit)}")
     if not out and entry.verdict == "failed":
         out.append(f"run verdict {entry.run_verdict or 'failed'}")
     return out

@@ -39,6 +39,8 @@ class CriterionResult(Model):
     status: Literal["passed", "failed"]
     observed: Any = None
     why: str = ""
+    unit: str = ""
+    """The unit of ``observed``: ``s`` for durations, ``req/s``, or empty (a count, a ratio)."""
 
 
 class EntryResult(Model):

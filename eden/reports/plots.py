@@ -17,6 +17,11 @@ from eden.reports.model import EntryResult
 
 DPI = 96
 WIDTH = 7.6
+TEXT_PT = 9.0
+"""The smallest text in a plot (ticks, legends, notes). A plot is shown about 630 px wide of its
+730 (two per row in a 1400 px window): 9 pt at 96 dpi is 10 px on screen, readable; 7.5 was 8."""
+LABEL_PT = 9.5
+TITLE_PT = 11.5
 
 STATE_COLORS = {
     "ONLINE": "#2da44e",
@@ -73,7 +78,7 @@ def _figure(rows: int = 1, height: float = 2.9) -> tuple[Figure, list[Any]]:
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        ax.tick_params(labelsize=8)
+        ax.tick_params(labelsize=TEXT_PT)
     return fig, axes
 
 
@@ -85,7 +90,7 @@ def _png(fig: Figure) -> bytes:
 
 
 def _legend(ax: Any, ncol: int = 1) -> None:
-    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=ncol)
+    ax.legend(fontsize=TEXT_PT, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=ncol)
 
 
 def _end(entry: EntryResult, series: dict[str, Any]) -> float:
@@ -119,9 +124,9 @@ def plot_states(entry: EntryResult) -> bytes | None:
 
 def _finish_devices_plot(fig: Any, ax: Any, title: str, xlabel: str, x: Any) -> bytes:
     """Common frame of the devices-over-time plots; returns the PNG."""
-    ax.set_title(title, fontsize=10, loc="left")
-    ax.set_ylabel("devices", fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_title(title, fontsize=TITLE_PT, loc="left")
+    ax.set_ylabel("devices", fontsize=LABEL_PT)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(0, None)
     _legend(ax)
@@ -166,13 +171,13 @@ def plot_rollout(entry: EntryResult) -> bytes | None:
             color = {"passed": "#2da44e", "failed": "#cf222e", "paused": "#d4a72c"}.get(outcome, "#8c959f")
             ax.barh(y, (stop_f - start) / div, left=start / div, height=0.6, color=color, alpha=0.9)
             text = f"{ok} ok, {bad} failed" + (f", {timed_out} timed out" if timed_out else "") + f"  ({outcome})"
-            ax.annotate(text, (stop_f / div, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7.5)
+            ax.annotate(text, (stop_f / div, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=TEXT_PT)
             prefix = f"{r.get('image', '')} " if len(rollouts) > 1 else ""
             labels.append(f"{prefix}wave {int(w.get('wave', 0)) + 1} ({int(w.get('devices') or 0)} dev)")
             y += 1
-    ax.set_yticks(range(len(labels)), labels, fontsize=7.5)
+    ax.set_yticks(range(len(labels)), labels, fontsize=TEXT_PT)
     ax.invert_yaxis()
-    ax.set_title(PLOT_TITLES["rollout"], fontsize=10, loc="left")
+    ax.set_title(PLOT_TITLES["rollout"], fontsize=TITLE_PT, loc="left")
     t = series.get("t") or []
     by_version = series.get("by_version") or {}
     for i, r in enumerate(rollouts):
@@ -184,8 +189,8 @@ def plot_rollout(entry: EntryResult) -> bytes | None:
     total = max((int(r.get("devices") or 0) for r in rollouts), default=0)
     if total:
         ax2.axhline(total, color="#24292f", linewidth=0.8, linestyle="--", label=f"target ({total})")
-    ax2.set_ylabel("devices", fontsize=8)
-    ax2.set_xlabel(xlabel, fontsize=8)
+    ax2.set_ylabel("devices", fontsize=LABEL_PT)
+    ax2.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax2.set_ylim(0, None)
     ax2.set_xlim(0, end / div)
     _legend(ax2)
@@ -207,8 +212,8 @@ def plot_controller(entry: EntryResult) -> bytes | None:
     rejected = ctrl.get("rejected") or []
     if any(rejected):
         ax.step(x, [r * per_min for r in rejected[: len(x)]], where="post", color="#cf222e", linewidth=1.1, label="503 / min")
-    ax.set_title(PLOT_TITLES["controller"], fontsize=10, loc="left")
-    ax.set_ylabel("per minute", fontsize=8)
+    ax.set_title(PLOT_TITLES["controller"], fontsize=TITLE_PT, loc="left")
+    ax.set_ylabel("per minute", fontsize=LABEL_PT)
     ax.set_ylim(0, None)
     _legend(ax)
     lat_sum = ctrl.get("latency_sum") or []
@@ -217,8 +222,8 @@ def plot_controller(entry: EntryResult) -> bytes | None:
     ax2.plot(x[: len(mean_ms)], mean_ms, color="#1b7c83", linewidth=1.1, label="mean latency")
     if lat_max:
         ax2.plot(x[: len(lat_max)], [m * 1000.0 if m else float("nan") for m in lat_max], color="#bf3989", linewidth=0.9, label="max latency")
-    ax2.set_ylabel("latency (ms)", fontsize=8)
-    ax2.set_xlabel(xlabel, fontsize=8)
+    ax2.set_ylabel("latency (ms)", fontsize=LABEL_PT)
+    ax2.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax2.set_ylim(0, None)
     ax2.set_xlim(0, x[-1])
     _legend(ax2)
@@ -242,22 +247,22 @@ def plot_rollbacks(entry: EntryResult) -> bytes | None:
         counts[min(nbins - 1, int(t // bin_s))] += 1
     fig, (ax,) = _figure(1, 2.5)
     ax.bar([i * bin_s / div for i in range(nbins)], counts, width=bin_s / div, align="edge", color="#cf222e", alpha=0.8, label=f"rollbacks per {bin_s / 60:.0f} min")
-    ax.set_ylabel("rollbacks", fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("rollbacks", fontsize=LABEL_PT)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax.set_xlim(0, end / div)
     ax.set_ylim(0, max(counts + [1]) * 1.15)
-    ax.set_title(f"{PLOT_TITLES['rollbacks']} (total {len(times)})", fontsize=10, loc="left")
+    ax.set_title(f"{PLOT_TITLES['rollbacks']} (total {len(times)})", fontsize=TITLE_PT, loc="left")
     if times:
         twin = ax.twinx()
         cum = sorted(times)
         twin.step([0.0] + [t / div for t in cum] + [end / div], [0] + list(range(1, len(cum) + 1)) + [len(cum)], where="post", color="#24292f", linewidth=1.0)
         twin.set_ylim(0, len(cum) * 1.15)
-        twin.set_ylabel("running total", fontsize=8)
-        twin.tick_params(labelsize=8)
+        twin.set_ylabel("running total", fontsize=LABEL_PT)
+        twin.tick_params(labelsize=TEXT_PT)
         twin.spines["top"].set_visible(False)
     if not times:
-        ax.text(0.5, 0.5, "no rollbacks", transform=ax.transAxes, ha="center", va="center", fontsize=11, color="#57606a")
-    ax.legend(fontsize=7.5, loc="upper left", frameon=False)
+        ax.text(0.5, 0.5, "no rollbacks", transform=ax.transAxes, ha="center", va="center", fontsize=TITLE_PT, color="#57606a")
+    ax.legend(fontsize=TEXT_PT, loc="upper left", frameon=False)
     return _png(fig)
 
 

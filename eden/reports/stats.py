@@ -2,6 +2,11 @@
 
 No SciPy: the two-sided 95 % t quantiles (t_{0.975, df}) are tabulated for df 1..30; beyond 30
 degrees of freedom the normal quantile (1.959964) is used, which is within 2 % of the exact value.
+
+Times are never negative, but a t interval from few, spread values can reach below zero (two
+replications give t = 12.7). Such an interval says nothing the data support: it is not shown,
+and the report says the sample is too small (``lower`` of :func:`mean_ci`), rather than clipping
+it at the bound, which would claim a confidence the method does not give.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class MeanCI:
     mean: float
     half_width: float | None
     stdev: float | None
+    too_small: bool = False
+    """The t interval crossed the quantity's lower bound (a time below 0): ``half_width`` is None."""
 
     @property
     def low(self) -> float | None:
@@ -46,13 +53,17 @@ class MeanCI:
 
     def format(self, digits: int = 2, unit: str = "") -> str:
         """``12.30 ± 0.45 s`` (or just the mean when there is a single value)."""
+        if self.too_small:
+            return f"{self.mean:.{digits}f}{unit} (n={self.n} too small for a 95 % CI)"
         if self.half_width is None:
             return f"{self.mean:.{digits}f}{unit}"
         return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}{unit}"
 
 
-def mean_ci(values: Iterable[float | int | None]) -> MeanCI | None:
-    """Mean and 95 % CI (Student t, sample standard deviation) of the non-None values."""
+def mean_ci(values: Iterable[float | int | None], lower: float | None = None) -> MeanCI | None:
+    """Mean and 95 % CI (Student t, sample standard deviation) of the non-None values. With
+    ``lower`` (the least value the quantity can take: 0 for a time), an interval reaching below it
+    is withheld and the result marked ``too_small``."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not xs:
         return None
@@ -62,4 +73,7 @@ def mean_ci(values: Iterable[float | int | None]) -> MeanCI | None:
         return MeanCI(n, mean, None, None)
     var = sum((x - mean) ** 2 for x in xs) / (n - 1)
     sd = math.sqrt(var)
-    return MeanCI(n, mean, t_quantile_975(n - 1) * sd / math.sqrt(n), sd)
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    if lower is not None and mean - half < lower:
+        return MeanCI(n, mean, None, sd, too_small=True)
+    return MeanCI(n, mean, half, sd)

@@ -65,6 +65,13 @@ def _show(name: str, value: float) -> str:
     return f"{value:g}"
 
 
+def _unit(name: str) -> str:
+    """The unit of metric ``name``'s value, for the reports."""
+    if name.startswith(_DURATION_PREFIXES) and not name.endswith(".count"):
+        return "s"
+    return "req/s" if name == "controller.request_rate" else ""
+
+
 def judge_threshold(t: Threshold, summary: dict[str, Any]) -> CriterionResult:
     """One threshold on one summary: passed, or failed with why (unmeasured counts as failed)."""
     bounds = []
@@ -75,12 +82,12 @@ def judge_threshold(t: Threshold, summary: dict[str, Any]) -> CriterionResult:
     name = t.name or f"{t.metric} {' and '.join(bounds)}"
     value = metric_value(summary, t.metric)
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return CriterionResult(name=name, status="failed", observed=None, why="not measured in this run")
+        return CriterionResult(name=name, status="failed", observed=None, why="not measured in this run", unit=_unit(t.metric))
     if t.max is not None and value > t.max:
-        return CriterionResult(name=name, status="failed", observed=value, why=f"{_show(t.metric, value)} > {_show(t.metric, t.max)}")
+        return CriterionResult(name=name, status="failed", observed=value, why=f"{_show(t.metric, value)} > {_show(t.metric, t.max)}", unit=_unit(t.metric))
     if t.min is not None and value < t.min:
-        return CriterionResult(name=name, status="failed", observed=value, why=f"{_show(t.metric, value)} < {_show(t.metric, t.min)}")
-    return CriterionResult(name=name, status="passed", observed=value)
+        return CriterionResult(name=name, status="failed", observed=value, why=f"{_show(t.metric, value)} < {_show(t.metric, t.min)}", unit=_unit(t.metric))
+    return CriterionResult(name=name, status="passed", observed=value, unit=_unit(t.metric))
 
 
 def judge(criteria: Criteria, thresholds: Sequence[Threshold], summary: dict[str, Any]) -> list[CriterionResult]:
