@@ -13,6 +13,7 @@ from eden.controller.layout import Layout
 from eden.controller.setup import init
 from eden.errors import InfrastructureError
 from eden.wire import pki
+from eden.wire.gen import auth_pb2, certs_pb2
 
 
 def test_init_issues_signing_and_ecdh_certs_chaining_to_the_root(tmp_path: Path) -> None:
@@ -53,3 +54,23 @@ def test_without_the_root_key_the_error_says_how_to_fix(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "ECDH exchange certificate" in proc.stderr and "Traceback" not in proc.stderr
     assert not Layout(layout.root).cert("ecdh").exists()
+
+
+def test_a_migrated_directory_serves_the_new_ecdh_cert(tmp_path: Path) -> None:
+    """Started on a DIR without the ECDH cert, serve issues one and GET certs carries it (spec §2.1)."""
+    from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
+
+    layout = init(tmp_path / "c")
+    layout.cert("ecdh").unlink()
+    layout.key("ecdh").unlink()
+    with ServeProcess(layout.root) as server:
+        dev = DeviceClient(layout.root, server.info["api_port"], "MIGRATED")
+        try:
+            signer = controller_signing_cert(dev)  # applies EVE's chain rules, ECDH required
+            status, body = dev.raw("GET", "/api/v2/edgedevice/certs")
+        finally:
+            dev.close()
+    assert signer == pki.load_cert(layout.cert("signing"))
+    msg = certs_pb2.ZControllerCert.FromString(auth_pb2.AuthContainer.FromString(body).protectedPayload.payload)
+    served = [c.cert for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_ECDH_EXCHANGE]
+    assert status == 200 and served == [layout.cert("ecdh").read_bytes()]

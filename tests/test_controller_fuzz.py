@@ -14,7 +14,7 @@ from eden.controller.testing import PREFIX, DeviceClient, ServeProcess, controll
 from eden.wire import codec
 from eden.wire.gen import auth_pb2, config_pb2
 
-KINDS = ("register", "uuid", "config", "attest", "info", "metrics", "newlogs")
+KINDS = ("register", "uuid", "config", "attest", "info", "metrics", "newlogs", "flowlog", "hardwarehealth")
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -117,6 +117,7 @@ ADMIN_ROUTES = [
     ("GET", "/v1/events?since=0&wait={s}"), ("GET", "/v1/templates?status={s}"),
     ("PUT", "/v1/settings/tofu"), ("PUT", "/v1/devices/{s}/tofu"), ("DELETE", "/v1/devices/{s}/tofu"),
     ("POST", "/v1/content"), ("GET", "/v1/content"),
+    ("PUT", "/v1/devices/{s}/model"), ("GET", "/v1/devices/FUZZ-1/reports/{s}"),
 ]
 
 
@@ -124,7 +125,8 @@ ADMIN_ROUTES = [
 @given(route=st.sampled_from(ADMIN_ROUTES), serial=st.sampled_from(["FUZZ-1", "nope", "1", "x%20y", "nan", "-1", "1e400"]),
        body=json_values | st.dictionaries(st.sampled_from(["serial", "items", "image", "version", "enable", "learn",
                                                           "config", "images", "firmware", "memory", "cpus",
-                                                          "tofu", "name", "path", "pcr13"]),
+                                                          "tofu", "name", "path", "pcr13", "manufacturer",
+                                                          "product_name"]),
                                           json_values, max_size=5))
 def test_admin_api_random_json(target: Any, route: tuple[str, str], serial: str, body: Any) -> None:
     from eden.controller.client import AdminError

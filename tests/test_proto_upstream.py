@@ -8,6 +8,8 @@ on the wire), and no eden field may use a number upstream reserved.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,7 +87,9 @@ def test_table_is_extracted_not_empty() -> None:
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.full_name)
 def test_message_matches_upstream(msg: _d.Descriptor) -> None:
     known = {n for (name, n) in FIELDS if name == msg.full_name}
-    assert known or msg.full_name in RESERVED or not msg.fields, f"{msg.full_name} is not an upstream message"
+    assert known or msg.full_name in RESERVED or not msg.fields, (
+        f"{msg.full_name} is not in {TABLE.name}: not an upstream message, or regenerate the table with "
+        "scripts/eve-api-table")
     bad = []
     for f in msg.fields:
         up = FIELDS.get((msg.full_name, f.number))
@@ -113,3 +117,21 @@ def test_the_check_catches_a_drift() -> None:
     dev_sw = info_pb2.ZInfoDevice.DESCRIPTOR.fields_by_name["rebootConfigCounter"]
     assert describe(dev_sw) == FIELDS[("org.lfedge.eve.info.ZInfoDevice", 33)]
     assert describe(dev_sw) != ("rebootConfigCounter", "uint32", "optional", "explicit")
+
+
+def test_the_extraction_script_reads_an_eve_api_tree(tmp_path: Path) -> None:
+    """scripts/eve-api-table on a tree laid out like eve-api's (validate rules included)."""
+    (tmp_path / "proto" / "uuid").mkdir(parents=True)
+    (tmp_path / "proto" / "uuid" / "uuid.proto").write_text(
+        'syntax = "proto3";\nimport "validate/validate.proto";\npackage org.lfedge.eve.uuid;\n'
+        "message UuidResponse {\n  string uuid = 1 [(validate.rules).string = {max_len: 256}];\n"
+        "  string manufacturer = 2;\n  reserved 3;\n  optional uint32 extra = 4;\n}\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "eve-api-table"), str(tmp_path), "--rev", "r1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "# upstream revision: r1; regenerate with scripts/eve-api-table" in lines
+    assert "field\torg.lfedge.eve.uuid.UuidResponse\tuuid\t1\tstring\toptional\timplicit" in lines
+    assert "field\torg.lfedge.eve.uuid.UuidResponse\textra\t4\tuint32\toptional\texplicit" in lines
+    assert "reserved\torg.lfedge.eve.uuid.UuidResponse\t-\t3" in lines
+    assert not any("UuidRequest" in line for line in lines)  # only what eden defines and upstream has
