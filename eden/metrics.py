@@ -107,7 +107,7 @@ def _round(v: Any) -> Any:
 
 
 def counters(timeline: Timeline) -> dict[str, int]:
-    c = {"rollbacks": 0, "reboots": 0, "updates.committed": 0, "updates.failed": 0, "devices.bricked": 0}
+    c = {"rollbacks": 0, "reboots": 0, "updates.committed": 0, "updates.failed": 0, "devices.bricked": 0, "dpc.switches": 0}
     bricked: set[str] = set()
     for e in timeline.events:
         if e.source != "device":
@@ -121,6 +121,8 @@ def counters(timeline: Timeline) -> dict[str, int]:
             c["reboots"] += 1
         elif e.what == "update_committed":
             c["updates.committed"] += 1
+        elif e.what == "dpc_switch":
+            c["dpc.switches"] += 1
         elif e.what == "bricked" and e.device:
             bricked.add(e.device)
     c["devices.bricked"] = len(bricked)
@@ -154,7 +156,7 @@ def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str,
         return len(backend.views())
     if name == "devices.bricked":
         return sum(1 for v in backend.views().values() if v.get("bricked"))
-    if name in ("rollbacks", "reboots", "updates.committed", "updates.failed"):
+    if name in ("rollbacks", "reboots", "updates.committed", "updates.failed", "dpc.switches"):
         if "counters" not in cache:
             cache["counters"] = counters(timeline)
         return cache["counters"][name]

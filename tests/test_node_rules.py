@@ -749,12 +749,13 @@ def test_activating_update_makes_the_device_ignore_app_config_until_the_update_r
 
 
 def test_activate_false_downloads_only() -> None:
-    """§3: activate=false -> download and verify only (DOWNLOAD_DONE), no install, no reboot."""
+    """§3: activate=false -> download and verify only: DELIVERED, reported NONE (not DOWNLOAD_DONE),
+    no install, no reboot."""
     drv = online(driver())
     drv.ctrl.update_to("next", "2.0", activate=False)
     drv.run_until(lambda: (drv.node.persist.bos or {}).get("zsw") == ZSwState.DELIVERED)
     drv.run_for(1800)
-    assert status(drv) == (BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE)
+    assert status(drv) == (BaseOsStatus.NONE, BaseOsSubStatus.NONE)
     assert zb(drv)["IMGB"].version is None and drv.node.rebooting is None
     drv.ctrl.update_to("next", "2.0", activate=True)  # activating the delivered image installs it
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
@@ -994,6 +995,46 @@ def test_one_port_test_failure_is_not_enough_and_no_last_resort_when_disabled() 
     drv.run_for(600)
     assert drv.node.dpc_index == 0 and drv.node.dpc_state == DPCState.FAIL
     assert not drv.has_note("dpc_switch")
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 504])
+def test_a_5xx_ping_is_a_remote_temporary_failure_and_the_dpc_is_kept(code: int) -> None:
+    """§4 (P:dpcmanager/verify.go): any HTTP 5xx on the connectivity test keeps the DPC in
+    RemoteWait and counts as working: an overloaded controller never makes devices switch DPC."""
+    drv = _lr_node(enabled=True)
+    drv.run_until(lambda: len(drv.sent("ping")) >= 1)
+    drv.ctrl.override["ping"] = lambda s, t: (code, {}, 0.01)
+    drv.run_for(3 * 300 + 30)
+    assert len(drv.sent("ping")) >= 3
+    assert not drv.has_note("dpc_switch") and drv.node.dpc_index == 0
+    assert drv.node.dpc_state == DPCState.REMOTE_WAIT and drv.node._port_fails == 0
+
+
+def test_a_device_whose_dpcs_all_fail_parks_at_index_0() -> None:
+    """§4: re-verify walks the list; when no DPC works the device stays on index 0."""
+    drv = _lr_node(enabled=True)
+    drv.run_until(lambda: len(drv.sent("ping")) >= 1)
+    drv.ctrl.port_down = {"eth0"}
+    drv.run_until(lambda: drv.node.dpc_index == 1)  # on the last-resort DPC
+    drv.ctrl.port_down = {"eth0", "eth1"}
+    drv.run_until(lambda: drv.node.dpc_index == 0, limit=3 * 300 + 60)
+    assert drv.node.dpc_state == DPCState.FAIL
+
+
+@pytest.mark.parametrize("code", [400, 404, 503])
+def test_temporary_fail_needs_the_test_boot_not_only_an_updating_other_partition(code: int) -> None:
+    """§1: TemporaryFail ("during an update") means zedagent's updateInprogress: the current
+    partition is inprogress. 400/404 and 503 are TemporaryFail there, plain Fail before it."""
+    drv = online(driver())
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
+    drv.ctrl.override["config"] = lambda s, t: (code, {}, 0.01)
+    drv.run_until(lambda: drv.has_note("config_fail", since=drv.now - 1e-9) or drv.node.phase != "running", limit=120)
+    if drv.node.phase == "running":
+        assert drv.node.config_status == ConfigGetStatus.FAIL  # other=updating only: not an update yet
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing, limit=600)
+    drv.run_until(lambda: drv.has_note("config_fail", since=drv.node.agents_at), limit=600)
+    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
 
 
 # ---------------------------------------------------------------------------------- §5 attestation --

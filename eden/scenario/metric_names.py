@@ -42,6 +42,7 @@ _PLAIN: dict[str, str] = {
     "reboots": "device reboots, for any reason",
     "updates.committed": "base-OS updates that passed testing and were committed",
     "updates.failed": "base-OS updates that failed (download, write, test or rollback)",
+    "dpc.switches": "switches of a device to another DPC after failed connectivity tests (spec §4)",
     "rollout.waves_completed": "rollout waves that finished successfully",
     "rollout.devices_updated": "devices the rollout brought to its target image",
     "rollout.state": "rollout state: running, paused, stopped or completed",

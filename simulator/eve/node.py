@@ -371,7 +371,9 @@ class Node:
         if zsw == ZSwState.DELIVERED:
             if e.get("too_early"):
                 return BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_DEFERRED, ""
-            return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
+            # §3 table: DELIVERED is NONE, activate=false included; DOWNLOAD_DONE would need an
+            # activated DELIVERED entry, and only the running version is activated (INSTALLED).
+            return BaseOsStatus.NONE, BaseOsSubStatus.NONE, ""
         part = self._partition_with(e["version"])
         if part is None:
             return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
@@ -670,11 +672,11 @@ class Node:
         self.poll_inflight = True
         self._send("config", {"hash": self.last_hash, "token": self.token}, now)
 
-    def _in_update(self) -> bool:
+    def _update_inprogress(self) -> bool:
+        """zedagent's ``updateInprogress`` (§1): the current partition is inprogress. Not while the
+        other one is only ``updating``: the config poll's TemporaryFail needs the test boot."""
         zb = self.zboot
-        return zb.current is not None and (
-            zb.current_partition.state == PartitionState.INPROGRESS or zb.other_partition.state == PartitionState.UPDATING
-        )
+        return zb.current is not None and zb.current_partition.state == PartitionState.INPROGRESS
 
     def _config_response(self, status: int, body: dict[str, Any], now: float) -> None:
         self.poll_inflight = False
@@ -688,8 +690,8 @@ class Node:
                 self.config_received = True
                 self._publish(now)
             return
-        temporary = status in (503, 404, 403) or error == "refused"
-        if self._in_update() and temporary:
+        temporary = status in (503, 404, 400, 403) or error == "refused"
+        if self._update_inprogress() and temporary:
             # TemporaryFail: only during a base-OS update; counts as reachable but restarts the
             # test window, so a 503-ing controller blocks the commit (§1, §3 step 5).
             self._contact(now, ConfigGetStatus.TEMPORARY_FAIL)
@@ -1204,11 +1206,15 @@ class Node:
 
     def _ping_response(self, status: int, body: dict[str, Any], ctx: Any, now: float) -> None:
         mode, index = ctx
-        ok = status == 200
-        remote_temporary = body.get("error") == "refused"
+        ok = 200 <= status < 300 or status == 304  # any 2xx/304, body ignored (§2.1)
+        # §4 (P:dpcmanager/verify.go): connection refused and any HTTP 5xx are a remote temporary
+        # failure: the DPC is kept (RemoteWait) and counts as working, so an overloaded controller
+        # answering 503 never makes a device switch DPC.
+        remote_temporary = body.get("error") == "refused" or 500 <= status <= 511
         if mode == "better":
-            if ok:
+            if ok or remote_temporary:
                 self._switch_dpc(0, now)
+                self.dpc_state = DPCState.SUCCESS if ok else DPCState.REMOTE_WAIT
             return
         if mode == "test":
             if ok:
@@ -1223,18 +1229,21 @@ class Node:
                     self._send("ping", {}, now, ctx=("reverify", 0), ports=self._ports(0))
             return
         # re-verify walks the DPC list by priority and takes the first that works
-        if ok:
+        if ok or remote_temporary:
             self._reverify = None
             self._port_fails = 0
             self._switch_dpc(index, now)
-            self.dpc_state = DPCState.SUCCESS
+            self.dpc_state = DPCState.SUCCESS if ok else DPCState.REMOTE_WAIT
             return
         nxt = index + 1
         if nxt < len(self.dpc_list()):
             self._reverify = nxt
             self._send("ping", {}, now, ctx=("reverify", nxt), ports=self._ports(nxt))
         else:
+            # Every DPC failed: the device parks at index 0, the most preferred (§4).
             self._reverify = None
+            if self.dpc_index != 0:
+                self._switch_dpc(0, now)
             self.dpc_state = DPCState.FAIL
 
     def _switch_dpc(self, index: int, now: float) -> None:
