@@ -376,8 +376,48 @@ def test_onboarding_uses_cached_uuid_when_the_network_is_not_up_at_5s() -> None:
     booted = drv.run_until(lambda: drv.node.phase == "running")
     drv.run_until(lambda: drv.node.zedagent)
     assert drv.now == pytest.approx(booted + 5.0)
+    # §1: the saved config is read only once the first poll has failed; until then BOOTING (§7)
+    assert drv.node.config_status is None and drv.node.device_state() == ZDeviceState.BOOTING
+    drv.run_until(lambda: drv.has_note("config_fail", since=booted))
     assert drv.node.config_status == ConfigGetStatus.READ_SAVED  # §1 lastconfig checkpoint applied
+    assert drv.notes_of("config_read_saved", since=booted)[0][1] == {"file": "lastconfig"}  # after POWER_FAIL
     assert drv.node.device_state() == ZDeviceState.ONLINE  # §7 ONLINE = config received or read from saved
+
+
+def test_the_first_poll_of_every_boot_sends_an_empty_hash_and_gets_the_full_config() -> None:
+    """§1: the config hash lives in memory only (prevConfigHash): after a reboot the first poll
+    sends configHash="" and the controller answers 200 with the full config, so a reboot storm
+    costs N full configs; a first poll that succeeds means lastconfig is never read."""
+    drv = online(driver())
+    drv.run_for(120)
+    hashes = [send.body["hash"] for _t, send in drv.sent("config")]
+    assert hashes[0] == "" and all(h for h in hashes[1:])
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    booted = drv.run_until(lambda: drv.node.phase == "running")
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS)
+    first = drv.sent("config", since=booted)[0][1]
+    assert first.body["hash"] == ""
+    assert [s for t, k, s, _b in drv.responses if k == "config" and t >= booted][0] == 200
+    assert not drv.has_note("config_read_saved", since=booted)
+
+
+def test_the_saved_config_after_a_crash_type_boot_is_lastconfig_bak() -> None:
+    """§1: after a boot reason that does not StartWithSavedConfig (fallback, watchdog, fatal …)
+    the first failed poll reads lastconfig.bak, which lags lastconfig by up to
+    timer.test.baseimage.update (made at the first save, refreshed at most that often)."""
+    drv = online(driver())
+    bak = drv.node.persist.config_bak
+    assert bak is not None and bak == drv.node.persist.config  # made at the first save
+    drv.ctrl.item("timer.metric.interval", 30)
+    drv.run_until(lambda: drv.node.item("timer.metric.interval") == 30)
+    assert drv.node.persist.config_bak is bak  # within the window: not refreshed
+    drv.ctrl.down = "timeout"
+    drv.apply(drv.node.hang("zedagent", drv.now))
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.boot_reason == BootReason.WATCHDOG_HUNG, limit=3600)
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.READ_SAVED, limit=600)
+    assert drv.notes_of("config_read_saved")[-1][1] == {"file": "lastconfig.bak"}
 
 
 # --------------------------------------------------------------------------------- §1 config polling --
@@ -1033,7 +1073,8 @@ def test_temporary_fail_needs_the_test_boot_not_only_an_updating_other_partition
     if drv.node.phase == "running":
         assert drv.node.config_status == ConfigGetStatus.FAIL  # other=updating only: not an update yet
     drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing, limit=600)
-    drv.run_until(lambda: drv.has_note("config_fail", since=drv.node.agents_at), limit=600)
+    # the boot's first failed poll reads the saved config (§1: ReadSaved); the next is TemporaryFail
+    drv.run_until(lambda: len(drv.notes_of("config_fail", since=drv.node.agents_at)) >= 2, limit=600)
     assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
 
 

@@ -149,6 +149,14 @@ class NodeParams:
     told apart: POWER_FAIL or KERNEL; without it (virtio, eMMC, SD) it is UNKNOWN (spec §7)."""
 
 
+# P:types/zedagenttypes.go BootReason.StartWithSavedConfig: after these, lastconfig; after any
+# other reason (first boot, fallback, fatal, OOM, watchdog, vault failure …) lastconfig.bak (§1).
+_START_WITH_LASTCONFIG = frozenset({
+    BootReason.REBOOT_CMD, BootReason.UPDATE, BootReason.DISCONNECT, BootReason.KERNEL,
+    BootReason.POWER_FAIL, BootReason.UNKNOWN, BootReason.POWEROFF_CMD,
+})
+
+
 @dataclass
 class Persist:
     """What survives a reboot: GPT attributes, /persist, /config and the TPM's NV state."""
@@ -164,6 +172,10 @@ class Persist:
     restart_counter: int = 0
     boots_without_agents: int = 0
     config: dict[str, Any] | None = None
+    """/persist/checkpoint/lastconfig: rewritten on every new config (§1)."""
+    config_bak: dict[str, Any] | None = None
+    """lastconfig.bak: made at the first save, refreshed at most every timer.test.baseimage.update."""
+    config_bak_at: float | None = None
     items: GlobalConfig = field(default_factory=GlobalConfig.defaults)
     reboot_seen: int | None = None
     retry_seen: int | None = None
@@ -224,6 +236,7 @@ class Node:
         self.last_hash = ""
         self.config_status: ConfigGetStatus | None = None
         self.config_received = False
+        self.saved_read = False  # lastconfig read in this boot (§1)
         self.last_contact: float = -math.inf
         self.reachable_until: float | None = None
         """nodeagent's lastControllerReachableTime once a poll failed (a tick time), else None."""
@@ -640,29 +653,43 @@ class Node:
         if self.zedagent:
             return
         self.zedagent = True
-        if self.persist.config is not None:
-            # Before the controller is reached EVE applies the saved checkpoint (§1).
-            self.config_received = True
-            self.config_status = ConfigGetStatus.READ_SAVED
-            self.last_hash = self.persist.config.get("hash", "")
-            if self.persist.config.get("maintenance"):
-                self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
-            bos = self.persist.bos
-            if bos is not None:
-                # Download or write progress dies with the reboot; baseosmgr starts that step again.
-                if bos["zsw"] == ZSwState.DOWNLOAD_STARTED:
-                    bos["zsw"] = ZSwState.INITIAL
-                elif bos["zsw"] == ZSwState.LOADING:
-                    bos["zsw"] = ZSwState.DELIVERED
-            if not self.maintenance:
-                self._apply_baseos(self.persist.config.get("baseos"), now)
-            self._resume_apps(now)
+        # §1: the config hash lives in memory only, so the first poll of every boot sends "" and
+        # gets the full config; the saved config is read only if that poll fails (_read_saved).
+        self.last_hash = ""
+        self.saved_read = False
+        bos = self.persist.bos
+        if bos is not None:
+            # Download or write progress dies with the reboot; baseosmgr starts that step again.
+            if bos["zsw"] == ZSwState.DOWNLOAD_STARTED:
+                bos["zsw"] = ZSwState.INITIAL
+            elif bos["zsw"] == ZSwState.LOADING:
+                bos["zsw"] = ZSwState.DELIVERED
         self._timer("config", now)  # first poll at start (§1)
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
         self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
         self._timer("porttest", now + self.item("timer.port.testinterval"))
         self.dpc_state = DPCState.SUCCESS
         self._attest_start(now)
+        self._publish(now)
+
+    def _read_saved(self, now: float) -> None:
+        """zedagent after a failed poll with no config received or read in this boot (§1,
+        P:cmd/zedagent/handleconfig.go ``requestConfigByURL``): lastconfig, or lastconfig.bak when
+        the boot reason is not one that starts with the saved config; status ReadSaved, ONLINE,
+        apps and base OS from it."""
+        self.saved_read = True
+        ps = self.persist
+        cfg = ps.config if self.boot_reason in _START_WITH_LASTCONFIG else (ps.config_bak or ps.config)
+        if cfg is None:
+            return
+        self.config_received = True
+        self.config_status = ConfigGetStatus.READ_SAVED
+        self._note("config_read_saved", file="lastconfig" if cfg is ps.config else "lastconfig.bak")
+        if cfg.get("maintenance"):
+            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
+        if not self.maintenance:
+            self._apply_baseos(cfg.get("baseos"), now)
+        self._resume_apps(cfg, now)
         self._publish(now)
 
     def _config_tick(self, now: float) -> None:
@@ -704,6 +731,8 @@ class Node:
                 # only now, when a poll has failed: silence counts from the last tick before this.
                 self.reachable_until = self._tick_at_or_before(now)
             self.config_status = ConfigGetStatus.FAIL
+        if not self.config_received and not self.saved_read:
+            self._read_saved(now)
         if status == 403 and self.quote_sent and self.attest == AttestState.COMPLETE:
             # §1/§5: 403 restarts attestation if a quote was ever sent. Only a finished one: while
             # an attestation runs, a config sent with the token it is replacing gets 403 too, and
@@ -739,6 +768,11 @@ class Node:
         ps = self.persist
         self.last_hash = cfg.get("hash", "")
         ps.config = cfg
+        # lastconfig.bak: made at the first save, then refreshed when a config comes more than
+        # timer.test.baseimage.update after the last backup (§1 configTimerTask; the ≤25 s loop
+        # delay is not modelled; a clock that went back, a new agent process, counts as elapsed).
+        if ps.config_bak is None or ps.config_bak_at is None or not 0 <= now - ps.config_bak_at <= self.item("timer.test.baseimage.update"):
+            ps.config_bak, ps.config_bak_at = cfg, now
         self.config_received = True
         old_interval = self.item("timer.config.interval")
         errors = ps.items.apply(cfg.get("items", {}))
@@ -1052,9 +1086,9 @@ class Node:
 
     def _vault_ready(self, now: float) -> None:
         self._arm_nodeagent(now)
-        if self.persist.config is not None and not self.maintenance:
+        if self.config_received and self.persist.config is not None and not self.maintenance:
             self._apply_baseos(self.persist.config.get("baseos"), now)
-            self._resume_apps(now)
+            self._resume_apps(self.persist.config, now)
 
     # ------------------------------------------------------------------------------------ apps --
     def _apply_apps(self, desired: dict[str, dict[str, Any]], now: float) -> None:
@@ -1070,6 +1104,8 @@ class Node:
                 app.update(state=ZSwState.ERROR, err=error)
                 self._note("app_error", app=name, err=error)
                 continue
+            if name in self.persist.apps_installed:  # after a reboot: boot again from its volume
+                app["stage"] = self._APP_STAGES.index(ZSwState.BOOTING)
             self._app_advance(name, now)
         for name in sorted(self.apps):
             if name not in desired and self.apps[name]["state"] not in (ZSwState.HALTING, ZSwState.HALTED):
@@ -1132,11 +1168,11 @@ class Node:
             self._timer(f"app:{name}", now + durations[state])
         self._publish(now)
 
-    def _resume_apps(self, now: float) -> None:
+    def _resume_apps(self, cfg: dict[str, Any], now: float) -> None:
         """After a reboot, installed apps boot again from their volumes; new ones start over."""
-        if self.persist.config is None or self.maintenance:
+        if self.maintenance:
             return
-        for name, spec in sorted(self.persist.config.get("apps", {}).items()):
+        for name, spec in sorted(cfg.get("apps", {}).items()):
             if name in self.apps:
                 if self.apps[name]["stage"] and self.apps[name]["state"] != ZSwState.RUNNING:
                     self._app_advance(name, now)
