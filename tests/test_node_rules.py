@@ -785,7 +785,28 @@ def test_activating_update_makes_the_device_ignore_app_config_until_the_update_r
     assert "web" not in drv.node.apps
     reboot_done(drv)
     drv.run_until(lambda: drv.node.config_received)
+    # the new image changed the PCRs: the vault is locked until attestation returns the key, and
+    # no app comes back before that (§5 WaitForVault)
+    assert not drv.node.vault_unlocked and "web" not in drv.node.apps
+    drv.run_until(lambda: drv.node.vault_unlocked)
     assert "web" in drv.node.apps
+
+
+def test_no_app_comes_back_after_a_reboot_until_the_vault_unlocks() -> None:
+    """§5: volumemgr and domainmgr wait for the vault at start; after a failed quote the vault
+    stays locked and the apps stay down, however long the device is online."""
+    drv = online(driver())
+    drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
+    drv.run_until(lambda: drv.node.apps.get("web", {}).get("state") == ZSwState.RUNNING, limit=1800)
+    drv.apply(drv.node.tamper("rootfs", drv.now))  # PCR 13 changes at the next boot
+    drv.ctrl.override["attest"] = lambda s, t: (201, {"type": "QUOTE", "code": "QUOTE_FAILED"}, LAT) if s.body["type"] == "QUOTE" else None
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.config_received, limit=600)
+    assert not drv.node.vault_unlocked
+    drv.run_for(1200)
+    assert not drv.node.vault_unlocked and drv.node.apps == {}
 
 
 def test_activate_false_downloads_only() -> None:

@@ -687,7 +687,7 @@ class Node:
         self._note("config_read_saved", file="lastconfig" if cfg is ps.config else "lastconfig.bak")
         if cfg.get("maintenance"):
             self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
-        if not self.maintenance:
+        if not self.maintenance and self.vault_unlocked:  # baseosmgr waits for the vault too (§5)
             self._apply_baseos(cfg.get("baseos"), now)
         self._resume_apps(cfg, now)
         self._publish(now)
@@ -812,6 +812,11 @@ class Node:
         if self.maintenance:
             self._publish(now)
             return  # apps and baseOS deferred in maintenance mode (§7)
+        if not self.vault_unlocked:
+            # §5: baseosmgr, volumemgr and domainmgr wait for the vault; the saved config is
+            # applied when it unlocks (_vault_ready).
+            self._publish(now)
+            return
         skip_apps = self._apply_baseos(cfg.get("baseos"), now)
         if not skip_apps:
             self._apply_apps(cfg.get("apps", {}), now)
@@ -1093,6 +1098,8 @@ class Node:
     # ------------------------------------------------------------------------------------ apps --
     def _apply_apps(self, desired: dict[str, dict[str, Any]], now: float) -> None:
         """zedmanager: create, check resources, walk the states, or halt and delete (§8)."""
+        if not self.vault_unlocked:
+            return  # §5 WaitForVault: no volume, no app until the vault unlocks (_vault_ready)
         for name in sorted(desired):
             if name in self.apps:
                 continue
@@ -1169,8 +1176,9 @@ class Node:
         self._publish(now)
 
     def _resume_apps(self, cfg: dict[str, Any], now: float) -> None:
-        """After a reboot, installed apps boot again from their volumes; new ones start over."""
-        if self.maintenance:
+        """After a reboot, installed apps boot again from their volumes; new ones start over.
+        Not before the vault unlocks (§5: volumemgr and domainmgr wait for it at start)."""
+        if self.maintenance or not self.vault_unlocked:
             return
         for name, spec in sorted(cfg.get("apps", {}).items()):
             if name in self.apps:
