@@ -8,6 +8,7 @@ attest task accepts: 201, signed AuthContainer, matching respType and response c
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from eden.agent.tpm import Tpm2Tools
+from eden.cli import main
 from eden.controller.client import AdminClient
 from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
@@ -92,7 +94,8 @@ class Eve:
         return self.dev.post("config", config_pb2.ConfigRequest(integrity_token=token).SerializeToString())[0]
 
 
-def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2Tools,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     admin: AdminClient = server.admin()
     eve = Eve(server, "EVE-CONF-1", swtpm)
     try:
@@ -129,6 +132,12 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         last = admin.device(eve.dev.serial)["attestation"]["last"]
         assert last["code"] == "QUOTE_FAILED" and last["field"] == "pcr_values" and last["mismatch"] == [13]
         assert "PCR 13" in last["reason"]
+        # The CLI shows the same per device: certs posted, the result with its reason, the escrow.
+        capsys.readouterr()
+        assert main(["controller", "device", "--dir", str(server.layout.root), eve.dev.serial]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"]
+        assert shown["attestation"]["last"]["reason"] == last["reason"] and shown["attestation"]["escrowed"]
 
         # A quote signed right but with one reported PCR value changed: the PCR digest check.
         req = eve.quote_req(eve.nonce())
