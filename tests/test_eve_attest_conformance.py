@@ -27,7 +27,7 @@ from simulator.eve.enums import StoreKeysResponse as K
 from swtpm import swtpm_fixture
 
 swtpm = swtpm_fixture
-CERT_TYPE = {"DEVICE_RESTRICTED_SIGNING": 11, "DEVICE_ECDH_EXCHANGE": 13}
+CERT_TYPE = {"DEVICE_RESTRICTED_SIGNING": 11, "DEVICE_ENDORSEMENT_RSA": 12, "DEVICE_ECDH_EXCHANGE": 13}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         status, resp = eve.post_certs()
         assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_CERT
         view = admin.device(eve.dev.serial)
-        assert view["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"] and view["certs"]["posted"] == 1
+        assert view["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_ENDORSEMENT_RSA", "DEVICE_RESTRICTED_SIGNING"] and view["certs"]["posted"] == 1
 
         # A nonce is good once: the first quote passes (its PCRs are learnt as the template), its replay does not.
         req = eve.quote_req(eve.nonce())
@@ -136,7 +136,7 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         capsys.readouterr()
         assert main(["controller", "device", "--dir", str(server.layout.root), eve.dev.serial]) == 0
         shown = json.loads(capsys.readouterr().out)
-        assert shown["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"]
+        assert shown["certs"]["types"] == view["certs"]["types"]
         assert shown["attestation"]["last"]["reason"] == last["reason"] and shown["attestation"]["escrowed"]
 
         # A quote signed right but with one reported PCR value changed: the PCR digest check.
