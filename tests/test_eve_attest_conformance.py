@@ -155,6 +155,63 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         eve.dev.close()
 
 
+def _mutations() -> dict[str, Any]:
+    def trunc(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = r.quote.attestData[:-3]
+
+    def trailing(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData += b"\x00"
+
+    def garbage(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = os.urandom(len(r.quote.attestData))
+
+    def huge(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = b"\xff" * 4096  # past MAX_ATTEST, well under any body limit
+
+    def no_sig(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.signature = b""
+
+    def raw_sig(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.signature = os.urandom(64)  # r||s instead of DER
+
+    def sha1(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values[0].hash_algo = attest_pb2.TPM_HASH_ALGO_SHA1
+
+    def repeated(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values.add().CopyFrom(r.quote.pcr_values[3])
+
+    def extra_pcr(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values.add(index=16, hash_algo=attest_pb2.TPM_HASH_ALGO_SHA256, value=b"\x00" * 32)
+
+    def missing(r: attest_pb2.ZAttestReq) -> None:
+        del r.quote.pcr_values[7]
+
+    return {f.__name__: f for f in (trunc, trailing, garbage, huge, no_sig, raw_sig, sha1, repeated, extra_pcr, missing)}
+
+
+def test_every_malformed_quote_is_201_quote_failed(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """Hostile quotes over HTTPS: the documented answer (201, QUOTE_FAILED, no token), never a pass,
+    never a 4xx/5xx that would only make EVE re-send; a good quote still passes afterwards."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-4", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={}, learn=True)
+        eve.onboard()
+        assert eve.post_certs()[0] == 201
+        fields = {}
+        for name, mutate in _mutations().items():
+            req = eve.quote_req(eve.nonce())
+            mutate(req)
+            resp = eve.quote(req)
+            assert resp.response == Q.QUOTE_FAILED and not resp.integrity_token and not resp.keys, name
+            fields[name] = admin.device(eve.dev.serial)["attestation"]["last"]["field"]
+        assert fields["no_sig"] == fields["raw_sig"] == fields["garbage"] == fields["trunc"] == "signature"
+        assert fields["sha1"] == fields["repeated"] == fields["extra_pcr"] == fields["missing"] == "pcr_values"
+        assert eve.quote().response == Q.SUCCESS
+    finally:
+        eve.dev.close()
+
+
 def test_eve_without_tpm_sends_an_empty_quote(server: ServeProcess, swtpm: Tpm2Tools) -> None:
     """tpmmgr's getQuote returns nothing without a TPM: attestData, signature and PCRs empty."""
     admin: AdminClient = server.admin()
