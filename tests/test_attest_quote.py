@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from eden.agent.tpm import SoftTpm, Tpm2Tools, certify
 from eden.controller import quote
@@ -50,7 +51,9 @@ swtpm = swtpm_fixture
 def test_real_swtpm_quote_verifies_and_parses(swtpm: Tpm2Tools) -> None:
     device = pki.create_device("device SER-Q")
     certs = {c["type"]: c["pem"] for c in swtpm.certs(device)}
-    assert set(certs) == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
+    assert set(certs) == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE", "DEVICE_ENDORSEMENT_RSA"}
+    ek = x509.load_pem_x509_certificate(certs["DEVICE_ENDORSEMENT_RSA"])
+    assert isinstance(ek.public_key(), rsa.RSAPublicKey) and pki.is_issued_by(ek, device.cert)
     q = swtpm.quote(NONCE)
     checked = _verify(q, device, certs["DEVICE_RESTRICTED_SIGNING"])
     info = checked.info
@@ -61,6 +64,7 @@ def test_real_swtpm_quote_verifies_and_parses(swtpm: Tpm2Tools) -> None:
 
     # The AK persists at its handle: a second cert certifies the same key; a PCR extend is seen.
     again = {c["type"]: c["pem"] for c in swtpm.certs(device)}
+    assert x509.load_pem_x509_certificate(again["DEVICE_ENDORSEMENT_RSA"]).public_key() == ek.public_key()
     old = swtpm.quote(NONCE)
     subprocess.run(["tpm2_pcrextend", "13:sha256=" + "ab" * 32], check=True, env=swtpm._env, capture_output=True, timeout=30)
     new = swtpm.quote(NONCE)

@@ -444,3 +444,29 @@ def test_samples_decode_cleanly() -> None:
             assert codec.decode_request(kind, payload)
         else:
             assert codec.decode_response(kind, 200, payload)
+
+
+def test_attest_cert_post_and_binary_quote_fields() -> None:
+    certs = [{"type": "DEVICE_RESTRICTED_SIGNING", "pem": b"AK PEM"}, {"type": "DEVICE_ECDH_EXCHANGE", "pem": "ECDH PEM"}]
+    (payload,) = codec.encode_request("attest", {"type": "CERT", "certs": certs})
+    msg = attest_pb2.ZAttestReq.FromString(payload)
+    assert msg.reqType == attest_pb2.ATTEST_REQ_TYPE_CERT and [c.type for c in msg.certs] == [11, 13]
+    assert codec.decode_request("attest", payload) == {"type": "CERT", "certs": [
+        {"type": "DEVICE_RESTRICTED_SIGNING", "pem": b"AK PEM"}, {"type": "DEVICE_ECDH_EXCHANGE", "pem": b"ECDH PEM"}]}
+    resp = codec.encode_response("attest", 201, {"type": "CERT"})
+    assert attest_pb2.ZAttestResponse.FromString(resp).respType == attest_pb2.ATTEST_RESP_TYPE_CERT
+    assert codec.decode_response("attest", 201, resp) == {"type": "CERT"}
+    with pytest.raises(CodecError):
+        codec.encode_request("attest", {"type": "CERT", "certs": [{"type": "CONTROLLER_SIGNING", "pem": "x"}]})
+    many = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_CERT)
+    for _ in range(codec.MAX_POSTED_CERTS + 1):
+        many.certs.add(type=11, cert=b"x")
+    with pytest.raises(CodecError):
+        codec.decode_request("attest", many.SerializeToString())
+    # A TPM quote's bytes and a binary vault key pass through undecoded (the controller checks them).
+    (quote,) = codec.encode_request("attest", {"type": "QUOTE", "nonce": "n", "attest": b"\xffTCG\x80\x18", "signature": b"\x30\x00",
+                                               "pcrs": {0: "11" * 32}, "tpm": True})
+    assert codec.decode_request("attest", quote) == {"type": "QUOTE", "attest": b"\xffTCG\x80\x18", "signature": b"\x30\x00",
+                                                     "pcr_values": [(0, attest_pb2.TPM_HASH_ALGO_SHA256, b"\x11" * 32)], "tpm": True}
+    (keys,) = codec.encode_request("attest", {"type": "STORE_KEYS", "token": "t", "key": b"\xff\x00"})
+    assert codec.decode_request("attest", keys)["key"] == b"\xff\x00"

@@ -8,6 +8,7 @@ attest task accepts: 201, signed AuthContainer, matching respType and response c
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from eden.agent.tpm import Tpm2Tools
+from eden.cli import main
 from eden.controller.client import AdminClient
 from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
@@ -25,7 +27,7 @@ from simulator.eve.enums import StoreKeysResponse as K
 from swtpm import swtpm_fixture
 
 swtpm = swtpm_fixture
-CERT_TYPE = {"DEVICE_RESTRICTED_SIGNING": 11, "DEVICE_ECDH_EXCHANGE": 13}
+CERT_TYPE = {"DEVICE_RESTRICTED_SIGNING": 11, "DEVICE_ENDORSEMENT_RSA": 12, "DEVICE_ECDH_EXCHANGE": 13}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,8 @@ class Eve:
         return self.dev.post("config", config_pb2.ConfigRequest(integrity_token=token).SerializeToString())[0]
 
 
-def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2Tools,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     admin: AdminClient = server.admin()
     eve = Eve(server, "EVE-CONF-1", swtpm)
     try:
@@ -103,7 +106,7 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         status, resp = eve.post_certs()
         assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_CERT
         view = admin.device(eve.dev.serial)
-        assert view["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_RESTRICTED_SIGNING"] and view["certs"]["posted"] == 1
+        assert view["certs"]["types"] == ["DEVICE_ECDH_EXCHANGE", "DEVICE_ENDORSEMENT_RSA", "DEVICE_RESTRICTED_SIGNING"] and view["certs"]["posted"] == 1
 
         # A nonce is good once: the first quote passes (its PCRs are learnt as the template), its replay does not.
         req = eve.quote_req(eve.nonce())
@@ -129,6 +132,12 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         last = admin.device(eve.dev.serial)["attestation"]["last"]
         assert last["code"] == "QUOTE_FAILED" and last["field"] == "pcr_values" and last["mismatch"] == [13]
         assert "PCR 13" in last["reason"]
+        # The CLI shows the same per device: certs posted, the result with its reason, the escrow.
+        capsys.readouterr()
+        assert main(["controller", "device", "--dir", str(server.layout.root), eve.dev.serial]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["certs"]["types"] == view["certs"]["types"]
+        assert shown["attestation"]["last"]["reason"] == last["reason"] and shown["attestation"]["escrowed"]
 
         # A quote signed right but with one reported PCR value changed: the PCR digest check.
         req = eve.quote_req(eve.nonce())
@@ -142,6 +151,63 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
         unsigned.quote.attestData = eve.nonce()
         resp = eve.quote(unsigned)
         assert resp.response == Q.QUOTE_FAILED and not resp.keys
+    finally:
+        eve.dev.close()
+
+
+def _mutations() -> dict[str, Any]:
+    def trunc(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = r.quote.attestData[:-3]
+
+    def trailing(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData += b"\x00"
+
+    def garbage(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = os.urandom(len(r.quote.attestData))
+
+    def huge(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.attestData = b"\xff" * 4096  # past MAX_ATTEST, well under any body limit
+
+    def no_sig(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.signature = b""
+
+    def raw_sig(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.signature = os.urandom(64)  # r||s instead of DER
+
+    def sha1(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values[0].hash_algo = attest_pb2.TPM_HASH_ALGO_SHA1
+
+    def repeated(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values.add().CopyFrom(r.quote.pcr_values[3])
+
+    def extra_pcr(r: attest_pb2.ZAttestReq) -> None:
+        r.quote.pcr_values.add(index=16, hash_algo=attest_pb2.TPM_HASH_ALGO_SHA256, value=b"\x00" * 32)
+
+    def missing(r: attest_pb2.ZAttestReq) -> None:
+        del r.quote.pcr_values[7]
+
+    return {f.__name__: f for f in (trunc, trailing, garbage, huge, no_sig, raw_sig, sha1, repeated, extra_pcr, missing)}
+
+
+def test_every_malformed_quote_is_201_quote_failed(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """Hostile quotes over HTTPS: the documented answer (201, QUOTE_FAILED, no token), never a pass,
+    never a 4xx/5xx that would only make EVE re-send; a good quote still passes afterwards."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-4", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={}, learn=True)
+        eve.onboard()
+        assert eve.post_certs()[0] == 201
+        fields = {}
+        for name, mutate in _mutations().items():
+            req = eve.quote_req(eve.nonce())
+            mutate(req)
+            resp = eve.quote(req)
+            assert resp.response == Q.QUOTE_FAILED and not resp.integrity_token and not resp.keys, name
+            fields[name] = admin.device(eve.dev.serial)["attestation"]["last"]["field"]
+        assert fields["no_sig"] == fields["raw_sig"] == fields["garbage"] == fields["trunc"] == "signature"
+        assert fields["sha1"] == fields["repeated"] == fields["extra_pcr"] == fields["missing"] == "pcr_values"
+        assert eve.quote().response == Q.SUCCESS
     finally:
         eve.dev.close()
 

@@ -34,6 +34,7 @@ from eden.wire.tpms import build_quote, ecdsa_der_from_tpmt
 from simulator.eve.measured_boot import QUOTE_PCRS
 
 AK_HANDLE = "0x81000004"  # EVE's TpmQuoteKeyHdl (P:evetpm/tpm.go)
+EK_HANDLE = "0x81000001"  # EVE's TpmEKHdl
 AK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
 
 
@@ -128,11 +129,25 @@ class Tpm2Tools:
             self._run("tpm2_readpublic", "-Q", "-c", AK_HANDLE, "-f", "pem", "-o", str(pem))
         return serialization.load_pem_public_key(pem.read_bytes())
 
+    def _ek_public(self, tmp: Path) -> Any:
+        """The RSA EK, made once and kept at EK_HANDLE (tpmmgr's ``createEkCertOnTpm`` reads it there)."""
+        pem = tmp / "ek.pem"
+        try:
+            self._run("tpm2_readpublic", "-Q", "-c", EK_HANDLE, "-f", "pem", "-o", str(pem))
+        except subprocess.CalledProcessError:
+            self._run("tpm2_createek", "-Q", "-c", EK_HANDLE, "-G", "rsa", "-u", str(tmp / "ek.pub"))
+            self._run("tpm2_readpublic", "-Q", "-c", EK_HANDLE, "-f", "pem", "-o", str(pem))
+        return serialization.load_pem_public_key(pem.read_bytes())
+
     def certs(self, device: pki.Issued) -> list[dict[str, Any]]:
+        """AK, ECDH and EK certs, as EVE posts them with a TPM (spec §2.1; the EK's TPM2_PUBLIC
+        metadata item is not sent: eden's ZCert has no meta_data_items)."""
         with tempfile.TemporaryDirectory(prefix="eden-tpm-") as tmp:
             ak = self._ak_public(Path(tmp))
+            ek = self._ek_public(Path(tmp))
         return [{"type": "DEVICE_RESTRICTED_SIGNING", "pem": certify(ak, device, "Device Attestation certificate")},
-                _ecdh_cert(device)]
+                _ecdh_cert(device),
+                {"type": "DEVICE_ENDORSEMENT_RSA", "pem": certify(ek, device, "Device Endorsement certificate")}]
 
     def quote(self, nonce: bytes) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="eden-tpm-") as tmp:

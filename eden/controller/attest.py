@@ -78,13 +78,15 @@ def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
         answer.pop("key", None)
         return status, answer, {}
     try:
-        checked = quote.verify(body.get("attest", b""), body.get("signature", b""), body.get("pcr_values", []),
-                               nonce=dev.nonce.encode() if dev.nonce is not None else None,
-                               ak_pem=ak.encode() if ak else None, device_cert=parse_cert(dev.cert or ""))
-    except quote.QuoteRejected as exc:
-        return _reject(ctl, i, exc)
+        device_cert = parse_cert(dev.cert or "")
     except ValueError:  # no usable device cert on record: nothing to check the AK against
         return _reject(ctl, i, quote.QuoteRejected("NO_CERT_FOUND", "certs", "no device certificate on record"))
+    try:
+        checked = quote.verify(body.get("attest", b""), body.get("signature", b""), body.get("pcr_values", []),
+                               nonce=dev.nonce.encode() if dev.nonce is not None else None,
+                               ak_pem=ak.encode() if ak else None, device_cert=device_cert)
+    except quote.QuoteRejected as exc:
+        return _reject(ctl, i, exc)
     ctl.learn_quote(i, checked.pcrs)
     model_body = {"type": "QUOTE", "nonce": dev.nonce, "tpm": True, "pcrs": {str(k): v.hex() for k, v in checked.pcrs.items()}}
     status, answer = ctl.model.answer(i, "attest", model_body)
