@@ -192,7 +192,7 @@ def test_a_checkpoint_that_does_not_chain_to_the_root_is_not_believed(tmp_path: 
     k, other = Pki(tmp_path), Pki(tmp_path)
     path = tmp_path / "checkpoint" / "controllercerts"
     path.parent.mkdir()
-    path.write_bytes(pki.controller_certs_message(other.signer.cert).SerializeToString())
+    path.write_bytes(pki.controller_certs_message(other.signer.cert, pki.create_controller_ecdh(other.root).cert).SerializeToString())
     link = DeviceLink(device=pki.create_device("cp-2"), onboard=pki.create_onboarding(), checkpoint=path)
     assert not Transport(k.root.cert_pem).load_checkpoint(link) and not link.signing
     path.write_bytes(b"\x00garbage")

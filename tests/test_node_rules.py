@@ -350,16 +350,39 @@ def test_onboarding_backoff_doubles_from_1s_to_a_600s_cap_without_jitter() -> No
     assert runs[0] == runs[1]  # no jitter: another random stream gives the same times
 
 
-def test_onboarding_register_refusals_keep_retrying_then_uuid_ends_onboarding() -> None:
-    """§1: every non-success register code keeps retrying on the same ticker; done when /uuid is 200."""
+def test_a_refused_register_is_ignored_and_uuid_decides() -> None:
+    """§1 (P:cmd/client/client.go selfRegister): the register answer only sets the LED; uuid
+    follows whatever it was, so a device whose register is refused still onboards."""
     drv = driver()
-    answers = iter([409, 403, 500])
-    drv.ctrl.override["register"] = lambda s, t: (next(answers, 201), {}, 0.0)
+    drv.ctrl.override["register"] = lambda s, t: (409, {}, 0.0)
     drv.power_on()
     drv.run_until(lambda: drv.node.onboarded)
+    assert [k for _t, k, _s, _b in drv.responses][:3] == ["certs", "register", "uuid"]
+    assert [d["status"] for _t, d in drv.notes_of("register_refused")] == [409]
+    assert drv.node.persist.uuid == "uuid-1"
+
+
+def test_onboarding_retries_register_and_uuid_twice_until_uuid_answers() -> None:
+    """§1: each failed attempt is register + uuid + uuid (certs only until fetched once in the
+    boot); register stops once it succeeded; the attempts follow the 1 s doubling ticker."""
+    drv = driver()
+    answers = iter([409, 403, 500])
+    registered = []
+
+    def register(s: Any, t: float) -> tuple[int, dict[str, Any], float]:
+        code = next(answers, 201)
+        if code == 201:
+            registered.append(t)
+        return code, {}, 0.0
+
+    drv.ctrl.override["register"] = register
+    drv.ctrl.override["uuid"] = lambda s, t: None if registered else (404, {}, 0.0)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.onboarded)
+    kinds = [k for _t, k, _s, _b in drv.responses if k in ("certs", "register", "uuid")]
+    assert kinds == ["certs"] + ["register", "uuid", "uuid"] * 3 + ["register", "uuid"]
     reg = [t for t, _s in drv.sent("register")]
-    assert len(reg) == 4
-    assert np.diff(reg).tolist() == pytest.approx([1 + LAT, 2 + LAT, 4 + LAT])  # certs round trip + backoff
+    assert np.diff(reg).tolist() == pytest.approx([1, 2, 4])  # the ticker (these answers take no time)
     assert [s for _t, _k, s, _b in drv.responses if _k == "register"] == [409, 403, 500, 201]
     assert drv.node.persist.uuid == "uuid-1"
     drv.run_for(1)

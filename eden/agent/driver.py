@@ -25,7 +25,6 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
-from eden.agent.onboard import OnboardWire
 from eden.agent.platform import NoPlatform, Platform, PlatformError
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
@@ -110,7 +109,6 @@ class AgentDriver:
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
-        self.onboard = OnboardWire(self._emit)  # per boot, as EVE's client runs once per boot
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -295,7 +293,7 @@ class AgentDriver:
             return await self.transport.send(self.link, req.kind, out, urls, device_uuid=uuid, timeout=timeout)
 
         try:
-            status, body = await self.onboard.exchange(req.kind, do)
+            status, body = await do()
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
         if gen != self._gen:

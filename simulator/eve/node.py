@@ -230,6 +230,7 @@ class Node:
         self.vault_unlocked = False
         self.vault_at: float | None = None
         self.onboarding = False
+        self._got_certs = self._registered = self._register_failed = False
         self._ob_backoff = ONBOARD_BACKOFF_START
         self.zedagent = False
         self.poll_inflight = False
@@ -614,9 +615,21 @@ class Node:
         """device-steps.sh runs ``client selfRegister getUuid`` on every boot (§1)."""
         self.onboarding = True
         self._ob_backoff = ONBOARD_BACKOFF_START
-        self._send("certs", {}, now)
+        # EVE's client is one process per boot: what it got stays got for this boot only.
+        self._got_certs = self._registered = self._register_failed = False
+        self._onboard_attempt(now)
         if self.onboarded:
             self._timer("onboard_fast", now + ONBOARD_FAST_PATH)
+
+    def _onboard_attempt(self, now: float) -> None:
+        """One attempt of P:cmd/client/client.go ``Run`` (§1): ``certs`` only until the first
+        success of the boot, ``register`` until it succeeds once, then ``uuid``."""
+        if not self._got_certs:
+            self._send("certs", {}, now)
+        elif not self._registered:
+            self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
+        else:
+            self._send("uuid", {}, now)
 
     def _onboard_failed(self, now: float) -> None:
         self._timer("onboard", now + self._ob_backoff)
@@ -627,24 +640,30 @@ class Node:
             return
         if kind == "certs":
             if status == 200:
-                self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
+                self._got_certs = True
+                self._onboard_attempt(now)
             else:
                 self._onboard_failed(now)
         elif kind == "register":
             if status in (200, 201):
-                self._send("uuid", {}, now)
+                self._registered, self._register_failed = True, False
             else:
-                # 409 conflict / 403 not found / others: LED code, keep retrying (§1).
+                # §1 selfRegister: the answer only sets the LED (409 conflict, 403 not found, …);
+                # uuid is tried regardless, and a refused device still onboards if it answers.
+                self._register_failed = True
                 self._note("register_refused", status=status)
-                self._onboard_failed(now)
+            self._send("uuid", {}, now)
         elif kind == "uuid":
-            if status == 200:
+            if status in (200, 201):
                 first = not self.onboarded
                 self.persist.uuid = body.get("uuid", self.p.device_id)
                 self.onboarding = False
                 if first:
                     self._note("onboarded", uuid=self.persist.uuid)
                 self._start_zedagent(now)
+            elif self._register_failed:
+                self._register_failed = False
+                self._send("uuid", {}, now)  # §1: a failed register's uuid is posted a second time at once
             else:
                 self._onboard_failed(now)
 
@@ -1338,7 +1357,7 @@ class Node:
             self._port_better(now)
         elif name == "onboard":
             if self.onboarding:
-                self._send("certs", {}, now)
+                self._onboard_attempt(now)
         elif name == "onboard_fast":
             if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
                 self.onboarding = False  # cached UUID: done without the controller (§1)
