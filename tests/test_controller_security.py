@@ -346,3 +346,19 @@ def test_admin_listen_off_loopback_needs_admin_public_and_is_tls(tmp_path: Path)
         finally:
             plain.close()
     assert "not loopback" in (root / "serve.log").read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--limit", "bogus=1"), "--limit wants NAME=VALUE"),
+    (("--limit", "max_body=lots"), "is not an integer"),
+    (("--limit", "header_timeout=-1"), "positive finite"),
+    (("--limit", "header_timeout=nan"), "positive finite"),
+    (("--content-from", "/nonexistent-dir"), "not a directory"),
+])
+def test_bad_serve_options_exit_2_with_a_message(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    root = tmp_path / "c"
+    init(root)
+    done = subprocess.run([sys.executable, "-m", "eden.cli", "controller", "serve", str(root), "--listen", "127.0.0.1:0",
+                           *flags], capture_output=True, text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2 and message in out and "Traceback" not in out, out
