@@ -185,6 +185,21 @@ def test_a_stalled_request_body_is_408_after_the_body_timeout(server: ServeProce
         sock.close()
 
 
+def test_the_header_timeout_spares_idle_keepalive_connections_and_long_polls(server: ServeProcess) -> None:
+    dev = DeviceClient(server.layout.root, server.info["api_port"], "KEEPALIVE")
+    try:
+        assert dev.raw("GET", f"{PREFIX}/ping")[0] == 200
+        sock = dev.conn.sock
+        time.sleep(2.5)  # idle between requests: the keep-alive timeout (75 s) applies, not the 1 s head deadline
+        assert dev.raw("GET", f"{PREFIX}/ping")[0] == 200 and dev.conn.sock is sock  # the same connection
+    finally:
+        dev.close()
+    admin = server.admin()
+    t0 = time.monotonic()
+    assert admin.events(since=10**9, wait=2.5) == []  # a handler running longer than the head deadline
+    assert time.monotonic() - t0 >= 2.4
+
+
 def test_connection_caps_refuse_a_flood_and_the_apis_keep_serving(tmp_path: Path) -> None:
     root = tmp_path / "c"
     init(root)
