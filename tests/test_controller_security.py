@@ -247,11 +247,11 @@ def test_a_flood_of_one_log_message_is_summarised() -> None:
 
 
 # ------------------------------------------------------------------------ 4: quotas --
-def test_log_and_info_quotas_answer_429_and_logs_are_retained_within_bounds(tmp_path: Path) -> None:
+def test_log_and_info_quotas_answer_429_and_logs_and_info_events_are_retained(tmp_path: Path) -> None:
     root = tmp_path / "c"
     init(root)
     args = ("--limit", "log_bytes_per_s=1", "--limit", "log_burst_bytes=50000", "--limit", "log_retention_bytes=25000",
-            "--limit", "info_per_s=0.01", "--limit", "info_burst=3")
+            "--limit", "info_per_s=0.01", "--limit", "info_burst=30", "--limit", "info_events_kept=4")
     with ServeProcess(root, args=args) as proc:
         admin = proc.admin()
         dev = _onboarded(proc, admin)
@@ -263,8 +263,10 @@ def test_log_and_info_quotas_answer_429_and_logs_are_retained_within_bounds(tmp_
             msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE, devId=dev.uuid)
             msg.atTimeStamp.seconds = 50
             msg.dinfo.restartCounter = 1
-            statuses = [dev.post("info", msg.SerializeToString())[0] for _ in range(5)]
-            assert statuses == [201, 201, 201, 429, 429]
+            statuses = [dev.post("info", msg.SerializeToString())[0] for _ in range(32)]
+            assert statuses == [201] * 30 + [429] * 2
+            kept = [e for e in admin.events() if e["kind"] == "info" and e["serial"] == dev.serial]
+            assert 4 <= len(kept) < 8 and kept[-1]["data"]["count"] == 30  # retention keeps the newest
         finally:
             dev.close()
     import sqlite3

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
     path TEXT NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_serial ON logs (serial, id);
+CREATE INDEX IF NOT EXISTS events_by_serial ON events (serial, kind, id);
 """
 
 
@@ -142,6 +143,12 @@ class Store:
             "SELECT id, t, kind, serial, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
         ).fetchall()
         return [{"id": r[0], "t": r[1], "kind": r[2], "serial": r[3], "data": json.loads(r[4])} for r in rows]
+
+    def trim_events(self, kind: str, serial: str, keep: int) -> None:
+        """Delete the device's events of ``kind`` but the newest ``keep``."""
+        self.db.execute(
+            "DELETE FROM events WHERE serial=? AND kind=? AND id < (SELECT id FROM events WHERE serial=? AND kind=? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)", (serial, kind, serial, kind, keep - 1))
 
     def last_event_id(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
