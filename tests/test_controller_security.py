@@ -30,7 +30,8 @@ from eden.controller.transport import RateLimit
 from eden.wire import pki
 from eden.wire.gen import info_pb2
 
-FAST = ("--limit", "header_timeout=1", "--limit", "body_timeout=1", "--limit", "max_body=100000")
+FAST = ("--limit", "header_timeout=1", "--limit", "body_timeout=1", "--limit", "max_body=100000",
+        "--limit", "handshake_timeout=1")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,22 @@ def test_expired_or_not_yet_valid_device_certs_are_401_unless_accepted(tmp_path:
 
 
 # ------------------------------------------------------------------- 3: slow clients --
+def test_a_stalled_tls_handshake_is_closed_after_the_handshake_timeout(server: ServeProcess) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.info["api_port"]), timeout=10)
+    try:
+        raw.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+        t0 = time.monotonic()
+        raw.settimeout(8)
+        try:
+            while raw.recv(4096):
+                pass
+        except ConnectionError:
+            pass
+        assert time.monotonic() - t0 < 5
+    finally:
+        raw.close()
+
+
 def test_a_stalled_request_head_is_closed_after_the_header_timeout(server: ServeProcess) -> None:
     sock = _tls(server)
     try:
