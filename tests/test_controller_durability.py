@@ -178,3 +178,27 @@ def test_a_failed_commit_puts_created_devices_and_global_state_back(tmp_path: Pa
         assert sorted(ctl.by_serial) == ["KEEP", "NEW"]
     finally:
         ctl.close()
+
+
+def test_a_long_held_lock_does_not_stall_the_controller(tmp_path: Path) -> None:
+    from eden.controller.core import Controller
+    from eden.controller.layout import Layout
+
+    root = tmp_path / "c"
+    init(root)
+    ctl = Controller(Layout(root))  # busy_ms 250 (Limits.db_busy_ms)
+    try:
+        ctl.preregister("S")
+        lock = _hold_db_lock(root)
+        t0 = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(sqlite3.OperationalError):
+                ctl.admin_change("reboot", ["S"], {})
+        spent = time.monotonic() - t0
+        assert spent < 1.5, spent  # one 250 ms wait, then immediate refusals (20 waits would be 5 s)
+        lock.rollback()
+        lock.close()
+        ctl.admin_change("reboot", ["S"], {})  # the lock is free: writes go through at once
+        assert ctl.model.devices[0].reboot
+    finally:
+        ctl.close()

@@ -30,7 +30,8 @@ from eden.controller.transport import RateLimit
 from eden.wire import pki
 from eden.wire.gen import info_pb2
 
-FAST = ("--limit", "header_timeout=1", "--limit", "body_timeout=1", "--limit", "max_body=100000")
+FAST = ("--limit", "header_timeout=1", "--limit", "body_timeout=1", "--limit", "max_body=100000",
+        "--limit", "handshake_timeout=1")
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,22 @@ def test_expired_or_not_yet_valid_device_certs_are_401_unless_accepted(tmp_path:
 
 
 # ------------------------------------------------------------------- 3: slow clients --
+def test_a_stalled_tls_handshake_is_closed_after_the_handshake_timeout(server: ServeProcess) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.info["api_port"]), timeout=10)
+    try:
+        raw.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+        t0 = time.monotonic()
+        raw.settimeout(8)
+        try:
+            while raw.recv(4096):
+                pass
+        except ConnectionError:
+            pass
+        assert time.monotonic() - t0 < 5
+    finally:
+        raw.close()
+
+
 def test_a_stalled_request_head_is_closed_after_the_header_timeout(server: ServeProcess) -> None:
     sock = _tls(server)
     try:
@@ -183,6 +200,21 @@ def test_a_stalled_request_body_is_408_after_the_body_timeout(server: ServeProce
         assert closed and got.startswith(b"HTTP/1.1 408"), got[:100]
     finally:
         sock.close()
+
+
+def test_the_header_timeout_spares_idle_keepalive_connections_and_long_polls(server: ServeProcess) -> None:
+    dev = DeviceClient(server.layout.root, server.info["api_port"], "KEEPALIVE")
+    try:
+        assert dev.raw("GET", f"{PREFIX}/ping")[0] == 200
+        sock = dev.conn.sock
+        time.sleep(2.5)  # idle between requests: the keep-alive timeout (75 s) applies, not the 1 s head deadline
+        assert dev.raw("GET", f"{PREFIX}/ping")[0] == 200 and dev.conn.sock is sock  # the same connection
+    finally:
+        dev.close()
+    admin = server.admin()
+    t0 = time.monotonic()
+    assert admin.events(since=10**9, wait=2.5) == []  # a handler running longer than the head deadline
+    assert time.monotonic() - t0 >= 2.4
 
 
 def test_connection_caps_refuse_a_flood_and_the_apis_keep_serving(tmp_path: Path) -> None:
@@ -232,11 +264,11 @@ def test_a_flood_of_one_log_message_is_summarised() -> None:
 
 
 # ------------------------------------------------------------------------ 4: quotas --
-def test_log_and_info_quotas_answer_429_and_logs_are_retained_within_bounds(tmp_path: Path) -> None:
+def test_log_and_info_quotas_answer_429_and_logs_and_info_events_are_retained(tmp_path: Path) -> None:
     root = tmp_path / "c"
     init(root)
     args = ("--limit", "log_bytes_per_s=1", "--limit", "log_burst_bytes=50000", "--limit", "log_retention_bytes=25000",
-            "--limit", "info_per_s=0.01", "--limit", "info_burst=3")
+            "--limit", "info_per_s=0.01", "--limit", "info_burst=30", "--limit", "info_events_kept=4")
     with ServeProcess(root, args=args) as proc:
         admin = proc.admin()
         dev = _onboarded(proc, admin)
@@ -248,8 +280,10 @@ def test_log_and_info_quotas_answer_429_and_logs_are_retained_within_bounds(tmp_
             msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE, devId=dev.uuid)
             msg.atTimeStamp.seconds = 50
             msg.dinfo.restartCounter = 1
-            statuses = [dev.post("info", msg.SerializeToString())[0] for _ in range(5)]
-            assert statuses == [201, 201, 201, 429, 429]
+            statuses = [dev.post("info", msg.SerializeToString())[0] for _ in range(32)]
+            assert statuses == [201] * 30 + [429] * 2
+            kept = [e for e in admin.events() if e["kind"] == "info" and e["serial"] == dev.serial]
+            assert 4 <= len(kept) < 8 and kept[-1]["data"]["count"] == 30  # retention keeps the newest
         finally:
             dev.close()
     import sqlite3
@@ -346,3 +380,19 @@ def test_admin_listen_off_loopback_needs_admin_public_and_is_tls(tmp_path: Path)
         finally:
             plain.close()
     assert "not loopback" in (root / "serve.log").read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--limit", "bogus=1"), "--limit wants NAME=VALUE"),
+    (("--limit", "max_body=lots"), "is not an integer"),
+    (("--limit", "header_timeout=-1"), "positive finite"),
+    (("--limit", "header_timeout=nan"), "positive finite"),
+    (("--content-from", "/nonexistent-dir"), "not a directory"),
+])
+def test_bad_serve_options_exit_2_with_a_message(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    root = tmp_path / "c"
+    init(root)
+    done = subprocess.run([sys.executable, "-m", "eden.cli", "controller", "serve", str(root), "--listen", "127.0.0.1:0",
+                           *flags], capture_output=True, text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2 and message in out and "Traceback" not in out, out

@@ -98,9 +98,20 @@ class Controller:
         self.stats = Stats()
         self.quotas = Quotas(self.limits)
         self._log_bytes: dict[str, int] = {}  # stored log bytes per serial (read once, then counted)
+        self._info_since_trim: dict[str, int] = {}  # info events added per serial since its last trim
         self._new_event = asyncio.Event()
         self._fresh()
         self._load()
+
+    def _retain_info(self, serial: str) -> None:
+        """Retention of "info" events (one per info post): every ``info_events_kept`` posts of a
+        device, its older ones beyond the newest ``info_events_kept`` are deleted."""
+        n = self._info_since_trim.get(serial, 0) + 1
+        keep = self.limits.info_events_kept
+        if n >= keep:
+            self.store.trim_events("info", serial, keep)
+            n = 0
+        self._info_since_trim[serial] = n
 
     def store_log(self, serial: str, path: str, data: bytes) -> None:
         """Add one log upload inside the open transaction; keep the device's stored logs within
@@ -264,6 +275,8 @@ class Controller:
                 self.store.put_device(self.model.devices[i].serial, i, self.model.dump(i))
             for kind, serial, data in events:
                 self.store.add_event(kind, serial, data)
+                if kind == "info" and serial is not None:
+                    self._retain_info(serial)
             self.store.commit()
         except BaseException:
             self._restore(indices)

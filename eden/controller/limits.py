@@ -28,6 +28,7 @@ class Limits:
     log_retention_bytes: int = 64 * 1024 * 1024  # stored log bytes kept per device (oldest dropped)
     info_per_s: float = 20.0  # sustained info posts per device
     info_burst: int = 500  # info posts a device may send at once (EVE sends many at boot)
+    info_events_kept: int = 200  # "info" events kept per device (between this and twice this)
     # SQLite
     db_busy_ms: int = 250  # how long one write waits for a lock held by another process (503 after)
 

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+BUSY_BACKOFF = 1.0  # s after a failed wait for the lock during which writes do not wait again
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (serial TEXT PRIMARY KEY, idx INTEGER NOT NULL, state TEXT NOT NULL);
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, serial TEXT NOT NULL, t REAL NOT NULL,
     path TEXT NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_serial ON logs (serial, id);
+CREATE INDEX IF NOT EXISTS events_by_serial ON events (serial, kind, id);
 """
 
 
@@ -43,17 +46,34 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
-        self.db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        self.busy_ms = int(busy_ms)
+        self.db.execute(f"PRAGMA busy_timeout={self.busy_ms}")
         self._in_tx = False
+        self._busy_until = 0.0  # monotonic time until which a write does not wait for the lock
 
     def close(self) -> None:
         self.db.close()
 
     # ------------------------------------------------------------------ transactions --
     def begin(self) -> None:
-        if not self._in_tx:
+        """Take the write lock. Waits up to ``busy_ms`` for another process; after such a wait
+        failed, writes in the next second fail at once, so a lock held for long costs the caller's
+        thread (the server's event loop) at most ``busy_ms`` per second."""
+        if self._in_tx:
+            return
+        fast = time.monotonic() < self._busy_until
+        try:
+            if fast:
+                self.db.execute("PRAGMA busy_timeout=0")
             self.db.execute("BEGIN IMMEDIATE")
-            self._in_tx = True
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                self._busy_until = time.monotonic() + BUSY_BACKOFF
+            raise
+        finally:
+            if fast:
+                self.db.execute(f"PRAGMA busy_timeout={self.busy_ms}")
+        self._in_tx = True
 
     def commit(self) -> None:
         if self._in_tx:
@@ -144,6 +164,12 @@ class Store:
             "SELECT id, t, kind, serial, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
         ).fetchall()
         return [{"id": r[0], "t": r[1], "kind": r[2], "serial": r[3], "data": json.loads(r[4])} for r in rows]
+
+    def trim_events(self, kind: str, serial: str, keep: int) -> None:
+        """Delete the device's events of ``kind`` but the newest ``keep``."""
+        self.db.execute(
+            "DELETE FROM events WHERE serial=? AND kind=? AND id < (SELECT id FROM events WHERE serial=? AND kind=? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)", (serial, kind, serial, kind, keep - 1))
 
     def last_event_id(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import ctypes
+import ctypes.util
 import logging
 import time
 from collections import Counter
@@ -23,6 +25,17 @@ from eden.controller.limits import Limits
 
 log = logging.getLogger("eden.controller.transport")
 _IDLE, _HEAD, _BUSY = 0, 1, 2
+TRIM_AFTER = 256  # closed connections between two malloc_trim calls
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _libc_trim()
 
 
 class Gate:
@@ -36,6 +49,14 @@ class Gate:
         self.refused = 0
         self.timed_out = 0
         self.by_transport: dict[Any, _Guarded] = {}
+        self._closed_since_trim = 0
+
+    def closed(self) -> None:
+        """After many connections closed, hand the freed heap back to the system (glibc keeps it)."""
+        self._closed_since_trim += 1
+        if (self._closed_since_trim >= TRIM_AFTER or self.total == 0 and self._closed_since_trim >= 16) and _malloc_trim:
+            self._closed_since_trim = 0
+            _malloc_trim(0)
 
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, inner)
@@ -88,6 +109,7 @@ class _Guarded(asyncio.Protocol):
         g.by_transport.pop(self.transport, None)
         self._cancel()
         self.inner.connection_lost(exc)
+        g.closed()
 
     def data_received(self, data: bytes) -> None:
         if not self.counted:
