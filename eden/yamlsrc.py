@@ -147,20 +147,32 @@ def _pos(mark: yaml.Mark | None) -> Pos:
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
+class _OverLimit(yaml.composer.ComposerError):
+    """A file past one of the limits of :mod:`eden.limits` (``name``), found while composing."""
+
+    def __init__(self, name: str, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, problem, mark)
+        self.name = name
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's composer recurses once per nesting level: bound the depth before Python's stack is."""
+    """PyYAML's composer recurses once per nesting level and keeps every node: bound the depth
+    before Python's stack is, and the node count while composing (pure-Python PyYAML composes
+    some 20k nodes a second, so the bound is also one on time)."""
 
     max_depth = 64
+    max_nodes = 100_000
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > self.max_depth:
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {self.max_depth} levels deep", event.start_mark
-                )
+                raise _OverLimit("yaml_depth", f"nested more than {self.max_depth} levels deep", self.peek_event().start_mark)
+            if self._nodes > self.max_nodes:
+                raise _OverLimit("yaml_nodes", f"the document has more than {self.max_nodes:,} values", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -297,17 +309,20 @@ def load_yaml_text(text: str, filename: str = "<string>") -> Located:
     except yaml.reader.ReaderError as exc:
         raise InvalidInput(_reader_issue(exc, text, filename)) from None
     loader.max_depth = limit("yaml_depth")
+    loader.max_nodes = limit("yaml_nodes")
     try:
         try:
             node = loader.get_single_node()
         except yaml.reader.ReaderError as exc:
             raise InvalidInput(_reader_issue(exc, text, filename)) from None
+        except _OverLimit as exc:
+            line, col = _pos(exc.problem_mark)
+            raise InvalidInput(Issue(filename, line, col, exc.problem or "", raise_hint(exc.name))) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             parts = [p for p in (exc.context, exc.problem) if p]
             line, col = _pos(mark)
-            hint = raise_hint("yaml_depth") if "levels deep" in (exc.problem or "") else None
-            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts), hint)) from None
+            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts))) from None
         except yaml.YAMLError as exc:
             raise InvalidInput(Issue(filename, 0, 0, f"invalid YAML: {exc}")) from None
         if node is None:

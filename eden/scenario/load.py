@@ -315,18 +315,25 @@ def _without(data: Any, paths: Iterable[DataPath]) -> Any:
 
 
 def _check_sizes(located: Located) -> None:
-    """Refuse over-long step, fault and expect lists before the schema validates every entry."""
-    data = located.data
-    if not isinstance(data, Mapping):
-        return
+    """Refuse over-long lists and mappings (steps, faults, expect, metrics, ...) before the schema
+    validates, and explains, every entry of them."""
     most = limit("entries")
-    issues = [
-        issue_at(located, (key,), f"'{key}' has {len(data[key]):,} entries, more than {most:,}", raise_hint("entries"), key=True)
-        for key in ("steps", "faults", "expect")
-        if isinstance(data.get(key), list) and len(data[key]) > most
-    ]
+    issues: list[Issue] = []
+    todo: list[tuple[DataPath, Any]] = [((), located.data)]
+    while todo and len(issues) < 5:  # the tree is bounded by the YAML value limit (aliases expanded)
+        path, node = todo.pop()
+        if not isinstance(node, (list, Mapping)):
+            continue
+        if len(node) > most:
+            name = f"'{path[-1]}'" if path else "the document"
+            issues.append(
+                issue_at(located, path, f"{name} has {len(node):,} entries, more than {most:,}", raise_hint("entries"), key=True)
+            )
+            continue
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        todo.extend(((*path, k), v) for k, v in items)
     if issues:
-        raise InvalidInput(issues)
+        raise InvalidInput(sorted(issues, key=lambda i: (i.line, i.col)))
 
 
 def _check_fleet_size(scenario: Scenario, located: Located) -> None:
