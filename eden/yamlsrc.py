@@ -170,9 +170,11 @@ class _Loader(yaml.SafeLoader):
         self._nodes += 1
         try:
             if self._depth > self.max_depth:
-                raise _OverLimit("yaml_depth", f"nested more than {self.max_depth} levels deep", self.peek_event().start_mark)
+                problem = f"nested more than {self.max_depth} levels deep"
+                raise _OverLimit("yaml_depth", problem, self.peek_event().start_mark)
             if self._nodes > self.max_nodes:
-                raise _OverLimit("yaml_nodes", f"the document has more than {self.max_nodes:,} values", self.peek_event().start_mark)
+                problem = f"the document has more than {self.max_nodes:,} values"
+                raise _OverLimit("yaml_nodes", problem, self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -204,7 +206,9 @@ class _Builder:
     def build(self, node: yaml.Node) -> tuple[Any, _Node]:
         key = id(node)
         if key in self.open:
-            raise self.error(node.start_mark, "an alias refers to a value that contains it (a cycle)", "aliases may only repeat a finished value")
+            raise self.error(
+                node.start_mark, "an alias refers to a value that contains it (a cycle)", "aliases may only repeat a finished value"
+            )
         if key in self.done:
             return self.done[key]
         self.open.add(key)
@@ -299,7 +303,8 @@ def _reader_issue(exc: yaml.reader.ReaderError, text: str, filename: str) -> Iss
     before = text[: exc.position]
     line = before.count("\n") + 1
     col = exc.position - (before.rfind("\n") + 1) + 1
-    return Issue(filename, line, col, f"invalid YAML: character #x{exc.character:04x} is not allowed in a YAML file", "remove it; YAML text may not contain control characters")
+    message = f"invalid YAML: character #x{exc.character:04x} is not allowed in a YAML file"
+    return Issue(filename, line, col, message, "remove it; YAML text may not contain control characters")
 
 
 def load_yaml_text(text: str, filename: str = "<string>") -> Located:
@@ -330,7 +335,8 @@ def load_yaml_text(text: str, filename: str = "<string>") -> Located:
         data, root = _Builder(loader, filename).build(node)
         return Located(data, filename, root)
     except RecursionError:  # only when EDEN_MAX_YAML_DEPTH was raised past what the stack holds
-        raise InvalidInput(Issue(filename, 0, 0, "invalid YAML: nested too deeply for this Python", raise_hint("yaml_depth").replace("raise", "lower"))) from None
+        hint = raise_hint("yaml_depth").replace("raise", "lower")
+        raise InvalidInput(Issue(filename, 0, 0, "invalid YAML: nested too deeply for this Python", hint)) from None
     finally:
         loader.dispose()
 
@@ -371,7 +377,8 @@ def read_text_file(path: str | Path) -> str:
         st = os.fstat(fd)
         _refuse_special(name, st)
         if st.st_size > max_bytes:
-            raise InvalidInput(Issue(name, 0, 0, f"file is {st.st_size:,} bytes, more than {max_bytes:,}", raise_hint("file_bytes")))
+            message = f"file is {st.st_size:,} bytes, more than {max_bytes:,}"
+            raise InvalidInput(Issue(name, 0, 0, message, raise_hint("file_bytes")))
         with os.fdopen(fd, "rb", closefd=False) as stream:
             raw = stream.read(max_bytes + 1)  # a file that grows while read is bounded too
     except OSError as exc:
