@@ -580,6 +580,12 @@ def test_fleet_count_limit(tmp_path: Path, profiles: dict[str, HwProfile], monke
     assert len(load_scenario(_write(tmp_path, FLEET), profiles=profiles).devices) == 5
 
 
+def test_fleet_limit_is_reported_with_the_unknown_keys(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("count: 3", "count: 1000000000\n    cont: 2")
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["the fleet has 1,000,000,002 devices, more than 100,000", "unknown key 'cont'"]
+
+
 @pytest.mark.parametrize("key", ["steps", "faults", "expect", "metrics"])
 def test_entry_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     entry = {

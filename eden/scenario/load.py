@@ -257,7 +257,9 @@ def _load(
         substitute_profile(scenario, fleet_profile)
     if adjust is not None:
         adjust(scenario)
-    _check_fleet_size(scenario, located)
+    too_many = _fleet_size_issue(scenario, located)
+    if too_many is not None:  # before the fleet is expanded into devices (a count of 10^9)
+        raise InvalidInput(sorted([*schema_issues, too_many], key=lambda i: (i.line, i.col, i.message)))
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
@@ -336,19 +338,12 @@ def _check_sizes(located: Located) -> None:
         raise InvalidInput(sorted(issues, key=lambda i: (i.line, i.col)))
 
 
-def _check_fleet_size(scenario: Scenario, located: Located) -> None:
-    """Refuse a fleet larger than the device limit before it is expanded into devices (a count of 10^9)."""
+def _fleet_size_issue(scenario: Scenario, located: Located) -> Issue | None:
     most = limit("devices")
-    if scenario.device_count > most:
-        raise InvalidInput(
-            issue_at(
-                located,
-                ("fleet",),
-                f"the fleet has {scenario.device_count:,} devices, more than {most:,}",
-                raise_hint("devices"),
-                key=True,
-            )
-        )
+    if scenario.device_count <= most:
+        return None
+    message = f"the fleet has {scenario.device_count:,} devices, more than {most:,}"
+    return issue_at(located, ("fleet",), message, raise_hint("devices"), key=True)
 
 
 def substitute_profile(scenario: Scenario, profile: str) -> None:
