@@ -1,6 +1,6 @@
 """``eden validate`` under mutated scenario files (hypothesis; issue 14, section 4).
 
-Each example takes a shipped scenario and mutates its text - cuts, repeats and swaps of lines and
+Each example takes a shipped scenario (or hardware profile, which ``validate`` checks too) and mutates its text - cuts, repeats and swaps of lines and
 spans, YAML punctuation and control characters dropped in, indentation changed, numbers made huge,
 negative or fractional, names made long, values nested deep, keys misspelt. Whatever comes out,
 ``eden validate`` ends with exit 0 or 2, never an exception (a traceback), an exit 2 names the file
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from eden import cli
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = sorted((REPO / "scenarios").glob("*.yaml"))
+SEEDS = sorted((REPO / "scenarios").glob("*.yaml")) + sorted((REPO / "hw_profiles").glob("*.yaml"))
 TEXTS = [p.read_text() for p in SEEDS]
 ISSUE_RE = re.compile(r"^(?P<file>\S+?):(?P<line>\d+):(?P<col>\d+): error: ", re.M)
 
