@@ -252,6 +252,15 @@ def test_suite_errors_point_at_file_line_col(
     assert all(i.file == str(path) for i in info.value.issues)
 
 
+def test_an_over_long_suite_name_is_refused(tmp_path: Path) -> None:
+    """The name becomes the output folder's name (reports/<suite>-<time>)."""
+    path = _suite(tmp_path, f"name: {'s' * 300}\nscenarios: [{SMOKE}]\n")
+    with pytest.raises(InvalidInput) as info:
+        load_suite(path)
+    assert [(i[0], i[1]) for i in _issues(info.value)] == [(1, 7)]
+    assert "at most 64 characters" in info.value.issues[0].message
+
+
 def test_unknown_scenario_files_and_empty_globs(tmp_path: Path) -> None:
     path = _suite(
         tmp_path,

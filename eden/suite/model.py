@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eden.scenario.model import NAME_RE, ConfigValue, Quantity, Seed
+from eden.scenario.model import ConfigValue, Name, Quantity, Seed
 from eden.units import Duration
 
 OWN = "own"
@@ -110,7 +110,7 @@ class Criteria(Base):
 class Suite(Base):
     """A qualification or fleet suite: which scenarios run where, how often, and what passing means."""
 
-    name: Annotated[str, Field(pattern=NAME_RE)]
+    name: Name
     description: str = ""
     backend: str = "sim"
     """``eden qualify --backend`` overrides it."""
