@@ -281,9 +281,11 @@ def test_default_file_limit_is_one_mebibyte(tmp_path: Path) -> None:
 def test_value_limit_stops_the_composer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pure-Python PyYAML composes some 20k values a second: counting them as they are composed
     bounds the time a file of a million small values takes, not only its memory."""
-    text = "a: [" + "1, " * 200_000 + "1]\n"
+    monkeypatch.setenv("EDEN_MAX_YAML_NODES", "1000")
+    text = "a: [" + "1, " * 2000 + "1]\n"
     issue = _issue(load_yaml_text, text, "flat.yaml")
-    # the mapping, its key and the list count too: item 99,998 is value 100,001
-    assert issue.message == "the document has more than 100,000 values" and (issue.line, issue.col) == (1, 5 + 3 * 99_997)
-    monkeypatch.setenv("EDEN_MAX_YAML_NODES", "300000")
-    assert len(load_yaml_text(text).data["a"]) == 200_001
+    # the mapping, its key and the list count too: item 998 is value 1,001
+    assert issue.message == "the document has more than 1,000 values" and (issue.line, issue.col) == (1, 5 + 3 * 997)
+    assert issue.hint == "the limit is 1,000 YAML values in one file, aliases counted each time they are used; set EDEN_MAX_YAML_NODES to raise it"
+    monkeypatch.setenv("EDEN_MAX_YAML_NODES", "3000")
+    assert len(load_yaml_text(text).data["a"]) == 2001
