@@ -23,11 +23,11 @@ class Limit:
 
 
 LIMITS: dict[str, Limit] = {
-    "file_bytes": Limit("EDEN_MAX_FILE_BYTES", 4 * 2**20, "bytes in one YAML file"),
+    "file_bytes": Limit("EDEN_MAX_FILE_BYTES", 2**20, "bytes in one YAML file"),
     "yaml_depth": Limit("EDEN_MAX_YAML_DEPTH", 64, "levels of nested lists and mappings"),
-    "yaml_nodes": Limit("EDEN_MAX_YAML_NODES", 1_000_000, "YAML values in one file, aliases counted each time they are used"),
+    "yaml_nodes": Limit("EDEN_MAX_YAML_NODES", 100_000, "YAML values in one file, aliases counted each time they are used"),
     "devices": Limit("EDEN_MAX_DEVICES", 100_000, "devices in one scenario's fleet"),
-    "entries": Limit("EDEN_MAX_STEPS", 10_000, "entries in one of a scenario's steps, faults or expect lists"),
+    "entries": Limit("EDEN_MAX_STEPS", 10_000, "entries in one list or mapping of a scenario (steps, faults, expect, ...)"),
 }
 
 

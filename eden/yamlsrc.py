@@ -147,20 +147,34 @@ def _pos(mark: yaml.Mark | None) -> Pos:
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
+class _OverLimit(yaml.composer.ComposerError):
+    """A file past one of the limits of :mod:`eden.limits` (``name``), found while composing."""
+
+    def __init__(self, name: str, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, problem, mark)
+        self.name = name
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's composer recurses once per nesting level: bound the depth before Python's stack is."""
+    """PyYAML's composer recurses once per nesting level and keeps every node: bound the depth
+    before Python's stack is, and the node count while composing (pure-Python PyYAML composes
+    some 20k nodes a second, so the bound is also one on time)."""
 
     max_depth = 64
+    max_nodes = 100_000
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > self.max_depth:
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {self.max_depth} levels deep", event.start_mark
-                )
+                problem = f"nested more than {self.max_depth} levels deep"
+                raise _OverLimit("yaml_depth", problem, self.peek_event().start_mark)
+            if self._nodes > self.max_nodes:
+                problem = f"the document has more than {self.max_nodes:,} values"
+                raise _OverLimit("yaml_nodes", problem, self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -192,7 +206,9 @@ class _Builder:
     def build(self, node: yaml.Node) -> tuple[Any, _Node]:
         key = id(node)
         if key in self.open:
-            raise self.error(node.start_mark, "an alias refers to a value that contains it (a cycle)", "aliases may only repeat a finished value")
+            raise self.error(
+                node.start_mark, "an alias refers to a value that contains it (a cycle)", "aliases may only repeat a finished value"
+            )
         if key in self.done:
             return self.done[key]
         self.open.add(key)
@@ -287,7 +303,8 @@ def _reader_issue(exc: yaml.reader.ReaderError, text: str, filename: str) -> Iss
     before = text[: exc.position]
     line = before.count("\n") + 1
     col = exc.position - (before.rfind("\n") + 1) + 1
-    return Issue(filename, line, col, f"invalid YAML: character #x{exc.character:04x} is not allowed in a YAML file", "remove it; YAML text may not contain control characters")
+    message = f"invalid YAML: character #x{exc.character:04x} is not allowed in a YAML file"
+    return Issue(filename, line, col, message, "remove it; YAML text may not contain control characters")
 
 
 def load_yaml_text(text: str, filename: str = "<string>") -> Located:
@@ -297,17 +314,20 @@ def load_yaml_text(text: str, filename: str = "<string>") -> Located:
     except yaml.reader.ReaderError as exc:
         raise InvalidInput(_reader_issue(exc, text, filename)) from None
     loader.max_depth = limit("yaml_depth")
+    loader.max_nodes = limit("yaml_nodes")
     try:
         try:
             node = loader.get_single_node()
         except yaml.reader.ReaderError as exc:
             raise InvalidInput(_reader_issue(exc, text, filename)) from None
+        except _OverLimit as exc:
+            line, col = _pos(exc.problem_mark)
+            raise InvalidInput(Issue(filename, line, col, exc.problem or "", raise_hint(exc.name))) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             parts = [p for p in (exc.context, exc.problem) if p]
             line, col = _pos(mark)
-            hint = raise_hint("yaml_depth") if "levels deep" in (exc.problem or "") else None
-            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts), hint)) from None
+            raise InvalidInput(Issue(filename, line, col, "invalid YAML: " + ", ".join(parts))) from None
         except yaml.YAMLError as exc:
             raise InvalidInput(Issue(filename, 0, 0, f"invalid YAML: {exc}")) from None
         if node is None:
@@ -315,7 +335,8 @@ def load_yaml_text(text: str, filename: str = "<string>") -> Located:
         data, root = _Builder(loader, filename).build(node)
         return Located(data, filename, root)
     except RecursionError:  # only when EDEN_MAX_YAML_DEPTH was raised past what the stack holds
-        raise InvalidInput(Issue(filename, 0, 0, "invalid YAML: nested too deeply for this Python", raise_hint("yaml_depth").replace("raise", "lower"))) from None
+        hint = raise_hint("yaml_depth").replace("raise", "lower")
+        raise InvalidInput(Issue(filename, 0, 0, "invalid YAML: nested too deeply for this Python", hint)) from None
     finally:
         loader.dispose()
 
@@ -356,7 +377,8 @@ def read_text_file(path: str | Path) -> str:
         st = os.fstat(fd)
         _refuse_special(name, st)
         if st.st_size > max_bytes:
-            raise InvalidInput(Issue(name, 0, 0, f"file is {st.st_size:,} bytes, more than {max_bytes:,}", raise_hint("file_bytes")))
+            message = f"file is {st.st_size:,} bytes, more than {max_bytes:,}"
+            raise InvalidInput(Issue(name, 0, 0, message, raise_hint("file_bytes")))
         with os.fdopen(fd, "rb", closefd=False) as stream:
             raw = stream.read(max_bytes + 1)  # a file that grows while read is bounded too
     except OSError as exc:

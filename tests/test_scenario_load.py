@@ -593,15 +593,26 @@ def test_fleet_count_limit(tmp_path: Path, profiles: dict[str, HwProfile], monke
     assert len(load_scenario(_write(tmp_path, FLEET), profiles=profiles).devices) == 5
 
 
-@pytest.mark.parametrize("key", ["steps", "faults", "expect"])
+def test_fleet_limit_is_reported_with_the_unknown_keys(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET.replace("count: 3", "count: 1000000000\n    cont: 2")
+    _, issues = _issues(tmp_path, text, profiles)
+    assert [i.message for i in issues] == ["the fleet has 1,000,000,002 devices, more than 100,000", "unknown key 'cont'"]
+
+
+@pytest.mark.parametrize("key", ["steps", "faults", "expect", "metrics"])
 def test_entry_limit(tmp_path: Path, profiles: dict[str, HwProfile], monkeypatch: pytest.MonkeyPatch, key: str) -> None:
-    entry = {"steps": "  - wait: 1s\n", "faults": "  - reboot: {}\n    at: 1s\n", "expect": "  - onboarded: true\n"}[key]
-    text = FLEET + f"{key}:\n" + entry * 4
-    monkeypatch.setenv("EDEN_MAX_STEPS", "3")
+    entry = {
+        "steps": "  - wait: 1s\n",
+        "faults": "  - reboot: {}\n    at: 1s\n",
+        "expect": "  - onboarded: true\n",
+        "metrics": "  - boot.time\n",
+    }[key]
+    text = FLEET + f"{key}:\n" + entry * 11
+    monkeypatch.setenv("EDEN_MAX_STEPS", "10")
     issue = _one(tmp_path, text, profiles)
     _at(issue, text, f"{key}:")
-    assert issue.message == f"'{key}' has 4 entries, more than 3" and "EDEN_MAX_STEPS" in (issue.hint or "")
-    monkeypatch.setenv("EDEN_MAX_STEPS", "4")
+    assert issue.message == f"'{key}' has 11 entries, more than 10" and "EDEN_MAX_STEPS" in (issue.hint or "")
+    monkeypatch.setenv("EDEN_MAX_STEPS", "11")
     load_scenario(_write(tmp_path, text), profiles=profiles)
 
 

@@ -239,6 +239,8 @@ def test_an_unknown_override_key_is_a_warning(tmp_path: Path) -> None:
         ("overrides:\n  config_items: {timer.config.interval: 1}\n", (4, 41), "minimum is 5", ""),
         ("overrides: {duration: 5 parsecs}\n", (3, 23), "is not a duration", ""),
         ("replications: 0\n", (3, 15), "must be >= 1", ""),
+        ("seeds: [1, -2]\n", (3, 12), "must be >= 0", ""),  # seeds feed numpy's SeedSequence (issue 14, item 13)
+        ("overrides: {seed: -1}\n", (3, 19), "must be >= 0", ""),
         ("replications: 3\nseeds: [1, 2]\n", (3, 15), "2 seed(s)", "either 'replications' or 'seeds'"),
         ("backend: simm\n", (3, 10), "unknown backend 'simm'", "did you mean 'sim'?"),
         ("backend: board\n", (3, 10), "not available in this build", "runnable backends: emulated, qemu, sim"),
@@ -257,6 +259,15 @@ def test_suite_errors_point_at_file_line_col(
     assert (line, col) == where, issues
     assert hint in got_hint
     assert all(i.file == str(path) for i in info.value.issues)
+
+
+def test_an_over_long_suite_name_is_refused(tmp_path: Path) -> None:
+    """The name becomes the output folder's name (reports/<suite>-<time>)."""
+    path = _suite(tmp_path, f"name: {'s' * 300}\nscenarios: [{SMOKE}]\n")
+    with pytest.raises(InvalidInput) as info:
+        load_suite(path)
+    assert [(i[0], i[1]) for i in _issues(info.value)] == [(1, 7)]
+    assert "at most 64 characters" in info.value.issues[0].message
 
 
 def test_unknown_scenario_files_and_empty_globs(tmp_path: Path) -> None:

@@ -215,9 +215,9 @@ BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
 
 def test_alias_bomb_is_refused_before_it_expands() -> None:
     issue = _issue(load_yaml_text, BOMB, "bomb.yaml")
-    assert "more than 1,000,000 values" in issue.message
+    assert "more than 100,000 values" in issue.message
     assert issue.hint is not None and "EDEN_MAX_YAML_NODES" in issue.hint
-    assert issue.line == 6  # 'f' is the first value past 10^6 once expanded (1,111,111)
+    assert issue.line == 5  # 'e' is the first value past 10^5 once expanded (111,111)
 
 
 def test_aliases_below_the_limit_still_load() -> None:
@@ -270,9 +270,22 @@ def test_file_size_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(load_yaml_file(path).data["a"]) == 2000
 
 
-def test_default_file_limit_is_four_mebibytes(tmp_path: Path) -> None:
+def test_default_file_limit_is_one_mebibyte(tmp_path: Path) -> None:
     path = tmp_path / "big.yaml"
     with path.open("w") as f:
         f.write("a: |\n")
-        f.write(("  " + "x" * 1022 + "\n") * 4097)
-    assert "more than 4,194,304" in _issue(load_yaml_file, path).message
+        f.write(("  " + "x" * 1022 + "\n") * 1025)
+    assert "more than 1,048,576" in _issue(load_yaml_file, path).message
+
+
+def test_value_limit_stops_the_composer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pure-Python PyYAML composes some 20k values a second: counting them as they are composed
+    bounds the time a file of a million small values takes, not only its memory."""
+    monkeypatch.setenv("EDEN_MAX_YAML_NODES", "1000")
+    text = "a: [" + "1, " * 2000 + "1]\n"
+    issue = _issue(load_yaml_text, text, "flat.yaml")
+    # the mapping, its key and the list count too: item 998 is value 1,001
+    assert issue.message == "the document has more than 1,000 values" and (issue.line, issue.col) == (1, 5 + 3 * 997)
+    assert issue.hint == "the limit is 1,000 YAML values in one file, aliases counted each time they are used; set EDEN_MAX_YAML_NODES to raise it"
+    monkeypatch.setenv("EDEN_MAX_YAML_NODES", "3000")
+    assert len(load_yaml_text(text).data["a"]) == 2001

@@ -259,7 +259,9 @@ def _load(
         substitute_profile(scenario, fleet_profile)
     if adjust is not None:
         adjust(scenario)
-    _check_fleet_size(scenario, located)
+    too_many = _fleet_size_issue(scenario, located)
+    if too_many is not None:  # before the fleet is expanded into devices (a count of 10^9)
+        raise InvalidInput(sorted([*schema_issues, too_many], key=lambda i: (i.line, i.col, i.message)))
     available = profiles if profiles is not None else load_profiles()
     checker = _Checker(scenario, located, path, available)
     loaded = checker.run(backend, capabilities, max_devices)
@@ -319,33 +321,33 @@ def _without(data: Any, paths: Iterable[DataPath]) -> Any:
 
 
 def _check_sizes(located: Located) -> None:
-    """Refuse over-long step, fault and expect lists before the schema validates every entry."""
-    data = located.data
-    if not isinstance(data, Mapping):
-        return
+    """Refuse over-long lists and mappings (steps, faults, expect, metrics, ...) before the schema
+    validates, and explains, every entry of them."""
     most = limit("entries")
-    issues = [
-        issue_at(located, (key,), f"'{key}' has {len(data[key]):,} entries, more than {most:,}", raise_hint("entries"), key=True)
-        for key in ("steps", "faults", "expect")
-        if isinstance(data.get(key), list) and len(data[key]) > most
-    ]
-    if issues:
-        raise InvalidInput(issues)
-
-
-def _check_fleet_size(scenario: Scenario, located: Located) -> None:
-    """Refuse a fleet larger than the device limit before it is expanded into devices (a count of 10^9)."""
-    most = limit("devices")
-    if scenario.device_count > most:
-        raise InvalidInput(
-            issue_at(
-                located,
-                ("fleet",),
-                f"the fleet has {scenario.device_count:,} devices, more than {most:,}",
-                raise_hint("devices"),
-                key=True,
+    issues: list[Issue] = []
+    todo: list[tuple[DataPath, Any]] = [((), located.data)]
+    while todo and len(issues) < 5:  # the tree is bounded by the YAML value limit (aliases expanded)
+        path, node = todo.pop()
+        if not isinstance(node, (list, Mapping)):
+            continue
+        if len(node) > most:
+            name = f"'{path[-1]}'" if path else "the document"
+            issues.append(
+                issue_at(located, path, f"{name} has {len(node):,} entries, more than {most:,}", raise_hint("entries"), key=True)
             )
-        )
+            continue
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        todo.extend(((*path, k), v) for k, v in items)
+    if issues:
+        raise InvalidInput(sorted(issues, key=lambda i: (i.line, i.col)))
+
+
+def _fleet_size_issue(scenario: Scenario, located: Located) -> Issue | None:
+    most = limit("devices")
+    if scenario.device_count <= most:
+        return None
+    message = f"the fleet has {scenario.device_count:,} devices, more than {most:,}"
+    return issue_at(located, ("fleet",), message, raise_hint("devices"), key=True)
 
 
 def substitute_profile(scenario: Scenario, profile: str) -> None:

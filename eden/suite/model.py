@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eden.scenario.model import NAME_RE, ConfigValue, Quantity
+from eden.scenario.model import ConfigValue, Name, Quantity, Seed
 from eden.units import Duration
 
 OWN = "own"
@@ -41,7 +41,7 @@ class Base(BaseModel):
 class Overrides(Base):
     """Changes applied to a scenario for one suite entry (checked like the scenario itself)."""
 
-    seed: int | None = None
+    seed: Seed | None = None
     """Base seed; replication r runs with seed + r."""
     duration: Duration | None = None
     """Replaces the scenario's ``duration``."""
@@ -110,7 +110,7 @@ class Criteria(Base):
 class Suite(Base):
     """A qualification or fleet suite: which scenarios run where, how often, and what passing means."""
 
-    name: Annotated[str, Field(pattern=NAME_RE)]
+    name: Name
     description: str = ""
     backend: str = "sim"
     """``eden qualify --backend`` overrides it."""
@@ -123,6 +123,6 @@ class Suite(Base):
     overrides: Overrides = Field(default_factory=Overrides)
     """Overrides for every entry (a scenario's or an include's own overrides win)."""
     replications: Annotated[int, Field(ge=1)] = 1
-    seeds: Annotated[list[int], Field(min_length=1)] | None = None
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None
     """Explicit seeds, one replication each (instead of scenario seed + r)."""
     criteria: Criteria = Field(default_factory=Criteria)
