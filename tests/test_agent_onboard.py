@@ -22,7 +22,7 @@ from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
-from eden.wire.gen import config_pb2, uuid_pb2
+from eden.wire.gen import auth_pb2, config_pb2, register_pb2, uuid_pb2
 
 SPEC = {"serial": "onb-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 DEVICE_UUID = "3c1b4d8e-59a2-4f0e-9c57-1b2a6f1e0d11"
@@ -36,15 +36,17 @@ class Recorder:
         self.register_status = register
         self.uuid_failures = uuid_failures
         self.log: list[tuple[str, str, CIMultiDict[str]]] = []  # (method, endpoint, headers)
+        self.registers: list[bytes] = []  # ZRegisterMsg payloads
 
     def routes(self) -> dict[str, Any]:
         async def any_request(r: web.Request) -> web.Response:
             endpoint = r.path.rsplit("/", 1)[-1]
             self.log.append((r.method, endpoint, CIMultiDict(r.headers)))  # names are case-insensitive
-            await r.read()
+            body = await r.read()
             if endpoint == "certs":
                 return web.Response(body=self.k.certs_body())
             if endpoint == "register":
+                self.registers.append(auth_pb2.AuthContainer.FromString(body).protectedPayload.payload)
                 return web.Response(status=self.register_status)
             if endpoint == "uuid":
                 if self.uuid_failures > 0:
@@ -135,7 +137,10 @@ def test_headers_are_evees(tmp_path: Path) -> None:
         assert (headers.get("X-Serial-Number") == "onb-1") == before_uuid, (endpoint, headers)
         assert ("X-Soft-Serial" in headers) == before_uuid
     soft = {h["X-Soft-Serial"] for _m, _e, h in rec.log if "X-Soft-Serial" in h}
-    assert len(soft) == 1 and uuidlib.UUID(soft.pop())
+    assert len(soft) == 1 and uuidlib.UUID(next(iter(soft)))
+    msg = register_pb2.ZRegisterMsg()
+    msg.ParseFromString(rec.registers[0])
+    assert (msg.serial, msg.softSerial) == ("onb-1", soft.pop())  # the same soft serial in the body
 
 
 def test_certs_checkpoint_survives_a_reboot_and_a_miss_refetches(tmp_path: Path) -> None:
