@@ -13,16 +13,18 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 from test_agent_transport import PREFIX, Pki, _serve
 
+from eden.agent import driver as driver_mod
 from eden.agent.driver import AgentDriver, PortUrls
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
-from eden.wire.gen import config_pb2, uuid_pb2
+from eden.wire.gen import auth_pb2, config_pb2, register_pb2, uuid_pb2
 
 SPEC = {"serial": "onb-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 DEVICE_UUID = "3c1b4d8e-59a2-4f0e-9c57-1b2a6f1e0d11"
@@ -31,20 +33,26 @@ DEVICE_UUID = "3c1b4d8e-59a2-4f0e-9c57-1b2a6f1e0d11"
 class Recorder:
     """An EVE controller stand-in that answers register/uuid as told and logs each request."""
 
-    def __init__(self, k: Pki, register: int, uuid_failures: int) -> None:
+    def __init__(self, k: Pki, register: int, uuid_failures: int, certs_failures_after_first: int = 0) -> None:
         self.k = k
+        self.certs_failures = certs_failures_after_first
         self.register_status = register
         self.uuid_failures = uuid_failures
         self.log: list[tuple[str, str, CIMultiDict[str]]] = []  # (method, endpoint, headers)
+        self.registers: list[bytes] = []  # ZRegisterMsg payloads
 
     def routes(self) -> dict[str, Any]:
         async def any_request(r: web.Request) -> web.Response:
             endpoint = r.path.rsplit("/", 1)[-1]
             self.log.append((r.method, endpoint, CIMultiDict(r.headers)))  # names are case-insensitive
-            await r.read()
+            body = await r.read()
             if endpoint == "certs":
+                if self.wire().count("certs") > 1 and self.certs_failures > 0:
+                    self.certs_failures -= 1
+                    return web.Response(status=503)
                 return web.Response(body=self.k.certs_body())
             if endpoint == "register":
+                self.registers.append(auth_pb2.AuthContainer.FromString(body).protectedPayload.payload)
                 return web.Response(status=self.register_status)
             if endpoint == "uuid":
                 if self.uuid_failures > 0:
@@ -58,14 +66,15 @@ class Recorder:
     def wire(self) -> list[str]:
         return [endpoint for _m, endpoint, _h in self.log]
 
+    def onboarded_at(self) -> int:
+        """Index of the last uuid request (the one that got the UUID)."""
+        return max(n for n, e in enumerate(self.wire()) if e == "uuid")
+
     def onboarding(self) -> list[str]:
-        """The requests before zedagent's first (config, attest, info ...)."""
-        out = []
-        for endpoint in self.wire():
-            if endpoint not in ("certs", "register", "uuid"):
-                break
-            out.append(endpoint)
-        return out
+        return self.wire()[: self.onboarded_at() + 1]
+
+    def zedagent(self) -> list[str]:
+        return self.wire()[self.onboarded_at() + 1:]
 
 
 def _driver(tmp: Path, k: Pki, tr: Transport, url: str, events: list[tuple[str, dict[str, Any]]],
@@ -88,9 +97,10 @@ async def _until(pred: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def _onboard(tmp: Path, register: int, uuid_failures: int) -> tuple[Recorder, list[tuple[str, dict[str, Any]]]]:
+def _onboard(tmp: Path, register: int, uuid_failures: int, *, certs_failures: int = 0,
+             zedagent_certs: int = 1) -> tuple[Recorder, list[tuple[str, dict[str, Any]]]]:
     k = Pki(tmp)
-    rec = Recorder(k, register, uuid_failures)
+    rec = Recorder(k, register, uuid_failures, certs_failures)
     events: list[tuple[str, dict[str, Any]]] = []
 
     async def run() -> None:
@@ -100,7 +110,7 @@ def _onboard(tmp: Path, register: int, uuid_failures: int) -> tuple[Recorder, li
                 drv = _driver(tmp, k, tr, url, events)
                 drv.start()
                 await _until(lambda: any(w == "onboarded" for w, _ in events), 15)
-                await _until(lambda: "config" in rec.wire(), 5)
+                await _until(lambda: "config" in rec.wire() and rec.zedagent().count("certs") >= zedagent_certs, 5)
                 drv.power_off()
                 await drv.wait()
         finally:
@@ -116,6 +126,8 @@ def test_refused_register_is_ignored_and_uuid_is_posted_twice(tmp_path: Path) ->
     assert rec.onboarding() == ["certs", "register", "uuid", "uuid", "register", "uuid", "uuid"]
     assert [d["status"] for w, d in events if w == "register_refused"] == [409, 409]
     assert ("onboarded", {"uuid": DEVICE_UUID}) in events
+    # zedagent's certs task fetches once at its start (P:cmd/zedagent/handlecertconfig.go)
+    assert rec.zedagent().count("certs") == 1
 
 
 def test_register_is_not_sent_again_once_it_succeeded(tmp_path: Path) -> None:
@@ -123,19 +135,29 @@ def test_register_is_not_sent_again_once_it_succeeded(tmp_path: Path) -> None:
     assert rec.onboarding() == ["certs", "register", "uuid", "uuid", "uuid"]
 
 
+def test_zedagent_refetches_certs_on_the_short_timer_while_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver_mod, "CERTS_RETRY", 1.0)  # EVE: 120 s; U[0.3, 1] x that
+    rec, _events = _onboard(tmp_path, register=201, uuid_failures=0, certs_failures=1, zedagent_certs=2)
+    assert rec.onboarding() == ["certs", "register", "uuid"]
+    assert rec.zedagent().count("certs") == 2  # the failed start fetch, then one on the short timer
+
+
 def test_headers_are_evees(tmp_path: Path) -> None:
     rec, _events = _onboard(tmp_path, register=201, uuid_failures=0)
     ids = [h.get("X-Request-Id", "") for _m, _e, h in rec.log]
     assert all(str(uuidlib.UUID(i)) == i for i in ids) and len(set(ids)) == len(ids)  # a fresh UUID each
-    for method, endpoint, headers in rec.log:
+    for n, (method, endpoint, headers) in enumerate(rec.log):
         assert ("Content-Type" in headers) == (method == "POST"), (method, endpoint)
         if method == "POST":
             assert headers["Content-Type"] == "application/x-proto-binary"
-        before_uuid = endpoint in ("certs", "register", "uuid")
+        before_uuid = n <= rec.onboarded_at()
         assert (headers.get("X-Serial-Number") == "onb-1") == before_uuid, (endpoint, headers)
         assert ("X-Soft-Serial" in headers) == before_uuid
     soft = {h["X-Soft-Serial"] for _m, _e, h in rec.log if "X-Soft-Serial" in h}
-    assert len(soft) == 1 and uuidlib.UUID(soft.pop())
+    assert len(soft) == 1 and uuidlib.UUID(next(iter(soft)))
+    msg = register_pb2.ZRegisterMsg()
+    msg.ParseFromString(rec.registers[0])
+    assert (msg.serial, msg.softSerial) == ("onb-1", soft.pop())  # the same soft serial in the body
 
 
 def test_certs_checkpoint_survives_a_reboot_and_a_miss_refetches(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from simulator.eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams
 
 PLATFORM_RETRY = 10.0
 """Seconds before real work behind a timer (a download, a partition write) is tried again."""
+
+CERTS_RETRY = 120.0
+"""zedagent's short certs timer while fetches fail (P:cmd/zedagent/handlecertconfig.go ``shortTime``)."""
 
 EXIT_REBOOT = 75
 """``eden agent --once`` exit status when the device reset itself (EX_TEMPFAIL): start it again."""
@@ -109,6 +113,7 @@ class AgentDriver:
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
+        self._certs_task = False
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -180,6 +185,8 @@ class AgentDriver:
                 self._finish(Outcome("reboot", reason), power_lost=None)
             else:
                 self._save(power_lost=True)  # what a power cut from now on leaves behind
+                if self.node.zedagent and not self._certs_task:
+                    self._start_certs_task()
         except Exception as exc:  # a bug in the rules or the state dir: end this boot with it
             if self._done is not None and not self._done.done():
                 self._done.set_exception(exc)
@@ -274,13 +281,42 @@ class AgentDriver:
             self._emit("tpm_error", {"request": kind, "error": str(exc)})
             return None
 
+    def _dial_timeout(self) -> float:
+        assert self.node is not None
+        try:
+            return float(self.node.item("timer.dial.timeout") or DIAL_TIMEOUT)
+        except KeyError:
+            return DIAL_TIMEOUT
+
+    def _start_certs_task(self) -> None:
+        assert self._loop is not None
+        self._certs_task = True
+        task = self._loop.create_task(self._controller_certs(self._gen))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _controller_certs(self, gen: int) -> None:
+        """zedagent's ``controllerCertsTask`` (P:cmd/zedagent/handlecertconfig.go, spec §1 table):
+        GET certs when zedagent starts, then every U[0.3,1] x timer.cert.interval, or
+        U[0.3,1] x 120 s while fetches fail. Agent-side I/O only: the node model is not told."""
+        rng = random.Random(f"{self.spec.seed}:{self.boots}:certs")
+        node = self.node
+        assert node is not None
+        while gen == self._gen:
+            status = 0
+            if not node.net_broken:  # an image whose network never comes up sends nothing
+                urls = self.urls.for_ports(tuple(p.name for p in self.params.ports))
+                status, _ = await self.transport.send(self.link, "certs", {}, urls, device_uuid=node.persist.uuid,
+                                                      timeout=self._dial_timeout())
+            if gen != self._gen:
+                return
+            interval = float(node.item("timer.cert.interval")) if status == 200 else CERTS_RETRY
+            await asyncio.sleep(rng.uniform(0.3, 1.0) * interval)
+
     async def _exchange(self, req: Send, gen: int) -> None:
         node = self.node
         assert node is not None
-        try:
-            timeout = node.item("timer.dial.timeout") or DIAL_TIMEOUT
-        except KeyError:
-            timeout = DIAL_TIMEOUT
+        timeout = self._dial_timeout()
         urls = self.urls.for_ports(req.ports)
         uuid = node.persist.uuid
 

@@ -231,6 +231,8 @@ class Transport:
             await asyncio.sleep(timeout)
             return 0, {"error": "timeout"}
         method, path = codec.request_path(kind, device_uuid)
+        if kind == "register" and link.soft_serial:
+            body = {**body, "soft_serial": link.soft_serial}  # ZRegisterMsg.softSerial, as EVE's selfRegister
         payloads = codec.encode_request(kind, body, device_uuid=device_uuid, device_cert_pem=link.device_pem)
         errors: list[str] = []
         for base in urls:

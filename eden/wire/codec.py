@@ -324,7 +324,8 @@ def encode_request(
     if kind == "register":
         pem = device_cert_pem if device_cert_pem is not None else _text(body.get("cert"), "register cert")
         pem_bytes = pem.encode() if isinstance(pem, str) else bytes(pem)
-        return [_ser(register_pb2.ZRegisterMsg(pemCert=base64.b64encode(pem_bytes), serial=_text(body.get("serial"), "serial")))]
+        return [_ser(register_pb2.ZRegisterMsg(pemCert=base64.b64encode(pem_bytes), serial=_text(body.get("serial"), "serial"),
+                                               softSerial=_text(body.get("soft_serial", ""), "soft serial")))]
     if kind == "uuid":
         return [_ser(uuid_pb2.UuidRequest())]
     if kind == "config":
