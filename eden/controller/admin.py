@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
