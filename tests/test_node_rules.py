@@ -750,14 +750,53 @@ def test_force_fallback_counter_reboots_into_the_old_image() -> None:
     assert [d["partition"] for _t, d in drv.notes_of("boot_start", since)] == ["IMGA"]
 
 
-def test_force_fallback_needs_an_image_in_the_unused_partition() -> None:
+def test_force_fallback_needs_an_image_in_the_unused_partition_and_stays_pending() -> None:
+    """§3 forcefallback.go: a change whose preconditions fail is not saved; it stays pending and
+    acts once they hold (here: after an update leaves the old image in the unused partition)."""
     drv = online(driver())
     since = drv.now
     drv.ctrl.item("force.fallback.counter", 1)
     drv.run_for(600)
-    assert drv.node.persist.force_fallback_seen == 1
+    assert drv.node.persist.force_fallback_seen == 0  # not saved: pending
     assert not drv.has_note("reboot_scheduled", since)
     assert zb(drv)["IMGB"].state == PS.UNUSED and zb(drv)["IMGB"].version is None
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: drv.has_note("update_committed"), limit=7200)
+    committed = drv.now
+    # the pending change acts as soon as the commit leaves the old image in the unused partition
+    assert drv.notes_of("reboot_scheduled", since=committed)[0][1]["text"] == "forced fallback (force.fallback.counter)"
+    assert drv.node.persist.force_fallback_seen == 1
+
+
+def test_the_first_retry_counter_is_compared_with_a_saved_0() -> None:
+    """§3 handleUpdateRetryCounter: the saved counter is a file that reads 0 when absent, so the
+    first counter the device ever sees (1) is a change: a failed version is retried."""
+    drv = online(driver())
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running" and zb(drv)["IMGB"].state == PS.INPROGRESS and zb(drv).current == "IMGA")
+    assert drv.node.persist.retry_seen in (None, 0)
+    since = drv.now
+    drv.ctrl.bump_retry()  # 0 -> 1: the first counter the device sees
+    drv.run_until(lambda: drv.has_note("baseos_retry", since), limit=600)
+
+
+def test_a_config_tick_during_a_slow_poll_is_held_not_dropped() -> None:
+    """§1 flexTicker: a tick that fires while a poll runs is held (one deep); the next poll starts
+    as soon as the slow one returns."""
+    drv = online(driver())
+    drv.ctrl.item("timer.config.interval", 5)
+    drv.run_until(lambda: drv.node.item("timer.config.interval") == 5)
+    drv.run_for(30)
+    drv.ctrl.override["config"] = lambda s, t: (304, {}, 40.0)  # a 40 s poll: several ticks fire meanwhile
+    since = drv.now
+    drv.run_for(90)
+    polls = [t for t, _s in drv.sent("config", since=since)]
+    answers = [t for t, k, _s, _b in drv.responses if k == "config" and t >= since]
+    assert len(polls) >= 2 and all(any(abs(p - a) < 1e-6 for a in answers) for p in polls[1:])
 
 
 @pytest.mark.parametrize("stage", [ZSwState.DOWNLOAD_STARTED, ZSwState.LOADING], ids=["download", "write"])

@@ -234,6 +234,7 @@ class Node:
         self._ob_backoff = ONBOARD_BACKOFF_START
         self.zedagent = False
         self.poll_inflight = False
+        self.poll_pending = False
         self.last_hash = ""
         self.config_status: ConfigGetStatus | None = None
         self.config_received = False
@@ -714,8 +715,15 @@ class Node:
     def _config_tick(self, now: float) -> None:
         self._timer("config", now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
         if self.poll_inflight:
-            return  # the previous request is still running; this tick is dropped
+            # §1 flexTicker: a tick during a running poll is held (one deep) and the next poll
+            # starts as soon as that one returns.
+            self.poll_pending = True
+            return
+        self._poll(now)
+
+    def _poll(self, now: float) -> None:
         self.poll_inflight = True
+        self.poll_pending = False
         self._send("config", {"hash": self.last_hash, "token": self.token}, now)
 
     def _update_inprogress(self) -> bool:
@@ -801,17 +809,8 @@ class Node:
         if self.item("timer.config.interval") != old_interval:
             self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
         self._arm_nodeagent(now)
-        ff = int(ps.items.get("force.fallback.counter"))  # type: ignore[arg-type]
-        if ps.force_fallback_seen is None:
-            ps.force_fallback_seen = ff
-        elif ff != ps.force_fallback_seen:
-            ps.force_fallback_seen = ff
-            if self.zboot.can_force_fallback():
-                # §3: other=updating, reboot into it. INFERRED: reported as an UPDATE reboot.
-                self.zboot.set_updating(self.zboot.other_partition.label)
-                self._reboot(now, BootReason.UPDATE, "forced fallback (force.fallback.counter)")
-                self._publish(now)
-                return
+        if self._force_fallback(now):
+            return
         rc = cfg.get("reboot")
         if rc is not None:
             if ps.reboot_seen is None:
@@ -841,6 +840,26 @@ class Node:
             self._apply_apps(cfg.get("apps", {}), now)
         self._publish(now)
 
+    def _force_fallback(self, now: float) -> bool:
+        """§3 (P:cmd/baseosmgr/forcefallback.go): a changed ``force.fallback.counter`` makes the
+        other partition ``updating`` and reboots into it, if current is active and the other is
+        unused with a version. No saved counter yet: only stored. The new value is saved only when
+        the fallback happens, so a change whose preconditions fail stays pending and acts once they
+        hold (checked again when the partitions change: the commit)."""
+        ps = self.persist
+        ff = int(ps.items.get("force.fallback.counter"))  # type: ignore[arg-type]
+        if ps.force_fallback_seen is None:
+            ps.force_fallback_seen = ff
+            return False
+        if ff == ps.force_fallback_seen or not self.zboot.can_force_fallback() or self.rebooting is not None:
+            return False
+        ps.force_fallback_seen = ff
+        # INFERRED: reported as an UPDATE reboot.
+        self.zboot.set_updating(self.zboot.other_partition.label)
+        self._reboot(now, BootReason.UPDATE, "forced fallback (force.fallback.counter)")
+        self._publish(now)
+        return True
+
     # -------------------------------------------------------------------------------- base OS --
     def _apply_baseos(self, bos: dict[str, Any] | None, now: float) -> bool:
         """baseosmgr (§3). Returns True when app config must wait for the update reboot."""
@@ -848,8 +867,13 @@ class Node:
         if not bos:
             return False
         version, image, activate, retry = bos["version"], bos["image"], bool(bos.get("activate", True)), bos.get("retry", 0)
-        retry_changed = ps.retry_seen is not None and retry != ps.retry_seen
-        ps.retry_seen = retry
+        # §3 handleUpdateRetryCounter: compared with the saved counter (a file, 0 when absent); a
+        # change while the current partition is not active is ignored and not saved.
+        if self.zboot.current is not None and self.zboot.current_partition.state == PartitionState.ACTIVE:
+            retry_changed = retry != (ps.retry_seen or 0)
+            ps.retry_seen = retry
+        else:
+            retry_changed = False
         entry = ps.bos
         if entry is None or entry["version"] != version:
             entry = ps.bos = {"version": version, "image": image, "activate": activate, "zsw": ZSwState.INITIAL, "err": ""}
@@ -949,6 +973,8 @@ class Node:
         if self.deferred_reboot:
             self.deferred_reboot = False
             self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller (deferred by update test)")
+        elif self._force_fallback(now):
+            pass  # a pending forced fallback acts now that the old image sits in the unused partition
         elif self.persist.config is not None:
             self._apply_baseos(self.persist.config.get("baseos"), now)
             self._apply_apps(self.persist.config.get("apps", {}), now)
@@ -1394,6 +1420,8 @@ class Node:
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
             self._config_response(status, body, now)
+            if self.poll_pending and not self.poll_inflight and self.phase == "running" and self.rebooting is None:
+                self._poll(now)
         elif kind == "info":
             self._info_response(status, now)
         elif kind == "attest":
