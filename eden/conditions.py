@@ -10,7 +10,7 @@ that never reported has ``reported: False`` and fails every condition but ``onbo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from eden.scenario.model import Condition, Expectation
 
@@ -199,6 +199,3 @@ def describe_expectation(exp: Expectation) -> str:
     elif exp.within is not None:
         text += f" within {exp.within:g}s"
     return text
-
-
-Checker = Callable[[], Verdict]

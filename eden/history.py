@@ -30,8 +30,6 @@ from eden.reports.model import SuiteResults
 HISTORY_ENV = "EDEN_HISTORY"
 DEFAULT_DB = Path("reports") / "history.db"
 SCHEMA_VERSION = 1
-OWN_KEY = "-"
-"""The profile of an own-fleet entry in keys (as :attr:`EntryResult.key`)."""
 
 Key = tuple[str, str]
 

@@ -210,11 +210,6 @@ class HwProfile(_Strict):
         return nics
 
     @property
-    def app_memory(self) -> int:
-        """Memory left for applications."""
-        return self.memory - self.reserved_memory
-
-    @property
     def mgmt_nics(self) -> list[Nic]:
         return [n for n in self.nics if n.mgmt]
 

@@ -35,9 +35,6 @@ class Timeline:
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
 
-    def for_device(self, device: str) -> list[Event]:
-        return [e for e in self.events if e.device == device or e.device is None]
-
     def window(self, t0: float, t1: float, devices: set[str] | None = None, limit: int = 500) -> list[Event]:
         out = []
         for e in self.events:

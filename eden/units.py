@@ -199,10 +199,6 @@ def parse_rate(value: Any) -> float:
     return number
 
 
-def format_rate(bytes_per_second: float) -> str:
-    return format_bytes(bytes_per_second) + "/s"
-
-
 # ----------------------------------------------------------------------------- pydantic types
 
 
@@ -235,4 +231,3 @@ Rate = Annotated[
     BeforeValidator(parse_rate),
     _number_or_pattern(RATE_PATTERN, "bytes/s, or e.g. 20M/s, 100Mbit/s", minimum=0),
 ]
-Speed = Rate

@@ -30,10 +30,6 @@ class PortProxy:
         self._frozen: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
-    @property
-    def url_host(self) -> str:
-        return f"{self.host}:{self.port}"
-
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -201,9 +201,6 @@ class Store:
         self.db.executemany("DELETE FROM logs WHERE id=?", ids)
         return gone
 
-    def log_count(self, serial: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM logs WHERE serial=?", (serial,)).fetchone()[0])
-
     def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         self.db.executemany(sql, rows)
 

@@ -46,11 +46,6 @@ NIC = "net0"
 FIRST_SUBNET = 2
 _SOCK_LIMIT = 100  # sun_path is 108 bytes on Linux
 
-QMP_EVENTS_OF_INTEREST = frozenset(
-    {"RESET", "SHUTDOWN", "POWERDOWN", "STOP", "RESUME", "GUEST_PANICKED", "WATCHDOG", "NIC_RX_FILTER_CHANGED",
-     "SUSPEND", "WAKEUP"}
-)
-
 
 @dataclass(frozen=True)
 class Disk:
@@ -530,4 +525,3 @@ def parse_hostfwd(info_usernet: str) -> dict[int, int]:
             with contextlib.suppress(ValueError):
                 ports[int(fields[5])] = int(fields[3])
     return ports
-

@@ -171,14 +171,6 @@ def _png_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return h(value)
-
-
 # ------------------------------------------------------------------------------------ sections --
 def _hero(results: SuiteResults) -> str:
     counts = results.counts()
