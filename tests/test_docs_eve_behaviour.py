@@ -1,4 +1,4 @@
-"""docs/eve-behaviour.md lets a reader follow every ``§n`` the code cites (issue 14): it has a
+"""docs/eve-behaviour.md lets a reader follow every ``§n`` the code cites: it has a
 section for each cited number and names an EVE source in each section."""
 
 from __future__ import annotations

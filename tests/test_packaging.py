@@ -1,4 +1,4 @@
-"""The project's own packaging metadata loads without setuptools deprecation warnings (issue 14):
+"""The project's own packaging metadata loads without setuptools deprecation warnings:
 ``pip install -e .`` must not greet a newcomer with a warning about our pyproject.toml."""
 
 from __future__ import annotations

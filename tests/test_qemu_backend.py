@@ -1,4 +1,4 @@
-"""Backend ``qemu`` (first cut): ``eden run`` boots the reference image in a real QEMU VM with swtpm
+"""Backend ``qemu``: ``eden run`` boots the reference image in a real QEMU VM with swtpm
 against a real ``eden controller serve``, and leaves nothing behind.
 
 A successful run's timeline, logs and timings are checked on the QEMU suite's onboarding-smoke

@@ -83,7 +83,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
         "capabilities": frozenset({"power", "network", "config", "observe", "wait", "attestation", "baseos", "tamper"}),
         "refuses": {},
         "max_devices": 4,
-        "description": "QEMU VMs booting the reference image with swtpm and a serial console, in real time (first cut)",
+        "description": "QEMU VMs booting the reference image with swtpm and a serial console, in real time",
     },
     "board": {
         "available": False,

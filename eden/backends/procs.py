@@ -1,6 +1,6 @@
 """Child processes of a real-time run: started, watched and always reaped.
 
-Every process a backend starts (controller, device agents, later QEMU and swtpm) goes through
+Every process a backend starts (controller, device agents, QEMU, swtpm) goes through
 :class:`ProcessGroup`, which guarantees the house rule "nothing is left behind":
 
 * each child asks the kernel to SIGKILL it if the harness dies (``PR_SET_PDEATHSIG``), so even a

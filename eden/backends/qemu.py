@@ -1,4 +1,4 @@
-"""Backend ``qemu`` (first cut): one QEMU VM per device booting the reference image, with swtpm.
+"""Backend ``qemu``: one QEMU VM per device booting the reference image, with swtpm.
 
 What is real here: the controller process (as on ``emulated``), a VM per device (QEMU, TCG unless
 KVM works) booting the reference image (docs/reference-image.md: measured A/B boot into swtpm,

@@ -1,4 +1,4 @@
-"""Machine control for the QEMU backend (issue 5): host checks and the KVM probe, swtpm, the VM
+"""Machine control for the QEMU backend: host checks and the KVM probe, swtpm, the VM
 with QMP power control and events, the serial console with an expect engine, and SSH.
 
 The backend ties these together; see docs/qemu.md.
