@@ -203,6 +203,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             err.print(format_issues(exc.issues), markup=False, highlight=False)
             continue
+        if kind == "scenario":
+            from eden.run import backend_input_issues
+
+            problems = backend_input_issues(args.backend, obj)
+            if problems:
+                bad += 1
+                err.print(format_issues(problems), markup=False, highlight=False)
+                continue
         if kind == "scenario" and obj.warnings:
             err.print(format_issues(obj.warnings), markup=False, highlight=False)
         what = f"scenario '{obj.scenario.name}', {len(obj.devices)} device(s)" if kind == "scenario" else f"hardware profile '{obj.name}'"

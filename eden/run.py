@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eden.backends.base import backend_capabilities
-from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError
+from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, Issue
 from eden.metrics import all_metrics
 from eden.runner import Runner, run_verdict
 from eden.scenario.load import LoadedScenario, load_scenario
@@ -49,7 +49,21 @@ class RunResult:
 
 def load_for_backend(path: str | Path, backend: str) -> LoadedScenario:
     caps, max_devices = backend_capabilities(backend)
-    return load_scenario(path, backend=backend, capabilities=caps, max_devices=max_devices)
+    loaded = load_scenario(path, backend=backend, capabilities=caps, max_devices=max_devices)
+    issues = backend_input_issues(backend, loaded)
+    if issues:
+        raise InvalidInput(issues)
+    return loaded
+
+
+def backend_input_issues(backend: str, loaded: LoadedScenario) -> list[Issue]:
+    """What a backend needs beyond the file's own rules (real image files, environment), checked
+    at load with file:line:col rather than at run time; ``eden validate --backend`` reports them too."""
+    if backend == "qemu":
+        from eden.backends.qemu_eve import input_issues
+
+        return input_issues(loaded)
+    return []
 
 
 def make_backend(name: str, loaded: LoadedScenario, seed: int, timeline: Timeline, out_dir: Path | None = None) -> Any:

@@ -333,3 +333,28 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
         assert not list((tmp_path / "tmp").glob("eden-qemu-*")), "the working directory was left behind"
         assert not list((tmp_path / "out").glob("logs/qemu-*.cmdline")), "a VM was started"
     assert not _ours(), "processes left behind"
+
+
+def test_validate_for_qemu_reports_real_image_inputs_at_their_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`eden validate --backend qemu` checks what `run` would refuse at start (issue 12 section 4):
+    a missing path: image points at its `path:`, a missing EDEN_EVE_IMAGE at the EVE fleet entry."""
+    from eden import cli
+
+    scenario = tmp_path / "eve.yaml"
+    scenario.write_text(SCENARIO)
+    monkeypatch.delenv("EDEN_EVE_IMAGE", raising=False)
+    assert cli.main(["validate", "--backend", "qemu", str(scenario)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    lines = SCENARIO.splitlines()
+    line = lines.index("  eve-13: {version: 13.4.0, path: rootfs.img}")
+    col = lines[line].index("rootfs.img") + 1
+    assert f"eve.yaml:{line + 1}:{col}: error: image eve-13: path 'rootfs.img' not found" in err, err
+    fleet = lines.index("  - profile: eve-qemu-x86_64")
+    assert f"eve.yaml:{fleet + 1}:14: error: the fleet has EVE devices (profile eve-qemu-x86_64) but EDEN_EVE_IMAGE is not set" in err, err
+    # the same file validates for the simulator, which needs neither
+    assert cli.main(["validate", str(scenario)]) == EXIT_OK
+    mixed = tmp_path / "ref.yaml"
+    mixed.write_text(REFERENCE.replace("  base: {version: 13.4.0}", "  base: {version: 13.4.0, path: rootfs.img}"))
+    assert cli.main(["validate", "--backend", "qemu", str(mixed)]) == EXIT_INVALID
+    assert "no device of the fleet runs EVE-OS" in capsys.readouterr().err

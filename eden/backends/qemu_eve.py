@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eden.errors import InvalidInput
+from eden.errors import InvalidInput, Issue, issue_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from eden.profiles import HwProfile
@@ -57,6 +57,62 @@ class EvePlan:
     content: dict[str, Path]  # scenario image name -> EVE rootfs image for the datastore
 
 
+def input_issues(loaded: LoadedScenario, env: Mapping[str, str] | None = None) -> list[Issue]:
+    """Every way a scenario's real-image inputs are wrong for ``--backend qemu``, each at its
+    file:line:col: ``path:`` images that are missing or used without (or beside non-) EVE devices,
+    EVE devices without ``EDEN_EVE_IMAGE`` (or the variable without EVE devices), an
+    ``EDEN_EVE_IMAGE`` that is not an EVE disk. ``eden validate --backend qemu`` and ``eden run``
+    report them before anything starts."""
+    from eden.qemu.eve_image import CONFIG_PARTITION, disk_format, find_partition
+
+    env = os.environ if env is None else env
+    located = loaded.located
+    ids = eve_device_ids(loaded)
+    value = env.get(EVE_IMAGE_ENV, "").strip()
+    eve_entries = [i for i, entry in enumerate(loaded.scenario.fleet)
+                   if any(d.id in ids for d in loaded.devices if d.entry == i)]
+    at_fleet: tuple[str | int, ...] = ("fleet", eve_entries[0], "profile") if eve_entries else ("fleet",)
+    out: list[Issue] = []
+    everyone = bool(ids) and len(ids) == len(loaded.devices)
+    for name, img in loaded.scenario.images.items():
+        if img.path is None:
+            continue
+        where = ("images", name, "path")
+        if not ids:
+            out.append(issue_at(located, where, f"image {name}: a path: image is an EVE rootfs image, and no device of "
+                                "the fleet runs EVE-OS", EVE_PROFILE_HINT))
+            continue
+        if not everyone:
+            out.append(issue_at(located, where, "images with path: are EVE rootfs images; a fleet that mixes EVE and "
+                                "reference-image devices cannot use them", "run the EVE devices in a scenario of their own"))
+        p = Path(img.path).expanduser()
+        if not p.is_absolute():
+            p = loaded.path.parent / p
+        if not p.is_file():
+            out.append(issue_at(located, where, f"image {name}: path {img.path!r} not found (looked at {p})",
+                                "path: names EVE's rootfs image for base-OS updates, relative to the scenario file"))
+    if not ids:
+        if value:
+            out.append(issue_at(located, ("fleet",), f"{EVE_IMAGE_ENV} is set but no device of the fleet is an EVE device",
+                                f"{EVE_PROFILE_HINT}, or unset {EVE_IMAGE_ENV} to boot eden's reference image", key=True))
+        return out
+    profiles = sorted({d.profile_name for d in loaded.devices if d.id in ids})
+    if not value:
+        out.append(issue_at(located, at_fleet, f"the fleet has EVE devices (profile {', '.join(profiles)}) but "
+                            f"{EVE_IMAGE_ENV} is not set", f"set {EVE_IMAGE_ENV}=/path/to/live.raw (docker run lfedge/eve live)"))
+        return out
+    image = Path(value).expanduser()
+    if not image.is_file():
+        out.append(issue_at(located, at_fleet, f"{EVE_IMAGE_ENV}: EVE image not found ({value})",
+                            "give a raw or qcow2 EVE live image (docs/real-eve.md step 1)"))
+    elif disk_format(image) == "raw":  # a qcow2 is checked once converted (prepare_eve_disk)
+        try:
+            find_partition(image, CONFIG_PARTITION)
+        except InvalidInput as exc:
+            out.append(issue_at(located, at_fleet, f"{EVE_IMAGE_ENV}={value}: {exc.issues[0].message}", exc.issues[0].hint))
+    return out
+
+
 def eve_plan(loaded: LoadedScenario, env: Mapping[str, str] | None = None) -> EvePlan | None:
     """The live image and base-OS content for the run's EVE devices; ``None`` without any.
 
@@ -66,6 +122,9 @@ def eve_plan(loaded: LoadedScenario, env: Mapping[str, str] | None = None) -> Ev
     """
     from eden.qemu.eve_image import CONFIG_PARTITION, disk_format, find_partition
 
+    issues = input_issues(loaded, env)
+    if issues:
+        raise InvalidInput(issues)
     env = os.environ if env is None else env
     ids = eve_device_ids(loaded)
     value = env.get(EVE_IMAGE_ENV, "").strip()
