@@ -6,9 +6,8 @@ import asyncio
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-import pytest
 from aiohttp import web
 
 from eden.agent.transport import DeviceLink, Transport

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import uuid as uuidlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography import x509

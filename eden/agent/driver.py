@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
-from eden.agent.platform import NoPlatform, Platform, PlatformError
+from eden.agent.platform import NoPlatform, Platform
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm

@@ -24,8 +24,8 @@ from rich.live import Live
 from rich.table import Table
 
 from eden.agent.spec import DeviceSpec
-from eden.emulate.fleet import Fleet, MeasuredTransport, serial_name
-from eden.emulate.recorder import Recorder, is_error, percentiles_ms
+from eden.emulate.fleet import Fleet, MeasuredTransport
+from eden.emulate.recorder import Recorder, percentiles_ms
 from eden.errors import EXIT_FAILED, EXIT_OK, InfrastructureError, InvalidInput
 from eden.wire import pki
 from simulator.eve.config_items import close_keys, is_known, validate_item
