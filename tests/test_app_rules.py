@@ -197,3 +197,32 @@ def test_the_app_condition_matches_the_error_text_when_given() -> None:
     assert not match({"name": "x", "state": "INSTALLED", "error": ""}, {"reported": False})
     assert not match({"name": "x", "state": "ABSENT", "error": "needs"}, {"reported": True, "apps": {}})
     assert match({"name": "x", "state": "ABSENT", "error": ""}, {"reported": True, "apps": {}})
+
+
+def test_an_app_activating_while_another_halts_gets_the_notice_then_starts() -> None:
+    """§8 doActivate: when the halting apps' memory would cover the need, appErr is the
+    "waiting for one or more halting app instances" notice; once the halting app is gone the
+    retry starts it. Halting takes U[2, 10] s, so a seed is picked whose halt outlasts the new
+    app's ~4 s path to activation (the assertions hold for any seed that gets there)."""
+    for seed in range(1, 40):
+        drv = online(driver(seed=seed, memory=4 * GiB, reserved=1 * GiB))
+        _deploy(drv, old=_app(2 * GiB, kind="container"))
+        drv.run_until(lambda: _state(drv, "old") == ZSwState.RUNNING)
+        drv.ctrl.set(apps={"new": _app(2 * GiB, kind="container", size=1 * MiB)})
+        drv.run_until(lambda: "new" in drv.node.apps)
+        drv.run_until(
+            lambda: bool(drv.node.apps["new"]["err"]) or _state(drv, "new") == ZSwState.BOOTING or "old" not in drv.node.apps
+        )
+        if _state(drv, "old") != ZSwState.HALTING or not drv.node.apps["new"]["err"]:
+            continue
+        new = drv.node.apps["new"]
+        assert new["state"] == ZSwState.INSTALLED and new["severity"] == "NOTICE"
+        assert new["err"] == (
+            f"App instance needs {2 * GiB} bytes but only have {1 * GiB}; "
+            f"waiting for one or more halting app instances to free up {2 * GiB} bytes"
+        )
+        drv.run_until(lambda: _state(drv, "new") == ZSwState.RUNNING)
+        (removed_at,) = drv.note_times("app_removed")
+        assert drv.now - removed_at >= 5.0 and drv.node.apps["new"]["err"] == ""
+        return
+    raise AssertionError("no seed in 1..39 let the halt outlast the new app's activation")
