@@ -98,6 +98,22 @@ def test_memory_apps_ignore_check_lets_an_app_that_does_not_fit_start() -> None:
     assert not drv.has_note("app_error")
 
 
+def test_an_app_admitted_without_the_check_counts_without_vmm_overhead() -> None:
+    """§8 doActivate computes MemOverhead only inside the memory check: a 1 GiB VM activated with
+    memory.apps.ignore.check counts 1 GiB for later checks, so a 2 GiB container still fits in
+    the 3 GiB (it would not next to 1 GiB + ~400 MiB)."""
+    drv = online(driver(memory=4 * GiB, reserved=1 * GiB))
+    drv.ctrl.item("memory.apps.ignore.check", "true")
+    drv.run_for(120)
+    _deploy(drv, vm=_app(1 * GiB, cpus=2))
+    drv.run_until(lambda: _state(drv, "vm") == ZSwState.RUNNING)
+    drv.ctrl.item("memory.apps.ignore.check", "false")
+    drv.run_for(120)
+    _deploy(drv, box=_app(2 * GiB, kind="container"))
+    drv.run_until(lambda: _state(drv, "box") == ZSwState.RUNNING)
+    assert not drv.has_note("app_error")
+
+
 def test_more_vcpus_than_cores_is_not_refused() -> None:
     """§8: zedmanager and domainmgr have no vCPU-versus-cores check (unpinned VMs share all CPUs)."""
     drv = online(driver(cores=2, memory=4 * GiB, reserved=1 * GiB))

@@ -1173,9 +1173,9 @@ class Node:
         appErr EVE writes and waits for `checkRetry` (_app_retry). `memory.apps.ignore.check`
         skips the check."""
         spec = app["spec"]
-        if "overhead" not in app:  # status.MemOverhead, computed once per activation attempt
-            app["overhead"] = admission.vmm_overhead(spec, int(self.item("memory.vmm.limit.MiB")))
         if not self.items.get("memory.apps.ignore.check"):
+            if "overhead" not in app:  # status.MemOverhead: computed once, only when checking
+                app["overhead"] = admission.vmm_overhead(spec, int(self.item("memory.vmm.limit.MiB")))
             used = halting = 0
             others = False
             for other, a in self.apps.items():
