@@ -54,7 +54,10 @@ def observed(cond: Condition, view: View, key: str) -> Any:
     if key == "app":
         assert cond.app is not None
         app = (view.get("apps") or {}).get(cond.app.name)
-        return app["state"] if app else "ABSENT"
+        state = app["state"] if app else "ABSENT"
+        if cond.app.error is None:
+            return state
+        return {"state": state, "error": (app or {}).get("err") or ""}
     raise KeyError(key)
 
 
@@ -90,7 +93,12 @@ class DeviceMatcher:
             return (not reasons) if c.maintenance_mode == "NONE" else c.maintenance_mode in reasons
         if key == "app":
             assert c.app is not None
-            return value == c.app.state
+            if c.app.error is None:
+                return value == c.app.state
+            want = c.app.error
+            if value is None:
+                return False
+            return value["state"] == c.app.state and (want in value["error"] if want else not value["error"])
         if key == "boot_reason" and isinstance(c.boot_reason, list):
             return value in c.boot_reason
         return value == getattr(c, key)

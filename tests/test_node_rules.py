@@ -1379,8 +1379,10 @@ def _app(cpus: int, memory: int, size: int = 10 * MiB, kind: str = "vm") -> dict
     return {"kind": kind, "cpus": cpus, "memory": memory, "size": size, "activate": True}
 
 
-def test_apps_that_fit_run_and_those_that_do_not_end_in_error() -> None:
-    """§8: resources are checked; EVE's text for memory is "Remaining memory bytes ..."."""
+def test_apps_that_fit_run_and_one_that_does_not_waits_installed_with_eves_error() -> None:
+    """§8: states in order; memory is admitted at activation, VMM overhead included; a short app
+    waits INSTALLED with "Remaining memory bytes ..." and the running apps are undisturbed; no vCPU
+    check (8 vCPUs on 4 cores run)."""
     drv = driver(cores=4, memory=2 * GiB, reserved=768 * MiB)
     online(drv)
     trace = drv.watch(lambda n: n.apps.get("telemetry", {}).get("state"))
@@ -1395,17 +1397,18 @@ def test_apps_that_fit_run_and_those_that_do_not_end_in_error() -> None:
     apps = dict(drv.ctrl.config["apps"])
     apps["big-vm"] = _app(8, 512 * MiB)
     drv.ctrl.set(apps=apps)
-    drv.run_until(lambda: "big-vm" in drv.node.apps)
-    big = drv.node.apps["big-vm"]
-    assert big["state"] == ZSwState.ERROR and "8" in big["err"] and "4" in big["err"]
+    drv.run_until(lambda: drv.node.apps.get("big-vm", {}).get("state") == ZSwState.RUNNING)
+    assert drv.node.apps["big-vm"]["err"] == ""
 
-    apps["hungry"] = _app(2, 1200 * MiB)
+    apps["hungry"] = _app(2, 512 * MiB, kind="container")
     drv.ctrl.set(apps=apps)
-    drv.run_until(lambda: "hungry" in drv.node.apps)
+    drv.run_until(lambda: "Remaining" in drv.node.apps.get("hungry", {}).get("err", ""))
     hungry = drv.node.apps["hungry"]
-    remaining = 2 * GiB - 768 * MiB - 256 * MiB
-    assert hungry["state"] == ZSwState.ERROR
-    assert hungry["err"] == f"Remaining memory bytes {remaining} app instance needs {1200 * MiB}"
+    big_need = 512 * MiB + 350 * MiB + (512 * 1024 * 1024 * 25 // 1000) + 20 * MiB + 8 * 3 * MiB
+    remaining = 2 * GiB - 768 * MiB - 256 * MiB - big_need
+    assert hungry["state"] == ZSwState.INSTALLED
+    assert hungry["err"] == f"Remaining memory bytes {remaining} app instance needs {512 * MiB}"
     assert drv.node.apps["telemetry"]["state"] == ZSwState.RUNNING  # undisturbed
     drv.run_for(30)
-    assert drv.ctrl.info["apps"]["hungry"]["err"].startswith("Remaining memory bytes")
+    assert drv.node.apps["hungry"]["state"] == ZSwState.INSTALLED
+    assert drv.ctrl.info["apps"]["hungry"] == {"state": "INSTALLED", "err": hungry["err"]}

@@ -134,6 +134,8 @@ class PartitionCond(Base):
 class AppCond(Base):
     name: str
     state: AppStateName
+    error: str | None = None
+    """Text the app's appErr (ZInfoApp field 14) must contain; "" means no error at all."""
 
 
 class MetricCond(Base):

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from simulator.eve import admission
 from simulator.eve.config_items import GlobalConfig
 from simulator.eve.enums import (
     AttestState,
@@ -262,6 +263,7 @@ class Node:
         self._reverify: int | None = None
         self.maintenance: set[MaintenanceModeReason] = set()
         self.apps: dict[str, dict[str, Any]] = {}
+        self._app_retry_pending = False  # zedmanager's checkFreedResources (§8)
         self.boot_reason = BootReason.UNSPECIFIED
         self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
         self.boot_reason_text = ""
@@ -1151,11 +1153,7 @@ class Node:
             spec = desired[name]
             app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
             self.apps[name] = app
-            error = self._app_resource_error(name, spec)
-            if error:
-                app.update(state=ZSwState.ERROR, err=error)
-                self._note("app_error", app=name, err=error)
-                continue
+            # §8: no check here; memory is admitted at activation (_app_admit)
             if name in self.persist.apps_installed:  # after a reboot: boot again from its volume
                 app["stage"] = self._APP_STAGES.index(ZSwState.BOOTING)
             self._app_advance(name, now)
@@ -1165,18 +1163,61 @@ class Node:
                 self._timer(f"app:{name}", now + float(self.rng.uniform(2.0, 10.0)))
         self._publish(now)
 
-    def _app_resource_error(self, name: str, spec: dict[str, Any]) -> str:
-        if spec["cpus"] > self.p.cores:
-            return f"vCPUs {spec['cpus']} exceed the {self.p.cores} CPUs of this device"
-        used = sum(
-            a["spec"]["memory"]
-            for n, a in self.apps.items()
-            if n != name and a["state"] not in (ZSwState.ERROR, ZSwState.HALTING, ZSwState.HALTED)
-        )
-        remaining = self.p.memory - self.p.reserved_memory - used
-        if spec["memory"] > remaining:
-            return f"Remaining memory bytes {max(remaining, 0)} app instance needs {spec['memory']}"
-        return ""
+    def _app_admit(self, name: str, app: dict[str, Any], now: float) -> bool:
+        """zedmanager's memory check at activation (§8, P:cmd/zedmanager/updatestatus.go `doActivate`).
+
+        Runs when an installed app is about to boot, so its download and volumes are done. The need
+        is its memory plus the VMM overhead; what remains is the total less EVE's reservation and
+        the apps that are activated or activating (booting, running, or halting until they are
+        gone: memorysizemgmt.go `getRemainingMemory`). Short: the app stays INSTALLED with the
+        appErr EVE writes and waits for `checkRetry` (_app_retry). `memory.apps.ignore.check`
+        skips the check."""
+        spec = app["spec"]
+        if not self.items.get("memory.apps.ignore.check"):
+            if "overhead" not in app:  # status.MemOverhead: computed once, only when checking
+                app["overhead"] = admission.vmm_overhead(spec, int(self.item("memory.vmm.limit.MiB")))
+            used = halting = 0
+            others = False
+            for other, a in self.apps.items():
+                if other == name or not a.get("active"):
+                    continue
+                mem = admission.config_memory(a["spec"]) + a.get("overhead", 0)
+                used += mem
+                others = True
+                if a["state"] == ZSwState.HALTING:  # config gone: memory soon free
+                    halting += mem
+            remaining = max(self.p.memory - self.p.reserved_memory - used, 0)  # 0 on a discrepancy
+            need = admission.config_memory(spec) + app["overhead"]
+            short = admission.check(need, remaining, halting, others)
+            if short is not None:
+                new = not app.get("missing_memory") or app["err"] != short.error
+                app.update(err=short.error, severity=short.severity, missing_memory=True)
+                if new:
+                    self._note("app_error", app=name, err=short.error, severity=short.severity)
+                    self._publish(now)
+                return False
+        app.update(active=True, missing_memory=False, err="")
+        app.pop("severity", None)
+        return True
+
+    def _app_freed(self, now: float) -> None:
+        """An app stopped being activated: let the next free-resource tick retry (§8,
+        P:cmd/zedmanager/zedmanager.go freeResourceChecker 5-10 s; the tick's phase is not
+        modelled, a fresh draw stands for it). Only armed when an app waits for memory, so a quiet
+        node has no periodic work."""
+        if self._app_retry_pending or not any(a.get("missing_memory") for a in self.apps.values()):
+            return
+        self._app_retry_pending = True
+        self._timer("app_retry", now + float(self.rng.uniform(*admission.RETRY_TICK)))
+
+    def _app_retry(self, now: float) -> None:
+        """`checkRetry` (§8): every app waiting for memory clears its error and tries to activate
+        again, in name order (EVE walks a map; the order among them is not defined)."""
+        self._app_retry_pending = False
+        for name in sorted(self.apps):
+            app = self.apps[name]
+            if app.get("missing_memory") and app["state"] == ZSwState.INSTALLED:
+                self._app_advance(name, now)
 
     _APP_STAGES = (
         ZSwState.DOWNLOAD_STARTED,
@@ -1203,6 +1244,11 @@ class Node:
             app["state"] = ZSwState.HALTED
             self._publish(now)
             return
+        if state == ZSwState.BOOTING and not app.get("active") and not self._app_admit(name, app, now):
+            if app["state"] != ZSwState.INSTALLED:  # after a reboot: volumes there, doPrepare ran
+                app["state"] = ZSwState.INSTALLED
+                self._publish(now)
+            return  # waits INSTALLED for memory (§8)
         app["state"] = state
         app["stage"] = stage + 1
         durations = {
@@ -1232,10 +1278,6 @@ class Node:
                 continue
             app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
             self.apps[name] = app
-            error = self._app_resource_error(name, spec)
-            if error:
-                app.update(state=ZSwState.ERROR, err=error)
-                continue
             if name in self.persist.apps_installed:
                 app["stage"] = self._APP_STAGES.index(ZSwState.BOOTING)
             self._app_advance(name, now)
@@ -1248,6 +1290,8 @@ class Node:
             del self.apps[name]
             self.persist.apps_installed.discard(name)
             self._note("app_removed", app=name)
+            if app.get("active"):
+                self._app_freed(now)  # doInactivateHalt sets checkFreedResources
             self._publish(now)
             return
         self._app_advance(name, now)
@@ -1405,6 +1449,8 @@ class Node:
             self.hang("zedagent", now)
         elif name.startswith("app:"):
             self._app_timer(name[4:], now)
+        elif name == "app_retry":
+            self._app_retry(now)
         elif name.startswith("netfail:"):
             return self.on_response(int(name[8:]), 0, {"error": "timeout"}, now)
         return self._drain()
