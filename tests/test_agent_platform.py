@@ -115,7 +115,7 @@ def test_a_try_spent_by_a_crash_the_agent_never_saw_is_a_rollback(tmp_path: Path
     zb.current = "IMGA"
     node.persist.last_booted = "IMGA"
     node.persist.restart_counter = 1
-    node.persist.reboot_record = (BootReason.UPDATE, "NORMAL: baseos-update to 13.5.0")
+    node.persist.reboot_record = (BootReason.UPDATE, "NORMAL: baseos-update(IMGB) to EVE version 13.5.0 reboot")
     node.persist.reboot_image = "IMGA"
     zb.write_other("13.5.0", "next")
     zb.set_updating("IMGB")

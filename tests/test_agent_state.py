@@ -35,7 +35,7 @@ def _busy_persist() -> Persist:
     p.zboot.write_other("13.5.0", "next")
     p.zboot.set_updating(p.zboot.other_partition.label)
     p.uuid = "u-1"
-    p.reboot_record = (BootReason.UPDATE, "NORMAL: baseos-update to 13.5.0")
+    p.reboot_record = (BootReason.UPDATE, "NORMAL: baseos-update(IMGB) to EVE version 13.5.0 reboot")
     p.power_lost = True
     p.restart_counter = 7
     p.config = {"hash": "h", "items": {"timer.config.interval": 5}, "apps": {"a": {"cpus": 1, "memory": 2, "size": 3}}}

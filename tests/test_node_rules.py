@@ -650,7 +650,7 @@ def test_an_image_that_dies_before_its_nodeagent_leaves_the_stale_update_reason_
     drv.run_until(lambda: drv.node.phase == "running")
     _assert_rolled_back(drv)
     assert drv.node.boot_reason == BootReason.UPDATE
-    assert drv.node.boot_reason_text == "NORMAL: baseos-update to 2.0"
+    assert drv.node.boot_reason_text == "NORMAL: baseos-update(IMGB) to EVE version 2.0 reboot"
     rep = drv.node.report(drv.now)
     assert rep["sw"][1]["err"] == "" and rep["baseos"]["err"] == ""
     assert status(drv)[0] == BaseOsStatus.NONE  # INFERRED in the spec: no swErr, not activated
@@ -744,7 +744,8 @@ def test_force_fallback_counter_reboots_into_the_old_image() -> None:
     since = drv.now
     drv.ctrl.item("force.fallback.counter", 1)
     drv.run_until(lambda: zb(drv)["IMGA"].state == PS.UPDATING)
-    assert drv.node.rebooting == (BootReason.UPDATE, "forced fallback (force.fallback.counter)")  # INFERRED reason
+    # doZbootBaseOsInstallationComplete: the same reason and text as an update, to the old version
+    assert drv.node.rebooting == (BootReason.UPDATE, "NORMAL: baseos-update(IMGA) to EVE version 1.0 reboot")
     reboot_done(drv)
     assert zb(drv).current == "IMGA" and drv.node.running_version == "1.0"
     assert [d["partition"] for _t, d in drv.notes_of("boot_start", since)] == ["IMGA"]
@@ -764,7 +765,7 @@ def test_force_fallback_needs_an_image_in_the_unused_partition_and_stays_pending
     drv.run_until(lambda: drv.has_note("update_committed"), limit=7200)
     committed = drv.now
     # the pending change acts as soon as the commit leaves the old image in the unused partition
-    assert drv.notes_of("reboot_scheduled", since=committed)[0][1]["text"] == "forced fallback (force.fallback.counter)"
+    assert drv.notes_of("reboot_scheduled", since=committed)[0][1]["text"] == "NORMAL: baseos-update(IMGA) to EVE version 1.0 reboot"
     assert drv.node.persist.force_fallback_seen == 1
 
 

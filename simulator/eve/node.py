@@ -842,6 +842,12 @@ class Node:
             self._apply_apps(cfg.get("apps", {}), now)
         self._publish(now)
 
+    def _update_reboot_text(self) -> str:
+        """nodeagent's reboot for any other=updating partition, an update, a retry or a forced
+        fallback alike (P:cmd/nodeagent/handlebaseos.go ``doZbootBaseOsInstallationComplete``)."""
+        other = self.zboot.other_partition
+        return f"NORMAL: baseos-update({other.label}) to EVE version {other.version or '(unknown)'} reboot"
+
     def _force_fallback(self, now: float) -> bool:
         """§3 (P:cmd/baseosmgr/forcefallback.go): a changed ``force.fallback.counter`` makes the
         other partition ``updating`` and reboots into it, if current is active and the other is
@@ -856,9 +862,8 @@ class Node:
         if ff == ps.force_fallback_seen or not self.zboot.can_force_fallback() or self.rebooting is not None:
             return False
         ps.force_fallback_seen = ff
-        # INFERRED: reported as an UPDATE reboot.
         self.zboot.set_updating(self.zboot.other_partition.label)
-        self._reboot(now, BootReason.UPDATE, "forced fallback (force.fallback.counter)")
+        self._reboot(now, BootReason.UPDATE, self._update_reboot_text())
         self._publish(now)
         return True
 
@@ -893,7 +898,7 @@ class Node:
                 ps.failed.pop(version, None)
                 entry.update(zsw=ZSwState.INSTALLED, err="")
                 self._note("baseos_retry", version=version)
-                self._reboot(now, BootReason.UPDATE, f"retry update to {version}")
+                self._reboot(now, BootReason.UPDATE, self._update_reboot_text())
                 return True
             entry["zsw"] = ZSwState.INSTALLED
             # validatePartition quotes the failed boot's error, which is none when reboot-image
@@ -958,7 +963,7 @@ class Node:
         zb.set_updating(zb.other_partition.label)
         e["zsw"] = ZSwState.INSTALLED
         self._note("baseos_installed", version=e["version"], partition=zb.other_partition.label)
-        self._reboot(now, BootReason.UPDATE, f"NORMAL: baseos-update to {e['version']}")
+        self._reboot(now, BootReason.UPDATE, self._update_reboot_text())
         self._publish(now)
 
     def _commit(self, now: float) -> None:
