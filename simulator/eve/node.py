@@ -252,6 +252,8 @@ class Node:
         self.token: str | None = None
         self.quote_sent = False
         self._nonce: str | None = None
+        self._attest_pending = False  # a restart asked for while a cycle ran (§5 restartRequestPending)
+        self._attest_queued_cycle = False  # the running cycle is that queued one: it queues no other
         self._info_dirty = False
         self._info_inflight = False
         self._info_backoff = 0.0
@@ -724,7 +726,7 @@ class Node:
     def _poll(self, now: float) -> None:
         self.poll_inflight = True
         self.poll_pending = False
-        self._send("config", {"hash": self.last_hash, "token": self.token}, now)
+        self._send("config", {"hash": self.last_hash, "token": self.token}, now, ctx=self.token)
 
     def _update_inprogress(self) -> bool:
         """zedagent's ``updateInprogress`` (§1): the current partition is inprogress. Not while the
@@ -732,7 +734,7 @@ class Node:
         zb = self.zboot
         return zb.current is not None and zb.current_partition.state == PartitionState.INPROGRESS
 
-    def _config_response(self, status: int, body: dict[str, Any], now: float) -> None:
+    def _config_response(self, status: int, body: dict[str, Any], now: float, sent_token: str | None = None) -> None:
         self.poll_inflight = False
         error = body.get("error", "")
         if status in (200, 304):
@@ -760,12 +762,8 @@ class Node:
             self.config_status = ConfigGetStatus.FAIL
         if not self.config_received and not self.saved_read:
             self._read_saved(now)
-        if status == 403 and self.quote_sent and self.attest == AttestState.COMPLETE:
-            # §1/§5: 403 restarts attestation if a quote was ever sent. Only a finished one: while
-            # an attestation runs, a config sent with the token it is replacing gets 403 too, and
-            # restarting again would replace the new token before it is used (a livelock that slow
-            # links or a slow device make likely).
-            self._attest_start(now)
+        if status == 403 and self.quote_sent:
+            self._attest_restart_requested(sent_token, now)
         self._note("config_fail", status=status, error=error)
 
     def _contact(self, now: float, status: ConfigGetStatus) -> None:
@@ -1079,7 +1077,43 @@ class Node:
     def _attest_start(self, now: float) -> None:
         """§5 FSM: NONCE -> QUOTE -> (escrow) -> COMPLETE; errors -> RESTART_WAIT, fixed 15 s."""
         self.attest = AttestState.NONCE_WAIT
+        self._attest_pending = False  # §5 handleRetryTimerExpiryAtRestartWait clears the flag
         self._send("attest", {"type": "NONCE"}, now)
+
+    def _attest_restart_requested(self, sent_token: str | None, now: float) -> None:
+        """A config 403 after a quote was sent (§1, §5; P:cmd/zedagent/handleconfig.go
+        ``getLatestConfig``, P:attest/attest.go ``handleRestart``, ``handleRestartAtStateComplete``).
+
+        As EVE: at COMPLETE the FSM goes to RESTART_WAIT and starts over after 15 s; while a cycle
+        runs the request is remembered (one flag) and runs 15 s after that cycle's COMPLETE; in
+        RESTART_WAIT it is dropped (the timer's expiry clears the flag).
+
+        Bounded, unlike EVE, so that the token-replacement livelock cannot happen: a 403 for a
+        config sent with a token the device no longer holds answers a token already replaced and
+        asks for nothing, and the cycle the queue started queues no other. Without this, configs
+        sent with the old token while a new one is issued (a slow link) get 403 in every cycle and
+        each cycle would queue the next one forever."""
+        if sent_token != self.token:
+            return  # stale: that token was replaced after the config was sent
+        if self.attest == AttestState.COMPLETE:
+            self._attest_queued_cycle = False
+            self._note("attest_restart", why="config 403")
+            self._attest_restart_wait(now)
+        elif self.attest != AttestState.RESTART_WAIT and not self._attest_queued_cycle:
+            self._attest_pending = True
+
+    def _attest_complete(self, now: float) -> None:
+        """COMPLETE; a restart remembered during the cycle runs 15 s later (§5,
+        ``handleAttestEscrowRecordedAtAttestEscrowWait``)."""
+        self.attest = AttestState.COMPLETE
+        self._note("attested")
+        if self._attest_pending:
+            self._attest_pending = False
+            self._attest_queued_cycle = True
+            self._note("attest_restart", why="queued during the last cycle")
+            self._attest_restart_wait(now)
+        else:
+            self._attest_queued_cycle = False
 
     def _attest_restart_wait(self, now: float) -> None:
         self.attest = AttestState.RESTART_WAIT
@@ -1115,13 +1149,11 @@ class Node:
                 self.attest = AttestState.ATTEST_ESCROW_WAIT
                 self._send("attest", {"type": "STORE_KEYS", "token": self.token, "key": self.persist.vault_key}, now)
             else:
-                self.attest = AttestState.COMPLETE  # no TPM: escrow skipped (§5)
-                self._note("attested")
+                self._attest_complete(now)  # no TPM: escrow skipped (§5)
             self._publish(now)
         elif resp == "STORE_KEYS" and self.attest == AttestState.ATTEST_ESCROW_WAIT:
             if body.get("code") == "SUCCESS":
-                self.attest = AttestState.COMPLETE
-                self._note("attested")
+                self._attest_complete(now)
             else:
                 self._attest_restart_wait(now)
             self._publish(now)
@@ -1419,7 +1451,7 @@ class Node:
                 self.dpc_state = DPCState.SUCCESS
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
-            self._config_response(status, body, now)
+            self._config_response(status, body, now, ctx)
             if self.poll_pending and not self.poll_inflight and self.phase == "running" and self.rebooting is None:
                 self._poll(now)
         elif kind == "info":

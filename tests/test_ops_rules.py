@@ -1,0 +1,98 @@
+"""Operations rules of the node model (issue 13 items 9, 11, 12 and section 2): attestation
+restarts on a config 403, a hung agent, maintenance reasons, device deletion, shutdown.
+
+Same harness as tests/test_node_rules.py (a bare ``Node``, a fake controller, a heap of timers).
+Section numbers (``§5``) refer to shared/reference/eve-behaviour.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_node_rules import LAT, Driver, Send, driver, in_test_window, online, reboot_done, zb
+
+from simulator.eve.enums import AttestState, BootReason, ConfigGetStatus, MaintenanceModeReason, PartitionState as PS, ZDeviceState
+
+
+def _nonces(drv: Driver, since: float = -1.0) -> list[float]:
+    return [t for t, s in drv.sent("attest", since) if s.body["type"] == "NONCE"]
+
+
+# --------------------------------------------------------------------- item 9: 403 restarts --
+def test_a_403_during_attestation_queues_one_more_attestation_after_complete() -> None:
+    """§5 (P:attest/attest.go handleRestart, handleAttestEscrowRecordedAtAttestEscrowWait): a
+    restart asked for while a cycle runs is remembered and runs 15 s after that cycle's COMPLETE."""
+    drv = online(driver())
+    drv.ctrl.item("timer.config.interval", 5)
+    drv.run_for(30)
+    refuse = {"on": True}
+    drv.ctrl.override["config"] = lambda s, t: (403, {}, LAT) if refuse["on"] else None
+    # the NONCE answer takes 20 s, so polls with the current token get 403 while the cycle runs
+    drv.ctrl.override["attest"] = lambda s, t: None if s.body["type"] != "NONCE" else (201, {"type": "NONCE", "nonce": f"n{t}"}, 20.0)
+    t0 = drv.now
+    drv.run_until(lambda: len(_nonces(drv, t0)) == 1)
+    t_first = drv.now
+    # COMPLETE and at once RESTART_WAIT again: the restart remembered during the cycle
+    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
+    assert drv.has_note("attested", since=t_first)
+    refuse["on"] = False  # the controller accepts the new token from now on
+    t_complete = drv.now
+    forbidden_during = [t for t, k, s, _b in drv.responses if k == "config" and s == 403 and t_first < t < t_complete]
+    assert len(forbidden_during) >= 2, "no 403 arrived while the cycle ran"
+    drv.run_for(600)
+    nonces = _nonces(drv, t0)
+    assert len(nonces) == 2  # exactly one more attestation, not one per 403
+    assert nonces[1] == pytest.approx(t_complete + 15.0)
+    assert drv.node.attest == AttestState.COMPLETE
+
+
+class _TokenController:
+    """The real controller's rule (simulator/controller.py, eden/controller): config with a token
+    other than the newest one issued gets 403, and the token is issued when the quote is checked."""
+
+    def __init__(self, drv: Driver, quote_latency: float) -> None:
+        self.ctrl = drv.ctrl
+        self.required = False
+        self.quote_latency = quote_latency
+        drv.ctrl.override["config"] = self.config
+        drv.ctrl.override["attest"] = self.attest
+
+    def config(self, s: Send, t: float) -> tuple[int, dict[str, Any], float] | None:
+        if self.required and s.body.get("token") != self.ctrl.token:
+            return 403, {}, LAT
+        return None
+
+    def attest(self, s: Send, t: float) -> tuple[int, dict[str, Any], float] | None:
+        if s.body["type"] != "QUOTE":
+            return None
+        self.ctrl._n += 1
+        self.ctrl.token = f"token-{self.ctrl._n}"
+        self.required = True
+        return 201, {"type": "QUOTE", "code": "SUCCESS", "token": self.ctrl.token, "key": self.ctrl.escrow}, self.quote_latency
+
+    def revoke(self) -> None:
+        self.ctrl.token = None
+
+
+def test_a_revoked_token_on_a_slow_link_settles_without_a_livelock() -> None:
+    """Item 9 bound: the quote answer takes 20 s and polls run every 1.5-5 s, so in every cycle
+    some configs sent with the old token meet the controller's new one and get 403. Queued as in
+    EVE each cycle would queue the next forever; here the queued cycle queues none and a 403 for
+    a token already replaced asks for nothing, so the device settles at COMPLETE."""
+    drv = driver()
+    tc = _TokenController(drv, quote_latency=20.0)
+    online(drv)
+    drv.ctrl.item("timer.config.interval", 5)
+    drv.run_for(60)
+    assert drv.node.attest == AttestState.COMPLETE
+    t0 = drv.now
+    tc.revoke()
+    drv.run_for(3600)
+    forbidden = [t for t, k, s, _b in drv.responses if k == "config" and s == 403 and t > t0]
+    assert len(forbidden) >= 3  # the slow quote answer made stale-token 403s in the cycles
+    nonces = _nonces(drv, t0)
+    assert 1 <= len(nonces) <= 2  # the restart and at most the one queued behind it
+    assert drv.node.attest == AttestState.COMPLETE
+    assert not [t for t in nonces if t > t0 + 600]  # settled: nothing in the last 50 minutes
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
