@@ -96,3 +96,52 @@ def test_a_revoked_token_on_a_slow_link_settles_without_a_livelock() -> None:
     assert drv.node.attest == AttestState.COMPLETE
     assert not [t for t in nonces if t > t0 + 600]  # settled: nothing in the last 50 minutes
     assert drv.node.config_status == ConfigGetStatus.SUCCESS
+
+
+# ------------------------------------------------------------------ item 11: one agent hangs --
+def test_a_hung_zedagent_does_not_stop_nodeagent_the_test_window_commits() -> None:
+    """§3/§7: a hung zedagent is one agent, not the node. nodeagent keeps its 10 s ticks, and its
+    copy of the config status stays Success, so the window that started before the hang commits at
+    600 s; the watchdog reboots 300 s after the hang (WATCHDOG_HUNG) into the committed image."""
+    drv = driver()
+    online(drv)
+    start = in_test_window(drv)
+    drv.run(start + 400.0)
+    drv.call("hang", "zedagent")
+    hung = drv.now
+    drv.run_until(lambda: drv.has_note("update_committed"), limit=400)
+    assert drv.note_times("update_committed")[0] == pytest.approx(start + 600.0, abs=10.0)
+    assert not [t for t, s in drv.sent("config", since=hung + 1e-6)]
+    reset_at = reboot_done(drv)
+    assert reset_at == pytest.approx(hung + 300.0)
+    assert drv.resets[-1][1] == BootReason.WATCHDOG_HUNG
+    assert zb(drv).current == "IMGB" and zb(drv)["IMGB"].state == PS.ACTIVE  # no rollback
+    assert drv.node.boot_reason == BootReason.WATCHDOG_HUNG
+
+
+def test_a_hung_nodeagent_stops_the_commit_and_the_watchdog_rolls_back() -> None:
+    """§3/§7: with nodeagent hung its timers stop: the window does not commit, and the watchdog's
+    reset before the commit boots the old image, which reports WATCHDOG_HUNG."""
+    drv = driver()
+    online(drv)
+    start = in_test_window(drv)
+    drv.run(start + 400.0)
+    drv.call("hang", "nodeagent")
+    hung = drv.now
+    reset_at = reboot_done(drv)
+    assert reset_at == pytest.approx(hung + 300.0)
+    assert not drv.has_note("update_committed")
+    assert zb(drv).current == "IMGA"
+    assert drv.node.boot_reason == BootReason.WATCHDOG_HUNG
+
+
+def test_a_dead_agent_process_reboots_with_watchdog_pid() -> None:
+    """§7: a dead pid is found at the watchdog's next 1 s check -> reboot, WATCHDOG_PID."""
+    drv = online(driver())
+    drv.run_for(50)
+    drv.call("agent_exit", "zedmanager")
+    died = drv.now
+    reboot_done(drv)
+    assert drv.resets[-1] == (pytest.approx(died + 1.0), BootReason.WATCHDOG_PID)
+    assert drv.node.boot_reason == BootReason.WATCHDOG_PID
+    assert "zedmanager.pid" in drv.node.boot_reason_text

@@ -58,6 +58,7 @@ HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 ATTEST_RETRY = 15.0  # §5: fixed 15 s retry
 INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 min, +-30 s noise
 WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
+WATCHDOG_INTERVAL = 1.0  # §7 the watchdog daemon checks the pid files every second
 CRASH_LOOP_BRICK = 5  # consecutive boots that never start the agents: reported as bricked
 WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
 
@@ -188,6 +189,10 @@ class Persist:
     bos: dict[str, Any] | None = None  # the newest base-OS entry (swList beyond the partitions)
 
 
+# What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
+_ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
+_ZEDAGENT_TIMERS = frozenset({"config", "metrics", "deviceinfo", "info", "attest", "quote"})
+
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
 
 
@@ -217,7 +222,7 @@ class Node:
         self._dpc_cache: dict[bool, list[tuple[str, tuple[str, ...]]]] = {}
         self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
-        self.phase = "off"  # off | booting | running | rebooting | hung | bricked
+        self.phase = "off"  # off | booting | running | bricked
         self._reset_volatile()
 
     # ---------------------------------------------------------------------------------- plumbing --
@@ -268,6 +273,8 @@ class Node:
         self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
         self.boot_reason_text = ""
         self.net_broken = False
+        self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)
+        self._dead_agent = ""  # an agent whose process died (agent_exit)
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -533,15 +540,34 @@ class Node:
         return self._drain()
 
     def hang(self, agent: str, now: float) -> list[Action]:
-        """An agent stops touching its watchdog file: the watchdog reboots after 300 s (§7)."""
-        if self.phase not in ("running", "rebooting"):
+        """One agent stops (and stops touching /run/<agent>.touch); the watchdog reboots the
+        device 300 s later with WATCHDOG_HUNG (§7, eve:pkg/watchdog). The other agents go on:
+        nodeagent keeps ticking, so a test window that already started commits when it expires,
+        and its copy of the config status stays what zedagent last published (no fallback from a
+        hung zedagent's silence). A hung zedagent polls, reports and attests no more; a hung
+        nodeagent no longer runs its timers or a reboot in progress."""
+        if self.phase != "running" or agent in self.hung:
             return self._drain()
-        self._out.append(CancelAll())
-        self.phase = "hung"
-        self.poll_inflight = False
-        self._inflight.clear()
+        first = not self.hung
+        self.hung.add(agent)
         self._note("hang", agent=agent)
-        self._timer("watchdog", now + WATCHDOG_CHANGE)
+        if agent == "zedagent":
+            self.zedagent = False
+            self.poll_inflight = self.poll_pending = False
+            for rid in [r for r, (kind, _ctx) in self._inflight.items() if kind in _ZEDAGENT_REQUESTS]:
+                del self._inflight[rid]  # its answers find nobody to read them
+        if first:
+            self._timer("watchdog", now + WATCHDOG_CHANGE)
+        return self._drain()
+
+    def agent_exit(self, agent: str, now: float) -> list[Action]:
+        """An agent's process dies: the watchdog finds /run/<agent>.pid dead at its next 1 s check
+        and reboots with WATCHDOG_PID (§7, eve:pkg/watchdog). The first recorded reason wins."""
+        if self.phase != "running":
+            return self._drain()
+        self._note("agent_exit", agent=agent)
+        self._timer("watchdog_pid", now + WATCHDOG_INTERVAL)
+        self._dead_agent = agent
         return self._drain()
 
     def _synthesized_reason(self, power_lost: bool) -> tuple[BootReason, str]:
@@ -672,7 +698,7 @@ class Node:
 
     # -------------------------------------------------------------------------------- zedagent --
     def _start_zedagent(self, now: float) -> None:
-        if self.zedagent:
+        if self.zedagent or "zedagent" in self.hung:
             return
         self.zedagent = True
         # §1: the config hash lives in memory only, so the first poll of every boot sends "" and
@@ -1380,8 +1406,13 @@ class Node:
     def on_timer(self, name: str, now: float) -> list[Action]:
         phase = self.phase
         if name == "watchdog":
-            if phase in ("hung", "booting"):
-                self._hard_reset(now, BootReason.WATCHDOG_HUNG, "watchdog: touch file unchanged for 300 s")
+            if phase == "booting" or (phase == "running" and self.hung):
+                agent = ",".join(sorted(self.hung)) or "boot"
+                self._hard_reset(now, BootReason.WATCHDOG_HUNG, f"watchdog: /run/{agent}.touch unchanged for 300 s")
+            return self._drain()
+        if name == "watchdog_pid":
+            if phase == "running":
+                self._hard_reset(now, BootReason.WATCHDOG_PID, f"watchdog: /run/{self._dead_agent}.pid: process gone")
             return self._drain()
         if name == "crash":
             if phase == "booting":
@@ -1394,6 +1425,10 @@ class Node:
             return self._drain()
         if phase not in ("running",):
             return self._drain()
+        if self.hung and (
+            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot"))
+        ):
+            return self._drain()  # that agent is hung (hang)
         if name == "config":
             if self.zedagent:
                 self._config_tick(now)
