@@ -145,3 +145,79 @@ def test_a_dead_agent_process_reboots_with_watchdog_pid() -> None:
     assert drv.resets[-1] == (pytest.approx(died + 1.0), BootReason.WATCHDOG_PID)
     assert drv.node.boot_reason == BootReason.WATCHDOG_PID
     assert "zedmanager.pid" in drv.node.boot_reason_text
+
+
+# ----------------------------------------------------------- item 12: maintenance as EVE merges it --
+M = MaintenanceModeReason
+
+
+def _reasons(drv: Driver) -> set[MaintenanceModeReason]:
+    return set(drv.node.maintenance)
+
+
+def test_maintenance_mode_item_enabled_gives_user_requested_only() -> None:
+    """§6/§7 mergeMaintenanceMode: maintenance.mode=enabled -> [USER_REQUESTED] only, even with a
+    local reason present; back to none -> the local reason again."""
+    drv = online(driver())
+    drv.call("disk_space", 0)
+    assert _reasons(drv) == {M.LOW_DISK_SPACE}
+    drv.ctrl.item("maintenance.mode", "enabled")
+    drv.run_until(lambda: _reasons(drv) == {M.USER_REQUESTED}, limit=120)
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    drv.ctrl.item("maintenance.mode", "none")
+    drv.run_until(lambda: _reasons(drv) == {M.LOW_DISK_SPACE}, limit=120)
+
+
+def test_maintenance_mode_item_disabled_overrides_every_local_reason() -> None:
+    """§6/§7: maintenance.mode=disabled -> never in maintenance, over local reasons and the
+    config's maintenance_mode alike; the deferred apps are applied."""
+    drv = online(driver())
+    drv.call("tpm_sanity", False)
+    drv.ctrl.set(maintenance=True)
+    drv.run_until(lambda: _reasons(drv) == {M.USER_REQUESTED}, limit=120)  # api flag wins over local reasons
+    drv.ctrl.set(apps={"a": {"kind": "container", "cpus": 1, "memory": 64 * 2**20, "size": 2**20, "activate": True}})
+    drv.run_for(120)
+    assert "a" not in drv.node.apps  # deferred in maintenance
+    drv.ctrl.item("maintenance.mode", "disabled")
+    drv.run_until(lambda: not drv.node.maintenance, limit=120)
+    assert drv.node.device_state() == ZDeviceState.ONLINE
+    drv.run_until(lambda: "a" in drv.node.apps, limit=120)
+    assert drv.node.local_maintenance == {M.TPM_ENCRYPTION_FAILURE}  # still there, overridden
+
+
+def test_leaving_maintenance_forgets_the_config_hash_and_polls_at_once() -> None:
+    """§1: leaving maintenance mode clears the config hash and fetches the config at once
+    (forgetConfigHashOnLeavingMaintenanceMode, triggerGetConfig)."""
+    drv = online(driver())
+    drv.call("disk_space", 0)
+    drv.run_for(100)
+    drv.call("disk_space", 10 * 2**30)
+    left = drv.now
+    assert not drv.node.maintenance
+    drv.run_for(1)
+    polls = drv.sent("config", since=left)
+    assert polls and polls[0][0] == pytest.approx(left)
+    assert polls[0][1].body["hash"] == ""
+
+
+@pytest.mark.parametrize(
+    ("trigger", "reason"),
+    [(("disk_space", 0), M.LOW_DISK_SPACE), (("tpm_sanity", False), M.TPM_ENCRYPTION_FAILURE)],
+)
+def test_local_maintenance_triggers_defer_updates_and_survive_a_reboot(trigger: tuple[Any, ...], reason: MaintenanceModeReason) -> None:
+    """§5/§7: volumemgr RemainingSpace 0 -> LOW_DISK_SPACE; tpmmgr TPM_ENCRYPTION_FAILURE ->
+    TPM_ENCRYPTION_FAILURE. Base-OS changes are deferred; the condition is the hardware's, so it is
+    there again after a reboot."""
+    drv = online(driver())
+    drv.call(*trigger)
+    assert _reasons(drv) == {reason}
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_for(600)
+    assert zb(drv)["IMGB"].state == PS.UNUSED and drv.node.persist.bos is None  # deferred
+    drv.ctrl.set(reboot=1)
+    drv.run_for(60)
+    drv.ctrl.set(reboot=2)  # the first counter is only stored
+    reboot_done(drv)
+    assert drv.node.boot_reason == BootReason.REBOOT_CMD
+    assert _reasons(drv) == {reason}

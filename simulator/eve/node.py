@@ -187,6 +187,8 @@ class Persist:
     tamper: dict[str, str] = field(default_factory=dict)  # stage -> what an attacker changed
     apps_installed: set[str] = field(default_factory=set)
     bos: dict[str, Any] | None = None  # the newest base-OS entry (swList beyond the partitions)
+    disk_full: bool = False  # volumemgr's RemainingSpace is 0 (a property of the disk, §7)
+    tpm_broken: bool = False  # tpmmgr's sanity check fails with TPM_ENCRYPTION_FAILURE (§5, §7)
 
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
@@ -268,6 +270,9 @@ class Node:
         self._port_fails = 0
         self._reverify: int | None = None
         self.maintenance: set[MaintenanceModeReason] = set()
+        """The merged reasons the device reports (``_merge_maintenance``); set nowhere else."""
+        self.api_maintenance = False  # EdgeDevConfig.maintenance_mode of the config in use
+        self.local_maintenance: set[MaintenanceModeReason] = set()  # nodeagent's own reasons
         self.apps: dict[str, dict[str, Any]] = {}
         self.boot_reason = BootReason.UNSPECIFIED
         self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
@@ -636,6 +641,10 @@ class Node:
             self._note("vault_locked")
         if self.p.hang_per_day > 0:
             self._timer("hang", now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
+        if ps.disk_full:  # volumemgr and tpmmgr report again at start (disk_space, tpm_sanity)
+            self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, True, now)
+        if ps.tpm_broken:
+            self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, True, now)
         self._start_onboarding(now)
         self._arm_nodeagent(now)
 
@@ -733,8 +742,8 @@ class Node:
         self.config_received = True
         self.config_status = ConfigGetStatus.READ_SAVED
         self._note("config_read_saved", file="lastconfig" if cfg is ps.config else "lastconfig.bak")
-        if cfg.get("maintenance"):
-            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
+        self.api_maintenance = bool(cfg.get("maintenance"))
+        self._merge_maintenance(now)
         if not self.maintenance and self.vault_unlocked:  # baseosmgr waits for the vault too (§5)
             self._apply_baseos(cfg.get("baseos"), now)
         self._resume_apps(cfg, now)
@@ -833,6 +842,9 @@ class Node:
         if self.item("timer.config.interval") != old_interval:
             self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
         self._arm_nodeagent(now)
+        # parseConfig merges maintenance_mode (and parseConfigItems maintenance.mode) first (§7)
+        self.api_maintenance = bool(cfg.get("maintenance"))
+        self._merge_maintenance(now)
         if self._force_fallback(now):
             return
         rc = cfg.get("reboot")
@@ -847,10 +859,6 @@ class Node:
                     self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller")
                     self._publish(now)
                     return  # the rest of the config is ignored (still saved)
-        if cfg.get("maintenance"):
-            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
-        else:
-            self.maintenance.discard(MaintenanceModeReason.USER_REQUESTED)
         if self.maintenance:
             self._publish(now)
             return  # apps and baseOS deferred in maintenance mode (§7)
@@ -1003,6 +1011,59 @@ class Node:
             self._apply_baseos(self.persist.config.get("baseos"), now)
             self._apply_apps(self.persist.config.get("apps", {}), now)
 
+    # ----------------------------------------------------------------------------- maintenance --
+    def _set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
+        """nodeagent's ``addMaintenanceModeReason`` / ``removeMaintenanceModeReason`` (§7)."""
+        if on == (reason in self.local_maintenance):
+            return
+        (self.local_maintenance.add if on else self.local_maintenance.discard)(reason)
+        self._note("maintenance_reason", reason=reason.name, on=on)
+        self._merge_maintenance(now)
+
+    def _merge_maintenance(self, now: float) -> None:
+        """zedagent's ``mergeMaintenanceMode`` (§6, §7; P:cmd/zedagent/parseconfig.go): configItem
+        ``maintenance.mode`` enabled -> [USER_REQUESTED] only; disabled -> never in maintenance,
+        whatever the local reasons (VAULT_LOCKED_UP included); none -> the config's
+        maintenance_mode as [USER_REQUESTED] only, else nodeagent's local reasons. Leaving
+        maintenance forgets the config hash and fetches the config at once
+        (``forgetConfigHashOnLeavingMaintenanceMode``, ``triggerGetConfig``)."""
+        mode = self.items.get("maintenance.mode")
+        if mode == "enabled":
+            merged = {MaintenanceModeReason.USER_REQUESTED}
+        elif mode == "disabled":
+            merged = set()
+        elif self.api_maintenance:
+            merged = {MaintenanceModeReason.USER_REQUESTED}
+        else:
+            merged = set(self.local_maintenance)
+        if merged == self.maintenance:
+            return
+        left = bool(self.maintenance) and not merged
+        self.maintenance = merged
+        self._note("maintenance", reasons=sorted(r.name for r in merged))
+        if left and self.zedagent:
+            self.last_hash = ""
+            self._timer("config", now)
+        self._publish(now)
+
+    def disk_space(self, remaining: int, now: float) -> list[Action]:
+        """volumemgr's RemainingSpace: 0 -> maintenance LOW_DISK_SPACE, more -> cleared (§7,
+        P:cmd/nodeagent/nodeagent.go ``handleVolumeMgrStatusImpl``). Kept across reboots (it
+        is the disk's state; volumemgr publishes it again at start)."""
+        self.persist.disk_full = remaining <= 0
+        if self.phase == "running":
+            self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, self.persist.disk_full, now)
+        return self._drain()
+
+    def tpm_sanity(self, ok: bool, now: float) -> list[Action]:
+        """tpmmgr's sanity check (§5, hourly and at start): TPM_ENCRYPTION_FAILURE puts the device
+        in maintenance mode, a passing check clears it (``handleTpmStatusImpl``). Kept across
+        reboots (it is the TPM's state)."""
+        self.persist.tpm_broken = not ok
+        if self.phase == "running":
+            self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
+        return self._drain()
+
     # ------------------------------------------------------------------------------- nodeagent --
     def _tick_at_or_before(self, t: float) -> float:
         start = self.agents_at if self.agents_at is not None else t
@@ -1033,7 +1094,7 @@ class Node:
                 deadlines.append(self.test_start + self.item("timer.test.baseimage.update"))
             deadlines.append(contact + self.item("timer.update.fallback.no.network"))
         deadlines.append(contact + self.item("timer.reboot.no.network"))
-        if not self.vault_unlocked and self.first_success is not None and MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
+        if not self.vault_unlocked and self.first_success is not None and MaintenanceModeReason.VAULT_LOCKED_UP not in self.local_maintenance:
             deadlines.append(max(self.vault_at or now, self.first_success) + self.item("timer.vault.ready.cutoff"))
         due = min(deadlines)
         ticks = max(1, math.ceil((due - self.agents_at) / NODEAGENT_TICK + 1e-9))
@@ -1061,10 +1122,8 @@ class Node:
             if self.test_start is not None and now - self.test_start >= self.item("timer.test.baseimage.update"):
                 self._commit(now)
         elif not self.vault_unlocked and self._vault_cutoff_passed(now):
-            if MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
-                self.maintenance.add(MaintenanceModeReason.VAULT_LOCKED_UP)  # §5
-                self._note("maintenance", reason="VAULT_LOCKED_UP")
-                self._publish(now)
+            if MaintenanceModeReason.VAULT_LOCKED_UP not in self.local_maintenance:
+                self._set_local_maintenance(MaintenanceModeReason.VAULT_LOCKED_UP, True, now)  # §5
         if silent > self.item("timer.reboot.no.network"):
             self._reboot(now, BootReason.DISCONNECT, "no controller connectivity for timer.reboot.no.network")
             return
@@ -1168,8 +1227,7 @@ class Node:
                 self.vault_unlocked = True
                 self.persist.seal = seal_digest(self.pcrs)
                 self._note("vault_unlocked")
-                if MaintenanceModeReason.VAULT_LOCKED_UP in self.maintenance:
-                    self.maintenance.discard(MaintenanceModeReason.VAULT_LOCKED_UP)
+                self._set_local_maintenance(MaintenanceModeReason.VAULT_LOCKED_UP, False, now)
                 self._vault_ready(now)
             if self.p.tpm:
                 self.attest = AttestState.ATTEST_ESCROW_WAIT
