@@ -221,3 +221,59 @@ def test_local_maintenance_triggers_defer_updates_and_survive_a_reboot(trigger: 
     reboot_done(drv)
     assert drv.node.boot_reason == BootReason.REBOOT_CMD
     assert _reasons(drv) == {reason}
+
+
+# ------------------------------------------------------------- device deletion / uuid change --
+def test_config_404_looks_the_uuid_up_at_most_every_10_min_from_zedagent_start() -> None:
+    """§1 potentialUUIDUpdate: a config 404/400 runs ``client getUuid``; the first not before
+    10 min after zedagent start, then at most every 10 min, however many polls fail."""
+    drv = online(driver())
+    drv.ctrl.item("timer.config.interval", 5)
+    drv.run_for(30)
+    drv.ctrl.override["config"] = lambda s, t: (404, {}, LAT)  # the device was deleted
+    t_del = drv.now
+    drv.run_for(1900)
+    fails = [t for t, k, st, _b in drv.responses if k == "config" and st == 404]
+    assert len(fails) > 100
+    lookups = [t for t, _s in drv.sent("uuid", since=t_del)]
+    assert len(lookups) == 3
+    z_start = drv.sent("config")[0][0]  # zedagent's first poll: its start
+    assert z_start + 600.0 <= lookups[0] < z_start + 610.0  # counted from zedagent start, not the first 404
+    assert all(b - a >= 600.0 for a, b in zip(lookups, lookups[1:]))
+    assert all(b - a < 610.0 for a, b in zip(lookups, lookups[1:]))  # at the next 404 after 10 min
+    assert drv.node.persist.uuid == "uuid-1"  # the same answer: nothing changes
+
+
+def test_a_uuid_lookup_takes_the_new_uuid_and_config_works_again() -> None:
+    """§1: the device was deleted and created again under a new UUID: the lookup returns it,
+    the device uses it (id/<uuid>/ paths) and gets a full config."""
+    drv = online(driver())
+    drv.run_for(600)
+    new = {"uuid": "uuid-2"}
+    drv.ctrl.override["config"] = lambda s, t: None if drv.node.persist.uuid == new["uuid"] else (404, {}, LAT)
+    drv.ctrl.override["uuid"] = lambda s, t: (200, new, LAT)
+    t_del = drv.now
+    drv.run_until(lambda: drv.node.persist.uuid == "uuid-2", limit=700)
+    changed = drv.now
+    assert drv.has_note("uuid_changed", since=t_del)
+    drv.run_until(lambda: any(t > changed and k == "config" and st == 200 for t, k, st, _b in drv.responses), limit=120)
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+
+
+def test_a_deleted_device_registers_again_at_its_next_boot() -> None:
+    """§1: the lookup cannot find a deleted device (uuid 404); register runs on every boot while
+    the onboard cert exists, so after a reboot it registers anew (201) and gets its new UUID."""
+    drv = online(driver())
+    deleted = {"on": True}
+    drv.ctrl.override["config"] = lambda s, t: (404, {}, LAT) if deleted["on"] else None
+    drv.ctrl.override["uuid"] = lambda s, t: (404, {}, LAT) if deleted["on"] or drv.ctrl.cert is None else (200, {"uuid": "uuid-9"}, LAT)
+    drv.run_for(1300)
+    assert drv.node.persist.uuid == "uuid-1" and len(drv.sent("uuid")) >= 2  # lookups found nothing
+    deleted["on"] = False
+    drv.ctrl.cert = None  # the controller forgot the device: the next register is a new one
+    drv.power_off()
+    drv.run_for(5)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.persist.uuid == "uuid-9", limit=600)
+    assert [st for _t, k, st, _b in drv.responses if k == "register"][-1] == 201
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=120)

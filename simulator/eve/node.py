@@ -58,6 +58,7 @@ HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 ATTEST_RETRY = 15.0  # §5: fixed 15 s retry
 INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 min, +-30 s noise
 WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
+UUID_LOOKUP_EVERY = 600.0  # §1 potentialUUIDUpdate: at most every 10 min, from zedagent start
 WATCHDOG_INTERVAL = 1.0  # §7 the watchdog daemon checks the pid files every second
 CRASH_LOOP_BRICK = 5  # consecutive boots that never start the agents: reported as bricked
 WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
@@ -280,6 +281,8 @@ class Node:
         self.net_broken = False
         self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)
         self._dead_agent = ""  # an agent whose process died (agent_exit)
+        self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
+        self._uuid_lookup_inflight = False
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -722,6 +725,7 @@ class Node:
             elif bos["zsw"] == ZSwState.LOADING:
                 bos["zsw"] = ZSwState.DELIVERED
         self._timer("config", now)  # first poll at start (§1)
+        self._uuid_lookup_at = now  # lastDevUUIDChange starts at zedagent start (§1)
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
         self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
         self._timer("porttest", now + self.item("timer.port.testinterval"))
@@ -799,7 +803,34 @@ class Node:
             self._read_saved(now)
         if status == 403 and self.quote_sent:
             self._attest_restart_requested(sent_token, now)
+        if status in (404, 400):
+            self._potential_uuid_update(now)
         self._note("config_fail", status=status, error=error)
+
+    def _potential_uuid_update(self, now: float) -> None:
+        """Config 404/400 ("device deleted in controller?"): ``client getUuid`` at most every
+        10 min, the first not before 10 min after zedagent start (§1, P:cmd/zedagent/handleconfig.go
+        ``potentialUUIDUpdate``; one lookup at a time, its pidfile check). The model sends one
+        ``uuid`` request per lookup, not the client's retry loop."""
+        if self._uuid_lookup_inflight or self._uuid_lookup_at is None or now - self._uuid_lookup_at < UUID_LOOKUP_EVERY:
+            return
+        self._uuid_lookup_at = now
+        self._uuid_lookup_inflight = True
+        self._note("uuid_lookup")
+        self._send("uuid", {}, now, ctx="lookup")
+
+    def _uuid_lookup_response(self, status: int, body: dict[str, Any], now: float) -> None:
+        """A UUID the controller gives now replaces the old one (P:cmd/client/client.go
+        ``finalizeOnboarding``): requests go to the new ``id/<uuid>/`` and the next config is a
+        full one."""
+        self._uuid_lookup_inflight = False
+        new = body.get("uuid") if status in (200, 201) else None
+        if not new or new == self.persist.uuid:
+            return
+        self._note("uuid_changed", old=self.persist.uuid, new=new)
+        self.persist.uuid = new
+        self.last_hash = ""
+        self._publish(now)
 
     def _contact(self, now: float, status: ConfigGetStatus) -> None:
         was = self.config_status
@@ -1539,7 +1570,9 @@ class Node:
         if entry is None or self.phase != "running":
             return self._drain()
         kind, ctx = entry
-        if kind in ("certs", "register", "uuid"):
+        if kind == "uuid" and ctx == "lookup":
+            self._uuid_lookup_response(status, body, now)
+        elif kind in ("certs", "register", "uuid"):
             if kind == "certs" and status == 200:
                 self.dpc_state = DPCState.SUCCESS
             self._onboard_response(kind, status, body, now)
