@@ -59,6 +59,8 @@ HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 ATTEST_RETRY = 15.0  # §5: fixed 15 s retry
 INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 min, +-30 s noise
 WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
+UUID_LOOKUP_EVERY = 600.0  # §1 potentialUUIDUpdate: at most every 10 min, from zedagent start
+WATCHDOG_INTERVAL = 1.0  # §7 the watchdog daemon checks the pid files every second
 CRASH_LOOP_BRICK = 5  # consecutive boots that never start the agents: reported as bricked
 WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
 
@@ -187,7 +189,13 @@ class Persist:
     tamper: dict[str, str] = field(default_factory=dict)  # stage -> what an attacker changed
     apps_installed: set[str] = field(default_factory=set)
     bos: dict[str, Any] | None = None  # the newest base-OS entry (swList beyond the partitions)
+    disk_full: bool = False  # volumemgr's RemainingSpace is 0 (a property of the disk, §7)
+    tpm_broken: bool = False  # tpmmgr's sanity check fails with TPM_ENCRYPTION_FAILURE (§5, §7)
 
+
+# What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
+_ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
+_ZEDAGENT_TIMERS = frozenset({"config", "metrics", "deviceinfo", "info", "attest", "quote"})
 
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
 
@@ -218,7 +226,7 @@ class Node:
         self._dpc_cache: dict[bool, list[tuple[str, tuple[str, ...]]]] = {}
         self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
-        self.phase = "off"  # off | booting | running | rebooting | hung | bricked
+        self.phase = "off"  # off | booting | running | bricked
         self._reset_volatile()
 
     # ---------------------------------------------------------------------------------- plumbing --
@@ -253,6 +261,8 @@ class Node:
         self.token: str | None = None
         self.quote_sent = False
         self._nonce: str | None = None
+        self._attest_pending = False  # a restart asked for while a cycle ran (§5 restartRequestPending)
+        self._attest_queued_cycle = False  # the running cycle is that queued one: it queues no other
         self._info_dirty = False
         self._info_inflight = False
         self._info_backoff = 0.0
@@ -262,12 +272,19 @@ class Node:
         self._port_fails = 0
         self._reverify: int | None = None
         self.maintenance: set[MaintenanceModeReason] = set()
+        """The merged reasons the device reports (``_merge_maintenance``); set nowhere else."""
+        self.api_maintenance = False  # EdgeDevConfig.maintenance_mode of the config in use
+        self.local_maintenance: set[MaintenanceModeReason] = set()  # nodeagent's own reasons
         self.apps: dict[str, dict[str, Any]] = {}
         self._app_retry_pending = False  # zedmanager's checkFreedResources (§8)
         self.boot_reason = BootReason.UNSPECIFIED
         self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
         self.boot_reason_text = ""
         self.net_broken = False
+        self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)
+        self._dead_agent = ""  # an agent whose process died (agent_exit)
+        self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
+        self._uuid_lookup_inflight = False
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -533,15 +550,34 @@ class Node:
         return self._drain()
 
     def hang(self, agent: str, now: float) -> list[Action]:
-        """An agent stops touching its watchdog file: the watchdog reboots after 300 s (§7)."""
-        if self.phase not in ("running", "rebooting"):
+        """One agent stops (and stops touching /run/<agent>.touch); the watchdog reboots the
+        device 300 s later with WATCHDOG_HUNG (§7, eve:pkg/watchdog). The other agents go on:
+        nodeagent keeps ticking, so a test window that already started commits when it expires,
+        and its copy of the config status stays what zedagent last published (no fallback from a
+        hung zedagent's silence). A hung zedagent polls, reports and attests no more; a hung
+        nodeagent no longer runs its timers or a reboot in progress."""
+        if self.phase != "running" or agent in self.hung:
             return self._drain()
-        self._out.append(CancelAll())
-        self.phase = "hung"
-        self.poll_inflight = False
-        self._inflight.clear()
+        first = not self.hung
+        self.hung.add(agent)
         self._note("hang", agent=agent)
-        self._timer("watchdog", now + WATCHDOG_CHANGE)
+        if agent == "zedagent":
+            self.zedagent = False
+            self.poll_inflight = self.poll_pending = False
+            for rid in [r for r, (kind, _ctx) in self._inflight.items() if kind in _ZEDAGENT_REQUESTS]:
+                del self._inflight[rid]  # its answers find nobody to read them
+        if first:
+            self._timer("watchdog", now + WATCHDOG_CHANGE)
+        return self._drain()
+
+    def agent_exit(self, agent: str, now: float) -> list[Action]:
+        """An agent's process dies: the watchdog finds /run/<agent>.pid dead at its next 1 s check
+        and reboots with WATCHDOG_PID (§7, eve:pkg/watchdog). The first recorded reason wins."""
+        if self.phase != "running":
+            return self._drain()
+        self._note("agent_exit", agent=agent)
+        self._timer("watchdog_pid", now + WATCHDOG_INTERVAL)
+        self._dead_agent = agent
         return self._drain()
 
     def _synthesized_reason(self, power_lost: bool) -> tuple[BootReason, str]:
@@ -610,6 +646,10 @@ class Node:
             self._note("vault_locked")
         if self.p.hang_per_day > 0:
             self._timer("hang", now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
+        if ps.disk_full:  # volumemgr and tpmmgr report again at start (disk_space, tpm_sanity)
+            self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, True, now)
+        if ps.tpm_broken:
+            self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, True, now)
         self._start_onboarding(now)
         self._arm_nodeagent(now)
 
@@ -672,7 +712,7 @@ class Node:
 
     # -------------------------------------------------------------------------------- zedagent --
     def _start_zedagent(self, now: float) -> None:
-        if self.zedagent:
+        if self.zedagent or "zedagent" in self.hung:
             return
         self.zedagent = True
         # §1: the config hash lives in memory only, so the first poll of every boot sends "" and
@@ -687,6 +727,7 @@ class Node:
             elif bos["zsw"] == ZSwState.LOADING:
                 bos["zsw"] = ZSwState.DELIVERED
         self._timer("config", now)  # first poll at start (§1)
+        self._uuid_lookup_at = now  # lastDevUUIDChange starts at zedagent start (§1)
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
         self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
         self._timer("porttest", now + self.item("timer.port.testinterval"))
@@ -707,8 +748,8 @@ class Node:
         self.config_received = True
         self.config_status = ConfigGetStatus.READ_SAVED
         self._note("config_read_saved", file="lastconfig" if cfg is ps.config else "lastconfig.bak")
-        if cfg.get("maintenance"):
-            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
+        self.api_maintenance = bool(cfg.get("maintenance"))
+        self._merge_maintenance(now)
         if not self.maintenance and self.vault_unlocked:  # baseosmgr waits for the vault too (§5)
             self._apply_baseos(cfg.get("baseos"), now)
         self._resume_apps(cfg, now)
@@ -726,7 +767,7 @@ class Node:
     def _poll(self, now: float) -> None:
         self.poll_inflight = True
         self.poll_pending = False
-        self._send("config", {"hash": self.last_hash, "token": self.token}, now)
+        self._send("config", {"hash": self.last_hash, "token": self.token}, now, ctx=self.token)
 
     def _update_inprogress(self) -> bool:
         """zedagent's ``updateInprogress`` (§1): the current partition is inprogress. Not while the
@@ -734,7 +775,7 @@ class Node:
         zb = self.zboot
         return zb.current is not None and zb.current_partition.state == PartitionState.INPROGRESS
 
-    def _config_response(self, status: int, body: dict[str, Any], now: float) -> None:
+    def _config_response(self, status: int, body: dict[str, Any], now: float, sent_token: str | None = None) -> None:
         self.poll_inflight = False
         error = body.get("error", "")
         if status in (200, 304):
@@ -762,13 +803,36 @@ class Node:
             self.config_status = ConfigGetStatus.FAIL
         if not self.config_received and not self.saved_read:
             self._read_saved(now)
-        if status == 403 and self.quote_sent and self.attest == AttestState.COMPLETE:
-            # §1/§5: 403 restarts attestation if a quote was ever sent. Only a finished one: while
-            # an attestation runs, a config sent with the token it is replacing gets 403 too, and
-            # restarting again would replace the new token before it is used (a livelock that slow
-            # links or a slow device make likely).
-            self._attest_start(now)
+        if status == 403 and self.quote_sent:
+            self._attest_restart_requested(sent_token, now)
+        if status in (404, 400):
+            self._potential_uuid_update(now)
         self._note("config_fail", status=status, error=error)
+
+    def _potential_uuid_update(self, now: float) -> None:
+        """Config 404/400 ("device deleted in controller?"): ``client getUuid`` at most every
+        10 min, the first not before 10 min after zedagent start (§1, P:cmd/zedagent/handleconfig.go
+        ``potentialUUIDUpdate``; one lookup at a time, its pidfile check). The model sends one
+        ``uuid`` request per lookup, not the client's retry loop."""
+        if self._uuid_lookup_inflight or self._uuid_lookup_at is None or now - self._uuid_lookup_at < UUID_LOOKUP_EVERY:
+            return
+        self._uuid_lookup_at = now
+        self._uuid_lookup_inflight = True
+        self._note("uuid_lookup")
+        self._send("uuid", {}, now, ctx="lookup")
+
+    def _uuid_lookup_response(self, status: int, body: dict[str, Any], now: float) -> None:
+        """A UUID the controller gives now replaces the old one (P:cmd/client/client.go
+        ``finalizeOnboarding``): requests go to the new ``id/<uuid>/`` and the next config is a
+        full one."""
+        self._uuid_lookup_inflight = False
+        new = body.get("uuid") if status in (200, 201) else None
+        if not new or new == self.persist.uuid:
+            return
+        self._note("uuid_changed", old=self.persist.uuid, new=new)
+        self.persist.uuid = new
+        self.last_hash = ""
+        self._publish(now)
 
     def _contact(self, now: float, status: ConfigGetStatus) -> None:
         was = self.config_status
@@ -811,6 +875,9 @@ class Node:
         if self.item("timer.config.interval") != old_interval:
             self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
         self._arm_nodeagent(now)
+        # parseConfig merges maintenance_mode (and parseConfigItems maintenance.mode) first (§7)
+        self.api_maintenance = bool(cfg.get("maintenance"))
+        self._merge_maintenance(now)
         if self._force_fallback(now):
             return
         rc = cfg.get("reboot")
@@ -825,10 +892,6 @@ class Node:
                     self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller")
                     self._publish(now)
                     return  # the rest of the config is ignored (still saved)
-        if cfg.get("maintenance"):
-            self.maintenance.add(MaintenanceModeReason.USER_REQUESTED)
-        else:
-            self.maintenance.discard(MaintenanceModeReason.USER_REQUESTED)
         if self.maintenance:
             self._publish(now)
             return  # apps and baseOS deferred in maintenance mode (§7)
@@ -986,6 +1049,59 @@ class Node:
             self._apply_baseos(self.persist.config.get("baseos"), now)
             self._apply_apps(self.persist.config.get("apps", {}), now)
 
+    # ----------------------------------------------------------------------------- maintenance --
+    def _set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
+        """nodeagent's ``addMaintenanceModeReason`` / ``removeMaintenanceModeReason`` (§7)."""
+        if on == (reason in self.local_maintenance):
+            return
+        (self.local_maintenance.add if on else self.local_maintenance.discard)(reason)
+        self._note("maintenance_reason", reason=reason.name, on=on)
+        self._merge_maintenance(now)
+
+    def _merge_maintenance(self, now: float) -> None:
+        """zedagent's ``mergeMaintenanceMode`` (§6, §7; P:cmd/zedagent/parseconfig.go): configItem
+        ``maintenance.mode`` enabled -> [USER_REQUESTED] only; disabled -> never in maintenance,
+        whatever the local reasons (VAULT_LOCKED_UP included); none -> the config's
+        maintenance_mode as [USER_REQUESTED] only, else nodeagent's local reasons. Leaving
+        maintenance forgets the config hash and fetches the config at once
+        (``forgetConfigHashOnLeavingMaintenanceMode``, ``triggerGetConfig``)."""
+        mode = self.items.get("maintenance.mode")
+        if mode == "enabled":
+            merged = {MaintenanceModeReason.USER_REQUESTED}
+        elif mode == "disabled":
+            merged = set()
+        elif self.api_maintenance:
+            merged = {MaintenanceModeReason.USER_REQUESTED}
+        else:
+            merged = set(self.local_maintenance)
+        if merged == self.maintenance:
+            return
+        left = bool(self.maintenance) and not merged
+        self.maintenance = merged
+        self._note("maintenance", reasons=sorted(r.name for r in merged))
+        if left and self.zedagent:
+            self.last_hash = ""
+            self._timer("config", now)
+        self._publish(now)
+
+    def disk_space(self, remaining: int, now: float) -> list[Action]:
+        """volumemgr's RemainingSpace: 0 -> maintenance LOW_DISK_SPACE, more -> cleared (§7,
+        P:cmd/nodeagent/nodeagent.go ``handleVolumeMgrStatusImpl``). Kept across reboots (it
+        is the disk's state; volumemgr publishes it again at start)."""
+        self.persist.disk_full = remaining <= 0
+        if self.phase == "running":
+            self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, self.persist.disk_full, now)
+        return self._drain()
+
+    def tpm_sanity(self, ok: bool, now: float) -> list[Action]:
+        """tpmmgr's sanity check (§5, hourly and at start): TPM_ENCRYPTION_FAILURE puts the device
+        in maintenance mode, a passing check clears it (``handleTpmStatusImpl``). Kept across
+        reboots (it is the TPM's state)."""
+        self.persist.tpm_broken = not ok
+        if self.phase == "running":
+            self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
+        return self._drain()
+
     # ------------------------------------------------------------------------------- nodeagent --
     def _tick_at_or_before(self, t: float) -> float:
         start = self.agents_at if self.agents_at is not None else t
@@ -1016,7 +1132,7 @@ class Node:
                 deadlines.append(self.test_start + self.item("timer.test.baseimage.update"))
             deadlines.append(contact + self.item("timer.update.fallback.no.network"))
         deadlines.append(contact + self.item("timer.reboot.no.network"))
-        if not self.vault_unlocked and self.first_success is not None and MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
+        if not self.vault_unlocked and self.first_success is not None and MaintenanceModeReason.VAULT_LOCKED_UP not in self.local_maintenance:
             deadlines.append(max(self.vault_at or now, self.first_success) + self.item("timer.vault.ready.cutoff"))
         due = min(deadlines)
         ticks = max(1, math.ceil((due - self.agents_at) / NODEAGENT_TICK + 1e-9))
@@ -1044,10 +1160,8 @@ class Node:
             if self.test_start is not None and now - self.test_start >= self.item("timer.test.baseimage.update"):
                 self._commit(now)
         elif not self.vault_unlocked and self._vault_cutoff_passed(now):
-            if MaintenanceModeReason.VAULT_LOCKED_UP not in self.maintenance:
-                self.maintenance.add(MaintenanceModeReason.VAULT_LOCKED_UP)  # §5
-                self._note("maintenance", reason="VAULT_LOCKED_UP")
-                self._publish(now)
+            if MaintenanceModeReason.VAULT_LOCKED_UP not in self.local_maintenance:
+                self._set_local_maintenance(MaintenanceModeReason.VAULT_LOCKED_UP, True, now)  # §5
         if silent > self.item("timer.reboot.no.network"):
             self._reboot(now, BootReason.DISCONNECT, "no controller connectivity for timer.reboot.no.network")
             return
@@ -1086,7 +1200,43 @@ class Node:
     def _attest_start(self, now: float) -> None:
         """§5 FSM: NONCE -> QUOTE -> (escrow) -> COMPLETE; errors -> RESTART_WAIT, fixed 15 s."""
         self.attest = AttestState.NONCE_WAIT
+        self._attest_pending = False  # §5 handleRetryTimerExpiryAtRestartWait clears the flag
         self._send("attest", {"type": "NONCE"}, now)
+
+    def _attest_restart_requested(self, sent_token: str | None, now: float) -> None:
+        """A config 403 after a quote was sent (§1, §5; P:cmd/zedagent/handleconfig.go
+        ``getLatestConfig``, P:attest/attest.go ``handleRestart``, ``handleRestartAtStateComplete``).
+
+        As EVE: at COMPLETE the FSM goes to RESTART_WAIT and starts over after 15 s; while a cycle
+        runs the request is remembered (one flag) and runs 15 s after that cycle's COMPLETE; in
+        RESTART_WAIT it is dropped (the timer's expiry clears the flag).
+
+        Bounded, unlike EVE, so that the token-replacement livelock cannot happen: a 403 for a
+        config sent with a token the device no longer holds answers a token already replaced and
+        asks for nothing, and the cycle the queue started queues no other. Without this, configs
+        sent with the old token while a new one is issued (a slow link) get 403 in every cycle and
+        each cycle would queue the next one forever."""
+        if sent_token != self.token:
+            return  # stale: that token was replaced after the config was sent
+        if self.attest == AttestState.COMPLETE:
+            self._attest_queued_cycle = False
+            self._note("attest_restart", why="config 403")
+            self._attest_restart_wait(now)
+        elif self.attest != AttestState.RESTART_WAIT and not self._attest_queued_cycle:
+            self._attest_pending = True
+
+    def _attest_complete(self, now: float) -> None:
+        """COMPLETE; a restart remembered during the cycle runs 15 s later (§5,
+        ``handleAttestEscrowRecordedAtAttestEscrowWait``)."""
+        self.attest = AttestState.COMPLETE
+        self._note("attested")
+        if self._attest_pending:
+            self._attest_pending = False
+            self._attest_queued_cycle = True
+            self._note("attest_restart", why="queued during the last cycle")
+            self._attest_restart_wait(now)
+        else:
+            self._attest_queued_cycle = False
 
     def _attest_restart_wait(self, now: float) -> None:
         self.attest = AttestState.RESTART_WAIT
@@ -1115,20 +1265,17 @@ class Node:
                 self.vault_unlocked = True
                 self.persist.seal = seal_digest(self.pcrs)
                 self._note("vault_unlocked")
-                if MaintenanceModeReason.VAULT_LOCKED_UP in self.maintenance:
-                    self.maintenance.discard(MaintenanceModeReason.VAULT_LOCKED_UP)
+                self._set_local_maintenance(MaintenanceModeReason.VAULT_LOCKED_UP, False, now)
                 self._vault_ready(now)
             if self.p.tpm:
                 self.attest = AttestState.ATTEST_ESCROW_WAIT
                 self._send("attest", {"type": "STORE_KEYS", "token": self.token, "key": self.persist.vault_key}, now)
             else:
-                self.attest = AttestState.COMPLETE  # no TPM: escrow skipped (§5)
-                self._note("attested")
+                self._attest_complete(now)  # no TPM: escrow skipped (§5)
             self._publish(now)
         elif resp == "STORE_KEYS" and self.attest == AttestState.ATTEST_ESCROW_WAIT:
             if body.get("code") == "SUCCESS":
-                self.attest = AttestState.COMPLETE
-                self._note("attested")
+                self._attest_complete(now)
             else:
                 self._attest_restart_wait(now)
             self._publish(now)
@@ -1397,8 +1544,13 @@ class Node:
     def on_timer(self, name: str, now: float) -> list[Action]:
         phase = self.phase
         if name == "watchdog":
-            if phase in ("hung", "booting"):
-                self._hard_reset(now, BootReason.WATCHDOG_HUNG, "watchdog: touch file unchanged for 300 s")
+            if phase == "booting" or (phase == "running" and self.hung):
+                agent = ",".join(sorted(self.hung)) or "boot"
+                self._hard_reset(now, BootReason.WATCHDOG_HUNG, f"watchdog: /run/{agent}.touch unchanged for 300 s")
+            return self._drain()
+        if name == "watchdog_pid":
+            if phase == "running":
+                self._hard_reset(now, BootReason.WATCHDOG_PID, f"watchdog: /run/{self._dead_agent}.pid: process gone")
             return self._drain()
         if name == "crash":
             if phase == "booting":
@@ -1411,6 +1563,10 @@ class Node:
             return self._drain()
         if phase not in ("running",):
             return self._drain()
+        if self.hung and (
+            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot"))
+        ):
+            return self._drain()  # that agent is hung (hang)
         if name == "config":
             if self.zedagent:
                 self._config_tick(now)
@@ -1465,12 +1621,14 @@ class Node:
         if entry is None or self.phase != "running":
             return self._drain()
         kind, ctx = entry
-        if kind in ("certs", "register", "uuid"):
+        if kind == "uuid" and ctx == "lookup":
+            self._uuid_lookup_response(status, body, now)
+        elif kind in ("certs", "register", "uuid"):
             if kind == "certs" and status == 200:
                 self.dpc_state = DPCState.SUCCESS
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
-            self._config_response(status, body, now)
+            self._config_response(status, body, now, ctx)
             if self.poll_pending and not self.poll_inflight and self.phase == "running" and self.rebooting is None:
                 self._poll(now)
         elif kind == "info":
