@@ -123,6 +123,19 @@ def test_after_5_minutes_a_reboot_tests_index_0_first() -> None:
     assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
 
 
+def test_a_second_broken_config_falls_back_past_the_first_to_the_working_one() -> None:
+    """§4: the second broken DPC fails, the first broken one (failed under 5 min ago) is skipped,
+    and compressDPCL then drops it: index 0, the current one and the last working one remain."""
+    drv, _t = _broken_fallback()
+    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    _push(drv, _net(3, ["eth1"], broken=True))
+    drv.run_until(lambda: len(drv.notes_of("dpc_fail")) == 2, limit=60)
+    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    assert [(d.ports, d.broken) for d in drv.node.persist.dpcs] == [(("eth1",), True), (("eth1",), False)]
+    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    assert [d["index"] for _t, d in drv.notes_of("dpc_fail")] == [0, 0]
+
+
 def test_a_dpc_whose_ports_are_missing_waits_2x_testduration_then_fails() -> None:
     """§4 verify.go waitForIfRetries: a missing interface is IntfWait, checked again every
     timer.port.testduration (30 s), and the DPC fails once 2 x 30 s have passed."""
@@ -236,6 +249,12 @@ def test_dpc_index_alone_is_accepted_on_emulated(tmp_path: Path, profiles: dict[
 def test_set_network_names_ports_of_the_targeted_devices(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
     text = SCENARIO.replace("mgmt: [eth1]", "mgmt: [eht1]")
     assert _issues(tmp_path, text, profiles, "sim") == ["8:26 no targeted device has a port 'eht1'"]
+
+
+def test_set_network_names_each_port_once(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = SCENARIO.replace("mgmt: [eth1]", "mgmt: [eth1, eth0, eth1]")
+    (issue,) = _issues(tmp_path, text, profiles, "sim")
+    assert issue.startswith("8:") and "'mgmt' names eth1 more than once" in issue
 
 
 def test_an_empty_dpc_condition_is_an_error(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:

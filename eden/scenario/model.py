@@ -326,6 +326,13 @@ class SetNetworkArgs(Base):
     broken: bool = False
     """The config cannot reach the controller (e.g. a wrong static gateway): its test fails."""
 
+    @model_validator(mode="after")
+    def _unique(self) -> "SetNetworkArgs":
+        twice = sorted({p for p in self.mgmt if self.mgmt.count(p) > 1})
+        if twice:
+            raise ValueError(f"'mgmt' names {', '.join(twice)} more than once")
+        return self
+
 
 class MaintenanceArgs(Base):
     enable: bool = True
