@@ -155,7 +155,7 @@ class DpcCond(Base):
     of that DPC."""
 
     index: Annotated[int, Field(ge=0)] | None = None
-    state: DPCStateName | None = None
+    state: DPCStateName | None = None  # type: ignore[valid-type]  # a pydantic Literal built at runtime
     ports: list[str] | None = None
     """The management ports of the DPC in use, in any order."""
 
