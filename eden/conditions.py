@@ -51,6 +51,8 @@ def observed(cond: Condition, view: View, key: str) -> Any:
     if key == "maintenance_mode":
         reasons = view.get("maintenance") or []
         return reasons[0] if reasons else "NONE"
+    if key == "dpc":
+        return {"index": view.get("dpc_index"), "state": view.get("dpc_state"), "ports": view.get("dpc_ports")}
     if key == "app":
         assert cond.app is not None
         app = (view.get("apps") or {}).get(cond.app.name)
@@ -99,6 +101,15 @@ class DeviceMatcher:
             if value is None:
                 return False
             return value["state"] == c.app.state and (want in value["error"] if want else not value["error"])
+        if key == "dpc":
+            assert c.dpc is not None
+            if value is None:
+                return False
+            return (
+                (c.dpc.index is None or value["index"] == c.dpc.index)
+                and (c.dpc.state is None or value["state"] == c.dpc.state)
+                and (c.dpc.ports is None or sorted(value["ports"] or []) == sorted(c.dpc.ports))
+            )
         if key == "boot_reason" and isinstance(c.boot_reason, list):
             return value in c.boot_reason
         return value == getattr(c, key)

@@ -40,6 +40,8 @@ class DeviceRecord:
     items: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     maintenance: bool = False
+    network: dict[str, Any] | None = None
+    """The network config (system adapters) pushed with ``set_network``; None: never pushed."""
     ver: int = 0
     hash: str = ""
     config: dict[str, Any] | None = None
@@ -250,6 +252,8 @@ class ControllerModel:
                 "apps": dev.apps,
                 "maintenance": dev.maintenance,
             }
+            if dev.network is not None:
+                cfg["network"] = dev.network
             dev.hash = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:32]
             cfg["hash"] = dev.hash
             dev.config = cfg
@@ -298,6 +302,15 @@ class ControllerModel:
             else:
                 apps[name] = spec
             self.devices[i].apps = apps
+            self._changed(i)
+
+    def set_network(self, indices: list[int], mgmt: list[str], broken: bool) -> None:
+        """A new network config (§4): the device's management ports; ``broken`` gives them a
+        config that cannot reach the controller. Each push is a new config version."""
+        for i in indices:
+            dev = self.devices[i]
+            version = (dev.network or {}).get("version", 0) + 1
+            dev.network = {"version": version, "mgmt": list(mgmt), "broken": broken}
             self._changed(i)
 
     def set_maintenance(self, indices: list[int], enable: bool) -> None:

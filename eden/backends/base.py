@@ -67,8 +67,9 @@ BACKENDS: dict[str, dict[str, Any]] = {
     },
     "emulated": {
         "available": True,
-        # An agent cannot be told to hang from outside.
-        "capabilities": ALL_CAPABILITIES - {"hang"},
+        # An agent cannot be told to hang from outside; its controller puts no network config
+        # (system adapters) on the wire, so set_network has no effect there (netconfig).
+        "capabilities": ALL_CAPABILITIES - {"hang", "netconfig"},
         # Actions refused although the backend has their capability (with the reason shown).
         "refuses": {"controller_503": "its controller has no switch that answers 503; use controller_outage"},
         "max_devices": 200,
@@ -87,7 +88,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
     },
     "board": {
         "available": False,
-        "capabilities": ALL_CAPABILITIES - {"tamper", "hang"},
+        "capabilities": ALL_CAPABILITIES - {"tamper", "hang", "netconfig"},
         "refuses": {},
         "max_devices": 16,
         "description": "physical boards behind power switches and serial consoles (planned)",

@@ -284,6 +284,8 @@ class SimBackend:
             ctrl.set_app(idx, args.name, None)
         elif action == "maintenance_mode":
             ctrl.set_maintenance(idx, args.enable)
+        elif action == "set_network":
+            ctrl.set_network(idx, list(args.mgmt), args.broken)
         else:
             raise InfrastructureError(f"the simulator cannot perform '{action}'")
 

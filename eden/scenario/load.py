@@ -630,18 +630,20 @@ class _Checker:
             self.expectation((*where, action), args)
         elif isinstance(args, PortsArgs) and args.ports is not None and devices:
             self.ports((*where, action), args.ports, devices)
+        elif action == "set_network" and devices:
+            self.ports((*where, action), args.mgmt, devices, key="mgmt")
         when = getattr(step, "when", None)
         if isinstance(when, Condition):
             self.condition((*where, "when"), when)
 
-    def ports(self, where: DataPath, ports: Sequence[str], devices: list[DeviceSpec]) -> None:
+    def ports(self, where: DataPath, ports: Sequence[str], devices: list[DeviceSpec], key: str = "ports") -> None:
         names = list(dict.fromkeys(nic.name for d in devices for nic in d.profile.nics))
         for j, port in enumerate(ports):
             if port not in names:
                 close = difflib.get_close_matches(port, names, n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 self.error(
-                    (*where, "ports", j),
+                    (*where, key, j),
                     f"no targeted device has a port '{port}'",
                     f"{hint}NICs of the targeted devices: {', '.join(names)}",
                 )
@@ -791,6 +793,25 @@ class _Checker:
 
     # ---------------------------------------------------------------------------------- backend
 
+    def dpc_state_conditions(self, backend: str) -> None:
+        """A ``dpc.state`` condition needs a backend whose devices report the DPC state: ZInfoDevice
+        carries only the index and the test times (systemAdapter, DevicePortStatus has no state)."""
+        places: list[tuple[DataPath, Condition]] = [(("expect", i), e) for i, e in enumerate(self.sc.expect)]
+        for (kind, i), step in self.actions():
+            if isinstance(step.args, Condition):
+                places.append(((kind, i, step.action), step.args))
+            when = getattr(step, "when", None)
+            if isinstance(when, Condition):
+                places.append(((kind, i, "when"), when))
+        for where, cond in places:
+            for key in ("state", "ports"):
+                if cond.dpc is not None and getattr(cond.dpc, key) is not None:
+                    self.error(
+                        (*where, "dpc", key),
+                        f"backend '{backend}' cannot observe the DPC {key}: its devices report only the DPC index",
+                        "use 'dpc: {index: N}', or run on the sim backend",
+                    )
+
     def capabilities(self, backend: str, capabilities: frozenset[str]) -> None:
         from eden.backends.base import refused_actions  # lazy: eden.backends imports the scenario package
 
@@ -815,6 +836,8 @@ class _Checker:
                     f"backend '{backend}': {refused[step.action]}",
                     key=True,
                 )
+        if "netconfig" not in capabilities:
+            self.dpc_state_conditions(backend)
         if self.sc.expect and "observe" not in capabilities:
             self.error(
                 ("expect",),

@@ -33,6 +33,7 @@ from simulator.eve.enums import (
     AttestState,
     BaseOsStatus,
     BootReason,
+    DPCState,
     MaintenanceModeReason,
     ZDeviceState,
     ZSwState,
@@ -55,6 +56,7 @@ BaseOsStatusName = _names_literal(BaseOsStatus)
 BootReasonName = _names_literal(BootReason)
 AttestStateName = _names_literal(AttestState)
 MaintenanceReasonName = _names_literal(MaintenanceModeReason)
+DPCStateName = _names_literal(DPCState)
 AppStateName = Annotated[
     Literal[tuple(m.name for m in ZSwState) + ("ABSENT",)],
     BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
@@ -150,6 +152,22 @@ class MetricCond(Base):
         return self
 
 
+class DpcCond(Base):
+    """The device's DPC list (spec §4): the index in use (systemAdapter.currentIndex) and the state
+    of that DPC."""
+
+    index: Annotated[int, Field(ge=0)] | None = None
+    state: DPCStateName | None = None  # type: ignore[valid-type]  # a pydantic Literal built at runtime
+    ports: list[str] | None = None
+    """The management ports of the DPC in use, in any order."""
+
+    @model_validator(mode="after")
+    def _some(self) -> "DpcCond":
+        if self.index is None and self.state is None and self.ports is None:
+            raise ValueError("a dpc condition needs 'index', 'state' or 'ports'")
+        return self
+
+
 class RolloutCond(Base):
     state: Literal["running", "paused", "stopped", "completed"]
 
@@ -167,6 +185,7 @@ DEVICE_CONDITIONS = (
     "maintenance_mode",
     "app",
     "bricked",
+    "dpc",
 )
 FLEET_CONDITIONS = ("metric", "rollout")
 
@@ -194,6 +213,8 @@ class Condition(Base):
     bricked: bool | None = None
     """True when no partition can boot, or the device crash-loops; ``bricked: false`` over ``all``
     is the fleet form "no device bricked"."""
+    dpc: DpcCond | None = None
+    """The DPC in use and its state (spec §4)."""
     metric: MetricCond | None = None
     rollout: RolloutCond | None = None
 
@@ -299,6 +320,22 @@ class RemoveAppArgs(Base):
     name: str
 
 
+class SetNetworkArgs(Base):
+    """A controller network config (system adapters, spec §4): it becomes a new DPC at index 0."""
+
+    mgmt: Annotated[list[str], Field(min_length=1)]
+    """The management ports (NIC names) of the new config."""
+    broken: bool = False
+    """The config cannot reach the controller (e.g. a wrong static gateway): its test fails."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> "SetNetworkArgs":
+        twice = sorted({p for p in self.mgmt if self.mgmt.count(p) > 1})
+        if twice:
+            raise ValueError(f"'mgmt' names {', '.join(twice)} more than once")
+        return self
+
+
 class MaintenanceArgs(Base):
     enable: bool = True
 
@@ -365,6 +402,7 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "deploy_app": (DeployAppArgs, "apps", False),
     "remove_app": (RemoveAppArgs, "apps", False),
     "maintenance_mode": (MaintenanceArgs, "config", True),
+    "set_network": (SetNetworkArgs, "netconfig", True),
     "rollout": (RolloutArgs, "rollout", False),
     "resume_rollout": (NoArgs, "rollout", False),
 }

@@ -53,6 +53,9 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
 * info ``sw[].image`` and ``baseos.image``: ZInfoDevSW has no image field; decoded as None
   unless the controller passes ``decode_request(..., image_of_version={version: image})``.
 * info ``config_items_errors``: configItemStatus is not in eden's proto subset; decoded as [].
+* info ``dpc_state`` and ``dpc_ports`` (the current DPC's state and management ports, spec §4):
+  DevicePortStatus has no state and no systemAdapter.status list is encoded; absent after decoding
+  (so the ``dpc`` condition's ``state`` and ``ports`` are refused on the backends that decode).
 * config app spec ``size``: the size lives in EVE's Volume messages (and the app's
   ContentTree), which eden does not send for apps; the device side gets ``APP_SIZE_DEFAULT`` (the scenario model's default, 100 MiB) or ``app_size=``.
 * config app spec ``memory``: carried in KiB (VmConfig.memory), rounded up to a whole KiB.

@@ -30,6 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 from simulator.eve import admission
+from simulator.eve import dpc as dpcl
+from simulator.eve.dpc import Dpc
 from simulator.eve.config_items import GlobalConfig
 from simulator.eve.enums import (
     AttestState,
@@ -191,6 +193,11 @@ class Persist:
     bos: dict[str, Any] | None = None  # the newest base-OS entry (swList beyond the partitions)
     disk_full: bool = False  # volumemgr's RemainingSpace is 0 (a property of the disk, §7)
     tpm_broken: bool = False  # tpmmgr's sanity check fails with TPM_ENCRYPTION_FAILURE (§5, §7)
+    dpcs: list[Dpc] | None = None
+    """nim's persisted DevicePortConfigList once the controller pushed a network config (§4);
+    None: only the profile's management ports (the bootstrap DPC)."""
+    lastresort: Dpc | None = None
+    net_seen: dict[str, Any] | None = None  # the controller network config last turned into a DPC
 
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
@@ -271,6 +278,7 @@ class Node:
         self.dpc_state = DPCState.NONE
         self._port_fails = 0
         self._reverify: int | None = None
+        self._verify_gen = 0
         self.maintenance: set[MaintenanceModeReason] = set()
         """The merged reasons the device reports (``_merge_maintenance``); set nowhere else."""
         self.api_maintenance = False  # EdgeDevConfig.maintenance_mode of the config in use
@@ -318,6 +326,9 @@ class Node:
         """DPCs by priority, index 0 first (§4): the controller-given management ports, then the
         last-resort DPC (all Ethernet ports) when ``network.fallback.any.eth`` is enabled."""
         lastresort = self.items.get("network.fallback.any.eth") == "enabled"
+        if self.persist.dpcs is not None:
+            names = {p.name for p in self.p.ports}
+            return [(d.key, () if d.broken else tuple(p for p in d.ports if p in names)) for d in self._dpcs()]
         cached = self._dpc_cache.get(lastresort)
         if cached is not None:
             return cached
@@ -471,6 +482,8 @@ class Node:
             "maintenance": sorted(r.name for r in self.maintenance),
             "vault": "unlocked" if self.vault_unlocked else "locked",
             "dpc_index": self.dpc_index,
+            "dpc_state": self.dpc_state.name,
+            "dpc_ports": self._dpc_configured_ports(),
             "reboot_counter": self.persist.reboot_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
@@ -650,6 +663,9 @@ class Node:
             self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, True, now)
         if ps.tpm_broken:
             self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, True, now)
+        if ps.dpcs is not None:
+            # §4 ingestDPCList: the persisted list is verified again from index 0 at boot.
+            self._dpc_restart_verify(now)
         self._start_onboarding(now)
         self._arm_nodeagent(now)
 
@@ -731,7 +747,8 @@ class Node:
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
         self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
         self._timer("porttest", now + self.item("timer.port.testinterval"))
-        self.dpc_state = DPCState.SUCCESS
+        if self._reverify is None or self.persist.dpcs is None:
+            self.dpc_state = DPCState.SUCCESS
         self._attest_start(now)
         self._publish(now)
 
@@ -895,6 +912,9 @@ class Node:
         if self.maintenance:
             self._publish(now)
             return  # apps and baseOS deferred in maintenance mode (§7)
+        # §4 parseconfig.go: system adapters (the network config) come after the reboot and
+        # maintenance checks and before the base OS; they do not wait for the vault.
+        self._apply_network(cfg.get("network"), now)
         if not self.vault_unlocked:
             # §5: baseosmgr, volumemgr and domainmgr wait for the vault; the saved config is
             # applied when it unlocks (_vault_ready).
@@ -1484,18 +1504,27 @@ class Node:
 
     def _port_better(self, now: float) -> None:
         better = self.item("timer.port.testbetterinterval")
+        if self.persist.dpcs is not None:
+            # §4 dpcmanager.go: the testBetter timer restarts the verification from index 0
+            # (runVerify arms it again when the walk ends away from index 0).
+            if self.dpc_index != 0 and self._reverify is None:
+                self._dpc_restart_verify(now)
+            return
         if self.dpc_index != 0 and self._reverify is None:
             self._send("ping", {}, now, ctx=("better", 0), ports=self._ports(0))
         if better > 0 and self.dpc_index != 0:
             self._timer("portbetter", now + better)
 
     def _ping_response(self, status: int, body: dict[str, Any], ctx: Any, now: float) -> None:
-        mode, index = ctx
+        mode, index = ctx[0], ctx[1]
         ok = 200 <= status < 300 or status == 304  # any 2xx/304, body ignored (§2.1)
         # §4 (P:dpcmanager/verify.go): connection refused and any HTTP 5xx are a remote temporary
         # failure: the DPC is kept (RemoteWait) and counts as working, so an overloaded controller
         # answering 503 never makes a device switch DPC.
         remote_temporary = body.get("error") == "refused" or 500 <= status <= 511
+        if mode == "verify":
+            self._dpc_verify_response(ok, remote_temporary, ctx, now)
+            return
         if mode == "better":
             if ok or remote_temporary:
                 self._switch_dpc(0, now)
@@ -1505,11 +1534,15 @@ class Node:
             if ok:
                 self._port_fails = 0
                 self.dpc_state = DPCState.SUCCESS
+                if self.persist.dpcs is not None and index < len(dpcs := self._dpcs()):
+                    dpcs[index].last_succeeded, dpcs[index].state = now, DPCState.SUCCESS
             elif remote_temporary:
                 self.dpc_state = DPCState.REMOTE_WAIT  # keep the DPC (§4)
             else:
                 self._port_fails += 1
-                if self._port_fails >= 2:  # two consecutive failures: re-verify the list (§4)
+                if self._port_fails >= 2 and self.persist.dpcs is not None:
+                    self._dpc_restart_verify(now)  # a pushed DPC list: nim's own walk (§4)
+                elif self._port_fails >= 2:  # two consecutive failures: re-verify the list (§4)
                     self._reverify = 0
                     self._send("ping", {}, now, ctx=("reverify", 0), ports=self._ports(0))
             return
@@ -1539,6 +1572,138 @@ class Node:
         if index != 0 and self.item("timer.port.testbetterinterval") > 0:
             self._timer("portbetter", now + self.item("timer.port.testbetterinterval"))
         self._publish(now)
+
+    # --------------------------------------------------------------- controller network config --
+    def _dpcs(self) -> list[Dpc]:
+        """The DPC list with the last-resort DPC at its end when enabled (TimePriority 1970, §4)."""
+        ps = self.persist
+        dpcs = list(ps.dpcs or [])
+        if self.items.get("network.fallback.any.eth") == "enabled":
+            if ps.lastresort is None:
+                eth = sorted((p for p in self.p.ports if p.kind == "ethernet"), key=lambda p: (p.cost, p.name))
+                ps.lastresort = Dpc("lastresort", tuple(p.name for p in eth), prio=-math.inf)
+            dpcs.append(ps.lastresort)
+        return dpcs
+
+    def _dpc_configured_ports(self) -> list[str]:
+        """The management ports the current DPC names (DevicePortStatus.ports with isMgmt)."""
+        if self.persist.dpcs is None:
+            return list(self._ports())
+        dpcs = self._dpcs()
+        return list(dpcs[self.dpc_index].ports) if 0 <= self.dpc_index < len(dpcs) else []
+
+    def _apply_network(self, net: dict[str, Any] | None, now: float) -> None:
+        """zedagent turns the controller's network config into a ``zedagent`` DPC and nim adds it
+        (§4, P:dpcmanager/dpc.go ``doAddDPC``, ``updateDPCListAndPublish``): it goes to index 0 and
+        is verified at once; an unchanged config changes nothing."""
+        ps = self.persist
+        if net is None or net == ps.net_seen:
+            return
+        ps.net_seen = net
+        if ps.dpcs is None:
+            # The bootstrap DPC (the profile's management ports) becomes an entry with its record.
+            mgmt = sorted((p for p in self.p.ports if p.mgmt), key=lambda p: (p.cost, p.name))
+            working = self.dpc_state in (DPCState.SUCCESS, DPCState.REMOTE_WAIT)
+            ps.dpcs = [Dpc("zedagent", tuple(p.name for p in mgmt), prio=-1.0, state=self.dpc_state, last_succeeded=now if working else None)]
+        new = Dpc("zedagent", tuple(net.get("mgmt") or ()), prio=now, broken=bool(net.get("broken")))
+        self._note("dpc_new", ports=list(new.ports), broken=new.broken)
+        current = self._dpcs()[self.dpc_index] if 0 <= self.dpc_index < len(self._dpcs()) else None
+        dpcl.insert(ps.dpcs, new)
+        if current is not None and current in ps.dpcs:
+            self.dpc_index = ps.dpcs.index(current)
+        self._dpc_restart_verify(now)
+
+    def _dpc_restart_verify(self, now: float) -> None:
+        """``restartVerify`` (§4, P:dpcmanager/verify.go): start at index 0, skipping DPCs that failed
+        in the last 5 min; nothing testable parks at index 0 (``parkAtManualOrHighestPriority``)."""
+        self._verify_gen += 1
+        nxt = dpcl.next_testable(self._dpcs(), 0, now)
+        if nxt < 0:
+            self._reverify = None
+            self._dpc_set_index(0, now)
+            return
+        self._dpc_setup_verify(nxt, now, now)
+
+    def _dpc_setup_verify(self, index: int, started: float, now: float) -> None:
+        """``setupVerify``: the DPC under test becomes the current one (all traffic uses it)."""
+        self._reverify = index
+        self._dpc_set_index(index, now)
+        self._dpc_verify_attempt(index, started, now)
+
+    def _dpc_verify_attempt(self, index: int, started: float, now: float) -> None:
+        """One ``verifyDPC``: the controller test over the DPC's ports; a DPC none of whose ports
+        exists has nothing to test with and is judged at once (missing interface)."""
+        ctx = ("verify", self._verify_gen, index, started)
+        d = self._dpcs()[index]
+        if not d.broken and not self._ports(index):
+            self._dpc_verify_response(False, False, ctx, now)
+            return
+        self._send("ping", {}, now, ctx=ctx)
+
+    def _dpc_set_index(self, index: int, now: float) -> None:
+        if index != self.dpc_index:
+            self._note("dpc_switch", frm=self.dpc_index, to=index, key=self._dpcs()[index].key)
+            self.dpc_index = index
+        self.dpc_state = self._dpcs()[index].state
+        self._publish(now)
+
+    def _dpc_verify_response(self, ok: bool, remote_temporary: bool, ctx: Any, now: float) -> None:
+        """``verifyDPC``/``runVerify`` (§4): success or a remote temporary failure ends the walk on
+        this DPC; a missing interface is waited for 2 x timer.port.testduration (IntfWait); a DPC
+        with addresses that cannot reach the controller fails at once (FailWithIPAndDNS); a failure
+        moves on to the next testable DPC, and when there is none the device parks at index 0."""
+        _mode, gen, index, started = ctx
+        dpcs = self._dpcs()
+        if gen != self._verify_gen or index >= len(dpcs):
+            return  # a newer verification replaced this one
+        d = dpcs[index]
+        if ok or remote_temporary:
+            d.last_succeeded = now
+            d.state = DPCState.SUCCESS if ok else DPCState.REMOTE_WAIT
+            self._reverify = None
+            self._port_fails = 0
+            self._dpc_set_index(index, now)
+            self._dpc_compress()
+            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            better = self.item("timer.port.testbetterinterval")
+            if self.dpc_index != 0 and better > 0:
+                self._timer("portbetter", now + better)
+            return
+        usable = self._ports(index)
+        duration = self.item("timer.port.testduration")
+        if not usable and not d.broken and now - started < dpcl.WAIT_FOR_INTF_RETRIES * duration:
+            d.state = DPCState.INTF_WAIT
+            self.dpc_state = d.state
+            self._timer(f"dpcverify:{gen}:{index}:{started}", now + duration)
+            return
+        d.last_failed = now
+        d.state = DPCState.FAIL_WITH_IP_AND_DNS if d.broken else DPCState.FAIL
+        d.last_error = "no route to the controller" if d.broken else "missing interface " + ",".join(d.ports)
+        self._note("dpc_fail", index=index, state=d.state.name)
+        nxt = dpcl.next_testable(dpcs, index + 1, now)
+        if nxt < 0:
+            self._reverify = None
+            self._dpc_set_index(0, now)
+            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            return
+        self._dpc_setup_verify(nxt, now, now)
+
+    def _dpc_verify_timer(self, name: str, now: float) -> None:
+        _p, gen, index, started = name.split(":")
+        if int(gen) == self._verify_gen and self._reverify == int(index):
+            self._dpc_verify_attempt(int(index), float(started), now)
+
+    def _dpc_compress(self) -> None:
+        ps = self.persist
+        if ps.dpcs is None:
+            return
+        n = len(ps.dpcs)
+        cur = self.dpc_index if self.dpc_index < n else -1  # the last-resort DPC is never dropped
+        ps.dpcs, new_cur = dpcl.compress(ps.dpcs, cur)
+        if cur >= 0:
+            self.dpc_index = new_cur
+        else:
+            self.dpc_index = len(ps.dpcs)
 
     # ------------------------------------------------------------------------------- dispatch --
     def on_timer(self, name: str, now: float) -> list[Action]:
@@ -1612,6 +1777,8 @@ class Node:
             self._app_timer(name[4:], now)
         elif name == "app_retry":
             self._app_retry(now)
+        elif name.startswith("dpcverify:"):
+            self._dpc_verify_timer(name, now)
         elif name.startswith("netfail:"):
             return self.on_response(int(name[8:]), 0, {"error": "timeout"}, now)
         return self._drain()
@@ -1624,7 +1791,7 @@ class Node:
         if kind == "uuid" and ctx == "lookup":
             self._uuid_lookup_response(status, body, now)
         elif kind in ("certs", "register", "uuid"):
-            if kind == "certs" and status == 200:
+            if kind == "certs" and status == 200 and (self._reverify is None or self.persist.dpcs is None):
                 self.dpc_state = DPCState.SUCCESS
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
