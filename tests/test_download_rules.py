@@ -173,3 +173,54 @@ def test_an_app_download_passes_the_same_cost_gate() -> None:
     _links(drv, set())  # eth0 back: the next retry passes the gate
     drv.run_until(lambda: drv.node.apps["web"]["state"] == ZSwState.RUNNING, limit=2 * RETRY + 120)
     assert drv.node.apps["web"]["err"] == ""
+
+
+# ------------------------------------------------------------- scenario: image `download: corrupt` --
+_CORRUPT = """\
+name: corrupt-download
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+  next: {version: 13.5.0, download: corrupt, size: 10M}
+steps:
+  - power_on: {}
+  - expect: {device_state: ONLINE, attestation: COMPLETE, within: 5m}
+  - baseos_update: {image: next, activate: true}
+expect:
+  - name: the corrupt image is reported FAILED and never written
+    baseos_status: FAILED
+    other_partition: {state: unused}
+    within: 10m
+"""
+
+
+def test_an_image_with_download_corrupt_fails_verification_on_the_simulator(tmp_path) -> None:
+    import json
+
+    from eden.run import execute, load_for_backend
+
+    path = tmp_path / "corrupt.yaml"
+    path.write_text(_CORRUPT)
+    execute(load_for_backend(path, "sim"), backend_name="sim", out_dir=tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verdict"] == "passed"
+    good = tmp_path / "good.yaml"
+    good.write_text(_CORRUPT.replace("download: corrupt, ", ""))
+    execute(load_for_backend(good, "sim"), backend_name="sim", out_dir=tmp_path / "good")
+    assert json.loads((tmp_path / "good" / "summary.json").read_text())["verdict"] == "failed"
+
+
+@pytest.mark.parametrize("backend", ["emulated", "qemu"])
+def test_download_corrupt_is_refused_at_validation_by_real_backends(tmp_path, backend: str) -> None:
+    from eden.errors import InvalidInput
+    from eden.run import load_for_backend
+
+    path = tmp_path / "corrupt.yaml"
+    path.write_text(_CORRUPT)
+    with pytest.raises(InvalidInput) as info:
+        load_for_backend(path, backend)
+    text = str(info.value)
+    assert "'download: corrupt' is simulated only" in text
+    assert "corrupt.yaml:7:" in text  # file:line:col of the offending key
