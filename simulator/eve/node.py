@@ -1041,7 +1041,8 @@ class Node:
         if d.state != "running":
             return
         if d.finish_at is not None:
-            self._timer(f"dl:{key}", d.finish_at)
+            # The base-OS timer keeps its name: the reference image's platform gates on it (eden/agent/platform.py).
+            self._timer("bos_download" if key == "bos" else f"dl:{key}", d.finish_at)
         else:
             self._timer(f"dlstall:{key}", d.last_progress + self.item("timer.download.stalled"))
 
@@ -1540,6 +1541,8 @@ class Node:
             self._info_waiting = False
             if self._info_dirty and not self._info_inflight:
                 self._send_info(now)
+        elif name == "bos_download":
+            self._dl_finished("bos", now)
         elif name.startswith("dl:"):
             self._dl_finished(name[3:], now)
         elif name.startswith("dlstall:"):
