@@ -83,6 +83,25 @@ def test_the_retry_ticker_is_0_3_to_1_times_timer_download_retry() -> None:
     assert fails[-1][1] == f"No IP management port addresses with cost <= 0; Retrying; attempt {len(fails) - 1}"
 
 
+
+def test_the_ticker_range_is_fixed_when_the_download_starts_but_the_retry_wait_follows_the_item() -> None:
+    """downloader.go: runHandler builds its ticker once (0.3-1 x timer.download.retry at start);
+    maybeRetryDownload compares with the current timer.download.retry."""
+    drv = online(driver())
+    drv.ctrl.item("timer.download.retry", 100)
+    drv.run_for(120)
+    _links(drv, {"eth0"})
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: bool(_bos(drv).get("err")))
+    err_at = drv.now
+    drv.ctrl.item("timer.download.retry", 1000)
+    drv.run_for(2500)
+    gaps = [at - t for t, at in _retry_ticks(drv)]
+    assert len(gaps) > 20 and all(30.0 - 1e-6 <= g <= 100.0 + 1e-6 for g in gaps)
+    fails = drv.note_times("download_failed")
+    assert fails[0] == pytest.approx(err_at)
+    assert all(b - a >= 1000.0 - 1e-6 for a, b in zip(fails, fails[1:])) and len(fails) >= 2
+
 def _slow_drv() -> Driver:
     """A node whose ports move 1 MB/s: a 100 MiB image takes about 105 s."""
     ports = (Port("eth0", "ethernet", True, 0, 1e6), Port("eth1", "ethernet", True, 10, 1e6))

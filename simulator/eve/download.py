@@ -29,6 +29,8 @@ class Download:
 
     size: int
     verify_ok: bool = True
+    tick: float = 600.0
+    """timer.download.retry when the download was created: runHandler's ticker range (0.3-1 x tick)."""
     state: str = "idle"  # running | error | verified
     done: float = 0.0
     rate: float = 0.0

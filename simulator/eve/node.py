@@ -9,7 +9,7 @@ The machine never reads a clock, sleeps, opens a socket or draws from a global r
 
 * Inputs are method calls that carry ``now`` (seconds on the driver's clock): :meth:`Node.power_on`,
   :meth:`Node.power_off`, :meth:`Node.on_timer`, :meth:`Node.on_response`, :meth:`Node.tamper`,
-  :meth:`Node.hang`.
+  :meth:`Node.hang`, :meth:`Node.links` (which ports have a link).
 * Each returns the actions the driver must carry out: :class:`Send` a request to the controller,
   :class:`SetTimer` / :class:`CancelAll` timers, :class:`Reset` the hardware, and :class:`Note`
   timeline records.
@@ -1024,8 +1024,10 @@ class Node:
         (P:cmd/downloader/downloader.go ``runHandler``: ``NewRangeTicker(0.3 x retry, retry)``)."""
         if key in self.downloads:
             return
-        self.downloads[key] = Download(size=size, verify_ok=verify_ok)
-        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * self.item("timer.download.retry"))
+        # The ticker's range is fixed when runHandler starts; a later timer.download.retry changes
+        # only the "since the error" check (maybeRetryDownload reads the current value).
+        d = self.downloads[key] = Download(size=size, verify_ok=verify_ok, tick=self.item("timer.download.retry"))
+        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
         self._dl_attempt(key, now)
 
     def _dl_attempt(self, key: str, now: float) -> None:
@@ -1114,7 +1116,7 @@ class Node:
         d = self.downloads.get(key)
         if d is None or d.state in ("verified", "verify_failed"):
             return  # the ticker ends with the download
-        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * self.item("timer.download.retry"))
+        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
         if d.retry_due(now, self.item("timer.download.retry")):
             d.retries += 1  # maybeRetryDownload: RetryCount++, the original error kept until success
             d.err = f"{d.orig_err}; Retrying; attempt {d.retries}"
