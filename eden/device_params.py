@@ -49,7 +49,8 @@ def images_for(
             if var.profile == profile_name and rng.random() < var.fraction:
                 behaviour = var.behaviour
                 changed[name] = behaviour
-        out[name] = ImageInfo(name, img.version, behaviour, int(img.size))
+        verify_ok = getattr(img, "download", "ok") != "corrupt"
+        out[name] = ImageInfo(name, img.version, behaviour, int(img.size), verify_ok)
     return out, changed
 
 

@@ -166,7 +166,8 @@ class Engine:
             self.port_down[i].difference_update(names)
         else:
             self.port_down[i].update(names)
-        self._refresh(i)
+        # The node learns its links (a download depends on them, §4); _call refreshes the arrays.
+        self._call(i, self.nodes[i].links, frozenset(self.port_down[i]), self.env.now)
 
     # --------------------------------------------------------------------------------- bulk --
     def _bulk_loop(self) -> Any:

@@ -160,7 +160,7 @@ def test_info_counters_are_plain_scalars_and_locked_vault_survives() -> None:
     report = {
         "at": EPOCH + 12.5, "state": "BOOTING", "boot_reason": "FIRST", "reboot_reason_text": "",
         "boot_time": None, "restart_counter": 0, "sw": [],
-        "baseos": {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": ""},
+        "baseos": {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": "", "progress": 0},
         "attestation": "NONCE_WAIT", "maintenance": ["VAULT_LOCKED_UP"], "vault": "locked", "dpc_index": 1,
         "reboot_counter": None, "baseos_update_counter": 0, "apps": {}, "config_items_errors": [],
     }

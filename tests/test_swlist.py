@@ -126,7 +126,7 @@ UPDATING_IMGB = (
 def test_labelled_progress_is_read_for_the_configured_version() -> None:
     got = codec.decode_request("info", _eve_info(*UPDATING_IMGB), baseos_version=NEW, image_of_version={NEW: "next"})
     assert got["report"]["baseos"] == {"version": NEW, "image": "next", "status": "UPDATING",
-                                       "sub_status": "UPDATE_REBOOTING", "err": ""}
+                                       "sub_status": "UPDATE_REBOOTING", "err": "", "progress": 0}
     # the running image's own UPDATED is not the update's status
     got = codec.decode_request("info", _eve_info(*UPDATING_IMGB), baseos_version=OLD)
     assert got["report"]["baseos"]["status"] == "UPDATED"
@@ -175,3 +175,11 @@ def test_real_controller_reads_the_labelled_entry(server: ServeProcess) -> None:
         assert (bos["version"], bos["image"], bos["status"]) == (NEW, "next", "UPDATING")
     finally:
         dev.close()
+
+
+def test_download_progress_travels_in_zinfodevsw_download_progress() -> None:
+    """§3 table: DOWNLOAD_STARTED reads DOWNLOADING with its progress (ZInfoDevSW.downloadProgress = 10)."""
+    dl = info_pb2.ZInfoDevSW(shortVersion=NEW, status=Z.DOWNLOAD_STARTED, userStatus=S.DOWNLOADING,
+                             subStatus=U.DOWNLOAD_INPROGRESS, downloadProgress=42)
+    got = codec.decode_request("info", _eve_info(dl), baseos_version=NEW)["report"]
+    assert got["baseos"]["status"] == "DOWNLOADING" and got["baseos"]["progress"] == 42

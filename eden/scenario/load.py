@@ -838,6 +838,16 @@ class _Checker:
                 )
         if "netconfig" not in capabilities:
             self.dpc_state_conditions(backend)
+        if backend != "sim":
+            for name, image in self.sc.images.items():
+                if image.download != "ok":
+                    self.error(
+                        ("images", name, "download"),
+                        f"image '{name}': 'download: {image.download}' is simulated only; "
+                        f"backend '{backend}' serves the real image",
+                        "remove 'download', or run this scenario on the sim backend",
+                        key=True,
+                    )
         if self.sc.expect and "observe" not in capabilities:
             self.error(
                 ("expect",),

@@ -543,6 +543,9 @@ class Image(Base):
     behaviour: Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"] = "good"
     """Simulator only: how the image behaves after it boots. Real backends run the real image."""
     size: ByteSize = 300 * 2**20
+    download: Literal["ok", "corrupt"] = "ok"
+    """Simulator only: ``corrupt`` - every download of it fails verification (spec §4,
+    blob.download.max.retries). Real backends serve the real image and refuse it."""
     variants: list[ImageVariant] = Field(default_factory=list)
     path: str | None = None
     """Real backends: the image file to hand to the device."""

@@ -534,7 +534,7 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_ver
 def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str],
                   baseos_version: str | None = None) -> dict[str, Any]:
     sw = []
-    bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": ""}
+    bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": "", "progress": 0}
     for e in d.swList:
         if not e.partitionLabel and not e.shortVersion and e.status == info_pb2.SW_STATE_INITIAL:
             continue  # early boot: a partition not known yet ("" label and state, spec §2.2)
@@ -551,6 +551,7 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
             "status": _enum_in(BaseOsStatus, found.userStatus),
             "sub_status": _enum_in(BaseOsSubStatus, found.subStatus),
             "err": found.swErr.description,
+            "progress": found.downloadProgress,
         }
     vault = None
     for v in d.dataSecAtRestInfo.vaultList:

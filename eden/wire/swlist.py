@@ -92,6 +92,7 @@ def encode(d: info_pb2.ZInfoDevice, sw: Sequence[Mapping[str, Any]], bos: Mappin
         if n == bound:
             e.status = bos_sw_state(status, sub, labelled=True)
             e.userStatus, e.subStatus = status, sub
+            e.downloadProgress = int(bos.get("progress") or 0)  # ZInfoDevSW.downloadProgress (spec §3)
             err = bos.get("err") or err
         else:
             e.status = ZSwState.INSTALLED if e.shortVersion else ZSwState.INITIAL
@@ -101,7 +102,7 @@ def encode(d: info_pb2.ZInfoDevice, sw: Sequence[Mapping[str, Any]], bos: Mappin
             e.userStatus = BaseOsStatus.FAILED  # addUserSwInfo: any swErr is FAILED
     if version is not None and bound is None:
         e = d.swList.add(shortVersion=version, status=bos_sw_state(status, sub, labelled=False),
-                         userStatus=status, subStatus=sub)
+                         userStatus=status, subStatus=sub, downloadProgress=int(bos.get("progress") or 0))
         if bos.get("err"):
             e.swErr.description = text(bos["err"], "baseos err")
 

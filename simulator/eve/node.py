@@ -9,7 +9,7 @@ The machine never reads a clock, sleeps, opens a socket or draws from a global r
 
 * Inputs are method calls that carry ``now`` (seconds on the driver's clock): :meth:`Node.power_on`,
   :meth:`Node.power_off`, :meth:`Node.on_timer`, :meth:`Node.on_response`, :meth:`Node.tamper`,
-  :meth:`Node.hang`.
+  :meth:`Node.hang`, :meth:`Node.links` (which ports have a link).
 * Each returns the actions the driver must carry out: :class:`Send` a request to the controller,
   :class:`SetTimer` / :class:`CancelAll` timers, :class:`Reset` the hardware, and :class:`Note`
   timeline records.
@@ -33,6 +33,7 @@ from simulator.eve import admission
 from simulator.eve import dpc as dpcl
 from simulator.eve.dpc import Dpc
 from simulator.eve.config_items import GlobalConfig
+from simulator.eve.download import Download
 from simulator.eve.enums import (
     AttestState,
     BaseOsStatus,
@@ -114,6 +115,8 @@ class ImageInfo:
     version: str
     behaviour: str  # good | crash-on-boot | no-controller | changes-pcrs (already resolved per node)
     size: int
+    verify_ok: bool = True
+    """False: every download of this image fails verification (a corrupt blob in the datastore, §4)."""
 
     @property
     def rootfs_measurement(self) -> str:
@@ -234,6 +237,8 @@ class Node:
         self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
         self.phase = "off"  # off | booting | running | bricked
+        self.links_down: set[str] = set()
+        """Ports whose link is down (hardware, survives reboots); set by the driver through :meth:`links`."""
         self._reset_volatile()
 
     # ---------------------------------------------------------------------------------- plumbing --
@@ -293,6 +298,7 @@ class Node:
         self._dead_agent = ""  # an agent whose process died (agent_exit)
         self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
         self._uuid_lookup_inflight = False
+        self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -437,6 +443,16 @@ class Node:
             return (BaseOsStatus.UPDATED if activated else BaseOsStatus.FALLBACK), BaseOsSubStatus.NONE, ""
         return BaseOsStatus.DOWNLOAD_DONE, BaseOsSubStatus.NONE, ""
 
+    def _bos_progress(self, now: float) -> int:
+        """downloadProgress of the base-OS entry: live while DOWNLOAD_STARTED, 100 once delivered (§3)."""
+        e = self.persist.bos
+        if not e:
+            return 0
+        if e["zsw"] != ZSwState.DOWNLOAD_STARTED:
+            return 0 if e["zsw"] == ZSwState.INITIAL else 100
+        d = self.downloads.get("bos")
+        return d.progress_at(now) if d is not None else 0
+
     def _partition_with(self, version: str) -> Any:
         for label in ("IMGA", "IMGB"):
             part = self.zboot[label]
@@ -477,6 +493,7 @@ class Node:
                 "status": status.name,
                 "sub_status": sub.name,
                 "err": err,
+                "progress": self._bos_progress(now),
             },
             "attestation": self.attest.name,
             "maintenance": sorted(r.name for r in self.maintenance),
@@ -967,6 +984,7 @@ class Node:
         entry = ps.bos
         if entry is None or entry["version"] != version:
             entry = ps.bos = {"version": version, "image": image, "activate": activate, "zsw": ZSwState.INITIAL, "err": ""}
+            self.downloads.pop("bos", None)  # the old version's DownloaderConfig goes away (§3 step 1)
             self._note("baseos_config", version=version, activate=activate)
         entry["activate"] = activate
         zb = self.zboot
@@ -992,12 +1010,14 @@ class Node:
             return True
         if self.rebooting is not None:
             return True
-        if entry["zsw"] == ZSwState.INITIAL and self.vault_unlocked:
+        if entry["zsw"] in (ZSwState.INITIAL, ZSwState.DOWNLOAD_STARTED) and self.vault_unlocked and "bos" not in self.downloads:
             # §3 step 1: download and verify first; a TooEarly refusal only blocks the install.
+            # A download cut by a reboot starts again from byte 0 (the downloader's state is volatile).
             entry["zsw"] = ZSwState.DOWNLOAD_STARTED
-            size = self.p.images[image].size if image in self.p.images else 300 * 2**20
-            self._timer("bos_download", now + size / self._download_rate())
+            info = self.p.images.get(image)
+            size = info.size if info is not None else 300 * 2**20
             self._note("baseos_download", version=version)
+            self._dl_start("bos", size, now, verify_ok=info.verify_ok if info is not None else True)
         elif entry["zsw"] == ZSwState.DELIVERED and activate:
             self._bos_install(now)
         return activate and not entry.get("too_early")
@@ -1010,10 +1030,6 @@ class Node:
         e["too_early"] = refuse == REFUSE_TOO_EARLY
         if refuse is None:
             self._bos_write(now)
-
-    def _download_rate(self) -> float:
-        speeds = [p.speed for p in self.p.ports if p.name in self._ports()] or [WAN_RATE]
-        return min(max(speeds), WAN_RATE)
 
     def _bos_downloaded(self, now: float) -> None:
         e = self.persist.bos
@@ -1121,6 +1137,133 @@ class Node:
         if self.phase == "running":
             self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
         return self._drain()
+
+    # ------------------------------------------------------------------------------- downloads --
+    def links(self, down: frozenset[str] | set[str], now: float) -> list[Action]:
+        """Input: the set of ports whose link is down changed. A download depends on the links
+        (§4): without a usable port it makes no progress and stalls after ``timer.download.stalled``."""
+        self.links_down = set(down)
+        if self.phase == "running":
+            self._dl_links_changed(now)
+        return self._drain()
+
+    def _dl_rate(self) -> float:
+        """Bytes/s over the usable ports, or -1 when none passes the cost gate (§4, P:cmd/downloader/
+        syncop.go ``handleSyncOp``: ``CountLocalAddrNoLinkLocalWithCost``). A port with its link
+        down has no address, so it does not count. Datastores on ``.local`` hosts (exempt from the
+        gate) are not modelled."""
+        max_cost = self.item("network.download.max.cost")
+        dpc = self._ports()
+        usable = [
+            p for p in self.p.ports
+            if p.name in dpc and p.mgmt and p.name not in self.links_down and p.cost <= max_cost
+        ]
+        if not usable:
+            return -1.0
+        return min(max(p.speed for p in usable), WAN_RATE)
+
+    def _dl_start(self, key: str, size: int, now: float, *, verify_ok: bool = True) -> None:
+        """A new DownloaderConfig: runHandler's retry ticker starts with it, then the first attempt
+        (P:cmd/downloader/downloader.go ``runHandler``: ``NewRangeTicker(0.3 x retry, retry)``)."""
+        if key in self.downloads:
+            return
+        # The ticker's range is fixed when runHandler starts; a later timer.download.retry changes
+        # only the "since the error" check (maybeRetryDownload reads the current value).
+        d = self.downloads[key] = Download(size=size, verify_ok=verify_ok, tick=self.item("timer.download.retry"))
+        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
+        self._dl_attempt(key, now)
+
+    def _dl_attempt(self, key: str, now: float) -> None:
+        d = self.downloads[key]
+        d.start(now, self._dl_rate(), int(self.item("network.download.max.cost")))
+        if d.state == "error":
+            self._note("download_failed", key=key, err=d.err)
+        self._dl_timers(key, now)
+        self._dl_report(key, now)
+
+    def _dl_timers(self, key: str, now: float) -> None:
+        d = self.downloads[key]
+        if d.state != "running":
+            return
+        if d.finish_at is not None:
+            # The base-OS timer keeps its name: the reference image's platform gates on it (eden/agent/platform.py).
+            self._timer("bos_download" if key == "bos" else f"dl:{key}", d.finish_at)
+        else:
+            self._timer(f"dlstall:{key}", d.last_progress + self.item("timer.download.stalled"))
+
+    def _dl_links_changed(self, now: float) -> None:
+        for key in sorted(self.downloads):
+            d = self.downloads[key]
+            if d.state == "running":
+                was = d.rate
+                d.set_rate(now, max(self._dl_rate(), 0.0))
+                self._dl_timers(key, now)
+                if (was > 0) != (d.rate > 0):
+                    self._dl_report(key, now)
+
+    def _dl_report(self, key: str, now: float) -> None:
+        """Copy progress and error to the owner (ContentTreeStatus -> BaseOsStatus / AppInstanceStatus):
+        the error stays set during a retry and clears only on success (``maybeRetryDownload``)."""
+        d = self.downloads[key]
+        d.advance(now)
+        if key == "bos":
+            e = self.persist.bos
+            if e is not None and e["zsw"] == ZSwState.DOWNLOAD_STARTED:
+                e["err"] = d.err
+        else:
+            app = self.apps.get(key[4:])
+            if app is not None:
+                app["err"] = d.err
+        self._publish(now)
+
+    def _dl_finished(self, key: str, now: float) -> None:
+        d = self.downloads.get(key)
+        if d is None or d.state != "running" or d.finish_at is None or now < d.finish_at - 1e-6:
+            return  # moved or stopped since the timer was set
+        d.advance(now)
+        d.done = float(d.size)
+        if not d.verify_ok:
+            max_retries = int(self.item("blob.download.max.retries"))
+            if d.verify_retries < max_retries:
+                # P:cmd/volumemgr/updatestatus.go: verify failed -> remove the verify config and
+                # download again at once, RetryCount++ (at most blob.download.max.retries).
+                d.verify_retries += 1
+                self._note("verify_failed", key=key, retry=d.verify_retries)
+                self._dl_attempt(key, now)
+                return
+            d.state = "verify_failed"
+            d.finish_at = None
+            d.err = f"computed sha256 of {key} does not match the configured sha256"
+            self._note("verify_failed", key=key, retry=None)
+            self._dl_report(key, now)
+            return
+        d.state = "verified"
+        d.err = ""
+        self._dl_report(key, now)
+        if key == "bos":
+            self._bos_downloaded(now)
+        else:
+            app = self.apps.get(key[4:])
+            if app is not None and app["state"] == ZSwState.DOWNLOAD_STARTED:
+                self._app_advance(key[4:], now)
+
+    def _dl_stall_check(self, key: str, now: float) -> None:
+        d = self.downloads.get(key)
+        if d is None or not d.stalled(now, self.item("timer.download.stalled")):
+            return
+        d.fail(now, d.stall_error(key, now))  # download.go: "Cancelling due to no progress ..."
+        self._note("download_failed", key=key, err=d.err)
+        self._dl_report(key, now)
+
+    def _dl_retry_tick(self, key: str, now: float) -> None:
+        d = self.downloads.get(key)
+        if d is None or d.state in ("verified", "verify_failed"):
+            return  # the ticker ends with the download
+        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
+        if d.retry_due(now, self.item("timer.download.retry")):
+            d.retries += 1  # maybeRetryDownload: RetryCount++, the original error kept until success
+            d.err = f"{d.orig_err}; Retrying; attempt {d.retries}"
+            self._dl_attempt(key, now)
 
     # ------------------------------------------------------------------------------- nodeagent --
     def _tick_at_or_before(self, t: float) -> float:
@@ -1424,7 +1567,6 @@ class Node:
         app["state"] = state
         app["stage"] = stage + 1
         durations = {
-            ZSwState.DOWNLOAD_STARTED: spec["size"] / self._download_rate(),
             ZSwState.VERIFYING: 2.0,
             ZSwState.LOADING: 1.0,
             ZSwState.CREATING_VOLUME: spec["size"] / self.p.write_speed,
@@ -1434,6 +1576,8 @@ class Node:
         if state == ZSwState.RUNNING:
             self.persist.apps_installed.add(name)
             self._note("app_running", app=name)
+        elif state == ZSwState.DOWNLOAD_STARTED:
+            self._dl_start(f"app/{name}", int(spec["size"]), now)  # §3 step 1, §4: the downloader
         else:
             self._timer(f"app:{name}", now + durations[state])
         self._publish(now)
@@ -1460,6 +1604,7 @@ class Node:
             return
         if app["state"] == ZSwState.HALTING:
             del self.apps[name]
+            self.downloads.pop(f"app/{name}", None)
             self.persist.apps_installed.discard(name)
             self._note("app_removed", app=name)
             if app.get("active"):
@@ -1569,6 +1714,7 @@ class Node:
             return
         self._note("dpc_switch", frm=self.dpc_index, to=index, key=self.dpc_list()[index][0])
         self.dpc_index = index
+        self._dl_links_changed(now)  # the usable ports of a download are the new DPC's (§4)
         if index != 0 and self.item("timer.port.testbetterinterval") > 0:
             self._timer("portbetter", now + self.item("timer.port.testbetterinterval"))
         self._publish(now)
@@ -1768,7 +1914,13 @@ class Node:
             if self._info_dirty and not self._info_inflight:
                 self._send_info(now)
         elif name == "bos_download":
-            self._bos_downloaded(now)
+            self._dl_finished("bos", now)
+        elif name.startswith("dl:"):
+            self._dl_finished(name[3:], now)
+        elif name.startswith("dlstall:"):
+            self._dl_stall_check(name[8:], now)
+        elif name.startswith("dlretry:"):
+            self._dl_retry_tick(name[8:], now)
         elif name == "bos_write":
             self._bos_written(now)
         elif name == "hang":
