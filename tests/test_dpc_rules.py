@@ -79,6 +79,7 @@ def test_a_broken_network_config_fails_and_falls_back_to_the_last_working_dpc() 
     assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
     assert [d.ports for d in drv.node.persist.dpcs] == [("eth0",), ("eth1",)]
     assert drv.node.persist.dpcs[0].state == DPCState.FAIL_WITH_IP_AND_DNS
+    assert drv.node.persist.dpcs[0].last_error == "no route to the controller over eth0"
     drv.run_for(30)
     assert drv.node.config_status == ConfigGetStatus.SUCCESS
     assert drv.ctrl.info["dpc_index"] == 1 and drv.ctrl.info["dpc_ports"] == ["eth1"]
@@ -136,6 +137,20 @@ def test_a_second_broken_config_falls_back_past_the_first_to_the_working_one() -
     assert [d["index"] for _t, d in drv.notes_of("dpc_fail")] == [0, 0]
 
 
+def test_when_every_pushed_dpc_fails_the_device_parks_at_index_0_and_recovers() -> None:
+    """§4 parkAtManualOrHighestPriority: the working DPC's link goes down too; two failed periodic
+    tests restart the walk, nothing works, the device parks at index 0. Once the link is back the
+    next two failed tests (index 0 is the broken one) walk again and land on index 1."""
+    drv, _t = _broken_fallback()
+    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.ctrl.port_down = {"eth0", "eth1"}
+    drv.run_until(lambda: drv.node.dpc_index == 0 and drv.node._reverify is None and len(drv.notes_of("dpc_fail")) >= 3,
+                  limit=1300)
+    assert drv.node.dpc_state in (DPCState.FAIL, DPCState.FAIL_WITH_IP_AND_DNS)
+    drv.ctrl.port_down = set()
+    drv.run_until(lambda: drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS, limit=2 * 300 + 60)
+
+
 def test_a_dpc_whose_ports_are_missing_waits_2x_testduration_then_fails() -> None:
     """§4 verify.go waitForIfRetries: a missing interface is IntfWait, checked again every
     timer.port.testduration (30 s), and the DPC fails once 2 x 30 s have passed."""
@@ -145,6 +160,7 @@ def test_a_dpc_whose_ports_are_missing_waits_2x_testduration_then_fails() -> Non
     fail = drv.run_until(lambda: drv.has_note("dpc_fail"), limit=120)
     assert fail == pytest.approx(t + 60.0)
     assert drv.notes_of("dpc_fail")[0][1] == {"index": 0, "state": "FAIL"}
+    assert drv.node.persist.dpcs[0].last_error == "missing interface wwan9"
     drv.run_until(lambda: drv.node._reverify is None, limit=30)
     assert drv.node.dpc_index == 1 and drv.node.dpc_list()[1] == ("zedagent", ("eth0", "eth1"))
 

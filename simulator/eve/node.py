@@ -1824,7 +1824,10 @@ class Node:
             return
         d.last_failed = now
         d.state = DPCState.FAIL_WITH_IP_AND_DNS if d.broken else DPCState.FAIL
-        d.last_error = "no route to the controller" if d.broken else "missing interface " + ",".join(d.ports)
+        if d.broken or usable:
+            d.last_error = "no route to the controller over " + ",".join(d.ports)
+        else:
+            d.last_error = "missing interface " + ",".join(d.ports)
         self._note("dpc_fail", index=index, state=d.state.name)
         nxt = dpcl.next_testable(dpcs, index + 1, now)
         if nxt < 0:
