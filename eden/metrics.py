@@ -180,6 +180,8 @@ def _controller_metric(name: str, backend: Any, summary: dict[str, Any]) -> Any:
         return summary["all"]["requests"]
     if name == "controller.rejected_503":
         return summary["all"]["rejected_503"]
+    if parts[1] == "requests" and len(parts) == 3:
+        return summary[parts[2]]["requests"] if parts[2] in summary else None
     if name == "controller.request_rate":
         return _round(summary["all"]["requests"] / backend.now()) if backend.now() > 0 else 0.0
     if parts[1] == "latency":

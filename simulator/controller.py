@@ -23,7 +23,8 @@ import numpy as np
 from simulator.eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
 
 RTT = 0.03  # seconds of network round trip added to every answered request
-KINDS = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping")
+KINDS = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping", "logs")
+SERIES_KINDS = ("logs",)  # request kinds that also get their own per-minute series (plots)
 _HIST_EDGES = np.concatenate([[0.0], np.logspace(-4, 4, 801)])  # 100 us .. 10^4 s, 100 bins/decade
 
 
@@ -199,6 +200,7 @@ class ControllerModel:
         self.devices: list[DeviceRecord] = []
         self.stats = {k: LatencyStats() for k in KINDS}
         self.series = Series(series_step)
+        self.kind_series = {k: Series(series_step) for k in SERIES_KINDS}
         self._nonce = 0
         self._token = 0
         self.info_journal: list[int] = []  # device index per info message received, in order
@@ -388,11 +390,15 @@ class ControllerModel:
         else:
             st.rejected += 1
         self.series.add_one(t, latency, accepted)
+        if kind in self.kind_series:
+            self.kind_series[kind].add_one(t, latency, accepted)
 
     def record_batch(self, kind: str, t: np.ndarray, latency: np.ndarray) -> None:
         """Account a batch of accepted bulk requests."""
         self.stats[kind].add(latency)
         self.series.add(t, latency, np.ones(t.size, dtype=bool))
+        if kind in self.kind_series:
+            self.kind_series[kind].add(t, latency, np.ones(t.size, dtype=bool))
 
     # ------------------------------------------------------------------------------- requests --
     def handle(self, i: int, kind: str, body: dict[str, Any], t: float) -> tuple[int, dict[str, Any], float]:
@@ -439,6 +445,9 @@ class ControllerModel:
             return 201, {}
         if kind == "metrics":
             return 201, {}
+        if kind == "logs":
+            # §2 POST id/{uuid}/newlogs: 201 (gzip of LogEntry; EVE counts only 200/201 as sent)
+            return (201 if dev.uuid is not None else 404), {}
         if kind == "attest":
             return self._attest(i, dev, body)
         return 400, {}

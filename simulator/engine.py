@@ -24,17 +24,18 @@ import numpy as np
 import simpy
 
 from simulator.controller import RTT, ControllerModel
+from simulator.eve.logs import files_made
 from simulator.eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
 
-ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest")
-_REQUEST_KIND = {"config": "config", "metrics": "metrics", "deviceinfo": "info", "porttest": "ping"}
+ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest", "logs")
+_REQUEST_KIND = {"config": "config", "metrics": "metrics", "deviceinfo": "info", "porttest": "ping", "logs": "logs"}
 _INTERVAL_ITEM = {
     "config": "timer.config.interval",
     "metrics": "timer.metric.interval",
     "deviceinfo": "timer.deviceinfo.interval",
     "porttest": "timer.port.testinterval",
 }
-_JITTER = {"config": (0.3, 1.0), "metrics": (0.3, 1.0), "deviceinfo": (0.8, 1.2), "porttest": (1.0, 1.0)}
+_JITTER = {"config": (0.3, 1.0), "metrics": (0.3, 1.0), "deviceinfo": (0.8, 1.2), "porttest": (1.0, 1.0), "logs": (1.0, 1.0)}
 
 NoteSink = Callable[[float, int, str, dict[str, Any]], None]
 
@@ -68,6 +69,14 @@ class Engine:
         self.gen = [0] * n
         self.timer_tok: list[dict[str, int]] = [{} for _ in range(n)]
         self.port_down: list[set[str]] = [set() for _ in range(n)]
+        # log upload (simulator/eve/logs.py): the node's files and schedule, and the files the bulk
+        # path sent since the node was last called (written back by Node.note_log_uploads)
+        self.log_base = np.zeros(n, dtype=np.int64)
+        self.log_epoch = np.full(n, np.inf)
+        self.log_done = np.zeros(n, dtype=np.int64)
+        self.log_until = np.full(n, -np.inf)
+        self.log_bulk = np.zeros(n, dtype=np.int64)
+        self.log_left = np.zeros(n, dtype=np.int64)
         self._tok = 0
         self.events = 0
         self.bulk_requests = 0
@@ -82,6 +91,9 @@ class Engine:
         node = self.nodes[i]
         if self.last_ok[i] > node.last_contact:
             node.note_contact(float(self.last_ok[i]))
+        if self.log_bulk[i]:
+            node.note_log_uploads(int(self.log_bulk[i]), int(self.log_left[i]))
+            self.log_bulk[i] = 0
         self.events += 1
         actions = fn(*args)
         now = args[-1]
@@ -122,6 +134,15 @@ class Engine:
             items = node.persist.items
             for k, key in _INTERVAL_ITEM.items():
                 self.interval[k][i] = float(items.get(key))  # type: ignore[arg-type]
+        up = node.logs
+        if up is None:
+            self.log_until[i] = -np.inf
+        else:
+            self.interval["logs"][i] = up.interval
+            self.log_until[i] = up.next_event()
+            self.log_base[i] = up.persist.made
+            self.log_epoch[i] = up.epoch
+            self.log_done[i] = up.persist.done
 
     # ------------------------------------------------------------------------------- timers --
     def _schedule(self, i: int, name: str, at: float) -> None:
@@ -182,13 +203,15 @@ class Engine:
                 self._serve_bulk(batches)
             yield env.timeout(self.bucket)
 
-    def _fast_mask(self, kind: str, idx: np.ndarray) -> np.ndarray:
+    def _fast_mask(self, kind: str, idx: np.ndarray, times: np.ndarray) -> np.ndarray:
         ctrl = self.ctrl
         if ctrl.mode != "up":
             return np.zeros(idx.size, dtype=bool)
         fast = self.quiet[idx] & self.net_ok[idx] & ~ctrl.needs_slow[idx]
         if kind == "config":
             fast &= self.node_ver[idx] == ctrl.ctrl_ver[idx]
+        elif kind == "logs":
+            fast &= times < self.log_until[idx]  # schedule and back-off events go to the node
         return fast
 
     def _take(self, kind: str, horizon: float) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -201,7 +224,7 @@ class Engine:
         due, times = due[order], times[order]
         arr[due] = np.inf
         toks = self.arr_tok[kind][due]
-        fast = self._fast_mask(kind, due)
+        fast = self._fast_mask(kind, due, times)
         for i, t, tok in zip(due[~fast].tolist(), times[~fast].tolist(), toks[~fast].tolist()):
             gen = self.gen[i]
             ev = self.env.timeout(max(0.0, t - self.env.now))
@@ -215,6 +238,17 @@ class Engine:
             return  # moved or cancelled since it was taken
         self._call(i, self.nodes[i].on_timer, kind, max(t, self.env.now))
 
+    def _logs_without_file(self, idx: np.ndarray, t: np.ndarray, fast: np.ndarray) -> np.ndarray:
+        """Bulk upload fires that find no log file send nothing: re-arm them here (Node._logs_fire)
+        and return the fast ones that do send."""
+        has = files_made(self.log_base[idx], self.log_epoch[idx], t) > self.log_done[idx]
+        empty = fast & ~has
+        if empty.any():
+            ei = idx[empty]
+            self.next["logs"][ei] = t[empty] + self.interval["logs"][ei]
+            self.log_left[ei] = 0
+        return fast & has
+
     def _serve_bulk(self, batches: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
         """Answer a window's worth of quiescent nodes' periodic requests in one go.
 
@@ -225,8 +259,10 @@ class Engine:
         for n, (kind, idx, t, toks) in enumerate(batches):
             live = (self.arr_tok[kind][idx] == toks) & np.isinf(self.next[kind][idx])
             idx, t = idx[live], t[live]
-            fast = self._fast_mask(kind, idx)
+            fast = self._fast_mask(kind, idx, t)
             slow.extend(zip(t[~fast].tolist(), idx[~fast].tolist(), [kind] * int((~fast).sum())))
+            if kind == "logs":
+                fast = self._logs_without_file(idx, t, fast)
             idxs.append(idx[fast])
             times.append(t[fast])
             kinds.append(np.full(int(fast.sum()), n, dtype=np.int8))
@@ -248,6 +284,11 @@ class Engine:
                     lo, hi = _JITTER[kind]
                     factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)
                     self.next[kind][acc_i] = acc_t + factor * self.interval[kind][acc_i]
+                    if kind == "logs":  # sent (201): the timer is re-armed after the answer
+                        self.next[kind][acc_i] += acc_lat
+                        self.log_left[acc_i] = files_made(self.log_base[acc_i], self.log_epoch[acc_i], acc_t) - self.log_done[acc_i] - 1
+                        self.log_done[acc_i] += 1
+                        self.log_bulk[acc_i] += 1
                     if kind == "config":
                         self.last_ok[acc_i] = np.maximum(self.last_ok[acc_i], acc_t + acc_lat)
                 rej = ~k_ok

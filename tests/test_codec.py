@@ -87,7 +87,7 @@ def _shift(report: dict[str, Any], by: float) -> dict[str, Any]:
         ("info", "POST", f"/api/v2/edgedevice/id/{DEV}/info"),
         ("metrics", "POST", f"/api/v2/edgedevice/id/{DEV}/metrics"),
         ("attest", "POST", f"/api/v2/edgedevice/id/{DEV}/attest"),
-        ("logs", "POST", f"/api/v2/edgedevice/id/{DEV}/logs"),
+        ("logs", "POST", f"/api/v2/edgedevice/id/{DEV}/newlogs"),
     ],
 )
 def test_request_paths(kind: str, method: str, path: str) -> None:
@@ -471,3 +471,17 @@ def test_attest_cert_post_and_binary_quote_fields() -> None:
                                                      "pcr_values": [(0, attest_pb2.TPM_HASH_ALGO_SHA256, b"\x11" * 32)], "tpm": True}
     (keys,) = codec.encode_request("attest", {"type": "STORE_KEYS", "token": "t", "key": b"\xff\x00"})
     assert codec.decode_request("attest", keys)["key"] == b"\xff\x00"
+
+
+def test_logs_request_is_a_gzip_of_json_log_entries() -> None:
+    """§1: a newlogs upload is one newlogd file, gzip of JSON LogEntry lines, well under 64 KiB."""
+    import gzip
+    import json
+
+    (payload,) = codec.encode_request("logs", {"at": 1234.5, "files": 3}, device_uuid=DEV)
+    assert len(payload) <= 64 * 1024
+    lines = gzip.decompress(payload).decode().splitlines()
+    entry = json.loads(lines[0])
+    assert entry["timestamp"]["seconds"] == 1234
+    assert DEV in entry["content"]
+    assert codec.decode_response("logs", 201, b"") == {}

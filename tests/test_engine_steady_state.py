@@ -54,7 +54,8 @@ def test_request_rates_match_the_timer_formulas(tmp_path: Path) -> None:
     metrics = n / (0.65 * 60)  # same law for timer.metric.interval
     info = n / 600.0  # forced device info every U[0.8,1.2] x 600 s
     ping = n / 300.0  # port test every timer.port.testinterval
-    expected = config + metrics + info + ping
+    logs = n / 300.0  # one newlogd file per 300 s, each uploaded once (loguploader, §1)
+    expected = config + metrics + info + ping + logs
     assert per_second == pytest.approx(expected, rel=0.03)
     # Nearly all of it is answered in bulk, not node by node.
     assert run["bulk_requests"] > 0.9 * summary["metrics"]["controller"]["all"]["requests"]

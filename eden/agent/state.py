@@ -36,6 +36,7 @@ from eden.wire import pki
 from simulator.eve import enums as eve_enums
 from simulator.eve.config_items import GlobalConfig, ItemError
 from simulator.eve.enums import PartitionState
+from simulator.eve.logs import LogPersist
 from simulator.eve.node import Persist
 from simulator.eve.zboot import LABELS, Partition, Zboot
 
@@ -102,6 +103,8 @@ def persist_to_json(p: Persist, *, power_lost: bool | None = None) -> dict[str, 
                 "values": _enc(value.values),
                 "errors": [[e.key, e.value, e.reason] for e in value.errors],
             }
+        elif f.name == "logs":  # /persist/newlog counters (simulator/eve/logs.py)
+            out["logs"] = dataclasses.asdict(value)
         else:
             out[f.name] = _enc(value)
     if power_lost is not None:
@@ -117,7 +120,9 @@ def persist_from_json(d: dict[str, Any]) -> Persist:
     if set(parts) != set(LABELS):
         raise ValueError(f"zboot partitions must be {LABELS}")
     items = GlobalConfig(values=_dec(d["items"]["values"]), errors=[ItemError(*e) for e in d["items"]["errors"]])
-    kwargs = {f.name: _dec(d[f.name]) for f in dataclasses.fields(Persist) if f.name not in ("zboot", "items") and f.name in d}
+    kwargs = {f.name: _dec(d[f.name]) for f in dataclasses.fields(Persist) if f.name not in ("zboot", "items", "logs") and f.name in d}
+    if isinstance(d.get("logs"), dict):
+        kwargs["logs"] = LogPersist(**{k: int(v) for k, v in d["logs"].items() if k in ("made", "done", "moved_aside")})
     return Persist(zboot=Zboot(parts, zb["current"]), items=items, **kwargs)
 
 

@@ -206,7 +206,8 @@ class SimBackend:
             "powered": self._series["powered"],
             "by_state": {k: v for k, v in sorted(self._series["by_state"].items()) if any(v)},
             "by_version": {k: v for k, v in sorted(self._series["by_version"].items()) if any(v)},
-            "controller": {"step": self.ctrl.series.step, **self.ctrl.series.as_lists()},
+            "controller": {"step": self.ctrl.series.step, **self.ctrl.series.as_lists(),
+                           **{f"{k}_requests": s.as_lists()["requests"] for k, s in self.ctrl.kind_series.items()}},
             "rollbacks": rollbacks,
         }
         return out

@@ -212,6 +212,9 @@ def plot_controller(entry: EntryResult) -> bytes | None:
     rejected = ctrl.get("rejected") or []
     if any(rejected):
         ax.step(x, [r * per_min for r in rejected[: len(x)]], where="post", color="#cf222e", linewidth=1.1, label="503 / min")
+    logs = ctrl.get("logs_requests") or []
+    if any(logs):  # newlogs uploads: their share of the load, and the flood after an outage (§1)
+        ax.step(x[: len(logs)], [r * per_min for r in logs[: len(x)]], where="post", color="#9a6700", linewidth=0.9, label="log uploads / min")
     ax.set_title(PLOT_TITLES["controller"], fontsize=TITLE_PT, loc="left")
     ax.set_ylabel("per minute", fontsize=LABEL_PT)
     ax.set_ylim(0, None)

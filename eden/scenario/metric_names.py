@@ -27,7 +27,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "attestation.time": "seconds from an attestation request until the device's quote is verified",
 }
 
-CONTROLLER_KINDS: tuple[str, ...] = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping")
+CONTROLLER_KINDS: tuple[str, ...] = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping", "logs")
 LATENCY_STATS: tuple[str, ...] = ("p50", "p95", "p99", "max", "mean")
 
 _PLAIN: dict[str, str] = {
@@ -62,6 +62,7 @@ def _build() -> dict[str, str]:
     for stat in LATENCY_STATS:
         metrics[f"controller.latency.{stat}"] = f"{STATISTICS[stat]} controller response latency, seconds"
     for kind in CONTROLLER_KINDS:
+        metrics[f"controller.requests.{kind}"] = f"'{kind}' requests the controller received"
         for stat in LATENCY_STATS:
             metrics[f"controller.latency.{kind}.{stat}"] = (
                 f"{STATISTICS[stat]} latency of '{kind}' requests, seconds"

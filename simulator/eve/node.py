@@ -34,6 +34,7 @@ from simulator.eve import dpc as dpcl
 from simulator.eve.dpc import Dpc
 from simulator.eve.config_items import GlobalConfig
 from simulator.eve.download import Download
+from simulator.eve.logs import DEFAULT_INTERVAL as LOG_INTERVAL, LogPersist, LogUploader
 from simulator.eve.enums import (
     AttestState,
     BaseOsStatus,
@@ -73,7 +74,7 @@ WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
 class Send:
     """Send a request to the controller. ``status`` 0 in the response means a transport error."""
 
-    kind: str  # certs | register | uuid | config | info | metrics | attest | ping
+    kind: str  # certs | register | uuid | config | info | metrics | attest | ping | logs
     rid: int
     body: dict[str, Any]
     ports: tuple[str, ...]
@@ -201,6 +202,7 @@ class Persist:
     None: only the profile's management ports (the bootstrap DPC)."""
     lastresort: Dpc | None = None
     net_seen: dict[str, Any] | None = None  # the controller network config last turned into a DPC
+    logs: LogPersist = field(default_factory=LogPersist)  # /persist/newlog (§1 log upload)
 
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
@@ -299,6 +301,7 @@ class Node:
         self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
         self._uuid_lookup_inflight = False
         self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)
+        self.logs: LogUploader | None = None  # loguploader, from zedagent's start (§1)
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -553,6 +556,7 @@ class Node:
             return self._drain()
         was = self.phase
         self._out.append(CancelAll())
+        self._logs_stop(now)
         self._reset_volatile()
         if was != "bricked":
             self.persist.power_lost = True
@@ -568,6 +572,7 @@ class Node:
             ps.reboot_record = (reason, text)
             ps.reboot_image = self.zboot.current
         self._out.append(CancelAll())
+        self._logs_stop(now)
         self._reset_volatile()
         self.phase = "off"
         self._note("reset", reason=reason.name if reason is not None else None)
@@ -764,6 +769,8 @@ class Node:
         self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
         self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
         self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self.logs = LogUploader(self.persist.logs, now)
+        self._timer("logs", now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
         if self._reverify is None or self.persist.dpcs is None:
             self.dpc_state = DPCState.SUCCESS
         self._attest_start(now)
@@ -1854,6 +1861,38 @@ class Node:
         else:
             self.dpc_index = len(ps.dpcs)
 
+    # ------------------------------------------------------------------------------ log upload --
+    def _logs_fire(self, now: float) -> None:
+        """loguploader's upload timer (§1 newlogs upload timer, P:cmd/loguploader/loguploader.go
+        ``Run``/``doFetchSend``): send the oldest file, re-arm after the answer (the send is
+        synchronous), or at once when there is no file."""
+        up = self.logs
+        if up is None or up.inflight:
+            return
+        if up.fire(now, self.rng):
+            self._send("logs", {"at": now, "files": up.left + 1}, now)
+        else:
+            self._timer("logs", now + up.interval)
+
+    def _logs_response(self, status: int, now: float) -> None:
+        """§2.1 POST newlogs: 200/201 only; 503/no answer count towards the outage back-off;
+        4xx retries the file (moved aside on the 11th); 429 slows uploads (``sendToCloud``)."""
+        up = self.logs
+        if up is None:
+            return
+        up.answer(status, now)
+        self._timer("logs", now + up.interval)
+
+    def _logs_stop(self, now: float) -> None:
+        if self.logs is not None:
+            self.logs.stop(now)
+
+    def note_log_uploads(self, count: int, left: int) -> None:
+        """Files the simulator's bulk path uploaded for this node while it was quiescent (200/201
+        answers, the same rule as :meth:`_logs_response`), written back before its next call."""
+        if self.logs is not None:
+            self.logs.sent(count, left)
+
     # ------------------------------------------------------------------------------- dispatch --
     def on_timer(self, name: str, now: float) -> list[Action]:
         phase = self.phase
@@ -1900,6 +1939,8 @@ class Node:
             self._port_test(now)
         elif name == "portbetter":
             self._port_better(now)
+        elif name == "logs":
+            self._logs_fire(now)
         elif name == "onboard":
             if self.onboarding:
                 self._onboard_attempt(now)
@@ -1959,6 +2000,8 @@ class Node:
             self._attest_response(status, body, now)
         elif kind == "ping":
             self._ping_response(status, body, ctx, now)
+        elif kind == "logs":
+            self._logs_response(status, now)
         # metrics: best effort, nothing to do
         return self._drain()
 
