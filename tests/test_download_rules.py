@@ -152,6 +152,22 @@ def test_a_link_outage_shorter_than_the_stall_time_only_delays_the_download() ->
     assert not drv.note_times("download_failed")
 
 
+
+def test_a_download_running_on_the_cost_0_port_stalls_when_only_the_costly_port_is_left() -> None:
+    """§4: the usable ports are those with cost <= network.download.max.cost; losing eth0 (cost 0)
+    mid-download leaves eth1 (cost 10) up, which the download may not use: no progress, stall."""
+    drv = online(_slow_drv())
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: "bos" in drv.node.downloads and drv.node.downloads["bos"].state == "running")
+    drv.run_for(30)
+    down_at = drv.now
+    _links(drv, {"eth0"})
+    drv.run_for(STALLED + 1)
+    assert drv.node.config_received and drv.node.config_status.name == "SUCCESS"  # online over eth1
+    assert drv.note_times("download_failed") == [pytest.approx(down_at + STALLED)]
+    assert _bos(drv)["err"].startswith("Cancelling due to no progress")
+    assert zb(drv)["IMGB"].version is None
+
 def test_a_verify_failure_downloads_again_at_most_blob_download_max_retries_times() -> None:
     """§4 / P:cmd/volumemgr/updatestatus.go: a verify failure re-downloads at once while
     RetryCount < blob.download.max.retries (5), then the error stays: FAILED, nothing installed."""

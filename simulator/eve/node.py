@@ -1017,7 +1017,8 @@ class Node:
             return True
         if self.rebooting is not None:
             return True
-        if entry["zsw"] in (ZSwState.INITIAL, ZSwState.DOWNLOAD_STARTED) and self.vault_unlocked and "bos" not in self.downloads:
+        startable = entry["zsw"] in (ZSwState.INITIAL, ZSwState.DOWNLOAD_STARTED) and "bos" not in self.downloads
+        if startable and self.vault_unlocked:
             # §3 step 1: download and verify first; a TooEarly refusal only blocks the install.
             # A download cut by a reboot starts again from byte 0 (the downloader's state is volatile).
             entry["zsw"] = ZSwState.DOWNLOAD_STARTED
