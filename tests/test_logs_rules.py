@@ -164,3 +164,25 @@ def test_logs_files_survive_a_reboot() -> None:
     start2 = _start(drv)
     drv.run(start2 + 280.0)
     assert len(drv.sent("logs", since=start2)) == 3  # one per 90 s fire
+
+
+def test_fleet_log_uploads_are_a_bulk_share_of_the_controller_load(tmp_path) -> None:
+    """A settled fleet sends one upload per device per 300 s (one file each), answered through the
+    engine's bulk path; the per-minute ``logs_requests`` series and ``controller.requests.logs`` agree."""
+    from tests.test_engine_steady_state import run_fleet
+
+    n = 300
+    summary, run = run_fleet(tmp_path, n, 2.0)
+    ctrl = summary["series"]["controller"]
+    logs = ctrl["logs_requests"]
+    assert len(logs) == len(ctrl["requests"])
+    half = len(logs) // 2
+    settled = logs[half:-1]
+    per_second = sum(settled) / (len(settled) * ctrl["step"])
+    assert per_second == pytest.approx(n / LOGFILE_DELAY, rel=0.05)
+    stats = summary["metrics"]["controller"]["logs"]
+    assert stats["requests"] == pytest.approx(sum(logs), abs=1)
+    assert stats["rejected_503"] == 0
+    # config + metrics + info + ping + logs; logs are the 300 s share
+    assert sum(settled) < 0.1 * sum(ctrl["requests"][half:-1])
+    assert run["bulk_requests"] > 0.9 * summary["metrics"]["controller"]["all"]["requests"]
