@@ -186,3 +186,31 @@ def test_fleet_log_uploads_are_a_bulk_share_of_the_controller_load(tmp_path) -> 
     # config + metrics + info + ping + logs; logs are the 300 s share
     assert sum(settled) < 0.1 * sum(ctrl["requests"][half:-1])
     assert run["bulk_requests"] > 0.9 * summary["metrics"]["controller"]["all"]["requests"]
+
+
+def test_logs_plain_schedule_case_is_the_one_the_bulk_path_may_evaluate() -> None:
+    """The engine evaluates a schedule in bulk only where ``plain_at`` holds; there the node's own
+    evaluation gives the same law (90 s +-20 %: integers 72..107)."""
+    from simulator.eve.logs import jittered, plain_at
+
+    rng = np.random.default_rng(2)
+    draws = jittered(np.full(5000, 90), rng)
+    assert draws.min() == 72 and draws.max() == 107
+    assert int(jittered(3, rng)) in (2, 3)  # 3 s band: base 2, spread 2
+    at = np.full(5, 10000.0)
+    mask = plain_at(
+        np.array([False, True, False, False, False]),  # failed_to_send
+        np.array([False, False, True, False, False]),  # 429 back-off running
+        np.array([-np.inf, -np.inf, -np.inf, 9000.0, -np.inf]),  # last 429
+        np.array([4, 0, 0, 0, 5]),  # files left
+        at,
+    )
+    assert mask.tolist() == [True, False, False, False, False]
+    up = LogUploader(LogPersist(), 0.0)
+    up.failed_to_send = False
+    up.left = 4
+    seen = set()
+    for _ in range(200):
+        up._evaluate(5000.0, rng)
+        seen.add(up.interval)
+    assert min(seen) >= 72 and max(seen) <= 107 and len(seen) > 20

@@ -20,8 +20,9 @@ Spec §1 "newlogs upload timer" and §2.1 "POST newlogs"; EVE: pkg/pillar/cmd/lo
   (``max4xxRetries`` = 10 retries). 429 also starts a 1 h back-off and doubles the interval (max
   300 s) unless the previous 429 was less than 300 s ago. 204/304/other codes: retried, no counter.
 
-The simulator answers quiescent nodes' uploads in bulk (simulator/engine.py) between two schedule
-events; it only needs :func:`files_made` and reports the sent files back through :meth:`LogUploader.sent`.
+The simulator answers quiescent nodes' uploads in bulk (simulator/engine.py) with :func:`files_made`,
+and runs their plain schedule evaluations (:func:`plain_at`, :func:`jittered`) there too; it writes
+both back through :meth:`LogUploader.sent` / :meth:`LogUploader.evaluated` (Node.note_log_uploads).
 """
 
 from __future__ import annotations
