@@ -24,7 +24,7 @@ import numpy as np
 import simpy
 
 from simulator.controller import RTT, ControllerModel
-from simulator.eve.logs import files_made
+from simulator.eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
 from simulator.eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
 
 ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest", "logs")
@@ -77,6 +77,11 @@ class Engine:
         self.log_until = np.full(n, -np.inf)
         self.log_bulk = np.zeros(n, dtype=np.int64)
         self.log_left = np.zeros(n, dtype=np.int64)
+        self.log_sched = np.full(n, np.inf)  # next schedule evaluation (LogUploader.sched_at)
+        self.log_failed = np.zeros(n, dtype=bool)
+        self.log_backoff = np.zeros(n, dtype=bool)
+        self.log_429 = np.full(n, -np.inf)
+        self.log_evald = np.zeros(n, dtype=bool)  # a bulk evaluation not yet written back
         self._tok = 0
         self.events = 0
         self.bulk_requests = 0
@@ -91,9 +96,13 @@ class Engine:
         node = self.nodes[i]
         if self.last_ok[i] > node.last_contact:
             node.note_contact(float(self.last_ok[i]))
-        if self.log_bulk[i]:
-            node.note_log_uploads(int(self.log_bulk[i]), int(self.log_left[i]))
+        if self.log_bulk[i] or self.log_evald[i]:
+            if self.log_evald[i]:
+                node.note_log_uploads(int(self.log_bulk[i]), int(self.log_left[i]), int(self.interval["logs"][i]), float(self.log_sched[i]))
+            else:
+                node.note_log_uploads(int(self.log_bulk[i]), int(self.log_left[i]))
             self.log_bulk[i] = 0
+            self.log_evald[i] = False
         self.events += 1
         actions = fn(*args)
         now = args[-1]
@@ -143,6 +152,11 @@ class Engine:
             self.log_base[i] = up.persist.made
             self.log_epoch[i] = up.epoch
             self.log_done[i] = up.persist.done
+            self.log_sched[i] = up.sched_at
+            self.log_failed[i] = up.failed_to_send
+            self.log_backoff[i] = up.backoff_until is not None
+            self.log_429[i] = up.last_429
+            self.log_left[i] = up.left
 
     # ------------------------------------------------------------------------------- timers --
     def _schedule(self, i: int, name: str, at: float) -> None:
@@ -211,7 +225,12 @@ class Engine:
         if kind == "config":
             fast &= self.node_ver[idx] == ctrl.ctrl_ver[idx]
         elif kind == "logs":
-            fast &= times < self.log_until[idx]  # schedule and back-off events go to the node
+            # schedule evaluations run here only in the plain case (one due, see _logs_schedule)
+            ok = times < self.log_until[idx]
+            sched = self.log_sched[idx]
+            plain = (times >= sched) & (times < sched + SCHEDULE) & ~self.log_backoff[idx]
+            plain &= plain_at(self.log_failed[idx], self.log_backoff[idx], self.log_429[idx], self.log_left[idx], sched)
+            fast &= ok | plain
         return fast
 
     def _take(self, kind: str, horizon: float) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -238,6 +257,17 @@ class Engine:
             return  # moved or cancelled since it was taken
         self._call(i, self.nodes[i].on_timer, kind, max(t, self.env.now))
 
+    def _logs_schedule(self, idx: np.ndarray, t: np.ndarray) -> None:
+        """The plain schedule evaluations due at these bulk fires (``logs.plain_at``): a new
+        jittered 90 s interval and the next evaluation 1800 s on, written back to the node later."""
+        due = t >= self.log_sched[idx]
+        if due.any():
+            di = idx[due]
+            self.interval["logs"][di] = jittered(np.full(di.size, DEFAULT_INTERVAL), self.rng)
+            self.log_sched[di] += SCHEDULE
+            self.log_until[di] = self.log_sched[di]
+            self.log_evald[di] = True
+
     def _logs_without_file(self, idx: np.ndarray, t: np.ndarray, fast: np.ndarray) -> np.ndarray:
         """Bulk upload fires that find no log file send nothing: re-arm them here (Node._logs_fire)
         and return the fast ones that do send."""
@@ -262,6 +292,7 @@ class Engine:
             fast = self._fast_mask(kind, idx, t)
             slow.extend(zip(t[~fast].tolist(), idx[~fast].tolist(), [kind] * int((~fast).sum())))
             if kind == "logs":
+                self._logs_schedule(idx[fast], t[fast])
                 fast = self._logs_without_file(idx, t, fast)
             idxs.append(idx[fast])
             times.append(t[fast])

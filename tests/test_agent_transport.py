@@ -202,3 +202,33 @@ def test_tls_is_1_2_or_later_with_eve_suites_only(tmp_path: Path) -> None:
         assert got == {"eve-suite": 200, "other-suite": 0, "cbc-suite": 0, "tls13": 200}
 
     _run(scenario())
+
+
+def test_logs_go_to_newlogs_as_a_sealed_gzip(tmp_path: Path) -> None:
+    """The node's Send "logs" is EVE's loguploader POST id/{uuid}/newlogs (§2), sealed like every
+    POST, its payload a gzip of JSON LogEntry lines; 201 with no body is success."""
+    import gzip
+    import json
+
+    k = Pki(tmp_path)
+    got: list[bytes] = []
+
+    async def newlogs(r: web.Request) -> web.Response:
+        from eden.wire.gen import auth_pb2
+
+        container = auth_pb2.AuthContainer.FromString(await r.read())
+        got.append(container.protectedPayload.payload)
+        return web.Response(status=201)
+
+    async def scenario() -> None:
+        runner, url = await _serve({f"{PREFIX}/id/u-9/newlogs": newlogs}, k.server_ssl())
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                status, body = await tr.send(_link(), "logs", {"at": 77.0}, [url], device_uuid="u-9", timeout=2)
+                assert (status, body) == (201, {})
+        finally:
+            await runner.cleanup()
+
+    _run(scenario())
+    assert len(got) == 1
+    assert json.loads(gzip.decompress(got[0]).decode().splitlines()[0])["timestamp"]["seconds"] == 77

@@ -164,3 +164,53 @@ def test_logs_files_survive_a_reboot() -> None:
     start2 = _start(drv)
     drv.run(start2 + 280.0)
     assert len(drv.sent("logs", since=start2)) == 3  # one per 90 s fire
+
+
+def test_fleet_log_uploads_are_a_bulk_share_of_the_controller_load(tmp_path) -> None:
+    """A settled fleet sends one upload per device per 300 s (one file each), answered through the
+    engine's bulk path; the per-minute ``logs_requests`` series and ``controller.requests.logs`` agree."""
+    from tests.test_engine_steady_state import run_fleet
+
+    n = 300
+    summary, run = run_fleet(tmp_path, n, 2.0)
+    ctrl = summary["series"]["controller"]
+    logs = ctrl["logs_requests"]
+    assert len(logs) == len(ctrl["requests"])
+    half = len(logs) // 2
+    settled = logs[half:-1]
+    per_second = sum(settled) / (len(settled) * ctrl["step"])
+    assert per_second == pytest.approx(n / LOGFILE_DELAY, rel=0.05)
+    stats = summary["metrics"]["controller"]["logs"]
+    assert stats["requests"] == pytest.approx(sum(logs), abs=1)
+    assert stats["rejected_503"] == 0
+    # config + metrics + info + ping + logs; logs are the 300 s share
+    assert sum(settled) < 0.1 * sum(ctrl["requests"][half:-1])
+    assert run["bulk_requests"] > 0.9 * summary["metrics"]["controller"]["all"]["requests"]
+
+
+def test_logs_plain_schedule_case_is_the_one_the_bulk_path_may_evaluate() -> None:
+    """The engine evaluates a schedule in bulk only where ``plain_at`` holds; there the node's own
+    evaluation gives the same law (90 s +-20 %: integers 72..107)."""
+    from simulator.eve.logs import jittered, plain_at
+
+    rng = np.random.default_rng(2)
+    draws = jittered(np.full(5000, 90), rng)
+    assert draws.min() == 72 and draws.max() == 107
+    assert int(jittered(3, rng)) in (2, 3)  # 3 s band: base 2, spread 2
+    at = np.full(5, 10000.0)
+    mask = plain_at(
+        np.array([False, True, False, False, False]),  # failed_to_send
+        np.array([False, False, True, False, False]),  # 429 back-off running
+        np.array([-np.inf, -np.inf, -np.inf, 9000.0, -np.inf]),  # last 429
+        np.array([4, 0, 0, 0, 5]),  # files left
+        at,
+    )
+    assert mask.tolist() == [True, False, False, False, False]
+    up = LogUploader(LogPersist(), 0.0)
+    up.failed_to_send = False
+    up.left = 4
+    seen = set()
+    for _ in range(200):
+        up._evaluate(5000.0, rng)
+        seen.add(up.interval)
+    assert min(seen) >= 72 and max(seen) <= 107 and len(seen) > 20

@@ -190,6 +190,16 @@ class SimBackend:
                 column = store.setdefault(key, [0] * (n - 1))
                 column.append(counts.get(key, 0))
 
+    def _controller_series(self) -> dict[str, Any]:
+        """The controller's per-minute totals, plus per-kind request counts (``logs_requests``)
+        padded to the same length."""
+        out: dict[str, Any] = {"step": self.ctrl.series.step, **self.ctrl.series.as_lists()}
+        n = len(out["requests"])
+        for kind, s in self.ctrl.kind_series.items():
+            counts = s.as_lists()["requests"][:n]
+            out[f"{kind}_requests"] = counts + [0.0] * (n - len(counts))
+        return out
+
     def series(self) -> dict[str, Any]:
         """Time series for reports: device states and versions, controller load, rollbacks."""
         if not self._series["t"] or self._series["t"][-1] < self.now():
@@ -206,8 +216,7 @@ class SimBackend:
             "powered": self._series["powered"],
             "by_state": {k: v for k, v in sorted(self._series["by_state"].items()) if any(v)},
             "by_version": {k: v for k, v in sorted(self._series["by_version"].items()) if any(v)},
-            "controller": {"step": self.ctrl.series.step, **self.ctrl.series.as_lists(),
-                           **{f"{k}_requests": s.as_lists()["requests"] for k, s in self.ctrl.kind_series.items()}},
+            "controller": self._controller_series(),
             "rollbacks": rollbacks,
         }
         return out

@@ -20,8 +20,9 @@ Spec §1 "newlogs upload timer" and §2.1 "POST newlogs"; EVE: pkg/pillar/cmd/lo
   (``max4xxRetries`` = 10 retries). 429 also starts a 1 h back-off and doubles the interval (max
   300 s) unless the previous 429 was less than 300 s ago. 204/304/other codes: retried, no counter.
 
-The simulator answers quiescent nodes' uploads in bulk (simulator/engine.py) between two schedule
-events; it only needs :func:`files_made` and reports the sent files back through :meth:`LogUploader.sent`.
+The simulator answers quiescent nodes' uploads in bulk (simulator/engine.py) with :func:`files_made`,
+and runs their plain schedule evaluations (:func:`plain_at`, :func:`jittered`) there too; it writes
+both back through :meth:`LogUploader.sent` / :meth:`LogUploader.evaluated` (Node.note_log_uploads).
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ def backlog_interval(left: int) -> int:
         if left < bound:
             return interval
     return 3
+
+
+def jittered(interval: Any, rng: np.random.Generator) -> Any:
+    """+-20 % as loguploader draws it: ``rand.Intn((i - i*80/100) * 2) + i*80/100`` (integers, arrays too)."""
+    interval = np.asarray(interval, dtype=np.int64)
+    base = interval * 80 // 100
+    spread = (interval - base) * 2
+    return np.where(spread > 0, base + rng.integers(0, np.maximum(spread, 1)), interval)
+
+
+def plain_at(failed: Any, backoff: Any, last_429: Any, left: Any, at: Any) -> Any:
+    """True where a schedule evaluation at ``at`` is the plain case: not in outage mode, no 429
+    back-off, no 429 within 2 h, fewer than 5 files left -> ``jittered(90)``. The engine's bulk
+    path evaluates these in one call; every other case goes to :meth:`LogUploader._evaluate`."""
+    return ~np.asarray(failed) & ~np.asarray(backoff) & (np.asarray(at) - last_429 >= RECENT_429) & (np.asarray(left) < 5)
 
 
 @dataclass
@@ -125,10 +141,7 @@ class LogUploader:
         if self.left >= 5 and self.prev_interval != 0 and self.prev_interval < interval:
             interval = self.prev_interval
         self.prev_interval = interval
-        base = interval * 80 // 100
-        spread = (interval - base) * 2
-        if spread > 0:
-            self.interval = int(rng.integers(0, spread)) + base
+        self.interval = int(jittered(interval, rng))
 
     def fire(self, now: float, rng: np.random.Generator) -> bool:
         """The upload timer fired: True when a file is to be sent (one ``logs`` request)."""
@@ -142,6 +155,12 @@ class LogUploader:
         return True
 
     # ------------------------------------------------------------------------------- answers --
+    def evaluated(self, interval: int, sched_at: float) -> None:
+        """The engine's bulk path ran the plain schedule evaluation (:func:`plain_at`)."""
+        self.interval = interval
+        self.prev_interval = DEFAULT_INTERVAL
+        self.sched_at = sched_at
+
     def sent(self, count: int, left: int | None = None) -> None:
         """``count`` files were accepted (200/201): the node's answer path and the engine's bulk path."""
         if count <= 0:

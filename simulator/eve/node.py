@@ -1888,10 +1888,13 @@ class Node:
         if self.logs is not None:
             self.logs.stop(now)
 
-    def note_log_uploads(self, count: int, left: int) -> None:
+    def note_log_uploads(self, count: int, left: int, interval: int | None = None, sched_at: float | None = None) -> None:
         """Files the simulator's bulk path uploaded for this node while it was quiescent (200/201
-        answers, the same rule as :meth:`_logs_response`), written back before its next call."""
+        answers, the same rule as :meth:`_logs_response`), and the plain schedule evaluations it
+        ran (``logs.plain_at``), written back before its next call."""
         if self.logs is not None:
+            if interval is not None and sched_at is not None:
+                self.logs.evaluated(interval, sched_at)
             self.logs.sent(count, left)
 
     # ------------------------------------------------------------------------------- dispatch --
