@@ -337,3 +337,26 @@ def test_a_poweroff_command_powers_off_and_the_next_boot_reports_poweroff_cmd() 
     drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.READ_SAVED, limit=600)
     assert drv.node.boot_reason == BootReason.POWEROFF_CMD
     assert drv.notes_of("config_read_saved")[-1][1] == {"file": "lastconfig"}
+
+
+# ------------------------------------------------------------------ EDGE_NODE_CERTS_REFUSED --
+def test_a_refused_cert_post_once_config_works_is_edge_node_certs_refused() -> None:
+    """§5: a failed ATTEST_REQ_CERT post while the config status is Success and before the first
+    acceptance -> maintenance EDGE_NODE_CERTS_REFUSED; an accepted re-post clears it; a refusal
+    while config fails is not (yet) a reason."""
+    drv = driver()
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent, limit=300)
+    drv.ctrl.down = "timeout"
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.FAIL, limit=300)
+    drv.call("edge_certs_posted", 422)
+    assert not drv.node.maintenance  # no config contact: decided when the controller is back
+    drv.ctrl.down = None
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=300)
+    drv.call("edge_certs_posted", 422)
+    assert _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    drv.call("edge_certs_posted", 201)
+    assert not drv.node.maintenance
+    drv.call("edge_certs_posted", 422)  # once accepted, a later refusal is no reason
+    assert not drv.node.maintenance

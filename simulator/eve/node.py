@@ -288,6 +288,7 @@ class Node:
         self.all_halted = False  # nodeagent's allDomainsHalted during a node operation
         self._node_op_stage = 0
         self.deferred_shutdown = False
+        self._edge_certs_published = False  # zedagent's publishedEdgeNodeCerts (ATTEST_REQ_CERT)
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -1165,6 +1166,27 @@ class Node:
             self.last_hash = ""
             self._timer("config", now)
         self._publish(now)
+
+    def edge_certs_posted(self, status: int, now: float) -> list[Action]:
+        """The answer to the ATTEST_REQ_CERT post of the device's certs (§5; P:cmd/zedagent/
+        zedagent.go, the deferred queue's sent handler): accepted -> published, the reason is
+        cleared; refused while the config status is Success and before any acceptance ->
+        maintenance EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided
+        again once the controller is back); a 404 also looks the UUID up. The post itself and its
+        10 s re-post are the driver's (eden/agent/driver.py posts the certs with the TPM)."""
+        if self.phase != "running":
+            return self._drain()
+        if 200 <= status < 300:
+            self._edge_certs_published = True
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
+            return self._drain()
+        if status == 404:
+            self._potential_uuid_update(now)
+        if not self._edge_certs_published and self.config_status == ConfigGetStatus.SUCCESS:
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, True, now)
+        elif self.config_status != ConfigGetStatus.SUCCESS:
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
+        return self._drain()
 
     def disk_space(self, remaining: int, now: float) -> list[Action]:
         """volumemgr's RemainingSpace: 0 -> maintenance LOW_DISK_SPACE, more -> cleared (§7,
