@@ -277,3 +277,86 @@ def test_a_deleted_device_registers_again_at_its_next_boot() -> None:
     drv.run_until(lambda: drv.node.persist.uuid == "uuid-9", limit=600)
     assert [st for _t, k, st, _b in drv.responses if k == "register"][-1] == 201
     drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=120)
+
+
+# ------------------------------------------------------------------- shutdown and power-off --
+def _app_spec() -> dict[str, Any]:
+    return {"kind": "container", "cpus": 1, "memory": 64 * 2**20, "size": 2**20, "activate": True}
+
+
+def test_a_shutdown_command_halts_the_apps_and_ends_in_prepared_poweroff() -> None:
+    """§1/§7: EdgeDevConfig.shutdown: the first counter is only stored; a change -> PREPARING_POWEROFF,
+    30 s, apps halted -> PREPARED_POWEROFF; the device stays up (no reset) and ignores the rest of
+    the config; the counter is echoed (shutdown_config_counter)."""
+    drv = online(driver())
+    drv.ctrl.set(apps={"a": _app_spec()}, shutdown=1)
+    drv.run_until(lambda: "a" in drv.node.apps and drv.node.apps["a"]["state"].name == "RUNNING", limit=300)
+    assert drv.node.node_op is None and drv.node.persist.shutdown_seen == 1  # first value: stored only
+    drv.ctrl.set(shutdown=2)
+    drv.run_until(lambda: drv.node.node_op == "shutdown", limit=120)
+    t_cmd = drv.now
+    assert drv.node.device_state() == ZDeviceState.PREPARING_POWEROFF
+    assert drv.node.apps["a"]["state"].name == "HALTING"
+    drv.run_until(lambda: drv.node.device_state() == ZDeviceState.PREPARED_POWEROFF, limit=400)
+    assert drv.now >= t_cmd + 30.0
+    assert drv.node.apps["a"]["state"].name == "HALTED"
+    assert drv.node.report(drv.now)["shutdown_counter"] == 2
+    drv.ctrl.set(apps={"a": _app_spec(), "b": _app_spec()})
+    drv.run_for(600)
+    assert not drv.resets and drv.node.phase == "running"
+    assert "b" not in drv.node.apps  # config ignored while shut down
+
+
+def test_a_shutdown_in_the_test_window_is_deferred_until_the_commit() -> None:
+    """§1 scheduleDeviceOperation: during the update test the shutdown waits for TestComplete."""
+    drv = online(driver())
+    drv.ctrl.set(shutdown=1)
+    drv.run_for(120)
+    in_test_window(drv)
+    drv.ctrl.set(shutdown=2)
+    drv.run_for(120)
+    assert drv.node.node_op is None and drv.node.deferred_shutdown
+    drv.run_until(lambda: drv.has_note("update_committed"), limit=900)
+    assert drv.node.node_op == "shutdown"
+
+
+def test_a_poweroff_command_powers_off_and_the_next_boot_reports_poweroff_cmd() -> None:
+    """§7: POWERING_OFF, the reason POWEROFF_CMD written, apps halted, 30 s, power off; the next
+    power-on reports POWEROFF_CMD and starts with lastconfig (StartWithSavedConfig)."""
+    drv = online(driver())
+    drv.call("poweroff_cmd")
+    t_cmd = drv.now
+    assert drv.node.device_state() == ZDeviceState.POWERING_OFF
+    drv.run_until(lambda: drv.node.phase == "off", limit=400)
+    assert drv.now == pytest.approx(t_cmd + 60.0)  # no apps: 30 s + 30 s
+    assert not drv.resets  # powered off, not reset
+    drv.run_for(600)
+    assert drv.node.phase == "off"
+    drv.ctrl.down = "timeout"
+    drv.power_on()
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.READ_SAVED, limit=600)
+    assert drv.node.boot_reason == BootReason.POWEROFF_CMD
+    assert drv.notes_of("config_read_saved")[-1][1] == {"file": "lastconfig"}
+
+
+# ------------------------------------------------------------------ EDGE_NODE_CERTS_REFUSED --
+def test_a_refused_cert_post_once_config_works_is_edge_node_certs_refused() -> None:
+    """§5: a failed ATTEST_REQ_CERT post while the config status is Success and before the first
+    acceptance -> maintenance EDGE_NODE_CERTS_REFUSED; an accepted re-post clears it; a refusal
+    while config fails is not (yet) a reason."""
+    drv = driver()
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent, limit=300)
+    drv.ctrl.down = "timeout"
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.FAIL, limit=300)
+    drv.call("edge_certs_posted", 422)
+    assert not drv.node.maintenance  # no config contact: decided when the controller is back
+    drv.ctrl.down = None
+    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=300)
+    drv.call("edge_certs_posted", 422)
+    assert _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    drv.call("edge_certs_posted", 201)
+    assert not drv.node.maintenance
+    drv.call("edge_certs_posted", 422)  # once accepted, a later refusal is no reason
+    assert not drv.node.maintenance

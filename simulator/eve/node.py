@@ -187,6 +187,7 @@ class Persist:
     config_bak_at: float | None = None
     items: GlobalConfig = field(default_factory=GlobalConfig.defaults)
     reboot_seen: int | None = None
+    shutdown_seen: int | None = None  # /persist/status/shutdownConfig: the last shutdown counter (§1)
     retry_seen: int | None = None
     force_fallback_seen: int | None = None
     failed: dict[str, str] = field(default_factory=dict)  # version -> swErr text
@@ -302,6 +303,11 @@ class Node:
         self._uuid_lookup_inflight = False
         self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)
         self.logs: LogUploader | None = None  # loguploader, from zedagent's start (§1)
+        self.node_op: str | None = None  # "shutdown" | "poweroff" in progress (nodeagent, §7)
+        self.all_halted = False  # nodeagent's allDomainsHalted during a node operation
+        self._node_op_stage = 0
+        self.deferred_shutdown = False
+        self._edge_certs_published = False  # zedagent's publishedEdgeNodeCerts (ATTEST_REQ_CERT)
 
     def _drain(self) -> list[Action]:
         out, self._out = self._out, []
@@ -386,6 +392,10 @@ class Node:
             return ZDeviceState.BASEOS_UPDATING
         if self.rebooting is not None:
             return ZDeviceState.REBOOTING
+        if self.node_op == "shutdown":
+            return ZDeviceState.PREPARED_POWEROFF if self.all_halted else ZDeviceState.PREPARING_POWEROFF
+        if self.node_op == "poweroff":
+            return ZDeviceState.POWERING_OFF
         if self.config_received:
             return ZDeviceState.ONLINE
         return ZDeviceState.BOOTING
@@ -505,6 +515,7 @@ class Node:
             "dpc_state": self.dpc_state.name,
             "dpc_ports": self._dpc_configured_ports(),
             "reboot_counter": self.persist.reboot_seen,
+            "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
             "config_items_errors": [e.key for e in self.items.errors],
@@ -933,6 +944,9 @@ class Node:
                     self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller")
                     self._publish(now)
                     return  # the rest of the config is ignored (still saved)
+        if self._shutdown_cmd(cfg.get("shutdown"), now) or self.node_op is not None:
+            self._publish(now)
+            return  # parseConfig: the rest is ignored while a shutdown is set (§1)
         if self.maintenance:
             self._publish(now)
             return  # apps and baseOS deferred in maintenance mode (§7)
@@ -1087,11 +1101,87 @@ class Node:
         if self.deferred_reboot:
             self.deferred_reboot = False
             self._reboot(now, BootReason.REBOOT_CMD, "Reboot from controller (deferred by update test)")
+        elif self.deferred_shutdown:
+            self.deferred_shutdown = False
+            self._node_operation("shutdown", now)
         elif self._force_fallback(now):
             pass  # a pending forced fallback acts now that the old image sits in the unused partition
         elif self.persist.config is not None:
             self._apply_baseos(self.persist.config.get("baseos"), now)
             self._apply_apps(self.persist.config.get("apps", {}), now)
+
+    # ------------------------------------------------------------------------ shutdown, power-off --
+    def _shutdown_cmd(self, counter: int | None, now: float) -> bool:
+        """EdgeDevConfig.shutdown (DeviceOpsCmd, §1; P:cmd/zedagent/parseconfig.go
+        ``scheduleDeviceOperation``): the first counter ever seen is only stored; a change shuts
+        the apps down (deferred during the update test, like a reboot). True when one starts."""
+        ps = self.persist
+        if counter is None or counter == ps.shutdown_seen:
+            return False
+        first = ps.shutdown_seen is None
+        ps.shutdown_seen = counter  # saved and echoed in shutdown_config_counter
+        if first:
+            return False
+        if self.testing:
+            self.deferred_shutdown = True
+            return False
+        self._node_operation("shutdown", now)
+        return True
+
+    def poweroff_cmd(self, now: float) -> list[Action]:
+        """A power-off command (the local profile server's; the controller API has none, §7):
+        POWERING_OFF, reason POWEROFF_CMD written, apps halted, then the device powers off."""
+        if self.phase == "running":
+            self._node_operation("poweroff", now)
+        return self._drain()
+
+    def _node_operation(self, op: str, now: float) -> None:
+        """nodeagent's ``handleNodeOperation`` for shutdown and power-off (§3 reboot procedure):
+        30 s, the reason written (power-off only), apps halted (at most 300 s, polled every 5 s),
+        then a shutdown stops there (PREPARED_POWEROFF, the device stays up) and a power-off waits
+        30 s more and powers off (P:cmd/nodeagent/handletimers.go, P:cmd/zedagent/reportinfo.go
+        ``getDeviceState``)."""
+        if self.rebooting is not None or self.node_op is not None or self.phase != "running":
+            return
+        self.node_op = op
+        self._node_op_stage = 0
+        self.all_halted = False
+        self._note("node_operation", op=op)
+        for app in self.apps.values():  # shutdownAppsGlobal: Activate cleared, the apps halt
+            if app["state"] == ZSwState.RUNNING:
+                app["state"] = ZSwState.HALTING
+            elif app["state"] not in (ZSwState.ERROR, ZSwState.HALTING):
+                app["state"] = ZSwState.HALTED  # not started yet: nothing to halt, it stays put
+        self._timer("nodeop", now + REBOOT_PRE_WAIT)
+        self._publish(now)
+
+    def _node_op_step(self, now: float) -> None:
+        if self.node_op is None:
+            return
+        if self._node_op_stage == 0:
+            if self.node_op == "poweroff":
+                self.persist.reboot_record = (BootReason.POWEROFF_CMD, "NORMAL: poweroff command")
+                self.persist.reboot_image = self.zboot.current
+            halting = [a for a in self.apps.values() if a["state"] == ZSwState.HALTING]
+            halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)
+            halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
+            self._node_op_stage = 1
+            self._timer("nodeop", now + halt)
+        elif self._node_op_stage == 1:
+            for app in self.apps.values():
+                if app["state"] == ZSwState.HALTING:
+                    app["state"] = ZSwState.HALTED
+            self.all_halted = True
+            self._note("all_domains_halted", op=self.node_op)
+            self._publish(now)
+            if self.node_op == "poweroff":
+                self._node_op_stage = 2
+                self._timer("nodeop", now + REBOOT_POST_WAIT)
+        else:
+            self._note("powered_off")
+            self._out.append(CancelAll())
+            self._reset_volatile()
+            self.phase = "off"
 
     # ----------------------------------------------------------------------------- maintenance --
     def _set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
@@ -1127,6 +1217,27 @@ class Node:
             self.last_hash = ""
             self._timer("config", now)
         self._publish(now)
+
+    def edge_certs_posted(self, status: int, now: float) -> list[Action]:
+        """The answer to the ATTEST_REQ_CERT post of the device's certs (§5; P:cmd/zedagent/
+        zedagent.go, the deferred queue's sent handler): accepted -> published, the reason is
+        cleared; refused while the config status is Success and before any acceptance ->
+        maintenance EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided
+        again once the controller is back); a 404 also looks the UUID up. The post itself and its
+        10 s re-post are the driver's (eden/agent/driver.py posts the certs with the TPM)."""
+        if self.phase != "running":
+            return self._drain()
+        if 200 <= status < 300:
+            self._edge_certs_published = True
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
+            return self._drain()
+        if status == 404:
+            self._potential_uuid_update(now)
+        if not self._edge_certs_published and self.config_status == ConfigGetStatus.SUCCESS:
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, True, now)
+        elif self.config_status != ConfigGetStatus.SUCCESS:
+            self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
+        return self._drain()
 
     def disk_space(self, remaining: int, now: float) -> list[Action]:
         """volumemgr's RemainingSpace: 0 -> maintenance LOW_DISK_SPACE, more -> cleared (§7,
@@ -1921,7 +2032,7 @@ class Node:
         if phase not in ("running",):
             return self._drain()
         if self.hung and (
-            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot"))
+            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot", "nodeop"))
         ):
             return self._drain()  # that agent is hung (hang)
         if name == "config":
@@ -1932,6 +2043,8 @@ class Node:
         elif name == "reboot":
             if self.rebooting is not None:
                 self._reboot_step(now)
+        elif name == "nodeop":
+            self._node_op_step(now)
         elif name == "metrics":
             self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
             if self.zedagent:
