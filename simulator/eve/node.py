@@ -480,7 +480,6 @@ class Node:
             "vault": "unlocked" if self.vault_unlocked else "locked",
             "dpc_index": self.dpc_index,
             "reboot_counter": self.persist.reboot_seen,
-            "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
             "config_items_errors": [e.key for e in self.items.errors],
