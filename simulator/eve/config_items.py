@@ -341,6 +341,7 @@ _SPECS: tuple[ItemSpec, ...] = (
 )
 
 ITEMS: dict[str, ItemSpec] = {spec.key: spec for spec in _SPECS}
+_MISSING = object()
 
 # P:types/global.go parseAgentSettingKey: per-agent log levels, new and legacy spellings. A
 # global key of the same name (debug.default.loglevel …) is a global key, not an agent's.
@@ -480,11 +481,15 @@ class GlobalConfig:
             errors.append(ItemError(spec.key, wire_value(raw), reason or "invalid value"))
 
     def get(self, key: str) -> ItemValue:
-        """Current value of ``key``; KeyError for a key EVE does not know."""
-        spec = spec_of(key)
+        """Current value of ``key``; KeyError for a key EVE does not know. (The node reads its
+        timers here millions of times in a fleet run: a set value first, then the table.)"""
+        value = self.values.get(key, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[return-value]
+        spec = ITEMS.get(key) or _agent_spec(key)
         if spec is None:
             raise KeyError(key)
-        return self.values.get(key, spec.default)
+        return spec.default
 
     def __getitem__(self, key: str) -> ItemValue:
         return self.get(key)
