@@ -59,16 +59,22 @@ def test_the_cost_gate_blocks_a_download_on_the_cost_10_backup_uplink_until_max_
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
 
 
-def test_the_retry_ticker_is_0_3_to_1_times_timer_download_retry() -> None:
-    """§4: runHandler's ticker is NewRangeTicker(0.3 x retry, retry); a retry needs retry seconds
-    since the error (maybeRetryDownload), so the first retry comes between 1x and 2x retry."""
+def _failing_download() -> tuple[Driver, float]:
+    """An online device with timer.download.retry 100 whose only cost-0 port is down: the update's
+    download fails at the cost gate. Returns the driver and the time of the error."""
     drv = online(driver())
     drv.ctrl.item("timer.download.retry", 100)
     drv.run_for(120)
     _links(drv, {"eth0"})
     drv.ctrl.update_to("next", "2.0")
     drv.run_until(lambda: bool(_bos(drv).get("err")))
-    err_at = drv.now
+    return drv, drv.now
+
+
+def test_the_retry_ticker_is_0_3_to_1_times_timer_download_retry() -> None:
+    """§4: runHandler's ticker is NewRangeTicker(0.3 x retry, retry); a retry needs retry seconds
+    since the error (maybeRetryDownload), so the first retry comes between 1x and 2x retry."""
+    drv, err_at = _failing_download()
     drv.run_for(3000)
     ticks = _retry_ticks(drv)
     gaps = [at - t for t, at in ticks]
@@ -87,13 +93,7 @@ def test_the_retry_ticker_is_0_3_to_1_times_timer_download_retry() -> None:
 def test_the_ticker_range_is_fixed_when_the_download_starts_but_the_retry_wait_follows_the_item() -> None:
     """downloader.go: runHandler builds its ticker once (0.3-1 x timer.download.retry at start);
     maybeRetryDownload compares with the current timer.download.retry."""
-    drv = online(driver())
-    drv.ctrl.item("timer.download.retry", 100)
-    drv.run_for(120)
-    _links(drv, {"eth0"})
-    drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: bool(_bos(drv).get("err")))
-    err_at = drv.now
+    drv, err_at = _failing_download()
     drv.ctrl.item("timer.download.retry", 1000)
     drv.run_for(2500)
     gaps = [at - t for t, at in _retry_ticks(drv)]
