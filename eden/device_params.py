@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from eden.profiles import HwProfile
-from simulator.eve.node import ImageInfo, NodeParams, Port
+from eve.node import ImageInfo, NodeParams, Port
 
 DEFAULT_PORT_SPEED = 12.5e6
 """bytes/s of a NIC whose profile gives no speed (a 100 Mbit/s link)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
+from eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
 
 RTT = 0.03  # seconds of network round trip added to every answered request
 KINDS = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping", "logs")
@@ -270,7 +270,10 @@ class ControllerModel:
                 self.devices[i].items.update(items)
             self._changed(i)
 
-    def bump_item(self, indices: list[int], key: str) -> None:
+    def force_fallback(self, indices: list[int]) -> None:
+        """Raise each device's ``force.fallback.counter`` by one (spec §3: a changed counter makes the
+        device fall back to the other partition)."""
+        key = "force.fallback.counter"
         for i in indices:
             dev = self.devices[i]
             current = int(dev.items.get(key, self.global_items.get(key, 0)))
@@ -284,14 +287,14 @@ class ControllerModel:
             dev.baseos = {"image": image, "version": version, "activate": activate, "retry": retry}
             self._changed(i)
 
-    def bump_retry(self, indices: list[int]) -> None:
+    def retry_update(self, indices: list[int]) -> None:
         for i in indices:
             dev = self.devices[i]
             if dev.baseos is not None:
                 dev.baseos = {**dev.baseos, "retry": dev.baseos["retry"] + 1}
                 self._changed(i)
 
-    def bump_reboot(self, indices: list[int]) -> None:
+    def reboot(self, indices: list[int]) -> None:
         for i in indices:
             self.devices[i].reboot += 1
             self._changed(i)

@@ -24,8 +24,8 @@ import numpy as np
 import simpy
 
 from simulator.controller import RTT, ControllerModel
-from simulator.eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
-from simulator.eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
+from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
+from eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
 
 ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest", "logs")
 _REQUEST_KIND = {"config": "config", "metrics": "metrics", "deviceinfo": "info", "porttest": "ping", "logs": "logs"}
@@ -69,7 +69,7 @@ class Engine:
         self.gen = [0] * n
         self.timer_tok: list[dict[str, int]] = [{} for _ in range(n)]
         self.port_down: list[set[str]] = [set() for _ in range(n)]
-        # log upload (simulator/eve/logs.py): the node's files and schedule, and the files the bulk
+        # log upload (eve/logs.py): the node's files and schedule, and the files the bulk
         # path sent since the node was last called (written back by Node.note_log_uploads)
         self.log_base = np.zeros(n, dtype=np.int64)
         self.log_epoch = np.full(n, np.inf)

@@ -20,7 +20,7 @@ from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
-from simulator.eve.node import CancelAll, Send
+from eve.node import CancelAll, Send
 
 GOOD = {"serial": "drv-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 CRASHING = {**GOOD, "serial": "drv-2", "images": {"base": {"version": "13.4.0", "behaviour": "crash-on-boot"}}}

@@ -17,8 +17,8 @@ import pytest
 from eden.agent.platform import ReferenceImagePlatform
 from eden.agent.spec import DeviceSpec
 from eden.image import bootstate as bs
-from simulator.eve.enums import BootReason, PartitionState
-from simulator.eve.node import Node
+from eve.enums import BootReason, PartitionState
+from eve.node import Node
 
 SPEC = {
     "serial": "pf-1",

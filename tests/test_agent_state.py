@@ -13,9 +13,9 @@ import pytest
 from eden.agent.spec import DeviceSpec, load_spec
 from eden.agent.state import StateDir, persist_from_json, persist_to_json
 from eden.errors import InvalidInput
-from simulator.eve.config_items import ItemError
-from simulator.eve.enums import BootReason, PartitionState, ZSwState
-from simulator.eve.node import Node, Persist
+from eve.config_items import ItemError
+from eve.enums import BootReason, PartitionState, ZSwState
+from eve.node import Node, Persist
 
 SPEC = {
     "serial": "st-1",

@@ -12,8 +12,8 @@ from typing import Any
 
 from test_node_rules import GiB, MiB, Driver, driver, online
 
-from simulator.eve import admission
-from simulator.eve.enums import ZSwState
+from eve import admission
+from eve.enums import ZSwState
 
 
 def _app(memory: int, *, kind: str = "vm", cpus: int = 1, size: int = 10 * MiB) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from eden.controller import quote
 from eden.wire import pki
 from eden.wire.gen.attest_pb2 import TPM_HASH_ALGO_SHA1, TPM_HASH_ALGO_SHA256
 from eden.wire.tpms import TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE, TpmsError, build_quote, parse_quote
-from simulator.eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS
 from swtpm import swtpm_fixture
 
 NONCE = b"0123456789abcdef0123456789abcdef"  # 32 bytes, EVE's upper limit

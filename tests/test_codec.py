@@ -20,8 +20,8 @@ from eden.wire import codec
 from eden.wire.codec import CodecError
 from eden.wire.gen import attest_pb2, config_pb2, info_pb2, register_pb2
 from simulator.controller import ControllerModel
-from simulator.eve.config_items import GlobalConfig
-from simulator.eve.measured_boot import expected_pcrs
+from eve.config_items import GlobalConfig
+from eve.measured_boot import expected_pcrs
 
 DEV = "3f2b8c1e-0d4a-4e59-9a6b-1c2d3e4f5a6b"
 EPOCH = 1_764_000_000.0  # a wall-clock-sized offset: Timestamps round-trip such times exactly

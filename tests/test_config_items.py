@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from simulator.eve.config_items import (
+from eve.config_items import (
     ITEMS,
     is_known,
     spec_of,

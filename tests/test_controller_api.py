@@ -12,7 +12,7 @@ from eden.controller.setup import init
 from eden.controller.testing import PREFIX, DeviceClient, ServeProcess, controller_signing_cert
 from eden.wire import codec, pki, signing
 from eden.wire.gen import attest_pb2, auth_pb2, config_pb2, info_pb2, metrics_pb2
-from simulator.eve.measured_boot import expected_pcrs
+from eve.measured_boot import expected_pcrs
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
 from eden.wire import codec, pki
 from eden.wire.gen import config_pb2
-from simulator.eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS
 
 SIZE = 3 * 2**20 + 12345  # not a multiple of any chunk size
 
@@ -371,7 +371,7 @@ def test_tofu_learns_firmware_pcrs_once_and_accepts_declared_releases(server: Se
 
 
 def test_declared_image_templates_still_work_for_devices_without_tofu(server: ServeProcess, admin: AdminClient) -> None:
-    from simulator.eve.measured_boot import expected_pcrs
+    from eve.measured_boot import expected_pcrs
 
     dev = DeviceClient(server.layout.root, server.info["api_port"], _serial())
     try:

@@ -15,7 +15,7 @@ from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
 from eden.wire import codec, pki
 from eden.wire.gen import config_pb2, info_pb2
-from simulator.eve.measured_boot import expected_pcrs
+from eve.measured_boot import expected_pcrs
 
 
 def _attest(dev: DeviceClient, signer: object, pcrs: dict[int, bytes]) -> dict:

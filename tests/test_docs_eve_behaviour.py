@@ -20,7 +20,7 @@ def test_every_cited_section_exists() -> None:
     sections = _sections()
     assert [s for s in sections if "." not in s] == [str(n) for n in range(1, 11)]
     cited: dict[str, str] = {}
-    for root in ("eden", "simulator", "docs", "scenarios", "README.md"):
+    for root in ("eden", "eve", "simulator", "docs", "scenarios", "README.md"):
         base = REPO / root
         for path in [base] if base.is_file() else base.rglob("*"):
             if path.suffix in {".py", ".md", ".yaml"} and path != DOC:

@@ -10,8 +10,8 @@ import dataclasses
 
 import pytest
 
-from simulator.eve.enums import BaseOsStatus, BaseOsSubStatus, PartitionState as PS, ZSwState
-from simulator.eve.node import Port
+from eve.enums import BaseOsStatus, BaseOsSubStatus, PartitionState as PS, ZSwState
+from eve.node import Port
 from test_node_rules import MiB, Driver, _app, driver, make_node, online, status, zb
 
 RETRY = 600.0  # timer.download.retry default (§6)

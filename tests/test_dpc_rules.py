@@ -15,9 +15,9 @@ import pytest
 from eden.errors import InvalidInput
 from eden.profiles import DEFAULT_PROFILES_DIR, HwProfile, load_profiles
 from eden.scenario import load_scenario
-from simulator.eve import dpc as dpcl
-from simulator.eve.dpc import Dpc
-from simulator.eve.enums import ConfigGetStatus, DPCState
+from eve import dpc as dpcl
+from eve.dpc import Dpc
+from eve.enums import ConfigGetStatus, DPCState
 from test_node_rules import TIMEOUT, Driver, make_node, online
 
 REPO = Path(__file__).resolve().parent.parent

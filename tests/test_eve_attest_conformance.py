@@ -22,8 +22,8 @@ from eden.controller.client import AdminClient
 from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
 from eden.wire.gen import attest_pb2, config_pb2
-from simulator.eve.enums import QuoteResponseCode as Q
-from simulator.eve.enums import StoreKeysResponse as K
+from eve.enums import QuoteResponseCode as Q
+from eve.enums import StoreKeysResponse as K
 from swtpm import swtpm_fixture
 
 swtpm = swtpm_fixture

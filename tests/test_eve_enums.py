@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.eve.enums import (
+from eve.enums import (
     BOOT_REASONS_CRASH,
     AttestReqType,
     AttestRespType,

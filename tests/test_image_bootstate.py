@@ -14,8 +14,8 @@ import pytest
 from eden.image import bootstate as bs
 from eden.image.disk import MIB, Partition, write_cpio, write_gpt_disk
 from eden.image.kmod import load_order
-from simulator.eve.enums import PartitionState
-from simulator.eve.zboot import Zboot
+from eve.enums import PartitionState
+from eve.zboot import Zboot
 
 REPO = Path(__file__).resolve().parents[1]
 SH_LIB = REPO / "scripts" / "image-bootstate.sh"

@@ -57,7 +57,7 @@ def test_cache_key_changes_with_every_input() -> None:
 def test_project_files_cover_the_guest_scripts_and_sources() -> None:
     files = {str(p.relative_to(b.REPO)) for p in b._project_files()}
     assert {"scripts/image-init", "scripts/image-bootstate.sh", "eden/image/bootstate.py",
-            "simulator/eve/zboot.py", "hw_profiles/qemu-x86_64.yaml"} <= files
+            "eve/zboot.py", "hw_profiles/qemu-x86_64.yaml"} <= files
 
 
 def test_apt_mirror_reads_both_source_formats(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """Log upload (newlogd + loguploader) in the node model: spec §1 "newlogs upload timer", §2.1 "POST
 newlogs"; EVE pkg/pillar/cmd/loguploader/loguploader.go and pkg/newlog/cmd/newlogd.go. The rules live
-in simulator/eve/logs.py; the node drives them (tests through the Driver of test_node_rules)."""
+in eve/logs.py; the node drives them (tests through the Driver of test_node_rules)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from simulator.eve.logs import (
+from eve.logs import (
     LOGFILE_DELAY,
     LogPersist,
     LogUploader,
@@ -191,7 +191,7 @@ def test_fleet_log_uploads_are_a_bulk_share_of_the_controller_load(tmp_path) -> 
 def test_logs_plain_schedule_case_is_the_one_the_bulk_path_may_evaluate() -> None:
     """The engine evaluates a schedule in bulk only where ``plain_at`` holds; there the node's own
     evaluation gives the same law (90 s +-20 %: integers 72..107)."""
-    from simulator.eve.logs import jittered, plain_at
+    from eve.logs import jittered, plain_at
 
     rng = np.random.default_rng(2)
     draws = jittered(np.full(5000, 90), rng)

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from simulator.eve.measured_boot import (
+from eve.measured_boot import (
     QUOTE_PCRS,
     SEAL_PCRS,
     PcrBank,

@@ -1,4 +1,4 @@
-"""The EVE rule set of :class:`simulator.eve.node.Node`, one timing or state rule per test.
+"""The EVE rule set of :class:`eve.node.Node`, one timing or state rule per test.
 
 Every test drives a bare ``Node`` through :class:`Driver` below: a heap of timers, a fake
 controller answering each request with a chosen status and body, and a clock that jumps to the
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from simulator.eve.enums import (
+from eve.enums import (
     AttestState,
     BaseOsStatus,
     BaseOsSubStatus,
@@ -30,7 +30,7 @@ from simulator.eve.enums import (
     ZDeviceState,
     ZSwState,
 )
-from simulator.eve.node import CancelAll, ImageInfo, Node, NodeParams, Note, Port, Reset, Send, SetTimer
+from eve.node import CancelAll, ImageInfo, Node, NodeParams, Note, Port, Reset, Send, SetTimer
 
 MiB = 2**20
 GiB = 2**30
@@ -69,7 +69,7 @@ class FakeController:
     def update_to(self, image: str, version: str, *, activate: bool = True, retry: int = 0) -> None:
         self.config["baseos"] = {"image": image, "version": version, "activate": activate, "retry": retry}
 
-    def bump_retry(self) -> None:
+    def retry_update(self) -> None:
         self.config["baseos"] = {**self.config["baseos"], "retry": self.config["baseos"]["retry"] + 1}
 
     def full_config(self) -> dict[str, Any]:
@@ -717,7 +717,7 @@ def test_failed_version_is_not_retried_until_retry_update_changes() -> None:
     assert drv.node.item("timer.metric.interval") == 30
     assert not drv.has_note("baseos_installed", since) and not drv.has_note("reboot_scheduled", since)  # ... no retry
     assert zb(drv)["IMGB"].state == PS.INPROGRESS and status(drv)[0] == BaseOsStatus.FAILED
-    drv.ctrl.bump_retry()
+    drv.ctrl.retry_update()
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
     assert drv.node.rebooting[0] == BootReason.UPDATE
     drv.run_until(lambda: drv.has_note("update_committed", since))
@@ -726,7 +726,7 @@ def test_failed_version_is_not_retried_until_retry_update_changes() -> None:
     assert [d["partition"] for _t, d in drv.notes_of("boot_start")].count("IMGB") == 2
     # once UPDATED, a retry bump is only echoed (§3)
     since = drv.now
-    drv.ctrl.bump_retry()
+    drv.ctrl.retry_update()
     drv.run_for(600)
     assert not drv.has_note("reboot_scheduled", since)
     assert drv.node.report(drv.now)["baseos_update_counter"] == 2
@@ -781,7 +781,7 @@ def test_the_first_retry_counter_is_compared_with_a_saved_0() -> None:
     drv.run_until(lambda: drv.node.phase == "running" and zb(drv)["IMGB"].state == PS.INPROGRESS and zb(drv).current == "IMGA")
     assert drv.node.persist.retry_seen in (None, 0)
     since = drv.now
-    drv.ctrl.bump_retry()  # 0 -> 1: the first counter the device sees
+    drv.ctrl.retry_update()  # 0 -> 1: the first counter the device sees
     drv.run_until(lambda: drv.has_note("baseos_retry", since), limit=600)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_node_rules import LAT, Driver, Send, driver, in_test_window, online, reboot_done, zb
 
-from simulator.eve.enums import AttestState, BootReason, ConfigGetStatus, MaintenanceModeReason, PartitionState as PS, ZDeviceState
+from eve.enums import AttestState, BootReason, ConfigGetStatus, MaintenanceModeReason, PartitionState as PS, ZDeviceState
 
 
 def _nonces(drv: Driver, since: float = -1.0) -> list[float]:

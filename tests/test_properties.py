@@ -28,7 +28,7 @@ from eden.backends.sim import SimBackend
 from eden.profiles import load_profiles
 from eden.run import build_summary, execute, load_for_backend
 from eden.runner import Runner, run_verdict
-from simulator.eve.enums import BaseOsStatus, BootReason, PartitionState
+from eve.enums import BaseOsStatus, BootReason, PartitionState
 
 PROFILES = sorted(load_profiles())
 BEHAVIOURS = ("good", "crash-on-boot", "no-controller")

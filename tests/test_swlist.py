@@ -16,9 +16,9 @@ from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
 from eden.wire import codec
 from eden.wire.gen import info_pb2
-from simulator.eve.enums import BaseOsStatus as S
-from simulator.eve.enums import BaseOsSubStatus as U
-from simulator.eve.enums import ZSwState as Z
+from eve.enums import BaseOsStatus as S
+from eve.enums import BaseOsSubStatus as U
+from eve.enums import ZSwState as Z
 
 DEV = "5d0767ee-0547-4569-b530-387e526f8cb9"
 NEW = "13.5.0"

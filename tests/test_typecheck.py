@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "tests" / "mypy-baseline.txt"
-TARGETS = ["eden", "simulator"]
+TARGETS = ["eve", "simulator", "eden"]
 ERROR = re.compile(r"^(?P<file>[^:\s]+\.py):\d+: error: ")
 
 

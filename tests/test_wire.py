@@ -30,7 +30,7 @@ from eden.wire.gen import (
     register_pb2,
     uuid_pb2,
 )
-from simulator.eve import enums
+from eve import enums
 
 ROOT = Path(__file__).resolve().parent.parent
 F = _d.FieldDescriptor

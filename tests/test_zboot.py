@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.eve.enums import PartitionState as PS
-from simulator.eve.zboot import REFUSE_KNOWN_FAILED, REFUSE_TOO_EARLY, Partition, Zboot
+from eve.enums import PartitionState as PS
+from eve.zboot import REFUSE_KNOWN_FAILED, REFUSE_TOO_EARLY, Partition, Zboot
 
 
 def booted(version: str = "1.0") -> Zboot:

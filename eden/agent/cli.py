@@ -31,7 +31,7 @@ from eden.agent.state import StateDir
 from eden.agent.tpm import detect_tpm
 from eden.agent.transport import DeviceLink, Transport, image_map
 from eden.errors import EXIT_OK, InvalidInput
-from simulator.eve.node import _TAMPER_PCR, Node
+from eve.node import _TAMPER_PCR, Node
 
 TAMPER_STAGES = ("firmware", *sorted(_TAMPER_PCR))
 _CONFIG_FILES = ("server", "root-certificate.pem", "onboard.cert.pem", "onboard.key.pem")

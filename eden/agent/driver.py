@@ -32,7 +32,7 @@ from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire.codec import CodecError
-from simulator.eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams, Note, Reset, Send, SetTimer
+from eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams, Note, Reset, Send, SetTimer
 
 PLATFORM_RETRY = 10.0
 """Seconds before real work behind a timer (a download, a partition write) is tried again."""

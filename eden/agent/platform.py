@@ -1,6 +1,6 @@
 """The device's real hardware under the node model: A/B boot state, base-OS content and the TPM.
 
-The node model (``simulator.eve.node.Node``) keeps its own picture of the two base-OS partitions
+The node model (``eve.node.Node``) keeps its own picture of the two base-OS partitions
 (``Persist.zboot``) and decides every rule: when to download, write, commit or fall back (spec §3).
 On the simulator and the emulated backend that picture is all there is. Inside the reference image
 (docs/reference-image.md) there is a real disk: the boot stage picked the slot from the BOOTSTATE
@@ -30,12 +30,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
-from simulator.eve.enums import PartitionState
+from eve.enums import PartitionState
 
 if TYPE_CHECKING:
     from eden.agent.tpm import Tpm
     from eden.image.bootstate import BootState, Slot
-    from simulator.eve.node import Node
+    from eve.node import Node
 
 RELEASE_FILE = Path("/etc/eden/release.json")
 DOWNLOAD_DIR_NAME = "downloads"

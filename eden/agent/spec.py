@@ -25,8 +25,8 @@ from eden.device_params import images_for, node_params
 from eden.errors import InvalidInput, did_you_mean, validate_model
 from eden.profiles import HwProfile, apply_overrides, load_profiles
 from eden.yamlsrc import load_yaml_file
-from simulator.eve.config_items import is_known, validate_item
-from simulator.eve.node import ImageInfo, NodeParams
+from eve.config_items import is_known, validate_item
+from eve.node import ImageInfo, NodeParams
 
 Behaviour = Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"]
 

@@ -33,12 +33,12 @@ from cryptography import x509
 from eden.agent.spec import DeviceSpec, load_spec
 from eden.errors import InvalidInput
 from eden.wire import pki
-from simulator.eve import enums as eve_enums
-from simulator.eve.config_items import GlobalConfig, ItemError
-from simulator.eve.enums import PartitionState
-from simulator.eve.logs import LogPersist
-from simulator.eve.node import Persist
-from simulator.eve.zboot import LABELS, Partition, Zboot
+from eve import enums as eve_enums
+from eve.config_items import GlobalConfig, ItemError
+from eve.enums import PartitionState
+from eve.logs import LogPersist
+from eve.node import Persist
+from eve.zboot import LABELS, Partition, Zboot
 
 FORMAT = 1
 _ENUMS: dict[str, type[enum.Enum]] = {
@@ -103,7 +103,7 @@ def persist_to_json(p: Persist, *, power_lost: bool | None = None) -> dict[str, 
                 "values": _enc(value.values),
                 "errors": [[e.key, e.value, e.reason] for e in value.errors],
             }
-        elif f.name == "logs":  # /persist/newlog counters (simulator/eve/logs.py)
+        elif f.name == "logs":  # /persist/newlog counters (eve/logs.py)
             out["logs"] = dataclasses.asdict(value)
         else:
             out[f.name] = _enc(value)

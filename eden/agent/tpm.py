@@ -1,6 +1,6 @@
 """The device's TPM behind a small interface (§5).
 
-The node model measures each boot itself (``Node.pcrs``, from ``simulator.eve.measured_boot``) and
+The node model measures each boot itself (``Node.pcrs``, from ``eve.measured_boot``) and
 quotes those values; :class:`SoftTpm` is that PCR bank as the agent's TPM when the host has none.
 :class:`Tpm2Tools` is a real TPM through tpm2-tools (a QEMU guest with swtpm, or hardware); the
 agent reports which one it has.
@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from eden.wire import pki
 from eden.wire.tpms import build_quote, ecdsa_der_from_tpmt
-from simulator.eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS
 
 AK_HANDLE = "0x81000004"  # EVE's TpmQuoteKeyHdl (P:evetpm/tpm.go)
 EK_HANDLE = "0x81000001"  # EVE's TpmEKHdl

@@ -34,7 +34,7 @@ from eden.errors import InfrastructureError
 from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
-from simulator.eve.node import ImageInfo
+from eve.node import ImageInfo
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})

@@ -23,7 +23,7 @@ from eden.targets import stream
 from eden.timeline import Timeline
 from simulator.controller import ControllerModel
 from simulator.engine import Engine
-from simulator.eve.node import ImageInfo, Node, NodeParams
+from eve.node import ImageInfo, Node, NodeParams
 
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 MAX_SIM_TIME = 30 * 86400.0
@@ -258,13 +258,13 @@ class SimBackend:
                 self._power(i, False)
                 self._later(float(args.off_for), lambda i=i: self._power(i, True))
         elif action == "reboot":
-            ctrl.bump_reboot(idx)
+            ctrl.reboot(idx)
         elif action == "baseos_update":
             ctrl.set_baseos(idx, args.image, self.loaded.scenario.images[args.image].version, args.activate)
         elif action == "retry_update":
-            ctrl.bump_retry(idx)
+            ctrl.retry_update(idx)
         elif action == "force_fallback":
-            ctrl.bump_item(idx, "force.fallback.counter")
+            ctrl.force_fallback(idx)
         elif action in ("network_down", "network_up", "network_flap"):
             up = action == "network_up"
             for i in idx:

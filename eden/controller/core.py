@@ -25,7 +25,7 @@ from eden.controller.setup import ensure_ecdh
 from eden.controller.stats import Stats
 from eden.controller.store import Store
 from eden.wire import codec, pki, signing
-from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
+from eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
 
 
 log = logging.getLogger("eden.controller")
@@ -431,11 +431,11 @@ class Controller:
         elif what == "baseos":
             m.set_baseos(idx, str(data["image"]), str(data.get("version", "")), bool(data.get("activate", True)))
         elif what == "retry":
-            m.bump_retry(idx)
+            m.retry_update(idx)
         elif what == "reboot":
-            m.bump_reboot(idx)
+            m.reboot(idx)
         elif what == "shutdown":
-            m.bump_shutdown(idx)
+            m.shutdown(idx)
         elif what == "app":
             m.set_app(idx, str(data["name"]), data.get("spec"))
         elif what == "maintenance":

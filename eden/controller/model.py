@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from simulator.controller import ControllerModel, DeviceRecord
-from simulator.eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS
+from eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS
 
 # A template no real quote can match: used when a device has no template at all, so the model
 # reports every PCR as mismatching instead of failing on an empty template list.
@@ -143,7 +143,7 @@ class RealModel(ControllerModel):
                 dev.config = cfg
         return dev.config  # type: ignore[return-value]
 
-    def bump_shutdown(self, indices: list[int]) -> None:
+    def shutdown(self, indices: list[int]) -> None:
         for i in indices:
             self.side[i].shutdown += 1
             self._changed(i)

@@ -23,7 +23,7 @@ from eden.wire import pki
 from eden.wire.gen.attest_pb2 import TPM_HASH_ALGO_SHA256
 from eden.wire.tpms import (TPM_ALG_SHA256, TPM_GENERATED_VALUE, QuoteInfo, TpmsError,
                             parse_quote, pcr_composite_digest)
-from simulator.eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS
 
 MAX_SIGNATURE = 80  # DER ECDSA P-256 is at most 72 bytes
 

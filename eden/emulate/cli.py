@@ -28,7 +28,7 @@ from eden.emulate.fleet import Fleet, MeasuredTransport
 from eden.emulate.recorder import Recorder, percentiles_ms
 from eden.errors import EXIT_FAILED, EXIT_OK, InfrastructureError, InvalidInput
 from eden.wire import pki
-from simulator.eve.config_items import close_keys, is_known, validate_item
+from eve.config_items import close_keys, is_known, validate_item
 
 DEFAULT_MAX_ERROR_RATE = 0.01
 PREREGISTER_CHUNK = 2000

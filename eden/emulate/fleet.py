@@ -25,7 +25,7 @@ from eden.agent.state import Saved
 from eden.agent.transport import DeviceLink, Transport, image_map
 from eden.emulate.recorder import Recorder
 from eden.wire import pki
-from simulator.eve.node import NodeParams, Persist
+from eve.node import NodeParams, Persist
 
 
 class MemoryState:

@@ -186,7 +186,7 @@ def write(path: str | os.PathLike[str], state: BootState, offset: int = 0) -> No
 
 # --------------------------------------------------------------------------------------- rules --
 def select_next(state: BootState) -> tuple[str | None, BootState]:
-    """GRUB ``gptprio.next`` (spec §3, as ``simulator.eve.zboot.Zboot.select_boot``).
+    """GRUB ``gptprio.next`` (spec §3, as ``eve.zboot.Zboot.select_boot``).
 
     The bootable slot with the highest priority wins, A on a tie; its tries are decremented. None
     when nothing is bootable (the state is returned unchanged).

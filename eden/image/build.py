@@ -40,7 +40,7 @@ NIC_MODULES = ("virtio_net", "virtio_pci")
 DISK_MODULES = ("virtio_blk",)
 VERITY_MODULES = ("dm_mod", "dm_verity")
 GUEST_SCRIPTS = ("image-init", "image-bootstate.sh", "image-rc", "image-udhcpc", "image-agent-start", "image-inittab")
-PROJECT_DIRS = ("eden", "simulator", "hw_profiles")
+PROJECT_DIRS = ("eden", "eve", "simulator", "hw_profiles")
 # What `eden agent` imports at run time (resolved to whole distributions of the host venv).
 AGENT_MODULES = ("eden.cli", "eden.agent.cli", "eden.agent.driver", "eden.agent.transport", "eden.agent.state",
                  "eden.image.bootstate")

@@ -1,6 +1,6 @@
 """Real tamper of a powered-off reference-image VM: each stage changes what the device boots.
 
-The simulator's tamper stages (``simulator/eve/node.py`` ``_TAMPER_PCR``, spec §5) map to real
+The simulator's tamper stages (``eve/node.py`` ``_TAMPER_PCR``, spec §5) map to real
 changes here, each measured into a real swtpm PCR at the next power-on (findings and PCR table in
 docs/qemu.md, "Measured boot and tamper"):
 

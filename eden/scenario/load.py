@@ -33,7 +33,7 @@ from eden.scenario.model import (
 )
 from eden.units import format_duration
 from eden.yamlsrc import Located, load_yaml_file
-from simulator.eve.config_items import close_keys, is_known, spec_of, validate_item
+from eve.config_items import close_keys, is_known, spec_of, validate_item
 
 __all__ = [
     "DeviceSpec",

@@ -29,7 +29,7 @@ from pydantic import (
 
 from eden.units import ByteSize, Duration, Fraction, parse_duration, parse_fraction
 from eden.yamlsrc import scalar_text
-from simulator.eve.enums import (
+from eve.enums import (
     AttestState,
     BaseOsStatus,
     BootReason,

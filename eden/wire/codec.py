@@ -1,6 +1,6 @@
 """The node model's request/response bodies <-> EVE API v2 protobuf payloads (spec §2, §5).
 
-The EVE rules (``simulator.eve.node.Node`` on the device side, ``simulator.controller.ControllerModel``
+The EVE rules (``eve.node.Node`` on the device side, ``simulator.controller.ControllerModel``
 on the controller side) speak small dicts. This module is the one place where those dicts become
 the protobuf messages that go on the wire, and back:
 
@@ -24,7 +24,7 @@ Conventions
 * Times are float seconds <-> ``google.protobuf.Timestamp``, rounded to the nearest nanosecond
   and read back with one correct rounding: exact for epoch-sized times (|t| >= 2**23 s, where a
   float's step is coarser than 1 ns) and for times on the ns grid; otherwise within 0.5 ns.
-* Enums travel by name through :mod:`simulator.eve.enums` (values equal the proto's).
+* Enums travel by name through :mod:`eve.enums` (values equal the proto's).
 * Images are named on the wire by :func:`image_uuid` (uuid5 of the name); the device side maps
   them back with ``decode_response(..., images={uuid: name})`` (see :func:`image_names`). An
   unknown uuid is handed to the node as the image name.
@@ -61,7 +61,7 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
 * config app spec ``memory``: carried in KiB (VmConfig.memory), rounded up to a whole KiB.
 * config app ``kind``: VmConfig.virtualizationMode (HVM = "vm", NOHYPER = "container"; other
   modes decode as "vm").
-* config items: values travel as strings and are parsed back per ``simulator.eve.config_items``
+* config items: values travel as strings and are parsed back per ``eve.config_items``
   (ints, booleans, enum strings); an unknown key or unparsable value stays a string.
 * config ``ver`` travels in ``EdgeDevConfig.id.version``.
 * attest QUOTE_FAILED ``mismatch`` (the PCR indices): no field in ZAttestQuoteResp; decoded as [].
@@ -94,8 +94,8 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from eden.wire import swlist
 from eden.wire.gen import attest_pb2, certs_pb2, config_pb2, info_pb2, metrics_pb2, register_pb2, uuid_pb2
-from simulator.eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
-from simulator.eve.enums import (
+from eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
+from eve.enums import (
     AttestReqType,
     AttestRespType,
     AttestState,

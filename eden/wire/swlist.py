@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from eden.wire.gen import info_pb2
-from simulator.eve.enums import BaseOsStatus, BaseOsSubStatus, ZSwState
+from eve.enums import BaseOsStatus, BaseOsSubStatus, ZSwState
 
 Text = Callable[[Any, str], str]
 EnumOut = Callable[[Any, Any], int]

@@ -29,13 +29,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from simulator.eve import admission
-from simulator.eve import dpc as dpcl
-from simulator.eve.dpc import Dpc
-from simulator.eve.config_items import GlobalConfig
-from simulator.eve.download import Download
-from simulator.eve.logs import DEFAULT_INTERVAL as LOG_INTERVAL, LogPersist, LogUploader
-from simulator.eve.enums import (
+from eve import admission
+from eve import dpc as dpcl
+from eve.dpc import Dpc
+from eve.config_items import GlobalConfig
+from eve.download import Download
+from eve.logs import DEFAULT_INTERVAL as LOG_INTERVAL, LogPersist, LogUploader
+from eve.enums import (
     AttestState,
     BaseOsStatus,
     BaseOsSubStatus,
@@ -48,8 +48,8 @@ from simulator.eve.enums import (
     ZDeviceState,
     ZSwState,
 )
-from simulator.eve.measured_boot import PcrBank, measure_boot, seal_digest
-from simulator.eve.zboot import REFUSE_TOO_EARLY, Zboot
+from eve.measured_boot import PcrBank, measure_boot, seal_digest
+from eve.zboot import REFUSE_TOO_EARLY, Zboot
 
 # -- constants from the spec ------------------------------------------------------------------------
 ONBOARD_BACKOFF_START = 1.0  # §1 onboarding: 1 s doubling ...

@@ -1,4 +1,4 @@
-"""EVE's log upload (newlogd + loguploader) as a sans-I/O rule set, driven by :class:`~simulator.eve.node.Node`.
+"""EVE's log upload (newlogd + loguploader) as a sans-I/O rule set, driven by :class:`~eve.node.Node`.
 
 Spec §1 "newlogs upload timer" and §2.1 "POST newlogs"; EVE: pkg/pillar/cmd/loguploader/loguploader.go
 (``Run``, ``doFetchSend``, ``sendToCloud``, ``handle4xxlogfile``) and pkg/newlog/cmd/newlogd.go

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.eve.enums import PartitionState
+from eve.enums import PartitionState
 
 __all__ = [
     "LABELS",

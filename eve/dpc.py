@@ -1,12 +1,12 @@
 """The DPC list of nim's dpcmanager (spec §4): controller-pushed network configs, their test
 results, and the rules that pick which one to try (P:dpcmanager/dpc.go, P:dpcmanager/verify.go,
-P:types/dpc.go). Pure data and functions; :class:`simulator.eve.node.Node` drives them."""
+P:types/dpc.go). Pure data and functions; :class:`eve.node.Node` drives them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.eve.enums import DPCState
+from eve.enums import DPCState
 
 MIN_TIME_SINCE_FAILURE = 300.0
 """§4: re-verify skips a DPC that failed in the last 5 min (``DpcMinTimeSinceFailure``)."""
