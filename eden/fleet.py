@@ -33,12 +33,12 @@ from typing import Any, Callable
 
 import yaml
 
-from eden.backends.base import RunGen, backend_capabilities
+from eden.backends.base import RunGen
+from eden.backends.registry import backend_capabilities, make_backend
 from eden.conditions import Verdict, describe_expectation
 from eden.errors import InfrastructureError, InvalidInput, Issue
 from eden.metrics import compute_metric
 from eden.profiles import HwProfile, load_profiles
-from eden.run import make_backend
 from eden.runner import default_check_interval, expectation_checker, flap, restore_after
 from eden.scenario import metric_names
 from eden.scenario.load import LoadedScenario, load_scenario
@@ -463,9 +463,9 @@ class Fleet:
 
 
 def _known_backends() -> set[str]:
-    from eden.backends.base import BACKENDS
+    from eden.backends.registry import REGISTRY
 
-    return set(BACKENDS)
+    return set(REGISTRY)
 
 
 def _explain(exp: Expectation, verdict: Verdict, start: float, now: float) -> str:

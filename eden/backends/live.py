@@ -22,11 +22,13 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, ClassVar, Mapping
 
 import numpy as np
 
+from eden.backends.actions import perform
 from eden.backends.base import RunGen
+from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
 from eden.backends.workdir import WorkDir
@@ -41,9 +43,6 @@ JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onbo
 POLL = 0.5  # seconds between reads of the controller's device views
 START_TIMEOUT = 60.0
 MAX_REAL_TIME = 6 * 3600.0
-CONTROLLER_ACTIONS = frozenset({"reboot", "baseos_update", "retry_update", "force_fallback", "controller_outage",
-                                "controller_restore", "request_attestation", "set_config", "deploy_app",
-                                "remove_app", "maintenance_mode"})
 
 
 def _py(*args: str) -> list[str]:
@@ -65,8 +64,8 @@ class LiveDevice:
 
 class LiveBackend:
     name = "live"
-    capabilities: frozenset[str] = frozenset()
-    max_devices: int | None = None
+    controller_port_type: ClassVar[type[AdminControllerPort]] = AdminControllerPort
+    device_port_type: ClassVar[type[LiveDevicePort]] = LiveDevicePort
     work_prefix = "eden-live-"
     controller_listen = "127.0.0.1:0"
     device_event_names: Mapping[str, str] = {}
@@ -99,12 +98,14 @@ class LiveBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self._last_stats: dict[str, Any] = {}
-        self._controller_down = False
-        self._pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.controller_down = False
+        self.pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
         self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
         self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
+        self.controller_port = self.controller_port_type(self)
+        self.device_port = self.device_port_type(self)
 
     # ------------------------------------------------------------------------- subclass hooks --
     async def _setup(self) -> None:
@@ -123,9 +124,6 @@ class LiveBackend:
 
     async def _close_devices(self) -> None:
         """Release what the devices hold once the controller's stats have been read."""
-
-    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
-        raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
 
     def _on_controller_down(self) -> None:
         """The controller process was stopped by an outage step."""
@@ -169,9 +167,9 @@ class LiveBackend:
                 await self._start_controller(first=True)
                 await self._prepare_devices()
                 self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
-                self._background(self._poll_loop())
+                self.background(self._poll_loop())
                 if progress is not None:
-                    self._background(self._progress(progress))
+                    self.background(self._progress(progress))
                 task = driver.spawn(main, "scenario")
                 limit = duration if duration is not None else MAX_REAL_TIME
                 deadline = Deadline(limit)
@@ -195,7 +193,7 @@ class LiveBackend:
                 await driver.cancel_all()
                 await self._shutdown()
 
-    def _background(self, coro: Any) -> None:
+    def background(self, coro: Any) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._bg.add(task)
@@ -207,7 +205,7 @@ class LiveBackend:
         await asyncio.gather(*self._bg, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._stop_devices()
-        if self.admin is not None and not self._controller_down:
+        if self.admin is not None and not self.controller_down:
             with contextlib.suppress(Exception):
                 self._last_stats = await asyncio.to_thread(self.admin.stats)
         with contextlib.suppress(Exception):
@@ -265,12 +263,12 @@ class LiveBackend:
         info = json.loads(serve_json.read_text())
         self.api_addr = _host_port(info["api_url"])
         self.admin = AdminClient.for_dir(self.ctrl_dir)
-        self._controller_down = False
-        self._background(self._watch_controller(self.controller))
+        self.controller_down = False
+        self.background(self._watch_controller(self.controller))
 
     async def _watch_controller(self, proc: Managed) -> None:
         rc = await proc.proc.wait()
-        if self.controller is proc and not self._controller_down:
+        if self.controller is proc and not self.controller_down:
             self._failure = f"the controller died (rc={rc}): {self.procs.log_tail('controller') if self.procs else ''}"
 
     async def _preregister(self, serial: str, ref: Mapping[str, Any]) -> None:
@@ -361,86 +359,45 @@ class LiveBackend:
     def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
         self.timeline.add(self.now(), "harness", device, what, data)
 
-    def _later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
+    def later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
         async def go() -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
             await coro_fn()
 
-        self._background(go())
+        self.background(go())
 
-    def _spread(self, args: Any, n: int) -> list[float]:
-        spread = float(getattr(args, "spread", 0.0) or 0.0)
+    def spread_delays(self, spread: float, n: int) -> list[float]:
+        """Power-on delays in ``[0, spread)``, drawn from the run's seed."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
         delays = rng.uniform(0.0, spread, n) if spread > 0 else np.zeros(n)
         return [float(x) for x in delays.tolist()]
 
     def apply(self, action: str, devices: list[str], args: Any) -> None:
-        from eden.backends.sim import _args_dict
+        perform(self, action, devices, args)
 
-        devs = [self.devices[d] for d in devices]
-        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
-        if action in CONTROLLER_ACTIONS:
-            self._apply_controller(action, devs, args)
-        else:
-            self._apply_device(action, devs, args)
+    def fail(self, reason: str) -> None:
+        """End the run with an infrastructure error (at the run loop's next check)."""
+        self._failure = reason
 
-    def _apply_controller(self, action: str, devs: list[Any], args: Any) -> None:
-        serials = [d.serial for d in devs]
-        admin = _Deferred(self)
-        if action == "reboot":
-            for s in serials:
-                admin.reboot(s)
-        elif action == "baseos_update":
-            version = self.loaded.scenario.images[args.image].version
-            for s in serials:
-                admin.set_baseos(s, args.image, version, bool(args.activate))
-        elif action == "retry_update":
-            for s in serials:
-                admin.retry_update(s)
-        elif action == "force_fallback":
-            for s in serials:
-                current = int(admin.device(s).get("items", {}).get("force.fallback.counter", 0))
-                admin.set_items({"force.fallback.counter": current + 1}, serial=s)
-        elif action == "controller_outage":
-            self._controller_outage()
-        elif action == "controller_restore":
-            self._background(self._controller_restore())
-        elif action == "request_attestation":
-            for s in serials:
-                admin.revoke_token(s)
-        elif action == "set_config":
-            if len(devs) == len(self.devices):
-                admin.set_items(dict(args))
-            else:
-                for s in serials:
-                    admin.set_items(dict(args), serial=s)
-        elif action == "deploy_app":
-            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
-            for s in serials:
-                admin.set_app(s, args.name, spec)
-        elif action == "remove_app":
-            for s in serials:
-                admin.set_app(s, args.name, None)
-        elif action == "maintenance_mode":
-            for s in serials:
-                admin.set_maintenance(s, bool(args.enable))
-        else:
-            raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
-
-    def _controller_outage(self) -> None:
+    def controller_outage(self) -> None:
         """Stop the controller process; devices cannot reach it until it is back."""
-        self._controller_down = True
+        self.controller_down = True
         if self.controller is not None:
             self.controller.kill()
         self._on_controller_down()
 
-    async def _controller_restore(self) -> None:
-        if self.controller is not None and self._controller_down:
+    def controller_restore(self) -> None:
+        """Start the controller again, give it the admin changes made while it was down, then
+        let devices reach it."""
+        self.background(self._restart_controller())
+
+    async def _restart_controller(self) -> None:
+        if self.controller is not None and self.controller_down:
             await self.controller.wait(10)
             await self._start_controller(first=False)
             await self._on_controller_up()
-            pending, self._pending_admin = self._pending_admin, []
+            pending, self.pending_admin = self.pending_admin, []
             for name, args, kwargs in pending:  # changes made while it was down, in order
                 await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
         self.record("controller_restored", {})
@@ -449,11 +406,11 @@ class LiveBackend:
     async def _poll_loop(self) -> None:
         next_sample = 0.0
         while True:
-            if not self._controller_down:
+            if not self.controller_down:
                 try:
                     await self._refresh()
                 except Exception as exc:  # noqa: BLE001 - a controller that stops answering is an infrastructure fault
-                    if not self._controller_down and self.controller is not None and self.controller.running:
+                    if not self.controller_down and self.controller is not None and self.controller.running:
                         self._failure = f"the controller's admin API failed: {exc}"
             if self.now() >= next_sample:
                 self._sample()
@@ -463,7 +420,7 @@ class LiveBackend:
     async def _refresh(self) -> None:
         """Read the controller: its event stream into the timeline, then the views of the devices
         it has news about (every device's list row carries ``last_seen``)."""
-        if self.admin is None or self._controller_down:
+        if self.admin is None or self.controller_down:
             return
         events = await asyncio.to_thread(self.admin.events, self._events_seen)
         dirty: set[str] = set()
@@ -498,6 +455,9 @@ class LiveBackend:
         self._journal_dev.append(device)
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
+        return self.controller_port.changes(since)
+
+    def journal_changes(self, since: int) -> tuple[int, list[str] | None]:
         if since < 0:
             return self._seq, None
         import bisect
@@ -506,7 +466,7 @@ class LiveBackend:
         return self._seq, list(dict.fromkeys(self._journal_dev[lo:]))
 
     def views(self) -> Mapping[str, Mapping[str, Any]]:
-        return {d: self.view(d) for d in self.ids}
+        return self.controller_port.views()
 
     def view(self, device: str) -> dict[str, Any]:
         d = self.devices.get(device)
@@ -529,9 +489,12 @@ class LiveBackend:
         }
 
     def controller_stats(self) -> dict[str, Any]:
+        return self.controller_port.stats()
+
+    def admin_stats(self) -> dict[str, Any]:
         """The controller's per-endpoint request counts and latency percentiles, in the shape the
         simulator reports (seconds; ``rejected_503`` = requests answered 503)."""
-        if self.admin is not None and not self._controller_down and self.controller is not None and self.controller.running:
+        if self.admin is not None and not self.controller_down and self.controller is not None and self.controller.running:
             with contextlib.suppress(Exception):
                 self._last_stats = self.admin.stats()
         out: dict[str, Any] = {}
@@ -592,28 +555,6 @@ class LiveBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"node_events": self._device_events, "agent_boots": sum(d.boots for d in self.devices.values())}
-
-
-class _Deferred:
-    """The admin client as scenario actions use it: while the controller is down (an outage
-    step), changes are queued and applied in order once it is back, so the desired state a
-    scenario sets during an outage is what the restarted controller serves (as on the simulator,
-    where the model keeps accepting changes)."""
-
-    def __init__(self, backend: LiveBackend) -> None:
-        self._be = backend
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            be = self._be
-            if be._controller_down:
-                if name in ("device", "devices", "stats", "events"):
-                    raise InfrastructureError(f"admin read '{name}' while the controller is down")
-                be._pending_admin.append((name, args, kwargs))
-                return None
-            return getattr(be.admin, name)(*args, **kwargs)
-
-        return call
 
 
 def _infrastructure(exc: BaseException) -> BaseException:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import bisect
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import simpy
 
-from eden.backends.base import ALL_CAPABILITIES, RunGen, Sleep, Spawn
+from eden.backends.actions import perform
+from eden.backends.base import RunGen, Sleep, Spawn
+from eden.backends.sim_ports import SimControllerPort, SimDevicePort
 from eden.device_params import images_for, node_params
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec, LoadedScenario
@@ -39,10 +42,13 @@ def _bulk_bucket(n: int) -> float:
 
 class SimBackend:
     name = "sim"
-    capabilities = ALL_CAPABILITIES
-    max_devices: int | None = None
+    controller_port_type = SimControllerPort
+    device_port_type = SimDevicePort
 
-    def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None, out_dir: Path | None = None
+    ) -> None:
+        """``out_dir`` is unused: everything the simulator produces is in the timeline and series."""
         self.loaded = loaded
         sc = loaded.scenario
         self.seed = seed
@@ -102,6 +108,8 @@ class SimBackend:
         self._version_counts: dict[str, int] = {}
         self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
         self.wall_start = time.perf_counter()
+        self.controller_port = SimControllerPort(self)
+        self.device_port = SimDevicePort(self)
 
     # ----------------------------------------------------------------------------- building --
     def _images_for(self, dev: DeviceSpec, rng: np.random.Generator) -> dict[str, ImageInfo]:
@@ -242,77 +250,22 @@ class SimBackend:
         self._journal_dev.append(i)
 
     def apply(self, action: str, devices: list[str], args: Any) -> None:
-        idx = [self.index[d] for d in devices]
-        eng, ctrl = self.engine, self.ctrl
-        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
-        if action == "power_on":
-            spread = float(getattr(args, "spread", 0.0) or 0.0)
-            delays = self.harness_rng.uniform(0.0, spread, len(idx)) if spread > 0 else np.zeros(len(idx))
-            for i, delay in zip(idx, delays.tolist()):
-                self._later(delay, lambda i=i: self._power(i, True))
-        elif action == "power_off":
-            for i in idx:
-                self._power(i, False)
-        elif action == "power_cycle":
-            for i in idx:
-                self._power(i, False)
-                self._later(float(args.off_for), lambda i=i: self._power(i, True))
-        elif action == "reboot":
-            ctrl.reboot(idx)
-        elif action == "baseos_update":
-            ctrl.set_baseos(idx, args.image, self.loaded.scenario.images[args.image].version, args.activate)
-        elif action == "retry_update":
-            ctrl.retry_update(idx)
-        elif action == "force_fallback":
-            ctrl.force_fallback(idx)
-        elif action in ("network_down", "network_up", "network_flap"):
-            up = action == "network_up"
-            for i in idx:
-                eng.set_ports(i, args.ports, up)
-            if up:
-                self.record("network_restored", {"devices": len(idx)})
-        elif action in ("controller_outage", "controller_503"):
-            ctrl.mode = "down" if action == "controller_outage" else "503"
-        elif action == "controller_restore":
-            ctrl.mode = "up"
-            self.record("controller_restored", {})
-        elif action == "request_attestation":
-            ctrl.revoke_token(idx)
-        elif action == "tamper":
-            for i in idx:
-                eng.call(i, "tamper", args.stage)
-        elif action == "hang":
-            for i in idx:
-                eng.call(i, "hang", args.agent)
-        elif action == "set_config":
-            everyone = len(idx) == len(self.nodes)
-            ctrl.set_items(idx, dict(args), globally=everyone)
-        elif action == "deploy_app":
-            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
-            ctrl.set_app(idx, args.name, spec)
-        elif action == "remove_app":
-            ctrl.set_app(idx, args.name, None)
-        elif action == "maintenance_mode":
-            ctrl.set_maintenance(idx, args.enable)
-        elif action == "set_network":
-            ctrl.set_network(idx, list(args.mgmt), args.broken)
-        else:
-            raise InfrastructureError(f"the simulator cannot perform '{action}'")
+        perform(self, action, devices, args)
 
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
         if delay <= 0:
             fn()
             return
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _e: fn())
 
-    def _power(self, i: int, on: bool) -> None:
+    def power(self, i: int, on: bool) -> None:
         self.powered[i] = on
         self.engine.call(i, "power_on" if on else "power_off")
         self._touch(i)
 
     # ---------------------------------------------------------------------------- observe --
-    def changes(self, since: int) -> tuple[int, list[str] | None]:
+    def journal_changes(self, since: int) -> tuple[int, list[str] | None]:
         journal = self.ctrl.info_journal
         for i in journal[self._info_seen :]:
             self._touch(i)
@@ -322,8 +275,11 @@ class SimBackend:
         lo = bisect.bisect_right(self._journal_seq, since)
         return self._seq, [self.ids[i] for i in dict.fromkeys(self._journal_dev[lo:])]
 
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        return self.controller_port.changes(since)
+
     def views(self) -> Mapping[str, Mapping[str, Any]]:
-        return _Views(self)
+        return self.controller_port.views()
 
     def view(self, i: int) -> dict[str, Any]:
         dev = self.ctrl.devices[i]
@@ -341,7 +297,7 @@ class SimBackend:
         }
 
     def controller_stats(self) -> dict[str, Any]:
-        return self.ctrl.latency_summary()
+        return self.controller_port.stats()
 
     # ------------------------------------------------------------------------------ stats --
     def stats(self) -> dict[str, Any]:
@@ -350,29 +306,3 @@ class SimBackend:
             "bulk_requests": self.engine.bulk_requests,
             "simpy_now": self.now(),
         }
-
-
-class _Views(Mapping[str, Mapping[str, Any]]):
-    """Lazy mapping: a device's view is built when asked for."""
-
-    def __init__(self, be: SimBackend) -> None:
-        self.be = be
-
-    def __getitem__(self, key: str) -> Mapping[str, Any]:
-        return self.be.view(self.be.index[key])
-
-    def __iter__(self) -> Any:
-        return iter(self.be.ids)
-
-    def __len__(self) -> int:
-        return len(self.be.ids)
-
-
-def _args_dict(args: Any) -> dict[str, Any]:
-    if args is None:
-        return {}
-    if hasattr(args, "model_dump"):
-        return {k: v for k, v in args.model_dump(mode="json").items() if v is not None}
-    if isinstance(args, dict):
-        return dict(args)
-    return {"value": args}
