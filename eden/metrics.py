@@ -198,7 +198,7 @@ def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> 
 
 def all_metrics(backend: Backend, runner: Runner | None, names: list[str]) -> dict[str, Any]:
     """The metrics a scenario asks for, plus the always-reported core set."""
-    cache = {
+    cache: dict[str, Any] = {
         "timings": timings(backend.timeline),
         "counters": counters(backend.timeline),
         "devices": view_summary(backend.views()),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from eden.backends.ports import ControllerPort, DevicePort
@@ -35,6 +35,31 @@ class Spawn:
 
 
 RunGen = Generator[Sleep | Spawn, None, Any]
+
+
+T = TypeVar("T")
+
+
+class Session(Protocol):
+    """A backend driven step by step from Python (:class:`eden.fleet.Fleet`): time passes only in
+    :meth:`run_until`; every other call into the backend goes through :meth:`call`, which runs it
+    where the backend's own code runs (the simulator: right here; a real-time backend: its loop)."""
+
+    def now(self) -> float: ...
+
+    def run_until(self, t: float) -> None:
+        """Let the backend's clock reach ``t``; raise what broke meanwhile."""
+        ...
+
+    def spawn(self, gen: RunGen) -> None:
+        """Start a runner activity (a flap, a timed outage) in the background."""
+        ...
+
+    def call(self, fn: Callable[[], T]) -> T: ...
+
+    def close(self) -> None:
+        """Stop what the backend started and remove its working files."""
+        ...
 
 
 class Backend(Protocol):
@@ -89,6 +114,10 @@ class Backend(Protocol):
 
     def series(self) -> dict[str, Any]:
         """Time series for reports: device states and versions, controller load, rollbacks."""
+        ...
+
+    def session(self) -> Session:
+        """Start the fleet for step-by-step driving instead of :meth:`run`."""
         ...
 
 

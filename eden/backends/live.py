@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Mapping
 import numpy as np
 
 from eden.backends.actions import perform
-from eden.backends.base import RunGen
+from eden.backends.base import RunGen, Session
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
@@ -137,8 +137,7 @@ class LiveBackend:
 
     # -------------------------------------------------------------------------------- run --
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
-        workdir = WorkDir.create(self.work_prefix)  # also removes what killed runs left (eden.backends.workdir)
-        self.work = workdir.path
+        workdir = self.work_dir()
         try:
             try:
                 asyncio.run(self._run(main, duration, progress))
@@ -151,23 +150,25 @@ class LiveBackend:
             if self._stop is not None and self._stop.signum is not None:
                 raise Interrupted(self._stop.signum)  # stopped gracefully (eden.interrupt)
         finally:
-            self._keep_logs()
-            workdir.remove()
-            self.timeline.events.sort(key=lambda e: e.t)
+            self.finish(workdir)
 
-    async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
+    async def start_fleet(self) -> None:
+        """Start the controller and the devices on the running loop; time 0 is when they are ready."""
         self._loop = asyncio.get_running_loop()
         assert self.work is not None
         self.procs = ProcessGroup(self._log_dir())
+        await self._setup()
+        await self._start_controller(first=True)
+        await self._prepare_devices()
+        self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+        self.background(self._poll_loop())
+
+    async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
         driver = Driver()
         # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
         with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
             try:
-                await self._setup()
-                await self._start_controller(first=True)
-                await self._prepare_devices()
-                self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
-                self.background(self._poll_loop())
+                await self.start_fleet()
                 if progress is not None:
                     self.background(self._progress(progress))
                 task = driver.spawn(main, "scenario")
@@ -198,6 +199,31 @@ class LiveBackend:
         task = self._loop.create_task(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+    def session(self) -> Session:
+        """The fleet on an event loop of its own thread, driven step by step (:mod:`eden.fleet`)."""
+        from eden.backends.live_session import LiveSession
+
+        return LiveSession(self)
+
+    def failure(self) -> str | None:
+        """Why the run must stop (a process died, the admin API failed), if it must."""
+        return self._failure
+
+    def work_dir(self) -> WorkDir:
+        """A fresh working directory for the run (what killed runs left is removed first)."""
+        workdir = WorkDir.create(self.work_prefix)
+        self.work = workdir.path
+        return workdir
+
+    def finish(self, workdir: WorkDir) -> None:
+        """Keep the logs, remove the working directory, put the timeline in time order."""
+        self._keep_logs()
+        workdir.remove()
+        self.timeline.events.sort(key=lambda e: e.t)
+
+    async def shutdown(self) -> None:
+        await self._shutdown()
 
     async def _shutdown(self) -> None:
         for task in list(self._bg):

@@ -11,16 +11,16 @@ import bisect
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import simpy
 
 from eden.backends.actions import perform
-from eden.backends.base import RunGen, Sleep, Spawn
+from eden.backends.base import RunGen, Session, Sleep, Spawn
 from eden.backends.sim_ports import SimControllerPort, SimDevicePort
 from eden.device_params import images_for, node_params
-from eden.errors import InfrastructureError
+from eden.errors import InfrastructureError, InvalidInput
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.targets import stream
 from eden.timeline import Timeline
@@ -28,6 +28,7 @@ from simulator.controller import ControllerModel
 from simulator.engine import Engine
 from eve.node import ImageInfo, Node, NodeParams
 
+T = TypeVar("T")
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 MAX_SIM_TIME = 30 * 86400.0
 INJECT_ENV = "EDEN_INJECT_HARNESS_ERROR"
@@ -159,6 +160,9 @@ class SimBackend:
         self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
         if not proc.triggered and duration is None:
             raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")
+
+    def session(self) -> Session:
+        return SimSession(self)
 
     def _sample(self) -> Any:
         """Record devices per reported state and per running version every ``series_step``."""
@@ -306,3 +310,32 @@ class SimBackend:
             "bulk_requests": self.engine.bulk_requests,
             "simpy_now": self.now(),
         }
+
+
+class SimSession:
+    """Runs the simulator's SimPy environment up to a time; drives background generators."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        self.backend = backend
+        self.env = backend.env
+
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def run_until(self, t: float) -> None:
+        if t > self.env.now:
+            try:
+                self.env.run(until=t)
+            except (InfrastructureError, InvalidInput):
+                raise
+            except Exception as exc:  # a simulator crash is a harness fault, not a product failure
+                raise InfrastructureError(f"the simulator failed at t={self.now():.1f}s: {exc!r}") from exc
+
+    def spawn(self, gen: RunGen) -> None:
+        self.env.process(self.backend.drive(gen))
+
+    def call(self, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def close(self) -> None:
+        """Nothing to release: the simulator holds no processes or files."""
