@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eden.backends.base import view_summary
+from eden.backends.observe import view_summary
 from eden.timeline import Timeline
 
 if TYPE_CHECKING:

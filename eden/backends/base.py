@@ -131,17 +131,3 @@ class BackendClass(Protocol):
     def __call__(
         self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None, out_dir: Path | None = None
     ) -> Backend: ...
-
-
-def view_summary(views: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Counts of devices per state and per running version (for reports and progress)."""
-    states: dict[str, int] = {}
-    versions: dict[str, int] = {}
-    for v in views.values():
-        state = v.get("state") if v.get("reported") else ("BRICKED" if v.get("bricked") else "UNREPORTED")
-        states[state] = states.get(state, 0) + 1
-        sw = v.get("sw") or []
-        ver = sw[0].get("version") if sw else None
-        if ver is not None:
-            versions[ver] = versions.get(ver, 0) + 1
-    return {"by_state": dict(sorted(states.items())), "by_version": dict(sorted(versions.items()))}

@@ -29,6 +29,7 @@ import numpy as np
 from eden.backends.actions import perform
 from eden.backends.base import RunGen, Session
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
 from eden.backends.workdir import WorkDir
@@ -39,7 +40,6 @@ from eden.timeline import Timeline
 from eve.node import ImageInfo
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
-JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 POLL = 0.5  # seconds between reads of the controller's device views
 START_TIMEOUT = 60.0
 MAX_REAL_TIME = 6 * 3600.0
@@ -89,9 +89,7 @@ class LiveBackend:
         self.by_serial: dict[str, Any] = {}
         self._info: dict[str, dict[str, Any]] = {}
         self._ctrl_view: dict[str, dict[str, Any]] = {}
-        self._seq = 0
-        self._journal_seq: list[int] = []
-        self._journal_dev: list[str] = []
+        self.journal: ChangeJournal[str] = ChangeJournal()
         self._events_seen = 0
         self._device_events = 0
         self._failure: str | None = None
@@ -102,7 +100,7 @@ class LiveBackend:
         self.pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
-        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
+        self._series = DeviceSeries()
         self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
         self.controller_port = self.controller_port_type(self)
         self.device_port = self.device_port_type(self)
@@ -476,20 +474,15 @@ class LiveBackend:
                 self._touch(dev_id)
 
     def _touch(self, device: str) -> None:
-        self._seq += 1
-        self._journal_seq.append(self._seq)
-        self._journal_dev.append(device)
+        self.journal.touch(device)
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
         return self.controller_port.changes(since)
 
     def journal_changes(self, since: int) -> tuple[int, list[str] | None]:
         if since < 0:
-            return self._seq, None
-        import bisect
-
-        lo = bisect.bisect_right(self._journal_seq, since)
-        return self._seq, list(dict.fromkeys(self._journal_dev[lo:]))
+            return self.journal.seq, None
+        return self.journal.seq, self.journal.since(since)
 
     def views(self) -> Mapping[str, Mapping[str, Any]]:
         return self.controller_port.views()
@@ -543,11 +536,6 @@ class LiveBackend:
 
     def _sample(self) -> None:
         views = self.views()
-        s = self._series
-        s["t"].append(round(self.now(), 3))
-        s["connected"].append(sum(1 for v in views.values() if v["connected"]))
-        s["powered"].append(sum(1 for v in views.values() if v["powered"]))
-        n = len(s["t"])
         states: dict[str, int] = {}
         versions: dict[str, int] = {}
         for v in views.values():
@@ -556,23 +544,12 @@ class LiveBackend:
             sw = v.get("sw") or []
             if sw and sw[0].get("version"):
                 versions[sw[0]["version"]] = versions.get(sw[0]["version"], 0) + 1
-        for counts, store in ((states, s["by_state"]), (versions, s["by_version"])):
-            for key in sorted(set(counts) | set(store)):
-                column = store.setdefault(key, [0] * (n - 1))
-                column.append(counts.get(key, 0))
+        connected = sum(1 for v in views.values() if v["connected"])
+        powered = sum(1 for v in views.values() if v["powered"])
+        self._series.append(round(self.now(), 3), connected, powered, states, versions)
 
     def series(self) -> dict[str, Any]:
-        rollbacks = [round(e.t, 3) for e in self.timeline.events if e.what == "booted" and e.data.get("rolled_back") is not None]
-        s = self._series
-        return {
-            "step": self.series_step,
-            "t": s["t"],
-            "connected": s["connected"],
-            "powered": s["powered"],
-            "by_state": {k: v for k, v in sorted(s["by_state"].items()) if any(v)},
-            "by_version": {k: v for k, v in sorted(s["by_version"].items()) if any(v)},
-            "rollbacks": sorted(rollbacks),
-        }
+        return {**self._series.as_dict(self.series_step), "rollbacks": sorted(rollback_times(self.timeline))}
 
     async def _progress(self, report: Callable[[float], None]) -> None:
         while True:

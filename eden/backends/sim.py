@@ -7,7 +7,6 @@ the same fleet luck: changing the rollout does not change which devices have a b
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import simpy
 
 from eden.backends.actions import perform
 from eden.backends.base import RunGen, Session, Sleep, Spawn
+from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
 from eden.backends.sim_ports import SimControllerPort, SimDevicePort
 from eden.device_params import images_for, node_params
 from eden.errors import InfrastructureError, InvalidInput
@@ -29,7 +29,6 @@ from simulator.engine import Engine
 from eve.node import ImageInfo, Node, NodeParams
 
 T = TypeVar("T")
-JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 MAX_SIM_TIME = 30 * 86400.0
 INJECT_ENV = "EDEN_INJECT_HARNESS_ERROR"
 """Set to a scenario name (or ``*``) to make the simulator backend fail as a broken harness would."""  # a test without `duration` that runs this long is a harness error
@@ -94,9 +93,8 @@ class SimBackend:
             on_note=self._note,
         )
         self.harness_rng = stream(seed, "harness")
-        self._journal_seq: list[int] = []
-        self._journal_dev: list[int] = []
-        self._seq = 0
+        self.journal: ChangeJournal[int] = ChangeJournal()
+        self._touch = self.journal.touch
         self._views: dict[str, dict[str, Any]] = {}
         self._info_seen = 0
         self.powered = [False] * len(self.nodes)
@@ -107,7 +105,7 @@ class SimBackend:
         self._dev_version: list[str | None] = [None] * n
         self._state_counts: dict[str, int] = {"UNREPORTED": n}
         self._version_counts: dict[str, int] = {}
-        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
+        self._series = DeviceSeries()
         self.wall_start = time.perf_counter()
         self.controller_port = SimControllerPort(self)
         self.device_port = SimDevicePort(self)
@@ -190,17 +188,8 @@ class SimBackend:
         self._sampled_upto = len(journal)
         t = self.now()
         dormant = 3.0 * float(self.ctrl.global_items.get("timer.metric.interval", 60))
-        self._series["t"].append(t)
-        self._series["connected"].append(int(np.count_nonzero(t - self.ctrl.last_seen <= dormant)))
-        self._series["powered"].append(sum(self.powered))
-        n = len(self._series["t"])
-        for counts, store in (
-            (self._state_counts, self._series["by_state"]),
-            (self._version_counts, self._series["by_version"]),
-        ):
-            for key in sorted(set(counts) | set(store)):
-                column = store.setdefault(key, [0] * (n - 1))
-                column.append(counts.get(key, 0))
+        connected = int(np.count_nonzero(t - self.ctrl.last_seen <= dormant))
+        self._series.append(t, connected, sum(self.powered), self._state_counts, self._version_counts)
 
     def _controller_series(self) -> dict[str, Any]:
         """The controller's per-minute totals, plus per-kind request counts (``logs_requests``)
@@ -214,24 +203,13 @@ class SimBackend:
 
     def series(self) -> dict[str, Any]:
         """Time series for reports: device states and versions, controller load, rollbacks."""
-        if not self._series["t"] or self._series["t"][-1] < self.now():
+        if not self._series.t or self._series.t[-1] < self.now():
             self._sample_now()  # close the series at the end of the run
-        rollbacks = [
-            round(e.t, 3)
-            for e in self.timeline.events
-            if e.what == "booted" and e.data.get("rolled_back") is not None
-        ]
-        out = {
-            "step": self.series_step,
-            "t": self._series["t"],
-            "connected": self._series["connected"],
-            "powered": self._series["powered"],
-            "by_state": {k: v for k, v in sorted(self._series["by_state"].items()) if any(v)},
-            "by_version": {k: v for k, v in sorted(self._series["by_version"].items()) if any(v)},
+        return {
+            **self._series.as_dict(self.series_step),
             "controller": self._controller_series(),
-            "rollbacks": rollbacks,
+            "rollbacks": rollback_times(self.timeline),
         }
-        return out
 
     def _progress(self, report: Callable[[float], None]) -> Any:
         step = 60.0 if len(self.nodes) > 100 else 5.0
@@ -247,11 +225,6 @@ class SimBackend:
         self.timeline.add(t, "device", self.ids[i], what, data)
         if what in JOURNALED:
             self._touch(i)
-
-    def _touch(self, i: int) -> None:
-        self._seq += 1
-        self._journal_seq.append(self._seq)
-        self._journal_dev.append(i)
 
     def apply(self, action: str, devices: list[str], args: Any) -> None:
         perform(self, action, devices, args)
@@ -275,9 +248,8 @@ class SimBackend:
             self._touch(i)
         self._info_seen = len(journal)
         if since < 0:
-            return self._seq, None
-        lo = bisect.bisect_right(self._journal_seq, since)
-        return self._seq, [self.ids[i] for i in dict.fromkeys(self._journal_dev[lo:])]
+            return self.journal.seq, None
+        return self.journal.seq, [self.ids[i] for i in self.journal.since(since)]
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
         return self.controller_port.changes(since)
