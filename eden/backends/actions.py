@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Protocol
 
 from eden.backends.ports import ControllerPort, DevicePort
+from eden.errors import InfrastructureError
 from eden.scenario.load import LoadedScenario
 from eden.scenario.model import ACTIONS
 
@@ -117,7 +118,9 @@ class PortedBackend(Protocol):
 
 def perform(backend: PortedBackend, action: str, devices: list[str], args: Any) -> None:
     """Carry out one scenario action on ``backend``'s ports, recorded on its timeline."""
-    row = ACTION_TABLE[action]
+    row = ACTION_TABLE.get(action)
+    if row is None:
+        raise InfrastructureError(f"'{action}' is not an action a backend performs")
     backend.record(action, args_record(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
     port: ControllerPort | DevicePort = backend.controller_port if row.port == "controller" else backend.device_port
     call_args, call_kwargs = row.adapt(ActionContext(backend.loaded), devices, args)

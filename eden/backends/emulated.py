@@ -47,12 +47,11 @@ class _Device(LiveDevice):
         self.pending_tamper: list[str] = []
 
 
-class EmulatedDevicePort(LiveDevicePort):
+class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
     """Power is the agent process, each network port a relay; an agent cannot be told to hang from outside."""
 
     capabilities = DEVICE_METHODS - {"hang"}
     backend_name = "emulated"
-    be: EmulatedBackend
 
     def _devs(self, devices: list[str]) -> list[_Device]:
         return [self.be.devices[d] for d in devices]
@@ -83,7 +82,7 @@ class EmulatedDevicePort(LiveDevicePort):
             d.pending_tamper.append(stage)
 
 
-class EmulatedBackend(LiveBackend):
+class EmulatedBackend(LiveBackend[_Device]):
     name = "emulated"
     device_port_type = EmulatedDevicePort
     work_prefix = "eden-emulated-"

@@ -22,7 +22,7 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, ClassVar, Mapping
+from typing import Any, AsyncIterator, Callable, ClassVar, Generic, Mapping, TypeVar
 
 import numpy as np
 
@@ -62,10 +62,13 @@ class LiveDevice:
         self.boots = 0
 
 
-class LiveBackend:
+D = TypeVar("D", bound="LiveDevice")
+
+
+class LiveBackend(Generic[D]):
     name = "live"
     controller_port_type: ClassVar[type[AdminControllerPort]] = AdminControllerPort
-    device_port_type: ClassVar[type[LiveDevicePort]] = LiveDevicePort
+    device_port_type: ClassVar[type[LiveDevicePort[Any]]] = LiveDevicePort
     work_prefix = "eden-live-"
     controller_listen = "127.0.0.1:0"
     device_event_names: Mapping[str, str] = {}
@@ -85,8 +88,8 @@ class LiveBackend:
         self.ctrl_dir: Path | None = None
         self.api_addr: tuple[str, int] = ("127.0.0.1", 0)
         self.admin: Any = None
-        self.devices: dict[str, Any] = {}
-        self.by_serial: dict[str, Any] = {}
+        self.devices: dict[str, D] = {}
+        self.by_serial: dict[str, D] = {}
         self._info: dict[str, dict[str, Any]] = {}
         self._ctrl_view: dict[str, dict[str, Any]] = {}
         self.journal: ChangeJournal[str] = ChangeJournal()
@@ -356,7 +359,7 @@ class LiveBackend:
             yield dev, serial, home, spec
 
     # --------------------------------------------------------------------- device events --
-    def _device_line(self, d: LiveDevice, line: str, source: str = "device", at: float | None = None) -> bool:
+    def _device_line(self, d: D, line: str, source: str = "device", at: float | None = None) -> bool:
         """One of the agent's JSON event lines (docs/agent.md) into the timeline; False if the
         line is not one (it is then the caller's to record). ``at``: the run time the line
         arrived, used instead of the line's own stamp when the device's clock is not the host's

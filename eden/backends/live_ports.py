@@ -9,7 +9,7 @@ steps have the same effect as on the simulator, whose controller keeps accepting
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar
 
 from eden.backends.ports import CONTROLLER_METHODS, ControllerPort, DevicePort, View
 from eden.errors import InfrastructureError
@@ -27,7 +27,7 @@ class AdminControllerPort(ControllerPort):
     refusals = {"answer_503": NO_503}
     backend_name = "emulated"
 
-    def __init__(self, backend: LiveBackend) -> None:
+    def __init__(self, backend: LiveBackend[Any]) -> None:
         self.be = backend
         self.admin = _Deferred(backend)
 
@@ -90,7 +90,7 @@ class _Deferred:
     """The admin client as scenario actions use it: while the controller is down (an outage
     step), changes are queued and applied in order once it is back."""
 
-    def __init__(self, backend: LiveBackend) -> None:
+    def __init__(self, backend: LiveBackend[Any]) -> None:
         self._be = backend
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -106,8 +106,11 @@ class _Deferred:
         return call
 
 
-class LiveDevicePort(DevicePort):
+B = TypeVar("B", bound="LiveBackend[Any]")
+
+
+class LiveDevicePort(DevicePort, Generic[B]):
     """A real-time backend's devices; the subclass of each backend performs the hardware actions."""
 
-    def __init__(self, backend: LiveBackend) -> None:
+    def __init__(self, backend: B) -> None:
         self.be = backend

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from eden.backends.base import RunGen
 from eden.backends.realtime import Driver
@@ -30,7 +30,7 @@ TICK = 0.2
 
 
 class LiveSession:
-    def __init__(self, backend: LiveBackend) -> None:
+    def __init__(self, backend: LiveBackend[Any]) -> None:
         self.be = backend
         self.driver = Driver()
         self._workdir = backend.work_dir()

@@ -72,12 +72,11 @@ class QemuControllerPort(AdminControllerPort):
     backend_name = "qemu"
 
 
-class QemuDevicePort(LiveDevicePort):
+class QemuDevicePort(LiveDevicePort["QemuBackend"]):
     """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next."""
 
     capabilities = DEVICE_METHODS - {"hang"}
     backend_name = "qemu"
-    be: QemuBackend
 
     def _vms(self, devices: list[str]) -> list[_Vm]:
         return [self.be.devices[d] for d in devices]
@@ -111,7 +110,7 @@ class QemuDevicePort(LiveDevicePort):
             self.be.background(self.be.set_link(d, up, [p for p in wanted if p in own]))
 
 
-class QemuBackend(LiveBackend):
+class QemuBackend(LiveBackend[_Vm]):
     name = "qemu"
     controller_port_type = QemuControllerPort
     device_port_type = QemuDevicePort
