@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Protocol
 
+from pydantic import BaseModel
+
 from eden.backends.ports import ControllerPort, DevicePort
 from eden.errors import InfrastructureError
 from eden.scenario.load import LoadedScenario
@@ -145,7 +147,7 @@ def args_record(args: Any) -> dict[str, Any]:
     """A step's arguments as the timeline records them."""
     if args is None:
         return {}
-    if hasattr(args, "model_dump"):
+    if isinstance(args, BaseModel):
         return {k: v for k, v in args.model_dump(mode="json").items() if v is not None}
     if isinstance(args, dict):
         return dict(args)
