@@ -423,10 +423,10 @@ class LiveBackend(Generic[D]):
         if self.controller is not None and self.controller_down:
             await self.controller.wait(10)
             await self._start_controller(first=False)
-            await self._on_controller_up()
             pending, self.pending_admin = self.pending_admin, []
             for name, args, kwargs in pending:  # changes made while it was down, in order
                 await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
+            await self._on_controller_up()
         self.record("controller_restored", {})
 
     # ---------------------------------------------------------------------------- observe --
