@@ -50,7 +50,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
         add_agent_parser(sub)
         return p
-    from eden.backends.base import BACKENDS, runnable_backends
+    from eden.backends.registry import REGISTRY, runnable_backends
 
     run = sub.add_parser("run", help="run scenario files on a backend")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
@@ -62,7 +62,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check scenario and hardware profile files; exit 2 on any error")
     val.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    val.add_argument("--backend", default="sim", choices=sorted(BACKENDS), help="check capabilities against this backend")
+    val.add_argument("--backend", default="sim", choices=sorted(REGISTRY), help="check capabilities against this backend")
 
     sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile) files")
     sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
@@ -73,7 +73,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     q = sub.add_parser("qualify", help="run a suite (scenarios x hardware profiles) and write its reports")
     q.add_argument("suite", type=Path, metavar="SUITE")
-    q.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: the suite's backend")
+    q.add_argument("--backend", default=None, choices=sorted(REGISTRY), help="default: the suite's backend")
     q.add_argument("--profile", dest="profiles", nargs="+", action="extend", metavar="P", help="only entries on these profiles")
     q.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
     q.add_argument("--stagger", type=float, default=0.0, metavar="S",
@@ -191,7 +191,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from eden.backends.base import backend_capabilities
+    from eden.backends.registry import backend_capabilities
     from eden.scenario.load import load_any
 
     caps, max_devices = backend_capabilities(args.backend)

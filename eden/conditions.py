@@ -10,9 +10,12 @@ that never reported has ``reported: False`` and fails every condition but ``onbo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from eden.scenario.model import Condition, Expectation
+
+if TYPE_CHECKING:
+    from eden.backends.base import Backend
 
 View = Mapping[str, Any]
 
@@ -141,7 +144,7 @@ class DeviceWatch:
         self.good: set[str] = set()
         self.seq = -1
 
-    def update(self, backend: Any) -> None:
+    def update(self, backend: Backend) -> None:
         """Pull the views that changed since the last update and re-evaluate those devices."""
         seq, changed = backend.changes(self.seq)
         views = backend.views()

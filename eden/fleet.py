@@ -18,7 +18,10 @@ and step order are checked exactly as in a scenario file. Targets are sampled as
 
 Clock: ``apply`` never blocks (a ``network_flap`` or a timed ``controller_outage`` continues in the
 background); time passes only in ``advance`` and ``wait_until``. The simulator backend runs its
-SimPy environment in increments of the check interval while a condition is evaluated.
+SimPy environment in increments of the check interval while a condition is evaluated; a real-time
+backend (``emulated``) runs its controller and devices on an event loop of its own thread and
+``advance`` sleeps (:mod:`eden.backends.live_session`). Every backend is driven through the same
+:class:`~eden.backends.base.Session`.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ from typing import Any, Callable
 
 import yaml
 
-from eden.backends.base import RunGen, backend_capabilities
+from eden.backends.base import Backend, Session
+from eden.backends.registry import backend_capabilities, make_backend
 from eden.conditions import Verdict, describe_expectation
-from eden.errors import InfrastructureError, InvalidInput, Issue
+from eden.errors import InvalidInput, Issue
 from eden.metrics import compute_metric
 from eden.profiles import HwProfile, load_profiles
-from eden.run import make_backend
 from eden.runner import default_check_interval, expectation_checker, flap, restore_after
 from eden.scenario import metric_names
 from eden.scenario.load import LoadedScenario, load_scenario
@@ -154,32 +157,6 @@ def _image_doc(images: Mapping[str, Any] | None) -> dict[str, Any]:
     return {name: ({"version": str(spec)} if isinstance(spec, (str, int, float)) else dict(spec)) for name, spec in images.items()}
 
 
-# --------------------------------------------------------------------------------------- clock --
-
-
-class _SimClock:
-    """Runs the simulator's SimPy environment up to a time; drives background generators."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.env = backend.env
-
-    def now(self) -> float:
-        return float(self.env.now)
-
-    def run_until(self, t: float) -> None:
-        if t > self.env.now:
-            try:
-                self.env.run(until=t)
-            except (InfrastructureError, InvalidInput):
-                raise
-            except Exception as exc:  # a simulator crash is a harness fault, not a product failure
-                raise InfrastructureError(f"the simulator failed at t={self.now():.1f}s: {exc!r}") from exc
-
-    def spawn(self, gen: RunGen) -> None:
-        self.env.process(self.backend.drive(gen))
-
-
 # --------------------------------------------------------------------------------------- fleet --
 
 
@@ -213,10 +190,8 @@ class Fleet:
         """How often ``wait_until`` evaluates its condition (simulated seconds)."""
         self.versions: dict[str, str] = {name: img.version for name, img in sc.images.items()}
         """Image name -> version."""
-        self.backend: Any = make_backend(backend, self.loaded, self.seed, Timeline())
-        if not hasattr(self.backend, "env"):
-            raise InfrastructureError(f"backend '{backend}' has no clock driver for Fleet yet")
-        self._clock = _SimClock(self.backend)
+        self.backend: Backend = make_backend(backend, self.loaded, self.seed, Timeline())
+        self._clock: Session = self.backend.session()
         self.closed = False
         self.on_step: Callable[[str, dict[str, Any], BaseException | None], None] | None = None
         """Called after each ``apply``/``advance``/``wait_until`` with a title (holding the run's
@@ -314,7 +289,7 @@ class Fleet:
         """The controller's view of one device: what ``expect`` conditions read (see eden.conditions)."""
         if self.loaded.device(device_id) is None:
             raise KeyError(f"no device '{device_id}'; devices: {', '.join(self.devices[:12])}")
-        return dict(self.backend.views()[device_id])
+        return self._clock.call(lambda: dict(self.backend.views()[device_id]))
 
     def select(self, target: Any = "all") -> list[str]:
         """Device ids a target selects now (validated like a step's target)."""
@@ -326,7 +301,7 @@ class Fleet:
             close = metric_names.close_names(name)
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see eden.scenario.metric_names"
             raise FleetInputError(f"fleet.metric({name!r})", [Issue("", 0, 0, f"unknown metric '{name}'", hint)])
-        return compute_metric(name, self.backend)
+        return self._clock.call(lambda: compute_metric(name, self.backend))
 
     # -------------------------------------------------------------------------------- drive --
     def power_on(self, target: Any = "all", **args: Any) -> list[str]:
@@ -385,13 +360,13 @@ class Fleet:
             start = self.now
             deadline = start + float(exp.within or 0.0)
             while True:
-                verdict = checker()
+                verdict = self._clock.call(checker)
                 if verdict.ok or self.now >= deadline - 1e-9:
                     break
                 self._clock.run_until(min(self.now + self.check_interval, deadline))
             params["observed"] = verdict.observed
             params["met"] = verdict.ok
-            self.backend.record("wait_until", {"condition": describe_expectation(exp), "met": verdict.ok})
+            self._clock.call(lambda: self.backend.record("wait_until", {"condition": describe_expectation(exp), "met": verdict.ok}))
             if not verdict.ok and check:
                 raise AssertionError(_explain(exp, verdict, start, self.now))
         return verdict.ok
@@ -432,7 +407,7 @@ class Fleet:
         if action == "network_flap":
             self._clock.spawn(flap(be, devices, args))
             return
-        be.apply(action, devices, args)
+        self._clock.call(lambda: be.apply(action, devices, args))
         if action in ("controller_outage", "controller_503") and args.duration is not None:
             self._clock.spawn(restore_after(be, float(args.duration)))
 
@@ -442,13 +417,11 @@ class Fleet:
 
     # ------------------------------------------------------------------------------ closing --
     def close(self) -> None:
-        """Release the backend (a no-op for the simulator) and the temporary files."""
+        """Stop the backend's processes (none for the simulator) and remove the temporary files."""
         if self.closed:
             return
         self.closed = True
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        self._clock.close()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -463,9 +436,9 @@ class Fleet:
 
 
 def _known_backends() -> set[str]:
-    from eden.backends.base import BACKENDS
+    from eden.backends.registry import REGISTRY
 
-    return set(BACKENDS)
+    return set(REGISTRY)
 
 
 def _explain(exp: Expectation, verdict: Verdict, start: float, now: float) -> str:

@@ -10,12 +10,16 @@ contact), ``attestation.time`` (boot -> attestation COMPLETE).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eden.backends.base import view_summary
+from eden.backends.observe import view_summary
 from eden.timeline import Timeline
+
+if TYPE_CHECKING:
+    from eden.backends.base import Backend
+    from eden.runner import Runner
 
 TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
 STATS = ("count", "mean", "p50", "p95", "p99", "min", "max")
@@ -129,7 +133,7 @@ def counters(timeline: Timeline) -> dict[str, int]:
     return c
 
 
-def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str, Any] | None = None) -> Any:
+def compute_metric(name: str, backend: Backend, runner: Runner | None = None, cache: dict[str, Any] | None = None) -> Any:
     """The value of one named metric (see ``eden.scenario.metric_names``).
 
     ``cache`` holds what was already cut from the run (``timings``, ``counters``, ``devices``,
@@ -161,7 +165,7 @@ def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str,
             cache["counters"] = counters(timeline)
         return cache["counters"][name]
     if name.startswith("rollout."):
-        rollouts = getattr(runner, "rollouts", []) if runner is not None else []
+        rollouts = runner.rollouts if runner is not None else []
         if not rollouts:
             return None
         last = rollouts[-1]
@@ -174,7 +178,7 @@ def compute_metric(name: str, backend: Any, runner: Any = None, cache: dict[str,
     return None
 
 
-def _controller_metric(name: str, backend: Any, summary: dict[str, Any]) -> Any:
+def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> Any:
     parts = name.split(".")
     if name == "controller.requests":
         return summary["all"]["requests"]
@@ -192,9 +196,9 @@ def _controller_metric(name: str, backend: Any, summary: dict[str, Any]) -> Any:
     return None
 
 
-def all_metrics(backend: Any, runner: Any, names: list[str]) -> dict[str, Any]:
+def all_metrics(backend: Backend, runner: Runner | None, names: list[str]) -> dict[str, Any]:
     """The metrics a scenario asks for, plus the always-reported core set."""
-    cache = {
+    cache: dict[str, Any] = {
         "timings": timings(backend.timeline),
         "counters": counters(backend.timeline),
         "devices": view_summary(backend.views()),

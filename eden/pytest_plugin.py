@@ -72,12 +72,12 @@ def options(config: pytest.Config) -> Options:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from eden.backends.base import BACKENDS, runnable_backends
+    from eden.backends.registry import REGISTRY, runnable_backends
 
     opts = options(config)
-    if opts.backend not in BACKENDS or opts.backend not in runnable_backends():
+    if opts.backend not in REGISTRY or opts.backend not in runnable_backends():
         known = ", ".join(runnable_backends())
-        state = "is not runnable in this build" if opts.backend in BACKENDS else "is unknown"
+        state = "is not runnable in this build" if opts.backend in REGISTRY else "is unknown"
         raise pytest.UsageError(f"--eden-backend: backend '{opts.backend}' {state}; runnable: {known}")
     if opts.profiles:
         from eden.profiles import load_profiles
@@ -230,7 +230,7 @@ def load_for_item(path: Path, backend: str, profile: str | None, run_dir: Path) 
     ``fleet_profile`` when it has one, else loads a substituted copy written into ``run_dir``."""
     import inspect
 
-    from eden.backends.base import backend_capabilities
+    from eden.backends.registry import backend_capabilities
 
     caps, max_devices = backend_capabilities(backend)
     if profile is None:

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from eden.backends.base import backend_capabilities
+from eden.backends.base import Backend
+from eden.backends.registry import backend_capabilities, make_backend
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, Issue
 from eden.metrics import all_metrics
 from eden.runner import Runner, run_verdict
@@ -66,22 +67,6 @@ def backend_input_issues(backend: str, loaded: LoadedScenario) -> list[Issue]:
     return []
 
 
-def make_backend(name: str, loaded: LoadedScenario, seed: int, timeline: Timeline, out_dir: Path | None = None) -> Any:
-    if name == "sim":
-        from eden.backends.sim import SimBackend
-
-        return SimBackend(loaded, seed=seed, timeline=timeline)
-    if name == "emulated":
-        from eden.backends.emulated import EmulatedBackend
-
-        return EmulatedBackend(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
-    if name == "qemu":
-        from eden.backends.qemu import QemuBackend
-
-        return QemuBackend(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
-    raise InfrastructureError(f"backend '{name}' is not available")
-
-
 def execute(
     loaded: LoadedScenario,
     *,
@@ -97,7 +82,7 @@ def execute(
     wall0 = time.perf_counter()
     started = datetime.now(timezone.utc)
     error: str | None = None
-    backend = None
+    backend: Backend | None = None
     runner = None
     try:
         backend = make_backend(backend_name, loaded, seed, timeline, out_dir)
@@ -122,7 +107,7 @@ def execute(
             timeline.write_jsonl(out_dir / "events.jsonl")
             events_file = "events.jsonl"
     sim_seconds = backend.now() if backend is not None else 0.0
-    stats = backend.stats() if backend is not None and hasattr(backend, "stats") else {}
+    stats = backend.stats() if backend is not None else {}
     node_events = int(stats.get("node_events", 0))
     bulk = int(stats.get("bulk_requests", 0))
     run_info = {
@@ -160,7 +145,7 @@ def build_summary(
     seed: int,
     verdict: str,
     runner: Runner | None,
-    backend: Any,
+    backend: Backend | None,
     error: str | None,
 ) -> dict[str, Any]:
     sc = loaded.scenario
@@ -185,8 +170,7 @@ def build_summary(
         summary["rollouts"] = [_r({k: v for k, v in asdict(r).items() if k != "resume"}) for r in runner.rollouts]
     if backend is not None and runner is not None:
         summary["metrics"] = _r(all_metrics(backend, runner, sc.metrics))
-        if hasattr(backend, "series"):
-            summary["series"] = _r(backend.series())
+        summary["series"] = _r(backend.series())
     return summary
 
 

@@ -84,8 +84,8 @@ class Runner:
         self.rollouts: list[RolloutState] = []
         self.steps_done_at: float | None = None
         self.finished = False
-        self._always: list[tuple[Expectation, ExpectationResult, Any]] = []
-        self._at_end: list[tuple[Expectation, ExpectationResult, Any]] = []
+        self._always: list[tuple[Expectation, ExpectationResult, Callable[[], Verdict]]] = []
+        self._at_end: list[tuple[Expectation, ExpectationResult, Callable[[], Verdict]]] = []
 
     # ------------------------------------------------------------------------------ helpers --
     def now(self) -> float:
@@ -282,7 +282,7 @@ class Runner:
         yield from self._act(action, devices, args, blocking=False)
 
     # ------------------------------------------------------------------------- expectations --
-    def _await(self, exp: Expectation, res: ExpectationResult, checker: Any, *, start: float) -> RunGen:
+    def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], Verdict], *, start: float) -> RunGen:
         deadline = None if exp.within is None else start + exp.within
         res.deadline = deadline
         while True:
@@ -419,7 +419,7 @@ def expectation_checker(
     versions: dict[str, str],
     devices: list[str],
     *,
-    runner: Any = None,
+    runner: Runner | None = None,
     rollout_state: Callable[[], str | None] = lambda: None,
 ) -> Callable[[], Verdict]:
     """A callable judging ``exp`` now: a metric, a rollout state, or a device condition over

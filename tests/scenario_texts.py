@@ -19,3 +19,34 @@ steps:
   - expect: {{onboarded: true, within: {within}}}
   - wait: {wait}
 """
+
+
+FALLBACK_DURING_OUTAGE = """
+name: fallback-during-outage
+description: >-
+  force_fallback while devices cannot reach the controller: the admin side takes the change and the
+  device falls back to its old image once it reaches the controller again (sim and emulated alike)
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+  next: {version: 13.5.0, size: 20M}
+controller:
+  config_items:
+    timer.config.interval: 5
+    timer.test.baseimage.update: 30
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, device_state: ONLINE, within: 1m}
+  - baseos_update: {image: next}
+  - expect: {current_partition: {state: active, version: next}, within: 4m}
+  - controller_outage: {}
+  - force_fallback: {}
+  - wait: 10s
+  - controller_restore:
+  - expect: {current_partition: {state: active, version: base}, within: 3m}
+"""
+"""A scenario the sim and emulated backends must both pass (tests/test_backend_ports.py and
+tests/test_emulated_backend.py)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from eden.backends.base import BACKENDS, backend_actions
+from eden.backends.registry import REGISTRY, backend_actions, refused_actions
 from eden.limits import LIMITS
 from eden.scenario.model import ACTIONS
 
@@ -35,10 +35,10 @@ def _cells(row: str) -> list[str]:
 
 def backends_table() -> list[str]:
     rows = ["| backend | runnable | max devices | refused at validation |", "|---|---|---|---|"]
-    for name, entry in BACKENDS.items():
+    for name, entry in REGISTRY.items():
         refused = [a for a in ACTIONS if a not in backend_actions(name)]
-        runnable = "yes" if entry["available"] else "no (planned)"
-        most = "unlimited" if entry["max_devices"] is None else str(entry["max_devices"])
+        runnable = "yes" if entry.runnable else "no (planned)"
+        most = "unlimited" if entry.max_devices is None else str(entry.max_devices)
         rows.append(f"| `{name}` | {runnable} | {most} | {', '.join(f'`{a}`' for a in refused) or '–'} |")
     return rows
 
@@ -64,8 +64,8 @@ def test_backends_table_names_what_qemu_and_emulated_refuse() -> None:
 
 def test_refusal_reasons_are_in_the_doc() -> None:
     text = DOC.read_text()
-    for entry in BACKENDS.values():
-        for reason in entry["refuses"].values():
+    for name in REGISTRY:
+        for reason in refused_actions(name).values():
             assert reason in text
 
 

@@ -221,7 +221,7 @@ steps:
 
 
 def _backend(name: str) -> dict[str, object]:
-    from eden.backends.base import backend_capabilities
+    from eden.backends.registry import backend_capabilities
 
     caps, max_devices = backend_capabilities(name)
     return {"backend": name, "capabilities": caps, "max_devices": max_devices}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from leakcheck import marked_processes, wait_reading
-from scenario_texts import onboard_then_wait
+from scenario_texts import FALLBACK_DURING_OUTAGE, onboard_then_wait
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -204,6 +204,15 @@ def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp
     assert sum(1 for e in events if e["source"] == "controller" and e["what"] == "onboarded") == 1
     assert any(e["source"] == "device" and e["what"] == "baseos_config" and e.get("version") == "13.5.0" for e in events)
     assert _ours() <= before_procs
+
+
+def test_force_fallback_during_an_outage_falls_back_as_on_sim(tmp_path: Path) -> None:
+    """The admin side takes force_fallback while devices cannot reach the controller (the same
+    scenario passes on sim: tests/test_backend_ports.py)."""
+    proc = _run(tmp_path, FALLBACK_DURING_OUTAGE, "fallback", timeout=480)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [e["status"] for e in summary["steps"] if e["action"] == "expect"] == ["passed"] * 3
 
 
 def test_fast_path_boot_keeps_the_controller_certs(tmp_path: Path) -> None:

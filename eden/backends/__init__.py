@@ -1,5 +1,6 @@
-"""Backends run a scenario on something: the simulator, emulated devices, QEMU VMs or boards."""
+"""Backends run a scenario on something: the simulator, emulated devices, QEMU VMs or boards.
 
-from eden.backends.base import BACKENDS, Backend, backend_capabilities
-
-__all__ = ["BACKENDS", "Backend", "backend_capabilities"]
+A backend is a clock plus a controller port and a device port (:mod:`eden.backends.ports`); the
+scenario actions reach them through one table (:mod:`eden.backends.actions`); the known backends
+are listed once (:mod:`eden.backends.registry`).
+"""

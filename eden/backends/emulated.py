@@ -19,11 +19,12 @@ The controller, views, timeline and run loop are shared with the ``qemu`` backen
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-from eden.backends.base import BACKENDS
 from eden.backends.live import LiveBackend, LiveDevice, _py
+from eden.backends.live_ports import LiveDevicePort
+from eden.backends.ports import DEVICE_METHODS
 from eden.backends.netproxy import PortProxy
 from eden.backends.procs import Managed
 from eden.errors import InfrastructureError
@@ -46,10 +47,44 @@ class _Device(LiveDevice):
         self.pending_tamper: list[str] = []
 
 
-class EmulatedBackend(LiveBackend):
+class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
+    """Power is the agent process, each network port a relay; an agent cannot be told to hang from outside."""
+
+    capabilities = DEVICE_METHODS - {"hang"}
+    backend_name = "emulated"
+
+    def _devs(self, devices: list[str]) -> list[_Device]:
+        return [self.be.devices[d] for d in devices]
+
+    def power_on(self, devices: list[str], spread: float) -> None:
+        for d, delay in zip(self._devs(devices), self.be.spread_delays(spread, len(devices))):
+            self.be.later(delay, partial(self.be.power_on, d))
+
+    def power_off(self, devices: list[str]) -> None:
+        for d in self._devs(devices):
+            self.be.power_off(d)
+
+    def power_cycle(self, devices: list[str], off_for: float) -> None:
+        for d in self._devs(devices):
+            self.be.power_off(d)
+            self.be.later(off_for, partial(self.be.power_on, d))
+
+    def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
+        for d in self._devs(devices):
+            for name in ports if ports else list(d.proxies):
+                if name in d.proxies:
+                    d.proxies[name].set_link(up)
+
+    def tamper(self, devices: list[str], stage: str) -> None:
+        """The attacker changes the disk; the agent measures it at its next boot, which is when
+        the change is written (a running agent owns its state directory)."""
+        for d in self._devs(devices):
+            d.pending_tamper.append(stage)
+
+
+class EmulatedBackend(LiveBackend[_Device]):
     name = "emulated"
-    capabilities = BACKENDS["emulated"]["capabilities"]
-    max_devices: int | None = 200
+    device_port_type = EmulatedDevicePort
     work_prefix = "eden-emulated-"
 
     async def _prepare_devices(self) -> None:
@@ -81,7 +116,7 @@ class EmulatedBackend(LiveBackend):
     def _on_controller_down(self) -> None:
         for d in self.devices.values():  # the ports refuse connections until it is back
             for proxy in d.proxies.values():
-                self._background(proxy.set_upstream(None))
+                self.background(proxy.set_upstream(None))
 
     async def _on_controller_up(self) -> None:
         for d in self.devices.values():
@@ -96,7 +131,7 @@ class EmulatedBackend(LiveBackend):
             argv += ["--port-url", f"{name}=https://127.0.0.1:{proxy.port}"]
         return argv
 
-    async def _power_on(self, d: _Device) -> None:
+    async def power_on(self, d: _Device) -> None:
         if d.powered:
             return
         d.powered = True
@@ -122,7 +157,7 @@ class EmulatedBackend(LiveBackend):
             self._failure = f"agent of {d.id} exited with code {rc}: {self.procs.log_tail(f'agent-{d.id}')}"
             return
 
-    def _power_off(self, d: _Device) -> None:
+    def power_off(self, d: _Device) -> None:
         if not d.powered:
             return
         d.powered = False
@@ -134,34 +169,6 @@ class EmulatedBackend(LiveBackend):
     def _agent_line(self, d: _Device, line: str) -> None:
         if not self._device_line(d, line):
             self.timeline.add(self.now(), "console", d.id, "agent_output", {"line": line[:500]})
-
-    # ---------------------------------------------------------------------------- actions --
-    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
-        if action == "power_on":
-            for d, delay in zip(devs, self._spread(args, len(devs))):
-                self._later(delay, lambda d=d: self._power_on(d))
-        elif action == "power_off":
-            for d in devs:
-                self._power_off(d)
-        elif action == "power_cycle":
-            for d in devs:
-                self._power_off(d)
-                self._later(float(args.off_for), lambda d=d: self._power_on(d))
-        elif action in ("network_down", "network_up", "network_flap"):
-            up = action == "network_up"
-            for d in devs:
-                for name in args.ports if getattr(args, "ports", None) else list(d.proxies):
-                    if name in d.proxies:
-                        d.proxies[name].set_link(up)
-            if up:
-                self.record("network_restored", {"devices": len(devs)})
-        elif action == "tamper":
-            # The attacker changes the disk; the agent measures it at its next boot, which is
-            # when the change is written (a running agent owns its state directory).
-            for d in devs:
-                d.pending_tamper.append(args.stage)
-        else:
-            raise InfrastructureError(f"the emulated backend cannot perform '{action}'")
 
 
 async def _check_call(argv: list[str], what: str) -> None:

@@ -22,11 +22,14 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator, Callable, ClassVar, Generic, Mapping, TypeVar
 
 import numpy as np
 
-from eden.backends.base import RunGen
+from eden.backends.actions import perform
+from eden.backends.base import RunGen, Session
+from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
 from eden.backends.procs import Managed, ProcessGroup
 from eden.backends.realtime import Deadline, Driver, RunClock
 from eden.backends.workdir import WorkDir
@@ -37,13 +40,9 @@ from eden.timeline import Timeline
 from eve.node import ImageInfo
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
-JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
 POLL = 0.5  # seconds between reads of the controller's device views
 START_TIMEOUT = 60.0
 MAX_REAL_TIME = 6 * 3600.0
-CONTROLLER_ACTIONS = frozenset({"reboot", "baseos_update", "retry_update", "force_fallback", "controller_outage",
-                                "controller_restore", "request_attestation", "set_config", "deploy_app",
-                                "remove_app", "maintenance_mode"})
 
 
 def _py(*args: str) -> list[str]:
@@ -63,10 +62,13 @@ class LiveDevice:
         self.boots = 0
 
 
-class LiveBackend:
+D = TypeVar("D", bound="LiveDevice")
+
+
+class LiveBackend(Generic[D]):
     name = "live"
-    capabilities: frozenset[str] = frozenset()
-    max_devices: int | None = None
+    controller_port_type: ClassVar[type[AdminControllerPort]] = AdminControllerPort
+    device_port_type: ClassVar[type[LiveDevicePort[Any]]] = LiveDevicePort
     work_prefix = "eden-live-"
     controller_listen = "127.0.0.1:0"
     device_event_names: Mapping[str, str] = {}
@@ -86,25 +88,25 @@ class LiveBackend:
         self.ctrl_dir: Path | None = None
         self.api_addr: tuple[str, int] = ("127.0.0.1", 0)
         self.admin: Any = None
-        self.devices: dict[str, Any] = {}
-        self.by_serial: dict[str, Any] = {}
+        self.devices: dict[str, D] = {}
+        self.by_serial: dict[str, D] = {}
         self._info: dict[str, dict[str, Any]] = {}
         self._ctrl_view: dict[str, dict[str, Any]] = {}
-        self._seq = 0
-        self._journal_seq: list[int] = []
-        self._journal_dev: list[str] = []
+        self.journal: ChangeJournal[str] = ChangeJournal()
         self._events_seen = 0
         self._device_events = 0
         self._failure: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self._last_stats: dict[str, Any] = {}
-        self._controller_down = False
-        self._pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.controller_down = False
+        self.pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
-        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
+        self._series = DeviceSeries()
         self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
+        self.controller_port = self.controller_port_type(self)
+        self.device_port = self.device_port_type(self)
 
     # ------------------------------------------------------------------------- subclass hooks --
     async def _setup(self) -> None:
@@ -124,9 +126,6 @@ class LiveBackend:
     async def _close_devices(self) -> None:
         """Release what the devices hold once the controller's stats have been read."""
 
-    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
-        raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
-
     def _on_controller_down(self) -> None:
         """The controller process was stopped by an outage step."""
 
@@ -139,8 +138,7 @@ class LiveBackend:
 
     # -------------------------------------------------------------------------------- run --
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
-        workdir = WorkDir.create(self.work_prefix)  # also removes what killed runs left (eden.backends.workdir)
-        self.work = workdir.path
+        workdir = self.work_dir()
         try:
             try:
                 asyncio.run(self._run(main, duration, progress))
@@ -153,25 +151,27 @@ class LiveBackend:
             if self._stop is not None and self._stop.signum is not None:
                 raise Interrupted(self._stop.signum)  # stopped gracefully (eden.interrupt)
         finally:
-            self._keep_logs()
-            workdir.remove()
-            self.timeline.events.sort(key=lambda e: e.t)
+            self.finish(workdir)
 
-    async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
+    async def start_fleet(self) -> None:
+        """Start the controller and the devices on the running loop; time 0 is when they are ready."""
         self._loop = asyncio.get_running_loop()
         assert self.work is not None
         self.procs = ProcessGroup(self._log_dir())
+        await self._setup()
+        await self._start_controller(first=True)
+        await self._prepare_devices()
+        self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+        self.background(self._poll_loop())
+
+    async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
         driver = Driver()
         # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
         with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
             try:
-                await self._setup()
-                await self._start_controller(first=True)
-                await self._prepare_devices()
-                self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
-                self._background(self._poll_loop())
+                await self.start_fleet()
                 if progress is not None:
-                    self._background(self._progress(progress))
+                    self.background(self._progress(progress))
                 task = driver.spawn(main, "scenario")
                 limit = duration if duration is not None else MAX_REAL_TIME
                 deadline = Deadline(limit)
@@ -195,11 +195,36 @@ class LiveBackend:
                 await driver.cancel_all()
                 await self._shutdown()
 
-    def _background(self, coro: Any) -> None:
+    def background(self, coro: Any) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+
+    def session(self) -> Session:
+        """The fleet on an event loop of its own thread, driven step by step (:mod:`eden.fleet`)."""
+        from eden.backends.live_session import LiveSession
+
+        return LiveSession(self)
+
+    def failure(self) -> str | None:
+        """Why the run must stop (a process died, the admin API failed), if it must."""
+        return self._failure
+
+    def work_dir(self) -> WorkDir:
+        """A fresh working directory for the run (what killed runs left is removed first)."""
+        workdir = WorkDir.create(self.work_prefix)
+        self.work = workdir.path
+        return workdir
+
+    def finish(self, workdir: WorkDir) -> None:
+        """Keep the logs, remove the working directory, put the timeline in time order."""
+        self._keep_logs()
+        workdir.remove()
+        self.timeline.events.sort(key=lambda e: e.t)
+
+    async def shutdown(self) -> None:
+        await self._shutdown()
 
     async def _shutdown(self) -> None:
         for task in list(self._bg):
@@ -207,7 +232,7 @@ class LiveBackend:
         await asyncio.gather(*self._bg, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._stop_devices()
-        if self.admin is not None and not self._controller_down:
+        if self.admin is not None and not self.controller_down:
             with contextlib.suppress(Exception):
                 self._last_stats = await asyncio.to_thread(self.admin.stats)
         with contextlib.suppress(Exception):
@@ -265,12 +290,12 @@ class LiveBackend:
         info = json.loads(serve_json.read_text())
         self.api_addr = _host_port(info["api_url"])
         self.admin = AdminClient.for_dir(self.ctrl_dir)
-        self._controller_down = False
-        self._background(self._watch_controller(self.controller))
+        self.controller_down = False
+        self.background(self._watch_controller(self.controller))
 
     async def _watch_controller(self, proc: Managed) -> None:
         rc = await proc.proc.wait()
-        if self.controller is proc and not self._controller_down:
+        if self.controller is proc and not self.controller_down:
             self._failure = f"the controller died (rc={rc}): {self.procs.log_tail('controller') if self.procs else ''}"
 
     async def _preregister(self, serial: str, ref: Mapping[str, Any]) -> None:
@@ -334,7 +359,7 @@ class LiveBackend:
             yield dev, serial, home, spec
 
     # --------------------------------------------------------------------- device events --
-    def _device_line(self, d: LiveDevice, line: str, source: str = "device", at: float | None = None) -> bool:
+    def _device_line(self, d: D, line: str, source: str = "device", at: float | None = None) -> bool:
         """One of the agent's JSON event lines (docs/agent.md) into the timeline; False if the
         line is not one (it is then the caller's to record). ``at``: the run time the line
         arrived, used instead of the line's own stamp when the device's clock is not the host's
@@ -361,99 +386,58 @@ class LiveBackend:
     def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
         self.timeline.add(self.now(), "harness", device, what, data)
 
-    def _later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
+    def later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
         async def go() -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
             await coro_fn()
 
-        self._background(go())
+        self.background(go())
 
-    def _spread(self, args: Any, n: int) -> list[float]:
-        spread = float(getattr(args, "spread", 0.0) or 0.0)
+    def spread_delays(self, spread: float, n: int) -> list[float]:
+        """Power-on delays in ``[0, spread)``, drawn from the run's seed."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
         delays = rng.uniform(0.0, spread, n) if spread > 0 else np.zeros(n)
         return [float(x) for x in delays.tolist()]
 
     def apply(self, action: str, devices: list[str], args: Any) -> None:
-        from eden.backends.sim import _args_dict
+        perform(self, action, devices, args)
 
-        devs = [self.devices[d] for d in devices]
-        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
-        if action in CONTROLLER_ACTIONS:
-            self._apply_controller(action, devs, args)
-        else:
-            self._apply_device(action, devs, args)
+    def fail(self, reason: str) -> None:
+        """End the run with an infrastructure error (at the run loop's next check)."""
+        self._failure = reason
 
-    def _apply_controller(self, action: str, devs: list[Any], args: Any) -> None:
-        serials = [d.serial for d in devs]
-        admin = _Deferred(self)
-        if action == "reboot":
-            for s in serials:
-                admin.reboot(s)
-        elif action == "baseos_update":
-            version = self.loaded.scenario.images[args.image].version
-            for s in serials:
-                admin.set_baseos(s, args.image, version, bool(args.activate))
-        elif action == "retry_update":
-            for s in serials:
-                admin.retry_update(s)
-        elif action == "force_fallback":
-            for s in serials:
-                current = int(admin.device(s).get("items", {}).get("force.fallback.counter", 0))
-                admin.set_items({"force.fallback.counter": current + 1}, serial=s)
-        elif action == "controller_outage":
-            self._controller_outage()
-        elif action == "controller_restore":
-            self._background(self._controller_restore())
-        elif action == "request_attestation":
-            for s in serials:
-                admin.revoke_token(s)
-        elif action == "set_config":
-            if len(devs) == len(self.devices):
-                admin.set_items(dict(args))
-            else:
-                for s in serials:
-                    admin.set_items(dict(args), serial=s)
-        elif action == "deploy_app":
-            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
-            for s in serials:
-                admin.set_app(s, args.name, spec)
-        elif action == "remove_app":
-            for s in serials:
-                admin.set_app(s, args.name, None)
-        elif action == "maintenance_mode":
-            for s in serials:
-                admin.set_maintenance(s, bool(args.enable))
-        else:
-            raise InfrastructureError(f"the {self.name} backend cannot perform '{action}'")
-
-    def _controller_outage(self) -> None:
+    def controller_outage(self) -> None:
         """Stop the controller process; devices cannot reach it until it is back."""
-        self._controller_down = True
+        self.controller_down = True
         if self.controller is not None:
             self.controller.kill()
         self._on_controller_down()
 
-    async def _controller_restore(self) -> None:
-        if self.controller is not None and self._controller_down:
+    def controller_restore(self) -> None:
+        """Start the controller again, give it the admin changes made while it was down, then
+        let devices reach it."""
+        self.background(self._restart_controller())
+
+    async def _restart_controller(self) -> None:
+        if self.controller is not None and self.controller_down:
             await self.controller.wait(10)
             await self._start_controller(first=False)
-            await self._on_controller_up()
-            pending, self._pending_admin = self._pending_admin, []
+            pending, self.pending_admin = self.pending_admin, []
             for name, args, kwargs in pending:  # changes made while it was down, in order
                 await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
+            await self._on_controller_up()
         self.record("controller_restored", {})
 
     # ---------------------------------------------------------------------------- observe --
     async def _poll_loop(self) -> None:
         next_sample = 0.0
         while True:
-            if not self._controller_down:
+            if not self.controller_down:
                 try:
                     await self._refresh()
                 except Exception as exc:  # noqa: BLE001 - a controller that stops answering is an infrastructure fault
-                    if not self._controller_down and self.controller is not None and self.controller.running:
+                    if not self.controller_down and self.controller is not None and self.controller.running:
                         self._failure = f"the controller's admin API failed: {exc}"
             if self.now() >= next_sample:
                 self._sample()
@@ -463,7 +447,7 @@ class LiveBackend:
     async def _refresh(self) -> None:
         """Read the controller: its event stream into the timeline, then the views of the devices
         it has news about (every device's list row carries ``last_seen``)."""
-        if self.admin is None or self._controller_down:
+        if self.admin is None or self.controller_down:
             return
         events = await asyncio.to_thread(self.admin.events, self._events_seen)
         dirty: set[str] = set()
@@ -493,20 +477,18 @@ class LiveBackend:
                 self._touch(dev_id)
 
     def _touch(self, device: str) -> None:
-        self._seq += 1
-        self._journal_seq.append(self._seq)
-        self._journal_dev.append(device)
+        self.journal.touch(device)
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
-        if since < 0:
-            return self._seq, None
-        import bisect
+        return self.controller_port.changes(since)
 
-        lo = bisect.bisect_right(self._journal_seq, since)
-        return self._seq, list(dict.fromkeys(self._journal_dev[lo:]))
+    def journal_changes(self, since: int) -> tuple[int, list[str] | None]:
+        if since < 0:
+            return self.journal.seq, None
+        return self.journal.seq, self.journal.since(since)
 
     def views(self) -> Mapping[str, Mapping[str, Any]]:
-        return {d: self.view(d) for d in self.ids}
+        return self.controller_port.views()
 
     def view(self, device: str) -> dict[str, Any]:
         d = self.devices.get(device)
@@ -529,9 +511,12 @@ class LiveBackend:
         }
 
     def controller_stats(self) -> dict[str, Any]:
+        return self.controller_port.stats()
+
+    def admin_stats(self) -> dict[str, Any]:
         """The controller's per-endpoint request counts and latency percentiles, in the shape the
         simulator reports (seconds; ``rejected_503`` = requests answered 503)."""
-        if self.admin is not None and not self._controller_down and self.controller is not None and self.controller.running:
+        if self.admin is not None and not self.controller_down and self.controller is not None and self.controller.running:
             with contextlib.suppress(Exception):
                 self._last_stats = self.admin.stats()
         out: dict[str, Any] = {}
@@ -554,11 +539,6 @@ class LiveBackend:
 
     def _sample(self) -> None:
         views = self.views()
-        s = self._series
-        s["t"].append(round(self.now(), 3))
-        s["connected"].append(sum(1 for v in views.values() if v["connected"]))
-        s["powered"].append(sum(1 for v in views.values() if v["powered"]))
-        n = len(s["t"])
         states: dict[str, int] = {}
         versions: dict[str, int] = {}
         for v in views.values():
@@ -567,23 +547,12 @@ class LiveBackend:
             sw = v.get("sw") or []
             if sw and sw[0].get("version"):
                 versions[sw[0]["version"]] = versions.get(sw[0]["version"], 0) + 1
-        for counts, store in ((states, s["by_state"]), (versions, s["by_version"])):
-            for key in sorted(set(counts) | set(store)):
-                column = store.setdefault(key, [0] * (n - 1))
-                column.append(counts.get(key, 0))
+        connected = sum(1 for v in views.values() if v["connected"])
+        powered = sum(1 for v in views.values() if v["powered"])
+        self._series.append(round(self.now(), 3), connected, powered, states, versions)
 
     def series(self) -> dict[str, Any]:
-        rollbacks = [round(e.t, 3) for e in self.timeline.events if e.what == "booted" and e.data.get("rolled_back") is not None]
-        s = self._series
-        return {
-            "step": self.series_step,
-            "t": s["t"],
-            "connected": s["connected"],
-            "powered": s["powered"],
-            "by_state": {k: v for k, v in sorted(s["by_state"].items()) if any(v)},
-            "by_version": {k: v for k, v in sorted(s["by_version"].items()) if any(v)},
-            "rollbacks": sorted(rollbacks),
-        }
+        return {**self._series.as_dict(self.series_step), "rollbacks": sorted(rollback_times(self.timeline))}
 
     async def _progress(self, report: Callable[[float], None]) -> None:
         while True:
@@ -592,28 +561,6 @@ class LiveBackend:
 
     def stats(self) -> dict[str, Any]:
         return {"node_events": self._device_events, "agent_boots": sum(d.boots for d in self.devices.values())}
-
-
-class _Deferred:
-    """The admin client as scenario actions use it: while the controller is down (an outage
-    step), changes are queued and applied in order once it is back, so the desired state a
-    scenario sets during an outage is what the restarted controller serves (as on the simulator,
-    where the model keeps accepting changes)."""
-
-    def __init__(self, backend: LiveBackend) -> None:
-        self._be = backend
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            be = self._be
-            if be._controller_down:
-                if name in ("device", "devices", "stats", "events"):
-                    raise InfrastructureError(f"admin read '{name}' while the controller is down")
-                be._pending_admin.append((name, args, kwargs))
-                return None
-            return getattr(be.admin, name)(*args, **kwargs)
-
-        return call
 
 
 def _infrastructure(exc: BaseException) -> BaseException:

@@ -31,11 +31,13 @@ import re
 import shutil
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from eden.backends.base import BACKENDS
 from eden.backends.live import LiveBackend, LiveDevice
+from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.ports import DEVICE_METHODS
 from eden.backends.realtime import Deadline
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
@@ -61,10 +63,57 @@ class _Vm(LiveDevice):
         self.nics: list[Any] = []  # eden.qemu.machine.Nic, one per profile port
 
 
-class QemuBackend(LiveBackend):
+class QemuControllerPort(AdminControllerPort):
+    """docs/qemu.md: config, base-OS updates and attestation reach the reference image's agent; its
+    reboots, apps and controller faults are not exercised there, so such steps are refused."""
+
+    capabilities = AdminControllerPort.capabilities - {"reboot", "set_app", "outage", "restore"}
+    refusals = {}
+    backend_name = "qemu"
+
+
+class QemuDevicePort(LiveDevicePort["QemuBackend"]):
+    """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next."""
+
+    capabilities = DEVICE_METHODS - {"hang"}
+    backend_name = "qemu"
+
+    def _vms(self, devices: list[str]) -> list[_Vm]:
+        return [self.be.devices[d] for d in devices]
+
+    def power_on(self, devices: list[str], spread: float) -> None:
+        for d, delay in zip(self._vms(devices), self.be.spread_delays(spread, len(devices))):
+            self.be.later(delay, partial(self.be.power_on, d))
+
+    def power_off(self, devices: list[str]) -> None:
+        for d in self._vms(devices):
+            self.be.background(self.be.power_off(d))
+
+    def power_cycle(self, devices: list[str], off_for: float) -> None:
+        for d in self._vms(devices):
+            self.be.background(self.be.power_cycle(d, off_for))
+
+    def tamper(self, devices: list[str], stage: str) -> None:
+        """Applied at the device's next power-on, while it is off (a disk in use is not changed)."""
+        vms = self._vms(devices)
+        if any(d.id in self.be.eve_ids for d in vms):
+            self.be.fail("tamper works on the reference image only, not on an EVE device (docs/real-eve.md)")
+            return
+        for d in vms:
+            d.pending_tamper.append(stage)
+
+    def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
+        """One NIC per profile port; no port list: every port of the device."""
+        for d in self._vms(devices):
+            own = [n.port for n in d.nics]
+            wanted = list(ports) if ports else own
+            self.be.background(self.be.set_link(d, up, [p for p in wanted if p in own]))
+
+
+class QemuBackend(LiveBackend[_Vm]):
     name = "qemu"
-    capabilities = BACKENDS["qemu"]["capabilities"]
-    max_devices: int | None = BACKENDS["qemu"]["max_devices"]
+    controller_port_type = QemuControllerPort
+    device_port_type = QemuDevicePort
     work_prefix = "eden-qemu-"
     # boot.time / onboarding.time count from the real power-on (or reset), not from the agent's
     # start inside the booted VM; the agent's own boot_start is kept as agent_boot_start.
@@ -205,7 +254,7 @@ class QemuBackend(LiveBackend):
                        on_console_line=lambda line, d=d: self._console_line(d, line))
 
     # ------------------------------------------------------------------------------ power --
-    async def _power_on(self, d: _Vm) -> None:
+    async def power_on(self, d: _Vm) -> None:
         if d.powered:
             return
         try:
@@ -235,7 +284,7 @@ class QemuBackend(LiveBackend):
             self.timeline.add(self.now(), "device", d.id, "tamper_applied",
                               {"stage": stage, "pcrs": list(res.pcrs), "detail": res.detail})
 
-    async def _power_off(self, d: _Vm) -> None:
+    async def power_off(self, d: _Vm) -> None:
         """A power cut (SIGKILL QEMU); the disk and the TPM state stay."""
         if not d.powered:
             return
@@ -244,47 +293,18 @@ class QemuBackend(LiveBackend):
         self.timeline.add(self.now(), "device", d.id, "power_off", {})
         self._touch(d.id)
 
-    async def _power_cycle(self, d: _Vm, off_for: float) -> None:
-        await self._power_off(d)
+    async def power_cycle(self, d: _Vm, off_for: float) -> None:
+        await self.power_off(d)
         await asyncio.sleep(off_for)
-        await self._power_on(d)
+        await self.power_on(d)
 
-    async def _set_link(self, d: _Vm, up: bool, ports: list[str]) -> None:
+    async def set_link(self, d: _Vm, up: bool, ports: list[str]) -> None:
         """QMP ``set_link`` on each named port's NIC (a powered-off VM keeps it for its next power-on)."""
         try:
             for port in ports:
                 await d.machine.set_link(up, Deadline(10.0), nic=port)
         except InfrastructureError as exc:
             self._failure = str(exc)
-
-    def _apply_device(self, action: str, devs: list[Any], args: Any) -> None:
-        if action == "power_on":
-            for d, delay in zip(devs, self._spread(args, len(devs))):
-                self._later(delay, lambda d=d: self._power_on(d))
-        elif action == "power_off":
-            for d in devs:
-                self._background(self._power_off(d))
-        elif action == "power_cycle":
-            for d in devs:
-                self._background(self._power_cycle(d, float(args.off_for)))
-        elif action == "tamper":
-            # Applied at the device's next power-on, while it is off (a disk in use is not changed).
-            if any(d.id in self.eve_ids for d in devs):
-                self._failure = "tamper works on the reference image only, not on an EVE device (docs/real-eve.md)"
-                return
-            for d in devs:
-                d.pending_tamper.append(args.stage)
-        elif action in ("network_down", "network_up", "network_flap"):
-            # One NIC per profile port; no port list: every port of the device.
-            up = action == "network_up"
-            for d in devs:
-                own = [n.port for n in d.nics]
-                wanted = list(args.ports) if getattr(args, "ports", None) else own
-                self._background(self._set_link(d, up, [p for p in wanted if p in own]))
-            if up:
-                self.record("network_restored", {"devices": len(devs)})
-        else:
-            raise InfrastructureError(f"the qemu backend cannot perform '{action}' yet")
 
     # ---------------------------------------------------------------------------- observe --
     def _qmp_event(self, d: _Vm, ev: Any) -> None:
@@ -335,7 +355,7 @@ class QemuBackend(LiveBackend):
             await asyncio.sleep(0.5)
 
     async def _poll_loop(self) -> None:
-        self._background(self._poll_consoles())
+        self.background(self._poll_consoles())
         await super()._poll_loop()
 
     async def _refresh(self) -> None:

@@ -7,17 +7,20 @@ the same fleet luck: changing the rollout does not change which devices have a b
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import simpy
 
-from eden.backends.base import ALL_CAPABILITIES, RunGen, Sleep, Spawn
+from eden.backends.actions import perform
+from eden.backends.base import RunGen, Session, Sleep, Spawn
+from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
+from eden.backends.sim_ports import SimControllerPort, SimDevicePort
 from eden.device_params import images_for, node_params
-from eden.errors import InfrastructureError
+from eden.errors import InfrastructureError, InvalidInput
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.targets import stream
 from eden.timeline import Timeline
@@ -25,7 +28,7 @@ from simulator.controller import ControllerModel
 from simulator.engine import Engine
 from eve.node import ImageInfo, Node, NodeParams
 
-JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
+T = TypeVar("T")
 MAX_SIM_TIME = 30 * 86400.0
 INJECT_ENV = "EDEN_INJECT_HARNESS_ERROR"
 """Set to a scenario name (or ``*``) to make the simulator backend fail as a broken harness would."""  # a test without `duration` that runs this long is a harness error
@@ -39,10 +42,13 @@ def _bulk_bucket(n: int) -> float:
 
 class SimBackend:
     name = "sim"
-    capabilities = ALL_CAPABILITIES
-    max_devices: int | None = None
+    controller_port_type = SimControllerPort
+    device_port_type = SimDevicePort
 
-    def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None, out_dir: Path | None = None
+    ) -> None:
+        """``out_dir`` is unused: everything the simulator produces is in the timeline and series."""
         self.loaded = loaded
         sc = loaded.scenario
         self.seed = seed
@@ -87,9 +93,8 @@ class SimBackend:
             on_note=self._note,
         )
         self.harness_rng = stream(seed, "harness")
-        self._journal_seq: list[int] = []
-        self._journal_dev: list[int] = []
-        self._seq = 0
+        self.journal: ChangeJournal[int] = ChangeJournal()
+        self._touch = self.journal.touch
         self._views: dict[str, dict[str, Any]] = {}
         self._info_seen = 0
         self.powered = [False] * len(self.nodes)
@@ -100,8 +105,10 @@ class SimBackend:
         self._dev_version: list[str | None] = [None] * n
         self._state_counts: dict[str, int] = {"UNREPORTED": n}
         self._version_counts: dict[str, int] = {}
-        self._series: dict[str, Any] = {"t": [], "connected": [], "powered": [], "by_state": {}, "by_version": {}}
+        self._series = DeviceSeries()
         self.wall_start = time.perf_counter()
+        self.controller_port = SimControllerPort(self)
+        self.device_port = SimDevicePort(self)
 
     # ----------------------------------------------------------------------------- building --
     def _images_for(self, dev: DeviceSpec, rng: np.random.Generator) -> dict[str, ImageInfo]:
@@ -152,6 +159,9 @@ class SimBackend:
         if not proc.triggered and duration is None:
             raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")
 
+    def session(self) -> Session:
+        return SimSession(self)
+
     def _sample(self) -> Any:
         """Record devices per reported state and per running version every ``series_step``."""
         while True:
@@ -178,17 +188,8 @@ class SimBackend:
         self._sampled_upto = len(journal)
         t = self.now()
         dormant = 3.0 * float(self.ctrl.global_items.get("timer.metric.interval", 60))
-        self._series["t"].append(t)
-        self._series["connected"].append(int(np.count_nonzero(t - self.ctrl.last_seen <= dormant)))
-        self._series["powered"].append(sum(self.powered))
-        n = len(self._series["t"])
-        for counts, store in (
-            (self._state_counts, self._series["by_state"]),
-            (self._version_counts, self._series["by_version"]),
-        ):
-            for key in sorted(set(counts) | set(store)):
-                column = store.setdefault(key, [0] * (n - 1))
-                column.append(counts.get(key, 0))
+        connected = int(np.count_nonzero(t - self.ctrl.last_seen <= dormant))
+        self._series.append(t, connected, sum(self.powered), self._state_counts, self._version_counts)
 
     def _controller_series(self) -> dict[str, Any]:
         """The controller's per-minute totals, plus per-kind request counts (``logs_requests``)
@@ -202,24 +203,13 @@ class SimBackend:
 
     def series(self) -> dict[str, Any]:
         """Time series for reports: device states and versions, controller load, rollbacks."""
-        if not self._series["t"] or self._series["t"][-1] < self.now():
+        if not self._series.t or self._series.t[-1] < self.now():
             self._sample_now()  # close the series at the end of the run
-        rollbacks = [
-            round(e.t, 3)
-            for e in self.timeline.events
-            if e.what == "booted" and e.data.get("rolled_back") is not None
-        ]
-        out = {
-            "step": self.series_step,
-            "t": self._series["t"],
-            "connected": self._series["connected"],
-            "powered": self._series["powered"],
-            "by_state": {k: v for k, v in sorted(self._series["by_state"].items()) if any(v)},
-            "by_version": {k: v for k, v in sorted(self._series["by_version"].items()) if any(v)},
+        return {
+            **self._series.as_dict(self.series_step),
             "controller": self._controller_series(),
-            "rollbacks": rollbacks,
+            "rollbacks": rollback_times(self.timeline),
         }
-        return out
 
     def _progress(self, report: Callable[[float], None]) -> Any:
         step = 60.0 if len(self.nodes) > 100 else 5.0
@@ -236,94 +226,36 @@ class SimBackend:
         if what in JOURNALED:
             self._touch(i)
 
-    def _touch(self, i: int) -> None:
-        self._seq += 1
-        self._journal_seq.append(self._seq)
-        self._journal_dev.append(i)
-
     def apply(self, action: str, devices: list[str], args: Any) -> None:
-        idx = [self.index[d] for d in devices]
-        eng, ctrl = self.engine, self.ctrl
-        self.record(action, _args_dict(args) | {"devices": len(devices)}, devices[0] if len(devices) == 1 else None)
-        if action == "power_on":
-            spread = float(getattr(args, "spread", 0.0) or 0.0)
-            delays = self.harness_rng.uniform(0.0, spread, len(idx)) if spread > 0 else np.zeros(len(idx))
-            for i, delay in zip(idx, delays.tolist()):
-                self._later(delay, lambda i=i: self._power(i, True))
-        elif action == "power_off":
-            for i in idx:
-                self._power(i, False)
-        elif action == "power_cycle":
-            for i in idx:
-                self._power(i, False)
-                self._later(float(args.off_for), lambda i=i: self._power(i, True))
-        elif action == "reboot":
-            ctrl.reboot(idx)
-        elif action == "baseos_update":
-            ctrl.set_baseos(idx, args.image, self.loaded.scenario.images[args.image].version, args.activate)
-        elif action == "retry_update":
-            ctrl.retry_update(idx)
-        elif action == "force_fallback":
-            ctrl.force_fallback(idx)
-        elif action in ("network_down", "network_up", "network_flap"):
-            up = action == "network_up"
-            for i in idx:
-                eng.set_ports(i, args.ports, up)
-            if up:
-                self.record("network_restored", {"devices": len(idx)})
-        elif action in ("controller_outage", "controller_503"):
-            ctrl.mode = "down" if action == "controller_outage" else "503"
-        elif action == "controller_restore":
-            ctrl.mode = "up"
-            self.record("controller_restored", {})
-        elif action == "request_attestation":
-            ctrl.revoke_token(idx)
-        elif action == "tamper":
-            for i in idx:
-                eng.call(i, "tamper", args.stage)
-        elif action == "hang":
-            for i in idx:
-                eng.call(i, "hang", args.agent)
-        elif action == "set_config":
-            everyone = len(idx) == len(self.nodes)
-            ctrl.set_items(idx, dict(args), globally=everyone)
-        elif action == "deploy_app":
-            spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
-            ctrl.set_app(idx, args.name, spec)
-        elif action == "remove_app":
-            ctrl.set_app(idx, args.name, None)
-        elif action == "maintenance_mode":
-            ctrl.set_maintenance(idx, args.enable)
-        elif action == "set_network":
-            ctrl.set_network(idx, list(args.mgmt), args.broken)
-        else:
-            raise InfrastructureError(f"the simulator cannot perform '{action}'")
+        perform(self, action, devices, args)
 
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
         if delay <= 0:
             fn()
             return
         ev = self.env.timeout(delay)
         ev.callbacks.append(lambda _e: fn())
 
-    def _power(self, i: int, on: bool) -> None:
+    def power(self, i: int, on: bool) -> None:
         self.powered[i] = on
         self.engine.call(i, "power_on" if on else "power_off")
         self._touch(i)
 
     # ---------------------------------------------------------------------------- observe --
-    def changes(self, since: int) -> tuple[int, list[str] | None]:
+    def journal_changes(self, since: int) -> tuple[int, list[str] | None]:
         journal = self.ctrl.info_journal
         for i in journal[self._info_seen :]:
             self._touch(i)
         self._info_seen = len(journal)
         if since < 0:
-            return self._seq, None
-        lo = bisect.bisect_right(self._journal_seq, since)
-        return self._seq, [self.ids[i] for i in dict.fromkeys(self._journal_dev[lo:])]
+            return self.journal.seq, None
+        return self.journal.seq, [self.ids[i] for i in self.journal.since(since)]
+
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        return self.controller_port.changes(since)
 
     def views(self) -> Mapping[str, Mapping[str, Any]]:
-        return _Views(self)
+        return self.controller_port.views()
 
     def view(self, i: int) -> dict[str, Any]:
         dev = self.ctrl.devices[i]
@@ -341,7 +273,7 @@ class SimBackend:
         }
 
     def controller_stats(self) -> dict[str, Any]:
-        return self.ctrl.latency_summary()
+        return self.controller_port.stats()
 
     # ------------------------------------------------------------------------------ stats --
     def stats(self) -> dict[str, Any]:
@@ -352,27 +284,30 @@ class SimBackend:
         }
 
 
-class _Views(Mapping[str, Mapping[str, Any]]):
-    """Lazy mapping: a device's view is built when asked for."""
+class SimSession:
+    """Runs the simulator's SimPy environment up to a time; drives background generators."""
 
-    def __init__(self, be: SimBackend) -> None:
-        self.be = be
+    def __init__(self, backend: SimBackend) -> None:
+        self.backend = backend
+        self.env = backend.env
 
-    def __getitem__(self, key: str) -> Mapping[str, Any]:
-        return self.be.view(self.be.index[key])
+    def now(self) -> float:
+        return float(self.env.now)
 
-    def __iter__(self) -> Any:
-        return iter(self.be.ids)
+    def run_until(self, t: float) -> None:
+        if t > self.env.now:
+            try:
+                self.env.run(until=t)
+            except (InfrastructureError, InvalidInput):
+                raise
+            except Exception as exc:  # a simulator crash is a harness fault, not a product failure
+                raise InfrastructureError(f"the simulator failed at t={self.now():.1f}s: {exc!r}") from exc
 
-    def __len__(self) -> int:
-        return len(self.be.ids)
+    def spawn(self, gen: RunGen) -> None:
+        self.env.process(self.backend.drive(gen))
 
+    def call(self, fn: Callable[[], T]) -> T:
+        return fn()
 
-def _args_dict(args: Any) -> dict[str, Any]:
-    if args is None:
-        return {}
-    if hasattr(args, "model_dump"):
-        return {k: v for k, v in args.model_dump(mode="json").items() if v is not None}
-    if isinstance(args, dict):
-        return dict(args)
-    return {"value": args}
+    def close(self) -> None:
+        """Nothing to release: the simulator holds no processes or files."""

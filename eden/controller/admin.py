@@ -194,6 +194,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.put(f"{s}/items", change("items", ("items",))),
         web.put(f"{s}/baseos", change("baseos", ("image",))),
         web.post(f"{s}/baseos/retry", change("retry")),
+        web.post(f"{s}/baseos/fallback", change("fallback")),
         web.post(f"{s}/reboot", change("reboot")),
         web.post(f"{s}/shutdown", change("shutdown")),
         web.put(f"{s}/apps/{{name}}", change("app")),

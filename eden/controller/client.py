@@ -91,6 +91,10 @@ class AdminClient:
     def retry_update(self, serial: str) -> Any:
         return self.request("POST", self._dev(serial) + "/baseos/retry", {})
 
+    def force_fallback(self, serial: str) -> Any:
+        """Raise the device's ``force.fallback.counter`` by one: it boots its other partition (spec §3)."""
+        return self.request("POST", self._dev(serial) + "/baseos/fallback", {})
+
     def reboot(self, serial: str) -> Any:
         return self.request("POST", self._dev(serial) + "/reboot", {})
 

@@ -432,6 +432,8 @@ class Controller:
             m.set_baseos(idx, str(data["image"]), str(data.get("version", "")), bool(data.get("activate", True)))
         elif what == "retry":
             m.retry_update(idx)
+        elif what == "fallback":
+            m.force_fallback(idx)
         elif what == "reboot":
             m.reboot(idx)
         elif what == "shutdown":

@@ -813,7 +813,7 @@ class _Checker:
                     )
 
     def capabilities(self, backend: str, capabilities: frozenset[str]) -> None:
-        from eden.backends.base import refused_actions  # lazy: eden.backends imports the scenario package
+        from eden.backends.registry import refused_actions  # lazy: eden.backends imports the scenario package
 
         refused = refused_actions(backend)
         can = ", ".join(sorted(capabilities)) or "nothing"

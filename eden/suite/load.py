@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from eden.backends.base import BACKENDS, backend_capabilities, runnable_backends
+from eden.backends.registry import REGISTRY, backend_capabilities, runnable_backends
 from eden.errors import InvalidInput, Issue, did_you_mean, format_issues, issue_at, validate_model
 from eden.profiles import load_profiles
 from eden.reports.model import features_of
@@ -232,8 +232,8 @@ class _SuiteChecker:
 
     def backend(self, override: str | None, need_runnable: bool) -> str:
         name = override or self.suite.backend
-        if name not in BACKENDS:
-            self.error(("backend",), f"unknown backend '{name}'", _did_you_mean(name, BACKENDS, "backends"))
+        if name not in REGISTRY:
+            self.error(("backend",), f"unknown backend '{name}'", _did_you_mean(name, REGISTRY, "backends"))
             self.fail_if_issues()
         if need_runnable and name not in runnable_backends():
             where = "--backend" if override else "backend"

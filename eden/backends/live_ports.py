@@ -1,0 +1,116 @@
+"""The controller port of the real-time backends: the scenario's controller actions over the admin API
+of the ``eden controller serve`` process (:class:`eden.controller.client.AdminClient`).
+
+A ``controller_outage`` stops that process (devices cannot reach it); the admin changes a
+scenario makes meanwhile are queued and sent, in order, to the restarted controller before devices
+can reach it again, so an outage changes nothing about what the admin side accepts: the same
+steps have the same effect as on the simulator, whose controller keeps accepting changes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar
+
+from eden.backends.ports import CONTROLLER_METHODS, ControllerPort, DevicePort, View
+from eden.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    from eden.backends.live import LiveBackend
+
+NO_503 = "its controller has no switch that answers 503; use controller_outage"
+ADMIN_READS = frozenset({"device", "devices", "stats", "events"})
+
+
+class AdminControllerPort(ControllerPort):
+    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503"}
+    """No network config (system adapters) goes on the wire, so ``set_network`` has no effect here."""
+    refusals = {"answer_503": NO_503}
+    backend_name = "emulated"
+
+    def __init__(self, backend: LiveBackend[Any]) -> None:
+        self.be = backend
+        self.admin = _Deferred(backend)
+
+    def _serials(self, devices: list[str]) -> list[str]:
+        return [self.be.devices[d].serial for d in devices]
+
+    def _each(self, method: str, devices: list[str], *args: Any) -> None:
+        call = getattr(self.admin, method)
+        for serial in self._serials(devices):
+            call(serial, *args)
+
+    def set_items(self, devices: list[str], items: dict[str, Any], *, everyone: bool) -> None:
+        if everyone:
+            self.admin.set_items(items)
+            return
+        for serial in self._serials(devices):
+            self.admin.set_items(items, serial=serial)
+
+    def set_baseos(self, devices: list[str], image: str, version: str, activate: bool) -> None:
+        self._each("set_baseos", devices, image, version, activate)
+
+    def retry_update(self, devices: list[str]) -> None:
+        self._each("retry_update", devices)
+
+    def reboot(self, devices: list[str]) -> None:
+        self._each("reboot", devices)
+
+    def shutdown(self, devices: list[str]) -> None:
+        self._each("shutdown", devices)
+
+    def force_fallback(self, devices: list[str]) -> None:
+        self._each("force_fallback", devices)
+
+    def set_app(self, devices: list[str], name: str, spec: dict[str, Any] | None) -> None:
+        self._each("set_app", devices, name, spec)
+
+    def set_maintenance(self, devices: list[str], enable: bool) -> None:
+        self._each("set_maintenance", devices, enable)
+
+    def revoke_token(self, devices: list[str]) -> None:
+        self._each("revoke_token", devices)
+
+    def outage(self) -> None:
+        self.be.controller_outage()
+
+    def restore(self) -> None:
+        self.be.controller_restore()
+
+    def views(self) -> Mapping[str, View]:
+        return {d: self.be.view(d) for d in self.be.ids}
+
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        return self.be.journal_changes(since)
+
+    def stats(self) -> dict[str, Any]:
+        return self.be.admin_stats()
+
+
+class _Deferred:
+    """The admin client as scenario actions use it: while the controller is down (an outage
+    step), changes are queued and applied in order once it is back."""
+
+    def __init__(self, backend: LiveBackend[Any]) -> None:
+        self._be = backend
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            be = self._be
+            if be.controller_down:
+                if name in ADMIN_READS:
+                    raise InfrastructureError(f"admin read '{name}' while the controller is down")
+                be.pending_admin.append((name, args, kwargs))
+                return None
+            return getattr(be.admin, name)(*args, **kwargs)
+
+        return call
+
+
+B = TypeVar("B", bound="LiveBackend[Any]")
+
+
+class LiveDevicePort(DevicePort, Generic[B]):
+    """A real-time backend's devices; the subclass of each backend performs the hardware actions."""
+
+    def __init__(self, backend: B) -> None:
+        self.be = backend

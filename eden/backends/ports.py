@@ -1,0 +1,132 @@
+"""The two halves of a backend: what it does through the controller and what it does to the devices.
+
+A backend is a clock plus a :class:`ControllerPort` and a :class:`DevicePort`. The scenario
+actions reach them only through the action table (:mod:`eden.backends.actions`), so a new backend
+writes its ports and nothing else of the action vocabulary.
+
+Every method takes scenario device ids. A port declares at class level, in ``capabilities``,
+which of its methods it performs; the base classes refuse the rest with an
+:class:`~eden.errors.InfrastructureError`. Validation reads the capabilities before a run starts,
+so a refused method is never reached by a valid scenario. ``refusals`` gives the reason shown to
+the user for a method this kind of backend could have but this one does not.
+
+Both ports have the same names and meaning on every backend: the simulator implements the
+controller in process (:class:`simulator.controller.ControllerModel`), the real backends call the
+controller's admin API (:class:`eden.controller.client.AdminClient`), which stays up while the
+device-facing side is down (a ``controller_outage``): admin changes made during an outage are
+served once devices can reach the controller again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+from eden.errors import InfrastructureError
+
+View = Mapping[str, Any]
+"""One device's view (see :mod:`eden.conditions`)."""
+
+
+class _Port:
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    refusals: ClassVar[Mapping[str, str]] = {}
+    backend_name: ClassVar[str] = "this"
+
+    def _refuse(self, method: str) -> InfrastructureError:
+        return InfrastructureError(f"the {self.backend_name} backend cannot perform '{method}'")
+
+
+class ControllerPort(_Port):
+    """The controller as the harness drives it: desired state per device, faults, and what it sees."""
+
+    def set_items(self, devices: list[str], items: dict[str, Any], *, everyone: bool) -> None:
+        """Set configItems; ``everyone``: the whole fleet, as controller-wide items."""
+        raise self._refuse("set_items")
+
+    def set_baseos(self, devices: list[str], image: str, version: str, activate: bool) -> None:
+        raise self._refuse("set_baseos")
+
+    def retry_update(self, devices: list[str]) -> None:
+        """Raise the base-OS retry counter: a device that gave up on the update tries again."""
+        raise self._refuse("retry_update")
+
+    def reboot(self, devices: list[str]) -> None:
+        raise self._refuse("reboot")
+
+    def shutdown(self, devices: list[str]) -> None:
+        raise self._refuse("shutdown")
+
+    def force_fallback(self, devices: list[str]) -> None:
+        """Raise ``force.fallback.counter``: the device boots its other partition (spec §3)."""
+        raise self._refuse("force_fallback")
+
+    def set_app(self, devices: list[str], name: str, spec: dict[str, Any] | None) -> None:
+        """Deploy (``spec``) or remove (None) an app instance."""
+        raise self._refuse("set_app")
+
+    def set_network(self, devices: list[str], mgmt: list[str], broken: bool) -> None:
+        raise self._refuse("set_network")
+
+    def set_maintenance(self, devices: list[str], enable: bool) -> None:
+        raise self._refuse("set_maintenance")
+
+    def revoke_token(self, devices: list[str]) -> None:
+        """Ask for a fresh attestation: the old integrity token is refused from now on."""
+        raise self._refuse("revoke_token")
+
+    def outage(self) -> None:
+        """Devices cannot reach the controller until :meth:`restore`."""
+        raise self._refuse("outage")
+
+    def answer_503(self) -> None:
+        """Devices reach the controller but every request is answered 503 until :meth:`restore`."""
+        raise self._refuse("answer_503")
+
+    def restore(self) -> None:
+        """End an outage or 503 period."""
+        raise self._refuse("restore")
+
+    def views(self) -> Mapping[str, View]:
+        """The device views, keyed by device id."""
+        raise self._refuse("views")
+
+    def changes(self, since: int) -> tuple[int, list[str] | None]:
+        """Devices whose view changed after sequence ``since``: (new sequence, ids or None = all)."""
+        raise self._refuse("changes")
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts and latency percentiles per request kind, plus ``all``."""
+        raise self._refuse("stats")
+
+
+class DevicePort(_Port):
+    """The devices' hardware as the harness drives it: power, links, disk, agents."""
+
+    def power_on(self, devices: list[str], spread: float) -> None:
+        """Power each device on after a random delay in ``[0, spread)`` seconds."""
+        raise self._refuse("power_on")
+
+    def power_off(self, devices: list[str]) -> None:
+        raise self._refuse("power_off")
+
+    def power_cycle(self, devices: list[str], off_for: float) -> None:
+        raise self._refuse("power_cycle")
+
+    def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
+        """Cut or restore the named network ports (None: every port of the device)."""
+        raise self._refuse("set_links")
+
+    def tamper(self, devices: list[str], stage: str) -> None:
+        """Change what the device measures at ``stage`` of its next boot."""
+        raise self._refuse("tamper")
+
+    def hang(self, devices: list[str], agent: str) -> None:
+        """Make one of the device's agents stop making progress."""
+        raise self._refuse("hang")
+
+
+CONTROLLER_METHODS = frozenset(
+    {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "force_fallback", "set_app", "set_network",
+     "set_maintenance", "revoke_token", "outage", "answer_503", "restore"}
+)
+DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper", "hang"})
