@@ -329,7 +329,7 @@ class AgentDriver:
         async def do() -> tuple[int, dict[str, Any]]:
             out: Mapping[str, Any] | None = {**req.body, "objects": objects} if objects else req.body
             if req.kind == "attest":
-                out = await self._tpm_attest(out, urls, uuid, timeout)
+                out = await self._tpm_attest(req.body, urls, uuid, timeout)
             if out is None:
                 return 0, {"error": "tpm"}
             return await self.transport.send(self.link, req.kind, out, urls, device_uuid=uuid, timeout=timeout)

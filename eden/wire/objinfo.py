@@ -21,7 +21,7 @@ into CodecError.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from google.protobuf.message import Message
 
@@ -59,9 +59,9 @@ def _percent(value: Any, what: str) -> int:
     return int(value)
 
 
-def _sw_state(name: Any) -> int:
+def _sw_state(name: Any) -> info_pb2.ZSwState:
     try:
-        return int(ZSwState[str(name)].value)
+        return cast(info_pb2.ZSwState, int(ZSwState[str(name)].value))  # values equal the proto's
     except KeyError:
         raise ValueError(f"{name!r} is not a ZSwState") from None
 
