@@ -79,6 +79,13 @@ def test_a_gone_object_is_its_uuid_alone() -> None:
     assert codec.decode_request("info", raw)["data"] is None
 
 
+def test_decoded_texts_and_lists_are_cut() -> None:
+    long = {**NETWORK, "data": {**NETWORK["data"], "name": "n" * 5000, "ports": [f"p{n}" for n in range(100)]}}
+    raw = codec.encode_request("info", {**REPORT, "objects": [long]}, device_uuid="d")[1]
+    data = codec.decode_request("info", raw)["data"]
+    assert len(data["name"]) == objinfo.MAX_TEXT and len(data["ports"]) == objinfo.MAX_ITEMS
+
+
 def test_a_kind_with_another_kinds_content_is_refused() -> None:
     msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_BLOB_LIST, devId="d", vinfo=info_pb2.ZInfoVolume(uuid="u"))
     msg.atTimeStamp.GetCurrentTime()

@@ -16,7 +16,8 @@ An object travels as ``{"kind": ZInfoTypes name, "key": uuid, "data": {...} | No
   cores, tpm, firmware, nics: [{name, kind, speed_mbps}]``.
 
 Malformed input raises ValueError/KeyError/TypeError; the codec's public functions turn those
-into CodecError.
+into CodecError. Decoded texts are cut to :data:`MAX_TEXT` characters and lists to
+:data:`MAX_ITEMS` entries: a controller keeps hundreds of these per device.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ _NIC_TYPES = {"ethernet": info_pb2.NETWORK_DEVICE_TYPE_ETHERNET, "wifi": info_pb
               "wwan": info_pb2.NETWORK_DEVICE_TYPE_WWAN}
 _NIC_KINDS = {v: k for k, v in _NIC_TYPES.items()}
 _NI_PREFIX = "ZNETINST_STATE_"
+MAX_TEXT = 1024
+MAX_ITEMS = 64
+
+
+def _cut(text: str) -> str:
+    return text[:MAX_TEXT]
 
 
 def _str(value: Any, what: str) -> str:
@@ -149,29 +156,29 @@ def decode(msg: info_pb2.ZInfoMsg, kind: str, field: str) -> dict[str, Any]:
     if kind == "ZI_HARDWARE":
         inv = body.inventory
         return {"kind": kind, "key": HARDWARE_KEY, "data": {
-            "release": body.eve_release, "platform": body.eve_platform, "partition": body.partition,
+            "release": _cut(body.eve_release), "platform": _cut(body.eve_platform), "partition": _cut(body.partition),
             "memory": inv.total_memory_bytes, "storage": inv.total_storage_bytes, "cores": len(inv.cpu_info.cpus),
-            "tpm": inv.tpm.present, "firmware": inv.bios.version,
-            "nics": [{"name": d.ifname, "kind": _NIC_KINDS.get(d.type, "unknown"), "speed_mbps": d.speed_mbps}
-                     for d in inv.network_devices]}}
-    key = body.networkID if kind == "ZI_NETWORK_INSTANCE" else body.uuid
+            "tpm": inv.tpm.present, "firmware": _cut(inv.bios.version),
+            "nics": [{"name": _cut(d.ifname), "kind": _NIC_KINDS.get(d.type, "unknown"), "speed_mbps": d.speed_mbps}
+                     for d in inv.network_devices[:MAX_ITEMS]]}}
+    key = _cut(body.networkID if kind == "ZI_NETWORK_INSTANCE" else body.uuid)
     if not key:  # not an object EVE would send; counted by the controller, not kept
         return {"kind": kind, "key": "", "data": None}
     if [f.name for f, _ in body.ListFields()] == (["networkID"] if kind == "ZI_NETWORK_INSTANCE" else ["uuid"]):
         return {"kind": kind, "key": key, "data": None}  # the object is gone
     if kind == "ZI_VOLUME":
-        data: dict[str, Any] = {"name": body.displayName, "state": _sw_state_in(body.state),
+        data: dict[str, Any] = {"name": _cut(body.displayName), "state": _sw_state_in(body.state),
                                 "progress": body.progressPercentage, "max_size": body.resources.maxSizeBytes,
-                                "cur_size": body.resources.curSizeBytes, "err": body.volumeErr.description}
+                                "cur_size": body.resources.curSizeBytes, "err": _cut(body.volumeErr.description)}
     elif kind == "ZI_CONTENT_TREE":
-        data = {"name": body.displayName, "sha256": body.sha256, "state": _sw_state_in(body.state),
+        data = {"name": _cut(body.displayName), "sha256": _cut(body.sha256), "state": _sw_state_in(body.state),
                 "progress": body.progressPercentage, "size": body.resources.curSizeBytes,
-                "err": body.err.description}
+                "err": _cut(body.err.description)}
     else:
         state = info_pb2.ZNetworkInstanceState.Name(body.state) if body.state in info_pb2.ZNetworkInstanceState.values() else None
         if state is None:
             raise ValueError(f"{body.state} is not a valid ZNetworkInstanceState value")
-        data = {"name": body.displayname, "version": body.networkVersion, "activated": body.activated,
-                "ports": list(body.ports), "state": state.removeprefix(_NI_PREFIX),
-                "err": "; ".join(e.description for e in body.networkErr)}
+        data = {"name": _cut(body.displayname), "version": _cut(body.networkVersion), "activated": body.activated,
+                "ports": [_cut(p) for p in body.ports[:MAX_ITEMS]], "state": state.removeprefix(_NI_PREFIX),
+                "err": _cut("; ".join(e.description for e in body.networkErr[:MAX_ITEMS]))}
     return {"kind": kind, "key": key, "data": data}
