@@ -327,6 +327,29 @@ def test_every_info_kind_gets_201_and_the_last_of_each_is_kept(eve: EveDevice, a
     assert eve.info(99, 30, b"") == 422  # nor is a value ZInfoTypes does not have
 
 
+def test_volume_and_content_tree_info_is_kept_per_object_until_eve_says_it_is_gone(
+        eve: EveDevice, admin: AdminClient) -> None:
+    """zedagent's PublishVolumeToZedCloud / PublishContentInfoToZedCloud: one message per object,
+    the uuid alone when it is deleted (spec §2.2)."""
+    eve.onboard_now()
+    vol = info_pb2.ZInfoVolume(uuid=str(uuidlib.uuid4()), displayName="app_0_m_0", state=info_pb2.SW_STATE_CREATING_VOLUME,
+                               progressPercentage=40)
+    vol.resources.maxSizeBytes = 1 << 30
+    tree = info_pb2.ZInfoContentTree(uuid=str(uuidlib.uuid4()), displayName="nginx", sha256="ab" * 32,
+                                     state=info_pb2.SW_STATE_LOADED, progressPercentage=100)
+    assert eve.info(info_pb2.ZI_VOLUME, 13, vol.SerializeToString()) == 201
+    assert eve.info(info_pb2.ZI_CONTENT_TREE, 14, tree.SerializeToString() + _field(9, b"c" * 64)) == 201  # + a blob sha
+    hw = _field(1, _field(1, b"sda")) + _field(2, b"16.12.0-kvm-amd64") + _field(7, b"IMGA")  # disks (deprecated), release
+    assert eve.info(info_pb2.ZI_HARDWARE, 18, hw) == 201
+    kinds = admin.info(eve.serial)["kinds"]
+    assert kinds["ZI_VOLUME"][vol.uuid]["data"] == {"name": "app_0_m_0", "state": "CREATING_VOLUME", "progress": 40,
+                                                    "max_size": 1 << 30, "cur_size": 0, "err": ""}
+    assert kinds["ZI_CONTENT_TREE"][tree.uuid]["data"]["sha256"] == "ab" * 32
+    assert kinds["ZI_HARDWARE"]["hwinfo"]["data"]["release"] == "16.12.0-kvm-amd64"
+    assert eve.info(info_pb2.ZI_VOLUME, 13, info_pb2.ZInfoVolume(uuid=vol.uuid).SerializeToString()) == 201
+    assert admin.info(eve.serial, "ZI_VOLUME")["kinds"] == {"ZI_VOLUME": {}}
+
+
 def test_endpoints_apiv2_requires_answer_what_eve_accepts(eve: EveDevice, admin: AdminClient) -> None:
     eve.onboard_now()
     u = eve.uuid

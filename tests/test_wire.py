@@ -249,7 +249,8 @@ def test_legacy_base_field_is_reserved() -> None:
 
 def test_info_oneof_members() -> None:
     oneof = info_pb2.ZInfoMsg.DESCRIPTOR.oneofs_by_name["InfoContent"]
-    assert {f.name: f.number for f in oneof.fields} == {"dinfo": 3, "ainfo": 5}
+    assert {f.name: f.number for f in oneof.fields} == {"dinfo": 3, "ainfo": 5, "niinfo": 12, "vinfo": 13,
+                                                        "cinfo": 14, "hwinfo": 18}
 
 
 def test_raw_tag_bytes_on_the_wire() -> None:

@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
+from eden.agent.objects import ObjectReports, hardware, storage_bytes
 from eden.agent.platform import NoPlatform, Platform
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
@@ -114,6 +115,7 @@ class AgentDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
         self._certs_task = False
+        self._objects = ObjectReports(None)
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -132,6 +134,7 @@ class AgentDriver:
         elif self.spec.config_items:
             node.persist.items.apply(self.spec.config_items)
         self.node = node
+        self._objects = ObjectReports(lambda: hardware(self.params, node, storage_bytes(self.spec)))
         self._emit("agent_start", {"boot": self.boots, "tpm": self.tpm.kind, "first": saved is None,
                                    "platform": self.platform.name})
         self.platform.before_power_on(node)
@@ -247,8 +250,11 @@ class AgentDriver:
 
     # ------------------------------------------------------------------------------------ network --
     def _send(self, req: Send) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(self._exchange(req, self._gen))
+        """Start one exchange. Info also carries the per-object reports that changed (their
+        state read now, with the device report the node just made)."""
+        assert self._loop is not None and self.node is not None
+        objects = self._objects.pending(self.node, time.time()) if req.kind == "info" else []
+        task = self._loop.create_task(self._exchange(req, self._gen, objects))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -313,7 +319,7 @@ class AgentDriver:
             interval = float(node.item("timer.cert.interval")) if status == 200 else CERTS_RETRY
             await asyncio.sleep(rng.uniform(0.3, 1.0) * interval)
 
-    async def _exchange(self, req: Send, gen: int) -> None:
+    async def _exchange(self, req: Send, gen: int, objects: list[dict[str, Any]] | None = None) -> None:
         node = self.node
         assert node is not None
         timeout = self._dial_timeout()
@@ -321,9 +327,9 @@ class AgentDriver:
         uuid = node.persist.uuid
 
         async def do() -> tuple[int, dict[str, Any]]:
-            out = req.body
+            out: Mapping[str, Any] | None = {**req.body, "objects": objects} if objects else req.body
             if req.kind == "attest":
-                out = await self._tpm_attest(out, urls, uuid, timeout)
+                out = await self._tpm_attest(req.body, urls, uuid, timeout)
             if out is None:
                 return 0, {"error": "tpm"}
             return await self.transport.send(self.link, req.kind, out, urls, device_uuid=uuid, timeout=timeout)
@@ -334,4 +340,6 @@ class AgentDriver:
             status, body = 0, {"error": "decode", "detail": str(exc)}
         if gen != self._gen:
             return  # sent before a reset or power cut: the answer has nobody to go to
+        if objects and 200 <= status < 300:
+            self._objects.acknowledged(objects)
         self._call(node.on_response, req.rid, status, body, time.time())

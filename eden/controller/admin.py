@@ -106,6 +106,10 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         return ok({"serial": serial, "kind": kind, "received": found[0],
                    "payload_b64": base64.b64encode(found[1]).decode()})
 
+    async def info(request: web.Request) -> web.Response:
+        """The last info of each object by kind (ZI_DEVICE, ZI_APP, ZI_VOLUME, ...); ?kind= one kind."""
+        return ok(ctl.info_view(ctl.index(request.match_info["serial"]), request.query.get("kind")))
+
     async def set_learn(request: web.Request) -> web.Response:
         d = await body(request)
         ctl.set_learn(bool(d["learn"]))
@@ -207,6 +211,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.delete(f"{s}/cert", revoke_cert),
         web.put(f"{s}/model", change("model")),
         web.get(f"{s}/reports/{{kind}}", last_report),
+        web.get(f"{s}/info", info),
         web.get("/v1/templates", templates),
         web.post("/v1/templates/{tid}/approve", approve),
         web.get("/v1/stats", stats),

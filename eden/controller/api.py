@@ -274,6 +274,14 @@ class DeviceApi:
         partial = self._decode("info", payload, image_of_version=versions,
                                baseos_version=dev.baseos["version"] if dev.baseos else None)
         side = ctl.model.side[i]
+        if partial["part"] == "object":  # a volume, content tree, network instance, the hardware
+            ctl.record_report(i, partial["kind"], payload, keep=True, at=partial["at"],
+                              content_fields=[partial["content_field"]])
+            if partial["key"]:
+                ctl.keep_object(i, partial["kind"], partial["key"], partial["data"], partial["at"])
+            side.info_count += 1
+            ctl.commit([i], [])
+            return web.Response(status=201)
         if partial["part"] == "other":  # every other valid kind: 201, counted, last one kept (spec §2.2)
             ctl.record_report(i, partial["kind"], payload, keep=True, at=partial["at"],
                               content_fields=partial["content_fields"])

@@ -82,6 +82,9 @@ def add_parser(sub: Any) -> None:
     q = admin("report", "the last report of an unmodelled kind (ZI_HARDWARE, flowlog, ...), payload in base64")
     q.add_argument("serial")
     q.add_argument("kind")
+    q = admin("info", "the last info of each object a device reported (volumes, content trees, hardware, ...)")
+    q.add_argument("serial")
+    q.add_argument("--kind", default=None, help="one ZInfoTypes name, e.g. ZI_VOLUME")
     q = admin("tofu", "trust-on-first-use PCR templates: on/off (controller-wide unless --serial), or reset a device")
     q.add_argument("mode", choices=["on", "off", "reset"])
     q.add_argument("--serial", default=None)
@@ -207,6 +210,8 @@ def _run(args: argparse.Namespace) -> int:
         _print(client.revoke_cert(args.serial))
     elif c == "report":
         _print(client.last_report(args.serial, args.kind))
+    elif c == "info":
+        _print(client.info(args.serial, args.kind))
     elif c == "tofu":
         if args.mode == "reset":
             if not args.serial:

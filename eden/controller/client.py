@@ -166,6 +166,11 @@ class AdminClient:
         """The last report of an unmodelled kind (``ZI_HARDWARE``, ``flowlog`` ...), payload in base64."""
         return self.request("GET", self._dev(serial) + f"/reports/{kind}")
 
+    def info(self, serial: str, kind: str | None = None) -> dict[str, Any]:
+        """The last info of each object the device reported, by ZInfoTypes name (or ``kind`` only)."""
+        query = "?" + urllib.parse.urlencode({"kind": kind}) if kind else ""
+        return self.request("GET", self._dev(serial) + "/info" + query)
+
     def templates(self, status: str | None = None) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/templates" + (f"?status={status}" if status else ""))
 

@@ -262,6 +262,34 @@ class Controller:
             self.store.begin()
             self.store.put_last_payload(self.model.devices[i].serial, kind, payload)
 
+    def keep_object(self, i: int, kind: str, key: str, data: dict[str, Any] | None, at: float) -> None:
+        """The last info of one object (a volume, a content tree, ...); ``data`` None: it is gone.
+        At most ``info_objects_per_kind`` per kind: a new object drops the least recently
+        updated one, so a device cannot grow the controller's state without bound. The caller commits."""
+        side = self.model.side[i]
+        objs = dict(side.objects.get(kind, {}))
+        objs.pop(key, None)
+        if data is not None:
+            while len(objs) >= self.limits.info_objects_per_kind:
+                objs.pop(next(iter(objs)))
+                side.objects_dropped += 1
+            objs[key] = {"at": at, "received": time.time(), "data": data}
+        side.objects = {**side.objects, kind: objs}
+
+    def info_view(self, i: int, kind: str | None = None) -> dict[str, Any]:
+        """The last info of every object the device reported, by ZInfoTypes name (or one kind)."""
+        if kind is not None and (kind not in codec.INFO_KINDS):
+            raise BadRequest(f"kind must be one of {', '.join(codec.INFO_KINDS)}, got {kind!r}")
+        dev, side = self.model.devices[i], self.model.side[i]
+        kinds: dict[str, Any] = {}
+        if dev.info is not None:
+            kinds["ZI_DEVICE"] = {"device": {k: v for k, v in dev.info.items() if k != "apps"}}
+            kinds["ZI_APP"] = dict(dev.info.get("apps") or {})
+        kinds.update(side.objects)
+        if kind is not None:
+            kinds = {kind: kinds.get(kind, {})}
+        return {"serial": dev.serial, "kinds": kinds, "dropped": side.objects_dropped}
+
     def _approve_in_model(self, i: int, pcrs: dict[str, str]) -> None:
         self.model.learned.setdefault(i, []).append({int(k): bytes.fromhex(v) for k, v in pcrs.items()})
 

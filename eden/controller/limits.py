@@ -29,6 +29,7 @@ class Limits:
     info_per_s: float = 20.0  # sustained info posts per device
     info_burst: int = 500  # info posts a device may send at once (EVE sends many at boot)
     info_events_kept: int = 200  # "info" events kept per device (between this and twice this)
+    info_objects_per_kind: int = 256  # volumes, content trees, ... kept per device and kind (least recently updated dropped)
     # SQLite
     db_busy_ms: int = 250  # how long one write waits for a lock held by another process (503 after)
 

@@ -54,6 +54,10 @@ class Side:
     # last report of each kind (spec §2.2): "ZI_DEVICE", "ZI_HARDWARE", ..., "flowlog", "hardwarehealth"
     # -> {count, received, at?, size, content_fields?}; raw bytes of unmodelled kinds: Store.last_payload
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # last info of each object (spec §2.2): "ZI_VOLUME", "ZI_CONTENT_TREE", "ZI_NETWORK_INSTANCE",
+    # "ZI_HARDWARE" -> object uuid -> {at, received, data}; least recently updated first
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    objects_dropped: int = 0  # objects dropped to keep Limits.info_objects_per_kind
     revoked: list[str] = field(default_factory=list)  # sha256(DER) hex of revoked device certs
     manufacturer: str = ""  # UuidResponse (EVE uses both only when both are set, spec §2)
     product_name: str = ""

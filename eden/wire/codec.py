@@ -17,10 +17,14 @@ the public functions.
 Conventions
 -----------
 * ``encode_request`` returns a *list* of payloads: one for every kind except ``info``, which is
-  split into one ``ZInfoMsg{dinfo}`` followed by one ``ZInfoMsg{ainfo}`` per app (sorted by name).
+  split into one ``ZInfoMsg{dinfo}``, one ``ZInfoMsg{ainfo}`` per app (sorted by name), then one
+  message per entry of the report's ``objects`` (volumes, content trees, network instances, the
+  hardware report: :mod:`eden.wire.objinfo`), in their order.
   GET kinds (certs, ping) give ``[b""]``: one request without a body.
 * ``merge_info``: a device message starts a new report (its ``apps`` are emptied); each app
   message that follows adds its app. Feed the messages in the order ``encode_request`` made them.
+  Per-object messages decode to ``{"part": "object", "kind", "key", "data", "at"}``; the controller
+  keeps them per object, not in the report.
 * Times are float seconds <-> ``google.protobuf.Timestamp``, rounded to the nearest nanosecond
   and read back with one correct rounding: exact for epoch-sized times (|t| >= 2**23 s, where a
   float's step is coarser than 1 ns) and for times on the ns grid; otherwise within 0.5 ns.
@@ -92,7 +96,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from eden.wire import swlist
+from eden.wire import objinfo, swlist
 from eden.wire.gen import attest_pb2, certs_pb2, config_pb2, info_pb2, metrics_pb2, register_pb2, uuid_pb2
 from eve.config_items import BOOL_FALSE, BOOL_TRUE, spec_of
 from eve.enums import (
@@ -114,6 +118,8 @@ from eve.enums import (
 API_PREFIX = "/api/v2/edgedevice"
 
 KINDS = ("certs", "ping", "register", "uuid", "config", "info", "metrics", "attest", "logs")
+INFO_KINDS = tuple(t.name for t in ZInfoType if t is not ZInfoType.ZI_NOP)
+"""The ZInfoTypes names a device may send (spec §2.2)."""
 _GET_KINDS = ("certs", "ping")
 _ROOT_POST = ("register", "uuid")
 _DEVICE_POST = ("config", "info", "metrics", "attest", "logs")
@@ -166,6 +172,16 @@ def image_names(names: Iterable[str]) -> dict[str, str]:
 def app_uuid(app_name: str) -> str:
     """The app instance UUID that names an app on the wire (uuid5 of the app name)."""
     return str(uuidlib.uuid5(APP_NAMESPACE, app_name))
+
+
+def app_volume_uuid(app_name: str) -> str:
+    """The uuid of an app's volume: eden's config sends no Volume, so both ends derive it."""
+    return str(uuidlib.uuid5(APP_NAMESPACE, f"volume:{app_name}"))
+
+
+def app_content_uuid(app_name: str) -> str:
+    """The uuid of an app's image content tree (as :func:`app_volume_uuid`)."""
+    return str(uuidlib.uuid5(APP_NAMESPACE, f"contenttree:{app_name}"))
 
 
 # ----------------------------------------------------------------------------------- helpers --
@@ -450,6 +466,11 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
         if app.get("err"):
             a.appErr.add(description=_text(app["err"], "app err"))
         out.append(_info_msg(ZInfoType.ZI_APP, dev, at, ainfo=a))
+    for obj in report.get("objects") or []:
+        if not isinstance(obj, Mapping):
+            raise CodecError(f"an info object must be a mapping, got {obj!r}")
+        field, content = objinfo.content(obj)
+        out.append(_info_msg(ZInfoType[obj["kind"]], dev, at, **{field: content}))
     return out
 
 
@@ -537,8 +558,11 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_ver
         if not a.AppName:
             raise CodecError("app info without AppName")
         return {"part": "app", "at": at, "name": a.AppName, "app": {"state": _enum_in(ZSwState, a.state), "err": "; ".join(e.description for e in a.appErr)}}
+    if content in objinfo.KIND_OF_FIELD:
+        return {"part": "object", "at": at, "content_field": msg.DESCRIPTOR.fields_by_name[content].number,
+                **objinfo.decode(msg, ztype, content)}
     if ztype not in ("ZI_NOP", "ZI_DEVICE", "ZI_APP") and content is None:
-        # Every other kind EVE sends (spec §2.2) is valid: its content (niinfo = 12 ... 25) is
+        # Every other kind EVE sends (spec §2.2) is valid: its content (binfo = 15 ... 25) is
         # not modelled and stays an unknown field; the controller keeps the last one per kind.
         fields = sorted({f.field_number for f in UnknownFieldSet(msg)} - {1, 2, 6})
         return {"part": "other", "kind": ztype, "at": at, "content_fields": fields}

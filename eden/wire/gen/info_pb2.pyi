@@ -137,6 +137,20 @@ class DataSecAtRestStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASEC_AT_REST_DISABLED: _ClassVar[DataSecAtRestStatus]
     DATASEC_AT_REST_ENABLED: _ClassVar[DataSecAtRestStatus]
     DATASEC_AT_REST_ERROR: _ClassVar[DataSecAtRestStatus]
+
+class ZNetworkInstanceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ZNETINST_STATE_UNSPECIFIED: _ClassVar[ZNetworkInstanceState]
+    ZNETINST_STATE_INIT: _ClassVar[ZNetworkInstanceState]
+    ZNETINST_STATE_ONLINE: _ClassVar[ZNetworkInstanceState]
+    ZNETINST_STATE_ERROR: _ClassVar[ZNetworkInstanceState]
+
+class NetworkDeviceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NETWORK_DEVICE_TYPE_UNKNOWN: _ClassVar[NetworkDeviceType]
+    NETWORK_DEVICE_TYPE_ETHERNET: _ClassVar[NetworkDeviceType]
+    NETWORK_DEVICE_TYPE_WIFI: _ClassVar[NetworkDeviceType]
+    NETWORK_DEVICE_TYPE_WWAN: _ClassVar[NetworkDeviceType]
 ZI_NOP: ZInfoTypes
 ZI_DEVICE: ZInfoTypes
 ZI_APP: ZInfoTypes
@@ -238,6 +252,14 @@ DATASEC_AT_REST_UNKNOWN: DataSecAtRestStatus
 DATASEC_AT_REST_DISABLED: DataSecAtRestStatus
 DATASEC_AT_REST_ENABLED: DataSecAtRestStatus
 DATASEC_AT_REST_ERROR: DataSecAtRestStatus
+ZNETINST_STATE_UNSPECIFIED: ZNetworkInstanceState
+ZNETINST_STATE_INIT: ZNetworkInstanceState
+ZNETINST_STATE_ONLINE: ZNetworkInstanceState
+ZNETINST_STATE_ERROR: ZNetworkInstanceState
+NETWORK_DEVICE_TYPE_UNKNOWN: NetworkDeviceType
+NETWORK_DEVICE_TYPE_ETHERNET: NetworkDeviceType
+NETWORK_DEVICE_TYPE_WIFI: NetworkDeviceType
+NETWORK_DEVICE_TYPE_WWAN: NetworkDeviceType
 
 class ErrorInfo(_message.Message):
     __slots__ = ("description", "timestamp")
@@ -391,16 +413,156 @@ class ZInfoApp(_message.Message):
     volumeRefs: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, AppID: _Optional[str] = ..., appVersion: _Optional[str] = ..., AppName: _Optional[str] = ..., bootTime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., appErr: _Optional[_Iterable[_Union[ErrorInfo, _Mapping]]] = ..., state: _Optional[_Union[ZSwState, str]] = ..., volumeRefs: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ZInfoNetworkInstance(_message.Message):
+    __slots__ = ("networkID", "networkVersion", "displayname", "activated", "ports", "networkErr", "state")
+    NETWORKID_FIELD_NUMBER: _ClassVar[int]
+    NETWORKVERSION_FIELD_NUMBER: _ClassVar[int]
+    DISPLAYNAME_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKERR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    networkID: str
+    networkVersion: str
+    displayname: str
+    activated: bool
+    ports: _containers.RepeatedScalarFieldContainer[str]
+    networkErr: _containers.RepeatedCompositeFieldContainer[ErrorInfo]
+    state: ZNetworkInstanceState
+    def __init__(self, networkID: _Optional[str] = ..., networkVersion: _Optional[str] = ..., displayname: _Optional[str] = ..., activated: _Optional[bool] = ..., ports: _Optional[_Iterable[str]] = ..., networkErr: _Optional[_Iterable[_Union[ErrorInfo, _Mapping]]] = ..., state: _Optional[_Union[ZNetworkInstanceState, str]] = ...) -> None: ...
+
+class VolumeResources(_message.Message):
+    __slots__ = ("maxSizeBytes", "curSizeBytes")
+    MAXSIZEBYTES_FIELD_NUMBER: _ClassVar[int]
+    CURSIZEBYTES_FIELD_NUMBER: _ClassVar[int]
+    maxSizeBytes: int
+    curSizeBytes: int
+    def __init__(self, maxSizeBytes: _Optional[int] = ..., curSizeBytes: _Optional[int] = ...) -> None: ...
+
+class ZInfoVolume(_message.Message):
+    __slots__ = ("uuid", "displayName", "resources", "state", "progressPercentage", "volumeErr")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAYNAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESSPERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    VOLUMEERR_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    displayName: str
+    resources: VolumeResources
+    state: ZSwState
+    progressPercentage: int
+    volumeErr: ErrorInfo
+    def __init__(self, uuid: _Optional[str] = ..., displayName: _Optional[str] = ..., resources: _Optional[_Union[VolumeResources, _Mapping]] = ..., state: _Optional[_Union[ZSwState, str]] = ..., progressPercentage: _Optional[int] = ..., volumeErr: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class ContentResources(_message.Message):
+    __slots__ = ("curSizeBytes",)
+    CURSIZEBYTES_FIELD_NUMBER: _ClassVar[int]
+    curSizeBytes: int
+    def __init__(self, curSizeBytes: _Optional[int] = ...) -> None: ...
+
+class ZInfoContentTree(_message.Message):
+    __slots__ = ("uuid", "displayName", "sha256", "resources", "state", "progressPercentage", "err")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAYNAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESSPERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    ERR_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    displayName: str
+    sha256: str
+    resources: ContentResources
+    state: ZSwState
+    progressPercentage: int
+    err: ErrorInfo
+    def __init__(self, uuid: _Optional[str] = ..., displayName: _Optional[str] = ..., sha256: _Optional[str] = ..., resources: _Optional[_Union[ContentResources, _Mapping]] = ..., state: _Optional[_Union[ZSwState, str]] = ..., progressPercentage: _Optional[int] = ..., err: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class NetworkDevice(_message.Message):
+    __slots__ = ("ifname", "type", "speed_mbps")
+    IFNAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SPEED_MBPS_FIELD_NUMBER: _ClassVar[int]
+    ifname: str
+    type: NetworkDeviceType
+    speed_mbps: int
+    def __init__(self, ifname: _Optional[str] = ..., type: _Optional[_Union[NetworkDeviceType, str]] = ..., speed_mbps: _Optional[int] = ...) -> None: ...
+
+class BIOS(_message.Message):
+    __slots__ = ("vendor", "version")
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    vendor: str
+    version: str
+    def __init__(self, vendor: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class CPU(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class CPUInfo(_message.Message):
+    __slots__ = ("cpus",)
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    cpus: _containers.RepeatedCompositeFieldContainer[CPU]
+    def __init__(self, cpus: _Optional[_Iterable[_Union[CPU, _Mapping]]] = ...) -> None: ...
+
+class TPM(_message.Message):
+    __slots__ = ("present", "spec_version")
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    present: bool
+    spec_version: str
+    def __init__(self, present: _Optional[bool] = ..., spec_version: _Optional[str] = ...) -> None: ...
+
+class HardwareInventory(_message.Message):
+    __slots__ = ("network_devices", "bios", "cpu_info", "total_memory_bytes", "total_storage_bytes", "tpm")
+    NETWORK_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    BIOS_FIELD_NUMBER: _ClassVar[int]
+    CPU_INFO_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
+    network_devices: _containers.RepeatedCompositeFieldContainer[NetworkDevice]
+    bios: BIOS
+    cpu_info: CPUInfo
+    total_memory_bytes: int
+    total_storage_bytes: int
+    tpm: TPM
+    def __init__(self, network_devices: _Optional[_Iterable[_Union[NetworkDevice, _Mapping]]] = ..., bios: _Optional[_Union[BIOS, _Mapping]] = ..., cpu_info: _Optional[_Union[CPUInfo, _Mapping]] = ..., total_memory_bytes: _Optional[int] = ..., total_storage_bytes: _Optional[int] = ..., tpm: _Optional[_Union[TPM, _Mapping]] = ...) -> None: ...
+
+class ZInfoHardware(_message.Message):
+    __slots__ = ("eve_release", "inventory", "eve_platform", "partition")
+    EVE_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    EVE_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    eve_release: str
+    inventory: HardwareInventory
+    eve_platform: str
+    partition: str
+    def __init__(self, eve_release: _Optional[str] = ..., inventory: _Optional[_Union[HardwareInventory, _Mapping]] = ..., eve_platform: _Optional[str] = ..., partition: _Optional[str] = ...) -> None: ...
+
 class ZInfoMsg(_message.Message):
-    __slots__ = ("ztype", "devId", "dinfo", "ainfo", "atTimeStamp")
+    __slots__ = ("ztype", "devId", "dinfo", "ainfo", "niinfo", "vinfo", "cinfo", "hwinfo", "atTimeStamp")
     ZTYPE_FIELD_NUMBER: _ClassVar[int]
     DEVID_FIELD_NUMBER: _ClassVar[int]
     DINFO_FIELD_NUMBER: _ClassVar[int]
     AINFO_FIELD_NUMBER: _ClassVar[int]
+    NIINFO_FIELD_NUMBER: _ClassVar[int]
+    VINFO_FIELD_NUMBER: _ClassVar[int]
+    CINFO_FIELD_NUMBER: _ClassVar[int]
+    HWINFO_FIELD_NUMBER: _ClassVar[int]
     ATTIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     ztype: ZInfoTypes
     devId: str
     dinfo: ZInfoDevice
     ainfo: ZInfoApp
+    niinfo: ZInfoNetworkInstance
+    vinfo: ZInfoVolume
+    cinfo: ZInfoContentTree
+    hwinfo: ZInfoHardware
     atTimeStamp: _timestamp_pb2.Timestamp
-    def __init__(self, ztype: _Optional[_Union[ZInfoTypes, str]] = ..., devId: _Optional[str] = ..., dinfo: _Optional[_Union[ZInfoDevice, _Mapping]] = ..., ainfo: _Optional[_Union[ZInfoApp, _Mapping]] = ..., atTimeStamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, ztype: _Optional[_Union[ZInfoTypes, str]] = ..., devId: _Optional[str] = ..., dinfo: _Optional[_Union[ZInfoDevice, _Mapping]] = ..., ainfo: _Optional[_Union[ZInfoApp, _Mapping]] = ..., niinfo: _Optional[_Union[ZInfoNetworkInstance, _Mapping]] = ..., vinfo: _Optional[_Union[ZInfoVolume, _Mapping]] = ..., cinfo: _Optional[_Union[ZInfoContentTree, _Mapping]] = ..., hwinfo: _Optional[_Union[ZInfoHardware, _Mapping]] = ..., atTimeStamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
