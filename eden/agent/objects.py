@@ -67,7 +67,7 @@ def app_objects(node: Node, now: float) -> list[Obj]:
         size = int(app["spec"].get("size", 0))
         dl = node.downloads.get(f"app/{name}")
         err = dl.err if dl is not None else ""  # the downloader's error, not an app's memory error
-        if state in ("HALTING", "HALTED") and dl is not None and dl.state not in ("verified",):
+        if state in ("HALTING", "HALTED") and dl is not None and dl.state != "verified":
             state = "DOWNLOAD_STARTED"  # halted before its image was in
         progress = dl.progress_at(now) if dl is not None and state == "DOWNLOAD_STARTED" else 0
         if (dl is not None and dl.state == "verify_failed") or state == "ERROR":
