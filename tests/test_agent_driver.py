@@ -9,11 +9,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from eden_subprocess import argv as eden_argv
 from eden.agent.driver import EXIT_REBOOT, AgentDriver, Outcome, PortUrls
 from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
@@ -131,8 +131,8 @@ class Agent:
         self.extra = extra
 
     def argv(self, *more: str) -> list[str]:
-        return [sys.executable, "-m", "eden", "agent", "--state-dir", str(self.state), "--spec", str(self.spec_file),
-                "--root-cert", str(self.root), "--controller", _refused_url(), "--events", str(self.events), *self.extra, *more]
+        return eden_argv("agent", "--state-dir", str(self.state), "--spec", str(self.spec_file), "--root-cert", str(self.root),
+                         "--controller", _refused_url(), "--events", str(self.events), *self.extra, *more)
 
     def lines(self) -> list[dict[str, Any]]:
         if not self.events.exists():

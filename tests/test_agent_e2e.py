@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,9 +20,10 @@ from eden.agent.spec import DeviceSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport, image_map
+from eden_subprocess import argv
 from swtpm import swtpm_fixture as swtpm  # noqa: F401 - a fixture
 
-EDEN = [sys.executable, "-m", "eden"]
+EDEN = argv()
 
 
 class Controller:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eden_subprocess import run_eden
 
 from eden.agent.spec import DeviceSpec, load_spec
 from eden.agent.state import StateDir, persist_from_json, persist_to_json
@@ -113,7 +113,7 @@ def test_spec_node_params_follow_the_profile() -> None:
 
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eden", "agent", *args], capture_output=True, text=True, timeout=60)
+    return run_eden("agent", *args, cwd=None)
 
 
 def test_tamper_from_outside_is_measured_at_next_boot(tmp_path: Path) -> None:

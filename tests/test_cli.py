@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from eden_subprocess import run_eden
 
 from eden import cli
 
@@ -250,9 +251,7 @@ def test_bad_file_exits_2_with_a_position(
     """Each of these once ended in a traceback, a hang, a crash in ``run`` or unbounded memory."""
     BAD_FILES[bad](in_tmp)
     if bad in _SPECIAL:
-        done = subprocess.run(
-            [sys.executable, "-m", "eden", command, "x.yaml"], cwd=in_tmp, capture_output=True, text=True, timeout=60
-        )
+        done = run_eden(command, "x.yaml", cwd=in_tmp)
         code, stderr = done.returncode, done.stderr
     else:
         code, stderr = cli.main([command, "x.yaml"]), capsys.readouterr().err
