@@ -224,7 +224,7 @@ def test_long_paths_are_not_wrapped(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [i["file"] for i in _issues(captured.err)] == [str(bad)]
 
 
-# ------------------------------------------------------------- bad files (issue 14, items 11-13) --
+# ---------------------------------------------------------- hostile files: a position, never a crash --
 
 BAD_FILES: dict[str, Any] = {
     "nul-byte": lambda d: (d / "x.yaml").write_bytes(GOOD.replace("seed: 1", "seed: 1\x00").encode()),

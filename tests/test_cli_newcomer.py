@@ -1,4 +1,4 @@
-"""A newcomer's first commands (issue 14, section 6): ``--version``, the ``--backend`` help, ``eden
+"""A newcomer's first commands: ``--version``, the ``--backend`` help, ``eden
 profiles`` through a pipe, ``eden schema | head`` and the HTML page of a single ``eden run``. Run as
 real processes where the behaviour is the process's (pipes, exit codes, stderr)."""
 

@@ -245,8 +245,9 @@ def test_a_dead_controller_is_an_infrastructure_error(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_keeps_its_logs_and_the_next_run_removes_its_secrets(tmp_path: Path) -> None:
-    """Issue 14 item 16: a ``kill -9`` of ``eden run --backend emulated`` left its working directory
-    (controller keys, admin token, the only copy of the logs) in /tmp and an empty output folder."""
+    """A ``kill -9`` of ``eden run --backend emulated`` cannot clean up: its logs are in the output
+    folder already, its secrets (controller keys, admin token) in a 0700 working directory in /tmp
+    that the next run removes when it starts."""
     before_procs = _ours()
     run = _start_long(tmp_path)
     try:

@@ -331,7 +331,7 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
 
 def test_validate_for_qemu_reports_real_image_inputs_at_their_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """`eden validate --backend qemu` checks what `run` would refuse at start (issue 12 section 4):
+    """`eden validate --backend qemu` checks what `run` would refuse at start:
     a missing path: image points at its `path:`, a missing EDEN_EVE_IMAGE at the EVE fleet entry."""
     from eden import cli
 

@@ -93,7 +93,7 @@ def _sigint_ignored(pid: int) -> bool:
 
 
 def test_eden_hears_sigint_even_if_the_suite_was_started_with_it_ignored(tmp_path: Path) -> None:
-    """Issue 14 item 18: under ``nohup`` the tests above saw ``eden`` ignore the Ctrl-C."""
+    """Started under ``nohup`` (SIGINT ignored, and inherited so), ``eden qualify`` still hears a Ctrl-C."""
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc, log = _start(tmp_path, [SMOKE])
