@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 import numpy as np
 
 from eden.agent.platform import NoPlatform, Platform
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm
 from eden.agent.transport import DeviceLink, Transport
@@ -85,7 +85,7 @@ class AgentDriver:
     def __init__(
         self,
         *,
-        spec: DeviceSpec,
+        spec: AgentSpec,
         params: NodeParams,
         state: StateDir,
         transport: Transport,
