@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eden.controller.layout import Layout
+from eden.controller.store import TemplateStatus
 
 
 class AdminError(Exception):
@@ -162,7 +163,7 @@ class AdminClient:
         """The last report of an unmodelled kind (``ZI_HARDWARE``, ``flowlog`` ...), payload in base64."""
         return self.request("GET", self._dev(serial) + f"/reports/{kind}")
 
-    def templates(self, status: str | None = None) -> list[dict[str, Any]]:
+    def templates(self, status: TemplateStatus | None = None) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/templates" + (f"?status={status}" if status else ""))
 
     def approve(self, template_id: int) -> dict[str, Any]:
