@@ -125,7 +125,10 @@ class DeviceMatcher:
 
 
 @dataclass
-class Verdict:
+class CheckOutcome:
+    """One check of an expectation at one moment: whether it holds, what was observed (as the summary
+    shows it) and the detail; the run's verdict is judged from the last ones."""
+
     ok: bool
     observed: Any
     detail: dict[str, Any] = field(default_factory=dict)
@@ -175,31 +178,31 @@ class DeviceWatch:
                     break
         return out
 
-    def verdict(self, at_least: float, views: Mapping[str, View]) -> Verdict:
+    def outcome(self, at_least: float, views: Mapping[str, View]) -> CheckOutcome:
         n = len(self.ids)
         good = len(self.good)
         frac = good / n if n else 1.0
         ok = n > 0 and frac + 1e-12 >= at_least
         if n == 1:
-            return Verdict(ok, self.matcher.describe(views[self.ids[0]]), {"devices": 1, "satisfied": good})
+            return CheckOutcome(ok, self.matcher.describe(views[self.ids[0]]), {"devices": 1, "satisfied": good})
         detail: dict[str, Any] = {"devices": n, "satisfied": good, "fraction": round(frac, 6)}
         if not ok:
             detail["failing"] = {d: self.matcher.describe(views[d]) for d in self.failing()}
-        return Verdict(ok, {"fraction": round(frac, 6), "satisfied": good, "devices": n}, detail)
+        return CheckOutcome(ok, {"fraction": round(frac, 6), "satisfied": good, "devices": n}, detail)
 
 
-def metric_verdict(cond: Condition, value: Any) -> Verdict:
+def metric_outcome(cond: Condition, value: Any) -> CheckOutcome:
     assert cond.metric is not None
     m = cond.metric
     if not isinstance(value, (int, float)):
-        return Verdict(False, value, {"why": f"metric {m.name} has no numeric value"})
+        return CheckOutcome(False, value, {"why": f"metric {m.name} has no numeric value"})
     ok = (m.max is None or value <= m.max + 1e-12) and (m.min is None or value >= m.min - 1e-12)
-    return Verdict(ok, value, {"min": m.min, "max": m.max})
+    return CheckOutcome(ok, value, {"min": m.min, "max": m.max})
 
 
-def rollout_verdict(cond: Condition, state: str | None) -> Verdict:
+def rollout_outcome(cond: Condition, state: str | None) -> CheckOutcome:
     assert cond.rollout is not None
-    return Verdict(state == cond.rollout.state, state)
+    return CheckOutcome(state == cond.rollout.state, state)
 
 
 def describe_expectation(exp: Expectation) -> str:

@@ -38,7 +38,7 @@ import yaml
 
 from eden.backends.base import Backend, Session
 from eden.backends.registry import backend_capabilities, make_backend
-from eden.conditions import Verdict, describe_expectation
+from eden.conditions import CheckOutcome, describe_expectation
 from eden.errors import InvalidInput, Issue
 from eden.metrics import compute_metric
 from eden.profiles import HwProfile, load_profiles
@@ -411,7 +411,7 @@ class Fleet:
         if action in ("controller_outage", "controller_503") and args.duration is not None:
             self._clock.spawn(restore_after(be, float(args.duration)))
 
-    def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], Verdict]:
+    def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], CheckOutcome]:
         devices = select(exp.target, loaded.devices, seed=self.seed, label=label)
         return expectation_checker(exp, self.backend, self.versions, devices)
 
@@ -441,7 +441,7 @@ def _known_backends() -> set[str]:
     return set(REGISTRY)
 
 
-def _explain(exp: Expectation, verdict: Verdict, start: float, now: float) -> str:
+def _explain(exp: Expectation, verdict: CheckOutcome, start: float, now: float) -> str:
     """The timeout message: what was wanted, what was observed, which devices lag."""
     import json
 

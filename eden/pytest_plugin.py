@@ -29,6 +29,7 @@ from eden.errors import InfrastructureError, InvalidInput
 from eden.fleet import Fleet, dump_yaml, scenario_doc, with_profile
 from eden.run import RunResult, execute
 from eden.scenario.load import LoadedScenario, load_scenario
+from eden.verdicts import entry_verdict
 
 NO_PROFILE = "-"
 """The profile shown for an item that keeps its scenario's own fleet (as in eden qualify)."""
@@ -190,7 +191,7 @@ class ScenarioItem(pytest.Item):
         self.user_properties += [("seed", seed), ("devices", len(self.loaded.devices))]
         self.user_properties += [(f"image.{name}", img.version) for name, img in sc.images.items()]
         self.result = execute(self.loaded, backend_name=opts.backend, seed=opts.seed, out_dir=self.run_dir)
-        verdict = {"error": "broken"}.get(self.result.verdict, self.result.verdict)
+        verdict = entry_verdict(self.result.verdict)
         self.user_properties += [("verdict", verdict), ("run_dir", str(self.run_dir))]
         if self.result.summary.get("simulated_seconds") is not None:
             self.user_properties.append(("simulated_seconds", f"{self.result.summary['simulated_seconds']:g}"))

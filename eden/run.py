@@ -28,6 +28,7 @@ from eden.metrics import all_metrics
 from eden.runner import Runner, run_verdict
 from eden.scenario.load import LoadedScenario, load_scenario
 from eden.timeline import Timeline
+from eden.verdicts import RunVerdict
 
 COLUMNAR_ABOVE = 1000
 SUMMARY_SCHEMA = 1
@@ -37,7 +38,7 @@ SUMMARY_SCHEMA = 1
 class RunResult:
     scenario: str
     path: str
-    verdict: str  # passed | failed | error
+    verdict: RunVerdict
     out_dir: Path
     summary: dict[str, Any]
     wall_seconds: float
@@ -143,7 +144,7 @@ def build_summary(
     loaded: LoadedScenario,
     backend_name: str,
     seed: int,
-    verdict: str,
+    verdict: RunVerdict,
     runner: Runner | None,
     backend: Backend | None,
     error: str | None,

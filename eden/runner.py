@@ -19,14 +19,21 @@ Semantics, in short:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from eden.backends.base import Backend, RunGen, Sleep, Spawn
-from eden.conditions import DeviceMatcher, DeviceWatch, Verdict, describe_expectation, metric_verdict, rollout_verdict
+from eden.conditions import CheckOutcome, DeviceMatcher, DeviceWatch, describe_expectation, metric_outcome, rollout_outcome
 from eden.metrics import compute_metric
 from eden.scenario.load import LoadedScenario
 from eden.scenario.model import BaseOsUpdateArgs, Expectation, RolloutArgs
 from eden.targets import select, stream, wave_sizes
+from eden.verdicts import RunVerdict
+
+
+StepStatus = Literal["pending", "passed", "failed", "skipped", "interrupted"]
+"""``interrupted``: the step had started when the run was aborted; ``skipped``: it never started."""
+ExpectationStatus = Literal["pending", "passed", "failed", "skipped"]
+RolloutPhase = Literal["running", "paused", "stopped", "completed"]
 
 
 @dataclass
@@ -37,7 +44,7 @@ class StepRecord:
     devices: int
     start: float | None = None
     stop: float | None = None
-    status: str = "pending"  # pending | passed | failed | skipped | interrupted
+    status: StepStatus = "pending"
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -46,7 +53,7 @@ class ExpectationResult:
     name: str
     where: str  # "expect[3]" or "steps[5]"
     line: int
-    status: str = "pending"  # pending | passed | failed
+    status: ExpectationStatus = "pending"
     observed: Any = None
     detail: dict[str, Any] = field(default_factory=dict)
     met_at: float | None = None
@@ -58,7 +65,7 @@ class RolloutState:
     image: str
     version: str
     devices: int
-    state: str = "running"  # running | paused | stopped | completed
+    state: RolloutPhase = "running"
     waves: list[dict[str, Any]] = field(default_factory=list)
     resume: bool = False
 
@@ -84,8 +91,8 @@ class Runner:
         self.rollouts: list[RolloutState] = []
         self.steps_done_at: float | None = None
         self.finished = False
-        self._always: list[tuple[Expectation, ExpectationResult, Callable[[], Verdict]]] = []
-        self._at_end: list[tuple[Expectation, ExpectationResult, Callable[[], Verdict]]] = []
+        self._always: list[tuple[Expectation, ExpectationResult, Callable[[], CheckOutcome]]] = []
+        self._at_end: list[tuple[Expectation, ExpectationResult, Callable[[], CheckOutcome]]] = []
 
     # ------------------------------------------------------------------------------ helpers --
     def now(self) -> float:
@@ -97,8 +104,8 @@ class Runner:
     def _line(self, *path: str | int) -> int:
         return self.loaded.located.value_pos(tuple(path))[0]
 
-    def _checker(self, exp: Expectation, label: str) -> Callable[[], Verdict]:
-        """A callable returning the expectation's current :class:`Verdict`."""
+    def _checker(self, exp: Expectation, label: str) -> Callable[[], CheckOutcome]:
+        """A callable returning the expectation's current :class:`CheckOutcome`."""
         return expectation_checker(
             exp,
             self.backend,
@@ -282,7 +289,7 @@ class Runner:
         yield from self._act(action, devices, args, blocking=False)
 
     # ------------------------------------------------------------------------- expectations --
-    def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], Verdict], *, start: float) -> RunGen:
+    def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], CheckOutcome], *, start: float) -> RunGen:
         deadline = None if exp.within is None else start + exp.within
         res.deadline = deadline
         while True:
@@ -421,19 +428,19 @@ def expectation_checker(
     *,
     runner: Runner | None = None,
     rollout_state: Callable[[], str | None] = lambda: None,
-) -> Callable[[], Verdict]:
+) -> Callable[[], CheckOutcome]:
     """A callable judging ``exp`` now: a metric, a rollout state, or a device condition over
     ``devices`` (re-evaluating only the views that changed since the last call)."""
     if exp.metric is not None:
         name = exp.metric.name
-        return lambda: metric_verdict(exp, compute_metric(name, backend, runner))
+        return lambda: metric_outcome(exp, compute_metric(name, backend, runner))
     if exp.rollout is not None:
-        return lambda: rollout_verdict(exp, rollout_state())
+        return lambda: rollout_outcome(exp, rollout_state())
     watch = DeviceWatch(DeviceMatcher(exp, versions), devices)
 
-    def check() -> Verdict:
+    def check() -> CheckOutcome:
         watch.update(backend)
-        return watch.verdict(exp.at_least, backend.views())
+        return watch.outcome(exp.at_least, backend.views())
 
     return check
 
@@ -475,7 +482,7 @@ def _failed(view: Any, version: str) -> bool:
     )
 
 
-def run_verdict(runner: Runner) -> str:
+def run_verdict(runner: Runner) -> RunVerdict:
     """passed when every expectation passed; failed when one failed (a product failure) or the
     steps could not finish (a failed inline expect, or the run's duration ended first)."""
     if any(r.status == "failed" for r in runner.expectations):

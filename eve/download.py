@@ -16,11 +16,17 @@ downloader.go ``runHandler`` / ``maybeRetryDownload``, download.go, P:cmd/volume
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 def cost_error(max_cost: int) -> str:
     """The downloader's text when no usable port passes the cost gate (P:cmd/downloader/syncop.go)."""
     return f"No IP management port addresses with cost <= {max_cost}"
+
+
+DownloadState = Literal["idle", "running", "error", "verified", "verify_failed"]
+"""``error``: the download failed (``Download.err`` says why) and waits for the retry ticker;
+``verify_failed``: the sha256 did not match after the last verify retry, a final state."""
 
 
 @dataclass
@@ -31,7 +37,7 @@ class Download:
     verify_ok: bool = True
     tick: float = 600.0
     """timer.download.retry when the download was created: runHandler's ticker range (0.3-1 x tick)."""
-    state: str = "idle"  # running | error | verified
+    state: DownloadState = "idle"
     done: float = 0.0
     rate: float = 0.0
     since: float = 0.0

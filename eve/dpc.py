@@ -37,9 +37,6 @@ class Dpc:
         """``WasDPCWorking``: the last result is a success."""
         return self.last_succeeded is not None and (self.last_failed is None or self.last_succeeded > self.last_failed)
 
-    def untested(self) -> bool:
-        return self.last_failed is None and self.last_succeeded is None and bool(self.ports)
-
     def testable(self, now: float) -> bool:
         """``IsDPCTestable``: usable (has a management port) and not failed in the last 5 min."""
         if not self.ports:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eden_subprocess import argv as eden_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +65,8 @@ SUITES = {"emulated": 6, "qemu": 6}
 
 
 def _suite_argv(name: str, work: Path) -> list[str]:
-    argv = [sys.executable, "-m", "eden", "qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
-            "--out", str(work / "suite"), "--no-history"]
+    argv = eden_argv("qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
+                     "--out", str(work / "suite"), "--no-history")
     if name == "qemu":
         # Nine TCG VMs booting at once on two cores slow every boot: the entries start 20 s apart,
         # longest first (suites/qemu.yaml).

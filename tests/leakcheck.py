@@ -31,8 +31,8 @@ def wait_reading(proc: subprocess.Popen[str], timeout: float, *, grace: float) -
     """Wait for ``proc`` while reading its output (a full pipe must not block it) and return it.
 
     Not ended after ``timeout``: one more Ctrl-C, as a user would press, and ``grace`` seconds more,
-    with a warning in the test report. Known issue of issue 5: on a loaded CI host a first Ctrl-C was
-    seen not to finish the graceful stop while nobody read the run's output."""
+    with a warning in the test report: on a loaded CI host a first Ctrl-C was seen not to finish the
+    graceful stop while nobody read the run's output."""
     try:
         return proc.communicate(timeout=timeout)[0]
     except subprocess.TimeoutExpired:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 
-def onboard_then_wait(name: str, description: str, *, within: str = "1m", wait: str = "10m") -> str:
-    """One reference device that powers on, onboards within ``within``, then waits ``wait``: a run
-    that lasts long enough to be interrupted or killed from outside."""
+def preamble(name: str, description: str, *, seed: int = 1, group: str | None = None) -> str:
+    """The head of a one-reference-device scenario, up to and including ``images:`` with the base
+    image; the caller appends further images, then ``controller:``, ``steps:`` and ``expect:``."""
+    device = "  - profile: qemu-x86_64\n" + (f"    group: {group}\n" if group else "")
     return f"""
 name: {name}
 description: {description}
-seed: 1
+seed: {seed}
 fleet:
-  - profile: qemu-x86_64
-images:
+{device}images:
   base: {{version: 13.4.0}}
-steps:
+"""
+
+
+def onboard_then_wait(name: str, description: str, *, within: str = "1m", wait: str = "10m") -> str:
+    """One reference device that powers on, onboards within ``within``, then waits ``wait``: a run
+    that lasts long enough to be interrupted or killed from outside."""
+    return preamble(name, description) + f"""steps:
   - power_on: {{}}
   - expect: {{onboarded: true, within: {within}}}
   - wait: {wait}

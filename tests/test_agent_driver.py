@@ -9,13 +9,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from eden_subprocess import argv as eden_argv
 from eden.agent.driver import EXIT_REBOOT, AgentDriver, Outcome, PortUrls
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport
@@ -32,7 +32,7 @@ def _refused_url() -> str:
         return f"https://127.0.0.1:{s.getsockname()[1]}"
 
 
-def _driver(tmp: Path, spec: DeviceSpec, events: list[dict[str, Any]], transport: Transport, urls: PortUrls) -> AgentDriver:
+def _driver(tmp: Path, spec: AgentSpec, events: list[dict[str, Any]], transport: Transport, urls: PortUrls) -> AgentDriver:
     state = StateDir(tmp / spec.serial)
     state.init(spec)
     link = DeviceLink(device=state.device_identity(), onboard=pki.create_onboarding())
@@ -51,7 +51,7 @@ async def _until(pred: Callable[[], bool], timeout: float) -> None:
 
 
 def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> None:
-    spec = DeviceSpec.model_validate({**GOOD, "config_items": {"timer.dial.timeout": 1}})
+    spec = AgentSpec.model_validate({**GOOD, "config_items": {"timer.dial.timeout": 1}})
     events: list[dict[str, Any]] = []
 
     async def scenario() -> None:
@@ -102,7 +102,7 @@ def test_two_drivers_share_one_loop_and_transport(tmp_path: Path) -> None:
         async with Transport(pki.create_root_ca().cert_pem) as tr:
             url = _refused_url()
             drivers = [
-                _driver(tmp_path, DeviceSpec.model_validate({**GOOD, "serial": f"many-{i}"}), events, tr, PortUrls(default=url))
+                _driver(tmp_path, AgentSpec.model_validate({**GOOD, "serial": f"many-{i}"}), events, tr, PortUrls(default=url))
                 for i in range(2)
             ]
             for d in drivers:
@@ -131,8 +131,8 @@ class Agent:
         self.extra = extra
 
     def argv(self, *more: str) -> list[str]:
-        return [sys.executable, "-m", "eden", "agent", "--state-dir", str(self.state), "--spec", str(self.spec_file),
-                "--root-cert", str(self.root), "--controller", _refused_url(), "--events", str(self.events), *self.extra, *more]
+        return eden_argv("agent", "--state-dir", str(self.state), "--spec", str(self.spec_file), "--root-cert", str(self.root),
+                         "--controller", _refused_url(), "--events", str(self.events), *self.extra, *more)
 
     def lines(self) -> list[dict[str, Any]]:
         if not self.events.exists():
@@ -246,7 +246,7 @@ class _BrokenTpm(SoftTpm):
 
 
 def test_certs_are_posted_before_the_first_quote_of_a_boot_and_tpm_failures_are_retried(tmp_path: Path) -> None:
-    spec = DeviceSpec.model_validate(GOOD)
+    spec = AgentSpec.model_validate(GOOD)
     events: list[dict[str, Any]] = []
     quote = {"type": "QUOTE", "nonce": "n" * 32, "pcrs": {}, "tpm": True}
 

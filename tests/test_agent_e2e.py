@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,13 +16,14 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from eden.agent.driver import AgentDriver, Outcome, PortUrls
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport, image_map
+from eden_subprocess import argv
 from swtpm import swtpm_fixture as swtpm  # noqa: F401 - a fixture
 
-EDEN = [sys.executable, "-m", "eden"]
+EDEN = argv()
 
 
 class Controller:
@@ -95,7 +95,7 @@ def test_onboarding_attestation_and_config_change(controller: Controller, tmp_pa
     tpm = request.getfixturevalue("swtpm") if tpm_kind == "swtpm" else SoftTpm()
     controller.admin("preregister", serial, "--learn", "--config", json.dumps({"items": {"timer.config.interval": 5}}))
     cfg = controller.device_config(serial, tmp_path / "config")
-    spec = DeviceSpec.model_validate(
+    spec = AgentSpec.model_validate(
         {"serial": serial, "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
     )
     state = StateDir(tmp_path / "dev")

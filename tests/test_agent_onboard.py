@@ -20,7 +20,7 @@ from test_agent_transport import PREFIX, Pki, _serve
 
 from eden.agent import driver as driver_mod
 from eden.agent.driver import AgentDriver, PortUrls
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
@@ -79,7 +79,7 @@ class Recorder:
 
 def _driver(tmp: Path, k: Pki, tr: Transport, url: str, events: list[tuple[str, dict[str, Any]]],
             spec: dict[str, Any] = SPEC) -> AgentDriver:
-    s = DeviceSpec.model_validate(spec)
+    s = AgentSpec.model_validate(spec)
     state = StateDir(tmp / s.serial)
     state.init(s)
     link = DeviceLink(device=state.device_identity(), onboard=pki.create_onboarding(), serial=s.serial,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from eden.agent.platform import ReferenceImagePlatform
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.image import bootstate as bs
 from eve.enums import BootReason, PartitionState
 from eve.node import Node
@@ -66,7 +66,7 @@ class Device:
 
 
 def _node() -> Node:
-    spec = DeviceSpec.model_validate(SPEC)
+    spec = AgentSpec.model_validate(SPEC)
     return Node(spec.node_params(), "base", np.random.default_rng(1), np.random.default_rng(2))
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from eden_subprocess import run_eden
 
-from eden.agent.spec import DeviceSpec, load_spec
+from eden.agent.spec import AgentSpec, load_spec
 from eden.agent.state import StateDir, persist_from_json, persist_to_json
 from eden.errors import InvalidInput
 from eve.config_items import ItemError
@@ -28,7 +28,7 @@ SPEC = {
 
 def _busy_persist() -> Persist:
     """A Persist with every field away from its default, as after an update, a failure and a tamper."""
-    spec = DeviceSpec.model_validate(SPEC)
+    spec = AgentSpec.model_validate(SPEC)
     node = Node(spec.node_params(), "base", np.random.default_rng(1))
     node.power_on(0.0)
     p = node.persist
@@ -69,7 +69,7 @@ def test_persist_json_round_trip_is_exact() -> None:
 
 def test_state_dir_save_is_atomic_and_overrides_power_lost(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "dev")
-    state.init(DeviceSpec.model_validate(SPEC))
+    state.init(AgentSpec.model_validate(SPEC))
     p = _busy_persist()
     p.power_lost = False
     first = state.save(p, 3, power_lost=True)
@@ -88,24 +88,24 @@ def test_state_dir_save_is_atomic_and_overrides_power_lost(tmp_path: Path) -> No
 
 def test_spec_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image 'nope' is not in images"):
-        DeviceSpec.model_validate({**SPEC, "image": "nope"})
+        AgentSpec.model_validate({**SPEC, "image": "nope"})
     with pytest.raises(ValueError, match="minimum is 5"):
-        DeviceSpec.model_validate({**SPEC, "config_items": {"timer.config.interval": 1}})
+        AgentSpec.model_validate({**SPEC, "config_items": {"timer.config.interval": 1}})
     # An unknown key is EVE's to report in configItemStatus, not a reason to refuse the device.
-    assert DeviceSpec.model_validate({**SPEC, "config_items": {"timer.config.interva": 5}}).config_items
+    assert AgentSpec.model_validate({**SPEC, "config_items": {"timer.config.interva": 5}}).config_items
     with pytest.raises(ValueError, match="behaviour"):
-        DeviceSpec.model_validate({**SPEC, "images": {"base": {"version": "1", "behaviour": "explodes"}}})
+        AgentSpec.model_validate({**SPEC, "images": {"base": {"version": "1", "behaviour": "explodes"}}})
     bad = tmp_path / "spec.yaml"
     bad.write_text("serial: x\nprofile: qemu-x86_64\nimage: base\nimages: {base: {version: '1'}}\nseeds: 3\n")
     with pytest.raises(InvalidInput) as info:
         load_spec(bad)
     assert "seeds" in str(info.value) and "spec.yaml:5" in str(info.value)
     with pytest.raises(InvalidInput, match="unknown hardware profile"):
-        DeviceSpec.model_validate({**SPEC, "profile": "qemu-x86"}).node_params()
+        AgentSpec.model_validate({**SPEC, "profile": "qemu-x86"}).node_params()
 
 
 def test_spec_node_params_follow_the_profile() -> None:
-    spec = DeviceSpec.model_validate({**SPEC, "boot_time": 2.5})
+    spec = AgentSpec.model_validate({**SPEC, "boot_time": 2.5})
     params = spec.node_params()
     assert params.serial == "st-1" and params.tpm and [p.name for p in params.ports] == ["eth0", "eth1"]
     assert params.boot_time(np.random.default_rng(0)) == 2.5
@@ -113,12 +113,12 @@ def test_spec_node_params_follow_the_profile() -> None:
 
 
 def _agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eden", "agent", *args], capture_output=True, text=True, timeout=60)
+    return run_eden("agent", *args, cwd=None)
 
 
 def test_tamper_from_outside_is_measured_at_next_boot(tmp_path: Path) -> None:
     state = StateDir(tmp_path / "dev")
-    spec = DeviceSpec.model_validate(SPEC)
+    spec = AgentSpec.model_validate(SPEC)
     state.init(spec)
     node = Node(spec.node_params(), "base", np.random.default_rng(0))
     node.power_on(0.0)
@@ -144,7 +144,7 @@ def test_attestation_reference_approves_clean_boots_only() -> None:
     approve the device's quotes: a clean boot passes, a tampered one does not."""
     from simulator.controller import ControllerModel
 
-    spec = DeviceSpec.model_validate(SPEC)
+    spec = AgentSpec.model_validate(SPEC)
     ref = spec.attestation_reference()
     assert ref["images"]["base"] == {"version": "13.4.0", "measurement": "base:13.4.0"}
     ctrl = ControllerModel(workers=1, service_time=0.01, queue_limit=10, global_items={}, enforce_attestation=True)
@@ -169,7 +169,7 @@ def test_identity_is_durable_and_remade_after_a_cut_during_first_start(tmp_path:
     from eden.agent.cli import _prepare
 
     state = StateDir(tmp_path / "dev")
-    state.init(DeviceSpec.model_validate(SPEC))
+    state.init(AgentSpec.model_validate(SPEC))
     cert, key = state.path / "device.cert.pem", state.path / "device.key.pem"
     assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600

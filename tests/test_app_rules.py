@@ -1,4 +1,4 @@
-"""zedmanager's memory admission of app instances (spec §8, issue 13 item 10).
+"""zedmanager's memory admission of app instances (spec §8).
 
 EVE checks memory at activation (after download and volumes), counts the VMM overhead of a VM,
 leaves a short app INSTALLED with appErr and retries it when another app's memory is freed

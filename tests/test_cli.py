@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from eden_subprocess import env, run_eden
 
 from eden import cli
 
@@ -212,6 +213,36 @@ def test_validate_unreadable_file(in_tmp: Path, capsys: pytest.CaptureFixture[st
     assert len(issues) == 1 and issues[0]["file"] == "x.yaml" and message in issues[0]["msg"]
 
 
+EVE_WITH_IMAGES = """\
+name: eve-images
+seed: 1
+fleet:
+  - profile: eve-qemu-x86_64
+images:
+  eve-13: {version: 13.4.0}
+  eve-14: {version: 14.0.0, path: missing-rootfs.img}
+steps:
+  - power_on: {}
+"""
+
+
+def test_validate_for_qemu_points_at_missing_image_files(in_tmp: Path) -> None:
+    """The files a qemu run boots are inputs: ``eden validate --backend qemu`` (a real process, no VM)
+    reports a missing ``path:`` image and a missing EDEN_EVE_IMAGE at their place in the file, exit 2."""
+    (in_tmp / "x.yaml").write_text(EVE_WITH_IMAGES)
+    lines = EVE_WITH_IMAGES.splitlines()
+    done = run_eden("validate", "--backend", "qemu", "x.yaml", cwd=in_tmp, env=env(EDEN_EVE_IMAGE="no-such-live.raw"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    found = {(i["line"], i["col"]): i["msg"] for i in _issues(done.stderr) if i["file"] == "x.yaml"}
+    path_at = (str(lines.index("  eve-14: {version: 14.0.0, path: missing-rootfs.img}") + 1), str(lines[6].index("missing") + 1))
+    profile_at = (str(lines.index("  - profile: eve-qemu-x86_64") + 1), str(lines[3].index("eve-qemu") + 1))
+    assert found.keys() == {path_at, profile_at}, done.stderr
+    assert found[path_at].startswith("image eve-14: path 'missing-rootfs.img' not found")
+    assert found[profile_at] == "EDEN_EVE_IMAGE: EVE image not found (no-such-live.raw)"
+    assert run_eden("validate", "x.yaml", cwd=in_tmp).returncode == 0  # the simulator boots no files
+
+
 def test_long_paths_are_not_wrapped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     deep = tmp_path / ("a-rather-long-directory-name-" * 3) / "and-another-nested-directory"
     deep.mkdir(parents=True)
@@ -223,7 +254,7 @@ def test_long_paths_are_not_wrapped(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [i["file"] for i in _issues(captured.err)] == [str(bad)]
 
 
-# ------------------------------------------------------------- bad files (issue 14, items 11-13) --
+# ---------------------------------------------------------- hostile files: a position, never a crash --
 
 BAD_FILES: dict[str, Any] = {
     "nul-byte": lambda d: (d / "x.yaml").write_bytes(GOOD.replace("seed: 1", "seed: 1\x00").encode()),
@@ -250,9 +281,7 @@ def test_bad_file_exits_2_with_a_position(
     """Each of these once ended in a traceback, a hang, a crash in ``run`` or unbounded memory."""
     BAD_FILES[bad](in_tmp)
     if bad in _SPECIAL:
-        done = subprocess.run(
-            [sys.executable, "-m", "eden", command, "x.yaml"], cwd=in_tmp, capture_output=True, text=True, timeout=60
-        )
+        done = run_eden(command, "x.yaml", cwd=in_tmp)
         code, stderr = done.returncode, done.stderr
     else:
         code, stderr = cli.main([command, "x.yaml"]), capsys.readouterr().err

@@ -1,26 +1,25 @@
-"""A newcomer's first commands (issue 14, section 6): ``--version``, the ``--backend`` help, ``eden
+"""A newcomer's first commands: ``--version``, the ``--backend`` help, ``eden
 profiles`` through a pipe, ``eden schema | head`` and the HTML page of a single ``eden run``. Run as
 real processes where the behaviour is the process's (pipes, exit codes, stderr)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import yaml
 
 from eden import cli
+from eden_subprocess import argv, env, run_eden
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "scenarios" / "onboarding-smoke.yaml"
 
 
-def _eden(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "80"}
-    return subprocess.run([sys.executable, "-m", "eden", *args], capture_output=True, text=True, timeout=60, cwd=REPO, env=env, **kw)  # type: ignore[call-overload]
+def _eden(*args: str) -> subprocess.CompletedProcess[str]:
+    """``eden *args`` in an 80-column terminal."""
+    return run_eden(*args, env=env(COLUMNS="80"))
 
 
 def test_version() -> None:
@@ -54,7 +53,7 @@ def test_profiles_through_a_pipe_are_not_cut_at_80_columns() -> None:
 
 def test_schema_into_a_closed_pipe_is_quiet() -> None:
     """``eden schema | head -1``: the reader leaves after one line; no traceback, no error line."""
-    proc = subprocess.Popen([sys.executable, "-m", "eden", "schema"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc = subprocess.Popen(argv("schema"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     proc.stdout.close()  # as head does after its line

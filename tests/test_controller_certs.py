@@ -28,7 +28,7 @@ def test_init_issues_signing_and_ecdh_certs_chaining_to_the_root(tmp_path: Path)
 def test_a_directory_without_the_ecdh_cert_gets_one_on_start(tmp_path: Path) -> None:
     layout = init(tmp_path / "c")
     layout.cert("ecdh").unlink()
-    layout.key("ecdh").unlink()  # as made by an eden before issue 11
+    layout.key("ecdh").unlink()  # a controller directory made without an ECDH certificate
     ctl = Controller(layout)
     try:
         assert pki.is_issued_by(ctl.ecdh.cert, pki.load_cert(layout.root_cert))

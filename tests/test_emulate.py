@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from eden_subprocess import argv
 
 from eden.controller.client import AdminClient, AdminError
 from eden.controller.setup import init
 from eden.controller.testing import ServeProcess
 from eden.emulate.recorder import Recorder, is_error, percentiles_ms
 
-EMULATE = [sys.executable, "-m", "eden", "emulate"]
+EMULATE = argv("emulate")
 
 
 @pytest.fixture(scope="module")

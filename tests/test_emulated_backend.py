@@ -10,29 +10,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes, wait_reading
-from scenario_texts import FALLBACK_DURING_OUTAGE, onboard_then_wait
+from scenario_texts import FALLBACK_DURING_OUTAGE, onboard_then_wait, preamble
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-SMOKE = """
-name: emulated-smoke
-description: one device onboards, attests and reports its first boot
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-controller:
+SMOKE = preamble("emulated-smoke", "one device onboards, attests and reports its first boot", group="dut") + """controller:
   config_items:
     timer.config.interval: 5
 steps:
@@ -45,15 +35,7 @@ expect:
     current_partition: {state: active, version: base}
 """
 
-FAILING = """
-name: emulated-fails
-description: expects a version the device never runs
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-images:
-  base: {version: 13.4.0}
-  other: {version: 99.0.0}
+FAILING = preamble("emulated-fails", "expects a version the device never runs") + """  other: {version: 99.0.0}
 steps:
   - power_on: {}
   - expect: {onboarded: true, within: 1m}
@@ -66,16 +48,8 @@ expect:
 LONG = onboard_then_wait("emulated-long", "waits long enough to be interrupted")
 
 
-OUTAGE = """
-name: emulated-outage
-description: the controller process is killed for 15 s and started again on the same directory
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-  next: {version: 13.5.0, size: 20M}
+OUTAGE = preamble("emulated-outage", "the controller process is killed for 15 s and started again on the same directory",
+                  group="dut") + """  next: {version: 13.5.0, size: 20M}
 controller:
   config_items:
     timer.config.interval: 5
@@ -132,7 +106,7 @@ def _ours() -> set[int]:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(_run_tmp(tmp_path))}
+    return env(tmp_path, mark=MARK)
 
 
 def _run_tmp(tmp_path: Path) -> Path:
@@ -145,14 +119,8 @@ def _run_tmp(tmp_path: Path) -> Path:
 def _run(tmp_path: Path, text: str, name: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     scenario = tmp_path / f"{name}.yaml"
     scenario.write_text(text)
-    return subprocess.run(
-        [sys.executable, "-m", "eden", "run", str(scenario), "--backend", "emulated", "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=_env(tmp_path),
-    )
+    return run_eden("run", str(scenario), "--backend", "emulated", "--out", str(tmp_path / "out"), env=_env(tmp_path),
+                    timeout=timeout)
 
 
 def test_smoke_passes_with_real_processes_and_leaves_nothing(tmp_path: Path) -> None:
@@ -231,14 +199,7 @@ def test_fast_path_boot_keeps_the_controller_certs(tmp_path: Path) -> None:
 def _start_long(tmp_path: Path) -> subprocess.Popen[str]:
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG)
-    return subprocess.Popen(
-        [sys.executable, "-m", "eden", "run", str(scenario), "--backend", "emulated", "--out", str(tmp_path / "out")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=_env(tmp_path),
-    )
+    return start_eden("run", str(scenario), "--backend", "emulated", "--out", str(tmp_path / "out"), env=_env(tmp_path))
 
 
 def _wait_for_agent(run: subprocess.Popen[str], before: set[int], timeout: float = 60) -> set[int]:
@@ -293,8 +254,9 @@ def test_a_dead_controller_is_an_infrastructure_error(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_keeps_its_logs_and_the_next_run_removes_its_secrets(tmp_path: Path) -> None:
-    """Issue 14 item 16: a ``kill -9`` of ``eden run --backend emulated`` left its working directory
-    (controller keys, admin token, the only copy of the logs) in /tmp and an empty output folder."""
+    """A ``kill -9`` of ``eden run --backend emulated`` cannot clean up: its logs are in the output
+    folder already, its secrets (controller keys, admin token) in a 0700 working directory in /tmp
+    that the next run removes when it starts."""
     before_procs = _ours()
     run = _start_long(tmp_path)
     try:

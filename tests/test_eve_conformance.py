@@ -1,4 +1,4 @@
-"""eden's controller as a real EVE device sees it (issue 11; spec §2, §2.1, §2.2).
+"""eden's controller as a real EVE device sees it (spec §2, §2.1, §2.2).
 
 Written from the spec, not from eden's device code: a device played here the way EVE's
 controllerconn/client/zedagent do, byte for byte, against a real ``eden controller serve``

@@ -123,8 +123,8 @@ def test_eden_history_shows_pass_rates_strips_trends_and_flaky(tmp_path: Path, c
 
 
 def test_timing_trends_compare_like_with_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 14: the arrow compared the first and the last run of the window, whatever their seeds
-    or images. Runs with other inputs in between must not move the baseline."""
+    """The trend arrow compares runs with the same seed and images, not the first and the last run of
+    the window: runs with other inputs in between must not move the baseline."""
     db = tmp_path / "h.db"
     runs = [(1, "13.4.0", 30.0), (2, "13.4.0", 90.0), (1, "13.5.0", 80.0), (1, "13.4.0", 32.0), (1, "13.4.0", 31.0)]
     for seed, version, p50 in runs:

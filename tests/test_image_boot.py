@@ -1,4 +1,4 @@
-"""The reference image boots for real under QEMU TCG with swtpm (issue 5 §1).
+"""The reference image boots for real under QEMU TCG with swtpm.
 
 One image build (or the cached one), three power-ons of one disk:
 1. factory state: the boot stage picks A, measures it into PCR 13 (the value the image build

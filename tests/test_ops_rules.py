@@ -1,4 +1,4 @@
-"""Operations rules of the node model (issue 13 items 9, 11, 12 and section 2): attestation
+"""Operations rules of the node model: attestation
 restarts on a config 403, a hung agent, maintenance reasons, device deletion, shutdown.
 
 Same harness as tests/test_node_rules.py (a bare ``Node``, a fake controller, a heap of timers).

@@ -1,4 +1,4 @@
-"""eden's proto/ against upstream lf-edge/eve-api (issue 11 item 8, spec §2).
+"""eden's proto/ against upstream lf-edge/eve-api (spec §2).
 
 ``proto/eve-api-fields.tsv`` is extracted from eve-api by ``scripts/eve-api-table``; every
 message and enum eden defines must match it by full name, field number, type, label and

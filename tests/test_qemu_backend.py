@@ -15,18 +15,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes, wait_reading
-from scenario_texts import onboard_then_wait
+from scenario_texts import onboard_then_wait, preamble
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 MARK = f"eden-qemu-backend-test-{os.getpid()}"
 
@@ -51,21 +50,19 @@ def _no_sock_dir_leaks() -> Iterator[None]:
         shutil.rmtree(SOCK_DIR, ignore_errors=True)
 
 
-def _eden(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    run_tmp = tmp_path / "tmp"
-    run_tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR)}
-    return subprocess.run([sys.executable, "-m", "eden", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def _env(tmp_path: Path) -> dict[str, str]:
+    """A run's environment: its own TMPDIR, this module's marker and socket directory."""
+    return env(tmp_path, mark=MARK, EDEN_SOCK_DIR=str(SOCK_DIR))
 
 
 def test_scenarios_needing_apps_are_refused_on_qemu(tmp_path: Path) -> None:
     """The reference image runs no workloads: app steps are refused before anything starts."""
-    proc = _eden(tmp_path, "validate", "scenarios/app-deploy-resources.yaml", "--backend", "qemu", timeout=60)
+    proc = run_eden("validate", "scenarios/app-deploy-resources.yaml", "--backend", "qemu", env=_env(tmp_path))
     assert proc.returncode == EXIT_INVALID
     assert "needs capability 'apps'" in proc.stdout + proc.stderr
-    ok = _eden(tmp_path, "validate", *(f"scenarios/{s}.yaml" for s in ("baseos-update", "baseos-update-rollback",
-               "update-with-power-loss", "network-outage-recovery", "attestation-tamper")), "--backend", "qemu", timeout=60)
+    ok = run_eden("validate", *(f"scenarios/{s}.yaml" for s in ("baseos-update", "baseos-update-rollback",
+                  "update-with-power-loss", "network-outage-recovery", "attestation-tamper")), "--backend", "qemu",
+                  env=_env(tmp_path))
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -89,12 +86,8 @@ def _start_and_hit(tmp_path: Path, text: str, hit: Callable[[subprocess.Popen[st
     """``eden run`` a scenario on qemu; once its VM runs, ``hit(proc, qemu_pids)``; wait for the end."""
     scenario = tmp_path / "s.yaml"
     scenario.write_text(text)
-    run_tmp = tmp_path / "tmp"
-    run_tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR)}
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
-                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=_env(tmp_path))
     try:
         deadline = time.monotonic() + 240
         while not (pids := _qemu_of_ours()):
@@ -108,7 +101,7 @@ def _start_and_hit(tmp_path: Path, text: str, hit: Callable[[subprocess.Popen[st
             proc.kill()
             proc.wait()
     assert not _ours(), "processes left behind"
-    assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
+    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
     return proc.returncode, output, out
 
 
@@ -121,15 +114,7 @@ def test_ctrl_c_stops_every_vm_and_leaves_nothing(tmp_path: Path) -> None:
     assert rc != EXIT_OK, output[-3000:]
 
 
-NEVER = """
-name: qemu-never
-description: an expectation the device cannot meet in time (a product failure, exit 1)
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-images:
-  base: {version: 13.4.0}
-steps:
+NEVER = preamble("qemu-never", "an expectation the device cannot meet in time (a product failure, exit 1)") + """steps:
   - power_on: {}
   - expect: {device_state: MAINTENANCE_MODE, within: 40s}
 """
@@ -150,16 +135,8 @@ def test_a_qemu_killed_from_outside_is_an_infrastructure_error(tmp_path: Path) -
     assert "QEMU exited unexpectedly" in summary["error"] or "power-on failed" in summary["error"], summary["error"]
 
 
-FAULTS = """
-name: qemu-faults
-description: the NIC's link goes down and up (QMP set_link), then a power cut and power-on
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-controller:
+FAULTS = preamble("qemu-faults", "the NIC's link goes down and up (QMP set_link), then a power cut and power-on",
+                  group="dut") + """controller:
   config_items:
     timer.config.interval: 5
 steps:
@@ -181,7 +158,7 @@ def test_link_down_up_and_a_power_cut_on_a_real_vm(tmp_path: Path) -> None:
     scenario = tmp_path / "faults.yaml"
     scenario.write_text(FAULTS)
     out = tmp_path / "out"
-    proc = _eden(tmp_path, "run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet")
+    proc = run_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=_env(tmp_path), timeout=600)
     assert proc.returncode == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     t_down = next(e["t"] for e in events if e["source"] == "harness" and e["what"] == "network_down")

@@ -20,19 +20,18 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from evedisk import grub_efi, install_boot_loader, make_disk, run
+from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from eden.qemu import eve_image as ev
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 MARK = f"eden-qemu-eve-test-{os.getpid()}"
 DEVICE = "eve-0"
@@ -95,10 +94,7 @@ def _assert_sock_dirs_removed(out: Path) -> None:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    run_tmp = tmp_path / "tmp"
-    run_tmp.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "EDEN_EVE_IMAGE"}
-    return {**env, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp), "EDEN_SOCK_DIR": str(SOCK_DIR), **extra}
+    return env(tmp_path, mark=MARK, drop=("EDEN_EVE_IMAGE",), EDEN_SOCK_DIR=str(SOCK_DIR), **extra)
 
 
 def _synthetic_eve(tmp_path: Path) -> Path:
@@ -110,8 +106,7 @@ def _synthetic_eve(tmp_path: Path) -> Path:
 def _run_with(tmp_path: Path, scenario: Path, out: Path, env: dict[str, str],
               during: Callable[[Path], None]) -> tuple[subprocess.Popen[str], str]:
     """``eden run`` in the background; ``during(work dir)`` once the EVE device's QEMU started."""
-    proc = subprocess.Popen([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
-                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=env)
     try:
         deadline = time.monotonic() + 60
         while not (cmdlines := list((tmp_path / "tmp").glob(f"eden-qemu-*/devices/{DEVICE}/vm/qemu.cmdline"))):
@@ -239,7 +234,7 @@ def test_onboarding_of_an_eve_device_is_seen_through_the_controller(tmp_path: Pa
     scenario.write_text(ONBOARD)
     out = tmp_path / "out"
     env = _env(tmp_path, EDEN_EVE_IMAGE=str(live))
-    agents: list[subprocess.Popen[bytes]] = []
+    agents: list[subprocess.Popen[str]] = []
 
     def during(work: Path) -> None:
         api = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
@@ -248,10 +243,10 @@ def test_onboarding_of_an_eve_device_is_seen_through_the_controller(tmp_path: Pa
         spec = tmp_path / "agent-spec.json"
         spec.write_text(json.dumps({"serial": SERIAL, "device_id": DEVICE, "profile": "eve-qemu-x86_64", "image": "eve-13",
                                     "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
-        agents.append(subprocess.Popen(
-            [sys.executable, "-m", "eden", "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec),
-             "--config-dir", str(cfg), "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl")],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        agents.append(start_eden(
+            "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec), "--config-dir", str(cfg),
+            "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl"),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
 
     try:
         proc, text = _run_with(tmp_path, scenario, out, env, during)
@@ -289,10 +284,9 @@ steps:
 """
 
 
-def _eden_run(tmp_path: Path, scenario: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out",
-                           str(tmp_path / "out"), "--quiet"], cwd=ROOT, env=_env(tmp_path, **env), capture_output=True,
-                          text=True, timeout=120)
+def _eden_run(tmp_path: Path, scenario: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return run_eden("run", str(scenario), "--backend", "qemu", "--out", str(tmp_path / "out"), "--quiet",
+                    env=_env(tmp_path, **extra), timeout=120)
 
 
 def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path) -> None:
@@ -324,10 +318,10 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
     mixed = tmp_path / "mixed.yaml"
     mixed.write_text(SCENARIO.replace("fleet:\n", "fleet:\n  - profile: qemu-x86_64\n"))
     cases.append(({"EDEN_EVE_IMAGE": str(good)}, mixed, "mixes EVE and reference-image devices"))
-    for env, sc, message in cases:
-        proc = _eden_run(tmp_path, sc, **env)
+    for extra, sc, message in cases:
+        proc = _eden_run(tmp_path, sc, **extra)
         text = proc.stdout + proc.stderr
-        assert proc.returncode == EXIT_INVALID, (env, text[-2000:])
+        assert proc.returncode == EXIT_INVALID, (extra, text[-2000:])
         assert message in text, (message, text[-2000:])
         assert "Traceback" not in text
         assert not list((tmp_path / "tmp").glob("eden-qemu-*")), "the working directory was left behind"
@@ -337,7 +331,7 @@ def test_a_wrong_eve_image_is_invalid_input_before_any_vm_starts(tmp_path: Path)
 
 def test_validate_for_qemu_reports_real_image_inputs_at_their_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """`eden validate --backend qemu` checks what `run` would refuse at start (issue 12 section 4):
+    """`eden validate --backend qemu` checks what `run` would refuse at start:
     a missing path: image points at its `path:`, a missing EDEN_EVE_IMAGE at the EVE fleet entry."""
     from eden import cli
 

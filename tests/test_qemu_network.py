@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from eden_subprocess import env, run_eden
+from scenario_texts import preamble
 from leakcheck import marked_processes
 
 from eden.errors import EXIT_OK
 from eden.qemu.machine import Machine, MachineConfig, Nic, port_host, port_nics, stable_mac
 
-ROOT = Path(__file__).resolve().parents[1]
 MARK = f"eden-qemu-network-test-{os.getpid()}"
 
 
@@ -89,16 +88,8 @@ def test_a_cable_pulled_while_off_is_kept_for_the_next_power_on(tmp_path: Path) 
 
 
 # ------------------------------------------------------------------------------------- real VM --
-TWO_PORTS = """
-name: qemu-two-ports
-description: eth0's cable pulled, the agent goes on through eth1; then eth1 too, then both back
-seed: 3
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-controller:
+TWO_PORTS = preamble("qemu-two-ports", "eth0's cable pulled, the agent goes on through eth1; then eth1 too, then both back",
+                     seed=3, group="dut") + """controller:
   config_items:
     timer.config.interval: 5
     timer.metric.interval: 10
@@ -125,11 +116,8 @@ def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1(tmp_path: Path) -> Non
     scenario = tmp_path / "two-ports.yaml"
     scenario.write_text(TWO_PORTS)
     out = tmp_path / "out"
-    run_tmp = tmp_path / "tmp"
-    run_tmp.mkdir()
-    env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(run_tmp)}
-    proc = subprocess.run([sys.executable, "-m", "eden", "run", str(scenario), "--backend", "qemu", "--out", str(out),
-                           "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=env(tmp_path, mark=MARK),
+                    timeout=900)
     assert proc.returncode == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert all(e["status"] == "passed" for e in summary["expectations"]), summary["expectations"]
@@ -155,4 +143,4 @@ def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1(tmp_path: Path) -> Non
     both = [e for e in events if e["what"] == "config_fail" and t_eth1 < e["t"] < t_up]
     assert both and all(e.get("status") == 0 and e.get("error") in ("timeout", "network") for e in both), both
     assert not marked_processes("EDEN_TEST_MARK", MARK), "processes left behind"
-    assert list(run_tmp.iterdir()) == [], "temp dirs left behind"
+    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from eden_subprocess import argv
 from leakcheck import marked_processes
 from scenario_texts import onboard_then_wait
 
@@ -48,8 +49,7 @@ def _start(tmp_path: Path, scenarios: list[Path]) -> tuple[subprocess.Popen[str]
     suite.write_text(f"name: stop-me\nbackend: emulated\nscenarios: [{', '.join(map(str, scenarios))}]\n")
     (tmp_path / "tmp").mkdir()
     log = tmp_path / "qualify.log"
-    cmd = [sys.executable, "-m", "eden", "qualify", str(suite), "--jobs", "2", "--out", str(tmp_path / "out"),
-           "--history", str(tmp_path / "history.db")]
+    cmd = argv("qualify", str(suite), "--jobs", "2", "--out", str(tmp_path / "out"), "--history", str(tmp_path / "history.db"))
     env = {**os.environ, "EDEN_TEST_MARK": MARK, "TMPDIR": str(tmp_path / "tmp")}
     with open(log, "w") as out:  # a file, not a pipe: nothing can block on a full pipe
         proc = subprocess.Popen(_with_default_sigint(cmd), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
@@ -93,7 +93,7 @@ def _sigint_ignored(pid: int) -> bool:
 
 
 def test_eden_hears_sigint_even_if_the_suite_was_started_with_it_ignored(tmp_path: Path) -> None:
-    """Issue 14 item 18: under ``nohup`` the tests above saw ``eden`` ignore the Ctrl-C."""
+    """Started under ``nohup`` (SIGINT ignored, and inherited so), ``eden qualify`` still hears a Ctrl-C."""
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc, log = _start(tmp_path, [SMOKE])

@@ -212,7 +212,7 @@ def test_the_network_check_sees_an_external_request(tmp_path: Path) -> None:
     assert "http://eden-report-check.invalid/x.png" in _network_urls(_netlog_urls(netlog))
 
 
-# ------------------------------------------------ issue 14: the report in a 1400 px window --
+# ------------------------------------------------------------ the report in a 1400 px window --
 MEASURE = """<script>window.addEventListener('load',function(){
 document.querySelectorAll('details').forEach(function(d){d.open=true;});
 var res={page:document.documentElement.scrollWidth,view:document.documentElement.clientWidth,cut:[],plots:[]};

@@ -516,7 +516,7 @@ def test_a_failed_pass_criterion_is_a_product_failure_everywhere(suite: Any, tmp
     assert "Pass criteria" in html_text and "p95 onboarding &lt;= 10 s" in html_text
 
 
-# ------------------------------------------------------------ issue 14: a newcomer's report --
+# ------------------------------------------------------------------------- a newcomer's report --
 def test_a_time_interval_from_two_replications_never_goes_below_zero() -> None:
     """Two replications give t = 12.7: 1 s and 9 s would be "5.0 ± 50.8", a time below -45 s."""
     wide = mean_ci([1.0, 9.0], lower=0.0)

@@ -468,7 +468,7 @@ def _backend(name: str) -> dict[str, object]:
 
 
 def test_controller_503_is_refused_on_emulated(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
-    """Issue 14, item 15: it validated, then failed at run time ('cannot perform')."""
+    """Refused by ``validate``, not at run time ('cannot perform'): the emulated controller cannot answer 503."""
     text = FLEET.replace("count: 3", "count: 1") + "steps:\n  - power_on:\n  - controller_503: {duration: 1m}\n"
     issue = _one(tmp_path, text, profiles, **_backend("emulated"))
     _at(issue, text, "controller_503")
@@ -546,7 +546,7 @@ def test_model_errors_reported_at_once(tmp_path: Path, profiles: dict[str, HwPro
     assert "powr_on" in issues[0].message and "10 minutes" in issues[1].message
 
 
-# ------------------------------------------------------------------------------------------ limits (issue 14, 12-13)
+# ----------------------------------------------------------------------------------------------------- limits
 
 
 @pytest.mark.parametrize(("seed", "message"), [("-1", "must be >= 0"), (str(2**63), "must be <= 9223372036854775807")])
@@ -625,8 +625,8 @@ def test_default_entry_limit_is_checked_before_the_schema(tmp_path: Path, profil
 
 
 def test_unknown_keys_and_cross_checks_in_one_pass(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
-    """Issue 14, item 14: the unknown profile and the bad references were reported only once the
-    unknown keys were fixed."""
+    """Unknown keys, an unknown profile and bad references are all reported by one ``validate``, not
+    one kind at a time."""
     text = (
         FLEET.replace("profile: gateway-arm", "profile: gateway-armm").replace("count: 2", "count: 2\n    imagee: eve-a")
         + "steps:\n  - power_on: {spred: 1s}\n  - baseos_update: {image: eve-c}\n  - reboot:\n    target: gww\n"

@@ -239,7 +239,7 @@ def test_an_unknown_override_key_is_a_warning(tmp_path: Path) -> None:
         ("overrides:\n  config_items: {timer.config.interval: 1}\n", (4, 41), "minimum is 5", ""),
         ("overrides: {duration: 5 parsecs}\n", (3, 23), "is not a duration", ""),
         ("replications: 0\n", (3, 15), "must be >= 1", ""),
-        ("seeds: [1, -2]\n", (3, 12), "must be >= 0", ""),  # seeds feed numpy's SeedSequence (issue 14, item 13)
+        ("seeds: [1, -2]\n", (3, 12), "must be >= 0", ""),  # seeds feed numpy's SeedSequence
         ("overrides: {seed: -1}\n", (3, 19), "must be >= 0", ""),
         ("replications: 3\nseeds: [1, 2]\n", (3, 15), "2 seed(s)", "either 'replications' or 'seeds'"),
         ("backend: simm\n", (3, 10), "unknown backend 'simm'", "did you mean 'sim'?"),

@@ -1,4 +1,4 @@
-"""The type checker and the linter run with the suite (issue 12 section 4).
+"""The type checker and the linter run with the suite.
 
 mypy checks ``eden/`` and ``simulator/`` against a per-file baseline (``tests/mypy-baseline.txt``)
 that may only go down: a file with more errors than its baseline, or errors in a file the baseline

@@ -1,4 +1,4 @@
-"""``eden validate`` under mutated scenario files (hypothesis; issue 14, section 4).
+"""``eden validate`` under mutated scenario files (hypothesis).
 
 Each example takes a shipped scenario (or hardware profile, which ``validate`` checks too) and mutates its text - cuts, repeats and swaps of lines and
 spans, YAML punctuation and control characters dropped in, indentation changed, numbers made huge,

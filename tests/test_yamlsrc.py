@@ -147,7 +147,7 @@ def test_files(tmp_path: Path) -> None:
         load_yaml_file(empty)
 
 
-# ------------------------------------------------------------------ hostile files (issue 14, items 11-13)
+# ------------------------------------------------------------------------------------------ hostile files
 
 
 def _issue(call: object, *args: object):

@@ -28,7 +28,7 @@ import numpy as np
 
 from eden.agent.objects import ObjectReports, hardware, storage_bytes
 from eden.agent.platform import NoPlatform, Platform
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm
 from eden.agent.transport import DeviceLink, Transport
@@ -86,7 +86,7 @@ class AgentDriver:
     def __init__(
         self,
         *,
-        spec: DeviceSpec,
+        spec: AgentSpec,
         params: NodeParams,
         state: StateDir,
         transport: Transport,

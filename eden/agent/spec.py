@@ -42,7 +42,10 @@ class ImageEntry(_Strict):
     """bytes; download and partition-write times scale with it."""
 
 
-class DeviceSpec(_Strict):
+class AgentSpec(_Strict):
+    """What one ``eden agent`` plays (its spec file): identity, hardware profile, image catalogue.
+    The emulated backend writes one for each fleet device of a scenario (:class:`eden.scenario.DeviceSpec`)."""
+
     serial: str = Field(min_length=1)
     device_id: str | None = None
     """Name used by the node model and in events; default: the serial."""
@@ -57,7 +60,7 @@ class DeviceSpec(_Strict):
     config_items: dict[str, int | str | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check(self) -> "DeviceSpec":
+    def _check(self) -> "AgentSpec":
         if self.image not in self.images:
             raise ValueError(f"image '{self.image}' is not in images; {did_you_mean(self.image, self.images, 'image')}")
         for key, value in self.config_items.items():
@@ -110,6 +113,6 @@ class DeviceSpec(_Strict):
         }
 
 
-def load_spec(path: str | Path) -> DeviceSpec:
+def load_spec(path: str | Path) -> AgentSpec:
     """Load and validate a spec file; bad input raises :class:`InvalidInput` located in the file."""
-    return validate_model(DeviceSpec, load_yaml_file(path))
+    return validate_model(AgentSpec, load_yaml_file(path))

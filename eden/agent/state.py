@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography import x509
 
-from eden.agent.spec import DeviceSpec, load_spec
+from eden.agent.spec import AgentSpec, load_spec
 from eden.errors import InvalidInput
 from eden.wire import pki
 from eve import enums as eve_enums
@@ -177,7 +177,7 @@ class StateDir:
         return self.persist_file.is_file()
 
     # spec
-    def init(self, spec: DeviceSpec) -> None:
+    def init(self, spec: AgentSpec) -> None:
         """First start: keep the spec and make the device identity (EVE does this on first boot)."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.config_dir.mkdir(exist_ok=True)
@@ -190,7 +190,7 @@ class StateDir:
             atomic_write(self.path / "device.key.pem", identity.key_pem, mode=0o600)
             atomic_write(self.path / "device.cert.pem", identity.cert_pem)
 
-    def load_spec(self) -> DeviceSpec:
+    def load_spec(self) -> AgentSpec:
         if not self.spec_file.is_file():
             raise InvalidInput.at(str(self.spec_file), 0, 0, "no device spec in the state directory", "pass --spec FILE on the first start")
         return load_spec(self.spec_file)

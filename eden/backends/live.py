@@ -311,7 +311,7 @@ class LiveBackend(Generic[D]):
 
     def _agent_spec(self, dev: DeviceSpec, serial: str, variants: Any, seed: int, boot_time: float) -> Any:
         """The device-agent spec (docs/agent.md) for one scenario device: the same image draws as the simulator."""
-        from eden.agent.spec import DeviceSpec as AgentSpec
+        from eden.agent.spec import AgentSpec
         from eden.agent.spec import ImageEntry
         from eden.device_params import images_for
 

@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from eden.controller.client import AdminClient, AdminError
+from eden.controller.store import TemplateStatus
 from eden.controller.layout import Layout
 from eden.errors import EXIT_INVALID, EXIT_OK, InfrastructureError
 
@@ -74,7 +75,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--since", type=int, default=0)
     q.add_argument("--wait", type=float, default=0.0)
     q = admin("templates", "list PCR templates")
-    q.add_argument("--status", choices=["pending", "approved"], default=None)
+    q.add_argument("--status", choices=get_args(TemplateStatus), default=None)
     q = admin("approve", "approve a pending PCR template")
     q.add_argument("id", type=int)
     admin("stats", "per-endpoint request counts and latency percentiles")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eden.controller.layout import Layout
+from eden.controller.store import TemplateStatus
 
 
 class AdminError(Exception):
@@ -171,7 +172,7 @@ class AdminClient:
         query = "?" + urllib.parse.urlencode({"kind": kind}) if kind else ""
         return self.request("GET", self._dev(serial) + "/info" + query)
 
-    def templates(self, status: str | None = None) -> list[dict[str, Any]]:
+    def templates(self, status: TemplateStatus | None = None) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/templates" + (f"?status={status}" if status else ""))
 
     def approve(self, template_id: int) -> dict[str, Any]:

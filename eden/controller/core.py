@@ -23,7 +23,7 @@ from eden.controller.model import DATASTORE_PATH, RealModel
 from eden.controller.quota import Quotas
 from eden.controller.setup import ensure_ecdh
 from eden.controller.stats import Stats
-from eden.controller.store import Store
+from eden.controller.store import Store, TemplateStatus
 from eden.wire import codec, pki, signing
 from eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS, pcr_digest
 
@@ -677,7 +677,7 @@ class Controller:
             return
         dev = self.model.devices[i]
         learn = (self.learn or self.model.side[i].learn) and not self.model.learned.get(i)
-        status = "approved" if learn else "pending"
+        status: TemplateStatus = "approved" if learn else "pending"
         hexed = {str(k): v.hex() for k, v in sorted(pcrs.items()) if k in QUOTE_PCRS}
         self.store.begin()
         tid = self.store.add_template(dev.serial, digest.hex(), hexed, status)

@@ -10,7 +10,11 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
+
+TemplateStatus = Literal["pending", "approved"]
+"""A PCR template waits for an admin's approval, or is approved (learned or approved by hand): only
+approved templates attest."""
 
 BUSY_BACKOFF = 1.0  # s after a failed wait for the lock during which writes do not wait again
 
@@ -111,7 +115,7 @@ class Store:
         rows = self.db.execute("SELECT serial, idx, state FROM devices ORDER BY idx").fetchall()
         return [(s, i, json.loads(st)) for s, i, st in rows]
 
-    def add_template(self, serial: str, digest: str, pcrs: dict[str, str], status: str) -> int:
+    def add_template(self, serial: str, digest: str, pcrs: dict[str, str], status: TemplateStatus) -> int:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO templates(serial, digest, pcrs, status, created) VALUES (?, ?, ?, ?, ?)",
             (serial, digest, json.dumps(pcrs), status, time.time()),
@@ -121,7 +125,7 @@ class Store:
         row = self.db.execute("SELECT id FROM templates WHERE serial=? AND digest=?", (serial, digest)).fetchone()
         return int(row[0])
 
-    def set_template_status(self, tid: int, status: str) -> None:
+    def set_template_status(self, tid: int, status: TemplateStatus) -> None:
         self.db.execute("UPDATE templates SET status=? WHERE id=?", (status, tid))
 
     def templates(self) -> list[dict[str, Any]]:

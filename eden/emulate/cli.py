@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.emulate.fleet import Fleet, MeasuredTransport
 from eden.emulate.recorder import Recorder, percentiles_ms
 from eden.errors import EXIT_FAILED, EXIT_OK, InfrastructureError, InvalidInput
@@ -123,12 +123,12 @@ class Target:
             raise _bad("--controller", f"bad URL {self.url!r}", "https://HOST:PORT")
 
 
-def _check(args: argparse.Namespace) -> DeviceSpec:
+def _check(args: argparse.Namespace) -> AgentSpec:
     if args.count < 1:
         raise _bad("--count", "must be at least 1")
     if not args.duration > 0 or args.ramp < 0 or args.warmup < 0 or args.connections < 1 or not 0 <= args.max_error_rate <= 1 or not args.boot_time > 0:
         raise _bad("eden emulate", "need --duration > 0, --ramp >= 0, --warmup >= 0, --connections >= 1, --boot-time > 0, 0 <= --max-error-rate <= 1")
-    template = DeviceSpec.model_validate({"serial": "template", "profile": args.profile, "image": "base",
+    template = AgentSpec.model_validate({"serial": "template", "profile": args.profile, "image": "base",
                                           "images": {"base": {"version": args.image_version}}, "boot_time": args.boot_time})
     template.node_params()  # unknown profile -> InvalidInput now
     return template
@@ -160,7 +160,7 @@ def rss_mb() -> tuple[float, float]:
     return now, peak
 
 
-async def emulate(args: argparse.Namespace, template: DeviceSpec, items: dict[str, Any], target: Target) -> dict[str, Any]:
+async def emulate(args: argparse.Namespace, template: AgentSpec, items: dict[str, Any], target: Target) -> dict[str, Any]:
     console = Console(stderr=True)
     recorder = Recorder()
     rss_before, _ = rss_mb()

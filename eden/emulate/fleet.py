@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from cryptography import x509
 
 from eden.agent.driver import AgentDriver, PortUrls
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import Saved
 from eden.agent.transport import DeviceLink, Transport, image_map
 from eden.emulate.recorder import Recorder
@@ -106,7 +106,7 @@ class FleetEvents:
 class EmulatedDevice:
     __slots__ = ("index", "spec", "params", "state", "link", "driver", "started", "stopping", "reboots", "failure")
 
-    def __init__(self, index: int, spec: DeviceSpec, params: NodeParams, link: DeviceLink) -> None:
+    def __init__(self, index: int, spec: AgentSpec, params: NodeParams, link: DeviceLink) -> None:
         self.index = index
         self.spec = spec
         self.params = params
@@ -148,7 +148,7 @@ class EmulatedDevice:
 class Fleet:
     """Build N devices from one template spec; :meth:`start` them spread over ``ramp`` seconds."""
 
-    def __init__(self, *, template: DeviceSpec, count: int, serial_prefix: str, transport: MeasuredTransport,
+    def __init__(self, *, template: AgentSpec, count: int, serial_prefix: str, transport: MeasuredTransport,
                  url: str, onboard: pki.Issued) -> None:
         self.transport = transport
         self.urls = PortUrls(default=url)

@@ -1,4 +1,4 @@
-"""The reference device image (issue 5 §1): a Debian-based VM image with a real A/B boot.
+"""The reference device image: a Debian-based VM image with a real A/B boot.
 
 ``eden image build`` makes it (:mod:`eden.image.build`); :mod:`eden.image.bootstate` is the
 boot-state partition format shared by the initramfs boot stage and the agent in the guest.

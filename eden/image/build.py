@@ -1,4 +1,4 @@
-"""Build the reference device image (issue 5 §1, docs/reference-image.md).
+"""Build the reference device image (docs/reference-image.md).
 
 Steps: debootstrap bookworm minbase (python3, busybox-static, dropbear-bin, tpm2-tools) from the
 host's apt mirror; the Debian cloud kernel with ``apt-get download`` + ``dpkg-deb -x``; the eden

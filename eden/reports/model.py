@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Verdict = Literal["passed", "failed", "broken"]
+from eden.verdicts import EntryVerdict, RunVerdict, entry_verdict
 
 KEY_TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
 """The per-entry key timings every report shows (seconds; stats as in summary.json)."""
@@ -55,8 +55,8 @@ class EntryResult(Model):
     backend: str
     seed: int
     replication: int = 0
-    verdict: Verdict
-    run_verdict: Literal["passed", "failed", "error"] | None = None
+    verdict: EntryVerdict
+    run_verdict: RunVerdict | None = None
     """What ``eden run`` said for this entry (before the suite's pass criteria)."""
     error: str | None = None
     """Why the entry is broken (infrastructure / harness), when it is."""
@@ -120,7 +120,7 @@ class SuiteResults(Model):
         return out
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> EntryVerdict:
         c = self.counts()
         if c["broken"]:
             return "broken"
@@ -204,12 +204,7 @@ def entry_from_summary(
     expectation or a criterion failed, else ``passed``."""
     criteria = criteria or []
     run_verdict = summary.get("verdict")
-    if run_verdict == "error":
-        verdict: Verdict = "broken"
-    elif run_verdict == "failed" or any(c.status == "failed" for c in criteria):
-        verdict = "failed"
-    else:
-        verdict = "passed"
+    verdict = entry_verdict(run_verdict, criteria_failed=any(c.status == "failed" for c in criteria))
     timings = (summary.get("metrics") or {}).get("timings") or {}
     return EntryResult(
         id=entry_id,
