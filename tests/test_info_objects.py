@@ -18,7 +18,7 @@ import pytest
 
 from eden.agent.driver import AgentDriver, Outcome, PortUrls
 from eden.agent.objects import ObjectReports, app_objects, hardware
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.transport import DeviceLink, Transport, image_map
 from eden.controller.core import BadRequest, Controller
@@ -145,7 +145,7 @@ def test_a_download_error_is_the_content_trees_and_the_volumes() -> None:
 
 
 def test_the_hardware_report_comes_from_the_profile() -> None:
-    spec = DeviceSpec.model_validate(SPEC)
+    spec = AgentSpec.model_validate(SPEC)
     hw = hardware(spec.node_params(), _node({}, {}), 32 << 30)["data"]
     assert hw == {**HARDWARE["data"], "nics": [{"name": "eth0", "kind": "ethernet", "speed_mbps": 1000},
                                                {"name": "eth1", "kind": "ethernet", "speed_mbps": 1000}]}
@@ -185,7 +185,7 @@ def test_an_emulated_device_with_an_app_reports_its_volume_content_tree_and_hard
     with ServeProcess(root) as server:
         admin = server.admin()
         admin.preregister("obj-1", config={"apps": {"web": app}})
-        spec = DeviceSpec.model_validate(SPEC)
+        spec = AgentSpec.model_validate(SPEC)
         state = StateDir(tmp_path / "dev")
         state.init(spec)
         layout = server.layout

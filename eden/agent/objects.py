@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping
 
-from eden.agent.spec import DeviceSpec
+from eden.agent.spec import AgentSpec
 from eden.errors import InvalidInput
 from eden.profiles import HwProfile, load_profiles, profiles_dir
 from eden.wire import codec, objinfo
@@ -44,7 +44,7 @@ def hardware(params: NodeParams, node: Node, storage: int) -> Obj:
         "nics": [{"name": p.name, "kind": p.kind, "speed_mbps": int(p.speed * 8 // 1_000_000)} for p in params.ports]}}
 
 
-def storage_bytes(spec: DeviceSpec) -> int:
+def storage_bytes(spec: AgentSpec) -> int:
     """The profile's disk size (NodeParams does not carry it); 0 when the profile cannot be read."""
     try:
         profiles = _profiles(str(profiles_dir()))
