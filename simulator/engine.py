@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
-from simulator.controller import RTT, ControllerModel
+from simulator.capacity import RTT
+from simulator.controller import ControllerModel
 from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
 from eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
 
