@@ -16,6 +16,24 @@ from typing import Any
 
 from eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
 
+DEFAULT_METRIC_INTERVAL = 60  # seconds: timer.metric.interval's default (spec §6)
+
+
+def dormant_time(metric_interval: Any) -> float:
+    """How long a device may stay silent and still count as connected: 3 x its metric interval
+    (spec §1: metrics advertise ``dormant_time_in_seconds`` = 3 x ``timer.metric.interval``)."""
+    try:
+        return 3.0 * float(metric_interval)
+    except (TypeError, ValueError):
+        return 3.0 * DEFAULT_METRIC_INTERVAL
+
+
+def connected(now: float, last_seen: Any, metric_interval: Any) -> Any:
+    """Whether a device last heard from at ``last_seen`` is connected at ``now`` (spec §1).
+
+    ``last_seen`` may be an array of times: the answer is then an array of booleans."""
+    return now - last_seen <= dormant_time(metric_interval)
+
 
 @dataclass
 class DeviceRecord:
@@ -61,14 +79,10 @@ class Controller:
         self.devices.append(DeviceRecord(serial=serial, firmware=firmware, images=images))
         return len(self.devices) - 1
 
-    def dormant_time(self, i: int) -> float:
-        """3 x the device's metric interval: silence longer than this means offline (§1)."""
-        dev = self.devices[i]
-        interval = dev.items.get("timer.metric.interval", self.global_items.get("timer.metric.interval", 60))
-        try:
-            return 3.0 * float(interval)
-        except (TypeError, ValueError):
-            return 180.0
+    def metric_interval(self, i: int) -> Any:
+        """Device ``i``'s ``timer.metric.interval``: its own item, else the global one."""
+        default = self.global_items.get("timer.metric.interval", DEFAULT_METRIC_INTERVAL)
+        return self.devices[i].items.get("timer.metric.interval", default)
 
     def config_changed(self, i: int) -> None:
         """Hook: device ``i``'s desired config got a new version (``devices[i].ver``)."""
