@@ -48,6 +48,7 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
+from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
 
@@ -114,7 +115,7 @@ Action = Send | SetTimer | CancelAll | Reset | Note
 class ImageInfo:
     name: str
     version: str
-    behaviour: str  # good | crash-on-boot | no-controller | changes-pcrs (already resolved per node)
+    behaviour: str  # one of eve.images.BEHAVIOURS, already resolved per node
     size: int
     verify_ok: bool = True
     """False: every download of this image fails verification (a corrupt blob in the datastore, §4)."""
@@ -123,8 +124,7 @@ class ImageInfo:
     def rootfs_measurement(self) -> str:
         """What stage-2 GRUB measures into PCR 13 (§1). A changes-pcrs image measures differently
         from the released build the controller approved."""
-        base = f"{self.name}:{self.version}"
-        return base + ":unexpected-measurement" if self.behaviour == "changes-pcrs" else base
+        return rootfs_measurement(self.name, self.version, self.behaviour)
 
 
 @dataclass(frozen=True)
@@ -552,7 +552,7 @@ class Node:
         duration = max(1.0, float(self.p.boot_time(self.luck)))
         # The one boot a new image gets (tries 1 -> 0) is its test boot.
         self._note("boot_start", partition=label, version=part.version, test_boot=label in updating)
-        if self.image.behaviour == "crash-on-boot":
+        if self.image.behaviour == CRASH_ON_BOOT:
             self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
         elif self.p.boot_hang and self.luck.random() < self.p.boot_hang:
             self._timer("watchdog", now + 0.5 * duration + WATCHDOG_CHANGE)
@@ -667,7 +667,7 @@ class Node:
                 ps.failed[other.version or ""] = text or reason.name
         self.boot_reason, self.boot_reason_text = reason, text
         self.testing = cur.state == PartitionState.INPROGRESS
-        self.net_broken = self.image is not None and self.image.behaviour == "no-controller"
+        self.net_broken = self.image is not None and self.image.behaviour == NO_CONTROLLER
         # Vault (§5): unseal locally when the PCRs match the sealing policy.
         self.vault_at = now
         if not self.p.tpm:

@@ -37,7 +37,7 @@ from eden.errors import InfrastructureError
 from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
-from eve.node import ImageInfo
+from eve.images import approved_measurements
 from eve.controller import DEFAULT_METRIC_INTERVAL, connected
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
@@ -304,9 +304,8 @@ class LiveBackend(Generic[D]):
         knows them): its firmware reference and the released (approved) builds."""
         sc = self.loaded.scenario
         ref_images = {
-            name: {"version": img.version, "measurement": ImageInfo(name, img.version, "good", img.size).rootfs_measurement}
-            for name, img in sc.images.items()
-            if img.behaviour != "changes-pcrs"
+            name: {"version": version, "measurement": measurement}
+            for name, (version, measurement) in approved_measurements(sc.images).items()
         }
         await asyncio.to_thread(self.admin.preregister, serial, firmware=ref["firmware"], images=ref_images, config={})
 

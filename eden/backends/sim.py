@@ -27,6 +27,7 @@ from eden.timeline import Timeline
 from simulator.controller import ControllerModel
 from simulator.engine import Engine
 from eve.node import ImageInfo, Node, NodeParams
+from eve.images import approved_measurements
 from eve.controller import DEFAULT_METRIC_INTERVAL, connected
 
 T = TypeVar("T")
@@ -72,11 +73,7 @@ class SimBackend:
         variants = stream(seed, "image-variants")
         self.nodes: list[Node] = []
         self.variant_of: dict[str, dict[str, str]] = {}
-        nominal = {
-            name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
-            for name, img in sc.images.items()
-            if img.behaviour != "changes-pcrs"
-        }
+        nominal = {name: measurement for name, (_, measurement) in approved_measurements(sc.images).items()}
         for i, dev in enumerate(loaded.devices):
             images = self._images_for(dev, variants)
             params = self._params(dev, images)
