@@ -330,7 +330,8 @@ class Node:
     def zboot(self) -> Zboot:
         return self.persist.zboot
 
-    def _ports(self, index: int | None = None) -> tuple[str, ...]:
+    def ports(self, index: int | None = None) -> tuple[str, ...]:
+        """The ports of DPC ``index`` (default: the one in use); () when there is none."""
         dpcs = self.dpc_list()
         idx = self.dpc_index if index is None else index
         if not dpcs or idx < 0 or idx >= len(dpcs):
@@ -363,7 +364,7 @@ class Node:
             # The booted image never brings its network up: every request times out on dial.
             self._timer(f"netfail:{rid}", now + DIAL_TIMEOUT)
         else:
-            self._out.append(Send(kind, rid, body, self._ports() if ports is None else ports))
+            self._out.append(Send(kind, rid, body, self.ports() if ports is None else ports))
         return rid
 
     # ------------------------------------------------------------------------------- properties --
@@ -587,6 +588,35 @@ class Node:
         self.phase = "off"
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
+
+    # -- what a real platform reads from its disk and TPM (the simulator has no such inputs) --
+    def on_disk_state(self, label: str, state: PartitionState, *, before_boot: bool = False) -> bool:
+        """The disk says partition ``label`` is in ``state``, and the disk wins. Read before
+        power-on, an UPDATING partition found INPROGRESS had its one try spent by a boot the node
+        never saw (a crash before the agents started), which came last. True when so."""
+        part = self.zboot[label]
+        unseen = before_boot and part.state == PartitionState.UPDATING and state == PartitionState.INPROGRESS
+        if unseen:
+            self.persist.last_booted = label
+        part.state = state
+        return unseen
+
+    def on_booted_from(self, label: str) -> None:
+        """The bootloader really started partition ``label``."""
+        self.zboot.current = label
+
+    def on_disk_release(self, label: str, version: str | None, name: str | None) -> None:
+        """Partition ``label`` holds release ``name`` ``version``: what runs is that image."""
+        part = self.zboot[label]
+        if part.version != version:
+            part.version = version
+            part.image_id = name or part.image_id
+        if self.image is not None and self.image.version != part.version:
+            self.image = self.p.images.get(part.image_id or "", self.image)
+
+    def on_measured(self, pcrs: dict[int, bytes]) -> None:
+        """What firmware and the boot stages really measured into the TPM (spec §5)."""
+        self.pcrs = pcrs
 
     def tamper(self, stage: str, now: float) -> list[Action]:
         """An attacker changes firmware/bootloader/rootfs/config; measured at the next boot."""
@@ -1271,7 +1301,7 @@ class Node:
         down has no address, so it does not count. Datastores on ``.local`` hosts (exempt from the
         gate) are not modelled."""
         max_cost = self.item("network.download.max.cost")
-        dpc = self._ports()
+        dpc = self.ports()
         usable = [
             p for p in self.p.ports
             if p.name in dpc and p.mgmt and p.name not in self.links_down and p.cost <= max_cost
@@ -1774,7 +1804,7 @@ class Node:
                 self._dpc_restart_verify(now)
             return
         if self.dpc_index != 0 and self._reverify is None:
-            self._send("ping", {}, now, ctx=("better", 0), ports=self._ports(0))
+            self._send("ping", {}, now, ctx=("better", 0), ports=self.ports(0))
         if better > 0 and self.dpc_index != 0:
             self._timer("portbetter", now + better)
 
@@ -1807,7 +1837,7 @@ class Node:
                     self._dpc_restart_verify(now)  # a pushed DPC list: nim's own walk (§4)
                 elif self._port_fails >= 2:  # two consecutive failures: re-verify the list (§4)
                     self._reverify = 0
-                    self._send("ping", {}, now, ctx=("reverify", 0), ports=self._ports(0))
+                    self._send("ping", {}, now, ctx=("reverify", 0), ports=self.ports(0))
             return
         # re-verify walks the DPC list by priority and takes the first that works
         if ok or remote_temporary:
@@ -1819,7 +1849,7 @@ class Node:
         nxt = index + 1
         if nxt < len(self.dpc_list()):
             self._reverify = nxt
-            self._send("ping", {}, now, ctx=("reverify", nxt), ports=self._ports(nxt))
+            self._send("ping", {}, now, ctx=("reverify", nxt), ports=self.ports(nxt))
         else:
             # Every DPC failed: the device parks at index 0, the most preferred (§4).
             self._reverify = None
@@ -1852,7 +1882,7 @@ class Node:
     def _dpc_configured_ports(self) -> list[str]:
         """The management ports the current DPC names (DevicePortStatus.ports with isMgmt)."""
         if self.persist.dpcs is None:
-            return list(self._ports())
+            return list(self.ports())
         dpcs = self._dpcs()
         return list(dpcs[self.dpc_index].ports) if 0 <= self.dpc_index < len(dpcs) else []
 
@@ -1899,7 +1929,7 @@ class Node:
         exists has nothing to test with and is judged at once (missing interface)."""
         ctx = ("verify", self._verify_gen, index, started)
         d = self._dpcs()[index]
-        if not d.broken and not self._ports(index):
+        if not d.broken and not self.ports(index):
             self._dpc_verify_response(False, False, ctx, now)
             return
         self._send("ping", {}, now, ctx=ctx)
@@ -1933,7 +1963,7 @@ class Node:
             if self.dpc_index != 0 and better > 0:
                 self._timer("portbetter", now + better)
             return
-        usable = self._ports(index)
+        usable = self.ports(index)
         duration = self.item("timer.port.testduration")
         if not usable and not d.broken and now - started < dpcl.WAIT_FOR_INTF_RETRIES * duration:
             d.state = DPCState.INTF_WAIT

@@ -137,7 +137,7 @@ class Engine:
         self.quiet[i] = node.quiescent()
         self.last_ok[i] = node.last_contact
         down = self.port_down[i]
-        ports = node._ports()
+        ports = node.ports()
         self.net_ok[i] = any(p not in down for p in ports) if down else bool(ports)
         if self._items_seen[i] != node.items_version:
             self._items_seen[i] = node.items_version
