@@ -48,6 +48,7 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
+from eve.vocab import PERIODIC, Timer, TimerFamily
 from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
@@ -2064,66 +2065,62 @@ class Node:
             ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot", "nodeop"))
         ):
             return self._drain()  # that agent is hung (hang)
-        if name == "config":
-            if self.zedagent:
-                self._config_tick(now)
-        elif name == "nodeagent":
-            self._nodeagent_tick(now)
-        elif name == "reboot":
-            if self.rebooting is not None:
-                self._reboot_step(now)
-        elif name == "nodeop":
-            self._node_op_step(now)
-        elif name == "metrics":
-            self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
-            if self.zedagent:
-                self._send("metrics", {"at": now}, now)
-        elif name == "deviceinfo":
-            self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
-            self._publish(now)
-        elif name == "porttest":
-            self._port_test(now)
-        elif name == "portbetter":
-            self._port_better(now)
-        elif name == "logs":
-            self._logs_fire(now)
-        elif name == "onboard":
-            if self.onboarding:
-                self._onboard_attempt(now)
-        elif name == "onboard_fast":
-            if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
-                self.onboarding = False  # cached UUID: done without the controller (§1)
-                self._start_zedagent(now)
-        elif name == "attest":
-            if self.attest == AttestState.RESTART_WAIT:
-                self._attest_start(now)
-        elif name == "quote":
-            self._send_quote(now)
-        elif name == "info":
-            self._info_waiting = False
-            if self._info_dirty and not self._info_inflight:
-                self._send_info(now)
-        elif name == "bos_download":
-            self._dl_finished("bos", now)
-        elif name.startswith("dl:"):
-            self._dl_finished(name[3:], now)
-        elif name.startswith("dlstall:"):
-            self._dl_stall_check(name[8:], now)
-        elif name.startswith("dlretry:"):
-            self._dl_retry_tick(name[8:], now)
-        elif name == "bos_write":
-            self._bos_written(now)
-        elif name == "hang":
-            self.hang("zedagent", now)
-        elif name.startswith("app:"):
-            self._app_timer(name[4:], now)
-        elif name == "app_retry":
-            self._app_retry(now)
-        elif name.startswith("dpcverify:"):
-            self._dpc_verify_timer(name, now)
-        elif name.startswith("netfail:"):
-            return self.on_response(int(name[8:]), 0, {"error": "timeout"}, now)
+        if name.startswith(TimerFamily.NET_FAIL):
+            return self.on_response(int(name[len(TimerFamily.NET_FAIL):]), 0, {"error": "timeout"}, now)
+        handler = _ON_TIMER.get(name)
+        if handler is not None:
+            handler(self, now)
+        else:
+            for family, keyed in _ON_KEYED_TIMER.items():
+                if name.startswith(family):
+                    keyed(self, name[len(family):], now)
+                    break
         return self._drain()
+
+    # -- timer handlers of a running node (dispatched by on_timer through _ON_TIMER) --
+    def _on_config_timer(self, now: float) -> None:
+        if self.zedagent:
+            self._config_tick(now)
+
+    def _on_reboot_timer(self, now: float) -> None:
+        if self.rebooting is not None:
+            self._reboot_step(now)
+
+    def _on_periodic_report(self, timer: Timer, now: float) -> None:
+        """Re-arm a periodic report timer with its jitter (spec §6, :data:`eve.vocab.PERIODIC`)."""
+        rule = PERIODIC[timer]
+        lo, hi = rule.jitter
+        self._timer(timer, now + self.rng.uniform(lo, hi) * self.item(rule.interval_item))  # type: ignore[arg-type]
+
+    def _on_metrics_timer(self, now: float) -> None:
+        self._on_periodic_report(Timer.METRICS, now)
+        if self.zedagent:
+            self._send("metrics", {"at": now}, now)
+
+    def _on_deviceinfo_timer(self, now: float) -> None:
+        self._on_periodic_report(Timer.DEVICEINFO, now)
+        self._publish(now)
+
+    def _on_onboard_timer(self, now: float) -> None:
+        if self.onboarding:
+            self._onboard_attempt(now)
+
+    def _on_onboard_fast_timer(self, now: float) -> None:
+        if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
+            self.onboarding = False  # cached UUID: done without the controller (§1)
+            self._start_zedagent(now)
+
+    def _on_attest_timer(self, now: float) -> None:
+        if self.attest == AttestState.RESTART_WAIT:
+            self._attest_start(now)
+
+    def _on_hang_timer(self, now: float) -> None:
+        self.hang("zedagent", now)
+
+    def _on_info_timer(self, now: float) -> None:
+        self._info_waiting = False
+        if self._info_dirty and not self._info_inflight:
+            self._send_info(now)
 
     def on_response(self, rid: int, status: int, body: dict[str, Any], now: float) -> list[Action]:
         entry = self._inflight.pop(rid, None)
@@ -2150,6 +2147,38 @@ class Node:
             self._logs_response(status, now)
         # metrics: best effort, nothing to do
         return self._drain()
+
+
+_ON_TIMER: dict[str, Callable[[Node, float], None]] = {
+    Timer.CONFIG: Node._on_config_timer,
+    Timer.NODEAGENT: Node._nodeagent_tick,
+    Timer.REBOOT: Node._on_reboot_timer,
+    Timer.NODEOP: Node._node_op_step,
+    Timer.METRICS: Node._on_metrics_timer,
+    Timer.DEVICEINFO: Node._on_deviceinfo_timer,
+    Timer.PORTTEST: Node._port_test,
+    Timer.PORTBETTER: Node._port_better,
+    Timer.LOGS: Node._logs_fire,
+    Timer.ONBOARD: Node._on_onboard_timer,
+    Timer.ONBOARD_FAST: Node._on_onboard_fast_timer,
+    Timer.ATTEST: Node._on_attest_timer,
+    Timer.QUOTE: Node._send_quote,
+    Timer.INFO: Node._on_info_timer,
+    Timer.BOS_DOWNLOAD: lambda node, now: node._dl_finished("bos", now),
+    Timer.BOS_WRITE: Node._bos_written,
+    Timer.HANG: Node._on_hang_timer,
+    Timer.APP_RETRY: Node._app_retry,
+}
+"""What a running node does when a fixed-name timer fires."""
+
+_ON_KEYED_TIMER: dict[str, Callable[[Node, str, float], None]] = {
+    TimerFamily.DOWNLOAD: Node._dl_finished,
+    TimerFamily.DOWNLOAD_STALL: Node._dl_stall_check,
+    TimerFamily.DOWNLOAD_RETRY: Node._dl_retry_tick,
+    TimerFamily.APP: Node._app_timer,
+    TimerFamily.DPC_VERIFY: lambda node, key, now: node._dpc_verify_timer(TimerFamily.DPC_VERIFY + key, now),
+}
+"""What a running node does when a keyed timer (family prefix + key) fires."""
 
 
 def image_digest(name: str, version: str) -> str:
