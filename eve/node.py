@@ -48,7 +48,7 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
-from eve.vocab import PERIODIC, Timer, TimerFamily
+from eve.vocab import PERIODIC, Phase, Timer, TimerFamily
 from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
@@ -209,7 +209,7 @@ class Persist:
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
 _ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
-_ZEDAGENT_TIMERS = frozenset({"config", "metrics", "deviceinfo", "info", "attest", "quote"})
+_ZEDAGENT_TIMERS = frozenset({Timer.CONFIG, Timer.METRICS, Timer.DEVICEINFO, Timer.INFO, Timer.ATTEST, Timer.QUOTE})
 
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
 
@@ -240,7 +240,7 @@ class Node:
         self._dpc_cache: dict[bool, list[tuple[str, tuple[str, ...]]]] = {}
         self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
-        self.phase = "off"  # off | booting | running | bricked
+        self.phase = Phase.OFF
         self.links_down: set[str] = set()
         """Ports whose link is down (hardware, survives reboots); set by the driver through :meth:`links`."""
         self._reset_volatile()
@@ -375,11 +375,11 @@ class Node:
 
     @property
     def bricked(self) -> bool:
-        return self.phase == "bricked" or self.persist.boots_without_agents >= CRASH_LOOP_BRICK
+        return self.phase == Phase.BRICKED or self.persist.boots_without_agents >= CRASH_LOOP_BRICK
 
     @property
     def running_version(self) -> str | None:
-        if self.phase not in ("running", "rebooting") or self.zboot.current is None:
+        if self.phase not in (Phase.RUNNING, Phase.REBOOTING) or self.zboot.current is None:
             return None
         return self.zboot.current_partition.version
 
@@ -410,7 +410,7 @@ class Node:
         first success, an info message waiting for a reconnect, a failing link - needs the node.
         """
         return (
-            self.phase == "running"
+            self.phase == Phase.RUNNING
             and self.zedagent
             and not self.poll_inflight
             and self.config_status == ConfigGetStatus.SUCCESS
@@ -524,16 +524,16 @@ class Node:
 
     # ------------------------------------------------------------------------------ power / boot --
     def power_on(self, now: float) -> list[Action]:
-        if self.phase not in ("off",):
+        if self.phase not in (Phase.OFF,):
             return self._drain()
         self._reset_volatile()
-        self.phase = "booting"
+        self.phase = Phase.BOOTING
         self.boot_at = now
         prev = self.persist.last_booted
         updating = {lbl for lbl, part in self.zboot.partitions.items() if part.state == PartitionState.UPDATING}
         label = self.zboot.select_boot()  # GRUB gptprio.next (§1, §3): decrements tries
         if label is None:
-            self.phase = "bricked"
+            self.phase = Phase.BRICKED
             self._note("bricked", why="no bootable partition")
             return self._drain()
         self._prev_booted = prev
@@ -555,24 +555,24 @@ class Node:
         # The one boot a new image gets (tries 1 -> 0) is its test boot.
         self._note("boot_start", partition=label, version=part.version, test_boot=label in updating)
         if self.image.behaviour == CRASH_ON_BOOT:
-            self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
+            self._timer(Timer.CRASH, now + 0.6 * duration)  # kernel panic before the agents start
         elif self.p.boot_hang and self.luck.random() < self.p.boot_hang:
-            self._timer("watchdog", now + 0.5 * duration + WATCHDOG_CHANGE)
+            self._timer(Timer.WATCHDOG, now + 0.5 * duration + WATCHDOG_CHANGE)
         else:
-            self._timer("booted", now + duration)
+            self._timer(Timer.BOOTED, now + duration)
         return self._drain()
 
     def power_off(self, now: float) -> list[Action]:
         """Power removed: everything volatile is lost; the next boot reports POWER_FAIL (§7)."""
-        if self.phase == "off":
+        if self.phase == Phase.OFF:
             return self._drain()
         was = self.phase
         self._out.append(CancelAll())
         self._logs_stop(now)
         self._reset_volatile()
-        if was != "bricked":
+        if was != Phase.BRICKED:
             self.persist.power_lost = True
-        self.phase = "off"
+        self.phase = Phase.OFF
         self._note("power_off")
         return self._drain()
 
@@ -586,7 +586,7 @@ class Node:
         self._out.append(CancelAll())
         self._logs_stop(now)
         self._reset_volatile()
-        self.phase = "off"
+        self.phase = Phase.OFF
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
 
@@ -632,7 +632,7 @@ class Node:
         and its copy of the config status stays what zedagent last published (no fallback from a
         hung zedagent's silence). A hung zedagent polls, reports and attests no more; a hung
         nodeagent no longer runs its timers or a reboot in progress."""
-        if self.phase != "running" or agent in self.hung:
+        if self.phase != Phase.RUNNING or agent in self.hung:
             return self._drain()
         first = not self.hung
         self.hung.add(agent)
@@ -643,16 +643,16 @@ class Node:
             for rid in [r for r, (kind, _ctx) in self._inflight.items() if kind in _ZEDAGENT_REQUESTS]:
                 del self._inflight[rid]  # its answers find nobody to read them
         if first:
-            self._timer("watchdog", now + WATCHDOG_CHANGE)
+            self._timer(Timer.WATCHDOG, now + WATCHDOG_CHANGE)
         return self._drain()
 
     def agent_exit(self, agent: str, now: float) -> list[Action]:
         """An agent's process dies: the watchdog finds /run/<agent>.pid dead at its next 1 s check
         and reboots with WATCHDOG_PID (§7, eve:pkg/watchdog). The first recorded reason wins."""
-        if self.phase != "running":
+        if self.phase != Phase.RUNNING:
             return self._drain()
         self._note("agent_exit", agent=agent)
-        self._timer("watchdog_pid", now + WATCHDOG_INTERVAL)
+        self._timer(Timer.WATCHDOG_PID, now + WATCHDOG_INTERVAL)
         self._dead_agent = agent
         return self._drain()
 
@@ -669,7 +669,7 @@ class Node:
 
     def _booted(self, now: float) -> None:
         """Kernel and linuxkit services are up: nodeagent decides the boot reason, agents start."""
-        self.phase = "running"
+        self.phase = Phase.RUNNING
         self.agents_at = now
         ps = self.persist
         ps.boots_without_agents = 0
@@ -721,7 +721,7 @@ class Node:
         if not self.vault_unlocked:
             self._note("vault_locked")
         if self.p.hang_per_day > 0:
-            self._timer("hang", now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
+            self._timer(Timer.HANG, now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
         if ps.disk_full:  # volumemgr and tpmmgr report again at start (disk_space, tpm_sanity)
             self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, True, now)
         if ps.tpm_broken:
@@ -741,7 +741,7 @@ class Node:
         self._got_certs = self._registered = self._register_failed = False
         self._onboard_attempt(now)
         if self.onboarded:
-            self._timer("onboard_fast", now + ONBOARD_FAST_PATH)
+            self._timer(Timer.ONBOARD_FAST, now + ONBOARD_FAST_PATH)
 
     def _onboard_attempt(self, now: float) -> None:
         """One attempt of P:cmd/client/client.go ``Run`` (§1): ``certs`` only until the first
@@ -754,7 +754,7 @@ class Node:
             self._send("uuid", {}, now)
 
     def _onboard_failed(self, now: float) -> None:
-        self._timer("onboard", now + self._ob_backoff)
+        self._timer(Timer.ONBOARD, now + self._ob_backoff)
         self._ob_backoff = min(self._ob_backoff * 2, ONBOARD_BACKOFF_CAP)
 
     def _onboard_response(self, kind: str, status: int, body: dict[str, Any], now: float) -> None:
@@ -805,13 +805,13 @@ class Node:
                 bos["zsw"] = ZSwState.INITIAL
             elif bos["zsw"] == ZSwState.LOADING:
                 bos["zsw"] = ZSwState.DELIVERED
-        self._timer("config", now)  # first poll at start (§1)
+        self._timer(Timer.CONFIG, now)  # first poll at start (§1)
         self._uuid_lookup_at = now  # lastDevUUIDChange starts at zedagent start (§1)
-        self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
-        self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
-        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self._timer(Timer.METRICS, now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
+        self._timer(Timer.DEVICEINFO, now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
+        self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
         self.logs = LogUploader(self.persist.logs, now)
-        self._timer("logs", now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
+        self._timer(Timer.LOGS, now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
         if self._reverify is None or self.persist.dpcs is None:
             self.dpc_state = DPCState.SUCCESS
         self._attest_start(now)
@@ -838,7 +838,7 @@ class Node:
         self._publish(now)
 
     def _config_tick(self, now: float) -> None:
-        self._timer("config", now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
+        self._timer(Timer.CONFIG, now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
         if self.poll_inflight:
             # §1 flexTicker: a tick during a running poll is held (one deep) and the next poll
             # starts as soon as that one returns.
@@ -955,7 +955,7 @@ class Node:
         if errors:
             self._note("config_item_errors", keys=[e.key for e in errors])
         if self.item("timer.config.interval") != old_interval:
-            self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
+            self._timer(Timer.CONFIG, now)  # a changed interval applies at once and forces a tick (§1)
         self._arm_nodeagent(now)
         # parseConfig merges maintenance_mode (and parseConfigItems maintenance.mode) first (§7)
         self.api_maintenance = bool(cfg.get("maintenance"))
@@ -1097,7 +1097,7 @@ class Node:
         assert e is not None
         size = self.p.images[e["image"]].size if e["image"] in self.p.images else 300 * 2**20
         e["zsw"] = ZSwState.LOADING
-        self._timer("bos_write", now + size / self.p.write_speed)
+        self._timer(Timer.BOS_WRITE, now + size / self.p.write_speed)
 
     def _bos_written(self, now: float) -> None:
         e = self.persist.bos
@@ -1161,7 +1161,7 @@ class Node:
     def poweroff_cmd(self, now: float) -> list[Action]:
         """A power-off command (the local profile server's; the controller API has none, §7):
         POWERING_OFF, reason POWEROFF_CMD written, apps halted, then the device powers off."""
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._node_operation("poweroff", now)
         return self._drain()
 
@@ -1171,7 +1171,7 @@ class Node:
         then a shutdown stops there (PREPARED_POWEROFF, the device stays up) and a power-off waits
         30 s more and powers off (P:cmd/nodeagent/handletimers.go, P:cmd/zedagent/reportinfo.go
         ``getDeviceState``)."""
-        if self.rebooting is not None or self.node_op is not None or self.phase != "running":
+        if self.rebooting is not None or self.node_op is not None or self.phase != Phase.RUNNING:
             return
         self.node_op = op
         self._node_op_stage = 0
@@ -1182,7 +1182,7 @@ class Node:
                 app["state"] = ZSwState.HALTING
             elif app["state"] not in (ZSwState.ERROR, ZSwState.HALTING):
                 app["state"] = ZSwState.HALTED  # not started yet: nothing to halt, it stays put
-        self._timer("nodeop", now + REBOOT_PRE_WAIT)
+        self._timer(Timer.NODEOP, now + REBOOT_PRE_WAIT)
         self._publish(now)
 
     def _node_op_step(self, now: float) -> None:
@@ -1196,7 +1196,7 @@ class Node:
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
             self._node_op_stage = 1
-            self._timer("nodeop", now + halt)
+            self._timer(Timer.NODEOP, now + halt)
         elif self._node_op_stage == 1:
             for app in self.apps.values():
                 if app["state"] == ZSwState.HALTING:
@@ -1206,12 +1206,12 @@ class Node:
             self._publish(now)
             if self.node_op == "poweroff":
                 self._node_op_stage = 2
-                self._timer("nodeop", now + REBOOT_POST_WAIT)
+                self._timer(Timer.NODEOP, now + REBOOT_POST_WAIT)
         else:
             self._note("powered_off")
             self._out.append(CancelAll())
             self._reset_volatile()
-            self.phase = "off"
+            self.phase = Phase.OFF
 
     # ----------------------------------------------------------------------------- maintenance --
     def _set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
@@ -1245,7 +1245,7 @@ class Node:
         self._note("maintenance", reasons=sorted(r.name for r in merged))
         if left and self.zedagent:
             self.last_hash = ""
-            self._timer("config", now)
+            self._timer(Timer.CONFIG, now)
         self._publish(now)
 
     def edge_certs_posted(self, status: int, now: float) -> list[Action]:
@@ -1255,7 +1255,7 @@ class Node:
         maintenance EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided
         again once the controller is back); a 404 also looks the UUID up. The post itself and its
         10 s re-post are the driver's (eden/agent/driver.py posts the certs with the TPM)."""
-        if self.phase != "running":
+        if self.phase != Phase.RUNNING:
             return self._drain()
         if 200 <= status < 300:
             self._edge_certs_published = True
@@ -1274,7 +1274,7 @@ class Node:
         P:cmd/nodeagent/nodeagent.go ``handleVolumeMgrStatusImpl``). Kept across reboots (it
         is the disk's state; volumemgr publishes it again at start)."""
         self.persist.disk_full = remaining <= 0
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, self.persist.disk_full, now)
         return self._drain()
 
@@ -1283,7 +1283,7 @@ class Node:
         in maintenance mode, a passing check clears it (``handleTpmStatusImpl``). Kept across
         reboots (it is the TPM's state)."""
         self.persist.tpm_broken = not ok
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
         return self._drain()
 
@@ -1292,7 +1292,7 @@ class Node:
         """Input: the set of ports whose link is down changed. A download depends on the links
         (§4): without a usable port it makes no progress and stalls after ``timer.download.stalled``."""
         self.links_down = set(down)
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._dl_links_changed(now)
         return self._drain()
 
@@ -1336,7 +1336,7 @@ class Node:
             return
         if d.finish_at is not None:
             # The base-OS timer keeps its name: the reference image's platform gates on it (eden/agent/platform.py).
-            self._timer("bos_download" if key == "bos" else f"dl:{key}", d.finish_at)
+            self._timer(Timer.BOS_DOWNLOAD if key == "bos" else f"dl:{key}", d.finish_at)
         else:
             self._timer(f"dlstall:{key}", d.last_progress + self.item("timer.download.stalled"))
 
@@ -1435,7 +1435,7 @@ class Node:
 
         Ticks sit on a grid anchored at agent start; the node is woken only at the first tick past
         the earliest deadline, and re-arms itself if that deadline moved in the meantime."""
-        if self.phase != "running" or self.agents_at is None:
+        if self.phase != Phase.RUNNING or self.agents_at is None:
             return
         deadlines = []
         contact = self._reachable_at(now)
@@ -1451,7 +1451,7 @@ class Node:
         at = self.agents_at + ticks * NODEAGENT_TICK
         while at <= now:
             at += NODEAGENT_TICK
-        self._timer("nodeagent", at)
+        self._timer(Timer.NODEAGENT, at)
 
     def _nodeagent_tick(self, now: float) -> None:
         if self.rebooting is not None:
@@ -1486,12 +1486,12 @@ class Node:
 
     def _reboot(self, now: float, reason: BootReason, text: str) -> None:
         """nodeagent's reboot procedure (§3): 30 s, write the reason, halt apps, sync, 30 s, reset."""
-        if self.rebooting is not None or self.phase != "running":
+        if self.rebooting is not None or self.phase != Phase.RUNNING:
             return
         self.rebooting = (reason, text)
         self._reboot_stage = 0
         self._note("reboot_scheduled", reason=reason.name, text=text)
-        self._timer("reboot", now + REBOOT_PRE_WAIT)
+        self._timer(Timer.REBOOT, now + REBOOT_PRE_WAIT)
         self._publish(now)
 
     def _reboot_step(self, now: float) -> None:
@@ -1504,7 +1504,7 @@ class Node:
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
             self._reboot_stage = 1
-            self._timer("reboot", now + halt + REBOOT_POST_WAIT)
+            self._timer(Timer.REBOOT, now + halt + REBOOT_POST_WAIT)
         else:
             self._hard_reset(now, reason, text)
 
@@ -1552,7 +1552,7 @@ class Node:
 
     def _attest_restart_wait(self, now: float) -> None:
         self.attest = AttestState.RESTART_WAIT
-        self._timer("attest", now + ATTEST_RETRY)
+        self._timer(Timer.ATTEST, now + ATTEST_RETRY)
 
     def _attest_response(self, status: int, body: dict[str, Any], now: float) -> None:
         if status not in (200, 201):
@@ -1562,7 +1562,7 @@ class Node:
         if resp == "NONCE" and self.attest == AttestState.NONCE_WAIT:
             self._nonce = body.get("nonce")
             self.attest = AttestState.TPM_QUOTE_WAIT
-            self._timer("quote", now + (1.0 if self.p.tpm else 0.05))  # tpmmgr produces the quote
+            self._timer(Timer.QUOTE, now + (1.0 if self.p.tpm else 0.05))  # tpmmgr produces the quote
         elif resp == "QUOTE" and self.attest == AttestState.ATTEST_WAIT:
             code = QuoteResponseCode[body.get("code", "QUOTE_FAILED")]
             if code != QuoteResponseCode.SUCCESS:
@@ -1672,7 +1672,7 @@ class Node:
         if self._app_retry_pending or not any(a.get("missing_memory") for a in self.apps.values()):
             return
         self._app_retry_pending = True
-        self._timer("app_retry", now + float(self.rng.uniform(*admission.RETRY_TICK)))
+        self._timer(Timer.APP_RETRY, now + float(self.rng.uniform(*admission.RETRY_TICK)))
 
     def _app_retry(self, now: float) -> None:
         """`checkRetry` (§8): every app waiting for memory clears its error and tries to activate
@@ -1788,11 +1788,11 @@ class Node:
         self._info_dirty = True
         self._info_backoff = min(max(INFO_RETRY_MIN, self._info_backoff * 2), INFO_RETRY_MAX)
         self._info_waiting = True
-        self._timer("info", now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
+        self._timer(Timer.INFO, now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
 
     # ----------------------------------------------------------------------------- port tests --
     def _port_test(self, now: float) -> None:
-        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
         if self._reverify is None:
             self._send("ping", {}, now, ctx=("test", self.dpc_index))
 
@@ -1807,7 +1807,7 @@ class Node:
         if self.dpc_index != 0 and self._reverify is None:
             self._send("ping", {}, now, ctx=("better", 0), ports=self.ports(0))
         if better > 0 and self.dpc_index != 0:
-            self._timer("portbetter", now + better)
+            self._timer(Timer.PORTBETTER, now + better)
 
     def _ping_response(self, status: int, body: dict[str, Any], ctx: Any, now: float) -> None:
         mode, index = ctx[0], ctx[1]
@@ -1865,7 +1865,7 @@ class Node:
         self.dpc_index = index
         self._dl_links_changed(now)  # the usable ports of a download are the new DPC's (§4)
         if index != 0 and self.item("timer.port.testbetterinterval") > 0:
-            self._timer("portbetter", now + self.item("timer.port.testbetterinterval"))
+            self._timer(Timer.PORTBETTER, now + self.item("timer.port.testbetterinterval"))
         self._publish(now)
 
     # --------------------------------------------------------------- controller network config --
@@ -1959,10 +1959,10 @@ class Node:
             self._port_fails = 0
             self._dpc_set_index(index, now)
             self._dpc_compress()
-            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
             better = self.item("timer.port.testbetterinterval")
             if self.dpc_index != 0 and better > 0:
-                self._timer("portbetter", now + better)
+                self._timer(Timer.PORTBETTER, now + better)
             return
         usable = self.ports(index)
         duration = self.item("timer.port.testduration")
@@ -1982,7 +1982,7 @@ class Node:
         if nxt < 0:
             self._reverify = None
             self._dpc_set_index(0, now)
-            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
             return
         self._dpc_setup_verify(nxt, now, now)
 
@@ -2014,7 +2014,7 @@ class Node:
         if up.fire(now, self.rng):
             self._send("logs", {"at": now, "files": up.left + 1}, now)
         else:
-            self._timer("logs", now + up.interval)
+            self._timer(Timer.LOGS, now + up.interval)
 
     def _logs_response(self, status: int, now: float) -> None:
         """§2.1 POST newlogs: 200/201 only; 503/no answer count towards the outage back-off;
@@ -2023,7 +2023,7 @@ class Node:
         if up is None:
             return
         up.answer(status, now)
-        self._timer("logs", now + up.interval)
+        self._timer(Timer.LOGS, now + up.interval)
 
     def _logs_stop(self, now: float) -> None:
         if self.logs is not None:
@@ -2041,28 +2041,28 @@ class Node:
     # ------------------------------------------------------------------------------- dispatch --
     def on_timer(self, name: str, now: float) -> list[Action]:
         phase = self.phase
-        if name == "watchdog":
-            if phase == "booting" or (phase == "running" and self.hung):
+        if name == Timer.WATCHDOG:
+            if phase == Phase.BOOTING or (phase == Phase.RUNNING and self.hung):
                 agent = ",".join(sorted(self.hung)) or "boot"
                 self._hard_reset(now, BootReason.WATCHDOG_HUNG, f"watchdog: /run/{agent}.touch unchanged for 300 s")
             return self._drain()
-        if name == "watchdog_pid":
-            if phase == "running":
+        if name == Timer.WATCHDOG_PID:
+            if phase == Phase.RUNNING:
                 self._hard_reset(now, BootReason.WATCHDOG_PID, f"watchdog: /run/{self._dead_agent}.pid: process gone")
             return self._drain()
-        if name == "crash":
-            if phase == "booting":
+        if name == Timer.CRASH:
+            if phase == Phase.BOOTING:
                 self._note("crash", version=self.image.version if self.image else None)
                 self._hard_reset(now, None)
             return self._drain()
-        if name == "booted":
-            if phase == "booting":
+        if name == Timer.BOOTED:
+            if phase == Phase.BOOTING:
                 self._booted(now)
             return self._drain()
-        if phase not in ("running",):
+        if phase not in (Phase.RUNNING,):
             return self._drain()
         if self.hung and (
-            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot", "nodeop"))
+            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in (Timer.NODEAGENT, Timer.REBOOT, Timer.NODEOP))
         ):
             return self._drain()  # that agent is hung (hang)
         if name.startswith(TimerFamily.NET_FAIL):
@@ -2124,7 +2124,7 @@ class Node:
 
     def on_response(self, rid: int, status: int, body: dict[str, Any], now: float) -> list[Action]:
         entry = self._inflight.pop(rid, None)
-        if entry is None or self.phase != "running":
+        if entry is None or self.phase != Phase.RUNNING:
             return self._drain()
         kind, ctx = entry
         if kind == "uuid" and ctx == "lookup":
@@ -2135,7 +2135,7 @@ class Node:
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
             self._config_response(status, body, now, ctx)
-            if self.poll_pending and not self.poll_inflight and self.phase == "running" and self.rebooting is None:
+            if self.poll_pending and not self.poll_inflight and self.phase == Phase.RUNNING and self.rebooting is None:
                 self._poll(now)
         elif kind == "info":
             self._info_response(status, now)
