@@ -12,6 +12,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from eden.profiles import HwProfile
+from eve.images import CORRUPT
 from eve.node import ImageInfo, NodeParams, Port
 
 DEFAULT_PORT_SPEED = 12.5e6
@@ -49,7 +50,7 @@ def images_for(
             if var.profile == profile_name and rng.random() < var.fraction:
                 behaviour = var.behaviour
                 changed[name] = behaviour
-        verify_ok = getattr(img, "download", "ok") != "corrupt"
+        verify_ok = getattr(img, "download", "ok") != CORRUPT
         out[name] = ImageInfo(name, img.version, behaviour, int(img.size), verify_ok)
     return out, changed
 

@@ -48,6 +48,8 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
+from eve.vocab import PERIODIC, Phase, Timer, TimerFamily
+from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
 
@@ -114,7 +116,7 @@ Action = Send | SetTimer | CancelAll | Reset | Note
 class ImageInfo:
     name: str
     version: str
-    behaviour: str  # good | crash-on-boot | no-controller | changes-pcrs (already resolved per node)
+    behaviour: str  # one of eve.images.BEHAVIOURS, already resolved per node
     size: int
     verify_ok: bool = True
     """False: every download of this image fails verification (a corrupt blob in the datastore, §4)."""
@@ -123,8 +125,7 @@ class ImageInfo:
     def rootfs_measurement(self) -> str:
         """What stage-2 GRUB measures into PCR 13 (§1). A changes-pcrs image measures differently
         from the released build the controller approved."""
-        base = f"{self.name}:{self.version}"
-        return base + ":unexpected-measurement" if self.behaviour == "changes-pcrs" else base
+        return rootfs_measurement(self.name, self.version, self.behaviour)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Persist:
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
 _ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
-_ZEDAGENT_TIMERS = frozenset({"config", "metrics", "deviceinfo", "info", "attest", "quote"})
+_ZEDAGENT_TIMERS = frozenset({Timer.CONFIG, Timer.METRICS, Timer.DEVICEINFO, Timer.INFO, Timer.ATTEST, Timer.QUOTE})
 
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
 
@@ -239,7 +240,7 @@ class Node:
         self._dpc_cache: dict[bool, list[tuple[str, tuple[str, ...]]]] = {}
         self.items_version = 0  # bumped whenever configItems are applied (drivers cache timer values)
         self._rid = 0
-        self.phase = "off"  # off | booting | running | bricked
+        self.phase = Phase.OFF
         self.links_down: set[str] = set()
         """Ports whose link is down (hardware, survives reboots); set by the driver through :meth:`links`."""
         self._reset_volatile()
@@ -330,7 +331,8 @@ class Node:
     def zboot(self) -> Zboot:
         return self.persist.zboot
 
-    def _ports(self, index: int | None = None) -> tuple[str, ...]:
+    def ports(self, index: int | None = None) -> tuple[str, ...]:
+        """The ports of DPC ``index`` (default: the one in use); () when there is none."""
         dpcs = self.dpc_list()
         idx = self.dpc_index if index is None else index
         if not dpcs or idx < 0 or idx >= len(dpcs):
@@ -363,7 +365,7 @@ class Node:
             # The booted image never brings its network up: every request times out on dial.
             self._timer(f"netfail:{rid}", now + DIAL_TIMEOUT)
         else:
-            self._out.append(Send(kind, rid, body, self._ports() if ports is None else ports))
+            self._out.append(Send(kind, rid, body, self.ports() if ports is None else ports))
         return rid
 
     # ------------------------------------------------------------------------------- properties --
@@ -373,11 +375,11 @@ class Node:
 
     @property
     def bricked(self) -> bool:
-        return self.phase == "bricked" or self.persist.boots_without_agents >= CRASH_LOOP_BRICK
+        return self.phase == Phase.BRICKED or self.persist.boots_without_agents >= CRASH_LOOP_BRICK
 
     @property
     def running_version(self) -> str | None:
-        if self.phase not in ("running", "rebooting") or self.zboot.current is None:
+        if self.phase not in (Phase.RUNNING, Phase.REBOOTING) or self.zboot.current is None:
             return None
         return self.zboot.current_partition.version
 
@@ -408,7 +410,7 @@ class Node:
         first success, an info message waiting for a reconnect, a failing link - needs the node.
         """
         return (
-            self.phase == "running"
+            self.phase == Phase.RUNNING
             and self.zedagent
             and not self.poll_inflight
             and self.config_status == ConfigGetStatus.SUCCESS
@@ -522,16 +524,16 @@ class Node:
 
     # ------------------------------------------------------------------------------ power / boot --
     def power_on(self, now: float) -> list[Action]:
-        if self.phase not in ("off",):
+        if self.phase not in (Phase.OFF,):
             return self._drain()
         self._reset_volatile()
-        self.phase = "booting"
+        self.phase = Phase.BOOTING
         self.boot_at = now
         prev = self.persist.last_booted
         updating = {lbl for lbl, part in self.zboot.partitions.items() if part.state == PartitionState.UPDATING}
         label = self.zboot.select_boot()  # GRUB gptprio.next (§1, §3): decrements tries
         if label is None:
-            self.phase = "bricked"
+            self.phase = Phase.BRICKED
             self._note("bricked", why="no bootable partition")
             return self._drain()
         self._prev_booted = prev
@@ -552,25 +554,25 @@ class Node:
         duration = max(1.0, float(self.p.boot_time(self.luck)))
         # The one boot a new image gets (tries 1 -> 0) is its test boot.
         self._note("boot_start", partition=label, version=part.version, test_boot=label in updating)
-        if self.image.behaviour == "crash-on-boot":
-            self._timer("crash", now + 0.6 * duration)  # kernel panic before the agents start
+        if self.image.behaviour == CRASH_ON_BOOT:
+            self._timer(Timer.CRASH, now + 0.6 * duration)  # kernel panic before the agents start
         elif self.p.boot_hang and self.luck.random() < self.p.boot_hang:
-            self._timer("watchdog", now + 0.5 * duration + WATCHDOG_CHANGE)
+            self._timer(Timer.WATCHDOG, now + 0.5 * duration + WATCHDOG_CHANGE)
         else:
-            self._timer("booted", now + duration)
+            self._timer(Timer.BOOTED, now + duration)
         return self._drain()
 
     def power_off(self, now: float) -> list[Action]:
         """Power removed: everything volatile is lost; the next boot reports POWER_FAIL (§7)."""
-        if self.phase == "off":
+        if self.phase == Phase.OFF:
             return self._drain()
         was = self.phase
         self._out.append(CancelAll())
         self._logs_stop(now)
         self._reset_volatile()
-        if was != "bricked":
+        if was != Phase.BRICKED:
             self.persist.power_lost = True
-        self.phase = "off"
+        self.phase = Phase.OFF
         self._note("power_off")
         return self._drain()
 
@@ -584,9 +586,38 @@ class Node:
         self._out.append(CancelAll())
         self._logs_stop(now)
         self._reset_volatile()
-        self.phase = "off"
+        self.phase = Phase.OFF
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
+
+    # -- what a real platform reads from its disk and TPM (the simulator has no such inputs) --
+    def on_disk_state(self, label: str, state: PartitionState, *, before_boot: bool = False) -> bool:
+        """The disk says partition ``label`` is in ``state``, and the disk wins. Read before
+        power-on, an UPDATING partition found INPROGRESS had its one try spent by a boot the node
+        never saw (a crash before the agents started), which came last. True when so."""
+        part = self.zboot[label]
+        unseen = before_boot and part.state == PartitionState.UPDATING and state == PartitionState.INPROGRESS
+        if unseen:
+            self.persist.last_booted = label
+        part.state = state
+        return unseen
+
+    def on_booted_from(self, label: str) -> None:
+        """The bootloader really started partition ``label``."""
+        self.zboot.current = label
+
+    def on_disk_release(self, label: str, version: str | None, name: str | None) -> None:
+        """Partition ``label`` holds release ``name`` ``version``: what runs is that image."""
+        part = self.zboot[label]
+        if part.version != version:
+            part.version = version
+            part.image_id = name or part.image_id
+        if self.image is not None and self.image.version != part.version:
+            self.image = self.p.images.get(part.image_id or "", self.image)
+
+    def on_measured(self, pcrs: dict[int, bytes]) -> None:
+        """What firmware and the boot stages really measured into the TPM (spec §5)."""
+        self.pcrs = pcrs
 
     def tamper(self, stage: str, now: float) -> list[Action]:
         """An attacker changes firmware/bootloader/rootfs/config; measured at the next boot."""
@@ -601,7 +632,7 @@ class Node:
         and its copy of the config status stays what zedagent last published (no fallback from a
         hung zedagent's silence). A hung zedagent polls, reports and attests no more; a hung
         nodeagent no longer runs its timers or a reboot in progress."""
-        if self.phase != "running" or agent in self.hung:
+        if self.phase != Phase.RUNNING or agent in self.hung:
             return self._drain()
         first = not self.hung
         self.hung.add(agent)
@@ -612,16 +643,16 @@ class Node:
             for rid in [r for r, (kind, _ctx) in self._inflight.items() if kind in _ZEDAGENT_REQUESTS]:
                 del self._inflight[rid]  # its answers find nobody to read them
         if first:
-            self._timer("watchdog", now + WATCHDOG_CHANGE)
+            self._timer(Timer.WATCHDOG, now + WATCHDOG_CHANGE)
         return self._drain()
 
     def agent_exit(self, agent: str, now: float) -> list[Action]:
         """An agent's process dies: the watchdog finds /run/<agent>.pid dead at its next 1 s check
         and reboots with WATCHDOG_PID (§7, eve:pkg/watchdog). The first recorded reason wins."""
-        if self.phase != "running":
+        if self.phase != Phase.RUNNING:
             return self._drain()
         self._note("agent_exit", agent=agent)
-        self._timer("watchdog_pid", now + WATCHDOG_INTERVAL)
+        self._timer(Timer.WATCHDOG_PID, now + WATCHDOG_INTERVAL)
         self._dead_agent = agent
         return self._drain()
 
@@ -638,7 +669,7 @@ class Node:
 
     def _booted(self, now: float) -> None:
         """Kernel and linuxkit services are up: nodeagent decides the boot reason, agents start."""
-        self.phase = "running"
+        self.phase = Phase.RUNNING
         self.agents_at = now
         ps = self.persist
         ps.boots_without_agents = 0
@@ -667,7 +698,7 @@ class Node:
                 ps.failed[other.version or ""] = text or reason.name
         self.boot_reason, self.boot_reason_text = reason, text
         self.testing = cur.state == PartitionState.INPROGRESS
-        self.net_broken = self.image is not None and self.image.behaviour == "no-controller"
+        self.net_broken = self.image is not None and self.image.behaviour == NO_CONTROLLER
         # Vault (§5): unseal locally when the PCRs match the sealing policy.
         self.vault_at = now
         if not self.p.tpm:
@@ -690,7 +721,7 @@ class Node:
         if not self.vault_unlocked:
             self._note("vault_locked")
         if self.p.hang_per_day > 0:
-            self._timer("hang", now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
+            self._timer(Timer.HANG, now + float(self.luck.exponential(86400.0 / self.p.hang_per_day)))
         if ps.disk_full:  # volumemgr and tpmmgr report again at start (disk_space, tpm_sanity)
             self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, True, now)
         if ps.tpm_broken:
@@ -710,7 +741,7 @@ class Node:
         self._got_certs = self._registered = self._register_failed = False
         self._onboard_attempt(now)
         if self.onboarded:
-            self._timer("onboard_fast", now + ONBOARD_FAST_PATH)
+            self._timer(Timer.ONBOARD_FAST, now + ONBOARD_FAST_PATH)
 
     def _onboard_attempt(self, now: float) -> None:
         """One attempt of P:cmd/client/client.go ``Run`` (§1): ``certs`` only until the first
@@ -723,7 +754,7 @@ class Node:
             self._send("uuid", {}, now)
 
     def _onboard_failed(self, now: float) -> None:
-        self._timer("onboard", now + self._ob_backoff)
+        self._timer(Timer.ONBOARD, now + self._ob_backoff)
         self._ob_backoff = min(self._ob_backoff * 2, ONBOARD_BACKOFF_CAP)
 
     def _onboard_response(self, kind: str, status: int, body: dict[str, Any], now: float) -> None:
@@ -774,13 +805,13 @@ class Node:
                 bos["zsw"] = ZSwState.INITIAL
             elif bos["zsw"] == ZSwState.LOADING:
                 bos["zsw"] = ZSwState.DELIVERED
-        self._timer("config", now)  # first poll at start (§1)
+        self._timer(Timer.CONFIG, now)  # first poll at start (§1)
         self._uuid_lookup_at = now  # lastDevUUIDChange starts at zedagent start (§1)
-        self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
-        self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
-        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self._timer(Timer.METRICS, now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
+        self._timer(Timer.DEVICEINFO, now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
+        self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
         self.logs = LogUploader(self.persist.logs, now)
-        self._timer("logs", now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
+        self._timer(Timer.LOGS, now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
         if self._reverify is None or self.persist.dpcs is None:
             self.dpc_state = DPCState.SUCCESS
         self._attest_start(now)
@@ -807,7 +838,7 @@ class Node:
         self._publish(now)
 
     def _config_tick(self, now: float) -> None:
-        self._timer("config", now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
+        self._timer(Timer.CONFIG, now + self.rng.uniform(0.3, 1.0) * self.item("timer.config.interval"))
         if self.poll_inflight:
             # §1 flexTicker: a tick during a running poll is held (one deep) and the next poll
             # starts as soon as that one returns.
@@ -924,7 +955,7 @@ class Node:
         if errors:
             self._note("config_item_errors", keys=[e.key for e in errors])
         if self.item("timer.config.interval") != old_interval:
-            self._timer("config", now)  # a changed interval applies at once and forces a tick (§1)
+            self._timer(Timer.CONFIG, now)  # a changed interval applies at once and forces a tick (§1)
         self._arm_nodeagent(now)
         # parseConfig merges maintenance_mode (and parseConfigItems maintenance.mode) first (§7)
         self.api_maintenance = bool(cfg.get("maintenance"))
@@ -1066,7 +1097,7 @@ class Node:
         assert e is not None
         size = self.p.images[e["image"]].size if e["image"] in self.p.images else 300 * 2**20
         e["zsw"] = ZSwState.LOADING
-        self._timer("bos_write", now + size / self.p.write_speed)
+        self._timer(Timer.BOS_WRITE, now + size / self.p.write_speed)
 
     def _bos_written(self, now: float) -> None:
         e = self.persist.bos
@@ -1130,7 +1161,7 @@ class Node:
     def poweroff_cmd(self, now: float) -> list[Action]:
         """A power-off command (the local profile server's; the controller API has none, §7):
         POWERING_OFF, reason POWEROFF_CMD written, apps halted, then the device powers off."""
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._node_operation("poweroff", now)
         return self._drain()
 
@@ -1140,7 +1171,7 @@ class Node:
         then a shutdown stops there (PREPARED_POWEROFF, the device stays up) and a power-off waits
         30 s more and powers off (P:cmd/nodeagent/handletimers.go, P:cmd/zedagent/reportinfo.go
         ``getDeviceState``)."""
-        if self.rebooting is not None or self.node_op is not None or self.phase != "running":
+        if self.rebooting is not None or self.node_op is not None or self.phase != Phase.RUNNING:
             return
         self.node_op = op
         self._node_op_stage = 0
@@ -1151,7 +1182,7 @@ class Node:
                 app["state"] = ZSwState.HALTING
             elif app["state"] not in (ZSwState.ERROR, ZSwState.HALTING):
                 app["state"] = ZSwState.HALTED  # not started yet: nothing to halt, it stays put
-        self._timer("nodeop", now + REBOOT_PRE_WAIT)
+        self._timer(Timer.NODEOP, now + REBOOT_PRE_WAIT)
         self._publish(now)
 
     def _node_op_step(self, now: float) -> None:
@@ -1165,7 +1196,7 @@ class Node:
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
             self._node_op_stage = 1
-            self._timer("nodeop", now + halt)
+            self._timer(Timer.NODEOP, now + halt)
         elif self._node_op_stage == 1:
             for app in self.apps.values():
                 if app["state"] == ZSwState.HALTING:
@@ -1175,12 +1206,12 @@ class Node:
             self._publish(now)
             if self.node_op == "poweroff":
                 self._node_op_stage = 2
-                self._timer("nodeop", now + REBOOT_POST_WAIT)
+                self._timer(Timer.NODEOP, now + REBOOT_POST_WAIT)
         else:
             self._note("powered_off")
             self._out.append(CancelAll())
             self._reset_volatile()
-            self.phase = "off"
+            self.phase = Phase.OFF
 
     # ----------------------------------------------------------------------------- maintenance --
     def _set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
@@ -1214,7 +1245,7 @@ class Node:
         self._note("maintenance", reasons=sorted(r.name for r in merged))
         if left and self.zedagent:
             self.last_hash = ""
-            self._timer("config", now)
+            self._timer(Timer.CONFIG, now)
         self._publish(now)
 
     def edge_certs_posted(self, status: int, now: float) -> list[Action]:
@@ -1224,7 +1255,7 @@ class Node:
         maintenance EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided
         again once the controller is back); a 404 also looks the UUID up. The post itself and its
         10 s re-post are the driver's (eden/agent/driver.py posts the certs with the TPM)."""
-        if self.phase != "running":
+        if self.phase != Phase.RUNNING:
             return self._drain()
         if 200 <= status < 300:
             self._edge_certs_published = True
@@ -1243,7 +1274,7 @@ class Node:
         P:cmd/nodeagent/nodeagent.go ``handleVolumeMgrStatusImpl``). Kept across reboots (it
         is the disk's state; volumemgr publishes it again at start)."""
         self.persist.disk_full = remaining <= 0
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._set_local_maintenance(MaintenanceModeReason.LOW_DISK_SPACE, self.persist.disk_full, now)
         return self._drain()
 
@@ -1252,7 +1283,7 @@ class Node:
         in maintenance mode, a passing check clears it (``handleTpmStatusImpl``). Kept across
         reboots (it is the TPM's state)."""
         self.persist.tpm_broken = not ok
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
         return self._drain()
 
@@ -1261,7 +1292,7 @@ class Node:
         """Input: the set of ports whose link is down changed. A download depends on the links
         (§4): without a usable port it makes no progress and stalls after ``timer.download.stalled``."""
         self.links_down = set(down)
-        if self.phase == "running":
+        if self.phase == Phase.RUNNING:
             self._dl_links_changed(now)
         return self._drain()
 
@@ -1271,7 +1302,7 @@ class Node:
         down has no address, so it does not count. Datastores on ``.local`` hosts (exempt from the
         gate) are not modelled."""
         max_cost = self.item("network.download.max.cost")
-        dpc = self._ports()
+        dpc = self.ports()
         usable = [
             p for p in self.p.ports
             if p.name in dpc and p.mgmt and p.name not in self.links_down and p.cost <= max_cost
@@ -1305,7 +1336,7 @@ class Node:
             return
         if d.finish_at is not None:
             # The base-OS timer keeps its name: the reference image's platform gates on it (eden/agent/platform.py).
-            self._timer("bos_download" if key == "bos" else f"dl:{key}", d.finish_at)
+            self._timer(Timer.BOS_DOWNLOAD if key == "bos" else f"dl:{key}", d.finish_at)
         else:
             self._timer(f"dlstall:{key}", d.last_progress + self.item("timer.download.stalled"))
 
@@ -1404,7 +1435,7 @@ class Node:
 
         Ticks sit on a grid anchored at agent start; the node is woken only at the first tick past
         the earliest deadline, and re-arms itself if that deadline moved in the meantime."""
-        if self.phase != "running" or self.agents_at is None:
+        if self.phase != Phase.RUNNING or self.agents_at is None:
             return
         deadlines = []
         contact = self._reachable_at(now)
@@ -1420,7 +1451,7 @@ class Node:
         at = self.agents_at + ticks * NODEAGENT_TICK
         while at <= now:
             at += NODEAGENT_TICK
-        self._timer("nodeagent", at)
+        self._timer(Timer.NODEAGENT, at)
 
     def _nodeagent_tick(self, now: float) -> None:
         if self.rebooting is not None:
@@ -1455,12 +1486,12 @@ class Node:
 
     def _reboot(self, now: float, reason: BootReason, text: str) -> None:
         """nodeagent's reboot procedure (§3): 30 s, write the reason, halt apps, sync, 30 s, reset."""
-        if self.rebooting is not None or self.phase != "running":
+        if self.rebooting is not None or self.phase != Phase.RUNNING:
             return
         self.rebooting = (reason, text)
         self._reboot_stage = 0
         self._note("reboot_scheduled", reason=reason.name, text=text)
-        self._timer("reboot", now + REBOOT_PRE_WAIT)
+        self._timer(Timer.REBOOT, now + REBOOT_PRE_WAIT)
         self._publish(now)
 
     def _reboot_step(self, now: float) -> None:
@@ -1473,7 +1504,7 @@ class Node:
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
             self._reboot_stage = 1
-            self._timer("reboot", now + halt + REBOOT_POST_WAIT)
+            self._timer(Timer.REBOOT, now + halt + REBOOT_POST_WAIT)
         else:
             self._hard_reset(now, reason, text)
 
@@ -1521,7 +1552,7 @@ class Node:
 
     def _attest_restart_wait(self, now: float) -> None:
         self.attest = AttestState.RESTART_WAIT
-        self._timer("attest", now + ATTEST_RETRY)
+        self._timer(Timer.ATTEST, now + ATTEST_RETRY)
 
     def _attest_response(self, status: int, body: dict[str, Any], now: float) -> None:
         if status not in (200, 201):
@@ -1531,7 +1562,7 @@ class Node:
         if resp == "NONCE" and self.attest == AttestState.NONCE_WAIT:
             self._nonce = body.get("nonce")
             self.attest = AttestState.TPM_QUOTE_WAIT
-            self._timer("quote", now + (1.0 if self.p.tpm else 0.05))  # tpmmgr produces the quote
+            self._timer(Timer.QUOTE, now + (1.0 if self.p.tpm else 0.05))  # tpmmgr produces the quote
         elif resp == "QUOTE" and self.attest == AttestState.ATTEST_WAIT:
             code = QuoteResponseCode[body.get("code", "QUOTE_FAILED")]
             if code != QuoteResponseCode.SUCCESS:
@@ -1641,7 +1672,7 @@ class Node:
         if self._app_retry_pending or not any(a.get("missing_memory") for a in self.apps.values()):
             return
         self._app_retry_pending = True
-        self._timer("app_retry", now + float(self.rng.uniform(*admission.RETRY_TICK)))
+        self._timer(Timer.APP_RETRY, now + float(self.rng.uniform(*admission.RETRY_TICK)))
 
     def _app_retry(self, now: float) -> None:
         """`checkRetry` (§8): every app waiting for memory clears its error and tries to activate
@@ -1757,11 +1788,11 @@ class Node:
         self._info_dirty = True
         self._info_backoff = min(max(INFO_RETRY_MIN, self._info_backoff * 2), INFO_RETRY_MAX)
         self._info_waiting = True
-        self._timer("info", now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
+        self._timer(Timer.INFO, now + self._info_backoff + float(self.rng.uniform(-30.0, 30.0)))
 
     # ----------------------------------------------------------------------------- port tests --
     def _port_test(self, now: float) -> None:
-        self._timer("porttest", now + self.item("timer.port.testinterval"))
+        self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
         if self._reverify is None:
             self._send("ping", {}, now, ctx=("test", self.dpc_index))
 
@@ -1774,9 +1805,9 @@ class Node:
                 self._dpc_restart_verify(now)
             return
         if self.dpc_index != 0 and self._reverify is None:
-            self._send("ping", {}, now, ctx=("better", 0), ports=self._ports(0))
+            self._send("ping", {}, now, ctx=("better", 0), ports=self.ports(0))
         if better > 0 and self.dpc_index != 0:
-            self._timer("portbetter", now + better)
+            self._timer(Timer.PORTBETTER, now + better)
 
     def _ping_response(self, status: int, body: dict[str, Any], ctx: Any, now: float) -> None:
         mode, index = ctx[0], ctx[1]
@@ -1807,7 +1838,7 @@ class Node:
                     self._dpc_restart_verify(now)  # a pushed DPC list: nim's own walk (§4)
                 elif self._port_fails >= 2:  # two consecutive failures: re-verify the list (§4)
                     self._reverify = 0
-                    self._send("ping", {}, now, ctx=("reverify", 0), ports=self._ports(0))
+                    self._send("ping", {}, now, ctx=("reverify", 0), ports=self.ports(0))
             return
         # re-verify walks the DPC list by priority and takes the first that works
         if ok or remote_temporary:
@@ -1819,7 +1850,7 @@ class Node:
         nxt = index + 1
         if nxt < len(self.dpc_list()):
             self._reverify = nxt
-            self._send("ping", {}, now, ctx=("reverify", nxt), ports=self._ports(nxt))
+            self._send("ping", {}, now, ctx=("reverify", nxt), ports=self.ports(nxt))
         else:
             # Every DPC failed: the device parks at index 0, the most preferred (§4).
             self._reverify = None
@@ -1834,7 +1865,7 @@ class Node:
         self.dpc_index = index
         self._dl_links_changed(now)  # the usable ports of a download are the new DPC's (§4)
         if index != 0 and self.item("timer.port.testbetterinterval") > 0:
-            self._timer("portbetter", now + self.item("timer.port.testbetterinterval"))
+            self._timer(Timer.PORTBETTER, now + self.item("timer.port.testbetterinterval"))
         self._publish(now)
 
     # --------------------------------------------------------------- controller network config --
@@ -1852,7 +1883,7 @@ class Node:
     def _dpc_configured_ports(self) -> list[str]:
         """The management ports the current DPC names (DevicePortStatus.ports with isMgmt)."""
         if self.persist.dpcs is None:
-            return list(self._ports())
+            return list(self.ports())
         dpcs = self._dpcs()
         return list(dpcs[self.dpc_index].ports) if 0 <= self.dpc_index < len(dpcs) else []
 
@@ -1899,7 +1930,7 @@ class Node:
         exists has nothing to test with and is judged at once (missing interface)."""
         ctx = ("verify", self._verify_gen, index, started)
         d = self._dpcs()[index]
-        if not d.broken and not self._ports(index):
+        if not d.broken and not self.ports(index):
             self._dpc_verify_response(False, False, ctx, now)
             return
         self._send("ping", {}, now, ctx=ctx)
@@ -1928,12 +1959,12 @@ class Node:
             self._port_fails = 0
             self._dpc_set_index(index, now)
             self._dpc_compress()
-            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
             better = self.item("timer.port.testbetterinterval")
             if self.dpc_index != 0 and better > 0:
-                self._timer("portbetter", now + better)
+                self._timer(Timer.PORTBETTER, now + better)
             return
-        usable = self._ports(index)
+        usable = self.ports(index)
         duration = self.item("timer.port.testduration")
         if not usable and not d.broken and now - started < dpcl.WAIT_FOR_INTF_RETRIES * duration:
             d.state = DPCState.INTF_WAIT
@@ -1951,7 +1982,7 @@ class Node:
         if nxt < 0:
             self._reverify = None
             self._dpc_set_index(0, now)
-            self._timer("porttest", now + self.item("timer.port.testinterval"))
+            self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
             return
         self._dpc_setup_verify(nxt, now, now)
 
@@ -1983,7 +2014,7 @@ class Node:
         if up.fire(now, self.rng):
             self._send("logs", {"at": now, "files": up.left + 1}, now)
         else:
-            self._timer("logs", now + up.interval)
+            self._timer(Timer.LOGS, now + up.interval)
 
     def _logs_response(self, status: int, now: float) -> None:
         """§2.1 POST newlogs: 200/201 only; 503/no answer count towards the outage back-off;
@@ -1992,7 +2023,7 @@ class Node:
         if up is None:
             return
         up.answer(status, now)
-        self._timer("logs", now + up.interval)
+        self._timer(Timer.LOGS, now + up.interval)
 
     def _logs_stop(self, now: float) -> None:
         if self.logs is not None:
@@ -2010,94 +2041,90 @@ class Node:
     # ------------------------------------------------------------------------------- dispatch --
     def on_timer(self, name: str, now: float) -> list[Action]:
         phase = self.phase
-        if name == "watchdog":
-            if phase == "booting" or (phase == "running" and self.hung):
+        if name == Timer.WATCHDOG:
+            if phase == Phase.BOOTING or (phase == Phase.RUNNING and self.hung):
                 agent = ",".join(sorted(self.hung)) or "boot"
                 self._hard_reset(now, BootReason.WATCHDOG_HUNG, f"watchdog: /run/{agent}.touch unchanged for 300 s")
             return self._drain()
-        if name == "watchdog_pid":
-            if phase == "running":
+        if name == Timer.WATCHDOG_PID:
+            if phase == Phase.RUNNING:
                 self._hard_reset(now, BootReason.WATCHDOG_PID, f"watchdog: /run/{self._dead_agent}.pid: process gone")
             return self._drain()
-        if name == "crash":
-            if phase == "booting":
+        if name == Timer.CRASH:
+            if phase == Phase.BOOTING:
                 self._note("crash", version=self.image.version if self.image else None)
                 self._hard_reset(now, None)
             return self._drain()
-        if name == "booted":
-            if phase == "booting":
+        if name == Timer.BOOTED:
+            if phase == Phase.BOOTING:
                 self._booted(now)
             return self._drain()
-        if phase not in ("running",):
+        if phase not in (Phase.RUNNING,):
             return self._drain()
         if self.hung and (
-            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in ("nodeagent", "reboot", "nodeop"))
+            ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in (Timer.NODEAGENT, Timer.REBOOT, Timer.NODEOP))
         ):
             return self._drain()  # that agent is hung (hang)
-        if name == "config":
-            if self.zedagent:
-                self._config_tick(now)
-        elif name == "nodeagent":
-            self._nodeagent_tick(now)
-        elif name == "reboot":
-            if self.rebooting is not None:
-                self._reboot_step(now)
-        elif name == "nodeop":
-            self._node_op_step(now)
-        elif name == "metrics":
-            self._timer("metrics", now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))
-            if self.zedagent:
-                self._send("metrics", {"at": now}, now)
-        elif name == "deviceinfo":
-            self._timer("deviceinfo", now + self.rng.uniform(0.8, 1.2) * self.item("timer.deviceinfo.interval"))
-            self._publish(now)
-        elif name == "porttest":
-            self._port_test(now)
-        elif name == "portbetter":
-            self._port_better(now)
-        elif name == "logs":
-            self._logs_fire(now)
-        elif name == "onboard":
-            if self.onboarding:
-                self._onboard_attempt(now)
-        elif name == "onboard_fast":
-            if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
-                self.onboarding = False  # cached UUID: done without the controller (§1)
-                self._start_zedagent(now)
-        elif name == "attest":
-            if self.attest == AttestState.RESTART_WAIT:
-                self._attest_start(now)
-        elif name == "quote":
-            self._send_quote(now)
-        elif name == "info":
-            self._info_waiting = False
-            if self._info_dirty and not self._info_inflight:
-                self._send_info(now)
-        elif name == "bos_download":
-            self._dl_finished("bos", now)
-        elif name.startswith("dl:"):
-            self._dl_finished(name[3:], now)
-        elif name.startswith("dlstall:"):
-            self._dl_stall_check(name[8:], now)
-        elif name.startswith("dlretry:"):
-            self._dl_retry_tick(name[8:], now)
-        elif name == "bos_write":
-            self._bos_written(now)
-        elif name == "hang":
-            self.hang("zedagent", now)
-        elif name.startswith("app:"):
-            self._app_timer(name[4:], now)
-        elif name == "app_retry":
-            self._app_retry(now)
-        elif name.startswith("dpcverify:"):
-            self._dpc_verify_timer(name, now)
-        elif name.startswith("netfail:"):
-            return self.on_response(int(name[8:]), 0, {"error": "timeout"}, now)
+        if name.startswith(TimerFamily.NET_FAIL):
+            return self.on_response(int(name[len(TimerFamily.NET_FAIL):]), 0, {"error": "timeout"}, now)
+        handler = _ON_TIMER.get(name)
+        if handler is not None:
+            handler(self, now)
+        else:
+            for family, keyed in _ON_KEYED_TIMER.items():
+                if name.startswith(family):
+                    keyed(self, name[len(family):], now)
+                    break
         return self._drain()
+
+    # -- timer handlers of a running node (dispatched by on_timer through _ON_TIMER) --
+    def _on_config_timer(self, now: float) -> None:
+        if self.zedagent:
+            self._config_tick(now)
+
+    def _on_reboot_timer(self, now: float) -> None:
+        if self.rebooting is not None:
+            self._reboot_step(now)
+
+    def _on_periodic_report(self, timer: Timer, now: float) -> None:
+        """Re-arm a periodic report timer with its jitter (spec §6, :data:`eve.vocab.PERIODIC`)."""
+        rule = PERIODIC[timer]
+        lo, hi = rule.jitter
+        self._timer(timer, now + self.rng.uniform(lo, hi) * self.item(rule.interval_item))  # type: ignore[arg-type]
+
+    def _on_metrics_timer(self, now: float) -> None:
+        self._on_periodic_report(Timer.METRICS, now)
+        if self.zedagent:
+            self._send("metrics", {"at": now}, now)
+
+    def _on_deviceinfo_timer(self, now: float) -> None:
+        self._on_periodic_report(Timer.DEVICEINFO, now)
+        self._publish(now)
+
+    def _on_onboard_timer(self, now: float) -> None:
+        if self.onboarding:
+            self._onboard_attempt(now)
+
+    def _on_onboard_fast_timer(self, now: float) -> None:
+        if self.onboarding and self.onboarded and self.dpc_state != DPCState.SUCCESS:
+            self.onboarding = False  # cached UUID: done without the controller (§1)
+            self._start_zedagent(now)
+
+    def _on_attest_timer(self, now: float) -> None:
+        if self.attest == AttestState.RESTART_WAIT:
+            self._attest_start(now)
+
+    def _on_hang_timer(self, now: float) -> None:
+        self.hang("zedagent", now)
+
+    def _on_info_timer(self, now: float) -> None:
+        self._info_waiting = False
+        if self._info_dirty and not self._info_inflight:
+            self._send_info(now)
 
     def on_response(self, rid: int, status: int, body: dict[str, Any], now: float) -> list[Action]:
         entry = self._inflight.pop(rid, None)
-        if entry is None or self.phase != "running":
+        if entry is None or self.phase != Phase.RUNNING:
             return self._drain()
         kind, ctx = entry
         if kind == "uuid" and ctx == "lookup":
@@ -2108,7 +2135,7 @@ class Node:
             self._onboard_response(kind, status, body, now)
         elif kind == "config":
             self._config_response(status, body, now, ctx)
-            if self.poll_pending and not self.poll_inflight and self.phase == "running" and self.rebooting is None:
+            if self.poll_pending and not self.poll_inflight and self.phase == Phase.RUNNING and self.rebooting is None:
                 self._poll(now)
         elif kind == "info":
             self._info_response(status, now)
@@ -2120,6 +2147,38 @@ class Node:
             self._logs_response(status, now)
         # metrics: best effort, nothing to do
         return self._drain()
+
+
+_ON_TIMER: dict[str, Callable[[Node, float], None]] = {
+    Timer.CONFIG: Node._on_config_timer,
+    Timer.NODEAGENT: Node._nodeagent_tick,
+    Timer.REBOOT: Node._on_reboot_timer,
+    Timer.NODEOP: Node._node_op_step,
+    Timer.METRICS: Node._on_metrics_timer,
+    Timer.DEVICEINFO: Node._on_deviceinfo_timer,
+    Timer.PORTTEST: Node._port_test,
+    Timer.PORTBETTER: Node._port_better,
+    Timer.LOGS: Node._logs_fire,
+    Timer.ONBOARD: Node._on_onboard_timer,
+    Timer.ONBOARD_FAST: Node._on_onboard_fast_timer,
+    Timer.ATTEST: Node._on_attest_timer,
+    Timer.QUOTE: Node._send_quote,
+    Timer.INFO: Node._on_info_timer,
+    Timer.BOS_DOWNLOAD: lambda node, now: node._dl_finished("bos", now),
+    Timer.BOS_WRITE: Node._bos_written,
+    Timer.HANG: Node._on_hang_timer,
+    Timer.APP_RETRY: Node._app_retry,
+}
+"""What a running node does when a fixed-name timer fires."""
+
+_ON_KEYED_TIMER: dict[str, Callable[[Node, str, float], None]] = {
+    TimerFamily.DOWNLOAD: Node._dl_finished,
+    TimerFamily.DOWNLOAD_STALL: Node._dl_stall_check,
+    TimerFamily.DOWNLOAD_RETRY: Node._dl_retry_tick,
+    TimerFamily.APP: Node._app_timer,
+    TimerFamily.DPC_VERIFY: lambda node, key, now: node._dpc_verify_timer(TimerFamily.DPC_VERIFY + key, now),
+}
+"""What a running node does when a keyed timer (family prefix + key) fires."""
 
 
 def image_digest(name: str, version: str) -> str:

@@ -23,19 +23,16 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
-from simulator.controller import RTT, ControllerModel
+from simulator.capacity import RTT
+from simulator.controller import ControllerModel
 from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
 from eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
+from eve.vocab import PERIODIC
 
-ARRAY_TIMERS = ("config", "metrics", "deviceinfo", "porttest", "logs")
-_REQUEST_KIND = {"config": "config", "metrics": "metrics", "deviceinfo": "info", "porttest": "ping", "logs": "logs"}
-_INTERVAL_ITEM = {
-    "config": "timer.config.interval",
-    "metrics": "timer.metric.interval",
-    "deviceinfo": "timer.deviceinfo.interval",
-    "porttest": "timer.port.testinterval",
-}
-_JITTER = {"config": (0.3, 1.0), "metrics": (0.3, 1.0), "deviceinfo": (0.8, 1.2), "porttest": (1.0, 1.0), "logs": (1.0, 1.0)}
+ARRAY_TIMERS: tuple[str, ...] = tuple(PERIODIC)
+_REQUEST_KIND: dict[str, str] = {timer: p.request for timer, p in PERIODIC.items()}
+_INTERVAL_ITEM: dict[str, str] = {timer: p.interval_item for timer, p in PERIODIC.items() if p.interval_item is not None}
+_JITTER: dict[str, tuple[float, float]] = {timer: p.jitter for timer, p in PERIODIC.items()}
 
 NoteSink = Callable[[float, int, str, dict[str, Any]], None]
 
@@ -136,7 +133,7 @@ class Engine:
         self.quiet[i] = node.quiescent()
         self.last_ok[i] = node.last_contact
         down = self.port_down[i]
-        ports = node._ports()
+        ports = node.ports()
         self.net_ok[i] = any(p not in down for p in ports) if down else bool(ports)
         if self._items_seen[i] != node.items_version:
             self._items_seen[i] = node.items_version

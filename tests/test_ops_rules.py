@@ -48,7 +48,7 @@ def test_a_403_during_attestation_queues_one_more_attestation_after_complete() -
 
 
 class _TokenController:
-    """The real controller's rule (simulator/controller.py, eden/controller): config with a token
+    """The real controller's rule (eve/controller.py, eden/controller): config with a token
     other than the newest one issued gets 403, and the token is issued when the quote is checked."""
 
     def __init__(self, drv: Driver, quote_latency: float) -> None:

@@ -125,37 +125,28 @@ class ReferenceImagePlatform:
             state = _state_for(before[slot])
             if state is None:
                 continue
-            if node.zboot[label].state == PartitionState.UPDATING and state == PartitionState.INPROGRESS:
-                # Its one try was spent by a boot the agent never saw (a crash before the agents
-                # started): that boot came last, as the simulator's power_on would have recorded.
-                node.persist.last_booted = label
+            if node.on_disk_state(label, state, before_boot=True):
                 self.notify("platform_unseen_boot", {"partition": label})
-            node.zboot[label].state = state
 
     def after_power_on(self, node: "Node") -> None:
         zb = node.zboot
         booted = f"IMG{self.boot.slot}"
         if zb.current != booted:
             self.notify("platform_mismatch", {"model": zb.current, "booted": booted})
-            zb.current = booted
+            node.on_booted_from(booted)
         real = self.boot.state()
         for slot, label in (("A", "IMGA"), ("B", "IMGB")):
             state = _state_for(real[slot])
             if state is not None and zb[label].state != state:
                 self.notify("platform_mismatch", {"partition": label, "model": zb[label].state.value, "disk": state.value})
-                zb[label].state = state
+                node.on_disk_state(label, state)
         if self.release:
             cur = zb[booted]
-            if cur.version != self.release.get("version"):
-                if cur.version is not None:
-                    self.notify("platform_mismatch", {"partition": booted, "model_version": cur.version,
-                                                      "disk_version": self.release.get("version")})
-                cur.version = self.release.get("version")
-                cur.image_id = self.release.get("name") or cur.image_id
-            # The model picks what runs from the partition's image: the disk's release says it.
-            if node.image is not None and node.image.version != cur.version:
-                node.image = node.p.images.get(cur.image_id or "", node.image)
-        node.pcrs = self.tpm.read()  # what firmware and boot stage really measured (spec §5)
+            if cur.version is not None and cur.version != self.release.get("version"):
+                self.notify("platform_mismatch", {"partition": booted, "model_version": cur.version,
+                                                  "disk_version": self.release.get("version")})
+            node.on_disk_release(booted, self.release.get("version"), self.release.get("name"))
+        node.on_measured(self.tpm.read())
         self._mirrored = model_bootstate(node)
         self.notify("platform_boot", {"slot": self.boot.slot, "version": zb[booted].version,
                                       "pcrs": {str(i): v.hex() for i, v in sorted(node.pcrs.items())}})

@@ -16,7 +16,7 @@ device's values before the controller's first config (EVE applies the controller
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,9 +26,9 @@ from eden.errors import InvalidInput, did_you_mean, validate_model
 from eden.profiles import HwProfile, apply_overrides, load_profiles
 from eden.yamlsrc import load_yaml_file
 from eve.config_items import is_known, validate_item
+from eve.images import Behaviour, approved_measurements
 from eve.node import ImageInfo, NodeParams
 
-Behaviour = Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"]
 
 
 class _Strict(BaseModel):
@@ -106,9 +106,8 @@ class AgentSpec(_Strict):
         return {
             "firmware": params.firmware,
             "images": {
-                name: {"version": img.version, "measurement": img.rootfs_measurement}
-                for name, img in params.images.items()
-                if img.behaviour != "changes-pcrs"
+                name: {"version": version, "measurement": measurement}
+                for name, (version, measurement) in approved_measurements(params.images).items()
             },
         }
 

@@ -37,7 +37,8 @@ from eden.errors import InfrastructureError
 from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
-from eve.node import ImageInfo
+from eve.images import approved_measurements
+from eve.controller import DEFAULT_METRIC_INTERVAL, connected
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
 POLL = 0.5  # seconds between reads of the controller's device views
@@ -104,7 +105,7 @@ class LiveBackend(Generic[D]):
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
         self._series = DeviceSeries()
-        self.dormant = 3.0 * float(loaded.scenario.controller.config_items.get("timer.metric.interval", 60))
+        self.metric_interval = loaded.scenario.controller.config_items.get("timer.metric.interval", DEFAULT_METRIC_INTERVAL)
         self.controller_port = self.controller_port_type(self)
         self.device_port = self.device_port_type(self)
 
@@ -303,9 +304,8 @@ class LiveBackend(Generic[D]):
         knows them): its firmware reference and the released (approved) builds."""
         sc = self.loaded.scenario
         ref_images = {
-            name: {"version": img.version, "measurement": ImageInfo(name, img.version, "good", img.size).rootfs_measurement}
-            for name, img in sc.images.items()
-            if img.behaviour != "changes-pcrs"
+            name: {"version": version, "measurement": measurement}
+            for name, (version, measurement) in approved_measurements(sc.images).items()
         }
         await asyncio.to_thread(self.admin.preregister, serial, firmware=ref["firmware"], images=ref_images, config={})
 
@@ -504,7 +504,7 @@ class LiveBackend(Generic[D]):
             "id": device,
             "reported": bool(info),
             "onboarded": bool(row.get("onboarded")),
-            "connected": self.now() - last_seen <= self.dormant,
+            "connected": connected(self.now(), last_seen, self.metric_interval),
             "last_seen": last_seen,
             "bricked": bool(d and d.bricked),
             "powered": bool(d and d.powered),
@@ -547,9 +547,9 @@ class LiveBackend(Generic[D]):
             sw = v.get("sw") or []
             if sw and sw[0].get("version"):
                 versions[sw[0]["version"]] = versions.get(sw[0]["version"], 0) + 1
-        connected = sum(1 for v in views.values() if v["connected"])
+        online = sum(1 for v in views.values() if v["connected"])
         powered = sum(1 for v in views.values() if v["powered"])
-        self._series.append(round(self.now(), 3), connected, powered, states, versions)
+        self._series.append(round(self.now(), 3), online, powered, states, versions)
 
     def series(self) -> dict[str, Any]:
         return {**self._series.as_dict(self.series_step), "rollbacks": sorted(rollback_times(self.timeline))}

@@ -41,6 +41,7 @@ from eden.backends.ports import DEVICE_METHODS
 from eden.backends.realtime import Deadline
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
+from eve.images import CHANGES_PCRS
 
 GUEST_HOST = "10.0.2.2"  # the host as QEMU user networking shows it to the guest
 GUEST_BOOT_SECONDS = 0.5
@@ -171,7 +172,7 @@ class QemuBackend(LiveBackend[_Vm]):
             slot = await asyncio.to_thread(build_slot, self.image, name=name, version=str(img.version), behaviour=behaviour)
             self.slots[name] = slot
             approved = slot
-            if behaviour == "changes-pcrs":
+            if behaviour == CHANGES_PCRS:
                 approved = await asyncio.to_thread(build_slot, self.image, name=name, version=str(img.version), behaviour="good")
             self.approved_pcr13[name] = approved.pcr13
         self.timeline.add(self.now(), "harness", None, "slots_ready",

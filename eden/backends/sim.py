@@ -27,6 +27,8 @@ from eden.timeline import Timeline
 from simulator.controller import ControllerModel
 from simulator.engine import Engine
 from eve.node import ImageInfo, Node, NodeParams
+from eve.images import approved_measurements
+from eve.controller import DEFAULT_METRIC_INTERVAL, connected
 
 T = TypeVar("T")
 MAX_SIM_TIME = 30 * 86400.0
@@ -71,11 +73,7 @@ class SimBackend:
         variants = stream(seed, "image-variants")
         self.nodes: list[Node] = []
         self.variant_of: dict[str, dict[str, str]] = {}
-        nominal = {
-            name: ImageInfo(name, img.version, img.behaviour, img.size).rootfs_measurement
-            for name, img in sc.images.items()
-            if img.behaviour != "changes-pcrs"
-        }
+        nominal = {name: measurement for name, (_, measurement) in approved_measurements(sc.images).items()}
         for i, dev in enumerate(loaded.devices):
             images = self._images_for(dev, variants)
             params = self._params(dev, images)
@@ -187,9 +185,9 @@ class SimBackend:
                 self._dev_version[i] = version
         self._sampled_upto = len(journal)
         t = self.now()
-        dormant = 3.0 * float(self.ctrl.global_items.get("timer.metric.interval", 60))
-        connected = int(np.count_nonzero(t - self.ctrl.last_seen <= dormant))
-        self._series.append(t, connected, sum(self.powered), self._state_counts, self._version_counts)
+        interval = self.ctrl.global_items.get("timer.metric.interval", DEFAULT_METRIC_INTERVAL)
+        online = int(np.count_nonzero(connected(t, self.ctrl.last_seen, interval)))
+        self._series.append(t, online, sum(self.powered), self._state_counts, self._version_counts)
 
     def _controller_series(self) -> dict[str, Any]:
         """The controller's per-minute totals, plus per-kind request counts (``logs_requests``)
@@ -266,7 +264,7 @@ class SimBackend:
             "id": self.ids[i],
             "reported": dev.info is not None,
             "onboarded": dev.uuid is not None,
-            "connected": self.now() - float(self.ctrl.last_seen[i]) <= self.ctrl.dormant_time(i),
+            "connected": connected(self.now(), float(self.ctrl.last_seen[i]), self.ctrl.metric_interval(i)),
             "last_seen": float(self.ctrl.last_seen[i]),
             "bricked": node.bricked,
             "powered": self.powered[i],

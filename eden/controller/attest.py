@@ -49,14 +49,14 @@ def _certs(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
 
 
 def _reject(ctl: Controller, i: int, exc: quote.QuoteRejected) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    """The model's bookkeeping of a failed quote (simulator.controller ``_attest``): no token, no key."""
+    """The model's bookkeeping of a failed quote (eve.controller ``_attest``): no token, no key."""
     dev = ctl.model.devices[i]
     if exc.code != "NONCE_MISMATCH":
         dev.nonce = None
         dev.attest_failures += 1
         dev.token = None
         dev.token_required = False
-        ctl.model.needs_slow[i] = False
+        ctl.model.attestation_changed(i)
     return 201, {"type": "QUOTE", "code": exc.code}, {"field": exc.field, "reason": exc.reason}
 
 

@@ -1,6 +1,6 @@
-"""ControllerModel with the hooks a real controller needs (spec §2, §5).
+"""The EVE controller rules with the hooks a real controller needs (spec §2, §5).
 
-The API rules stay in :class:`simulator.controller.ControllerModel`; this subclass only draws
+The API rules stay in :class:`eve.controller.Controller`; this subclass only draws
 nonces/tokens from :mod:`secrets`, adds learned+approved PCR templates, and carries the
 controller-side per-device extras (shutdown counter, metrics, attestation history, ...).
 
@@ -24,7 +24,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from simulator.controller import ControllerModel, DeviceRecord
+from eve.controller import Controller, DeviceRecord
 from eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS
 
 # A template no real quote can match: used when a device has no template at all, so the model
@@ -66,10 +66,9 @@ class Side:
     certs_at: float = 0.0
 
 
-class RealModel(ControllerModel):
+class RealModel(Controller):
     def __init__(self, global_items: dict[str, Any]) -> None:
-        super().__init__(workers=1, service_time=0.001, queue_limit=1 << 30, global_items=global_items,
-                         enforce_attestation=True)
+        super().__init__(global_items=global_items, enforce_attestation=True)
         self.side: list[Side] = []
         self.learned: dict[int, list[dict[int, bytes]]] = {}  # approved learned templates per device
         self.tofu = False  # controller-wide trust-on-first-use templates (else per device: Side.tofu)
@@ -171,7 +170,5 @@ class RealModel(ControllerModel):
             if k in d:
                 setattr(dev, k, d[k])
         dev.config = None
-        self.ctrl_ver[i] = dev.ver
-        self.needs_slow[i] = dev.token_required and dev.token is None
         self.side[i] = Side(**state.get("side", {}))
         return i

@@ -34,11 +34,11 @@ from typing import Literal
 from eden.errors import InfrastructureError, InvalidInput
 from eden.image.layout import Image
 from eden.image.verity import BLOCK, make_slot, read_descriptor
+from eve.images import BEHAVIOURS
 
 __all__ = ["BEHAVIOURS", "RELEASE_PATH", "FORMAT_VERSION", "Slot", "build_slot", "install_slot_offline",
            "release_json", "pcr13_after"]
 
-BEHAVIOURS: tuple[str, ...] = ("good", "crash-on-boot", "no-controller", "changes-pcrs")
 RELEASE_PATH = "/etc/eden/release.json"
 FORMAT_VERSION = 1  # bump when the variant's bytes would change for the same inputs
 KEEP_SLOTS = 12  # variants kept per cache directory, most recently used first

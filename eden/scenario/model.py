@@ -29,6 +29,7 @@ from pydantic import (
 
 from eden.units import ByteSize, Duration, Fraction, parse_duration, parse_fraction
 from eden.yamlsrc import scalar_text
+from eve.images import Behaviour, DownloadBehaviour
 from eve.enums import (
     AttestState,
     BaseOsStatus,
@@ -535,15 +536,15 @@ class ImageVariant(Base):
 
     profile: str
     fraction: Fraction
-    behaviour: Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"]
+    behaviour: Behaviour
 
 
 class Image(Base):
     version: Version
-    behaviour: Literal["good", "crash-on-boot", "no-controller", "changes-pcrs"] = "good"
+    behaviour: Behaviour = "good"
     """Simulator only: how the image behaves after it boots. Real backends run the real image."""
     size: ByteSize = 300 * 2**20
-    download: Literal["ok", "corrupt"] = "ok"
+    download: DownloadBehaviour = "ok"
     """Simulator only: ``corrupt`` - every download of it fails verification (spec §4,
     blob.download.max.retries). Real backends serve the real image and refuse it."""
     variants: list[ImageVariant] = Field(default_factory=list)

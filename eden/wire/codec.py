@@ -1,6 +1,6 @@
 """The node model's request/response bodies <-> EVE API v2 protobuf payloads (spec §2, §5).
 
-The EVE rules (``eve.node.Node`` on the device side, ``simulator.controller.ControllerModel``
+The EVE rules (``eve.node.Node`` on the device side, ``eve.controller.Controller``
 on the controller side) speak small dicts. This module is the one place where those dicts become
 the protobuf messages that go on the wire, and back:
 
@@ -75,7 +75,7 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
   ``attest``/``signature``/``pcr_values`` [(index, hash algo, value)] and checks them itself
   (:mod:`eden.controller.quote`).
 * attest CERT ``certs``: [{type: DEVICE_RESTRICTED_SIGNING|DEVICE_ECDH_EXCHANGE|..., pem}].
-* certs: ``ControllerModel.answer`` returns ``{}``; the real controller must fill
+* certs: ``Controller.answer`` returns ``{}``; the real controller must fill
   ``{"certs": [{"type": "CONTROLLER_SIGNING", "pem": ...}]}`` itself.
 * register: the node's placeholder ``cert`` is replaced by ``device_cert_pem`` when given.
 """
@@ -483,7 +483,7 @@ def _info_msg(ztype: ZInfoType, dev: str, at: Any, **content: Message) -> bytes:
 @_guard
 def decode_request(kind: str, payload: bytes, *, image_of_version: Mapping[str, str] | None = None,
                    baseos_version: str | None = None) -> dict[str, Any]:
-    """Controller side: a request payload -> the body dict ControllerModel.answer expects.
+    """Controller side: a request payload -> the body dict Controller.answer expects.
 
     ``info`` payloads decode to a *partial* report (``{"part": "device", ...}`` or
     ``{"part": "app", "name": ..., "app": {...}}``); fold them with :func:`merge_info`.
@@ -641,7 +641,7 @@ def merge_info(previous: Mapping[str, Any] | None, partial: Mapping[str, Any]) -
 @_guard
 def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_uuid: str | None = None,
                     datastore_fqdn: str = "") -> bytes:
-    """Controller side: ControllerModel.answer's (status, body) -> serialized response payload.
+    """Controller side: Controller.answer's (status, body) -> serialized response payload.
 
     Anything but a 2xx answer, and kinds without a response message, give ``b""``.
     ``datastore_fqdn`` goes into DatastoreConfig.fqdn of a base OS with ``content`` (e.g.
