@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 from eden.qemu.console import Console, ConsoleBuffer, ExpectTimeout, compile_pattern, decode_line
 from eden.qemu.hostcheck import check_host

@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 from leakcheck import marked_processes
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 from eden.qemu import hostcheck
 from eden.qemu.console import ExpectTimeout

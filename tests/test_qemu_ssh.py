@@ -12,7 +12,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 from eden.qemu.ssh import Ssh, SshKey
 

@@ -26,7 +26,7 @@ from eden.backends.live import LiveBackend, LiveDevice, _py
 from eden.backends.live_ports import LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.backends.netproxy import PortProxy
-from eden.backends.procs import Managed
+from eden.runtime.procs import Managed
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
 

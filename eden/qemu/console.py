@@ -7,7 +7,7 @@ starts QEMU paused (``-S``) and connects the console before the guest runs, so n
 * ``console.log`` is the decoded view, one line per guest line (``\\r`` dropped, bad UTF-8 replaced),
   and each line also goes to an ``on_line`` callback (the backend's event timeline);
 * :meth:`Console.expect` waits for a literal marker or a regex with a
-  :class:`~eden.backends.realtime.Deadline`. Matches are found in stream order: each match consumes
+  :class:`~eden.runtime.deadline.Deadline`. Matches are found in stream order: each match consumes
   the stream up to its end, so two expects for the same marker need two occurrences.
 
 Losing the console while the VM is supposed to run is an infrastructure error, never a product failure.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
@@ -163,7 +163,7 @@ class Console:
             except (FileNotFoundError, ConnectionRefusedError):
                 if not alive():
                     raise InfrastructureError("QEMU exited before its console socket was ready") from None
-                if deadline.expired:
+                if deadline.expired():
                     raise InfrastructureError(f"console socket {self.sock} not ready in time") from None
                 await asyncio.sleep(0.01)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ class Console:
                         + f"; last output:\n{self.core.tail(500)}"
                     )
                 raise ExpectTimeout(describe(pattern), self.core.tail(500))
-            if deadline.expired:
+            if deadline.expired():
                 raise ExpectTimeout(describe(pattern), self.core.tail(500))
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
