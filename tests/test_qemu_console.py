@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
-from eden.qemu.console import Console, ConsoleBuffer, ExpectTimeout, compile_pattern, decode_line
+from eden.runtime.console import Console, ConsoleBuffer, ExpectTimeout, compile_pattern, decode_line
 from eden.qemu.hostcheck import check_host
 from eden.qemu.machine import parse_hostfwd
 

@@ -34,7 +34,7 @@ from qemu.qmp import ExecuteError, QMPClient
 from eden.runtime.procs import Managed, ProcessGroup
 from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
-from eden.qemu.console import Console
+from eden.runtime.console import Console
 from eden.qemu.hostcheck import Accel, HostTools, check_host, probe_accel
 from eden.qemu.swtpm import Swtpm
 

@@ -23,9 +23,9 @@ class Deadline:
     """An instant on the monotonic clock, never later than its parent's."""
 
     def __init__(self, seconds: float, parent: Deadline | None = None) -> None:
-        at = time.monotonic() + seconds
+        at: float = time.monotonic() + seconds
         self.parent = parent
-        self.at = min(at, parent.at) if parent is not None else at
+        self.at: float = min(at, parent.at) if parent is not None else at
 
     def child(self, seconds: float) -> Deadline:
         """A deadline ``seconds`` from now, bounded by this one's remaining time."""

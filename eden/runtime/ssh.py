@@ -1,4 +1,4 @@
-"""SSH into a VM through QEMU's host forward, with a key the harness makes for each run.
+"""SSH into a machine (a VM through QEMU's host forward, or a board), with a key the harness makes per run.
 
 paramiko is blocking, so every call runs in a worker thread; every call takes a
 :class:`~eden.runtime.deadline.Deadline`. :meth:`Ssh.connect` retries while sshd is still starting
