@@ -47,7 +47,8 @@ START_TIMEOUT = 60.0
 MAX_REAL_TIME = 6 * 3600.0
 
 
-def _py(*args: str) -> list[str]:
+def eden_command(*args: str) -> list[str]:
+    """The argv that runs ``python -m eden ARGS`` with this interpreter (controller, agents, tamper)."""
     return [sys.executable, "-m", "eden", *args]
 
 
@@ -165,11 +166,11 @@ class LiveBackend(Generic[D]):
         await self._setup()
         await self._start_controller(first=True)
         await self._prepare_devices()
-        self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+        self.clock.restart()
         self.background(self._poll_loop())
 
     async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
-        driver = Driver()
+        driver = Driver(self.clock)
         self.run_deadline = Deadline(MAX_REAL_TIME)
         # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
         with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
@@ -283,7 +284,7 @@ class LiveBackend(Generic[D]):
         serve_json.unlink(missing_ok=True)
         self.controller = await self.procs.start(
             "controller",
-            _py("controller", "serve", str(self.ctrl_dir), "--listen", self.controller_listen, "--admin-listen", "127.0.0.1:0"),
+            eden_command("controller", "serve", str(self.ctrl_dir), "--listen", self.controller_listen, "--admin-listen", "127.0.0.1:0"),
         )
         deadline = self.run_deadline.child(START_TIMEOUT)
         while not serve_json.exists():

@@ -13,12 +13,14 @@ import asyncio
 from typing import Any
 
 from eden.backends.base import RunGen, Sleep, Spawn
+from eden.runtime.clock import Clock
 
 
 class Driver:
     """Runs runner generators as asyncio tasks; a failing spawned activity fails the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.tasks: set[asyncio.Task[Any]] = set()
         self.failure: BaseException | None = None
 
@@ -27,7 +29,7 @@ class Driver:
             cmd = next(gen)
             while True:
                 if isinstance(cmd, Sleep):
-                    await asyncio.sleep(max(0.0, cmd.seconds))
+                    await self.clock.sleep(cmd.seconds)
                 elif isinstance(cmd, Spawn):
                     self.spawn(cmd.gen, cmd.name)
                 cmd = gen.send(None)

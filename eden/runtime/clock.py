@@ -44,6 +44,10 @@ class RunClock:
     """Wall time for a real run: seconds since its start (monotonic), plus the epoch at that instant."""
 
     def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        """Make this instant time 0 (the fleet is ready, as at the simulator's start)."""
         self.mono0 = time.monotonic()
         self.epoch0 = time.time()
 

@@ -2,10 +2,10 @@
 
 paramiko is blocking, so every call runs in a worker thread; every call takes a
 :class:`~eden.runtime.deadline.Deadline`. :meth:`Ssh.connect` retries while sshd is still starting
-(connection refused or reset, no banner yet: normal for a booting VM) until the deadline, then
+(connection refused or reset, no banner yet: normal for a booting machine) until the deadline, then
 raises :class:`~eden.errors.InfrastructureError` naming the last error.
 
-The VM's host key is new at every image build, so it is trusted on first use for the lifetime of
+The guest's host key is new at every image build, so it is trusted on first use for the lifetime of
 one :class:`Ssh` object (a changed key within a run is refused).
 Files are copied with ``cat`` over an exec channel, so no SFTP server is needed in the guest.
 """
