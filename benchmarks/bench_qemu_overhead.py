@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eden.backends.realtime import Deadline  # noqa: E402
+from eden.runtime.deadline import Deadline  # noqa: E402
 from eden.qemu import hostcheck  # noqa: E402
 from eden.qemu.machine import Machine, MachineConfig  # noqa: E402
 from eden.qemu.miniguest import build_initramfs, fetch_cloud_kernel  # noqa: E402

@@ -1,7 +1,7 @@
 """What the start-up guard of a child process costs (issue 14 item 17).
 
 Every child of a real-time run starts as ``setpriv --pdeathsig KILL -- sh -c <parent check> ...``
-(eden.backends.procs). This starts N short children (``/bin/true``) through ProcessGroup three
+(eden.runtime.procs). This starts N short children (``/bin/true``) through ProcessGroup three
 ways, one at a time, and prints the mean start-to-exit time of each: bare, setpriv alone (before
 the fix) and setpriv + sh (now), and what ``eden run`` spends drawing report.html.
 
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from eden.backends import procs
+from eden.runtime import procs
 
 
 async def _spawn_all(n: int, wrap: str) -> float:

@@ -19,10 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, format_issues
+from eden.terminal import err, out
 from eden.units import format_duration
-
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
 
 
 def _seed_arg(text: str) -> int:

@@ -26,7 +26,7 @@ from evedisk import run as _run
 from evedisk import sgdisk as _sgdisk
 from leakcheck import marked_processes
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.controller.layout import Layout
 from eden.controller.setup import device_config, init
 from eden.errors import InvalidInput
@@ -400,7 +400,7 @@ def test_ovmf_swtpm_and_grub_read_the_written_config(controller: Layout, disk: P
     async def main() -> tuple[float, str, int | None]:
         deadline = Deadline(5)
         while not sock.exists():
-            assert swtpm.poll() is None and not deadline.expired, "swtpm did not start"
+            assert swtpm.poll() is None and not deadline.expired(), "swtpm did not start"
             await asyncio.sleep(0.02)
         async with Machine(cfg, run_dir) as vm:
             t0 = time.monotonic()

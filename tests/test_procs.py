@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from eden.backends.procs import EXIT_ORPHANED, ProcessGroup, with_parent_death_signal
+from eden.runtime.procs import EXIT_ORPHANED, ProcessGroup, with_parent_death_signal
 
 
 def _alive(pid: int) -> bool:
@@ -50,7 +50,7 @@ def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
         f"""
         import asyncio, sys
         from pathlib import Path
-        from eden.backends.procs import EXIT_ORPHANED, ProcessGroup, with_parent_death_signal
+        from eden.runtime.procs import EXIT_ORPHANED, ProcessGroup, with_parent_death_signal
 
         async def main():
             group = ProcessGroup(Path({str(tmp_path)!r}))
@@ -98,7 +98,7 @@ def test_a_harness_dead_before_the_prctl_starts_no_child(tmp_path: Path) -> None
     script = textwrap.dedent(
         f"""
         import os, sys, time
-        from eden.backends.procs import with_parent_death_signal
+        from eden.runtime.procs import with_parent_death_signal
 
         argv = with_parent_death_signal({target!r})
         harness = os.getpid()

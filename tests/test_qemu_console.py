@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
-from eden.qemu.console import Console, ConsoleBuffer, ExpectTimeout, compile_pattern, decode_line
+from eden.runtime.console import Console, ConsoleBuffer, ExpectTimeout, compile_pattern, decode_line
 from eden.qemu.hostcheck import check_host
 from eden.qemu.machine import parse_hostfwd
 

@@ -21,13 +21,13 @@ from typing import Iterator
 import pytest
 from leakcheck import marked_processes
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 from eden.qemu import hostcheck
-from eden.qemu.console import ExpectTimeout
+from eden.runtime.console import ExpectTimeout
 from eden.qemu.machine import Machine, MachineConfig, MachineEvent
 from eden.qemu.miniguest import build_initramfs, fetch_cloud_kernel
-from eden.qemu.ssh import Ssh, SshKey
+from eden.runtime.ssh import Ssh, SshKey
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 

@@ -78,7 +78,7 @@ def test_bad_port_lists_are_refused() -> None:
 def test_a_cable_pulled_while_off_is_kept_for_the_next_power_on(tmp_path: Path) -> None:
     import asyncio
 
-    from eden.backends.realtime import Deadline
+    from eden.runtime.deadline import Deadline
 
     vm = Machine(MachineConfig(nics=port_nics(["eth0", "eth1"], "d")), tmp_path / "vm")
     asyncio.run(vm.set_link(False, Deadline(1.0), nic="eth1"))

@@ -12,9 +12,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
-from eden.qemu.ssh import Ssh, SshKey
+from eden.runtime.ssh import Ssh, SshKey
 
 
 def test_generated_key_loads_and_is_private(tmp_path: Path) -> None:

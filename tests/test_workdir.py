@@ -1,4 +1,4 @@
-"""The working directory of a real-time run (eden.backends.workdir): locked while its run lives,
+"""The working directory of a real-time run (eden.runtime.workdir): locked while its run lives,
 removed by the next run once its owner is dead, never when it is alive or not ours."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from eden.backends.workdir import LOCK, WorkDir, reap_stale
+from eden.runtime.workdir import LOCK, WorkDir, reap_stale
 
 
 def test_a_live_run_keeps_its_directory_and_a_dead_one_is_reaped(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_a_live_run_keeps_its_directory_and_a_dead_one_is_reaped(tmp_path: Path)
         f"""
         import os
         from pathlib import Path
-        from eden.backends.workdir import WorkDir
+        from eden.runtime.workdir import WorkDir
         w = WorkDir.create("eden-qemu-", Path({str(tmp_path)!r}))
         (w.path / "admin.token").write_text("secret")
         print(w.path, flush=True)

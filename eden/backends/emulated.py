@@ -22,11 +22,11 @@ import asyncio
 from functools import partial
 from pathlib import Path
 
-from eden.backends.live import LiveBackend, LiveDevice, _py
+from eden.backends.live import LiveBackend, LiveDevice, eden_command
 from eden.backends.live_ports import LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.backends.netproxy import PortProxy
-from eden.backends.procs import Managed
+from eden.runtime.procs import Managed
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
 
@@ -126,7 +126,7 @@ class EmulatedBackend(LiveBackend[_Device]):
     # ----------------------------------------------------------------------------- agents --
     def _agent_argv(self, d: _Device) -> list[str]:
         home = d.home
-        argv = _py("agent", "--once", "--state-dir", str(d.state_dir), "--spec", str(home / "spec.json"), "--config-dir", str(home / "config"))
+        argv = eden_command("agent", "--once", "--state-dir", str(d.state_dir), "--spec", str(home / "spec.json"), "--config-dir", str(home / "config"))
         for name, proxy in d.proxies.items():
             argv += ["--port-url", f"{name}=https://127.0.0.1:{proxy.port}"]
         return argv
@@ -144,7 +144,7 @@ class EmulatedBackend(LiveBackend[_Device]):
         while d.powered:
             while d.pending_tamper:
                 stage = d.pending_tamper.pop(0)
-                await _check_call(_py("agent", "tamper", "--state-dir", str(d.state_dir), "--stage", stage), f"tamper {d.id}")
+                await _check_call(eden_command("agent", "tamper", "--state-dir", str(d.state_dir), "--stage", stage), f"tamper {d.id}")
             d.boots += 1
             d.proc = await self.procs.start(f"agent-{d.id}", self._agent_argv(d), on_line=lambda line, d=d: self._agent_line(d, line))
             rc = await d.proc.proc.wait()

@@ -1,8 +1,8 @@
 """The shared machinery of the real-time backends (``emulated``, ``qemu``).
 
-Both run a real ``eden controller serve`` process (:mod:`eden.backends.procs`), pre-register the
+Both run a real ``eden controller serve`` process (:mod:`eden.runtime.procs`), pre-register the
 scenario's devices through its admin API, drive the step runner with asyncio
-(:mod:`eden.backends.realtime`), build the device views from what the controller sees (the decoded
+(:mod:`eden.backends.realtime`, :mod:`eden.runtime`), build the device views from what the controller sees (the decoded
 ZInfoMsg) and merge the controller's event stream into the timeline. What differs is the device:
 an agent process behind loopback relays (``emulated``) or a QEMU VM booting the reference image
 (``qemu``). A subclass provides :meth:`LiveBackend._prepare_devices`, the device-side actions
@@ -10,7 +10,7 @@ an agent process behind loopback relays (``emulated``) or a QEMU VM booting the 
 
 Everything started is stopped on success, failure, timeout and Ctrl-C and the run's working
 directory is removed; the processes' logs are written into the run's output directory as they
-run. A working directory a ``kill -9`` left is removed by the next run (:mod:`eden.backends.workdir`).
+run. A working directory a ``kill -9`` left is removed by the next run (:mod:`eden.runtime.workdir`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from eden.backends.actions import perform
 from eden.backends.base import RunGen, Session
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
-from eden.backends.procs import Managed, ProcessGroup
-from eden.backends.realtime import Deadline, Driver, RunClock
-from eden.backends.workdir import WorkDir
+from eden.runtime.procs import Managed, ProcessGroup
+from eden.backends.realtime import Driver
+from eden.runtime.clock import RunClock
+from eden.runtime.deadline import Deadline
+from eden.runtime.workdir import WorkDir
 from eden.errors import InfrastructureError
 from eden.interrupt import Interrupted, StopOnSignal
 from eden.scenario.load import DeviceSpec, LoadedScenario
@@ -46,7 +48,8 @@ START_TIMEOUT = 60.0
 MAX_REAL_TIME = 6 * 3600.0
 
 
-def _py(*args: str) -> list[str]:
+def eden_command(*args: str) -> list[str]:
+    """The argv that runs ``python -m eden ARGS`` with this interpreter (controller, agents, tamper)."""
     return [sys.executable, "-m", "eden", *args]
 
 
@@ -81,6 +84,8 @@ class LiveBackend(Generic[D]):
         self.timeline = timeline if timeline is not None else Timeline()
         self.out_dir = out_dir
         self.clock = RunClock()
+        # Every per-operation deadline of the run is a child of this one, so none outlives the run.
+        self.run_deadline = Deadline(MAX_REAL_TIME)
         self.ids = [d.id for d in loaded.devices]
         self.index = {d: i for i, d in enumerate(self.ids)}
         self.work: Path | None = None
@@ -162,11 +167,12 @@ class LiveBackend(Generic[D]):
         await self._setup()
         await self._start_controller(first=True)
         await self._prepare_devices()
-        self.clock = RunClock()  # time 0 = the fleet is ready, as on the simulator
+        self.clock.restart()
         self.background(self._poll_loop())
 
     async def _run(self, main: RunGen, duration: float | None, progress: Callable[[float], None] | None) -> None:
-        driver = Driver()
+        driver = Driver(self.clock)
+        self.run_deadline = Deadline(MAX_REAL_TIME)
         # Ctrl-C / SIGTERM cancel this task once: the finally below releases everything (eden.interrupt).
         with StopOnSignal(asyncio.current_task()) as self._stop:  # type: ignore[arg-type]
             try:
@@ -175,13 +181,13 @@ class LiveBackend(Generic[D]):
                     self.background(self._progress(progress))
                 task = driver.spawn(main, "scenario")
                 limit = duration if duration is not None else MAX_REAL_TIME
-                deadline = Deadline(limit)
+                deadline = self.run_deadline.child(limit)
                 while not task.done():
                     if self._failure is not None:
                         raise InfrastructureError(self._failure)
                     if driver.failure is not None:
                         raise _infrastructure(driver.failure)
-                    if deadline.expired:
+                    if deadline.expired():
                         if duration is None:
                             raise InfrastructureError(f"the run did not finish within {limit / 3600:.0f} h of real time")
                         break
@@ -279,13 +285,13 @@ class LiveBackend(Generic[D]):
         serve_json.unlink(missing_ok=True)
         self.controller = await self.procs.start(
             "controller",
-            _py("controller", "serve", str(self.ctrl_dir), "--listen", self.controller_listen, "--admin-listen", "127.0.0.1:0"),
+            eden_command("controller", "serve", str(self.ctrl_dir), "--listen", self.controller_listen, "--admin-listen", "127.0.0.1:0"),
         )
-        deadline = Deadline(START_TIMEOUT)
+        deadline = self.run_deadline.child(START_TIMEOUT)
         while not serve_json.exists():
             if not self.controller.running:
                 raise InfrastructureError(f"the controller exited at start (rc={self.controller.proc.returncode}): {self.procs.log_tail('controller')}")
-            if deadline.expired:
+            if deadline.expired():
                 raise InfrastructureError("the controller did not start within 60 s")
             await asyncio.sleep(0.05)
         info = json.loads(serve_json.read_text())

@@ -32,7 +32,7 @@ TICK = 0.2
 class LiveSession:
     def __init__(self, backend: LiveBackend[Any]) -> None:
         self.be = backend
-        self.driver = Driver()
+        self.driver = Driver(backend.clock)
         self._workdir = backend.work_dir()
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -38,7 +38,6 @@ from typing import Any
 from eden.backends.live import LiveBackend, LiveDevice
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
-from eden.backends.realtime import Deadline
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
 from eve.images import CHANGES_PCRS
@@ -260,7 +259,7 @@ class QemuBackend(LiveBackend[_Vm]):
             return
         try:
             await self._apply_tamper(d)
-            await d.machine.power_on(Deadline(POWER_ON_TIMEOUT))
+            await d.machine.power_on(self.run_deadline.child(POWER_ON_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - QEMU or swtpm failing to start is the harness's problem
             self._failure = f"{d.id}: power-on failed: {exc}"
             return
@@ -303,7 +302,7 @@ class QemuBackend(LiveBackend[_Vm]):
         """QMP ``set_link`` on each named port's NIC (a powered-off VM keeps it for its next power-on)."""
         try:
             for port in ports:
-                await d.machine.set_link(up, Deadline(10.0), nic=port)
+                await d.machine.set_link(up, self.run_deadline.child(10.0), nic=port)
         except InfrastructureError as exc:
             self._failure = str(exc)
 

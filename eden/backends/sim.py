@@ -19,6 +19,7 @@ from eden.backends.actions import perform
 from eden.backends.base import RunGen, Session, Sleep, Spawn
 from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
 from eden.backends.sim_ports import SimControllerPort, SimDevicePort
+from eden.runtime.clock import SimClock
 from eden.device_params import images_for, node_params
 from eden.errors import InfrastructureError, InvalidInput
 from eden.scenario.load import DeviceSpec, LoadedScenario
@@ -56,6 +57,7 @@ class SimBackend:
         self.seed = seed
         self.timeline = timeline if timeline is not None else Timeline()
         self.env = simpy.Environment()
+        self.clock = SimClock(self.env)
         self.ids = [d.id for d in loaded.devices]
         self.index = {d: i for i, d in enumerate(self.ids)}
         cap = sc.controller.capacity
@@ -127,7 +129,7 @@ class SimBackend:
 
     # ------------------------------------------------------------------------------ clock --
     def now(self) -> float:
-        return float(self.env.now)
+        return self.clock.now()
 
     def drive(self, gen: RunGen) -> Any:
         """Turn the runner's Sleep/Spawn requests into SimPy timeouts and processes."""
@@ -135,7 +137,7 @@ class SimBackend:
             cmd = next(gen)
             while True:
                 if isinstance(cmd, Sleep):
-                    yield self.env.timeout(max(0.0, cmd.seconds))
+                    yield self.clock.sleep(cmd.seconds)
                 elif isinstance(cmd, Spawn):
                     self.env.process(self.drive(cmd.gen))
                 cmd = gen.send(None)

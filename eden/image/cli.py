@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     cache = args.cache or default_cache()
     if args.action == "build":
-        from eden.cli import err
+        from eden.terminal import err
 
         def log(line: str) -> None:
             if not args.quiet:

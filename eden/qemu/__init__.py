@@ -1,10 +1,10 @@
-"""Machine control for the QEMU backend: host checks and the KVM probe, swtpm, the VM
-with QMP power control and events, the serial console with an expect engine, and SSH.
+"""Machine control for the QEMU backend: host checks and the KVM probe, swtpm, and the VM
+with QMP power control and events; its console and SSH come from :mod:`eden.runtime`.
 
 The backend ties these together; see docs/qemu.md.
 """
 
-from eden.qemu.console import Console, ConsoleMatch, ExpectTimeout
+from eden.runtime.console import Console, ConsoleMatch, ExpectTimeout
 from eden.qemu.hostcheck import HostTools, check_host, probe_accel
 from eden.qemu.machine import Disk, Machine, MachineConfig, MachineEvent
 from eden.qemu.swtpm import Swtpm

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eden.backends.procs import ProcessGroup
-from eden.backends.realtime import Deadline
+from eden.runtime.procs import ProcessGroup
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 Accel = Literal["kvm", "tcg"]

@@ -31,10 +31,10 @@ from typing import Any, Callable, Literal
 
 from qemu.qmp import ExecuteError, QMPClient
 
-from eden.backends.procs import Managed, ProcessGroup
-from eden.backends.realtime import Deadline
+from eden.runtime.procs import Managed, ProcessGroup
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
-from eden.qemu.console import Console
+from eden.runtime.console import Console
 from eden.qemu.hostcheck import Accel, HostTools, check_host, probe_accel
 from eden.qemu.swtpm import Swtpm
 
@@ -291,7 +291,7 @@ class Machine:
         self.tools = check_host(qemu=c.qemu, tpm=c.tpm, ovmf=c.ovmf, kernel=c.kernel, initrd=c.initrd)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if c.accel == "auto":
-            self.accel = await probe_accel(c.kernel or c.probe_kernel, self.tools.qemu, deadline.sub(3.0))
+            self.accel = await probe_accel(c.kernel or c.probe_kernel, self.tools.qemu, deadline.child(3.0))
         else:
             self.accel = c.accel
         if c.ovmf:
@@ -359,9 +359,9 @@ class Machine:
         try:
             if self.running and self._qmp is not None and self._failure is None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._qmp.execute("quit"), deadline.sub(3.0).remaining())
+                    await asyncio.wait_for(self._qmp.execute("quit"), deadline.child(3.0).remaining())
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._exited.wait(), deadline.sub(5.0).remaining())
+                    await asyncio.wait_for(self._exited.wait(), deadline.child(5.0).remaining())
         finally:
             await self._teardown()
 
@@ -428,7 +428,7 @@ class Machine:
                     raise InfrastructureError(
                         f"QEMU exited at start:\n{self.group.log_tail('qemu')}"
                     ) from None
-                if deadline.expired:
+                if deadline.expired():
                     raise InfrastructureError(f"QMP socket {path} not ready in time") from None
                 await asyncio.sleep(0.01)
         self._qmp = client

@@ -15,8 +15,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from eden.backends.procs import Managed, ProcessGroup
-from eden.backends.realtime import Deadline
+from eden.runtime.procs import Managed, ProcessGroup
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 #: swtpm writes this file into an initialised TPM 2.0 state directory.
@@ -82,7 +82,7 @@ class Swtpm:
         while not self.sock.exists():
             if not self.proc.running:
                 raise InfrastructureError(f"swtpm exited at start\n{group.log_tail('swtpm')}")
-            if deadline.expired:
+            if deadline.expired():
                 raise InfrastructureError(f"swtpm control socket {self.sock} did not appear in time")
             await asyncio.sleep(0.01)
 

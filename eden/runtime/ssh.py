@@ -1,11 +1,11 @@
-"""SSH into a VM through QEMU's host forward, with a key the harness makes for each run.
+"""SSH into a machine (a VM through QEMU's host forward, or a board), with a key the harness makes per run.
 
 paramiko is blocking, so every call runs in a worker thread; every call takes a
-:class:`~eden.backends.realtime.Deadline`. :meth:`Ssh.connect` retries while sshd is still starting
-(connection refused or reset, no banner yet: normal for a booting VM) until the deadline, then
+:class:`~eden.runtime.deadline.Deadline`. :meth:`Ssh.connect` retries while sshd is still starting
+(connection refused or reset, no banner yet: normal for a booting machine) until the deadline, then
 raises :class:`~eden.errors.InfrastructureError` naming the last error.
 
-The VM's host key is new at every image build, so it is trusted on first use for the lifetime of
+The guest's host key is new at every image build, so it is trusted on first use for the lifetime of
 one :class:`Ssh` object (a changed key within a run is refused).
 Files are copied with ``cat`` over an exec channel, so no SFTP server is needed in the guest.
 """
@@ -23,7 +23,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 
@@ -137,7 +137,7 @@ class Ssh:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             while True:
-                if deadline.expired:
+                if deadline.expired():
                     chan.close()
                     raise InfrastructureError(f"ssh: {command!r} did not finish in time")
                 chan.settimeout(max(0.1, deadline.remaining()))

@@ -1,16 +1,21 @@
-"""The VM's serial console: captured raw, shown as lines, and searched by an expect engine.
+"""A serial console: captured raw, shown as lines, and searched by an expect engine.
 
-QEMU serves the serial port on a unix socket (``-chardev socket,server=on,wait=off``); the machine
-starts QEMU paused (``-S``) and connects the console before the guest runs, so no byte is lost.
+The console reads from a :class:`ByteSource`, anything that opens a byte stream:
+
+* :class:`UnixSocketSource`: QEMU serves a VM's serial port on a unix socket
+  (``-chardev socket,server=on,wait=off``); the machine starts QEMU paused (``-S``) and connects
+  the console before the guest runs, so no byte is lost;
+* :class:`TcpSource`: a serial server (``ser2net`` in raw mode, a board's BMC) serves a physical
+  serial port as a raw TCP stream.
 
 * ``console.raw`` keeps every byte exactly as received (binary noise included);
 * ``console.log`` is the decoded view, one line per guest line (``\\r`` dropped, bad UTF-8 replaced),
   and each line also goes to an ``on_line`` callback (the backend's event timeline);
 * :meth:`Console.expect` waits for a literal marker or a regex with a
-  :class:`~eden.backends.realtime.Deadline`. Matches are found in stream order: each match consumes
+  :class:`~eden.runtime.deadline.Deadline`. Matches are found in stream order: each match consumes
   the stream up to its end, so two expects for the same marker need two occurrences.
 
-Losing the console while the VM is supposed to run is an infrastructure error, never a product failure.
+Losing the console while the machine is supposed to run is an infrastructure error, never a product failure.
 """
 
 from __future__ import annotations
@@ -21,16 +26,55 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Protocol
 
-from eden.backends.realtime import Deadline
+from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 #: Unmatched output kept for searching; older bytes are dropped (they stay in console.raw).
 #: Markers longer than this cannot be matched across the cut.
 SEARCH_WINDOW = 1 << 20
+
+
+class ByteSource(Protocol):
+    """Where console bytes come from; :meth:`open` raises ``OSError`` while the source is not ready yet."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def open(self) -> Stream: ...
+
+
+class UnixSocketSource:
+    """A unix stream socket, as QEMU's ``-chardev socket`` serves a serial port."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return f"console socket {self.path}"
+
+    async def open(self) -> Stream:
+        return await asyncio.open_unix_connection(str(self.path))
+
+
+class TcpSource:
+    """A raw TCP stream, as a serial server (``ser2net`` raw mode) serves a physical port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    @property
+    def name(self) -> str:
+        return f"console server {self.host}:{self.port}"
+
+    async def open(self) -> Stream:
+        return await asyncio.open_connection(self.host, self.port)
 
 
 class ExpectTimeout(Exception):
@@ -130,10 +174,10 @@ def decode_line(raw: bytes) -> str:
 
 
 class Console:
-    """A connected serial console of one VM."""
+    """A connected serial console of one machine; a bare path means a unix socket."""
 
-    def __init__(self, sock: Path, log_dir: Path, on_line: Callable[[str], None] | None = None) -> None:
-        self.sock = sock
+    def __init__(self, source: ByteSource | Path, log_dir: Path, on_line: Callable[[str], None] | None = None) -> None:
+        self.source: ByteSource = UnixSocketSource(source) if isinstance(source, Path) else source
         self.log_dir = log_dir
         self.core = ConsoleBuffer(self._line)
         self._user_on_line = on_line
@@ -155,22 +199,23 @@ class Console:
         return self.log_dir / "console.log"
 
     async def connect(self, deadline: Deadline, alive: Callable[[], bool] = lambda: True) -> None:
-        """Connect to QEMU's console socket, retrying until it exists (while ``alive()``)."""
+        """Connect to the source, retrying while it is not ready (and ``alive()``) until the deadline."""
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.sock))
+                reader, writer = await self.source.open()
                 break
             except (FileNotFoundError, ConnectionRefusedError):
                 if not alive():
-                    raise InfrastructureError("QEMU exited before its console socket was ready") from None
-                if deadline.expired:
-                    raise InfrastructureError(f"console socket {self.sock} not ready in time") from None
+                    raise InfrastructureError(f"the console's machine exited before its {self.source.name} was ready"
+                                              ) from None
+                if deadline.expired():
+                    raise InfrastructureError(f"{self.source.name} not ready in time") from None
                 await asyncio.sleep(0.01)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._raw = open(self.raw_path, "ab")
         self._log = open(self.log_path, "ab")
         self._writer = writer
-        self._reader = asyncio.get_running_loop().create_task(self._read(reader), name=f"console {self.sock}")
+        self._reader = asyncio.get_running_loop().create_task(self._read(reader), name=self.source.name)
 
     def _line(self, text: str) -> None:
         if self._log is not None:
@@ -204,7 +249,7 @@ class Console:
         """Wait for ``pattern`` (literal str/bytes, or a compiled regex) in the output not yet consumed.
 
         Raises :class:`ExpectTimeout` at the deadline, :class:`InfrastructureError` if the console is
-        lost while the VM should be running.
+        lost while the machine should be running.
         """
         regex = compile_pattern(pattern)
         while True:
@@ -219,7 +264,7 @@ class Console:
                         + f"; last output:\n{self.core.tail(500)}"
                     )
                 raise ExpectTimeout(describe(pattern), self.core.tail(500))
-            if deadline.expired:
+            if deadline.expired():
                 raise ExpectTimeout(describe(pattern), self.core.tail(500))
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
