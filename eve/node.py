@@ -22,7 +22,6 @@ A timer name is unique per node: setting it again moves it. A response whose req
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -212,10 +211,6 @@ _ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
 _ZEDAGENT_TIMERS = frozenset({Timer.CONFIG, Timer.METRICS, Timer.DEVICEINFO, Timer.INFO, Timer.ATTEST, Timer.QUOTE})
 
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
-
-
-def _reason_name(reason: BootReason) -> str:
-    return reason.name
 
 
 class Node:
@@ -2179,8 +2174,3 @@ _ON_KEYED_TIMER: dict[str, Callable[[Node, str, float], None]] = {
     TimerFamily.DPC_VERIFY: lambda node, key, now: node._dpc_verify_timer(TimerFamily.DPC_VERIFY + key, now),
 }
 """What a running node does when a keyed timer (family prefix + key) fires."""
-
-
-def image_digest(name: str, version: str) -> str:
-    """A stable identifier for an image build, used where a content hash is needed."""
-    return hashlib.sha256(f"{name}:{version}".encode()).hexdigest()[:16]
