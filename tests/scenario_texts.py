@@ -27,18 +27,12 @@ def onboard_then_wait(name: str, description: str, *, within: str = "1m", wait: 
 """
 
 
-FALLBACK_DURING_OUTAGE = """
-name: fallback-during-outage
-description: >-
-  force_fallback while devices cannot reach the controller: the admin side takes the change and the
-  device falls back to its old image once it reaches the controller again (sim and emulated alike)
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-  next: {version: 13.5.0, size: 20M}
+FALLBACK_DURING_OUTAGE = preamble(
+    "fallback-during-outage",
+    '"force_fallback while devices cannot reach the controller: the admin side takes the change and the'
+    ' device falls back to its old image once it reaches the controller again (sim and emulated alike)"',
+    group="dut",
+) + """  next: {version: 13.5.0, size: 20M}
 controller:
   config_items:
     timer.config.interval: 5
