@@ -47,7 +47,7 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
-from eve.vocab import PERIODIC, Phase, Timer, TimerFamily
+from eve.vocab import PERIODIC, KeyedTimer, Phase, Timer, TimerFamily, TimerName
 from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
@@ -83,7 +83,7 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class SetTimer:
-    name: str
+    name: TimerName
     at: float
 
 
@@ -309,7 +309,7 @@ class Node:
         out, self._out = self._out, []
         return out
 
-    def _timer(self, name: str, at: float) -> None:
+    def _timer(self, name: TimerName, at: float) -> None:
         self._out.append(SetTimer(name, at))
 
     def _note(self, what: str, **data: Any) -> None:
@@ -358,7 +358,7 @@ class Node:
         self._inflight[rid] = (kind, ctx)
         if self.net_broken:
             # The booted image never brings its network up: every request times out on dial.
-            self._timer(f"netfail:{rid}", now + DIAL_TIMEOUT)
+            self._timer(KeyedTimer(TimerFamily.NET_FAIL, rid), now + DIAL_TIMEOUT)
         else:
             self._out.append(Send(kind, rid, body, self.ports() if ports is None else ports))
         return rid
@@ -1314,7 +1314,7 @@ class Node:
         # The ticker's range is fixed when runHandler starts; a later timer.download.retry changes
         # only the "since the error" check (maybeRetryDownload reads the current value).
         d = self.downloads[key] = Download(size=size, verify_ok=verify_ok, tick=self.item("timer.download.retry"))
-        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
+        self._timer(KeyedTimer(TimerFamily.DOWNLOAD_RETRY, key), now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
         self._dl_attempt(key, now)
 
     def _dl_attempt(self, key: str, now: float) -> None:
@@ -1331,9 +1331,9 @@ class Node:
             return
         if d.finish_at is not None:
             # The base-OS timer keeps its name: the reference image's platform gates on it (eden/agent/platform.py).
-            self._timer(Timer.BOS_DOWNLOAD if key == "bos" else f"dl:{key}", d.finish_at)
+            self._timer(Timer.BOS_DOWNLOAD if key == "bos" else KeyedTimer(TimerFamily.DOWNLOAD, key), d.finish_at)
         else:
-            self._timer(f"dlstall:{key}", d.last_progress + self.item("timer.download.stalled"))
+            self._timer(KeyedTimer(TimerFamily.DOWNLOAD_STALL, key), d.last_progress + self.item("timer.download.stalled"))
 
     def _dl_links_changed(self, now: float) -> None:
         for key in sorted(self.downloads):
@@ -1403,7 +1403,7 @@ class Node:
         d = self.downloads.get(key)
         if d is None or d.state in ("verified", "verify_failed"):
             return  # the ticker ends with the download
-        self._timer(f"dlretry:{key}", now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
+        self._timer(KeyedTimer(TimerFamily.DOWNLOAD_RETRY, key), now + float(self.rng.uniform(0.3, 1.0)) * d.tick)
         if d.retry_due(now, self.item("timer.download.retry")):
             d.retries += 1  # maybeRetryDownload: RetryCount++, the original error kept until success
             d.err = f"{d.orig_err}; Retrying; attempt {d.retries}"
@@ -1619,7 +1619,7 @@ class Node:
         for name in sorted(self.apps):
             if name not in desired and self.apps[name]["state"] not in (ZSwState.HALTING, ZSwState.HALTED):
                 self.apps[name]["state"] = ZSwState.HALTING
-                self._timer(f"app:{name}", now + float(self.rng.uniform(2.0, 10.0)))
+                self._timer(KeyedTimer(TimerFamily.APP, name), now + float(self.rng.uniform(2.0, 10.0)))
         self._publish(now)
 
     def _app_admit(self, name: str, app: dict[str, Any], now: float) -> bool:
@@ -1723,7 +1723,7 @@ class Node:
         elif state == ZSwState.DOWNLOAD_STARTED:
             self._dl_start(f"app/{name}", int(spec["size"]), now)  # §3 step 1, §4: the downloader
         else:
-            self._timer(f"app:{name}", now + durations[state])
+            self._timer(KeyedTimer(TimerFamily.APP, name), now + durations[state])
         self._publish(now)
 
     def _resume_apps(self, cfg: dict[str, Any], now: float) -> None:
@@ -1964,7 +1964,7 @@ class Node:
         if not usable and not d.broken and now - started < dpcl.WAIT_FOR_INTF_RETRIES * duration:
             d.state = DPCState.INTF_WAIT
             self.dpc_state = d.state
-            self._timer(f"dpcverify:{gen}:{index}:{started}", now + duration)
+            self._timer(KeyedTimer(TimerFamily.DPC_VERIFY, (gen, index, started)), now + duration)
             return
         d.last_failed = now
         d.state = DPCState.FAIL_WITH_IP_AND_DNS if d.broken else DPCState.FAIL
@@ -1981,10 +1981,10 @@ class Node:
             return
         self._dpc_setup_verify(nxt, now, now)
 
-    def _dpc_verify_timer(self, name: str, now: float) -> None:
-        _p, gen, index, started = name.split(":")
-        if int(gen) == self._verify_gen and self._reverify == int(index):
-            self._dpc_verify_attempt(int(index), float(started), now)
+    def _dpc_verify_timer(self, key: tuple[int, int, float], now: float) -> None:
+        gen, index, started = key
+        if gen == self._verify_gen and self._reverify == index:
+            self._dpc_verify_attempt(index, started, now)
 
     def _dpc_compress(self) -> None:
         ps = self.persist
@@ -2034,7 +2034,7 @@ class Node:
             self.logs.sent(count, left)
 
     # ------------------------------------------------------------------------------- dispatch --
-    def on_timer(self, name: str, now: float) -> list[Action]:
+    def on_timer(self, name: TimerName, now: float) -> list[Action]:
         phase = self.phase
         if name == Timer.WATCHDOG:
             if phase == Phase.BOOTING or (phase == Phase.RUNNING and self.hung):
@@ -2060,16 +2060,14 @@ class Node:
             ("zedagent" in self.hung and name in _ZEDAGENT_TIMERS) or ("nodeagent" in self.hung and name in (Timer.NODEAGENT, Timer.REBOOT, Timer.NODEOP))
         ):
             return self._drain()  # that agent is hung (hang)
-        if name.startswith(TimerFamily.NET_FAIL):
-            return self.on_response(int(name[len(TimerFamily.NET_FAIL):]), 0, {"error": "timeout"}, now)
-        handler = _ON_TIMER.get(name)
-        if handler is not None:
-            handler(self, now)
+        if isinstance(name, KeyedTimer):
+            if name.family is TimerFamily.NET_FAIL:
+                return self.on_response(name.key, 0, {"error": "timeout"}, now)  # type: ignore[arg-type]
+            _ON_KEYED_TIMER[name.family](self, name.key, now)
         else:
-            for family, keyed in _ON_KEYED_TIMER.items():
-                if name.startswith(family):
-                    keyed(self, name[len(family):], now)
-                    break
+            handler = _ON_TIMER.get(name)
+            if handler is not None:
+                handler(self, now)
         return self._drain()
 
     # -- timer handlers of a running node (dispatched by on_timer through _ON_TIMER) --
@@ -2144,7 +2142,7 @@ class Node:
         return self._drain()
 
 
-_ON_TIMER: dict[str, Callable[[Node, float], None]] = {
+_ON_TIMER: dict[Timer, Callable[[Node, float], None]] = {
     Timer.CONFIG: Node._on_config_timer,
     Timer.NODEAGENT: Node._nodeagent_tick,
     Timer.REBOOT: Node._on_reboot_timer,
@@ -2166,11 +2164,11 @@ _ON_TIMER: dict[str, Callable[[Node, float], None]] = {
 }
 """What a running node does when a fixed-name timer fires."""
 
-_ON_KEYED_TIMER: dict[str, Callable[[Node, str, float], None]] = {
+_ON_KEYED_TIMER: dict[TimerFamily, Callable[[Node, Any, float], None]] = {
     TimerFamily.DOWNLOAD: Node._dl_finished,
     TimerFamily.DOWNLOAD_STALL: Node._dl_stall_check,
     TimerFamily.DOWNLOAD_RETRY: Node._dl_retry_tick,
     TimerFamily.APP: Node._app_timer,
-    TimerFamily.DPC_VERIFY: lambda node, key, now: node._dpc_verify_timer(TimerFamily.DPC_VERIFY + key, now),
+    TimerFamily.DPC_VERIFY: Node._dpc_verify_timer,
 }
-"""What a running node does when a keyed timer (family prefix + key) fires."""
+"""What a running node does when a keyed timer fires, given the timer's key (NET_FAIL is an answer)."""

@@ -1,7 +1,9 @@
 """The node's names: its timers, its phases, and the periodic timers' rules (spec §1, §4, §6).
 
-Both are str-valued, so a name that travels (a journal, a SimPy token, a note) is the same
-string it always was. :data:`PERIODIC` is read by the node and by the engine's bulk path, which
+A fixed timer is a :class:`Timer` (a str enum); a timer that exists once per object (a download,
+an app, a request in flight, a DPC verification) is a :class:`KeyedTimer`, a family and its key.
+Both hash and compare by value, so drivers key their bookkeeping by either; ``str()`` gives the
+name a journal shows (``dl:app1``). :data:`PERIODIC` is read by the node and by the engine's bulk path, which
 must draw the same intervals the node would.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Timer(StrEnum):
@@ -39,7 +42,7 @@ class Timer(StrEnum):
 
 
 class TimerFamily(StrEnum):
-    """A prefix of keyed timers: the timer's name is the prefix followed by its key."""
+    """A family of keyed timers; its value is the prefix of their journal names."""
 
     DOWNLOAD = "dl:"
     DOWNLOAD_STALL = "dlstall:"
@@ -47,6 +50,23 @@ class TimerFamily(StrEnum):
     APP = "app:"
     DPC_VERIFY = "dpcverify:"
     NET_FAIL = "netfail:"
+
+
+class KeyedTimer(NamedTuple):
+    """One timer of a family per key: two downloads (or apps) have two timers that run side by side."""
+
+    family: TimerFamily
+    key: str | int | tuple[int, int, float]
+    """A download's key or an app's name (str), a request id (int), a DPC verification's
+    (generation, DPC index, start time)."""
+
+    def __str__(self) -> str:
+        key = ":".join(map(str, self.key)) if isinstance(self.key, tuple) else str(self.key)
+        return f"{self.family.value}{key}"
+
+
+TimerName = Timer | KeyedTimer
+"""What :class:`eve.node.SetTimer` names and :meth:`eve.node.Node.on_timer` receives."""
 
 
 class Phase(StrEnum):

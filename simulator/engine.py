@@ -26,8 +26,10 @@ import simpy
 from simulator.capacity import RTT
 from simulator.controller import ControllerModel
 from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
-from eve.node import DIAL_TIMEOUT, CancelAll, Node, Note, Reset, Send, SetTimer
-from eve.vocab import PERIODIC
+from eve.driving import TimerBook, dispatch
+from eve.enums import BootReason
+from eve.node import DIAL_TIMEOUT, Node, Send
+from eve.vocab import PERIODIC, TimerName
 
 ARRAY_TIMERS: tuple[str, ...] = tuple(PERIODIC)
 _REQUEST_KIND: dict[str, str] = {timer: p.request for timer, p in PERIODIC.items()}
@@ -63,8 +65,8 @@ class Engine:
         self.net_ok = np.ones(n, dtype=bool)
         self.node_ver = np.full(n, -1, dtype=np.int64)
         self.last_ok = np.full(n, -np.inf)
-        self.gen = [0] * n
-        self.timer_tok: list[dict[str, int]] = [{} for _ in range(n)]
+        self.books = [TimerBook() for _ in range(n)]  # the driver contract of eve.driving, per node
+        self._sinks = [_NodeActions(self, i) for i in range(n)]
         self.port_down: list[set[str]] = [set() for _ in range(n)]
         # log upload (eve/logs.py): the node's files and schedule, and the files the bulk
         # path sent since the node was last called (written back by Node.note_log_uploads)
@@ -79,7 +81,6 @@ class Engine:
         self.log_backoff = np.zeros(n, dtype=bool)
         self.log_429 = np.full(n, -np.inf)
         self.log_evald = np.zeros(n, dtype=bool)  # a bulk evaluation not yet written back
-        self._tok = 0
         self.events = 0
         self.bulk_requests = 0
         env.process(self._bulk_loop())
@@ -102,30 +103,9 @@ class Engine:
             self.log_evald[i] = False
         self.events += 1
         actions = fn(*args)
-        now = args[-1]
-        for a in actions:
-            kind = type(a)
-            if kind is Send:
-                self._send(i, a, now)
-            elif kind is SetTimer:
-                if a.name in self.next:
-                    self.next[a.name][i] = a.at
-                    self.arr_tok[a.name][i] += 1
-                else:
-                    self._schedule(i, a.name, a.at)
-            elif kind is Note:
-                if self.on_note is not None:
-                    self.on_note(now, i, a.what, a.data)
-            elif kind is CancelAll:
-                self.gen[i] += 1
-                self.timer_tok[i].clear()
-                self.last_ok[i] = -np.inf
-                for k, arr in self.next.items():
-                    arr[i] = np.inf
-                    self.arr_tok[k][i] += 1
-            elif kind is Reset:
-                ev = self.env.timeout(0)
-                ev.callbacks.append(lambda _e, i=i: self._call(i, self.nodes[i].power_on, self.env.now))
+        sink = self._sinks[i]
+        sink.now = args[-1]
+        dispatch(actions, sink)
         self._refresh(i)
 
     def _refresh(self, i: int) -> None:
@@ -156,19 +136,15 @@ class Engine:
             self.log_left[i] = up.left
 
     # ------------------------------------------------------------------------------- timers --
-    def _schedule(self, i: int, name: str, at: float) -> None:
-        self._tok += 1
-        tok = self._tok
-        self.timer_tok[i][name] = tok
-        gen = self.gen[i]
+    def _schedule(self, i: int, name: TimerName, at: float) -> None:
+        book = self.books[i]
+        tok, gen = book.set(name), book.gen
         ev = self.env.timeout(max(0.0, at - self.env.now))
         ev.callbacks.append(lambda _e: self._fire(i, name, tok, gen, at))
 
-    def _fire(self, i: int, name: str, tok: int, gen: int, at: float) -> None:
-        if self.gen[i] != gen or self.timer_tok[i].get(name) != tok:
-            return
-        del self.timer_tok[i][name]
-        self._call(i, self.nodes[i].on_timer, name, max(at, self.env.now))
+    def _fire(self, i: int, name: TimerName, tok: int, gen: int, at: float) -> None:
+        if self.books[i].take(name, tok, gen):
+            self._call(i, self.nodes[i].on_timer, name, max(at, self.env.now))
 
     # ------------------------------------------------------------------------------ network --
     def _send(self, i: int, req: Send, t: float) -> None:
@@ -179,12 +155,12 @@ class Engine:
             status, body, latency = 0, {"error": "refused"}, RTT  # ECONNREFUSED: remote temporary (§4)
         else:
             status, body, latency = self.ctrl.handle(i, req.kind, req.body, t)
-        gen = self.gen[i]
+        gen = self.books[i].gen
         ev = self.env.timeout(max(0.0, t + latency - self.env.now))
         ev.callbacks.append(lambda _e: self._deliver(i, gen, req, status, body, t + latency))
 
     def _deliver(self, i: int, gen: int, req: Send, status: int, body: dict[str, Any], at: float) -> None:
-        if self.gen[i] != gen:
+        if self.books[i].gen != gen:
             return
         self._call(i, self.nodes[i].on_response, req.rid, status, body, max(at, self.env.now))
         if req.kind == "config" and status in (200, 304):
@@ -241,8 +217,9 @@ class Engine:
         arr[due] = np.inf
         toks = self.arr_tok[kind][due]
         fast = self._fast_mask(kind, due, times)
+        books = self.books
         for i, t, tok in zip(due[~fast].tolist(), times[~fast].tolist(), toks[~fast].tolist()):
-            gen = self.gen[i]
+            gen = books[i].gen
             ev = self.env.timeout(max(0.0, t - self.env.now))
             ev.callbacks.append(lambda _e, i=i, t=t, tok=tok, gen=gen: self._fire_array(i, kind, tok, gen, t))
         if not fast.any():
@@ -250,7 +227,7 @@ class Engine:
         return kind, due[fast], times[fast], toks[fast]
 
     def _fire_array(self, i: int, kind: str, tok: int, gen: int, t: float) -> None:
-        if self.gen[i] != gen or self.arr_tok[kind][i] != tok:
+        if self.books[i].gen != gen or self.arr_tok[kind][i] != tok:
             return  # moved or cancelled since it was taken
         self._call(i, self.nodes[i].on_timer, kind, max(t, self.env.now))
 
@@ -327,3 +304,44 @@ class Engine:
             now = self.env.now
             for t, i, kind in slow:
                 self._call(i, self.nodes[i].on_timer, kind, max(t, now))
+
+
+class _NodeActions:
+    """The :class:`eve.driving.ActionSink` of node ``i``: its periodic timers go into the engine's
+    arrays (same rules, one token per array slot), every other timer onto the SimPy clock."""
+
+    __slots__ = ("engine", "i", "now")
+
+    def __init__(self, engine: Engine, i: int) -> None:
+        self.engine = engine
+        self.i = i
+        self.now = 0.0
+
+    def send(self, req: Send) -> None:
+        self.engine._send(self.i, req, self.now)
+
+    def set_timer(self, name: TimerName, at: float) -> None:
+        e = self.engine
+        arr = e.next.get(name)  # type: ignore[arg-type]
+        if arr is not None:
+            arr[self.i] = at
+            e.arr_tok[name][self.i] += 1  # type: ignore[index]
+        else:
+            e._schedule(self.i, name, at)
+
+    def note(self, what: str, data: Any) -> None:
+        if self.engine.on_note is not None:
+            self.engine.on_note(self.now, self.i, what, data)
+
+    def cancel_all(self) -> None:
+        e, i = self.engine, self.i
+        e.books[i].cancel_all()
+        e.last_ok[i] = -np.inf
+        for k, arr in e.next.items():
+            arr[i] = np.inf
+            e.arr_tok[k][i] += 1
+
+    def reset(self, reason: BootReason | None) -> None:
+        e, i = self.engine, self.i
+        ev = e.env.timeout(0)
+        ev.callbacks.append(lambda _e: e._call(i, e.nodes[i].power_on, e.env.now))

@@ -59,24 +59,24 @@ def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> N
             drv = _driver(tmp_path, spec, events, tr, PortUrls())  # no URL for any port: dial timeouts
             drv.start()
             node = drv.node
-            assert node is not None and set(drv._timers) == {"booted"}
+            assert node is not None and drv.book.pending() == {"booted"}
             fired: list[tuple[str, float, float]] = []
             answered: list[tuple[int, int, dict[str, Any]]] = []
             real_timer, real_response = node.on_timer, node.on_response
             node.on_timer = lambda name, now: (fired.append((name, now, time.time())), real_timer(name, now))[1]  # type: ignore[method-assign]
             node.on_response = lambda rid, st, body, now: (answered.append((rid, st, body)), real_response(rid, st, body, now))[1]  # type: ignore[method-assign]
             t0 = time.time()
-            drv._set_timer("probe", t0 + 0.1)
-            drv._set_timer("probe", t0 + 0.4)  # same name: moved, not added
-            assert len([n for n in drv._timers if n == "probe"]) == 1
+            drv.set_timer("probe", t0 + 0.1)
+            drv.set_timer("probe", t0 + 0.4)  # same name: moved, not added
+            assert len([n for n in drv.book.pending() if n == "probe"]) == 1 and len(drv._handles) == 2
             await _until(lambda: any(f[0] == "probe" for f in fired), 3)
             name, now, wall = next(f for f in fired if f[0] == "probe")
             assert now >= t0 + 0.4 and wall >= t0 + 0.4
             # a request in flight when CancelAll comes (a reset or power cut) is never answered
             drv._call(lambda: [Send("ping", 9999, {}, ("eth0",))])
-            drv._set_timer("gone", time.time() + 0.2)
+            drv.set_timer("gone", time.time() + 0.2)
             drv._call(lambda: [CancelAll()])
-            assert drv._timers == {}
+            assert drv.book.pending() == frozenset() and drv._handles == {}
             await asyncio.sleep(1.3)  # past the 1 s dial timeout of the ping and the cancelled timer
             assert all(f[0] != "gone" for f in fired)
             assert all(a[0] != 9999 for a in answered)

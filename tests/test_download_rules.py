@@ -12,6 +12,7 @@ import pytest
 
 from eve.enums import BaseOsStatus, BaseOsSubStatus, PartitionState as PS, ZSwState
 from eve.node import Port
+from eve.vocab import KeyedTimer, TimerFamily
 from test_node_rules import MiB, Driver, _app, driver, make_node, online, status, zb
 
 RETRY = 600.0  # timer.download.retry default (§6)
@@ -29,7 +30,7 @@ def _links(drv: Driver, down: set[str]) -> None:
 
 
 def _retry_ticks(drv: Driver, key: str = "bos") -> list[tuple[float, float]]:
-    return [(t, at) for t, name, at in drv.timers_set if name == f"dlretry:{key}"]
+    return [(t, at) for t, name, at in drv.timers_set if name == KeyedTimer(TimerFamily.DOWNLOAD_RETRY, key)]
 
 
 def test_the_cost_gate_blocks_a_download_on_the_cost_10_backup_uplink_until_max_cost_allows_it() -> None:

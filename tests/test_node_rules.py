@@ -30,7 +30,9 @@ from eve.enums import (
     ZDeviceState,
     ZSwState,
 )
-from eve.node import CancelAll, ImageInfo, Node, NodeParams, Note, Port, Reset, Send, SetTimer
+from eve.driving import TimerBook, dispatch
+from eve.node import ImageInfo, Node, NodeParams, Port, Send
+from eve.vocab import TimerName
 
 MiB = 2**20
 GiB = 2**30
@@ -130,9 +132,9 @@ class FakeController:
 class Driver:
     """A deterministic event loop for one node: timers on a heap, the fake controller for requests.
 
-    A timer name is unique (setting it again moves it); CancelAll drops every timer and every
-    answer still in flight; Reset powers the node on again at once (§3 reboot procedure ends in a
-    hardware reset).
+    It keeps the driver contract of :mod:`eve.driving` (a timer name set again moves it; CancelAll
+    drops every timer and every answer still in flight; Reset powers the node on again at once) and
+    records what the node did for the tests to read.
     """
 
     def __init__(self, node: Node, ctrl: FakeController | None = None) -> None:
@@ -141,38 +143,41 @@ class Driver:
         self.now = 0.0
         self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
-        self._timers: dict[str, int] = {}
-        self._gen = 0
+        self.book = TimerBook()
         self.sends: list[tuple[float, Send]] = []
         self.responses: list[tuple[float, str, int, dict[str, Any]]] = []
         self.notes: list[tuple[float, str, dict[str, Any]]] = []
         self.resets: list[tuple[float, BootReason | None]] = []
-        self.timers_set: list[tuple[float, str, float]] = []
+        self.timers_set: list[tuple[float, TimerName, float]] = []
         self._watch: list[tuple[Callable[[Node], Any], list[tuple[float, Any]]]] = []
 
     # -- plumbing
     def _push(self, at: float, event: tuple[Any, ...]) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), event))
 
+    # the ActionSink of eve.driving
+    def send(self, req: Send) -> None:
+        self.sends.append((self.now, req))
+        status, body, latency = self.ctrl(req, self.now)
+        self._push(self.now + latency, ("resp", self.book.gen, req, status, body))
+
+    def set_timer(self, name: TimerName, at: float) -> None:
+        tok = self.book.set(name)
+        self.timers_set.append((self.now, name, at))
+        self._push(max(at, self.now), ("timer", self.book.gen, name, tok))
+
+    def note(self, what: str, data: Any) -> None:
+        self.notes.append((self.now, what, data))
+
+    def cancel_all(self) -> None:
+        self.book.cancel_all()
+
+    def reset(self, reason: BootReason | None) -> None:
+        self.resets.append((self.now, reason))
+        self._push(self.now, ("power_on", self.book.gen))
+
     def apply(self, actions: list[Any]) -> None:
-        for a in actions:
-            if isinstance(a, Send):
-                self.sends.append((self.now, a))
-                status, body, latency = self.ctrl(a, self.now)
-                self._push(self.now + latency, ("resp", self._gen, a, status, body))
-            elif isinstance(a, SetTimer):
-                tok = next(self._seq)
-                self._timers[a.name] = tok
-                self.timers_set.append((self.now, a.name, a.at))
-                self._push(max(a.at, self.now), ("timer", self._gen, a.name, tok))
-            elif isinstance(a, CancelAll):
-                self._gen += 1
-                self._timers.clear()
-            elif isinstance(a, Note):
-                self.notes.append((self.now, a.what, a.data))
-            elif isinstance(a, Reset):
-                self.resets.append((self.now, a.reason))
-                self._push(self.now, ("power_on", self._gen))
+        dispatch(actions, self)
         for fn, trace in self._watch:
             value = fn(self.node)
             if not trace or trace[-1][1] != value:
@@ -184,14 +189,12 @@ class Driver:
         at, _seq, ev = heapq.heappop(self._heap)
         self.now = max(self.now, at)
         kind, gen = ev[0], ev[1]
-        if gen != self._gen:
+        if gen != self.book.gen:
             return True
         if kind == "timer":
             name, tok = ev[2], ev[3]
-            if self._timers.get(name) != tok:
-                return True
-            del self._timers[name]
-            self.apply(self.node.on_timer(name, self.now))
+            if self.book.take(name, tok, gen):
+                self.apply(self.node.on_timer(name, self.now))
         elif kind == "resp":
             send, status, body = ev[2], ev[3], ev[4]
             self.responses.append((self.now, send.kind, status, body))

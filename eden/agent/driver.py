@@ -1,11 +1,11 @@
 """``AgentDriver``: one EVE node model on the wall clock, driven by asyncio.
 
-The same carrying-out of actions as the simulator engine (``simulator/engine.py`` ``_call``,
-``_schedule``/``_fire``, ``_send``/``_deliver``), with real time and a real network:
+It keeps the driver contract of :mod:`eve.driving` (the simulator engine keeps the same one in
+simulated time), with real time and a real network:
 
-* node clock = ``time.time()``; a timer is a ``loop.call_at``; setting a name again moves it;
-  ``CancelAll`` drops every timer and bumps a generation so that responses to requests sent before
-  it are dropped (in-flight work dies with a power cut or reset);
+* node clock = ``time.time()``; a timer is a ``loop.call_at`` checked against the node's
+  :class:`~eve.driving.TimerBook` (setting a name again moves it; ``CancelAll`` starts a new
+  generation, so that responses to requests sent before it are dropped);
 * ``Send`` becomes a task through the :class:`~eden.agent.transport.Transport`; its answer goes to
   ``on_response`` at its arrival time, unless the generation changed meanwhile;
 * ``Note`` becomes one JSON event line; ``Reset`` persists the state and ends this boot: the
@@ -33,7 +33,10 @@ from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm, Tpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire.codec import CodecError
-from eve.node import DIAL_TIMEOUT, Action, CancelAll, Node, NodeParams, Note, Reset, Send, SetTimer
+from eve.driving import TimerBook, dispatch
+from eve.enums import BootReason
+from eve.node import DIAL_TIMEOUT, Action, Node, NodeParams, Send
+from eve.vocab import TimerName
 
 PLATFORM_RETRY = 10.0
 """Seconds before real work behind a timer (a download, a partition write) is tried again."""
@@ -107,9 +110,10 @@ class AgentDriver:
         self.platform: Platform = platform if platform is not None else NoPlatform()
         self.node: Node | None = None
         self.boots = 0
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.book = TimerBook()
+        self._handles: dict[TimerName, asyncio.TimerHandle] = {}  # so that a moved timer frees the loop
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gen = 0
+        self._reset: Outcome | None = None
         self._saved: bytes | None = None
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,22 +174,10 @@ class AgentDriver:
             if after is not None:
                 after(self.node)
             self.platform.sync(self.node)  # the real boot state follows the model's (a no-op off the image)
-            reset: Reset | None = None
-            for a in actions:
-                kind = type(a)
-                if kind is Send:
-                    self._send(a)  # type: ignore[arg-type]
-                elif kind is SetTimer:
-                    self._set_timer(a.name, a.at)  # type: ignore[union-attr]
-                elif kind is Note:
-                    self._emit(a.what, a.data)  # type: ignore[union-attr]
-                elif kind is CancelAll:
-                    self._cancel_all()
-                elif kind is Reset:
-                    reset = a  # type: ignore[assignment]
-            if reset is not None:
-                reason = reset.reason.name if reset.reason is not None else None
-                self._finish(Outcome("reboot", reason), power_lost=None)
+            self._reset = None
+            dispatch(actions, self)
+            if self._reset is not None:
+                self._finish(self._reset, power_lost=None)
             else:
                 self._save(power_lost=True)  # what a power cut from now on leaves behind
                 if self.node.zedagent and not self._certs_task:
@@ -194,8 +186,16 @@ class AgentDriver:
             if self._done is not None and not self._done.done():
                 self._done.set_exception(exc)
 
+    # the ActionSink of eve.driving
+    def note(self, what: str, data: Mapping[str, Any]) -> None:
+        self._emit(what, data)
+
+    def reset(self, reason: BootReason | None) -> None:
+        """The boot ends once every other action of this batch is carried out."""
+        self._reset = Outcome("reboot", reason.name if reason is not None else None)
+
     def _finish(self, outcome: Outcome, *, power_lost: bool | None) -> None:
-        self._cancel_all()
+        self.cancel_all()
         self._save(power_lost=power_lost)
         self._emit("agent_exit", {"outcome": outcome.kind, "reason": outcome.reason})
         assert self._done is not None
@@ -210,51 +210,54 @@ class AgentDriver:
         self.events(self.spec.serial, what, data)
 
     # ------------------------------------------------------------------------------------- timers --
-    def _set_timer(self, name: str, at: float) -> None:
-        old = self._timers.pop(name, None)
+    def set_timer(self, name: TimerName, at: float) -> None:
+        old = self._handles.pop(name, None)
         if old is not None:
             old.cancel()
         assert self._loop is not None
+        token, gen = self.book.set(name), self.book.gen
         delay = max(0.0, at - time.time())
-        self._timers[name] = self._loop.call_at(self._loop.time() + delay, self._fire, name, at)
+        self._handles[name] = self._loop.call_at(self._loop.time() + delay, self._fire, name, token, gen, at)
 
-    def _fire(self, name: str, at: float) -> None:
-        self._timers.pop(name, None)
+    def _fire(self, name: TimerName, token: int, gen: int, at: float) -> None:
+        self._handles.pop(name, None)
+        if not self.book.take(name, token, gen):
+            return
         assert self.node is not None and self._loop is not None
         gate = self.platform.gate(name, self.node)
         if gate is None:
             self._call(self.node.on_timer, name, max(at, time.time()))
             return
-        task = self._loop.create_task(self._gated(name, gate, self._gen))
+        task = self._loop.create_task(self._gated(name, gate, gen))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _gated(self, name: str, gate: Awaitable[None], gen: int) -> None:
+    async def _gated(self, name: TimerName, gate: Awaitable[None], gen: int) -> None:
         """Deliver timer ``name`` once the real work behind it is done; retry it on a failure."""
         try:
             await gate
         except Exception as exc:  # noqa: BLE001 - any failure of the real work: say it, try again later
-            if gen == self._gen:
-                self._emit("platform_error", {"timer": name, "error": str(exc)})
-                self._set_timer(name, time.time() + PLATFORM_RETRY)
+            if gen == self.book.gen:
+                self._emit("platform_error", {"timer": str(name), "error": str(exc)})
+                self.set_timer(name, time.time() + PLATFORM_RETRY)
             return
-        if gen == self._gen:
+        if gen == self.book.gen:
             assert self.node is not None
             self._call(self.node.on_timer, name, time.time())
 
-    def _cancel_all(self) -> None:
-        self._gen += 1
-        for handle in self._timers.values():
+    def cancel_all(self) -> None:
+        self.book.cancel_all()
+        for handle in self._handles.values():
             handle.cancel()
-        self._timers.clear()
+        self._handles.clear()
 
     # ------------------------------------------------------------------------------------ network --
-    def _send(self, req: Send) -> None:
+    def send(self, req: Send) -> None:
         """Start one exchange. Info also carries the per-object reports that changed (their
         state read now, with the device report the node just made)."""
         assert self._loop is not None and self.node is not None
         objects = self._objects.pending(self.node, time.time()) if req.kind == "info" else []
-        task = self._loop.create_task(self._exchange(req, self._gen, objects))
+        task = self._loop.create_task(self._exchange(req, self.book.gen, objects))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -297,7 +300,7 @@ class AgentDriver:
     def _start_certs_task(self) -> None:
         assert self._loop is not None
         self._certs_task = True
-        task = self._loop.create_task(self._controller_certs(self._gen))
+        task = self._loop.create_task(self._controller_certs(self.book.gen))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -308,13 +311,13 @@ class AgentDriver:
         rng = random.Random(f"{self.spec.seed}:{self.boots}:certs")
         node = self.node
         assert node is not None
-        while gen == self._gen:
+        while gen == self.book.gen:
             status = 0
             if not node.net_broken:  # an image whose network never comes up sends nothing
                 urls = self.urls.for_ports(tuple(p.name for p in self.params.ports))
                 status, _ = await self.transport.send(self.link, "certs", {}, urls, device_uuid=node.persist.uuid,
                                                       timeout=self._dial_timeout())
-            if gen != self._gen:
+            if gen != self.book.gen:
                 return
             interval = float(node.item("timer.cert.interval")) if status == 200 else CERTS_RETRY
             await asyncio.sleep(rng.uniform(0.3, 1.0) * interval)
@@ -338,7 +341,7 @@ class AgentDriver:
             status, body = await do()
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
-        if gen != self._gen:
+        if gen != self.book.gen:
             return  # sent before a reset or power cut: the answer has nobody to go to
         if objects and 200 <= status < 300:
             self._objects.acknowledged(objects)

@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 from eve.enums import PartitionState
+from eve.vocab import Timer
 
 if TYPE_CHECKING:
     from eden.agent.tpm import Tpm
     from eden.image.bootstate import BootState, Slot
     from eve.node import Node
+    from eve.vocab import TimerName
 
 RELEASE_FILE = Path("/etc/eden/release.json")
 DOWNLOAD_DIR_NAME = "downloads"
@@ -56,7 +58,7 @@ class Platform(Protocol):
 
     def after_power_on(self, node: "Node") -> None: ...
 
-    def gate(self, timer: str, node: "Node") -> Awaitable[None] | None: ...
+    def gate(self, timer: "TimerName", node: "Node") -> Awaitable[None] | None: ...
 
     def sync(self, node: "Node") -> None: ...
 
@@ -72,7 +74,7 @@ class NoPlatform:
     def after_power_on(self, node: "Node") -> None:
         pass
 
-    def gate(self, timer: str, node: "Node") -> Awaitable[None] | None:
+    def gate(self, timer: "TimerName", node: "Node") -> Awaitable[None] | None:
         return None
 
     def sync(self, node: "Node") -> None:
@@ -152,10 +154,10 @@ class ReferenceImagePlatform:
                                       "pcrs": {str(i): v.hex() for i, v in sorted(node.pcrs.items())}})
 
     # --------------------------------------------------------------------------------- gates --
-    def gate(self, timer: str, node: "Node") -> Awaitable[None] | None:
-        if timer == "bos_download":
+    def gate(self, timer: "TimerName", node: "Node") -> Awaitable[None] | None:
+        if timer == Timer.BOS_DOWNLOAD:
             return self._download(node)
-        if timer == "bos_write":
+        if timer == Timer.BOS_WRITE:
             return self._write(node)
         return None
 
