@@ -32,6 +32,7 @@ from typing import Any
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
 from eden.interrupt import STOP_SIGNALS, raise_interrupted, signame_of
 from eden.reports.model import EntryResult, SuiteResults, broken_entry, entry_from_summary
+from eden.runtime.deadline import Deadline
 from eden.suite.criteria import judge
 from eden.suite.load import LoadedSuite, MatrixEntry, load_entry
 
@@ -344,11 +345,11 @@ def _run_parallel(
 def _drain(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]],
            collect: Callable[[Future[dict[str, Any]]], None]) -> None:
     """Wait for the interrupted entries' outcomes; past :data:`STOP_GRACE`, kill their workers."""
-    deadline = time.monotonic() + STOP_GRACE
+    deadline = Deadline(STOP_GRACE)
     left = set(running)
     while left:
         try:
-            for future in as_completed(left, timeout=max(0.0, deadline - time.monotonic())):
+            for future in as_completed(left, timeout=deadline.remaining()):
                 left.discard(future)
                 collect(future)
         except KeyboardInterrupt:

@@ -25,7 +25,6 @@ import errno
 import hashlib
 import os
 import ssl
-import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from eden.agent.state import atomic_write
+from eden.runtime.deadline import Deadline
 from eden.wire import codec, pki, signing
 from eden.wire.codec import CodecError
 from eden.wire.gen import auth_pb2, certs_pb2
@@ -131,6 +131,7 @@ class Transport:
         sha256: str,
         size: int | None,
         timeout: float,
+        parent: Deadline | None = None,
     ) -> Path:
         """Download content ``path`` (e.g. ``/eden/datastore/sha256/<hex>``, relative to each base
         URL in turn) to ``dest`` and return it; spec §3 step 1.
@@ -139,13 +140,14 @@ class Transport:
         after a cut connection or an error the next attempt asks for the rest with ``Range`` (a
         ``.part`` left by an earlier call is resumed too). Complete: the sha256 is checked (EVE's
         verifier), the file fsync'd and renamed to ``dest``. Raises ContentMismatch (the ``.part``
-        is removed), ContentNotFound (all URLs 404) or DownloadTimeout after ``timeout`` seconds."""
+        is removed), ContentNotFound (all URLs 404) or DownloadTimeout after ``timeout`` seconds (or
+        when ``parent`` ends)."""
         want = sha256.lower()
         if len(want) != 64 or any(ch not in "0123456789abcdef" for ch in want):
             raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
         if not url_base_list:
             raise ValueError("no URL to download from")
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout, parent)
         dest.parent.mkdir(parents=True, exist_ok=True)
         got = _Partial.resume(dest.with_name(dest.name + ".part"), size)
         pause = 0.1
@@ -154,7 +156,7 @@ class Transport:
         while not complete:
             not_found = 0
             for base in url_base_list:
-                left = deadline - time.monotonic()
+                left = deadline.remaining()
                 if left <= 0:
                     break
                 try:
@@ -171,9 +173,9 @@ class Transport:
             if not_found == len(url_base_list):
                 got.path.unlink(missing_ok=True)
                 raise ContentNotFound(f"{path}: not found at {', '.join(url_base_list)}")
-            if time.monotonic() >= deadline:
+            if deadline.expired():
                 raise DownloadTimeout(f"{path}: {got.have} of {size} bytes after {timeout} s (last error: {last_error})")
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(pause, deadline.remaining()))
             pause = min(pause * 2, 2.0)
         actual = got.digest.hexdigest()
         if actual != want:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,6 +12,7 @@ from typing import Any
 
 from eden.controller.layout import Layout
 from eden.controller.store import TemplateStatus
+from eden.runtime.deadline import Deadline
 
 
 class AdminError(Exception):
@@ -181,11 +181,13 @@ class AdminClient:
     def stats(self) -> dict[str, Any]:
         return self.request("GET", "/v1/stats")
 
-    def wait_event(self, kind: str, serial: str | None = None, *, since: int = 0, timeout: float = 30.0) -> dict[str, Any]:
-        """The first event of ``kind`` (for ``serial``, if given) after ``since``; TimeoutError after ``timeout``."""
-        deadline = time.monotonic() + timeout
+    def wait_event(self, kind: str, serial: str | None = None, *, since: int = 0, timeout: float = 30.0,
+                   parent: Deadline | None = None) -> dict[str, Any]:
+        """The first event of ``kind`` (for ``serial``, if given) after ``since``; TimeoutError after
+        ``timeout`` seconds or when ``parent`` ends."""
+        deadline = Deadline(timeout, parent)
         while True:
-            left = deadline - time.monotonic()
+            left = deadline.remaining()
             if left <= 0:
                 raise TimeoutError(f"no {kind!r} event for {serial!r} within {timeout} s")
             for event in self.events(since, wait=min(left, 30.0)):

@@ -16,6 +16,7 @@ from eden.agent.tpm import SoftTpm
 from eden.controller.client import AdminClient
 from eden.controller.layout import Layout
 from eden.wire import codec, pki, signing
+from eden.runtime.deadline import Deadline
 from eden.wire.gen import auth_pb2
 
 PREFIX = "/api/v2/edgedevice"
@@ -40,8 +41,8 @@ class ServeProcess:
              "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *self.args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
+        deadline = Deadline(self.timeout)
+        while not deadline.expired():
             if self.proc.poll() is not None:
                 self.stop()
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; see {self.layout.root / 'serve.log'}")
