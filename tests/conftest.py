@@ -1,9 +1,13 @@
 """Suite-wide test plumbing.
 
-Real-time suites (the emulated and qemu backends' scenarios) spend most of their wall time waiting
-on EVE's own timers. Their tests (marker ``background("<suite>")``) are moved to the end of the
-session, and the suites are started as soon as collection finishes, in the background, so their
-waits overlap with the rest of the tests. The tests assert the runs' results; nothing is skipped.
+Real-time runs (the emulated and qemu backends' suites, and a few long scenarios) spend most of
+their wall time waiting on EVE's own timers. Their tests (marker ``background("<run>")``) are moved
+to the end of the session, and the runs are started as soon as collection finishes, in the
+background, so their waits overlap with the rest of the tests. The tests assert the runs' results;
+nothing is skipped.
+
+Runs of one *lane* go one after another (the QEMU runs: TCG VMs on two cores slow each other's
+boots); lanes run side by side.
 """
 
 from __future__ import annotations
@@ -14,30 +18,47 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from eden_subprocess import argv as eden_argv
+from eden_subprocess import env as eden_env
 
 ROOT = Path(__file__).resolve().parents[1]
+QUEUE_LIMIT = 3600.0
+"""Seconds a run may wait for the runs before it in its lane (a bound, not an estimate)."""
 
 
 class BackgroundRun:
-    """A command started at collection time; ``wait`` returns (rc, output, work dir)."""
+    """A command started in the background; ``wait`` returns (rc, output) once it ended."""
 
-    def __init__(self, argv: list[str], work: Path) -> None:
+    def __init__(self, argv: list[str], work: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
         self.work = work
+        self.env = env
         self.log = open(work / "output.log", "w+", encoding="utf-8")
-        # its own process group, so that ``stop`` reaches the suite's workers too
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = threading.Event()
+        self.cancelled = False
+
+    def start(self) -> None:
+        if not self.cancelled:
+            # its own process group, so that ``stop`` reaches the run's workers too
+            self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env=self.env, start_new_session=True)
+        self.started.set()
 
     def wait(self, timeout: float) -> tuple[int, str]:
+        """Wait for the run to end, at most ``timeout`` seconds from its start."""
+        assert self.started.wait(QUEUE_LIMIT), "the runs before this one in its lane did not end"
+        assert self.proc is not None, "the run was cancelled"
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.stop()
             raise
         self.log.seek(0)
         return rc, self.log.read()
@@ -45,48 +66,108 @@ class BackgroundRun:
     def stop(self) -> None:
         """End the run and every worker it started (none may write into the work dir afterwards).
 
-        SIGTERM first: ``eden qualify`` then stops its entries and cleans up after them
+        SIGTERM first: ``eden run``/``eden qualify`` then stop and clean up after themselves
         (eden.interrupt), which takes seconds; SIGKILL to the group only if it does not end."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        self.cancelled = True
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
             try:
-                self.proc.wait(90)
+                proc.wait(90)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
-_BACKGROUND: dict[str, BackgroundRun] = {}
-SUITES = {"emulated": 6, "qemu": 6}
+class Lane(threading.Thread):
+    """Starts its runs one after another, each when the one before it ended."""
+
+    def __init__(self, runs: list[BackgroundRun]) -> None:
+        super().__init__(daemon=True)
+        self.runs = runs
+
+    def run(self) -> None:
+        for run in self.runs:
+            run.start()
+            if run.proc is not None:
+                run.proc.wait()
+
+
+@dataclass(frozen=True)
+class Background:
+    """A background run: its lane and how to build its command line in its work dir."""
+
+    lane: str
+    argv: Callable[[Path], list[str]]
+    env: Callable[[Path], dict[str, str]] | None = None
+
+
+SUITE_JOBS = {"emulated": 6, "qemu": 6}
 """Real-time suites (``suites/<name>.yaml``) and how many of their entries run at once."""
 
 
-def _suite_argv(name: str, work: Path) -> list[str]:
-    argv = eden_argv("qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITES[name]),
-                     "--out", str(work / "suite"), "--no-history")
-    if name == "qemu":
-        # Nine TCG VMs booting at once on two cores slow every boot: the entries start 20 s apart,
-        # longest first (suites/qemu.yaml).
-        argv += ["--stagger", "20"]
-        # The suite needs the reference image: build it once, up front, so that its entries do not
-        # queue on the build lock while their scenario clocks run.
-        argv = ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
-    return argv
+def _suite_argv(name: str) -> Callable[[Path], list[str]]:
+    def build(work: Path) -> list[str]:
+        argv = eden_argv("qualify", str(ROOT / "suites" / f"{name}.yaml"), "--jobs", str(SUITE_JOBS[name]),
+                         "--out", str(work / "suite"), "--no-history")
+        if name == "qemu":
+            # Nine TCG VMs booting at once on two cores slow every boot: the entries start 20 s apart,
+            # longest first (suites/qemu.yaml).
+            argv += ["--stagger", "20"]
+            # The suite needs the reference image: build it once, up front, so that its entries do not
+            # queue on the build lock while their scenario clocks run.
+            argv = ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
+        return argv
+    return build
 
 
-@pytest.hookimpl(trylast=True)  # after ``-m``/``-k`` deselection: only suites whose test will run start
+def _scenario_argv(text: str, backend: str) -> Callable[[Path], list[str]]:
+    """``eden run`` of a scenario text on ``backend``; results in ``<work>/out``."""
+    def build(work: Path) -> list[str]:
+        scenario = work / "scenario.yaml"
+        scenario.write_text(text, encoding="utf-8")
+        return eden_argv("run", str(scenario), "--backend", backend, "--out", str(work / "out"), "--quiet")
+    return build
+
+
+def _backgrounds() -> dict[str, Background]:
+    from scenario_texts import FALLBACK_DURING_OUTAGE
+
+    return {
+        "emulated": Background("emulated", _suite_argv("emulated")),
+        "qemu": Background("qemu", _suite_argv("qemu")),
+        "fallback-during-outage": Background("emulated-fallback", _scenario_argv(FALLBACK_DURING_OUTAGE, "emulated"),
+                                             env=lambda work: eden_env(work)),
+    }
+
+
+_BACKGROUND: dict[str, BackgroundRun] = {}
+_LANES: list[Lane] = []
+
+
+@pytest.hookimpl(trylast=True)  # after ``-m``/``-k`` deselection: only runs whose test will run start
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     late = [i for i in items if i.get_closest_marker("background")]
     if not late or config.option.collectonly:
         return
     items[:] = [i for i in items if not i.get_closest_marker("background")] + late
+    known = _backgrounds()
     wanted = sorted({m.args[0] for i in late for m in i.iter_markers("background")})
+    lanes: dict[str, list[BackgroundRun]] = {}
     for name in wanted:
+        spec = known[name]
         work = Path(tempfile.mkdtemp(prefix=f"eden-bg-{name}-"))
-        _BACKGROUND[name] = BackgroundRun(_suite_argv(name, work), work)
+        run = BackgroundRun(spec.argv(work), work, spec.env(work) if spec.env is not None else None)
+        _BACKGROUND[name] = run
+        lanes.setdefault(spec.lane, []).append(run)
+    for runs in lanes.values():
+        lane = Lane(runs)
+        _LANES.append(lane)
+        lane.start()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
@@ -94,14 +175,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
 
     for run in _BACKGROUND.values():
         run.stop()
+    for lane in _LANES:
+        lane.join(120)
+    for run in _BACKGROUND.values():
+        run.stop()  # one the lane started while the others were being stopped
+        run.log.close()
         shutil.rmtree(run.work, ignore_errors=True)
     _BACKGROUND.clear()
+    _LANES.clear()
 
 
 def background_run(name: str) -> BackgroundRun:
-    """A suite's background run (started when its test was collected)."""
+    """A background run (started when its test was collected)."""
     run = _BACKGROUND.get(name)
-    assert run is not None, f"the background run of suite {name!r} was not started"
+    assert run is not None, f"the background run {name!r} was not started"
     return run
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes, wait_reading
-from scenario_texts import FALLBACK_DURING_OUTAGE, onboard_then_wait, preamble
+from conftest import background_run
+from scenario_texts import onboard_then_wait, preamble
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -174,13 +175,21 @@ def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp
     assert _ours() <= before_procs
 
 
-def test_force_fallback_during_an_outage_falls_back_as_on_sim(tmp_path: Path) -> None:
+@pytest.mark.background("fallback-during-outage")
+def test_force_fallback_during_an_outage_falls_back_as_on_sim() -> None:
     """The admin side takes force_fallback while devices cannot reach the controller (the same
-    scenario passes on sim: tests/test_backend_ports.py)."""
-    proc = _run(tmp_path, FALLBACK_DURING_OUTAGE, "fallback", timeout=480)
-    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    scenario passes on sim: tests/test_backend_ports.py). Four minutes of EVE's timers: the run
+    starts at collection (tests/conftest.py)."""
+    run = background_run("fallback-during-outage")
+    rc, output = run.wait(timeout=480)
+    assert rc == EXIT_OK, output[-3000:]
+    summary = json.loads((run.work / "out" / "summary.json").read_text())
     assert [e["status"] for e in summary["steps"] if e["action"] == "expect"] == ["passed"] * 3
+    events = [json.loads(line) for line in (run.work / "out" / "events.jsonl").read_text().splitlines()]
+    admin = [e["t"] for e in events if e["source"] == "controller" and e["what"] == "admin_fallback"]
+    restored = [e["t"] for e in events if e["source"] == "harness" and e["what"] == "controller_restore"]
+    assert len(admin) == 1 and admin[0] >= restored[0]  # queued during the outage, applied on restore
+    assert list((run.work / "tmp").iterdir()) == [], "temp dirs left behind"
 
 
 def test_fast_path_boot_keeps_the_controller_certs(tmp_path: Path) -> None:
