@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from typing import Any, Callable
 import pytest
 from eden_subprocess import argv as eden_argv
 from eden_subprocess import env as eden_env
+from leakcheck import marked_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE_LIMIT = 3600.0
@@ -35,7 +37,8 @@ QUEUE_LIMIT = 3600.0
 class BackgroundRun:
     """A command started in the background; ``wait`` returns (rc, output) once it ended."""
 
-    def __init__(self, argv: list[str], work: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], work: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
         self.argv = argv
         self.work = work
         self.env = env
@@ -43,8 +46,33 @@ class BackgroundRun:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = threading.Event()
         self.cancelled = False
+        self.created = time.monotonic()
+        self.began: float | None = None
+        self.ended: float | None = None
+
+    @property
+    def out(self) -> Path:
+        """A scenario run's output directory (``eden run --out``)."""
+        return self.work / "out"
+
+    def leftovers(self) -> list[str]:
+        """What a finished scenario run left behind: live processes carrying its marker, entries in
+        its TMPDIR and in its VM socket directory."""
+        assert self.env is not None and "EDEN_TEST_MARK" in self.env, f"{self.name} is not a scenario run"
+        left = [f"process {pid}" for pid in sorted(marked_processes("EDEN_TEST_MARK", self.env["EDEN_TEST_MARK"]))]
+        for where in ("tmp", "sock"):
+            left += [f"{where}/{p.name}" for p in sorted((self.work / where).iterdir())]
+        return left
+
+    def timing(self) -> str:
+        if self.began is None:
+            return f"{self.name}: not started"
+        start = self.began - self.created
+        took = f"{self.ended - self.began:.0f} s" if self.ended is not None else "still running at the end"
+        return f"{self.name}: started +{start:.0f} s, took {took}"
 
     def start(self) -> None:
+        self.began = time.monotonic()
         if not self.cancelled:
             # its own process group, so that ``stop`` reaches the run's workers too
             self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -95,11 +123,12 @@ class Lane(threading.Thread):
             run.start()
             if run.proc is not None:
                 run.proc.wait()
+            run.ended = time.monotonic()
 
 
 @dataclass(frozen=True)
 class Background:
-    """A background run: its lane and how to build its command line in its work dir."""
+    """A background run: its lane and how to build its command line and environment in its work dir."""
 
     lane: str
     argv: Callable[[Path], list[str]]
@@ -134,19 +163,33 @@ def _scenario_argv(text: str, backend: str) -> Callable[[Path], list[str]]:
     return build
 
 
-def _backgrounds() -> dict[str, Background]:
-    from scenario_texts import FALLBACK_DURING_OUTAGE
+def _scenario_env(name: str) -> Callable[[Path], dict[str, str]]:
+    """A scenario run's environment: its own TMPDIR (``<work>/tmp``), a marker every process it starts
+    inherits, and its own directory for VM sockets (EDEN_SOCK_DIR), so that its leak checks see only
+    what this run left."""
+    def build(work: Path) -> dict[str, str]:
+        (work / "sock").mkdir()
+        return eden_env(work, mark=f"eden-bg-{name}-{os.getpid()}", EDEN_SOCK_DIR=str(work / "sock"))
+    return build
 
-    return {
-        "emulated": Background("emulated", _suite_argv("emulated")),
-        "qemu": Background("qemu", _suite_argv("qemu")),
-        "fallback-during-outage": Background("emulated-fallback", _scenario_argv(FALLBACK_DURING_OUTAGE, "emulated"),
-                                             env=lambda work: eden_env(work)),
-    }
+
+SUITES = {"emulated": "emulated", "qemu": "qemu"}
+"""Background suites and their lanes (the suites run first in their lanes: the longest runs)."""
+
+
+def _background(marker: pytest.Mark) -> Background:
+    """The run a ``background`` marker names: a suite, ``background("emulated")``, or a scenario text,
+    ``background("name", lane=..., scenario=TEXT, backend=...)``."""
+    name = marker.args[0]
+    if name in SUITES:
+        return Background(SUITES[name], _suite_argv(name))
+    kw = marker.kwargs
+    return Background(kw["lane"], _scenario_argv(kw["scenario"], kw["backend"]), _scenario_env(name))
 
 
 _BACKGROUND: dict[str, BackgroundRun] = {}
 _LANES: list[Lane] = []
+_TIMINGS: list[str] = []
 
 
 @pytest.hookimpl(trylast=True)  # after ``-m``/``-k`` deselection: only runs whose test will run start
@@ -155,19 +198,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not late or config.option.collectonly:
         return
     items[:] = [i for i in items if not i.get_closest_marker("background")] + late
-    known = _backgrounds()
-    wanted = sorted({m.args[0] for i in late for m in i.iter_markers("background")})
+    specs: dict[str, Background] = {}
+    for item in late:
+        for marker in item.iter_markers("background"):
+            specs.setdefault(marker.args[0], _background(marker))
+    # suites first in their lanes, then the scenario runs in collection order
+    order = sorted(specs, key=lambda name: name not in SUITES)
     lanes: dict[str, list[BackgroundRun]] = {}
-    for name in wanted:
-        spec = known[name]
+    for name in order:
+        spec = specs[name]
         work = Path(tempfile.mkdtemp(prefix=f"eden-bg-{name}-"))
-        run = BackgroundRun(spec.argv(work), work, spec.env(work) if spec.env is not None else None)
+        run = BackgroundRun(name, spec.argv(work), work, spec.env(work) if spec.env is not None else None)
         _BACKGROUND[name] = run
         lanes.setdefault(spec.lane, []).append(run)
     for runs in lanes.values():
         lane = Lane(runs)
         _LANES.append(lane)
         lane.start()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """When each background run started and how long it took (what decides the suite's wall time)."""
+    if not _TIMINGS:
+        return
+    terminalreporter.section("background runs")
+    for line in _TIMINGS:
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
@@ -181,6 +237,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
         run.stop()  # one the lane started while the others were being stopped
         run.log.close()
         shutil.rmtree(run.work, ignore_errors=True)
+    _TIMINGS[:] = [run.timing() for run in _BACKGROUND.values()]
     _BACKGROUND.clear()
     _LANES.clear()
 

@@ -17,7 +17,7 @@ import pytest
 from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes, wait_reading
 from conftest import background_run
-from scenario_texts import onboard_then_wait, preamble
+from scenario_texts import FALLBACK_DURING_OUTAGE, onboard_then_wait, preamble
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -159,12 +159,13 @@ def test_failed_expectation_is_exit_1_and_leaves_nothing(tmp_path: Path) -> None
     assert not any(_run_tmp(tmp_path).iterdir())
 
 
-def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp_path: Path) -> None:
-    before_procs = _ours()
-    proc = _run(tmp_path, OUTAGE, "outage")
-    out = tmp_path / "out"
+@pytest.mark.background("controller-outage", lane="emulated-scenarios", scenario=OUTAGE, backend="emulated")
+def test_controller_outage_restarts_the_controller_without_losing_the_device() -> None:
+    run = background_run("controller-outage")
+    rc, output = run.wait(timeout=300)
+    out = run.out
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr + (out / "logs" / "agent-dut-0.log").read_text()
+    assert rc == EXIT_OK, output[-3000:] + (out / "logs" / "agent-dut-0.log").read_text()[-3000:]
     # the device saw refused connections while the controller was down
     fails = [e for e in events if e["what"] == "config_fail" and e["source"] == "device"]
     assert fails, "no failed config poll during the outage"
@@ -172,10 +173,11 @@ def test_controller_outage_restarts_the_controller_without_losing_the_device(tmp
     # onboarded once: the restarted controller kept the registration (SQLite)
     assert sum(1 for e in events if e["source"] == "controller" and e["what"] == "onboarded") == 1
     assert any(e["source"] == "device" and e["what"] == "baseos_config" and e.get("version") == "13.5.0" for e in events)
-    assert _ours() <= before_procs
+    assert run.leftovers() == []
 
 
-@pytest.mark.background("fallback-during-outage")
+@pytest.mark.background("fallback-during-outage", lane="emulated-scenarios", scenario=FALLBACK_DURING_OUTAGE,
+                        backend="emulated")
 def test_force_fallback_during_an_outage_falls_back_as_on_sim() -> None:
     """The admin side takes force_fallback while devices cannot reach the controller (the same
     scenario passes on sim: tests/test_backend_ports.py). Four minutes of EVE's timers: the run
@@ -183,26 +185,28 @@ def test_force_fallback_during_an_outage_falls_back_as_on_sim() -> None:
     run = background_run("fallback-during-outage")
     rc, output = run.wait(timeout=480)
     assert rc == EXIT_OK, output[-3000:]
-    summary = json.loads((run.work / "out" / "summary.json").read_text())
+    summary = json.loads((run.out / "summary.json").read_text())
     assert [e["status"] for e in summary["steps"] if e["action"] == "expect"] == ["passed"] * 3
-    events = [json.loads(line) for line in (run.work / "out" / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (run.out / "events.jsonl").read_text().splitlines()]
     admin = [e["t"] for e in events if e["source"] == "controller" and e["what"] == "admin_fallback"]
     restored = [e["t"] for e in events if e["source"] == "harness" and e["what"] == "controller_restore"]
     assert len(admin) == 1 and admin[0] >= restored[0]  # queued during the outage, applied on restore
-    assert list((run.work / "tmp").iterdir()) == [], "temp dirs left behind"
+    assert run.leftovers() == []
 
 
-def test_fast_path_boot_keeps_the_controller_certs(tmp_path: Path) -> None:
+@pytest.mark.background("fast-path", lane="emulated-scenarios", scenario=FAST_PATH, backend="emulated")
+def test_fast_path_boot_keeps_the_controller_certs() -> None:
     """Spec §1 fast path + §2.1 certs checkpoint: without the checkpoint the boot never learns the
     signing cert, every signed answer is rejected while the unsigned 403 passes, and the device
     loops in attestation (passes on sim, failed on emulated)."""
-    proc = _run(tmp_path, FAST_PATH, "fast-path")
-    out = tmp_path / "out"
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    run = background_run("fast-path")
+    rc, output = run.wait(timeout=300)
+    events = [json.loads(line) for line in (run.out / "events.jsonl").read_text().splitlines()]
+    assert rc == EXIT_OK, output[-3000:]
     boots = [e for e in events if e["source"] == "device" and e["what"] == "booted"]
     assert [b.get("reason") for b in boots] == ["FIRST", "UNKNOWN"]  # virtio: no SMART power-cycle count (§7)
     assert sum(1 for e in events if e["source"] == "device" and e["what"] == "attested") >= 2
+    assert run.leftovers() == []
 
 
 def _start_long(tmp_path: Path) -> subprocess.Popen[str]:

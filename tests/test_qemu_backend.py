@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import pytest
 from eden_subprocess import env, run_eden, start_eden
+from conftest import background_run
 from leakcheck import marked_processes, wait_reading
 from scenario_texts import onboard_then_wait, preamble
 
@@ -154,12 +155,12 @@ metrics: [reconnect.time, boot.time]
 # lost the device certificate on a real VM (docs/qemu.md); the expectation after the cut checks it.
 
 
-def test_link_down_up_and_a_power_cut_on_a_real_vm(tmp_path: Path) -> None:
-    scenario = tmp_path / "faults.yaml"
-    scenario.write_text(FAULTS)
-    out = tmp_path / "out"
-    proc = run_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=_env(tmp_path), timeout=600)
-    assert proc.returncode == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
+@pytest.mark.background("qemu-faults", lane="qemu", scenario=FAULTS, backend="qemu")
+def test_link_down_up_and_a_power_cut_on_a_real_vm() -> None:
+    bg = background_run("qemu-faults")
+    rc, output = bg.wait(timeout=600)
+    assert rc == EXIT_OK, output[-3000:]
+    out = bg.out
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     t_down = next(e["t"] for e in events if e["source"] == "harness" and e["what"] == "network_down")
     t_up = next(e["t"] for e in events if e["source"] == "harness" and e["what"] == "network_up")
@@ -178,5 +179,4 @@ def test_link_down_up_and_a_power_cut_on_a_real_vm(tmp_path: Path) -> None:
     assert qmp.count("RESUME") == 2 and "QEMU_EXITED" in qmp, qmp
     run = json.loads((out / "run.json").read_text())
     assert len(run["device_timings"]["devices"]["dut-0"]["power_on_to_agent_start"]) == 2
-    assert not _ours(), "processes left behind"
-    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
+    assert bg.leftovers() == []

@@ -9,20 +9,15 @@ goes silent: eth1 was really the path), then both back.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eden_subprocess import env, run_eden
+from conftest import background_run
 from scenario_texts import preamble
-from leakcheck import marked_processes
 
 from eden.errors import EXIT_OK
 from eden.qemu.machine import Machine, MachineConfig, Nic, port_host, port_nics, stable_mac
-
-MARK = f"eden-qemu-network-test-{os.getpid()}"
-
 
 def _netdevs(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
@@ -112,13 +107,14 @@ def _events(out: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.qemu
-def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1(tmp_path: Path) -> None:
-    scenario = tmp_path / "two-ports.yaml"
-    scenario.write_text(TWO_PORTS)
-    out = tmp_path / "out"
-    proc = run_eden("run", str(scenario), "--backend", "qemu", "--out", str(out), "--quiet", env=env(tmp_path, mark=MARK),
-                    timeout=900)
-    assert proc.returncode == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
+@pytest.mark.background("two-ports", lane="qemu", scenario=TWO_PORTS, backend="qemu")
+def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1() -> None:
+    """Four minutes of the device's timers: the run starts at collection, in the QEMU lane after the
+    QEMU suite (tests/conftest.py)."""
+    run = background_run("two-ports")
+    rc, output = run.wait(timeout=900)
+    assert rc == EXIT_OK, output[-3000:]
+    out = run.out
     summary = json.loads((out / "summary.json").read_text())
     assert all(e["status"] == "passed" for e in summary["expectations"]), summary["expectations"]
 
@@ -142,5 +138,4 @@ def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1(tmp_path: Path) -> Non
     # With both out, the device's config requests failed on the network (no answer at all).
     both = [e for e in events if e["what"] == "config_fail" and t_eth1 < e["t"] < t_up]
     assert both and all(e.get("status") == 0 and e.get("error") in ("timeout", "network") for e in both), both
-    assert not marked_processes("EDEN_TEST_MARK", MARK), "processes left behind"
-    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
+    assert run.leftovers() == []
