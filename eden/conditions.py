@@ -10,7 +10,7 @@ that never reported has ``reported: False`` and fails every condition but ``onbo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from eden.scenario.model import Condition, Expectation
 
@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from eden.backends.base import Backend
 
 View = Mapping[str, Any]
+"""A device view as the backends give it (``Backend.views()``, whose shape eden.backends owns)."""
+
+
+class Matcher(Protocol):
+    """What DeviceWatch evaluates: a predicate over a view that can also say what it looked at."""
+
+    def __call__(self, view: View) -> bool: ...
+
+    def describe(self, view: View) -> Mapping[str, object]: ...
 
 
 def _sw(view: View, index: int) -> dict[str, Any]:
@@ -130,7 +139,7 @@ class CheckOutcome:
     shows it) and the detail; the run's verdict is judged from the last ones."""
 
     ok: bool
-    observed: Any
+    observed: object
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,7 +148,7 @@ class DeviceWatch:
 
     Counts are kept incrementally so a check over a 10,000-device fleet costs what changed."""
 
-    def __init__(self, matcher: Any, device_ids: list[str]) -> None:
+    def __init__(self, matcher: Matcher, device_ids: list[str]) -> None:
         self.matcher = matcher
         self.ids = device_ids
         self._order = {d: n for n, d in enumerate(device_ids)}
@@ -152,7 +161,7 @@ class DeviceWatch:
         seq, changed = backend.changes(self.seq)
         views = backend.views()
         if changed is None or self.seq < 0 or getattr(self.matcher, "time_dependent", False):
-            todo: Any = self.ids
+            todo: list[str] = self.ids
         else:
             todo = [d for d in changed if d in self._order]
         self.seq = seq
@@ -191,7 +200,7 @@ class DeviceWatch:
         return CheckOutcome(ok, {"fraction": round(frac, 6), "satisfied": good, "devices": n}, detail)
 
 
-def metric_outcome(cond: Condition, value: Any) -> CheckOutcome:
+def metric_outcome(cond: Condition, value: object) -> CheckOutcome:
     assert cond.metric is not None
     m = cond.metric
     if not isinstance(value, (int, float)):

@@ -10,7 +10,7 @@ contact), ``attestation.time`` (boot -> attestation COMPLETE).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -23,6 +23,33 @@ if TYPE_CHECKING:
 
 TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
 STATS = ("count", "mean", "p50", "p95", "p99", "min", "max")
+
+Stat = float | int | None
+"""One statistic: ``count`` is an int, the others a float (None without values)."""
+Stats = dict[str, Stat]
+"""A timing's statistics, keyed by the names in STATS (:func:`summarize`)."""
+MetricValue = Stat | str | Stats | dict[str, int]
+"""What :func:`compute_metric` gives: a number, a timing's Stats, ``devices.by_*`` counts, a rollout
+state, or None when the run has no value for it."""
+
+
+class Cache(TypedDict, total=False):
+    """What was already cut from a run (see :func:`compute_metric`)."""
+
+    timings: dict[str, list[float]]
+    counters: dict[str, int]
+    devices: dict[str, dict[str, int]]  # view_summary: by_state, by_version
+    controller: dict[str, Any]  # Backend.controller_stats(), typed there
+
+
+class RunMetrics(TypedDict):
+    """A run summary's ``metrics`` (:func:`all_metrics`)."""
+
+    timings: dict[str, Stats]
+    counters: dict[str, int]
+    devices: dict[str, dict[str, int]]
+    controller: dict[str, Any]  # Backend.controller_stats(), typed there
+    requested: NotRequired[dict[str, MetricValue]]
 
 
 def timings(timeline: Timeline) -> dict[str, list[float]]:
@@ -86,7 +113,7 @@ def timings(timeline: Timeline) -> dict[str, list[float]]:
     return out
 
 
-def stat(values: list[float], which: str) -> float | int | None:
+def stat(values: list[float], which: str) -> Stat:
     if which == "count":
         return len(values)
     if not values:
@@ -102,11 +129,11 @@ def stat(values: list[float], which: str) -> float | int | None:
     return float(np.percentile(arr, q, method="higher"))
 
 
-def summarize(values: list[float]) -> dict[str, Any]:
+def summarize(values: list[float]) -> Stats:
     return {s: _round(stat(values, s)) for s in STATS}
 
 
-def _round(v: Any) -> Any:
+def _round(v: Stat) -> Stat:
     return round(v, 6) if isinstance(v, float) else v
 
 
@@ -133,14 +160,15 @@ def counters(timeline: Timeline) -> dict[str, int]:
     return c
 
 
-def compute_metric(name: str, backend: Backend, runner: Runner | None = None, cache: dict[str, Any] | None = None) -> Any:
+def compute_metric(name: str, backend: Backend, runner: Runner | None = None, cache: Cache | None = None) -> MetricValue:
     """The value of one named metric (see ``eden.scenario.metric_names``).
 
     ``cache`` holds what was already cut from the run (``timings``, ``counters``, ``devices``,
     ``controller`` as :func:`all_metrics` computes them), so several metrics of one finished run
     scan the timeline once."""
     timeline: Timeline = backend.timeline
-    cache = {} if cache is None else cache
+    if cache is None:
+        cache = {}
     base, _, suffix = name.rpartition(".")
     if base in TIMINGS and suffix in STATS or name in TIMINGS:
         if "timings" not in cache:
@@ -178,7 +206,7 @@ def compute_metric(name: str, backend: Backend, runner: Runner | None = None, ca
     return None
 
 
-def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> Any:
+def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> Stat:
     parts = name.split(".")
     if name == "controller.requests":
         return summary["all"]["requests"]
@@ -196,18 +224,16 @@ def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> 
     return None
 
 
-def all_metrics(backend: Backend, runner: Runner | None, names: list[str]) -> dict[str, Any]:
+def all_metrics(backend: Backend, runner: Runner | None, names: list[str]) -> RunMetrics:
     """The metrics a scenario asks for, plus the always-reported core set."""
-    cache: dict[str, Any] = {
+    cache: Cache = {
         "timings": timings(backend.timeline),
         "counters": counters(backend.timeline),
         "devices": view_summary(backend.views()),
         "controller": backend.controller_stats(),
     }
-    out: dict[str, Any] = {"timings": {k: summarize(v) for k, v in cache["timings"].items()}}
-    out["counters"] = dict(cache["counters"])
-    out["devices"] = cache["devices"]
-    out["controller"] = cache["controller"]
+    out: RunMetrics = {"timings": {k: summarize(v) for k, v in cache["timings"].items()},
+                       "counters": dict(cache["counters"]), "devices": cache["devices"], "controller": cache["controller"]}
     if names:
         out["requested"] = {n: compute_metric(n, backend, runner, cache) for n in names}
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, WithJsonSchema
 
@@ -22,7 +22,7 @@ DURATION_PATTERN = rf"^\s*(?:{_NUM}\s*(?:ms|d|h|m|s)?\s*)+$"
 _DURATION_HELP = "write e.g. 30s, 10m, 1h30m, 250ms or a number of seconds"
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     """The value as the user wrote it in YAML."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -31,7 +31,7 @@ def _text(value: Any) -> str:
     return str(getattr(value, "source", None) or value)
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     """A finite real number from an int/float (not bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -47,7 +47,7 @@ def _plain_number(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: object) -> float:
     """Seconds from ``30``, ``"30s"``, ``"10m"``, ``"1h30m"``, ``"250ms"``, ``"2d"``, ``"1.5h"``."""
     bad = ValueError(f"'{_text(value)}' is not a duration; {_DURATION_HELP}")
     number = _number(value)
@@ -105,7 +105,7 @@ _PREFIX = "kmgtpe"
 _BYTES_HELP = "write e.g. 512M, 4G, 1.5G, 64K (binary), 4GB (decimal) or a number of bytes"
 
 
-def parse_bytes(value: Any) -> int:
+def parse_bytes(value: object) -> int:
     """Bytes from ``4096``, ``"64K"``, ``"512M"``, ``"1.5G"``, ``"4GiB"`` (binary) or ``"4GB"`` (decimal)."""
     bad = ValueError(f"'{_text(value)}' is not a size; {_BYTES_HELP}")
     number = _number(value)
@@ -143,7 +143,7 @@ def format_bytes(n: float) -> str:
 _FRACTION_HELP = "is not a fraction between 0 and 1 (or 0%..100%)"
 
 
-def parse_fraction(value: Any) -> float:
+def parse_fraction(value: object) -> float:
     """A probability/ratio in [0, 1] from ``0.02``, ``1``, ``"2%"``, ``"99.5%"``."""
     bad = ValueError(f"'{_text(value)}' {_FRACTION_HELP}")
     number = _number(value)
@@ -166,7 +166,7 @@ RATE_PATTERN = r"^\s*(?:\d+(?:\.\d*)?|\.\d+)\s*[A-Za-z]*\s*(?:/s|ps)?\s*$"
 _RATE_HELP = "write e.g. 20M/s, 1.5G/s, 100Mbit/s or a number of bytes per second"
 
 
-def parse_rate(value: Any) -> float:
+def parse_rate(value: object) -> float:
     """Bytes per second from ``"20M/s"``, ``"20M"``, ``"100Mbit/s"``/``"100Mbps"`` (bits, decimal) or a number."""
     bad = ValueError(f"'{_text(value)}' is not a rate; {_RATE_HELP}")
     number = _number(value)
@@ -202,7 +202,7 @@ def parse_rate(value: Any) -> float:
 # ----------------------------------------------------------------------------- pydantic types
 
 
-def _number_or_pattern(pattern: str, description: str, **number: Any) -> WithJsonSchema:
+def _number_or_pattern(pattern: str, description: str, **number: float) -> WithJsonSchema:
     return WithJsonSchema(
         {
             "anyOf": [{"type": "number", **number}, {"type": "string", "pattern": pattern}],

@@ -90,7 +90,7 @@ import json
 import math
 import uuid as uuidlib
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, ParamSpec, Required, TypedDict, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -137,6 +137,80 @@ _TS_MIN = -62135596800  # 0001-01-01T00:00:00Z
 _TS_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
 E = TypeVar("E", bound=enum.Enum)
+M = TypeVar("M", bound=Message)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ItemValue = int | bool | str
+"""A config item's value as decoded (:func:`_item_in`): per ``eve.config_items``, else the text."""
+
+
+class Content(TypedDict):
+    """A config ``baseos.content``: where the base OS image is downloaded from."""
+
+    sha256: str
+    size: int
+    url: str
+
+
+class BaseosConfig(TypedDict, total=False):
+    """A config ``baseos`` as decoded (``content`` only when the config carries one)."""
+
+    image: Required[str]
+    version: Required[str]
+    activate: Required[bool]
+    retry: Required[int]
+    content: Content
+
+
+class AppSpec(TypedDict):
+    """A config app spec as decoded (``size`` is not on the wire: see the module docstring)."""
+
+    kind: str  # "vm" | "container"
+    cpus: int
+    memory: int  # bytes (a whole number of KiB)
+    size: int
+    activate: bool
+
+
+class Config(TypedDict):
+    """A config response's ``config`` as decoded."""
+
+    items: dict[str, ItemValue]
+    baseos: BaseosConfig | None
+    reboot: int
+    apps: dict[str, AppSpec]
+    maintenance: bool
+    hash: str
+
+
+class AppReport(TypedDict):
+    """One app of a report (``apps`` maps the app name to it)."""
+
+    state: str  # ZSwState name
+    err: str
+
+
+class DeviceReport(TypedDict):
+    """A device info message decoded: ``Node.report()``'s shape, less what the wire does not carry
+    (``dpc_state``, ``dpc_ports``; ``apps`` stays empty until :func:`merge_info` adds them)."""
+
+    at: float
+    state: str  # ZDeviceState name
+    boot_reason: str  # BootReason name
+    reboot_reason_text: str
+    boot_time: float | None
+    restart_counter: int
+    sw: list[swlist.SwPartition]
+    baseos: swlist.BaseosReport
+    attestation: str  # AttestState name
+    maintenance: list[str]  # MaintenanceModeReason names
+    vault: str | None  # "locked" | "unlocked" | None (no vault reported)
+    dpc_index: int
+    reboot_counter: int
+    baseos_update_counter: int
+    apps: dict[str, AppReport]
+    config_items_errors: list[str]
 
 
 class CodecError(ValueError):
@@ -190,7 +264,7 @@ def _check_kind(kind: str) -> None:
         raise CodecError(f"unknown request kind {kind!r}; valid kinds: {', '.join(KINDS)}")
 
 
-def _parse(cls: type[Message], payload: bytes) -> Any:
+def _parse(cls: type[M], payload: object) -> M:
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise CodecError(f"payload must be bytes, got {type(payload).__name__}")
     msg = cls()
@@ -205,7 +279,7 @@ def _ser(msg: Message) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 
-def _enum_out(enum_cls: type[E], name: Any) -> int:
+def _enum_out(enum_cls: type[E], name: object) -> int:
     """Enum member name (as the node writes it) -> wire value."""
     try:
         return int(enum_cls[str(name)].value)
@@ -221,7 +295,7 @@ def _enum_in(enum_cls: type[E], value: int) -> str:
         raise CodecError(f"{value} is not a valid {enum_cls.__name__} value") from None
 
 
-def _set_time(ts: Timestamp, t: Any) -> None:
+def _set_time(ts: Timestamp, t: object) -> None:
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
         raise CodecError(f"time must be a finite number of seconds, got {t!r}")
     exact = Fraction(t)
@@ -244,13 +318,13 @@ def _opt_time(msg: Message, field: str) -> float | None:
     return _get_time(getattr(msg, field)) if msg.HasField(field) else None
 
 
-def _text(value: Any, what: str) -> str:
+def _text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise CodecError(f"{what} must be a string, got {value!r}")
     return value
 
 
-def _opt_bytes(value: Any, what: str) -> bytes:
+def _opt_bytes(value: object, what: str) -> bytes:
     """None -> b""; str -> UTF-8; bytes as is."""
     if value is None:
         return b""
@@ -271,22 +345,22 @@ def _bytes_text(value: bytes, what: str) -> str | None:
         raise CodecError(f"{what} is not UTF-8 text") from None
 
 
-def _uint(value: Any, what: str, bits: int = 32) -> int:
+def _uint(value: object, what: str, bits: int = 32) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
         raise CodecError(f"{what} must be an unsigned {bits}-bit integer, got {value!r}")
     return value
 
 
-def _body(body: Any) -> Mapping[str, Any]:
+def _body(body: object) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise CodecError(f"body must be a mapping, got {type(body).__name__}")
     return body
 
 
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _guard(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn any stray exception from a malformed body into CodecError (the public contract)."""
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except CodecError:
@@ -301,7 +375,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ----------------------------------------------------------------------------- config items --
-def _item_out(key: str, value: Any) -> str:
+def _item_out(key: str, value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, str)):
@@ -311,7 +385,7 @@ def _item_out(key: str, value: Any) -> str:
     raise CodecError(f"config item {key!r} has a value of type {type(value).__name__}: {value!r}")
 
 
-def _item_in(key: str, text: str) -> Any:
+def _item_in(key: str, text: str) -> ItemValue:
     """Wire string -> the value the controller set, per the item's kind (spec §6)."""
     spec = spec_of(key)
     if spec is None:
@@ -413,7 +487,7 @@ POSTED_CERT_TYPES = {10: "DEVICE_ONBOARDING", 11: "DEVICE_RESTRICTED_SIGNING", 1
 MAX_POSTED_CERTS = 8
 
 
-def _cert_type_out(name: Any) -> int:
+def _cert_type_out(name: object) -> int:
     for number, known in POSTED_CERT_TYPES.items():
         if name == known:
             return number
@@ -435,7 +509,10 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
     if report.get("boot_time") is not None:
         _set_time(d.bootTime, report["boot_time"])
     d.restartCounter = _uint(report.get("restart_counter", 0), "restart_counter")
-    swlist.encode(d, report.get("sw") or [], report.get("baseos") or {}, text=_text, enum_out=_enum_out,
+    bos: swlist.BaseosReport = {}  # no base OS configured
+    if report.get("baseos"):
+        bos = report["baseos"]
+    swlist.encode(d, report.get("sw") or [], bos, text=_text, enum_out=_enum_out,
                   partition_states=_PARTITION_STATES, error=CodecError)
     d.attestation_info.state = _enum_out(AttestState, report.get("attestation", "UNSPECIFIED"))
     reasons = report.get("maintenance") or []
@@ -474,7 +551,7 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
     return out
 
 
-def _info_msg(ztype: ZInfoType, dev: str, at: Any, **content: Message) -> bytes:
+def _info_msg(ztype: ZInfoType, dev: str, at: object, **content: Message) -> bytes:
     msg = info_pb2.ZInfoMsg(ztype=int(ztype), devId=dev, **content)
     _set_time(msg.atTimeStamp, at)
     return _ser(msg)
@@ -570,9 +647,9 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_ver
 
 
 def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str],
-                  baseos_version: str | None = None) -> dict[str, Any]:
-    sw = []
-    bos: dict[str, Any] = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": "", "progress": 0}
+                  baseos_version: str | None = None) -> DeviceReport:
+    sw: list[swlist.SwPartition] = []
+    bos: swlist.BaseosReport = {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": "", "progress": 0}
     for e in d.swList:
         if not e.partitionLabel and not e.shortVersion and e.status == info_pb2.SW_STATE_INITIAL:
             continue  # early boot: a partition not known yet ("" label and state, spec §2.2)
@@ -669,7 +746,7 @@ def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_u
     return b""
 
 
-def _cert_type(name: Any) -> int:
+def _cert_type(name: object) -> int:
     try:
         return certs_pb2.ZCertType.Value(f"CERT_TYPE_{name}")
     except ValueError:
@@ -714,7 +791,7 @@ def datastore_uuid(dpath: str) -> str:
     return str(uuidlib.uuid5(IMAGE_NAMESPACE, "datastore:" + dpath))
 
 
-def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, content: Any, fqdn: str) -> None:
+def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, content: object, fqdn: str) -> None:
     """baseos ``content`` {sha256, size, url} -> one ContentTree (+ its DatastoreConfig).
 
     The url's directory becomes the datastore's dpath and its last segment the ContentTree URL,
@@ -736,7 +813,7 @@ def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, conten
     c.contentInfo.add(uuid=tree_uuid, dsId=ds_id, URL=name, sha256=sha, maxSizeBytes=size, displayName=image)
 
 
-def _content_in(c: config_pb2.EdgeDevConfig, tree_uuid: str) -> dict[str, Any] | None:
+def _content_in(c: config_pb2.EdgeDevConfig, tree_uuid: str) -> Content | None:
     """The ContentTree ``tree_uuid`` as baseos ``content``; None when the config has none."""
     trees = [t for t in c.contentInfo if t.uuid == tree_uuid]
     if not trees:
@@ -824,12 +901,12 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
     if not resp.HasField("config"):
         raise CodecError("config response without config")
     c = resp.config
-    items: dict[str, Any] = {}
+    items: dict[str, ItemValue] = {}
     for it in c.configItems:
         if it.key in items:
             raise CodecError(f"config item {it.key!r} appears twice")
         items[it.key] = _item_in(it.key, it.value)
-    baseos = None
+    baseos: BaseosConfig | None = None
     if c.HasField("baseos"):
         b = c.baseos
         if not b.content_tree_uuid or not b.base_os_version:
@@ -838,7 +915,7 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
         content = _content_in(c, b.content_tree_uuid)
         if content is not None:
             baseos["content"] = content
-    apps: dict[str, dict[str, Any]] = {}
+    apps: dict[str, AppSpec] = {}
     for a in c.apps:
         if not a.displayname or a.displayname in apps:
             raise CodecError(f"app name {a.displayname!r} is empty or repeated")
@@ -850,7 +927,7 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
             "size": app_size,
             "activate": a.activate,
         }
-    cfg = {"items": items, "baseos": baseos, "reboot": c.reboot.counter, "apps": apps, "maintenance": c.maintenance_mode, "hash": resp.configHash}
+    cfg: Config = {"items": items, "baseos": baseos, "reboot": c.reboot.counter, "apps": apps, "maintenance": c.maintenance_mode, "hash": resp.configHash}
     out: dict[str, Any] = {"config": cfg}
     if c.id.version:
         if not c.id.version.isdigit():

@@ -22,7 +22,7 @@ into CodecError. Decoded texts are cut to :data:`MAX_TEXT` characters and lists 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from typing import Any, Mapping, TypedDict, cast
 
 from google.protobuf.message import Message
 
@@ -44,29 +44,97 @@ MAX_TEXT = 1024
 MAX_ITEMS = 64
 
 
+class VolumeData(TypedDict):
+    """A ZI_VOLUME object's ``data`` (ZInfoVolume)."""
+
+    name: str
+    state: str  # ZSwState name
+    progress: int  # percent
+    max_size: int
+    cur_size: int
+    err: str
+
+
+class ContentTreeData(TypedDict):
+    """A ZI_CONTENT_TREE object's ``data`` (ZInfoContentTree)."""
+
+    name: str
+    sha256: str
+    state: str  # ZSwState name
+    progress: int  # percent
+    size: int
+    err: str
+
+
+class NetworkInstanceData(TypedDict):
+    """A ZI_NETWORK_INSTANCE object's ``data`` (ZInfoNetworkInstance)."""
+
+    name: str
+    version: str
+    activated: bool
+    ports: list[str]
+    state: str  # ZNetworkInstanceState name without its ZNETINST_STATE_ prefix
+    err: str
+
+
+class Nic(TypedDict, total=False):
+    """One network device of the hardware report (``kind`` defaults to ethernet when encoding)."""
+
+    name: str
+    kind: str  # "ethernet" | "wifi" | "wwan" ("unknown" when decoded from another type)
+    speed_mbps: int
+
+
+class HardwareData(TypedDict, total=False):
+    """The ZI_HARDWARE object's ``data`` (ZInfoHardware). Decoded, every key is there; when
+    encoding, a missing one travels as its zero value."""
+
+    release: str
+    platform: str
+    partition: str
+    memory: int
+    storage: int
+    cores: int
+    tpm: bool
+    firmware: str
+    nics: list[Nic]
+
+
+ObjectData = VolumeData | ContentTreeData | NetworkInstanceData | HardwareData
+
+
+class InfoObject(TypedDict):
+    """One per-object info message: ``data`` None says the object is gone."""
+
+    kind: str  # a key of CONTENT_FIELD
+    key: str  # the object's uuid (HARDWARE_KEY for the hardware report)
+    data: ObjectData | None
+
+
 def _cut(text: str) -> str:
     return text[:MAX_TEXT]
 
 
-def _str(value: Any, what: str) -> str:
+def _str(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string, got {value!r}")
     return value
 
 
-def _uint(value: Any, what: str, bits: int = 64) -> int:
+def _uint(value: object, what: str, bits: int = 64) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
         raise ValueError(f"{what} must be an unsigned {bits}-bit integer, got {value!r}")
     return value
 
 
-def _percent(value: Any, what: str) -> int:
-    if _uint(value, what, 32) > 100:
+def _percent(value: object, what: str) -> int:
+    percent = _uint(value, what, 32)
+    if percent > 100:
         raise ValueError(f"{what} must be a percentage, got {value!r}")
-    return int(value)
+    return int(percent)
 
 
-def _sw_state(name: Any) -> info_pb2.ZSwState:
+def _sw_state(name: object) -> info_pb2.ZSwState:
     try:
         return cast(info_pb2.ZSwState, int(ZSwState[str(name)].value))  # values equal the proto's
     except KeyError:
@@ -127,7 +195,7 @@ def content(obj: Mapping[str, Any]) -> tuple[str, Message]:
     return "niinfo", n
 
 
-def _hardware(data: Mapping[str, Any]) -> info_pb2.ZInfoHardware:
+def _hardware(data: HardwareData) -> info_pb2.ZInfoHardware:
     hw = info_pb2.ZInfoHardware(eve_release=_str(data.get("release", ""), "eve release"),
                                 eve_platform=_str(data.get("platform", ""), "platform"),
                                 partition=_str(data.get("partition", ""), "partition"))
@@ -148,29 +216,32 @@ def _hardware(data: Mapping[str, Any]) -> info_pb2.ZInfoHardware:
     return hw
 
 
-def decode(msg: info_pb2.ZInfoMsg, kind: str, field: str) -> dict[str, Any]:
+def decode(msg: info_pb2.ZInfoMsg, kind: str, field: str) -> InfoObject:
     """ZInfoMsg with a per-object content -> ``{"kind", "key", "data"}`` (``data`` None: gone)."""
     if KIND_OF_FIELD.get(field) != kind:
         raise ValueError(f"info type {kind} with content {field!r} is not supported")
-    body = getattr(msg, field)
     if kind == "ZI_HARDWARE":
-        inv = body.inventory
+        hw = msg.hwinfo
+        inv = hw.inventory
         return {"kind": kind, "key": HARDWARE_KEY, "data": {
-            "release": _cut(body.eve_release), "platform": _cut(body.eve_platform), "partition": _cut(body.partition),
+            "release": _cut(hw.eve_release), "platform": _cut(hw.eve_platform), "partition": _cut(hw.partition),
             "memory": inv.total_memory_bytes, "storage": inv.total_storage_bytes, "cores": len(inv.cpu_info.cpus),
             "tpm": inv.tpm.present, "firmware": _cut(inv.bios.version),
             "nics": [{"name": _cut(d.ifname), "kind": _NIC_KINDS.get(d.type, "unknown"), "speed_mbps": d.speed_mbps}
                      for d in inv.network_devices[:MAX_ITEMS]]}}
-    key = _cut(body.networkID if kind == "ZI_NETWORK_INSTANCE" else body.uuid)
+    body: info_pb2.ZInfoVolume | info_pb2.ZInfoContentTree | info_pb2.ZInfoNetworkInstance
+    body = msg.vinfo if kind == "ZI_VOLUME" else msg.cinfo if kind == "ZI_CONTENT_TREE" else msg.niinfo
+    key = _cut(body.networkID if isinstance(body, info_pb2.ZInfoNetworkInstance) else body.uuid)
     if not key:  # not an object EVE would send; counted by the controller, not kept
         return {"kind": kind, "key": "", "data": None}
     if [f.name for f, _ in body.ListFields()] == (["networkID"] if kind == "ZI_NETWORK_INSTANCE" else ["uuid"]):
         return {"kind": kind, "key": key, "data": None}  # the object is gone
-    if kind == "ZI_VOLUME":
-        data: dict[str, Any] = {"name": _cut(body.displayName), "state": _sw_state_in(body.state),
-                                "progress": body.progressPercentage, "max_size": body.resources.maxSizeBytes,
-                                "cur_size": body.resources.curSizeBytes, "err": _cut(body.volumeErr.description)}
-    elif kind == "ZI_CONTENT_TREE":
+    data: ObjectData
+    if isinstance(body, info_pb2.ZInfoVolume):
+        data = {"name": _cut(body.displayName), "state": _sw_state_in(body.state),
+                "progress": body.progressPercentage, "max_size": body.resources.maxSizeBytes,
+                "cur_size": body.resources.curSizeBytes, "err": _cut(body.volumeErr.description)}
+    elif isinstance(body, info_pb2.ZInfoContentTree):
         data = {"name": _cut(body.displayName), "sha256": _cut(body.sha256), "state": _sw_state_in(body.state),
                 "progress": body.progressPercentage, "size": body.resources.curSizeBytes,
                 "err": _cut(body.err.description)}

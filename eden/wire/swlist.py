@@ -16,16 +16,41 @@ rule, ``Node._partition_with``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+import enum
+from typing import Callable, Sequence, TypedDict
 
 from eden.wire.gen import info_pb2
 from eve.enums import BaseOsStatus, BaseOsSubStatus, ZSwState
 
-Text = Callable[[Any, str], str]
-EnumOut = Callable[[Any, Any], int]
+Text = Callable[[object, str], str]
+"""The codec's checked text converter: (value, what) -> the value if it is a string."""
+EnumOut = Callable[[type[enum.Enum], object], int]
+"""The codec's enum converter: (enum class, member name) -> wire value."""
 
 
-def bound_index(sw: Sequence[Mapping[str, Any]], version: str | None) -> int | None:
+class SwPartition(TypedDict):
+    """One entry of the node report's ``sw``: a partition (current first, then the other)."""
+
+    partition: str
+    version: str | None
+    image: str | None
+    state: str  # a PartitionState value ("active", "unused", "updating", "inprogress")
+    err: str
+
+
+class BaseosReport(TypedDict, total=False):
+    """The node report's ``baseos``: the configured version's status (names of the eve.enums).
+    The node and the decoder give every key; the encoder also takes ``{}`` (no base OS)."""
+
+    version: str | None
+    image: str | None
+    status: str  # BaseOsStatus name
+    sub_status: str  # BaseOsSubStatus name
+    err: str
+    progress: int
+
+
+def bound_index(sw: Sequence[SwPartition], version: str | None) -> int | None:
     """Index in ``sw`` of the partition the base-OS version is bound to, else None.
 
     Both partitions holding it (a re-install of the running version): the other one when it is
@@ -68,7 +93,7 @@ def bos_sw_state(status: BaseOsStatus, sub: BaseOsSubStatus, labelled: bool) -> 
     return ZSwState.DELIVERED
 
 
-def encode(d: info_pb2.ZInfoDevice, sw: Sequence[Mapping[str, Any]], bos: Mapping[str, Any], *,
+def encode(d: info_pb2.ZInfoDevice, sw: Sequence[SwPartition], bos: BaseosReport, *,
            text: Text, enum_out: EnumOut, partition_states: frozenset[str], error: type[Exception]) -> None:
     """Fill ``d.swList`` from the node report's ``sw`` and ``baseos`` (see the module docstring);
     ``text``/``enum_out`` are the codec's checked converters, ``error`` its exception."""
