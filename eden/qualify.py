@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import platform
 import signal
@@ -27,14 +28,17 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
 from eden.interrupt import STOP_SIGNALS, raise_interrupted, signame_of
-from eden.reports.model import EntryResult, SuiteResults, broken_entry, entry_from_summary
+from eden.reports.model import EntryResult, RunInfo, RunSummary, SuiteResults, broken_entry, entry_from_summary
 from eden.runtime.deadline import Deadline
 from eden.suite.criteria import judge
 from eden.suite.load import LoadedSuite, MatrixEntry, load_entry
+
+if TYPE_CHECKING:
+    from eden.reports.html import History  # the reports (and matplotlib) load only when rendering
 
 RUNS = "runs"
 HARNESS_ERROR_FILE = "harness-error.txt"
@@ -46,11 +50,23 @@ Progress = Callable[[EntryResult, int, int], None]
 STOP_GRACE = 180.0
 """Seconds an interrupted suite waits for its running entries to clean up before killing them."""
 
-_STOP: Any = None
+class Outcome(TypedDict, total=False):
+    """What a worker hands back for one entry: ``summary`` and ``run_info`` when it ran, else ``error``
+    (with ``started`` and ``wall_seconds``); ``interrupted`` names the signal that stopped it."""
+
+    summary: RunSummary
+    run_info: RunInfo
+    error: str
+    started: str
+    wall_seconds: float
+    interrupted: str
+
+
+_STOP: multiprocessing.synchronize.Event | None = None
 """In a worker process: the suite's stop event (set once the suite is interrupted); None elsewhere."""
 
 
-def _worker_init(stop: Any) -> None:
+def _worker_init(stop: multiprocessing.synchronize.Event) -> None:
     """Worker start-up. An idle worker ignores stop signals: the terminal's Ctrl-C reaches the whole
     process group, and a worker dying between entries would break the pool (whose reaction is to
     kill every other worker in the middle of its clean-up). The stop event keeps it from starting
@@ -65,7 +81,7 @@ def _ignore_stop_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _interrupted(signame: str, started: str, wall_seconds: float) -> dict[str, Any]:
+def _interrupted(signame: str, started: str, wall_seconds: float) -> Outcome:
     """The outcome of an entry stopped by a signal (after its clean-up)."""
     return {"error": f"interrupted ({signame}): the run was stopped and cleaned up", "interrupted": signame,
             "started": started, "wall_seconds": round(wall_seconds, 3)}
@@ -75,7 +91,7 @@ NOT_RUN = "not run: the suite was interrupted"
 """The error of an entry that an interrupt kept from starting."""
 
 
-def _not_run(started: str = "") -> dict[str, Any]:
+def _not_run(started: str = "") -> Outcome:
     """The outcome of an entry that did not start because the suite was interrupted."""
     return {"error": NOT_RUN, "interrupted": "", "started": started, "wall_seconds": 0.0}
 
@@ -96,7 +112,7 @@ def _versions() -> dict[str, str]:
     return harness_versions()
 
 
-def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0) -> dict[str, Any]:
+def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0) -> Outcome:
     """Worker: load and run one entry into ``run_dir``; never raises (errors come back as data).
 
     Returns ``{"summary", "run_info"}`` or ``{"error", "started", "wall_seconds"}``, plus
@@ -125,14 +141,15 @@ def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0
             _ignore_stop_signals()
 
 
-def _run_entry(entry: MatrixEntry, backend: str, out: Path, started: str, t0: float) -> dict[str, Any]:
+def _run_entry(entry: MatrixEntry, backend: str, out: Path, started: str, t0: float) -> Outcome:
     try:
         loaded = load_entry(entry, backend)
         from eden.run import execute
 
         result = execute(loaded, backend_name=backend, seed=entry.seed, out_dir=out)
-        run_info = json.loads((out / "run.json").read_text(encoding="utf-8"))
-        return {"summary": result.summary, "run_info": run_info}
+        run_info: RunInfo = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        # eden.run builds the summary as a plain dict; its shape is RunSummary (summary.json)
+        return {"summary": cast(RunSummary, result.summary), "run_info": run_info}
     except InvalidInput as exc:
         error = f"invalid entry:\n{format_issues(exc.issues)}"
     except Exception as exc:  # noqa: BLE001 - anything the harness throws is a broken entry
@@ -163,20 +180,18 @@ def _attachments(run_dir: Path) -> list[str]:
     return sorted(files)
 
 
-def entry_result(ls: LoadedSuite, entry: MatrixEntry, outcome: dict[str, Any] | None, out_dir: Path) -> EntryResult:
+def entry_result(ls: LoadedSuite, entry: MatrixEntry, outcome: Outcome | None, out_dir: Path) -> EntryResult:
     """Turn one worker outcome into the entry's result, judged against the suite's criteria."""
     rel = f"{RUNS}/{entry.id}"
-    common = dict(
-        entry_id=entry.id,
-        suite=ls.suite.name,
-        scenario_file=_scenario_file(entry.file),
-        profile=entry.profile,
-        replication=entry.replication,
-    )
+    scenario_file = _scenario_file(entry.file)
     if entry.invalid is not None or outcome is None or "error" in outcome:
         error = entry.invalid or (outcome or {}).get("error") or "the entry did not run"
         result = broken_entry(
-            **common,
+            entry_id=entry.id,
+            suite=ls.suite.name,
+            scenario_file=scenario_file,
+            profile=entry.profile,
+            replication=entry.replication,
             scenario=entry.scenario,
             backend=ls.backend,
             seed=entry.seed,
@@ -196,7 +211,11 @@ def entry_result(ls: LoadedSuite, entry: MatrixEntry, outcome: dict[str, Any] | 
     result = entry_from_summary(
         summary,
         outcome["run_info"],
-        **common,
+        entry_id=entry.id,
+        suite=ls.suite.name,
+        scenario_file=scenario_file,
+        profile=entry.profile,
+        replication=entry.replication,
         run_dir=rel,
         features=list(entry.features),
         criteria=criteria,
@@ -229,7 +248,7 @@ def run_suite(
     total = len(ls.entries)
     results: dict[str, EntryResult] = {}
 
-    def done(entry: MatrixEntry, outcome: dict[str, Any] | None) -> None:
+    def done(entry: MatrixEntry, outcome: Outcome | None) -> None:
         result = entry_result(ls, entry, outcome, out_dir)
         results[entry.id] = result
         if progress is not None:
@@ -275,7 +294,7 @@ def run_suite(
 
 
 def _run_serial(
-    ls: LoadedSuite, entries: list[MatrixEntry], out_dir: Path, done: Callable[[MatrixEntry, dict[str, Any] | None], None]
+    ls: LoadedSuite, entries: list[MatrixEntry], out_dir: Path, done: Callable[[MatrixEntry, Outcome | None], None]
 ) -> str:
     """Run ``entries`` one after the other in this process; returns the signal that stopped them, or ""."""
     for e in entries:
@@ -294,7 +313,7 @@ def _run_parallel(
     entries: list[MatrixEntry],
     out_dir: Path,
     jobs: int,
-    done: Callable[[MatrixEntry, dict[str, Any] | None], None],
+    done: Callable[[MatrixEntry, Outcome | None], None],
     stagger: float = 0.0,
 ) -> str:
     """Run ``entries`` in ``jobs`` spawned worker processes; a dead worker makes its entries broken.
@@ -306,13 +325,13 @@ def _run_parallel(
     stop = context.Event()
     workers = min(jobs, len(entries))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(stop,))
-    futures: dict[Future[dict[str, Any]], MatrixEntry] = {
+    futures: dict[Future[Outcome], MatrixEntry] = {
         pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id), i * stagger if i < workers else 0.0): e
         for i, e in enumerate(entries)
     }
     pending = set(futures)
 
-    def collect(future: Future[dict[str, Any]]) -> None:
+    def collect(future: Future[Outcome]) -> None:
         try:
             outcome = future.result()
         except BrokenProcessPool as exc:
@@ -342,8 +361,8 @@ def _run_parallel(
     return interrupted
 
 
-def _drain(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]],
-           collect: Callable[[Future[dict[str, Any]]], None]) -> None:
+def _drain(pool: ProcessPoolExecutor, running: list[Future[Outcome]],
+           collect: Callable[[Future[Outcome]], None]) -> None:
     """Wait for the interrupted entries' outcomes; past :data:`STOP_GRACE`, kill their workers."""
     deadline = Deadline(STOP_GRACE)
     left = set(running)
@@ -374,7 +393,7 @@ def finish(results: SuiteResults, out_dir: Path, db: Path | None) -> tuple[dict[
     written does not lose the reports."""
     paths: dict[str, Path] = {"results": results.save(out_dir)}
     history_problem: str | None = None
-    trend_data: dict[Any, Any] | None = None
+    trend_data: History | None = None
     if db is not None:
         from eden import history
 
@@ -387,7 +406,7 @@ def finish(results: SuiteResults, out_dir: Path, db: Path | None) -> tuple[dict[
     return paths, history_problem
 
 
-def render(results: SuiteResults, out_dir: Path, history: Any = None) -> dict[str, Path]:
+def render(results: SuiteResults, out_dir: Path, history: History | None = None) -> dict[str, Path]:
     """Every report (Allure results, JUnit, HTML, Markdown) from stored results."""
     from eden.reports.render import write_all
 

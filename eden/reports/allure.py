@@ -19,12 +19,11 @@ import platform
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
 from allure_commons.logger import AllureFileLogger
 from allure_commons.model2 import (
     ATTACHMENT_PATTERN,
     Attachment,
+    ExecutableItem,
     Label,
     Parameter,
     StatusDetails,
@@ -35,7 +34,7 @@ from allure_commons.types import AttachmentType, LabelType
 from allure_commons.utils import md5, uuid4
 
 from eden.reports.markdown import failed_expectations, failure_reasons, fmt_observed, fmt_value, profile_label, profile_of
-from eden.reports.model import EntryResult, SuiteResults
+from eden.reports.model import EntryResult, StepSummary, SuiteResults
 from eden.reports.plots import PLOT_TITLES, entry_plots
 from eden.reports.timeline_slice import tail_slice, timeline_slice
 
@@ -80,7 +79,7 @@ def epoch_ms(iso: str | None, fallback: int | None = None) -> int:
     return fallback if fallback is not None else int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
-def _clock(base_ms: int, t: Any) -> int:
+def _clock(base_ms: int, t: float | None) -> int:
     """The run's clock (seconds) to epoch ms: started + t."""
     return base_ms + int(round(float(t or 0.0) * 1000))
 
@@ -89,13 +88,13 @@ class _Writer:
     def __init__(self, logger: AllureFileLogger) -> None:
         self.logger = logger
 
-    def attach(self, item: Any, name: str, body: bytes | str, kind: AttachmentType) -> str:
+    def attach(self, item: ExecutableItem, name: str, body: bytes | str, kind: AttachmentType) -> str:
         file_name = ATTACHMENT_PATTERN.format(prefix=uuid4(), ext=kind.extension)
         self.logger.report_attached_data(body=body, file_name=file_name)
         item.attachments.append(Attachment(name=name, source=file_name, type=kind.mime_type))
         return file_name
 
-    def attach_file(self, item: Any, name: str, source: Path, kind: AttachmentType) -> str:
+    def attach_file(self, item: ExecutableItem, name: str, source: Path, kind: AttachmentType) -> str:
         file_name = ATTACHMENT_PATTERN.format(prefix=uuid4(), ext=kind.extension)
         self.logger.report_attached_file(source=source, file_name=file_name)
         item.attachments.append(Attachment(name=name, source=file_name, type=kind.mime_type))
@@ -107,7 +106,7 @@ def _index(where: str) -> int:
     return int(digits) if digits else 0
 
 
-def _step_name(step: dict[str, Any]) -> str:
+def _step_name(step: StepSummary) -> str:
     name = str(step.get("name") or step.get("action") or "step")
     expectation = (step.get("detail") or {}).get("expectation")
     return f"{name}: {expectation}" if expectation and expectation != name else name
@@ -117,11 +116,13 @@ def _steps(entry: EntryResult, base_ms: int) -> list[TestStepResult]:
     out = []
     for step in entry.steps:
         start = step.get("start")
-        stop = step.get("stop") if step.get("stop") is not None else start
+        stop = step.get("stop")
+        if stop is None:
+            stop = start
         detail = step.get("detail") or {}
         status = STEP_STATUS.get(str(step.get("status")), "unknown")
         params = [Parameter(name="devices", value=str(step.get("devices", 0)))]
-        if start is not None:
+        if start is not None and stop is not None:  # stop is start when the step has none
             params.append(Parameter(name="run clock", value=f"{float(start):g}s → {float(stop):g}s"))
         details = None
         if status != "passed":

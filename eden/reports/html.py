@@ -32,9 +32,9 @@ from eden.reports.markdown import (
     profile_label,
     profile_of,
 )
-from eden.reports.model import KEY_TIMINGS, EntryResult, SuiteResults
+from eden.reports.model import KEY_TIMINGS, EntryResult, ExpectationRecord, SuiteResults, TimingStats
 from eden.reports.plots import PLOT_TITLES, entry_plots
-from eden.reports.stats import mean_ci
+from eden.reports.stats import MeanCI, mean_ci
 from eden.reports.timeline_slice import tail_slice, timeline_slice
 
 History = dict[tuple[str, str], list[dict[str, Any]]]
@@ -150,7 +150,7 @@ SCRIPT = (
 )
 
 
-def h(value: Any) -> str:
+def h(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
@@ -299,7 +299,7 @@ def _attention(results: SuiteResults) -> str:
     return f'<section class="card" id="attention"><h2>Needs attention</h2>{body}{excluded}</section>'
 
 
-def _timing_cell(stats: dict[str, Any] | None) -> str:
+def _timing_cell(stats: TimingStats | None) -> str:
     if not stats or not stats.get("count"):
         return '<td class="num muted">-</td>'
     return (
@@ -332,9 +332,9 @@ def _timings_overview(results: SuiteResults) -> str:
     )
 
 
-def replication_rows(entries: list[EntryResult]) -> list[tuple[str, Any]]:
+def replication_rows(entries: list[EntryResult]) -> list[tuple[str, MeanCI]]:
     """(metric label, MeanCI) for wall seconds, simulated seconds and each key timing's p50."""
-    rows: list[tuple[str, Any]] = [
+    rows: list[tuple[str, MeanCI | None]] = [
         ("wall seconds", mean_ci((e.wall_seconds for e in entries), lower=0.0)),  # times: never below 0
         ("simulated seconds", mean_ci((e.simulated_seconds for e in entries), lower=0.0)),
     ]
@@ -449,21 +449,21 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
         )
         parts.append(f"<h4>Pass criteria</h4><table><thead><tr><th>criterion</th><th>status</th><th>observed</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>")
     if entry.steps:
-        rows = []
-        for st in entry.steps:
-            start, stop = st.get("start"), st.get("stop")
+        step_rows = []
+        for step in entry.steps:
+            start, stop = step.get("start"), step.get("stop")
             dur = None if start is None or stop is None else float(stop) - float(start)
-            expectation = (st.get("detail") or {}).get("expectation")
-            label = h(st.get("name")) + (f' <span class="muted small">{h(expectation)}</span>' if expectation else "")
-            rows.append(
-                f"<tr><td class=\"num\">{int(st.get('index', 0)) + 1}</td><td>{label}</td><td class=\"num\">{st.get('devices', 0)}</td>"
+            expectation = (step.get("detail") or {}).get("expectation")
+            label = h(step.get("name")) + (f' <span class="muted small">{h(expectation)}</span>' if expectation else "")
+            step_rows.append(
+                f"<tr><td class=\"num\">{int(step.get('index', 0)) + 1}</td><td>{label}</td><td class=\"num\">{step.get('devices', 0)}</td>"
                 f'<td class="num">{fmt_seconds(start)}</td><td class="num">{fmt_seconds(stop)}</td><td class="num">{fmt_seconds(dur)}</td>'
-                f"<td>{_pill(str(st.get('status')))}</td></tr>"
+                f"<td>{_pill(str(step.get('status')))}</td></tr>"
             )
         parts.append(
             '<h4>Steps <span class="muted small" style="text-transform:none">(run clock)</span></h4><table><thead><tr><th class="num">#</th><th>step</th>'
             '<th class="num">devices</th><th class="num">start</th><th class="num">stop</th><th class="num">duration</th><th>status</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>"
+            f"<tbody>{''.join(step_rows)}</tbody></table>"
         )
     if entry.expectations:
         rows = "".join(
@@ -501,7 +501,7 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
     )
 
 
-def _slices(entry: EntryResult, failed: list[dict[str, Any]], base_dir: Path | None) -> str:
+def _slices(entry: EntryResult, failed: list[ExpectationRecord], base_dir: Path | None) -> str:
     """The timeline slice before each failed expectation (before the error of a broken run), as the
     Allure report attaches them, so the HTML page alone shows what led to a failure. Needs the run
     folder (``base_dir``); at most ``MAX_SLICES`` per entry, each capped in lines."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any
 
-from eden.reports.model import CriterionResult, EntryResult, SuiteResults
+from eden.reports.model import CriterionResult, EntryResult, ExpectationRecord, SuiteResults
 
 SYMBOL = {"passed": "✅", "failed": "❌", "broken": "⚠️"}
 NO_PROFILE = "-"
@@ -33,7 +32,7 @@ def fmt_seconds(value: float | None) -> str:
     return f"{int(v // 3600)}h{int(v % 3600 // 60):02d}m"
 
 
-def fmt_value(value: Any, limit: int = 160, _nested: bool = False) -> str:
+def fmt_value(value: object, limit: int = 160, _nested: bool = False) -> str:
     """A compact one-line rendering of an observed value (``key=value, ...``)."""
     if isinstance(value, dict):
         text = ", ".join(f"{k}={fmt_value(v, limit, True)}" for k, v in value.items())
@@ -82,7 +81,7 @@ def headline(results: SuiteResults) -> tuple[str, str]:
     return "passed", f"QUALIFIED: all {len(results.entries)} entries passed"
 
 
-def failed_expectations(entry: EntryResult) -> list[dict[str, Any]]:
+def failed_expectations(entry: EntryResult) -> list[ExpectationRecord]:
     return [e for e in entry.expectations if e.get("status") == "failed"]
 
 

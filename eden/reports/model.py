@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import CoreSchema
 
 from eden.verdicts import EntryVerdict, RunVerdict, entry_verdict
+
+if TYPE_CHECKING:
+    from eden.scenario.model import Scenario
 
 KEY_TIMINGS = ("boot.time", "onboarding.time", "update.duration", "rollback.time", "reconnect.time", "attestation.time")
 """The per-entry key timings every report shows (seconds; stats as in summary.json)."""
@@ -32,12 +36,170 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# -- the records of summary.json as results.json keeps them ----------------------------------------
+# Keys are optional (``total=False``): the readers use ``.get`` so that older or partial files render.
+
+
+class TimingStats(TypedDict, total=False):
+    """One timing's statistics (seconds), as ``summary.json``'s ``metrics.timings`` holds them."""
+
+    count: int
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    min: float | None
+    max: float | None
+
+
+class ExpectationRecord(TypedDict, total=False):
+    """One expectation's result (``eden.runner.ExpectationResult`` as a dict)."""
+
+    name: str
+    where: str
+    """``expect[3]`` or ``steps[5]``."""
+    line: int | str
+    """The scenario line; ``"-"`` in the stand-in record of a tail slice."""
+    status: str
+    observed: object
+    detail: dict[str, object]
+    met_at: float | None
+    deadline: float | None
+
+
+class StepSummary(TypedDict, total=False):
+    """One step's record (``eden.runner.StepRecord`` as a dict); times in the run's clock."""
+
+    index: int
+    action: str
+    name: str
+    devices: int
+    start: float | None
+    stop: float | None
+    status: str
+    detail: dict[str, object]
+
+
+class WaveRecord(TypedDict, total=False):
+    """One rollout wave."""
+
+    wave: int
+    devices: int
+    start: float
+    stop: float | None
+    succeeded: int
+    failed: int
+    timed_out: int
+    outcome: str
+
+
+class RolloutRecord(TypedDict, total=False):
+    """One rollout (``eden.runner.RolloutState`` as a dict, without ``resume``)."""
+
+    image: str
+    version: str
+    devices: int
+    state: str
+    waves: list[WaveRecord]
+
+
+class ControllerSeries(TypedDict, total=False):
+    """The controller's per-step totals in ``series.controller`` (plus ``<kind>_requests`` columns)."""
+
+    step: float
+    requests: list[float]
+    rejected: list[float]
+    logs_requests: list[float]
+    latency_sum: list[float]
+    latency_max: list[float]
+
+
+class Series(TypedDict, total=False):
+    """``summary.json``'s series block: time series for plots (devices per state / version, load)."""
+
+    step: float
+    t: list[float]
+    connected: list[int]
+    powered: list[int]
+    by_state: dict[str, list[int]]
+    by_version: dict[str, list[int]]
+    controller: ControllerSeries
+    rollbacks: list[float]
+
+
+class ExcludedCell(TypedDict):
+    """A matrix cell a suite left out on purpose."""
+
+    scenario: str
+    profile: str | None
+    reason: str
+
+
+class Metrics(TypedDict, total=False):
+    """``summary.json``'s metrics block (``eden.metrics.all_metrics``)."""
+
+    timings: dict[str, TimingStats]
+    counters: dict[str, int]
+    devices: dict[str, object]
+    controller: dict[str, dict[str, object]]
+    """``all`` and one entry per request kind: requests, rejected_503, latency stats."""
+    requested: dict[str, object]
+    """The metrics the scenario listed, by name (a number, or a breakdown)."""
+
+
+class RunSummary(TypedDict, total=False):
+    """``summary.json`` as the reports read it (written by ``eden.run.build_summary``)."""
+
+    schema: int
+    scenario: str
+    description: str
+    file: str
+    backend: str
+    seed: int
+    verdict: RunVerdict
+    devices: int
+    images: dict[str, str]
+    profiles: list[str]
+    error: str
+    simulated_seconds: float | None
+    expectations: list[ExpectationRecord]
+    steps: list[StepSummary]
+    rollouts: list[RolloutRecord]
+    metrics: Metrics
+    series: Series
+
+
+class RunInfo(TypedDict, total=False):
+    """The part of ``run.json`` (wall-clock facts of one run) that the reports read."""
+
+    scenario: str
+    file: str
+    backend: str
+    seed: int
+    started: str
+    wall_seconds: float
+
+
+class _AsStored:
+    """Pydantic metadata: validate and dump the field as the loose JSON shape ``loose`` - values kept
+    exactly as stored (ints stay ints, extra keys stay) - while type checkers see the record type."""
+
+    def __init__(self, loose: object) -> None:
+        self.loose = loose
+
+    def __get_pydantic_core_schema__(self, source: object, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return handler.generate_schema(self.loose)
+
+
+_RECORDS = _AsStored(list[dict[str, object]])
+
+
 class CriterionResult(Model):
     """One suite pass criterion judged on one entry."""
 
     name: str
     status: Literal["passed", "failed"]
-    observed: Any = None
+    observed: object = None
     why: str = ""
     unit: str = ""
     """The unit of ``observed``: ``s`` for durations, ``req/s``, or empty (a count, a ratio)."""
@@ -71,19 +233,19 @@ class EntryResult(Model):
     simulated_seconds: float | None = None
     run_dir: str = ""
     """The entry's run folder, relative to the suite output folder."""
-    expectations: list[dict[str, Any]] = Field(default_factory=list)
+    expectations: Annotated[list[ExpectationRecord], _RECORDS] = Field(default_factory=list)
     """As in summary.json: name, where, line, status, observed, detail, met_at, deadline."""
-    steps: list[dict[str, Any]] = Field(default_factory=list)
+    steps: Annotated[list[StepSummary], _RECORDS] = Field(default_factory=list)
     """As in summary.json: index, action, name, devices, start, stop, status, detail (times in the
     run's clock: simulated seconds on the simulator, seconds since the start on real backends)."""
     criteria: list[CriterionResult] = Field(default_factory=list)
-    timings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    timings: Annotated[dict[str, TimingStats], _AsStored(dict[str, dict[str, object]])] = Field(default_factory=dict)
     """KEY_TIMINGS -> {count, mean, p50, p95, p99, min, max} (values may be None)."""
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: Annotated[Metrics, _AsStored(dict[str, object])] = Field(default_factory=lambda: Metrics())
     """summary.json's metrics block."""
-    series: dict[str, Any] | None = None
+    series: Annotated[Series | None, _AsStored(dict[str, object] | None)] = None
     """summary.json's series block (time series for plots), when the backend recorded one."""
-    rollouts: list[dict[str, Any]] = Field(default_factory=list)
+    rollouts: Annotated[list[RolloutRecord], _RECORDS] = Field(default_factory=list)
     attachments: list[str] = Field(default_factory=list)
     """Extra files in run_dir worth attaching (e.g. console capture on real backends)."""
 
@@ -108,7 +270,7 @@ class SuiteResults(Model):
     versions: dict[str, str] = Field(default_factory=dict)
     command: str = ""
     entries: list[EntryResult] = Field(default_factory=list)
-    excluded: list[dict[str, Any]] = Field(default_factory=list)
+    excluded: Annotated[list[ExcludedCell], _RECORDS] = Field(default_factory=list)
     """Matrix cells left out on purpose: {scenario, profile, reason}."""
     interrupted: str = ""
     """The signal that stopped the suite before its end (``SIGINT``, ``SIGTERM``), or empty."""
@@ -165,7 +327,7 @@ FEATURES = {
 }
 
 
-def features_of(scenario: Any) -> list[str]:
+def features_of(scenario: Scenario) -> list[str]:
     """The capabilities a scenario exercises (Allure ``feature`` labels), sorted."""
     found = {"onboarding"}
     for item in list(scenario.steps) + list(scenario.faults):
@@ -185,8 +347,8 @@ def features_of(scenario: Any) -> list[str]:
 
 
 def entry_from_summary(
-    summary: dict[str, Any],
-    run_info: dict[str, Any],
+    summary: RunSummary,
+    run_info: RunInfo,
     *,
     entry_id: str,
     suite: str,
@@ -205,7 +367,7 @@ def entry_from_summary(
     criteria = criteria or []
     run_verdict = summary.get("verdict")
     verdict = entry_verdict(run_verdict, criteria_failed=any(c.status == "failed" for c in criteria))
-    timings = (summary.get("metrics") or {}).get("timings") or {}
+    timings = (summary.get("metrics") or Metrics()).get("timings") or {}
     return EntryResult(
         id=entry_id,
         suite=suite,
@@ -230,7 +392,7 @@ def entry_from_summary(
         steps=summary.get("steps", []),
         criteria=criteria,
         timings={k: timings[k] for k in KEY_TIMINGS if k in timings},
-        metrics=summary.get("metrics", {}),
+        metrics=summary.get("metrics", Metrics()),
         series=summary.get("series"),
         rollouts=summary.get("rollouts", []),
         attachments=attachments or [],

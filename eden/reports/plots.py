@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, Callable
+from typing import Callable
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from eden.reports.model import EntryResult
+from eden.reports.model import EntryResult, Series
 
 DPI = 96
 WIDTH = 7.6
@@ -70,7 +71,7 @@ def _scale(end: float) -> tuple[float, str]:
     return 1.0, "simulated time (s)"
 
 
-def _figure(rows: int = 1, height: float = 2.9) -> tuple[Figure, list[Any]]:
+def _figure(rows: int = 1, height: float = 2.9) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=(WIDTH, height * rows), dpi=DPI)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0].tolist()
     for ax in axes:
@@ -89,11 +90,11 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _legend(ax: Any, ncol: int = 1) -> None:
+def _legend(ax: Axes, ncol: int = 1) -> None:
     ax.legend(fontsize=TEXT_PT, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=ncol)
 
 
-def _end(entry: EntryResult, series: dict[str, Any]) -> float:
+def _end(entry: EntryResult, series: Series) -> float:
     t = series.get("t") or [0.0]
     return float(max(t[-1], entry.simulated_seconds or 0.0))
 
@@ -122,7 +123,7 @@ def plot_states(entry: EntryResult) -> bytes | None:
     return _finish_devices_plot(fig, ax, PLOT_TITLES["states"], xlabel, x)
 
 
-def _finish_devices_plot(fig: Any, ax: Any, title: str, xlabel: str, x: Any) -> bytes:
+def _finish_devices_plot(fig: Figure, ax: Axes, title: str, xlabel: str, x: list[float]) -> bytes:
     """Common frame of the devices-over-time plots; returns the PNG."""
     ax.set_title(title, fontsize=TITLE_PT, loc="left")
     ax.set_ylabel("devices", fontsize=LABEL_PT)

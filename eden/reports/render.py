@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from eden.reports.allure import write_allure
 from eden.reports.html import History, write_html
 from eden.reports.junit import write_junit
@@ -28,7 +26,7 @@ def write_all(results: SuiteResults, out_dir: Path, *, history: History | None =
     plots: dict[str, dict[str, bytes]] = {e.id: entry_plots(e) for e in results.entries}
     md = out_dir / "summary.md"  # before report.html, whose footer links only the files that exist
     md.write_text(render_markdown(results, html_name="report.html"), encoding="utf-8")
-    paths: dict[str, Any] = {
+    paths: dict[str, Path] = {
         "allure": write_allure(results, out_dir, base_dir=out_dir, plots=plots),
         "junit": write_junit(results, out_dir / "junit.xml"),
         "markdown": md,

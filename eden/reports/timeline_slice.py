@@ -14,7 +14,7 @@ import gzip
 import json
 from pathlib import Path
 from collections import deque
-from typing import Any, Iterator
+from typing import Iterator, Mapping
 
 WINDOW = 120.0
 """Seconds of timeline before the failure time."""
@@ -28,19 +28,34 @@ CONTEXT_LOOKBACK = 3600.0
 
 _BASE_KEYS = ("t", "source", "device", "what")
 
+TimelineEvent = dict[str, object]
+"""One timeline event as read back: t, source, device, what, then the event's own details (any JSON)."""
 
-def failure_time(expectation: dict[str, Any], end: float | None) -> float:
+
+def event_time(event: TimelineEvent) -> float:
+    """The event's ``t`` (0 when it has none)."""
+    t = event.get("t", 0.0)
+    return float(t) if isinstance(t, (int, float, str)) else 0.0
+
+
+def failure_time(expectation: Mapping[str, object], end: float | None) -> float:
     """``met_at``, else ``deadline``, else ``end`` (else 0)."""
     for key in ("met_at", "deadline"):
         value = expectation.get(key)
-        if value is not None:
+        if isinstance(value, (int, float, str)):
             return float(value)
     return float(end or 0.0)
 
 
-def failing_devices(expectation: dict[str, Any]) -> set[str] | None:
+def _detail(expectation: Mapping[str, object]) -> Mapping[str, object]:
+    """The expectation's ``detail`` block (empty when it has none)."""
+    detail = expectation.get("detail")
+    return detail if isinstance(detail, dict) else {}
+
+
+def failing_devices(expectation: Mapping[str, object]) -> set[str] | None:
     """The devices named in ``detail.failing``; None means every device."""
-    failing = (expectation.get("detail") or {}).get("failing")
+    failing = _detail(expectation).get("failing")
     if isinstance(failing, dict) and failing:
         return set(failing)
     if isinstance(failing, list) and failing:
@@ -61,7 +76,7 @@ def iter_events(
     t0: float = float("-inf"),
     t1: float = float("inf"),
     devices: set[str] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[TimelineEvent]:
     """The run's events with ``t0 <= t <= t1`` as dicts (t, source, device, what, details...).
 
     With ``devices``, only their events and the harness (device-less) events are returned."""
@@ -73,8 +88,8 @@ def iter_events(
             for line in fh:
                 if not line.strip():
                     continue
-                event = json.loads(line)
-                t = float(event.get("t", 0.0))
+                event: TimelineEvent = json.loads(line)
+                t = event_time(event)
                 if t < t0:
                     continue
                 if t > t1:
@@ -87,14 +102,14 @@ def iter_events(
 
 def window_events(
     run_dir: Path, t0: float, t1: float, devices: set[str] | None, cap: int
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[TimelineEvent], int]:
     """The last ``cap`` relevant events in ``[t0, t1]`` and how many there are in all."""
     path = events_file(run_dir)
     if path is None:
         return [], 0
     if path.suffix == ".npz":
         return _read_columnar(path, t0, t1, devices, last=cap)
-    keep: deque[dict[str, Any]] = deque(maxlen=cap)
+    keep: deque[TimelineEvent] = deque(maxlen=cap)
     total = 0
     for event in iter_events(run_dir, t0, t1, devices):
         keep.append(event)
@@ -104,7 +119,7 @@ def window_events(
 
 def _read_columnar(
     path: Path, t0: float, t1: float, wanted_devices: set[str] | None, last: int | None = None
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[TimelineEvent], int]:
     """Events of the columnar form in ``[t0, t1]`` (only the last ``last`` of them) and their total."""
     import numpy as np
 
@@ -126,7 +141,7 @@ def _read_columnar(
         return [], total
     wanted = set(picked.tolist())
     final = int(picked[-1])
-    details: dict[int, dict[str, Any]] = {}
+    details: dict[int, TimelineEvent] = {}
     details_path = path.with_name(path.stem + ".details.jsonl.gz")
     if details_path.is_file():
         with gzip.open(details_path, "rt", encoding="utf-8") as fh:
@@ -135,7 +150,7 @@ def _read_columnar(
                     details[i] = json.loads(line) if line.strip() else {}
                 if i >= final:
                     break
-    out = []
+    out: list[TimelineEvent] = []
     for i in picked.tolist():
         d = int(dev[i])
         device = devices[d] if d >= 0 else None
@@ -151,7 +166,7 @@ def _read_columnar(
     return out, total
 
 
-def format_event(event: dict[str, Any]) -> str:
+def format_event(event: TimelineEvent) -> str:
     """One readable line: time, source, device, event, then the details as key=value."""
     extra = " ".join(
         f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v}"
@@ -159,12 +174,12 @@ def format_event(event: dict[str, Any]) -> str:
         if k not in _BASE_KEYS
     )
     return (
-        f"{float(event.get('t', 0.0)):>12.3f}s  {event.get('source') or '-':<10} "
+        f"{event_time(event):>12.3f}s  {event.get('source') or '-':<10} "
         f"{event.get('device') or '-':<16} {event.get('what', ''):<22} {extra}"
     ).rstrip()
 
 
-def _relevant(event: dict[str, Any], devices: set[str] | None) -> bool:
+def _relevant(event: TimelineEvent, devices: set[str] | None) -> bool:
     if devices is None:
         return True
     if event.get("source") == "harness" or event.get("device") is None:
@@ -174,7 +189,7 @@ def _relevant(event: dict[str, Any], devices: set[str] | None) -> bool:
 
 def timeline_slice(
     run_dir: Path,
-    expectation: dict[str, Any],
+    expectation: Mapping[str, object],
     *,
     end: float | None = None,
     window: float = WINDOW,
@@ -186,7 +201,7 @@ def timeline_slice(
     devices = failing_devices(expectation)
     header = [
         f"expectation: {expectation.get('name', '?')} ({expectation.get('where', '?')}, line {expectation.get('line', '?')})",
-        f"status: {expectation.get('status', '?')}; why: {(expectation.get('detail') or {}).get('why', '-')}",
+        f"status: {expectation.get('status', '?')}; why: {_detail(expectation).get('why', '-')}",
         f"observed: {json.dumps(expectation.get('observed'), sort_keys=True, default=str)}",
         f"devices: {', '.join(sorted(devices)) if devices else 'all'} (+ harness events)",
         f"window: {t_start:.3f}s .. {t_fail:.3f}s (run clock)",
@@ -194,10 +209,10 @@ def timeline_slice(
     if events_file(run_dir) is None:
         return "\n".join(header + ["", "(no event timeline was recorded for this run)"]) + "\n"
     inside, total = window_events(run_dir, t_start, t_fail, devices, cap)
-    before: list[dict[str, Any]] = []
+    before: list[TimelineEvent] = []
     if len(inside) < CONTEXT and t_start > 0:
         for event in iter_events(run_dir, max(0.0, t_start - CONTEXT_LOOKBACK), t_start, devices):
-            if float(event.get("t", 0.0)) < t_start:
+            if event_time(event) < t_start:
                 before.append(event)
         before = before[-CONTEXT:]
     lines = header + [""]

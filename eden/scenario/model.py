@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -523,8 +523,12 @@ def _union(models: dict[str, type[StepBase]], invalid: type[_InvalidAction]) -> 
     return Annotated[Union[tuple(members)], Discriminator(_discriminator(models))]
 
 
-Step = _union(STEP_MODELS, _InvalidStep)
-Fault = _union(FAULT_MODELS, _InvalidFault)
+if TYPE_CHECKING:  # what a validated entry is: one of the per-action models (an invalid one never validates)
+    Step = StepBase
+    Fault = FaultBase
+else:
+    Step = _union(STEP_MODELS, _InvalidStep)
+    Fault = _union(FAULT_MODELS, _InvalidFault)
 
 
 # --------------------------------------------------------------------------------------------------

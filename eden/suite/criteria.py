@@ -9,17 +9,22 @@ Metric names are those of :mod:`eden.scenario.metric_names`, looked up in the su
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 from eden.metrics import STATS, TIMINGS
-from eden.reports.model import CriterionResult
+from eden.reports.model import CriterionResult, RunSummary
 from eden.suite.model import Criteria, Threshold
 from eden.units import format_duration
 
 _DURATION_PREFIXES = (*TIMINGS, "controller.latency")
 
 
-def metric_value(summary: dict[str, Any], name: str) -> Any:
+def _mapping(value: object) -> dict[str, object]:
+    """``value`` when it is a dict (a block of the summary), else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def metric_value(summary: RunSummary, name: str) -> object:
     """The value of metric ``name`` in a run summary, or None when the run did not measure it."""
     metrics = summary.get("metrics") or {}
     requested = metrics.get("requested") or {}
@@ -28,7 +33,7 @@ def metric_value(summary: dict[str, Any], name: str) -> Any:
     base, _, stat = name.rpartition(".")
     timings = metrics.get("timings") or {}
     if base in TIMINGS and stat in STATS:
-        return (timings.get(base) or {}).get(stat)
+        return _mapping(timings.get(base)).get(stat)
     counters = metrics.get("counters") or {}
     if name in counters:
         return counters[name]
@@ -42,11 +47,12 @@ def metric_value(summary: dict[str, Any], name: str) -> Any:
             return every.get("rejected_503")
         if name == "controller.request_rate":
             sim = summary.get("simulated_seconds") or 0
-            return every.get("requests", 0) / sim if sim else None
+            requests = every.get("requests", 0)
+            return requests / sim if sim and isinstance(requests, (int, float)) else None
         if len(parts) == 3 and parts[1] == "latency":
             return every.get(parts[2])
         if len(parts) == 4 and parts[1] == "latency":
-            return (controller.get(parts[2]) or {}).get(parts[3])
+            return _mapping(controller.get(parts[2])).get(parts[3])
     if name == "devices.total":
         return summary.get("devices")
     rollouts = summary.get("rollouts") or []
@@ -72,7 +78,7 @@ def _unit(name: str) -> str:
     return "req/s" if name == "controller.request_rate" else ""
 
 
-def judge_threshold(t: Threshold, summary: dict[str, Any]) -> CriterionResult:
+def judge_threshold(t: Threshold, summary: RunSummary) -> CriterionResult:
     """One threshold on one summary: passed, or failed with why (unmeasured counts as failed)."""
     bounds = []
     if t.min is not None:
@@ -90,7 +96,7 @@ def judge_threshold(t: Threshold, summary: dict[str, Any]) -> CriterionResult:
     return CriterionResult(name=name, status="passed", observed=value, unit=_unit(t.metric))
 
 
-def judge(criteria: Criteria, thresholds: Sequence[Threshold], summary: dict[str, Any]) -> list[CriterionResult]:
+def judge(criteria: Criteria, thresholds: Sequence[Threshold], summary: RunSummary) -> list[CriterionResult]:
     """Every criterion that applies to an entry, judged on its summary."""
     out: list[CriterionResult] = []
     if criteria.all_expectations:
