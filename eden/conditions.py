@@ -16,9 +16,7 @@ from eden.scenario.model import Condition, Expectation
 
 if TYPE_CHECKING:
     from eden.backends.base import Backend
-
-View = Mapping[str, Any]
-"""A device view as the backends give it (``Backend.views()``, whose shape eden.backends owns)."""
+    from eden.backends.ports import DeviceView as View  # what ``Backend.views()`` gives per device
 
 
 class Matcher(Protocol):
@@ -29,7 +27,7 @@ class Matcher(Protocol):
     def describe(self, view: View) -> Mapping[str, object]: ...
 
 
-def _sw(view: View, index: int) -> dict[str, Any]:
+def _sw(view: View, index: int) -> Mapping[str, object]:
     sw = view.get("sw") or []
     return sw[index] if len(sw) > index else {}
 
@@ -55,7 +53,8 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         s = _sw(view, 1)
         return {"state": s.get("state"), "version": s.get("version")}
     if key == "baseos_status":
-        return (view.get("baseos") or {}).get("status", "NONE")
+        baseos = view.get("baseos")
+        return baseos.get("status", "NONE") if baseos else "NONE"
     if key == "boot_reason":
         return view.get("boot_reason")
     if key == "attestation":
@@ -67,11 +66,12 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         return {"index": view.get("dpc_index"), "state": view.get("dpc_state"), "ports": view.get("dpc_ports")}
     if key == "app":
         assert cond.app is not None
-        app = (view.get("apps") or {}).get(cond.app.name)
+        apps = view.get("apps")
+        app = apps.get(cond.app.name) if apps else None
         state = app["state"] if app else "ABSENT"
         if cond.app.error is None:
             return state
-        return {"state": state, "error": (app or {}).get("err") or ""}
+        return {"state": state, "error": (app.get("err") if app else None) or ""}
     raise KeyError(key)
 
 

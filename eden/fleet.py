@@ -37,6 +37,7 @@ from typing import Any, Callable
 import yaml
 
 from eden.backends.base import Backend, Session
+from eden.backends.ports import DeviceView
 from eden.backends.registry import backend_capabilities, make_backend
 from eden.conditions import CheckOutcome, describe_expectation
 from eden.errors import InvalidInput, Issue
@@ -45,7 +46,7 @@ from eden.profiles import HwProfile, load_profiles
 from eden.runner import default_check_interval, expectation_checker, flap, restore_after
 from eden.scenario import metric_names
 from eden.scenario.load import LoadedScenario, load_scenario
-from eden.scenario.model import CONTROLLER_ACTIONS, Expectation
+from eden.scenario.model import CONTROLLER_ACTIONS, Expectation, NetworkFlapArgs, OutageArgs, StepBase
 from eden.targets import select
 from eden.timeline import Event, Timeline
 from eden.units import format_duration, parse_duration
@@ -61,7 +62,14 @@ NOT_APPLICABLE = {
     "rollout": "staged rollouts need a scenario file (run it with eden run or pytest)",
     "resume_rollout": "staged rollouts need a scenario file (run it with eden run or pytest)",
 }
-DEFAULT_IMAGES: dict[str, Any] = {"base": {"version": "13.4.0"}}
+DEFAULT_IMAGES: dict[str, dict[str, object]] = {"base": {"version": "13.4.0"}}
+FleetTarget = str | Mapping[str, object]
+"""A step's ``target`` as a scenario writes it: ``all``, a group or device id, or a mapping
+(``{"profile": ...}``, ``{"fraction": 0.1}``, ...); the scenario loader validates it."""
+ImageSpec = str | int | float | Mapping[str, object]
+"""An image of :meth:`Fleet.from_spec`: its version, or its scenario mapping."""
+StepParams = dict[str, object]
+"""The parameters of one driver call as :attr:`Fleet.on_step` reports them."""
 
 
 class FleetInputError(InvalidInput):
@@ -151,7 +159,7 @@ def with_profile(doc: Mapping[str, Any], profile: str) -> dict[str, Any]:
     return out
 
 
-def _image_doc(images: Mapping[str, Any] | None) -> dict[str, Any]:
+def _image_doc(images: Mapping[str, ImageSpec] | None) -> dict[str, dict[str, object]]:
     if not images:
         return dict(DEFAULT_IMAGES)
     return {name: ({"version": str(spec)} if isinstance(spec, (str, int, float)) else dict(spec)) for name, spec in images.items()}
@@ -179,6 +187,8 @@ class Fleet:
         self.workdir = Path(tempfile.mkdtemp(prefix="eden-fleet-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._file = self.workdir / f"{self._doc['name']}.fleet.yaml"
+        self._caps: frozenset[str] | None
+        self._max_devices: int | None
         self._caps, self._max_devices = backend_capabilities(backend) if backend in _known_backends() else (None, None)
         self._profiles: dict[str, HwProfile] = load_profiles()
         self._steps: list[dict[str, Any]] = []
@@ -193,7 +203,7 @@ class Fleet:
         self.backend: Backend = make_backend(backend, self.loaded, self.seed, Timeline())
         self._clock: Session = self.backend.session()
         self.closed = False
-        self.on_step: Callable[[str, dict[str, Any], BaseException | None], None] | None = None
+        self.on_step: Callable[[str, StepParams, BaseException | None], None] | None = None
         """Called after each ``apply``/``advance``/``wait_until`` with a title (holding the run's
         clock), its parameters and the error it raised, if any. The pytest plugin makes Allure steps."""
 
@@ -223,7 +233,7 @@ class Fleet:
         profile: str = "qemu-x86_64",
         count: int = 1,
         *,
-        images: Mapping[str, Any] | None = None,
+        images: Mapping[str, ImageSpec] | None = None,
         config_items: Mapping[str, Any] | None = None,
         group: str | None = None,
         overrides: Mapping[str, Any] | None = None,
@@ -285,13 +295,13 @@ class Fleet:
         """Timeline events, optionally of one kind (``booted``, ``update_committed``, …) or device."""
         return [e for e in self.timeline.events if (what is None or e.what == what) and (device is None or e.device == device)]
 
-    def view(self, device_id: str) -> dict[str, Any]:
+    def view(self, device_id: str) -> DeviceView:
         """The controller's view of one device: what ``expect`` conditions read (see eden.conditions)."""
         if self.loaded.device(device_id) is None:
             raise KeyError(f"no device '{device_id}'; devices: {', '.join(self.devices[:12])}")
-        return self._clock.call(lambda: dict(self.backend.views()[device_id]))
+        return self._clock.call(lambda: self.backend.views()[device_id].copy())
 
-    def select(self, target: Any = "all") -> list[str]:
+    def select(self, target: FleetTarget = "all") -> list[str]:
         """Device ids a target selects now (validated like a step's target)."""
         return self._validated(target, {"power_off": {}}, f"fleet.select({target!r})")[1]
 
@@ -304,11 +314,11 @@ class Fleet:
         return self._clock.call(lambda: compute_metric(name, self.backend))
 
     # -------------------------------------------------------------------------------- drive --
-    def power_on(self, target: Any = "all", **args: Any) -> list[str]:
+    def power_on(self, target: FleetTarget = "all", **args: Any) -> list[str]:
         """Apply power (``spread`` staggers it). Returns the device ids."""
         return self.apply("power_on", target, **args)
 
-    def apply(self, action: str, target: Any = "all", *, args: Mapping[str, Any] | None = None, **kwargs: Any) -> list[str]:
+    def apply(self, action: str, target: FleetTarget = "all", *, args: Mapping[str, Any] | None = None, **kwargs: Any) -> list[str]:
         """Carry out a scenario action now, e.g. ``apply("baseos_update", image="next")`` or
         ``apply("power_cycle", "nuc-class-1", off_for="10s")``. Arguments are those of the step
         (``set_config`` takes the items, e.g. ``args={"timer.config.interval": 10}``). Returns the
@@ -320,7 +330,7 @@ class Fleet:
         title = action if target == "all" else f"{action} {target}"
         with self._step(title, {**arguments, "target": target}) as params:
             loaded, devices = self._validated(target, {action: arguments}, call)
-            step = loaded.scenario.steps[len(self._steps)]
+            step: StepBase = loaded.scenario.steps[len(self._steps)]
             self._steps.append(self._entry({action: arguments}, target))
             self.loaded = loaded
             self._act(step.action, devices, step.args)
@@ -337,7 +347,7 @@ class Fleet:
         self,
         condition: Mapping[str, Any],
         within: float | str,
-        target: Any = "all",
+        target: FleetTarget = "all",
         at_least: float | str = 1.0,
         *,
         check: bool = True,
@@ -354,7 +364,8 @@ class Fleet:
         call = f"fleet.wait_until({dict(condition)!r}, within={within!r})"
         with self._step("wait_until", {"target": target, "at_least": at_least}) as params:
             loaded = self._load(self._steps + [{"expect": body}], call)
-            exp: Expectation = loaded.scenario.steps[len(self._steps)].args
+            step: StepBase = loaded.scenario.steps[len(self._steps)]
+            exp: Expectation = step.args
             params["title"] = f"wait_until {describe_expectation(exp)}"
             checker = self._checker(exp, loaded, f"steps[{len(self._steps)}]")
             start = self.now
@@ -373,7 +384,7 @@ class Fleet:
 
     # ----------------------------------------------------------------------------- internals --
     @contextmanager
-    def _step(self, title: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _step(self, title: str, params: StepParams) -> Iterator[StepParams]:
         """Report one driver call to ``on_step`` once it is done (with its start/stop times)."""
         start = self.now
         params = dict(params)
@@ -391,24 +402,25 @@ class Fleet:
                 self.on_step(f"{title} [{span}]", params, error)
 
     @staticmethod
-    def _entry(body: dict[str, Any], target: Any) -> dict[str, Any]:
+    def _entry(body: dict[str, Any], target: FleetTarget) -> dict[str, Any]:
         return {**body, "target": target} if target != "all" else dict(body)
 
-    def _validated(self, target: Any, body: dict[str, Any], call: str) -> tuple[LoadedScenario, list[str]]:
+    def _validated(self, target: FleetTarget, body: dict[str, Any], call: str) -> tuple[LoadedScenario, list[str]]:
         n = len(self._steps)
         loaded = self._load(self._steps + [self._entry(body, target)], call)
-        step = loaded.scenario.steps[n]
+        step: StepBase = loaded.scenario.steps[n]
         if step.action in CONTROLLER_ACTIONS:
             return loaded, []
         return loaded, select(step.target, loaded.devices, seed=self.seed, label=f"steps[{n}]")
 
-    def _act(self, action: str, devices: list[str], args: Any) -> None:
+    def _act(self, action: str, devices: list[str], args: object) -> None:
         be = self.backend
         if action == "network_flap":
+            assert isinstance(args, NetworkFlapArgs)
             self._clock.spawn(flap(be, devices, args))
             return
         self._clock.call(lambda: be.apply(action, devices, args))
-        if action in ("controller_outage", "controller_503") and args.duration is not None:
+        if action in ("controller_outage", "controller_503") and isinstance(args, OutageArgs) and args.duration is not None:
             self._clock.spawn(restore_after(be, float(args.duration)))
 
     def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], CheckOutcome]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
-from eden.backends.observe import view_summary
+from eden.backends.observe import ViewSummary, view_summary
 from eden.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ Stat = float | int | None
 """One statistic: ``count`` is an int, the others a float (None without values)."""
 Stats = dict[str, Stat]
 """A timing's statistics, keyed by the names in STATS (:func:`summarize`)."""
-MetricValue = Stat | str | Stats | dict[str, int]
+MetricValue = Stat | str | Stats | dict[str, int] | dict[str | None, int]
 """What :func:`compute_metric` gives: a number, a timing's Stats, ``devices.by_*`` counts, a rollout
 state, or None when the run has no value for it."""
 
@@ -38,7 +38,7 @@ class Cache(TypedDict, total=False):
 
     timings: dict[str, list[float]]
     counters: dict[str, int]
-    devices: dict[str, dict[str, int]]  # view_summary: by_state, by_version
+    devices: ViewSummary
     controller: dict[str, Any]  # Backend.controller_stats(), typed there
 
 
@@ -47,7 +47,7 @@ class RunMetrics(TypedDict):
 
     timings: dict[str, Stats]
     counters: dict[str, int]
-    devices: dict[str, dict[str, int]]
+    devices: ViewSummary
     controller: dict[str, Any]  # Backend.controller_stats(), typed there
     requested: NotRequired[dict[str, MetricValue]]
 
@@ -183,7 +183,8 @@ def compute_metric(name: str, backend: Backend, runner: Runner | None = None, ca
     if name in ("devices.by_state", "devices.by_version"):
         if "devices" not in cache:
             cache["devices"] = view_summary(backend.views())
-        return cache["devices"][name.split(".")[1]]
+        devices = cache["devices"]
+        return devices["by_state"] if name == "devices.by_state" else devices["by_version"]
     if name == "devices.total":
         return len(backend.views())
     if name == "devices.bricked":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from eden.errors import InfrastructureError, InvalidInput
-from eden.fleet import Fleet, dump_yaml, scenario_doc, with_profile
+from eden.fleet import Fleet, StepParams, dump_yaml, scenario_doc, with_profile
 from eden.run import RunResult, execute
 from eden.scenario.load import LoadedScenario, load_scenario
 from eden.verdicts import entry_verdict
@@ -266,7 +267,7 @@ def failure_message(result: RunResult, profile: str | None) -> str:
     return "\n".join(lines)
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if config.stash.get(COLLECTED_KEY, 0):
         terminalreporter.write_line(f"eden: run folders in {runs_root(config)}")
 
@@ -294,7 +295,7 @@ class AllureReport:
             return None
         return cls(item.config)
 
-    def parameter(self, name: str, value: Any) -> None:
+    def parameter(self, name: str, value: object) -> None:
         allure_parameter(self.config, name, value)
 
     def begin(self, item: ScenarioItem, opts: Options) -> None:
@@ -374,7 +375,7 @@ class AllureReport:
         _step_with_status(lambda: Parent("expectations", {}), status, "an expectation failed" if status == "failed" else "not evaluated")
 
 
-def allure_parameter(config: pytest.Config, name: str, value: Any) -> None:
+def allure_parameter(config: pytest.Config, name: str, value: object) -> None:
     """Set a parameter of the current Allure test result to ``str(value)``, as eden qualify writes
     them (``allure.dynamic.parameter`` would show the repr: ``'sim'``)."""
     from allure_commons.model2 import Parameter
@@ -397,7 +398,7 @@ def _replay(title: str, params: dict[str, str], status: str, why: str) -> None:
     _step_with_status(lambda: StepContext(title, params), status, why)
 
 
-def _step_with_status(step: Callable[[], Any], status: str, why: str) -> None:
+def _step_with_status(step: Callable[[], AbstractContextManager[object]], status: str, why: str) -> None:
     """Enter and leave an Allure step context, raising inside it what gives it ``status``
     (allure: AssertionError = failed, another exception = broken, a pytest skip = skipped)."""
     marker: BaseException | None = None
@@ -417,7 +418,7 @@ def _step_with_status(step: Callable[[], Any], status: str, why: str) -> None:
 
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     """An observed value on one line (as eden.reports.markdown.fmt_value renders it)."""
     try:
         from eden.reports.markdown import fmt_value
@@ -426,7 +427,7 @@ def _fmt(value: Any) -> str:
     return fmt_value(value)
 
 
-def allure_fleet_step(title: str, params: dict[str, Any], error: BaseException | None) -> None:
+def allure_fleet_step(title: str, params: StepParams, error: BaseException | None) -> None:
     """One Fleet driver call as an Allure step (failed on an AssertionError, else broken)."""
     from allure_commons._allure import StepContext
 

@@ -175,7 +175,7 @@ def build_summary(
     return summary
 
 
-def _r(value: Any) -> Any:
+def _r(value: object) -> object:
     """Round floats so the JSON is stable and readable."""
     if isinstance(value, float):
         return round(value, 6)
@@ -186,7 +186,7 @@ def _r(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 

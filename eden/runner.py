@@ -19,13 +19,14 @@ Semantics, in short:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Generator, Literal, NotRequired, TypedDict
 
 from eden.backends.base import Backend, RunGen, Sleep, Spawn
+from eden.backends.ports import DeviceView
 from eden.conditions import CheckOutcome, DeviceMatcher, DeviceWatch, describe_expectation, metric_outcome, rollout_outcome
 from eden.metrics import compute_metric
 from eden.scenario.load import LoadedScenario
-from eden.scenario.model import BaseOsUpdateArgs, Expectation, RolloutArgs
+from eden.scenario.model import BaseOsUpdateArgs, Expectation, FaultBase, NetworkFlapArgs, OutageArgs, RolloutArgs, StepBase, Target
 from eden.targets import select, stream, wave_sizes
 from eden.verdicts import RunVerdict
 
@@ -34,6 +35,31 @@ StepStatus = Literal["pending", "passed", "failed", "skipped", "interrupted"]
 """``interrupted``: the step had started when the run was aborted; ``skipped``: it never started."""
 ExpectationStatus = Literal["pending", "passed", "failed", "skipped"]
 RolloutPhase = Literal["running", "paused", "stopped", "completed"]
+Outcome = Generator[Sleep | Spawn, None, bool]
+"""A runner activity that ends passed (True) or failed (False): a step, an inline ``expect``."""
+
+
+class StepDetail(TypedDict, total=False):
+    """What a step's record says beyond its status (``summary.json``)."""
+
+    why: str
+    expectation: str
+    observed: object
+    state: RolloutPhase
+    waves: int
+
+
+class WaveRecord(TypedDict):
+    """One wave of a rollout (``summary.json``'s ``rollouts[].waves``)."""
+
+    wave: int
+    devices: int
+    start: float
+    stop: NotRequired[float]
+    succeeded: NotRequired[int]
+    failed: NotRequired[int]
+    timed_out: NotRequired[int]
+    outcome: NotRequired[str]
 
 
 @dataclass
@@ -45,7 +71,7 @@ class StepRecord:
     start: float | None = None
     stop: float | None = None
     status: StepStatus = "pending"
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: StepDetail = field(default_factory=StepDetail)
 
 
 @dataclass
@@ -66,7 +92,7 @@ class RolloutState:
     version: str
     devices: int
     state: RolloutPhase = "running"
-    waves: list[dict[str, Any]] = field(default_factory=list)
+    waves: list[WaveRecord] = field(default_factory=list)
     resume: bool = False
 
 
@@ -98,7 +124,7 @@ class Runner:
     def now(self) -> float:
         return self.backend.now()
 
-    def _select(self, target: Any, label: str) -> list[str]:
+    def _select(self, target: Target, label: str) -> list[str]:
         return select(target, self.loaded.devices, seed=self.seed, label=label)
 
     def _line(self, *path: str | int) -> int:
@@ -117,7 +143,9 @@ class Runner:
 
     # --------------------------------------------------------------------------------- main --
     def main(self) -> RunGen:
-        for n, fault in enumerate(self.sc.faults):
+        faults: list[FaultBase] = self.sc.faults
+        steps: list[StepBase] = self.sc.steps
+        for n, fault in enumerate(faults):
             yield Spawn(self._fault(n, fault), f"fault {n}")
         for n, exp in enumerate(self.sc.expect):
             if exp.always:
@@ -126,10 +154,10 @@ class Runner:
                 self._always.append((exp, res, self._checker(exp, f"expect[{n}]")))
         if self._always:
             yield Spawn(self._watch_always(), "always")
-        for n, step in enumerate(self.sc.steps):
+        for n, step in enumerate(steps):
             self.steps.append(StepRecord(n, step.action, step.name or step.action, 0))
         failed = False
-        for n, step in enumerate(self.sc.steps):
+        for n, step in enumerate(steps):
             rec = self.steps[n]
             if failed:
                 rec.status = "skipped"
@@ -203,7 +231,7 @@ class Runner:
                 res.detail.setdefault("why", "not met before the end of the run")
 
     # -------------------------------------------------------------------------------- steps --
-    def _step(self, n: int, step: Any, rec: StepRecord) -> RunGen:
+    def _step(self, n: int, step: StepBase, rec: StepRecord) -> Outcome:
         action, args = step.action, step.args
         label = f"steps[{n}]"
         if action == "wait":
@@ -239,13 +267,14 @@ class Runner:
         yield from self._act(action, devices, args, blocking=True)
         return True
 
-    def _act(self, action: str, devices: list[str], args: Any, *, blocking: bool) -> RunGen:
+    def _act(self, action: str, devices: list[str], args: object, *, blocking: bool) -> RunGen:
         """One device/controller action; flaps and timed outages are sequences of actions."""
         if action == "network_flap":
+            assert isinstance(args, NetworkFlapArgs)
             yield from flap(self.backend, devices, args)
             return
         self.backend.apply(action, devices, args)
-        if action in ("controller_outage", "controller_503") and args.duration is not None:
+        if action in ("controller_outage", "controller_503") and isinstance(args, OutageArgs) and args.duration is not None:
             restore = restore_after(self.backend, args.duration)
             if blocking:
                 yield from restore
@@ -253,7 +282,7 @@ class Runner:
                 yield Spawn(restore, "controller restore")
 
     # ------------------------------------------------------------------------------- faults --
-    def _fault(self, n: int, fault: Any) -> RunGen:
+    def _fault(self, n: int, fault: FaultBase) -> RunGen:
         label = f"faults[{n}]"
         action, args = fault.action, fault.args
         devices = [] if action in ("controller_outage", "controller_restore", "controller_503") else self._select(fault.target, label)
@@ -262,9 +291,11 @@ class Runner:
             self.backend.record("fault", {"index": n, "action": action, "devices": len(devices)})
             yield from self._act(action, devices, args, blocking=False)
             return
+        when = fault.when
+        assert when is not None  # a fault has exactly one trigger (the model checks it)
         if not devices:
             # A controller fault with `when`: fire once, when the first device meets the condition.
-            watch = DeviceWatch(DeviceMatcher(fault.when, self.versions), [d.id for d in self.loaded.devices])
+            watch = DeviceWatch(DeviceMatcher(when, self.versions), [d.id for d in self.loaded.devices])
             while not self.finished:
                 watch.update(self.backend)
                 if watch.good:
@@ -272,7 +303,7 @@ class Runner:
                     return
                 yield Sleep(self.check)
             return
-        watch = DeviceWatch(DeviceMatcher(fault.when, self.versions), devices)
+        watch = DeviceWatch(DeviceMatcher(when, self.versions), devices)
         fired: set[str] = set()
         while len(fired) < len(devices) and not self.finished:
             watch.update(self.backend)
@@ -282,14 +313,14 @@ class Runner:
                     yield Spawn(self._delayed(n, action, [dev], args, fault.after), f"fault {n} {dev}")
             yield Sleep(self.check)
 
-    def _delayed(self, n: int, action: str, devices: list[str], args: Any, after: float) -> RunGen:
+    def _delayed(self, n: int, action: str, devices: list[str], args: object, after: float) -> RunGen:
         if after > 0:
             yield Sleep(after)
         self.backend.record("fault", {"index": n, "action": action, "devices": devices}, device=devices[0] if devices else None)
         yield from self._act(action, devices, args, blocking=False)
 
     # ------------------------------------------------------------------------- expectations --
-    def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], CheckOutcome], *, start: float) -> RunGen:
+    def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], CheckOutcome], *, start: float) -> Outcome:
         deadline = None if exp.within is None else start + exp.within
         res.deadline = deadline
         while True:
@@ -323,23 +354,23 @@ class Runner:
             if exp.within is None:
                 self._at_end.append((exp, res, checker))
                 continue
-            res.deadline = start + exp.within
-            pending.append((exp, res, checker))
+            res.deadline = deadline = start + exp.within
+            pending.append((exp, res, checker, deadline))
         while pending:
             still = []
-            for exp, res, checker in pending:
+            for exp, res, checker, deadline in pending:
                 verdict = checker()
                 res.observed, res.detail = verdict.observed, verdict.detail
                 if verdict.ok:
                     res.status, res.met_at = "passed", self.now()
-                elif self.now() >= res.deadline:
+                elif self.now() >= deadline:
                     res.status = "failed"
                     res.detail["why"] = f"not met within {exp.within:g}s"
                 else:
-                    still.append((exp, res, checker))
+                    still.append((exp, res, checker, deadline))
             pending = still
             if pending:
-                nxt = min(r.deadline for _e, r, _c in pending)
+                nxt = min(d for _e, _r, _c, d in pending)
                 yield Sleep(min(self.check, max(nxt - self.now(), 1e-6)))
 
     def _watch_always(self) -> RunGen:
@@ -368,7 +399,7 @@ class Runner:
             done_before = upto
             if not wave:
                 continue
-            record: dict[str, Any] = {"wave": w, "devices": len(wave), "start": self.now()}
+            record: WaveRecord = {"wave": w, "devices": len(wave), "start": self.now()}
             state.waves.append(record)
             self.backend.record("rollout_wave", {"wave": w, "devices": len(wave), "image": args.image})
             self.backend.apply("baseos_update", wave, update)
@@ -384,7 +415,10 @@ class Runner:
                     break  # emergency stop: no need to wait for the rest of the wave
                 yield Sleep(self.check)
             timed_out = len(wave) - good - bad
-            record.update(stop=self.now(), succeeded=good, failed=bad, timed_out=timed_out)
+            record["stop"] = self.now()
+            record["succeeded"] = good
+            record["failed"] = bad
+            record["timed_out"] = timed_out
             error_rate = (bad + timed_out) / len(wave)
             if error_rate > args.error_threshold or good / len(wave) < args.success_threshold:
                 record["outcome"] = "error threshold exceeded" if error_rate > args.error_threshold else "success threshold not reached"
@@ -405,7 +439,7 @@ class Runner:
         self.backend.record("rollout_done", {"image": args.image, "waves": len(state.waves)})
 
 
-def flap(backend: Backend, devices: list[str], args: Any) -> RunGen:
+def flap(backend: Backend, devices: list[str], args: NetworkFlapArgs) -> RunGen:
     """``network_flap``: down for ``args.down``, up for ``args.up``, ``args.cycles`` times."""
     for _ in range(args.cycles):
         backend.apply("network_down", devices, args)
@@ -448,30 +482,30 @@ def expectation_checker(
 class _Fn:
     """Adapts a plain predicate to the matcher interface DeviceWatch expects."""
 
-    def __init__(self, fn: Any) -> None:
+    def __init__(self, fn: Callable[[DeviceView], bool]) -> None:
         self.fn = fn
 
-    def __call__(self, view: Any) -> bool:
+    def __call__(self, view: DeviceView) -> bool:
         return bool(self.fn(view))
 
-    def describe(self, view: Any) -> dict[str, Any]:
+    def describe(self, view: DeviceView) -> dict[str, object]:
         return {}
 
 
-def _updated(view: Any, version: str) -> bool:
+def _updated(view: DeviceView, version: str) -> bool:
     sw = view.get("sw") or []
-    bos = view.get("baseos") or {}
-    return bool(sw) and sw[0].get("version") == version and bos.get("status") == "UPDATED"
+    bos = view.get("baseos")
+    return bool(sw) and sw[0].get("version") == version and bos is not None and bos.get("status") == "UPDATED"
 
 
-def _failed(view: Any, version: str) -> bool:
+def _failed(view: DeviceView, version: str) -> bool:
     """The update to ``version`` failed on this device: it says FAILED, or it is back on another
     version with ``version`` left inprogress in the other partition. An image that died before its
     nodeagent ran reports no FAILED status (spec §3), and a rollout must still halt on it."""
     if view.get("bricked"):
         return True
-    bos = view.get("baseos") or {}
-    if bos.get("version") == version and bos.get("status") == "FAILED":
+    bos = view.get("baseos")
+    if bos is not None and bos.get("version") == version and bos.get("status") == "FAILED":
         return True
     sw = view.get("sw") or []
     return (

@@ -118,7 +118,7 @@ class PortedBackend(Protocol):
     def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None: ...
 
 
-def perform(backend: PortedBackend, action: str, devices: list[str], args: Any) -> None:
+def perform(backend: PortedBackend, action: str, devices: list[str], args: object) -> None:
     """Carry out one scenario action on ``backend``'s ports, recorded on its timeline."""
     row = ACTION_TABLE.get(action)
     if row is None:
@@ -143,7 +143,7 @@ def refusal_reasons(controller: type[ControllerPort], device: type[DevicePort]) 
     return {a: reasons[row.port][row.method] for a, row in ACTION_TABLE.items() if row.method in reasons[row.port]}
 
 
-def args_record(args: Any) -> dict[str, Any]:
+def args_record(args: object) -> dict[str, Any]:
     """A step's arguments as the timeline records them."""
     if args is None:
         return {}

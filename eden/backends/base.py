@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, NotRequired, Protocol, TypedDict, TypeVar
+
+from eden.backends.observe import ControllerSeries, DeviceSeriesDoc
 
 if TYPE_CHECKING:
-    from eden.backends.ports import ControllerPort, DevicePort
+    from eden.backends.ports import ControllerPort, ControllerStats, DevicePort, DeviceView
     from eden.scenario.load import LoadedScenario
     from eden.timeline import Timeline
 
@@ -34,7 +36,37 @@ class Spawn:
     name: str = ""
 
 
-RunGen = Generator[Sleep | Spawn, None, Any]
+RunGen = Generator[Sleep | Spawn, None, None]
+"""A runner activity: it yields what it wants from the clock until it ends."""
+
+
+class RealTimeTimings(TypedDict):
+    """Measured wall times of a real-time backend's run (``run.json``'s ``device_timings``)."""
+
+    image_ready_s: float
+    accel: str
+    eve_image: NotRequired[str]
+    eve_devices: NotRequired[list[str]]
+    devices: dict[str, dict[str, list[float]]]
+    """Per device: per timing (e.g. ``power_on_to_onboarded``), the seconds measured."""
+
+
+class BackendStats(TypedDict, total=False):
+    """Counters of a run's own machinery (for ``run.json``); each backend gives those it has."""
+
+    node_events: int
+    bulk_requests: int
+    simpy_now: float
+    agent_boots: int
+    timings: RealTimeTimings
+
+
+class BackendSeries(DeviceSeriesDoc):
+    """A backend's time series for reports: the device series, the controller's load (the
+    simulator), the rollback instants."""
+
+    controller: NotRequired[ControllerSeries]
+    rollbacks: list[float]
 
 
 T = TypeVar("T")
@@ -88,11 +120,11 @@ class Backend(Protocol):
         """Drive ``main`` (the runner) on this backend's clock until it ends or ``duration`` passes."""
         ...
 
-    def apply(self, action: str, devices: list[str], args: Any) -> None:
+    def apply(self, action: str, devices: list[str], args: object) -> None:
         """Carry out one device or controller action now (:func:`eden.backends.actions.perform`)."""
         ...
 
-    def views(self) -> Mapping[str, Mapping[str, Any]]:
+    def views(self) -> Mapping[str, DeviceView]:
         """The device views (see :mod:`eden.conditions`), keyed by device id."""
         ...
 
@@ -100,7 +132,7 @@ class Backend(Protocol):
         """Devices whose view changed after sequence ``since``: (new sequence, ids or None = all)."""
         ...
 
-    def controller_stats(self) -> dict[str, Any]:
+    def controller_stats(self) -> ControllerStats:
         """Request counts and latency percentiles per request kind, plus ``all``."""
         ...
 
@@ -108,11 +140,11 @@ class Backend(Protocol):
         """Add a harness event to the run's timeline."""
         ...
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         """Counters of the run's own machinery for run.json (events handled, boots, timings)."""
         ...
 
-    def series(self) -> dict[str, Any]:
+    def series(self) -> BackendSeries:
         """Time series for reports: device states and versions, controller load, rollbacks."""
         ...
 

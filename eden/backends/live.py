@@ -22,14 +22,15 @@ import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, ClassVar, Generic, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, ClassVar, Coroutine, Generic, Mapping, TypeVar, cast
 
 import numpy as np
 
 from eden.backends.actions import perform
-from eden.backends.base import RunGen, Session
+from eden.backends.base import BackendSeries, BackendStats, RunGen, Session
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
+from eden.backends.ports import ControllerStats, DeviceInfo, DeviceView
 from eden.runtime.procs import Managed, ProcessGroup
 from eden.backends.realtime import Driver
 from eden.runtime.clock import RunClock
@@ -41,6 +42,10 @@ from eden.scenario.load import DeviceSpec, LoadedScenario
 from eden.timeline import Timeline
 from eve.images import approved_measurements
 from eve.controller import DEFAULT_METRIC_INTERVAL, connected
+
+if TYPE_CHECKING:
+    from eden.agent.spec import AgentSpec
+    from eden.controller.client import AdminClient
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
 POLL = 0.5  # seconds between reads of the controller's device views
@@ -93,20 +98,20 @@ class LiveBackend(Generic[D]):
         self.controller: Managed | None = None
         self.ctrl_dir: Path | None = None
         self.api_addr: tuple[str, int] = ("127.0.0.1", 0)
-        self.admin: Any = None
+        self.admin: AdminClient | None = None
         self.devices: dict[str, D] = {}
         self.by_serial: dict[str, D] = {}
-        self._info: dict[str, dict[str, Any]] = {}
+        self._info: dict[str, DeviceInfo] = {}
         self._ctrl_view: dict[str, dict[str, Any]] = {}
         self.journal: ChangeJournal[str] = ChangeJournal()
         self._events_seen = 0
         self._device_events = 0
         self._failure: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bg: set[asyncio.Task[Any]] = set()
+        self._bg: set[asyncio.Task[object]] = set()
         self._last_stats: dict[str, Any] = {}
         self.controller_down = False
-        self.pending_admin: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.pending_admin: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
         self._series = DeviceSeries()
@@ -202,7 +207,7 @@ class LiveBackend(Generic[D]):
                 await driver.cancel_all()
                 await self._shutdown()
 
-    def background(self, coro: Any) -> None:
+    def background(self, coro: Coroutine[object, None, object]) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._bg.add(task)
@@ -305,6 +310,11 @@ class LiveBackend(Generic[D]):
         if self.controller is proc and not self.controller_down:
             self._failure = f"the controller died (rc={rc}): {self.procs.log_tail('controller') if self.procs else ''}"
 
+    def client(self) -> AdminClient:
+        """The admin client of the running controller (there is one once the fleet started)."""
+        assert self.admin is not None, "the controller has not been started"
+        return self.admin
+
     async def _preregister(self, serial: str, ref: Mapping[str, Any]) -> None:
         """Tell the controller what a device's clean boots measure (as the simulator's controller
         knows them): its firmware reference and the released (approved) builds."""
@@ -313,9 +323,9 @@ class LiveBackend(Generic[D]):
             name: {"version": version, "measurement": measurement}
             for name, (version, measurement) in approved_measurements(sc.images).items()
         }
-        await asyncio.to_thread(self.admin.preregister, serial, firmware=ref["firmware"], images=ref_images, config={})
+        await asyncio.to_thread(self.client().preregister, serial, firmware=ref["firmware"], images=ref_images, config={})
 
-    def _agent_spec(self, dev: DeviceSpec, serial: str, variants: Any, seed: int, boot_time: float) -> Any:
+    def _agent_spec(self, dev: DeviceSpec, serial: str, variants: np.random.Generator, seed: int, boot_time: float) -> AgentSpec:
         """The device-agent spec (docs/agent.md) for one scenario device: the same image draws as the simulator."""
         from eden.agent.spec import AgentSpec
         from eden.agent.spec import ImageEntry
@@ -338,7 +348,7 @@ class LiveBackend(Generic[D]):
         seeds = np.random.SeedSequence(self.seed).spawn(len(self.loaded.devices))
         return [int(s.generate_state(1)[0]) for s in seeds]
 
-    async def _provision(self, boot_time: float) -> AsyncIterator[tuple[DeviceSpec, str, Path, Any]]:
+    async def _provision(self, boot_time: float) -> AsyncIterator[tuple[DeviceSpec, str, Path, AgentSpec]]:
         """Every scenario device, in order, made known to the controller: the scenario's global
         configItems set, then per device its serial, home directory (``<work>/devices/<id>``),
         agent spec (the simulator's image draws) and ``home/config`` holding what
@@ -351,7 +361,7 @@ class LiveBackend(Generic[D]):
         assert self.work is not None and self.ctrl_dir is not None
         sc = self.loaded.scenario
         if sc.controller.config_items:
-            await asyncio.to_thread(self.admin.set_items, dict(sc.controller.config_items))
+            await asyncio.to_thread(self.client().set_items, dict(sc.controller.config_items))
         variants = stream(self.seed, "image-variants")  # the same draws as the simulator makes
         seeds = self._device_seeds()
         layout = Layout(self.ctrl_dir)
@@ -392,7 +402,7 @@ class LiveBackend(Generic[D]):
     def record(self, what: str, data: dict[str, Any], device: str | None = None) -> None:
         self.timeline.add(self.now(), "harness", device, what, data)
 
-    def later(self, delay: float, coro_fn: Callable[[], Any]) -> None:
+    def later(self, delay: float, coro_fn: Callable[[], Awaitable[object]]) -> None:
         async def go() -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -406,7 +416,7 @@ class LiveBackend(Generic[D]):
         delays = rng.uniform(0.0, spread, n) if spread > 0 else np.zeros(n)
         return [float(x) for x in delays.tolist()]
 
-    def apply(self, action: str, devices: list[str], args: Any) -> None:
+    def apply(self, action: str, devices: list[str], args: object) -> None:
         perform(self, action, devices, args)
 
     def fail(self, reason: str) -> None:
@@ -431,7 +441,7 @@ class LiveBackend(Generic[D]):
             await self._start_controller(first=False)
             pending, self.pending_admin = self.pending_admin, []
             for name, args, kwargs in pending:  # changes made while it was down, in order
-                await asyncio.to_thread(getattr(self.admin, name), *args, **kwargs)
+                await asyncio.to_thread(getattr(self.client(), name), *args, **kwargs)
             await self._on_controller_up()
         self.record("controller_restored", {})
 
@@ -476,7 +486,7 @@ class LiveBackend(Generic[D]):
                 dirty.add(d.id)
         for dev_id in sorted(dirty):
             full = await asyncio.to_thread(self.admin.device, self.devices[dev_id].serial)
-            info = full.get("info") or {}
+            info = cast(DeviceInfo, full.get("info") or {})  # the merged report (eden.wire.codec.merge_info)
             self._ctrl_view[dev_id] = {**self._ctrl_view.get(dev_id, {}), **{k: v for k, v in full.items() if k != "info"}}
             if info != self._info.get(dev_id):
                 self._info[dev_id] = info
@@ -493,16 +503,19 @@ class LiveBackend(Generic[D]):
             return self.journal.seq, None
         return self.journal.seq, self.journal.since(since)
 
-    def views(self) -> Mapping[str, Mapping[str, Any]]:
+    def views(self) -> Mapping[str, DeviceView]:
         return self.controller_port.views()
 
-    def view(self, device: str) -> dict[str, Any]:
+    def view(self, device: str) -> DeviceView:
         d = self.devices.get(device)
-        info = dict(self._info.get(device) or {})
+        stored = self._info.get(device)
+        info: DeviceInfo = stored.copy() if stored else {}
         row = self._ctrl_view.get(device, {})
-        for key in ("at", "boot_time"):
-            if isinstance(info.get(key), (int, float)):
-                info[key] = self.clock.from_epoch(float(info[key]))
+        at, boot_time = info.get("at"), info.get("boot_time")  # device clock (epoch) -> run time
+        if isinstance(at, (int, float)):
+            info["at"] = self.clock.from_epoch(float(at))
+        if isinstance(boot_time, (int, float)):
+            info["boot_time"] = self.clock.from_epoch(float(boot_time))
         last_seen_epoch = row.get("last_seen")
         last_seen = self.clock.from_epoch(float(last_seen_epoch)) if last_seen_epoch else -math.inf
         return {
@@ -516,16 +529,16 @@ class LiveBackend(Generic[D]):
             "powered": bool(d and d.powered),
         }
 
-    def controller_stats(self) -> dict[str, Any]:
+    def controller_stats(self) -> ControllerStats:
         return self.controller_port.stats()
 
-    def admin_stats(self) -> dict[str, Any]:
+    def admin_stats(self) -> ControllerStats:
         """The controller's per-endpoint request counts and latency percentiles, in the shape the
         simulator reports (seconds; ``rejected_503`` = requests answered 503)."""
         if self.admin is not None and not self.controller_down and self.controller is not None and self.controller.running:
             with contextlib.suppress(Exception):
                 self._last_stats = self.admin.stats()
-        out: dict[str, Any] = {}
+        out: ControllerStats = {}
         total = 0
         for name, st in sorted(self._last_stats.items()):
             if not isinstance(st, dict):
@@ -551,13 +564,14 @@ class LiveBackend(Generic[D]):
             st = v.get("state", "UNREPORTED") if v["reported"] else "UNREPORTED"
             states[st] = states.get(st, 0) + 1
             sw = v.get("sw") or []
-            if sw and sw[0].get("version"):
-                versions[sw[0]["version"]] = versions.get(sw[0]["version"], 0) + 1
+            version = sw[0].get("version") if sw else None
+            if version:
+                versions[version] = versions.get(version, 0) + 1
         online = sum(1 for v in views.values() if v["connected"])
         powered = sum(1 for v in views.values() if v["powered"])
         self._series.append(round(self.now(), 3), online, powered, states, versions)
 
-    def series(self) -> dict[str, Any]:
+    def series(self) -> BackendSeries:
         return {**self._series.as_dict(self.series_step), "rollbacks": sorted(rollback_times(self.timeline))}
 
     async def _progress(self, report: Callable[[float], None]) -> None:
@@ -565,7 +579,7 @@ class LiveBackend(Generic[D]):
             report(self.now())
             await asyncio.sleep(5.0)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         return {"node_events": self._device_events, "agent_boots": sum(d.boots for d in self.devices.values())}
 
 

@@ -9,16 +9,47 @@ steps have the same effect as on the simulator, whose controller keeps accepting
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Protocol, TypeVar
 
-from eden.backends.ports import CONTROLLER_METHODS, ControllerPort, DevicePort, View
+from eden.backends.ports import CONTROLLER_METHODS, ControllerPort, ControllerStats, DevicePort, DeviceView
 from eden.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from eden.backends.live import LiveBackend
+    from eden.backends.live import LiveBackend, LiveDevice
+    from eden.controller.client import AdminClient
 
 NO_503 = "its controller has no switch that answers 503; use controller_outage"
 ADMIN_READS = frozenset({"device", "devices", "stats", "events"})
+
+
+class AdminSide(Protocol):
+    """What the controller port uses of a real-time backend (:class:`eden.backends.live.LiveBackend`
+    of any device kind)."""
+
+    @property
+    def ids(self) -> list[str]: ...
+
+    @property
+    def devices(self) -> Mapping[str, LiveDevice]: ...
+
+    @property
+    def admin(self) -> AdminClient | None: ...
+
+    @property
+    def controller_down(self) -> bool: ...
+
+    @property
+    def pending_admin(self) -> list[tuple[str, tuple[object, ...], dict[str, object]]]: ...
+
+    def controller_outage(self) -> None: ...
+
+    def controller_restore(self) -> None: ...
+
+    def view(self, device: str) -> DeviceView: ...
+
+    def journal_changes(self, since: int) -> tuple[int, list[str] | None]: ...
+
+    def admin_stats(self) -> ControllerStats: ...
 
 
 class AdminControllerPort(ControllerPort):
@@ -27,14 +58,14 @@ class AdminControllerPort(ControllerPort):
     refusals = {"answer_503": NO_503}
     backend_name = "emulated"
 
-    def __init__(self, backend: LiveBackend[Any]) -> None:
+    def __init__(self, backend: AdminSide) -> None:
         self.be = backend
         self.admin = _Deferred(backend)
 
     def _serials(self, devices: list[str]) -> list[str]:
         return [self.be.devices[d].serial for d in devices]
 
-    def _each(self, method: str, devices: list[str], *args: Any) -> None:
+    def _each(self, method: str, devices: list[str], *args: object) -> None:
         call = getattr(self.admin, method)
         for serial in self._serials(devices):
             call(serial, *args)
@@ -76,13 +107,13 @@ class AdminControllerPort(ControllerPort):
     def restore(self) -> None:
         self.be.controller_restore()
 
-    def views(self) -> Mapping[str, View]:
+    def views(self) -> Mapping[str, DeviceView]:
         return {d: self.be.view(d) for d in self.be.ids}
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
         return self.be.journal_changes(since)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ControllerStats:
         return self.be.admin_stats()
 
 
@@ -90,11 +121,11 @@ class _Deferred:
     """The admin client as scenario actions use it: while the controller is down (an outage
     step), changes are queued and applied in order once it is back."""
 
-    def __init__(self, backend: LiveBackend[Any]) -> None:
+    def __init__(self, backend: AdminSide) -> None:
         self._be = backend
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
             be = self._be
             if be.controller_down:
                 if name in ADMIN_READS:

@@ -13,9 +13,12 @@
 from __future__ import annotations
 
 import bisect
-from typing import Any, Generic, Hashable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Generic, Hashable, Mapping, TypedDict, TypeVar
 
 from eden.timeline import Timeline
+
+if TYPE_CHECKING:
+    from eden.backends.ports import DeviceView
 
 K = TypeVar("K", bound=Hashable)
 JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
@@ -41,6 +44,30 @@ class ChangeJournal(Generic[K]):
         return list(dict.fromkeys(self._keys[lo:]))
 
 
+class DeviceSeriesDoc(TypedDict):
+    """:meth:`DeviceSeries.as_dict`: per sample, devices connected, powered, per state, per version."""
+
+    step: float
+    t: list[float]
+    connected: list[int]
+    powered: list[int]
+    by_state: dict[str, list[int]]
+    by_version: dict[str, list[int]]
+
+
+ControllerSeries = dict[str, float | list[float]]
+"""The simulated controller's load series: ``step`` (seconds) and per-step columns (requests,
+latency, ..., ``<kind>_requests``)."""
+
+
+class ViewSummary(TypedDict):
+    """:func:`view_summary`: devices per reported state (``UNREPORTED``, ``BRICKED`` for the
+    others; None for a report without a state) and per running version."""
+
+    by_state: dict[str | None, int]
+    by_version: dict[str, int]
+
+
 class DeviceSeries:
     """Per-sample device counts; a state or version column starts at its first sample, zero-filled."""
 
@@ -61,7 +88,7 @@ class DeviceSeries:
                 column = store.setdefault(key, [0] * (n - 1))
                 column.append(counts.get(key, 0))
 
-    def as_dict(self, step: float) -> dict[str, Any]:
+    def as_dict(self, step: float) -> DeviceSeriesDoc:
         """The series for reports; columns that stayed zero are left out."""
         return {
             "step": step,
@@ -78,12 +105,12 @@ def rollback_times(timeline: Timeline) -> list[float]:
     return [round(e.t, 3) for e in timeline.events if e.what == "booted" and e.data.get("rolled_back") is not None]
 
 
-def view_summary(views: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+def view_summary(views: Mapping[str, DeviceView]) -> ViewSummary:
     """Counts of devices per state and per running version (for reports and progress)."""
-    states: dict[str, int] = {}
+    states: dict[str | None, int] = {}
     versions: dict[str, int] = {}
     for v in views.values():
-        state: Any = v.get("state") if v.get("reported") else ("BRICKED" if v.get("bricked") else "UNREPORTED")
+        state = v.get("state") if v.get("reported") else ("BRICKED" if v.get("bricked") else "UNREPORTED")
         states[state] = states.get(state, 0) + 1
         sw = v.get("sw") or []
         ver = sw[0].get("version") if sw else None

@@ -19,12 +19,92 @@ served once devices can reach the controller again.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, NotRequired, TypedDict
 
 from eden.errors import InfrastructureError
 
-View = Mapping[str, Any]
-"""One device's view (see :mod:`eden.conditions`)."""
+
+class PartitionInfo(TypedDict):
+    """One ``sw`` entry of a device report: a partition (current first, then the other)."""
+
+    partition: str
+    version: str | None
+    image: str | None
+    state: str
+    err: str
+
+
+class BaseOsInfo(TypedDict):
+    """A device report's ``baseos``: the status of the base OS the controller asked for."""
+
+    version: str | None
+    image: str | None
+    status: str
+    sub_status: str
+    err: str
+    progress: int
+
+
+class AppInfo(TypedDict):
+    """One app instance of a device report's ``apps``."""
+
+    state: str
+    err: str
+
+
+class DeviceInfo(TypedDict, total=False):
+    """The latest device info the controller received: what ``eve.node.Node.report()`` sends
+    (as :func:`eden.wire.codec.merge_info` decodes it on the real backends, which leave the lossy
+    fields out). A device that never reported has none of these keys."""
+
+    at: float
+    state: str
+    boot_reason: str
+    reboot_reason_text: str
+    boot_time: float | None
+    restart_counter: int
+    sw: list[PartitionInfo]
+    baseos: BaseOsInfo
+    attestation: str
+    maintenance: list[str]
+    vault: str | None
+    dpc_index: int
+    dpc_state: str
+    dpc_ports: list[str]
+    reboot_counter: int
+    baseos_update_counter: int
+    apps: dict[str, AppInfo]
+    config_items_errors: list[str]
+
+
+class DeviceView(DeviceInfo):
+    """One device's view (see :mod:`eden.conditions`): its latest info plus what the controller
+    and the harness know of it."""
+
+    id: str
+    reported: bool
+    """The controller has received info from the device (else none of :class:`DeviceInfo`'s keys)."""
+    onboarded: bool
+    connected: bool
+    last_seen: float
+    bricked: bool
+    powered: bool
+
+
+class RequestStats(TypedDict):
+    """Requests of one kind (or ``all``) the controller served: counts and latency in seconds."""
+
+    requests: int
+    rejected_503: int
+    p50: NotRequired[float]
+    p95: NotRequired[float]
+    p99: NotRequired[float]
+    max: NotRequired[float]
+    mean: NotRequired[float]
+
+
+ControllerStats = dict[str, RequestStats]
+"""Per request kind, plus ``all``."""
 
 
 class _Port:
@@ -86,7 +166,7 @@ class ControllerPort(_Port):
         """End an outage or 503 period."""
         raise self._refuse("restore")
 
-    def views(self) -> Mapping[str, View]:
+    def views(self) -> Mapping[str, DeviceView]:
         """The device views, keyed by device id."""
         raise self._refuse("views")
 
@@ -94,7 +174,7 @@ class ControllerPort(_Port):
         """Devices whose view changed after sequence ``since``: (new sequence, ids or None = all)."""
         raise self._refuse("changes")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ControllerStats:
         """Request counts and latency percentiles per request kind, plus ``all``."""
         raise self._refuse("stats")
 

@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from eden.backends.base import BackendStats, RealTimeTimings
 from eden.backends.live import LiveBackend, LiveDevice
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
@@ -182,7 +183,7 @@ class QemuBackend(LiveBackend[_Vm]):
         """The controller's datastore holds every slot; the device downloads what its config names."""
         for name, slot in self.slots.items():
             version = str(self.loaded.scenario.images[name].version)
-            await asyncio.to_thread(self.admin.add_content, name, slot.path, version=version, pcr13=self.approved_pcr13[name], upload=True)
+            await asyncio.to_thread(self.client().add_content, name, slot.path, version=version, pcr13=self.approved_pcr13[name], upload=True)
 
     async def _init_controller(self, ctrl_dir: Path) -> None:
         from eden.controller.setup import init
@@ -400,7 +401,7 @@ class QemuBackend(LiveBackend[_Vm]):
             return
         for name, path in self.eve.content.items():
             version = str(self.loaded.scenario.images[name].version)
-            await asyncio.to_thread(self.admin.add_content, name, path, version=version, upload=True)
+            await asyncio.to_thread(self.client().add_content, name, path, version=version, upload=True)
 
     async def _prepare_eve_device(self, dev: DeviceSpec, serial: str, home: Path) -> None:
         """A per-VM copy of the live image, grown to the profile's storage size, with the
@@ -421,7 +422,7 @@ class QemuBackend(LiveBackend[_Vm]):
         part = await asyncio.to_thread(write_device_config, d.disk, cfg, serial)
         # eden cannot know EVE's PCR values: the first template the device quotes is approved
         # (docs/controller.md "learned templates"), as `eden controller init --learn` does by hand.
-        await asyncio.to_thread(self.admin.set_device_learn, serial, True)
+        await asyncio.to_thread(self.client().set_device_learn, serial, True)
         mc = eve_machine_config(dev.profile, d.disk, name=dev.id, serial=serial, tpm_state=home / "tpm", accel=self.accel)
         mc.nics = list(d.nics)
         d.machine = Machine(mc, home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
@@ -478,14 +479,16 @@ class QemuBackend(LiveBackend[_Vm]):
                     with contextlib.suppress(OSError):
                         shutil.copy2(src, logs / name)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         out = super().stats()
-        out["timings"] = {
-            "image_ready_s": round(self.image_seconds, 2),
-            "accel": self.accel,
-            **({"eve_image": str(self.eve.live_image), "eve_devices": sorted(self.eve_ids)} if self.eve is not None else {}),
-            "devices": {d.id: d.timings for d in self.devices.values()},
-        }
+        devices = {d.id: d.timings for d in self.devices.values()}
+        timings: RealTimeTimings
+        if self.eve is not None:
+            timings = {"image_ready_s": round(self.image_seconds, 2), "accel": self.accel,
+                       "eve_image": str(self.eve.live_image), "eve_devices": sorted(self.eve_ids), "devices": devices}
+        else:
+            timings = {"image_ready_s": round(self.image_seconds, 2), "accel": self.accel, "devices": devices}
+        out["timings"] = timings
         return out
 
 

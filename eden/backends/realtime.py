@@ -10,7 +10,6 @@ clock and deadlines live in :mod:`eden.runtime`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from eden.backends.base import RunGen, Sleep, Spawn
 from eden.runtime.clock import Clock
@@ -21,10 +20,10 @@ class Driver:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.failure: BaseException | None = None
 
-    async def drive(self, gen: RunGen) -> Any:
+    async def drive(self, gen: RunGen) -> None:
         try:
             cmd = next(gen)
             while True:
@@ -36,13 +35,13 @@ class Driver:
         except StopIteration as stop:
             return stop.value
 
-    def spawn(self, gen: RunGen, name: str = "") -> asyncio.Task[Any]:
+    def spawn(self, gen: RunGen, name: str = "") -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self.drive(gen), name=name or None)
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None and self.failure is None:
             self.failure = task.exception()

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Generator, Mapping, TypeVar, cast
 
 import numpy as np
 import simpy
 
 from eden.backends.actions import perform
-from eden.backends.base import RunGen, Session, Sleep, Spawn
-from eden.backends.observe import JOURNALED, ChangeJournal, DeviceSeries, rollback_times
+from eden.backends.base import BackendSeries, BackendStats, RunGen, Session, Sleep, Spawn
+from eden.backends.observe import JOURNALED, ChangeJournal, ControllerSeries, DeviceSeries, rollback_times
+from eden.backends.ports import ControllerStats, DeviceInfo, DeviceView
 from eden.backends.sim_ports import SimControllerPort, SimDevicePort
 from eden.runtime.clock import SimClock
 from eden.device_params import images_for, node_params
@@ -95,7 +96,6 @@ class SimBackend:
         self.harness_rng = stream(seed, "harness")
         self.journal: ChangeJournal[int] = ChangeJournal()
         self._touch = self.journal.touch
-        self._views: dict[str, dict[str, Any]] = {}
         self._info_seen = 0
         self.powered = [False] * len(self.nodes)
         n = len(self.nodes)
@@ -131,7 +131,7 @@ class SimBackend:
     def now(self) -> float:
         return self.clock.now()
 
-    def drive(self, gen: RunGen) -> Any:
+    def drive(self, gen: RunGen) -> Generator[simpy.Event, None, None]:
         """Turn the runner's Sleep/Spawn requests into SimPy timeouts and processes."""
         try:
             cmd = next(gen)
@@ -162,7 +162,7 @@ class SimBackend:
     def session(self) -> Session:
         return SimSession(self)
 
-    def _sample(self) -> Any:
+    def _sample(self) -> Generator[simpy.Event, None, None]:
         """Record devices per reported state and per running version every ``series_step``."""
         while True:
             self._sample_now()
@@ -191,17 +191,18 @@ class SimBackend:
         online = int(np.count_nonzero(connected(t, self.ctrl.last_seen, interval)))
         self._series.append(t, online, sum(self.powered), self._state_counts, self._version_counts)
 
-    def _controller_series(self) -> dict[str, Any]:
+    def _controller_series(self) -> ControllerSeries:
         """The controller's per-minute totals, plus per-kind request counts (``logs_requests``)
         padded to the same length."""
-        out: dict[str, Any] = {"step": self.ctrl.series.step, **self.ctrl.series.as_lists()}
-        n = len(out["requests"])
+        totals = self.ctrl.series.as_lists()
+        out: ControllerSeries = {"step": self.ctrl.series.step, **totals}
+        n = len(totals["requests"])
         for kind, s in self.ctrl.kind_series.items():
             counts = s.as_lists()["requests"][:n]
             out[f"{kind}_requests"] = counts + [0.0] * (n - len(counts))
         return out
 
-    def series(self) -> dict[str, Any]:
+    def series(self) -> BackendSeries:
         """Time series for reports: device states and versions, controller load, rollbacks."""
         if not self._series.t or self._series.t[-1] < self.now():
             self._sample_now()  # close the series at the end of the run
@@ -211,7 +212,7 @@ class SimBackend:
             "rollbacks": rollback_times(self.timeline),
         }
 
-    def _progress(self, report: Callable[[float], None]) -> Any:
+    def _progress(self, report: Callable[[float], None]) -> Generator[simpy.Event, None, None]:
         step = 60.0 if len(self.nodes) > 100 else 5.0
         while True:
             report(self.now())
@@ -226,7 +227,7 @@ class SimBackend:
         if what in JOURNALED:
             self._touch(i)
 
-    def apply(self, action: str, devices: list[str], args: Any) -> None:
+    def apply(self, action: str, devices: list[str], args: object) -> None:
         perform(self, action, devices, args)
 
     def later(self, delay: float, fn: Callable[[], None]) -> None:
@@ -254,13 +255,13 @@ class SimBackend:
     def changes(self, since: int) -> tuple[int, list[str] | None]:
         return self.controller_port.changes(since)
 
-    def views(self) -> Mapping[str, Mapping[str, Any]]:
+    def views(self) -> Mapping[str, DeviceView]:
         return self.controller_port.views()
 
-    def view(self, i: int) -> dict[str, Any]:
+    def view(self, i: int) -> DeviceView:
         dev = self.ctrl.devices[i]
         node = self.nodes[i]
-        info = dev.info or {}
+        info = cast(DeviceInfo, dev.info or {})  # the last Node.report() (eve.controller keeps it untyped)
         return {
             **info,
             "id": self.ids[i],
@@ -272,11 +273,11 @@ class SimBackend:
             "powered": self.powered[i],
         }
 
-    def controller_stats(self) -> dict[str, Any]:
+    def controller_stats(self) -> ControllerStats:
         return self.controller_port.stats()
 
     # ------------------------------------------------------------------------------ stats --
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> BackendStats:
         return {
             "node_events": self.engine.events,
             "bulk_requests": self.engine.bulk_requests,

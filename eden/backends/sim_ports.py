@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
-from eden.backends.ports import CONTROLLER_METHODS, DEVICE_METHODS, ControllerPort, DevicePort, View
+from eden.backends.ports import CONTROLLER_METHODS, DEVICE_METHODS, ControllerPort, ControllerStats, DevicePort, DeviceView
 
 if TYPE_CHECKING:
     from eden.backends.sim import SimBackend
@@ -62,13 +62,13 @@ class SimControllerPort(ControllerPort):
         self.ctrl.mode = "up"
         self.be.record("controller_restored", {})
 
-    def views(self) -> Mapping[str, View]:
+    def views(self) -> Mapping[str, DeviceView]:
         return _Views(self.be)
 
     def changes(self, since: int) -> tuple[int, list[str] | None]:
         return self.be.journal_changes(since)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ControllerStats:
         return self.ctrl.latency_summary()
 
 
@@ -110,13 +110,13 @@ class SimDevicePort(DevicePort):
             self.be.engine.call(i, "hang", agent)
 
 
-class _Views(Mapping[str, View]):
+class _Views(Mapping[str, DeviceView]):
     """Lazy mapping: a device's view is built when asked for."""
 
     def __init__(self, be: SimBackend) -> None:
         self.be = be
 
-    def __getitem__(self, key: str) -> View:
+    def __getitem__(self, key: str) -> DeviceView:
         return self.be.view(self.be.index[key])
 
     def __iter__(self) -> Iterator[str]:
