@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from eden.controller.admin_types import BulkResult, Changed, LastReport, LearnSetting, Settings, TofuSetting
 from eden.controller.core import BadRequest, Controller, Forbidden, NotFound
 from eden.controller.store import is_busy
 
@@ -59,7 +60,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
             raise BadRequest("body must be a JSON object")
         return data
 
-    def ok(data: Any, status: int = 200) -> web.Response:
+    def ok(data: object, status: int = 200) -> web.Response:
         return web.json_response(data, status=status)
 
     async def devices(request: web.Request) -> web.Response:
@@ -74,8 +75,9 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
 
     async def preregister_many(request: web.Request) -> web.Response:
         d = await body(request)
-        created, updated = ctl.preregister_many(d.get("devices"))  # type: ignore[arg-type]
-        return ok({"created": created, "updated": updated}, 201 if created else 200)
+        created, updated = ctl.preregister_many(d.get("devices"))
+        result: BulkResult = {"created": created, "updated": updated}
+        return ok(result, 201 if created else 200)
 
     async def device(request: web.Request) -> web.Response:
         return ok(ctl.device_view(ctl.index(request.match_info["serial"]), full=True))
@@ -90,7 +92,8 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
                 d = {"name": request.match_info["name"], "spec": None if request.method == "DELETE" else d}
             serial = request.match_info.get("serial")
             idx = ctl.admin_change(what, [serial] if serial else None, d)
-            return ok({"changed": [ctl.device_view(i, full=False) for i in idx]})
+            changed: Changed = {"changed": [ctl.device_view(i, full=False) for i in idx]}
+            return ok(changed)
         return run
 
     async def revoke_cert(request: web.Request) -> web.Response:
@@ -103,8 +106,9 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         found = ctl.store.last_payload(serial, kind)
         if found is None:
             raise NotFound(f"no {kind} report from {serial!r}")
-        return ok({"serial": serial, "kind": kind, "received": found[0],
-                   "payload_b64": base64.b64encode(found[1]).decode()})
+        report: LastReport = {"serial": serial, "kind": kind, "received": found[0],
+                              "payload_b64": base64.b64encode(found[1]).decode()}
+        return ok(report)
 
     async def info(request: web.Request) -> web.Response:
         """The last info of each object by kind (ZI_DEVICE, ZI_APP, ZI_VOLUME, ...); ?kind= one kind."""
@@ -113,14 +117,16 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
     async def set_learn(request: web.Request) -> web.Response:
         d = await body(request)
         ctl.set_learn(bool(d["learn"]))
-        return ok({"learn": ctl.learn})
+        learn: LearnSetting = {"learn": ctl.learn}
+        return ok(learn)
 
     async def set_tofu(request: web.Request) -> web.Response:
         d = await body(request)
         if not isinstance(d.get("tofu"), bool):
             raise BadRequest("tofu must be true or false")
         ctl.set_tofu(d["tofu"])
-        return ok({"tofu": ctl.model.tofu})
+        tofu: TofuSetting = {"tofu": ctl.model.tofu}
+        return ok(tofu)
 
     async def add_content(request: web.Request) -> web.Response:
         """JSON {name, path, version?, pcr13?} (a file on the controller's host), or the bytes as
@@ -179,8 +185,9 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         return web.Response(text=text, content_type="application/x-ndjson")
 
     async def settings(request: web.Request) -> web.Response:
-        return ok({"learn": ctl.learn, "tofu": ctl.model.tofu, "global_items": ctl.model.global_items,
-                   "last_event_id": ctl.store.last_event_id()})
+        current: Settings = {"learn": ctl.learn, "tofu": ctl.model.tofu, "global_items": ctl.model.global_items,
+                             "last_event_id": ctl.store.last_event_id()}
+        return ok(current)
 
     app = web.Application(middlewares=[guard])
     s = "/v1/devices/{serial}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
 from eden.controller import attest
+from eden.controller.admin_types import AttestationResult, EventSpec
 from eden.controller.core import Controller, parse_cert
 from eden.controller.model import DATASTORE_PATH
 from eden.controller.quota import OverQuota
@@ -141,9 +142,10 @@ class DeviceApi:
             raise Reject(429, str(exc), {"Retry-After": str(int(exc.retry_after))}) from None
 
     @staticmethod
-    def _decode(kind: str, payload: bytes, **kw: Any) -> dict[str, Any]:
+    def _decode(kind: str, payload: bytes, *, image_of_version: Mapping[str, str] | None = None,
+                baseos_version: str | None = None) -> dict[str, Any]:
         try:
-            return codec.decode_request(kind, payload, **kw)
+            return codec.decode_request(kind, payload, image_of_version=image_of_version, baseos_version=baseos_version)
         except codec.CodecError as exc:
             raise Reject(422 if payload else 400, f"bad {kind} body: {exc}") from None
         except DecodeError as exc:
@@ -250,9 +252,9 @@ class DeviceApi:
         body = self._decode("attest", payload)
         dev = ctl.model.devices[i]
         status, answer, detail = attest.handle(ctl, i, body)
-        events: list[tuple[str, str | None, dict[str, Any]]] = []
+        events: list[EventSpec] = []
         if answer.get("type") in ("QUOTE", "STORE_KEYS"):
-            result = {"t": time.time(), "type": answer["type"], "code": answer.get("code"),
+            result: AttestationResult = {"t": time.time(), "type": answer["type"], "code": answer.get("code"),
                       "mismatch": answer.get("mismatch", []), "tpm": bool(body.get("tpm")), **detail}
             side = ctl.model.side[i]
             side.attestations = [*side.attestations[-19:], result]

@@ -14,13 +14,14 @@ import time
 from typing import Any
 
 from eden.controller import quote
+from eden.controller.admin_types import AttestDetail
 from eden.controller.core import Controller, parse_cert
 
 AK_CERT = "DEVICE_RESTRICTED_SIGNING"
 _B64 = "b64:"  # prefix of an escrowed key kept as base64 in the model's text field
 
 
-def handle(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def handle(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], AttestDetail]:
     """(status, answer, result detail for the history) for one decoded attest request."""
     kind = body.get("type")
     if kind == "CERT":
@@ -33,7 +34,7 @@ def handle(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
     return status, answer, {}
 
 
-def _certs(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def _certs(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], AttestDetail]:
     side = ctl.model.side[i]
     posted = {}
     for c in body.get("certs", []):
@@ -48,7 +49,7 @@ def _certs(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
     return 201, {"type": "CERT"}, {"certs": sorted(posted)}
 
 
-def _reject(ctl: Controller, i: int, exc: quote.QuoteRejected) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def _reject(ctl: Controller, i: int, exc: quote.QuoteRejected) -> tuple[int, dict[str, Any], AttestDetail]:
     """The model's bookkeeping of a failed quote (eve.controller ``_attest``): no token, no key."""
     dev = ctl.model.devices[i]
     if exc.code != "NONCE_MISMATCH":
@@ -60,7 +61,7 @@ def _reject(ctl: Controller, i: int, exc: quote.QuoteRejected) -> tuple[int, dic
     return 201, {"type": "QUOTE", "code": exc.code}, {"field": exc.field, "reason": exc.reason}
 
 
-def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], AttestDetail]:
     dev = ctl.model.devices[i]
     ak = ctl.model.side[i].certs.get(AK_CERT)
     if not body.get("tpm"):
@@ -90,7 +91,7 @@ def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
     ctl.learn_quote(i, checked.pcrs)
     model_body = {"type": "QUOTE", "nonce": dev.nonce, "tpm": True, "pcrs": {str(k): v.hex() for k, v in checked.pcrs.items()}}
     status, answer = ctl.model.answer(i, "attest", model_body)
-    detail: dict[str, Any] = {}
+    detail: AttestDetail = {}
     if answer.get("code") == "QUOTE_FAILED":
         pcrs = answer.get("mismatch", [])
         detail = {"field": "pcr_values", "reason": "PCR " + ", ".join(map(str, pcrs)) + " not in any approved template"}

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 from eden.controller.client import AdminClient, AdminError
 from eden.controller.store import TemplateStatus
@@ -14,7 +14,7 @@ from eden.controller.layout import Layout
 from eden.errors import EXIT_INVALID, EXIT_OK, InfrastructureError
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     c = sub.add_parser("controller", help="the real EVE API v2 controller").add_subparsers(dest="ctl", required=True)
     p = c.add_parser("init", help="create the PKI, admin token and config in DIR")
     p.add_argument("dir", type=Path)
@@ -102,9 +102,9 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--dir", type=Path, required=True, help="controller DIR")
 
 
-def _pairs(items: list[str]) -> dict[str, Any]:
+def _pairs(items: list[str]) -> dict[str, str | int | bool]:
     """KEY=VALUE pairs; a VALUE that parses as a JSON number or boolean is sent as one."""
-    out: dict[str, Any] = {}
+    out: dict[str, str | int | bool] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -117,7 +117,7 @@ def _pairs(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _print(data: Any) -> None:
+def _print(data: object) -> None:
     print(json.dumps(data, indent=1, default=str))
 
 

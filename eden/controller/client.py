@@ -8,10 +8,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Literal, Mapping, cast, overload
 
-from eden.controller.layout import Layout
-from eden.controller.store import TemplateStatus
+from eden.controller.admin_types import (BulkResult, Changed, ContentView, DeviceConfig, DeviceRow, DeviceView, EndpointSummary,
+                                         Event, InfoView, JsonValue, LastReport, LearnSetting, Preregistration, Template,
+                                         TemplateStatus, TofuSetting)
+from eden.controller.layout import Layout, ServeInfo
 from eden.runtime.deadline import Deadline
 
 
@@ -33,10 +35,20 @@ class AdminClient:
     def for_dir(cls, root: Path) -> "AdminClient":
         """From a running controller's DIR/serve.json and DIR/admin.token."""
         layout = Layout(root)
-        info = json.loads(layout.serve_json.read_text())
+        info: ServeInfo = json.loads(layout.serve_json.read_text())
         return cls(info["admin_url"], layout.read_token(), cafile=layout.root_cert)
 
-    def request(self, method: str, path: str, body: Any = None, *, timeout: float | None = None, raw: bool = False) -> Any:
+    @overload
+    def request(self, method: str, path: str, body: object = None, *, timeout: float | None = None,
+                raw: Literal[False] = False) -> JsonValue: ...
+    @overload
+    def request(self, method: str, path: str, body: object = None, *, timeout: float | None = None,
+                raw: Literal[True]) -> str: ...
+
+    def request(self, method: str, path: str, body: object = None, *, timeout: float | None = None,
+                raw: bool = False) -> JsonValue | str:
+        """``body``: anything ``json.dumps`` takes (None: no body). The answer parsed (None when it
+        is empty), or with ``raw`` its text. The typed calls below say what each answer holds."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
@@ -45,7 +57,8 @@ class AdminClient:
         text = self._open(req, timeout or self.timeout)
         if raw:
             return text
-        return json.loads(text) if text else None
+        parsed: JsonValue = json.loads(text) if text else None
+        return parsed
 
     def _open(self, req: urllib.request.Request, timeout: float) -> str:
         try:
@@ -64,70 +77,74 @@ class AdminClient:
 
     # ------------------------------------------------------------------------- calls --
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
-                    config: dict[str, Any] | None = None, learn: bool = False, tofu: bool = False) -> dict[str, Any]:
+                    config: DeviceConfig | None = None, learn: bool = False, tofu: bool = False) -> DeviceView:
         """``images``: name -> {version, measurement[, pcr13]}; ``tofu``: trust-on-first-use PCR
         templates for this device (see :mod:`eden.controller.model`)."""
-        body: dict[str, Any] = {"serial": serial, "firmware": firmware, "images": images or {}, "learn": learn, "tofu": tofu}
+        body: Preregistration = {"serial": serial, "firmware": firmware, "images": images or {}, "learn": learn, "tofu": tofu}
         if config is not None:
             body["config"] = config
-        return self.request("POST", "/v1/devices", body)
+        return cast(DeviceView, self.request("POST", "/v1/devices", body))
 
-    def preregister_many(self, devices: list[dict[str, Any]]) -> dict[str, int]:
+    def preregister_many(self, devices: list[Preregistration]) -> BulkResult:
         """Pre-register many devices in one transaction: entries as for :meth:`preregister`."""
-        return self.request("POST", "/v1/bulk/devices", {"devices": devices})
+        return cast(BulkResult, self.request("POST", "/v1/bulk/devices", {"devices": devices}))
 
-    def devices(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/devices")
+    def devices(self) -> list[DeviceRow]:
+        return cast("list[DeviceRow]", self.request("GET", "/v1/devices"))
 
-    def device(self, serial: str) -> dict[str, Any]:
-        return self.request("GET", self._dev(serial))
+    def device(self, serial: str) -> DeviceView:
+        return cast(DeviceView, self.request("GET", self._dev(serial)))
 
-    def set_items(self, items: dict[str, Any], serial: str | None = None) -> Any:
+    def _change(self, method: str, path: str, body: Mapping[str, object] | None = None) -> Changed:
+        """Every per-device change answers the changed devices' rows."""
+        return cast(Changed, self.request(method, path, body))
+
+    def set_items(self, items: Mapping[str, object], serial: str | None = None) -> Changed:
         path = self._dev(serial) + "/items" if serial else "/v1/items"
-        return self.request("PUT", path, {"items": items})
+        return self._change("PUT", path, {"items": items})
 
-    def set_baseos(self, serial: str, image: str, version: str, activate: bool = True) -> Any:
-        return self.request("PUT", self._dev(serial) + "/baseos", {"image": image, "version": version, "activate": activate})
+    def set_baseos(self, serial: str, image: str, version: str, activate: bool = True) -> Changed:
+        return self._change("PUT", self._dev(serial) + "/baseos", {"image": image, "version": version, "activate": activate})
 
-    def retry_update(self, serial: str) -> Any:
-        return self.request("POST", self._dev(serial) + "/baseos/retry", {})
+    def retry_update(self, serial: str) -> Changed:
+        return self._change("POST", self._dev(serial) + "/baseos/retry", {})
 
-    def force_fallback(self, serial: str) -> Any:
+    def force_fallback(self, serial: str) -> Changed:
         """Raise the device's ``force.fallback.counter`` by one: it boots its other partition (spec §3)."""
-        return self.request("POST", self._dev(serial) + "/baseos/fallback", {})
+        return self._change("POST", self._dev(serial) + "/baseos/fallback", {})
 
-    def reboot(self, serial: str) -> Any:
-        return self.request("POST", self._dev(serial) + "/reboot", {})
+    def reboot(self, serial: str) -> Changed:
+        return self._change("POST", self._dev(serial) + "/reboot", {})
 
-    def shutdown(self, serial: str) -> Any:
-        return self.request("POST", self._dev(serial) + "/shutdown", {})
+    def shutdown(self, serial: str) -> Changed:
+        return self._change("POST", self._dev(serial) + "/shutdown", {})
 
-    def set_app(self, serial: str, name: str, spec: dict[str, Any] | None) -> Any:
+    def set_app(self, serial: str, name: str, spec: Mapping[str, object] | None) -> Changed:
         path = self._dev(serial) + "/apps/" + urllib.parse.quote(name, safe="")
-        return self.request("DELETE", path) if spec is None else self.request("PUT", path, spec)
+        return self._change("DELETE", path) if spec is None else self._change("PUT", path, spec)
 
-    def set_maintenance(self, serial: str, enable: bool) -> Any:
-        return self.request("PUT", self._dev(serial) + "/maintenance", {"enable": enable})
+    def set_maintenance(self, serial: str, enable: bool) -> Changed:
+        return self._change("PUT", self._dev(serial) + "/maintenance", {"enable": enable})
 
-    def set_device_learn(self, serial: str, learn: bool) -> Any:
-        return self.request("PUT", self._dev(serial) + "/learn", {"learn": learn})
+    def set_device_learn(self, serial: str, learn: bool) -> Changed:
+        return self._change("PUT", self._dev(serial) + "/learn", {"learn": learn})
 
-    def set_learn(self, learn: bool) -> Any:
-        return self.request("PUT", "/v1/settings/learn", {"learn": learn})
+    def set_learn(self, learn: bool) -> LearnSetting:
+        return cast(LearnSetting, self.request("PUT", "/v1/settings/learn", {"learn": learn}))
 
-    def set_tofu(self, tofu: bool) -> Any:
+    def set_tofu(self, tofu: bool) -> TofuSetting:
         """Controller-wide trust-on-first-use PCR templates (spec §5)."""
-        return self.request("PUT", "/v1/settings/tofu", {"tofu": tofu})
+        return cast(TofuSetting, self.request("PUT", "/v1/settings/tofu", {"tofu": tofu}))
 
-    def set_device_tofu(self, serial: str, tofu: bool) -> Any:
-        return self.request("PUT", self._dev(serial) + "/tofu", {"tofu": tofu})
+    def set_device_tofu(self, serial: str, tofu: bool) -> Changed:
+        return self._change("PUT", self._dev(serial) + "/tofu", {"tofu": tofu})
 
-    def reset_device_tofu(self, serial: str) -> Any:
+    def reset_device_tofu(self, serial: str) -> Changed:
         """Forget the device's learned firmware PCRs: its next quote is trusted on first use again."""
-        return self.request("DELETE", self._dev(serial) + "/tofu")
+        return self._change("DELETE", self._dev(serial) + "/tofu")
 
     def add_content(self, name: str, path: str | Path, version: str | None = None, pcr13: str | None = None,
-                    *, upload: bool = False) -> dict[str, Any]:
+                    *, upload: bool = False) -> ContentView:
         """Register a base OS image file as content ``name`` (at ``version``): the controller stores
         it in its datastore and serves it to devices whose base OS is ``name``. ``pcr13``: the PCR 13
         value a device booted from this release quotes (hex). By default the controller reads
@@ -135,10 +152,10 @@ class AdminClient:
         Returns {name, version, sha256, size, pcr13, created, url}."""
         src = Path(path)
         if not upload:
-            body: dict[str, Any] = {"name": name, "path": str(src.resolve()), "version": version or ""}
+            body = {"name": name, "path": str(src.resolve()), "version": version or ""}
             if pcr13 is not None:
                 body["pcr13"] = pcr13
-            return self.request("POST", "/v1/content", body, timeout=max(self.timeout, 600.0))
+            return cast(ContentView, self.request("POST", "/v1/content", body, timeout=max(self.timeout, 600.0)))
         query = {"name": name, "version": version or ""}
         if pcr13 is not None:
             query["pcr13"] = pcr13
@@ -147,42 +164,42 @@ class AdminClient:
             req.add_header("Authorization", f"Bearer {self.token}")
             req.add_header("Content-Type", "application/octet-stream")
             req.add_header("Content-Length", str(src.stat().st_size))
-            return json.loads(self._open(req, max(self.timeout, 600.0)))
+            return cast(ContentView, json.loads(self._open(req, max(self.timeout, 600.0))))
 
-    def content(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/content")
+    def content(self) -> list[ContentView]:
+        return cast("list[ContentView]", self.request("GET", "/v1/content"))
 
-    def revoke_token(self, serial: str) -> Any:
-        return self.request("POST", self._dev(serial) + "/attestation/revoke", {})
+    def revoke_token(self, serial: str) -> Changed:
+        return self._change("POST", self._dev(serial) + "/attestation/revoke", {})
 
-    def revoke_cert(self, serial: str) -> dict[str, Any]:
+    def revoke_cert(self, serial: str) -> DeviceView:
         """Delete the device's registration: its cert is refused from now on (a new one may register)."""
-        return self.request("DELETE", self._dev(serial) + "/cert")
+        return cast(DeviceView, self.request("DELETE", self._dev(serial) + "/cert"))
 
-    def set_model(self, serial: str, manufacturer: str, product_name: str) -> Any:
+    def set_model(self, serial: str, manufacturer: str, product_name: str) -> Changed:
         """What UuidResponse tells the device it is (EVE's hardware-model override; both or none)."""
-        return self.request("PUT", self._dev(serial) + "/model", {"manufacturer": manufacturer, "product_name": product_name})
+        return self._change("PUT", self._dev(serial) + "/model", {"manufacturer": manufacturer, "product_name": product_name})
 
-    def last_report(self, serial: str, kind: str) -> dict[str, Any]:
+    def last_report(self, serial: str, kind: str) -> LastReport:
         """The last report of an unmodelled kind (``ZI_HARDWARE``, ``flowlog`` ...), payload in base64."""
-        return self.request("GET", self._dev(serial) + f"/reports/{kind}")
+        return cast(LastReport, self.request("GET", self._dev(serial) + f"/reports/{kind}"))
 
-    def info(self, serial: str, kind: str | None = None) -> dict[str, Any]:
+    def info(self, serial: str, kind: str | None = None) -> InfoView:
         """The last info of each object the device reported, by ZInfoTypes name (or ``kind`` only)."""
         query = "?" + urllib.parse.urlencode({"kind": kind}) if kind else ""
-        return self.request("GET", self._dev(serial) + "/info" + query)
+        return cast(InfoView, self.request("GET", self._dev(serial) + "/info" + query))
 
-    def templates(self, status: TemplateStatus | None = None) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/templates" + (f"?status={status}" if status else ""))
+    def templates(self, status: TemplateStatus | None = None) -> list[Template]:
+        return cast("list[Template]", self.request("GET", "/v1/templates" + (f"?status={status}" if status else "")))
 
-    def approve(self, template_id: int) -> dict[str, Any]:
-        return self.request("POST", f"/v1/templates/{template_id}/approve", {})
+    def approve(self, template_id: int) -> Template:
+        return cast(Template, self.request("POST", f"/v1/templates/{template_id}/approve", {}))
 
-    def stats(self) -> dict[str, Any]:
-        return self.request("GET", "/v1/stats")
+    def stats(self) -> dict[str, EndpointSummary]:
+        return cast("dict[str, EndpointSummary]", self.request("GET", "/v1/stats"))
 
     def wait_event(self, kind: str, serial: str | None = None, *, since: int = 0, timeout: float = 30.0,
-                   parent: Deadline | None = None) -> dict[str, Any]:
+                   parent: Deadline | None = None) -> Event:
         """The first event of ``kind`` (for ``serial``, if given) after ``since``; TimeoutError after
         ``timeout`` seconds or when ``parent`` ends."""
         deadline = Deadline(timeout, parent)
@@ -195,6 +212,6 @@ class AdminClient:
                 if event["kind"] == kind and (serial is None or event["serial"] == serial):
                     return event
 
-    def events(self, since: int = 0, wait: float = 0.0) -> list[dict[str, Any]]:
+    def events(self, since: int = 0, wait: float = 0.0) -> list[Event]:
         text = self.request("GET", f"/v1/events?since={since}&wait={wait}", timeout=wait + self.timeout, raw=True)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [cast(Event, json.loads(line)) for line in text.splitlines() if line.strip()]

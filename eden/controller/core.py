@@ -12,11 +12,16 @@ import sqlite3
 import time
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Mapping, overload
+
+from typing_extensions import Unpack
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from eden.controller.admin_types import (ContentRow, ContentView, DeviceConfig, DeviceRow, DeviceView, Event,
+                                         EventSpec, InfoView, JsonValue, ObjectEntry, ReportExtra, ReportSummary,
+                                         Template)
 from eden.controller.layout import Layout
 from eden.controller.limits import Limits
 from eden.controller.model import DATASTORE_PATH, RealModel
@@ -44,7 +49,7 @@ class Forbidden(Exception):
     """An admin request the controller's options do not allow (admin API 403)."""
 
 
-def check_pcr13(value: Any) -> str | None:
+def check_pcr13(value: object) -> str | None:
     """A declared PCR 13 value: None, or 64 hex digits (returned lower-case)."""
     if value is None or value == "":
         return None
@@ -64,7 +69,7 @@ def _is_sha256_hex(text: str) -> bool:
     return len(text) == 64 and all(ch in "0123456789abcdef" for ch in text)
 
 
-def parse_cert(value: Any) -> x509.Certificate:
+def parse_cert(value: str | bytes) -> x509.Certificate:
     """A device certificate as ZRegisterMsg.pemCert carries it: PEM, or base64 of PEM (bytes or str)."""
     data = value.encode() if isinstance(value, str) else bytes(value)
     if b"-----BEGIN" not in data:
@@ -124,8 +129,15 @@ class Controller:
             held -= self.store.trim_logs(serial, over)
         self._log_bytes[serial] = held
 
+    def _global_items(self) -> dict[str, JsonValue]:
+        """The controller-wide config items (an object: only :meth:`admin_change` writes them)."""
+        items = self.store.get_meta("global_items", {})
+        if not isinstance(items, dict):
+            raise ValueError(f"global_items in the database is not an object: {items!r}")
+        return items
+
     def _fresh(self) -> None:
-        self.model = RealModel(self.store.get_meta("global_items", {}))
+        self.model = RealModel(self._global_items())
         self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
         self.model.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
         self.by_serial: dict[str, int] = {}
@@ -164,9 +176,9 @@ class Controller:
             m.restore(state, at=i)
             for der_hash in m.side[i].revoked:
                 self._index_revoked(i, bytes.fromhex(der_hash))
-            if m.devices[i].cert:
-                self._index_cert(i, parse_cert(m.devices[i].cert))
-        m.global_items = self.store.get_meta("global_items", {})
+            if cert := m.devices[i].cert:
+                self._index_cert(i, parse_cert(cert))
+        m.global_items = self._global_items()
         self.learn = bool(self.store.get_meta("learn", self.settings.get("learn", False)))
         m.tofu = bool(self.store.get_meta("tofu", self.settings.get("tofu", False)))
         m.learned, m.content = {}, {}
@@ -203,8 +215,8 @@ class Controller:
             self.by_serial[serial] = i
             for der_hash in self.model.side[i].revoked:
                 self._index_revoked(i, bytes.fromhex(der_hash))
-            if self.model.devices[i].cert:
-                cert = parse_cert(self.model.devices[i].cert)
+            if pem := self.model.devices[i].cert:
+                cert = parse_cert(pem)
                 if signing.cert_hash(cert) in self.own_certs:  # stored by an older eden: not an identity
                     log.warning("device %s was registered with the controller's own certificate: dropped", serial)
                     self.model.devices[i].cert = None
@@ -232,7 +244,7 @@ class Controller:
         self.revoked[der_sha256] = i
         self.revoked[der_sha256[:16]] = i
 
-    def revoke_cert(self, serial: str) -> dict[str, Any]:
+    def revoke_cert(self, serial: str) -> DeviceView:
         """Delete a device's registration: its cert no longer authenticates anything, even with a
         valid signature, and may not register again; a new device cert may register (201) and
         keeps the device's uuid. (The API has no replay defence, docs/real-eve.md.)"""
@@ -251,18 +263,19 @@ class Controller:
         self.commit([i], [("cert_revoked", serial, {"cert_sha256": der_sha256.hex()})])
         return self.device_view(i, full=True)
 
-    def record_report(self, i: int, kind: str, payload: bytes, *, keep: bool, **extra: Any) -> None:
+    def record_report(self, i: int, kind: str, payload: bytes, *, keep: bool, **extra: Unpack[ReportExtra]) -> None:
         """Count a device report by kind and keep its summary (and, with ``keep``, its bytes: the
         kinds eden does not model). The caller commits."""
         side = self.model.side[i]
-        last = side.reports.get(kind, {})
-        side.reports = {**side.reports, kind: {"count": int(last.get("count", 0)) + 1, "received": time.time(),
-                                               "size": len(payload), **extra}}
+        last = side.reports.get(kind)
+        summary: ReportSummary = {"count": (int(last["count"]) if last else 0) + 1, "received": time.time(),
+                                  "size": len(payload), **extra}
+        side.reports = {**side.reports, kind: summary}
         if keep:
             self.store.begin()
             self.store.put_last_payload(self.model.devices[i].serial, kind, payload)
 
-    def keep_object(self, i: int, kind: str, key: str, data: dict[str, Any] | None, at: float) -> None:
+    def keep_object(self, i: int, kind: str, key: str, data: Mapping[str, object] | None, at: float) -> None:
         """The last info of one object (a volume, a content tree, ...); ``data`` None: it is gone.
         At most ``info_objects_per_kind`` per kind: a new object drops the least recently
         updated one, so a device cannot grow the controller's state without bound. The caller commits."""
@@ -273,15 +286,16 @@ class Controller:
             while len(objs) >= self.limits.info_objects_per_kind:
                 objs.pop(next(iter(objs)))
                 side.objects_dropped += 1
-            objs[key] = {"at": at, "received": time.time(), "data": data}
+            entry: ObjectEntry = {"at": at, "received": time.time(), "data": data}
+            objs[key] = entry
         side.objects = {**side.objects, kind: objs}
 
-    def info_view(self, i: int, kind: str | None = None) -> dict[str, Any]:
+    def info_view(self, i: int, kind: str | None = None) -> InfoView:
         """The last info of every object the device reported, by ZInfoTypes name (or one kind)."""
         if kind is not None and (kind not in codec.INFO_KINDS):
             raise BadRequest(f"kind must be one of {', '.join(codec.INFO_KINDS)}, got {kind!r}")
         dev, side = self.model.devices[i], self.model.side[i]
-        kinds: dict[str, Any] = {}
+        kinds: dict[str, Mapping[str, object]] = {}
         if dev.info is not None:
             kinds["ZI_DEVICE"] = {"device": {k: v for k, v in dev.info.items() if k != "apps"}}
             kinds["ZI_APP"] = dict(dev.info.get("apps") or {})
@@ -294,7 +308,7 @@ class Controller:
         self.model.learned.setdefault(i, []).append({int(k): bytes.fromhex(v) for k, v in pcrs.items()})
 
     # ---------------------------------------------------------------------- writing --
-    def commit(self, indices: list[int], events: list[tuple[str, str | None, dict[str, Any]]]) -> None:
+    def commit(self, indices: list[int], events: list[EventSpec]) -> None:
         """Persist the devices and events in one transaction, then wake event long-polls. If it
         fails (a lock held by another process: 503), the memory state is put back (:meth:`_restore`)."""
         try:
@@ -313,7 +327,7 @@ class Controller:
             self._new_event.set()
             self._new_event = asyncio.Event()
 
-    async def wait_events(self, since: int, wait: float) -> list[dict[str, Any]]:
+    async def wait_events(self, since: int, wait: float) -> list[Event]:
         waiter = self._new_event
         found = self.store.events_after(since)
         if found or wait <= 0:
@@ -335,7 +349,7 @@ class Controller:
         return list(range(len(self.model.devices))) if serials is None else [self.index(s) for s in serials]
 
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
-                    config: dict[str, Any] | None = None, learn: bool = False, tofu: bool = False) -> tuple[bool, int]:
+                    config: DeviceConfig | None = None, learn: bool = False, tofu: bool = False) -> tuple[bool, int]:
         """(created, index). Re-registering an existing serial updates firmware/images/config.
 
         ``images`` maps name -> {version, measurement[, pcr13]}: ``pcr13`` (hex) is the release's
@@ -344,7 +358,7 @@ class Controller:
         self.commit([i], [event])
         return created, i
 
-    def preregister_many(self, entries: list[dict[str, Any]]) -> tuple[int, int]:
+    def preregister_many(self, entries: object) -> tuple[int, int]:
         """Pre-register many devices in one transaction (``eden emulate``): (created, updated).
 
         Each entry is ``{serial, firmware?, images?, config?, learn?}``, as for :meth:`preregister`.
@@ -370,8 +384,7 @@ class Controller:
         return created, len(done) - created
 
     def _preregister(self, serial: str, *, firmware: str, images: dict[str, dict[str, str]] | None,
-                     config: dict[str, Any] | None, learn: bool,
-                     tofu: bool = False) -> tuple[bool, int, tuple[str, str | None, dict[str, Any]]]:
+                     config: DeviceConfig | None, learn: bool, tofu: bool = False) -> tuple[bool, int, EventSpec]:
         """Apply one pre-registration to the model; the caller commits (index and event returned)."""
         if not serial or not isinstance(serial, str):
             raise BadRequest("serial must be a non-empty string")
@@ -411,20 +424,20 @@ class Controller:
                             {"firmware": firmware, "images": sorted(images), "config": config is not None})
 
     @staticmethod
-    def validate(fragment: dict[str, Any]) -> None:
+    def validate(fragment: Mapping[str, object]) -> None:
         """Reject admin input the wire cannot carry: trial-encode it as a config (codec rules)."""
         try:
             codec.encode_response("config", 200, {"config": {"hash": "", **fragment}, "ver": 0}, device_uuid="")
         except codec.CodecError as exc:
             raise BadRequest(str(exc)) from None
 
-    def _check_config(self, config: Any) -> None:
+    def _check_config(self, config: object) -> None:
         if not isinstance(config, dict):
             raise BadRequest("config must be an object")
         self.validate({"items": config.get("items") or {}, "apps": config.get("apps") or {},
                        "baseos": ({"retry": 0, **config["baseos"]} if config.get("baseos") else None)})
 
-    def _apply_config(self, i: int, config: dict[str, Any]) -> None:
+    def _apply_config(self, i: int, config: DeviceConfig) -> None:
         m = self.model
         m.side[i].has_config = True
         if config.get("items"):
@@ -564,7 +577,7 @@ class Controller:
             tmp.unlink(missing_ok=True)
 
     @staticmethod
-    def check_content(name: Any, version: Any, pcr13: Any) -> str | None:
+    def check_content(name: object, version: object, pcr13: object) -> str | None:
         """Validate content arguments before anything is staged; returns the normalised pcr13."""
         if not name or not isinstance(name, str):
             raise BadRequest("content needs a non-empty string name")
@@ -576,13 +589,13 @@ class Controller:
             raise BadRequest(f"bad content name: {exc}") from None
         return check_pcr13(pcr13)
 
-    def register_content(self, name: str, version: str, sha256: str, size: int, pcr13: str | None) -> dict[str, Any]:
+    def register_content(self, name: str, version: str, sha256: str, size: int, pcr13: str | None) -> ContentView:
         """Record staged content under (name, version); devices whose base OS is ``name`` get a new
         config carrying it (spec §3 step 1)."""
         pcr13 = self.check_content(name, version, pcr13)
         if not _is_sha256_hex(sha256) or not (self.content_dir / sha256).is_file():
             raise BadRequest(f"no staged content {sha256!r}")
-        row = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
+        row: ContentRow = {"name": name, "version": version, "sha256": sha256, "size": int(size), "pcr13": pcr13, "created": time.time()}
         m = self.model
         self.store.begin()
         m.content.setdefault(name, {})[version] = row
@@ -594,17 +607,17 @@ class Controller:
                                                        "size": int(size), "pcr13": pcr13})])
         return self.content_view(row)
 
-    def add_content(self, name: str, src: Path, *, version: str = "", pcr13: str | None = None) -> dict[str, Any]:
+    def add_content(self, name: str, src: Path, *, version: str = "", pcr13: str | None = None) -> ContentView:
         """Stage and register in one call (offline use and tests; the server stages in a thread)."""
         self.check_content(name, version, pcr13)
         sha, size, _path = self.stage_content(Path(src))
         return self.register_content(name, version, sha, size, pcr13)
 
     @staticmethod
-    def content_view(row: dict[str, Any]) -> dict[str, Any]:
+    def content_view(row: ContentRow) -> ContentView:
         return {**row, "url": DATASTORE_PATH + row["sha256"]}
 
-    def content_list(self) -> list[dict[str, Any]]:
+    def content_list(self) -> list[ContentView]:
         return [self.content_view(r) for versions in self.model.content.values() for r in versions.values()]
 
     def content_file(self, sha256: str) -> Path | None:
@@ -617,7 +630,7 @@ class Controller:
         path = self.content_dir / sha
         return path if path.is_file() else None
 
-    def approve(self, tid: int) -> dict[str, Any]:
+    def approve(self, tid: int) -> Template:
         tpl = next((t for t in self.store.templates() if t["id"] == tid), None)
         if tpl is None:
             raise NotFound(f"unknown template {tid}")
@@ -635,33 +648,42 @@ class Controller:
         touched it, or global configItems are set."""
         return self.model.side[i].has_config or bool(self.model.global_items)
 
-    def device_view(self, i: int, *, full: bool) -> dict[str, Any]:
+    @overload
+    def device_view(self, i: int, *, full: Literal[False]) -> DeviceRow: ...
+    @overload
+    def device_view(self, i: int, *, full: Literal[True]) -> DeviceView: ...
+    @overload
+    def device_view(self, i: int, *, full: bool) -> DeviceRow | DeviceView: ...
+
+    def device_view(self, i: int, *, full: bool) -> DeviceRow | DeviceView:
         dev = self.model.devices[i]
         side = self.model.side[i]
-        view: dict[str, Any] = {
+        row: DeviceRow = {
             "serial": dev.serial, "uuid": dev.uuid, "onboarded": side.onboarded,
             "registered": dev.cert is not None, "last_seen": side.last_seen or None,
             "config_hash": dev.hash or None, "config_version": dev.ver, "served_hash": side.served_hash or None,
             "has_config": self.config_exists(i),
         }
-        if full:
-            view.update({
-                "firmware": dev.firmware, "images": side.images, "learn": side.learn,
-                "tofu": self.model.uses_tofu(i), "firmware_pcrs_learned": i in self.model.firmware,
-                "items": dev.items, "baseos": dev.baseos, "reboot": dev.reboot, "shutdown": side.shutdown,
-                "apps": dev.apps, "maintenance": dev.maintenance,
-                "attestation": {"token_required": dev.token_required, "has_token": dev.token is not None,
-                                "escrowed": dev.escrow is not None, "failures": dev.attest_failures,
-                                "last": side.attestations[-1] if side.attestations else None,
-                                "results": side.attestations},
-                "certs": {"posted": side.certs_posted, "at": side.certs_at or None,
-                          "types": sorted(side.certs), "pem": side.certs},
-                "info": dev.info, "info_count": side.info_count,
-                "metrics": side.metrics, "metrics_count": side.metrics_count,
-                "logs_count": side.logs_count,
-                "reports": side.reports, "revoked_certs": side.revoked,
-                "manufacturer": side.manufacturer, "product_name": side.product_name,
-            })
+        if not full:
+            return row
+        view: DeviceView = {
+            **row,
+            "firmware": dev.firmware, "images": side.images, "learn": side.learn,
+            "tofu": self.model.uses_tofu(i), "firmware_pcrs_learned": i in self.model.firmware,
+            "items": dev.items, "baseos": dev.baseos, "reboot": dev.reboot, "shutdown": side.shutdown,
+            "apps": dev.apps, "maintenance": dev.maintenance,
+            "attestation": {"token_required": dev.token_required, "has_token": dev.token is not None,
+                            "escrowed": dev.escrow is not None, "failures": dev.attest_failures,
+                            "last": side.attestations[-1] if side.attestations else None,
+                            "results": side.attestations},
+            "certs": {"posted": side.certs_posted, "at": side.certs_at or None,
+                      "types": sorted(side.certs), "pem": side.certs},
+            "info": dev.info, "info_count": side.info_count,
+            "metrics": side.metrics, "metrics_count": side.metrics_count,
+            "logs_count": side.logs_count,
+            "reports": side.reports, "revoked_certs": side.revoked,
+            "manufacturer": side.manufacturer, "product_name": side.product_name,
+        }
         return view
 
     # -------------------------------------------------------------- attestation --

@@ -6,7 +6,33 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
+
+
+class ControllerConfig(TypedDict):
+    """DIR/controller.json, written once by ``eden controller init``."""
+
+    version: int
+    server: str  # HOST:PORT devices reach the device API at
+    dns_names: list[str]
+    ip_addresses: list[str]
+    learn: NotRequired[bool]
+    tofu: NotRequired[bool]  # not in directories made before trust-on-first-use
+    created: float
+
+
+class ServeInfo(TypedDict):
+    """DIR/serve.json, written by a running ``eden controller serve`` once it listens."""
+
+    pid: int
+    api_url: str
+    api_port: int
+    admin_url: str
+    admin_port: int
+    dir: str
+    root_certificate: str
+    token_file: str
+    started: float
 
 
 @dataclass(frozen=True)
@@ -51,7 +77,7 @@ class Layout:
     def initialised(self) -> bool:
         return self.config.exists()
 
-    def read_config(self) -> dict[str, Any]:
+    def read_config(self) -> ControllerConfig:
         return json.loads(self.config.read_text())
 
     def read_token(self) -> str:

@@ -22,8 +22,9 @@ import hashlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Mapping
 
+from eden.controller.admin_types import AttestationResult, ContentRow, ObjectEntry, ReportSummary, StoredDevice
 from eve.controller import Controller, DeviceRecord
 from eve.measured_boot import PCR_ROOTFS, QUOTE_PCRS
 
@@ -46,17 +47,17 @@ class Side:
     shutdown: int = 0
     last_seen: float = 0.0
     served_hash: str = ""
-    metrics: dict[str, Any] | None = None
+    metrics: Mapping[str, object] | None = None  # the last decoded metrics report
     metrics_count: int = 0
     info_count: int = 0
     logs_count: int = 0
-    attestations: list[dict[str, Any]] = field(default_factory=list)  # last 20 results
+    attestations: list[AttestationResult] = field(default_factory=list)  # last 20 results
     # last report of each kind (spec §2.2): "ZI_DEVICE", "ZI_HARDWARE", ..., "flowlog", "hardwarehealth"
     # -> {count, received, at?, size, content_fields?}; raw bytes of unmodelled kinds: Store.last_payload
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, ReportSummary] = field(default_factory=dict)
     # last info of each object (spec §2.2): "ZI_VOLUME", "ZI_CONTENT_TREE", "ZI_NETWORK_INSTANCE",
     # "ZI_HARDWARE" -> object uuid -> {at, received, data}; least recently updated first
-    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    objects: dict[str, dict[str, ObjectEntry]] = field(default_factory=dict)
     objects_dropped: int = 0  # objects dropped to keep Limits.info_objects_per_kind
     revoked: list[str] = field(default_factory=list)  # sha256(DER) hex of revoked device certs
     manufacturer: str = ""  # UuidResponse (EVE uses both only when both are set, spec §2)
@@ -67,13 +68,13 @@ class Side:
 
 
 class RealModel(Controller):
-    def __init__(self, global_items: dict[str, Any]) -> None:
-        super().__init__(global_items=global_items, enforce_attestation=True)
+    def __init__(self, global_items: Mapping[str, object]) -> None:
+        super().__init__(global_items=dict(global_items), enforce_attestation=True)
         self.side: list[Side] = []
         self.learned: dict[int, list[dict[int, bytes]]] = {}  # approved learned templates per device
         self.tofu = False  # controller-wide trust-on-first-use templates (else per device: Side.tofu)
         self.firmware: dict[int, dict[int, bytes]] = {}  # TOFU: learned PCRs (all quoted but 13)
-        self.content: dict[str, dict[str, dict[str, Any]]] = {}  # image name -> version -> content row
+        self.content: dict[str, dict[str, ContentRow]] = {}  # image name -> version -> content row
 
     def add(self, serial: str, firmware: str, images: dict[str, str]) -> int:
         i = self.add_device(serial, firmware, images)
@@ -103,8 +104,9 @@ class RealModel(Controller):
     def allowed_images(self, i: int) -> set[str]:
         """Image names device ``i`` may run: its pre-registered images and its base OS image."""
         names = set(self.side[i].images) | set(self.devices[i].images)
-        if self.devices[i].baseos:
-            names.add(str(self.devices[i].baseos["image"]))
+        baseos = self.devices[i].baseos
+        if baseos:
+            names.add(str(baseos["image"]))
         return names
 
     def release_pcr13(self, i: int) -> set[bytes]:
@@ -115,11 +117,11 @@ class RealModel(Controller):
             if declared:
                 out.add(bytes.fromhex(declared))
             for row in self.content.get(name, {}).values():
-                if row.get("pcr13"):
-                    out.add(bytes.fromhex(row["pcr13"]))
+                if row_pcr13 := row["pcr13"]:
+                    out.add(bytes.fromhex(row_pcr13))
         return out
 
-    def content_for(self, image: str, version: str) -> dict[str, Any] | None:
+    def content_for(self, image: str, version: str) -> ContentRow | None:
         """The content row serving ``image`` at ``version`` (or registered without a version)."""
         versions = self.content.get(image, {})
         return versions.get(version) or versions.get("")
@@ -152,11 +154,11 @@ class RealModel(Controller):
             self._changed(i)
 
     # ----------------------------------------------------------------- persistence --
-    def dump(self, i: int) -> dict[str, Any]:
+    def dump(self, i: int) -> StoredDevice:
         dev = self.devices[i]
         return {"device": {k: getattr(dev, k) for k in _DEVICE_FIELDS}, "side": asdict(self.side[i])}
 
-    def restore(self, state: dict[str, Any], at: int | None = None) -> int:
+    def restore(self, state: StoredDevice, at: int | None = None) -> int:
         """Add a device from its stored state, or (``at``) put device ``at`` back to it."""
         d = state["device"]
         if at is None:

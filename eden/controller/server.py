@@ -20,7 +20,7 @@ from aiohttp import web
 from eden.controller.admin import admin_app
 from eden.controller.api import DeviceApi
 from eden.controller.core import Controller
-from eden.controller.layout import Layout, write_atomic
+from eden.controller.layout import Layout, ServeInfo, write_atomic
 from eden.controller.limits import Limits
 from eden.controller.transport import Gate, GuardedSite, RateLimit, body_guard, bound_tls_buffers, middleware
 from eden.errors import InfrastructureError
@@ -125,7 +125,7 @@ async def serve(layout: Layout, listen: str, admin_listen: str, options: Options
         if admin_tls:
             logging.getLogger("eden.controller").warning("the admin API listens on %s (not loopback), over TLS", admin_listen)
         api_port, admin_port = _port(runner), _port(admin_runner)
-        info = {
+        info: ServeInfo = {
             "pid": os.getpid(),
             "api_url": f"https://{_urlhost(host)}:{api_port}", "api_port": api_port,
             "admin_url": f"{'https' if admin_tls else 'http'}://{_urlhost(ahost)}:{admin_port}", "admin_port": admin_port,

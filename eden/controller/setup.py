@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from eden.controller.layout import Layout, write_atomic
+from eden.controller.layout import ControllerConfig, Layout, write_atomic
 from eden.errors import InfrastructureError
 from eden.wire import pki
 
@@ -48,7 +48,7 @@ def init(root: Path, *, server: str = DEFAULT_SERVER, sans: list[str] | None = N
     pki.save_pem(pki.create_controller_ecdh(ca), layout.cert("ecdh"), layout.key("ecdh"))
     pki.save_pem(pki.create_onboarding("eden onboard"), layout.cert("onboard"), layout.key("onboard"))
     write_atomic(layout.token, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
-    config = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": learn,
+    config: ControllerConfig = {"version": 1, "server": server, "dns_names": names, "ip_addresses": ips, "learn": learn,
               "tofu": tofu, "created": time.time()}
     write_atomic(layout.config, json.dumps(config, indent=1).encode())  # last: marks DIR as initialised
     return layout

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any
+
+from eden.controller.admin_types import EndpointSummary
 
 WINDOW = 20_000  # latest latencies kept per endpoint for the percentiles
 
@@ -19,7 +20,7 @@ class EndpointStats:
         self.status[status] += 1
         self.latencies.append(seconds)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> EndpointSummary:
         lat = sorted(self.latencies)
 
         def q(p: float) -> float:
@@ -39,5 +40,5 @@ class Stats:
             st = self.endpoints[endpoint] = EndpointStats()
         st.add(status, seconds)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, EndpointSummary]:
         return {name: st.summary() for name, st in sorted(self.endpoints.items())}

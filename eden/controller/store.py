@@ -10,11 +10,9 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Iterable, Mapping
 
-TemplateStatus = Literal["pending", "approved"]
-"""A PCR template waits for an admin's approval, or is approved (learned or approved by hand): only
-approved templates attest."""
+from eden.controller.admin_types import ContentRow, Event, JsonValue, StoredDevice, Template, TemplateStatus
 
 BUSY_BACKOFF = 1.0  # s after a failed wait for the lock during which writes do not wait again
 
@@ -94,24 +92,24 @@ class Store:
         self._in_tx = False
 
     # ------------------------------------------------------------------------- rows --
-    def get_meta(self, key: str, default: Any = None) -> Any:
+    def get_meta(self, key: str, default: JsonValue = None) -> JsonValue:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def put_meta(self, key: str, value: Any) -> None:
+    def put_meta(self, key: str, value: JsonValue) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
-    def put_device(self, serial: str, idx: int, state: dict[str, Any]) -> None:
+    def put_device(self, serial: str, idx: int, state: StoredDevice) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO devices(serial, idx, state) VALUES (?, ?, ?)",
             (serial, idx, json.dumps(state, default=str)),
         )
 
-    def device(self, serial: str) -> dict[str, Any] | None:
+    def device(self, serial: str) -> StoredDevice | None:
         row = self.db.execute("SELECT state FROM devices WHERE serial=?", (serial,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def devices(self) -> list[tuple[str, int, dict[str, Any]]]:
+    def devices(self) -> list[tuple[str, int, StoredDevice]]:
         rows = self.db.execute("SELECT serial, idx, state FROM devices ORDER BY idx").fetchall()
         return [(s, i, json.loads(st)) for s, i, st in rows]
 
@@ -128,7 +126,7 @@ class Store:
     def set_template_status(self, tid: int, status: TemplateStatus) -> None:
         self.db.execute("UPDATE templates SET status=? WHERE id=?", (status, tid))
 
-    def templates(self) -> list[dict[str, Any]]:
+    def templates(self) -> list[Template]:
         rows = self.db.execute("SELECT id, serial, digest, pcrs, status, created FROM templates ORDER BY id").fetchall()
         return [
             {"id": r[0], "serial": r[1], "digest": r[2], "pcrs": json.loads(r[3]), "status": r[4], "created": r[5]}
@@ -141,7 +139,7 @@ class Store:
             (name, version, sha256, size, pcr13, time.time()),
         )
 
-    def content(self) -> list[dict[str, Any]]:
+    def content(self) -> list[ContentRow]:
         rows = self.db.execute("SELECT name, version, sha256, size, pcr13, created FROM content ORDER BY created, name").fetchall()
         return [{"name": r[0], "version": r[1], "sha256": r[2], "size": r[3], "pcr13": r[4], "created": r[5]} for r in rows]
 
@@ -156,14 +154,14 @@ class Store:
     def firmware_pcrs(self) -> dict[str, dict[str, str]]:
         return {r[0]: json.loads(r[1]) for r in self.db.execute("SELECT serial, pcrs FROM firmware_pcrs")}
 
-    def add_event(self, kind: str, serial: str | None, data: dict[str, Any]) -> int:
+    def add_event(self, kind: str, serial: str | None, data: Mapping[str, object]) -> int:
         cur = self.db.execute(
             "INSERT INTO events(t, kind, serial, data) VALUES (?, ?, ?, ?)",
             (time.time(), kind, serial, json.dumps(data, default=str)),
         )
         return int(cur.lastrowid or 0)
 
-    def events_after(self, since: int, limit: int = 1000) -> list[dict[str, Any]]:
+    def events_after(self, since: int, limit: int = 1000) -> list[Event]:
         rows = self.db.execute(
             "SELECT id, t, kind, serial, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
         ).fetchall()
@@ -205,7 +203,7 @@ class Store:
         self.db.executemany("DELETE FROM logs WHERE id=?", ids)
         return gone
 
-    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
         self.db.executemany(sql, rows)
 
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from cryptography import x509
 
 from eden.agent.tpm import SoftTpm
 from eden.controller.client import AdminClient
-from eden.controller.layout import Layout
+from eden.controller.layout import Layout, ServeInfo
 from eden.wire import codec, pki, signing
 from eden.runtime.deadline import Deadline
 from eden.wire.gen import auth_pb2
@@ -31,7 +33,7 @@ class ServeProcess:
         self.args = tuple(args)
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self.info: dict[str, Any] = {}
+        self.info: ServeInfo  # once started
 
     def start(self) -> "ServeProcess":
         self.layout.serve_json.unlink(missing_ok=True)
@@ -47,7 +49,7 @@ class ServeProcess:
                 self.stop()
                 raise RuntimeError(f"controller exited with {self.proc.returncode}; see {self.layout.root / 'serve.log'}")
             if self.layout.serve_json.exists():
-                info = json.loads(self.layout.serve_json.read_text())
+                info: ServeInfo = json.loads(self.layout.serve_json.read_text())
                 if info.get("pid") == self.proc.pid:
                     self.info = info
                     return self
@@ -74,7 +76,7 @@ class ServeProcess:
     def __enter__(self) -> "ServeProcess":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -105,7 +107,7 @@ class DeviceClient:
         signer = signer or self.device
         return signing.seal(payload, signer.key, signer.cert, include_cert=include_cert).SerializeToString()
 
-    def open_reply(self, body: bytes, signing_cert: Any) -> bytes:
+    def open_reply(self, body: bytes, signing_cert: x509.Certificate | bytes) -> bytes:
         """Verify a controller reply against the signing cert (which must chain to the root): its
         senderCertHash names the PEM as served by GET certs (spec §2.1)."""
         container = auth_pb2.AuthContainer.FromString(body)
@@ -117,7 +119,7 @@ class DeviceClient:
         _method, path = codec.request_path(kind, uuid or self.uuid)
         return self.raw("POST", path, self.seal(payload, signer, include_cert=include_cert))
 
-    def send(self, kind: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    def send(self, kind: str, body: Mapping[str, object]) -> tuple[int, bytes]:
         """Encode a node body with the codec and post every payload; returns the last answer."""
         payloads = codec.encode_request(kind, body, device_uuid=self.uuid, device_cert_pem=pki.cert_pem(self.device.cert).decode())
         status, reply = 0, b""
@@ -140,21 +142,21 @@ class DeviceClient:
     def register(self) -> int:
         return self.send("register", {"serial": self.serial, "cert": pki.cert_pem(self.device.cert).decode()})[0]
 
-    def fetch_uuid(self, signing_cert: Any) -> str:
+    def fetch_uuid(self, signing_cert: x509.Certificate | bytes) -> str:
         status, reply = self.send("uuid", {})
         if status != 200:
             raise RuntimeError(f"uuid answered {status}")
         self.uuid = codec.decode_response("uuid", 200, self.open_reply(reply, signing_cert))["uuid"]
         return self.uuid
 
-    def onboard_fully(self, signing_cert: Any) -> str:
+    def onboard_fully(self, signing_cert: x509.Certificate | bytes) -> str:
         status = self.register()
         if status not in (200, 201):
             raise RuntimeError(f"register answered {status}")
         return self.fetch_uuid(signing_cert)
 
 
-def controller_signing_cert(client: DeviceClient) -> Any:
+def controller_signing_cert(client: DeviceClient) -> x509.Certificate:
     """GET certs, verify its signature with the cert it carries, and check that cert chains to the root."""
     status, body = client.raw("GET", f"{PREFIX}/certs")
     if status != 200:

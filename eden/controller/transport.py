@@ -48,7 +48,7 @@ class Gate:
         self.per_client: Counter[str] = Counter()
         self.refused = 0
         self.timed_out = 0
-        self.by_transport: dict[Any, _Guarded] = {}
+        self.by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self._closed_since_trim = 0
 
     def closed(self) -> None:
@@ -61,8 +61,8 @@ class Gate:
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, inner)
 
-    def mark(self, transport: Any, busy: bool) -> None:
-        conn = self.by_transport.get(transport)
+    def mark(self, transport: asyncio.BaseTransport | None, busy: bool) -> None:
+        conn = self.by_transport.get(transport) if transport is not None else None
         if conn is not None:
             conn.set_busy(busy)
 
@@ -106,7 +106,8 @@ class _Guarded(asyncio.Protocol):
         g.per_client[self.client] -= 1
         if g.per_client[self.client] <= 0:
             del g.per_client[self.client]
-        g.by_transport.pop(self.transport, None)
+        if self.transport is not None:
+            g.by_transport.pop(self.transport, None)
         self._cancel()
         self.inner.connection_lost(exc)
         g.closed()
