@@ -192,6 +192,19 @@ _LANES: list[Lane] = []
 _TIMINGS: list[str] = []
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM to pytest (a CI system cancelling the job) ends the session as a Ctrl-C does, so
+    that ``pytest_sessionfinish`` stops the background runs: they are in their own sessions and
+    would outlive pytest otherwise. Only where SIGTERM has its default disposition (a launcher that
+    set its own is left alone)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 @pytest.hookimpl(trylast=True)  # after ``-m``/``-k`` deselection: only runs whose test will run start
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     late = [i for i in items if i.get_closest_marker("background")]

@@ -143,7 +143,7 @@ class CertsView(TypedDict):
     pem: dict[str, str]  # ZCertType name -> PEM
 
 
-class DeviceView(DeviceRow):
+class AdminDeviceView(DeviceRow):
     """One device in full (``GET /v1/devices/{serial}``, pre-registration, cert revocation)."""
 
     firmware: str

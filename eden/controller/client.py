@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Literal, Mapping, cast, overload
 
-from eden.controller.admin_types import (BulkResult, Changed, ContentView, DeviceConfig, DeviceRow, DeviceView, EndpointSummary,
+from eden.controller.admin_types import (BulkResult, Changed, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, EndpointSummary,
                                          Event, InfoView, JsonValue, LastReport, LearnSetting, Preregistration, Template,
                                          TemplateStatus, TofuSetting)
 from eden.controller.layout import Layout, ServeInfo
@@ -77,13 +77,13 @@ class AdminClient:
 
     # ------------------------------------------------------------------------- calls --
     def preregister(self, serial: str, *, firmware: str = "", images: dict[str, dict[str, str]] | None = None,
-                    config: DeviceConfig | None = None, learn: bool = False, tofu: bool = False) -> DeviceView:
+                    config: DeviceConfig | None = None, learn: bool = False, tofu: bool = False) -> AdminDeviceView:
         """``images``: name -> {version, measurement[, pcr13]}; ``tofu``: trust-on-first-use PCR
         templates for this device (see :mod:`eden.controller.model`)."""
         body: Preregistration = {"serial": serial, "firmware": firmware, "images": images or {}, "learn": learn, "tofu": tofu}
         if config is not None:
             body["config"] = config
-        return cast(DeviceView, self.request("POST", "/v1/devices", body))
+        return cast(AdminDeviceView, self.request("POST", "/v1/devices", body))
 
     def preregister_many(self, devices: list[Preregistration]) -> BulkResult:
         """Pre-register many devices in one transaction: entries as for :meth:`preregister`."""
@@ -92,8 +92,8 @@ class AdminClient:
     def devices(self) -> list[DeviceRow]:
         return cast("list[DeviceRow]", self.request("GET", "/v1/devices"))
 
-    def device(self, serial: str) -> DeviceView:
-        return cast(DeviceView, self.request("GET", self._dev(serial)))
+    def device(self, serial: str) -> AdminDeviceView:
+        return cast(AdminDeviceView, self.request("GET", self._dev(serial)))
 
     def _change(self, method: str, path: str, body: Mapping[str, object] | None = None) -> Changed:
         """Every per-device change answers the changed devices' rows."""
@@ -172,9 +172,9 @@ class AdminClient:
     def revoke_token(self, serial: str) -> Changed:
         return self._change("POST", self._dev(serial) + "/attestation/revoke", {})
 
-    def revoke_cert(self, serial: str) -> DeviceView:
+    def revoke_cert(self, serial: str) -> AdminDeviceView:
         """Delete the device's registration: its cert is refused from now on (a new one may register)."""
-        return cast(DeviceView, self.request("DELETE", self._dev(serial) + "/cert"))
+        return cast(AdminDeviceView, self.request("DELETE", self._dev(serial) + "/cert"))
 
     def set_model(self, serial: str, manufacturer: str, product_name: str) -> Changed:
         """What UuidResponse tells the device it is (EVE's hardware-model override; both or none)."""

@@ -19,7 +19,7 @@ from typing_extensions import Unpack
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from eden.controller.admin_types import (ContentRow, ContentView, DeviceConfig, DeviceRow, DeviceView, Event,
+from eden.controller.admin_types import (ContentRow, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, Event,
                                          EventSpec, InfoView, JsonValue, ObjectEntry, ReportExtra, ReportSummary,
                                          Template)
 from eden.controller.layout import Layout
@@ -244,7 +244,7 @@ class Controller:
         self.revoked[der_sha256] = i
         self.revoked[der_sha256[:16]] = i
 
-    def revoke_cert(self, serial: str) -> DeviceView:
+    def revoke_cert(self, serial: str) -> AdminDeviceView:
         """Delete a device's registration: its cert no longer authenticates anything, even with a
         valid signature, and may not register again; a new device cert may register (201) and
         keeps the device's uuid. (The API has no replay defence, docs/real-eve.md.)"""
@@ -651,11 +651,11 @@ class Controller:
     @overload
     def device_view(self, i: int, *, full: Literal[False]) -> DeviceRow: ...
     @overload
-    def device_view(self, i: int, *, full: Literal[True]) -> DeviceView: ...
+    def device_view(self, i: int, *, full: Literal[True]) -> AdminDeviceView: ...
     @overload
-    def device_view(self, i: int, *, full: bool) -> DeviceRow | DeviceView: ...
+    def device_view(self, i: int, *, full: bool) -> DeviceRow | AdminDeviceView: ...
 
-    def device_view(self, i: int, *, full: bool) -> DeviceRow | DeviceView:
+    def device_view(self, i: int, *, full: bool) -> DeviceRow | AdminDeviceView:
         dev = self.model.devices[i]
         side = self.model.side[i]
         row: DeviceRow = {
@@ -666,7 +666,7 @@ class Controller:
         }
         if not full:
             return row
-        view: DeviceView = {
+        view: AdminDeviceView = {
             **row,
             "firmware": dev.firmware, "images": side.images, "learn": side.learn,
             "tofu": self.model.uses_tofu(i), "firmware_pcrs_learned": i in self.model.firmware,

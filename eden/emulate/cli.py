@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from rich.console import Console
@@ -225,7 +225,7 @@ async def emulate(args: argparse.Namespace, template: AgentSpec, items: dict[str
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await transport.close()
-    controller_stats = None
+    controller_stats: Mapping[str, object] | None = None
     if target.admin is not None:
         try:
             controller_stats = await asyncio.to_thread(target.admin.stats)
@@ -367,7 +367,7 @@ def _ms(v: float | None) -> str:
 # ----------------------------------------------------------------------------------- summary --
 def build_summary(args: argparse.Namespace, fleet: Fleet, recorder: Recorder, start: float, stopped: float,
                   startup: dict[str, Any], interrupted: list[str], items: dict[str, Any], *, rss: dict[str, float],
-                  controller_stats: Any) -> dict[str, Any]:
+                  controller_stats: Mapping[str, object] | None) -> dict[str, Any]:
     steady = start + args.ramp + args.warmup
     window_start = steady if steady < stopped else start
     endpoints = recorder.summary(window_start, stopped)
