@@ -250,7 +250,7 @@ class Node:
         self.vault_unlocked = False
         self.vault_at: float | None = None
         self.onboarding = False
-        self._got_certs = self._registered = self._register_failed = False
+        self._got_certs = False
         self._ob_backoff = ONBOARD_BACKOFF_START
         self.zedagent = False
         self.poll_inflight = False
@@ -733,26 +733,27 @@ class Node:
         self.onboarding = True
         self._ob_backoff = ONBOARD_BACKOFF_START
         # EVE's client is one process per boot: what it got stays got for this boot only.
-        self._got_certs = self._registered = self._register_failed = False
+        self._got_certs = False
         self._onboard_attempt(now)
         if self.onboarded:
             self._timer(Timer.ONBOARD_FAST, now + ONBOARD_FAST_PATH)
 
     def _onboard_attempt(self, now: float) -> None:
-        """One attempt of P:cmd/client/client.go ``Run`` (§1): ``certs`` only until the first
-        success of the boot, ``register`` until it succeeds once, then ``uuid``."""
+        """One attempt of ``tryRegister`` in P:cmd/client/client.go ``Run`` (§1 Onboarding):
+        ``certs`` only until the first success of the boot, then ``register`` on every attempt
+        (``selfRegister`` reports not-done for every HTTP answer, 200/201 included, so
+        ``gotRegister`` is never set), then ``uuid``; a failed ``uuid`` is posted a second time at
+        once. So every failed attempt is register + uuid + uuid."""
         if not self._got_certs:
             self._send("certs", {}, now)
-        elif not self._registered:
-            self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
         else:
-            self._send("uuid", {}, now)
+            self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
 
     def _onboard_failed(self, now: float) -> None:
         self._timer(Timer.ONBOARD, now + self._ob_backoff)
         self._ob_backoff = min(self._ob_backoff * 2, ONBOARD_BACKOFF_CAP)
 
-    def _onboard_response(self, kind: str, status: int, body: dict[str, Any], now: float) -> None:
+    def _onboard_response(self, kind: str, status: int, body: dict[str, Any], now: float, ctx: Any = None) -> None:
         if not self.onboarding:
             return
         if kind == "certs":
@@ -762,14 +763,11 @@ class Node:
             else:
                 self._onboard_failed(now)
         elif kind == "register":
-            if status in (200, 201):
-                self._registered, self._register_failed = True, False
-            else:
-                # §1 selfRegister: the answer only sets the LED (409 conflict, 403 not found, …);
-                # uuid is tried regardless, and a refused device still onboards if it answers.
-                self._register_failed = True
+            if status not in (200, 201):
                 self._note("register_refused", status=status)
-            self._send("uuid", {}, now)
+            # §1 selfRegister: the answer only sets the LED (200/201 onboarded, 409 conflict, 403
+            # not found, …); uuid is tried whatever it was, so a refused device still onboards.
+            self._send("uuid", {}, now, ctx=1)
         elif kind == "uuid":
             if status in (200, 201):
                 first = not self.onboarded
@@ -778,9 +776,8 @@ class Node:
                 if first:
                     self._note("onboarded", uuid=self.persist.uuid)
                 self._start_zedagent(now)
-            elif self._register_failed:
-                self._register_failed = False
-                self._send("uuid", {}, now)  # §1: a failed register's uuid is posted a second time at once
+            elif ctx == 1:
+                self._send("uuid", {}, now, ctx=2)  # §1: a failed uuid is posted a second time at once
             else:
                 self._onboard_failed(now)
 
@@ -2125,7 +2122,7 @@ class Node:
         elif kind in ("certs", "register", "uuid"):
             if kind == "certs" and status == 200 and (self._reverify is None or self.persist.dpcs is None):
                 self.dpc_state = DPCState.SUCCESS
-            self._onboard_response(kind, status, body, now)
+            self._onboard_response(kind, status, body, now, ctx)
         elif kind == "config":
             self._config_response(status, body, now, ctx)
             if self.poll_pending and not self.poll_inflight and self.phase == Phase.RUNNING and self.rebooting is None:

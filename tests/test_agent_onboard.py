@@ -122,7 +122,7 @@ def _onboard(tmp: Path, register: int, uuid_failures: int, *, certs_failures: in
 
 def test_refused_register_is_ignored_and_uuid_is_posted_twice(tmp_path: Path) -> None:
     rec, events = _onboard(tmp_path, register=409, uuid_failures=3)
-    # certs once per boot; each attempt: register, then uuid twice (register failed)
+    # certs once per boot; each failed attempt: register, then uuid twice
     assert rec.onboarding() == ["certs", "register", "uuid", "uuid", "register", "uuid", "uuid"]
     assert [d["status"] for w, d in events if w == "register_refused"] == [409, 409]
     assert ("onboarded", {"uuid": DEVICE_UUID}) in events
@@ -130,9 +130,12 @@ def test_refused_register_is_ignored_and_uuid_is_posted_twice(tmp_path: Path) ->
     assert rec.zedagent().count("certs") == 1
 
 
-def test_register_is_not_sent_again_once_it_succeeded(tmp_path: Path) -> None:
-    rec, _events = _onboard(tmp_path, register=201, uuid_failures=2)
-    assert rec.onboarding() == ["certs", "register", "uuid", "uuid", "uuid"]
+def test_register_is_sent_again_on_every_attempt_even_after_a_201(tmp_path: Path) -> None:
+    """§1 Onboarding (P:cmd/client/client.go ``selfRegister``): register reports not-done for
+    every HTTP answer, 201 included, so each failed attempt is register + uuid + uuid."""
+    rec, events = _onboard(tmp_path, register=201, uuid_failures=2)
+    assert rec.onboarding() == ["certs", "register", "uuid", "uuid", "register", "uuid"]
+    assert not [d for w, d in events if w == "register_refused"]
 
 
 def test_zedagent_refetches_certs_on_the_short_timer_while_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -354,39 +354,47 @@ def test_onboarding_backoff_doubles_from_1s_to_a_600s_cap_without_jitter() -> No
 
 
 def test_a_refused_register_is_ignored_and_uuid_decides() -> None:
-    """§1 (P:cmd/client/client.go selfRegister): the register answer only sets the LED; uuid
-    follows whatever it was, so a device whose register is refused still onboards."""
+    """§1 Onboarding (P:cmd/client/client.go ``selfRegister``, ``tryRegister``): the register
+    answer only sets the LED; uuid follows whatever it was, so a device whose register is refused
+    still onboards, and a refused register is posted again on the next attempt."""
     drv = driver()
     drv.ctrl.override["register"] = lambda s, t: (409, {}, 0.0)
+    uuid_fails = [404, 404]  # the first attempt fails: register + uuid + uuid
+
+    def uuid(s: Any, t: float) -> tuple[int, dict[str, Any], float] | None:
+        return (uuid_fails.pop(), {}, 0.0) if uuid_fails else None
+
+    drv.ctrl.override["uuid"] = uuid
     drv.power_on()
     drv.run_until(lambda: drv.node.onboarded)
-    assert [k for _t, k, _s, _b in drv.responses][:3] == ["certs", "register", "uuid"]
-    assert [d["status"] for _t, d in drv.notes_of("register_refused")] == [409]
+    kinds = [k for _t, k, _s, _b in drv.responses if k in ("certs", "register", "uuid")]
+    assert kinds == ["certs", "register", "uuid", "uuid", "register", "uuid"]
+    assert [d["status"] for _t, d in drv.notes_of("register_refused")] == [409, 409]
     assert drv.node.persist.uuid == "uuid-1"
 
 
 def test_onboarding_retries_register_and_uuid_twice_until_uuid_answers() -> None:
-    """§1: each failed attempt is register + uuid + uuid (certs only until fetched once in the
-    boot); register stops once it succeeded; the attempts follow the 1 s doubling ticker."""
+    """§1 Onboarding (P:cmd/client/client.go ``Run``: ``tryRegister``, ``selfRegister``,
+    ``doGetUUID``): ``selfRegister`` reports not-done for every HTTP answer, 200/201 included, so
+    every attempt posts register again; each failed attempt is register + uuid + uuid (certs only
+    until fetched once in the boot); the attempts follow the 1 s doubling ticker."""
     drv = driver()
-    answers = iter([409, 403, 500])
-    registered = []
+    uuid_fails = [404] * 6  # three failed attempts, two uuid posts each
 
-    def register(s: Any, t: float) -> tuple[int, dict[str, Any], float]:
-        code = next(answers, 201)
-        if code == 201:
-            registered.append(t)
-        return code, {}, 0.0
+    def uuid(s: Any, t: float) -> tuple[int, dict[str, Any], float] | None:
+        return (uuid_fails.pop(), {}, 0.0) if uuid_fails else None
 
-    drv.ctrl.override["register"] = register
-    drv.ctrl.override["uuid"] = lambda s, t: None if registered else (404, {}, 0.0)
+    drv.ctrl.override["uuid"] = uuid
+    # 201 for the first registration, 200 for a repeat with the same device cert (api:APIv2.md)
+    drv.ctrl.override["register"] = lambda s, t: (200 if drv.sent("uuid") else 201, {}, 0.0)
     drv.power_on()
     drv.run_until(lambda: drv.node.onboarded)
     kinds = [k for _t, k, _s, _b in drv.responses if k in ("certs", "register", "uuid")]
     assert kinds == ["certs"] + ["register", "uuid", "uuid"] * 3 + ["register", "uuid"]
+    assert [s for _t, _k, s, _b in drv.responses if _k == "register"] == [201, 200, 200, 200]
+    assert not drv.notes_of("register_refused")
     reg = [t for t, _s in drv.sent("register")]
     assert np.diff(reg).tolist() == pytest.approx([1, 2, 4])  # the ticker (these answers take no time)
-    assert [s for _t, _k, s, _b in drv.responses if _k == "register"] == [409, 403, 500, 201]
     assert drv.node.persist.uuid == "uuid-1"
     drv.run_for(1)
     assert drv.sent("config"), "zedagent starts polling once onboarded"
