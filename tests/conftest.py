@@ -147,11 +147,15 @@ def _suite_argv(name: str) -> Callable[[Path], list[str]]:
             # Nine TCG VMs booting at once on two cores slow every boot: the entries start 20 s apart,
             # longest first (suites/qemu.yaml).
             argv += ["--stagger", "20"]
-            # The suite needs the reference image: build it once, up front, so that its entries do not
-            # queue on the build lock while their scenario clocks run.
-            argv = ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
+            argv = _image_first(argv, work)
         return argv
     return build
+
+
+def _image_first(argv: list[str], work: Path) -> list[str]:
+    """``argv`` after ``eden image build``: a QEMU run needs the reference image; built up front
+    (or found in the cache), runs do not queue on the build lock while their scenario clocks run."""
+    return ["sh", "-c", f"{sys.executable} -m eden image build >{work}/image-build.log 2>&1; exec \"$@\"", "sh", *argv]
 
 
 def _scenario_argv(text: str, backend: str) -> Callable[[Path], list[str]]:
@@ -159,7 +163,8 @@ def _scenario_argv(text: str, backend: str) -> Callable[[Path], list[str]]:
     def build(work: Path) -> list[str]:
         scenario = work / "scenario.yaml"
         scenario.write_text(text, encoding="utf-8")
-        return eden_argv("run", str(scenario), "--backend", backend, "--out", str(work / "out"), "--quiet")
+        argv = eden_argv("run", str(scenario), "--backend", backend, "--out", str(work / "out"), "--quiet")
+        return _image_first(argv, work) if backend == "qemu" else argv
     return build
 
 
