@@ -87,4 +87,6 @@ def node_params(
         hang_per_day=p.failures.hang_per_day,
         write_error=p.failures.write_error,
         smart_power_cycles=p.storage.reports_power_cycles,
+        # kdump needs GRUB's crashkernel= reservation: x86_64 (KVM) with >= 2 GiB (spec §7)
+        kdump=p.arch == "x86_64" and p.memory >= 2 * 1024**3,
     )

@@ -66,6 +66,7 @@ INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 m
 WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
 UUID_LOOKUP_EVERY = 600.0  # §1 potentialUUIDUpdate: at most every 10 min, from zedagent start
 WATCHDOG_INTERVAL = 1.0  # §7 the watchdog daemon checks the pid files every second
+PANIC_TIMEOUT = 120.0  # §7 kernel panic=120 (eve:pkg/grub/rootfs.cfg); kdump.sh sleeps it too
 CRASH_LOOP_BRICK = 5  # consecutive boots that never start the agents: reported as bricked
 WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
 
@@ -156,6 +157,11 @@ class NodeParams:
     smart_power_cycles: bool = False
     """The boot disk reports a SMART power-cycle count (SATA, NVMe), so an unrecorded reset can be
     told apart: POWER_FAIL or KERNEL; without it (virtio, eMMC, SD) it is UNKNOWN (spec §7)."""
+    kdump: bool = True
+    """A kernel panic is caught by kdump, which records KERNEL (spec §7, eve:pkg/kdump/kdump.sh).
+    EVE loads the capture kernel only where GRUB reserves ``crashkernel=`` memory: x86_64 KVM with
+    at least 2 GiB (eve:pkg/grub/rootfs.cfg, pkg/dom0-ztools/rootfs/etc/init.d/000-kexec). Without
+    it a panic records nothing and the next boot synthesizes its reason."""
 
 
 # P:types/zedagenttypes.go BootReason.StartWithSavedConfig: after these, lastconfig; after any
@@ -295,6 +301,7 @@ class Node:
         self.net_broken = False
         self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)
         self._dead_agent = ""  # an agent whose process died (agent_exit)
+        self._oom = ""  # the process the OOM killer reaped this boot: dmesg has oom_reaper (§7)
         self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
         self._uuid_lookup_inflight = False
         self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)
@@ -650,6 +657,65 @@ class Node:
         self._timer(Timer.WATCHDOG_PID, now + WATCHDOG_INTERVAL)
         self._dead_agent = agent
         return self._drain()
+
+    def oom(self, agent: str, now: float) -> list[Action]:
+        """The kernel's OOM killer reaps an agent's process (spec §7): the watchdog finds its pid
+        dead at the next 1 s check, and its report script (eve:pkg/watchdog/watchdog-report.sh),
+        finding ``oom_reaper`` in dmesg, records OOM instead of WATCHDOG_PID; like every watchdog
+        reason it does not replace a recorded one, and it names the running partition in
+        /persist/reboot-image."""
+        if self.phase != Phase.RUNNING:
+            return self._drain()
+        self._oom = agent
+        self._note("oom", agent=agent)
+        return self.agent_exit(agent, now)
+
+    def agent_fatal(self, agent: str, now: float) -> list[Action]:
+        """An agent calls log.Fatal (spec §7): agentlog's FatalHook (P:agentlog/agentlog.go
+        ``FatalHook.Fire``, ``RebootReason``) writes the reason, /persist/reboot-image = the running
+        partition and, only if no boot-reason file exists yet, FATAL. The process then exits, so the
+        watchdog reboots at its next 1 s pid check; its WATCHDOG_PID does not replace the FATAL."""
+        if self.phase != Phase.RUNNING:
+            return self._drain()
+        ps = self.persist
+        cur = self.zboot.current
+        text = (
+            f"Reboot from agent {agent} in partition {cur} at EVE version {self.running_version}: "
+            f"fatal: agent {agent}: log.Fatal"
+        )
+        if ps.reboot_record is None:
+            ps.reboot_record = (BootReason.FATAL, text)
+        ps.reboot_image = cur
+        self._note("fatal", agent=agent)
+        return self.agent_exit(agent, now)
+
+    def kernel_panic(self, now: float) -> list[Action]:
+        """The kernel panics while the agents run (spec §7). Every agent stops at once. With kdump
+        (``NodeParams.kdump``) the capture kernel's kdump.sh (eve:pkg/kdump/kdump.sh) overwrites
+        /persist/boot-reason with KERNEL and reboot-reason with "kernel panic, dmesg collected …",
+        leaves /persist/reboot-image alone, sleeps the kernel's panic timeout (120 s) and resets;
+        without kdump nothing is recorded and the kernel resets after the same 120 s, so the next
+        nodeagent synthesizes KERNEL or UNKNOWN (``_synthesized_reason``). (The capture kernel's own
+        boot and dump time is not modelled.)"""
+        if self.phase != Phase.RUNNING:
+            return self._drain()
+        ps = self.persist
+        if self.p.kdump:
+            ps.reboot_record = (BootReason.KERNEL, f"kernel panic, dmesg collected: /persist/kcrashes/dmesg-{now:.0f}.log")
+        self._note("kernel_panic", kdump=self.p.kdump, version=self.running_version)
+        self._out.append(CancelAll())
+        self._logs_stop(now)
+        self._reset_volatile()
+        self.phase = Phase.REBOOTING  # the machine runs, nothing of EVE does, until the reset
+        self._timer(Timer.CRASH, now + PANIC_TIMEOUT)
+        return self._drain()
+
+    def _watchdog_reason(self, reason: BootReason) -> BootReason:
+        """watchdog-report.sh: an OOM line in dmesg makes any watchdog reboot OOM (spec §7)."""
+        return BootReason.OOM if self._oom else reason
+
+    def _oom_text(self) -> str:
+        return f"; dmesg: oom_reaper: reaped process ({self._oom})" if self._oom else ""
 
     def _synthesized_reason(self, power_lost: bool) -> tuple[BootReason, str]:
         """nodeagent's reason for a boot nobody recorded (§7, P:cmd/nodeagent/nodeagent.go
@@ -2036,16 +2102,20 @@ class Node:
         if name == Timer.WATCHDOG:
             if phase == Phase.BOOTING or (phase == Phase.RUNNING and self.hung):
                 agent = ",".join(sorted(self.hung)) or "boot"
-                self._hard_reset(now, BootReason.WATCHDOG_HUNG, f"watchdog: /run/{agent}.touch unchanged for 300 s")
+                text = f"watchdog: /run/{agent}.touch unchanged for 300 s" + self._oom_text()
+                self._hard_reset(now, self._watchdog_reason(BootReason.WATCHDOG_HUNG), text)
             return self._drain()
         if name == Timer.WATCHDOG_PID:
             if phase == Phase.RUNNING:
-                self._hard_reset(now, BootReason.WATCHDOG_PID, f"watchdog: /run/{self._dead_agent}.pid: process gone")
+                text = f"watchdog: /run/{self._dead_agent}.pid: process gone" + self._oom_text()
+                self._hard_reset(now, self._watchdog_reason(BootReason.WATCHDOG_PID), text)
             return self._drain()
         if name == Timer.CRASH:
             if phase == Phase.BOOTING:
                 self._note("crash", version=self.image.version if self.image else None)
                 self._hard_reset(now, None)
+            elif phase == Phase.REBOOTING:  # the panic timeout of kernel_panic
+                self._hard_reset(now, BootReason.KERNEL if self.p.kdump else None)
             return self._drain()
         if name == Timer.BOOTED:
             if phase == Phase.BOOTING:

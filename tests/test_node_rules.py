@@ -263,6 +263,7 @@ def make_node(
     serial: str = "test-0",
     write_error: float = 0.0,
     smart: bool = True,
+    kdump: bool = True,
 ) -> Node:
     images = {
         "base": ImageInfo("base", "1.0", "good", 100 * MiB),
@@ -283,6 +284,7 @@ def make_node(
         images=images,
         write_error=write_error,
         smart_power_cycles=smart,
+        kdump=kdump,
     )
     return Node(params, "base", np.random.default_rng(seed))
 
@@ -710,6 +712,119 @@ def test_a_hung_agent_in_the_test_window_reports_the_watchdog() -> None:
     drv.apply(drv.node.hang("zedagent", drv.now))
     drv.run_until(lambda: drv.node.phase == "running" and zb(drv).current == "IMGA", limit=3600)
     _assert_fell_back(drv, BootReason.WATCHDOG_HUNG)
+
+
+def _reboot_reason_recorded() -> Driver:
+    """A device 30 s into nodeagent's REBOOT_CMD procedure: the reason is written, no reset yet (§3)."""
+    drv = driver()
+    drv.ctrl.set(reboot=1)
+    online(drv)
+    drv.run_for(60)
+    drv.ctrl.set(reboot=2)
+    drv.run_until(lambda: drv.node.persist.reboot_record is not None, limit=600)
+    assert drv.node.persist.reboot_record[0] == BootReason.REBOOT_CMD and not drv.resets
+    return drv
+
+
+def test_a_kernel_panic_with_kdump_in_the_test_window_reports_kernel_with_the_dmesg_swerr() -> None:
+    """§3 table "kernel panic with kdump, after its nodeagent ran" / §7 (eve:pkg/kdump/kdump.sh):
+    every agent stops at the panic; kdump writes KERNEL and "kernel panic, dmesg collected …" and
+    resets after the kernel's panic timeout, 120 s. reboot-image is not written (the new nodeagent
+    deleted the old one), so the failed version carries the kdump text as swErr: FAILED."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.run_for(60)
+    drv.call("kernel_panic")
+    panicked = drv.now
+    assert drv.node.phase == "rebooting" and drv.node.running_version == "2.0"
+    reset_at = reboot_done(drv)
+    assert reset_at == pytest.approx(panicked + 120.0)
+    assert not [t for t, _s in drv.sends if panicked < t < reset_at]  # nothing of EVE runs meanwhile
+    _assert_fell_back(drv, BootReason.KERNEL)
+    assert drv.node.boot_reason_text.startswith("kernel panic, dmesg collected: /persist/kcrashes/dmesg-")
+    assert drv.node.report(drv.now)["sw"][1]["err"] == drv.node.boot_reason_text
+
+
+def test_kdump_overwrites_a_reason_already_recorded() -> None:
+    """§3/§7: /persist/boot-reason is first-writer-wins for everyone but kdump, which overwrites it.
+    A panic after nodeagent wrote REBOOT_CMD (30 s into its reboot procedure) boots with KERNEL."""
+    drv = _reboot_reason_recorded()
+    drv.call("kernel_panic")
+    reboot_done(drv)
+    assert drv.node.boot_reason == BootReason.KERNEL
+
+
+@pytest.mark.parametrize(("smart", "reason"), [(True, BootReason.KERNEL), (False, BootReason.UNKNOWN)], ids=["smart", "no-smart"])
+def test_a_kernel_panic_without_kdump_is_synthesized(smart: bool, reason: BootReason) -> None:
+    """§3 table "power loss / reset after its nodeagent ran" / §7 synthesizeRebootReason: without
+    kdump (aarch64, or < 2 GiB for crashkernel=) a panic records nothing and the kernel resets after
+    120 s. SMART counters unchanged -> KERNEL; no SMART -> UNKNOWN; the synthesized text is swErr."""
+    drv = driver(kdump=False, smart=smart)
+    online(drv)
+    in_test_window(drv)
+    drv.call("kernel_panic")
+    panicked = drv.now
+    assert reboot_done(drv) == pytest.approx(panicked + 120.0)
+    _assert_fell_back(drv, reason)
+    assert drv.node.report(drv.now)["sw"][1]["err"] == drv.node.boot_reason_text != ""
+
+
+def test_a_power_cut_after_a_kdump_still_reports_kernel() -> None:
+    """§7: kdump wrote KERNEL before it slept the panic timeout; power lost during that sleep does
+    not change what was recorded, so the next boot reports KERNEL, not POWER_FAIL."""
+    drv = online(driver())
+    drv.call("kernel_panic")
+    drv.run_for(30)
+    drv.power_off()
+    drv.run_for(10)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.phase == "running")
+    assert drv.node.boot_reason == BootReason.KERNEL
+
+
+@pytest.mark.parametrize(
+    ("crash", "reason", "text"),
+    [("oom", BootReason.OOM, "oom_reaper"), ("agent_exit", BootReason.WATCHDOG_PID, "/run/zedagent.pid: process gone")],
+)
+def test_a_dead_agent_in_the_test_window_reports_the_watchdog_reason(crash: str, reason: BootReason, text: str) -> None:
+    """§3 table "watchdog (… dead pid / OOM)" / §7 (eve:pkg/watchdog/watchdog-report.sh): the
+    watchdog finds the pid dead at its next 1 s check; with oom_reaper in dmesg the report is OOM,
+    else WATCHDOG_PID. It writes reboot-image = the new partition, so the old image's report gives
+    the failed version the watchdog report as swErr: FAILED."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.call(crash, "zedagent")
+    died = drv.now
+    assert reboot_done(drv) == pytest.approx(died + 1.0)
+    _assert_fell_back(drv, reason)
+    assert text in drv.node.report(drv.now)["sw"][1]["err"]
+
+
+def test_a_log_fatal_in_the_test_window_reports_fatal_not_the_watchdog() -> None:
+    """§3 table "log.Fatal in an agent" / §7 (P:agentlog/agentlog.go RebootReason): the FatalHook
+    writes FATAL and reboot-image; the process exits, the watchdog resets 1 s later, and its
+    WATCHDOG_PID does not replace the FATAL (first writer wins). swErr = the fatal reason."""
+    drv = driver()
+    online(drv)
+    in_test_window(drv)
+    drv.call("agent_fatal", "zedmanager")
+    died = drv.now
+    assert reboot_done(drv) == pytest.approx(died + 1.0)
+    assert drv.resets[-1][1] == BootReason.WATCHDOG_PID  # the watchdog did the reset ...
+    _assert_fell_back(drv, BootReason.FATAL)  # ... but FATAL was recorded first
+    err = drv.node.report(drv.now)["sw"][1]["err"]
+    assert err.startswith("Reboot from agent zedmanager in partition IMGB at EVE version 2.0: fatal: agent zedmanager")
+
+
+def test_a_log_fatal_does_not_replace_a_recorded_reason() -> None:
+    """§7 agentlog RebootReason: the boot-reason file is written only if none exists, so a log.Fatal
+    during nodeagent's reboot procedure (REBOOT_CMD already recorded) boots with REBOOT_CMD."""
+    drv = _reboot_reason_recorded()
+    drv.call("agent_fatal", "zedagent")
+    reboot_done(drv)
+    assert drv.node.boot_reason == BootReason.REBOOT_CMD
 
 
 def test_failed_version_is_not_retried_until_retry_update_changes() -> None:

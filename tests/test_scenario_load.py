@@ -683,3 +683,27 @@ def test_load_any(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
     assert kind == "profile" and isinstance(profile, HwProfile) and profile.name == "nuc-class"
     kind, loaded = load_any(_write(tmp_path, FLEET), profiles=profiles)
     assert kind == "scenario" and isinstance(loaded, LoadedScenario)
+
+
+def test_crash_agent_does_not_apply_to_a_kernel_panic(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n  - power_on:\n  - crash: {kind: kernel, agent: zedagent}\n"
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, "zedagent}")
+    assert "'agent' does not apply to kind 'kernel'" in issue.message
+
+
+def test_crash_kind_is_one_of_eves_causes(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    text = FLEET + "steps:\n  - power_on:\n  - crash: {kind: segfault}\n"
+    issue = _one(tmp_path, text, profiles)
+    _at(issue, text, "segfault")
+    assert "kernel" in issue.message and "agent_exit" in issue.message
+
+
+@pytest.mark.parametrize("backend", ["emulated", "qemu"])
+def test_crash_is_refused_where_nothing_records_the_cause(tmp_path: Path, profiles: dict[str, HwProfile], backend: str) -> None:
+    """Refused by ``validate``: neither the agent process nor the reference image has kdump or
+    EVE's watchdog report script, so no backend but the simulator can produce KERNEL/OOM/FATAL."""
+    text = FLEET.replace("count: 3", "count: 1") + "faults:\n  - crash: {kind: oom}\n    at: 1m\n"
+    issue = _one(tmp_path, text, profiles, **_backend(backend))
+    _at(issue, text, "crash")
+    assert issue.message == f"fault 1 'crash' needs capability 'crash', which backend '{backend}' does not have"

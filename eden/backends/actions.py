@@ -84,6 +84,7 @@ ACTION_TABLE: Mapping[str, Action] = {
     "network_up": Action("device", "set_links", _links(True), then_record="network_restored"),
     "tamper": Action("device", "tamper", lambda _c, d, a: ((d, a.stage), {})),
     "hang": Action("device", "hang", lambda _c, d, a: ((d, a.agent), {})),
+    "crash": Action("device", "crash", lambda _c, d, a: ((d, a.kind, a.agent or "zedagent"), {})),
     "reboot": Action("controller", "reboot", _devices),
     "baseos_update": Action(
         "controller", "set_baseos", lambda c, d, a: ((d, a.image, c.version(a.image), bool(a.activate)), {})

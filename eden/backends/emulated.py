@@ -48,9 +48,10 @@ class _Device(LiveDevice):
 
 
 class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
-    """Power is the agent process, each network port a relay; an agent cannot be told to hang from outside."""
+    """Power is the agent process, each network port a relay. An agent cannot be told from outside to
+    hang, and it has no kernel, kdump or watchdog to ``crash`` with (its process dying is a power cut)."""
 
-    capabilities = DEVICE_METHODS - {"hang"}
+    capabilities = DEVICE_METHODS - {"hang", "crash"}
     backend_name = "emulated"
 
     def _devs(self, devices: list[str]) -> list[_Device]:

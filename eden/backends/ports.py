@@ -204,9 +204,13 @@ class DevicePort(_Port):
         """Make one of the device's agents stop making progress."""
         raise self._refuse("hang")
 
+    def crash(self, devices: list[str], kind: str, agent: str) -> None:
+        """Make a running device's agents die: ``kind`` kernel (a panic), oom, fatal or agent_exit."""
+        raise self._refuse("crash")
+
 
 CONTROLLER_METHODS = frozenset(
     {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "force_fallback", "set_app", "set_network",
      "set_maintenance", "revoke_token", "outage", "answer_503", "restore"}
 )
-DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper", "hang"})
+DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper", "hang", "crash"})

@@ -74,9 +74,11 @@ class QemuControllerPort(AdminControllerPort):
 
 
 class QemuDevicePort(LiveDevicePort["QemuBackend"]):
-    """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next."""
+    """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next.
+    ``hang`` and ``crash`` are refused: the reference image has no hook to hang or kill an agent, and
+    no kdump or watchdog report script that would record KERNEL, OOM, FATAL or WATCHDOG_PID."""
 
-    capabilities = DEVICE_METHODS - {"hang"}
+    capabilities = DEVICE_METHODS - {"hang", "crash"}
     backend_name = "qemu"
 
     def _vms(self, devices: list[str]) -> list[_Vm]:

@@ -108,7 +108,7 @@ REGISTRY: dict[str, BackendEntry] = {
             "physical boards behind power switches and serial consoles (planned)",
             16,
             None,
-            planned_actions=_EVERYTHING - {"tamper", "hang", "set_network"},
+            planned_actions=_EVERYTHING - {"tamper", "hang", "crash", "set_network"},
         ),
     )
 }

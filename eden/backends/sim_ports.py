@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from eden.backends.sim import SimBackend
 
 
+_CRASH_INPUT = {"oom": "oom", "fatal": "agent_fatal", "agent_exit": "agent_exit"}
+"""The node input (eve.node.Node) of each agent ``crash`` kind."""
+
+
 class SimControllerPort(ControllerPort):
     capabilities = CONTROLLER_METHODS - {"shutdown"}
     backend_name = "sim"
@@ -108,6 +112,13 @@ class SimDevicePort(DevicePort):
     def hang(self, devices: list[str], agent: str) -> None:
         for i in self._idx(devices):
             self.be.engine.call(i, "hang", agent)
+
+    def crash(self, devices: list[str], kind: str, agent: str) -> None:
+        for i in self._idx(devices):
+            if kind == "kernel":
+                self.be.engine.call(i, "kernel_panic")
+            else:
+                self.be.engine.call(i, _CRASH_INPUT[kind], agent)
 
 
 class _Views(Mapping[str, DeviceView]):

@@ -324,6 +324,7 @@ FEATURES = {
     "set_config": "config",
     "maintenance_mode": "config",
     "hang": "watchdog",
+    "crash": "watchdog",
 }
 
 

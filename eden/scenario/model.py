@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -307,6 +308,24 @@ class HangArgs(Base):
     agent: str = "zedagent"
 
 
+class CrashArgs(Base):
+    """A running device's agents die (spec §3 "Controller view of a rollback", §7)."""
+
+    kind: Literal["kernel", "oom", "fatal", "agent_exit"]
+    """``kernel``: a kernel panic (kdump records KERNEL where the profile has it, and the device resets
+    120 s later); ``oom``: the OOM killer reaps the agent (OOM); ``fatal``: the agent calls log.Fatal
+    (FATAL); ``agent_exit``: the agent's process dies (WATCHDOG_PID)."""
+    agent: str | None = None
+    """The agent that dies (default zedagent); not for ``kernel``, which stops every agent."""
+
+    @field_validator("agent")
+    @classmethod
+    def _agent_applies(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("kind") == "kernel":
+            raise ValueError("'agent' does not apply to kind 'kernel': a kernel panic stops every agent")
+        return v
+
+
 class DeployAppArgs(Base):
     name: Name
     kind: Literal["vm", "container"] = "container"
@@ -399,6 +418,7 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "request_attestation": (NoArgs, "attestation", True),
     "tamper": (TamperArgs, "tamper", True),
     "hang": (HangArgs, "hang", True),
+    "crash": (CrashArgs, "crash", True),
     "set_config": (dict[str, ConfigValue], "config", True),
     "deploy_app": (DeployAppArgs, "apps", False),
     "remove_app": (RemoveAppArgs, "apps", False),
