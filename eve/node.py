@@ -515,6 +515,7 @@ class Node:
             "dpc_state": self.dpc_state.name,
             "dpc_ports": self._dpc_configured_ports(),
             "reboot_counter": self.persist.reboot_seen,
+            "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
             "config_items_errors": [e.key for e in self.items.errors],
