@@ -79,12 +79,14 @@ ACTION_TABLE: Mapping[str, Action] = {
     "power_on": Action("device", "power_on", lambda _c, d, a: ((d, float(getattr(a, "spread", 0.0) or 0.0)), {})),
     "power_off": Action("device", "power_off", _devices),
     "power_cycle": Action("device", "power_cycle", lambda _c, d, a: ((d, float(a.off_for)), {})),
+    "graceful_poweroff": Action("device", "graceful_poweroff", _devices),
     "network_down": Action("device", "set_links", _links(False)),
     "network_flap": Action("device", "set_links", _links(False)),
     "network_up": Action("device", "set_links", _links(True), then_record="network_restored"),
     "tamper": Action("device", "tamper", lambda _c, d, a: ((d, a.stage), {})),
     "hang": Action("device", "hang", lambda _c, d, a: ((d, a.agent), {})),
     "reboot": Action("controller", "reboot", _devices),
+    "shutdown": Action("controller", "shutdown", _devices),
     "baseos_update": Action(
         "controller", "set_baseos", lambda c, d, a: ((d, a.image, c.version(a.image), bool(a.activate)), {})
     ),

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from eden.backends.live import LiveBackend, LiveDevice, eden_command
-from eden.backends.live_ports import LiveDevicePort
+from eden.backends.live_ports import NO_LPS, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.backends.netproxy import PortProxy
 from eden.runtime.procs import Managed
@@ -48,9 +48,11 @@ class _Device(LiveDevice):
 
 
 class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
-    """Power is the agent process, each network port a relay; an agent cannot be told to hang from outside."""
+    """Power is the agent process, each network port a relay; an agent cannot be told to hang from
+    outside, nor be given a local power-off command (it has no local profile server)."""
 
-    capabilities = DEVICE_METHODS - {"hang"}
+    capabilities = DEVICE_METHODS - {"hang", "graceful_poweroff"}
+    refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "emulated"
 
     def _devs(self, devices: list[str]) -> list[_Device]:
