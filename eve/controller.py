@@ -45,6 +45,9 @@ class DeviceRecord:
     uuid: str | None = None
     baseos: dict[str, Any] | None = None
     reboot: int = 0
+    shutdown: int = 0
+    """EdgeDevConfig.shutdown's DeviceOpsCmd counter (field 34), sent from the first config on
+    like ``reboot``: the first value a device sees is only stored (spec §1)."""
     items: dict[str, Any] = field(default_factory=dict)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     maintenance: bool = False
@@ -103,6 +106,7 @@ class Controller:
                 "items": {**self.global_items, **dev.items},
                 "baseos": dev.baseos,
                 "reboot": dev.reboot,
+                "shutdown": dev.shutdown,
                 "apps": dev.apps,
                 "maintenance": dev.maintenance,
             }
@@ -149,6 +153,14 @@ class Controller:
     def reboot(self, indices: list[int]) -> None:
         for i in indices:
             self.devices[i].reboot += 1
+            self._changed(i)
+
+    def shutdown(self, indices: list[int]) -> None:
+        """Raise each device's shutdown counter (spec §1 DeviceOpsCmd; api:proto/config/devconfig.proto
+        ``shutdown``): the device halts its apps and stays up, PREPARED_POWEROFF. There is no
+        power-off counterpart: the controller cannot power a device off (or on again)."""
+        for i in indices:
+            self.devices[i].shutdown += 1
             self._changed(i)
 
     def set_app(self, indices: list[int], name: str, spec: dict[str, Any] | None) -> None:

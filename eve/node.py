@@ -307,9 +307,12 @@ class Node:
         self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)
         self.logs: LogUploader | None = None  # loguploader, from zedagent's start (§1)
         self.node_op: str | None = None  # "shutdown" | "poweroff" in progress (nodeagent, §7)
+        self.shutdown_cmd = False  # zedagent's shutdownCmd: set by a shutdown, kept by a power-off after it
         self.all_halted = False  # nodeagent's allDomainsHalted during a node operation
         self._node_op_stage = 0
         self.deferred_shutdown = False
+        self.deferred_poweroff = False  # zedagent's poweroffCmdDeferred (a power-off in the test window)
+        self._node_op_text = ""  # the reboot-reason text a power-off writes (requestedRebootReason)
         self._edge_certs_published = False  # zedagent's publishedEdgeNodeCerts (ATTEST_REQ_CERT)
 
     def _drain(self) -> list[Action]:
@@ -396,7 +399,7 @@ class Node:
             return ZDeviceState.BASEOS_UPDATING
         if self.rebooting is not None:
             return ZDeviceState.REBOOTING
-        if self.node_op == "shutdown":
+        if self.shutdown_cmd:
             return ZDeviceState.PREPARED_POWEROFF if self.all_halted else ZDeviceState.PREPARING_POWEROFF
         if self.node_op == "poweroff":
             return ZDeviceState.POWERING_OFF
@@ -519,6 +522,7 @@ class Node:
             "dpc_state": self.dpc_state.name,
             "dpc_ports": self._dpc_configured_ports(),
             "reboot_counter": self.persist.reboot_seen,
+            "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.apps.items())},
             "config_items_errors": [e.key for e in self.items.errors],
@@ -1192,6 +1196,9 @@ class Node:
         elif self.deferred_shutdown:
             self.deferred_shutdown = False
             self._node_operation("shutdown", now)
+        elif self.deferred_poweroff:
+            self.deferred_poweroff = False
+            self._node_operation("poweroff", now, "TestComplete and deferred Poweroff Cmd")
         elif self._force_fallback(now):
             pass  # a pending forced fallback acts now that the old image sits in the unused partition
         elif self.persist.config is not None:
@@ -1217,23 +1224,42 @@ class Node:
         return True
 
     def poweroff_cmd(self, now: float) -> list[Action]:
-        """A power-off command (the local profile server's; the controller API has none, §7):
-        POWERING_OFF, reason POWEROFF_CMD written, apps halted, then the device powers off."""
-        if self.phase == Phase.RUNNING:
-            self._node_operation("poweroff", now)
+        """The local profile server's COMMAND_GRACEFUL_POWEROFF (§7; P:cmd/zedagent/localcommand.go
+        ``processReceivedDevCommands``, DevCommandShutdownPoweroff). The controller cannot ask for
+        it: EdgeDevConfig has only ``shutdown`` (P:types/zedagenttypes.go DeviceOperationPoweroff
+        "Not settable from controller"). POWERING_OFF, the reason POWEROFF_CMD with "NORMAL: local
+        profile server power off", apps halted, then the device powers off. During the update
+        test it waits for TestComplete (``poweroffCmdDeferred``); one in progress is not repeated."""
+        if self.phase != Phase.RUNNING or not self.zedagent:
+            return self._drain()
+        if self.testing:
+            self.deferred_poweroff = True
+            self._note("poweroff_deferred")
+        else:
+            self._node_operation("poweroff", now, "NORMAL: local profile server power off")
         return self._drain()
 
-    def _node_operation(self, op: str, now: float) -> None:
+    def _node_operation(self, op: str, now: float, text: str = "") -> None:
         """nodeagent's ``handleNodeOperation`` for shutdown and power-off (§3 reboot procedure):
         30 s, the reason written (power-off only), apps halted (at most 300 s, polled every 5 s),
         then a shutdown stops there (PREPARED_POWEROFF, the device stays up) and a power-off waits
         30 s more and powers off (P:cmd/nodeagent/handletimers.go, P:cmd/zedagent/reportinfo.go
-        ``getDeviceState``)."""
-        if self.rebooting is not None or self.node_op is not None or self.phase != Phase.RUNNING:
+        ``getDeviceState``).
+
+        A power-off after a shutdown runs too (localcommand.go checks only poweroffCmd; nodeagent
+        starts one more ``handleNodeOperation``): the device keeps reporting the shutdown's state,
+        which ``getDeviceState`` checks first, until it powers off."""
+        if self.rebooting is not None or self.phase != Phase.RUNNING:
             return
+        if self.node_op is not None and not (op == "poweroff" and self.node_op == "shutdown"):
+            return
+        if op == "shutdown":
+            self.shutdown_cmd = True
+        if not self.shutdown_cmd:
+            self.all_halted = False
         self.node_op = op
+        self._node_op_text = text
         self._node_op_stage = 0
-        self.all_halted = False
         self._note("node_operation", op=op)
         for app in self.apps.values():  # shutdownAppsGlobal: Activate cleared, the apps halt
             if app["state"] == ZSwState.RUNNING:
@@ -1248,7 +1274,7 @@ class Node:
             return
         if self._node_op_stage == 0:
             if self.node_op == "poweroff":
-                self.persist.reboot_record = (BootReason.POWEROFF_CMD, "NORMAL: poweroff command")
+                self.persist.reboot_record = (BootReason.POWEROFF_CMD, self._node_op_text)
                 self.persist.reboot_image = self.zboot.current
             halting = [a for a in self.apps.values() if a["state"] == ZSwState.HALTING]
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)

@@ -156,16 +156,19 @@ def test_info_is_split_into_device_and_app_messages(captured: list[Captured]) ->
 
 
 def test_info_counters_are_plain_scalars_and_locked_vault_survives() -> None:
-    """rebootConfigCounter/baseos_update_counter are plain uint32 upstream: None and 0 read back as 0."""
+    """rebootConfigCounter/shutdown_config_counter/baseos_update_counter are plain uint32 upstream:
+    None and 0 read back as 0."""
     report = {
         "at": EPOCH + 12.5, "state": "BOOTING", "boot_reason": "FIRST", "reboot_reason_text": "",
         "boot_time": None, "restart_counter": 0, "sw": [],
         "baseos": {"version": None, "image": None, "status": "NONE", "sub_status": "NONE", "err": "", "progress": 0},
         "attestation": "NONCE_WAIT", "maintenance": ["VAULT_LOCKED_UP"], "vault": "locked", "dpc_index": 1,
-        "reboot_counter": None, "baseos_update_counter": 0, "apps": {}, "config_items_errors": [],
+        "reboot_counter": None, "shutdown_counter": None, "baseos_update_counter": 0, "apps": {},
+        "config_items_errors": [],
     }
-    assert _roundtrip_info(report) == {**report, "reboot_counter": 0}
+    assert _roundtrip_info(report) == {**report, "reboot_counter": 0, "shutdown_counter": 0}
     assert _roundtrip_info({**report, "reboot_counter": 7})["reboot_counter"] == 7
+    assert _roundtrip_info({**report, "shutdown_counter": 3})["shutdown_counter"] == 3
 
 
 def test_app_info_before_device_info_is_an_error(captured: list[Captured]) -> None:

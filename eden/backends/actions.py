@@ -79,6 +79,7 @@ ACTION_TABLE: Mapping[str, Action] = {
     "power_on": Action("device", "power_on", lambda _c, d, a: ((d, float(getattr(a, "spread", 0.0) or 0.0)), {})),
     "power_off": Action("device", "power_off", _devices),
     "power_cycle": Action("device", "power_cycle", lambda _c, d, a: ((d, float(a.off_for)), {})),
+    "graceful_poweroff": Action("device", "graceful_poweroff", _devices),
     "network_down": Action("device", "set_links", _links(False)),
     "network_flap": Action("device", "set_links", _links(False)),
     "network_up": Action("device", "set_links", _links(True), then_record="network_restored"),
@@ -86,6 +87,7 @@ ACTION_TABLE: Mapping[str, Action] = {
     "hang": Action("device", "hang", lambda _c, d, a: ((d, a.agent), {})),
     "crash": Action("device", "crash", lambda _c, d, a: ((d, a.kind, a.agent or "zedagent"), {})),
     "reboot": Action("controller", "reboot", _devices),
+    "shutdown": Action("controller", "shutdown", _devices),
     "baseos_update": Action(
         "controller", "set_baseos", lambda c, d, a: ((d, a.image, c.version(a.image), bool(a.activate)), {})
     ),

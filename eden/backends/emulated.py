@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from eden.backends.live import LiveBackend, LiveDevice, eden_command
-from eden.backends.live_ports import LiveDevicePort
+from eden.backends.live_ports import NO_LPS, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.backends.netproxy import PortProxy
 from eden.runtime.procs import Managed
@@ -49,9 +49,11 @@ class _Device(LiveDevice):
 
 class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
     """Power is the agent process, each network port a relay. An agent cannot be told from outside to
-    hang, and it has no kernel, kdump or watchdog to ``crash`` with (its process dying is a power cut)."""
+    hang, it has no kernel, kdump or watchdog to ``crash`` with (its process dying is a power cut),
+    and no local profile server to take a graceful power-off command."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash"}
+    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff"}
+    refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "emulated"
 
     def _devs(self, devices: list[str]) -> list[_Device]:

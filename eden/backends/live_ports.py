@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from eden.controller.client import AdminClient
 
 NO_503 = "its controller has no switch that answers 503; use controller_outage"
+NO_LPS = "its device agent has no local profile server to take a graceful power-off command"
 ADMIN_READS = frozenset({"device", "devices", "stats", "events"})
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from eden.backends.ports import DeviceView
 
 K = TypeVar("K", bound=Hashable)
-JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "reset", "onboarded", "hang"})
+JOURNALED = frozenset({"booted", "bricked", "crash", "power_off", "powered_off", "reset", "onboarded", "hang"})
 """Device notes after which a device's view may have changed although the controller heard nothing."""
 
 

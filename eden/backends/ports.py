@@ -72,6 +72,7 @@ class DeviceInfo(TypedDict, total=False):
     dpc_state: str
     dpc_ports: list[str]
     reboot_counter: int
+    shutdown_counter: int
     baseos_update_counter: int
     apps: dict[str, AppInfo]
     config_items_errors: list[str]
@@ -134,6 +135,7 @@ class ControllerPort(_Port):
         raise self._refuse("reboot")
 
     def shutdown(self, devices: list[str]) -> None:
+        """Raise the DeviceOpsCmd shutdown counter: the device halts its apps and stays up (spec §1, §7)."""
         raise self._refuse("shutdown")
 
     def force_fallback(self, devices: list[str]) -> None:
@@ -192,6 +194,11 @@ class DevicePort(_Port):
     def power_cycle(self, devices: list[str], off_for: float) -> None:
         raise self._refuse("power_cycle")
 
+    def graceful_poweroff(self, devices: list[str]) -> None:
+        """A local power-off command (the local profile server's COMMAND_GRACEFUL_POWEROFF, spec §7):
+        the device halts its apps, records POWEROFF_CMD and powers itself off."""
+        raise self._refuse("graceful_poweroff")
+
     def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
         """Cut or restore the named network ports (None: every port of the device)."""
         raise self._refuse("set_links")
@@ -213,4 +220,5 @@ CONTROLLER_METHODS = frozenset(
     {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "force_fallback", "set_app", "set_network",
      "set_maintenance", "revoke_token", "outage", "answer_503", "restore"}
 )
-DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper", "hang", "crash"})
+DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "graceful_poweroff", "set_links", "tamper", "hang",
+                            "crash"})

@@ -37,7 +37,7 @@ from typing import Any
 
 from eden.backends.base import BackendStats, RealTimeTimings
 from eden.backends.live import LiveBackend, LiveDevice
-from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.live_ports import NO_LPS, AdminControllerPort, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
@@ -66,9 +66,9 @@ class _Vm(LiveDevice):
 
 class QemuControllerPort(AdminControllerPort):
     """docs/qemu.md: config, base-OS updates and attestation reach the reference image's agent; its
-    reboots, apps and controller faults are not exercised there, so such steps are refused."""
+    reboots, shutdowns, apps and controller faults are not exercised there, so such steps are refused."""
 
-    capabilities = AdminControllerPort.capabilities - {"reboot", "set_app", "outage", "restore"}
+    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore"}
     refusals = {}
     backend_name = "qemu"
 
@@ -78,7 +78,8 @@ class QemuDevicePort(LiveDevicePort["QemuBackend"]):
     ``hang`` and ``crash`` are refused: the reference image has no hook to hang or kill an agent, and
     no kdump or watchdog report script that would record KERNEL, OOM, FATAL or WATCHDOG_PID."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash"}
+    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff"}
+    refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "qemu"
 
     def _vms(self, devices: list[str]) -> list[_Vm]:

@@ -224,6 +224,8 @@ class SimBackend:
 
     def _note(self, t: float, i: int, what: str, data: dict[str, Any]) -> None:
         self.timeline.add(t, "device", self.ids[i], what, data)
+        if what == "powered_off":  # the node switched itself off (a graceful power-off, §7)
+            self.powered[i] = False
         if what in JOURNALED:
             self._touch(i)
 

@@ -19,7 +19,7 @@ _CRASH_INPUT = {"oom": "oom", "fatal": "agent_fatal", "agent_exit": "agent_exit"
 
 
 class SimControllerPort(ControllerPort):
-    capabilities = CONTROLLER_METHODS - {"shutdown"}
+    capabilities = CONTROLLER_METHODS
     backend_name = "sim"
 
     def __init__(self, backend: SimBackend) -> None:
@@ -40,6 +40,9 @@ class SimControllerPort(ControllerPort):
 
     def reboot(self, devices: list[str]) -> None:
         self.ctrl.reboot(self._idx(devices))
+
+    def shutdown(self, devices: list[str]) -> None:
+        self.ctrl.shutdown(self._idx(devices))
 
     def force_fallback(self, devices: list[str]) -> None:
         self.ctrl.force_fallback(self._idx(devices))
@@ -100,6 +103,10 @@ class SimDevicePort(DevicePort):
         for i in self._idx(devices):
             self.be.power(i, False)
             self.be.later(off_for, partial(self.be.power, i, True))
+
+    def graceful_poweroff(self, devices: list[str]) -> None:
+        for i in self._idx(devices):
+            self.be.engine.call(i, "poweroff_cmd")
 
     def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
         for i in self._idx(devices):

@@ -670,7 +670,7 @@ class Controller:
             **row,
             "firmware": dev.firmware, "images": side.images, "learn": side.learn,
             "tofu": self.model.uses_tofu(i), "firmware_pcrs_learned": i in self.model.firmware,
-            "items": dev.items, "baseos": dev.baseos, "reboot": dev.reboot, "shutdown": side.shutdown,
+            "items": dev.items, "baseos": dev.baseos, "reboot": dev.reboot, "shutdown": dev.shutdown,
             "apps": dev.apps, "maintenance": dev.maintenance,
             "attestation": {"token_required": dev.token_required, "has_token": dev.token is not None,
                             "escrowed": dev.escrow is not None, "failures": dev.attest_failures,

@@ -2,7 +2,7 @@
 
 The API rules stay in :class:`eve.controller.Controller`; this subclass only draws
 nonces/tokens from :mod:`secrets`, adds learned+approved PCR templates, and carries the
-controller-side per-device extras (shutdown counter, metrics, attestation history, ...).
+controller-side per-device extras (metrics, attestation history, ...).
 
 Two more real-controller things live here:
 
@@ -44,7 +44,6 @@ class Side:
     onboarded: bool = False
     learn: bool = False
     tofu: bool = False
-    shutdown: int = 0
     last_seen: float = 0.0
     served_hash: str = ""
     metrics: Mapping[str, object] | None = None  # the last decoded metrics report
@@ -134,24 +133,15 @@ class RealModel(Controller):
         dev = self.devices[i]
         if dev.config is None:
             cfg = super().config_for(i)
-            shutdown = self.side[i].shutdown
             row = self.content_for(str(dev.baseos["image"]), str(dev.baseos["version"])) if dev.baseos else None
-            if shutdown or row:
+            if row:
                 cfg = {k: v for k, v in cfg.items() if k != "hash"}
-                if shutdown:
-                    cfg["shutdown"] = shutdown
-                if row:
-                    content = {"sha256": row["sha256"], "size": row["size"], "url": DATASTORE_PATH + row["sha256"]}
-                    cfg["baseos"] = {**cfg["baseos"], "content": content}
+                content = {"sha256": row["sha256"], "size": row["size"], "url": DATASTORE_PATH + row["sha256"]}
+                cfg["baseos"] = {**cfg["baseos"], "content": content}
                 dev.hash = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:32]
                 cfg["hash"] = dev.hash
                 dev.config = cfg
         return dev.config  # type: ignore[return-value]
-
-    def shutdown(self, indices: list[int]) -> None:
-        for i in indices:
-            self.side[i].shutdown += 1
-            self._changed(i)
 
     # ----------------------------------------------------------------- persistence --
     def dump(self, i: int) -> StoredDevice:
@@ -172,5 +162,9 @@ class RealModel(Controller):
             if k in d:
                 setattr(dev, k, d[k])
         dev.config = None
-        self.side[i] = Side(**state.get("side", {}))
+        side = dict(state.get("side", {}))
+        legacy = side.pop("shutdown", 0)  # rows stored before the counter moved into DeviceRecord
+        if legacy and "shutdown" not in d:
+            dev.shutdown = legacy
+        self.side[i] = Side(**side)
         return i

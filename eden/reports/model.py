@@ -318,6 +318,8 @@ FEATURES = {
     "power_off": "power",
     "power_cycle": "power",
     "reboot": "power",
+    "shutdown": "power",
+    "graceful_poweroff": "power",
     "controller_outage": "controller",
     "controller_503": "controller",
     "controller_restore": "controller",

@@ -32,6 +32,9 @@ Conventions
 * Images are named on the wire by :func:`image_uuid` (uuid5 of the name); the device side maps
   them back with ``decode_response(..., images={uuid: name})`` (see :func:`image_names`). An
   unknown uuid is handed to the node as the image name.
+* A config ``shutdown`` (the controller's shutdown counter) travels as EdgeDevConfig.shutdown
+  (DeviceOpsCmd, field 34) ``counter``, present even with counter 0; absent (and not decoded)
+  when the config has none (spec §1).
 * Apps are named by :func:`app_uuid`; ``AppInstanceConfig.displayname`` carries the name.
 * A config ``baseos`` may carry ``content: {sha256, size, url}`` (where the image is downloaded
   from, ``url`` relative to the controller): it travels as an EdgeDevConfig.contentInfo
@@ -49,7 +52,8 @@ without partitionLabel (shortVersion, userStatus, subStatus, swErr; absent when 
 no baseOS config), as EVE writes them (:mod:`eden.wire.swlist`, spec §2.2); attestation -> attestation_info.state;
 maintenance -> maintenance_mode_reasons (+ maintenance_mode); vault -> dataSecAtRestInfo
 (ENABLED = unlocked, ERROR = locked); dpc_index -> systemAdapter.currentIndex; reboot_counter ->
-rebootConfigCounter; baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
+rebootConfigCounter; shutdown_counter -> shutdown_config_counter (field 49, the shutdown counter
+last processed; plain uint32: None and 0 both decode as 0); baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
 None and 0 both travel as absent and decode as 0, as EVE's do, spec §2.2); apps -> ZInfoApp{AppID, AppName, state, appErr}.
 
 Lossy fields (no place in the proto; dropped, decoded as shown)
@@ -90,7 +94,7 @@ import json
 import math
 import uuid as uuidlib
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, ParamSpec, Required, TypedDict, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NotRequired, ParamSpec, Required, TypedDict, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -179,6 +183,7 @@ class Config(TypedDict):
     items: dict[str, ItemValue]
     baseos: BaseosConfig | None
     reboot: int
+    shutdown: NotRequired[int]  # only when the config carries EdgeDevConfig.shutdown
     apps: dict[str, AppSpec]
     maintenance: bool
     hash: str
@@ -208,6 +213,7 @@ class DeviceReport(TypedDict):
     vault: str | None  # "locked" | "unlocked" | None (no vault reported)
     dpc_index: int
     reboot_counter: int
+    shutdown_counter: int
     baseos_update_counter: int
     apps: dict[str, AppReport]
     config_items_errors: list[str]
@@ -531,6 +537,8 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
     d.systemAdapter.currentIndex = _uint(report.get("dpc_index", 0), "dpc_index")
     if report.get("reboot_counter") is not None:
         d.rebootConfigCounter = _uint(report["reboot_counter"], "reboot_counter")
+    if report.get("shutdown_counter") is not None:
+        d.shutdown_config_counter = _uint(report["shutdown_counter"], "shutdown_counter")
     if report.get("baseos_update_counter") is not None:
         d.baseos_update_counter = _uint(report["baseos_update_counter"], "baseos_update_counter")
     out = [_info_msg(ZInfoType.ZI_DEVICE, dev, at, dinfo=d)]
@@ -686,6 +694,7 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
         "vault": vault,
         "dpc_index": d.systemAdapter.currentIndex,
         "reboot_counter": d.rebootConfigCounter,
+        "shutdown_counter": d.shutdown_config_counter,
         "baseos_update_counter": d.baseos_update_counter,
         "apps": {},
         "config_items_errors": [],
@@ -771,6 +780,9 @@ def _config_response(body: Mapping[str, Any], dev: str, fqdn: str = "") -> confi
         if bos.get("content") is not None:
             _content_out(c, c.baseos.content_tree_uuid, bos["image"], bos["content"], fqdn)
     c.reboot.counter = _uint(cfg.get("reboot", 0), "reboot counter")
+    if cfg.get("shutdown") is not None:
+        c.shutdown.SetInParent()  # present with counter 0 too: the first value is only stored (§1)
+        c.shutdown.counter = _uint(cfg["shutdown"], "shutdown counter")
     for name in sorted(cfg.get("apps") or {}):
         spec = cfg["apps"][name]
         a = c.apps.add(displayname=_text(name, "app name"), activate=bool(spec.get("activate", True)))
@@ -928,6 +940,8 @@ def _decode_config(resp: config_pb2.ConfigResponse, images: Mapping[str, str], a
             "activate": a.activate,
         }
     cfg: Config = {"items": items, "baseos": baseos, "reboot": c.reboot.counter, "apps": apps, "maintenance": c.maintenance_mode, "hash": resp.configHash}
+    if c.HasField("shutdown"):
+        cfg["shutdown"] = c.shutdown.counter
     out: dict[str, Any] = {"config": cfg}
     if c.id.version:
         if not c.id.version.isdigit():
