@@ -155,7 +155,7 @@ metrics: [reconnect.time, boot.time]
 # lost the device certificate on a real VM (docs/qemu.md); the expectation after the cut checks it.
 
 
-@pytest.mark.background("qemu-faults", lane="qemu-scenarios", scenario=FAULTS, backend="qemu")
+@pytest.mark.background("qemu-faults", lane="qemu", scenario=FAULTS, backend="qemu")
 def test_link_down_up_and_a_power_cut_on_a_real_vm() -> None:
     bg = background_run("qemu-faults")
     rc, output = bg.wait(timeout=600)

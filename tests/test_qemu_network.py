@@ -107,10 +107,10 @@ def _events(out: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.qemu
-@pytest.mark.background("two-ports", lane="qemu-scenarios", scenario=TWO_PORTS, backend="qemu")
+@pytest.mark.background("two-ports", lane="qemu", scenario=TWO_PORTS, backend="qemu")
 def test_two_nics_dhcp_and_the_agent_goes_on_through_eth1() -> None:
-    """Four minutes of the device's timers: the run starts at collection, beside the QEMU suite
-    (tests/conftest.py)."""
+    """Four minutes of the device's timers: the run starts at collection, in the QEMU lane after the
+    QEMU suite (tests/conftest.py): beside the suite's nine VMs its boots were too slow on two cores."""
     run = background_run("two-ports")
     rc, output = run.wait(timeout=900)
     assert rc == EXIT_OK, output[-3000:]
