@@ -369,7 +369,7 @@ class Fleet:
             params["title"] = f"wait_until {describe_expectation(exp)}"
             checker = self._checker(exp, loaded, f"steps[{len(self._steps)}]")
             start = self.now
-            deadline = start + float(exp.within or 0.0)
+            deadline = start + float(exp.within or 0.0) * self.backend.deadline_scale
             while True:
                 verdict = self._clock.call(checker)
                 if verdict.ok or self.now >= deadline - 1e-9:

@@ -320,8 +320,20 @@ class Runner:
         yield from self._act(action, devices, args, blocking=False)
 
     # ------------------------------------------------------------------------- expectations --
+    def _within(self, exp: Expectation) -> float:
+        """``exp.within`` as this backend counts it (stretched under TCG: :attr:`Backend.deadline_scale`)."""
+        assert exp.within is not None
+        return exp.within * self.backend.deadline_scale
+
+    def _not_met(self, exp: Expectation) -> str:
+        assert exp.within is not None
+        scale = self.backend.deadline_scale
+        if scale == 1.0:
+            return f"not met within {exp.within:g}s"
+        return f"not met within {self._within(exp):g}s ({exp.within:g}s x {scale:g} on {self.backend.name} under TCG)"
+
     def _await(self, exp: Expectation, res: ExpectationResult, checker: Callable[[], CheckOutcome], *, start: float) -> Outcome:
-        deadline = None if exp.within is None else start + exp.within
+        deadline = None if exp.within is None else start + self._within(exp)
         res.deadline = deadline
         while True:
             verdict = checker()
@@ -331,7 +343,7 @@ class Runner:
                 return True
             if deadline is None or self.now() >= deadline:
                 res.status = "failed"
-                res.detail["why"] = "not met" if deadline is None else f"not met within {exp.within:g}s"
+                res.detail["why"] = "not met" if deadline is None else self._not_met(exp)
                 return False
             yield Sleep(min(self.check, max(deadline - self.now(), 1e-6)))
 
@@ -354,7 +366,7 @@ class Runner:
             if exp.within is None:
                 self._at_end.append((exp, res, checker))
                 continue
-            res.deadline = deadline = start + exp.within
+            res.deadline = deadline = start + self._within(exp)
             pending.append((exp, res, checker, deadline))
         while pending:
             still = []
@@ -365,7 +377,7 @@ class Runner:
                     res.status, res.met_at = "passed", self.now()
                 elif self.now() >= deadline:
                     res.status = "failed"
-                    res.detail["why"] = f"not met within {exp.within:g}s"
+                    res.detail["why"] = self._not_met(exp)
                 else:
                     still.append((exp, res, checker, deadline))
             pending = still

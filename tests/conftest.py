@@ -299,7 +299,7 @@ def assert_device_suite_passed(run: BackgroundRun, backend: str, timeout: float,
     results = json.loads((out / "results.json").read_text())
     verdicts = {e["scenario"]: e["verdict"] for e in results["entries"]}
     detail = {e["scenario"]: [x["name"] for x in e["expectations"] if x["status"] != "passed"] for e in results["entries"]}
-    assert verdicts == {s: "passed" for s in DEVICE_SCENARIOS}, (detail, output[-3000:])
+    assert verdicts == {s: "passed" for s in DEVICE_SCENARIOS}, (detail, output[-3000:], _why_failed(out, results))
     assert rc == 0, output[-3000:]
     assert results["backend"] == backend
     for entry in results["entries"]:
@@ -311,6 +311,30 @@ def assert_device_suite_passed(run: BackgroundRun, backend: str, timeout: float,
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase") == len(DEVICE_SCENARIOS) and "<failure" not in junit and "<error" not in junit
     return out, results
+
+
+def _why_failed(out: Path, results: dict[str, Any], tail: int = 8) -> str:
+    """For each failed entry: its failed expectations' reasons and the last device events of each
+    device (the run's work dir, where the console logs were, is gone once the suite ends)."""
+    import json
+
+    lines = []
+    for entry in results["entries"]:
+        if entry["verdict"] == "passed":
+            continue
+        lines.append(f"== {entry['scenario']}")
+        lines += [f"  {x['name']}: {x.get('detail', {}).get('why', x['status'])}" for x in entry["expectations"] if x["status"] != "passed"]
+        path = out / entry["run_dir"] / "events.jsonl"
+        if not path.is_file():
+            continue
+        by_device: dict[str, list[str]] = {}
+        for line in path.read_text().splitlines():
+            e = json.loads(line)
+            if e.get("device") and e.get("source") in ("device", "console", "controller", "qmp"):
+                by_device.setdefault(e["device"], []).append(f"{e['t']:.0f}s {e['source']} {e['what']}")
+        for dev, seen in sorted(by_device.items()):
+            lines.append(f"  {dev}: " + " | ".join(seen[-tail:]))
+    return "\n".join(lines)
 
 
 def assert_tamper_refused_for_pcrs(out: Path, results: dict[str, Any], pcrs: set[int]) -> None:

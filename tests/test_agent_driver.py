@@ -167,6 +167,9 @@ def test_reset_exits_75_and_restart_keeps_partitions_and_counters(tmp_path: Path
     assert agent.lines()[-1]["data"] == {"outcome": "reboot", "reason": None}
     first = agent.persist()
     assert first["boots"] == 1 and first["persist"]["boots_without_agents"] == 1 and first["persist"]["power_lost"] is False
+    # agent_start says where the start-up went: interpreter and imports, the state dir, the rest
+    start = agent.lines()[0]["data"]
+    assert 0 < start["since_exec_s"] < 120 and 0 <= start["prepare_s"] <= start["setup_s"] < 120, start
     res = subprocess.run(agent.argv("--once"), capture_output=True, timeout=120)
     assert res.returncode == EXIT_REBOOT, res.stderr
     second = agent.persist()

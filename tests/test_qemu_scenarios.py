@@ -38,6 +38,11 @@ def test_qemu_suite_passes(qemu_suite_run) -> None:  # type: ignore[no-untyped-d
     for m in ("stage", "slot", "measured", "switch_root", "network", "agent-start"):
         assert m in markers, markers
     assert any(e["source"] == "qmp" and e["what"] == "RESUME" for e in events)
+    # under TCG the scenario's deadlines were stretched (eden.qemu.hostcheck.tcg_deadline_scale)
+    ready = next(e for e in events if e["what"] == "image_ready")
+    assert ready["deadline_scale"] == (2.0 if ready["accel"] == "tcg" else 1.0), ready
+    first = next(x for x in summary["expectations"] if x["where"] == "steps[1]")
+    assert first["deadline"] is not None and first["deadline"] > 300 * ready["deadline_scale"] - 5, first
     device = {e["what"] for e in events if e["source"] == "device"}
     assert {"power_on", "boot_start", "booted", "onboarded", "attested"} <= device, device
     assert any(e["source"] == "controller" for e in events)
@@ -45,6 +50,7 @@ def test_qemu_suite_passes(qemu_suite_run) -> None:  # type: ignore[no-untyped-d
     assert "EDEN-BOOT: agent-start" in console and '"what":"onboarded"' in console.replace(" ", "")
     assert (run_dir / "logs" / "console-dut-0.raw").stat().st_size > 0
     assert (run_dir / "logs" / "controller.log").exists()
+    assert ",cache=unsafe" in (run_dir / "logs" / "qemu-dut-0.cmdline").read_text()  # guest flushes are not host fsyncs
     # real timings, from power-on, measured on the host
     t = json.loads((run_dir / "run.json").read_text())["device_timings"]["devices"]["dut-0"]
     assert 0 < t["power_on_to_agent_start"][0] < t["power_on_to_onboarded"][0] < 600, t

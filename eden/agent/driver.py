@@ -98,6 +98,7 @@ class AgentDriver:
         events: EventSink,
         tpm: Tpm | None = None,
         platform: Platform | None = None,
+        startup: dict[str, float] | None = None,
     ) -> None:
         self.spec = spec
         self.params = params
@@ -120,6 +121,8 @@ class AgentDriver:
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
         self._certs_task = False
         self._objects = ObjectReports(None)
+        # The start-up timings of this process (eden.agent.cli.run_boot), read when agent_start is said.
+        self._startup: dict[str, float] = startup if startup is not None else {}
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -140,7 +143,8 @@ class AgentDriver:
         self.node = node
         self._objects = ObjectReports(lambda: hardware(self.params, node, storage_bytes(self.spec)))
         self._emit("agent_start", {"boot": self.boots, "tpm": self.tpm.kind, "first": saved is None,
-                                   "platform": self.platform.name})
+                                   "platform": self.platform.name, **self._startup})
+        self._startup = {}  # a supervised restart in the same process has no start-up of its own
         self.platform.before_power_on(node)
         self._call(node.power_on, time.time(), after=self.platform.after_power_on)
         self.tpm.measured(node.pcrs)

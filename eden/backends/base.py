@@ -116,6 +116,13 @@ class Backend(Protocol):
         """Seconds since the run started, on this backend's clock (simulated or real)."""
         ...
 
+    @property
+    def deadline_scale(self) -> float:
+        """The factor the runner applies to ``within`` deadlines: 1, except on a backend that knows
+        its devices run slower than the hardware the scenario describes (QEMU under TCG,
+        :func:`eden.qemu.hostcheck.tcg_deadline_scale`). Read once the run has started."""
+        ...
+
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
         """Drive ``main`` (the runner) on this backend's clock until it ends or ``duration`` passes."""
         ...

@@ -147,6 +147,10 @@ class LiveBackend(Generic[D]):
     def now(self) -> float:
         return self.clock.now()
 
+    @property
+    def deadline_scale(self) -> float:
+        return 1.0  # emulated devices keep the scenario's deadlines; QemuBackend stretches them under TCG
+
     # -------------------------------------------------------------------------------- run --
     def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
         workdir = self.work_dir()

@@ -127,6 +127,7 @@ class QemuBackend(LiveBackend[_Vm]):
         super().__init__(*args, **kwargs)
         self.image: Any = None
         self.accel = "tcg"
+        self._scale = 1.0  # set with the accelerator (_setup, _setup_eve)
         self.image_seconds = 0.0
         self.slots: dict[str, Any] = {}  # scenario image name -> eden.image.slots.Slot
         self.approved_pcr13: dict[str, str] = {}  # image name -> the release's PCR 13 (spec §5)
@@ -134,12 +135,17 @@ class QemuBackend(LiveBackend[_Vm]):
         self.eve_ids: set[str] = set()  # devices booting a real EVE-OS image (docs/real-eve.md)
         self._eve_marked: dict[str, int] = {}  # EVE device -> the boot whose boot_marker was noted
 
+    @property
+    def deadline_scale(self) -> float:
+        """2 under TCG (``EDEN_QEMU_TCG_SCALE``), 1 under KVM: see :func:`eden.qemu.hostcheck.tcg_deadline_scale`."""
+        return self._scale
+
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
         """Host tools, then the image (built once, cached by its inputs), then the accelerator."""
         from eden.image.build import build, default_cache
         from eden.image.layout import Image
-        from eden.qemu.hostcheck import check_host, probe_accel
+        from eden.qemu.hostcheck import check_host, probe_accel, tcg_deadline_scale
 
         tools = check_host(tpm=True)
         if await self._setup_eve(tools.qemu):
@@ -153,9 +159,11 @@ class QemuBackend(LiveBackend[_Vm]):
         self.image = Image.load(image_dir)
         self.image_seconds = time.monotonic() - t0
         self.accel = await probe_accel(self.image.kernel, tools.qemu)  # 3 s; EDEN_QEMU_ACCEL=tcg|kvm skips it
+        self._scale = tcg_deadline_scale() if self.accel == "tcg" else 1.0
         await self._build_slots()
         self.timeline.add(0.0, "harness", None, "image_ready",
-                          {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel})
+                          {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel,
+                           "deadline_scale": self._scale})
 
     async def _build_slots(self) -> None:
         """One root-filesystem slot per scenario image (docs/reference-image.md "Slots"): what the
@@ -251,7 +259,10 @@ class QemuBackend(LiveBackend[_Vm]):
             extra = ["-cpu", TCG_CPU, *extra]
         cfg = MachineConfig(
             name=d.id, kernel=self.image.kernel, initrd=self.image.initrd, append=self.image.info["cmdline"],
-            disks=[Disk(d.disk, "raw", DISK_INTERFACE)], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
+            # cache=unsafe: a guest fsync (the agent saves its state on every change) is then no
+            # host fdatasync, which on an ext4 host busy with other VMs' writes waits for their
+            # dirty data too, with the agent's event loop blocked meanwhile (docs/qemu.md).
+            disks=[Disk(d.disk, "raw", DISK_INTERFACE, cache="unsafe")], memory_mb=MEMORY_MB, accel=self.accel, tpm=True,
             tpm_state=d.home / "tpm", nics=list(d.nics), extra_args=extra,
         )
         return Machine(cfg, d.home / "vm", on_event=lambda ev, d=d: self._qmp_event(d, ev),
@@ -375,7 +386,7 @@ class QemuBackend(LiveBackend[_Vm]):
         is an EVE device: the accelerator is then probed here and no reference image is built."""
         from eden.backends.qemu_eve import EVE_IMAGE_ENV, eve_device_ids, eve_plan, host_kernel
         from eden.errors import InvalidInput
-        from eden.qemu.hostcheck import check_host, probe_accel
+        from eden.qemu.hostcheck import check_host, probe_accel, tcg_deadline_scale
 
         self.eve = await asyncio.to_thread(eve_plan, self.loaded)
         if self.eve is None:
@@ -396,6 +407,8 @@ class QemuBackend(LiveBackend[_Vm]):
         if not everyone:
             return False
         self.accel = await probe_accel(host_kernel(), qemu)  # no reference kernel to probe KVM with
+        self._scale = tcg_deadline_scale() if self.accel == "tcg" else 1.0
+        self.timeline.add(0.0, "harness", None, "accelerator", {"accel": self.accel, "deadline_scale": self._scale})
         return True
 
     async def _register_eve_content(self) -> None:

@@ -131,6 +131,10 @@ class SimBackend:
     def now(self) -> float:
         return self.clock.now()
 
+    @property
+    def deadline_scale(self) -> float:
+        return 1.0  # simulated time: the scenario's deadlines as written
+
     def drive(self, gen: RunGen) -> Generator[simpy.Event, None, None]:
         """Turn the runner's Sleep/Spawn requests into SimPy timeouts and processes."""
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -39,6 +40,12 @@ OVMF_CANDIDATES: tuple[Path, ...] = (
 
 #: Set to "tcg" or "kvm" to skip the probe (for example on a host known to be one or the other).
 ACCEL_ENV = "EDEN_QEMU_ACCEL"
+
+#: The factor applied to a scenario's ``within`` deadlines when the VMs run under TCG (see
+#: :func:`tcg_deadline_scale`); ``1`` keeps the scenario's own deadlines.
+TCG_SCALE_ENV = "EDEN_QEMU_TCG_SCALE"
+TCG_SCALE_DEFAULT = 2.0
+TCG_SCALE_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,31 @@ async def boots_with(qemu: str, accel: Accel, kernel: Path, deadline: Deadline) 
             return True
         finally:
             await group.close()
+
+
+def tcg_deadline_scale() -> float:
+    """How much longer a ``within`` deadline is when the guests run under TCG (default 2).
+
+    A scenario's deadlines describe a device on its own hardware. Under TCG every guest instruction
+    is translated, so a VM boots and starts its agent several times slower than the machine it
+    stands for, more so with several VMs sharing the host's cores: on a two-core host running the
+    qemu suite's nine VMs and nothing else, power-on to an attested device took 238-292 s of the
+    scenarios' 300 s (docs/qemu.md).
+    The same practice as LTP's ``LTP_TIMEOUT_MUL`` and Zephyr twister's ``--timeout-multiplier``
+    for emulated targets: the deadlines stretch, nothing else does (``wait`` durations and metric
+    bounds stay as written). ``EDEN_QEMU_TCG_SCALE`` sets it, from 1 to 10; anything else is an
+    error.
+    """
+    raw = os.environ.get(TCG_SCALE_ENV, "").strip()
+    if not raw:
+        return TCG_SCALE_DEFAULT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 1.0 <= value <= TCG_SCALE_MAX:  # also false for nan
+        raise InfrastructureError(f"{TCG_SCALE_ENV}={raw!r}: expected a number from 1 to {TCG_SCALE_MAX:g}")
+    return value
 
 
 async def probe_accel(
