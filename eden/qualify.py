@@ -28,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict, cast
 
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InvalidInput, format_issues
@@ -39,6 +40,7 @@ from eden.suite.load import LoadedSuite, MatrixEntry, load_entry
 
 if TYPE_CHECKING:
     from eden.reports.html import History  # the reports (and matplotlib) load only when rendering
+    import multiprocessing.sharedctypes
 
 RUNS = "runs"
 HARNESS_ERROR_FILE = "harness-error.txt"
@@ -66,13 +68,50 @@ _STOP: multiprocessing.synchronize.Event | None = None
 """In a worker process: the suite's stop event (set once the suite is interrupted); None elsewhere."""
 
 
-def _worker_init(stop: multiprocessing.synchronize.Event) -> None:
+@dataclass(frozen=True)
+class _Turns:
+    """``--stagger`` across the worker processes: the staggered entries start in order, each at
+    least ``stagger`` seconds after the one before it actually started. A delay counted from each
+    worker's own start would not do that: two workers that come up seconds apart on a busy host
+    start their entries at the same moment."""
+
+    stagger: float
+    next_turn: "multiprocessing.sharedctypes.Synchronized[int]"
+    not_before: "multiprocessing.sharedctypes.Synchronized[float]"
+
+    def wait(self, turn: int, stop: multiprocessing.synchronize.Event) -> bool:
+        """Block until it is ``turn``'s go; False when the suite is stopped meanwhile. An earlier
+        turn that never comes (its worker died before taking it) holds the others up for at most
+        :data:`TURN_GRACE` seconds past their schedule."""
+        give_up = time.monotonic() + (turn + 1) * self.stagger + TURN_GRACE
+        while True:
+            with self.next_turn.get_lock():
+                now = time.time()
+                late = time.monotonic() >= give_up
+                if (self.next_turn.value == turn and now >= self.not_before.value) or late:
+                    self.next_turn.value = max(self.next_turn.value, turn + 1)
+                    self.not_before.value = now + self.stagger
+                    return True
+            if stop.wait(0.05):
+                return False
+
+
+TURN_GRACE = 60.0
+"""Seconds a staggered entry waits past its schedule for the turns before it (see :class:`_Turns`)."""
+
+
+_TURNS: _Turns | None = None
+"""In a worker process of a staggered suite: the shared turns; None elsewhere."""
+
+
+def _worker_init(stop: multiprocessing.synchronize.Event, turns: _Turns | None = None) -> None:
     """Worker start-up. An idle worker ignores stop signals: the terminal's Ctrl-C reaches the whole
     process group, and a worker dying between entries would break the pool (whose reaction is to
     kill every other worker in the middle of its clean-up). The stop event keeps it from starting
     another entry instead."""
-    global _STOP
+    global _STOP, _TURNS
     _STOP = stop
+    _TURNS = turns
     _ignore_stop_signals()
 
 
@@ -112,17 +151,15 @@ def _versions() -> dict[str, str]:
     return harness_versions()
 
 
-def run_entry(entry: MatrixEntry, backend: str, run_dir: str, delay: float = 0.0) -> Outcome:
+def run_entry(entry: MatrixEntry, backend: str, run_dir: str, turn: int | None = None) -> Outcome:
     """Worker: load and run one entry into ``run_dir``; never raises (errors come back as data).
 
     Returns ``{"summary", "run_info"}`` or ``{"error", "started", "wall_seconds"}``, plus
     ``"interrupted"`` (the signal's name) when a stop request ended the entry (``eden.interrupt``).
-    ``delay``: seconds to wait before starting (``--stagger``); a stop request ends the wait."""
-    if delay > 0:
-        if _STOP is not None and _STOP.wait(delay):
-            return _not_run()
-        if _STOP is None:
-            time.sleep(delay)
+    ``turn``: the entry's place among the staggered starts (``--stagger``, :class:`_Turns`); a stop
+    request ends the wait."""
+    if turn is not None and _TURNS is not None and _STOP is not None and not _TURNS.wait(turn, _STOP):
+        return _not_run()
     started = _now()
     t0 = time.perf_counter()
     out = Path(run_dir)
@@ -324,9 +361,11 @@ def _run_parallel(
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     workers = min(jobs, len(entries))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(stop,))
+    turns = _Turns(stagger, context.Value("q", 0), context.Value("d", 0.0)) if stagger > 0 else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                               initargs=(stop, turns))
     futures: dict[Future[Outcome], MatrixEntry] = {
-        pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id), i * stagger if i < workers else 0.0): e
+        pool.submit(run_entry, e, ls.backend, str(out_dir / RUNS / e.id), i if turns and i < workers else None): e
         for i, e in enumerate(entries)
     }
     pending = set(futures)

@@ -17,6 +17,8 @@ from typing import Any
 from eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_digest
 
 DEFAULT_METRIC_INTERVAL = 60  # seconds: timer.metric.interval's default (spec §6)
+_UUID_PATH_KINDS = frozenset({"config", "info", "metrics", "logs", "attest"})
+"""Requests under the device's ``id/<uuid>/`` (spec §2): a record with another UUID answers 404."""
 
 
 def dormant_time(metric_interval: Any) -> float:
@@ -62,6 +64,14 @@ class DeviceRecord:
     escrow: str | None = None
     info: dict[str, Any] | None = None
     attest_failures: int = 0
+    deleted: bool = False
+    """The record was deleted and not created again (``delete_device`` recreate none): the
+    device's requests find nothing (404), a register is refused as not pre-registered (403)."""
+    knows_cert: bool = True
+    """False for a record created again by serial (recreate onboarding): the device's cert is
+    unknown until it registers again, so its uuid lookups and id/<uuid>/ requests get 404."""
+    generation: int = 0
+    """How many times the record was created again: each creation has a new UUID."""
 
 
 class Controller:
@@ -76,6 +86,7 @@ class Controller:
         self.info_journal: list[int] = []  # device index per info message received, in order
         self._templates: dict[int, list[dict[int, bytes]]] = {}
         self._shared: dict[tuple[str, str, str], dict[int, bytes]] = {}
+        self.any_deleted = False  # a delete_device happened: requests are checked with :meth:`attributed`
 
     # -------------------------------------------------------------------------------- devices --
     def add_device(self, serial: str, firmware: str, images: dict[str, str]) -> int:
@@ -163,6 +174,53 @@ class Controller:
             self.devices[i].shutdown += 1
             self._changed(i)
 
+    def delete_device(self, indices: list[int], recreate: str) -> None:
+        """Delete each device's record (spec §1 "404/400", P:cmd/zedagent/handleconfig.go
+        ``potentialUUIDUpdate``, P:cmd/client/client.go), and with ``recreate`` create it again:
+
+        * ``none``: gone. Every request of the device is unknown (404); it cannot register (403).
+        * ``onboarding``: pre-registered again by serial. The old device cert is not known: 404
+          until the device registers again, which EVE's client does only at its next boot.
+        * ``cert``: created again with the device's cert under a new UUID. Requests on the old
+          ``id/<uuid>/`` get 404, and the device's uuid lookup (at most every 10 min) finds the new one.
+
+        The new record keeps the desired config (as an admin re-adding a device with its project's
+        config would); what belonged to the old one goes: integrity token, nonce, escrowed key,
+        the last info, the attestation failures."""
+        self.any_deleted = True
+        for i in indices:
+            dev = self.devices[i]
+            dev.generation += 1
+            dev.nonce = dev.token = dev.escrow = dev.info = None
+            dev.token_required = False
+            dev.attest_failures = 0
+            if recreate == "none":
+                dev.deleted, dev.preregistered, dev.cert, dev.uuid = True, False, None, None
+            elif recreate == "onboarding":
+                dev.cert, dev.uuid, dev.knows_cert = None, None, False
+            elif recreate == "cert":
+                dev.uuid = self._new_uuid(dev)
+            else:
+                raise ValueError(f"recreate must be none, onboarding or cert, got {recreate!r}")
+            self.attestation_changed(i)
+            self._changed(i)
+
+    @staticmethod
+    def _new_uuid(dev: DeviceRecord) -> str:
+        seed = dev.serial if dev.generation == 0 else f"{dev.serial}#{dev.generation}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+    def attributed(self, i: int, kind: str, uuid: str | None) -> bool:
+        """Whether a request of device ``i`` reaches its record: not after a deletion, nor with a
+        cert the record does not know, nor (``uuid`` given) under another record's ``id/<uuid>/``.
+        Only an attributed request counts as contact (``last_seen``)."""
+        dev = self.devices[i]
+        if dev.deleted:
+            return False
+        if not dev.knows_cert:
+            return kind == "register"
+        return uuid is None or dev.uuid is None or kind not in _UUID_PATH_KINDS or uuid == dev.uuid
+
     def set_app(self, indices: list[int], name: str, spec: dict[str, Any] | None) -> None:
         for i in indices:
             apps = dict(self.devices[i].apps)
@@ -197,8 +255,11 @@ class Controller:
                 self.attestation_changed(i)
 
     # ------------------------------------------------------------------------------- requests --
-    def answer(self, i: int, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def answer(self, i: int, kind: str, body: dict[str, Any], uuid: str | None = None) -> tuple[int, dict[str, Any]]:
         """The EVE API v2 rules for one admitted request (§2, §5): (HTTP status, body).
+
+        ``uuid``: the device's ``id/<uuid>/`` in the request path, where the caller knows it (the
+        simulator); None skips that check.
 
         Shared by the simulator (behind its capacity model) and the real controller
         (:mod:`eden.controller`), which decodes the protobuf request into the same body dict and
@@ -211,12 +272,15 @@ class Controller:
                 return 403, {}
             if dev.cert is None:
                 dev.cert = body.get("cert")
+                dev.knows_cert = True
                 return 201, {}
             return (200 if dev.cert == body.get("cert") else 409), {}
+        if self.any_deleted and not self.attributed(i, kind, uuid):
+            return 404, {}  # no record for this cert, or not under this uuid (§1 "404/400")
         if kind == "uuid":
             if dev.cert is None:
                 return 404, {}
-            dev.uuid = dev.uuid or hashlib.sha256(dev.serial.encode()).hexdigest()[:32]
+            dev.uuid = dev.uuid or self._new_uuid(dev)
             return 200, {"uuid": dev.uuid}
         if kind == "config":
             if dev.token_required and body.get("token") != dev.token:

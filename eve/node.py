@@ -48,7 +48,7 @@ from eve.enums import (
     ZSwState,
 )
 from eve.vocab import PERIODIC, KeyedTimer, Phase, Timer, TimerFamily, TimerName
-from eve.images import CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
+from eve.images import CORRUPT, CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
 
@@ -1365,7 +1365,9 @@ class Node:
     def tpm_sanity(self, ok: bool, now: float) -> list[Action]:
         """tpmmgr's sanity check (§5, hourly and at start): TPM_ENCRYPTION_FAILURE puts the device
         in maintenance mode, a passing check clears it (``handleTpmStatusImpl``). Kept across
-        reboots (it is the TPM's state)."""
+        reboots (it is the TPM's state). A device without a TPM has no such check."""
+        if not self.p.tpm:
+            return self._drain()
         self.persist.tpm_broken = not ok
         if self.phase == Phase.RUNNING:
             self._set_local_maintenance(MaintenanceModeReason.TPM_ENCRYPTION_FAILURE, not ok, now)
@@ -1810,7 +1812,8 @@ class Node:
             self.persist.apps_installed.add(name)
             self._note("app_running", app=name)
         elif state == ZSwState.DOWNLOAD_STARTED:
-            self._dl_start(f"app/{name}", int(spec["size"]), now)  # §3 step 1, §4: the downloader
+            # §3 step 1, §4: the downloader; a ``download: corrupt`` image fails its verify (the sim)
+            self._dl_start(f"app/{name}", int(spec["size"]), now, verify_ok=spec.get("download", "ok") != CORRUPT)
         else:
             self._timer(KeyedTimer(TimerFamily.APP, name), now + durations[state])
         self._publish(now)

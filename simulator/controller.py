@@ -52,17 +52,25 @@ class ControllerModel(Controller, Capacity):
     def config_changed(self, i: int) -> None:
         self.ctrl_ver[i] = self.devices[i].ver
 
-    def attestation_changed(self, i: int) -> None:
-        dev = self.devices[i]
-        self.needs_slow[i] = dev.token_required and dev.token is None
-
-    def handle(self, i: int, kind: str, body: dict[str, Any], t: float) -> tuple[int, dict[str, Any], float]:
-        """Answer one request from device ``i`` at time ``t``: (HTTP status, body, latency)."""
+    def handle(self, i: int, kind: str, body: dict[str, Any], t: float,
+               uuid: str | None = None) -> tuple[int, dict[str, Any], float]:
+        """Answer one request from device ``i`` (under ``id/<uuid>/``) at time ``t``: (HTTP status,
+        body, latency)."""
         accepted, latency = self._admit(t)
         self.record(kind, t, latency, accepted)
-        if self.last_seen[i] < t:
+        if self.last_seen[i] < t and (not self.any_deleted or self.attributed(i, kind, uuid)):
             self.last_seen[i] = t
         if not accepted:
             return 503, {}, latency
-        status, answer = self.answer(i, kind, body)
+        status, answer = self.answer(i, kind, body, uuid)
         return status, answer, latency
+
+    def delete_device(self, indices: list[int], recreate: str) -> None:
+        super().delete_device(indices, recreate)
+        for i in indices:
+            self.last_seen[i] = -np.inf  # a new record (or none) has heard nothing yet
+            self.needs_slow[i] = True  # its requests are judged one by one, never answered in bulk
+
+    def attestation_changed(self, i: int) -> None:
+        dev = self.devices[i]
+        self.needs_slow[i] = (dev.token_required and dev.token is None) or dev.generation > 0

@@ -154,7 +154,7 @@ class Engine:
         elif self.ctrl.mode == "down":
             status, body, latency = 0, {"error": "refused"}, RTT  # ECONNREFUSED: remote temporary (§4)
         else:
-            status, body, latency = self.ctrl.handle(i, req.kind, req.body, t)
+            status, body, latency = self.ctrl.handle(i, req.kind, req.body, t, self.nodes[i].persist.uuid)
         gen = self.books[i].gen
         ev = self.env.timeout(max(0.0, t + latency - self.env.now))
         ev.callbacks.append(lambda _e: self._deliver(i, gen, req, status, body, t + latency))

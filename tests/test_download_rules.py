@@ -7,6 +7,7 @@ The node learns its links through :meth:`Node.links` (the engine's ``set_ports``
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -232,31 +233,85 @@ expect:
 """
 
 
-def test_an_image_with_download_corrupt_fails_verification_on_the_simulator(tmp_path) -> None:
+def _sim_verdict(text: str, path: Path) -> str:
+    """The verdict of ``text`` run on the simulator (in ``path``'s directory)."""
     import json
 
     from eden.run import execute, load_for_backend
 
-    path = tmp_path / "corrupt.yaml"
-    path.write_text(_CORRUPT)
-    execute(load_for_backend(path, "sim"), backend_name="sim", out_dir=tmp_path / "out")
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["verdict"] == "passed"
-    good = tmp_path / "good.yaml"
-    good.write_text(_CORRUPT.replace("download: corrupt, ", ""))
-    execute(load_for_backend(good, "sim"), backend_name="sim", out_dir=tmp_path / "good")
-    assert json.loads((tmp_path / "good" / "summary.json").read_text())["verdict"] == "failed"
+    path.write_text(text)
+    out = path.with_suffix("")
+    execute(load_for_backend(path, "sim"), backend_name="sim", out_dir=out)
+    return str(json.loads((out / "summary.json").read_text())["verdict"])
 
 
-@pytest.mark.parametrize("backend", ["emulated", "qemu"])
-def test_download_corrupt_is_refused_at_validation_by_real_backends(tmp_path, backend: str) -> None:
+def _refusal(text: str, path: Path, backend: str) -> str:
     from eden.errors import InvalidInput
     from eden.run import load_for_backend
 
-    path = tmp_path / "corrupt.yaml"
-    path.write_text(_CORRUPT)
+    path.write_text(text)
     with pytest.raises(InvalidInput) as info:
         load_for_backend(path, backend)
-    text = str(info.value)
+    return str(info.value)
+
+
+def test_an_image_with_download_corrupt_fails_verification_on_the_simulator(tmp_path: Path) -> None:
+    assert _sim_verdict(_CORRUPT, tmp_path / "corrupt.yaml") == "passed"
+    assert _sim_verdict(_CORRUPT.replace("download: corrupt, ", ""), tmp_path / "good.yaml") == "failed"
+
+
+@pytest.mark.parametrize("backend", ["emulated", "qemu"])
+def test_download_corrupt_is_refused_at_validation_by_real_backends(tmp_path: Path, backend: str) -> None:
+    text = _refusal(_CORRUPT, tmp_path / "corrupt.yaml", backend)
     assert "'download: corrupt' is simulated only" in text
     assert "corrupt.yaml:7:" in text  # file:line:col of the offending key
+
+
+# ----------------------------------------------------- an app image that fails verification (§4) --
+def test_a_corrupt_app_image_is_downloaded_again_at_most_blob_download_max_retries_times() -> None:
+    """§4 / P:cmd/volumemgr/updatestatus.go, as for the base OS: each failed verify downloads the
+    app's image again at once, at most blob.download.max.retries (5) times; then the app stays
+    DOWNLOAD_STARTED with the verifier's error, never gets a volume, and the downloader stops."""
+    drv = online(driver())
+    drv.ctrl.set(apps={"web": {**_app(1, 256 * MiB, kind="container"), "download": "corrupt"},
+                       "db": _app(1, 256 * MiB, kind="container")})
+    drv.run_until(lambda: drv.node.downloads.get("app/web") is not None and drv.node.downloads["app/web"].state == "verify_failed")
+    verify = [d for _t, d in drv.notes_of("verify_failed") if d["key"] == "app/web"]
+    assert [d["retry"] for d in verify] == [1, 2, 3, 4, 5, None]
+    web = drv.node.apps["web"]
+    assert web["state"] == ZSwState.DOWNLOAD_STARTED
+    assert web["err"] == "computed sha256 of app/web does not match the configured sha256"
+    drv.run_until(lambda: drv.node.apps["db"]["state"] == ZSwState.RUNNING)  # the good one is not held up
+    drv.run_for(3 * RETRY)
+    assert len([d for _t, d in drv.notes_of("verify_failed") if d["key"] == "app/web"]) == 6
+    assert drv.node.apps["web"]["state"] == ZSwState.DOWNLOAD_STARTED and "web" not in drv.node.persist.apps_installed
+
+
+_CORRUPT_APP = """\
+name: corrupt-app
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - expect: {device_state: ONLINE, within: 5m}
+  - deploy_app: {name: web, size: 20M, download: corrupt}
+expect:
+  - name: the app waits with the verifier's error
+    app: {name: web, state: DOWNLOAD_STARTED, error: does not match the configured sha256}
+    within: 30m
+"""
+
+
+def test_an_app_with_download_corrupt_reports_the_verify_error_on_the_simulator(tmp_path: Path) -> None:
+    assert _sim_verdict(_CORRUPT_APP, tmp_path / "app.yaml") == "passed"
+    assert _sim_verdict(_CORRUPT_APP.replace(", download: corrupt", ""), tmp_path / "good.yaml") == "failed"
+
+
+@pytest.mark.parametrize("backend", ["emulated", "qemu"])
+def test_an_app_download_corrupt_is_refused_at_validation_by_real_backends(tmp_path: Path, backend: str) -> None:
+    text = _refusal(_CORRUPT_APP.replace("within: 30m", "within: 5m"), tmp_path / "app.yaml", backend)
+    assert "step 3 'deploy_app' web: 'download: corrupt' is simulated only" in text, text
+    assert "app.yaml:10:" in text, text  # the line of the offending key

@@ -200,6 +200,16 @@ def test_leaving_maintenance_forgets_the_config_hash_and_polls_at_once() -> None
     assert polls[0][1].body["hash"] == ""
 
 
+def test_a_device_without_a_tpm_has_no_tpm_check_to_fail() -> None:
+    """§5: tpmmgr's sanity check needs a TPM; without one nothing reports TPM_ENCRYPTION_FAILURE."""
+    drv = driver(tpm=False)
+    drv.power_on()
+    drv.run_until(lambda: drv.node.config_received, limit=600)
+    drv.call("tpm_sanity", False)
+    assert _reasons(drv) == set() and not drv.node.persist.tpm_broken
+    assert drv.node.device_state() == ZDeviceState.ONLINE
+
+
 @pytest.mark.parametrize(
     ("trigger", "reason"),
     [(("disk_space", 0), M.LOW_DISK_SPACE), (("tpm_sanity", False), M.TPM_ENCRYPTION_FAILURE)],

@@ -301,3 +301,31 @@ def test_stagger_spaces_the_parallel_starts(tmp_path: Path, capsys: pytest.Captu
     assert results.wall_seconds >= 2.0
     rc, _stdout, stderr = _qualify(capsys, suite, "--stagger", "-1", "--out", tmp_path / "bad", "--no-history")
     assert rc == 2 and "--stagger must be between 0 and 3600" in stderr
+
+
+def test_staggered_turns_start_in_order_and_apart_whoever_asks_first() -> None:
+    """--stagger across workers (eden.qualify._Turns): turn 1 asking first still waits for turn 0,
+    then for the stagger, so two workers that come up at different times cannot start together."""
+    import multiprocessing
+    import threading
+    import time as _time
+
+    from eden.qualify import _Turns
+
+    ctx = multiprocessing.get_context("spawn")
+    turns = _Turns(0.5, ctx.Value("q", 0), ctx.Value("d", 0.0))
+    stop = ctx.Event()
+    went: dict[int, float] = {}
+
+    def take(turn: int) -> None:
+        assert turns.wait(turn, stop)
+        went[turn] = _time.time()
+
+    late = threading.Thread(target=take, args=(1,))
+    late.start()
+    _time.sleep(0.3)  # turn 1 is already waiting when turn 0 comes
+    take(0)
+    late.join(5)
+    assert set(went) == {0, 1} and went[1] - went[0] >= 0.5 - 0.01, went
+    stop.set()
+    assert not turns.wait(5, stop)  # a stopped suite ends the wait

@@ -174,10 +174,10 @@ def test_the_shipped_scenario_on_sim_reports_every_state_and_the_counter() -> No
     seen: list[tuple[str, Any]] = []
     answer = backend.ctrl.answer
 
-    def spy(i: int, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def spy(i: int, kind: str, body: dict[str, Any], uuid: str | None = None) -> tuple[int, dict[str, Any]]:
         if kind == "info":
             seen.append((body["state"], body["shutdown_counter"]))
-        return answer(i, kind, body)
+        return answer(i, kind, body, uuid)
 
     backend.ctrl.answer = spy  # type: ignore[method-assign]
     runner = Runner(loaded, backend, seed=loaded.scenario.seed)

@@ -72,7 +72,10 @@ def _links(up: bool) -> Adapter:
 
 
 def _app_spec(args: Any) -> dict[str, Any]:
-    return {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
+    spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
+    if args.download != "ok":
+        spec["download"] = args.download  # the sim only: refused at validation elsewhere (scenario.load)
+    return spec
 
 
 ACTION_TABLE: Mapping[str, Action] = {
@@ -86,8 +89,11 @@ ACTION_TABLE: Mapping[str, Action] = {
     "tamper": Action("device", "tamper", lambda _c, d, a: ((d, a.stage), {})),
     "hang": Action("device", "hang", lambda _c, d, a: ((d, a.agent), {})),
     "crash": Action("device", "crash", lambda _c, d, a: ((d, a.kind, a.agent or "zedagent"), {})),
+    "low_disk_space": Action("device", "low_disk_space", lambda _c, d, a: ((d, bool(a.enable)), {})),
+    "tpm_failure": Action("device", "tpm_failure", lambda _c, d, a: ((d, bool(a.enable)), {})),
     "reboot": Action("controller", "reboot", _devices),
     "shutdown": Action("controller", "shutdown", _devices),
+    "delete_device": Action("controller", "delete_device", lambda _c, d, a: ((d, a.recreate), {})),
     "baseos_update": Action(
         "controller", "set_baseos", lambda c, d, a: ((d, a.image, c.version(a.image), bool(a.activate)), {})
     ),

@@ -52,7 +52,7 @@ class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
     hang, it has no kernel, kdump or watchdog to ``crash`` with (its process dying is a power cut),
     and no local profile server to take a graceful power-off command."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff"}
+    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff", "low_disk_space", "tpm_failure"}
     refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "emulated"
 

@@ -138,6 +138,11 @@ class ControllerPort(_Port):
         """Raise the DeviceOpsCmd shutdown counter: the device halts its apps and stays up (spec §1, §7)."""
         raise self._refuse("shutdown")
 
+    def delete_device(self, devices: list[str], recreate: str) -> None:
+        """Delete the devices' records; ``recreate`` none, onboarding or cert (see
+        :class:`eden.scenario.model.DeleteDeviceArgs`)."""
+        raise self._refuse("delete_device")
+
     def force_fallback(self, devices: list[str]) -> None:
         """Raise ``force.fallback.counter``: the device boots its other partition (spec §3)."""
         raise self._refuse("force_fallback")
@@ -215,10 +220,19 @@ class DevicePort(_Port):
         """Make a running device's agents die: ``kind`` kernel (a panic), oom, fatal or agent_exit."""
         raise self._refuse("crash")
 
+    def low_disk_space(self, devices: list[str], enable: bool) -> None:
+        """volumemgr reports no space left (``enable``) or space again: maintenance LOW_DISK_SPACE."""
+        raise self._refuse("low_disk_space")
+
+    def tpm_failure(self, devices: list[str], enable: bool) -> None:
+        """tpmmgr's sanity check fails (``enable``) or passes again: maintenance TPM_ENCRYPTION_FAILURE."""
+        raise self._refuse("tpm_failure")
+
 
 CONTROLLER_METHODS = frozenset(
-    {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "force_fallback", "set_app", "set_network",
+    {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "delete_device", "force_fallback", "set_app",
+     "set_network",
      "set_maintenance", "revoke_token", "outage", "answer_503", "restore"}
 )
 DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "graceful_poweroff", "set_links", "tamper", "hang",
-                            "crash"})
+                            "crash", "low_disk_space", "tpm_failure"})

@@ -78,7 +78,7 @@ class QemuDevicePort(LiveDevicePort["QemuBackend"]):
     ``hang`` and ``crash`` are refused: the reference image has no hook to hang or kill an agent, and
     no kdump or watchdog report script that would record KERNEL, OOM, FATAL or WATCHDOG_PID."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff"}
+    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff", "low_disk_space", "tpm_failure"}
     refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "qemu"
 

@@ -108,7 +108,7 @@ REGISTRY: dict[str, BackendEntry] = {
             "physical boards behind power switches and serial consoles (planned)",
             16,
             None,
-            planned_actions=_EVERYTHING - {"tamper", "hang", "crash", "set_network"},
+            planned_actions=_EVERYTHING - {"tamper", "hang", "crash", "low_disk_space", "tpm_failure", "set_network"},
         ),
     )
 }

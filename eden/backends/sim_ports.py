@@ -44,6 +44,9 @@ class SimControllerPort(ControllerPort):
     def shutdown(self, devices: list[str]) -> None:
         self.ctrl.shutdown(self._idx(devices))
 
+    def delete_device(self, devices: list[str], recreate: str) -> None:
+        self.ctrl.delete_device(self._idx(devices), recreate)
+
     def force_fallback(self, devices: list[str]) -> None:
         self.ctrl.force_fallback(self._idx(devices))
 
@@ -126,6 +129,14 @@ class SimDevicePort(DevicePort):
                 self.be.engine.call(i, "kernel_panic")
             else:
                 self.be.engine.call(i, _CRASH_INPUT[kind], agent)
+
+    def low_disk_space(self, devices: list[str], enable: bool) -> None:
+        for i in self._idx(devices):
+            self.be.engine.call(i, "disk_space", 0 if enable else 1)  # volumemgr's RemainingSpace
+
+    def tpm_failure(self, devices: list[str], enable: bool) -> None:
+        for i in self._idx(devices):
+            self.be.engine.call(i, "tpm_sanity", not enable)
 
 
 class _Views(Mapping[str, DeviceView]):

@@ -848,6 +848,16 @@ class _Checker:
                         "remove 'download', or run this scenario on the sim backend",
                         key=True,
                     )
+            for (kind, i), step in self.actions():
+                if step.action == "deploy_app" and step.args.download != "ok":
+                    word = "step" if kind == "steps" else "fault"
+                    self.error(
+                        (kind, i, "deploy_app", "download"),
+                        f"{word} {int(i) + 1} 'deploy_app' {step.args.name}: 'download: {step.args.download}' is simulated "
+                        f"only; backend '{backend}' downloads the real image",
+                        "remove 'download', or run this scenario on the sim backend",
+                        key=True,
+                    )
         if self.sc.expect and "observe" not in capabilities:
             self.error(
                 ("expect",),

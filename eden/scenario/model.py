@@ -334,6 +334,10 @@ class DeployAppArgs(Base):
     size: ByteSize = 100 * 2**20
     """Image size to download."""
     activate: bool = True
+    download: DownloadBehaviour = "ok"
+    """Simulator only: ``corrupt`` - every download of the app's image fails verification (spec §4,
+    blob.download.max.retries): the app stays DOWNLOAD_STARTED with the verifier's error. Real
+    backends download the real image."""
 
 
 class RemoveAppArgs(Base):
@@ -358,6 +362,23 @@ class SetNetworkArgs(Base):
 
 class MaintenanceArgs(Base):
     enable: bool = True
+
+
+class LocalFaultArgs(Base):
+    """A device-local condition that puts EVE in maintenance mode while it lasts (spec §7)."""
+
+    enable: bool = True
+    """False: the condition is over (space freed, the TPM passes its check again)."""
+
+
+class DeleteDeviceArgs(Base):
+    """The controller deletes the device's record (spec §1 "404/400"), and maybe creates it again."""
+
+    recreate: Literal["none", "onboarding", "cert"] = "onboarding"
+    """``none``: gone for good (404; a register is refused, 403). ``onboarding``: pre-registered
+    again by serial, the old cert unknown: 404 until the device registers again at its next boot.
+    ``cert``: created again with the device's cert under a new UUID, which the device's uuid
+    lookup (at most every 10 min, the first 10 min after zedagent start) finds without a reboot."""
 
 
 class Wave(Base):
@@ -406,6 +427,9 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "graceful_poweroff": (NoArgs, "power", True),
     "reboot": (NoArgs, "controller_ops", True),
     "shutdown": (NoArgs, "controller_ops", True),
+    "delete_device": (DeleteDeviceArgs, "controller_ops", True),
+    "low_disk_space": (LocalFaultArgs, "hardware_faults", True),
+    "tpm_failure": (LocalFaultArgs, "hardware_faults", True),
     "wait": (Duration, "wait", False),
     "expect": (ExpectArgs, "observe", False),
     "baseos_update": (BaseOsUpdateArgs, "baseos", False),
