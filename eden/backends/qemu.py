@@ -140,12 +140,20 @@ class QemuBackend(LiveBackend[_Vm]):
         """2 under TCG (``EDEN_QEMU_TCG_SCALE``), 1 under KVM: see :func:`eden.qemu.hostcheck.tcg_deadline_scale`."""
         return self._scale
 
+    def _use_accel(self, accel: str) -> None:
+        """The probed accelerator, and with it the deadline factor (an invalid EDEN_QEMU_TCG_SCALE
+        is refused here, at setup, not when the first deadline is read)."""
+        from eden.qemu.hostcheck import tcg_deadline_scale
+
+        self.accel = accel
+        self._scale = tcg_deadline_scale() if accel == "tcg" else 1.0
+
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
         """Host tools, then the image (built once, cached by its inputs), then the accelerator."""
         from eden.image.build import build, default_cache
         from eden.image.layout import Image
-        from eden.qemu.hostcheck import check_host, probe_accel, tcg_deadline_scale
+        from eden.qemu.hostcheck import check_host, probe_accel
 
         tools = check_host(tpm=True)
         if await self._setup_eve(tools.qemu):
@@ -158,8 +166,7 @@ class QemuBackend(LiveBackend[_Vm]):
         image_dir = await asyncio.to_thread(build, default_cache())
         self.image = Image.load(image_dir)
         self.image_seconds = time.monotonic() - t0
-        self.accel = await probe_accel(self.image.kernel, tools.qemu)  # 3 s; EDEN_QEMU_ACCEL=tcg|kvm skips it
-        self._scale = tcg_deadline_scale() if self.accel == "tcg" else 1.0
+        self._use_accel(await probe_accel(self.image.kernel, tools.qemu))  # 3 s; EDEN_QEMU_ACCEL=tcg|kvm skips it
         await self._build_slots()
         self.timeline.add(0.0, "harness", None, "image_ready",
                           {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel,
@@ -386,7 +393,7 @@ class QemuBackend(LiveBackend[_Vm]):
         is an EVE device: the accelerator is then probed here and no reference image is built."""
         from eden.backends.qemu_eve import EVE_IMAGE_ENV, eve_device_ids, eve_plan, host_kernel
         from eden.errors import InvalidInput
-        from eden.qemu.hostcheck import check_host, probe_accel, tcg_deadline_scale
+        from eden.qemu.hostcheck import check_host, probe_accel
 
         self.eve = await asyncio.to_thread(eve_plan, self.loaded)
         if self.eve is None:
@@ -406,8 +413,7 @@ class QemuBackend(LiveBackend[_Vm]):
             "content": {n: str(p) for n, p in self.eve.content.items()}})
         if not everyone:
             return False
-        self.accel = await probe_accel(host_kernel(), qemu)  # no reference kernel to probe KVM with
-        self._scale = tcg_deadline_scale() if self.accel == "tcg" else 1.0
+        self._use_accel(await probe_accel(host_kernel(), qemu))  # no reference kernel to probe KVM with
         self.timeline.add(0.0, "harness", None, "accelerator", {"accel": self.accel, "deadline_scale": self._scale})
         return True
 
