@@ -46,7 +46,7 @@ from eden.profiles import HwProfile, load_profiles
 from eden.runner import default_check_interval, expectation_checker, flap, restore_after
 from eden.scenario import metric_names
 from eden.scenario.load import LoadedScenario, load_scenario
-from eden.scenario.model import CONTROLLER_ACTIONS, Expectation, NetworkFlapArgs, OutageArgs, StepBase
+from eden.scenario.model import CONTROLLER_ACTIONS, CONTROLLER_PERIODS, Expectation, NetworkFlapArgs, OutageArgs, StepBase
 from eden.targets import select
 from eden.timeline import Event, Timeline
 from eden.units import format_duration, parse_duration
@@ -420,7 +420,7 @@ class Fleet:
             self._clock.spawn(flap(be, devices, args))
             return
         self._clock.call(lambda: be.apply(action, devices, args))
-        if action in ("controller_outage", "controller_503") and isinstance(args, OutageArgs) and args.duration is not None:
+        if action in CONTROLLER_PERIODS and isinstance(args, OutageArgs) and args.duration is not None:
             self._clock.spawn(restore_after(be, float(args.duration)))
 
     def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], CheckOutcome]:

@@ -9,7 +9,7 @@ Semantics, in short:
 
 * Steps run in order. ``wait`` lets time pass; an inline ``expect`` blocks until its condition holds
   (or fails the run at its ``within`` deadline, skipping the remaining steps). Steps with a duration
-  (``network_flap``, ``controller_outage`` / ``controller_503`` with ``duration``) block for it.
+  (``network_flap``, ``controller_outage`` / ``controller_503`` / ``controller_hang`` with ``duration``) block for it.
 * Faults run concurrently from the start: ``at`` fires once at that time, ``when`` fires per device
   the first time the device satisfies the condition, ``after`` later.
 * Top-level expectations are watched once the steps are done; ``within`` counts from there.
@@ -26,7 +26,18 @@ from eden.backends.ports import DeviceView
 from eden.conditions import CheckOutcome, DeviceMatcher, DeviceWatch, describe_expectation, metric_outcome, rollout_outcome
 from eden.metrics import compute_metric
 from eden.scenario.load import LoadedScenario
-from eden.scenario.model import BaseOsUpdateArgs, Expectation, FaultBase, NetworkFlapArgs, OutageArgs, RolloutArgs, StepBase, Target
+from eden.scenario.model import (
+    CONTROLLER_FAULTS,
+    CONTROLLER_PERIODS,
+    BaseOsUpdateArgs,
+    Expectation,
+    FaultBase,
+    NetworkFlapArgs,
+    OutageArgs,
+    RolloutArgs,
+    StepBase,
+    Target,
+)
 from eden.targets import select, stream, wave_sizes
 from eden.verdicts import RunVerdict
 
@@ -262,7 +273,7 @@ class Runner:
                     state.resume = True
                     break
             return True
-        devices = [] if action in ("controller_outage", "controller_restore", "controller_503") else self._select(step.target, label)
+        devices = [] if action in CONTROLLER_FAULTS else self._select(step.target, label)
         rec.devices = len(devices)
         yield from self._act(action, devices, args, blocking=True)
         return True
@@ -274,7 +285,7 @@ class Runner:
             yield from flap(self.backend, devices, args)
             return
         self.backend.apply(action, devices, args)
-        if action in ("controller_outage", "controller_503") and isinstance(args, OutageArgs) and args.duration is not None:
+        if action in CONTROLLER_PERIODS and isinstance(args, OutageArgs) and args.duration is not None:
             restore = restore_after(self.backend, args.duration)
             if blocking:
                 yield from restore
@@ -285,7 +296,7 @@ class Runner:
     def _fault(self, n: int, fault: FaultBase) -> RunGen:
         label = f"faults[{n}]"
         action, args = fault.action, fault.args
-        devices = [] if action in ("controller_outage", "controller_restore", "controller_503") else self._select(fault.target, label)
+        devices = [] if action in CONTROLLER_FAULTS else self._select(fault.target, label)
         if fault.at is not None:
             yield Sleep(fault.at + fault.after)
             self.backend.record("fault", {"index": n, "action": action, "devices": len(devices)})

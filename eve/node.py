@@ -50,13 +50,13 @@ from eve.enums import (
 from eve.vocab import PERIODIC, KeyedTimer, Phase, Timer, TimerFamily, TimerName
 from eve.images import CORRUPT, CRASH_ON_BOOT, NO_CONTROLLER, rootfs_measurement
 from eve.measured_boot import PcrBank, measure_boot, seal_digest
+from eve.send import SendTimeouts
 from eve.zboot import REFUSE_TOO_EARLY, Zboot
 
 # -- constants from the spec ------------------------------------------------------------------------
 ONBOARD_BACKOFF_START = 1.0  # §1 onboarding: 1 s doubling ...
 ONBOARD_BACKOFF_CAP = 600.0  # ... to a 600 s cap, no jitter
 ONBOARD_FAST_PATH = 5.0  # §1: cached UUID, DPC not Success at t=5 s -> done without the controller
-DIAL_TIMEOUT = 10.0  # §1 / §6 timer.dial.timeout
 NODEAGENT_TICK = 10.0  # §3 step 8: nodeagent checks its timers every 10 s
 REBOOT_PRE_WAIT = 30.0  # §3 reboot procedure: wait 30 s before writing the reason
 REBOOT_POST_WAIT = 30.0  # §3: sync, then 30 s, then zboot reset
@@ -299,6 +299,7 @@ class Node:
         self.rolled_back: str | None = None  # the version whose test boot this boot rolled back
         self.boot_reason_text = ""
         self.net_broken = False
+        self._timeouts: tuple[int, SendTimeouts, SendTimeouts] | None = None
         self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)
         self._dead_agent = ""  # an agent whose process died (agent_exit)
         self._oom = ""  # the process the OOM killer reaped this boot: dmesg has oom_reaper (§7)
@@ -362,13 +363,26 @@ class Node:
         self._dpc_cache[lastresort] = dpcs
         return dpcs
 
+    def send_timeouts(self, kind: str) -> SendTimeouts:
+        """The limits of one request of ``kind`` without an answer (§1, :mod:`eve.send`): the
+        controller client's dial/send timeouts, or for the port test (``ping``) conntester's own
+        client, which has no dial timeout and ``timer.port.timeout`` as its send timeout
+        (P:conntester/controller.go)."""
+        cached = self._timeouts
+        if cached is None or cached[0] != self.items_version:
+            items = self.persist.items
+            ping = SendTimeouts(dial=0.0, send=float(items.get("timer.port.timeout")))  # type: ignore[arg-type]
+            cached = self._timeouts = (self.items_version, SendTimeouts.from_items(items), ping)
+        return cached[2] if kind == "ping" else cached[1]
+
     def _send(self, kind: str, body: dict[str, Any], now: float, ctx: Any = None, *, ports: tuple[str, ...] | None = None) -> int:
         self._rid += 1
         rid = self._rid
         self._inflight[rid] = (kind, ctx)
         if self.net_broken:
-            # The booted image never brings its network up: every request times out on dial.
-            self._timer(KeyedTimer(TimerFamily.NET_FAIL, rid), now + DIAL_TIMEOUT)
+            # The booted image never brings its network up: no port has an address, so every
+            # request fails at once without sending (§1; P:controllerconn/send.go verifyIntfState).
+            self._timer(KeyedTimer(TimerFamily.NET_FAIL, rid), now)
         else:
             self._out.append(Send(kind, rid, body, self.ports() if ports is None else ports))
         return rid
@@ -2158,7 +2172,7 @@ class Node:
             return self._drain()  # that agent is hung (hang)
         if isinstance(name, KeyedTimer):
             if name.family is TimerFamily.NET_FAIL:
-                return self.on_response(name.key, 0, {"error": "timeout"}, now)  # type: ignore[arg-type]
+                return self.on_response(name.key, 0, {"error": "network"}, now)  # type: ignore[arg-type]
             _ON_KEYED_TIMER[name.family](self, name.key, now)
         else:
             handler = _ON_TIMER.get(name)

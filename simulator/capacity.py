@@ -152,7 +152,7 @@ class Capacity:
         self._win_arr_l: list[float] = []
         self._win_end_l: list[float] = []
         self._win_carry = 0.0
-        self.mode = "up"  # up | down | 503
+        self.mode = "up"  # up | down | 503 | hang
         self.stats = {k: LatencyStats() for k in KINDS}
         self.series = Series(series_step)
         self.kind_series = {k: Series(series_step) for k in SERIES_KINDS}

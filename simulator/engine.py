@@ -28,7 +28,7 @@ from simulator.controller import ControllerModel
 from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
 from eve.driving import TimerBook, dispatch
 from eve.enums import BootReason
-from eve.node import DIAL_TIMEOUT, Node, Send
+from eve.node import Node, Send
 from eve.vocab import PERIODIC, TimerName
 
 ARRAY_TIMERS: tuple[str, ...] = tuple(PERIODIC)
@@ -148,13 +148,27 @@ class Engine:
 
     # ------------------------------------------------------------------------------ network --
     def _send(self, i: int, req: Send, t: float) -> None:
+        """One request through the node's ports (§1, :mod:`eve.send`). A port that is down is a dead
+        path: the connect times out. While another port works, requests go that way (nim marks the
+        failing port and ``SendOnAllIntf`` skips it; the model skips it from the start)."""
         down = self.port_down[i]
-        if not req.ports or all(p in down for p in req.ports):
-            status, body, latency = 0, {"error": "timeout"}, DIAL_TIMEOUT  # no working port: dial timeout
-        elif self.ctrl.mode == "down":
+        up = sum(1 for p in req.ports if p not in down) if down else len(req.ports)
+        mode = self.ctrl.mode
+        if not req.ports:
+            status, body, latency = 0, {"error": "network"}, 0.0  # no management port: an error at once
+        elif not up:
+            limits = self.nodes[i].send_timeouts(req.kind)
+            status, body, latency = 0, {"error": "timeout"}, limits.failing(len(req.ports), "dial")
+        elif mode == "down":
             status, body, latency = 0, {"error": "refused"}, RTT  # ECONNREFUSED: remote temporary (§4)
+        elif mode == "hang":
+            limits = self.nodes[i].send_timeouts(req.kind)
+            status, body, latency = 0, {"error": "timeout"}, limits.failing(up, "hung")
         else:
             status, body, latency = self.ctrl.handle(i, req.kind, req.body, t, self.nodes[i].persist.uuid)
+            limits = self.nodes[i].send_timeouts(req.kind)
+            if latency >= limits.per_port:  # answered too late: the client gave up on the port
+                status, body, latency = 0, {"error": "timeout"}, limits.per_port
         gen = self.books[i].gen
         ev = self.env.timeout(max(0.0, t + latency - self.env.now))
         ev.callbacks.append(lambda _e: self._deliver(i, gen, req, status, body, t + latency))

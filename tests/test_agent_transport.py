@@ -12,6 +12,7 @@ from aiohttp import web
 
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki, signing
+from eve.send import SendTimeouts
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -132,8 +133,8 @@ def test_transport_errors_map_to_status_zero(tmp_path: Path) -> None:
                 assert await send([bad_url]) == (0, {"error": "signature"})  # signing cert not from our root
                 assert not link.signing
                 t0 = loop.time()
-                assert await send([], 0.3) == (0, {"error": "timeout"})  # no port has a URL: dial timeout
-                assert loop.time() - t0 >= 0.29
+                assert await send([], 0.3) == (0, {"error": "network"})  # no port to try: an error at once
+                assert loop.time() - t0 < 0.2
         finally:
             blackhole.close()
             await wrong_tls.cleanup()
@@ -232,3 +233,46 @@ def test_logs_go_to_newlogs_as_a_sealed_gzip(tmp_path: Path) -> None:
     _run(scenario())
     assert len(got) == 1
     assert json.loads(gzip.decompress(got[0]).decode().splitlines()[0])["timestamp"]["seconds"] == 77
+
+
+def test_eves_request_limits_a_dead_path_per_connect_a_hung_controller_per_port_and_a_cap(tmp_path: Path) -> None:
+    """Spec §1 / eve/send.py: a port whose connect gets nowhere gives up after the dial timeout;
+    a controller that takes the request and never answers costs each port the send timeout; the
+    whole request stops at min(3 x send, 240 s), however many ports are left."""
+    k = Pki(tmp_path)
+    held: list[float] = []
+    release = asyncio.Event()
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # the TCP connect succeeds, the TLS handshake never does: a dead path
+        writer.close()
+
+    async def hung(_r: web.Request) -> web.Response:
+        held.append(asyncio.get_running_loop().time())
+        await release.wait()  # the controller took the request and does not answer
+        return web.Response(status=204)
+
+    async def scenario() -> None:
+        blackhole = await asyncio.start_server(stall, "127.0.0.1", 0)
+        hole = f"https://127.0.0.1:{blackhole.sockets[0].getsockname()[1]}"
+        runner, url = await _serve({f"{PREFIX}/certs": hung}, k.server_ssl())
+        loop = asyncio.get_running_loop()
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                limits = SendTimeouts(dial=0.3, send=0.8)
+                t0 = loop.time()
+                assert await tr.send(_link(), "certs", {}, [hole, hole], device_uuid=None, timeout=limits) == (0, {"error": "timeout"})
+                assert 0.55 < loop.time() - t0 < 1.2  # 2 x the dial timeout, not 2 x the send timeout
+                t0 = loop.time()
+                assert await tr.send(_link(), "certs", {}, [url], device_uuid=None, timeout=limits) == (0, {"error": "timeout"})
+                assert 0.75 < loop.time() - t0 < 1.3  # connected, so the send timeout
+                held.clear()
+                t0 = loop.time()
+                assert await tr.send(_link(), "certs", {}, [url] * 5, device_uuid=None, timeout=limits) == (0, {"error": "timeout"})
+                assert 2.3 < loop.time() - t0 < 3.0 and len(held) == 3  # the cap: 3 x 0.8 s, two ports never tried
+        finally:
+            release.set()
+            blackhole.close()
+            await runner.cleanup()
+
+    _run(scenario())

@@ -12,6 +12,8 @@ from eden.backends.netproxy import PortProxy
 async def _echo_server() -> asyncio.base_events.Server:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(1024):
+            if data.startswith(b"slow"):
+                await asyncio.sleep(0.5)  # a request the controller takes a while to answer
             writer.write(data.upper())
             await writer.drain()
         writer.close()
@@ -38,15 +40,21 @@ def test_relay_link_cut_and_controller_outage() -> None:
         try:
             assert await _roundtrip(port, b"hello") == b"HELLO"
 
-            # an open connection freezes when the cable is pulled
+            # an idle connection is reset when the path dies (EVE never reuses one: each request
+            # dials anew), a connection with a request in flight freezes (it waits for its timeout)
+            idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+            idle_writer.write(b"a")
+            assert await asyncio.wait_for(idle_reader.readexactly(1), 2) == b"A"
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"a")
-            assert await asyncio.wait_for(reader.readexactly(1), 2) == b"A"
+            writer.write(b"slow")
+            await asyncio.sleep(0.1)
             proxy.set_link(False)
             await asyncio.sleep(0.05)
-            writer.write(b"b")
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(reader.readexactly(1), 0.5)
+                await asyncio.wait_for(reader.readexactly(4), 1.0)  # the answer never comes through
+            with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                await asyncio.wait_for(idle_reader.readexactly(1), 1.0)
+            idle_writer.close()
             # new connections are accepted but never answered: a timeout, not a refusal
             with pytest.raises(asyncio.TimeoutError):
                 await _roundtrip(port, b"x", timeout=0.5)

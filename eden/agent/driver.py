@@ -35,7 +35,8 @@ from eden.agent.transport import DeviceLink, Transport
 from eden.wire.codec import CodecError
 from eve.driving import TimerBook, dispatch
 from eve.enums import BootReason
-from eve.node import DIAL_TIMEOUT, Action, Node, NodeParams, Send
+from eve.node import Action, Node, NodeParams, Send
+from eve.send import SendTimeouts
 from eve.vocab import TimerName
 
 PLATFORM_RETRY = 10.0
@@ -272,7 +273,7 @@ class AgentDriver:
         return await asyncio.to_thread(fn, *args)
 
     async def _tpm_attest(self, body: Mapping[str, Any], urls: list[str], uuid: str | None,
-                          timeout: float) -> Mapping[str, Any] | None:
+                          timeout: SendTimeouts) -> Mapping[str, Any] | None:
         """The TPM's part of an attest request (spec §5): the certs of ATTEST_REQ_CERT, posted
         before the first quote of each boot (EVE posts them at zedagent start), and the quote itself.
         None: the TPM failed (the node re-sends the same step, as EVE's attest task does)."""
@@ -294,12 +295,10 @@ class AgentDriver:
             self._emit("tpm_error", {"request": kind, "error": str(exc)})
             return None
 
-    def _dial_timeout(self) -> float:
+    def _timeouts(self, kind: str) -> SendTimeouts:
+        """EVE's limits for a request of ``kind`` (:mod:`eve.send`), from the node's config items."""
         assert self.node is not None
-        try:
-            return float(self.node.item("timer.dial.timeout") or DIAL_TIMEOUT)
-        except KeyError:
-            return DIAL_TIMEOUT
+        return self.node.send_timeouts(kind)
 
     def _start_certs_task(self) -> None:
         assert self._loop is not None
@@ -320,7 +319,7 @@ class AgentDriver:
             if not node.net_broken:  # an image whose network never comes up sends nothing
                 urls = self.urls.for_ports(tuple(p.name for p in self.params.ports))
                 status, _ = await self.transport.send(self.link, "certs", {}, urls, device_uuid=node.persist.uuid,
-                                                      timeout=self._dial_timeout())
+                                                      timeout=self._timeouts("certs"))
             if gen != self.book.gen:
                 return
             interval = float(node.item("timer.cert.interval")) if status == 200 else CERTS_RETRY
@@ -329,7 +328,7 @@ class AgentDriver:
     async def _exchange(self, req: Send, gen: int, objects: list[dict[str, Any]] | None = None) -> None:
         node = self.node
         assert node is not None
-        timeout = self._dial_timeout()
+        timeout = self._timeouts(req.kind)
         urls = self.urls.for_ports(req.ports)
         uuid = node.persist.uuid
 

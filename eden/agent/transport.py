@@ -39,6 +39,7 @@ from eden.runtime.deadline import Deadline
 from eden.wire import codec, pki, signing
 from eden.wire.codec import CodecError
 from eden.wire.gen import auth_pb2, certs_pb2
+from eve.send import SendTimeouts
 
 CONTENT_TYPE = "application/x-proto-binary"
 TLS12_CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256"
@@ -225,25 +226,35 @@ class Transport:
         urls: Sequence[str],
         *,
         device_uuid: str | None,
-        timeout: float,
+        timeout: SendTimeouts | float,
     ) -> tuple[int, dict[str, Any]]:
         """One node request through the ports' URLs in order; the first port that gets an HTTP
-        answer wins. No URL at all: the dial times out (as the simulator's dead ports do)."""
+        answer wins. ``timeout`` is EVE's limits (:mod:`eve.send`: the connect, each port's exchange,
+        the whole request), or one number for all three. No URL at all (no management port) is an
+        error at once, as ``SendOnAllIntf`` gives it."""
+        limits = timeout if isinstance(timeout, SendTimeouts) else SendTimeouts(dial=timeout, send=timeout)
         if not urls:
-            await asyncio.sleep(timeout)
-            return 0, {"error": "timeout"}
+            return 0, {"error": "network"}
         method, path = codec.request_path(kind, device_uuid)
         if kind == "register" and link.soft_serial:
             body = {**body, "soft_serial": link.soft_serial}  # ZRegisterMsg.softSerial, as EVE's selfRegister
         payloads = codec.encode_request(kind, body, device_uuid=device_uuid, device_cert_pem=link.device_pem)
         errors: list[str] = []
+        budget = Deadline(limits.cap)
         for base in urls:
+            left = budget.remaining()
+            if left <= 0:
+                errors.append("timeout")  # the whole request's cap is used up (GetContextForAllIntfFunctions)
+                break
+            per_port = min(limits.per_port, left)
+            connect = min(limits.dial, per_port) if limits.dial > 0 else None
             try:
-                return await self._exchange(link, kind, method, base.rstrip("/") + path, payloads, timeout,
+                return await self._exchange(link, kind, method, base.rstrip("/") + path, payloads,
+                                            aiohttp.ClientTimeout(total=per_port, connect=connect),
                                             device_uuid=device_uuid)
             except CertMiss:
                 errors.append("signature")
-                await self.refetch_certs(link, base, timeout, device_uuid)
+                await self.refetch_certs(link, base, min(limits.per_port, max(budget.remaining(), 0.001)), device_uuid)
             except ResponseRejected:
                 errors.append("signature")
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -296,11 +307,11 @@ class Transport:
         return out
 
     async def _exchange(
-        self, link: DeviceLink, kind: str, method: str, url: str, payloads: list[bytes], timeout: float,
-        *, device_uuid: str | None = None,
+        self, link: DeviceLink, kind: str, method: str, url: str, payloads: list[bytes],
+        timeout: aiohttp.ClientTimeout | float, *, device_uuid: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         session = self._get_session()
-        limit = aiohttp.ClientTimeout(total=timeout)
+        limit = timeout if isinstance(timeout, aiohttp.ClientTimeout) else aiohttp.ClientTimeout(total=timeout)
         status, raw = 0, b""
         for payload in payloads if method == "POST" else [b""]:
             data = None

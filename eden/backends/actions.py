@@ -107,6 +107,7 @@ ACTION_TABLE: Mapping[str, Action] = {
     "set_network": Action("controller", "set_network", lambda _c, d, a: ((d, list(a.mgmt), bool(a.broken)), {})),
     "controller_outage": Action("controller", "outage", _nothing),
     "controller_503": Action("controller", "answer_503", _nothing),
+    "controller_hang": Action("controller", "hang", _nothing),
     "controller_restore": Action("controller", "restore", _nothing),
 }
 assert set(ACTION_TABLE) | RUNNER_ACTIONS == set(ACTIONS), "every scenario action has a row or is the runner's"

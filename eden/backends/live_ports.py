@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from eden.controller.client import AdminClient
 
 NO_503 = "its controller has no switch that answers 503; use controller_outage"
+NO_HANG = ("its controller has no switch that holds requests unanswered; use controller_outage (refused, "
+           "TemporaryFail during an update) or run this scenario on sim")
 NO_DELETE = ("its controller cannot delete a device and create it again (the admin API's revoke drops a "
              "registration but keeps the device's uuid); run this scenario on sim")
 NO_LPS = "its device agent has no local profile server to take a graceful power-off command"
@@ -56,9 +58,9 @@ class AdminSide(Protocol):
 
 
 class AdminControllerPort(ControllerPort):
-    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503", "delete_device"}
+    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503", "hang", "delete_device"}
     """No network config (system adapters) goes on the wire, so ``set_network`` has no effect here."""
-    refusals = {"answer_503": NO_503, "delete_device": NO_DELETE}
+    refusals = {"answer_503": NO_503, "hang": NO_HANG, "delete_device": NO_DELETE}
     backend_name = "emulated"
 
     def __init__(self, backend: AdminSide) -> None:

@@ -3,10 +3,13 @@
 Each port of each emulated device (eth0, eth1, ...) reaches the controller through its own relay
 on loopback, so a scenario's network faults act on real connections instead of on flags:
 
-* **link down** (``network_down``): the cable is pulled. Bytes stop flowing in both directions on
-  open connections and new connections are accepted but never answered, so the device sees what
-  EVE sees on a dead link: its requests time out after the dial timeout (spec §1, §4).
-  When the link comes back, the frozen connections are reset (their peers gave up long ago).
+* **link down** (``network_down``): the path is dead. New connections are accepted but never
+  answered, so the TLS handshake of a new request never completes and the device gives up after
+  its dial timeout, as EVE does on a dead path (spec §1, §4; eve/send.py). A connection with a
+  request in flight freezes (no bytes either way): that request waits for its send timeout. Idle
+  keep-alive connections are reset instead, because EVE opens a new connection for every request
+  (a new transport per ``SendOnIntf``) and so never waits on an old one; the agent's next request
+  dials anew into the dead path. When the link comes back, the frozen connections are reset.
 * **controller down** (``controller_outage``): the relay stops listening, so connecting fails at
   once with ECONNREFUSED, as it does when the controller host is up but its service is not.
 
@@ -27,6 +30,7 @@ class PortProxy:
         self.link_up = True
         self._server: asyncio.base_events.Server | None = None
         self._live: set[asyncio.Task[None]] = set()
+        self._busy: dict[asyncio.Task[None], list[bool]] = {}  # a request sent and not yet answered
         self._frozen: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
@@ -54,7 +58,7 @@ class PortProxy:
             self._frozen.clear()
         else:
             for task in list(self._live):
-                task.cancel()  # the relay task freezes its sockets on cancellation
+                task.cancel()  # the relay task freezes a busy connection and resets an idle one
 
     async def close(self) -> None:
         await self._stop_listening()
@@ -95,28 +99,33 @@ class PortProxy:
         task = asyncio.current_task()
         assert task is not None
         self._live.add(task)
+        busy = self._busy[task] = [False]
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer, busy, True), _pipe(up_reader, writer, busy, False))
         except asyncio.CancelledError:
-            if not self.link_up:
-                self._frozen.add(writer)  # link pulled mid-connection: the device's side hangs
+            if not self.link_up and busy[0]:
+                self._frozen.add(writer)  # link pulled mid-request: the device's side hangs
                 _abort(up_writer)
                 return
             _abort(writer)
             _abort(up_writer)
         finally:
             self._live.discard(task)
+            self._busy.pop(task, None)
         for w in (writer, up_writer):
             with contextlib.suppress(Exception):
                 w.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, busy: list[bool], request: bool) -> None:
+    """Relay one direction; ``busy[0]`` is True from a device's bytes until the controller's next
+    bytes (request/response traffic: a connection is idle once something came back)."""
     try:
         while True:
             data = await reader.read(65536)
             if not data:
                 break
+            busy[0] = request
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

@@ -169,8 +169,13 @@ class ControllerPort(_Port):
         """Devices reach the controller but every request is answered 503 until :meth:`restore`."""
         raise self._refuse("answer_503")
 
+    def hang(self) -> None:
+        """Devices connect to the controller but no request gets an answer until :meth:`restore`
+        (a stuck controller or load balancer): each one gives up after its timeouts (spec §1)."""
+        raise self._refuse("hang")
+
     def restore(self) -> None:
-        """End an outage or 503 period."""
+        """End an outage, 503 or hang period."""
         raise self._refuse("restore")
 
     def views(self) -> Mapping[str, DeviceView]:
@@ -232,7 +237,7 @@ class DevicePort(_Port):
 CONTROLLER_METHODS = frozenset(
     {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "delete_device", "force_fallback", "set_app",
      "set_network",
-     "set_maintenance", "revoke_token", "outage", "answer_503", "restore"}
+     "set_maintenance", "revoke_token", "outage", "answer_503", "hang", "restore"}
 )
 DEVICE_METHODS = frozenset({"power_on", "power_off", "power_cycle", "graceful_poweroff", "set_links", "tamper", "hang",
                             "crash", "low_disk_space", "tpm_failure"})

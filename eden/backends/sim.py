@@ -20,6 +20,7 @@ from eden.backends.base import BackendSeries, BackendStats, RunGen, Session, Sle
 from eden.backends.observe import JOURNALED, ChangeJournal, ControllerSeries, DeviceSeries, rollback_times
 from eden.backends.ports import ControllerStats, DeviceInfo, DeviceView
 from eden.backends.sim_ports import SimControllerPort, SimDevicePort
+from eden.runtime import collector
 from eden.runtime.clock import SimClock
 from eden.device_params import images_for, node_params
 from eden.errors import InfrastructureError, InvalidInput
@@ -159,7 +160,8 @@ class SimBackend:
             # Deliberate harness fault, for testing how reports classify infrastructure errors.
             self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(min(limit, 60.0))]))
             raise InfrastructureError(f"injected harness fault at t={self.now():.0f}s ({INJECT_ENV}={inject})")
-        self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
+        with collector.long_lived():  # the fleet is built: keep it out of the collector's scans
+            self.env.run(until=simpy.events.AnyOf(self.env, [proc, self.env.timeout(limit)]))
         if not proc.triggered and duration is None:
             raise InfrastructureError(f"the run did not finish within {MAX_SIM_TIME / 86400:.0f} simulated days")
 

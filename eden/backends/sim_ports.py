@@ -68,6 +68,9 @@ class SimControllerPort(ControllerPort):
     def answer_503(self) -> None:
         self.ctrl.mode = "503"
 
+    def hang(self) -> None:
+        self.ctrl.mode = "hang"
+
     def restore(self) -> None:
         self.ctrl.mode = "up"
         self.be.record("controller_restored", {})

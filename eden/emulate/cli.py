@@ -27,6 +27,7 @@ from eden.agent.spec import AgentSpec
 from eden.emulate.fleet import Fleet, MeasuredTransport
 from eden.emulate.recorder import Recorder, percentiles_ms
 from eden.errors import EXIT_FAILED, EXIT_OK, InfrastructureError, InvalidInput
+from eden.runtime import collector
 from eden.wire import pki
 from eve.config_items import close_keys, is_known, validate_item
 
@@ -187,9 +188,8 @@ async def emulate(args: argparse.Namespace, template: AgentSpec, items: dict[str
         await transport.close()
         raise
     rss_built, _ = rss_mb()
-    gc.collect()
-    gc.freeze()  # the fleet lives for the whole run: keep it out of the cyclic collector's scans
-    gc.set_threshold(50_000, 20, 100)  # refcounting frees the per-request garbage; collect cycles rarely
+    collector.freeze()  # the fleet lives for the whole run: keep it out of the cyclic collector's scans
+    gc.set_threshold(*collector.RUN_THRESHOLDS)  # refcounting frees the per-request garbage
     pauses = GcPauses()
     lag = LoopLag()
 

@@ -26,6 +26,7 @@ from eden.agent.transport import DeviceLink, Transport, image_map
 from eden.emulate.recorder import Recorder
 from eden.wire import pki
 from eve.node import NodeParams, Persist
+from eve.send import SendTimeouts
 
 
 class MemoryState:
@@ -65,7 +66,7 @@ class MeasuredTransport(Transport):
         self._certs_seen: tuple[bytes, dict[bytes, x509.Certificate]] | None = None
 
     async def send(self, link: DeviceLink, kind: str, body: Mapping[str, Any], urls: Sequence[str], *,
-                   device_uuid: str | None, timeout: float) -> tuple[int, dict[str, Any]]:
+                   device_uuid: str | None, timeout: SendTimeouts | float) -> tuple[int, dict[str, Any]]:
         clock = self.recorder.clock
         t0 = clock()
         status, answer = await super().send(link, kind, body, urls, device_uuid=device_uuid, timeout=timeout)

@@ -322,6 +322,7 @@ FEATURES = {
     "graceful_poweroff": "power",
     "controller_outage": "controller",
     "controller_503": "controller",
+    "controller_hang": "controller",
     "controller_restore": "controller",
     "set_config": "config",
     "maintenance_mode": "config",

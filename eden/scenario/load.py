@@ -23,6 +23,7 @@ from eden.scenario import metric_names
 from eden.scenario.model import (
     ACTIONS,
     CONTROLLER_ACTIONS,
+    CONTROLLER_PERIODS,
     Condition,
     Expectation,
     PortsArgs,
@@ -736,14 +737,14 @@ class _Checker:
                     "only a rollout with 'on_error: pause' pauses; set it on an earlier rollout step",
                     key=True,
                 )
-            elif action in ("controller_outage", "controller_503") and args.duration is None:
+            elif action in CONTROLLER_PERIODS and args.duration is None:
                 open_outage = i
             elif action == "controller_restore":
                 if open_outage is None:
                     self.error(
                         at,
                         f"step {n} 'controller_restore' has no open-ended controller outage to end",
-                        "it ends an earlier controller_outage or controller_503 given without 'duration'",
+                        "it ends an earlier controller_outage, controller_503 or controller_hang given without 'duration'",
                         key=True,
                     )
                 open_outage = None
@@ -752,7 +753,7 @@ class _Checker:
     def fault_order(self) -> None:
         update_seen = any(s.action in ("baseos_update", "rollout") for s in self.sc.steps)
         open_ended = any(
-            a.action in ("controller_outage", "controller_503") and a.args.duration is None for _, a in self.actions()
+            a.action in CONTROLLER_PERIODS and a.args.duration is None for _, a in self.actions()
         )
         for i, fault in enumerate(self.sc.faults):
             at = ("faults", i, fault.action)
@@ -767,7 +768,7 @@ class _Checker:
                 self.error(
                     at,
                     f"fault {i + 1} 'controller_restore' has no open-ended controller outage to end",
-                    "it ends a controller_outage or controller_503 given without 'duration'",
+                    "it ends a controller_outage, controller_503 or controller_hang given without 'duration'",
                     key=True,
                 )
 

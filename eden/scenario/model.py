@@ -441,6 +441,7 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "controller_outage": (OutageArgs, "controller_faults", True),
     "controller_restore": (NoArgs, "controller_faults", True),
     "controller_503": (OutageArgs, "controller_faults", True),
+    "controller_hang": (OutageArgs, "controller_faults", True),
     "request_attestation": (NoArgs, "attestation", True),
     "tamper": (TamperArgs, "tamper", True),
     "hang": (HangArgs, "hang", True),
@@ -453,9 +454,11 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "rollout": (RolloutArgs, "rollout", False),
     "resume_rollout": (NoArgs, "rollout", False),
 }
-CONTROLLER_ACTIONS = frozenset(
-    {"controller_outage", "controller_restore", "controller_503", "wait", "rollout", "resume_rollout", "expect"}
-)
+CONTROLLER_PERIODS = frozenset({"controller_outage", "controller_503", "controller_hang"})
+"""Controller faults that last for their ``duration``, or until ``controller_restore``."""
+CONTROLLER_FAULTS = CONTROLLER_PERIODS | {"controller_restore"}
+"""The controller faults: they act on the controller, not on selected devices."""
+CONTROLLER_ACTIONS = CONTROLLER_FAULTS | {"wait", "rollout", "resume_rollout", "expect"}
 """Actions that act on the controller or the run, not on selected devices: ``target`` is refused."""
 
 
