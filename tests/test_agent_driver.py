@@ -15,12 +15,15 @@ from typing import Any, Callable
 
 from eden_subprocess import argv as eden_argv
 from eden.agent.driver import EXIT_REBOOT, AgentDriver, Outcome, PortUrls
+from eden.agent.platform import NoPlatform
 from eden.agent.spec import AgentSpec
 from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
+from eve.enums import ConfigGetStatus, MaintenanceModeReason
 from eve.node import CancelAll, Send
+from eve.vocab import Phase
 
 GOOD = {"serial": "drv-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 CRASHING = {**GOOD, "serial": "drv-2", "images": {"base": {"version": "13.4.0", "behaviour": "crash-on-boot"}}}
@@ -278,3 +281,58 @@ def test_certs_are_posted_before_the_first_quote_of_a_boot_and_tpm_failures_are_
         assert events[-1]["what"] == "tpm_error" and events[-1]["data"]["request"] == "QUOTE"
 
     asyncio.run(scenario())
+
+
+def test_a_refused_cert_post_reaches_the_node_maintenance_rule(tmp_path: Path) -> None:
+    """The post's answer goes to zedagent's sent handler (Node.edge_certs_posted, spec §5): refused
+    while the config status is Success and never accepted -> EDGE_NODE_CERTS_REFUSED; accepted ->
+    cleared."""
+    spec = AgentSpec.model_validate(GOOD)
+    events: list[dict[str, Any]] = []
+    quote = {"type": "QUOTE", "nonce": "n" * 32, "pcrs": {}, "tpm": True}
+
+    async def scenario() -> None:
+        refusing = _Recorder(422)
+        drv = _driver(tmp_path, spec, events, refusing, PortUrls())  # type: ignore[arg-type]
+        drv.start()
+        node = drv.node
+        assert node is not None
+        await _until(lambda: node.phase == Phase.RUNNING, 10)
+        node.config_status = ConfigGetStatus.SUCCESS
+        await drv._tpm_attest(quote, [], None, 1.0)
+        assert MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED in node.maintenance
+        drv.transport = _Recorder(201)  # type: ignore[assignment]
+        await drv._tpm_attest(quote, [], None, 1.0)
+        assert MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED not in node.maintenance
+        drv.power_off()
+        await drv.wait()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_the_links_file_is_nims_view_of_the_cables(tmp_path: Path) -> None:
+    """An emulated device learns which links are down from its links file (the emulated backend's
+    network_down writes it), so the node's downloads see the links as on the simulator (spec §4)."""
+    spec = AgentSpec.model_validate(GOOD)
+    events: list[dict[str, Any]] = []
+    links = tmp_path / "links-down"
+
+    async def scenario() -> None:
+        async with Transport(pki.create_root_ca().cert_pem) as tr:
+            drv = _driver(tmp_path, spec, events, tr, PortUrls())
+            drv.platform = NoPlatform(links)
+            drv.start()
+            node = drv.node
+            assert node is not None
+            await _until(lambda: node.phase == Phase.RUNNING, 10)
+            assert node.links_down == set()  # no file: every link up
+            links.write_text("eth0\neth1\n")
+            await _until(lambda: node.links_down == {"eth0", "eth1"}, 5)
+            links.write_text("eth1\n")
+            await _until(lambda: node.links_down == {"eth1"}, 5)
+            links.unlink()
+            await _until(lambda: node.links_down == set(), 5)
+            drv.power_off()
+            await drv.wait()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -51,6 +51,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--events", type=Path, default=None, metavar="FILE", help="append event lines here instead of stdout")
     p.add_argument("--reboot-command", default=None, metavar="CMD", help="run CMD (e.g. 'reboot') on a device reset instead of exiting 75")
     p.add_argument("--stage", default=None, choices=TAMPER_STAGES, help="tamper: what the attacker changes")
+    p.add_argument("--links-file", type=Path, default=None, metavar="FILE",
+                   help="the ports whose link is down, one name per line (absent: all up); read every second")
     p.add_argument("--platform", default="auto", choices=("auto", "model", "reference-image"),
                    help="the hardware under the model: 'reference-image' = the real A/B disk and TPM inside the "
                         "reference image (eden/agent/platform.py); 'model' = none; auto picks by /run/eden/boot.env")
@@ -207,7 +209,7 @@ def _platform(args: argparse.Namespace, state: StateDir, driver: AgentDriver, tr
     if choice == "auto":
         choice = "reference-image" if BOOT_ENV.is_file() else "model"
     if choice == "model":
-        return NoPlatform()
+        return NoPlatform(args.links_file)
 
     async def download(path: str, dest: Path, sha256: str, size: int) -> None:
         urls = driver.urls.for_ports(tuple(p.name for p in driver.params.ports)) or driver.urls.for_ports(("",))
@@ -223,7 +225,8 @@ def supervise(args: argparse.Namespace) -> int:
     SIGTERM/SIGINT are passed to the running boot, which powers off and exits 0."""
     argv = [sys.executable, "-m", "eden", "agent", "--state-dir", str(args.state_dir), "--once"]
     for flag, value in (("--spec", args.spec), ("--controller", args.controller), ("--config-dir", args.config_dir),
-                        ("--root-cert", args.root_cert), ("--events", args.events), ("--reboot-command", args.reboot_command)):
+                        ("--root-cert", args.root_cert), ("--events", args.events), ("--reboot-command", args.reboot_command),
+                        ("--links-file", args.links_file)):
         if value is not None:
             argv += [flag, str(value)]
     for item in args.port_url:

@@ -39,6 +39,8 @@ from eve.node import Action, Node, NodeParams, Send
 from eve.send import SendTimeouts
 from eve.vocab import TimerName
 
+LINK_POLL = 1.0
+"""Seconds between reads of the platform's link state (netlink tells nim at once; 1 s is close)."""
 PLATFORM_RETRY = 10.0
 """Seconds before real work behind a timer (a download, a partition write) is tried again."""
 
@@ -121,6 +123,7 @@ class AgentDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
         self._certs_task = False
+        self._links_task = False
         self._objects = ObjectReports(None)
         # The start-up timings of this process (eden.agent.cli.run_boot), read when agent_start is said.
         self._startup: dict[str, float] = startup if startup is not None else {}
@@ -187,6 +190,8 @@ class AgentDriver:
                 self._save(power_lost=True)  # what a power cut from now on leaves behind
                 if self.node.zedagent and not self._certs_task:
                     self._start_certs_task()
+                if not self._links_task and self.platform.links_down() is not None:
+                    self._start_links_task()
         except Exception as exc:  # a bug in the rules or the state dir: end this boot with it
             if self._done is not None and not self._done.done():
                 self._done.set_exception(exc)
@@ -284,11 +289,14 @@ class AgentDriver:
             if kind != "QUOTE" or not body.get("tpm"):
                 return body
             if not self._certs_posted:
+                node = self.node
                 certs = await self._tpm_call(self.tpm.certs, self.link.device)
                 status, _ = await self.transport.send(self.link, "attest", {"type": "CERT", "certs": certs}, urls,
                                                       device_uuid=uuid, timeout=timeout)
                 self._certs_posted = 200 <= status < 300
                 self._emit("certs_posted", {"status": status})
+                if node is not None and node is self.node:  # the same boot: zedagent's sent handler (§5)
+                    self._call(node.edge_certs_posted, status, time.time())
             nonce = str(body.get("nonce") or "").encode()
             return {**body, **await self._tpm_call(self.tpm.quote, nonce)}
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -306,6 +314,26 @@ class AgentDriver:
         task = self._loop.create_task(self._controller_certs(self.book.gen))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _start_links_task(self) -> None:
+        assert self._loop is not None
+        self._links_task = True
+        task = self._loop.create_task(self._watch_links(self.book.gen))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_links(self, gen: int) -> None:
+        """nim's view of the links (spec §4): the platform's link state, read every
+        ``LINK_POLL`` seconds; a change is the node's ``links`` input (a download with no usable
+        link makes no progress and stalls, eve/node.py ``Node.links``)."""
+        node = self.node
+        known: frozenset[str] = frozenset()
+        while gen == self.book.gen and node is self.node and node is not None:
+            down = self.platform.links_down()
+            if down is not None and down != known:
+                known = down
+                self._call(node.links, down, time.time())
+            await asyncio.sleep(LINK_POLL)
 
     async def _controller_certs(self, gen: int) -> None:
         """zedagent's ``controllerCertsTask`` (P:cmd/zedagent/handlecertconfig.go, spec §1 table):

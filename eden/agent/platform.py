@@ -62,11 +62,32 @@ class Platform(Protocol):
 
     def sync(self, node: "Node") -> None: ...
 
+    def links_down(self) -> frozenset[str] | None:
+        """The ports whose link is down now, as nim learns it from the kernel (spec §4), or None
+        where nothing tells (the model's links are then all up)."""
+        ...
+
 
 class NoPlatform:
-    """The model is the device: nothing real to keep in step."""
+    """The model is the device: nothing real to keep in step. Its cables are a file: ``links_file``
+    names the ports whose link is down, one per line, written by whoever plays the cable (the
+    emulated backend's ``network_down``); an absent file means every link is up."""
 
     name = "model"
+
+    def __init__(self, links_file: Path | None = None) -> None:
+        self.links_file = links_file
+
+    def links_down(self) -> frozenset[str] | None:
+        if self.links_file is None:
+            return None
+        try:
+            text = self.links_file.read_text()
+        except FileNotFoundError:
+            return frozenset()
+        except OSError:
+            return None  # unreadable for now: keep what the node knows
+        return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
     def before_power_on(self, node: "Node") -> None:
         pass
@@ -198,6 +219,11 @@ class ReferenceImagePlatform:
             raise PlatformError(f"writing {version} into IMG{self.boot.other}: {exc}") from exc
         self._mirrored = state
         self.notify("platform_written", {"version": version, "state": state.to_json()})
+
+    def links_down(self) -> frozenset[str] | None:
+        """None: the image's downloads are real transfers over its NICs, so a cut link stops them
+        for real; the model's download timers are not used here."""
+        return None
 
     # ---------------------------------------------------------------------------------- sync --
     def sync(self, node: "Node") -> None:

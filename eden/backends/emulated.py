@@ -25,6 +25,7 @@ from pathlib import Path
 from eden.backends.live import LiveBackend, LiveDevice, eden_command
 from eden.backends.live_ports import NO_LPS, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
+from eden.agent.state import atomic_write
 from eden.backends.netproxy import PortProxy
 from eden.runtime.procs import Managed
 from eden.errors import InfrastructureError
@@ -45,6 +46,8 @@ class _Device(LiveDevice):
         self.proc: Managed | None = None
         self.watch: asyncio.Task[None] | None = None
         self.pending_tamper: list[str] = []
+        self.links_down: set[str] = set()
+        self.links_file = home / "links-down"  # what the agent's nim reads (eden agent --links-file)
 
 
 class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
@@ -73,10 +76,14 @@ class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
             self.be.later(off_for, partial(self.be.power_on, d))
 
     def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
+        """Each port's relay stops or resumes relaying, and the agent learns the link state from
+        its links file (spec §4: nim sees a link go down; a download with no usable link stalls)."""
         for d in self._devs(devices):
             for name in ports if ports else list(d.proxies):
                 if name in d.proxies:
                     d.proxies[name].set_link(up)
+                    (d.links_down.discard if up else d.links_down.add)(name)
+            atomic_write(d.links_file, "".join(f"{n}\n" for n in sorted(d.links_down)).encode())
 
     def tamper(self, devices: list[str], stage: str) -> None:
         """The attacker changes the disk; the agent measures it at its next boot, which is when
@@ -129,7 +136,8 @@ class EmulatedBackend(LiveBackend[_Device]):
     # ----------------------------------------------------------------------------- agents --
     def _agent_argv(self, d: _Device) -> list[str]:
         home = d.home
-        argv = eden_command("agent", "--once", "--state-dir", str(d.state_dir), "--spec", str(home / "spec.json"), "--config-dir", str(home / "config"))
+        argv = eden_command("agent", "--once", "--state-dir", str(d.state_dir), "--spec", str(home / "spec.json"),
+                            "--config-dir", str(home / "config"), "--links-file", str(d.links_file))
         for name, proxy in d.proxies.items():
             argv += ["--port-url", f"{name}=https://127.0.0.1:{proxy.port}"]
         return argv
