@@ -64,6 +64,10 @@ class DeviceRecord:
     escrow: str | None = None
     info: dict[str, Any] | None = None
     attest_failures: int = 0
+    certs_posted: int = 0
+    """Accepted ATTEST_REQ_CERT posts (§5)."""
+    refuse_certs: bool = False
+    """The controller refuses the device's certs (``refuse_device_certs``): ATTEST_REQ_CERT gets 404."""
     deleted: bool = False
     """The record was deleted and not created again (``delete_device`` recreate none): the
     device's requests find nothing (404), a register is refused as not pre-registered (403)."""
@@ -240,6 +244,11 @@ class Controller:
             dev.network = {"version": version, "mgmt": list(mgmt), "broken": broken}
             self._changed(i)
 
+    def refuse_certs(self, indices: list[int], enable: bool) -> None:
+        """Refuse (``enable``) or accept again each device's ATTEST_REQ_CERT posts (§5)."""
+        for i in indices:
+            self.devices[i].refuse_certs = enable
+
     def set_maintenance(self, indices: list[int], enable: bool) -> None:
         for i in indices:
             self.devices[i].maintenance = enable
@@ -335,6 +344,13 @@ class Controller:
                 return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}
             dev.escrow = body.get("key")
             return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}
+        if req == "CERT":
+            # ATTEST_REQ_CERT (§5): stored, 201 with ATTEST_RESP_CERT; refused with 404 ("a cert can
+            # not be replaced for security reasons", P:cmd/zedagent/zedagent.go) while told to
+            if dev.refuse_certs:
+                return 404, {}
+            dev.certs_posted += 1
+            return 201, {"type": "CERT"}
         return 422, {}
 
     def new_nonce(self) -> str:

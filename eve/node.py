@@ -62,6 +62,7 @@ REBOOT_PRE_WAIT = 30.0  # §3 reboot procedure: wait 30 s before writing the rea
 REBOOT_POST_WAIT = 30.0  # §3: sync, then 30 s, then zboot reset
 HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 ATTEST_RETRY = 15.0  # §5: fixed 15 s retry
+EDGE_CERTS_RETRY = 10.0  # §5: a failed ATTEST_REQ_CERT post is sent again 10 s later (triggerEdgeNodeCertDelayedEvent)
 INFO_RETRY_MIN, INFO_RETRY_MAX = 60.0, 900.0  # §1 reliable queue 1 min -> 15 min, +-30 s noise
 WATCHDOG_CHANGE = 300.0  # §7 touch file unchanged 300 s -> reboot
 UUID_LOOKUP_EVERY = 600.0  # §1 potentialUUIDUpdate: at most every 10 min, from zedagent start
@@ -214,7 +215,8 @@ class Persist:
 
 # What belongs to zedagent (its requests and its timers) and stops when it hangs (Node.hang).
 _ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
-_ZEDAGENT_TIMERS = frozenset({Timer.CONFIG, Timer.METRICS, Timer.DEVICEINFO, Timer.INFO, Timer.ATTEST, Timer.QUOTE})
+_ZEDAGENT_TIMERS = frozenset({Timer.CONFIG, Timer.METRICS, Timer.DEVICEINFO, Timer.INFO, Timer.ATTEST, Timer.QUOTE,
+                              Timer.EDGE_CERTS})
 
 _TAMPER_PCR = {"bootloader": 8, "rootfs": 13, "config": 14}
 
@@ -890,6 +892,8 @@ class Node:
         self._timer(Timer.LOGS, now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
         if self._reverify is None or self.persist.dpcs is None:
             self.dpc_state = DPCState.SUCCESS
+        if self.p.tpm:
+            self._post_edge_certs(now)  # publishEdgeNodeCertsToController at zedagent start (§5)
         self._attest_start(now)
         self._publish(now)
 
@@ -1346,26 +1350,34 @@ class Node:
             self._timer(Timer.CONFIG, now)
         self._publish(now)
 
-    def edge_certs_posted(self, status: int, now: float) -> list[Action]:
-        """The answer to the ATTEST_REQ_CERT post of the device's certs (§5; P:cmd/zedagent/
-        zedagent.go, the deferred queue's sent handler): accepted -> published, the reason is
-        cleared; refused while the config status is Success and before any acceptance ->
-        maintenance EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided
-        again once the controller is back); a 404 also looks the UUID up. The post itself and its
-        10 s re-post are the driver's (eden/agent/driver.py posts the certs with the TPM)."""
-        if self.phase != Phase.RUNNING:
-            return self._drain()
+    def _post_edge_certs(self, now: float) -> None:
+        """POST attest ATTEST_REQ_CERT with the device's ECDH, attestation-key and EK certs (§5; the
+        driver fills them in from the TPM; P:cmd/zedagent/handlecertconfig.go
+        ``publishEdgeNodeCertsToController``), at zedagent start and 10 s after a failed post."""
+        self._send("attest", {"type": "CERT"}, now, ctx="edge_certs")
+
+    def _on_edge_certs_timer(self, now: float) -> None:
+        if self.zedagent and not self._edge_certs_published:
+            self._post_edge_certs(now)
+
+    def _edge_certs_answer(self, status: int, now: float) -> None:
+        """The deferred queue's sent handler for ATTEST_REQ_CERT (§5; P:cmd/zedagent/zedagent.go
+        ``getDeferredSentHandlerFunction``): accepted -> published, the reason is cleared; refused
+        while the config status is Success and before any acceptance -> maintenance
+        EDGE_NODE_CERTS_REFUSED; refused without config contact -> cleared (decided again once the
+        controller is back); a 404 also looks the UUID up; until accepted, posted again 10 s later."""
         if 200 <= status < 300:
             self._edge_certs_published = True
             self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
-            return self._drain()
+            return
         if status == 404:
             self._potential_uuid_update(now)
         if not self._edge_certs_published and self.config_status == ConfigGetStatus.SUCCESS:
             self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, True, now)
         elif self.config_status != ConfigGetStatus.SUCCESS:
             self._set_local_maintenance(MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED, False, now)
-        return self._drain()
+        if not self._edge_certs_published:
+            self._timer(Timer.EDGE_CERTS, now + EDGE_CERTS_RETRY)
 
     def disk_space(self, remaining: int, now: float) -> list[Action]:
         """volumemgr's RemainingSpace: 0 -> maintenance LOW_DISK_SPACE, more -> cleared (§7,
@@ -2242,6 +2254,8 @@ class Node:
                 self._poll(now)
         elif kind == "info":
             self._info_response(status, now)
+        elif kind == "attest" and ctx == "edge_certs":
+            self._edge_certs_answer(status, now)
         elif kind == "attest":
             self._attest_response(status, body, now)
         elif kind == "ping":
@@ -2271,6 +2285,7 @@ _ON_TIMER: dict[Timer, Callable[[Node, float], None]] = {
     Timer.BOS_WRITE: Node._bos_written,
     Timer.HANG: Node._on_hang_timer,
     Timer.APP_RETRY: Node._app_retry,
+    Timer.EDGE_CERTS: Node._on_edge_certs_timer,
 }
 """What a running node does when a fixed-name timer fires."""
 

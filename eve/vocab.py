@@ -39,6 +39,7 @@ class Timer(StrEnum):
     BOS_WRITE = "bos_write"
     HANG = "hang"
     APP_RETRY = "app_retry"
+    EDGE_CERTS = "edge_certs"
 
 
 class TimerFamily(StrEnum):

@@ -111,6 +111,8 @@ class Engine:
     def _refresh(self, i: int) -> None:
         node = self.nodes[i]
         self.quiet[i] = node.quiescent()
+        if not node.last_hash:
+            self.node_ver[i] = -1  # it forgot its config hash (a boot, leaving maintenance): its next poll is a full one
         self.last_ok[i] = node.last_contact
         down = self.port_down[i]
         ports = node.ports()

@@ -21,9 +21,8 @@ from eden.agent.state import StateDir
 from eden.agent.tpm import SoftTpm
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
-from eve.enums import ConfigGetStatus, MaintenanceModeReason
 from eve.node import CancelAll, Send
-from eve.vocab import Phase
+from eve.vocab import Phase, Timer
 
 GOOD = {"serial": "drv-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 CRASHING = {**GOOD, "serial": "drv-2", "images": {"base": {"version": "13.4.0", "behaviour": "crash-on-boot"}}}
@@ -252,44 +251,40 @@ class _BrokenTpm(SoftTpm):
         raise subprocess.CalledProcessError(1, ["tpm2_quote"])
 
 
-def test_certs_are_posted_before_the_first_quote_of_a_boot_and_tpm_failures_are_retried(tmp_path: Path) -> None:
+def test_the_tpm_fills_the_cert_post_and_a_quote_waits_for_a_post_in_flight(tmp_path: Path) -> None:
+    """The node posts ATTEST_REQ_CERT itself (spec §5, Node._post_edge_certs); the driver fills in
+    the TPM's certs, and a quote of the same boot waits for a cert post still in flight, so that
+    the controller has the attestation key's cert before it checks the quote."""
     spec = AgentSpec.model_validate(GOOD)
     events: list[dict[str, Any]] = []
     quote = {"type": "QUOTE", "nonce": "n" * 32, "pcrs": {}, "tpm": True}
 
     async def scenario() -> None:
-        failing = _Recorder(500)
-        drv = _driver(tmp_path, spec, events, failing, PortUrls())  # type: ignore[arg-type]
+        drv = _driver(tmp_path, spec, events, _Recorder(201), PortUrls())  # type: ignore[arg-type]
         drv.tpm.measured({i: bytes([i]) * 32 for i in range(16)})
-        out = await drv._tpm_attest(quote, [], None, 1.0)
+        filled = await drv._tpm_attest({"type": "CERT"})
+        assert filled is not None and {c["type"] for c in filled["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
+        out = await drv._tpm_attest(quote)
         assert out is not None and out["attest"][:4] == b"\xffTCG" and out["signature"] and len(out["pcrs"]) == 16
-        await drv._tpm_attest(quote, [], None, 1.0)
-        assert [b["type"] for b in failing.sent] == ["CERT", "CERT"]  # refused: posted again before the next quote
-        assert {c["type"] for c in failing.sent[0]["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
-
-        ok = _Recorder(201)
-        drv.transport = ok  # type: ignore[assignment]
-        for _ in range(3):
-            await drv._tpm_attest(quote, [], None, 1.0)
-        assert [b["type"] for b in ok.sent] == ["CERT"]  # once per boot
-        assert await drv._tpm_attest({**quote, "tpm": False}, [], None, 1.0) == {**quote, "tpm": False}
-        filled = await drv._tpm_attest({"type": "CERT"}, [], None, 1.0)
-        assert filled is not None and len(filled["certs"]) == 2
+        drv._cert_post = asyncio.Event()  # a post of this boot in flight
+        waiting = asyncio.create_task(drv._tpm_attest(quote))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        drv._cert_post.set()
+        assert (await asyncio.wait_for(waiting, 5)) is not None
+        assert await drv._tpm_attest({**quote, "tpm": False}) == {**quote, "tpm": False}
 
         drv.tpm = _BrokenTpm()
-        assert await drv._tpm_attest(quote, [], None, 1.0) is None
+        assert await drv._tpm_attest(quote) is None
         assert events[-1]["what"] == "tpm_error" and events[-1]["data"]["request"] == "QUOTE"
 
     asyncio.run(scenario())
 
 
-def test_a_refused_cert_post_reaches_the_node_maintenance_rule(tmp_path: Path) -> None:
-    """The post's answer goes to zedagent's sent handler (Node.edge_certs_posted, spec §5): refused
-    while the config status is Success and never accepted -> EDGE_NODE_CERTS_REFUSED; accepted ->
-    cleared."""
+def test_the_nodes_cert_post_goes_out_with_the_tpms_certs_and_its_answer_comes_back(tmp_path: Path) -> None:
+    """Refused (422): the node posts again 10 s later; the answers reach the node's rule."""
     spec = AgentSpec.model_validate(GOOD)
     events: list[dict[str, Any]] = []
-    quote = {"type": "QUOTE", "nonce": "n" * 32, "pcrs": {}, "tpm": True}
 
     async def scenario() -> None:
         refusing = _Recorder(422)
@@ -298,12 +293,18 @@ def test_a_refused_cert_post_reaches_the_node_maintenance_rule(tmp_path: Path) -
         node = drv.node
         assert node is not None
         await _until(lambda: node.phase == Phase.RUNNING, 10)
-        node.config_status = ConfigGetStatus.SUCCESS
-        await drv._tpm_attest(quote, [], None, 1.0)
-        assert MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED in node.maintenance
-        drv.transport = _Recorder(201)  # type: ignore[assignment]
-        await drv._tpm_attest(quote, [], None, 1.0)
-        assert MaintenanceModeReason.EDGE_NODE_CERTS_REFUSED not in node.maintenance
+
+        def post() -> list[Any]:  # what zedagent's start does (the fake transport does not onboard it)
+            node._post_edge_certs(time.time())
+            return node._drain()
+
+        drv._call(post)
+        await _until(lambda: len([b for b in refusing.sent if b.get("type") == "CERT"]) >= 1, 5)
+        cert = next(b for b in refusing.sent if b.get("type") == "CERT")
+        assert {c["type"] for c in cert["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
+        await _until(lambda: any(e["what"] == "certs_posted" for e in events), 5)
+        assert [e["data"]["status"] for e in events if e["what"] == "certs_posted"][0] == 422
+        assert not node._edge_certs_published and Timer.EDGE_CERTS in drv.book.pending()
         drv.power_off()
         await drv.wait()
 

@@ -4,26 +4,21 @@ The node rules themselves are in tests/test_ops_rules.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from sim_run import run_sim
 
 from eden.errors import InvalidInput
-from eden.run import execute, load_for_backend
+from eden.run import load_for_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "maintenance-triggers.yaml"
 
 
-def _run(path: Path, out: Path) -> tuple[dict, list[dict]]:
-    execute(load_for_backend(path, "sim"), backend_name="sim", out_dir=out)
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    return json.loads((out / "summary.json").read_text()), events
-
 
 def test_the_shipped_scenario_defers_the_update_until_the_conditions_end(tmp_path: Path) -> None:
-    summary, events = _run(SCENARIO, tmp_path / "out")
+    summary, events = run_sim(SCENARIO, tmp_path / "out")
     assert summary["verdict"] == "passed", summary["expectations"]
     cleared = max(e["t"] for e in events if e["what"] in ("low_disk_space", "tpm_failure"))
     configs = [e for e in events if e["what"] == "baseos_config"]
@@ -38,7 +33,7 @@ def test_a_condition_that_never_ends_keeps_the_update_away(tmp_path: Path) -> No
     text = SCENARIO.read_text()
     variant = tmp_path / "stuck.yaml"
     variant.write_text(text.replace("  - tpm_failure: {enable: false}\n    target: tpm\n", ""))
-    summary, _events = _run(variant, tmp_path / "out")
+    summary, _events = run_sim(variant, tmp_path / "out")
     assert summary["verdict"] == "failed"
     assert [e["status"] for e in summary["expectations"]][-1] == "failed"
 

@@ -126,6 +126,8 @@ class FakeController:
                     return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}, LAT
                 self.escrow = body.get("key")
                 return 201, {"type": "STORE_KEYS", "code": "SUCCESS"}, LAT
+            if kind == "CERT":
+                return 201, {"type": "CERT"}, LAT
         return 400, {}, LAT
 
 
@@ -1301,8 +1303,9 @@ def test_attestation_fsm_nonce_quote_store_keys_complete() -> None:
         AttestState.ATTEST_ESCROW_WAIT,
         AttestState.COMPLETE,
     ]
-    assert [s.body["type"] for _t, s in drv.sent("attest")] == ["NONCE", "QUOTE", "STORE_KEYS"]
-    quote = drv.sent("attest")[1][1].body
+    # zedagent posts the device's certs (ATTEST_REQ_CERT) at its start, beside the attestation
+    assert [s.body["type"] for _t, s in drv.sent("attest")] == ["CERT", "NONCE", "QUOTE", "STORE_KEYS"]
+    quote = drv.sent("attest")[2][1].body
     assert sorted(quote["pcrs"]) == list(range(16))  # the quote covers PCR 0-15 (§5)
     assert drv.node.token == drv.ctrl.token
     drv.run_for(60)
@@ -1469,7 +1472,7 @@ def test_same_inputs_give_the_same_pcrs_and_tamper_changes_only_its_pcr() -> Non
 def test_tamper_changes_its_pcr_and_the_quote(stage: str, pcr: int) -> None:
     """§1 / §5: firmware -> PCR 0, grub.cfg -> 8, rootfs -> 13, /config -> 14; the quote changes."""
     drv = online(driver())
-    clean = drv.sent("attest")[1][1].body["pcrs"]
+    clean = next(s for _t, s in drv.sent("attest") if s.body["type"] == "QUOTE").body["pcrs"]
     drv.call("tamper", stage)
     drv.power_off()
     drv.power_on()

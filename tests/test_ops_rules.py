@@ -351,22 +351,44 @@ def test_a_poweroff_command_powers_off_and_the_next_boot_reports_poweroff_cmd() 
 
 # ------------------------------------------------------------------ EDGE_NODE_CERTS_REFUSED --
 def test_a_refused_cert_post_once_config_works_is_edge_node_certs_refused() -> None:
-    """§5: a failed ATTEST_REQ_CERT post while the config status is Success and before the first
+    """§5: zedagent posts ATTEST_REQ_CERT at its start and, while it is not accepted, 10 s after
+    each failure. A failed post while the config status is Success and before the first
     acceptance -> maintenance EDGE_NODE_CERTS_REFUSED; an accepted re-post clears it; a refusal
-    while config fails is not (yet) a reason."""
+    while config fails is not (yet) a reason; once accepted, nothing is posted again."""
+    answer = {"status": 404}
+    posts: list[float] = []
+
+    def certs(send: Any, now: float) -> Any:
+        if send.body["type"] != "CERT":
+            return None
+        posts.append(now)
+        return answer["status"], {}, LAT
+
     drv = driver()
+    drv.ctrl.override["attest"] = certs
     drv.power_on()
-    drv.run_until(lambda: drv.node.zedagent, limit=300)
+    drv.run_until(lambda: _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}, limit=300)
+    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
+    gaps = [b - a for a, b in zip(posts, posts[1:])]
+    assert gaps and all(abs(g - 10.0) < 1.0 for g in gaps), gaps  # re-posted every 10 s
     drv.ctrl.down = "timeout"
     drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.FAIL, limit=300)
-    drv.call("edge_certs_posted", 422)
-    assert not drv.node.maintenance  # no config contact: decided when the controller is back
+    drv.run_until(lambda: not drv.node.maintenance, limit=60)  # no config contact: decided once it is back
     drv.ctrl.down = None
+    drv.run_until(lambda: _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}, limit=300)
+    answer["status"] = 201
+    drv.run_until(lambda: not drv.node.maintenance, limit=30)
+    sent = len(posts)
+    drv.run_for(120)
+    assert len(posts) == sent  # accepted: not posted again in this boot
+
+
+def test_a_device_without_a_tpm_posts_no_certs() -> None:
+    posts: list[float] = []
+    drv = driver(tpm=False)
+    drv.ctrl.override["attest"] = lambda send, now: posts.append(now) if send.body["type"] == "CERT" else None  # type: ignore[func-returns-value]
+    drv.power_on()
     drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=300)
-    drv.call("edge_certs_posted", 422)
-    assert _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}
-    assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
-    drv.call("edge_certs_posted", 201)
-    assert not drv.node.maintenance
-    drv.call("edge_certs_posted", 422)  # once accepted, a later refusal is no reason
-    assert not drv.node.maintenance
+    drv.run_for(60)
+    assert posts == [] and all(s.body["type"] != "CERT" for _t, s in drv.sent("attest"))

@@ -3,13 +3,13 @@ does to the fallback timer, which counts from the first failed poll's result (§
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from sim_run import run_sim
 
 from eden.errors import InvalidInput
-from eden.run import execute, load_for_backend
+from eden.run import load_for_backend
 from eve.send import MAX_WAIT, SendTimeouts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +45,6 @@ def test_a_node_takes_its_limits_from_its_config_items() -> None:
     assert node.send_timeouts("ping") == SendTimeouts(dial=0.0, send=5.0)
 
 
-def _run(path: Path, out: Path) -> tuple[dict, list[dict]]:
-    execute(load_for_backend(path, "sim"), backend_name="sim", out_dir=out)
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    return json.loads((out / "summary.json").read_text()), events
-
 
 def _fallbacks(events: list[dict]) -> dict[str, float]:
     return {e["device"]: e["t"] for e in events if e["what"] == "reboot_scheduled" and e["reason"] == "FALLBACK"}
@@ -59,7 +54,7 @@ def _falls_after_hang(path: Path, out: Path, send_timeout: float) -> dict[str, f
     """Run ``path``; check that each device's first failed poll in the hang came one send timeout
     per management port after the hang started (dut has one port, the gateway two, within the
     240 s cap), and nodeagent's fallback 300 s after that. Returns the fallback times."""
-    summary, events = _run(path, out)
+    summary, events = run_sim(path, out)
     assert summary["verdict"] == "passed", summary["expectations"]
     hang = next(e["t"] for e in events if e["what"] == "controller_hang")
     falls = _fallbacks(events)
@@ -89,7 +84,7 @@ def test_a_refusing_controller_is_temporary_during_an_update_and_never_falls_bac
     text = SCENARIO.read_text().replace("controller_hang: {duration: 15m}", "controller_outage: {duration: 15m}")
     variant = tmp_path / "outage.yaml"
     variant.write_text(text)
-    summary, events = _run(variant, tmp_path / "out")
+    summary, events = run_sim(variant, tmp_path / "out")
     assert _fallbacks(events) == {}
     assert summary["verdict"] == "failed"  # the scenario's fallback expectation is not met
     failed = [e["name"] for e in summary["expectations"] if e["status"] == "failed"]
@@ -102,7 +97,7 @@ def test_a_dead_path_costs_the_dial_timeout_per_port(tmp_path: Path) -> None:
     text = SCENARIO.read_text().replace("controller_hang: {duration: 15m}", "network_down: {}\n    target: gw\n  - wait: 10m")
     variant = tmp_path / "down.yaml"
     variant.write_text(text)
-    _summary, events = _run(variant, tmp_path / "out")
+    _summary, events = run_sim(variant, tmp_path / "out")
     down = next(e["t"] for e in events if e["what"] == "step_start" and e["action"] == "network_down")
     first_failure = _fallbacks(events)["gw-0"] - FALLBACK
     assert down + 20.0 <= first_failure <= down + POLL_MAX + 20.0 + TICK

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
+from eden_subprocess import argv as eden_argv
+from eden_subprocess import env as eden_env
 
 from eden.errors import InvalidInput
 from eden.scenario.load import load_scenario
@@ -383,3 +386,18 @@ include:
     assert dict(rpi.overrides)["config_items"] == {"timer.config.interval": 20, "timer.metric.interval": 90}
     loaded = load_entry(rpi, "sim")
     assert loaded.scenario.duration == 7200 and {d.profile_name for d in loaded.devices} == {"rpi4-class"}
+
+
+@pytest.mark.slow
+def test_the_main_jobs_qualification_suite_passes_on_the_simulator(tmp_path: Path) -> None:
+    """What ``scripts/main`` runs first: every single-device scenario on every hardware profile,
+    twice. A shipped scenario that fails on some profile fails the main job (exit 1), so either
+    it passes there or the suite excludes the cell with the reason."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        eden_argv("qualify", str(REPO / "suites" / "qualification.yaml"), "--jobs", "1", "--out", str(out), "--no-history"),
+        capture_output=True, text=True, timeout=900, env=eden_env(tmp_path), cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "qualification: PASSED" in done.stdout, done.stdout[-4000:]
+    assert (out / "junit.xml").is_file()

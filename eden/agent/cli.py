@@ -164,7 +164,7 @@ async def run_boot(args: argparse.Namespace, port_urls: dict[str, str]) -> int:
         cc = state.controller_config()
         stream = _open_events(args.events)
         try:
-            async with Transport(cc.root_pem, connections=8) as transport:
+            async with Transport(cc.root_pem, connections=8, fresh_connections=True) as transport:
                 link = DeviceLink(device=state.device_identity(), onboard=cc.onboard, images=image_map(list(spec.images)),
                                   serial=spec.serial, soft_serial=state.soft_serial(), checkpoint=state.certs_checkpoint)
                 transport.load_checkpoint(link)  # the signing certs survive the reboot (spec §2.1)

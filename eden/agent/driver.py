@@ -121,7 +121,7 @@ class AgentDriver:
         self._saved: bytes | None = None
         self._done: asyncio.Future[Outcome] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._certs_posted = False  # ATTEST_REQ_CERT accepted this boot
+        self._cert_post: asyncio.Event | None = None  # the node's ATTEST_REQ_CERT post in flight or done
         self._certs_task = False
         self._links_task = False
         self._objects = ObjectReports(None)
@@ -133,7 +133,7 @@ class AgentDriver:
         """Load the state (first start: from the spec) and power the device on. Call in the loop."""
         self._loop = asyncio.get_running_loop()
         self._done = self._loop.create_future()
-        self._certs_posted = False
+        self._cert_post = None
         saved = self.state.load()
         boots = saved.boots if saved is not None else 0
         self.boots = boots + 1
@@ -277,26 +277,21 @@ class AgentDriver:
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
-    async def _tpm_attest(self, body: Mapping[str, Any], urls: list[str], uuid: str | None,
-                          timeout: SendTimeouts) -> Mapping[str, Any] | None:
-        """The TPM's part of an attest request (spec §5): the certs of ATTEST_REQ_CERT, posted
-        before the first quote of each boot (EVE posts them at zedagent start), and the quote itself.
-        None: the TPM failed (the node re-sends the same step, as EVE's attest task does)."""
+    async def _tpm_attest(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The TPM's part of an attest request (spec §5): the certs of the node's ATTEST_REQ_CERT
+        post (made at zedagent start and again while refused), and the quote itself, which waits
+        for a cert post of this boot still in flight, so that the controller has the attestation
+        key's cert before it checks the quote. None: the TPM failed (the node re-sends the same
+        step, as EVE's attest task does)."""
         kind = body.get("type")
         try:
             if kind == "CERT" and not body.get("certs"):
                 return {**body, "certs": await self._tpm_call(self.tpm.certs, self.link.device)}
             if kind != "QUOTE" or not body.get("tpm"):
                 return body
-            if not self._certs_posted:
-                node = self.node
-                certs = await self._tpm_call(self.tpm.certs, self.link.device)
-                status, _ = await self.transport.send(self.link, "attest", {"type": "CERT", "certs": certs}, urls,
-                                                      device_uuid=uuid, timeout=timeout)
-                self._certs_posted = 200 <= status < 300
-                self._emit("certs_posted", {"status": status})
-                if node is not None and node is self.node:  # the same boot: zedagent's sent handler (§5)
-                    self._call(node.edge_certs_posted, status, time.time())
+            posting = self._cert_post
+            if posting is not None:
+                await posting.wait()
             nonce = str(body.get("nonce") or "").encode()
             return {**body, **await self._tpm_call(self.tpm.quote, nonce)}
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -363,15 +358,23 @@ class AgentDriver:
         async def do() -> tuple[int, dict[str, Any]]:
             out: Mapping[str, Any] | None = {**req.body, "objects": objects} if objects else req.body
             if req.kind == "attest":
-                out = await self._tpm_attest(req.body, urls, uuid, timeout)
+                out = await self._tpm_attest(req.body)
             if out is None:
                 return 0, {"error": "tpm"}
             return await self.transport.send(self.link, req.kind, out, urls, device_uuid=uuid, timeout=timeout)
 
+        certs = req.kind == "attest" and req.body.get("type") == "CERT"
+        if certs:
+            posting = self._cert_post = asyncio.Event()  # a quote of this boot waits for it (_tpm_attest)
         try:
             status, body = await do()
         except CodecError as exc:
             status, body = 0, {"error": "decode", "detail": str(exc)}
+        finally:
+            if certs:
+                posting.set()
+        if certs:
+            self._emit("certs_posted", {"status": status})
         if gen != self.book.gen:
             return  # sent before a reset or power cut: the answer has nobody to go to
         if objects and 200 <= status < 300:

@@ -1,8 +1,9 @@
 """HTTPS to the controller for emulated devices: protobuf in signed AuthContainers (spec §2).
 
 One :class:`Transport` (one aiohttp session, one TLS context verified against the controller's
-root certificate, keep-alive connections) serves any number of devices; what is per device
-(keys, the controller signing certificate it learnt from ``certs``) is a small :class:`DeviceLink`.
+root certificate; keep-alive connections unless ``fresh_connections``, as EVE keeps none) serves
+any number of devices; what is per device (keys, the controller signing certificate it learnt
+from ``certs``) is a small :class:`DeviceLink`.
 
 Failures below HTTP map to status 0 with ``{"error": ...}``, the convention of the node model and
 the simulator engine: ``refused`` (ECONNREFUSED: the remote is up but not serving, §4 "remote
@@ -98,17 +99,24 @@ def image_map(names: Sequence[str]) -> dict[str, str]:
 
 
 class Transport:
-    def __init__(self, root_pem: bytes, *, connections: int = 100) -> None:
+    def __init__(self, root_pem: bytes, *, connections: int = 100, fresh_connections: bool = False) -> None:
+        """``fresh_connections``: a new connection for every request, as EVE opens one (a new
+        transport per ``SendOnIntf``, P:controllerconn/send.go), so a request after a link went down
+        dials into the dead path and gives up after the dial timeout instead of waiting out the send
+        timeout on an old keep-alive connection. The device agent uses it; the many-device emulator
+        keeps its connections (its figures are the controller's throughput, docs/emulated.md)."""
         self.root = x509.load_pem_x509_certificate(root_pem)
         self.ssl = ssl.create_default_context(cadata=root_pem.decode("ascii"))
         self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
         self.ssl.set_ciphers(TLS12_CIPHERS)
         self._connections = connections
+        self._fresh = fresh_connections
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=self._connections, keepalive_timeout=60.0)
+            connector = (aiohttp.TCPConnector(ssl=self.ssl, limit=self._connections, force_close=True) if self._fresh
+                         else aiohttp.TCPConnector(ssl=self.ssl, limit=self._connections, keepalive_timeout=60.0))
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

@@ -94,6 +94,7 @@ ACTION_TABLE: Mapping[str, Action] = {
     "reboot": Action("controller", "reboot", _devices),
     "shutdown": Action("controller", "shutdown", _devices),
     "delete_device": Action("controller", "delete_device", lambda _c, d, a: ((d, a.recreate), {})),
+    "refuse_device_certs": Action("controller", "refuse_certs", lambda _c, d, a: ((d, bool(a.enable)), {})),
     "baseos_update": Action(
         "controller", "set_baseos", lambda c, d, a: ((d, a.image, c.version(a.image), bool(a.activate)), {})
     ),

@@ -23,6 +23,7 @@ NO_HANG = ("its controller has no switch that holds requests unanswered; use con
            "TemporaryFail during an update) or run this scenario on sim")
 NO_DELETE = ("its controller cannot delete a device and create it again (the admin API's revoke drops a "
              "registration but keeps the device's uuid); run this scenario on sim")
+NO_CERT_REFUSAL = "its controller accepts every device's certs (no switch refuses ATTEST_REQ_CERT); run this scenario on sim"
 NO_LPS = "its device agent has no local profile server to take a graceful power-off command"
 ADMIN_READS = frozenset({"device", "devices", "stats", "events"})
 
@@ -58,9 +59,9 @@ class AdminSide(Protocol):
 
 
 class AdminControllerPort(ControllerPort):
-    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503", "hang", "delete_device"}
+    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503", "hang", "delete_device", "refuse_certs"}
     """No network config (system adapters) goes on the wire, so ``set_network`` has no effect here."""
-    refusals = {"answer_503": NO_503, "hang": NO_HANG, "delete_device": NO_DELETE}
+    refusals = {"answer_503": NO_503, "hang": NO_HANG, "delete_device": NO_DELETE, "refuse_certs": NO_CERT_REFUSAL}
     backend_name = "emulated"
 
     def __init__(self, backend: AdminSide) -> None:

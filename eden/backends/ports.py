@@ -157,6 +157,10 @@ class ControllerPort(_Port):
     def set_maintenance(self, devices: list[str], enable: bool) -> None:
         raise self._refuse("set_maintenance")
 
+    def refuse_certs(self, devices: list[str], enable: bool) -> None:
+        """Refuse (``enable``) the devices' ATTEST_REQ_CERT posts, or accept them again (spec §5)."""
+        raise self._refuse("refuse_certs")
+
     def revoke_token(self, devices: list[str]) -> None:
         """Ask for a fresh attestation: the old integrity token is refused from now on."""
         raise self._refuse("revoke_token")
@@ -235,7 +239,7 @@ class DevicePort(_Port):
 
 
 CONTROLLER_METHODS = frozenset(
-    {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "delete_device", "force_fallback", "set_app",
+    {"set_items", "set_baseos", "retry_update", "reboot", "shutdown", "delete_device", "refuse_certs", "force_fallback", "set_app",
      "set_network",
      "set_maintenance", "revoke_token", "outage", "answer_503", "hang", "restore"}
 )

@@ -56,6 +56,9 @@ class SimControllerPort(ControllerPort):
     def set_network(self, devices: list[str], mgmt: list[str], broken: bool) -> None:
         self.ctrl.set_network(self._idx(devices), mgmt, broken)
 
+    def refuse_certs(self, devices: list[str], enable: bool) -> None:
+        self.ctrl.refuse_certs(self._idx(devices), enable)
+
     def set_maintenance(self, devices: list[str], enable: bool) -> None:
         self.ctrl.set_maintenance(self._idx(devices), enable)
 

@@ -323,6 +323,7 @@ FEATURES = {
     "controller_outage": "controller",
     "controller_503": "controller",
     "controller_hang": "controller",
+    "refuse_device_certs": "attestation",
     "controller_restore": "controller",
     "set_config": "config",
     "maintenance_mode": "config",

@@ -371,6 +371,13 @@ class LocalFaultArgs(Base):
     """False: the condition is over (space freed, the TPM passes its check again)."""
 
 
+class RefuseCertsArgs(Base):
+    """The controller refuses the devices' certificates (ATTEST_REQ_CERT, spec §5)."""
+
+    enable: bool = True
+    """False: the controller accepts them again."""
+
+
 class DeleteDeviceArgs(Base):
     """The controller deletes the device's record (spec §1 "404/400"), and maybe creates it again."""
 
@@ -428,6 +435,7 @@ ACTIONS: dict[str, tuple[Any, str, bool]] = {
     "reboot": (NoArgs, "controller_ops", True),
     "shutdown": (NoArgs, "controller_ops", True),
     "delete_device": (DeleteDeviceArgs, "controller_ops", True),
+    "refuse_device_certs": (RefuseCertsArgs, "controller_ops", True),
     "low_disk_space": (LocalFaultArgs, "hardware_faults", True),
     "tpm_failure": (LocalFaultArgs, "hardware_faults", True),
     "wait": (Duration, "wait", False),
