@@ -156,19 +156,18 @@ class Engine:
         down = self.port_down[i]
         up = sum(1 for p in req.ports if p not in down) if down else len(req.ports)
         mode = self.ctrl.mode
+        node = self.nodes[i]
+        limits = node.send_timeouts(req.kind)
         if not req.ports:
             status, body, latency = 0, {"error": "network"}, 0.0  # no management port: an error at once
         elif not up:
-            limits = self.nodes[i].send_timeouts(req.kind)
             status, body, latency = 0, {"error": "timeout"}, limits.failing(len(req.ports), "dial")
         elif mode == "down":
             status, body, latency = 0, {"error": "refused"}, RTT  # ECONNREFUSED: remote temporary (§4)
         elif mode == "hang":
-            limits = self.nodes[i].send_timeouts(req.kind)
             status, body, latency = 0, {"error": "timeout"}, limits.failing(up, "hung")
         else:
-            status, body, latency = self.ctrl.handle(i, req.kind, req.body, t, self.nodes[i].persist.uuid)
-            limits = self.nodes[i].send_timeouts(req.kind)
+            status, body, latency = self.ctrl.handle(i, req.kind, req.body, t, node.persist.uuid)
             if latency >= limits.per_port:  # answered too late: the client gave up on the port
                 status, body, latency = 0, {"error": "timeout"}, limits.per_port
         gen = self.books[i].gen

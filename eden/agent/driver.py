@@ -22,7 +22,7 @@ import random
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, TextIO
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, TextIO
 
 import numpy as np
 
@@ -123,7 +123,6 @@ class AgentDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cert_post: asyncio.Event | None = None  # the node's ATTEST_REQ_CERT post in flight or done
         self._certs_task = False
-        self._links_task = False
         self._objects = ObjectReports(None)
         # The start-up timings of this process (eden.agent.cli.run_boot), read when agent_start is said.
         self._startup: dict[str, float] = startup if startup is not None else {}
@@ -152,6 +151,8 @@ class AgentDriver:
         self.platform.before_power_on(node)
         self._call(node.power_on, time.time(), after=self.platform.after_power_on)
         self.tpm.measured(node.pcrs)
+        if self.platform.links_down() is not None:  # the platform tells the links: nim watches them
+            self._spawn(self._watch_links(self.book.gen))
 
     async def wait(self) -> Outcome:
         assert self._done is not None, "start() first"
@@ -189,9 +190,8 @@ class AgentDriver:
             else:
                 self._save(power_lost=True)  # what a power cut from now on leaves behind
                 if self.node.zedagent and not self._certs_task:
-                    self._start_certs_task()
-                if not self._links_task and self.platform.links_down() is not None:
-                    self._start_links_task()
+                    self._certs_task = True
+                    self._spawn(self._controller_certs(self.book.gen))
         except Exception as exc:  # a bug in the rules or the state dir: end this boot with it
             if self._done is not None and not self._done.done():
                 self._done.set_exception(exc)
@@ -238,9 +238,7 @@ class AgentDriver:
         if gate is None:
             self._call(self.node.on_timer, name, max(at, time.time()))
             return
-        task = self._loop.create_task(self._gated(name, gate, gen))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._gated(name, gate, gen))
 
     async def _gated(self, name: TimerName, gate: Awaitable[None], gen: int) -> None:
         """Deliver timer ``name`` once the real work behind it is done; retry it on a failure."""
@@ -267,9 +265,7 @@ class AgentDriver:
         state read now, with the device report the node just made)."""
         assert self._loop is not None and self.node is not None
         objects = self._objects.pending(self.node, time.time()) if req.kind == "info" else []
-        task = self._loop.create_task(self._exchange(req, self.book.gen, objects))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._exchange(req, self.book.gen, objects))
 
     async def _tpm_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A real TPM runs tpm2-tools (seconds): off the loop. The soft one signs in microseconds."""
@@ -303,17 +299,10 @@ class AgentDriver:
         assert self.node is not None
         return self.node.send_timeouts(kind)
 
-    def _start_certs_task(self) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run ``coro`` as a task of this boot's loop, kept referenced until it ends."""
         assert self._loop is not None
-        self._certs_task = True
-        task = self._loop.create_task(self._controller_certs(self.book.gen))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _start_links_task(self) -> None:
-        assert self._loop is not None
-        self._links_task = True
-        task = self._loop.create_task(self._watch_links(self.book.gen))
+        task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
