@@ -1,6 +1,6 @@
 """One download as EVE's downloader and verifier run it (spec §3 step 1, §4, §6).
 
-Plain bookkeeping, no timers and no clock: :class:`~eve.node.Node` owns the timers and
+Plain bookkeeping, no timers and no clock: :class:`~eve.agents.downloader.Downloader` owns the timers and
 calls these methods with ``now``. The rules (P:cmd/downloader/syncop.go ``handleSyncOp``,
 downloader.go ``runHandler`` / ``maybeRetryDownload``, download.go, P:cmd/volumemgr/updatestatus.go):
 

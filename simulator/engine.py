@@ -92,7 +92,7 @@ class Engine:
 
     def _call(self, i: int, fn: Callable[..., list[Any]], *args: Any) -> None:
         node = self.nodes[i]
-        if self.last_ok[i] > node.last_contact:
+        if self.last_ok[i] > node.zedagent.last_contact:
             node.note_contact(float(self.last_ok[i]))
         if self.log_bulk[i] or self.log_evald[i]:
             if self.log_evald[i]:
@@ -111,9 +111,9 @@ class Engine:
     def _refresh(self, i: int) -> None:
         node = self.nodes[i]
         self.quiet[i] = node.quiescent()
-        if not node.last_hash:
+        if not node.zedagent.last_hash:
             self.node_ver[i] = -1  # it forgot its config hash (a boot, leaving maintenance): its next poll is a full one
-        self.last_ok[i] = node.last_contact
+        self.last_ok[i] = node.zedagent.last_contact
         down = self.port_down[i]
         ports = node.ports()
         self.net_ok[i] = any(p not in down for p in ports) if down else bool(ports)
@@ -122,7 +122,7 @@ class Engine:
             items = node.persist.items
             for k, key in _INTERVAL_ITEM.items():
                 self.interval[k][i] = float(items.get(key))  # type: ignore[arg-type]
-        up = node.logs
+        up = node.loguploader.uploader
         if up is None:
             self.log_until[i] = -np.inf
         else:
@@ -181,7 +181,7 @@ class Engine:
         if req.kind == "config" and status in (200, 304):
             node = self.nodes[i]
             cfg = self.ctrl.config_for(i)
-            self.node_ver[i] = self.ctrl.ctrl_ver[i] if node.last_hash == cfg["hash"] else -1
+            self.node_ver[i] = self.ctrl.ctrl_ver[i] if node.zedagent.last_hash == cfg["hash"] else -1
 
     def set_ports(self, i: int, ports: list[str] | None, up: bool) -> None:
         names = [p.name for p in self.nodes[i].p.ports] if ports is None else ports
@@ -258,7 +258,7 @@ class Engine:
             self.log_evald[di] = True
 
     def _logs_without_file(self, idx: np.ndarray, t: np.ndarray, fast: np.ndarray) -> np.ndarray:
-        """Bulk upload fires that find no log file send nothing: re-arm them here (Node._logs_fire)
+        """Bulk upload fires that find no log file send nothing: re-arm them here (LogUploaderAgent.on_timer)
         and return the fast ones that do send."""
         has = files_made(self.log_base[idx], self.log_epoch[idx], t) > self.log_done[idx]
         empty = fast & ~has

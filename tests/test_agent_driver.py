@@ -252,7 +252,7 @@ class _BrokenTpm(SoftTpm):
 
 
 def test_the_tpm_fills_the_cert_post_and_a_quote_waits_for_a_post_in_flight(tmp_path: Path) -> None:
-    """The node posts ATTEST_REQ_CERT itself (spec §5, Node._post_edge_certs); the driver fills in
+    """The node posts ATTEST_REQ_CERT itself (spec §5, ZedAgent.post_edge_certs); the driver fills in
     the TPM's certs, and a quote of the same boot waits for a cert post still in flight, so that
     the controller has the attestation key's cert before it checks the quote."""
     spec = AgentSpec.model_validate(GOOD)
@@ -295,7 +295,7 @@ def test_the_nodes_cert_post_goes_out_with_the_tpms_certs_and_its_answer_comes_b
         await _until(lambda: node.phase == Phase.RUNNING, 10)
 
         def post() -> list[Any]:  # what zedagent's start does (the fake transport does not onboard it)
-            node._post_edge_certs(time.time())
+            node.zedagent.post_edge_certs(time.time())
             return node._drain()
 
         drv._call(post)
@@ -304,7 +304,7 @@ def test_the_nodes_cert_post_goes_out_with_the_tpms_certs_and_its_answer_comes_b
         assert {c["type"] for c in cert["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
         await _until(lambda: any(e["what"] == "certs_posted" for e in events), 5)
         assert [e["data"]["status"] for e in events if e["what"] == "certs_posted"][0] == 422
-        assert not node._edge_certs_published and Timer.EDGE_CERTS in drv.book.pending()
+        assert not node.zedagent.edge_certs_published and Timer.EDGE_CERTS in drv.book.pending()
         drv.power_off()
         await drv.wait()
 

@@ -26,7 +26,7 @@ def _vm_need(memory: int, cpus: int) -> int:
 
 
 def _state(drv: Driver, name: str) -> ZSwState | None:
-    return drv.node.apps.get(name, {}).get("state")
+    return drv.node.zedmanager.apps.get(name, {}).get("state")
 
 
 def _deploy(drv: Driver, **apps: dict[str, Any]) -> None:
@@ -39,7 +39,7 @@ def test_memory_is_checked_at_activation_so_the_first_to_finish_its_download_win
     installed first and runs; the other waits INSTALLED, with the error set only after its own
     download and volume creation."""
     drv = online(driver(memory=4 * GiB, reserved=1 * GiB))
-    slow = drv.watch(lambda n: n.apps.get("a-slow", {}).get("state"))
+    slow = drv.watch(lambda n: n.zedmanager.apps.get("a-slow", {}).get("state"))
     _deploy(
         drv,
         **{
@@ -47,12 +47,12 @@ def test_memory_is_checked_at_activation_so_the_first_to_finish_its_download_win
             "b-fast": _app(2 * GiB, kind="container", size=10 * MiB),
         },
     )
-    drv.run_until(lambda: bool(drv.node.apps.get("a-slow", {}).get("err")))
+    drv.run_until(lambda: bool(drv.node.zedmanager.apps.get("a-slow", {}).get("err")))
     assert _state(drv, "b-fast") == ZSwState.RUNNING
     assert _state(drv, "a-slow") == ZSwState.INSTALLED
     states = [s for _t, s in slow if s is not None]
     assert ZSwState.DOWNLOAD_STARTED in states and ZSwState.CREATING_VOLUME in states  # got that far
-    assert drv.node.apps["a-slow"]["err"] == f"Remaining memory bytes {1 * GiB} app instance needs {2 * GiB}"
+    assert drv.node.zedmanager.apps["a-slow"]["err"] == f"Remaining memory bytes {1 * GiB} app instance needs {2 * GiB}"
     errors = drv.notes_of("app_error")
     installed_at = next(t for t, s in slow if s == ZSwState.INSTALLED)
     assert [d["app"] for _t, d in errors] == ["a-slow"] and errors[0][0] > installed_at
@@ -63,17 +63,17 @@ def test_a_vm_needs_its_vmm_overhead_and_a_container_none() -> None:
     needs 2800 + 350 + 70 + 20 + 6 MiB and does not fit in 3072 MiB, the same container does."""
     drv = online(driver(memory=4 * GiB, reserved=1 * GiB))
     _deploy(drv, vm=_app(2800 * MiB, cpus=2))
-    drv.run_until(lambda: bool(drv.node.apps.get("vm", {}).get("err")))
+    drv.run_until(lambda: bool(drv.node.zedmanager.apps.get("vm", {}).get("err")))
     need = _vm_need(2800 * MiB, 2)
     assert need == 2800 * MiB + 350 * MiB + 73400320 + 20 * MiB + 6 * MiB
-    assert drv.node.apps["vm"]["err"] == f"Remaining memory bytes {3 * GiB} app instance needs {need}"
-    assert drv.node.apps["vm"]["severity"] == "ERROR"  # nothing else active (no retry condition)
+    assert drv.node.zedmanager.apps["vm"]["err"] == f"Remaining memory bytes {3 * GiB} app instance needs {need}"
+    assert drv.node.zedmanager.apps["vm"]["severity"] == "ERROR"  # nothing else active (no retry condition)
     assert _state(drv, "vm") == ZSwState.INSTALLED
 
     drv2 = online(driver(memory=4 * GiB, reserved=1 * GiB))
     _deploy(drv2, box=_app(2800 * MiB, kind="container", cpus=2))
     drv2.run_until(lambda: _state(drv2, "box") == ZSwState.RUNNING)
-    assert drv2.node.apps["box"]["err"] == ""
+    assert drv2.node.zedmanager.apps["box"]["err"] == ""
 
 
 def test_memory_vmm_limit_mib_replaces_the_estimated_overhead() -> None:
@@ -84,7 +84,7 @@ def test_memory_vmm_limit_mib_replaces_the_estimated_overhead() -> None:
     drv.run_for(120)
     _deploy(drv, vm=_app(2900 * MiB, cpus=2))
     drv.run_until(lambda: _state(drv, "vm") == ZSwState.RUNNING)
-    assert drv.node.apps["vm"]["overhead"] == 100 * MiB
+    assert drv.node.zedmanager.apps["vm"]["overhead"] == 100 * MiB
     assert admission.vmm_overhead(_app(2900 * MiB, cpus=2), 0) == _vm_need(2900 * MiB, 2) - 2900 * MiB
 
 
@@ -119,7 +119,7 @@ def test_more_vcpus_than_cores_is_not_refused() -> None:
     drv = online(driver(cores=2, memory=4 * GiB, reserved=1 * GiB))
     _deploy(drv, wide=_app(512 * MiB, cpus=16))
     drv.run_until(lambda: _state(drv, "wide") == ZSwState.RUNNING)
-    assert drv.node.apps["wide"]["err"] == ""
+    assert drv.node.zedmanager.apps["wide"]["err"] == ""
 
 
 def test_an_app_waiting_for_memory_starts_5_to_10_s_after_another_is_deleted() -> None:
@@ -129,8 +129,8 @@ def test_an_app_waiting_for_memory_starts_5_to_10_s_after_another_is_deleted() -
     _deploy(drv, first=_app(2 * GiB, kind="container"))
     drv.run_until(lambda: _state(drv, "first") == ZSwState.RUNNING)
     _deploy(drv, second=_app(2 * GiB, kind="container"))
-    drv.run_until(lambda: bool(drv.node.apps.get("second", {}).get("err")))
-    assert drv.node.apps["second"]["severity"] == "WARNING"  # another app is active: retry expected
+    drv.run_until(lambda: bool(drv.node.zedmanager.apps.get("second", {}).get("err")))
+    assert drv.node.zedmanager.apps["second"]["severity"] == "WARNING"  # another app is active: retry expected
     drv.run_for(600)
     assert _state(drv, "second") == ZSwState.INSTALLED  # no retry while nothing is freed
     assert not any(name == "app_retry" for _t, name, _at in drv.timers_set)
@@ -138,12 +138,12 @@ def test_an_app_waiting_for_memory_starts_5_to_10_s_after_another_is_deleted() -
     apps = dict(drv.ctrl.config["apps"])
     del apps["first"]
     drv.ctrl.set(apps=apps)
-    trace = drv.watch(lambda n: n.apps.get("second", {}).get("state"))
+    trace = drv.watch(lambda n: n.zedmanager.apps.get("second", {}).get("state"))
     drv.run_until(lambda: _state(drv, "second") == ZSwState.RUNNING)
     (removed_at,) = drv.note_times("app_removed")
     booting_at = next(t for t, s in trace if s == ZSwState.BOOTING)
     assert 5.0 <= booting_at - removed_at <= 10.0
-    assert drv.node.apps["second"]["err"] == ""
+    assert drv.node.zedmanager.apps["second"]["err"] == ""
 
 
 def test_an_app_waiting_for_memory_does_not_hold_memory() -> None:
@@ -151,7 +151,7 @@ def test_an_app_waiting_for_memory_does_not_hold_memory() -> None:
     one that waits still fits."""
     drv = online(driver(memory=4 * GiB, reserved=1 * GiB))
     _deploy(drv, big=_app(4 * GiB, kind="container"))
-    drv.run_until(lambda: bool(drv.node.apps.get("big", {}).get("err")))
+    drv.run_until(lambda: bool(drv.node.zedmanager.apps.get("big", {}).get("err")))
     _deploy(drv, small=_app(1 * GiB, kind="container"))
     drv.run_until(lambda: _state(drv, "small") == ZSwState.RUNNING)
     assert _state(drv, "big") == ZSwState.INSTALLED
@@ -174,7 +174,7 @@ def test_apps_are_admitted_again_after_a_reboot() -> None:
     drv.run_until(lambda: _state(drv, "one") == ZSwState.RUNNING, limit=900)
     drv.run_for(60)
     assert _state(drv, "two") == ZSwState.INSTALLED
-    assert drv.node.apps["two"]["err"] == f"Remaining memory bytes {1 * GiB} app instance needs {2 * GiB}"
+    assert drv.node.zedmanager.apps["two"]["err"] == f"Remaining memory bytes {1 * GiB} app instance needs {2 * GiB}"
 
 
 def test_the_shortage_texts_and_severities_are_eves() -> None:
@@ -225,13 +225,13 @@ def test_an_app_activating_while_another_halts_gets_the_notice_then_starts() -> 
         _deploy(drv, old=_app(2 * GiB, kind="container"))
         drv.run_until(lambda: _state(drv, "old") == ZSwState.RUNNING)
         drv.ctrl.set(apps={"new": _app(2 * GiB, kind="container", size=1 * MiB)})
-        drv.run_until(lambda: "new" in drv.node.apps)
+        drv.run_until(lambda: "new" in drv.node.zedmanager.apps)
         drv.run_until(
-            lambda: bool(drv.node.apps["new"]["err"]) or _state(drv, "new") == ZSwState.BOOTING or "old" not in drv.node.apps
+            lambda: bool(drv.node.zedmanager.apps["new"]["err"]) or _state(drv, "new") == ZSwState.BOOTING or "old" not in drv.node.zedmanager.apps
         )
-        if _state(drv, "old") != ZSwState.HALTING or not drv.node.apps["new"]["err"]:
+        if _state(drv, "old") != ZSwState.HALTING or not drv.node.zedmanager.apps["new"]["err"]:
             continue
-        new = drv.node.apps["new"]
+        new = drv.node.zedmanager.apps["new"]
         assert new["state"] == ZSwState.INSTALLED and new["severity"] == "NOTICE"
         assert new["err"] == (
             f"App instance needs {2 * GiB} bytes but only have {1 * GiB}; "
@@ -239,6 +239,6 @@ def test_an_app_activating_while_another_halts_gets_the_notice_then_starts() -> 
         )
         drv.run_until(lambda: _state(drv, "new") == ZSwState.RUNNING)
         (removed_at,) = drv.note_times("app_removed")
-        assert drv.now - removed_at >= 5.0 and drv.node.apps["new"]["err"] == ""
+        assert drv.now - removed_at >= 5.0 and drv.node.zedmanager.apps["new"]["err"] == ""
         return
     raise AssertionError("no seed in 1..39 let the halt outlast the new app's activation")

@@ -42,7 +42,7 @@ def test_the_cost_gate_blocks_a_download_on_the_cost_10_backup_uplink_until_max_
     drv = online(driver())
     _links(drv, {"eth0"})
     drv.run_for(60)
-    assert drv.node.config_received  # still online over the backup uplink
+    assert drv.node.zedagent.config_received  # still online over the backup uplink
     drv.ctrl.update_to("next", "2.0")
     drv.run_until(lambda: bool(_bos(drv).get("err")))
     err_at = drv.now
@@ -116,7 +116,7 @@ def test_with_every_link_down_a_download_makes_no_progress_and_stalls_after_time
     on the ticker once timer.download.retry has passed and the links are back."""
     drv = online(_slow_drv())
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: "bos" in drv.node.downloads and drv.node.downloads["bos"].state == "running")
+    drv.run_until(lambda: "bos" in drv.node.downloader.downloads and drv.node.downloader.downloads["bos"].state == "running")
     drv.run_for(40)
     down_at = drv.now
     _links(drv, {"eth0", "eth1"})
@@ -143,8 +143,8 @@ def test_a_link_outage_shorter_than_the_stall_time_only_delays_the_download() ->
     """§4: progress resumes when the link comes back before timer.download.stalled."""
     drv = online(_slow_drv())
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: "bos" in drv.node.downloads and drv.node.downloads["bos"].state == "running")
-    started = drv.node.downloads["bos"].since
+    drv.run_until(lambda: "bos" in drv.node.downloader.downloads and drv.node.downloader.downloads["bos"].state == "running")
+    started = drv.node.downloader.downloads["bos"].since
     drv.run_for(30)
     _links(drv, {"eth0", "eth1"})
     drv.run_for(200)
@@ -160,12 +160,12 @@ def test_a_download_running_on_the_cost_0_port_stalls_when_only_the_costly_port_
     mid-download leaves eth1 (cost 10) up, which the download may not use: no progress, stall."""
     drv = online(_slow_drv())
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: "bos" in drv.node.downloads and drv.node.downloads["bos"].state == "running")
+    drv.run_until(lambda: "bos" in drv.node.downloader.downloads and drv.node.downloader.downloads["bos"].state == "running")
     drv.run_for(30)
     down_at = drv.now
     _links(drv, {"eth0"})
     drv.run_for(STALLED + 1)
-    assert drv.node.config_received and drv.node.config_status.name == "SUCCESS"  # online over eth1
+    assert drv.node.zedagent.config_received and drv.node.zedagent.config_status.name == "SUCCESS"  # online over eth1
     assert drv.note_times("download_failed") == [pytest.approx(down_at + STALLED)]
     assert _bos(drv)["err"].startswith("Cancelling due to no progress")
     assert zb(drv)["IMGB"].version is None
@@ -177,7 +177,7 @@ def test_a_verify_failure_downloads_again_at_most_blob_download_max_retries_time
     img = drv.node.p.images["next"]
     drv.node.p.images["next"] = dataclasses.replace(img, verify_ok=False)
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: drv.node.downloads.get("bos") is not None and drv.node.downloads["bos"].state == "verify_failed")
+    drv.run_until(lambda: drv.node.downloader.downloads.get("bos") is not None and drv.node.downloader.downloads["bos"].state == "verify_failed")
     verify = drv.notes_of("verify_failed")
     assert [d["retry"] for _t, d in verify] == [1, 2, 3, 4, 5, None]
     assert status(drv)[0] == BaseOsStatus.FAILED
@@ -194,7 +194,7 @@ def test_blob_download_max_retries_bounds_the_verify_retries() -> None:
     img = drv.node.p.images["next"]
     drv.node.p.images["next"] = dataclasses.replace(img, verify_ok=False)
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: drv.node.downloads.get("bos") is not None and drv.node.downloads["bos"].state == "verify_failed")
+    drv.run_until(lambda: drv.node.downloader.downloads.get("bos") is not None and drv.node.downloader.downloads["bos"].state == "verify_failed")
     assert [d["retry"] for _t, d in drv.notes_of("verify_failed")] == [1, None]
 
 
@@ -204,12 +204,12 @@ def test_an_app_download_passes_the_same_cost_gate() -> None:
     _links(drv, {"eth0"})
     drv.ctrl.set(apps={"web": _app(1, 256 * MiB)})
     drv.run_for(900)
-    app = drv.node.apps["web"]
+    app = drv.node.zedmanager.apps["web"]
     assert app["state"] == ZSwState.DOWNLOAD_STARTED
     assert app["err"].startswith("No IP management port addresses with cost <= 0")
     _links(drv, set())  # eth0 back: the next retry passes the gate
-    drv.run_until(lambda: drv.node.apps["web"]["state"] == ZSwState.RUNNING, limit=2 * RETRY + 120)
-    assert drv.node.apps["web"]["err"] == ""
+    drv.run_until(lambda: drv.node.zedmanager.apps["web"]["state"] == ZSwState.RUNNING, limit=2 * RETRY + 120)
+    assert drv.node.zedmanager.apps["web"]["err"] == ""
 
 
 # ------------------------------------------------------------- scenario: image `download: corrupt` --
@@ -275,16 +275,16 @@ def test_a_corrupt_app_image_is_downloaded_again_at_most_blob_download_max_retri
     drv = online(driver())
     drv.ctrl.set(apps={"web": {**_app(1, 256 * MiB, kind="container"), "download": "corrupt"},
                        "db": _app(1, 256 * MiB, kind="container")})
-    drv.run_until(lambda: drv.node.downloads.get("app/web") is not None and drv.node.downloads["app/web"].state == "verify_failed")
+    drv.run_until(lambda: drv.node.downloader.downloads.get("app/web") is not None and drv.node.downloader.downloads["app/web"].state == "verify_failed")
     verify = [d for _t, d in drv.notes_of("verify_failed") if d["key"] == "app/web"]
     assert [d["retry"] for d in verify] == [1, 2, 3, 4, 5, None]
-    web = drv.node.apps["web"]
+    web = drv.node.zedmanager.apps["web"]
     assert web["state"] == ZSwState.DOWNLOAD_STARTED
     assert web["err"] == "computed sha256 of app/web does not match the configured sha256"
-    drv.run_until(lambda: drv.node.apps["db"]["state"] == ZSwState.RUNNING)  # the good one is not held up
+    drv.run_until(lambda: drv.node.zedmanager.apps["db"]["state"] == ZSwState.RUNNING)  # the good one is not held up
     drv.run_for(3 * RETRY)
     assert len([d for _t, d in drv.notes_of("verify_failed") if d["key"] == "app/web"]) == 6
-    assert drv.node.apps["web"]["state"] == ZSwState.DOWNLOAD_STARTED and "web" not in drv.node.persist.apps_installed
+    assert drv.node.zedmanager.apps["web"]["state"] == ZSwState.DOWNLOAD_STARTED and "web" not in drv.node.persist.apps_installed
 
 
 _CORRUPT_APP = """\

@@ -44,7 +44,7 @@ def _broken_fallback() -> tuple[Driver, float]:
     """A working eth1 config at index 0, then a broken eth0 config on top of it."""
     drv = _online()
     _push(drv, _net(1, ["eth1"]))
-    drv.run_until(lambda: drv.node._reverify is None)
+    drv.run_until(lambda: drv.node.nim.reverify is None)
     return drv, _push(drv, _net(2, ["eth0"], broken=True))
 
 
@@ -53,13 +53,13 @@ def test_a_pushed_network_config_becomes_dpc_0_and_is_tested_at_once() -> None:
     """§4 doAddDPC: the new DPC goes to index 0 and the verification starts at once over its ports;
     once it works compressDPCL drops the older working one (only the most recent is kept)."""
     drv = _online()
-    assert drv.node.dpc_list() == [("zedagent", ("eth0", "eth1"))]  # the profile's bootstrap DPC
+    assert drv.node.nim.dpc_list() == [("zedagent", ("eth0", "eth1"))]  # the profile's bootstrap DPC
     t = _push(drv, _net(1, ["eth1"]))
     pings = drv.sent("ping", since=t)
     assert pings and pings[0][0] == t and pings[0][1].ports == ("eth1",)
-    drv.run_until(lambda: drv.node._reverify is None, limit=5)
-    assert drv.node.dpc_index == 0 and drv.node.dpc_state == DPCState.SUCCESS
-    assert drv.node.dpc_list() == [("zedagent", ("eth1",))]
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=5)
+    assert drv.node.nim.dpc_index == 0 and drv.node.nim.dpc_state == DPCState.SUCCESS
+    assert drv.node.nim.dpc_list() == [("zedagent", ("eth1",))]
     drv.run_for(30)
     assert drv.sent("config", since=t + 1)[-1][1].ports == ("eth1",)
     assert drv.ctrl.info["dpc_ports"] == ["eth1"] and drv.ctrl.info["dpc_state"] == "SUCCESS"
@@ -70,18 +70,18 @@ def test_a_broken_network_config_fails_and_falls_back_to_the_last_working_dpc() 
     FailWithIPAndDNS) and the walk moves on to index 1, the last working DPC, which passes; the
     device stays online and reports currentIndex 1."""
     drv, t = _broken_fallback()
-    assert drv.node.dpc_index == 0 and drv.node._reverify == 0  # the DPC under test is current
+    assert drv.node.nim.dpc_index == 0 and drv.node.nim.reverify == 0  # the DPC under test is current
     fail = drv.run_until(lambda: drv.has_note("dpc_fail"), limit=60)
     assert fail == pytest.approx(t + TIMEOUT)
     assert drv.notes_of("dpc_fail")[0][1] == {"index": 0, "state": "FAIL_WITH_IP_AND_DNS"}
     assert drv.sent("ping", since=fail)[0][1].ports == ("eth1",)
-    drv.run_until(lambda: drv.node._reverify is None, limit=5)
-    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=5)
+    assert drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_state == DPCState.SUCCESS
     assert [d.ports for d in drv.node.persist.dpcs] == [("eth0",), ("eth1",)]
     assert drv.node.persist.dpcs[0].state == DPCState.FAIL_WITH_IP_AND_DNS
     assert drv.node.persist.dpcs[0].last_error == "no route to the controller over eth0"
     drv.run_for(30)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
     assert drv.ctrl.info["dpc_index"] == 1 and drv.ctrl.info["dpc_ports"] == ["eth1"]
 
 
@@ -89,11 +89,11 @@ def test_testbetter_retries_the_broken_dpc_every_600s_and_returns_to_the_working
     """§4 dpcTestBetterTimer: away from index 0, restartVerify from index 0 every
     timer.port.testbetterinterval (600 s); index 0 failed more than 5 min ago, so it is tested."""
     drv, _t = _broken_fallback()
-    drv.run_until(lambda: drv.node._reverify is None and drv.node.dpc_index == 1, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None and drv.node.nim.dpc_index == 1, limit=60)
     settled = drv.now
-    back_to_0 = drv.run_until(lambda: drv.node.dpc_index == 0, limit=700)
+    back_to_0 = drv.run_until(lambda: drv.node.nim.dpc_index == 0, limit=700)
     assert back_to_0 == pytest.approx(settled + 600.0)
-    drv.run_until(lambda: drv.node.dpc_index == 1, limit=60)
+    drv.run_until(lambda: drv.node.nim.dpc_index == 1, limit=60)
     assert drv.now == pytest.approx(back_to_0 + TIMEOUT)
     assert len(drv.notes_of("dpc_fail")) == 2
 
@@ -102,38 +102,38 @@ def test_a_dpc_failed_in_the_last_5_minutes_is_skipped_after_a_reboot() -> None:
     """§4 IsDPCTestable / ingestDPCList: the persisted list is verified again at boot, skipping a
     DPC whose last failure is under 5 min old; so the first request goes out on the working one."""
     drv, _t = _broken_fallback()
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
     drv.power_off()
     drv.run_for(5)
     boot = drv.now
     drv.power_on()
     drv.run_until(lambda: drv.node.phase == "running", limit=120)
-    assert drv.node.dpc_index == 1
+    assert drv.node.nim.dpc_index == 1
     assert drv.sent("certs", since=boot)[0][1].ports == ("eth1",)
     assert len(drv.notes_of("dpc_fail")) == 1  # not tested again
 
 
 def test_after_5_minutes_a_reboot_tests_index_0_first() -> None:
     drv, _t = _broken_fallback()
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
     drv.power_off()
     drv.run_for(dpcl.MIN_TIME_SINCE_FAILURE)
     drv.power_on()
     drv.run_until(lambda: len(drv.notes_of("dpc_fail")) == 2, limit=120)
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
-    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
+    assert drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_state == DPCState.SUCCESS
 
 
 def test_a_second_broken_config_falls_back_past_the_first_to_the_working_one() -> None:
     """§4: the second broken DPC fails, the first broken one (failed under 5 min ago) is skipped,
     and compressDPCL then drops it: index 0, the current one and the last working one remain."""
     drv, _t = _broken_fallback()
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
     _push(drv, _net(3, ["eth1"], broken=True))
     drv.run_until(lambda: len(drv.notes_of("dpc_fail")) == 2, limit=60)
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
     assert [(d.ports, d.broken) for d in drv.node.persist.dpcs] == [(("eth1",), True), (("eth1",), False)]
-    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    assert drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_state == DPCState.SUCCESS
     assert [d["index"] for _t, d in drv.notes_of("dpc_fail")] == [0, 0]
 
 
@@ -142,13 +142,13 @@ def test_when_every_pushed_dpc_fails_the_device_parks_at_index_0_and_recovers() 
     tests restart the walk, nothing works, the device parks at index 0. Once the link is back the
     next two failed tests (index 0 is the broken one) walk again and land on index 1."""
     drv, _t = _broken_fallback()
-    drv.run_until(lambda: drv.node._reverify is None, limit=60)
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=60)
     drv.ctrl.port_down = {"eth0", "eth1"}
-    drv.run_until(lambda: drv.node.dpc_index == 0 and drv.node._reverify is None and len(drv.notes_of("dpc_fail")) >= 3,
+    drv.run_until(lambda: drv.node.nim.dpc_index == 0 and drv.node.nim.reverify is None and len(drv.notes_of("dpc_fail")) >= 3,
                   limit=1300)
-    assert drv.node.dpc_state in (DPCState.FAIL, DPCState.FAIL_WITH_IP_AND_DNS)
+    assert drv.node.nim.dpc_state in (DPCState.FAIL, DPCState.FAIL_WITH_IP_AND_DNS)
     drv.ctrl.port_down = set()
-    drv.run_until(lambda: drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS, limit=2 * 300 + 60)
+    drv.run_until(lambda: drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_state == DPCState.SUCCESS, limit=2 * 300 + 60)
 
 
 def test_a_dpc_whose_ports_are_missing_waits_2x_testduration_then_fails() -> None:
@@ -156,13 +156,13 @@ def test_a_dpc_whose_ports_are_missing_waits_2x_testduration_then_fails() -> Non
     timer.port.testduration (30 s), and the DPC fails once 2 x 30 s have passed."""
     drv = _online()
     t = _push(drv, _net(1, ["wwan9"]))
-    assert drv.node.dpc_state == DPCState.INTF_WAIT and drv.node.dpc_index == 0
+    assert drv.node.nim.dpc_state == DPCState.INTF_WAIT and drv.node.nim.dpc_index == 0
     fail = drv.run_until(lambda: drv.has_note("dpc_fail"), limit=120)
     assert fail == pytest.approx(t + 60.0)
     assert drv.notes_of("dpc_fail")[0][1] == {"index": 0, "state": "FAIL"}
     assert drv.node.persist.dpcs[0].last_error == "missing interface wwan9"
-    drv.run_until(lambda: drv.node._reverify is None, limit=30)
-    assert drv.node.dpc_index == 1 and drv.node.dpc_list()[1] == ("zedagent", ("eth0", "eth1"))
+    drv.run_until(lambda: drv.node.nim.reverify is None, limit=30)
+    assert drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_list()[1] == ("zedagent", ("eth0", "eth1"))
 
 
 def test_an_unchanged_network_config_is_not_tested_again() -> None:
@@ -170,7 +170,7 @@ def test_an_unchanged_network_config_is_not_tested_again() -> None:
     changes leave the DPC list alone."""
     drv = _online()
     t = _push(drv, _net(1, ["eth1"]))
-    drv.run_until(lambda: drv.node._reverify is None)
+    drv.run_until(lambda: drv.node.nim.reverify is None)
     drv.ctrl.item("timer.metric.interval", 120)
     drv.run_for(60)
     assert drv.node.items.get("timer.metric.interval") == 120

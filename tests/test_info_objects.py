@@ -98,7 +98,7 @@ def test_a_kind_with_another_kinds_content_is_refused() -> None:
 # ------------------------------------------------------------------------ agent: on change --
 def _node(apps: dict[str, Any], downloads: dict[str, Download]) -> Any:
     zboot = SimpleNamespace(current="IMGA", current_partition=SimpleNamespace(version="13.4.0"))
-    return SimpleNamespace(apps=apps, downloads=downloads, zboot=zboot)
+    return SimpleNamespace(zedmanager=SimpleNamespace(apps=apps), downloader=SimpleNamespace(downloads=downloads), zboot=zboot)
 
 
 def test_objects_follow_the_app_and_are_sent_again_only_when_they_change() -> None:

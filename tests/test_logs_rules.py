@@ -22,8 +22,8 @@ def _logs_ok(drv: Driver, status: int = 201) -> None:
 
 
 def _start(drv: Driver) -> float:
-    assert drv.node.logs is not None
-    return drv.node.logs.epoch
+    assert drv.node.loguploader.uploader is not None
+    return drv.node.loguploader.uploader.epoch
 
 
 @pytest.mark.parametrize(
@@ -58,8 +58,8 @@ def test_logs_upload_every_90_s_one_file_each() -> None:
     assert all(f * 300.0 <= t - start < f * 300.0 + 92 for f, t in zip((1, 2, 3), sends))
     gaps = [at - now for now, name, at in drv.timers_set if name == "logs" and now < start + 1199.0]
     assert all(g == pytest.approx(90.0) for g in gaps)
-    assert drv.node.logs is not None and drv.node.logs.sent_total == 3
-    assert drv.node.logs.failed_to_send is False  # 3 sent in a row clear FailedToSend
+    assert drv.node.loguploader.uploader is not None and drv.node.loguploader.uploader.sent_total == 3
+    assert drv.node.loguploader.uploader.failed_to_send is False  # 3 sent in a row clear FailedToSend
 
 
 def test_logs_schedule_jitters_the_interval_after_20_minutes() -> None:
@@ -71,8 +71,8 @@ def test_logs_schedule_jitters_the_interval_after_20_minutes() -> None:
     seen = set()
     for k in range(8):
         drv.run(start + 1300.0 + 1800.0 * k)
-        assert drv.node.logs is not None
-        seen.add(drv.node.logs.interval)
+        assert drv.node.loguploader.uploader is not None
+        seen.add(drv.node.loguploader.uploader.interval)
     assert all(72 <= v < 108 for v in seen)
     assert len(seen) > 1
 
@@ -85,7 +85,7 @@ def test_logs_outage_three_unavailable_then_random_3_to_15_min() -> None:
     online(drv)
     start = _start(drv)
     drv.run(start + 1300.0)
-    up = drv.node.logs
+    up = drv.node.loguploader.uploader
     assert up is not None and not up.failed_to_send
     drv.ctrl.override["logs"] = lambda send, now: (503, {}, LAT)
     drv.run(start + 1300.0 + 1200.0)
@@ -119,7 +119,7 @@ def test_logs_4xx_retries_the_file_then_moves_it_aside() -> None:
     assert drv.sent("logs") == []
     drv.run_until(lambda: drv.node.persist.logs.moved_aside == 1, limit=3600)
     assert len(drv.sent("logs")) == 11
-    assert drv.node.logs is not None and drv.node.logs.cont_fail == 0  # 4xx is not "unavailable"
+    assert drv.node.loguploader.uploader is not None and drv.node.loguploader.uploader.cont_fail == 0  # 4xx is not "unavailable"
 
 
 def test_logs_429_doubles_the_interval_and_holds_it_for_an_hour() -> None:
@@ -155,10 +155,10 @@ def test_logs_files_survive_a_reboot() -> None:
     online(drv)
     start = _start(drv)
     drv.run(start + 1000.0)
-    waiting = drv.node.logs.backlog(drv.now) if drv.node.logs else -1
+    waiting = drv.node.loguploader.uploader.backlog(drv.now) if drv.node.loguploader.uploader else -1
     assert waiting == 3
     drv.power_off()
-    assert drv.node.logs is None and drv.node.persist.logs.made == 3
+    assert drv.node.loguploader.uploader is None and drv.node.persist.logs.made == 3
     _logs_ok(drv)
     online(drv)
     start2 = _start(drv)

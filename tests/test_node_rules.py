@@ -298,7 +298,7 @@ def driver(**kw: Any) -> Driver:
 def online(drv: Driver) -> Driver:
     """Power on and run until the device has its config and has attested."""
     drv.power_on()
-    drv.run_until(lambda: drv.node.config_received and drv.node.attest == AttestState.COMPLETE, limit=600)
+    drv.run_until(lambda: drv.node.zedagent.config_received and drv.node.attest.state == AttestState.COMPLETE, limit=600)
     return drv
 
 
@@ -310,14 +310,14 @@ def start_update(drv: Driver, image: str = "next", version: str = "2.0") -> floa
     """Hand out the update and run until the new image's agents run in its test boot."""
     drv.ctrl.update_to(image, version)
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
-    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing)
     return drv.node.agents_at
 
 
 def in_test_window(drv: Driver) -> float:
     start_update(drv)
-    drv.run_until(lambda: drv.node.test_start is not None)
-    return drv.node.test_start
+    drv.run_until(lambda: drv.node.nodeagent.test_start is not None)
+    return drv.node.nodeagent.test_start
 
 
 def reboot_done(drv: Driver) -> float:
@@ -335,7 +335,7 @@ def on_grid(drv: Driver, t: float) -> bool:
 
 
 def status(drv: Driver) -> tuple[BaseOsStatus, BaseOsSubStatus]:
-    s, sub, _err = drv.node.baseos_user_status()
+    s, sub, _err = drv.node.baseosmgr.user_status()
     return s, sub
 
 
@@ -412,12 +412,12 @@ def test_onboarding_uses_cached_uuid_when_the_network_is_not_up_at_5s() -> None:
     drv.run_for(10)
     drv.power_on()
     booted = drv.run_until(lambda: drv.node.phase == "running")
-    drv.run_until(lambda: drv.node.zedagent)
+    drv.run_until(lambda: drv.node.zedagent.running)
     assert drv.now == pytest.approx(booted + 5.0)
     # §1: the saved config is read only once the first poll has failed; until then BOOTING (§7)
-    assert drv.node.config_status is None and drv.node.device_state() == ZDeviceState.BOOTING
+    assert drv.node.zedagent.config_status is None and drv.node.device_state() == ZDeviceState.BOOTING
     drv.run_until(lambda: drv.has_note("config_fail", since=booted))
-    assert drv.node.config_status == ConfigGetStatus.READ_SAVED  # §1 lastconfig checkpoint applied
+    assert drv.node.zedagent.config_status == ConfigGetStatus.READ_SAVED  # §1 lastconfig checkpoint applied
     assert drv.notes_of("config_read_saved", since=booted)[0][1] == {"file": "lastconfig"}  # after POWER_FAIL
     assert drv.node.device_state() == ZDeviceState.ONLINE  # §7 ONLINE = config received or read from saved
 
@@ -434,7 +434,7 @@ def test_the_first_poll_of_every_boot_sends_an_empty_hash_and_gets_the_full_conf
     drv.run_for(10)
     drv.power_on()
     booted = drv.run_until(lambda: drv.node.phase == "running")
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS)
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS)
     first = drv.sent("config", since=booted)[0][1]
     assert first.body["hash"] == ""
     assert [s for t, k, s, _b in drv.responses if k == "config" and t >= booted][0] == 200
@@ -454,7 +454,7 @@ def test_the_saved_config_after_a_crash_type_boot_is_lastconfig_bak() -> None:
     drv.ctrl.down = "timeout"
     drv.apply(drv.node.hang("zedagent", drv.now))
     drv.run_until(lambda: drv.node.phase == "running" and drv.node.boot_reason == BootReason.WATCHDOG_HUNG, limit=3600)
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.READ_SAVED, limit=600)
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.READ_SAVED, limit=600)
     assert drv.notes_of("config_read_saved")[-1][1] == {"file": "lastconfig.bak"}
 
 
@@ -494,16 +494,16 @@ def test_config_304_is_success_and_503_outside_an_update_is_fail() -> None:
     """§1: 304 -> Success; an error outside a base-OS update -> Fail, never TemporaryFail."""
     drv = online(driver())
     drv.run_until(lambda: any(k == "config" and s == 304 for _t, k, s, _b in drv.responses))
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
     for code in (503, 404, 403, 500):
         drv.ctrl.override["config"] = lambda s, t, code=code: (code, {}, LAT)
         since = drv.now
         drv.run_until(lambda: any(k == "config" and t > since for t, k, _s, _b in drv.responses))
-        assert drv.node.config_status == ConfigGetStatus.FAIL, code
-        assert drv.node.test_start is None and not drv.node.testing
+        assert drv.node.zedagent.config_status == ConfigGetStatus.FAIL, code
+        assert drv.node.nodeagent.test_start is None and not drv.node.nodeagent.testing
     drv.ctrl.override.clear()
     drv.run_for(61)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
 
 
 def test_503_in_the_test_window_is_temporary_fail_and_blocks_the_commit() -> None:
@@ -513,16 +513,16 @@ def test_503_in_the_test_window_is_temporary_fail_and_blocks_the_commit() -> Non
     t0 = in_test_window(drv)
     drv.run_for(100)
     drv.ctrl.override["config"] = lambda s, t: (503, {}, LAT)
-    window = drv.watch(lambda n: n.test_start)
+    window = drv.watch(lambda n: n.nodeagent.test_start)
     drv.run_for(3 * 600)
-    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
+    assert drv.node.zedagent.config_status == ConfigGetStatus.TEMPORARY_FAIL
     fails = [t for t, k, s, _b in drv.responses if k == "config" and s == 503]
     assert len(fails) > 40
     assert [t for t, v in window[1:]] == pytest.approx(fails)  # every 503 restarted the window
-    assert drv.node.test_start == pytest.approx(fails[-1])
+    assert drv.node.nodeagent.test_start == pytest.approx(fails[-1])
     assert zb(drv).current_partition.state == PS.INPROGRESS  # not committed ...
     assert not drv.has_note("update_committed") and not drv.has_note("reboot_scheduled", since=t0)  # nor fallen back
-    assert drv.node.test_start > t0
+    assert drv.node.nodeagent.test_start > t0
     drv.ctrl.override.clear()
     committed = drv.run_until(lambda: drv.has_note("update_committed"))
     assert fails[-1] + 600 <= committed < fails[-1] + 610
@@ -537,7 +537,7 @@ def test_plain_fail_in_the_test_window_does_not_restart_it() -> None:
     t0 = in_test_window(drv)
     drv.ctrl.override["config"] = lambda s, t: (500, {}, LAT)
     committed = drv.run_until(lambda: drv.has_note("update_committed"))
-    assert drv.node.config_status == ConfigGetStatus.FAIL
+    assert drv.node.zedagent.config_status == ConfigGetStatus.FAIL
     assert t0 + 120 <= committed < t0 + 130 and on_grid(drv, committed)
 
 
@@ -554,7 +554,7 @@ def test_ab_update_one_boot_test_window_from_first_success_then_commit() -> None
     assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING
     scheduled = drv.notes_of("reboot_scheduled")[-1]
     assert scheduled[1]["reason"] == "UPDATE"
-    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing)
     reset_t = drv.resets[-1][0]
     assert reset_t - scheduled[0] == pytest.approx(60.0)  # 30 s + (no domains) + 30 s (§3 reboot procedure)
     # §3 step 4: after the boot, current=inprogress
@@ -562,9 +562,9 @@ def test_ab_update_one_boot_test_window_from_first_success_then_commit() -> None
     assert zb(drv)["IMGA"].state == PS.ACTIVE
     assert drv.node.boot_reason == BootReason.UPDATE
     # §3 step 5: the test window starts at the first ConfigGetSuccess of this boot
-    drv.run_until(lambda: drv.node.test_start is not None)
+    drv.run_until(lambda: drv.node.nodeagent.test_start is not None)
     first_ok = [t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304) and t >= reset_t][0]
-    assert drv.node.test_start == first_ok
+    assert drv.node.nodeagent.test_start == first_ok
     assert status(drv) == (BaseOsStatus.UPDATING, BaseOsSubStatus.UPDATE_TESTING)
     committed = drv.run_until(lambda: drv.has_note("update_committed"))
     # §3 step 6: on expiry (checked on the 10 s grid) current=active, old=unused
@@ -617,13 +617,13 @@ def test_update_fallback_counts_from_the_first_failed_poll() -> None:
     down_at = drv.now
     drv.ctrl.down = "timeout"
     last = max(t for t, k, s, _b in drv.responses if k == "config" and s in (200, 304))
-    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
+    scheduled = drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
     failed = _first_failed_poll(drv, down_at)
     assert scheduled - last > 310, "counted from the last success, not from the first failure"
     reachable = _tick_before(drv, failed)
     assert 300 < scheduled - reachable <= 310 and on_grid(drv, scheduled)
-    assert drv.node.rebooting[0] == BootReason.FALLBACK
-    assert drv.node.rebooting[1] == f"Exceeded fallback outage for controller connectivity 300 by {int(scheduled - reachable - 300)} seconds"
+    assert drv.node.nodeagent.rebooting[0] == BootReason.FALLBACK
+    assert drv.node.nodeagent.rebooting[1] == f"Exceeded fallback outage for controller connectivity 300 by {int(scheduled - reachable - 300)} seconds"
     assert reboot_done(drv) == pytest.approx(scheduled + 60)
     _assert_fell_back(drv, BootReason.FALLBACK)
 
@@ -847,7 +847,7 @@ def test_failed_version_is_not_retried_until_retry_update_changes() -> None:
     assert zb(drv)["IMGB"].state == PS.INPROGRESS and status(drv)[0] == BaseOsStatus.FAILED
     drv.ctrl.retry_update()
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
-    assert drv.node.rebooting[0] == BootReason.UPDATE
+    assert drv.node.nodeagent.rebooting[0] == BootReason.UPDATE
     drv.run_until(lambda: drv.has_note("update_committed", since))
     assert zb(drv).current == "IMGB" and zb(drv)["IMGB"].state == PS.ACTIVE
     assert status(drv)[0] == BaseOsStatus.UPDATED
@@ -873,7 +873,7 @@ def test_force_fallback_counter_reboots_into_the_old_image() -> None:
     drv.ctrl.item("force.fallback.counter", 1)
     drv.run_until(lambda: zb(drv)["IMGA"].state == PS.UPDATING)
     # doZbootBaseOsInstallationComplete: the same reason and text as an update, to the old version
-    assert drv.node.rebooting == (BootReason.UPDATE, "NORMAL: baseos-update(IMGA) to EVE version 1.0 reboot")
+    assert drv.node.nodeagent.rebooting == (BootReason.UPDATE, "NORMAL: baseos-update(IMGA) to EVE version 1.0 reboot")
     reboot_done(drv)
     assert zb(drv).current == "IMGA" and drv.node.running_version == "1.0"
     assert [d["partition"] for _t, d in drv.notes_of("boot_start", since)] == ["IMGA"]
@@ -902,7 +902,7 @@ def test_the_first_retry_counter_is_compared_with_a_saved_0() -> None:
     first counter the device ever sees (1) is a change: a failed version is retried."""
     drv = online(driver())
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing)
     drv.power_off()
     drv.run_for(10)
     drv.power_on()
@@ -964,7 +964,7 @@ def test_new_version_during_the_test_window_is_deferred_then_installed_after_com
     assert not drv.has_note("update_committed")
     drv.run_until(lambda: drv.has_note("update_committed"))
     drv.run_until(lambda: zb(drv)["IMGA"].state == PS.UPDATING)
-    assert zb(drv)["IMGA"].version == "3.0" and drv.node.rebooting[0] == BootReason.UPDATE
+    assert zb(drv)["IMGA"].version == "3.0" and drv.node.nodeagent.rebooting[0] == BootReason.UPDATE
 
 
 def test_activating_update_makes_the_device_ignore_app_config_until_the_update_reboot() -> None:
@@ -972,15 +972,15 @@ def test_activating_update_makes_the_device_ignore_app_config_until_the_update_r
     drv = online(driver())
     drv.ctrl.update_to("next", "2.0")
     drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
-    drv.run_until(lambda: drv.node.rebooting is not None)
-    assert "web" not in drv.node.apps
+    drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
+    assert "web" not in drv.node.zedmanager.apps
     reboot_done(drv)
-    drv.run_until(lambda: drv.node.config_received)
+    drv.run_until(lambda: drv.node.zedagent.config_received)
     # the new image changed the PCRs: the vault is locked until attestation returns the key, and
     # no app comes back before that (§5 WaitForVault)
-    assert not drv.node.vault_unlocked and "web" not in drv.node.apps
-    drv.run_until(lambda: drv.node.vault_unlocked)
-    assert "web" in drv.node.apps
+    assert not drv.node.attest.vault_unlocked and "web" not in drv.node.zedmanager.apps
+    drv.run_until(lambda: drv.node.attest.vault_unlocked)
+    assert "web" in drv.node.zedmanager.apps
 
 
 def test_no_app_comes_back_after_a_reboot_until_the_vault_unlocks() -> None:
@@ -988,16 +988,16 @@ def test_no_app_comes_back_after_a_reboot_until_the_vault_unlocks() -> None:
     stays locked and the apps stay down, however long the device is online."""
     drv = online(driver())
     drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
-    drv.run_until(lambda: drv.node.apps.get("web", {}).get("state") == ZSwState.RUNNING, limit=1800)
+    drv.run_until(lambda: drv.node.zedmanager.apps.get("web", {}).get("state") == ZSwState.RUNNING, limit=1800)
     drv.apply(drv.node.tamper("rootfs", drv.now))  # PCR 13 changes at the next boot
     drv.ctrl.override["attest"] = lambda s, t: (201, {"type": "QUOTE", "code": "QUOTE_FAILED"}, LAT) if s.body["type"] == "QUOTE" else None
     drv.power_off()
     drv.run_for(10)
     drv.power_on()
-    drv.run_until(lambda: drv.node.config_received, limit=600)
-    assert not drv.node.vault_unlocked
+    drv.run_until(lambda: drv.node.zedagent.config_received, limit=600)
+    assert not drv.node.attest.vault_unlocked
     drv.run_for(1200)
-    assert not drv.node.vault_unlocked and drv.node.apps == {}
+    assert not drv.node.attest.vault_unlocked and drv.node.zedmanager.apps == {}
 
 
 def test_activate_false_downloads_only() -> None:
@@ -1008,7 +1008,7 @@ def test_activate_false_downloads_only() -> None:
     drv.run_until(lambda: (drv.node.persist.bos or {}).get("zsw") == ZSwState.DELIVERED)
     drv.run_for(1800)
     assert status(drv) == (BaseOsStatus.NONE, BaseOsSubStatus.NONE)
-    assert zb(drv)["IMGB"].version is None and drv.node.rebooting is None
+    assert zb(drv)["IMGB"].version is None and drv.node.nodeagent.rebooting is None
     drv.ctrl.update_to("next", "2.0", activate=True)  # activating the delivered image installs it
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
 
@@ -1017,14 +1017,14 @@ def test_maintenance_mode_defers_base_os_and_apps() -> None:
     """§7: in maintenance mode config is still polled but app and baseOS changes are deferred."""
     drv = online(driver())
     drv.ctrl.set(maintenance=True)
-    drv.run_until(lambda: drv.node.maintenance)
+    drv.run_until(lambda: drv.node.zedagent.maintenance)
     assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
     drv.ctrl.update_to("next", "2.0")
     drv.ctrl.set(apps={"web": _app(1, 128 * MiB, MiB, "container")})
     n = len(drv.sent("config"))
     drv.run_for(1800)
     assert len(drv.sent("config")) > n + 20  # still polled
-    assert not drv.has_note("baseos_download") and "web" not in drv.node.apps
+    assert not drv.has_note("baseos_download") and "web" not in drv.node.zedmanager.apps
     drv.ctrl.set(maintenance=False)
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
 
@@ -1037,7 +1037,7 @@ def test_write_read_back_mismatch_leaves_the_partition_unused() -> None:
     drv.run_until(lambda: (drv.node.persist.bos or {}).get("err"))
     drv.run_for(600)
     assert zb(drv)["IMGB"].state == PS.UNUSED and zb(drv)["IMGB"].version is None
-    assert drv.node.rebooting is None and status(drv)[0] == BaseOsStatus.FAILED
+    assert drv.node.nodeagent.rebooting is None and status(drv)[0] == BaseOsStatus.FAILED
     assert zb(drv).bootable() and zb(drv)["IMGA"].state == PS.ACTIVE
 
 
@@ -1078,8 +1078,8 @@ def test_device_info_is_retried_until_accepted() -> None:
     assert len(gaps) >= 1 and all(30 <= g <= 900 + 30 for g in gaps)  # never faster than 1 min - 30 s
     drv.ctrl.override.clear()
     drv.run_for(960)
-    assert drv.ctrl.info["at"] > first + 600 and not drv.node._info_dirty
-    assert drv.node._info_backoff == 0.0
+    assert drv.ctrl.info["at"] > first + 600 and not drv.node.zedagent.info_dirty
+    assert drv.node.zedagent.info_backoff == 0.0
 
 
 # ------------------------------------------------------------------------------- §1 reboot counter --
@@ -1091,17 +1091,17 @@ def test_reboot_counter_first_value_stored_then_change_reboots() -> None:
     assert drv.node.persist.reboot_seen == 5
     assert not drv.has_note("reboot_scheduled")  # the first counter ever seen is only stored
     drv.ctrl.set(reboot=6, apps={"late": {"kind": "container", "cpus": 1, "memory": 64 * MiB, "size": MiB}})
-    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
-    assert drv.node.rebooting[0] == BootReason.REBOOT_CMD
+    scheduled = drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
+    assert drv.node.nodeagent.rebooting[0] == BootReason.REBOOT_CMD
     assert drv.node.device_state() == ZDeviceState.REBOOTING
-    assert "late" not in drv.node.apps  # rest of the config ignored (still saved)
+    assert "late" not in drv.node.zedmanager.apps  # rest of the config ignored (still saved)
     assert drv.node.persist.config["apps"]
     assert reboot_done(drv) == pytest.approx(scheduled + 60)
     assert drv.resets[-1][1] == BootReason.REBOOT_CMD
     assert drv.node.boot_reason == BootReason.REBOOT_CMD
     drv.run_for(60)
     assert drv.node.report(drv.now)["reboot_counter"] == 6  # echoed in rebootConfigCounter
-    assert "late" in drv.node.apps  # saved config applied after the reboot
+    assert "late" in drv.node.zedmanager.apps  # saved config applied after the reboot
 
 
 def test_reboot_requested_in_the_test_window_is_deferred_until_commit() -> None:
@@ -1112,7 +1112,7 @@ def test_reboot_requested_in_the_test_window_is_deferred_until_commit() -> None:
     drv.ctrl.set(reboot=1)
     drv.run_until(lambda: drv.node.persist.reboot_seen == 1)
     asked = drv.now
-    assert drv.node.rebooting is None
+    assert drv.node.nodeagent.rebooting is None
     committed = drv.run_until(lambda: drv.has_note("update_committed"))
     assert committed >= t0 + 600
     scheduled = drv.notes_of("reboot_scheduled", since=asked)
@@ -1129,26 +1129,26 @@ def test_device_state_precedence() -> None:
     drv.power_on()
     drv.run_until(lambda: drv.node.phase == "running")
     assert drv.node.device_state() == ZDeviceState.BOOTING  # no config yet
-    drv.run_until(lambda: drv.node.config_received)
+    drv.run_until(lambda: drv.node.zedagent.config_received)
     assert drv.node.device_state() == ZDeviceState.ONLINE
     drv.ctrl.update_to("next", "2.0")
-    drv.run_until(lambda: drv.node.rebooting is not None)
+    drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
     assert zb(drv)["IMGB"].state == PS.UPDATING
     assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING  # updating beats rebooting
-    drv.run_until(lambda: drv.node.testing and drv.node.test_start is not None)
+    drv.run_until(lambda: drv.node.nodeagent.testing and drv.node.nodeagent.test_start is not None)
     assert drv.node.device_state() == ZDeviceState.BASEOS_UPDATING  # current inprogress
     drv.ctrl.set(maintenance=True)
-    drv.run_until(lambda: drv.node.maintenance)
+    drv.run_until(lambda: drv.node.zedagent.maintenance)
     assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE  # maintenance beats updating
     assert zb(drv).current_partition.state == PS.INPROGRESS
     drv.ctrl.set(maintenance=False)
-    drv.run_until(lambda: not drv.node.maintenance)
+    drv.run_until(lambda: not drv.node.zedagent.maintenance)
     drv.run_until(lambda: drv.has_note("update_committed"))
     assert drv.node.device_state() == ZDeviceState.ONLINE
     drv.ctrl.set(reboot=1)
     drv.run_until(lambda: drv.node.persist.reboot_seen == 1)
     drv.ctrl.set(reboot=2)
-    drv.run_until(lambda: drv.node.rebooting is not None)
+    drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
     assert drv.node.device_state() == ZDeviceState.REBOOTING
 
 
@@ -1180,8 +1180,8 @@ def test_reboot_no_network_at_its_minimum_reboots_with_disconnect() -> None:
     drv.run_for(100)
     down_at = drv.now
     drv.ctrl.down = "timeout"
-    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
-    assert drv.node.rebooting[0] == BootReason.DISCONNECT
+    scheduled = drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
+    assert drv.node.nodeagent.rebooting[0] == BootReason.DISCONNECT
     # counted from the last nodeagent tick before the first failed poll (§3 step 7, §4)
     reachable = _tick_before(drv, _first_failed_poll(drv, down_at))
     assert 120 < scheduled - reachable <= 130 and on_grid(drv, scheduled)
@@ -1194,11 +1194,11 @@ def test_controller_outage_below_reboot_no_network_does_not_reboot() -> None:
     drv = online(driver())
     drv.ctrl.down = "refused"
     drv.run_for(6 * 3600)
-    assert drv.node.config_status == ConfigGetStatus.FAIL  # ECONNREFUSED outside an update: Fail
+    assert drv.node.zedagent.config_status == ConfigGetStatus.FAIL  # ECONNREFUSED outside an update: Fail
     assert not drv.has_note("reboot_scheduled")
     drv.ctrl.down = None
     drv.run_for(61)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
 
 
 # ------------------------------------------------------------------------------------ §4 networking --
@@ -1214,8 +1214,8 @@ def _lr_node(enabled: bool) -> Driver:
 def test_two_port_test_failures_fall_back_to_the_last_resort_dpc() -> None:
     """§4: two consecutive failures -> re-verify the list -> lower-priority (last-resort) DPC."""
     drv = _lr_node(enabled=True)
-    assert [k for k, _p in drv.node.dpc_list()] == ["zedagent", "lastresort"]
-    assert drv.node.dpc_list()[1][1] == ("eth0", "eth1")  # DHCP on all Ethernet ports
+    assert [k for k, _p in drv.node.nim.dpc_list()] == ["zedagent", "lastresort"]
+    assert drv.node.nim.dpc_list()[1][1] == ("eth0", "eth1")  # DHCP on all Ethernet ports
     drv.run_until(lambda: len(drv.sent("ping")) >= 1)
     drv.ctrl.port_down = {"eth0"}
     down = drv.now
@@ -1225,27 +1225,27 @@ def test_two_port_test_failures_fall_back_to_the_last_resort_dpc() -> None:
     assert len([t for t in tests if t < switched - 15]) == 2, "two periodic tests failed first"
     assert np.diff(tests[:2]).tolist() == pytest.approx([300.0])  # timer.port.testinterval
     assert drv.notes_of("dpc_switch")[0][1] == {"frm": 0, "to": 1, "key": "lastresort"}
-    assert drv.node.dpc_index == 1 and drv.node.dpc_state == DPCState.SUCCESS
+    assert drv.node.nim.dpc_index == 1 and drv.node.nim.dpc_state == DPCState.SUCCESS
     drv.run_for(30)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
     assert set(drv.sent("config", since=switched)[-1][1].ports) == {"eth0", "eth1"}
     assert drv.ctrl.info["dpc_index"] == 1  # currentIndex > 0 = fallback (§4 reporting)
     # §4: every timer.port.testbetterinterval (600 s) index 0 is retried
     drv.ctrl.port_down = set()
-    back = drv.run_until(lambda: drv.node.dpc_index == 0)
+    back = drv.run_until(lambda: drv.node.nim.dpc_index == 0)
     assert switched + 600 - 1 <= back <= switched + 600 + 1
 
 
 def test_one_port_test_failure_is_not_enough_and_no_last_resort_when_disabled() -> None:
     drv = _lr_node(enabled=False)
-    assert [k for k, _p in drv.node.dpc_list()] == ["zedagent"]  # default disabled (§4, §6)
+    assert [k for k, _p in drv.node.nim.dpc_list()] == ["zedagent"]  # default disabled (§4, §6)
     drv.run_until(lambda: len(drv.sent("ping")) >= 1)
     drv.ctrl.port_down = {"eth0"}
     drv.run_until(lambda: len(drv.sent("ping")) >= 2)
     drv.run_for(20)
-    assert drv.node._port_fails == 1 and drv.node._reverify is None and drv.node.dpc_index == 0
+    assert drv.node.nim.port_fails == 1 and drv.node.nim.reverify is None and drv.node.nim.dpc_index == 0
     drv.run_for(600)
-    assert drv.node.dpc_index == 0 and drv.node.dpc_state == DPCState.FAIL
+    assert drv.node.nim.dpc_index == 0 and drv.node.nim.dpc_state == DPCState.FAIL
     assert not drv.has_note("dpc_switch")
 
 
@@ -1258,8 +1258,8 @@ def test_a_5xx_ping_is_a_remote_temporary_failure_and_the_dpc_is_kept(code: int)
     drv.ctrl.override["ping"] = lambda s, t: (code, {}, 0.01)
     drv.run_for(3 * 300 + 30)
     assert len(drv.sent("ping")) >= 3
-    assert not drv.has_note("dpc_switch") and drv.node.dpc_index == 0
-    assert drv.node.dpc_state == DPCState.REMOTE_WAIT and drv.node._port_fails == 0
+    assert not drv.has_note("dpc_switch") and drv.node.nim.dpc_index == 0
+    assert drv.node.nim.dpc_state == DPCState.REMOTE_WAIT and drv.node.nim.port_fails == 0
 
 
 def test_a_device_whose_dpcs_all_fail_parks_at_index_0() -> None:
@@ -1267,10 +1267,10 @@ def test_a_device_whose_dpcs_all_fail_parks_at_index_0() -> None:
     drv = _lr_node(enabled=True)
     drv.run_until(lambda: len(drv.sent("ping")) >= 1)
     drv.ctrl.port_down = {"eth0"}
-    drv.run_until(lambda: drv.node.dpc_index == 1)  # on the last-resort DPC
+    drv.run_until(lambda: drv.node.nim.dpc_index == 1)  # on the last-resort DPC
     drv.ctrl.port_down = {"eth0", "eth1"}
-    drv.run_until(lambda: drv.node.dpc_index == 0, limit=3 * 300 + 60)
-    assert drv.node.dpc_state == DPCState.FAIL
+    drv.run_until(lambda: drv.node.nim.dpc_index == 0, limit=3 * 300 + 60)
+    assert drv.node.nim.dpc_state == DPCState.FAIL
 
 
 @pytest.mark.parametrize("code", [400, 404, 503])
@@ -1283,17 +1283,17 @@ def test_temporary_fail_needs_the_test_boot_not_only_an_updating_other_partition
     drv.ctrl.override["config"] = lambda s, t: (code, {}, 0.01)
     drv.run_until(lambda: drv.has_note("config_fail", since=drv.now - 1e-9) or drv.node.phase != "running", limit=120)
     if drv.node.phase == "running":
-        assert drv.node.config_status == ConfigGetStatus.FAIL  # other=updating only: not an update yet
-    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing, limit=600)
+        assert drv.node.zedagent.config_status == ConfigGetStatus.FAIL  # other=updating only: not an update yet
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing, limit=600)
     # the boot's first failed poll reads the saved config (§1: ReadSaved); the next is TemporaryFail
     drv.run_until(lambda: len(drv.notes_of("config_fail", since=drv.node.agents_at)) >= 2, limit=600)
-    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
+    assert drv.node.zedagent.config_status == ConfigGetStatus.TEMPORARY_FAIL
 
 
 # ---------------------------------------------------------------------------------- §5 attestation --
 def test_attestation_fsm_nonce_quote_store_keys_complete() -> None:
     drv = driver()
-    trace = drv.watch(lambda n: n.attest)
+    trace = drv.watch(lambda n: n.attest.state)
     online(drv)
     assert [v for _t, v in trace] == [
         AttestState.UNSPECIFIED,
@@ -1307,7 +1307,7 @@ def test_attestation_fsm_nonce_quote_store_keys_complete() -> None:
     assert [s.body["type"] for _t, s in drv.sent("attest")] == ["CERT", "NONCE", "QUOTE", "STORE_KEYS"]
     quote = drv.sent("attest")[2][1].body
     assert sorted(quote["pcrs"]) == list(range(16))  # the quote covers PCR 0-15 (§5)
-    assert drv.node.token == drv.ctrl.token
+    assert drv.node.attest.token == drv.ctrl.token
     drv.run_for(60)
     assert drv.sent("config")[-1][1].body["token"] == drv.ctrl.token  # integrity_token in every request
     assert drv.ctrl.escrow == drv.node.persist.vault_key  # escrow stored
@@ -1322,18 +1322,18 @@ def test_attestation_failure_waits_exactly_15s_then_restarts(failure: str) -> No
     else:
         drv.ctrl.quote_code = failure
     drv.power_on()
-    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
+    drv.run_until(lambda: drv.node.attest.state == AttestState.RESTART_WAIT)
     drv.run_for(200)
     failed = [t for t, k, _s, b in drv.responses if k == "attest" and t > 0 and _is_quote_answer(drv, t)]
     nonces = [t for t, s in drv.sent("attest") if s.body["type"] == "NONCE"]
     assert len(nonces) >= 10
     retries = nonces[1:]
     assert [n - f for f, n in zip(failed, retries)] == pytest.approx([15.0] * len(retries))
-    assert drv.node.attest in (AttestState.RESTART_WAIT, AttestState.NONCE_WAIT, AttestState.TPM_QUOTE_WAIT, AttestState.ATTEST_WAIT)
+    assert drv.node.attest.state in (AttestState.RESTART_WAIT, AttestState.NONCE_WAIT, AttestState.TPM_QUOTE_WAIT, AttestState.ATTEST_WAIT)
     drv.ctrl.quote_code = "SUCCESS"
     drv.ctrl.override.clear()
     drv.run_for(60)
-    assert drv.node.attest == AttestState.COMPLETE
+    assert drv.node.attest.state == AttestState.COMPLETE
 
 
 def _is_quote_answer(drv: Driver, t: float) -> bool:
@@ -1376,7 +1376,7 @@ def test_no_tpm_quote_without_pcrs_and_escrow_skipped() -> None:
     assert kinds == ["NONCE", "QUOTE"]
     quote = drv.sent("attest")[1][1].body
     assert quote["pcrs"] == {} and quote["tpm"] is False
-    assert drv.node.attest == AttestState.COMPLETE and drv.node.vault_unlocked
+    assert drv.node.attest.state == AttestState.COMPLETE and drv.node.attest.vault_unlocked
     drv.run_for(3600)
     assert "STORE_KEYS" not in [s.body["type"] for _t, s in drv.sent("attest")]
 
@@ -1386,19 +1386,19 @@ def test_vault_locked_after_tamper_enters_maintenance_after_the_cutoff() -> None
     """§5: PCR mismatch + QUOTE_FAILED -> vault locked; after timer.vault.ready.cutoff (300 s, from
     the later of vaultmgr's report and the first config Success) outside an update -> VAULT_LOCKED_UP."""
     drv = online(driver())
-    assert drv.node.vault_unlocked
+    assert drv.node.attest.vault_unlocked
     drv.call("tamper", "firmware")
     drv.power_off()
     drv.run_for(5)
     drv.ctrl.quote_code = "QUOTE_FAILED"
     drv.power_on()
     drv.run_until(lambda: drv.node.phase == "running")
-    assert not drv.node.vault_unlocked and drv.has_note("vault_locked")
-    drv.run_until(lambda: drv.node.first_success is not None)
-    base = max(drv.node.vault_at, drv.node.first_success)
-    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
-    entered = drv.run_until(lambda: bool(drv.node.maintenance))
-    assert drv.node.maintenance == {MaintenanceModeReason.VAULT_LOCKED_UP}
+    assert not drv.node.attest.vault_unlocked and drv.has_note("vault_locked")
+    drv.run_until(lambda: drv.node.zedagent.first_success is not None)
+    base = max(drv.node.attest.vault_at, drv.node.zedagent.first_success)
+    drv.run_until(lambda: drv.node.attest.state == AttestState.RESTART_WAIT)
+    entered = drv.run_until(lambda: bool(drv.node.zedagent.maintenance))
+    assert drv.node.zedagent.maintenance == {MaintenanceModeReason.VAULT_LOCKED_UP}
     assert 300 <= entered - base <= 310 and on_grid(drv, entered)
     assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
     assert not drv.has_note("reboot_scheduled", since=base)
@@ -1413,16 +1413,16 @@ def test_vault_not_ready_during_the_update_test_is_a_vault_failed_fallback() -> 
     drv.ctrl.update_to("next", "2.0")
     drv.run_until(lambda: zb(drv)["IMGB"].state == PS.UPDATING)
     drv.ctrl.quote_code = "QUOTE_FAILED"  # the controller refuses the new image's quote
-    drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
-    assert not drv.node.vault_unlocked  # the update changed PCR 13, so the local unseal fails
-    drv.run_until(lambda: drv.node.first_success is not None)
-    base = max(drv.node.vault_at, drv.node.first_success)
-    scheduled = drv.run_until(lambda: drv.node.rebooting is not None)
-    assert drv.node.rebooting[0] == BootReason.VAULT_FAILED
+    drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing)
+    assert not drv.node.attest.vault_unlocked  # the update changed PCR 13, so the local unseal fails
+    drv.run_until(lambda: drv.node.zedagent.first_success is not None)
+    base = max(drv.node.attest.vault_at, drv.node.zedagent.first_success)
+    scheduled = drv.run_until(lambda: drv.node.nodeagent.rebooting is not None)
+    assert drv.node.nodeagent.rebooting[0] == BootReason.VAULT_FAILED
     assert 300 <= scheduled - base <= 310 and on_grid(drv, scheduled)
     assert reboot_done(drv) == pytest.approx(scheduled + 60)
     _assert_fell_back(drv, BootReason.VAULT_FAILED)
-    assert drv.node.vault_unlocked  # unsealed locally: the old image's PCRs still match the seal
+    assert drv.node.attest.vault_unlocked  # unsealed locally: the old image's PCRs still match the seal
 
 
 def test_vault_unlocked_by_the_escrowed_key_after_an_update() -> None:
@@ -1430,9 +1430,9 @@ def test_vault_unlocked_by_the_escrowed_key_after_an_update() -> None:
     drv = driver()
     online(drv)
     start_update(drv)
-    assert not drv.node.vault_unlocked
-    drv.run_until(lambda: drv.node.vault_unlocked)
-    assert drv.node.attest in (AttestState.ATTEST_ESCROW_WAIT, AttestState.COMPLETE)
+    assert not drv.node.attest.vault_unlocked
+    drv.run_until(lambda: drv.node.attest.vault_unlocked)
+    assert drv.node.attest.state in (AttestState.ATTEST_ESCROW_WAIT, AttestState.COMPLETE)
     drv.run_until(lambda: drv.has_note("update_committed"))
     assert not drv.has_note("reboot_scheduled", since=drv.node.agents_at)
 
@@ -1445,12 +1445,12 @@ def test_vault_cutoff_does_not_start_before_the_first_config_success() -> None:
     # the controller answers every config and attest request of the test boot with 503
     drv.ctrl.override["config"] = lambda s, t: (503, {}, LAT)
     drv.ctrl.override["attest"] = lambda s, t: (503, {}, LAT)
-    agents = drv.run_until(lambda: drv.node.phase == "running" and drv.node.testing)
+    agents = drv.run_until(lambda: drv.node.phase == "running" and drv.node.nodeagent.testing)
     drv.run_for(1200)
     # no Success yet: the vault timer does not tick, and TemporaryFail keeps the fallback away
     assert drv.notes_of("reboot_scheduled", since=agents) == []
-    assert zb(drv).current == "IMGB" and drv.node.testing and not drv.node.vault_unlocked
-    assert drv.node.config_status == ConfigGetStatus.TEMPORARY_FAIL
+    assert zb(drv).current == "IMGB" and drv.node.nodeagent.testing and not drv.node.attest.vault_unlocked
+    assert drv.node.zedagent.config_status == ConfigGetStatus.TEMPORARY_FAIL
 
 
 # --------------------------------------------------------------------------------- measured boot --
@@ -1479,7 +1479,7 @@ def test_tamper_changes_its_pcr_and_the_quote(stage: str, pcr: int) -> None:
     drv.run_until(lambda: len([s for _t, s in drv.sent("attest") if s.body["type"] == "QUOTE"]) == 2)
     quote = [s for _t, s in drv.sent("attest") if s.body["type"] == "QUOTE"][1].body["pcrs"]
     assert {i for i in range(16) if quote[i] != clean[i]} == {pcr}
-    assert not drv.node.vault_unlocked  # sealed to the old PCRs (§5: sealing set includes 0, 8, 13, 14)
+    assert not drv.node.attest.vault_unlocked  # sealed to the old PCRs (§5: sealing set includes 0, 8, 13, 14)
 
 
 # ---------------------------------------------------------------------------------------- watchdog --
@@ -1517,9 +1517,9 @@ def test_apps_that_fit_run_and_one_that_does_not_waits_installed_with_eves_error
     check (8 vCPUs on 4 cores run)."""
     drv = driver(cores=4, memory=2 * GiB, reserved=768 * MiB)
     online(drv)
-    trace = drv.watch(lambda n: n.apps.get("telemetry", {}).get("state"))
+    trace = drv.watch(lambda n: n.zedmanager.apps.get("telemetry", {}).get("state"))
     drv.ctrl.set(apps={"telemetry": _app(1, 256 * MiB, 80 * MiB, "container")})
-    drv.run_until(lambda: drv.node.apps.get("telemetry", {}).get("state") == ZSwState.RUNNING)
+    drv.run_until(lambda: drv.node.zedmanager.apps.get("telemetry", {}).get("state") == ZSwState.RUNNING)
     states = [v for _t, v in trace if v is not None]
     assert states[-1] == ZSwState.RUNNING
     positions = [_SPEC_ORDER.index(s) for s in states]
@@ -1529,18 +1529,18 @@ def test_apps_that_fit_run_and_one_that_does_not_waits_installed_with_eves_error
     apps = dict(drv.ctrl.config["apps"])
     apps["big-vm"] = _app(8, 512 * MiB)
     drv.ctrl.set(apps=apps)
-    drv.run_until(lambda: drv.node.apps.get("big-vm", {}).get("state") == ZSwState.RUNNING)
-    assert drv.node.apps["big-vm"]["err"] == ""
+    drv.run_until(lambda: drv.node.zedmanager.apps.get("big-vm", {}).get("state") == ZSwState.RUNNING)
+    assert drv.node.zedmanager.apps["big-vm"]["err"] == ""
 
     apps["hungry"] = _app(2, 512 * MiB, kind="container")
     drv.ctrl.set(apps=apps)
-    drv.run_until(lambda: "Remaining" in drv.node.apps.get("hungry", {}).get("err", ""))
-    hungry = drv.node.apps["hungry"]
+    drv.run_until(lambda: "Remaining" in drv.node.zedmanager.apps.get("hungry", {}).get("err", ""))
+    hungry = drv.node.zedmanager.apps["hungry"]
     big_need = 512 * MiB + 350 * MiB + (512 * 1024 * 1024 * 25 // 1000) + 20 * MiB + 8 * 3 * MiB
     remaining = 2 * GiB - 768 * MiB - 256 * MiB - big_need
     assert hungry["state"] == ZSwState.INSTALLED
     assert hungry["err"] == f"Remaining memory bytes {remaining} app instance needs {512 * MiB}"
-    assert drv.node.apps["telemetry"]["state"] == ZSwState.RUNNING  # undisturbed
+    assert drv.node.zedmanager.apps["telemetry"]["state"] == ZSwState.RUNNING  # undisturbed
     drv.run_for(30)
-    assert drv.node.apps["hungry"]["state"] == ZSwState.INSTALLED
+    assert drv.node.zedmanager.apps["hungry"]["state"] == ZSwState.INSTALLED
     assert drv.ctrl.info["apps"]["hungry"] == {"state": "INSTALLED", "err": hungry["err"]}

@@ -34,7 +34,7 @@ def test_a_403_during_attestation_queues_one_more_attestation_after_complete() -
     drv.run_until(lambda: len(_nonces(drv, t0)) == 1)
     t_first = drv.now
     # COMPLETE and at once RESTART_WAIT again: the restart remembered during the cycle
-    drv.run_until(lambda: drv.node.attest == AttestState.RESTART_WAIT)
+    drv.run_until(lambda: drv.node.attest.state == AttestState.RESTART_WAIT)
     assert drv.has_note("attested", since=t_first)
     refuse["on"] = False  # the controller accepts the new token from now on
     t_complete = drv.now
@@ -44,7 +44,7 @@ def test_a_403_during_attestation_queues_one_more_attestation_after_complete() -
     nonces = _nonces(drv, t0)
     assert len(nonces) == 2  # exactly one more attestation, not one per 403
     assert nonces[1] == pytest.approx(t_complete + 15.0)
-    assert drv.node.attest == AttestState.COMPLETE
+    assert drv.node.attest.state == AttestState.COMPLETE
 
 
 class _TokenController:
@@ -85,7 +85,7 @@ def test_a_revoked_token_on_a_slow_link_settles_without_a_livelock() -> None:
     online(drv)
     drv.ctrl.item("timer.config.interval", 5)
     drv.run_for(60)
-    assert drv.node.attest == AttestState.COMPLETE
+    assert drv.node.attest.state == AttestState.COMPLETE
     t0 = drv.now
     tc.revoke()
     drv.run_for(3600)
@@ -93,9 +93,9 @@ def test_a_revoked_token_on_a_slow_link_settles_without_a_livelock() -> None:
     assert len(forbidden) >= 3  # the slow quote answer made stale-token 403s in the cycles
     nonces = _nonces(drv, t0)
     assert 1 <= len(nonces) <= 2  # the restart and at most the one queued behind it
-    assert drv.node.attest == AttestState.COMPLETE
+    assert drv.node.attest.state == AttestState.COMPLETE
     assert not [t for t in nonces if t > t0 + 600]  # settled: nothing in the last 50 minutes
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
 
 
 # ------------------------------------------------------------------ item 11: one agent hangs --
@@ -116,6 +116,23 @@ def test_a_hung_zedagent_does_not_stop_nodeagent_the_test_window_commits() -> No
     assert reset_at == pytest.approx(hung + 300.0)
     assert drv.resets[-1][1] == BootReason.WATCHDOG_HUNG
     assert zb(drv).current == "IMGB" and zb(drv)["IMGB"].state == PS.ACTIVE  # no rollback
+    assert drv.node.boot_reason == BootReason.WATCHDOG_HUNG
+
+
+def test_the_hardware_profiles_random_hang_is_reset_by_the_watchdog_300_s_later() -> None:
+    """§7: a profile's ``hang_per_day`` hangs zedagent at a random time (the hardware's luck); the
+    watchdog resets the device 300 s after it, WATCHDOG_HUNG. (Until 2026-12-07 the hang's actions
+    were dropped: zedagent stopped, nothing armed the watchdog, and the device never polled again.)"""
+    drv = driver()
+    drv.node.p.hang_per_day = 86400.0 / 600.0  # one hang every 10 min on average
+    online(drv)
+    drv.run_until(lambda: drv.has_note("hang"), limit=7200)
+    hung = drv.note_times("hang")[0]
+    assert not drv.node.zedagent.running
+    reset_at = reboot_done(drv)
+    assert reset_at == pytest.approx(hung + 300.0)
+    assert drv.resets[-1][1] == BootReason.WATCHDOG_HUNG
+    drv.run_until(lambda: drv.node.zedagent.running, limit=300)  # polling again after the reboot
     assert drv.node.boot_reason == BootReason.WATCHDOG_HUNG
 
 
@@ -152,7 +169,7 @@ M = MaintenanceModeReason
 
 
 def _reasons(drv: Driver) -> set[MaintenanceModeReason]:
-    return set(drv.node.maintenance)
+    return set(drv.node.zedagent.maintenance)
 
 
 def test_maintenance_mode_item_enabled_gives_user_requested_only() -> None:
@@ -177,12 +194,12 @@ def test_maintenance_mode_item_disabled_overrides_every_local_reason() -> None:
     drv.run_until(lambda: _reasons(drv) == {M.USER_REQUESTED}, limit=120)  # api flag wins over local reasons
     drv.ctrl.set(apps={"a": {"kind": "container", "cpus": 1, "memory": 64 * 2**20, "size": 2**20, "activate": True}})
     drv.run_for(120)
-    assert "a" not in drv.node.apps  # deferred in maintenance
+    assert "a" not in drv.node.zedmanager.apps  # deferred in maintenance
     drv.ctrl.item("maintenance.mode", "disabled")
-    drv.run_until(lambda: not drv.node.maintenance, limit=120)
+    drv.run_until(lambda: not drv.node.zedagent.maintenance, limit=120)
     assert drv.node.device_state() == ZDeviceState.ONLINE
-    drv.run_until(lambda: "a" in drv.node.apps, limit=120)
-    assert drv.node.local_maintenance == {M.TPM_ENCRYPTION_FAILURE}  # still there, overridden
+    drv.run_until(lambda: "a" in drv.node.zedmanager.apps, limit=120)
+    assert drv.node.nodeagent.local_maintenance == {M.TPM_ENCRYPTION_FAILURE}  # still there, overridden
 
 
 def test_leaving_maintenance_forgets_the_config_hash_and_polls_at_once() -> None:
@@ -193,7 +210,7 @@ def test_leaving_maintenance_forgets_the_config_hash_and_polls_at_once() -> None
     drv.run_for(100)
     drv.call("disk_space", 10 * 2**30)
     left = drv.now
-    assert not drv.node.maintenance
+    assert not drv.node.zedagent.maintenance
     drv.run_for(1)
     polls = drv.sent("config", since=left)
     assert polls and polls[0][0] == pytest.approx(left)
@@ -204,7 +221,7 @@ def test_a_device_without_a_tpm_has_no_tpm_check_to_fail() -> None:
     """§5: tpmmgr's sanity check needs a TPM; without one nothing reports TPM_ENCRYPTION_FAILURE."""
     drv = driver(tpm=False)
     drv.power_on()
-    drv.run_until(lambda: drv.node.config_received, limit=600)
+    drv.run_until(lambda: drv.node.zedagent.config_received, limit=600)
     drv.call("tpm_sanity", False)
     assert _reasons(drv) == set() and not drv.node.persist.tpm_broken
     assert drv.node.device_state() == ZDeviceState.ONLINE
@@ -267,7 +284,7 @@ def test_a_uuid_lookup_takes_the_new_uuid_and_config_works_again() -> None:
     changed = drv.now
     assert drv.has_note("uuid_changed", since=t_del)
     drv.run_until(lambda: any(t > changed and k == "config" and st == 200 for t, k, st, _b in drv.responses), limit=120)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
 
 
 def test_a_deleted_device_registers_again_at_its_next_boot() -> None:
@@ -286,7 +303,7 @@ def test_a_deleted_device_registers_again_at_its_next_boot() -> None:
     drv.power_on()
     drv.run_until(lambda: drv.node.persist.uuid == "uuid-9", limit=600)
     assert [st for _t, k, st, _b in drv.responses if k == "register"][-1] == 201
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=120)
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS, limit=120)
 
 
 # ------------------------------------------------------------------- shutdown and power-off --
@@ -300,21 +317,21 @@ def test_a_shutdown_command_halts_the_apps_and_ends_in_prepared_poweroff() -> No
     the config; the counter is echoed (shutdown_config_counter)."""
     drv = online(driver())
     drv.ctrl.set(apps={"a": _app_spec()}, shutdown=1)
-    drv.run_until(lambda: "a" in drv.node.apps and drv.node.apps["a"]["state"].name == "RUNNING", limit=300)
-    assert drv.node.node_op is None and drv.node.persist.shutdown_seen == 1  # first value: stored only
+    drv.run_until(lambda: "a" in drv.node.zedmanager.apps and drv.node.zedmanager.apps["a"]["state"].name == "RUNNING", limit=300)
+    assert drv.node.nodeagent.node_op is None and drv.node.persist.shutdown_seen == 1  # first value: stored only
     drv.ctrl.set(shutdown=2)
-    drv.run_until(lambda: drv.node.node_op == "shutdown", limit=120)
+    drv.run_until(lambda: drv.node.nodeagent.node_op == "shutdown", limit=120)
     t_cmd = drv.now
     assert drv.node.device_state() == ZDeviceState.PREPARING_POWEROFF
-    assert drv.node.apps["a"]["state"].name == "HALTING"
+    assert drv.node.zedmanager.apps["a"]["state"].name == "HALTING"
     drv.run_until(lambda: drv.node.device_state() == ZDeviceState.PREPARED_POWEROFF, limit=400)
     assert drv.now >= t_cmd + 30.0
-    assert drv.node.apps["a"]["state"].name == "HALTED"
+    assert drv.node.zedmanager.apps["a"]["state"].name == "HALTED"
     assert drv.node.persist.shutdown_seen == 2  # the value EVE echoes in shutdown_config_counter
     drv.ctrl.set(apps={"a": _app_spec(), "b": _app_spec()})
     drv.run_for(600)
     assert not drv.resets and drv.node.phase == "running"
-    assert "b" not in drv.node.apps  # config ignored while shut down
+    assert "b" not in drv.node.zedmanager.apps  # config ignored while shut down
 
 
 def test_a_shutdown_in_the_test_window_is_deferred_until_the_commit() -> None:
@@ -325,9 +342,9 @@ def test_a_shutdown_in_the_test_window_is_deferred_until_the_commit() -> None:
     in_test_window(drv)
     drv.ctrl.set(shutdown=2)
     drv.run_for(120)
-    assert drv.node.node_op is None and drv.node.deferred_shutdown
+    assert drv.node.nodeagent.node_op is None and drv.node.zedagent.deferred_shutdown
     drv.run_until(lambda: drv.has_note("update_committed"), limit=900)
-    assert drv.node.node_op == "shutdown"
+    assert drv.node.nodeagent.node_op == "shutdown"
 
 
 def test_a_poweroff_command_powers_off_and_the_next_boot_reports_poweroff_cmd() -> None:
@@ -344,7 +361,7 @@ def test_a_poweroff_command_powers_off_and_the_next_boot_reports_poweroff_cmd() 
     assert drv.node.phase == "off"
     drv.ctrl.down = "timeout"
     drv.power_on()
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.READ_SAVED, limit=600)
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.READ_SAVED, limit=600)
     assert drv.node.boot_reason == BootReason.POWEROFF_CMD
     assert drv.notes_of("config_read_saved")[-1][1] == {"file": "lastconfig"}
 
@@ -368,17 +385,17 @@ def test_a_refused_cert_post_once_config_works_is_edge_node_certs_refused() -> N
     drv.ctrl.override["attest"] = certs
     drv.power_on()
     drv.run_until(lambda: _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}, limit=300)
-    assert drv.node.config_status == ConfigGetStatus.SUCCESS
+    assert drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS
     assert drv.node.device_state() == ZDeviceState.MAINTENANCE_MODE
     gaps = [b - a for a, b in zip(posts, posts[1:])]
     assert gaps and all(abs(g - 10.0) < 1.0 for g in gaps), gaps  # re-posted every 10 s
     drv.ctrl.down = "timeout"
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.FAIL, limit=300)
-    drv.run_until(lambda: not drv.node.maintenance, limit=60)  # no config contact: decided once it is back
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.FAIL, limit=300)
+    drv.run_until(lambda: not drv.node.zedagent.maintenance, limit=60)  # no config contact: decided once it is back
     drv.ctrl.down = None
     drv.run_until(lambda: _reasons(drv) == {M.EDGE_NODE_CERTS_REFUSED}, limit=300)
     answer["status"] = 201
-    drv.run_until(lambda: not drv.node.maintenance, limit=30)
+    drv.run_until(lambda: not drv.node.zedagent.maintenance, limit=30)
     sent = len(posts)
     drv.run_for(120)
     assert len(posts) == sent  # accepted: not posted again in this boot
@@ -389,6 +406,6 @@ def test_a_device_without_a_tpm_posts_no_certs() -> None:
     drv = driver(tpm=False)
     drv.ctrl.override["attest"] = lambda send, now: posts.append(now) if send.body["type"] == "CERT" else None  # type: ignore[func-returns-value]
     drv.power_on()
-    drv.run_until(lambda: drv.node.config_status == ConfigGetStatus.SUCCESS, limit=300)
+    drv.run_until(lambda: drv.node.zedagent.config_status == ConfigGetStatus.SUCCESS, limit=300)
     drv.run_for(60)
     assert posts == [] and all(s.body["type"] != "CERT" for _t, s in drv.sent("attest"))

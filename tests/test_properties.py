@@ -173,7 +173,7 @@ def test_never_ends_on_an_unbootable_partition_and_never_bricked(case: Case) -> 
     cur = zb.current_partition
     assert cur.version is not None, zb.snapshot()
     # bootable for GRUB (active), or the one test boot of a new image while it is being tested
-    assert cur.state == PartitionState.ACTIVE or (cur.state == PartitionState.INPROGRESS and node.testing), zb.snapshot()
+    assert cur.state == PartitionState.ACTIVE or (cur.state == PartitionState.INPROGRESS and node.nodeagent.testing), zb.snapshot()
     # the partition GRUB would pick on the next boot holds an image
     labels = [lbl for lbl in ("IMGA", "IMGB") if zb[lbl].bootable]
     assert labels and all(zb[lbl].version is not None for lbl in labels)
@@ -206,7 +206,7 @@ def test_every_failed_update_ends_on_the_previous_version_with_the_reason_eve_re
     node = backend.nodes[0]
     zb = node.zboot
     view = backend.view(0)
-    status, _sub, err = node.baseos_user_status()
+    status, _sub, err = node.baseosmgr.user_status()
     if case.sabotaged:
         assert node.running_version == BASE, zb.snapshot()
         assert zb.current_partition.state == PartitionState.ACTIVE

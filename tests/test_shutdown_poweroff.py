@@ -94,7 +94,7 @@ def test_a_graceful_poweroff_writes_poweroff_cmd_with_the_local_profile_server_t
     assert drv.node.device_state() == ZDeviceState.POWERING_OFF
     drv.run_until(lambda: drv.node.phase == "off", limit=400)
     drv.power_on()
-    drv.run_until(lambda: drv.node.zedagent, limit=600)
+    drv.run_until(lambda: drv.node.zedagent.running, limit=600)
     assert drv.node.boot_reason == BootReason.POWEROFF_CMD
     assert drv.node.boot_reason_text == "NORMAL: local profile server power off"
 
@@ -105,10 +105,10 @@ def test_a_graceful_poweroff_in_the_test_window_is_deferred_until_the_commit() -
     drv = online(driver())
     in_test_window(drv)
     drv.call("poweroff_cmd")
-    assert drv.node.node_op is None and drv.node.deferred_poweroff
+    assert drv.node.nodeagent.node_op is None and drv.node.zedagent.deferred_poweroff
     assert drv.node.device_state() != ZDeviceState.POWERING_OFF
     drv.run_until(lambda: drv.has_note("update_committed"), limit=900)
-    assert drv.node.node_op == "poweroff"
+    assert drv.node.nodeagent.node_op == "poweroff"
     drv.run_until(lambda: drv.node.phase == "off", limit=400)
     assert drv.node.persist.reboot_record == (BootReason.POWEROFF_CMD, "TestComplete and deferred Poweroff Cmd")
 
@@ -122,7 +122,7 @@ def test_a_graceful_poweroff_after_a_shutdown_keeps_reporting_prepared_poweroff_
     drv.ctrl.set(shutdown=2)
     drv.run_until(lambda: drv.node.device_state() == ZDeviceState.PREPARED_POWEROFF, limit=400)
     drv.call("poweroff_cmd")
-    assert drv.node.node_op == "poweroff"
+    assert drv.node.nodeagent.node_op == "poweroff"
     states = drv.watch(lambda n: None if n.phase == "off" else n.device_state())
     drv.run_until(lambda: drv.node.phase == "off", limit=400)
     assert {s for _t, s in states} == {ZDeviceState.PREPARED_POWEROFF, None}  # never POWERING_OFF
@@ -135,7 +135,7 @@ def test_a_graceful_poweroff_before_zedagent_runs_does_nothing() -> None:
     drv = driver()
     drv.power_on()
     drv.call("poweroff_cmd")
-    assert drv.node.node_op is None and not drv.node.deferred_poweroff
+    assert drv.node.nodeagent.node_op is None and not drv.node.zedagent.deferred_poweroff
 
 
 # ------------------------------------------------------------------------------- backends --

@@ -189,7 +189,7 @@ class AgentDriver:
                 self._finish(self._reset, power_lost=None)
             else:
                 self._save(power_lost=True)  # what a power cut from now on leaves behind
-                if self.node.zedagent and not self._certs_task:
+                if self.node.zedagent.running and not self._certs_task:
                     self._certs_task = True
                     self._spawn(self._controller_certs(self.book.gen))
         except Exception as exc:  # a bug in the rules or the state dir: end this boot with it

@@ -62,10 +62,10 @@ def _profiles(directory: str) -> dict[str, HwProfile]:
 def app_objects(node: Node, now: float) -> list[Obj]:
     """One content tree and one volume per app, in the states volumemgr walks them."""
     out: list[Obj] = []
-    for name, app in sorted(node.apps.items()):
+    for name, app in sorted(node.zedmanager.apps.items()):
         state = app["state"].name
         size = int(app["spec"].get("size", 0))
-        dl = node.downloads.get(f"app/{name}")
+        dl = node.downloader.downloads.get(f"app/{name}")
         err = dl.err if dl is not None else ""  # the downloader's error, not an app's memory error
         if state in ("HALTING", "HALTED") and dl is not None and dl.state != "verified":
             state = "DOWNLOAD_STARTED"  # halted before its image was in

@@ -11,7 +11,7 @@ old one FALLBACK during a test), so a reader must pick the entry of the *configu
 
 Node report side: ``sw`` = [current, other] partitions, ``baseos`` = the configured version's
 status. Bound = a partition that holds that version and is not ``unused`` (the node model's own
-rule, ``Node._partition_with``).
+rule, ``BaseOsMgr._partition_with``).
 """
 
 from __future__ import annotations

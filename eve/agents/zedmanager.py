@@ -1,0 +1,190 @@
+"""zedmanager: apps from config to running, memory admission at activation, halting and
+deletion (spec §8; P:cmd/zedmanager/updatestatus.go ``doActivate``, memorysizemgmt.go, zedmanager.go
+``checkRetry``; the numbers in :mod:`eve.admission`).
+
+An app walks :attr:`ZedManager.STAGES`; volumes live in the vault, so nothing of an app comes back
+after a reboot before the vault unlocks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eve import admission
+from eve.agents.base import Agent
+from eve.enums import (
+    ZSwState,
+)
+from eve.images import CORRUPT
+from eve.vocab import KeyedTimer, Timer, TimerFamily
+
+if TYPE_CHECKING:
+    from eve.node import Node
+
+
+
+
+class ZedManager(Agent):
+    """zedmanager for one boot: every app's state and stage."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.apps: dict[str, dict[str, Any]] = {}
+        self._retry_pending = False  # zedmanager's checkFreedResources (§8)
+
+    # ------------------------------------------------------------------------------------ apps --
+    def apply(self, desired: dict[str, dict[str, Any]], now: float) -> None:
+        """zedmanager: create, check resources, walk the states, or halt and delete (§8)."""
+        if not self.node.attest.vault_unlocked:
+            return  # §5 WaitForVault: no volume, no app until the vault unlocks (_vault_ready)
+        for name in sorted(desired):
+            if name in self.apps:
+                continue
+            spec = desired[name]
+            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
+            self.apps[name] = app
+            # §8: no check here; memory is admitted at activation (_app_admit)
+            if name in self.persist.apps_installed:  # after a reboot: boot again from its volume
+                app["stage"] = self.STAGES.index(ZSwState.BOOTING)
+            self.advance(name, now)
+        for name in sorted(self.apps):
+            if name not in desired and self.apps[name]["state"] not in (ZSwState.HALTING, ZSwState.HALTED):
+                self.apps[name]["state"] = ZSwState.HALTING
+                self._timer(KeyedTimer(TimerFamily.APP, name), now + float(self.rng.uniform(2.0, 10.0)))
+        self.node.zedagent.publish(now)
+
+    def _admit(self, name: str, app: dict[str, Any], now: float) -> bool:
+        """zedmanager's memory check at activation (§8, P:cmd/zedmanager/updatestatus.go `doActivate`).
+
+        Runs when an installed app is about to boot, so its download and volumes are done. The need
+        is its memory plus the VMM overhead; what remains is the total less EVE's reservation and
+        the apps that are activated or activating (booting, running, or halting until they are
+        gone: memorysizemgmt.go `getRemainingMemory`). Short: the app stays INSTALLED with the
+        appErr EVE writes and waits for `checkRetry` (_app_retry). `memory.apps.ignore.check`
+        skips the check."""
+        spec = app["spec"]
+        if not self.items.get("memory.apps.ignore.check"):
+            if "overhead" not in app:  # status.MemOverhead: computed once, only when checking
+                app["overhead"] = admission.vmm_overhead(spec, int(self.item("memory.vmm.limit.MiB")))
+            used = halting = 0
+            others = False
+            for other, a in self.apps.items():
+                if other == name or not a.get("active"):
+                    continue
+                mem = admission.config_memory(a["spec"]) + a.get("overhead", 0)
+                used += mem
+                others = True
+                if a["state"] == ZSwState.HALTING:  # config gone: memory soon free
+                    halting += mem
+            remaining = max(self.p.memory - self.p.reserved_memory - used, 0)  # 0 on a discrepancy
+            need = admission.config_memory(spec) + app["overhead"]
+            short = admission.check(need, remaining, halting, others)
+            if short is not None:
+                new = not app.get("missing_memory") or app["err"] != short.error
+                app.update(err=short.error, severity=short.severity, missing_memory=True)
+                if new:
+                    self._note("app_error", app=name, err=short.error, severity=short.severity)
+                    self.node.zedagent.publish(now)
+                return False
+        app.update(active=True, missing_memory=False, err="")
+        app.pop("severity", None)
+        return True
+
+    def _freed(self, now: float) -> None:
+        """An app stopped being activated: let the next free-resource tick retry (§8,
+        P:cmd/zedmanager/zedmanager.go freeResourceChecker 5-10 s; the tick's phase is not
+        modelled, a fresh draw stands for it). Only armed when an app waits for memory, so a quiet
+        node has no periodic work."""
+        if self._retry_pending or not any(a.get("missing_memory") for a in self.apps.values()):
+            return
+        self._retry_pending = True
+        self._timer(Timer.APP_RETRY, now + float(self.rng.uniform(*admission.RETRY_TICK)))
+
+    def on_retry_timer(self, now: float) -> None:
+        """`checkRetry` (§8): every app waiting for memory clears its error and tries to activate
+        again, in name order (EVE walks a map; the order among them is not defined)."""
+        self._retry_pending = False
+        for name in sorted(self.apps):
+            app = self.apps[name]
+            if app.get("missing_memory") and app["state"] == ZSwState.INSTALLED:
+                self.advance(name, now)
+
+    STAGES = (
+        ZSwState.DOWNLOAD_STARTED,
+        ZSwState.VERIFYING,
+        ZSwState.LOADING,
+        ZSwState.CREATING_VOLUME,
+        ZSwState.INSTALLED,
+        ZSwState.BOOTING,
+        ZSwState.RUNNING,
+    )
+
+    def advance(self, name: str, now: float) -> None:
+        app = self.apps.get(name)
+        if app is None or app["state"] in (ZSwState.ERROR, ZSwState.HALTING, ZSwState.HALTED):
+            return
+        spec = app["spec"]
+        stage = app["stage"]
+        if stage >= len(self.STAGES):
+            return
+        state = self.STAGES[stage]
+        if state == ZSwState.CREATING_VOLUME and not self.node.attest.vault_unlocked:
+            return  # volumes live in the vault (§5): wait for it
+        if state == ZSwState.BOOTING and not spec.get("activate", True):
+            app["state"] = ZSwState.HALTED
+            self.node.zedagent.publish(now)
+            return
+        if state == ZSwState.BOOTING and not app.get("active") and not self._admit(name, app, now):
+            if app["state"] != ZSwState.INSTALLED:  # after a reboot: volumes there, doPrepare ran
+                app["state"] = ZSwState.INSTALLED
+                self.node.zedagent.publish(now)
+            return  # waits INSTALLED for memory (§8)
+        app["state"] = state
+        app["stage"] = stage + 1
+        durations = {
+            ZSwState.VERIFYING: 2.0,
+            ZSwState.LOADING: 1.0,
+            ZSwState.CREATING_VOLUME: spec["size"] / self.p.write_speed,
+            ZSwState.INSTALLED: 1.0,
+            ZSwState.BOOTING: 15.0 if spec.get("kind") == "vm" else 3.0,
+        }
+        if state == ZSwState.RUNNING:
+            self.persist.apps_installed.add(name)
+            self._note("app_running", app=name)
+        elif state == ZSwState.DOWNLOAD_STARTED:
+            # §3 step 1, §4: the downloader; a ``download: corrupt`` image fails its verify (the sim)
+            self.node.downloader.start(f"app/{name}", int(spec["size"]), now, verify_ok=spec.get("download", "ok") != CORRUPT)
+        else:
+            self._timer(KeyedTimer(TimerFamily.APP, name), now + durations[state])
+        self.node.zedagent.publish(now)
+
+    def resume(self, cfg: dict[str, Any], now: float) -> None:
+        """After a reboot, installed apps boot again from their volumes; new ones start over.
+        Not before the vault unlocks (§5: volumemgr and domainmgr wait for it at start)."""
+        if self.node.zedagent.maintenance or not self.node.attest.vault_unlocked:
+            return
+        for name, spec in sorted(cfg.get("apps", {}).items()):
+            if name in self.apps:
+                if self.apps[name]["stage"] and self.apps[name]["state"] != ZSwState.RUNNING:
+                    self.advance(name, now)
+                continue
+            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
+            self.apps[name] = app
+            if name in self.persist.apps_installed:
+                app["stage"] = self.STAGES.index(ZSwState.BOOTING)
+            self.advance(name, now)
+
+    def on_app_timer(self, name: str, now: float) -> None:
+        app = self.apps.get(name)
+        if app is None:
+            return
+        if app["state"] == ZSwState.HALTING:
+            del self.apps[name]
+            self.node.downloader.downloads.pop(f"app/{name}", None)
+            self.persist.apps_installed.discard(name)
+            self._note("app_removed", app=name)
+            if app.get("active"):
+                self._freed(now)  # doInactivateHalt sets checkFreedResources
+            self.node.zedagent.publish(now)
+            return
+        self.advance(name, now)

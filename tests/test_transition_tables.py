@@ -1,0 +1,182 @@
+"""The agents' phase tables (eve/fsm.py): a missing (phase, event) pair is a loud error, and every
+row of the attestation and power tables is reached by a real run of the node, so no row is dead.
+
+The attestation rows are EVE's (P:attest/attest.go ``transitions``); the runs below drive them
+with the fake controller of test_node_rules: a good cycle, a refused quote, a failed escrow, a
+request without an answer, a config 403 at COMPLETE, in RESTART_WAIT and in every phase of a
+slow cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from test_node_rules import FakeController, driver, online
+
+from eve.agents.attest import ATTEST_FSM, AttestEvent
+from eve.enums import AttestState, PartitionState
+from eve.images import CRASH_ON_BOOT
+from eve.fsm import STAY, Transitions, TransitionError
+from eve.power import POWER, PowerEvent
+from eve.vocab import Phase
+
+
+def test_a_pair_the_table_lacks_raises_and_names_table_event_and_phase() -> None:
+    with pytest.raises(TransitionError, match=r"power: no transition for event PANIC in phase OFF"):
+        POWER.fire(Phase.OFF, PowerEvent.PANIC)
+    with pytest.raises(TransitionError, match=r"attest: no transition for event NONCE_RECVD in phase COMPLETE"):
+        ATTEST_FSM.fire(AttestState.COMPLETE, AttestEvent.NONCE_RECVD)
+
+
+def test_stay_is_an_expected_event_that_changes_nothing() -> None:
+    assert POWER.fire(Phase.RUNNING, PowerEvent.POWER_ON) == Phase.RUNNING
+    assert POWER.allows(Phase.RUNNING, PowerEvent.POWER_ON) and not POWER.moves(Phase.RUNNING, PowerEvent.POWER_ON)
+    assert POWER.fire(Phase.OFF, PowerEvent.POWER_ON) == Phase.BOOTING and POWER.moves(Phase.OFF, PowerEvent.POWER_ON)
+    assert ATTEST_FSM.fire(AttestState.ATTEST_WAIT, AttestEvent.RESTART) == AttestState.ATTEST_WAIT
+
+
+def test_a_bricked_node_leaves_only_by_a_power_cut() -> None:
+    for event in PowerEvent:
+        if event is PowerEvent.POWER_CUT:
+            assert POWER.fire(Phase.BRICKED, event) == Phase.OFF
+        elif POWER.allows(Phase.BRICKED, event):
+            assert POWER.fire(Phase.BRICKED, event) == Phase.BRICKED
+        else:
+            with pytest.raises(TransitionError):
+                POWER.fire(Phase.BRICKED, event)
+
+
+@pytest.fixture
+def fired(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[tuple[str, Any, Any]]]:
+    """Every (table, phase, event) the node fires while the test runs."""
+    seen: set[tuple[str, Any, Any]] = set()
+    real = Transitions.fire
+
+    def record(self: Transitions[Any, Any], phase: Any, event: Any) -> Any:
+        seen.add((self.name, phase, event))
+        return real(self, phase, event)
+
+    monkeypatch.setattr(Transitions, "fire", record)
+    yield seen
+
+
+def _rows(table: Transitions[Any, Any]) -> set[tuple[str, Any, Any]]:
+    return {(table.name, phase, event) for phase, event, _nxt in table}
+
+
+def _attest_runs() -> None:
+    drv = online(driver())  # a good cycle with escrow
+    assert drv.node.attest.state == AttestState.COMPLETE
+    # a config 403 at COMPLETE, and one more while the next cycle runs (remembered, then run)
+    answered: list[int] = []
+
+    def forbid_twice(send: Any, now: float) -> tuple[int, dict[str, Any], float] | None:
+        if len(answered) < 2:
+            answered.append(1)
+            return 403, {}, 0.05
+        return None
+
+    drv.ctrl.override["config"] = forbid_twice
+    drv.run(drv.now + 600)
+    del drv.ctrl.override["config"]
+    assert drv.notes_of("attest_restart")
+    # a refused quote
+    drv2 = driver()
+    drv2.ctrl.quote_code = "QUOTE_FAILED"
+    drv2.ctrl.override["config"] = lambda send, now: (403, {}, 0.05)  # lands in RESTART_WAIT too: dropped
+    drv2.power_on()
+    drv2.run(900)
+    assert drv2.notes_of("attest_failed")
+    # a failed escrow and a request without an answer
+    drv3 = driver()
+    store: list[int] = []
+
+    def escrow_then_silence(send: Any, now: float) -> tuple[int, dict[str, Any], float] | None:
+        kind = send.body.get("type")
+        if kind == "STORE_KEYS" and not store:
+            store.append(1)
+            return 201, {"type": "STORE_KEYS", "code": "ITOKEN_MISMATCH"}, 0.05
+        if kind == "NONCE" and len(store) == 1:
+            store.append(2)
+            return 503, {}, 0.05
+        return None
+
+    drv3.ctrl.override["attest"] = escrow_then_silence
+    online(drv3)
+    # without a TPM there is nothing to escrow
+    online(driver(tpm=False))
+    # slow attestation answers and a controller that answers every config 403: the restart
+    # lands in each waiting phase (remembered), a quote and an escrow go unanswered once each
+    drv4 = driver()
+    failed: set[str] = set()
+
+    def slow(send: Any, now: float) -> tuple[int, dict[str, Any], float] | None:
+        kind = send.body.get("type")
+        if kind in ("QUOTE", "STORE_KEYS") and kind not in failed and drv4.node.attest.quote_sent and drv4.node.attest.token:
+            failed.add(kind)
+            return 503, {}, 0.05
+        return None
+
+    ctrl = drv4.ctrl
+    ctrl.override["attest"] = slow
+
+    def delayed(send: Any, now: float) -> tuple[int, dict[str, Any], float]:
+        status, body, latency = FakeController.__call__(ctrl, send, now)
+        return status, body, (40.0 if send.kind == "attest" else latency)
+
+    drv4.ctrl = delayed  # type: ignore[assignment]
+    drv4.power_on()
+    drv4.run(300)
+    ctrl.override["config"] = lambda send, now: (403, {}, 0.05)
+    drv4.run(3000)
+    assert failed == {"QUOTE", "STORE_KEYS"}
+
+
+def test_every_attestation_row_is_reached_by_a_real_run(fired: set[tuple[str, Any, Any]]) -> None:
+    _attest_runs()
+    assert _rows(ATTEST_FSM) <= fired, sorted(map(str, _rows(ATTEST_FSM) - fired))
+
+
+def test_every_power_row_is_reached_by_a_real_run(fired: set[tuple[str, Any, Any]]) -> None:
+    drv = online(driver())
+    drv.power_on()  # already on
+    drv.call("kernel_panic")
+    assert drv.node.phase == Phase.REBOOTING
+    drv.power_on()  # already on: the machine runs until the panic timeout resets it
+    drv.run_until(lambda: drv.node.phase == Phase.BOOTING)
+    drv.power_on()  # already on, booting
+    drv.run_until(lambda: drv.node.phase == Phase.RUNNING)
+    drv.call("kernel_panic")
+    drv.power_off()  # a power cut while the panicked kernel waits
+    drv.power_off()  # already off
+    drv.power_on()
+    drv.power_off()  # during the boot
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent.running)
+    drv.call("poweroff_cmd")
+    drv.run_until(lambda: drv.node.phase == Phase.OFF, limit=900)
+    assert drv.has_note("powered_off")
+    drv.node.zboot["IMGA"].state = PartitionState.UNUSED  # nothing left to boot
+    drv.node.zboot["IMGB"].state = PartitionState.UNUSED
+    drv.power_on()
+    assert drv.node.phase == Phase.BRICKED
+    drv.power_on()  # already on, bricked
+    drv.power_off()
+    crashing = online(driver(next_behaviour=CRASH_ON_BOOT))
+    crashing.power_off()  # a power cut while running
+    crashing.power_on()
+    crashing.run_until(lambda: crashing.node.attest.state == AttestState.COMPLETE)
+    crashing.ctrl.update_to("next", "2.0")  # nodeagent reboots into it (a reset while running) ...
+    crashing.run_until(lambda: crashing.has_note("crash"), limit=3600)  # ... and it dies booting
+    assert _rows(POWER) <= fired, sorted(map(str, _rows(POWER) - fired))
+
+
+def test_rows_name_only_phases_the_tables_know() -> None:
+    for phase, event, nxt in POWER:
+        assert isinstance(phase, Phase) and isinstance(event, PowerEvent) and (nxt is STAY or isinstance(nxt, Phase))
+    for phase, event, nxt in ATTEST_FSM:
+        assert isinstance(phase, AttestState) and isinstance(event, AttestEvent)
+        assert nxt is STAY or isinstance(nxt, AttestState)
+    assert AttestState.TPM_ESCROW_WAIT not in {p for p, _e, _n in ATTEST_FSM}  # folded into the escrow request
