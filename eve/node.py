@@ -654,7 +654,7 @@ _ON_TIMER: dict[Timer, Callable[[Node, float], None]] = {
     Timer.INFO: lambda n, now: n.zedagent.on_info_timer(now),
     Timer.BOS_DOWNLOAD: lambda n, now: n.downloader.on_finished("bos", now),
     Timer.BOS_WRITE: lambda n, now: n.baseosmgr.on_written(now),
-    Timer.HANG: lambda n, now: (n.hang("zedagent", now), None)[1],  # as before the split: Node.hang drains, its actions are lost
+    Timer.HANG: lambda n, now: n.watchdog.hang("zedagent", now),  # the profile's random hang (hang_per_day)
     Timer.APP_RETRY: lambda n, now: n.zedmanager.on_retry_timer(now),
     Timer.EDGE_CERTS: lambda n, now: n.zedagent.on_edge_certs_timer(now),
 }
