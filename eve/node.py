@@ -27,23 +27,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from eve.dpc import Dpc
-from eve.config_items import GlobalConfig
-from eve.logs import LogPersist
-from eve.enums import (
-    BootReason,
-    ConfigGetStatus,
-    DPCState,
-    MaintenanceModeReason,
-    PartitionState,
-    ZDeviceState,
-)
-from eve.vocab import KeyedTimer, Phase, Timer, TimerFamily, TimerName
-from eve.images import CRASH_ON_BOOT, rootfs_measurement
-from eve.measured_boot import PcrBank, measure_boot
-from eve.send import SendTimeouts
-from eve.zboot import Zboot
-from eve.power import POWER, PowerEvent
 from eve.actions import Action, CancelAll, Note, Reset, Send, SetTimer
 from eve.agents.attest import Attest
 from eve.agents.baseosmgr import BaseOsMgr
@@ -55,6 +38,23 @@ from eve.agents.nodeagent import NodeAgent
 from eve.agents.watchdog import WATCHDOG_CHANGE, Watchdog
 from eve.agents.zedagent import ZedAgent
 from eve.agents.zedmanager import ZedManager
+from eve.config_items import GlobalConfig
+from eve.dpc import Dpc
+from eve.enums import (
+    BootReason,
+    ConfigGetStatus,
+    DPCState,
+    MaintenanceModeReason,
+    PartitionState,
+    ZDeviceState,
+)
+from eve.images import CRASH_ON_BOOT, rootfs_measurement
+from eve.logs import LogPersist
+from eve.measured_boot import PcrBank, measure_boot
+from eve.power import POWER, PowerEvent
+from eve.send import SendTimeouts
+from eve.vocab import KeyedTimer, Phase, Timer, TimerFamily, TimerName
+from eve.zboot import Zboot
 
 __all__ = ["Action", "CancelAll", "ImageInfo", "Node", "NodeParams", "Note", "Persist", "Port", "Reset", "Send", "SetTimer"]
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_node_rules import FakeController, driver, online
+from test_node_rules import Driver, FakeController, driver, online
 
 from eve.agents.attest import ATTEST_FSM, AttestEvent
-from eve.enums import AttestState, PartitionState
+from eve.agents.baseosmgr import ENTRY, EntryEvent
+from eve.enums import AttestState, PartitionState, ZSwState
 from eve.images import CRASH_ON_BOOT
 from eve.fsm import STAY, Transitions, TransitionError
 from eve.power import POWER, PowerEvent
@@ -173,6 +174,48 @@ def test_every_power_row_is_reached_by_a_real_run(fired: set[tuple[str, Any, Any
     assert _rows(POWER) <= fired, sorted(map(str, _rows(POWER) - fired))
 
 
+def _entry(drv: Driver) -> ZSwState | None:
+    e = drv.node.persist.bos
+    return e["zsw"] if e else None
+
+
+def test_the_base_os_entry_rows_are_reached_by_real_runs(fired: set[tuple[str, Any, Any]]) -> None:
+    drv = online(driver())
+    drv.ctrl.update_to("base", "1.0")  # the running version: a new entry settles at once
+    drv.run(drv.now + 120)
+    assert _entry(drv) == ZSwState.INSTALLED
+    drv.ctrl.update_to("next", "2.0")
+    drv.run_until(lambda: _entry(drv) == ZSwState.DOWNLOAD_STARTED)
+    drv.power_off()  # the download dies with the boot
+    drv.power_on()
+    drv.run_until(lambda: _entry(drv) == ZSwState.LOADING, limit=600)
+    drv.power_off()  # and the write
+    drv.power_on()
+    drv.run_until(lambda: drv.node.nodeagent.testing, limit=600)  # written, rebooted into it
+    drv.run_until(lambda: drv.has_note("update_committed"), limit=900)
+    drv.power_off()  # a reboot of a settled entry
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent.config_received, limit=600)
+    held = online(driver())
+    held.ctrl.update_to("next", "2.0", activate=False)  # delivered, not installed
+    held.run_until(lambda: _entry(held) == ZSwState.DELIVERED, limit=600)
+    held.power_off()
+    held.power_on()
+    held.run_until(lambda: held.node.zedagent.config_received, limit=600)
+    failed = driver(write_error=1.0)  # the read-back fails: written, with its error
+    online(failed)
+    failed.ctrl.update_to("next", "2.0")
+    failed.run_until(lambda: bool(failed.node.persist.bos and failed.node.persist.bos["err"]), limit=600)
+    missing = _rows(ENTRY) - fired
+    # Not reached by a run: a version settling while its download or write runs (the controller
+    # would have to hand out the running version mid-download), a second download start for
+    # an entry already downloading, and a reboot before the download ever started.
+    allowed = {("base-OS entry", z, EntryEvent.SETTLED) for z in (ZSwState.DOWNLOAD_STARTED, ZSwState.DELIVERED, ZSwState.LOADING)}
+    allowed |= {("base-OS entry", ZSwState.DOWNLOAD_STARTED, EntryEvent.DOWNLOAD_START),
+                ("base-OS entry", ZSwState.INITIAL, EntryEvent.REBOOT)}
+    assert missing <= allowed, sorted(map(str, missing - allowed))
+
+
 def test_rows_name_only_phases_the_tables_know() -> None:
     for phase, event, nxt in POWER:
         assert isinstance(phase, Phase) and isinstance(event, PowerEvent) and (nxt is STAY or isinstance(nxt, Phase))
@@ -180,3 +223,6 @@ def test_rows_name_only_phases_the_tables_know() -> None:
         assert isinstance(phase, AttestState) and isinstance(event, AttestEvent)
         assert nxt is STAY or isinstance(nxt, AttestState)
     assert AttestState.TPM_ESCROW_WAIT not in {p for p, _e, _n in ATTEST_FSM}  # folded into the escrow request
+    for phase, event, nxt in ENTRY:
+        assert isinstance(phase, ZSwState) and isinstance(event, EntryEvent) and (nxt is STAY or isinstance(nxt, ZSwState))
+    assert ZSwState.VERIFYING not in {p for p, _e, _n in ENTRY}  # folded into the download

@@ -69,6 +69,8 @@ INTERNAL_ESCROW_WAIT (tpmmgr's side) are folded into TPM_QUOTE_WAIT and the escr
 class Attest(Agent):
     """The attestation FSM and the vault of one boot."""
 
+    __slots__ = ("vault_unlocked", "vault_at", "state", "token", "quote_sent", "_nonce", "_pending", "_queued_cycle")
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.vault_unlocked = False

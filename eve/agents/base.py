@@ -24,6 +24,8 @@ class Agent:
     as EVE's agents reach each other through pubsub; every action goes to the node's one outbox.
     """
 
+    __slots__ = ("node", "p", "rng", "luck")
+
     def __init__(self, node: Node) -> None:
         self.node = node
         self.p: NodeParams = node.p

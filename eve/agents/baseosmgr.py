@@ -7,6 +7,7 @@ partition states are :class:`eve.zboot.Zboot`'s. A reboot loses download and wri
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from eve.agents.base import Agent
@@ -17,6 +18,7 @@ from eve.enums import (
     PartitionState,
     ZSwState,
 )
+from eve.fsm import STAY, Transitions
 from eve.vocab import Timer
 from eve.zboot import REFUSE_TOO_EARLY
 
@@ -26,11 +28,52 @@ if TYPE_CHECKING:
 
 
 
+class EntryEvent(StrEnum):
+    """What moves the base-OS entry's ZSwState (§3 steps 1-2)."""
+
+    DOWNLOAD_START = "download starts"
+    DOWNLOADED = "downloaded and verified"
+    WRITE_START = "write into the other partition starts"
+    WRITTEN = "written"  # read back and checked: good, or a mismatch that fails the update
+    SETTLED = "settled"  # the version runs, sits failed in the other partition, is retried or committed
+    REBOOT = "reboot"  # download and write progress die with the boot; baseosmgr starts that step again
+
+
+_Z = ZSwState
+_ENTRY_STATES = (_Z.INITIAL, _Z.DOWNLOAD_STARTED, _Z.DELIVERED, _Z.LOADING, _Z.INSTALLED)
+ENTRY: Transitions[ZSwState, EntryEvent] = Transitions("base-OS entry", {
+    (_Z.INITIAL, EntryEvent.DOWNLOAD_START): _Z.DOWNLOAD_STARTED,
+    (_Z.DOWNLOAD_STARTED, EntryEvent.DOWNLOAD_START): STAY,  # a new DownloaderConfig for the same entry
+    (_Z.DOWNLOAD_STARTED, EntryEvent.DOWNLOADED): _Z.DELIVERED,
+    (_Z.DELIVERED, EntryEvent.WRITE_START): _Z.LOADING,
+    (_Z.LOADING, EntryEvent.WRITTEN): _Z.INSTALLED,
+    **{(z, EntryEvent.SETTLED): _Z.INSTALLED for z in _ENTRY_STATES},
+    (_Z.DOWNLOAD_STARTED, EntryEvent.REBOOT): _Z.INITIAL,
+    (_Z.LOADING, EntryEvent.REBOOT): _Z.DELIVERED,
+    **{(z, EntryEvent.REBOOT): STAY for z in (_Z.INITIAL, _Z.DELIVERED, _Z.INSTALLED)},
+})
+"""The base-OS entry (BaseOsStatus.State, P:cmd/baseosmgr/handlebaseos.go). A new version in the
+config is a new entry in INITIAL; VERIFYING is folded into the download (the verifier's time is
+part of it)."""
+
+
 class BaseOsMgr(Agent):
     """baseosmgr: the newest base-OS entry (in ``persist.bos``) and the partitions it writes."""
 
+    __slots__ = ()
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
+
+    @staticmethod
+    def move(entry: dict[str, Any], event: EntryEvent) -> None:
+        """Move the entry through :data:`ENTRY`."""
+        entry["zsw"] = ENTRY.fire(entry["zsw"], event)
+
+    def restart(self) -> None:
+        """baseosmgr starts again after a reboot: a download or a write in progress starts over."""
+        if self.persist.bos is not None:
+            self.move(self.persist.bos, EntryEvent.REBOOT)
 
     # ---------------------------------------------------------------------------------- reports --
     def user_status(self) -> tuple[BaseOsStatus, BaseOsSubStatus, str]:
@@ -133,18 +176,19 @@ class BaseOsMgr(Agent):
         zb = self.zboot
         cur, other = zb.current_partition, zb.other_partition
         if cur.version == version:
-            entry["zsw"] = ZSwState.INSTALLED
+            self.move(entry, EntryEvent.SETTLED)
             entry["err"] = ""
             return False
         if other.version == version and other.state == PartitionState.INPROGRESS:
             if retry_changed and activate and zb.can_retry(version):
                 zb.set_updating(other.label)  # §3 retry: other=updating -> reboot
                 ps.failed.pop(version, None)
-                entry.update(zsw=ZSwState.INSTALLED, err="")
+                self.move(entry, EntryEvent.SETTLED)
+                entry["err"] = ""
                 self._note("baseos_retry", version=version)
                 self.node.nodeagent.reboot(now, BootReason.UPDATE, self.update_reboot_text())
                 return True
-            entry["zsw"] = ZSwState.INSTALLED
+            self.move(entry, EntryEvent.SETTLED)
             # validatePartition quotes the failed boot's error, which is none when reboot-image
             # names the running partition (P:cmd/baseosmgr/handlebaseos.go handleOtherPartRebootReason).
             entry["err"] = ps.failed.get(version, "")
@@ -157,7 +201,7 @@ class BaseOsMgr(Agent):
         if startable and self.node.attest.vault_unlocked:
             # §3 step 1: download and verify first; a TooEarly refusal only blocks the install.
             # A download cut by a reboot starts again from byte 0 (the downloader's state is volatile).
-            entry["zsw"] = ZSwState.DOWNLOAD_STARTED
+            self.move(entry, EntryEvent.DOWNLOAD_START)
             info = self.p.images.get(image)
             size = info.size if info is not None else 300 * 2**20
             self._note("baseos_download", version=version)
@@ -179,7 +223,7 @@ class BaseOsMgr(Agent):
         e = self.persist.bos
         if not e or e["zsw"] != ZSwState.DOWNLOAD_STARTED:
             return
-        e["zsw"] = ZSwState.DELIVERED
+        self.move(e, EntryEvent.DOWNLOADED)
         if e["activate"]:
             self._install(now)
         self.node.zedagent.publish(now)
@@ -188,7 +232,7 @@ class BaseOsMgr(Agent):
         e = self.persist.bos
         assert e is not None
         size = self.p.images[e["image"]].size if e["image"] in self.p.images else 300 * 2**20
-        e["zsw"] = ZSwState.LOADING
+        self.move(e, EntryEvent.WRITE_START)
         self._timer(Timer.BOS_WRITE, now + size / self.p.write_speed)
 
     def on_written(self, now: float) -> None:
@@ -199,12 +243,13 @@ class BaseOsMgr(Agent):
         if self.p.write_error and self.luck.random() < self.p.write_error:
             # Read-back mismatch: the partition is left unused and the update fails (§3 step 2).
             zb.write_other(None)
-            e.update(zsw=ZSwState.INSTALLED, err="version read back from the partition does not match")
+            self.move(e, EntryEvent.WRITTEN)
+            e["err"] = "version read back from the partition does not match"
             self.node.zedagent.publish(now)
             return
         zb.write_other(e["version"], e["image"])
         zb.set_updating(zb.other_partition.label)
-        e["zsw"] = ZSwState.INSTALLED
+        self.move(e, EntryEvent.WRITTEN)
         self._note("baseos_installed", version=e["version"], partition=zb.other_partition.label)
         self.node.nodeagent.reboot(now, BootReason.UPDATE, self.update_reboot_text())
         self.node.zedagent.publish(now)

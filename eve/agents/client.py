@@ -26,6 +26,8 @@ ONBOARD_FAST_PATH = 5.0  # §1: cached UUID, DPC not Success at t=5 s -> done wi
 class Client(Agent):
     """EVE's client for one boot: certs, register, uuid, with its back-off."""
 
+    __slots__ = ("onboarding", "_got_certs", "_backoff")
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.onboarding = False

@@ -26,6 +26,8 @@ WAN_RATE = 12.5e6  # bytes/s cap for downloads (a 100 Mbit/s uplink)
 class Downloader(Agent):
     """The downloads of one boot, keyed ``bos`` or ``app/<name>`` (volatile, §3 step 1)."""
 
+    __slots__ = ("downloads",)
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.downloads: dict[str, Download] = {}  # key "bos" or "app/<name>" (volatile, §3 step 1)

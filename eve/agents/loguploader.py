@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 class LogUploaderAgent(Agent):
     """loguploader for one boot (:class:`eve.logs.LogUploader` holds the rules)."""
 
+    __slots__ = ("uploader",)
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.uploader: LogUploader | None = None  # loguploader, from zedagent's start (§1)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 class Nim(Agent):
     """nim for one boot: the DPC in use, its state and the verification walk."""
 
+    __slots__ = ("dpc_index", "dpc_state", "port_fails", "reverify", "_verify_gen", "_cache")
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.dpc_index = 0

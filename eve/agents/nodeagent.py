@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from eve.actions import CancelAll
 from eve.agents.base import Agent
+from eve.agents.baseosmgr import EntryEvent
 from eve.enums import (
     BootReason,
     ConfigGetStatus,
@@ -36,6 +37,8 @@ HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 
 class NodeAgent(Agent):
     """nodeagent for one boot: its timers, the test window and the reboot procedure."""
+
+    __slots__ = ("reachable_until", "testing", "test_start", "rebooting", "_reboot_stage", "deferred_reboot", "local_maintenance", "node_op", "all_halted", "_node_op_stage", "_node_op_text")
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
@@ -127,7 +130,8 @@ class NodeAgent(Agent):
         self.test_start = None
         e = self.persist.bos
         if e and e["version"] == zb.current_partition.version:
-            e.update(zsw=ZSwState.INSTALLED, err="")
+            self.node.baseosmgr.move(e, EntryEvent.SETTLED)
+            e["err"] = ""
         self._note("update_committed", version=zb.current_partition.version)
         self.node.zedagent.publish(now)
         if self.deferred_reboot:

@@ -28,6 +28,8 @@ WATCHDOG_INTERVAL = 1.0  # §7 the watchdog daemon checks the pid files every se
 class Watchdog(Agent):
     """The watchdog daemon's view of one boot: which agents hung or died."""
 
+    __slots__ = ("hung", "dead_agent", "oom_agent")
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.hung: set[str] = set()  # agents that stopped touching their watchdog file (§7)

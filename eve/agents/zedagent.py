@@ -19,7 +19,6 @@ from eve.enums import (
     DPCState,
     MaintenanceModeReason,
     PartitionState,
-    ZSwState,
 )
 from eve.logs import DEFAULT_INTERVAL as LOG_INTERVAL
 from eve.logs import LogUploader
@@ -47,6 +46,8 @@ ZEDAGENT_REQUESTS = frozenset({"config", "info", "metrics", "attest"})
 
 class ZedAgent(Agent):
     """zedagent for one boot: polls, applies, reports; its config status feeds nodeagent."""
+
+    __slots__ = ("running", "poll_inflight", "poll_pending", "last_hash", "config_status", "config_received", "saved_read", "last_contact", "first_success", "info_dirty", "info_inflight", "info_backoff", "_info_waiting", "maintenance", "api_maintenance", "_uuid_lookup_at", "_uuid_lookup_inflight", "shutdown_cmd", "deferred_shutdown", "deferred_poweroff", "edge_certs_published")
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
@@ -91,13 +92,7 @@ class ZedAgent(Agent):
         # gets the full config; the saved config is read only if that poll fails (_read_saved).
         self.last_hash = ""
         self.saved_read = False
-        bos = self.persist.bos
-        if bos is not None:
-            # Download or write progress dies with the reboot; baseosmgr starts that step again.
-            if bos["zsw"] == ZSwState.DOWNLOAD_STARTED:
-                bos["zsw"] = ZSwState.INITIAL
-            elif bos["zsw"] == ZSwState.LOADING:
-                bos["zsw"] = ZSwState.DELIVERED
+        self.node.baseosmgr.restart()  # download or write progress died with the reboot
         self._timer(Timer.CONFIG, now)  # first poll at start (§1)
         self._uuid_lookup_at = now  # lastDevUUIDChange starts at zedagent start (§1)
         self._timer(Timer.METRICS, now + self.rng.uniform(0.3, 1.0) * self.item("timer.metric.interval"))

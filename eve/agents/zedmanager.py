@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 class ZedManager(Agent):
     """zedmanager for one boot: every app's state and stage."""
 
+    __slots__ = ("apps", "_retry_pending")
+
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.apps: dict[str, dict[str, Any]] = {}
