@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from eve.actions import CancelAll
 from eve.agents.base import Agent
 from eve.agents.baseosmgr import EntryEvent
+from eve.agents.zedmanager import AppEvent, ZedManager
 from eve.enums import (
     BootReason,
     ConfigGetStatus,
@@ -172,10 +173,8 @@ class NodeAgent(Agent):
         self._node_op_stage = 0
         self._note("node_operation", op=op)
         for app in self.node.zedmanager.apps.values():  # shutdownAppsGlobal: Activate cleared, the apps halt
-            if app["state"] == ZSwState.RUNNING:
-                app["state"] = ZSwState.HALTING
-            elif app["state"] not in (ZSwState.ERROR, ZSwState.HALTING):
-                app["state"] = ZSwState.HALTED  # not started yet: nothing to halt, it stays put
+            if app["state"] != ZSwState.HALTING:  # one already halting goes on halting
+                ZedManager.move(app, AppEvent.NODE_HALT)
         self._timer(Timer.NODEOP, now + REBOOT_PRE_WAIT)
         self.node.zedagent.publish(now)
 
@@ -194,7 +193,7 @@ class NodeAgent(Agent):
         elif self._node_op_stage == 1:
             for app in self.node.zedmanager.apps.values():
                 if app["state"] == ZSwState.HALTING:
-                    app["state"] = ZSwState.HALTED
+                    ZedManager.move(app, AppEvent.HALT_DONE)
             self.all_halted = True
             self._note("all_domains_halted", op=self.node_op)
             self.node.zedagent.publish(now)

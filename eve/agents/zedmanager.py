@@ -8,6 +8,7 @@ after a reboot before the vault unlocks.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from eve import admission
@@ -15,6 +16,7 @@ from eve.agents.base import Agent
 from eve.enums import (
     ZSwState,
 )
+from eve.fsm import STAY, Transitions
 from eve.images import CORRUPT
 from eve.vocab import KeyedTimer, Timer, TimerFamily
 
@@ -22,6 +24,53 @@ if TYPE_CHECKING:
     from eve.node import Node
 
 
+
+
+class AppEvent(StrEnum):
+    """What moves an app's state (§8; P:cmd/zedmanager/updatestatus.go)."""
+
+    DOWNLOAD_START = "download starts"
+    DOWNLOADED = "downloaded"
+    VERIFIED = "verified"
+    LOADED = "loaded"
+    VOLUME_CREATED = "volume created"
+    ACTIVATE = "activate"  # admitted (memory) and started
+    BOOTED = "booted"
+    NO_MEMORY = "waits for memory"  # doActivate found too little; INSTALLED until checkRetry
+    NOT_ACTIVATED = "activate false"
+    CONFIG_GONE = "config gone"  # halt, then delete
+    NODE_HALT = "node operation"  # shutdownAppsGlobal: a running app halts, one not started stays put
+    HALT_DONE = "halted"
+
+
+_Z = ZSwState
+_WALK = (_Z.INITIAL, _Z.DOWNLOAD_STARTED, _Z.VERIFYING, _Z.LOADING, _Z.CREATING_VOLUME, _Z.INSTALLED, _Z.BOOTING, _Z.RUNNING)
+APP: Transitions[ZSwState, AppEvent] = Transitions("app", {
+    (_Z.INITIAL, AppEvent.DOWNLOAD_START): _Z.DOWNLOAD_STARTED,
+    (_Z.DOWNLOAD_STARTED, AppEvent.DOWNLOADED): _Z.VERIFYING,
+    (_Z.VERIFYING, AppEvent.VERIFIED): _Z.LOADING,
+    (_Z.LOADING, AppEvent.LOADED): _Z.CREATING_VOLUME,
+    (_Z.CREATING_VOLUME, AppEvent.VOLUME_CREATED): _Z.INSTALLED,
+    (_Z.INSTALLED, AppEvent.ACTIVATE): _Z.BOOTING,
+    (_Z.INITIAL, AppEvent.ACTIVATE): _Z.BOOTING,  # after a reboot: it boots again from its volume
+    (_Z.BOOTING, AppEvent.BOOTED): _Z.RUNNING,
+    (_Z.INSTALLED, AppEvent.NO_MEMORY): STAY,
+    (_Z.INITIAL, AppEvent.NO_MEMORY): _Z.INSTALLED,  # after a reboot: volumes there, doPrepare ran
+    (_Z.INSTALLED, AppEvent.NOT_ACTIVATED): _Z.HALTED,
+    (_Z.INITIAL, AppEvent.NOT_ACTIVATED): _Z.HALTED,
+    **{(z, AppEvent.CONFIG_GONE): _Z.HALTING for z in _WALK},
+    (_Z.RUNNING, AppEvent.NODE_HALT): _Z.HALTING,
+    **{(z, AppEvent.NODE_HALT): _Z.HALTED for z in _WALK[:-1] + (_Z.HALTED,)},
+    (_Z.HALTING, AppEvent.HALT_DONE): _Z.HALTED,
+})
+"""An app's states (§8). A HALTING app whose config is gone is deleted when it has halted."""
+
+_STEP_INTO = {
+    _Z.DOWNLOAD_STARTED: AppEvent.DOWNLOAD_START, _Z.VERIFYING: AppEvent.DOWNLOADED, _Z.LOADING: AppEvent.VERIFIED,
+    _Z.CREATING_VOLUME: AppEvent.LOADED, _Z.INSTALLED: AppEvent.VOLUME_CREATED, _Z.BOOTING: AppEvent.ACTIVATE,
+    _Z.RUNNING: AppEvent.BOOTED,
+}
+"""The event that moves an app into each stage of :attr:`ZedManager.STAGES`."""
 
 
 class ZedManager(Agent):
@@ -33,6 +82,11 @@ class ZedManager(Agent):
         super().__init__(node)
         self.apps: dict[str, dict[str, Any]] = {}
         self._retry_pending = False  # zedmanager's checkFreedResources (§8)
+
+    @staticmethod
+    def move(app: dict[str, Any], event: AppEvent) -> None:
+        """Move an app through :data:`APP`."""
+        app["state"] = APP.fire(app["state"], event)
 
     # ------------------------------------------------------------------------------------ apps --
     def apply(self, desired: dict[str, dict[str, Any]], now: float) -> None:
@@ -50,8 +104,13 @@ class ZedManager(Agent):
                 app["stage"] = self.STAGES.index(ZSwState.BOOTING)
             self.advance(name, now)
         for name in sorted(self.apps):
-            if name not in desired and self.apps[name]["state"] not in (ZSwState.HALTING, ZSwState.HALTED):
-                self.apps[name]["state"] = ZSwState.HALTING
+            if name in desired:
+                continue
+            state = self.apps[name]["state"]
+            if state == ZSwState.HALTED:
+                self._remove(name, now)  # not running (activate false): nothing to halt, deleted at once
+            elif state != ZSwState.HALTING:
+                self.move(self.apps[name], AppEvent.CONFIG_GONE)
                 self._timer(KeyedTimer(TimerFamily.APP, name), now + float(self.rng.uniform(2.0, 10.0)))
         self.node.zedagent.publish(now)
 
@@ -133,15 +192,16 @@ class ZedManager(Agent):
         if state == ZSwState.CREATING_VOLUME and not self.node.attest.vault_unlocked:
             return  # volumes live in the vault (§5): wait for it
         if state == ZSwState.BOOTING and not spec.get("activate", True):
-            app["state"] = ZSwState.HALTED
+            self.move(app, AppEvent.NOT_ACTIVATED)
             self.node.zedagent.publish(now)
             return
         if state == ZSwState.BOOTING and not app.get("active") and not self._admit(name, app, now):
-            if app["state"] != ZSwState.INSTALLED:  # after a reboot: volumes there, doPrepare ran
-                app["state"] = ZSwState.INSTALLED
+            was = app["state"]
+            self.move(app, AppEvent.NO_MEMORY)  # after a reboot INITIAL -> INSTALLED: volumes there, doPrepare ran
+            if app["state"] != was:
                 self.node.zedagent.publish(now)
             return  # waits INSTALLED for memory (§8)
-        app["state"] = state
+        self.move(app, _STEP_INTO[state])
         app["stage"] = stage + 1
         durations = {
             ZSwState.VERIFYING: 2.0,
@@ -181,12 +241,16 @@ class ZedManager(Agent):
         if app is None:
             return
         if app["state"] == ZSwState.HALTING:
-            del self.apps[name]
-            self.node.downloader.downloads.pop(f"app/{name}", None)
-            self.persist.apps_installed.discard(name)
-            self._note("app_removed", app=name)
-            if app.get("active"):
-                self._freed(now)  # doInactivateHalt sets checkFreedResources
-            self.node.zedagent.publish(now)
+            self._remove(name, now)
             return
         self.advance(name, now)
+
+    def _remove(self, name: str, now: float) -> None:
+        """An app whose config is gone and that has halted: its status, download and volume go."""
+        app = self.apps.pop(name)
+        self.node.downloader.downloads.pop(f"app/{name}", None)
+        self.persist.apps_installed.discard(name)
+        self._note("app_removed", app=name)
+        if app.get("active"):
+            self._freed(now)  # doInactivateHalt sets checkFreedResources
+        self.node.zedagent.publish(now)
