@@ -17,6 +17,8 @@ from test_node_rules import GiB, MiB, Driver, FakeController, driver, online
 
 from eve.agents.attest import ATTEST_FSM, AttestEvent
 from eve.agents.baseosmgr import ENTRY, EntryEvent
+from eve.agents.client import ONBOARDING, OnboardEvent, Onboarding
+from eve.agents.nodeagent import NODE_OPERATION, REBOOT, Procedure
 from eve.agents.zedmanager import APP, AppEvent
 from eve.enums import AttestState, PartitionState, ZSwState
 from eve.images import CRASH_ON_BOOT
@@ -280,6 +282,71 @@ def test_the_app_rows_are_reached_by_real_runs(fired: set[tuple[str, Any, Any]])
     short = (ZSwState.INITIAL, ZSwState.VERIFYING, ZSwState.LOADING, ZSwState.BOOTING)
     allowed = {("app", z, AppEvent.CONFIG_GONE) for z in short}
     allowed |= {("app", z, AppEvent.NODE_HALT) for z in short + (ZSwState.CREATING_VOLUME, ZSwState.INSTALLED, ZSwState.HALTED)}
+    assert missing <= allowed, sorted(map(str, missing - allowed))
+
+
+def test_every_reboot_and_node_operation_row_is_reached_by_real_runs(fired: set[tuple[str, Any, Any]]) -> None:
+    drv = online(driver())
+    drv.ctrl.set(apps={"up": _app()}, shutdown=1)  # the first shutdown counter is only stored
+    drv.run_until(lambda: _app_state(drv, "up") == ZSwState.RUNNING, limit=900)
+    drv.ctrl.set(reboot=1)  # a reboot: wait, halt the apps, reset
+    drv.run_until(lambda: drv.node.nodeagent.reboot_step == Procedure.HALTING, limit=300)
+    drv.run_until(lambda: bool(drv.resets), limit=600)
+    drv.run_until(lambda: drv.node.zedagent.config_received and _app_state(drv, "up") == ZSwState.RUNNING, limit=900)
+    assert drv.node.boot_reason.name == "REBOOT_CMD"
+    # a shutdown, and a power-off when it is waiting, halting, done: each powers the device off
+    for counter, step in ((2, Procedure.WAITING), (3, Procedure.HALTING), (4, Procedure.SHUT_DOWN)):
+        drv.ctrl.set(shutdown=counter)
+        drv.run_until(lambda: drv.node.nodeagent.node_op_step == step, limit=900)
+        drv.call("poweroff_cmd")
+        drv.run_until(lambda: drv.node.phase == Phase.OFF, limit=900)
+        drv.power_on()
+        drv.run_until(lambda: drv.node.zedagent.config_received and _app_state(drv, "up") == ZSwState.RUNNING, limit=900)
+        assert drv.node.boot_reason.name == "POWEROFF_CMD"
+    for table in (REBOOT, NODE_OPERATION):
+        assert _rows(table) <= fired, sorted(map(str, _rows(table) - fired))
+
+
+def test_the_onboarding_rows_are_reached_by_real_runs(fired: set[tuple[str, Any, Any]]) -> None:
+    drv = driver()
+    certs_fail = [503]
+    uuid_fails = [404, 404]  # the first attempt fails twice: back off, register again
+
+    def certs(send: Any, now: float) -> tuple[int, dict[str, Any], float] | None:
+        return (certs_fail.pop(), {}, 0.05) if certs_fail else None
+
+    def uuid(send: Any, now: float) -> tuple[int, dict[str, Any], float] | None:
+        return (uuid_fails.pop(), {}, 0.05) if uuid_fails else None
+
+    drv.ctrl.override["certs"] = certs
+    drv.ctrl.override["uuid"] = uuid
+    online(drv)
+    assert drv.node.client.phase == Onboarding.DONE
+    once = driver()
+    once_fails = [404]  # the second uuid of the attempt works
+    once.ctrl.override["uuid"] = lambda send, now: (once_fails.pop(), {}, 0.05) if once_fails else None
+    online(once)
+    # a cached UUID and no controller at 5 s: done without it; the certs answer still in flight
+    # (a timeout) then finds nobody
+    drv.ctrl.down = "timeout"
+    drv.power_off()
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent.running, limit=120)
+    drv.run(drv.now + 30)
+    # the same while backing off: certs answered 503 at once, the retry timer fires after the fast path
+    drv.ctrl.down = None
+    drv.ctrl.override["certs"] = lambda send, now: (503, {}, 0.05)
+    drv.power_off()
+    drv.power_on()
+    drv.run_until(lambda: drv.node.zedagent.running, limit=120)
+    drv.run(drv.now + 30)
+    missing = _rows(ONBOARDING) - fired
+    # Not reached: the fast path after the certs worked, which needs a DPC still under verification
+    # (certs success makes the DPC Success otherwise), and the late answers that would bring.
+    later = (Onboarding.REGISTER, Onboarding.UUID, Onboarding.UUID_AGAIN, Onboarding.BACKOFF)
+    allowed = {("onboarding", o, OnboardEvent.FAST_PATH) for o in later}
+    allowed |= {("onboarding", Onboarding.DONE, e) for e in (OnboardEvent.CERTS_OK, OnboardEvent.REGISTER_ANSWERED,
+                                                             OnboardEvent.UUID_OK, OnboardEvent.UUID_FAILED)}
     assert missing <= allowed, sorted(map(str, missing - allowed))
 
 

@@ -9,6 +9,7 @@ past the earliest deadline.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from eve.actions import CancelAll
@@ -22,6 +23,7 @@ from eve.enums import (
     PartitionState,
     ZSwState,
 )
+from eve.fsm import Transitions
 from eve.images import NO_CONTROLLER
 from eve.power import PowerEvent
 from eve.vocab import Phase, Timer
@@ -36,10 +38,48 @@ REBOOT_POST_WAIT = 30.0  # §3: sync, then 30 s, then zboot reset
 HALT_POLL = 5.0  # §3: domains halted, polled every 5 s (<= 300 s)
 
 
+class Procedure(StrEnum):
+    """Where nodeagent's reboot procedure, or a node operation (shutdown, power-off), is (§3, §7)."""
+
+    IDLE = "idle"
+    WAITING = "waiting"  # the first 30 s
+    HALTING = "halting"  # the reason written (a reboot, a power-off); apps halting, at most 300 s
+    SHUT_DOWN = "shut down"  # a shutdown's end: apps halted, PREPARED_POWEROFF, the device stays up
+    POWERING_OFF = "powering off"  # a power-off's last 30 s
+
+
+class ProcedureEvent(StrEnum):
+    START = "start"
+    TIMER = "timer"  # the step's timer ran out
+    HALTED_STAY_UP = "halted, stay up"  # a shutdown
+    HALTED_POWER_OFF = "halted, power off"
+
+
+_Q = Procedure
+REBOOT: Transitions[Procedure, ProcedureEvent] = Transitions("reboot", {
+    (_Q.IDLE, ProcedureEvent.START): _Q.WAITING,
+    (_Q.WAITING, ProcedureEvent.TIMER): _Q.HALTING,
+    (_Q.HALTING, ProcedureEvent.TIMER): _Q.IDLE,  # sync, 30 s, zboot reset
+})
+"""nodeagent's reboot procedure (§3; P:cmd/nodeagent/handletimers.go)."""
+
+NODE_OPERATION: Transitions[Procedure, ProcedureEvent] = Transitions("node operation", {
+    (_Q.IDLE, ProcedureEvent.START): _Q.WAITING,
+    # a power-off after a shutdown, or during one: it starts over (P:cmd/zedagent/localcommand.go
+    # checks only poweroffCmd; nodeagent starts one more handleNodeOperation)
+    **{(q, ProcedureEvent.START): _Q.WAITING for q in (_Q.WAITING, _Q.HALTING, _Q.SHUT_DOWN)},
+    (_Q.WAITING, ProcedureEvent.TIMER): _Q.HALTING,
+    (_Q.HALTING, ProcedureEvent.HALTED_STAY_UP): _Q.SHUT_DOWN,
+    (_Q.HALTING, ProcedureEvent.HALTED_POWER_OFF): _Q.POWERING_OFF,
+    (_Q.POWERING_OFF, ProcedureEvent.TIMER): _Q.IDLE,  # the device powers off
+})
+"""``handleNodeOperation`` for shutdown and power-off (§7; P:cmd/nodeagent/handletimers.go)."""
+
+
 class NodeAgent(Agent):
     """nodeagent for one boot: its timers, the test window and the reboot procedure."""
 
-    __slots__ = ("reachable_until", "testing", "test_start", "rebooting", "_reboot_stage", "deferred_reboot", "local_maintenance", "node_op", "all_halted", "_node_op_stage", "_node_op_text")
+    __slots__ = ("reachable_until", "testing", "test_start", "rebooting", "reboot_step", "deferred_reboot", "local_maintenance", "node_op", "all_halted", "node_op_step", "_node_op_text")
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
@@ -48,12 +88,12 @@ class NodeAgent(Agent):
         self.testing = False
         self.test_start: float | None = None
         self.rebooting: tuple[BootReason, str] | None = None
-        self._reboot_stage = 0
+        self.reboot_step = Procedure.IDLE
         self.deferred_reboot = False
         self.local_maintenance: set[MaintenanceModeReason] = set()  # nodeagent's own reasons
         self.node_op: str | None = None  # "shutdown" | "poweroff" in progress (nodeagent, §7)
         self.all_halted = False  # nodeagent's allDomainsHalted during a node operation
-        self._node_op_stage = 0
+        self.node_op_step = Procedure.IDLE
         self._node_op_text = ""  # the reboot-reason text a power-off writes (requestedRebootReason)
 
     def _synthesized_reason(self, power_lost: bool) -> tuple[BootReason, str]:
@@ -168,9 +208,9 @@ class NodeAgent(Agent):
             self.node.zedagent.shutdown_cmd = True
         if not self.node.zedagent.shutdown_cmd:
             self.all_halted = False
+        self.node_op_step = NODE_OPERATION.fire(self.node_op_step, ProcedureEvent.START)
         self.node_op = op
         self._node_op_text = text
-        self._node_op_stage = 0
         self._note("node_operation", op=op)
         for app in self.node.zedmanager.apps.values():  # shutdownAppsGlobal: Activate cleared, the apps halt
             if app["state"] != ZSwState.HALTING:  # one already halting goes on halting
@@ -181,26 +221,29 @@ class NodeAgent(Agent):
     def on_node_op_timer(self, now: float) -> None:
         if self.node_op is None:
             return
-        if self._node_op_stage == 0:
+        step = self.node_op_step
+        if step == Procedure.WAITING:
+            self.node_op_step = NODE_OPERATION.fire(step, ProcedureEvent.TIMER)
             if self.node_op == "poweroff":
                 self.persist.reboot_record = (BootReason.POWEROFF_CMD, self._node_op_text)
                 self.persist.reboot_image = self.zboot.current
             halting = [a for a in self.node.zedmanager.apps.values() if a["state"] == ZSwState.HALTING]
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
-            self._node_op_stage = 1
             self._timer(Timer.NODEOP, now + halt)
-        elif self._node_op_stage == 1:
+        elif step == Procedure.HALTING:
             for app in self.node.zedmanager.apps.values():
                 if app["state"] == ZSwState.HALTING:
                     ZedManager.move(app, AppEvent.HALT_DONE)
             self.all_halted = True
             self._note("all_domains_halted", op=self.node_op)
             self.node.zedagent.publish(now)
+            halted = ProcedureEvent.HALTED_POWER_OFF if self.node_op == "poweroff" else ProcedureEvent.HALTED_STAY_UP
+            self.node_op_step = NODE_OPERATION.fire(step, halted)
             if self.node_op == "poweroff":
-                self._node_op_stage = 2
                 self._timer(Timer.NODEOP, now + REBOOT_POST_WAIT)
         else:
+            self.node_op_step = NODE_OPERATION.fire(step, ProcedureEvent.TIMER)
             self._note("powered_off")
             self.node._out.append(CancelAll())
             self.node._reset_volatile()
@@ -289,8 +332,8 @@ class NodeAgent(Agent):
         """nodeagent's reboot procedure (§3): 30 s, write the reason, halt apps, sync, 30 s, reset."""
         if self.rebooting is not None or self.node.phase != Phase.RUNNING:
             return
+        self.reboot_step = REBOOT.fire(self.reboot_step, ProcedureEvent.START)
         self.rebooting = (reason, text)
-        self._reboot_stage = 0
         self._note("reboot_scheduled", reason=reason.name, text=text)
         self._timer(Timer.REBOOT, now + REBOOT_PRE_WAIT)
         self.node.zedagent.publish(now)
@@ -298,13 +341,14 @@ class NodeAgent(Agent):
     def _reboot_step(self, now: float) -> None:
         assert self.rebooting is not None
         reason, text = self.rebooting
-        if self._reboot_stage == 0:
+        step = self.reboot_step
+        self.reboot_step = REBOOT.fire(step, ProcedureEvent.TIMER)
+        if step == Procedure.WAITING:
             self.persist.reboot_record = (reason, text)  # /persist/reboot-reason, boot-reason
             self.persist.reboot_image = self.zboot.current  # /persist/reboot-image
             running = [a for a in self.node.zedmanager.apps.values() if a["state"] == ZSwState.RUNNING]
             halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
             halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
-            self._reboot_stage = 1
             self._timer(Timer.REBOOT, now + halt + REBOOT_POST_WAIT)
         else:
             self.node.hard_reset(now, reason, text)
