@@ -159,6 +159,54 @@ def test_failed_expectation_is_exit_1_and_leaves_nothing(tmp_path: Path) -> None
     assert not any(_run_tmp(tmp_path).iterdir())
 
 
+SWITCHES = preamble("emulated-switches", "the real controller's fault switches (refused certs, 503, a hang)", group="dut") + """controller:
+  config_items:
+    timer.config.interval: 5
+    timer.send.timeout: 10
+steps:
+  - refuse_device_certs: {}
+  - power_on: {}
+  - expect:
+      name: refused certs once config works are EDGE_NODE_CERTS_REFUSED
+      device_state: MAINTENANCE_MODE
+      maintenance_mode: EDGE_NODE_CERTS_REFUSED
+      within: 1m
+  - refuse_device_certs: {enable: false}
+  - expect: {name: the next re-post is accepted, maintenance_mode: NONE, device_state: ONLINE, within: 1m}
+  - controller_503: {duration: 30s}
+  - wait: 15s
+  - controller_hang: {duration: 40s}
+expect:
+  - name: back after the hang, on its one DPC
+    device_state: ONLINE
+    dpc: {index: 0}
+    within: 2m
+"""
+
+
+@pytest.mark.background("switches", lane="emulated-scenarios", scenario=SWITCHES, backend="emulated")
+def test_the_controller_switches_do_on_emulated_what_they_do_on_sim() -> None:
+    """refuse_device_certs, controller_503 and controller_hang on the real controller (its answer
+    switch and cert refusal, tests/test_controller_answer_switch.py): the agent goes into
+    EDGE_NODE_CERTS_REFUSED and out again, sees 503 answers and then timeouts after its 10 s send
+    timeout, and never switches DPC."""
+    run = background_run("switches")
+    rc, output = run.wait(timeout=420)
+    assert rc == EXIT_OK, output[-3000:] + (run.out / "logs" / "agent-dut-0.log").read_text()[-3000:]
+    events = [json.loads(line) for line in (run.out / "events.jsonl").read_text().splitlines()]
+    switch = [(e["t"], e.get("mode")) for e in events if e["source"] == "controller" and e["what"] == "admin_answer_mode"]
+    assert [m for _t, m in switch] == ["503", "normal", "hang", "normal"], switch
+    fails = [e for e in events if e["source"] == "device" and e["what"] == "config_fail"]
+    in_503 = [e for e in fails if switch[0][0] <= e["t"] <= switch[1][0]]
+    assert in_503 and all(e.get("status") == 503 for e in in_503), in_503
+    back = [e for e in events if e["source"] == "device" and e["what"] == "controller_reachable"]
+    assert any(switch[1][0] <= e["t"] <= switch[2][0] for e in back), "no successful poll between the 503 and the hang"
+    in_hang = [e for e in fails if switch[2][0] <= e["t"] <= switch[3][0] + 12]  # a poll sent in the hang times out 10 s later
+    assert in_hang and all(e.get("status") == 0 for e in in_hang), in_hang
+    assert not [e for e in events if e["what"] == "dpc_switch"]
+    assert run.leftovers() == []
+
+
 @pytest.mark.background("controller-outage", lane="emulated-scenarios", scenario=OUTAGE, backend="emulated")
 def test_controller_outage_restarts_the_controller_without_losing_the_device() -> None:
     run = background_run("controller-outage")

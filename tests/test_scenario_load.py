@@ -467,22 +467,23 @@ def _backend(name: str) -> dict[str, object]:
     return {"backend": name, "capabilities": caps, "max_devices": max_devices}
 
 
-def test_controller_503_is_refused_on_emulated(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
-    """Refused by ``validate``, not at run time ('cannot perform'): the emulated controller cannot answer 503."""
+def test_controller_503_runs_on_emulated_and_is_refused_on_qemu(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
+    """Refused by ``validate``, not at run time ('cannot perform'): qemu does not exercise controller
+    faults; the emulated backend sets the real controller's answer switch."""
     text = FLEET.replace("count: 3", "count: 1") + "steps:\n  - power_on:\n  - controller_503: {duration: 1m}\n"
-    issue = _one(tmp_path, text, profiles, **_backend("emulated"))
+    issue = _one(tmp_path, text, profiles, **_backend("qemu"))
     _at(issue, text, "controller_503")
-    assert issue.message == "step 2 'controller_503' is not supported by backend 'emulated'"
-    assert issue.hint is not None and "controller_outage" in issue.hint
-    outage = text.replace("controller_503", "controller_outage")
-    assert load_scenario(_write(tmp_path, outage), profiles=profiles, **_backend("emulated")).scenario  # type: ignore[arg-type]
+    assert issue.message == "step 2 'controller_503' needs capability 'controller_faults', which backend 'qemu' does not have"
+    assert load_scenario(_write(tmp_path, text), profiles=profiles, **_backend("emulated")).scenario  # type: ignore[arg-type]
     assert load_scenario(_write(tmp_path, text), profiles=profiles, **_backend("sim")).scenario  # type: ignore[arg-type]
 
 
 def test_fault_refused_by_a_backend(tmp_path: Path, profiles: dict[str, HwProfile]) -> None:
-    text = FLEET.replace("count: 3", "count: 1") + "faults:\n  - controller_503: {}\n    at: 1m\n  - controller_restore:\n    at: 2m\n"
+    """A fault whose capability the backend has but whose action it refuses, with the reason."""
+    text = FLEET.replace("count: 3", "count: 1") + "faults:\n  - delete_device: {}\n    at: 1m\n"
     issue = _one(tmp_path, text, profiles, **_backend("emulated"))
-    assert issue.message == "fault 1 'controller_503' is not supported by backend 'emulated'"
+    assert issue.message == "fault 1 'delete_device' is not supported by backend 'emulated'"
+    assert issue.hint is not None and "cannot delete a device" in issue.hint
 
 
 def _compared_actions(func: object) -> set[str]:
@@ -522,8 +523,9 @@ def test_validation_lets_through_only_what_the_backend_performs(name: str) -> No
             by_ports.add(action)
     accepted = backend_actions(name)
     assert accepted - (by_runner | by_ports) == set(), f"validation accepts actions the {name} backend cannot perform"
-    if name != "sim":
-        assert "controller_503" not in accepted and {"power_on", "expect", "tamper"} <= accepted
+    assert {"power_on", "expect", "tamper"} <= accepted
+    assert ("controller_503" in accepted) == (name != "qemu")  # emulated: the real controller's answer switch
+    assert ("delete_device" in accepted) == (name == "sim")
 
 
 # ------------------------------------------------------------------------------------------ reporting

@@ -18,12 +18,8 @@ if TYPE_CHECKING:
     from eden.backends.live import LiveBackend, LiveDevice
     from eden.controller.client import AdminClient
 
-NO_503 = "its controller has no switch that answers 503; use controller_outage"
-NO_HANG = ("its controller has no switch that holds requests unanswered; use controller_outage (refused, "
-           "TemporaryFail during an update) or run this scenario on sim")
 NO_DELETE = ("its controller cannot delete a device and create it again (the admin API's revoke drops a "
              "registration but keeps the device's uuid); run this scenario on sim")
-NO_CERT_REFUSAL = "its controller accepts every device's certs (no switch refuses ATTEST_REQ_CERT); run this scenario on sim"
 NO_LPS = "its device agent has no local profile server to take a graceful power-off command"
 ADMIN_READS = frozenset({"device", "devices", "stats", "events"})
 
@@ -59,9 +55,11 @@ class AdminSide(Protocol):
 
 
 class AdminControllerPort(ControllerPort):
-    capabilities = CONTROLLER_METHODS - {"set_network", "answer_503", "hang", "delete_device", "refuse_certs"}
-    """No network config (system adapters) goes on the wire, so ``set_network`` has no effect here."""
-    refusals = {"answer_503": NO_503, "hang": NO_HANG, "delete_device": NO_DELETE, "refuse_certs": NO_CERT_REFUSAL}
+    capabilities = CONTROLLER_METHODS - {"set_network", "delete_device"}
+    """No network config (system adapters) goes on the wire, so ``set_network`` has no effect here.
+    ``controller_503`` and ``controller_hang`` are the controller's answer switch (``PUT
+    /v1/settings/answer``), ``refuse_device_certs`` its per-device cert refusal."""
+    refusals = {"delete_device": NO_DELETE}
     backend_name = "emulated"
 
     def __init__(self, backend: AdminSide) -> None:
@@ -107,10 +105,22 @@ class AdminControllerPort(ControllerPort):
     def revoke_token(self, devices: list[str]) -> None:
         self._each("revoke_token", devices)
 
+    def refuse_certs(self, devices: list[str], enable: bool) -> None:
+        self._each("refuse_certs", devices, enable)
+
     def outage(self) -> None:
         self.be.controller_outage()
 
+    def answer_503(self) -> None:
+        self.admin.set_answer_mode("503")
+
+    def hang(self) -> None:
+        self.admin.set_answer_mode("hang")
+
     def restore(self) -> None:
+        """End an outage, 503 or hang period: the answer switch back to normal (queued after the
+        other changes when the controller is down), then a stopped controller restarted."""
+        self.admin.set_answer_mode("normal")
         self.be.controller_restore()
 
     def views(self) -> Mapping[str, DeviceView]:

@@ -68,7 +68,8 @@ class QemuControllerPort(AdminControllerPort):
     """docs/qemu.md: config, base-OS updates and attestation reach the reference image's agent; its
     reboots, shutdowns, apps and controller faults are not exercised there, so such steps are refused."""
 
-    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore"}
+    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore", "answer_503", "hang",
+                                                       "refuse_certs"}
     refusals = {}
     backend_name = "qemu"
 

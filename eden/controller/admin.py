@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from eden.controller.admin_types import BulkResult, Changed, LastReport, LearnSetting, Settings, TofuSetting
+from eden.controller.admin_types import AnswerSetting, BulkResult, Changed, LastReport, LearnSetting, Settings, TofuSetting
 from eden.controller.core import BadRequest, Controller, Forbidden, NotFound
 from eden.controller.store import is_busy
 
@@ -186,8 +186,14 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
 
     async def settings(request: web.Request) -> web.Response:
         current: Settings = {"learn": ctl.learn, "tofu": ctl.model.tofu, "global_items": ctl.model.global_items,
-                             "last_event_id": ctl.store.last_event_id()}
+                             "last_event_id": ctl.store.last_event_id(), "answer_mode": ctl.answer_mode}
         return ok(current)
+
+    async def set_answer(request: web.Request) -> web.Response:
+        d = await body(request)
+        ctl.set_answer_mode(str(d.get("mode")))  # checked there: 400 for anything else
+        answer: AnswerSetting = {"mode": ctl.answer_mode}
+        return ok(answer)
 
     app = web.Application(middlewares=[guard])
     s = "/v1/devices/{serial}"
@@ -195,6 +201,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.get("/v1/settings", settings),
         web.put("/v1/settings/learn", set_learn),
         web.put("/v1/settings/tofu", set_tofu),
+        web.put("/v1/settings/answer", set_answer),
         web.post("/v1/content", add_content),
         web.get("/v1/content", content),
         web.get("/v1/devices", devices),
@@ -215,6 +222,7 @@ def admin_app(ctl: Controller, token: str) -> web.Application:
         web.put(f"{s}/tofu", change("tofu", ("tofu",))),
         web.delete(f"{s}/tofu", change("tofu_reset")),
         web.post(f"{s}/attestation/revoke", change("revoke")),
+        web.put(f"{s}/certs/refusal", change("refuse_certs", ("enable",))),
         web.delete(f"{s}/cert", revoke_cert),
         web.put(f"{s}/model", change("model")),
         web.get(f"{s}/reports/{{kind}}", last_report),

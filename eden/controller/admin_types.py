@@ -140,6 +140,7 @@ class CertsView(TypedDict):
     posted: int
     at: float | None
     types: list[str]
+    refused: bool  # the admin refuses the device's ATTEST_REQ_CERT posts (404)
     pem: dict[str, str]  # ZCertType name -> PEM
 
 
@@ -209,6 +210,15 @@ class TofuSetting(TypedDict):
     tofu: bool
 
 
+AnswerMode = Literal["normal", "503", "hang"]
+ANSWER_MODES: tuple[AnswerMode, ...] = ("normal", "503", "hang")
+"""The device API's answer switch (``PUT /v1/settings/answer``, :meth:`Controller.set_answer_mode`)."""
+
+
+class AnswerSetting(TypedDict):
+    mode: AnswerMode
+
+
 class Settings(TypedDict):
     """``GET /v1/settings``."""
 
@@ -216,6 +226,7 @@ class Settings(TypedDict):
     tofu: bool
     global_items: Mapping[str, object]
     last_event_id: int
+    answer_mode: AnswerMode
 
 
 class EndpointSummary(TypedDict):

@@ -70,10 +70,17 @@ class DeviceApi:
     def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         stats = self.ctl.stats
 
+        ctl = self.ctl
+        switched = name != "datastore"  # the answer switch is the controller API's, not the datastore's
+
         async def run(request: web.Request) -> web.StreamResponse:
             start = time.perf_counter()
             response: web.StreamResponse
             try:
+                if switched and ctl.answer_mode != "normal":
+                    held_out = ctl.answer_mode == "hang" and await ctl.hold_while_hung()
+                    if held_out or ctl.answer_mode == "503":
+                        raise Reject(503, f"controller answer switch: {ctl.answer_mode}", {"Retry-After": "10"})
                 response = await handler(request)
             except Reject as exc:
                 response = web.Response(status=exc.status, text=str(exc), headers=exc.headers)

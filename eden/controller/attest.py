@@ -35,6 +35,9 @@ def handle(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
 
 
 def _certs(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], AttestDetail]:
+    status, answer = ctl.model.answer(i, "attest", {"type": "CERT"})  # the shared rule: refused -> 404
+    if status != 201:
+        return status, answer, {}  # refused: the certs held before stay
     side = ctl.model.side[i]
     posted = {}
     for c in body.get("certs", []):

@@ -86,6 +86,11 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     q = admin("info", "the last info of each object a device reported (volumes, content trees, hardware, ...)")
     q.add_argument("serial")
     q.add_argument("--kind", default=None, help="one ZInfoTypes name, e.g. ZI_VOLUME")
+    q = admin("answer", "the device API's fault switch: normal, 503 (every request answered 503) or hang (held unanswered)")
+    q.add_argument("mode", choices=["normal", "503", "hang"])
+    q = admin("refuse-certs", "refuse a device's ATTEST_REQ_CERT posts with 404 (on), or accept them again (off)")
+    q.add_argument("serial")
+    q.add_argument("mode", choices=["on", "off"])
     q = admin("tofu", "trust-on-first-use PCR templates: on/off (controller-wide unless --serial), or reset a device")
     q.add_argument("mode", choices=["on", "off", "reset"])
     q.add_argument("--serial", default=None)
@@ -213,6 +218,10 @@ def _run(args: argparse.Namespace) -> int:
         _print(client.last_report(args.serial, args.kind))
     elif c == "info":
         _print(client.info(args.serial, args.kind))
+    elif c == "answer":
+        _print(client.set_answer_mode(args.mode))
+    elif c == "refuse-certs":
+        _print(client.refuse_certs(args.serial, args.mode == "on"))
     elif c == "tofu":
         if args.mode == "reset":
             if not args.serial:

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Literal, Mapping, cast, overload
 
-from eden.controller.admin_types import (BulkResult, Changed, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, EndpointSummary,
+from eden.controller.admin_types import (AnswerSetting, BulkResult, Settings, Changed, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, EndpointSummary,
                                          Event, InfoView, JsonValue, LastReport, LearnSetting, Preregistration, Template,
                                          TemplateStatus, TofuSetting)
 from eden.controller.layout import Layout, ServeInfo
@@ -171,6 +171,18 @@ class AdminClient:
 
     def revoke_token(self, serial: str) -> Changed:
         return self._change("POST", self._dev(serial) + "/attestation/revoke", {})
+
+    def refuse_certs(self, serial: str, enable: bool) -> Changed:
+        """Refuse (or accept again) the device's ATTEST_REQ_CERT posts: 404, as the simulator's
+        ``refuse_device_certs`` (spec §5, §7)."""
+        return self._change("PUT", self._dev(serial) + "/certs/refusal", {"enable": enable})
+
+    def settings(self) -> Settings:
+        return cast(Settings, self.request("GET", "/v1/settings"))
+
+    def set_answer_mode(self, mode: str) -> AnswerSetting:
+        """The device API's answer switch: ``normal``, ``503`` or ``hang`` (:meth:`Controller.set_answer_mode`)."""
+        return cast(AnswerSetting, self.request("PUT", "/v1/settings/answer", {"mode": mode}))
 
     def revoke_cert(self, serial: str) -> AdminDeviceView:
         """Delete the device's registration: its cert is refused from now on (a new one may register)."""

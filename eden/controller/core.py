@@ -12,14 +12,14 @@ import sqlite3
 import time
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any, Literal, Mapping, overload
+from typing import Any, Literal, Mapping, cast, overload
 
 from typing_extensions import Unpack
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from eden.controller.admin_types import (ContentRow, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, Event,
+from eden.controller.admin_types import (ANSWER_MODES, AnswerMode, ContentRow, ContentView, DeviceConfig, DeviceRow, AdminDeviceView, Event,
                                          EventSpec, InfoView, JsonValue, ObjectEntry, ReportExtra, ReportSummary,
                                          Template)
 from eden.controller.layout import Layout
@@ -105,6 +105,10 @@ class Controller:
         self._log_bytes: dict[str, int] = {}  # stored log bytes per serial (read once, then counted)
         self._info_since_trim: dict[str, int] = {}  # info events added per serial since its last trim
         self._new_event = asyncio.Event()
+        self.answer_mode: AnswerMode = "normal"
+        """The answer switch (``eden controller answer``): how the device API answers, for fault
+        scenarios; in memory only, so a restarted controller answers normally."""
+        self._mode_changed = asyncio.Event()
         self._fresh()
         self._load()
 
@@ -327,6 +331,34 @@ class Controller:
             self._new_event.set()
             self._new_event = asyncio.Event()
 
+    def set_answer_mode(self, mode: str) -> None:
+        """``normal``; ``503``: every device-API request is answered 503 at once (an overloaded
+        controller, the simulator's ``controller_503``); ``hang``: every one is held unanswered
+        until the switch changes or ``hang_hold`` runs out (then 503), as the simulator's
+        ``controller_hang``. The datastore is not affected."""
+        if mode not in ANSWER_MODES:
+            raise BadRequest(f"answer mode must be one of {', '.join(ANSWER_MODES)}; got {mode!r}")
+        if mode == self.answer_mode:
+            return
+        self.answer_mode = cast(AnswerMode, mode)
+        self._mode_changed.set()
+        self._mode_changed = asyncio.Event()
+        self.store.begin()
+        self.commit([], [("admin_answer_mode", None, {"mode": mode})])
+
+    async def hold_while_hung(self) -> bool:
+        """Wait while the switch says ``hang``; True when the hold ran out (answer 503)."""
+        deadline = time.monotonic() + self.limits.hang_hold
+        while self.answer_mode == "hang":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            try:
+                await asyncio.wait_for(self._mode_changed.wait(), timeout=left)
+            except asyncio.TimeoutError:
+                return True
+        return False
+
     async def wait_events(self, since: int, wait: float) -> list[Event]:
         waiter = self._new_event
         found = self.store.events_after(since)
@@ -485,6 +517,10 @@ class Controller:
             m.set_maintenance(idx, bool(data["enable"]))
         elif what == "revoke":
             m.revoke_token(idx)
+        elif what == "refuse_certs":
+            if not isinstance(data.get("enable"), bool):
+                raise BadRequest("enable must be true or false")
+            m.refuse_certs(idx, data["enable"])
         elif what == "learn":
             for i in idx:
                 m.side[i].learn = bool(data["learn"])
@@ -504,7 +540,7 @@ class Controller:
                 self.store.forget_firmware_pcrs(m.devices[i].serial)
         else:
             raise BadRequest(f"unknown change {what!r}")
-        if what not in ("revoke", "learn", "tofu", "tofu_reset", "model"):
+        if what not in ("revoke", "learn", "tofu", "tofu_reset", "model", "refuse_certs"):
             for i in idx:
                 m.side[i].has_config = True
         self.commit(idx, [("admin_" + what, m.devices[i].serial, data) for i in idx] if serials is not None
@@ -677,7 +713,7 @@ class Controller:
                             "last": side.attestations[-1] if side.attestations else None,
                             "results": side.attestations},
             "certs": {"posted": side.certs_posted, "at": side.certs_at or None,
-                      "types": sorted(side.certs), "pem": side.certs},
+                      "types": sorted(side.certs), "pem": side.certs, "refused": dev.refuse_certs},
             "info": dev.info, "info_count": side.info_count,
             "metrics": side.metrics, "metrics_count": side.metrics_count,
             "logs_count": side.logs_count,

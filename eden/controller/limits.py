@@ -18,6 +18,7 @@ class Limits:
     body_timeout: float = 30.0  # s to receive a whole device-API request body (408 after)
     keepalive_timeout: float = 75.0  # s an idle keep-alive connection is kept
     max_body: int = 16 * 1024 * 1024  # bytes of a device-API request body (413 past it)
+    hang_hold: float = 600.0  # s a device request is held unanswered while the answer switch is 'hang' (then 503)
     tls_read_buffer: int = 32 * 1024  # bytes of the per-connection TLS read buffer (stdlib default 256 KiB)
     # log lines (a flood of one message is summarised)
     log_burst: int = 20  # lines of one kind of message before it is suppressed
