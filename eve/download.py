@@ -16,7 +16,9 @@ downloader.go ``runHandler`` / ``maybeRetryDownload``, download.go, P:cmd/volume
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
+
+from eve.fsm import Transitions
 
 
 def cost_error(max_cost: int) -> str:
@@ -24,9 +26,34 @@ def cost_error(max_cost: int) -> str:
     return f"No IP management port addresses with cost <= {max_cost}"
 
 
-DownloadState = Literal["idle", "running", "error", "verified", "verify_failed"]
-"""``error``: the download failed (``Download.err`` says why) and waits for the retry ticker;
-``verify_failed``: the sha256 did not match after the last verify retry, a final state."""
+class DownloadState(StrEnum):
+    """``error``: the download failed (``Download.err`` says why) and waits for the retry ticker;
+    ``verify_failed``: the sha256 did not match after the last verify retry, a final state."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    ERROR = "error"
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify_failed"
+
+
+class DownloadEvent(StrEnum):
+    ATTEMPT = "attempt"  # from byte 0: the first, a retry after an error, or again after a verify failure
+    FAILED = "failed"  # no port passes the cost gate, or no progress for timer.download.stalled
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify failed"  # the last verify retry failed too
+
+
+_D = DownloadState
+DOWNLOAD: Transitions[DownloadState, DownloadEvent] = Transitions("download", {
+    (_D.IDLE, DownloadEvent.ATTEMPT): _D.RUNNING,
+    (_D.ERROR, DownloadEvent.ATTEMPT): _D.RUNNING,
+    (_D.RUNNING, DownloadEvent.ATTEMPT): _D.RUNNING,  # a verify failure downloads again at once
+    (_D.RUNNING, DownloadEvent.FAILED): _D.ERROR,
+    (_D.RUNNING, DownloadEvent.VERIFIED): _D.VERIFIED,
+    (_D.RUNNING, DownloadEvent.VERIFY_FAILED): _D.VERIFY_FAILED,
+})
+"""One download's states (P:cmd/downloader/downloader.go, P:cmd/volumemgr/updatestatus.go)."""
 
 
 @dataclass
@@ -37,7 +64,7 @@ class Download:
     verify_ok: bool = True
     tick: float = 600.0
     """timer.download.retry when the download was created: runHandler's ticker range (0.3-1 x tick)."""
-    state: DownloadState = "idle"
+    state: DownloadState = DownloadState.IDLE
     done: float = 0.0
     rate: float = 0.0
     since: float = 0.0
@@ -72,13 +99,13 @@ class Download:
 
     def start(self, now: float, rate: float, max_cost: int) -> None:
         """A new attempt from byte 0: the cost gate first (``rate`` < 0 means no port passes it)."""
+        self.state = DOWNLOAD.fire(self.state, DownloadEvent.ATTEMPT)
         self.done = 0.0
         self.since = self.last_progress = now
         self.finish_at = None
         if rate < 0:
             self.fail(now, cost_error(max_cost))
             return
-        self.state = "running"
         self.set_rate(now, rate)
 
     def set_rate(self, now: float, rate: float) -> None:
@@ -89,13 +116,17 @@ class Download:
 
     def fail(self, now: float, err: str) -> None:
         """HandleDownloadFail: the error and its time; the first error is kept as the original."""
-        self.state = "error"
+        self.state = DOWNLOAD.fire(self.state, DownloadEvent.FAILED)
         self.rate = 0.0
         self.finish_at = None
         self.error_at = now
         if not self.orig_err:
             self.orig_err = err
         self.err = err if self.retries == 0 else f"{self.orig_err}; Retrying; attempt {self.retries}"
+
+    def verified(self, ok: bool) -> None:
+        """The verifier's verdict on the finished download (``ok``), or the last verify retry failed."""
+        self.state = DOWNLOAD.fire(self.state, DownloadEvent.VERIFIED if ok else DownloadEvent.VERIFY_FAILED)
 
     def stalled(self, now: float, stall_time: float) -> bool:
         """download.go: no progress for more than ``timer.download.stalled``."""

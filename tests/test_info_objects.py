@@ -115,7 +115,7 @@ def test_objects_follow_the_app_and_are_sent_again_only_when_they_change() -> No
     reports.acknowledged(first)
     assert reports.pending(node, 5.0) == []  # nothing changed
     apps["web"]["state"] = ZSwState.CREATING_VOLUME
-    dl.state = "verified"
+    dl.verified(True)
     changed = reports.pending(node, 9.0)
     assert [(o["kind"], o["data"]["state"]) for o in changed] == [("ZI_CONTENT_TREE", "LOADED"), ("ZI_VOLUME", "CREATING_VOLUME")]
     reports.acknowledged(changed)

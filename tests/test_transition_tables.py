@@ -360,3 +360,24 @@ def test_rows_name_only_phases_the_tables_know() -> None:
     for phase, event, nxt in ENTRY:
         assert isinstance(phase, ZSwState) and isinstance(event, EntryEvent) and (nxt is STAY or isinstance(nxt, ZSwState))
     assert ZSwState.VERIFYING not in {p for p, _e, _n in ENTRY}  # folded into the download
+
+
+def test_the_download_rows_are_reached_by_real_runs(fired: set[tuple[str, Any, Any]]) -> None:
+    from eve.download import DOWNLOAD
+
+    drv = online(driver())
+    drv.ctrl.item("blob.download.max.retries", 1)
+    drv.ctrl.item("timer.download.retry", 60)
+    drv.ctrl.item("timer.download.stalled", 30)
+    drv.ctrl.set(apps={"ok": _app(), "bad": {**_app(), "download": "corrupt"}})  # verified; verify failed after a retry
+    drv.run_until(lambda: _app_state(drv, "ok") == ZSwState.RUNNING
+                  and drv.node.downloader.downloads.get("app/bad") is not None
+                  and drv.node.downloader.downloads["app/bad"].state == "verify_failed", limit=900)
+    drv.ctrl.set(apps={"ok": _app(), "bad": {**_app(), "download": "corrupt"}, "slow": _app(size=500 * MiB)})
+    drv.run_until(lambda: _app_state(drv, "slow") == ZSwState.DOWNLOAD_STARTED, limit=300)
+    drv.apply(drv.node.links({"eth0", "eth1"}, drv.now))  # the links go: no progress, a stall, retries fail
+    drv.run(drv.now + 400)
+    assert drv.node.downloader.downloads["app/slow"].state == "error"
+    drv.apply(drv.node.links(set(), drv.now))
+    drv.run_until(lambda: _app_state(drv, "slow") == ZSwState.RUNNING, limit=1800)
+    assert _rows(DOWNLOAD) <= fired, sorted(map(str, _rows(DOWNLOAD) - fired))

@@ -116,13 +116,13 @@ class Downloader(Agent):
                 self._note("verify_failed", key=key, retry=d.verify_retries)
                 self._attempt(key, now)
                 return
-            d.state = "verify_failed"
+            d.verified(False)
             d.finish_at = None
             d.err = f"computed sha256 of {key} does not match the configured sha256"
             self._note("verify_failed", key=key, retry=None)
             self._report(key, now)
             return
-        d.state = "verified"
+        d.verified(True)
         d.err = ""
         self._report(key, now)
         if key == "bos":
