@@ -436,6 +436,12 @@ class Node:
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
 
+    def powered_off(self) -> None:
+        """nodeagent's power-off command ends: the device is off until a power-on."""
+        self._out.append(CancelAll())
+        self._reset_volatile()
+        self.power(PowerEvent.POWERED_OFF)
+
     # -- what a real platform reads from its disk and TPM (the simulator has no such inputs) --
     def on_disk_state(self, label: str, state: PartitionState, *, before_boot: bool = False) -> bool:
         """The disk says partition ``label`` is in ``state``, and the disk wins. Read before

@@ -12,7 +12,6 @@ import math
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from eve.actions import CancelAll
 from eve.agents.base import Agent
 from eve.agents.baseosmgr import EntryEvent
 from eve.agents.zedmanager import AppEvent, ZedManager
@@ -245,9 +244,7 @@ class NodeAgent(Agent):
         else:
             self.node_op_step = NODE_OPERATION.fire(step, ProcedureEvent.TIMER)
             self._note("powered_off")
-            self.node._out.append(CancelAll())
-            self.node._reset_volatile()
-            self.node.power(PowerEvent.POWERED_OFF)
+            self.node.powered_off()
 
     # ----------------------------------------------------------------------------- maintenance --
     def set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
