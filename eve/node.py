@@ -1,9 +1,11 @@
 """One EVE node as a sans-I/O state machine: events in, actions out.
 
 The rules of EVE-OS that matter to a controller and to a test harness live here once: boot and
-measured boot, onboarding, config polling, the A/B base-OS update with its test window and
-fallback, network port tests, attestation and the vault, apps, reboots and device states. Section
-numbers (``§3``) refer to ``shared/reference/eve-behaviour.md``.
+measured boot here, and in EVE's agents (:mod:`eve.agents`) onboarding, config polling, the A/B
+base-OS update with its test window and fallback, network port tests, attestation and the vault,
+apps, downloads, log upload, reboots and device states. The node makes a fresh set of agents at
+every power-on and reset; what survives is :class:`Persist`. Section numbers (``§3``) refer to
+``shared/reference/eve-behaviour.md``.
 
 The machine never reads a clock, sleeps, opens a socket or draws from a global random source:
 
@@ -508,7 +510,7 @@ class Node:
         /persist/boot-reason with KERNEL and reboot-reason with "kernel panic, dmesg collected …",
         leaves /persist/reboot-image alone, sleeps the kernel's panic timeout (120 s) and resets;
         without kdump nothing is recorded and the kernel resets after the same 120 s, so the next
-        nodeagent synthesizes KERNEL or UNKNOWN (``_synthesized_reason``). (The capture kernel's own
+        nodeagent synthesizes KERNEL or UNKNOWN (``NodeAgent._synthesized_reason``). (The capture kernel's own
         boot and dump time is not modelled.)"""
         if self.phase != Phase.RUNNING:
             return self._drain()

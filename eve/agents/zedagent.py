@@ -65,7 +65,7 @@ class ZedAgent(Agent):
         self.info_backoff = 0.0
         self._info_waiting = False  # a retry timer is pending
         self.maintenance: set[MaintenanceModeReason] = set()
-        """The merged reasons the device reports (``_merge_maintenance``); set nowhere else."""
+        """The merged reasons the device reports (``merge_maintenance``); set nowhere else."""
         self.api_maintenance = False  # EdgeDevConfig.maintenance_mode of the config in use
         self._uuid_lookup_at: float | None = None  # zedagent's lastDevUUIDChange (potentialUUIDUpdate)
         self._uuid_lookup_inflight = False
@@ -275,7 +275,7 @@ class ZedAgent(Agent):
         self.node.nim.apply_network(cfg.get("network"), now)
         if not self.node.attest.vault_unlocked:
             # §5: baseosmgr, volumemgr and domainmgr wait for the vault; the saved config is
-            # applied when it unlocks (_vault_ready).
+            # applied when it unlocks (Attest._vault_ready).
             self.publish(now)
             return
         skip_apps = self.node.baseosmgr.apply(cfg.get("baseos"), now)

@@ -92,14 +92,14 @@ class ZedManager(Agent):
     def apply(self, desired: dict[str, dict[str, Any]], now: float) -> None:
         """zedmanager: create, check resources, walk the states, or halt and delete (§8)."""
         if not self.node.attest.vault_unlocked:
-            return  # §5 WaitForVault: no volume, no app until the vault unlocks (_vault_ready)
+            return  # §5 WaitForVault: no volume, no app until the vault unlocks (Attest._vault_ready)
         for name in sorted(desired):
             if name in self.apps:
                 continue
             spec = desired[name]
             app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
             self.apps[name] = app
-            # §8: no check here; memory is admitted at activation (_app_admit)
+            # §8: no check here; memory is admitted at activation (_admit)
             if name in self.persist.apps_installed:  # after a reboot: boot again from its volume
                 app["stage"] = self.STAGES.index(ZSwState.BOOTING)
             self.advance(name, now)
@@ -121,7 +121,7 @@ class ZedManager(Agent):
         is its memory plus the VMM overhead; what remains is the total less EVE's reservation and
         the apps that are activated or activating (booting, running, or halting until they are
         gone: memorysizemgmt.go `getRemainingMemory`). Short: the app stays INSTALLED with the
-        appErr EVE writes and waits for `checkRetry` (_app_retry). `memory.apps.ignore.check`
+        appErr EVE writes and waits for `checkRetry` (on_retry_timer). `memory.apps.ignore.check`
         skips the check."""
         spec = app["spec"]
         if not self.items.get("memory.apps.ignore.check"):
