@@ -340,11 +340,15 @@ class Controller:
             raise BadRequest(f"answer mode must be one of {', '.join(ANSWER_MODES)}; got {mode!r}")
         if mode == self.answer_mode:
             return
-        self.answer_mode = cast(AnswerMode, mode)
+        self.store.begin()  # the write lock first: a busy database changes nothing (503)
+        was, self.answer_mode = self.answer_mode, cast(AnswerMode, mode)
+        try:
+            self.commit([], [("admin_answer_mode", None, {"mode": mode})])
+        except BaseException:
+            self.answer_mode = was
+            raise
         self._mode_changed.set()
         self._mode_changed = asyncio.Event()
-        self.store.begin()
-        self.commit([], [("admin_answer_mode", None, {"mode": mode})])
 
     async def hold_while_hung(self) -> bool:
         """Wait while the switch says ``hang``; True when the hold ran out (answer 503)."""
