@@ -438,9 +438,10 @@ class Node:
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
 
-    def powered_off(self) -> None:
+    def powered_off(self, now: float) -> None:
         """nodeagent's power-off command ends: the device is off until a power-on."""
         self._out.append(CancelAll())
+        self.loguploader.stop(now)  # the log files closed so far stay on /persist
         self._reset_volatile()
         self.power(PowerEvent.POWERED_OFF)
 

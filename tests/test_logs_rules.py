@@ -166,6 +166,20 @@ def test_logs_files_survive_a_reboot() -> None:
     assert len(drv.sent("logs", since=start2)) == 3  # one per 90 s fire
 
 
+def test_logs_files_survive_a_graceful_power_off() -> None:
+    """The same for a power-off command (§7): the files closed before it stay on /persist. Until
+    2026-12-07 the power-off forgot the files made during that uptime."""
+    drv = driver()
+    drv.ctrl.override["logs"] = lambda send, now: (0, {"error": "timeout"}, 10.0)
+    online(drv)
+    start = _start(drv)
+    drv.run(start + 1000.0)
+    drv.call("poweroff_cmd")
+    drv.run_until(lambda: drv.node.phase == "off", limit=900)
+    assert drv.has_note("powered_off")
+    assert drv.node.persist.logs.made >= 3  # 300 s a file, over at least 1,060 s of uptime
+
+
 def test_fleet_log_uploads_are_a_bulk_share_of_the_controller_load(tmp_path) -> None:
     """A settled fleet sends one upload per device per 300 s (one file each), answered through the
     engine's bulk path; the per-minute ``logs_requests`` series and ``controller.requests.logs`` agree."""

@@ -244,7 +244,7 @@ class NodeAgent(Agent):
         else:
             self.node_op_step = NODE_OPERATION.fire(step, ProcedureEvent.TIMER)
             self._note("powered_off")
-            self.node.powered_off()
+            self.node.powered_off(now)
 
     # ----------------------------------------------------------------------------- maintenance --
     def set_local_maintenance(self, reason: MaintenanceModeReason, on: bool, now: float) -> None:
