@@ -45,7 +45,6 @@ from eve.dpc import Dpc
 from eve.enums import (
     BootReason,
     ConfigGetStatus,
-    DPCState,
     MaintenanceModeReason,
     PartitionState,
     ZDeviceState,
@@ -416,9 +415,7 @@ class Node:
         was = self.power(PowerEvent.POWER_CUT)
         if was == Phase.OFF:
             return self._drain()
-        self._out.append(CancelAll())
-        self.loguploader.stop(now)
-        self._reset_volatile()
+        self._agents_stop(now)
         if was != Phase.BRICKED:
             self.persist.power_lost = True
         self._note("power_off")
@@ -431,18 +428,21 @@ class Node:
             # record of an image that died before its nodeagent ran survives.
             ps.reboot_record = (reason, text)
             ps.reboot_image = self.zboot.current
-        self._out.append(CancelAll())
-        self.loguploader.stop(now)
-        self._reset_volatile()
+        self._agents_stop(now)
         self.power(PowerEvent.RESET)
         self._note("reset", reason=reason.name if reason is not None else None)
         self._out.append(Reset(reason))
 
+    def _agents_stop(self, now: float) -> None:
+        """Every agent process ends (a power cut, a reset, a panic, a power-off): their timers go,
+        the log files closed so far stay on /persist, and a fresh set of agents waits for the next boot."""
+        self._out.append(CancelAll())
+        self.loguploader.stop(now)
+        self._reset_volatile()
+
     def powered_off(self, now: float) -> None:
         """nodeagent's power-off command ends: the device is off until a power-on."""
-        self._out.append(CancelAll())
-        self.loguploader.stop(now)  # the log files closed so far stay on /persist
-        self._reset_volatile()
+        self._agents_stop(now)
         self.power(PowerEvent.POWERED_OFF)
 
     # -- what a real platform reads from its disk and TPM (the simulator has no such inputs) --
@@ -519,9 +519,7 @@ class Node:
         if self.p.kdump:
             ps.reboot_record = (BootReason.KERNEL, f"kernel panic, dmesg collected: /persist/kcrashes/dmesg-{now:.0f}.log")
         self._note("kernel_panic", kdump=self.p.kdump, version=self.running_version)
-        self._out.append(CancelAll())
-        self.loguploader.stop(now)
-        self._reset_volatile()
+        self._agents_stop(now)
         self.power(PowerEvent.PANIC)
         self._timer(Timer.CRASH, now + PANIC_TIMEOUT)
         return self._drain()
@@ -612,8 +610,8 @@ class Node:
         if kind == "uuid" and ctx == "lookup":
             self.zedagent.on_uuid_lookup_answer(status, body, now)
         elif kind in ("certs", "register", "uuid"):
-            if kind == "certs" and status == 200 and (self.nim.reverify is None or self.persist.dpcs is None):
-                self.nim.dpc_state = DPCState.SUCCESS
+            if kind == "certs" and status == 200:
+                self.nim.mark_working()
             self.client.on_answer(kind, status, body, now, ctx)
         elif kind == "config":
             self.zedagent.on_config_answer(status, body, now, ctx)

@@ -119,13 +119,14 @@ class Attest(Agent):
         each cycle would queue the next one forever."""
         if sent_token != self.token:
             return  # stale: that token was replaced after the config was sent
-        was = self.state
-        self._fire(AttestEvent.RESTART)
-        if was == AttestState.COMPLETE:
+        if self.state == AttestState.COMPLETE:
             self._queued_cycle = False
             self._note("attest_restart", why="config 403")
-            self._timer(Timer.ATTEST, now + ATTEST_RETRY)
-        elif was != AttestState.RESTART_WAIT and not self._queued_cycle:
+            self._restart_wait(AttestEvent.RESTART, now)
+            return
+        was = self.state
+        self._fire(AttestEvent.RESTART)  # STAY: dropped in RESTART_WAIT, else remembered
+        if was != AttestState.RESTART_WAIT and not self._queued_cycle:
             self._pending = True
 
     def _complete(self, event: AttestEvent, now: float) -> None:

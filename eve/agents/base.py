@@ -45,7 +45,7 @@ class Agent:
         return self.node.persist.items
 
     def item(self, key: str) -> float:
-        return float(self.node.persist.items.get(key))  # type: ignore[arg-type]
+        return self.node.item(key)
 
     def _timer(self, name: TimerName, at: float) -> None:
         self.node._out.append(SetTimer(name, at))

@@ -107,41 +107,35 @@ class Client(Agent):
         else:
             self._send("register", {"serial": self.p.serial, "cert": f"device-cert-{self.p.serial}"}, now)
 
-    def _failed(self, event: OnboardEvent, now: float) -> None:
-        self._fire(event)
+    def _back_off(self, now: float) -> None:
+        """A failed attempt: the next one after the back-off, which doubles up to its cap."""
         self._timer(Timer.ONBOARD, now + self._backoff)
         self._backoff = min(self._backoff * 2, ONBOARD_BACKOFF_CAP)
 
     def on_answer(self, kind: str, status: int, body: dict[str, Any], now: float, ctx: Any = None) -> None:
-        if self.phase == Onboarding.DONE:
-            self._fire(_ANSWER_EVENTS[kind][0 if status in (200, 201) else 1])  # STAY: nobody waits for it
-            return
-        if kind == "certs":
-            if status == 200:
-                self._fire(OnboardEvent.CERTS_OK)
-                self._attempt(now)
-            else:
-                self._failed(OnboardEvent.CERTS_FAILED, now)
-        elif kind == "register":
+        event = _answer_event(kind, status)
+        phase = self.phase
+        self._fire(event)
+        if phase == Onboarding.DONE:
+            return  # STAY: after the fast path nobody waits for it
+        if event == OnboardEvent.CERTS_OK:
+            self._attempt(now)
+        elif event == OnboardEvent.REGISTER_ANSWERED:
             if status not in (200, 201):
                 self._note("register_refused", status=status)
             # §1 selfRegister: the answer only sets the LED (200/201 onboarded, 409 conflict, 403
             # not found, …); uuid is tried whatever it was, so a refused device still onboards.
-            self._fire(OnboardEvent.REGISTER_ANSWERED)
             self._send("uuid", {}, now)
-        elif kind == "uuid":
-            if status in (200, 201):
-                first = not self.node.onboarded
-                self.persist.uuid = body.get("uuid", self.p.device_id)
-                self._fire(OnboardEvent.UUID_OK)
-                if first:
-                    self._note("onboarded", uuid=self.persist.uuid)
-                self.node.zedagent.start(now)
-            elif self._fire(OnboardEvent.UUID_FAILED) == Onboarding.UUID_AGAIN:
-                self._send("uuid", {}, now)  # §1: a failed uuid is posted a second time at once
-            else:
-                self._timer(Timer.ONBOARD, now + self._backoff)
-                self._backoff = min(self._backoff * 2, ONBOARD_BACKOFF_CAP)
+        elif event == OnboardEvent.UUID_OK:
+            first = not self.node.onboarded
+            self.persist.uuid = body.get("uuid", self.p.device_id)
+            if first:
+                self._note("onboarded", uuid=self.persist.uuid)
+            self.node.zedagent.start(now)
+        elif self.phase == Onboarding.UUID_AGAIN:
+            self._send("uuid", {}, now)  # §1: a failed uuid is posted a second time at once
+        else:  # certs failed, or uuid failed twice
+            self._back_off(now)
 
     def on_timer(self, now: float) -> None:
         self._fire(OnboardEvent.RETRY)
@@ -154,8 +148,10 @@ class Client(Agent):
             self.node.zedagent.start(now)
 
 
-_ANSWER_EVENTS = {
-    "certs": (OnboardEvent.CERTS_OK, OnboardEvent.CERTS_FAILED),
-    "register": (OnboardEvent.REGISTER_ANSWERED, OnboardEvent.REGISTER_ANSWERED),
-    "uuid": (OnboardEvent.UUID_OK, OnboardEvent.UUID_FAILED),
-}
+def _answer_event(kind: str, status: int) -> OnboardEvent:
+    """The client's reading of an answer: certs only with 200, register whatever it says, uuid with 200/201."""
+    if kind == "certs":
+        return OnboardEvent.CERTS_OK if status == 200 else OnboardEvent.CERTS_FAILED
+    if kind == "register":
+        return OnboardEvent.REGISTER_ANSWERED
+    return OnboardEvent.UUID_OK if status in (200, 201) else OnboardEvent.UUID_FAILED

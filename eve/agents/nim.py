@@ -64,6 +64,12 @@ class Nim(Agent):
         self._cache[lastresort] = dpcs
         return dpcs
 
+    def mark_working(self) -> None:
+        """The DPC in use counts as working (a certs answer, zedagent's start), unless a pushed DPC
+        list is being verified: then that walk decides (§4)."""
+        if self.reverify is None or self.persist.dpcs is None:
+            self.dpc_state = DPCState.SUCCESS
+
     # ----------------------------------------------------------------------------- port tests --
     def on_port_test_timer(self, now: float) -> None:
         self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))

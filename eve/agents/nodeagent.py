@@ -226,10 +226,7 @@ class NodeAgent(Agent):
             if self.node_op == "poweroff":
                 self.persist.reboot_record = (BootReason.POWEROFF_CMD, self._node_op_text)
                 self.persist.reboot_image = self.zboot.current
-            halting = [a for a in self.node.zedmanager.apps.values() if a["state"] == ZSwState.HALTING]
-            halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in halting)
-            halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
-            self._timer(Timer.NODEOP, now + halt)
+            self._timer(Timer.NODEOP, now + self._halt_time(ZSwState.HALTING))
         elif step == Procedure.HALTING:
             for app in self.node.zedmanager.apps.values():
                 if app["state"] == ZSwState.HALTING:
@@ -325,6 +322,12 @@ class NodeAgent(Agent):
             return False
         return now - max(self.node.attest.vault_at or now, self.node.zedagent.first_success) >= self.item("timer.vault.ready.cutoff")
 
+    def _halt_time(self, state: ZSwState) -> float:
+        """How long halting the apps in ``state`` takes: 2-10 s each, polled every 5 s, at most
+        300 s (§3 reboot procedure)."""
+        halt = sum(float(self.rng.uniform(2.0, 10.0)) for a in self.node.zedmanager.apps.values() if a["state"] == state)
+        return min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
+
     def reboot(self, now: float, reason: BootReason, text: str) -> None:
         """nodeagent's reboot procedure (§3): 30 s, write the reason, halt apps, sync, 30 s, reset."""
         if self.rebooting is not None or self.node.phase != Phase.RUNNING:
@@ -343,10 +346,7 @@ class NodeAgent(Agent):
         if step == Procedure.WAITING:
             self.persist.reboot_record = (reason, text)  # /persist/reboot-reason, boot-reason
             self.persist.reboot_image = self.zboot.current  # /persist/reboot-image
-            running = [a for a in self.node.zedmanager.apps.values() if a["state"] == ZSwState.RUNNING]
-            halt = sum(float(self.rng.uniform(2.0, 10.0)) for _ in running)
-            halt = min(300.0, HALT_POLL * math.ceil(halt / HALT_POLL)) if halt else 0.0
-            self._timer(Timer.REBOOT, now + halt + REBOOT_POST_WAIT)
+            self._timer(Timer.REBOOT, now + self._halt_time(ZSwState.RUNNING) + REBOOT_POST_WAIT)
         else:
             self.node.hard_reset(now, reason, text)
 

@@ -16,7 +16,6 @@ from eve.agents.base import Agent
 from eve.enums import (
     BootReason,
     ConfigGetStatus,
-    DPCState,
     MaintenanceModeReason,
     PartitionState,
 )
@@ -100,8 +99,7 @@ class ZedAgent(Agent):
         self._timer(Timer.PORTTEST, now + self.item("timer.port.testinterval"))
         self.node.loguploader.uploader = LogUploader(self.persist.logs, now)
         self._timer(Timer.LOGS, now + LOG_INTERVAL)  # loguploader's first upload timer (§1)
-        if self.node.nim.reverify is None or self.persist.dpcs is None:
-            self.node.nim.dpc_state = DPCState.SUCCESS
+        self.node.nim.mark_working()
         if self.p.tpm:
             self.post_edge_certs(now)  # publishEdgeNodeCertsToController at zedagent start (§5)
         self.node.attest.start(now)

@@ -97,11 +97,7 @@ class ZedManager(Agent):
             if name in self.apps:
                 continue
             spec = desired[name]
-            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
-            self.apps[name] = app
-            # §8: no check here; memory is admitted at activation (_admit)
-            if name in self.persist.apps_installed:  # after a reboot: boot again from its volume
-                app["stage"] = self.STAGES.index(ZSwState.BOOTING)
+            self._new_app(name, spec)  # §8: no check here; memory is admitted at activation (_admit)
             self.advance(name, now)
         for name in sorted(self.apps):
             if name in desired:
@@ -113,6 +109,13 @@ class ZedManager(Agent):
                 self.move(self.apps[name], AppEvent.CONFIG_GONE)
                 self._timer(KeyedTimer(TimerFamily.APP, name), now + float(self.rng.uniform(2.0, 10.0)))
         self.node.zedagent.publish(now)
+
+    def _new_app(self, name: str, spec: dict[str, Any]) -> None:
+        """A new AppInstanceStatus in INITIAL; one installed before a reboot boots again from its volume."""
+        app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
+        if name in self.persist.apps_installed:
+            app["stage"] = self.STAGES.index(ZSwState.BOOTING)
+        self.apps[name] = app
 
     def _admit(self, name: str, app: dict[str, Any], now: float) -> bool:
         """zedmanager's memory check at activation (§8, P:cmd/zedmanager/updatestatus.go `doActivate`).
@@ -230,10 +233,7 @@ class ZedManager(Agent):
                 if self.apps[name]["stage"] and self.apps[name]["state"] != ZSwState.RUNNING:
                     self.advance(name, now)
                 continue
-            app = {"state": ZSwState.INITIAL, "err": "", "spec": spec, "stage": 0}
-            self.apps[name] = app
-            if name in self.persist.apps_installed:
-                app["stage"] = self.STAGES.index(ZSwState.BOOTING)
+            self._new_app(name, spec)
             self.advance(name, now)
 
     def on_app_timer(self, name: str, now: float) -> None:
