@@ -327,6 +327,33 @@ def test_every_info_kind_gets_201_and_the_last_of_each_is_kept(eve: EveDevice, a
     assert eve.info(99, 30, b"") == 422  # nor is a value ZInfoTypes does not have
 
 
+def test_app_info_as_eves_queue_sends_it_is_kept_until_the_app_is_deleted(eve: EveDevice, admin: AdminClient) -> None:
+    """EVE's deferred queue sends ZiApp items before device info (getDeferredPriorityFunctions,
+    P:cmd/zedagent/zedagent.go), sends an app's info only when it changes, lists the apps it runs
+    in ZInfoDevice.appInstances = 32 (createAppInstances, P:cmd/zedagent/reportinfo.go), and
+    reports a deleted app as ZInfoApp{AppID} alone (PublishAppInfoToZedCloud,
+    P:cmd/zedagent/handlemetrics.go). A 4xx here is dropped for good (retriableHTTPStatus,
+    P:controllerconn/deferred.go; spec §2.1, §2.2)."""
+    eve.onboard_now()
+    app_id = str(uuidlib.uuid5(uuidlib.UUID("a4b1c2d3-6e5f-4a7b-8c9d-0e1f2a3b4c5d"), "nginx"))  # eden's app uuid
+    app = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_APP, devId=eve.uuid)
+    app.atTimeStamp.GetCurrentTime()
+    app.ainfo.AppName, app.ainfo.AppID, app.ainfo.state = "nginx", app_id, info_pb2.SW_STATE_RUNNING
+    assert eve.post(f"/id/{eve.uuid}/info", app.SerializeToString())[0] == 201  # before any device info
+    listed = _field(32, _field(1, app_id.encode()) + _field(2, b"nginx") + _field(3, b"nginx.1"))
+    for _ in range(2):  # periodic device info: the app is not re-sent
+        msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_DEVICE, devId=eve.uuid, dinfo=info_pb2.ZInfoDevice())
+        msg.atTimeStamp.GetCurrentTime()
+        raw = msg.SerializeToString() + _field(3, listed)  # a second dinfo chunk merges (Go/proto3)
+        assert eve.post(f"/id/{eve.uuid}/info", raw)[0] == 201
+        assert admin.device(eve.serial)["info"]["apps"] == {"nginx": {"state": "RUNNING", "err": ""}}
+    gone = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_APP, devId=eve.uuid)
+    gone.atTimeStamp.GetCurrentTime()
+    gone.ainfo.AppID = app_id
+    assert eve.post(f"/id/{eve.uuid}/info", gone.SerializeToString())[0] == 201
+    assert admin.device(eve.serial)["info"]["apps"] == {}
+
+
 def test_volume_and_content_tree_info_is_kept_per_object_until_eve_says_it_is_gone(
         eve: EveDevice, admin: AdminClient) -> None:
     """zedagent's PublishVolumeToZedCloud / PublishContentInfoToZedCloud: one message per object,

@@ -637,11 +637,16 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_ver
         raise CodecError("info without atTimeStamp")
     at = _get_time(msg.atTimeStamp)
     if ztype == "ZI_DEVICE" and content == "dinfo":
-        return {"part": "device", "report": _decode_dinfo(msg.dinfo, at, image_of, baseos_version)}
+        return {"part": "device", "report": _decode_dinfo(msg.dinfo, at, image_of, baseos_version),
+                "app_instances": _app_instances(msg.dinfo)}
     if ztype == "ZI_APP" and content == "ainfo":
         a = msg.ainfo
         if not a.AppName:
-            raise CodecError("app info without AppName")
+            # PublishAppInfoToZedCloud with no AppInstanceStatus: the app was deleted and the
+            # message holds its AppID alone (P:cmd/zedagent/handlemetrics.go; spec §2.2)
+            if not a.AppID:
+                raise CodecError("app info without AppName or AppID")
+            return {"part": "app_gone", "at": at, "uuid": a.AppID}
         return {"part": "app", "at": at, "name": a.AppName, "app": {"state": _enum_in(ZSwState, a.state), "err": "; ".join(e.description for e in a.appErr)}}
     if content in objinfo.KIND_OF_FIELD:
         return {"part": "object", "at": at, "content_field": msg.DESCRIPTOR.fields_by_name[content].number,
@@ -652,6 +657,20 @@ def _decode_info(msg: info_pb2.ZInfoMsg, image_of: Mapping[str, str], baseos_ver
         fields = sorted({f.field_number for f in UnknownFieldSet(msg)} - {1, 2, 6})
         return {"part": "other", "kind": ztype, "at": at, "content_fields": fields}
     raise CodecError(f"info type {ztype} with content {content!r} is not supported")
+
+
+def _app_instances(d: info_pb2.ZInfoDevice) -> list[str] | None:
+    """The names in ZInfoDevice.appInstances (32, ZInfoAppInstance{uuid=1, name=2}), which EVE
+    fills with every app it runs (createAppInstances, P:cmd/zedagent/reportinfo.go); None when
+    the field is absent. Not in eden's proto: read from the unknown fields (name = field 2, the
+    same number and wire type as ZInfoApp.appVersion)."""
+    raw = [f.data for f in UnknownFieldSet(d) if f.field_number == 32 and f.wire_type == 2]
+    if not raw:
+        return None
+    try:
+        return [info_pb2.ZInfoApp.FromString(bytes(b)).appVersion for b in raw]
+    except DecodeError as exc:
+        raise CodecError(f"appInstances does not parse: {exc}") from None
 
 
 def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str],
@@ -712,14 +731,22 @@ def merge_info(previous: Mapping[str, Any] | None, partial: Mapping[str, Any]) -
     if not isinstance(partial, Mapping) or (previous is not None and not isinstance(previous, Mapping)):
         raise CodecError("merge_info takes mappings")
     part = partial.get("part")
+    before = dict((previous or {}).get("apps") or {})
     if part == "device":
-        return {**partial["report"], "apps": {}}
+        # EVE sends an app's info only when it changes, and before the device info of the same
+        # queue pass (getDeferredPriorityFunctions, P:cmd/zedagent/zedagent.go); its device info
+        # lists the apps it runs (appInstances): those keep their last state. Without that list
+        # (no apps, or eden's emulator, which sends every app after each device message) the
+        # apps are emptied.
+        names = partial.get("app_instances") or ()
+        return {**partial["report"], "apps": {n: a for n, a in before.items() if n in names}}
     if part == "app":
-        if previous is None:
-            raise CodecError("app info before any device info")
-        apps = dict(previous.get("apps") or {})
-        apps[partial["name"]] = dict(partial["app"])
-        return {**previous, "apps": dict(sorted(apps.items()))}
+        # may come before any device info (see above): the report then holds the apps alone
+        before[partial["name"]] = dict(partial["app"])
+        return {**(previous or {}), "apps": dict(sorted(before.items()))}
+    if part == "app_gone":
+        apps = {n: a for n, a in before.items() if app_uuid(n) != partial["uuid"]}
+        return {**(previous or {}), "apps": apps}
     raise CodecError(f"not a decoded info message: {partial!r}")
 
 
