@@ -230,3 +230,15 @@ def test_an_emulated_device_with_an_app_reports_its_volume_content_tree_and_hard
                               "--kind", "ZI_VOLUME"], capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
         assert set(json.loads(cli.stdout)["kinds"]) == {"ZI_VOLUME"}
+
+
+def test_a_deleted_network_instance_as_eve_sends_it_is_gone() -> None:
+    # EVE's delete keeps networkVersion beside networkID and sets nothing else
+    # (prepareAndPublishNetworkInstanceInfoMsg, P:cmd/zedagent/handlenetworkinstance.go; spec §2.2)
+    msg = info_pb2.ZInfoMsg(ztype=info_pb2.ZI_NETWORK_INSTANCE, devId="d",
+                            niinfo=info_pb2.ZInfoNetworkInstance(networkID="n1", networkVersion="3"))
+    msg.atTimeStamp.FromSeconds(1_700_000_000)
+    decoded = codec.decode_request("info", msg.SerializeToString())
+    assert decoded["key"] == "n1" and decoded["data"] is None
+    msg.niinfo.displayname = "still here"
+    assert codec.decode_request("info", msg.SerializeToString())["data"] is not None

@@ -216,6 +216,16 @@ def _hardware(data: HardwareData) -> info_pb2.ZInfoHardware:
     return hw
 
 
+_GONE_FIELDS = {
+    "ZI_VOLUME": frozenset({"uuid"}),
+    "ZI_CONTENT_TREE": frozenset({"uuid"}),
+    # a deleted network instance keeps its version beside its id
+    # (prepareAndPublishNetworkInstanceInfoMsg, P:cmd/zedagent/handlenetworkinstance.go; spec §2.2)
+    "ZI_NETWORK_INSTANCE": frozenset({"networkID", "networkVersion"}),
+}
+"""The fields of the message EVE sends when the object is deleted: nothing else is set."""
+
+
 def decode(msg: info_pb2.ZInfoMsg, kind: str, field: str) -> InfoObject:
     """ZInfoMsg with a per-object content -> ``{"kind", "key", "data"}`` (``data`` None: gone)."""
     if KIND_OF_FIELD.get(field) != kind:
@@ -234,7 +244,7 @@ def decode(msg: info_pb2.ZInfoMsg, kind: str, field: str) -> InfoObject:
     key = _cut(body.networkID if isinstance(body, info_pb2.ZInfoNetworkInstance) else body.uuid)
     if not key:  # not an object EVE would send; counted by the controller, not kept
         return {"kind": kind, "key": "", "data": None}
-    if [f.name for f, _ in body.ListFields()] == (["networkID"] if kind == "ZI_NETWORK_INSTANCE" else ["uuid"]):
+    if {f.name for f, _ in body.ListFields()} <= _GONE_FIELDS[kind]:
         return {"kind": kind, "key": key, "data": None}  # the object is gone
     data: ObjectData
     if isinstance(body, info_pb2.ZInfoVolume):
