@@ -15,6 +15,8 @@ __all__ = [
     "DIGEST_SIZE",
     "SEAL_PCRS",
     "QUOTE_PCRS",
+    "REPORTED_PCRS",
+    "RESET_VALUES_16_23",
     "PCR_GRUB_CFG",
     "PCR_ROOTFS",
     "PCR_CONFIG",
@@ -40,6 +42,11 @@ PCR_CONFIG = 14  # measure-config extends /config (spec §1; also remote-access 
 SEAL_PCRS: tuple[int, ...] = (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 # Attestation quote covers SHA-256 PCR 0-15 (spec §5).
 QUOTE_PCRS: tuple[int, ...] = tuple(range(16))
+# What the device reports beside a quote: tpmmgr reads SHA-256 PCR 0-23 (maxPCRIndex = 23) and sends
+# them all in pcr_values, though only 0-15 are quoted (P:cmd/tpmmgr/tpmmgr.go getQuote; spec §5).
+REPORTED_PCRS: tuple[int, ...] = tuple(range(24))
+# PCR 16-23 as a TPM 2.0 PC-client TPM holds them after a reset: 17-22 all ones, 16 and 23 zero.
+RESET_VALUES_16_23: dict[int, bytes] = {i: (b"\xff" if 17 <= i <= 22 else b"\x00") * 32 for i in range(16, 24)}
 
 
 def _bytes(data: bytes | str) -> bytes:

@@ -110,6 +110,9 @@ def test_eve_cert_post_binary_quote_and_escrow(server: ServeProcess, swtpm: Tpm2
 
         # A nonce is good once: the first quote passes (its PCRs are learnt as the template), its replay does not.
         req = eve.quote_req(eve.nonce())
+        # tpmmgr reads and sends SHA-256 PCR 0-23 though it quotes 0-15 (P:cmd/tpmmgr/tpmmgr.go
+        # maxPCRIndex; spec §5): all 24 travel, and the controller accepts them
+        assert [p.index for p in req.quote.pcr_values] == list(range(24))
         first = eve.quote(req)
         assert first.response == Q.SUCCESS and first.integrity_token and not first.keys
         assert eve.quote(req).response == Q.NONCE_MISMATCH
@@ -181,7 +184,7 @@ def _mutations() -> dict[str, Any]:
         r.quote.pcr_values.add().CopyFrom(r.quote.pcr_values[3])
 
     def extra_pcr(r: attest_pb2.ZAttestReq) -> None:
-        r.quote.pcr_values.add(index=16, hash_algo=attest_pb2.TPM_HASH_ALGO_SHA256, value=b"\x00" * 32)
+        r.quote.pcr_values.add(index=24, hash_algo=attest_pb2.TPM_HASH_ALGO_SHA256, value=b"\x00" * 32)
 
     def missing(r: attest_pb2.ZAttestReq) -> None:
         del r.quote.pcr_values[7]
@@ -249,5 +252,31 @@ def test_cert_post_answers_cert_and_replaces_the_stored_certs(server: ServeProce
         bad.certs.add(type=1, cert=b"x")
         assert eve.attest(bad)[0] == 422
         assert admin.device(eve.dev.serial)["certs"]["posted"] == 2
+    finally:
+        eve.dev.close()
+
+
+def test_pcr_16_to_23_are_accepted_in_form_but_not_trusted(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """PCR 16-23 are outside the signed digest: any values of the right form pass the quote (they
+    cannot be checked), a bad form (SHA-1, repeated, index 24) does not, and none is learnt."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-6", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={}, learn=True)
+        eve.onboard()
+        assert eve.post_certs()[0] == 201
+        assert eve.quote().response == Q.SUCCESS  # learns PCR 0-15
+        req = eve.quote_req(eve.nonce())
+        for p in req.quote.pcr_values:
+            if p.index >= 16:
+                p.value = bytes([p.index]) * 32  # not what the TPM holds
+        assert eve.quote(req).response == Q.SUCCESS
+        req = eve.quote_req(eve.nonce())
+        del req.quote.pcr_values[16:]  # an agent that sends 0-15 only
+        assert eve.quote(req).response == Q.SUCCESS
+        req = eve.quote_req(eve.nonce())
+        req.quote.pcr_values[20].hash_algo = attest_pb2.TPM_HASH_ALGO_SHA1
+        assert eve.quote(req).response == Q.QUOTE_FAILED
+        assert admin.device(eve.dev.serial)["attestation"]["last"]["field"] == "pcr_values"
     finally:
         eve.dev.close()

@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from eden.wire import pki
 from eden.wire.tpms import build_quote, ecdsa_der_from_tpmt
-from eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS, REPORTED_PCRS, RESET_VALUES_16_23
 
 AK_HANDLE = "0x81000004"  # EVE's TpmQuoteKeyHdl (P:evetpm/tpm.go)
 EK_HANDLE = "0x81000001"  # EVE's TpmEKHdl
@@ -69,7 +69,8 @@ class Tpm(Protocol):
         """The certs ATTEST_REQ_CERT posts: [{type, pem}] (the AK's, issued by the device cert)."""
 
     def quote(self, nonce: bytes) -> dict[str, Any]:
-        """{attest: TPMS_ATTEST, signature: DER, pcrs: {index: hex}} over PCR 0-15 with ``nonce``."""
+        """{attest: TPMS_ATTEST, signature: DER, pcrs: {index: hex}}: a quote of PCR 0-15 with ``nonce``,
+        and PCR 0-23 reported beside it, as EVE's tpmmgr sends them (spec §5)."""
 
 
 class SoftTpm:
@@ -87,8 +88,9 @@ class SoftTpm:
         der = self._ak.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         name = b"\x00\x0b" + hashlib.sha256(der).digest()
         attest = build_quote(nonce, self._pcrs, QUOTE_PCRS, signer_name=name)
+        reported = {**self._pcrs, **RESET_VALUES_16_23}
         return {"attest": attest, "signature": self._ak.sign(attest, ec.ECDSA(hashes.SHA256())),
-                "pcrs": {str(i): v.hex() for i, v in sorted(self._pcrs.items())}}
+                "pcrs": {str(i): v.hex() for i, v in sorted(reported.items())}}
 
     def measured(self, pcrs: Mapping[int, bytes]) -> None:
         self._pcrs = {i: pcrs[i] for i in QUOTE_PCRS if i in pcrs}
@@ -103,6 +105,7 @@ class Tpm2Tools:
     kind = "tpm2-tools"
     _LINE = re.compile(r"^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]+)\s*$")
     _SEL = "sha256:" + ",".join(str(i) for i in QUOTE_PCRS)
+    _SEL_REPORTED = "sha256:" + ",".join(str(i) for i in REPORTED_PCRS)
 
     def __init__(self, tcti: str | None = None) -> None:
         self._env = {**os.environ, "TPM2TOOLS_TCTI": tcti} if tcti else None
@@ -114,7 +117,10 @@ class Tpm2Tools:
         pass  # a real TPM was extended by the real firmware and bootloader
 
     def read(self) -> dict[int, bytes]:
-        out = self._run("tpm2_pcrread", self._SEL).stdout
+        return self._pcrread(self._SEL)
+
+    def _pcrread(self, selection: str) -> dict[int, bytes]:
+        out = self._run("tpm2_pcrread", selection).stdout
         return {int(m[1]): bytes.fromhex(m[2]) for line in out.splitlines() if (m := self._LINE.match(line))}
 
     def _ak_public(self, tmp: Path) -> Any:
@@ -156,7 +162,7 @@ class Tpm2Tools:
             self._run("tpm2_quote", "-Q", "-c", AK_HANDLE, "-l", self._SEL, "-q", nonce.hex(), "-g", "sha256",
                       "-m", str(msg), "-s", str(sig))
             attest, signature = msg.read_bytes(), ecdsa_der_from_tpmt(sig.read_bytes())
-        pcrs = self.read()
+        pcrs = self._pcrread(self._SEL_REPORTED)
         return {"attest": attest, "signature": signature, "pcrs": {str(i): v.hex() for i, v in sorted(pcrs.items())}}
 
 

@@ -23,7 +23,7 @@ from eden.wire import pki
 from eden.wire.gen.attest_pb2 import TPM_HASH_ALGO_SHA256
 from eden.wire.tpms import (TPM_ALG_SHA256, TPM_GENERATED_VALUE, QuoteInfo, TpmsError,
                             parse_quote, pcr_composite_digest)
-from eve.measured_boot import QUOTE_PCRS
+from eve.measured_boot import QUOTE_PCRS, REPORTED_PCRS
 
 MAX_SIGNATURE = 80  # DER ECDSA P-256 is at most 72 bytes
 
@@ -101,17 +101,23 @@ def check_selection(info: QuoteInfo) -> None:
 
 
 def reported_pcrs(values: Sequence[tuple[int, int, bytes]]) -> dict[int, bytes]:
-    """The pcr_values field: SHA-256 PCR 0-15, each once, 32 bytes each."""
+    """The pcr_values field: SHA-256 values, 32 bytes each, each index of 0-23 at most once, all of
+    0-15 present; the quoted ones (0-15) are returned.
+
+    EVE's tpmmgr sends PCR 0-23 though it quotes only 0-15 (spec §5, P:cmd/tpmmgr/tpmmgr.go
+    ``maxPCRIndex``); 16-23 are not covered by the signed digest, so they are checked for form
+    and then set aside, never trusted."""
     pcrs: dict[int, bytes] = {}
     for index, algo, value in values:
         if algo != TPM_HASH_ALGO_SHA256 or len(value) != 32:
             raise _fail("pcr_values", f"PCR {index}: not a SHA-256 value")
-        if index in pcrs or index not in QUOTE_PCRS:
-            raise _fail("pcr_values", f"PCR {index} is repeated or outside 0-15")
+        if index in pcrs or index not in REPORTED_PCRS:
+            raise _fail("pcr_values", f"PCR {index} is repeated or outside 0-23")
         pcrs[index] = value
-    if len(pcrs) != len(QUOTE_PCRS):
-        raise _fail("pcr_values", f"{len(pcrs)} PCR values, the quote needs PCR 0-15")
-    return pcrs
+    missing = [i for i in QUOTE_PCRS if i not in pcrs]
+    if missing:
+        raise _fail("pcr_values", f"PCR {missing} missing, the quote needs PCR 0-15")
+    return {i: pcrs[i] for i in QUOTE_PCRS}
 
 
 def check_pcr_digest(info: QuoteInfo, pcrs: dict[int, bytes]) -> None:
