@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from eden.agent.tpm import Tpm2Tools
+from eden.agent.tpm import Tpm2Tools, certify
 from eden.cli import main
 from eden.controller.client import AdminClient
 from eden.controller.setup import init
 from eden.controller.testing import DeviceClient, ServeProcess, controller_signing_cert
+from eden.wire import pki
 from eden.wire.gen import attest_pb2, config_pb2
 from eve.enums import QuoteResponseCode as Q
 from eve.enums import StoreKeysResponse as K
@@ -278,5 +279,34 @@ def test_pcr_16_to_23_are_accepted_in_form_but_not_trusted(server: ServeProcess,
         req.quote.pcr_values[20].hash_algo = attest_pb2.TPM_HASH_ALGO_SHA1
         assert eve.quote(req).response == Q.QUOTE_FAILED
         assert admin.device(eve.dev.serial)["attestation"]["last"]["field"] == "pcr_values"
+    finally:
+        eve.dev.close()
+
+
+def test_eve_without_tpm_posts_soft_certs_and_its_empty_quote_passes(server: ServeProcess, swtpm: Tpm2Tools) -> None:
+    """A TPM-less EVE runs ``tpmmgr createSoftCerts`` (P:scripts/device-steps.sh): it posts a
+    software attestation key cert and the ECDH cert, no EK cert (P:cmd/tpmmgr/tpmmgr.go
+    ``createQuoteCertSoft``, ``createEkCert`` makes none without a TPM), and its quote stays
+    empty (``getQuote`` returns nothing without a TPM). An AK cert alone does not show a TPM:
+    the empty quote passes (spec §5); only an EK cert or an escrowed key do."""
+    admin: AdminClient = server.admin()
+    eve = Eve(server, "EVE-CONF-5", swtpm)
+    try:
+        admin.preregister(eve.dev.serial, config={})
+        eve.onboard()
+        device = eve.dev.device
+        req = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_CERT)
+        req.certs.add(type=CERT_TYPE["DEVICE_ECDH_EXCHANGE"],
+                      cert=certify(pki.new_key().public_key(), device, "Device ECDH certificate"))
+        req.certs.add(type=CERT_TYPE["DEVICE_RESTRICTED_SIGNING"],
+                      cert=certify(pki.new_key().public_key(), device, "Device Attestation certificate"))
+        status, resp = eve.attest(req)
+        assert status == 201 and resp.respType == attest_pb2.ATTEST_RESP_TYPE_CERT
+        eve.nonce()
+        empty = attest_pb2.ZAttestReq(reqType=attest_pb2.ATTEST_REQ_TYPE_QUOTE)
+        empty.quote.versions.add(version_type=attest_pb2.ATTEST_VERSION_TYPE_EVE, version="0.0.0-test")
+        ok = eve.quote(empty)
+        assert ok.response == Q.SUCCESS and ok.integrity_token and not ok.keys
+        assert eve.config_status(ok.integrity_token) == 200
     finally:
         eve.dev.close()

@@ -18,6 +18,7 @@ from eden.controller.admin_types import AttestDetail
 from eden.controller.core import Controller, parse_cert
 
 AK_CERT = "DEVICE_RESTRICTED_SIGNING"
+EK_CERT = "DEVICE_ENDORSEMENT_RSA"  # posted only with a TPM (tpmmgr createEkCert)
 _B64 = "b64:"  # prefix of an escrowed key kept as base64 in the model's text field
 
 
@@ -70,8 +71,10 @@ def _quote(ctl: Controller, i: int, body: dict[str, Any]) -> tuple[int, dict[str
     if not body.get("tpm"):
         # No TPM (spec §5): EVE's getQuote returns nothing, so attestData is empty (eden's agent
         # puts the nonce there). Nothing to verify, so never an escrowed key; and refused once
-        # the device showed it has a TPM (an AK cert or an escrowed key).
-        if ak or dev.escrow is not None:
+        # the device showed it has a TPM: an EK cert or an escrowed key. An AK cert does not
+        # show one: a TPM-less EVE posts a software AK cert (tpmmgr createSoftCerts /
+        # createQuoteCertSoft, P:cmd/tpmmgr/tpmmgr.go) and no EK cert (createEkCert).
+        if ctl.model.side[i].certs.get(EK_CERT) or dev.escrow is not None:
             return _reject(ctl, i, quote.QuoteRejected("QUOTE_FAILED", "signature", "unsigned quote from a device with a TPM"))
         attest_data = body.get("attest", b"")
         try:
