@@ -451,3 +451,33 @@ def test_cli_tofu_switches_the_controller_and_a_device(server: ServeProcess, adm
     finally:
         admin.set_tofu(False)
     capsys.readouterr()
+
+
+def test_the_datastore_names_the_ca_a_real_eve_must_trust_for_it(server: ServeProcess, admin: AdminClient,
+                                                                 image: tuple[Path, str]) -> None:
+    """EVE's downloader trusts only the system pool plus the datastore's dsCertPEM (field 8;
+    P:cmd/downloader/download.go WithTrustedCerts; spec §3 step 1): the served config must carry
+    the CA of eden's TLS cert, and that PEM alone must be enough to fetch the content over TLS."""
+    path, sha = image
+    dev = DeviceClient(server.layout.root, server.info["api_port"], _serial())
+    try:
+        admin.preregister(dev.serial, config={"baseos": {"image": "ref-os", "version": "2.1"}})
+        signer = controller_signing_cert(dev)
+        dev.onboard_fully(signer)
+        admin.add_content("ref-os", path, "2.1")
+        status, body = dev.send("config", {"hash": "", "token": None})
+        assert status == 200
+        cfg = config_pb2.ConfigResponse.FromString(dev.open_reply(body, signer)).config
+        (store,) = cfg.datastores
+        (tree,) = cfg.contentInfo
+        assert list(store.dsCertPEM) == [_root_pem(server)]
+        assert config_pb2.DatastoreConfig.DESCRIPTOR.fields_by_name["dsCertPEM"].number == 8
+        ctx = ssl.create_default_context(cadata=b"".join(store.dsCertPEM).decode())
+        url = f"{_base(server)}/{store.dpath}/{tree.URL}"
+        with urllib.request.urlopen(url, context=ctx, timeout=30) as resp:
+            assert hashlib.sha256(resp.read()).hexdigest() == sha == tree.sha256
+        other = ssl.create_default_context()  # the system pool alone refuses eden's datastore
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url, context=other, timeout=30)
+    finally:
+        dev.close()

@@ -42,6 +42,9 @@ class DeviceApi:
         self.ctl = ctl
         server = str(ctl.settings.get("server", ""))
         self.datastore_fqdn = f"https://{server}" if server else ""
+        # the root that issued the TLS cert the datastore is served with: a real EVE's downloader
+        # trusts only the system pool and these dsCertPEM (P:cmd/downloader/download.go)
+        self.datastore_certs = (pki.cert_pem(ctl.root),)
         certs = pki.controller_certs_message(ctl.signer.cert, ctl.ecdh.cert)
         # EVE names the signing cert by sha256 over the PEM bytes served here (spec §2.1)
         self._signing_pem = certs.certs[0].cert
@@ -160,7 +163,7 @@ class DeviceApi:
 
     def _encode(self, kind: str, status: int, body: dict[str, Any], i: int) -> bytes:
         return codec.encode_response(kind, status, body, device_uuid=self.ctl.model.devices[i].uuid,
-                                     datastore_fqdn=self.datastore_fqdn)
+                                     datastore_fqdn=self.datastore_fqdn, datastore_certs=self.datastore_certs)
 
     # ------------------------------------------------------------------ handlers --
     async def datastore(self, request: web.Request) -> web.StreamResponse:

@@ -94,7 +94,7 @@ import json
 import math
 import uuid as uuidlib
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping, NotRequired, ParamSpec, Required, TypedDict, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NotRequired, ParamSpec, Sequence, Required, TypedDict, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -753,12 +753,14 @@ def merge_info(previous: Mapping[str, Any] | None, partial: Mapping[str, Any]) -
 # --------------------------------------------------------------------------------- responses --
 @_guard
 def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_uuid: str | None = None,
-                    datastore_fqdn: str = "") -> bytes:
+                    datastore_fqdn: str = "", datastore_certs: Sequence[bytes] = ()) -> bytes:
     """Controller side: Controller.answer's (status, body) -> serialized response payload.
 
     Anything but a 2xx answer, and kinds without a response message, give ``b""``.
     ``datastore_fqdn`` goes into DatastoreConfig.fqdn of a base OS with ``content`` (e.g.
     ``https://controller:8443``) for a real EVE; eden's decoder ignores it (urls stay relative).
+    ``datastore_certs`` (PEM) go into its dsCertPEM: the CA a real EVE's downloader must trust
+    for the datastore's TLS, since without them it trusts only the system pool.
     """
     _check_kind(kind)
     body = _body(body)
@@ -776,7 +778,7 @@ def encode_response(kind: str, status: int, body: Mapping[str, Any], *, device_u
     if kind == "config":
         if status != 200:
             return b""
-        return _ser(_config_response(body, device_uuid or "", datastore_fqdn))
+        return _ser(_config_response(body, device_uuid or "", datastore_fqdn, datastore_certs))
     if kind == "attest":
         return _ser(_attest_resp(body))
     return b""
@@ -789,7 +791,8 @@ def _cert_type(name: object) -> int:
         raise CodecError(f"unknown certificate type {name!r}") from None
 
 
-def _config_response(body: Mapping[str, Any], dev: str, fqdn: str = "") -> config_pb2.ConfigResponse:
+def _config_response(body: Mapping[str, Any], dev: str, fqdn: str = "",
+                     ds_certs: Sequence[bytes] = ()) -> config_pb2.ConfigResponse:
     cfg = body["config"]
     resp = config_pb2.ConfigResponse(configHash=_text(cfg.get("hash", ""), "config hash"))
     c = resp.config
@@ -805,7 +808,7 @@ def _config_response(body: Mapping[str, Any], dev: str, fqdn: str = "") -> confi
         c.baseos.activate = bool(bos.get("activate", True))
         c.baseos.retry_update.counter = _uint(bos.get("retry", 0), "baseos retry")
         if bos.get("content") is not None:
-            _content_out(c, c.baseos.content_tree_uuid, bos["image"], bos["content"], fqdn)
+            _content_out(c, c.baseos.content_tree_uuid, bos["image"], bos["content"], fqdn, ds_certs)
     c.reboot.counter = _uint(cfg.get("reboot", 0), "reboot counter")
     if cfg.get("shutdown") is not None:
         c.shutdown.SetInParent()  # present with counter 0 too: the first value is only stored (§1)
@@ -830,7 +833,8 @@ def datastore_uuid(dpath: str) -> str:
     return str(uuidlib.uuid5(IMAGE_NAMESPACE, "datastore:" + dpath))
 
 
-def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, content: object, fqdn: str) -> None:
+def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, content: object, fqdn: str,
+                 ds_certs: Sequence[bytes] = ()) -> None:
     """baseos ``content`` {sha256, size, url} -> one ContentTree (+ its DatastoreConfig).
 
     The url's directory becomes the datastore's dpath and its last segment the ContentTree URL,
@@ -848,7 +852,7 @@ def _content_out(c: config_pb2.EdgeDevConfig, tree_uuid: str, image: str, conten
     dpath = dpath.lstrip("/")
     ds_id = datastore_uuid(dpath)
     if not any(d.id == ds_id for d in c.datastores):
-        c.datastores.add(id=ds_id, dType=config_pb2.DsHttps, fqdn=fqdn, dpath=dpath)
+        c.datastores.add(id=ds_id, dType=config_pb2.DsHttps, fqdn=fqdn, dpath=dpath, dsCertPEM=list(ds_certs))
     c.contentInfo.add(uuid=tree_uuid, dsId=ds_id, URL=name, sha256=sha, maxSizeBytes=size, displayName=image)
 
 

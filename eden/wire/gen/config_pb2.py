@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64\x65n/wire/gen/config.proto\x12\x15org.lfedge.eve.config\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x0eUUIDandVersion\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"(\n\nConfigItem\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"F\n\x0c\x44\x65viceOpsCmd\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\r\x12\x14\n\x0c\x64\x65siredState\x18\x03 \x01(\x08\x12\x0f\n\x07opsTime\x18\x04 \x01(\t\"2\n\x0eInstanceOpsCmd\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\r\x12\x0f\n\x07opsTime\x18\x04 \x01(\t\"h\n\x0f\x44\x61tastoreConfig\x12\n\n\x02id\x18\x64 \x01(\t\x12,\n\x05\x64Type\x18\x01 \x01(\x0e\x32\x1d.org.lfedge.eve.config.DsType\x12\x0c\n\x04\x66qdn\x18\x02 \x01(\t\x12\r\n\x05\x64path\x18\x05 \x01(\t\"q\n\x0b\x43ontentTree\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04\x64sId\x18\x02 \x01(\t\x12\x0b\n\x03URL\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x14\n\x0cmaxSizeBytes\x18\x06 \x01(\x04\x12\x13\n\x0b\x64isplayName\x18\x08 \x01(\t\"\x89\x01\n\x06\x42\x61seOS\x12\x19\n\x11\x63ontent_tree_uuid\x18\x01 \x01(\t\x12\x39\n\x0cretry_update\x18\x02 \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x10\n\x08\x61\x63tivate\x18\x03 \x01(\x08\x12\x17\n\x0f\x62\x61se_os_version\x18\x04 \x01(\t\"t\n\x08VmConfig\x12\x0e\n\x06memory\x18\x03 \x01(\r\x12\x0e\n\x06maxmem\x18\x04 \x01(\r\x12\r\n\x05vcpus\x18\x05 \x01(\r\x12\x39\n\x12virtualizationMode\x18\x0f \x01(\x0e\x32\x1d.org.lfedge.eve.config.VmMode\"2\n\tVolumeRef\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x17\n\x0fgenerationCount\x18\x02 \x01(\x03\"\xf9\x02\n\x11\x41ppInstanceConfig\x12=\n\x0euuidandversion\x18\x01 \x01(\x0b\x32%.org.lfedge.eve.config.UUIDandVersion\x12\x13\n\x0b\x64isplayname\x18\x02 \x01(\t\x12\x37\n\x0e\x66ixedresources\x18\x03 \x01(\x0b\x32\x1f.org.lfedge.eve.config.VmConfig\x12\x10\n\x08\x61\x63tivate\x18\x05 \x01(\x08\x12\x36\n\x07restart\x18\t \x01(\x0b\x32%.org.lfedge.eve.config.InstanceOpsCmd\x12\x34\n\x05purge\x18\n \x01(\x0b\x32%.org.lfedge.eve.config.InstanceOpsCmd\x12\x37\n\rvolumeRefList\x18\x10 \x03(\x0b\x32 .org.lfedge.eve.config.VolumeRef\x12\x1e\n\x16start_delay_in_seconds\x18\x13 \x01(\r\"\xf0\x04\n\rEdgeDevConfig\x12\x31\n\x02id\x18\x01 \x01(\x0b\x32%.org.lfedge.eve.config.UUIDandVersion\x12\x36\n\x04\x61pps\x18\x04 \x03(\x0b\x32(.org.lfedge.eve.config.AppInstanceConfig\x12:\n\ndatastores\x18\x06 \x03(\x0b\x32&.org.lfedge.eve.config.DatastoreConfig\x12\x33\n\x06reboot\x18\t \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x36\n\x0b\x63onfigItems\x18\x0b \x03(\x0b\x32!.org.lfedge.eve.config.ConfigItem\x12\x37\n\x0b\x63ontentInfo\x18\x14 \x03(\x0b\x32\".org.lfedge.eve.config.ContentTree\x12!\n\x19\x63ontrollercert_confighash\x18\x16 \x01(\t\x12\x18\n\x10maintenance_mode\x18\x18 \x01(\x08\x12\x18\n\x10\x63ontroller_epoch\x18\x19 \x01(\x03\x12-\n\x06\x62\x61seos\x18\x1a \x01(\x0b\x32\x1d.org.lfedge.eve.config.BaseOS\x12\x35\n\x08shutdown\x18\" \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x13\n\x0b\x64\x65vice_name\x18# \x01(\t\x12\x34\n\x10\x63onfig_timestamp\x18( \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x08\x10\tR\x04\x62\x61se\"<\n\rConfigRequest\x12\x12\n\nconfigHash\x18\x01 \x01(\t\x12\x17\n\x0fintegrity_token\x18\x02 \x01(\x0c\"Z\n\x0e\x43onfigResponse\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32$.org.lfedge.eve.config.EdgeDevConfig\x12\x12\n\nconfigHash\x18\x02 \x01(\t*\x85\x01\n\x06\x44sType\x12\r\n\tDsUnknown\x10\x00\x12\n\n\x06\x44sHttp\x10\x01\x12\x0b\n\x07\x44sHttps\x10\x02\x12\x08\n\x04\x44sS3\x10\x03\x12\n\n\x06\x44sSFTP\x10\x04\x12\x17\n\x13\x44sContainerRegistry\x10\x05\x12\x0f\n\x0b\x44sAzureBlob\x10\x06\x12\x13\n\x0f\x44sGoogleStorage\x10\x07*G\n\x06VmMode\x12\x06\n\x02PV\x10\x00\x12\x07\n\x03HVM\x10\x01\x12\n\n\x06\x46iller\x10\x02\x12\x07\n\x03\x46ML\x10\x03\x12\x0b\n\x07NOHYPER\x10\x04\x12\n\n\x06LEGACY\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64\x65n/wire/gen/config.proto\x12\x15org.lfedge.eve.config\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x0eUUIDandVersion\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"(\n\nConfigItem\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"F\n\x0c\x44\x65viceOpsCmd\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\r\x12\x14\n\x0c\x64\x65siredState\x18\x03 \x01(\x08\x12\x0f\n\x07opsTime\x18\x04 \x01(\t\"2\n\x0eInstanceOpsCmd\x12\x0f\n\x07\x63ounter\x18\x02 \x01(\r\x12\x0f\n\x07opsTime\x18\x04 \x01(\t\"{\n\x0f\x44\x61tastoreConfig\x12\n\n\x02id\x18\x64 \x01(\t\x12,\n\x05\x64Type\x18\x01 \x01(\x0e\x32\x1d.org.lfedge.eve.config.DsType\x12\x0c\n\x04\x66qdn\x18\x02 \x01(\t\x12\r\n\x05\x64path\x18\x05 \x01(\t\x12\x11\n\tdsCertPEM\x18\x08 \x03(\x0c\"q\n\x0b\x43ontentTree\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04\x64sId\x18\x02 \x01(\t\x12\x0b\n\x03URL\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x14\n\x0cmaxSizeBytes\x18\x06 \x01(\x04\x12\x13\n\x0b\x64isplayName\x18\x08 \x01(\t\"\x89\x01\n\x06\x42\x61seOS\x12\x19\n\x11\x63ontent_tree_uuid\x18\x01 \x01(\t\x12\x39\n\x0cretry_update\x18\x02 \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x10\n\x08\x61\x63tivate\x18\x03 \x01(\x08\x12\x17\n\x0f\x62\x61se_os_version\x18\x04 \x01(\t\"t\n\x08VmConfig\x12\x0e\n\x06memory\x18\x03 \x01(\r\x12\x0e\n\x06maxmem\x18\x04 \x01(\r\x12\r\n\x05vcpus\x18\x05 \x01(\r\x12\x39\n\x12virtualizationMode\x18\x0f \x01(\x0e\x32\x1d.org.lfedge.eve.config.VmMode\"2\n\tVolumeRef\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x17\n\x0fgenerationCount\x18\x02 \x01(\x03\"\xf9\x02\n\x11\x41ppInstanceConfig\x12=\n\x0euuidandversion\x18\x01 \x01(\x0b\x32%.org.lfedge.eve.config.UUIDandVersion\x12\x13\n\x0b\x64isplayname\x18\x02 \x01(\t\x12\x37\n\x0e\x66ixedresources\x18\x03 \x01(\x0b\x32\x1f.org.lfedge.eve.config.VmConfig\x12\x10\n\x08\x61\x63tivate\x18\x05 \x01(\x08\x12\x36\n\x07restart\x18\t \x01(\x0b\x32%.org.lfedge.eve.config.InstanceOpsCmd\x12\x34\n\x05purge\x18\n \x01(\x0b\x32%.org.lfedge.eve.config.InstanceOpsCmd\x12\x37\n\rvolumeRefList\x18\x10 \x03(\x0b\x32 .org.lfedge.eve.config.VolumeRef\x12\x1e\n\x16start_delay_in_seconds\x18\x13 \x01(\r\"\xf0\x04\n\rEdgeDevConfig\x12\x31\n\x02id\x18\x01 \x01(\x0b\x32%.org.lfedge.eve.config.UUIDandVersion\x12\x36\n\x04\x61pps\x18\x04 \x03(\x0b\x32(.org.lfedge.eve.config.AppInstanceConfig\x12:\n\ndatastores\x18\x06 \x03(\x0b\x32&.org.lfedge.eve.config.DatastoreConfig\x12\x33\n\x06reboot\x18\t \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x36\n\x0b\x63onfigItems\x18\x0b \x03(\x0b\x32!.org.lfedge.eve.config.ConfigItem\x12\x37\n\x0b\x63ontentInfo\x18\x14 \x03(\x0b\x32\".org.lfedge.eve.config.ContentTree\x12!\n\x19\x63ontrollercert_confighash\x18\x16 \x01(\t\x12\x18\n\x10maintenance_mode\x18\x18 \x01(\x08\x12\x18\n\x10\x63ontroller_epoch\x18\x19 \x01(\x03\x12-\n\x06\x62\x61seos\x18\x1a \x01(\x0b\x32\x1d.org.lfedge.eve.config.BaseOS\x12\x35\n\x08shutdown\x18\" \x01(\x0b\x32#.org.lfedge.eve.config.DeviceOpsCmd\x12\x13\n\x0b\x64\x65vice_name\x18# \x01(\t\x12\x34\n\x10\x63onfig_timestamp\x18( \x01(\x0b\x32\x1a.google.protobuf.TimestampJ\x04\x08\x08\x10\tR\x04\x62\x61se\"<\n\rConfigRequest\x12\x12\n\nconfigHash\x18\x01 \x01(\t\x12\x17\n\x0fintegrity_token\x18\x02 \x01(\x0c\"Z\n\x0e\x43onfigResponse\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32$.org.lfedge.eve.config.EdgeDevConfig\x12\x12\n\nconfigHash\x18\x02 \x01(\t*\x85\x01\n\x06\x44sType\x12\r\n\tDsUnknown\x10\x00\x12\n\n\x06\x44sHttp\x10\x01\x12\x0b\n\x07\x44sHttps\x10\x02\x12\x08\n\x04\x44sS3\x10\x03\x12\n\n\x06\x44sSFTP\x10\x04\x12\x17\n\x13\x44sContainerRegistry\x10\x05\x12\x0f\n\x0b\x44sAzureBlob\x10\x06\x12\x13\n\x0f\x44sGoogleStorage\x10\x07*G\n\x06VmMode\x12\x06\n\x02PV\x10\x00\x12\x07\n\x03HVM\x10\x01\x12\n\n\x06\x46iller\x10\x02\x12\x07\n\x03\x46ML\x10\x03\x12\x0b\n\x07NOHYPER\x10\x04\x12\n\n\x06LEGACY\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eden.wire.gen.config_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DSTYPE']._serialized_start=1994
-  _globals['_DSTYPE']._serialized_end=2127
-  _globals['_VMMODE']._serialized_start=2129
-  _globals['_VMMODE']._serialized_end=2200
+  _globals['_DSTYPE']._serialized_start=2013
+  _globals['_DSTYPE']._serialized_end=2146
+  _globals['_VMMODE']._serialized_start=2148
+  _globals['_VMMODE']._serialized_end=2219
   _globals['_UUIDANDVERSION']._serialized_start=86
   _globals['_UUIDANDVERSION']._serialized_end=133
   _globals['_CONFIGITEM']._serialized_start=135
@@ -45,21 +45,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INSTANCEOPSCMD']._serialized_start=249
   _globals['_INSTANCEOPSCMD']._serialized_end=299
   _globals['_DATASTORECONFIG']._serialized_start=301
-  _globals['_DATASTORECONFIG']._serialized_end=405
-  _globals['_CONTENTTREE']._serialized_start=407
-  _globals['_CONTENTTREE']._serialized_end=520
-  _globals['_BASEOS']._serialized_start=523
-  _globals['_BASEOS']._serialized_end=660
-  _globals['_VMCONFIG']._serialized_start=662
-  _globals['_VMCONFIG']._serialized_end=778
-  _globals['_VOLUMEREF']._serialized_start=780
-  _globals['_VOLUMEREF']._serialized_end=830
-  _globals['_APPINSTANCECONFIG']._serialized_start=833
-  _globals['_APPINSTANCECONFIG']._serialized_end=1210
-  _globals['_EDGEDEVCONFIG']._serialized_start=1213
-  _globals['_EDGEDEVCONFIG']._serialized_end=1837
-  _globals['_CONFIGREQUEST']._serialized_start=1839
-  _globals['_CONFIGREQUEST']._serialized_end=1899
-  _globals['_CONFIGRESPONSE']._serialized_start=1901
-  _globals['_CONFIGRESPONSE']._serialized_end=1991
+  _globals['_DATASTORECONFIG']._serialized_end=424
+  _globals['_CONTENTTREE']._serialized_start=426
+  _globals['_CONTENTTREE']._serialized_end=539
+  _globals['_BASEOS']._serialized_start=542
+  _globals['_BASEOS']._serialized_end=679
+  _globals['_VMCONFIG']._serialized_start=681
+  _globals['_VMCONFIG']._serialized_end=797
+  _globals['_VOLUMEREF']._serialized_start=799
+  _globals['_VOLUMEREF']._serialized_end=849
+  _globals['_APPINSTANCECONFIG']._serialized_start=852
+  _globals['_APPINSTANCECONFIG']._serialized_end=1229
+  _globals['_EDGEDEVCONFIG']._serialized_start=1232
+  _globals['_EDGEDEVCONFIG']._serialized_end=1856
+  _globals['_CONFIGREQUEST']._serialized_start=1858
+  _globals['_CONFIGREQUEST']._serialized_end=1918
+  _globals['_CONFIGRESPONSE']._serialized_start=1920
+  _globals['_CONFIGRESPONSE']._serialized_end=2010
 # @@protoc_insertion_point(module_scope)

@@ -79,16 +79,18 @@ class InstanceOpsCmd(_message.Message):
     def __init__(self, counter: _Optional[int] = ..., opsTime: _Optional[str] = ...) -> None: ...
 
 class DatastoreConfig(_message.Message):
-    __slots__ = ("id", "dType", "fqdn", "dpath")
+    __slots__ = ("id", "dType", "fqdn", "dpath", "dsCertPEM")
     ID_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     FQDN_FIELD_NUMBER: _ClassVar[int]
     DPATH_FIELD_NUMBER: _ClassVar[int]
+    DSCERTPEM_FIELD_NUMBER: _ClassVar[int]
     id: str
     dType: DsType
     fqdn: str
     dpath: str
-    def __init__(self, id: _Optional[str] = ..., dType: _Optional[_Union[DsType, str]] = ..., fqdn: _Optional[str] = ..., dpath: _Optional[str] = ...) -> None: ...
+    dsCertPEM: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, id: _Optional[str] = ..., dType: _Optional[_Union[DsType, str]] = ..., fqdn: _Optional[str] = ..., dpath: _Optional[str] = ..., dsCertPEM: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ContentTree(_message.Message):
     __slots__ = ("uuid", "dsId", "URL", "sha256", "maxSizeBytes", "displayName")
