@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
-from test_agent_transport import PREFIX, Pki, _serve
+from test_agent_transport import PREFIX, PROTO, Pki, _serve
 
 from eden.agent import driver as driver_mod
 from eden.agent.driver import AgentDriver, PortUrls
@@ -33,8 +33,10 @@ DEVICE_UUID = "3c1b4d8e-59a2-4f0e-9c57-1b2a6f1e0d11"
 class Recorder:
     """An EVE controller stand-in that answers register/uuid as told and logs each request."""
 
-    def __init__(self, k: Pki, register: int, uuid_failures: int, certs_failures_after_first: int = 0) -> None:
+    def __init__(self, k: Pki, register: int, uuid_failures: int, certs_failures_after_first: int = 0,
+                 certs_status: int = 200) -> None:
         self.k = k
+        self.certs_status = certs_status
         self.certs_failures = certs_failures_after_first
         self.register_status = register
         self.uuid_failures = uuid_failures
@@ -50,7 +52,7 @@ class Recorder:
                 if self.wire().count("certs") > 1 and self.certs_failures > 0:
                     self.certs_failures -= 1
                     return web.Response(status=503)
-                return web.Response(body=self.k.certs_body())
+                return web.Response(status=self.certs_status, body=self.k.certs_body(), content_type=PROTO)
             if endpoint == "register":
                 self.registers.append(auth_pb2.AuthContainer.FromString(body).protectedPayload.payload)
                 return web.Response(status=self.register_status)
@@ -58,7 +60,7 @@ class Recorder:
                 if self.uuid_failures > 0:
                     self.uuid_failures -= 1
                     return web.Response(status=404)
-                return web.Response(body=self.k.sealed(uuid_pb2.UuidResponse(uuid=DEVICE_UUID).SerializeToString()))
+                return web.Response(body=self.k.sealed(uuid_pb2.UuidResponse(uuid=DEVICE_UUID).SerializeToString()), content_type=PROTO)
             return web.Response(status=404)
 
         return {f"{PREFIX}/{{tail:.*}}": any_request}
@@ -98,9 +100,9 @@ async def _until(pred: Callable[[], bool], timeout: float) -> None:
 
 
 def _onboard(tmp: Path, register: int, uuid_failures: int, *, certs_failures: int = 0,
-             zedagent_certs: int = 1) -> tuple[Recorder, list[tuple[str, dict[str, Any]]]]:
+             zedagent_certs: int = 1, certs_status: int = 200) -> tuple[Recorder, list[tuple[str, dict[str, Any]]]]:
     k = Pki(tmp)
-    rec = Recorder(k, register, uuid_failures, certs_failures)
+    rec = Recorder(k, register, uuid_failures, certs_failures, certs_status)
     events: list[tuple[str, dict[str, Any]]] = []
 
     async def run() -> None:
@@ -173,12 +175,12 @@ def test_certs_checkpoint_survives_a_reboot_and_a_miss_refetches(tmp_path: Path)
 
     async def certs(_r: web.Request) -> web.Response:
         fetched.append("certs")
-        return web.Response(body=k.certs_body(signer["now"]))
+        return web.Response(body=k.certs_body(signer["now"]), content_type=PROTO)
 
     async def config(_r: web.Request) -> web.Response:
         cfg = config_pb2.ConfigResponse(config=config_pb2.EdgeDevConfig(id=config_pb2.UUIDandVersion(uuid=DEVICE_UUID, version="1")),
                                         configHash="h1")
-        return web.Response(body=k.sealed(cfg.SerializeToString(), signer["now"]))
+        return web.Response(body=k.sealed(cfg.SerializeToString(), signer["now"]), content_type=PROTO)
 
     def link() -> DeviceLink:
         state = StateDir(tmp_path / "dev")

@@ -69,6 +69,7 @@ def _run(coro: Awaitable[Any]) -> Any:
 
 
 PREFIX = "/api/v2/edgedevice"
+PROTO = "application/x-proto-binary"  # what EVE's client takes (P:cmd/client/client.go myPost)
 
 
 def test_certs_then_signed_uuid_and_port_order(tmp_path: Path) -> None:
@@ -76,14 +77,14 @@ def test_certs_then_signed_uuid_and_port_order(tmp_path: Path) -> None:
     seen: list[str] = []
 
     async def certs(_r: web.Request) -> web.Response:
-        return web.Response(body=k.certs_body())
+        return web.Response(body=k.certs_body(), content_type=PROTO)
 
     async def uuid(r: web.Request) -> web.Response:
         from eden.wire.gen import auth_pb2, uuid_pb2
 
         container = auth_pb2.AuthContainer.FromString(await r.read())
         seen.append(container.senderCertHash.hex())
-        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="u-123").SerializeToString()))
+        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="u-123").SerializeToString()), content_type=PROTO)
 
     async def scenario() -> None:
         runner, url = await _serve({f"{PREFIX}/certs": certs, f"{PREFIX}/uuid": uuid}, k.server_ssl())
@@ -111,7 +112,7 @@ def test_transport_errors_map_to_status_zero(tmp_path: Path) -> None:
         writer.close()
 
     async def certs_untrusted(_r: web.Request) -> web.Response:
-        return web.Response(body=other.certs_body())
+        return web.Response(body=other.certs_body(), content_type=PROTO)
 
     async def scenario() -> None:
         blackhole = await asyncio.start_server(stall, "127.0.0.1", 0)
@@ -148,12 +149,12 @@ def test_response_signed_by_another_key_is_rejected(tmp_path: Path) -> None:
     rogue = pki.create_controller_signing(pki.create_root_ca("rogue"))
 
     async def certs(_r: web.Request) -> web.Response:
-        return web.Response(body=k.certs_body())
+        return web.Response(body=k.certs_body(), content_type=PROTO)
 
     async def uuid(_r: web.Request) -> web.Response:
         from eden.wire.gen import uuid_pb2
 
-        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="evil").SerializeToString(), rogue))
+        return web.Response(body=k.sealed(uuid_pb2.UuidResponse(uuid="evil").SerializeToString(), rogue), content_type=PROTO)
 
     async def scenario() -> None:
         runner, url = await _serve({f"{PREFIX}/certs": certs, f"{PREFIX}/uuid": uuid}, k.server_ssl())
@@ -182,7 +183,7 @@ def test_tls_is_1_2_or_later_with_eve_suites_only(tmp_path: Path) -> None:
     k = Pki(tmp_path)
 
     async def certs(_r: web.Request) -> web.Response:
-        return web.Response(body=k.certs_body())
+        return web.Response(body=k.certs_body(), content_type=PROTO)
 
     async def scenario() -> None:
         servers = {
@@ -273,6 +274,70 @@ def test_eves_request_limits_a_dead_path_per_connect_a_hung_controller_per_port_
         finally:
             release.set()
             blackhole.close()
+            await runner.cleanup()
+
+    _run(scenario())
+
+
+def test_certs_and_uuid_answers_are_taken_only_as_eves_client_takes_them(tmp_path: Path) -> None:
+    """EVE's client (P:cmd/client/client.go ``myPost``, ``fetchCertChain``, ``doGetUUID``; spec §2.1
+    "Per-endpoint answers"): a 200/201 counts only with a Content-Type that Go's
+    ``mime.ParseMediaType`` reads as x-proto-binary, json or text/plain; the certs list then passes
+    ``VerifyLeavesCertChainWithRootPEM`` with requireECDH (P:controllerconn/authen.go: exactly one
+    signing cert, at least one ECDH exchange cert, no other type). The certs envelope itself is not
+    verified (skipVerify). Anything else is refused and no signing cert is learnt."""
+    from eden.wire.gen import certs_pb2, uuid_pb2
+
+    k = Pki(tmp_path)
+    ecdh = pki.create_controller_ecdh(k.root)
+    rogue = pki.create_controller_signing(pki.create_root_ca("rogue"))
+    signing_only = certs_pb2.ZControllerCert()
+    signing_only.certs.add(type=certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, cert=pki.cert_pem(k.signer.cert))
+    two_signers = pki.controller_certs_message(k.signer.cert, ecdh.cert)
+    two_signers.certs.add(type=certs_pb2.CERT_TYPE_CONTROLLER_SIGNING, cert=pki.cert_pem(k.signer.cert))
+    foreign_type = pki.controller_certs_message(k.signer.cert, ecdh.cert)
+    foreign_type.certs.add(type=certs_pb2.CERT_TYPE_DEVICE_ONBOARDING, cert=pki.cert_pem(k.signer.cert))
+    answer: dict[str, Any] = {}
+
+    async def certs(_r: web.Request) -> web.Response:
+        body = answer.get("certs", k.certs_body())
+        return web.Response(status=answer.get("status", 200), body=body, headers={"Content-Type": answer["ctype"]})
+
+    async def uuid(_r: web.Request) -> web.Response:
+        body = k.sealed(uuid_pb2.UuidResponse(uuid="u-1").SerializeToString())
+        return web.Response(status=answer.get("status", 200), body=body, headers={"Content-Type": answer["ctype"]})
+
+    async def scenario() -> None:
+        runner, url = await _serve({f"{PREFIX}/certs": certs, f"{PREFIX}/uuid": uuid}, k.server_ssl())
+        try:
+            async with Transport(k.root.cert_pem) as tr:
+                async def get(kind: str, **how: Any) -> tuple[int, dict[str, Any]]:
+                    answer.clear()
+                    answer.update(how)
+                    return await tr.send(link, kind, {}, [url], device_uuid=None, timeout=5)
+
+                for ctype in ("application/octet-stream", "text/html", "garbage; ; ;", "application/x-proto-binary; x"):
+                    link = _link()
+                    assert await get("certs", ctype=ctype) == (0, {"error": "signature"}), ctype
+                    assert not link.signing
+                for bad in (signing_only, two_signers, foreign_type):  # what EVE 16.12+ refuses
+                    link = _link()
+                    assert await get("certs", ctype=PROTO, certs=k.sealed(bad.SerializeToString())) == (0, {"error": "signature"})
+                    assert not link.signing
+                link = _link()
+                assert (await get("certs", ctype=PROTO, certs=b""))[0] == 0  # no signing cert in an empty answer
+                for ctype, status in ((PROTO, 201), ("Application/X-Proto-Binary; charset=binary", 200),
+                                      ("text/plain; charset=utf-8", 200), ("application/json;", 200)):
+                    link = _link()
+                    assert (await get("certs", ctype=ctype, status=status))[0] == status, ctype
+                    assert link.signing
+                link = _link()  # the certs envelope is not verified: EVE takes one signed by another key
+                other_envelope = k.sealed(pki.controller_certs_message(k.signer.cert, ecdh.cert).SerializeToString(), rogue)
+                assert (await get("certs", ctype=PROTO, certs=other_envelope))[0] == 200 and link.signing
+                status, body = await get("uuid", ctype=PROTO)
+                assert (status, body["uuid"]) == (200, "u-1")
+                assert await get("uuid", ctype="application/octet-stream") == (0, {"error": "signature"})
+        finally:
             await runner.cleanup()
 
     _run(scenario())

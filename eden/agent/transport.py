@@ -45,9 +45,38 @@ from eve.send import SendTimeouts
 CONTENT_TYPE = "application/x-proto-binary"
 TLS12_CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256"
 """EVE's TLS 1.2 suites (P:controllerconn/tls.go ``GetTLSConfig``); TLS 1.3 keeps its defaults."""
+ONBOARDING_KINDS = ("certs", "uuid")
+ONBOARDING_MIME_TYPES = ("application/x-proto-binary", "application/json", "text/plain")
+"""The media types EVE's client takes in a 200/201 answer to certs and uuid (P:cmd/client/client.go
+``myPost``: no Content-Type, one ``mime.ParseMediaType`` refuses, or another type -> not done)."""
 ERROR_PRIORITY = ("refused", "signature", "tls", "network", "timeout")
 """With several ports failing, the most telling error wins: a refusal means the controller host
 was reached through some port (remote temporary), a timeout only that nothing answered."""
+
+
+def onboarding_content_type_problem(value: str) -> str | None:
+    """Why EVE's client would not take a 200/201 answer with this Content-Type, or None.
+
+    As ``myPost`` (P:cmd/client/client.go) reads it with Go's ``mime.ParseMediaType``: the media
+    type is case-insensitive ``type/subtype``; each parameter after a ';' must be ``key=value``
+    (a trailing ';' is allowed); the type must be one of :data:`ONBOARDING_MIME_TYPES`."""
+    if not value.strip():
+        return "no Content-Type"
+    media, *params = value.split(";")
+    media = media.strip().lower()
+    kind, slash, sub = media.partition("/")
+    if not slash or not kind or not sub or any(c.isspace() for c in media):
+        return f"Content-Type {value!r} does not parse"
+    for n, param in enumerate(params):
+        param = param.strip()
+        if not param and n == len(params) - 1:
+            break  # a trailing ';'
+        key, eq, _val = param.partition("=")
+        if not eq or not key.strip():
+            return f"Content-Type {value!r} does not parse"
+    if media not in ONBOARDING_MIME_TYPES:
+        return f"Content-Type {media} is not one EVE's client takes"
+    return None
 
 
 class ResponseRejected(Exception):
@@ -328,8 +357,13 @@ class Transport:
             headers = self.headers(link, method, device_uuid)
             async with session.request(method, url, data=data, timeout=limit, headers=headers) as resp:
                 status, raw = resp.status, await resp.read()
+                content_type = resp.headers.get("Content-Type", "")
             if not 200 <= status < 300:
                 break  # a later info part is not sent after a failed one
+        if kind in ONBOARDING_KINDS and status in (200, 201):
+            problem = onboarding_content_type_problem(content_type)
+            if problem is not None:
+                raise ResponseRejected(f"{kind}: {problem}")
         inner = self._open(link, kind, status, raw)
         return status, codec.decode_response(kind, status, inner, images=link.images)
 
@@ -342,6 +376,20 @@ class Transport:
     # -------------------------------------------------------------------------------- response --
     def _open(self, link: DeviceLink, kind: str, status: int, raw: bytes) -> bytes:
         """Verify and unwrap a response body; learn the signing certificate from ``certs``."""
+        if kind == "certs" and 200 <= status < 300:
+            # EVE unwraps the certs AuthContainer without verifying it (skipVerify, P:cmd/client/
+            # client.go fetchCertChain; P:cmd/zedagent/handlecertconfig.go requestCertsByURL) and
+            # then applies VerifyLeavesCertChainWithRootPEM to the payload; an empty answer has
+            # no signing cert, so it is refused there (spec §2.1 "/certs content").
+            container = auth_pb2.AuthContainer()
+            try:
+                container.ParseFromString(raw)
+            except DecodeError:
+                raise ResponseRejected("certs: the answer is not an AuthContainer") from None
+            payload = container.protectedPayload.payload
+            self._learn_certs(link, payload)
+            self._keep_checkpoint(link, payload)
+            return payload
         if not raw:
             return b""
         container = auth_pb2.AuthContainer()
@@ -350,16 +398,6 @@ class Transport:
         except DecodeError:
             container = auth_pb2.AuthContainer()
         signed = container.HasField("protectedPayload") and bool(container.signatureHash)
-        if kind == "certs" and 200 <= status < 300:
-            payload = container.protectedPayload.payload if signed else raw
-            trusted = self._learn_certs(link, payload)
-            if signed:
-                try:
-                    signing.verify_container(container, trusted)
-                except signing.AuthContainerError as exc:
-                    raise ResponseRejected(f"certs: {exc}") from None
-            self._keep_checkpoint(link, payload)
-            return payload
         if not signed:
             if 200 <= status < 300:
                 raise ResponseRejected(f"{kind}: unsigned response")
@@ -391,22 +429,20 @@ class Transport:
             pass  # a full or read-only disk: the device goes on with the certs in memory
 
     def _learn_certs(self, link: DeviceLink, payload: bytes) -> dict[bytes, x509.Certificate]:
+        """EVE's rules for the certs list (``VerifyLeavesCertChainWithRootPEM`` with requireECDH,
+        P:controllerconn/authen.go; spec §2.1): exactly one signing cert, at least one ECDH
+        exchange cert, intermediates only as the pool, no other type; the signing and every ECDH
+        leaf verify to the root. The same rules apply to the checkpoint read at boot
+        (``LoadSavedServerSigningCert``)."""
         msg = certs_pb2.ZControllerCert()
         try:
             msg.ParseFromString(payload)
-            chain = [
-                x509.load_pem_x509_certificate(c.cert) for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_INTERMEDIATE
-            ]
-            signers = [
-                (c.cert, x509.load_pem_x509_certificate(c.cert))
-                for c in msg.certs if c.type == certs_pb2.CERT_TYPE_CONTROLLER_SIGNING
-            ]
-        except (DecodeError, ValueError):
-            raise ResponseRejected("certs: not a ZControllerCert with PEM certificates") from None
-        found = [pem for pem, cert in signers if _chains_to(cert, chain, self.root)]
-        if not found:
-            raise ResponseRejected("certs: no controller signing certificate chains to the root certificate")
-        link.signing = signing.pem_index(found)  # named by sha256 of the PEM as served (spec §2.1)
+            pem = pki.check_controller_certs(msg, self.root)
+        except DecodeError:
+            raise ResponseRejected("certs: not a ZControllerCert") from None
+        except ValueError as exc:  # ControllerCertsError and unparsable PEM
+            raise ResponseRejected(f"certs: {exc}") from None
+        link.signing = signing.pem_index([pem])  # named by sha256 of the PEM as served (spec §2.1)
         return link.signing
 
 
@@ -437,10 +473,3 @@ class _Partial:
     def restart(self) -> None:
         self.digest, self.have = hashlib.sha256(), 0
 
-
-def _chains_to(cert: x509.Certificate, intermediates: list[x509.Certificate], root: x509.Certificate, depth: int = 4) -> bool:
-    if pki.is_issued_by(cert, root):
-        return True
-    if depth == 0:
-        return False
-    return any(pki.is_issued_by(cert, mid) and _chains_to(mid, intermediates, root, depth - 1) for mid in intermediates if mid != cert)
