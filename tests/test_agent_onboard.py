@@ -132,6 +132,16 @@ def test_refused_register_is_ignored_and_uuid_is_posted_twice(tmp_path: Path) ->
     assert rec.zedagent().count("certs") == 1
 
 
+def test_a_201_certs_answer_is_taken_by_the_client(tmp_path: Path) -> None:
+    """EVE's client takes a certs answer with 200 or 201 (P:cmd/client/client.go ``myPost`` counts
+    both as done and ``fetchCertChain`` refuses only 400/401/404/501; spec §2.1 table, GET certs):
+    the first attempt goes on to register and uuid. (zedagent wants exactly 200; its task only
+    retries sooner.)"""
+    rec, events = _onboard(tmp_path, register=201, uuid_failures=0, certs_status=201)
+    assert rec.onboarding() == ["certs", "register", "uuid"]
+    assert any(w == "onboarded" for w, _ in events)
+
+
 def test_register_is_sent_again_on_every_attempt_even_after_a_201(tmp_path: Path) -> None:
     """§1 Onboarding (P:cmd/client/client.go ``selfRegister``): register reports not-done for
     every HTTP answer, 201 included, so each failed attempt is register + uuid + uuid."""

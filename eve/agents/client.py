@@ -149,9 +149,10 @@ class Client(Agent):
 
 
 def _answer_event(kind: str, status: int) -> OnboardEvent:
-    """The client's reading of an answer: certs only with 200, register whatever it says, uuid with 200/201."""
+    """The client's reading of an answer: certs and uuid with 200/201 (``myPost`` counts both as done;
+    ``fetchCertChain``, ``doGetUUID``), register whatever it says (spec §2.1 table)."""
     if kind == "certs":
-        return OnboardEvent.CERTS_OK if status == 200 else OnboardEvent.CERTS_FAILED
+        return OnboardEvent.CERTS_OK if status in (200, 201) else OnboardEvent.CERTS_FAILED
     if kind == "register":
         return OnboardEvent.REGISTER_ANSWERED
     return OnboardEvent.UUID_OK if status in (200, 201) else OnboardEvent.UUID_FAILED
