@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from eden.agent.transport import ContentMismatch, ContentNotFound, Transport
 from eden.controller.client import AdminClient, AdminError
@@ -73,6 +74,19 @@ def _download(server: ServeProcess, bases: list[str], path: str, dest: Path, sha
             return await t.download(bases, path, dest, sha, size, timeout)
 
     return asyncio.run(run())
+
+
+def _onboarded_with_baseos(server: ServeProcess, admin: AdminClient, version: str) -> tuple[DeviceClient, x509.Certificate]:
+    """A device configured for base OS ``ref-os`` at ``version``, onboarded: (client, controller signing cert)."""
+    dev = DeviceClient(server.layout.root, server.info["api_port"], _serial())
+    try:
+        admin.preregister(dev.serial, config={"baseos": {"image": "ref-os", "version": version}})
+        signer = controller_signing_cert(dev)
+        dev.onboard_fully(signer)
+    except BaseException:
+        dev.close()
+        raise
+    return dev, signer
 
 
 def _get(server: ServeProcess, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -137,11 +151,8 @@ def test_codec_rejects_a_content_tree_without_its_datastore() -> None:
 def test_content_is_stored_listed_and_put_into_the_device_config(server: ServeProcess, admin: AdminClient,
                                                                   image: tuple[Path, str]) -> None:
     path, sha = image
-    dev = DeviceClient(server.layout.root, server.info["api_port"], _serial())
+    dev, signer = _onboarded_with_baseos(server, admin, "2.0")
     try:
-        admin.preregister(dev.serial, config={"baseos": {"image": "ref-os", "version": "2.0"}})
-        signer = controller_signing_cert(dev)
-        dev.onboard_fully(signer)
 
         def config() -> dict[str, Any]:
             status, body = dev.send("config", {"hash": "", "token": None})
@@ -459,11 +470,8 @@ def test_the_datastore_names_the_ca_a_real_eve_must_trust_for_it(server: ServePr
     P:cmd/downloader/download.go WithTrustedCerts; spec §3 step 1): the served config must carry
     the CA of eden's TLS cert, and that PEM alone must be enough to fetch the content over TLS."""
     path, sha = image
-    dev = DeviceClient(server.layout.root, server.info["api_port"], _serial())
+    dev, signer = _onboarded_with_baseos(server, admin, "2.1")
     try:
-        admin.preregister(dev.serial, config={"baseos": {"image": "ref-os", "version": "2.1"}})
-        signer = controller_signing_cert(dev)
-        dev.onboard_fully(signer)
         admin.add_content("ref-os", path, "2.1")
         status, body = dev.send("config", {"hash": "", "token": None})
         assert status == 200
