@@ -218,8 +218,6 @@ class QemuBackend(LiveBackend[_Vm]):
         await asyncio.to_thread(init, ctrl_dir, server=f"{hosts[0]}:8443", sans=hosts[1:], tofu=True)
 
     async def _prepare_devices(self) -> None:
-        from eden.image.layout import write_config
-        from eden.image.slots import install_slot_offline
         from eden.qemu.machine import port_nics
 
         # A restarted controller must come back where the guests' CONFIG points.
@@ -230,33 +228,47 @@ class QemuBackend(LiveBackend[_Vm]):
             if dev.id in self.eve_ids:
                 await self._prepare_eve_device(dev, serial, home)
                 continue
-            assert self.image is not None
-            # The slot acts out each image's behaviour, so the model sees only good images; and the
-            # real download and write gate the model's timers (eden/agent/platform.py), so its own
-            # size-based estimate of their duration is set to nothing (size 1 byte).
-            spec = spec.model_copy(update={"images": {
-                n: e.model_copy(update={"behaviour": "good", "size": 1}) for n, e in spec.images.items()}})
             d = _Vm(dev, serial, home)
-            cfg = home / "config"
-            (cfg / "server").write_text(f"{GUEST_HOST}:{self.api_addr[1]}\n")
             # One NIC per profile port, each on its own user network: the agent reaches the
             # controller through a port by dialling the host's address on that port's subnet.
             d.nics = port_nics([nic.name for nic in dev.profile.nics], serial)
-            (cfg / "port-urls").write_text("".join(f"{n.port}=https://{n.host}:{self.api_addr[1]}\n" for n in d.nics))
-            (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
-            (cfg / "hostname").write_text(f"{dev.id}\n")
-            key = home / "id_ed25519"
-            await _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh-keygen")
-            (cfg / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
-            await _run(["cp", "--sparse=always", str(self.image.disk), str(d.disk)], "copying the image's disk")
-            # Factory install: the device's first image in IMGA (B stays unused); from here on only
-            # the device's agent writes its disk.
-            await asyncio.to_thread(install_slot_offline, self.image, d.disk, "A", self.slots[dev.image])
-            files = {p.name: p.read_bytes() for p in cfg.iterdir()}
-            await asyncio.to_thread(write_config, self.image, d.disk, files)
+            files = await self._reference_config(dev, home, spec, GUEST_HOST, [(n.port, n.host) for n in d.nics])
+            await self._factory_install(dev, d.disk, files)
             d.machine = self._machine(d)
             self.devices[dev.id] = d
             self.by_serial[serial] = d
+
+    async def _reference_config(self, dev: DeviceSpec, home: Path, spec: Any, server: str,
+                                port_hosts: list[tuple[str, str]]) -> dict[str, bytes]:
+        """The CONFIG files of a reference-image device (``home/config``, which already holds
+        ``eden controller device-config`` output): the controller as the device dials it
+        (``server``, and per port the host it dials through that port), the agent spec, the
+        hostname and an SSH key of the run's own."""
+        # The slot acts out each image's behaviour, so the model sees only good images; and the
+        # real download and write gate the model's timers (eden/agent/platform.py), so its own
+        # size-based estimate of their duration is set to nothing (size 1 byte).
+        spec = spec.model_copy(update={"images": {
+            n: e.model_copy(update={"behaviour": "good", "size": 1}) for n, e in spec.images.items()}})
+        cfg = home / "config"
+        (cfg / "server").write_text(f"{server}:{self.api_addr[1]}\n")
+        (cfg / "port-urls").write_text("".join(f"{port}=https://{host}:{self.api_addr[1]}\n" for port, host in port_hosts))
+        (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
+        (cfg / "hostname").write_text(f"{dev.id}\n")
+        key = home / "id_ed25519"
+        await _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh-keygen")
+        (cfg / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
+        return {p.name: p.read_bytes() for p in cfg.iterdir()}
+
+    async def _factory_install(self, dev: DeviceSpec, disk: Path, files: dict[str, bytes]) -> None:
+        """The reference image's disk at ``disk`` (sparse), the device's first image in IMGA (B
+        stays unused) and its CONFIG partition: from here on only the device's agent writes it."""
+        from eden.image.layout import write_config
+        from eden.image.slots import install_slot_offline
+
+        assert self.image is not None
+        await _run(["cp", "--sparse=always", str(self.image.disk), str(disk)], "copying the image's disk")
+        await asyncio.to_thread(install_slot_offline, self.image, disk, "A", self.slots[dev.image])
+        await asyncio.to_thread(write_config, self.image, disk, files)
 
     def _machine(self, d: _Vm) -> Any:
         from eden.image.layout import DISK_INTERFACE, TCG_CPU

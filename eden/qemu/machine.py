@@ -163,8 +163,10 @@ class Machine:
         *,
         on_event: Callable[[MachineEvent], None] | None = None,
         on_console_line: Callable[[str], None] | None = None,
+        on_console_bytes: Callable[[bytes], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_console_bytes = on_console_bytes
         self.run_dir = run_dir
         self.on_event = on_event
         self.on_console_line = on_console_line
@@ -318,7 +320,8 @@ class Machine:
             self._qemu = await self.group.start("qemu", argv, env=env)
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch(self._qemu)))
             await self._connect_qmp(deadline)
-            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line)
+            self.console = Console(self.sock_dir / "console.sock", self.run_dir, self.on_console_line,
+                                   on_bytes=self.on_console_bytes)
             await self.console.connect(deadline, lambda: self.running)
             if any(n.hostfwd for n in self.nics) and c.hostfwd:
                 await self._read_ports(deadline)

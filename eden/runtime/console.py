@@ -176,8 +176,10 @@ def decode_line(raw: bytes) -> str:
 class Console:
     """A connected serial console of one machine; a bare path means a unix socket."""
 
-    def __init__(self, source: ByteSource | Path, log_dir: Path, on_line: Callable[[str], None] | None = None) -> None:
+    def __init__(self, source: ByteSource | Path, log_dir: Path, on_line: Callable[[str], None] | None = None,
+                 on_bytes: Callable[[bytes], None] | None = None) -> None:
         self.source: ByteSource = UnixSocketSource(source) if isinstance(source, Path) else source
+        self._on_bytes = on_bytes  # every byte as received (a stand-in board forwards them to its pty)
         self.log_dir = log_dir
         self.core = ConsoleBuffer(self._line)
         self._user_on_line = on_line
@@ -235,6 +237,8 @@ class Console:
                 assert self._raw is not None
                 self._raw.write(data)
                 self._raw.flush()
+                if self._on_bytes is not None:
+                    self._on_bytes(data)
                 self.core.feed(data)
                 if self._log is not None:
                     self._log.flush()

@@ -1,0 +1,434 @@
+"""Backend ``board``: boards in a lab, reached through their drivers (docs/board.md, docs/lab.md).
+
+The lab file (``--lab lab.yaml``, or ``EDEN_LAB``) lists the places: a board with its hardware
+profile and its drivers. Per scenario device the backend leases a place whose profile is the
+device's (waiting up to ``EDEN_LAB_WAIT`` seconds for one, default 1 h), holds the lease with a
+heartbeat for the run, and releases it at the end; a killed run's lease expires by its TTL.
+
+What is real: the controller (``eden controller serve`` on the lab file's ``controller.listen``,
+its certificate naming ``controller.advertise``, the address the boards dial), and per device the
+board itself: the reference image written to its storage by the place's **media** driver (with the
+CONFIG that ``eden controller device-config`` writes), **power** through PDUDaemon, shell commands
+or a person, the **console** over a local or network serial port, network ports cut through the
+**link** driver. The device is observed through the controller and its console, as on ``qemu``
+(``EDEN-BOOT:`` markers and the agent's event lines), plus what only a board needs:
+
+* power is confirmed by watching the board, never by the PDU's reply (PDUDaemon answers before it
+  acts): a board that prints nothing within ``POWER_ON_CONFIRM`` seconds (times the place's
+  ``timing_scale``) of power-on, or that talks to the controller after a power-off, is *broken*;
+* a boot banner (the image's first marker) seen while the board was on and not just powered on is
+  an **unexpected reset** on the timeline; a kernel panic line is put there too;
+* a console that vanishes is re-attached within the place's ``reattach`` seconds, else *broken*.
+
+Every infrastructure fault ends the run with :class:`~eden.errors.InfrastructureError` (exit 2),
+never as a product verdict. Tested here on **stand-in boards** (:mod:`eden.lab.standin`): QEMU VMs
+wired like boards, behind a real PDUDaemon and a real ser2net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eden.backends.base import BackendStats, RealTimeTimings
+from eden.backends.live import LiveDevice
+from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.qemu import QemuBackend
+from eden.errors import InfrastructureError, InvalidInput, Issue, issue_at
+from eden.scenario.load import DeviceSpec
+
+if TYPE_CHECKING:
+    from eden.lab.load import LoadedLab
+    from eden.lab.leases import HeldLease
+    from eden.lab.model import Place
+    from eden.scenario.load import LoadedScenario
+
+LAB_ENV = "EDEN_LAB"
+WAIT_ENV = "EDEN_LAB_WAIT"
+DEFAULT_WAIT = 3600.0
+POWER_ON_CONFIRM = 60.0
+"""Seconds from the power driver's 'done' to the board's first console byte, on a real board."""
+OFF_GRACE = 5.0
+"""A board may still finish a request it started before the power went off."""
+BOOT_BANNER = "EDEN-BOOT: stage="
+"""The reference image's first line of every boot (its initramfs): a reset when not expected."""
+PANIC = "Kernel panic"
+
+
+class _Board(LiveDevice):
+    def __init__(self, spec: DeviceSpec, serial: str, home: Path, place_name: str, place: Place) -> None:
+        super().__init__(spec, serial, home)
+        self.place_name = place_name
+        self.place = place
+        self.power: Any = None  # eden.lab.power driver
+        self.console: Any = None  # eden.lab.consoles console
+        self.powered_at: float | None = None
+        self.off_at: float | None = None
+        self.banner_expected = False
+        self.output_since_power = False
+        self.timings: dict[str, list[float]] = {"power_on_to_agent_start": [], "power_on_to_onboarded": []}
+        self.onboarded_seen = False
+        self.pending_tamper: list[str] = []
+        self.resets = 0
+
+
+def lab_path(env: dict[str, str] | None = None) -> Path | None:
+    value = (os.environ if env is None else env).get(LAB_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> list[Issue]:
+    """What ``--backend board`` needs beyond the scenario's own rules: a lab file, and for every
+    device's profile enough places whose drivers perform the steps the scenario takes."""
+    from eden.backends.actions import ACTION_TABLE
+    from eden.lab.load import load_lab
+    from eden.lab.model import place_methods
+
+    path = lab_path(env)
+    if path is None:
+        return [issue_at(loaded.located, ("fleet",), f"--backend board needs a lab file ({LAB_ENV} is not set)",
+                         "give --lab lab.yaml (docs/lab.md), or set EDEN_LAB", key=True)]
+    try:
+        lab = load_lab(path)
+    except InvalidInput as exc:
+        return list(exc.issues)
+    out: list[Issue] = []
+    need: dict[str, int] = {}
+    for d in loaded.devices:
+        need[d.profile_name] = need.get(d.profile_name, 0) + 1
+    for profile, n in sorted(need.items()):
+        places = [name for name, p in lab.lab.places.items() if p.profile == profile]
+        if len(places) < n:
+            where = next(("fleet", i, "profile") for i, e in enumerate(loaded.scenario.fleet) if e.profile == profile)
+            out.append(issue_at(loaded.located, where, f"the lab {lab.lab.lab!r} has {len(places)} place(s) with profile "
+                                f"{profile}, the scenario needs {n}", f"add places to {path} or run fewer devices"))
+    methods_by_step = _device_methods(loaded, ACTION_TABLE)
+    for where, method in methods_by_step:
+        for profile in sorted(need):
+            lacking = [name for name, p in lab.lab.places.items() if p.profile == profile and method not in place_methods(p)]
+            if lacking:
+                out.append(issue_at(loaded.located, where, f"'{where[2]}' needs '{method}' on the board, and "
+                                    f"place(s) {', '.join(sorted(lacking))} of {path} have no driver for it",
+                                    "give those places the driver (docs/lab.md), or run the step on another backend"))
+    return out
+
+
+def _device_methods(loaded: LoadedScenario, table: Any) -> list[tuple[tuple[str, int, str], str]]:
+    """(where, device-port method) of every step and fault that acts on the board itself."""
+    out: list[tuple[tuple[str, int, str], str]] = []
+    for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults)):
+        for i, step in enumerate(items):
+            row = table.get(step.action)
+            if row is not None and row.port == "device":
+                out.append(((kind, i, step.action), row.method))
+    return out
+
+
+class BoardControllerPort(AdminControllerPort):
+    """As on ``qemu``: the reference image's agent on the board does not exercise the controller's
+    reboots, shutdowns, apps or controller faults (docs/qemu.md), so such steps are refused."""
+
+    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore", "answer_503",
+                                                       "hang", "refuse_certs"}
+    refusals = {}
+    backend_name = "board"
+
+
+NO_BOARD_HOOK = "a board's firmware and agents are not the harness's to change: run this step on qemu or sim"
+
+
+class BoardDevicePort(LiveDevicePort["BoardBackend"]):
+    """Power is the place's power driver, links its link driver (what each place has is checked
+    against the lab file at validation: :func:`input_issues`)."""
+
+    capabilities = frozenset({"power_on", "power_off", "power_cycle", "set_links"})
+    refusals = {"tamper": NO_BOARD_HOOK, "hang": NO_BOARD_HOOK, "crash": NO_BOARD_HOOK, "low_disk_space": NO_BOARD_HOOK,
+                "tpm_failure": NO_BOARD_HOOK, "graceful_poweroff": NO_BOARD_HOOK}
+    backend_name = "board"
+
+    def _boards(self, devices: list[str]) -> list[_Board]:
+        return [self.be.boards[d] for d in devices]
+
+    def power_on(self, devices: list[str], spread: float) -> None:
+        for d, delay in zip(self._boards(devices), self.be.spread_delays(spread, len(devices))):
+            self.be.later(delay, lambda d=d: self.be.board_on(d))
+
+    def power_off(self, devices: list[str]) -> None:
+        for d in self._boards(devices):
+            self.be.background(self.be.board_off(d))
+
+    def power_cycle(self, devices: list[str], off_for: float) -> None:
+        for d in self._boards(devices):
+            self.be.background(self.be.board_cycle(d, off_for))
+
+    def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
+        for d in self._boards(devices):
+            own = [n.name for n in d.spec.profile.nics]
+            wanted = [p for p in (ports or own) if p in own]
+            self.be.background(self.be.board_links(d, wanted, up))
+
+
+class BoardBackend(QemuBackend):
+    """Reuses the ``qemu`` backend's reference image, slots, controller set-up and console parsing;
+    the hardware is the lab's."""
+
+    name = "board"
+    controller_port_type = BoardControllerPort
+    device_port_type = BoardDevicePort  # type: ignore[assignment]
+    work_prefix = "eden-board-"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lab: LoadedLab | None = None
+        self.boards: dict[str, _Board] = {}
+        self.leases: list[HeldLease] = []
+        self._store: Any = None
+
+    # -------------------------------------------------------------------------------- setup --
+    async def _setup(self) -> None:
+        from eden.image.build import build, default_cache
+        from eden.image.layout import Image
+        from eden.lab.load import load_lab
+
+        path = lab_path()
+        if path is None:
+            raise InvalidInput.at(str(self.loaded.path), 0, 0, f"--backend board needs a lab file ({LAB_ENV} is not set)",
+                                  "give --lab lab.yaml (docs/lab.md)")
+        self.lab = await asyncio.to_thread(load_lab, path)
+        await self._lease_places()
+        scale = max((self.lab.lab.places[b].timing_scale for b in self._assigned.values()), default=1.0)
+        self.accel = "board"
+        self._scale = float(scale)
+        import time
+
+        t0 = time.monotonic()
+        image_dir = await asyncio.to_thread(build, default_cache())
+        self.image = Image.load(image_dir)
+        self.image_seconds = time.monotonic() - t0
+        await self._build_slots()
+        self.timeline.add(0.0, "harness", None, "image_ready",
+                          {"dir": str(image_dir), "seconds": round(self.image_seconds, 2), "accel": self.accel,
+                           "deadline_scale": self._scale})
+
+    async def _lease_places(self) -> None:
+        """One place per device, of the device's profile, leased for the run (heartbeat thread)."""
+        from eden.lab.leases import HeldLease, LeaseStore
+        from eden.runtime.deadline import Deadline
+
+        assert self.lab is not None
+        lab = self.lab
+        wait = float(os.environ.get(WAIT_ENV, DEFAULT_WAIT))
+        owner = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()} {self.loaded.scenario.name}"
+        self._store = LeaseStore(lab.db_path)
+        self._assigned: dict[str, str] = {}
+        taken: set[str] = set()
+        for dev in self.loaded.devices:
+            candidates = [n for n, p in lab.lab.places.items() if p.profile == dev.profile_name and n not in taken]
+            deadline = self.run_deadline.child(wait)
+            lease = await asyncio.to_thread(self._store.reserve_any, candidates, owner, lab.lab.leases.ttl, wait=deadline)
+            held = HeldLease(self._store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
+            held.__enter__()
+            self.leases.append(held)
+            taken.add(lease.place)
+            self._assigned[dev.id] = lease.place
+            self.timeline.add(0.0, "harness", dev.id, "place_leased",
+                              {"place": lease.place, "lab": lab.lab.lab, "expires_at": lease.expires_at})
+
+    async def _init_controller(self, ctrl_dir: Path) -> None:
+        """The controller binds where the lab file says; its certificate names the address the
+        boards dial (``advertise``) and any per-port address a place gives."""
+        from eden.controller.setup import init
+
+        assert self.lab is not None
+        ctl = self.lab.lab.controller
+        self.controller_listen = ctl.listen
+        advertise = ctl.advertised_host
+        extra = sorted({h for p in self.lab.lab.places.values() for h in (p.controller_hosts or {}).values()} - {advertise})
+        await asyncio.to_thread(init, ctrl_dir, server=f"{advertise}:{ctl.port or 8443}", sans=extra, tofu=True)
+
+    async def _prepare_devices(self) -> None:
+        from eden.lab.drivers import console_for, power_for
+
+        assert self.lab is not None
+        # A restarted controller must come back where the boards' CONFIG points.
+        self.controller_listen = f"{self.lab.lab.controller.host}:{self.api_addr[1]}"
+        advertise = self.lab.lab.controller.advertised_host
+        await self._register_content()
+        async for dev, serial, home, spec in self._provision(0.5):
+            name = self._assigned[dev.id]
+            place = self.lab.lab.places[name]
+            d = _Board(dev, serial, home, name, place)
+            hosts = place.controller_hosts or {}
+            ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
+            files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
+            await self._write_media(d, files)
+            d.power = power_for(name, place)
+            d.console = console_for(name, place, self.lab, home / "console", on_line=lambda line, d=d: self._board_line(d, line),
+                                    on_event=lambda kind, data, d=d: self._console_event(d, kind, data))
+            await d.console.connect(self.run_deadline.child(30.0))
+            self.boards[dev.id] = d
+            self.devices[dev.id] = d  # type: ignore[assignment]
+            self.by_serial[serial] = d  # type: ignore[assignment]
+            self.timeline.add(self.now(), "harness", dev.id, "board_ready", {"place": name, "power": d.power.describe()})
+
+    async def _write_media(self, d: _Board, files: dict[str, bytes]) -> None:
+        """The reference image and CONFIG onto the board's storage, through its media driver, with
+        the board off (the media is switched to the host for the write and back after)."""
+        from eden.lab.shell import run_shell
+
+        media = d.place.media
+        if media is None:
+            raise InfrastructureError(f"place {d.place_name}: no media driver, so eden cannot write the image and CONFIG "
+                                      "(docs/board.md says how to do it by hand)")
+        assert self.lab is not None
+        if media.to_host:
+            await run_shell(media.to_host, place=d.place_name, what="media to_host", deadline=self.run_deadline.child(60.0))
+        target = self.lab.resolve(media.device)
+        await self._factory_install(d.spec, target, files)
+        if media.to_board:
+            await run_shell(media.to_board, place=d.place_name, what="media to_board", deadline=self.run_deadline.child(60.0))
+        self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": str(target)})
+
+    # ------------------------------------------------------------------------------ power --
+    async def board_on(self, d: _Board) -> None:
+        if d.powered:
+            return
+        try:
+            d.banner_expected = True
+            d.output_since_power = False
+            await d.power.on(self.run_deadline.child(60.0))
+        except InfrastructureError as exc:
+            self._failure = f"{d.id} (place {d.place_name}): power-on failed: {exc}"
+            return
+        d.powered = True
+        d.console.expected_alive = True
+        d.off_at = None
+        d.powered_at = self.now()
+        d.boots += 1
+        self._touch(d.id)
+        self.timeline.add(self.now(), "device", d.id, "power_on", {"place": d.place_name, "power": d.power.name})
+        self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
+        self.background(self._confirm_on(d, d.boots))
+
+    async def _confirm_on(self, d: _Board, boot: int) -> None:
+        """The board must show life on its console: the PDU saying 'done' proves nothing."""
+        limit = POWER_ON_CONFIRM * self._scale
+        await asyncio.sleep(limit)
+        if d.powered and d.boots == boot and not d.output_since_power:
+            self._failure = (f"{d.id} (place {d.place_name}): power-on not confirmed: no console output {limit:.0f} s after "
+                             f"{d.power.describe()} accepted 'on' (is the board powered? is the serial line wired?)")
+
+    async def board_off(self, d: _Board) -> None:
+        if not d.powered:
+            return
+        d.powered = False
+        d.console.expected_alive = False  # a board's USB serial chip may lose power with it
+        try:
+            await d.power.off(self.run_deadline.child(60.0))
+        except InfrastructureError as exc:
+            self._failure = f"{d.id} (place {d.place_name}): power-off failed: {exc}"
+            return
+        d.off_at = self.now()
+        self.timeline.add(self.now(), "device", d.id, "power_off", {"place": d.place_name})
+        self._touch(d.id)
+
+    async def board_cycle(self, d: _Board, off_for: float) -> None:
+        await self.board_off(d)
+        await asyncio.sleep(off_for)
+        await self.board_on(d)
+
+    async def board_links(self, d: _Board, ports: list[str], up: bool) -> None:
+        from eden.lab.shell import run_shell
+
+        link = d.place.link
+        assert link is not None  # validation refuses set_links for places without one
+        for port in ports:
+            cmd = (link.command.up if up else link.command.down).replace("{port}", port)
+            try:
+                await run_shell(cmd, place=d.place_name, what=f"link {port} {'up' if up else 'down'}",
+                                  deadline=self.run_deadline.child(link.command.timeout))
+            except InfrastructureError as exc:
+                self._failure = f"{d.id} (place {d.place_name}): {exc}"
+                return
+            self.timeline.add(self.now(), "device", d.id, "link_up" if up else "link_down", {"port": port})
+
+    # ---------------------------------------------------------------------------- observe --
+    def _board_line(self, d: _Board, line: str) -> None:
+        if d.powered:
+            d.output_since_power = True
+        elif d.off_at is not None and self.now() - d.off_at > OFF_GRACE and line.strip():
+            self._failure = (f"{d.id} (place {d.place_name}): the board still prints on its console "
+                             f"{self.now() - d.off_at:.0f} s after {d.power.describe()} switched it off: power-off not confirmed")
+        if BOOT_BANNER in line:
+            if d.banner_expected:
+                d.banner_expected = False
+            elif d.powered:
+                d.resets += 1
+                d.boots += 1
+                d.powered_at = self.now()
+                self.timeline.add(self.now(), "console", d.id, "unexpected_reset", {"banner": line.strip()[:120]})
+                self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "reset"})
+        elif PANIC in line:
+            self.timeline.add(self.now(), "console", d.id, "kernel_panic", {"line": line.strip()[:200]})
+        self._console_line(d, line)  # type: ignore[arg-type]
+
+    def _console_event(self, d: _Board, kind: str, data: dict[str, Any]) -> None:
+        self.timeline.add(self.now(), "console", d.id, kind, {"place": d.place_name, **data})
+
+    async def _poll_consoles(self) -> None:
+        """A console that could not be re-attached ends the run (*broken*); a board that talks to
+        the controller while it should be off means the PDU did not switch it."""
+        while True:
+            for d in self.boards.values():
+                con = d.console
+                if con is not None and con.closed and isinstance(con.error, InfrastructureError):
+                    self._failure = f"{d.id} (place {d.place_name}): {con.error}"
+                if not d.powered and d.off_at is not None:
+                    seen = self._ctrl_view.get(d.id, {}).get("last_seen")
+                    if seen and self.clock.from_epoch(float(seen)) > d.off_at + OFF_GRACE * self._scale:
+                        self._failure = (f"{d.id} (place {d.place_name}): the board reached the controller after "
+                                         f"{d.power.describe()} switched it off: power-off not confirmed")
+            await asyncio.sleep(0.5)
+
+    # ---------------------------------------------------------------------------- cleanup --
+    async def _stop_devices(self) -> None:
+        """Boards are left switched off; a failing switch here does not hide the run's result."""
+        for d in self.boards.values():
+            if d.power is not None:
+                with contextlib.suppress(Exception):
+                    await d.power.off(self.run_deadline.child(30.0))
+            d.powered = False
+
+    async def _close_devices(self) -> None:
+        assert self.work is not None
+        logs = self.work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for d in self.boards.values():
+            if d.console is not None:
+                with contextlib.suppress(Exception):
+                    await d.console.close()
+                for src, name in ((d.home / "console" / "console.log", f"console-{d.id}.log"),
+                                  (d.home / "console" / "console.raw", f"console-{d.id}.raw")):
+                    if src.is_file():
+                        with contextlib.suppress(OSError):
+                            import shutil
+
+                            shutil.copy2(src, logs / name)
+        for held in self.leases:
+            with contextlib.suppress(Exception):
+                held.__exit__(None, None, None)
+        self.leases.clear()
+        if self._store is not None:
+            self._store.close()
+
+    def stats(self) -> BackendStats:
+        out = super().stats()
+        timings: RealTimeTimings = {"image_ready_s": round(self.image_seconds, 2), "accel": "board",
+                                    "devices": {d.id: d.timings for d in self.boards.values()}}
+        out["timings"] = timings
+        return out

@@ -1,0 +1,314 @@
+"""A stand-in board: a QEMU VM wired like a physical board, so the board backend is tested here.
+
+No physical board exists on the machines eden is tested on. The closest real thing is a VM booting
+eden's reference image that the board backend can reach *only* the way it reaches a board: power
+through a PDU (a real PDUDaemon whose ``localcmdline`` driver runs this module's ``power``
+command), the console through a serial adapter (a pty) served over TCP by a real ser2net, the
+storage through a media device (a disk image file the media driver writes while the board is off),
+the network ports through a link command (a managed switch port). The backend never talks QMP to
+it and never sees its process. Everything that says "stand-in" in docs and reports means this.
+
+Per board, a directory (``board.json`` describes the hardware):
+
+* ``tty`` -- the serial adapter: a symlink to a pty that exists whether the board is powered or not,
+  as a USB serial adapter's ``/dev/serial/by-id`` link does. ``replug`` re-enumerates it (a new pty,
+  the link re-pointed), ``unplug`` removes it (a cable pulled out), ``plug`` brings it back;
+* ``disk.img`` -- the board's storage;
+* ``vm/`` -- the VM's run directory (its swtpm state is the board's TPM and survives power cuts);
+* ``standin.log`` -- what the board daemon did.
+
+A board is a long-lived daemon (``python -m eden.lab.standin serve DIR``), the board's hardware; the
+commands (``power DIR on|off``, ``link DIR PORT up|down``, ``replug``, ``unplug``, ``plug``,
+``status``, ``quit``) reach it over an abstract unix socket named after the directory, so no socket
+file is left behind and no path length limit applies. ``on`` is a power switch closing: the VM
+starts; ``off`` is a power cut (QEMU killed). A board without a ``disk.img`` does not boot: the
+``on`` command fails, and since PDUDaemon answers before it acts, the backend learns it only by
+watching the console, as with a real board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sys
+import termios
+import tty
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONTROL_TIMEOUT = 90.0
+"""Seconds a command waits for the daemon's answer (``on`` starts swtpm and QEMU)."""
+COMMANDS = ("on", "off", "link", "replug", "unplug", "plug", "status", "quit")
+
+
+@dataclass
+class BoardHardware:
+    """``board.json``: what the stand-in board is (its firmware is the reference image's kernel)."""
+
+    name: str
+    kernel: str
+    initrd: str
+    append: str
+    ports: list[str] = field(default_factory=lambda: ["eth0"])
+    memory_mb: int = 512
+    accel: str = "tcg"
+    cpu: str | None = None
+    serial: str = ""
+    disk_interface: str = "virtio"
+
+    @classmethod
+    def read(cls, board: Path) -> BoardHardware:
+        return cls(**json.loads((board / "board.json").read_text()))
+
+    def write(self, board: Path) -> None:
+        board.mkdir(parents=True, exist_ok=True)
+        (board / "board.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def control_address(board: Path) -> str:
+    """The abstract unix socket of a board's daemon (a leading NUL: nothing on disk)."""
+    digest = hashlib.sha256(str(board.resolve()).encode()).hexdigest()[:24]
+    return f"\0eden-standin-{digest}"
+
+
+# ------------------------------------------------------------------------------------- client --
+def command(board: Path, *words: str, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+    """Send one command to a board's daemon and return its answer (``{"ok": bool, ...}``).
+
+    Raises ``OSError`` when no daemon serves the board (the board is not there at all)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(control_address(board))
+        s.sendall((" ".join(words) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data or b'{"ok": false, "error": "no answer"}')
+    return answer
+
+
+# ------------------------------------------------------------------------------------- daemon --
+class _SerialAdapter:
+    """The board's USB serial adapter: a pty whose slave end is reached through ``<board>/tty``.
+
+    The daemon keeps the slave open itself, so the adapter exists while nobody has it open (as a
+    real adapter does) and bytes the board sends while nobody listens are dropped, not blocked on."""
+
+    def __init__(self, link: Path, on_input: Any) -> None:
+        self.link = link
+        self.on_input = on_input
+        self.master: int | None = None
+        self.slave: int | None = None
+        self.generation = 0
+
+    def plug(self) -> None:
+        if self.master is not None:
+            return
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        os.set_blocking(master, False)
+        self.master, self.slave = master, slave
+        self.generation += 1
+        tmp = self.link.with_name(self.link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(slave))
+        os.replace(tmp, self.link)  # atomic: a reader sees the old pty or the new one, never none
+        asyncio.get_running_loop().add_reader(master, self._readable)
+
+    def unplug(self) -> None:
+        self.link.unlink(missing_ok=True)
+        if self.master is not None:
+            asyncio.get_running_loop().remove_reader(self.master)
+            for fd in (self.master, self.slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # type: ignore[arg-type]
+        self.master = self.slave = None
+
+    def _readable(self) -> None:
+        assert self.master is not None
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        if data:
+            self.on_input(data)
+
+    def send(self, data: bytes) -> None:
+        """The board's UART transmits; with no room in the line (nobody reading) bytes are lost."""
+        if self.master is None:
+            return
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.master, data)
+
+
+class _Board:
+    def __init__(self, board: Path) -> None:
+        self.dir = board
+        self.hw = BoardHardware.read(board)
+        self.adapter = _SerialAdapter(board / "tty", self._keyboard)
+        self.machine: Any = None
+        self.links_down: set[str] = set()
+        self.boots = 0
+        self.stop = asyncio.Event()
+        self._log = open(board / "standin.log", "a", buffering=1)
+
+    def log(self, text: str) -> None:
+        import time
+
+        self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    def _keyboard(self, data: bytes) -> None:
+        m = self.machine
+        if m is not None and m.running and m.console is not None and not m.console.closed:
+            asyncio.get_running_loop().create_task(self._type(data))
+
+    async def _type(self, data: bytes) -> None:
+        with contextlib.suppress(Exception):
+            await self.machine.console.write(data)
+
+    def _machine(self) -> Any:
+        from eden.qemu.machine import Disk, Machine, MachineConfig, port_nics
+
+        hw = self.hw
+        disk = self.dir / "disk.img"
+        extra = ["-smbios", f"type=1,serial={hw.serial or hw.name}"]
+        if hw.cpu:
+            extra = ["-cpu", hw.cpu, *extra]
+        cfg = MachineConfig(
+            name=hw.name, kernel=Path(hw.kernel), initrd=Path(hw.initrd), append=hw.append,
+            disks=[Disk(disk, "raw", hw.disk_interface, cache="unsafe")],  # type: ignore[arg-type]
+            memory_mb=hw.memory_mb, accel=hw.accel, tpm=True, tpm_state=self.dir / "tpm",  # type: ignore[arg-type]
+            nics=port_nics(list(hw.ports), hw.name), extra_args=extra,
+        )
+        return Machine(cfg, self.dir / "vm", on_console_bytes=self.adapter.send)
+
+    async def handle(self, words: list[str]) -> dict[str, Any]:
+        from eden.runtime.deadline import Deadline
+
+        what = words[0] if words else ""
+        if what == "status":
+            powered = self.machine is not None and self.machine.running
+            tty_target = os.readlink(self.dir / "tty") if (self.dir / "tty").is_symlink() else None
+            return {"ok": True, "powered": powered, "boots": self.boots, "tty": tty_target,
+                    "adapter_generation": self.adapter.generation, "links_down": sorted(self.links_down)}
+        if what == "on":
+            if self.machine is not None and self.machine.running:
+                return {"ok": True, "already": True}
+            if not (self.dir / "disk.img").is_file():
+                return {"ok": False, "error": "no disk.img: nothing to boot"}
+            if self.machine is not None:
+                await self.machine.close()
+            self.machine = self._machine()
+            self.machine.links_down = {self.machine.nic_id(p) for p in self.links_down}
+            await self.machine.power_on(Deadline(CONTROL_TIMEOUT - 5))
+            self.boots += 1
+            return {"ok": True, "pid": self.machine.pid}
+        if what == "off":
+            if self.machine is not None:
+                await self.machine.pull_plug()
+            return {"ok": True}
+        if what == "link" and len(words) == 3 and words[2] in ("up", "down"):
+            port, up = words[1], words[2] == "up"
+            if port not in self.hw.ports:
+                return {"ok": False, "error": f"no port {port} (ports: {', '.join(self.hw.ports)})"}
+            (self.links_down.discard if up else self.links_down.add)(port)
+            if self.machine is not None and self.machine.running:
+                await self.machine.set_link(up, Deadline(10.0), nic=port)
+            return {"ok": True}
+        if what == "replug":
+            self.adapter.unplug()
+            self.adapter.plug()
+            return {"ok": True, "tty": os.readlink(self.dir / "tty")}
+        if what == "unplug":
+            self.adapter.unplug()
+            return {"ok": True}
+        if what == "plug":
+            self.adapter.plug()
+            return {"ok": True}
+        if what == "quit":
+            self.stop.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {' '.join(words)!r} (commands: {', '.join(COMMANDS)})"}
+
+    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = (await reader.readline()).decode(errors="replace").split()
+            self.log(f"command: {' '.join(line)}")
+            try:
+                answer = await self.handle(line)
+            except Exception as exc:  # noqa: BLE001 - the answer says why; the board stays up
+                answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            self.log(f"answer: {answer}")
+            writer.write((json.dumps(answer) + "\n").encode())
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def run(self) -> None:
+        self.adapter.plug()
+        server = await asyncio.start_unix_server(self.serve_client, path=control_address(self.dir))
+        self.log(f"board {self.hw.name} ready: tty -> {os.readlink(self.dir / 'tty')}")
+        try:
+            await self.stop.wait()
+        finally:
+            server.close()
+            if self.machine is not None:
+                await self.machine.close()
+            self.adapter.unplug()
+            self.log("board daemon stopped")
+            self._log.close()
+
+
+def serve(board: Path) -> None:
+    """Run a board's daemon until ``quit`` or SIGTERM (the VM is powered off on the way out)."""
+    import signal
+
+    async def main() -> None:
+        b = _Board(board)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, b.stop.set)
+        await b.run()
+
+    asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eden.lab.standin serve|power|link|replug|unplug|plug|status|quit DIR ...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m eden.lab.standin serve DIR | power DIR on|off | link DIR PORT up|down | replug|unplug|plug|status|quit DIR"
+    if len(args) < 2:
+        print(usage, file=sys.stderr)
+        return 2
+    verb, board = args[0], Path(args[1])
+    if verb == "serve":
+        serve(board)
+        return 0
+    words = args[2:] if verb == "power" else [verb, *args[2:]]
+    if verb == "power" and words not in (["on"], ["off"]):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        answer = command(board, *words)
+    except OSError as exc:
+        print(f"stand-in board {board}: not reachable ({exc})", file=sys.stderr)
+        return 2
+    print(json.dumps(answer))
+    return 0 if answer.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""A lab of stand-in boards (:mod:`eden.lab.standin`) behind a real PDUDaemon and a real ser2net.
+
+``eden lab standin DIR --places N`` (and the tests) build one: N board daemons, one PDUDaemon
+whose ``localcmdline`` PDU switches board k on port k, one ser2net serving board k's serial adapter
+(its ``tty`` link) on its own TCP port, and ``DIR/lab.yaml`` describing it all to the board
+backend: power through PDUDaemon, console ``tcp://`` (or ``rfc2217://``) through ser2net, a media
+device (the board's ``disk.img``) and a link command per place. The backend sees nothing else of
+it. What differs from a real lab, and only because a stand-in runs under TCG on a shared host:
+each place's ``timing_scale`` (the deadline stretch the ``qemu`` backend uses), and
+``controller_hosts`` (QEMU's user networks show the host at a different address per port).
+
+Everything is started in its own session and stopped by :meth:`StandinLab.close`, which also
+kills what a crashed start left (no process outlives the lab).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from eden.errors import InfrastructureError
+from eden.lab.standin import BoardHardware, command
+
+REPO = Path(__file__).resolve().parents[2]
+PDUDAEMON_ENV = "EDEN_PDUDAEMON"
+START_TIMEOUT = 30.0
+
+
+def pdudaemon_binary() -> str:
+    """PDUDaemon as ``scripts/install-system-deps`` installs it (its own venv under ``.tools``)."""
+    for candidate in (os.environ.get(PDUDAEMON_ENV, ""), str(REPO / ".tools" / "pdudaemon" / "bin" / "pdudaemon"),
+                      shutil.which("pdudaemon") or ""):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise InfrastructureError("PDUDaemon is not installed (run scripts/install-system-deps as root, or set EDEN_PDUDAEMON)")
+
+
+def ser2net_binary() -> str:
+    for candidate in (shutil.which("ser2net"), "/usr/sbin/ser2net"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise InfrastructureError("ser2net is not installed (run scripts/install-system-deps as root)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = START_TIMEOUT) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise InfrastructureError(f"{what} exited at start (rc={proc.returncode}): {_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise InfrastructureError(f"{what} did not listen on port {port} within {timeout:.0f} s: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    with contextlib.suppress(OSError):
+        return log.read_text(errors="replace")[-1500:]
+    return ""
+
+
+@dataclass
+class StandinLab:
+    """A running stand-in lab; :attr:`lab_file` is what ``--lab`` takes."""
+
+    root: Path
+    places: list[str]
+    lab_file: Path
+    boards: dict[str, Path]
+    pdu_port: int
+    console_ports: dict[str, int]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def board(self, place: str, *words: str) -> dict[str, object]:
+        """A command to a place's board daemon (fault injection: ``replug``, ``unplug``...)."""
+        return command(self.boards[place], *words)
+
+    def close(self) -> None:
+        for place, board in self.boards.items():
+            with contextlib.suppress(OSError, ValueError):
+                command(board, "quit", timeout=20.0)
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        for p in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, end - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)  # the group: QEMU and swtpm under a board daemon too
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)
+        self.procs.clear()
+
+    def __enter__(self) -> StandinLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    finally:
+        out.close()
+
+
+def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", name: str = "standin",
+                      console: Literal["tcp", "rfc2217"] = "tcp", timing_scale: float | None = None,
+                      ttl: float = 120.0) -> StandinLab:
+    """Build and start a stand-in lab of ``n`` boards in ``root`` (created; must be empty or new)."""
+    from eden.image.build import build, default_cache
+    from eden.image.layout import DISK_INTERFACE, TCG_CPU, Image
+    from eden.profiles import load_profiles
+    from eden.qemu.hostcheck import tcg_deadline_scale
+    from eden.qemu.machine import port_host
+
+    root.mkdir(parents=True, exist_ok=True)
+    image = Image.load(build(default_cache()))
+    hw = load_profiles()[profile]
+    ports = [nic.name for nic in hw.nics] or ["eth0"]
+    places = [f"{name}-{k}" for k in range(1, n + 1)]
+    boards = {p: root / "boards" / str(k) for k, p in enumerate(places, start=1)}
+    lab = StandinLab(root, places, root / "lab.yaml", boards, free_port(), {p: free_port() for p in places})
+    try:
+        for place, board in boards.items():
+            BoardHardware(name=place, kernel=str(image.kernel), initrd=str(image.initrd), append=image.info["cmdline"],
+                          ports=ports, cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}").write(board)
+            lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
+        end = time.monotonic() + START_TIMEOUT
+        for place, board in boards.items():
+            while True:
+                try:
+                    command(board, "status", timeout=2.0)
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        raise InfrastructureError(f"stand-in board {place} did not start: {_tail(board / 'daemon.log')}") from None
+                    time.sleep(0.1)
+        py = sys.executable
+        pdu_conf = {"daemon": {"hostname": "127.0.0.1", "port": lab.pdu_port, "logging_level": "INFO", "listener": "http"},
+                    "pdus": {name: {"driver": "localcmdline",
+                                    "cmd_on": f"{py} -m eden.lab.standin power {root / 'boards'}/%s on",
+                                    "cmd_off": f"{py} -m eden.lab.standin power {root / 'boards'}/%s off"}}}
+        (root / "pdudaemon.conf").write_text(json.dumps(pdu_conf, indent=2))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
+        pdu = _start([pdudaemon_binary(), "--conf", str(root / "pdudaemon.conf"), "--loglevel", "INFO"], root / "pdudaemon.log", env)
+        lab.procs.append(pdu)
+        accepter = "telnet(rfc2217),tcp" if console == "rfc2217" else "tcp"
+        s2n = "".join(
+            f"connection: &{place.replace('-', '_')}\n"
+            f"  accepter: {accepter},127.0.0.1,{lab.console_ports[place]}\n"
+            f"  connector: serialdev,{boards[place] / 'tty'},115200n81,local\n"
+            "  options:\n    kickolduser: true\n"
+            for place in places)
+        (root / "ser2net.yaml").write_text(s2n)
+        ser = _start([ser2net_binary(), "-n", "-u", "-c", str(root / "ser2net.yaml"), "-P", str(root / "ser2net.pid")],
+                     root / "ser2net.log")
+        lab.procs.append(ser)
+        wait_listening(lab.pdu_port, pdu, "PDUDaemon", root / "pdudaemon.log")
+        for place in places:
+            wait_listening(lab.console_ports[place], ser, "ser2net", root / "ser2net.log")
+        scale = timing_scale if timing_scale is not None else tcg_deadline_scale()
+        hosts = {p: port_host(i) for i, p in enumerate(ports)}
+        lines = [
+            "# A lab of stand-in boards: QEMU VMs wired like boards (eden/lab/standin_lab.py, docs/board.md).",
+            f"lab: {name}",
+            "controller:",
+            "  listen: 127.0.0.1:0",
+            f"  advertise: {hosts[ports[0]]}",
+            "leases:",
+            "  db: leases.sqlite",
+            f"  ttl: {ttl:g}",
+            "places:",
+        ]
+        for k, place in enumerate(places, start=1):
+            board = boards[place]
+            lines += [
+                f"  {place}:",
+                f"    profile: {profile}",
+                "    tags: [standin]",
+                f"    timing_scale: {scale:g}",
+                "    controller_hosts: {" + ", ".join(f"{p}: {h}" for p, h in hosts.items()) + "}",
+                "    power:",
+                f"      pdudaemon: {{url: 'http://127.0.0.1:{lab.pdu_port}', hostname: {name}, port: {k}}}",
+                "    console:",
+                f"      network: {{url: '{console}://127.0.0.1:{lab.console_ports[place]}'}}",
+                "      reattach: 20",
+                "    media:",
+                f"      device: {board / 'disk.img'}",
+                "    link:",
+                "      command:",
+                f"        down: {py} -m eden.lab.standin link {board} {{port}} down",
+                f"        up: {py} -m eden.lab.standin link {board} {{port}} up",
+            ]
+        lab.lab_file.write_text("\n".join(lines) + "\n")
+    except BaseException:
+        lab.close()
+        raise
+    return lab
