@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -57,10 +58,12 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="result directory (default: reports/<scenario>-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-html", action="store_true", help="do not write report.html into the result directory")
+    run.add_argument("--lab", type=Path, default=None, metavar="LAB", help=_LAB_HELP)
 
     val = sub.add_parser("validate", help="check scenario and hardware profile files; exit 2 on any error")
     val.add_argument("files", nargs="+", type=Path, metavar="FILE")
     val.add_argument("--backend", default="sim", choices=sorted(REGISTRY), help="check capabilities against this backend")
+    val.add_argument("--lab", type=Path, default=None, metavar="LAB", help=_LAB_HELP)
 
     sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile) files")
     sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
@@ -79,6 +82,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<time>)")
     q.add_argument("--history", type=Path, default=None, metavar="DB", help="results database (default: $EDEN_HISTORY or reports/history.db)")
     q.add_argument("--no-history", action="store_true", help="do not record this run in the results database")
+    q.add_argument("--lab", type=Path, default=None, metavar="LAB", help=_LAB_HELP)
 
     rep = sub.add_parser("report", help="re-render the reports of a suite run from DIR/results.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
@@ -108,10 +112,13 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return p
 
 
+_LAB_HELP = "the lab file of --backend board (docs/lab.md); default: $EDEN_LAB"
+
 _BACKEND_HELP = (
     "where the devices run (default: sim): sim = the SimPy model in simulated time, thousands of nodes "
     "in seconds; emulated = a real controller and one agent process per device, in real time; "
-    "qemu = QEMU VMs booting the reference EVE image (needs scripts/install-system-deps)"
+    "qemu = QEMU VMs booting the reference EVE image (needs scripts/install-system-deps); "
+    "board = boards in a lab, through the drivers of a lab file (--lab)"
 )
 
 
@@ -139,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser(argv).parse_args(argv)
+    if getattr(args, "lab", None) is not None and args.command in ("run", "validate", "qualify"):
+        # The board backend reads the lab file from the environment, so a suite's worker processes
+        # (eden qualify --jobs) see the same lab as the run that started them.
+        os.environ["EDEN_LAB"] = str(args.lab.resolve())
     try:
         if args.command == "run":
             return cmd_run(args)

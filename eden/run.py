@@ -65,6 +65,10 @@ def backend_input_issues(backend: str, loaded: LoadedScenario) -> list[Issue]:
         from eden.backends.qemu_eve import input_issues
 
         return input_issues(loaded)
+    if backend == "board":
+        from eden.backends.board import input_issues as lab_issues
+
+        return lab_issues(loaded)
     return []
 
 

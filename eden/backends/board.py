@@ -218,7 +218,6 @@ class BoardBackend(QemuBackend):
     async def _lease_places(self) -> None:
         """One place per device, of the device's profile, leased for the run (heartbeat thread)."""
         from eden.lab.leases import HeldLease, LeaseStore
-        from eden.runtime.deadline import Deadline
 
         assert self.lab is not None
         lab = self.lab

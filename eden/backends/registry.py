@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eden.backends.actions import ACTION_TABLE, RUNNER_ACTIONS, performed_actions, refusal_reasons
+from eden.backends.actions import RUNNER_ACTIONS, performed_actions, refusal_reasons
 from eden.errors import InfrastructureError
 from eden.scenario.model import ACTIONS
 
@@ -81,8 +81,6 @@ class BackendEntry:
         return self.backend_class()(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
 
 
-_EVERYTHING = frozenset(ACTION_TABLE) | RUNNER_ACTIONS
-
 REGISTRY: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
@@ -105,10 +103,11 @@ REGISTRY: dict[str, BackendEntry] = {
         ),
         BackendEntry(
             "board",
-            "physical boards behind power switches and serial consoles (planned)",
+            "boards in a lab (lab file: --lab), through their power, console, media and link drivers, in real time",
             16,
-            None,
-            planned_actions=_EVERYTHING - {"tamper", "hang", "crash", "low_disk_space", "tpm_failure", "set_network"},
+            "eden.backends.board:BoardBackend",
+            # docs/board.md: no rollouts, as on qemu (their waves and halts are not exercised on boards).
+            runner_actions=frozenset({"wait", "expect"}),
         ),
     )
 }
