@@ -140,6 +140,8 @@ def execute(
     }
     if "timings" in stats:  # real backends: measured wall times (not in summary.json, which is deterministic)
         run_info["device_timings"] = stats["timings"]
+    if "places" in stats:  # the board backend: which lab place each device ran on (history: flaky boards)
+        run_info["places"] = stats["places"]
     write_json(out_dir / "run.json", run_info)
     return RunResult(sc.name, str(loaded.path), verdict, out_dir, summary, wall, error)
 

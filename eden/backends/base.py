@@ -59,6 +59,8 @@ class BackendStats(TypedDict, total=False):
     simpy_now: float
     agent_boots: int
     timings: RealTimeTimings
+    places: dict[str, str]
+    """The board backend: device id -> the lab place it ran on."""
 
 
 class BackendSeries(DeviceSeriesDoc):

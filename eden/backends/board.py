@@ -33,9 +33,9 @@ import getpass
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from eden.backends.base import BackendStats, RealTimeTimings
+from eden.backends.base import BackendStats, RealTimeTimings, RunGen, Sleep
 from eden.backends.live import LiveDevice
 from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
 from eden.backends.qemu import QemuBackend
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 LAB_ENV = "EDEN_LAB"
 WAIT_ENV = "EDEN_LAB_WAIT"
+PLACES_ENV = "EDEN_LAB_PLACES"
+"""Comma-separated places the run may lease (the health gate runs a health scenario on one place)."""
+HEALTH_ENV = "EDEN_LAB_HEALTH"
+"""Set by the health gate: the run also checks SSH into every board before it ends (docs/lab.md)."""
 DEFAULT_WAIT = 3600.0
 POWER_ON_CONFIRM = 60.0
 """Seconds from the power driver's 'done' to the board's first console byte, on a real board."""
@@ -188,6 +192,7 @@ class BoardBackend(QemuBackend):
         self.boards: dict[str, _Board] = {}
         self.leases: list[HeldLease] = []
         self._store: Any = None
+        self._assigned: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
@@ -225,11 +230,25 @@ class BoardBackend(QemuBackend):
         owner = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()} {self.loaded.scenario.name}"
         self._store = LeaseStore(lab.db_path)
         self._assigned: dict[str, str] = {}
+        allowed = [p.strip() for p in os.environ.get(PLACES_ENV, "").split(",") if p.strip()]
+        unknown = sorted(set(allowed) - set(lab.lab.places))
+        if unknown:
+            raise InfrastructureError(f"{PLACES_ENV}: no place {', '.join(unknown)} in {lab.path}")
+        health_run = bool(os.environ.get(HEALTH_ENV))
         taken: set[str] = set()
         for dev in self.loaded.devices:
-            candidates = [n for n, p in lab.lab.places.items() if p.profile == dev.profile_name and n not in taken]
+            candidates = [n for n, p in lab.lab.places.items()
+                          if p.profile == dev.profile_name and n not in taken and (not allowed or n in allowed)]
+            states = {st.place: st for st in await asyncio.to_thread(self._store.states, candidates)}
+            usable = candidates if health_run else [n for n in candidates if states[n].health != "bad"]
+            if not usable:
+                bad = "; ".join(f"{n}: {states[n].reason or 'bad'}" for n in candidates)
+                raise InfrastructureError(f"{dev.id}: no healthy place with profile {dev.profile_name} in lab "
+                                          f"{lab.lab.lab!r}" + (f" (bad: {bad})" if bad else ""))
+            candidates = usable
             deadline = self.run_deadline.child(wait)
-            lease = await asyncio.to_thread(self._store.reserve_any, candidates, owner, lab.lab.leases.ttl, wait=deadline)
+            lease = await asyncio.to_thread(self._store.reserve_any, candidates, owner, lab.lab.leases.ttl, wait=deadline,
+                                            healthy_only=not health_run)
             held = HeldLease(self._store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
             held.__enter__()
             self.leases.append(held)
@@ -395,6 +414,53 @@ class BoardBackend(QemuBackend):
             await asyncio.sleep(0.5)
 
     # ---------------------------------------------------------------------------- cleanup --
+    async def ssh_check(self, d: _Board) -> dict[str, Any]:
+        """Log in to the board over SSH with the run's key (the one its CONFIG authorised) and read
+        what it runs: the health gate's last check (docs/lab.md "Health")."""
+        from eden.runtime.ssh import Ssh, SshKey
+
+        ssh_cfg = d.place.ssh
+        if ssh_cfg is None:
+            return {"checked": False, "reason": "no ssh in the lab file"}
+        key = SshKey(d.home / "id_ed25519", (d.home / "id_ed25519.pub").read_text().strip())
+        ssh = Ssh(ssh_cfg.port, key, host=ssh_cfg.host, user=ssh_cfg.user)
+        try:
+            await ssh.connect(self.run_deadline.child(60.0 * self._scale))
+            res = await ssh.run("cat /etc/eden/release.json 2>/dev/null || uname -a", self.run_deadline.child(30.0))
+        finally:
+            await ssh.close()
+        if res.rc != 0:
+            raise InfrastructureError(f"{d.id} (place {d.place_name}): SSH works but the release query failed (rc={res.rc})")
+        return {"checked": True, "release": res.stdout.strip()[:500]}
+
+    def run(self, main: RunGen, *, duration: float | None, progress: Callable[[float], None] | None = None) -> None:
+        """As every real-time backend; a health run (``EDEN_LAB_HEALTH``) ends with the SSH check."""
+        if os.environ.get(HEALTH_ENV):
+            main = self._then_ssh_check(main)
+        super().run(main, duration=duration, progress=progress)
+
+    def _then_ssh_check(self, main: RunGen) -> RunGen:
+        yield from main
+        done: list[bool] = []
+        self.background(self._ssh_checks(done))
+        while not done:
+            yield Sleep(0.2)
+
+    async def _ssh_checks(self, done: list[bool]) -> None:
+        try:
+            for d in self.boards.values():
+                if not d.powered:
+                    continue
+                try:
+                    info = await self.ssh_check(d)
+                except InfrastructureError as exc:
+                    self.timeline.add(self.now(), "harness", d.id, "ssh_check", {"ok": False, "error": str(exc)[:300]})
+                    self._failure = f"health check: {exc}"
+                    continue
+                self.timeline.add(self.now(), "harness", d.id, "ssh_check", {"ok": True, **info})
+        finally:
+            done.append(True)
+
     async def _stop_devices(self) -> None:
         """Boards are left switched off; a failing switch here does not hide the run's result."""
         for d in self.boards.values():
@@ -430,4 +496,5 @@ class BoardBackend(QemuBackend):
         timings: RealTimeTimings = {"image_ready_s": round(self.image_seconds, 2), "accel": "board",
                                     "devices": {d.id: d.timings for d in self.boards.values()}}
         out["timings"] = timings
+        out["places"] = dict(self._assigned)
         return out

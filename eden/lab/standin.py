@@ -60,6 +60,8 @@ class BoardHardware:
     cpu: str | None = None
     serial: str = ""
     disk_interface: str = "virtio"
+    ssh_port: int = 0
+    """The host port of the board's SSH (its first port's network); 0: any (then not in a lab file)."""
 
     @classmethod
     def read(cls, board: Path) -> BoardHardware:
@@ -192,6 +194,7 @@ class _Board:
             disks=[Disk(disk, "raw", hw.disk_interface, cache="unsafe")],  # type: ignore[arg-type]
             memory_mb=hw.memory_mb, accel=hw.accel, tpm=True, tpm_state=self.dir / "tpm",  # type: ignore[arg-type]
             nics=port_nics(list(hw.ports), hw.name), extra_args=extra,
+            hostfwd_host={"ssh": hw.ssh_port} if hw.ssh_port else {},
         )
         return Machine(cfg, self.dir / "vm", on_console_bytes=self.adapter.send)
 

@@ -86,6 +86,7 @@ class StandinLab:
     boards: dict[str, Path]
     pdu_port: int
     console_ports: dict[str, int]
+    ssh_ports: dict[str, int]
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def board(self, place: str, *words: str) -> dict[str, object]:
@@ -142,11 +143,13 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
     ports = [nic.name for nic in hw.nics] or ["eth0"]
     places = [f"{name}-{k}" for k in range(1, n + 1)]
     boards = {p: root / "boards" / str(k) for k, p in enumerate(places, start=1)}
-    lab = StandinLab(root, places, root / "lab.yaml", boards, free_port(), {p: free_port() for p in places})
+    lab = StandinLab(root, places, root / "lab.yaml", boards, free_port(), {p: free_port() for p in places},
+                     {p: free_port() for p in places})
     try:
         for place, board in boards.items():
             BoardHardware(name=place, kernel=str(image.kernel), initrd=str(image.initrd), append=image.info["cmdline"],
-                          ports=ports, cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}").write(board)
+                          ports=ports, cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}",
+                          ssh_port=lab.ssh_ports[place]).write(board)
             lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
         end = time.monotonic() + START_TIMEOUT
         for place, board in boards.items():
@@ -207,6 +210,7 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
                 "    console:",
                 f"      network: {{url: '{console}://127.0.0.1:{lab.console_ports[place]}'}}",
                 "      reattach: 20",
+                f"    ssh: {{host: 127.0.0.1, port: {lab.ssh_ports[place]}, user: root}}",
                 "    media:",
                 f"      device: {board / 'disk.img'}",
                 "    link:",

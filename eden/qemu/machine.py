@@ -133,6 +133,8 @@ class MachineConfig:
     #: one NIC per port (:func:`port_nics`); empty: one NIC ``eth0`` with ``mac`` and the host forwards
     nics: list[Nic] = field(default_factory=list)
     hostfwd: dict[str, int] = field(default_factory=lambda: {"ssh": 22})  # name -> guest TCP port
+    #: name -> fixed host port for that forward (a stand-in board's SSH, named in a lab file); else any free port
+    hostfwd_host: dict[str, int] = field(default_factory=dict)
     pvpanic: bool = True  # guest kernel panics become GUEST_PANICKED events
     #: what QEMU does on a guest panic; "none" leaves it to the guest (its panic= reboot), like hardware
     on_panic: Literal["none", "pause", "shutdown", "exit-failure"] = "none"
@@ -276,7 +278,8 @@ class Machine:
                    "ide": f"ide-hd,drive=disk{i}"}[d.interface]
             argv += ["-device", dev + (",bootindex=" + str(i) if c.kernel is None else "")]
         for n in self.nics:
-            fwd = "".join(f",hostfwd=tcp:127.0.0.1:0-:{port}" for port in c.hostfwd.values()) if n.hostfwd else ""
+            fwd = "".join(f",hostfwd=tcp:127.0.0.1:{c.hostfwd_host.get(name, 0)}-:{port}"
+                          for name, port in c.hostfwd.items()) if n.hostfwd else ""
             argv += ["-netdev", f"user,id={n.id},net={n.subnet},host={n.host}{fwd}",
                      "-device", f"{c.nic_model},netdev={n.id},id={n.id}-nic,mac={n.mac}"]
         if self._tpm is not None:
