@@ -93,6 +93,9 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     hist.add_argument("--db", type=Path, default=None, help="results database (default: $EDEN_HISTORY or reports/history.db)")
     hist.add_argument("--suite", default=None, help="only this suite")
     hist.add_argument("--last", type=int, default=10, metavar="N", help="runs per cell to show (default 10)")
+    hist.add_argument("--places", action="store_true",
+                      help="per lab place: pass rate, flaky boards apart from flaky scenarios (and health, with --lab)")
+    hist.add_argument("--lab", type=Path, default=None, metavar="LAB", help="with --places: the lab whose health trend to show")
 
     from eden.controller.cli import add_parser as add_controller_parser
 
@@ -605,6 +608,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         out.print(f"no history yet: {db} does not exist (eden qualify records every run there)", highlight=False)
         return EXIT_OK
     last = max(1, args.last)
+    if args.places:
+        return _history_places(db, args)
     trend = history.trends(db, last=last, suite=args.suite)
     totals = history.totals(db, suite=args.suite)
     flaky = {(f["scenario"], f["profile"]) for f in history.flaky(db, last=max(20, last), suite=args.suite)}
@@ -633,6 +638,51 @@ def cmd_history(args: argparse.Namespace) -> int:
     out.print("timings: median p50 of the earlier runs with the same backend, images and seed → the last run's", style="dim")
     if flaky:
         out.print(f"{len(flaky)} flaky cell(s): mixed verdicts for the same inputs (scenario, profile, backend, versions, seed)", style="red")
+    return EXIT_OK
+
+
+def _history_places(db: Path, args: argparse.Namespace) -> int:
+    """``eden history --places``: each lab place's record, and whose fault the failures look like."""
+    from eden import history
+
+    window = max(20, args.last * 5)
+    stats = history.place_stats(db, last=window, suite=args.suite)
+    health: dict[str, tuple[str, list[str]]] = {}
+    if args.lab is not None:
+        from eden.lab.leases import LeaseStore
+        from eden.lab.load import load_lab
+
+        lab = load_lab(args.lab)
+        with LeaseStore(lab.db_path) as store:
+            for st in store.states(lab.names()):
+                events = [str(e["detail"] or "").split(":", 1)[0] for e in store.history(st.place, limit=200)
+                          if e["event"] == "health"]
+                health[st.place] = (st.health, events[-args.last:])
+                stats.setdefault(st.place, {"entries": 0, "passed": 0, "failed": 0, "broken": 0, "verdicts": [],
+                                            "pass_rate": None})
+    if not stats:
+        out.print(f"{db}: no entries ran on lab places (eden qualify --backend board records them)", highlight=False)
+        return EXIT_OK
+    flaky = history.flaky_boards(db, last=window, suite=args.suite)
+    suspects = {b["place"] for b in flaky["boards"]}
+    table = Table(title=f"lab places: {db}", title_justify="left")
+    for col in ("place", "entries", "pass rate", f"last {args.last}", "health", "health trend", "flaky board"):
+        table.add_column(col, no_wrap=True)
+    glyph = {"good": "[green]●[/]", "bad": "[red]✗[/]", "unknown": "[dim]?[/]"}
+    for place, st in sorted(stats.items()):
+        rate = st["pass_rate"]
+        style = "green" if rate == 1 else ("red" if rate is not None and rate < 0.5 else "yellow")
+        state, trend = health.get(place, ("-", []))
+        table.add_row(place, str(st["entries"]), "-" if rate is None else f"[{style}]{rate:.0%}[/]",
+                      _glyphs(st["verdicts"][-args.last:]), state, "".join(glyph.get(t, "?") for t in trend) or "-",
+                      "[bold red]FLAKY BOARD[/]" if place in suspects else "")
+    _wide_print(table, 120)
+    for b in flaky["boards"]:
+        out.print(f"flaky board: {b['place']} failed {b['scenario']} on {b['profile']}, which passed on "
+                  f"{', '.join(b['passed_on'])}", style="red", highlight=False)
+    for sc in flaky["scenarios"]:
+        out.print(f"flaky scenario (or a product bug): {sc['scenario']} on {sc['profile']} failed on "
+                  f"{', '.join(sc['failed_on'])}", style="yellow", highlight=False)
     return EXIT_OK
 
 

@@ -8,11 +8,16 @@ Tables:
   versions, counts, verdict, output folder.
 * ``entries`` - one row per entry: suite, scenario, profile (``-`` for an own fleet), backend,
   image versions (JSON), seed, replication, verdict, wall and simulated seconds, key timings (JSON),
-  artefact folder, start.
+  artefact folder, start, and the lab places its devices ran on (JSON, ``--backend board``).
 
 An entry is **flaky** when the same inputs gave mixed verdicts (passed and failed/broken): the same
 scenario, profile, backend, image versions and seed; on real backends (not ``sim``) also across
 seeds, since a real device is never the same twice.
+
+On a lab (``--backend board``) a failure has two suspects, the board and the release. A place is a
+**flaky board** when it failed entries that other places passed with the same inputs (and those
+places never failed them); inputs that failed on two or more places are a **flaky scenario** (or a
+real product problem), whatever board they ran on (:func:`flaky_boards`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from eden.reports.model import SuiteResults
 
 HISTORY_ENV = "EDEN_HISTORY"
 DEFAULT_DB = Path("reports") / "history.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Key = tuple[str, str]
 
@@ -69,7 +74,8 @@ CREATE TABLE IF NOT EXISTS entries (
     timings TEXT NOT NULL DEFAULT '{}',
     artefacts TEXT NOT NULL DEFAULT '',
     started TEXT NOT NULL DEFAULT '',
-    error TEXT
+    error TEXT,
+    places TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS entries_key ON entries (scenario, profile, id);
 CREATE INDEX IF NOT EXISTS entries_suite ON entries (suite, id);
@@ -94,7 +100,12 @@ def connect(db: Path, *, create: bool = True) -> Iterator[sqlite3.Connection]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+        if "places" not in columns:  # a version-1 database: entries had no places
+            conn.execute("ALTER TABLE entries ADD COLUMN places TEXT NOT NULL DEFAULT '{}'")
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema' AND CAST(value AS INTEGER) < ?",
+                     (str(SCHEMA_VERSION), SCHEMA_VERSION))
         yield conn
         conn.commit()
     finally:
@@ -133,8 +144,8 @@ def record(results: SuiteResults, out_dir: Path, db: Path) -> int:
         run_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO entries (run_id, entry_id, suite, scenario, profile, backend, versions, seed, replication,"
-            " verdict, wall_seconds, simulated_seconds, timings, artefacts, started, error)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " verdict, wall_seconds, simulated_seconds, timings, artefacts, started, error, places)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     run_id,
@@ -153,6 +164,7 @@ def record(results: SuiteResults, out_dir: Path, db: Path) -> int:
                     str(out_dir / e.run_dir) if e.run_dir else "",
                     e.started or results.started,
                     e.error,
+                    _json(e.places),
                 )
                 for e in results.entries
             ],
@@ -193,6 +205,7 @@ def _item(row: sqlite3.Row) -> dict[str, Any]:
         "run": row["run_id"],
         "wall_seconds": row["wall_seconds"],
         "artefacts": row["artefacts"],
+        "places": json.loads(row["places"] or "{}"),
     }
 
 
@@ -254,3 +267,50 @@ def flaky(db: Path, last: int = 20, *, suite: str | None = None) -> list[dict[st
                     }
                 )
     return found
+
+
+def _place_rows(db: Path, suite: str | None, last: int) -> list[sqlite3.Row]:
+    """The last ``last`` entries per (scenario, profile) that ran on lab places."""
+    return [r for rows in _by_key(db, suite).values() for r in (rows[-last:] if last > 0 else [])
+            if json.loads(r["places"] or "{}")]
+
+
+def place_stats(db: Path, last: int = 50, *, suite: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per lab place: entries run there (an entry with several devices counts for each of its
+    places), passed / failed / broken, pass rate and the verdicts in run order."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in sorted(_place_rows(db, suite, last), key=lambda r: r["id"]):
+        for place in sorted(set(json.loads(row["places"]).values())):
+            st = out.setdefault(place, {"entries": 0, "passed": 0, "failed": 0, "broken": 0, "verdicts": []})
+            st["entries"] += 1
+            st[row["verdict"] if row["verdict"] in ("passed", "failed", "broken") else "broken"] += 1
+            st["verdicts"].append(row["verdict"])
+    for st in out.values():
+        st["pass_rate"] = st["passed"] / st["entries"] if st["entries"] else None
+    return out
+
+
+def flaky_boards(db: Path, last: int = 50, *, suite: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Failures told apart by where they happened, among entries with the same inputs (scenario,
+    profile, backend, image versions; any seed: a board is never the same twice).
+
+    ``boards``: a place that failed (or broke) inputs that at least one other place passed while
+    no other place failed them; ``scenarios``: inputs that failed on two or more places. Items name
+    the scenario, profile, versions and, per place, its verdicts."""
+    groups: dict[tuple[str, str, str, str], dict[str, list[str]]] = {}
+    for row in _place_rows(db, suite, last):
+        key = (row["scenario"], row["profile"], row["backend"], row["versions"])
+        for place in set(json.loads(row["places"]).values()):
+            groups.setdefault(key, {}).setdefault(place, []).append(row["verdict"])
+    boards: list[dict[str, Any]] = []
+    scenarios: list[dict[str, Any]] = []
+    for (scenario, profile, backend, versions), by_place in sorted(groups.items()):
+        failing = sorted(p for p, v in by_place.items() if any(x != "passed" for x in v))
+        passing = sorted(p for p, v in by_place.items() if "passed" in v and all(x == "passed" for x in v))
+        item = {"scenario": scenario, "profile": profile, "backend": backend, "versions": json.loads(versions),
+                "places": {p: by_place[p] for p in sorted(by_place)}}
+        if len(failing) == 1 and passing:
+            boards.append({**item, "place": failing[0], "passed_on": passing})
+        elif len(failing) >= 2:
+            scenarios.append({**item, "failed_on": failing})
+    return {"boards": boards, "scenarios": scenarios}

@@ -401,6 +401,7 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             ("scenario", f"<b>{h(entry.scenario)}</b> <span class=\"muted\">({h(entry.scenario_file)})</span>"),
             ("profile", h(profile_label(profile_of(entry)))),
             ("backend", h(entry.backend)),
+            *([("lab place", h(", ".join(f"{d} on {p}" for d, p in sorted(entry.places.items()))))] if entry.places else []),
             ("seed / replication", f"{entry.seed} / r{entry.replication}"),
             ("images", h(", ".join(f"{k} {v}" for k, v in entry.versions.items()) or "-")),
             ("features", h(", ".join(entry.features) or "-")),

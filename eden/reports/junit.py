@@ -99,6 +99,7 @@ def build_junit(results: SuiteResults) -> ET.ElementTree:
             "verdict": entry.verdict,
         }
         props.update({f"image.{k}": str(v) for k, v in entry.versions.items()})
+        props.update({f"place.{d}": p for d, p in entry.places.items()})
         if entry.simulated_seconds is not None:
             props["simulated_seconds"] = f"{entry.simulated_seconds:g}"
         _properties(case, props)

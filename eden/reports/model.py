@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypedDict
+from typing import TYPE_CHECKING, Annotated, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema
@@ -178,6 +178,8 @@ class RunInfo(TypedDict, total=False):
     seed: int
     started: str
     wall_seconds: float
+    places: NotRequired[dict[str, str]]
+    """The board backend: device id -> lab place."""
 
 
 class _AsStored:
@@ -233,6 +235,8 @@ class EntryResult(Model):
     simulated_seconds: float | None = None
     run_dir: str = ""
     """The entry's run folder, relative to the suite output folder."""
+    places: dict[str, str] = Field(default_factory=dict)
+    """The board backend: device id -> the lab place it ran on (history tells flaky boards from flaky scenarios)."""
     expectations: Annotated[list[ExpectationRecord], _RECORDS] = Field(default_factory=list)
     """As in summary.json: name, where, line, status, observed, detail, met_at, deadline."""
     steps: Annotated[list[StepSummary], _RECORDS] = Field(default_factory=list)
@@ -393,6 +397,7 @@ def entry_from_summary(
         wall_seconds=float(run_info.get("wall_seconds", 0.0)),
         simulated_seconds=summary.get("simulated_seconds"),
         run_dir=run_dir,
+        places=dict(run_info.get("places") or {}),
         expectations=summary.get("expectations", []),
         steps=summary.get("steps", []),
         criteria=criteria,
