@@ -76,13 +76,16 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     q.add_argument("suite", type=Path, metavar="SUITE")
     q.add_argument("--backend", default=None, choices=sorted(REGISTRY), help="default: the suite's backend")
     q.add_argument("--profile", dest="profiles", nargs="+", action="extend", metavar="P", help="only entries on these profiles")
-    q.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel worker processes (default 1)")
+    q.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="parallel worker processes (default 1; on --backend board: the lab's healthy places)")
     q.add_argument("--stagger", type=float, default=0.0, metavar="S",
                    help="start the parallel entries S seconds apart, in suite order, to spread their boot load (default 0)")
     q.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<time>)")
     q.add_argument("--history", type=Path, default=None, metavar="DB", help="results database (default: $EDEN_HISTORY or reports/history.db)")
     q.add_argument("--no-history", action="store_true", help="do not record this run in the results database")
     q.add_argument("--lab", type=Path, default=None, metavar="LAB", help=_LAB_HELP)
+    q.add_argument("--no-health-gate", action="store_true",
+                   help="on --backend board: do not run the health scenarios of places that are due (docs/lab.md)")
 
     rep = sub.add_parser("report", help="re-render the reports of a suite run from DIR/results.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
@@ -397,6 +400,44 @@ def _final_table(results: list[Any]) -> None:
 _GLYPH = {"passed": ("✓", "green"), "failed": ("✗", "red"), "broken": ("!", "magenta")}
 
 
+def _lab_gate(ls: Any, args: argparse.Namespace, out_dir: Path) -> int | None:
+    """Before a suite runs on a lab: the health gate on the places that are due (docs/lab.md
+    "Health"), then the number of healthy places of the suite's profiles (the default --jobs).
+    None: no lab, or no healthy place at all (exit 2)."""
+    from eden.lab.health import check_places, due_places
+    from eden.lab.leases import LeaseStore
+    from eden.lab.load import load_lab
+
+    value = os.environ.get("EDEN_LAB", "")
+    if not value:
+        err.print("error: --backend board needs a lab file: give --lab lab.yaml (docs/lab.md)", markup=False, highlight=False)
+        return None
+    lab = load_lab(Path(value))
+    profiles = {e.profile for e in ls.entries if e.profile}
+    if any(e.profile is None for e in ls.entries):  # entries with their own fleet: any profile of the lab
+        profiles |= {p.profile for p in lab.lab.places.values()}
+    names = [n for n, p in lab.lab.places.items() if p.profile in profiles]
+    with LeaseStore(lab.db_path) as store:
+        due = [] if args.no_health_gate else due_places(lab, store, profiles)
+    if due:
+        err.print(f"health gate: {len(due)} place(s) due: {', '.join(due)}", markup=False, highlight=False)
+        results = check_places(lab, due, out_dir / "health", parallel=max(1, args.jobs or len(due)))
+        for r in results:
+            style = "green" if r.health == "good" else "red"
+            err.print(f"  [{style}]{r.health:<4}[/] {r.place}  {r.wall_seconds:.0f}s  {r.reason}", highlight=False)
+        (out_dir / "health").mkdir(parents=True, exist_ok=True)
+        (out_dir / "health" / "health.json").write_text(json.dumps(
+            [{"place": r.place, "health": r.health, "reason": r.reason, "run_dir": str(r.run_dir),
+              "wall_seconds": r.wall_seconds} for r in results], indent=2) + "\n")
+    with LeaseStore(lab.db_path) as store:
+        healthy = [st.place for st in store.states(names) if st.health != "bad"]
+    if not healthy:
+        err.print(f"error: no healthy place in lab {lab.lab.lab!r} for profile(s) {', '.join(sorted(profiles))}; "
+                  "see eden lab status, and eden lab health PLACE --set good once a board is fixed", markup=False, highlight=False)
+        return None
+    return len(healthy)
+
+
 def _glyphs(verdicts: list[str]) -> str:
     return "".join(f"[{_GLYPH[v][1]}]{_GLYPH[v][0]}[/]" for v in verdicts)
 
@@ -408,7 +449,7 @@ def cmd_qualify(args: argparse.Namespace) -> int:
     from eden.qualify import NOT_RUN, default_out_dir, exit_code, finish, run_suite
     from eden.suite.load import load_suite
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         err.print("error: --jobs must be 1 or more", markup=False, highlight=False)
         return EXIT_INVALID
     if not 0 <= args.stagger <= 3600:
@@ -426,6 +467,12 @@ def cmd_qualify(args: argparse.Namespace) -> int:
         err.print(format_issues(ls.warnings), markup=False, highlight=False)
     out_dir = args.out if args.out is not None else default_out_dir(ls.suite.name)
     db = None if args.no_history else (args.history or default_db())
+    if ls.backend == "board":
+        jobs = _lab_gate(ls, args, out_dir)
+        if jobs is None:
+            return EXIT_INVALID
+        args.jobs = args.jobs or jobs
+    args.jobs = args.jobs or 1
     invalid = sum(1 for e in ls.entries if e.invalid)
     err.print(
         f"suite {ls.suite.name}: {len(ls.entries)} entries on {ls.backend}"
