@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import termios
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,8 +37,9 @@ BINARY, ECHO, SGA, COM_PORT_OPTION = 0, 1, 3, 44
 _WE_DO = {BINARY, SGA, COM_PORT_OPTION}  # options we enable on our side when asked
 _THEY_MAY = {BINARY, SGA, ECHO, COM_PORT_OPTION}  # options we let the server enable
 
-#: What ser2net sends, then closes, when it cannot open its device (it vanished, or is not back yet).
-SER2NET_OPEN_FAILURE = b"Device open failure"
+#: What ser2net sends, then closes, when it cannot give the port: its device vanished or is not back
+#: yet, or is still held by the connection it is closing.
+SER2NET_REFUSALS = (b"Device open failure", b"Port's device already in use", b"Port already in use")
 
 
 class TelnetCodec:
@@ -143,10 +145,11 @@ class _NetStream:
 class NetworkSerialSource:
     """``tcp://host:port`` (ser2net raw) or ``rfc2217://host:port`` (ser2net ``telnet(rfc2217)``).
 
-    After connecting it waits up to ``probe`` seconds for first bytes: ser2net accepts the connection
-    even when it cannot open its device, sends ``Device open failure: ...`` and closes; that (or an
-    immediate close) counts as "not ready" (``ConnectionRefusedError``), so connect and re-attach
-    keep trying instead of taking the error text for console output.
+    After connecting it watches the stream for ``probe`` seconds: ser2net accepts a connection even
+    when it cannot give the port, sends a refusal (``Device open failure: ...``) and closes; such a
+    text, or any close within the probe, counts as "not ready" (``ConnectionRefusedError``), so
+    connect and re-attach keep trying instead of taking the refusal for board output. Bytes read
+    meanwhile are handed to the console first.
     """
 
     def __init__(self, url: str, *, probe: float = 0.3) -> None:
@@ -170,19 +173,23 @@ class NetworkSerialSource:
         try:
             if telnet is not None:
                 writer.write(telnet.hello())
-            try:
-                first = await asyncio.wait_for(stream.read(65536), self.probe)
-            except asyncio.TimeoutError:
-                first = None  # a quiet board: connected
-            if first is not None and (not first or first.startswith(SER2NET_OPEN_FAILURE)):
-                said = first.decode(errors="replace").strip() or "closed at once"
-                raise ConnectionRefusedError(errno.ECONNREFUSED, f"{self.name}: the serial server says: {said}")
+            ahead = b""
+            end = time.monotonic() + self.probe
+            while (left := end - time.monotonic()) > 0:
+                try:
+                    chunk = await asyncio.wait_for(stream.read(65536), left)
+                except asyncio.TimeoutError:
+                    break  # a quiet board, or one talking: connected
+                if not chunk or ahead.startswith(SER2NET_REFUSALS) or (ahead + chunk).startswith(SER2NET_REFUSALS):
+                    said = (ahead + chunk).decode(errors="replace").strip() or "closed at once"
+                    raise ConnectionRefusedError(errno.ECONNREFUSED, f"{self.name}: the serial server says: {said}")
+                ahead += chunk
         except BaseException:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             raise
-        stream.ahead = first or b""
+        stream.ahead = ahead
         return stream, stream
 
 
@@ -274,6 +281,11 @@ class LocalSerialSource:
                 raise FileNotFoundError(errno.ENOENT, f"{self.name}: {exc}", self.device) from None
             raise InfrastructureError(f"cannot open {self.name}: {exc} (permissions: the dialout group? "
                                       "in use: another program holds it?)") from None
+        # pyserial's timeout=0 means VMIN=0: a read with no data then returns b"", which looks like
+        # the end of the device. VMIN=1 on the non-blocking fd makes it EAGAIN; b"" is then a hang-up.
+        attrs = termios.tcgetattr(port.fileno())
+        attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+        termios.tcsetattr(port.fileno(), termios.TCSANOW, attrs)
         stream = _SerialStream(port)
         return stream, stream
 
