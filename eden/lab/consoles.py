@@ -23,7 +23,7 @@ import os
 import termios
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import urlsplit
 
 import serial
@@ -301,7 +301,7 @@ class ReattachingConsole(Console):
 
     def __init__(self, source: ByteSource, log_dir: Path, *, place: str, reattach: float = 30.0,
                  on_line: Callable[[str], None] | None = None,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, dict[str, object]], None] | None = None) -> None:
         super().__init__(source, log_dir, on_line)
         self.place = place
         self.reattach = reattach
@@ -310,7 +310,7 @@ class ReattachingConsole(Console):
         self._stopping = False
         self._attached = asyncio.Event()
 
-    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+    def _emit(self, kind: str, data: dict[str, object]) -> None:
         if self.on_event is not None:
             try:
                 self.on_event(kind, {"source": self.source.name, "offset": self.core.total, **data})
