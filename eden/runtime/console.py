@@ -32,7 +32,27 @@ from eden.runtime.deadline import Deadline
 from eden.errors import InfrastructureError
 
 Pattern = str | bytes | re.Pattern[str] | re.Pattern[bytes]
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class ConsoleReader(Protocol):
+    """The reading half the console needs (an ``asyncio.StreamReader`` is one)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class ConsoleWriter(Protocol):
+    """The writing half the console needs (an ``asyncio.StreamWriter`` is one)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+Stream = tuple[ConsoleReader, ConsoleWriter]
 
 #: Unmatched output kept for searching; older bytes are dropped (they stay in console.raw).
 #: Markers longer than this cannot be matched across the cut.
@@ -186,7 +206,7 @@ class Console:
         self._raw: BinaryIO | None = None
         self._log: BinaryIO | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: ConsoleWriter | None = None
         self._changed = asyncio.Event()
         self.closed = False  # the socket reached EOF or failed
         self.expected_alive = True  # False while the machine powers off: EOF is then normal
@@ -228,26 +248,46 @@ class Console:
             except Exception as exc:  # a broken consumer must not stop the capture
                 self.error = self.error or exc
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: ConsoleReader) -> None:
         try:
             while True:
-                data = await reader.read(65536)
-                if not data:
+                lost: BaseException | None = None
+                try:
+                    await self._pump(reader)
+                except (ConnectionError, OSError) as exc:
+                    lost = exc
+                again = await self._reattach(lost)
+                if again is None:
+                    if lost is not None:
+                        self.error = self.error or lost
                     break
-                assert self._raw is not None
-                self._raw.write(data)
-                self._raw.flush()
-                if self._on_bytes is not None:
-                    self._on_bytes(data)
-                self.core.feed(data)
-                if self._log is not None:
-                    self._log.flush()
-                self._changed.set()
-        except (ConnectionError, OSError) as exc:
-            self.error = self.error or exc
+                reader = again
         finally:
             self.closed = True
             self._changed.set()
+
+    async def _pump(self, reader: ConsoleReader) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            assert self._raw is not None
+            self._raw.write(data)
+            self._raw.flush()
+            if self._on_bytes is not None:
+                self._on_bytes(data)
+            self.core.feed(data)
+            if self._log is not None:
+                self._log.flush()
+            self._changed.set()
+
+    async def _reattach(self, lost: BaseException | None) -> ConsoleReader | None:
+        """The stream ended (``lost`` says why, None for EOF): a new reader to go on with, or None to stop.
+
+        A VM's console never comes back; :class:`eden.lab.consoles.ReattachingConsole` re-opens a
+        board's serial port here, keeping the same capture files.
+        """
+        return None
 
     async def expect(self, pattern: Pattern, deadline: Deadline) -> ConsoleMatch:
         """Wait for ``pattern`` (literal str/bytes, or a compiled regex) in the output not yet consumed.
@@ -274,15 +314,28 @@ class Console:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), deadline.remaining())
 
-    async def write(self, data: bytes | str) -> None:
-        """Type into the guest's serial console."""
+    async def write(self, data: bytes | str, char_delay_ms: float = 0.0) -> None:
+        """Type into the guest's serial console; ``char_delay_ms`` > 0 sends one character at a time,
+        each followed by that pause (slow bootloaders drop bytes typed at line speed)."""
         if self._writer is None or self.closed:
             raise InfrastructureError("console is not connected")
-        self._writer.write(data.encode() if isinstance(data, str) else data)
-        try:
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            raise InfrastructureError(f"console lost while writing: {exc}") from exc
+        if char_delay_ms <= 0:
+            chunks = [data.encode() if isinstance(data, str) else data]
+        elif isinstance(data, str):
+            chunks = [ch.encode() for ch in data]
+        else:
+            chunks = [data[i:i + 1] for i in range(len(data))]
+        for chunk in chunks:
+            writer = self._writer
+            if writer is None:
+                raise InfrastructureError("console is not connected")
+            writer.write(chunk)
+            try:
+                await writer.drain()
+            except (ConnectionError, OSError) as exc:
+                raise InfrastructureError(f"console lost while writing: {exc}") from exc
+            if char_delay_ms > 0:
+                await asyncio.sleep(char_delay_ms / 1000)
 
     async def close(self) -> None:
         self.expected_alive = False

@@ -1,0 +1,183 @@
+"""Real lab services for tests: PDUDaemon and ser2net on loopback, and ptys standing in for serial ports.
+
+Both services are the real programs (``scripts/install-system-deps`` installs them: ser2net from
+Debian, PDUDaemon into ``.tools/pdudaemon``); a missing one fails the test with that hint. Each
+service runs in its own session with ``LABTOOLS_MARK`` in its environment, so a test can check
+that nothing it started is left (:func:`leakcheck.marked_processes`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import tty
+import uuid
+from pathlib import Path
+
+from leakcheck import marked_processes
+
+ROOT = Path(__file__).resolve().parent.parent
+PDUDAEMON = ROOT / ".tools" / "pdudaemon" / "bin" / "pdudaemon"
+MARK = "LABTOOLS_MARK"
+INSTALL_HINT = "run scripts/install-system-deps (as root)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before listening on {port}:\n{log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"not listening on {port} after {timeout} s:\n{log.read_text()[-2000:]}")
+
+
+class _Service:
+    """A started program, always stopped (SIGTERM, then SIGKILL) and reaped by :meth:`stop`."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.mark = uuid.uuid4().hex
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env={**os.environ, MARK: self.mark})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        for pid in marked_processes(MARK, self.mark):  # children of the service (a PDU command)
+            os.kill(pid, signal.SIGKILL)
+
+    def leftovers(self) -> set[int]:
+        return marked_processes(MARK, self.mark)
+
+
+class PduDaemon(_Service):
+    """PDUDaemon with an HTTP listener and one ``localcmdline`` PDU, ``PDU``, whose on/off commands
+    write ``on``/``off`` into ``state_dir/port<N>``."""
+
+    PDU = "lab-pdu"
+
+    def __init__(self, tmp: Path) -> None:
+        assert PDUDAEMON.exists(), f"PDUDaemon is missing ({PDUDAEMON}): {INSTALL_HINT}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = tmp / "pdu-state"
+        self.state_dir.mkdir()
+        conf = {
+            "daemon": {"hostname": "127.0.0.1", "port": self.port, "listener": "http", "logging_level": "DEBUG"},
+            "pdus": {self.PDU: {"driver": "localcmdline", "retries": 1, "retrydelay": 0,
+                                "cmd_on": f"echo on > {self.state_dir}/port%s",
+                                "cmd_off": f"echo off > {self.state_dir}/port%s"}},
+        }
+        config = tmp / "pdudaemon.conf"
+        config.write_text(json.dumps(conf))
+        log = tmp / "pdudaemon.log"
+        super().__init__([str(PDUDAEMON), "--conf", str(config), "--logfile", str(log)], tmp / "pdudaemon.out")
+        wait_listening(self.port, self.proc, tmp / "pdudaemon.out")
+
+    def state(self, port: int | str) -> str | None:
+        path = self.state_dir / f"port{port}"
+        return path.read_text().strip() if path.exists() else None
+
+
+class Ser2net(_Service):
+    """ser2net 4 serving each ``name -> (kind, device)`` on a free loopback port; kind is ``raw`` or
+    ``rfc2217``. ``ports[name]`` and ``urls[name]`` say where."""
+
+    def __init__(self, tmp: Path, connections: dict[str, tuple[str, str]]) -> None:
+        exe = shutil.which("ser2net") or shutil.which("ser2net", path="/usr/sbin:/sbin")
+        assert exe, f"ser2net is missing: {INSTALL_HINT} (Debian package ser2net)"
+        self.ports: dict[str, int] = {}
+        self.urls: dict[str, str] = {}
+        yaml = []
+        for name, (kind, device) in connections.items():
+            port = self.ports[name] = free_port()
+            accepter = f"tcp,127.0.0.1,{port}" if kind == "raw" else f"telnet(rfc2217),tcp,127.0.0.1,{port}"
+            self.urls[name] = f"{'tcp' if kind == 'raw' else 'rfc2217'}://127.0.0.1:{port}"
+            yaml += [f"connection: &{name}", f"  accepter: {accepter}",
+                     f"  connector: serialdev,{device},115200n81,local", "  options:", "    kickolduser: true"]
+        config = tmp / "ser2net.yaml"
+        config.write_text("\n".join(yaml) + "\n")
+        # -n: foreground; -u: no UUCP lock files in /var/lock
+        super().__init__([exe, "-n", "-u", "-c", str(config), "-P", str(tmp / "ser2net.pid")], tmp / "ser2net.log")
+        for port in self.ports.values():
+            wait_listening(port, self.proc, self.log)
+
+
+class Pty:
+    """A pty whose slave is reached through a symlink, as a board's UART is through its by-id link.
+
+    The test plays the board on ``master``; :meth:`vanish` is the USB adapter unplugged (the link
+    dangles, readers of the old slave get EIO) and :meth:`replug` a new device behind the same link.
+    """
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master = -1
+        self.replug()
+
+    def replug(self) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        os.close(slave)
+        tmp = self.link.with_name(self.link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path)
+        tmp.replace(self.link)  # atomic, as udev does it
+
+    def vanish(self) -> None:
+        self.link.unlink(missing_ok=True)
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def read_until(self, want: bytes, timeout: float = 5.0) -> bytes:
+        """Bytes from the master until ``want`` is among them (or the timeout: then what came)."""
+        os.set_blocking(self.master, False)
+        got = b""
+        end = time.monotonic() + timeout
+        while want not in got and time.monotonic() < end:
+            try:
+                got += os.read(self.master, 4096)
+            except (BlockingIOError, OSError):
+                time.sleep(0.01)
+        return got
+
+    def close(self) -> None:
+        self.vanish()
+
+
+def open_fds() -> set[str]:
+    """This process's open file descriptors, with what they point at (for leak checks)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with_target = fd
+        try:
+            with_target += " -> " + os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        found.add(with_target)
+    return found
