@@ -99,9 +99,9 @@ class Controller(_Strict):
 class Leases(_Strict):
     db: str | None = None
     """SQLite file of the lab's leases; relative to the lab file's directory. Default: .eden-lab.sqlite there."""
-    ttl: Duration = Field(900.0, ge=5)
+    ttl: Duration = Field(default=900.0, ge=5)
     """Seconds a lease lives without a heartbeat: how long a crashed holder keeps a board from others."""
-    heartbeat: Duration | None = Field(None, gt=0)
+    heartbeat: Duration | None = Field(default=None, gt=0)
     """Seconds between heartbeats of a held lease; default ttl/3, so two can be missed."""
 
     @field_validator("heartbeat")
@@ -119,7 +119,7 @@ class Leases(_Strict):
 
 
 class Health(_Strict):
-    every: Duration = Field(86400.0, gt=0)
+    every: Duration = Field(default=86400.0, gt=0)
     """Seconds between scheduled health runs of a place."""
     scenarios: dict[str, str] = Field(default_factory=dict)
     """Hardware profile name -> health scenario path; default scenarios/health-<profile>.yaml."""
@@ -147,7 +147,7 @@ class CommandPower(_Strict):
     off: str
     cycle: str | None = None
     """Optional; without it a cycle is off, a pause, on."""
-    timeout: Duration = Field(30.0, gt=0)
+    timeout: Duration = Field(default=30.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -189,7 +189,7 @@ class Power(_Strict):
 class SerialConsole(_Strict):
     device: str
     """The serial device, best by a stable name (/dev/serial/by-id/...)."""
-    baud: int = Field(115200, gt=0)
+    baud: int = Field(default=115200, gt=0)
 
 
 class NetworkConsole(_Strict):
@@ -205,9 +205,9 @@ class NetworkConsole(_Strict):
 class Console(_Strict):
     serial: SerialConsole | None = None
     network: NetworkConsole | None = None
-    char_delay_ms: float = Field(0.0, ge=0, le=1000)
+    char_delay_ms: float = Field(default=0.0, ge=0, le=1000)
     """Pause after each character written: slow UARTs and U-Boot drop input that comes too fast."""
-    reattach: Duration = Field(30.0, ge=0)
+    reattach: Duration = Field(default=30.0, ge=0)
     """Seconds to wait for a vanished serial device (a USB adapter re-enumerating) to come back."""
 
     @model_validator(mode="after")
@@ -225,7 +225,7 @@ class Console(_Strict):
 
 class Ssh(_Strict):
     host: str
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535)
     user: str = "root"
     key: str | None = None
     """Private key file; relative to the lab file's directory."""
@@ -236,7 +236,7 @@ class LinkCommand(_Strict):
 
     down: str
     up: str
-    timeout: Duration = Field(30.0, gt=0)
+    timeout: Duration = Field(default=30.0, gt=0)
 
     @field_validator("down", "up")
     @classmethod
@@ -278,8 +278,8 @@ class Place(_Strict):
 class LabFile(_Strict):
     lab: Name
     controller: Controller
-    leases: Leases = Field(default_factory=lambda: Leases())
-    health: Health = Field(default_factory=lambda: Health())
+    leases: Leases = Leases()
+    health: Health = Health()
     places: dict[Name, Place] = Field(min_length=1)
 
 
