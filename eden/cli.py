@@ -65,8 +65,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     val.add_argument("--backend", default="sim", choices=sorted(REGISTRY), help="check capabilities against this backend")
     val.add_argument("--lab", type=Path, default=None, metavar="LAB", help=_LAB_HELP)
 
-    sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile) files")
-    sch.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
+    sch = sub.add_parser("schema", help="print the JSON Schema of scenario (or profile, or lab) files")
+    kind = sch.add_mutually_exclusive_group()
+    kind.add_argument("--profile", action="store_true", help="the hardware profile schema instead")
+    kind.add_argument("--lab", action="store_true", help="the lab file schema instead (docs/lab.md)")
     sch.add_argument("--out", type=Path, default=None, metavar="FILE",
                      help="write it to FILE instead of stdout (e.g. eden-scenario.schema.json, which docs/scenario-language.md's editor set-up uses)")
 
@@ -115,6 +117,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from eden.image.cli import add_parser as add_image_parser
 
     add_image_parser(sub)
+
+    from eden.lab.cli import add_parser as add_lab_parser
+
+    add_lab_parser(sub)
     return p
 
 
@@ -187,6 +193,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
             from eden.image.cli import run as run_image
 
             return run_image(args)
+        if args.command == "lab":
+            from eden.lab.cli import run as run_lab
+
+            return run_lab(args)
     except InvalidInput as exc:
         err.print(format_issues(exc.issues), markup=False, highlight=False)
         return EXIT_INVALID
@@ -238,6 +248,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
         from eden.profiles import HwProfile
 
         schema: Any = {"$schema": "https://json-schema.org/draft/2020-12/schema", **HwProfile.model_json_schema()}
+    elif args.lab:
+        from eden.lab.model import lab_json_schema
+
+        schema = lab_json_schema()
     else:
         from eden.scenario.load import scenario_json_schema
 

@@ -1,0 +1,316 @@
+"""The lab file: which physical boards a lab has and how eden reaches each one.
+
+The pydantic models below are the file format: every field is a YAML key, and every model refuses
+keys it does not know. Checks that need more than one file (the hardware profile a place names)
+are made by :mod:`eden.lab.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from eden.errors import HintedValueError
+from eden.units import Duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+"""A lab or place name: lower case, so it is the same word in a shell, a URL and a file name."""
+
+POWER_KINDS = ("pdudaemon", "command", "manual")
+CONSOLE_KINDS = ("serial", "network")
+EXACTLY_ONE = "exactly one of"
+"""Start of the message for a block with no or several driver kinds; the loader points it at the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError on anything else."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise HintedValueError(f"'{text}' is not HOST:PORT", "e.g. 192.168.10.1:8443 (port 0 picks a free one)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise HintedValueError(f"'{text}': an IPv6 address needs brackets", "e.g. [fd00::1]:8443")
+    value = int(port)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port {value} in '{text}' is out of range: 0 to 65535")
+    return host, value
+
+
+def _check_url(text: str, schemes: tuple[str, ...], *, need_port: bool) -> str:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"'{text}' is not a valid URL: {exc}") from None
+    if parts.scheme not in schemes:
+        got = f"'{parts.scheme}'" if parts.scheme else "no scheme"
+        raise HintedValueError(f"URL '{text}' has {got}; expected {' or '.join(schemes)}",
+                               f"e.g. {schemes[0]}://host:{16421 if schemes[0].startswith('http') else 3001}")
+    if not parts.hostname:
+        raise ValueError(f"URL '{text}' has no host")
+    if need_port and port is None:
+        raise HintedValueError(f"URL '{text}' has no port", f"e.g. {parts.scheme}://{parts.hostname}:3001")
+    return text
+
+
+def _bool_keys(data: object) -> object:
+    """YAML 1.1 reads the keys ``on:`` and ``off:`` as booleans; give them back their names."""
+    if isinstance(data, dict):
+        names = {True: "on", False: "off"}
+        return {names.get(k, k) if isinstance(k, bool) else k: v for k, v in data.items()}
+    return data
+
+
+class Controller(_Strict):
+    """Where eden's controller listens, and the address the boards are told to dial."""
+
+    listen: str
+    """HOST:PORT eden's controller binds; port 0 picks a free one."""
+    advertise: str | None = None
+    """Host name or address the boards dial (certificate SAN and CONFIG server); default: listen's host."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        split_host_port(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+    @property
+    def advertised_host(self) -> str:
+        return self.advertise or self.host
+
+
+class Leases(_Strict):
+    db: str | None = None
+    """SQLite file of the lab's leases; relative to the lab file's directory. Default: .eden-lab.sqlite there."""
+    ttl: Duration = Field(default=900.0, ge=5)
+    """Seconds a lease lives without a heartbeat: how long a crashed holder keeps a board from others."""
+    heartbeat: Duration | None = Field(default=None, gt=0)
+    """Seconds between heartbeats of a held lease; default ttl/3, so two can be missed."""
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _below_ttl(cls, v: float | None, info: ValidationInfo) -> float | None:
+        ttl = info.data.get("ttl")
+        if v is not None and ttl is not None and v >= ttl:
+            raise HintedValueError(f"heartbeat ({v:g}s) must be less than ttl ({ttl:g}s)",
+                                   "a lease would expire between two heartbeats; ttl/3 leaves room for two missed ones")
+        return v
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat if self.heartbeat is not None else self.ttl / 3
+
+
+class Health(_Strict):
+    every: Duration = Field(default=86400.0, gt=0)
+    """Seconds between scheduled health runs of a place."""
+    scenarios: dict[str, str] = Field(default_factory=dict)
+    """Hardware profile name -> health scenario path; default scenarios/health-<profile>.yaml."""
+
+
+class PduDaemon(_Strict):
+    """A PDU outlet switched through a PDUDaemon server."""
+
+    url: str
+    hostname: str
+    """The PDU's name in PDUDaemon's configuration."""
+    port: int | str
+    """Outlet number, or a PDUDaemon port name."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, ("http", "https"), need_port=False)
+
+
+class CommandPower(_Strict):
+    """Shell commands that switch the board (a relay script, an IPMI call)."""
+
+    on: str
+    off: str
+    cycle: str | None = None
+    """Optional; without it a cycle is off, a pause, on."""
+    timeout: Duration = Field(default=30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_off(cls, data: object) -> object:
+        return _bool_keys(data)
+
+
+class ManualPower(_Strict):
+    """A person switches the board when eden asks."""
+
+    prompt: str | None = None
+
+
+class Power(_Strict):
+    pdudaemon: PduDaemon | None = None
+    command: CommandPower | None = None
+    manual: ManualPower | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_manual(cls, data: object) -> object:
+        if isinstance(data, dict) and "manual" in data and data["manual"] is None:
+            return {**data, "manual": {}}  # 'manual:' alone is a manual switch without a prompt
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Power:
+        kinds = [k for k in POWER_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            got = "none" if not kinds else ", ".join(kinds)
+            raise HintedValueError(f"{EXACTLY_ONE} {', '.join(POWER_KINDS)} is needed under 'power' (got {got})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in POWER_KINDS if getattr(self, k) is not None)
+
+
+class SerialConsole(_Strict):
+    device: str
+    """The serial device, best by a stable name (/dev/serial/by-id/...)."""
+    baud: int = Field(default=115200, gt=0)
+
+
+class NetworkConsole(_Strict):
+    url: str
+    """tcp://host:port (raw) or rfc2217://host:port (ser2net telnet mode)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(v, ("tcp", "rfc2217"), need_port=True)
+
+
+class Console(_Strict):
+    serial: SerialConsole | None = None
+    network: NetworkConsole | None = None
+    char_delay_ms: float = Field(default=0.0, ge=0, le=1000)
+    """Pause after each character written: slow UARTs and U-Boot drop input that comes too fast."""
+    reattach: Duration = Field(default=30.0, ge=0)
+    """Seconds to wait for a vanished serial device (a USB adapter re-enumerating) to come back."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Console:
+        kinds = [k for k in CONSOLE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            got = "none" if not kinds else ", ".join(kinds)
+            raise HintedValueError(f"{EXACTLY_ONE} {', '.join(CONSOLE_KINDS)} is needed under 'console' (got {got})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CONSOLE_KINDS if getattr(self, k) is not None)
+
+
+class Ssh(_Strict):
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    key: str | None = None
+    """Private key file; relative to the lab file's directory."""
+
+
+class LinkCommand(_Strict):
+    """Shell commands that cut and restore one of the board's network ports (a managed switch)."""
+
+    down: str
+    up: str
+    timeout: Duration = Field(default=30.0, gt=0)
+
+    @field_validator("down", "up")
+    @classmethod
+    def _has_port(cls, v: str) -> str:
+        if "{port}" not in v:
+            raise HintedValueError(f"the command '{v}' has no {{port}} placeholder",
+                                   "eden puts the board's port name there, e.g. 'switchctl port {port} down'")
+        return v
+
+
+class Link(_Strict):
+    command: LinkCommand
+
+
+class Media(_Strict):
+    """The board's storage as the lab host sees it, so an image can be written to it."""
+
+    device: str
+    """A block device or an image file; relative to the lab file's directory."""
+    to_host: str | None = None
+    """Shell command that switches an SD-mux to the host."""
+    to_board: str | None = None
+    """Shell command that switches it back to the board."""
+
+
+class Place(_Strict):
+    """One board on one bench: its hardware profile and the drivers that reach it."""
+
+    profile: str
+    """Hardware profile name (hw_profiles/)."""
+    tags: list[Name] = Field(default_factory=list)
+    power: Power | None = None
+    console: Console | None = None
+    ssh: Ssh | None = None
+    link: Link | None = None
+    media: Media | None = None
+
+
+class LabFile(_Strict):
+    lab: Name
+    controller: Controller
+    leases: Leases = Leases()
+    health: Health = Health()
+    places: dict[Name, Place] = Field(min_length=1)
+
+
+def place_methods(place: Place) -> frozenset[str]:
+    """The device-port methods a board can perform, from its drivers (eden.backends.ports.DEVICE_METHODS).
+
+    Only what real hardware does on command: no tamper, hang, crash or fault injection on a board."""
+    methods: set[str] = set()
+    if place.power is not None:
+        methods |= {"power_on", "power_off", "power_cycle"}
+    if place.link is not None:
+        methods.add("set_links")
+    return frozenset(methods)
+
+
+def place_drivers(place: Place) -> dict[str, str]:
+    """Which driver serves each part of a place, for display: {"power": "pdudaemon", ...}."""
+    drivers: dict[str, str] = {}
+    if place.power is not None:
+        drivers["power"] = place.power.kind
+    if place.console is not None:
+        drivers["console"] = place.console.kind
+    if place.ssh is not None:
+        drivers["ssh"] = "ssh"
+    if place.link is not None:
+        drivers["link"] = "command"
+    if place.media is not None:
+        drivers["media"] = "device"
+    return drivers
+
+
+def lab_json_schema() -> dict[str, object]:
+    """The lab file's JSON Schema (``eden schema --lab``)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **LabFile.model_json_schema()}
