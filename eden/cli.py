@@ -715,7 +715,7 @@ def _history_places(db: Path, args: argparse.Namespace) -> int:
 
         lab = load_lab(args.lab)
         with LeaseStore(lab.db_path) as store:
-            for st in store.states(lab.names()):
+            for st in store.states(lab.names):
                 events = [str(e["detail"] or "").split(":", 1)[0] for e in store.history(st.place, limit=200)
                           if e["event"] == "health"]
                 health[st.place] = (st.health, events[-args.last:])

@@ -53,8 +53,13 @@ class LoadedLab:
         return found
 
     def health_scenario(self, profile: str) -> Path:
-        """The health scenario of places on ``profile``: health.scenarios, else scenarios/health-<profile>.yaml."""
-        return self.resolve(self.lab.health.scenarios.get(profile, f"scenarios/health-{profile}.yaml"))
+        """The health scenario of places on ``profile``: health.scenarios, else
+        scenarios/health-<profile>.yaml beside the lab file, else the one eden ships."""
+        if profile in self.lab.health.scenarios:
+            return self.resolve(self.lab.health.scenarios[profile])
+        beside = self.resolve(f"scenarios/health-{profile}.yaml")
+        shipped = Path(__file__).resolve().parents[2] / "scenarios" / f"health-{profile}.yaml"
+        return beside if beside.is_file() or not shipped.is_file() else shipped
 
 
 def _resolve(root: Path, path: str) -> Path:

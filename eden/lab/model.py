@@ -273,6 +273,12 @@ class Place(_Strict):
     ssh: Ssh | None = None
     link: Link | None = None
     media: Media | None = None
+    timing_scale: float = Field(default=1.0, ge=1.0, le=10.0)
+    """Scenario deadlines on this place are stretched by this factor: 1 for a real board; a
+    stand-in VM under TCG uses the qemu backend's factor (docs/board.md "Stand-in boards")."""
+    controller_hosts: dict[str, str] = Field(default_factory=dict)
+    """Per network port, the address the board dials the controller at where it is not
+    ``controller.advertise`` (ports on different lab networks; a stand-in VM's user networks)."""
 
 
 class LabFile(_Strict):

@@ -17,10 +17,7 @@ naming the place: the board is then *broken* for the run, which says nothing abo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import Protocol, TextIO
@@ -30,7 +27,7 @@ import aiohttp
 
 from eden.errors import InfrastructureError
 from eden.runtime.deadline import Deadline
-from eden.runtime.procs import with_parent_death_signal
+from eden.lab.shell import run_shell
 
 
 class PowerDriver(Protocol):
@@ -113,11 +110,6 @@ class PduDaemonPower:
             )
 
 
-def _tail(output: bytes, lines: int = 10) -> str:
-    text = output.decode(errors="replace").rstrip()
-    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
-
-
 class CommandPower:
     """Shell commands that switch the power (a relay board, ``uhubctl``, a smart plug's CLI).
 
@@ -158,39 +150,8 @@ class CommandPower:
         await self.on(deadline)
 
     async def _run(self, action: str, command: str, deadline: Deadline, extra: dict[str, str] | None = None) -> None:
-        limit = min(self.timeout, deadline.remaining())
-        env = {**os.environ, **self.env, **(extra or {}), "EDEN_PLACE": self.place, "EDEN_POWER": action}
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *with_parent_death_signal(["/bin/sh", "-c", command]),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env=env, start_new_session=True)
-        except OSError as exc:
-            raise InfrastructureError(f"place {self.place}: cannot start the power {action} command: {exc}") from None
-        assert proc.stdout is not None
-        output = asyncio.get_running_loop().create_task(proc.stdout.read())
-        timed_out = False
-        try:
-            await asyncio.wait_for(proc.wait(), limit)
-        except asyncio.TimeoutError:
-            timed_out = True
-        finally:
-            # the session's group: the shell and anything it started (also on cancellation)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 5.0)
-        try:
-            out = await asyncio.wait_for(output, 2.0)
-        except asyncio.TimeoutError:  # a grandchild outside the group still holds the pipe
-            output.cancel()
-            out = b""
-        if timed_out:
-            raise InfrastructureError(f"place {self.place}: the power {action} command did not finish in {limit:.1f} s "
-                                      f"(killed): {command!r}; last output:\n{_tail(out)}")
-        if proc.returncode != 0:
-            raise InfrastructureError(f"place {self.place}: the power {action} command failed (exit {proc.returncode}): "
-                                      f"{command!r}; last output:\n{_tail(out)}")
+        await run_shell(command, place=self.place, what=f"the power {action} command", deadline=deadline,
+                        timeout=self.timeout, env={**self.env, **(extra or {}), "EDEN_POWER": action})
 
 
 class ManualPower:
