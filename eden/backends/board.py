@@ -59,8 +59,9 @@ POWER_ON_CONFIRM = 60.0
 """Seconds from the power driver's 'done' to the board's first console byte, on a real board."""
 OFF_GRACE = 5.0
 """A board may still finish a request it started before the power went off."""
-BOOT_BANNER = "EDEN-BOOT: stage="
-"""The reference image's first line of every boot (its initramfs): a reset when not expected."""
+BOOT_BANNER = "EDEN-BOOT: stage=initramfs"
+"""The reference image's first line of every boot: a reset when neither a power-on nor a reboot
+the agent announced (its ``agent_exit`` event with outcome ``reboot``) came before it."""
 PANIC = "Kernel panic"
 
 
@@ -79,6 +80,7 @@ class _Board(LiveDevice):
         self.onboarded_seen = False
         self.pending_tamper: list[str] = []
         self.resets = 0
+        self.reboot_announced = False
 
 
 def lab_path(env: dict[str, str] | None = None) -> Path | None:
@@ -112,7 +114,17 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
             out.append(issue_at(loaded.located, where, f"the lab {lab.lab.lab!r} has {len(places)} place(s) with profile "
                                 f"{profile}, the scenario needs {n}", f"add places to {path} or run fewer devices"))
     methods_by_step = _device_methods(loaded, ACTION_TABLE)
+    for where, method, stage in _tamper_stages(loaded):
+        for profile in sorted(need):
+            lacking = [name for name, p in lab.lab.places.items() if p.profile == profile
+                       and (p.tamper is None or stage not in p.tamper.stages())]
+            if lacking:
+                out.append(issue_at(loaded.located, where, f"'tamper' stage {stage} needs a tamper command for it, and "
+                                    f"place(s) {', '.join(sorted(lacking))} of {path} have none",
+                                    "add tamper." + stage + " to those places (docs/lab.md), or run the step on qemu"))
     for where, method in methods_by_step:
+        if method == "tamper":
+            continue  # by stage, above
         for profile in sorted(need):
             lacking = [name for name, p in lab.lab.places.items() if p.profile == profile and method not in place_methods(p)]
             if lacking:
@@ -133,6 +145,15 @@ def _device_methods(loaded: LoadedScenario, table: Any) -> list[tuple[tuple[str,
     return out
 
 
+def _tamper_stages(loaded: LoadedScenario) -> list[tuple[tuple[str, int, str], str, str]]:
+    out: list[tuple[tuple[str, int, str], str, str]] = []
+    for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults)):
+        for i, step in enumerate(items):
+            if step.action == "tamper":
+                out.append(((kind, i, step.action), "tamper", str(step.args.stage)))
+    return out
+
+
 class BoardControllerPort(AdminControllerPort):
     """As on ``qemu``: the reference image's agent on the board does not exercise the controller's
     reboots, shutdowns, apps or controller faults (docs/qemu.md), so such steps are refused."""
@@ -150,8 +171,8 @@ class BoardDevicePort(LiveDevicePort["BoardBackend"]):
     """Power is the place's power driver, links its link driver (what each place has is checked
     against the lab file at validation: :func:`input_issues`)."""
 
-    capabilities = frozenset({"power_on", "power_off", "power_cycle", "set_links"})
-    refusals = {"tamper": NO_BOARD_HOOK, "hang": NO_BOARD_HOOK, "crash": NO_BOARD_HOOK, "low_disk_space": NO_BOARD_HOOK,
+    capabilities = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper"})
+    refusals = {"hang": NO_BOARD_HOOK, "crash": NO_BOARD_HOOK, "low_disk_space": NO_BOARD_HOOK,
                 "tpm_failure": NO_BOARD_HOOK, "graceful_poweroff": NO_BOARD_HOOK}
     backend_name = "board"
 
@@ -169,6 +190,11 @@ class BoardDevicePort(LiveDevicePort["BoardBackend"]):
     def power_cycle(self, devices: list[str], off_for: float) -> None:
         for d in self._boards(devices):
             self.be.background(self.be.board_cycle(d, off_for))
+
+    def tamper(self, devices: list[str], stage: str) -> None:
+        """Applied by the place's tamper command before the board's next power-on (it must be off)."""
+        for d in self._boards(devices):
+            d.pending_tamper.append(stage)
 
     def set_links(self, devices: list[str], ports: list[str] | None, up: bool) -> None:
         for d in self._boards(devices):
@@ -317,6 +343,7 @@ class BoardBackend(QemuBackend):
         if d.powered:
             return
         try:
+            await self._board_tamper(d)
             d.banner_expected = True
             d.output_since_power = False
             await d.power.on(self.run_deadline.child(60.0))
@@ -332,6 +359,20 @@ class BoardBackend(QemuBackend):
         self.timeline.add(self.now(), "device", d.id, "power_on", {"place": d.place_name, "power": d.power.name})
         self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
         self.background(self._confirm_on(d, d.boots))
+
+    async def _board_tamper(self, d: _Board) -> None:
+        """The pending tamper stages, through the place's commands, while the board is off."""
+        from eden.lab.shell import run_shell
+
+        while d.pending_tamper:
+            stage = d.pending_tamper.pop(0)
+            tamper = d.place.tamper
+            cmd = getattr(tamper, stage, None) if tamper is not None else None
+            assert tamper is not None and cmd, "validation refuses a stage the place has no command for"
+            out = await run_shell(cmd, place=d.place_name, what=f"the tamper {stage} command",
+                                  deadline=self.run_deadline.child(tamper.timeout))
+            self.timeline.add(self.now(), "device", d.id, "tamper_applied",
+                              {"stage": stage, "place": d.place_name, "output": out.decode(errors="replace").strip()[-300:]})
 
     async def _confirm_on(self, d: _Board, boot: int) -> None:
         """The board must show life on its console: the PDU saying 'done' proves nothing."""
@@ -386,11 +427,16 @@ class BoardBackend(QemuBackend):
             if d.banner_expected:
                 d.banner_expected = False
             elif d.powered:
-                d.resets += 1
+                cause = "reboot" if d.reboot_announced else "reset"
                 d.boots += 1
                 d.powered_at = self.now()
-                self.timeline.add(self.now(), "console", d.id, "unexpected_reset", {"banner": line.strip()[:120]})
-                self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "reset"})
+                if cause == "reset":
+                    d.resets += 1
+                    self.timeline.add(self.now(), "console", d.id, "unexpected_reset", {"banner": line.strip()[:120]})
+                self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": cause})
+            d.reboot_announced = False
+        elif '"agent_exit"' in line and '"reboot"' in line:
+            d.reboot_announced = True
         elif PANIC in line:
             self.timeline.add(self.now(), "console", d.id, "kernel_panic", {"line": line.strip()[:200]})
         self._console_line(d, line)  # type: ignore[arg-type]

@@ -262,6 +262,22 @@ class Media(_Strict):
     """Shell command that switches it back to the board."""
 
 
+class Tamper(_Strict):
+    """Shell commands that change what a powered-off board boots, per tamper stage (spec §5): a
+    flash programmer rewriting its firmware, a changed boot entry, a rootfs block, a CONFIG file.
+    Run while the board is off, before its next power-on; a stage without a command is refused
+    at validation for this place."""
+
+    firmware: str | None = None
+    bootloader: str | None = None
+    rootfs: str | None = None
+    config: str | None = None
+    timeout: Duration = Field(default=120.0, gt=0)
+
+    def stages(self) -> list[str]:
+        return [s for s in ("firmware", "bootloader", "rootfs", "config") if getattr(self, s)]
+
+
 class Place(_Strict):
     """One board on one bench: its hardware profile and the drivers that reach it."""
 
@@ -273,6 +289,7 @@ class Place(_Strict):
     ssh: Ssh | None = None
     link: Link | None = None
     media: Media | None = None
+    tamper: Tamper | None = None
     timing_scale: float = Field(default=1.0, ge=1.0, le=10.0)
     """Scenario deadlines on this place are stretched by this factor: 1 for a real board; a
     stand-in VM under TCG uses the qemu backend's factor (docs/board.md "Stand-in boards")."""
@@ -292,12 +309,15 @@ class LabFile(_Strict):
 def place_methods(place: Place) -> frozenset[str]:
     """The device-port methods a board can perform, from its drivers (eden.backends.ports.DEVICE_METHODS).
 
-    Only what real hardware does on command: no tamper, hang, crash or fault injection on a board."""
+    Only what the lab's hardware does on command: power, links, and the tamper stages it has
+    commands for; no hang, crash or fault injection inside a board."""
     methods: set[str] = set()
     if place.power is not None:
         methods |= {"power_on", "power_off", "power_cycle"}
     if place.link is not None:
         methods.add("set_links")
+    if place.tamper is not None and place.tamper.stages():
+        methods.add("tamper")
     return frozenset(methods)
 
 
@@ -314,6 +334,8 @@ def place_drivers(place: Place) -> dict[str, str]:
         drivers["link"] = "command"
     if place.media is not None:
         drivers["media"] = "device"
+    if place.tamper is not None and place.tamper.stages():
+        drivers["tamper"] = "command (" + ", ".join(place.tamper.stages()) + ")"
     return drivers
 
 

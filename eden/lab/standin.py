@@ -14,6 +14,9 @@ Per board, a directory (``board.json`` describes the hardware):
   as a USB serial adapter's ``/dev/serial/by-id`` link does. ``replug`` re-enumerates it (a new pty,
   the link re-pointed), ``unplug`` removes it (a cable pulled out), ``plug`` brings it back;
 * ``disk.img`` -- the board's storage;
+* ``tamper DIR STAGE`` -- what a lab with a flash programmer or the board's storage in hand does
+  to a powered-off board (:mod:`eden.qemu.tamper`): a changed firmware ROM, kernel command line,
+  rootfs block or CONFIG file, kept in ``board.json`` / ``disk.img`` for every later boot;
 * ``vm/`` -- the VM's run directory (its swtpm state is the board's TPM and survives power cuts);
 * ``standin.log`` -- what the board daemon did.
 
@@ -43,7 +46,7 @@ from typing import Any
 
 CONTROL_TIMEOUT = 90.0
 """Seconds a command waits for the daemon's answer (``on`` starts swtpm and QEMU)."""
-COMMANDS = ("on", "off", "link", "replug", "unplug", "plug", "status", "quit")
+COMMANDS = ("on", "off", "link", "tamper", "replug", "unplug", "plug", "status", "quit")
 
 
 @dataclass
@@ -62,6 +65,10 @@ class BoardHardware:
     disk_interface: str = "virtio"
     ssh_port: int = 0
     """The host port of the board's SSH (its first port's network); 0: any (then not in a lab file)."""
+    image_dir: str = ""
+    """The reference image the board's storage holds (what ``tamper`` needs to find its partitions)."""
+    extra_args: list[str] = field(default_factory=list)
+    """QEMU arguments beyond the machine's own: where a firmware tamper points the board at a changed ROM."""
 
     @classmethod
     def read(cls, board: Path) -> BoardHardware:
@@ -186,7 +193,7 @@ class _Board:
 
         hw = self.hw
         disk = self.dir / "disk.img"
-        extra = ["-smbios", f"type=1,serial={hw.serial or hw.name}"]
+        extra = ["-smbios", f"type=1,serial={hw.serial or hw.name}", *hw.extra_args]
         if hw.cpu:
             extra = ["-cpu", hw.cpu, *extra]
         cfg = MachineConfig(
@@ -231,6 +238,8 @@ class _Board:
             if self.machine is not None and self.machine.running:
                 await self.machine.set_link(up, Deadline(10.0), nic=port)
             return {"ok": True}
+        if what == "tamper" and len(words) == 2:
+            return await self._tamper(words[1])
         if what == "replug":
             self.adapter.unplug()
             self.adapter.plug()
@@ -245,6 +254,22 @@ class _Board:
             self.stop.set()
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {' '.join(words)!r} (commands: {', '.join(COMMANDS)})"}
+
+    async def _tamper(self, stage: str) -> dict[str, Any]:
+        from eden.image.layout import Image
+        from eden.qemu.tamper import TamperTarget, apply_tamper
+
+        if self.machine is not None and self.machine.running:
+            return {"ok": False, "error": "the board is powered: tamper needs it off"}
+        if not self.hw.image_dir or not (self.dir / "disk.img").is_file():
+            return {"ok": False, "error": "no image on the board's storage to tamper with"}
+        image = Image.load(Path(self.hw.image_dir))
+        res = await asyncio.to_thread(apply_tamper, stage, TamperTarget(
+            image=image, disk=self.dir / "disk.img", directory=self.dir, append=self.hw.append,
+            extra_args=tuple(self.hw.extra_args)))
+        self.hw.append, self.hw.extra_args = res.append, list(res.extra_args)
+        self.hw.write(self.dir)  # a reflashed firmware stays reflashed
+        return {"ok": True, "stage": stage, "pcrs": list(res.pcrs), "detail": res.detail}
 
     async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -292,7 +317,8 @@ def serve(board: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m eden.lab.standin serve|power|link|replug|unplug|plug|status|quit DIR ...``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m eden.lab.standin serve DIR | power DIR on|off | link DIR PORT up|down | replug|unplug|plug|status|quit DIR"
+    usage = ("usage: python -m eden.lab.standin serve DIR | power DIR on|off | link DIR PORT up|down | tamper DIR STAGE"
+             " | replug|unplug|plug|status|quit DIR")
     if len(args) < 2:
         print(usage, file=sys.stderr)
         return 2

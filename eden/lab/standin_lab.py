@@ -136,6 +136,7 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
     from eden.profiles import load_profiles
     from eden.qemu.hostcheck import tcg_deadline_scale
     from eden.qemu.machine import port_host
+    from eden.qemu.tamper import STAGES
 
     root.mkdir(parents=True, exist_ok=True)
     image = Image.load(build(default_cache()))
@@ -149,7 +150,7 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
         for place, board in boards.items():
             BoardHardware(name=place, kernel=str(image.kernel), initrd=str(image.initrd), append=image.info["cmdline"],
                           ports=ports, cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}",
-                          ssh_port=lab.ssh_ports[place]).write(board)
+                          ssh_port=lab.ssh_ports[place], image_dir=str(image.dir)).write(board)
             lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
         end = time.monotonic() + START_TIMEOUT
         for place, board in boards.items():
@@ -217,6 +218,8 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
                 "      command:",
                 f"        down: {py} -m eden.lab.standin link {board} {{port}} down",
                 f"        up: {py} -m eden.lab.standin link {board} {{port}} up",
+                "    tamper:",
+                *(f"      {stage}: {py} -m eden.lab.standin tamper {board} {stage}" for stage in STAGES),
             ]
         lab.lab_file.write_text("\n".join(lines) + "\n")
     except BaseException:
