@@ -10,7 +10,7 @@ import pytest
 
 from eden import cli
 from eden.errors import InvalidInput
-from eden.lab.load import load_lab
+from eden.lab.load import GENERIC_HEALTH, load_lab
 from eden.lab.model import place_drivers, place_methods
 from tests.eden_subprocess import env, run_eden
 
@@ -62,7 +62,12 @@ def test_defaults_db_beside_the_file_and_heartbeat_a_third_of_ttl(tmp_path: Path
     loaded = load_lab(write(tmp_path, BASE))
     assert loaded.db_path == tmp_path / ".eden-lab.sqlite"
     assert loaded.lab.leases.heartbeat_every == pytest.approx(10)
-    assert loaded.health_scenario("rpi4-class") == tmp_path / "scenarios" / "health-rpi4-class.yaml"
+    # no health scenario of its own for the profile: eden's generic one (run with the place's profile)
+    assert loaded.health_scenario("rpi4-class") == GENERIC_HEALTH and GENERIC_HEALTH.is_file()
+    own = tmp_path / "scenarios" / "health-rpi4-class.yaml"
+    own.parent.mkdir()
+    own.write_text("name: x\n")
+    assert loaded.health_scenario("rpi4-class") == own  # one beside the lab file wins
 
 
 def test_a_place_without_power_or_link_has_no_methods(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable
 
 from eden.lab.leases import LeaseStore
-from eden.lab.load import LoadedLab
+from eden.lab.load import GENERIC_HEALTH, LoadedLab
 
 HEALTH_WAIT = 900.0
 """Seconds a health run waits for its place's lease (a job may still hold it)."""
@@ -64,6 +64,8 @@ def check_place(lab: LoadedLab, place: str, out_dir: Path, *, wait: float = HEAL
     scenario = lab.health_scenario(profile)
     run_dir = out_dir / place
     t0 = time.monotonic()
+    if scenario == GENERIC_HEALTH and scenario.is_file():
+        scenario = _for_profile(scenario, profile, run_dir)
     if not scenario.is_file():
         result = HealthResult(place, "bad", f"no health scenario for profile {profile} ({scenario})", run_dir, 0.0)
     else:
@@ -85,6 +87,20 @@ def check_place(lab: LoadedLab, place: str, out_dir: Path, *, wait: float = HEAL
     finally:
         store.close()
     return result
+
+
+def _for_profile(generic: Path, profile: str, run_dir: Path) -> Path:
+    """eden's generic health scenario with every fleet entry on ``profile`` (kept in the run dir)."""
+    import yaml
+
+    data = yaml.safe_load(generic.read_text())
+    for entry in data.get("fleet") or []:
+        entry["profile"] = profile
+    data["name"] = f"health-{profile}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / f"health-{profile}.yaml"
+    target.write_text(f"# {generic} with the place's profile\n" + yaml.safe_dump(data, sort_keys=False))
+    return target
 
 
 def _verdict(rc: int, run_dir: Path, timeout: float) -> tuple[str, str]:

@@ -18,6 +18,8 @@ from eden.profiles import HwProfile, load_profiles
 from eden.yamlsrc import Located, load_yaml_file
 
 DEFAULT_DB = ".eden-lab.sqlite"
+SHIPPED_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+GENERIC_HEALTH = SHIPPED_SCENARIOS / "health.yaml"
 _MAX_LISTED = 12
 
 
@@ -54,12 +56,16 @@ class LoadedLab:
 
     def health_scenario(self, profile: str) -> Path:
         """The health scenario of places on ``profile``: health.scenarios, else
-        scenarios/health-<profile>.yaml beside the lab file, else the one eden ships."""
+        scenarios/health-<profile>.yaml beside the lab file, else eden's own for that profile, else
+        eden's generic ``scenarios/health.yaml`` (which the health gate runs with the place's profile)."""
         if profile in self.lab.health.scenarios:
             return self.resolve(self.lab.health.scenarios[profile])
         beside = self.resolve(f"scenarios/health-{profile}.yaml")
-        shipped = Path(__file__).resolve().parents[2] / "scenarios" / f"health-{profile}.yaml"
-        return beside if beside.is_file() or not shipped.is_file() else shipped
+        shipped = SHIPPED_SCENARIOS / f"health-{profile}.yaml"
+        for candidate in (beside, shipped):
+            if candidate.is_file():
+                return candidate
+        return SHIPPED_SCENARIOS / "health.yaml"
 
 
 def _resolve(root: Path, path: str) -> Path:

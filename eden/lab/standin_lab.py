@@ -127,10 +127,11 @@ def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> sub
         out.close()
 
 
-def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", name: str = "standin",
+def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = "standin",
                       console: Literal["tcp", "rfc2217"] = "tcp", timing_scale: float | None = None,
                       ttl: float = 120.0) -> StandinLab:
-    """Build and start a stand-in lab of ``n`` boards in ``root`` (created; must be empty or new)."""
+    """Build and start a stand-in lab in ``root`` (created): one board per entry of ``profiles``
+    (hardware profile names), or that many ``qemu-x86_64`` boards."""
     from eden.image.build import build, default_cache
     from eden.image.layout import DISK_INTERFACE, TCG_CPU, Image
     from eden.profiles import load_profiles
@@ -140,16 +141,18 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
 
     root.mkdir(parents=True, exist_ok=True)
     image = Image.load(build(default_cache()))
-    hw = load_profiles()[profile]
-    ports = [nic.name for nic in hw.nics] or ["eth0"]
-    places = [f"{name}-{k}" for k in range(1, n + 1)]
+    wanted = ["qemu-x86_64"] * profiles if isinstance(profiles, int) else list(profiles)
+    known = load_profiles()
+    places = [f"{name}-{k}" for k in range(1, len(wanted) + 1)]
+    profile_of = dict(zip(places, wanted))
+    ports_of = {p: [nic.name for nic in known[profile_of[p]].nics] or ["eth0"] for p in places}
     boards = {p: root / "boards" / str(k) for k, p in enumerate(places, start=1)}
     lab = StandinLab(root, places, root / "lab.yaml", boards, free_port(), {p: free_port() for p in places},
                      {p: free_port() for p in places})
     try:
         for place, board in boards.items():
             BoardHardware(name=place, kernel=str(image.kernel), initrd=str(image.initrd), append=image.info["cmdline"],
-                          ports=ports, cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}",
+                          ports=ports_of[place], cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}",
                           ssh_port=lab.ssh_ports[place], image_dir=str(image.dir)).write(board)
             lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
         end = time.monotonic() + START_TIMEOUT
@@ -186,13 +189,14 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
         for place in places:
             wait_listening(lab.console_ports[place], ser, "ser2net", root / "ser2net.log")
         scale = timing_scale if timing_scale is not None else tcg_deadline_scale()
-        hosts = {p: port_host(i) for i, p in enumerate(ports)}
+        most = max(len(v) for v in ports_of.values())
+        hosts = [port_host(i) for i in range(most)]
         lines = [
             "# A lab of stand-in boards: QEMU VMs wired like boards (eden/lab/standin_lab.py, docs/board.md).",
             f"lab: {name}",
             "controller:",
             "  listen: 127.0.0.1:0",
-            f"  advertise: {hosts[ports[0]]}",
+            f"  advertise: {hosts[0]}",
             "leases:",
             "  db: leases.sqlite",
             f"  ttl: {ttl:g}",
@@ -202,10 +206,10 @@ def build_standin_lab(root: Path, n: int = 2, *, profile: str = "qemu-x86_64", n
             board = boards[place]
             lines += [
                 f"  {place}:",
-                f"    profile: {profile}",
+                f"    profile: {profile_of[place]}",
                 "    tags: [standin]",
                 f"    timing_scale: {scale:g}",
-                "    controller_hosts: {" + ", ".join(f"{p}: {h}" for p, h in hosts.items()) + "}",
+                "    controller_hosts: {" + ", ".join(f"{p}: {hosts[i]}" for i, p in enumerate(ports_of[place])) + "}",
                 "    power:",
                 f"      pdudaemon: {{url: 'http://127.0.0.1:{lab.pdu_port}', hostname: {name}, port: {k}}}",
                 "    console:",
