@@ -53,10 +53,26 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--set", dest="health", required=True, choices=[h for h in HEALTH_STATES if h != "unknown"])
     p.add_argument("--reason", required=True)
     p.add_argument("--by", default=None, help="who marks it (default user@host:pid)")
+    p = cmd("check", "run the health scenario of places now (default: the places that are due) and record their health")
+    p.add_argument("places", nargs="*", metavar="PLACE")
+    p.add_argument("--out", type=Path, default=None, help="health run folders (default reports/health-<time>)")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="health runs at once (default 2)")
+    s = c.add_parser("standin", help="start a lab of stand-in boards (QEMU VMs wired like boards, docs/board.md) "
+                                     "and run COMMAND against it, or wait for Ctrl-C")
+    s.add_argument("dir", type=Path, metavar="DIR", help="where the stand-in lab lives (created; lab.yaml is written there)")
+    s.add_argument("--profiles", default="qemu-x86_64,qemu-x86_64", metavar="P,P,...",
+                   help="one board per hardware profile named (default two qemu-x86_64)")
+    s.add_argument("--console", choices=["tcp", "rfc2217"], default="tcp", help="how ser2net serves the consoles")
+    s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="run this with EDEN_LAB set to the lab file; the lab is stopped when it ends")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lab_cmd == "standin":
+        return _standin(args)
     lab = load_lab(args.lab)  # InvalidInput -> file:line:col, exit 2 (eden.cli)
+    if args.lab_cmd == "check":
+        return _check(lab, args)
     if getattr(args, "place", None) is not None:
         lab.place(args.place)
     if args.lab_cmd == "reserve" and (args.wait < 0 or (args.ttl is not None and args.ttl < 1)):
@@ -88,6 +104,69 @@ def run(args: argparse.Namespace) -> int:
                 out.print(f"{args.place}: health {args.health} ({args.reason})", markup=False, highlight=False)
             return EXIT_OK
     return EXIT_INVALID
+
+
+def _check(lab: LoadedLab, args: argparse.Namespace) -> int:
+    """Health runs now: exit 0 when every place checked is good, 1 when one is bad (a failed check)."""
+    from datetime import datetime
+
+    from eden.lab.health import check_places, due_places
+
+    for name in args.places:
+        lab.place(name)
+    with LeaseStore(lab.db_path) as store:
+        places = list(args.places) or due_places(lab, store)
+    if not places:
+        out.print("no place is due for a health check", highlight=False)
+        return EXIT_OK
+    target = args.out or Path("reports") / f"health-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    results = check_places(lab, places, target, parallel=max(1, args.jobs))
+    if args.json:
+        print(json.dumps([{"place": r.place, "health": r.health, "reason": r.reason, "run_dir": str(r.run_dir),
+                           "wall_seconds": r.wall_seconds} for r in results]))
+    else:
+        for r in results:
+            style = "green" if r.health == "good" else "red"
+            out.print(f"[{style}]{r.health:<4}[/] {escape(r.place)}  {r.wall_seconds:.0f}s  {escape(r.reason)}  ({escape(str(r.run_dir))})",
+                      highlight=False)
+    return EXIT_OK if all(r.health == "good" for r in results) else 1
+
+
+def _standin(args: argparse.Namespace) -> int:
+    """``eden lab standin DIR [-- COMMAND]``: try the board backend with no board at hand."""
+    import os
+    import signal
+    import subprocess
+
+    from eden.interrupt import raise_interrupted
+    from eden.lab.standin_lab import build_standin_lab
+
+    command = [a for a in args.command if a != "--"] if args.command else []
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    from eden.profiles import load_profiles
+
+    unknown = sorted(set(profiles) - set(load_profiles()))
+    if not profiles or unknown:
+        err.print(f"error: --profiles: unknown profile(s) {', '.join(unknown) or '(none given)'}", markup=False, highlight=False)
+        return EXIT_INVALID
+    signal.signal(signal.SIGTERM, raise_interrupted)  # SIGTERM stops the lab as Ctrl-C does
+    with build_standin_lab(args.dir, profiles, console=args.console) as lab:
+        err.print(f"stand-in lab: {len(lab.places)} board(s), lab file {lab.lab_file}", markup=False, highlight=False)
+        if not command:
+            err.print("press Ctrl-C to stop it", markup=False, highlight=False)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return EXIT_OK
+        env = {**os.environ, "EDEN_LAB": str(lab.lab_file)}
+        try:
+            return subprocess.run(command, env=env).returncode
+        except FileNotFoundError:
+            err.print(f"error: command not found: {command[0]}", markup=False, highlight=False)
+            return EXIT_INVALID
+        except KeyboardInterrupt:
+            return 130
 
 
 def _release(store: LeaseStore, args: argparse.Namespace) -> int:

@@ -119,9 +119,12 @@ class StandinLab:
 
 
 def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A lab process in its own session that the kernel kills if this process dies first."""
+    from eden.runtime.procs import with_parent_death_signal
+
     out = open(log, "ab")
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(with_parent_death_signal(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env)
     finally:
         out.close()
