@@ -13,9 +13,12 @@ or a person, the **console** over a local or network serial port, network ports 
 **link** driver. The device is observed through the controller and its console, as on ``qemu``
 (``EDEN-BOOT:`` markers and the agent's event lines), plus what only a board needs:
 
-* power is confirmed by watching the board, never by the PDU's reply (PDUDaemon answers before it
-  acts): a board that prints nothing within ``POWER_ON_CONFIRM`` seconds (times the place's
-  ``timing_scale``) of power-on, or that talks to the controller after a power-off, is *broken*;
+* power is confirmed by watching the board, never by the PDU's reply (PDUDaemon's ``localcmdline``
+  ignores its command's exit status; a relay can stick): a board that prints nothing within its
+  ``console.first_output`` seconds (times the place's ``timing_scale``) of power-on, or that talks
+  to the controller after a power-off, is *broken*;
+* every leased board is switched off before its storage is written (a killed job may have left it
+  running), so a run starts from a known state;
 * a boot banner (the image's first marker) seen while the board was on and not just powered on is
   an **unexpected reset** on the timeline; a kernel panic line is put there too;
 * a console that vanishes is re-attached within the place's ``reattach`` seconds, else *broken*.
@@ -55,8 +58,6 @@ PLACES_ENV = "EDEN_LAB_PLACES"
 HEALTH_ENV = "EDEN_LAB_HEALTH"
 """Set by the health gate: the run also checks SSH into every board before it ends (docs/lab.md)."""
 DEFAULT_WAIT = 3600.0
-POWER_ON_CONFIRM = 60.0
-"""Seconds from the power driver's 'done' to the board's first console byte, on a real board."""
 OFF_GRACE = 5.0
 """A board may still finish a request it started before the power went off."""
 BOOT_BANNER = "EDEN-BOOT: stage=initramfs"
@@ -310,10 +311,12 @@ class BoardBackend(QemuBackend):
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
             files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
-            await self._write_media(d, files)
             d.power = power_for(name, place)
+            await d.power.off(self.run_deadline.child(60.0))  # a known state: a killed job may have left it on
+            await self._write_media(d, files)
             d.console = console_for(name, place, self.lab, home / "console", on_line=lambda line, d=d: self._board_line(d, line),
                                     on_event=lambda kind, data, d=d: self._console_event(d, kind, data))
+            d.console.expected_alive = False  # until its power-on
             await d.console.connect(self.run_deadline.child(30.0))
             self.boards[dev.id] = d
             self.devices[dev.id] = d  # type: ignore[assignment]
@@ -376,7 +379,8 @@ class BoardBackend(QemuBackend):
 
     async def _confirm_on(self, d: _Board, boot: int) -> None:
         """The board must show life on its console: the PDU saying 'done' proves nothing."""
-        limit = POWER_ON_CONFIRM * self._scale
+        assert d.place.console is not None
+        limit = d.place.console.first_output * self._scale
         await asyncio.sleep(limit)
         if d.powered and d.boots == boot and not d.output_since_power:
             self._failure = (f"{d.id} (place {d.place_name}): power-on not confirmed: no console output {limit:.0f} s after "

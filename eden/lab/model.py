@@ -209,6 +209,9 @@ class Console(_Strict):
     """Pause after each character written: slow UARTs and U-Boot drop input that comes too fast."""
     reattach: Duration = Field(default=30.0, ge=0)
     """Seconds to wait for a vanished serial device (a USB adapter re-enumerating) to come back."""
+    first_output: Duration = Field(default=60.0, gt=0)
+    """Seconds from a power-on to the board's first console output; none by then and the power-on
+    is not confirmed (the PDU's word is not taken for it): the place is broken for the run."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Console:

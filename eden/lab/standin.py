@@ -17,6 +17,8 @@ Per board, a directory (``board.json`` describes the hardware):
 * ``tamper DIR STAGE`` -- what a lab with a flash programmer or the board's storage in hand does
   to a powered-off board (:mod:`eden.qemu.tamper`): a changed firmware ROM, kernel command line,
   rootfs block or CONFIG file, kept in ``board.json`` / ``disk.img`` for every later boot;
+* ``dead`` / ``alive`` -- a board that no longer boots (its power input takes the switch and
+  nothing happens, as with a dead supply), and one repaired;
 * ``vm/`` -- the VM's run directory (its swtpm state is the board's TPM and survives power cuts);
 * ``standin.log`` -- what the board daemon did.
 
@@ -46,7 +48,7 @@ from typing import Any
 
 CONTROL_TIMEOUT = 90.0
 """Seconds a command waits for the daemon's answer (``on`` starts swtpm and QEMU)."""
-COMMANDS = ("on", "off", "link", "tamper", "replug", "unplug", "plug", "status", "quit")
+COMMANDS = ("on", "off", "link", "tamper", "replug", "unplug", "plug", "dead", "alive", "status", "quit")
 
 
 @dataclass
@@ -170,6 +172,7 @@ class _Board:
         self.adapter = _SerialAdapter(board / "tty", self._keyboard)
         self.machine: Any = None
         self.links_down: set[str] = set()
+        self.dead = False
         self.boots = 0
         self.stop = asyncio.Event()
         self._log = open(board / "standin.log", "a", buffering=1)
@@ -212,9 +215,14 @@ class _Board:
         if what == "status":
             powered = self.machine is not None and self.machine.running
             tty_target = os.readlink(self.dir / "tty") if (self.dir / "tty").is_symlink() else None
-            return {"ok": True, "powered": powered, "boots": self.boots, "tty": tty_target,
+            return {"ok": True, "powered": powered, "boots": self.boots, "tty": tty_target, "dead": self.dead,
                     "adapter_generation": self.adapter.generation, "links_down": sorted(self.links_down)}
+        if what in ("dead", "alive"):
+            self.dead = what == "dead"
+            return {"ok": True}
         if what == "on":
+            if self.dead:
+                return {"ok": True, "dead": True}  # the switch closes; nothing lights up
             if self.machine is not None and self.machine.running:
                 return {"ok": True, "already": True}
             if not (self.dir / "disk.img").is_file():
@@ -318,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m eden.lab.standin serve|power|link|replug|unplug|plug|status|quit DIR ...``."""
     args = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: python -m eden.lab.standin serve DIR | power DIR on|off | link DIR PORT up|down | tamper DIR STAGE"
-             " | replug|unplug|plug|status|quit DIR")
+             " | replug|unplug|plug|dead|alive|status|quit DIR")
     if len(args) < 2:
         print(usage, file=sys.stderr)
         return 2
