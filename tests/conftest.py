@@ -182,13 +182,24 @@ SUITES = {"emulated": "emulated", "qemu": "qemu"}
 """Background suites and their lanes (the suites run first in their lanes: the longest runs)."""
 
 
+def _script_argv(script: str) -> Callable[[Path], list[str]]:
+    """``python tests/<script> WORK`` (a script driving eden the way a person would, e.g. a lab
+    admin against a stand-in lab: tests/board_lane.py), after ``eden image build``."""
+    def build(work: Path) -> list[str]:
+        return _image_first([sys.executable, str(ROOT / "tests" / script), str(work)], work)
+    return build
+
+
 def _background(marker: pytest.Mark) -> Background:
-    """The run a ``background`` marker names: a suite, ``background("emulated")``, or a scenario text,
-    ``background("name", lane=..., scenario=TEXT, backend=...)``."""
+    """The run a ``background`` marker names: a suite, ``background("emulated")``, a scenario text,
+    ``background("name", lane=..., scenario=TEXT, backend=...)``, or a script,
+    ``background("name", lane=..., script="board_lane.py")``."""
     name = marker.args[0]
     if name in SUITES:
         return Background(SUITES[name], _suite_argv(name))
     kw = marker.kwargs
+    if "script" in kw:
+        return Background(kw["lane"], _script_argv(kw["script"]), _scenario_env(name))
     return Background(kw["lane"], _scenario_argv(kw["scenario"], kw["backend"]), _scenario_env(name))
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from eden.backends.base import BackendStats, RealTimeTimings, RunGen, Sleep
 from eden.backends.live import LiveDevice
-from eden.backends.live_ports import AdminControllerPort, LiveDevicePort
+from eden.backends.live_ports import NO_LPS, AdminControllerPort, LiveDevicePort
 from eden.backends.qemu import QemuBackend
 from eden.errors import InfrastructureError, InvalidInput, Issue, issue_at
 from eden.scenario.load import DeviceSpec
@@ -174,7 +174,7 @@ class BoardDevicePort(LiveDevicePort["BoardBackend"]):
 
     capabilities = frozenset({"power_on", "power_off", "power_cycle", "set_links", "tamper"})
     refusals = {"hang": NO_BOARD_HOOK, "crash": NO_BOARD_HOOK, "low_disk_space": NO_BOARD_HOOK,
-                "tpm_failure": NO_BOARD_HOOK, "graceful_poweroff": NO_BOARD_HOOK}
+                "tpm_failure": NO_BOARD_HOOK, "graceful_poweroff": NO_LPS}
     backend_name = "board"
 
     def _boards(self, devices: list[str]) -> list[_Board]:

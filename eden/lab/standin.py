@@ -120,9 +120,12 @@ class _SerialAdapter:
         self.slave: int | None = None
         self.generation = 0
 
-    def plug(self) -> None:
-        if self.master is not None:
+    def plug(self, *, replace: bool = False) -> None:
+        """Attach the adapter; ``replace``: a re-enumeration (the new device is there before the
+        old one is gone, so it gets another name, as a re-plugged USB adapter does)."""
+        if self.master is not None and not replace:
             return
+        old = (self.master, self.slave)
         master, slave = os.openpty()
         tty.setraw(slave)
         attrs = termios.tcgetattr(slave)
@@ -135,7 +138,13 @@ class _SerialAdapter:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(os.ttyname(slave))
         os.replace(tmp, self.link)  # atomic: a reader sees the old pty or the new one, never none
-        asyncio.get_running_loop().add_reader(master, self._readable)
+        loop = asyncio.get_running_loop()
+        if old[0] is not None:
+            loop.remove_reader(old[0])
+            for fd in old:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # type: ignore[arg-type]
+        loop.add_reader(master, self._readable)
 
     def unplug(self) -> None:
         self.link.unlink(missing_ok=True)
@@ -249,8 +258,7 @@ class _Board:
         if what == "tamper" and len(words) == 2:
             return await self._tamper(words[1])
         if what == "replug":
-            self.adapter.unplug()
-            self.adapter.plug()
+            self.adapter.plug(replace=True)
             return {"ok": True, "tty": os.readlink(self.dir / "tty")}
         if what == "unplug":
             self.adapter.unplug()

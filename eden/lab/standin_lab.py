@@ -132,7 +132,7 @@ def _start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> sub
 
 def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = "standin",
                       console: Literal["tcp", "rfc2217"] = "tcp", timing_scale: float | None = None,
-                      ttl: float = 120.0) -> StandinLab:
+                      ttl: float = 120.0, first_output: float = 30.0) -> StandinLab:
     """Build and start a stand-in lab in ``root`` (created): one board per entry of ``profiles``
     (hardware profile names), or that many ``qemu-x86_64`` boards."""
     from eden.image.build import build, default_cache
@@ -218,6 +218,7 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                 "    console:",
                 f"      network: {{url: '{console}://127.0.0.1:{lab.console_ports[place]}'}}",
                 "      reattach: 20",
+                f"      first_output: {first_output:g}",
                 f"    ssh: {{host: 127.0.0.1, port: {lab.ssh_ports[place]}, user: root}}",
                 "    media:",
                 f"      device: {board / 'disk.img'}",

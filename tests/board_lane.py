@@ -1,0 +1,185 @@
+"""The board backend against a lab of stand-in boards, with the faults a lab sees (tests/test_board_lab.py).
+
+Run by tests/conftest.py as a background run (``python tests/board_lane.py WORK``): it starts a
+stand-in lab (:mod:`eden.lab.standin_lab`: QEMU VMs wired like boards behind a real PDUDaemon and
+a real ser2net), drives ``eden`` against it as a lab admin would, and writes what it saw to
+``WORK/observations.json``. It asserts nothing itself; the tests do, so a failed check is reported
+as the test that owns it. In order:
+
+1. ``dead``: a board that does not boot (its power input takes the switch, nothing lights up):
+   ``eden lab check`` marks its place bad, and a run that needs that place is refused at once.
+2. ``suite``: ``eden qualify suites/board-ci.yaml --lab``: the health gate re-checks the bad place
+   (repaired meanwhile) and the new ones, then the entries run in parallel on the healthy places;
+   the serial adapter of one board is re-plugged (a USB re-enumeration) during the suite.
+3. ``unplugged``: a serial adapter pulled out for good during a run: the run is broken (exit 2).
+4. ``killed`` and ``compete``: a run killed with ``kill -9`` while it holds its lease; the lease
+   outlives it only until its TTL; then two runs started together for the one place: one waits for
+   the other, both pass.
+5. ``leaks``: what the runs left: processes carrying their marker, leases, temp entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eden.lab.leases import LeaseStore  # noqa: E402
+from eden.lab.load import load_lab  # noqa: E402
+from eden.lab.standin_lab import build_standin_lab  # noqa: E402
+
+MARK = "EDEN_BOARD_LANE"
+SMOKE = ROOT / "scenarios" / "onboarding-smoke.yaml"
+
+
+def eden(*args: str, env: dict[str, str], log: Path, timeout: float = 1200) -> int:
+    with open(log, "wb") as out:
+        try:
+            return subprocess.run([sys.executable, "-m", "eden", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=timeout, cwd=ROOT).returncode
+        except subprocess.TimeoutExpired:
+            return -1
+
+
+def tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def events(run_dir: Path) -> list[dict[str, object]]:
+    try:
+        return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    except OSError:
+        return []
+
+
+def summary(run_dir: Path) -> dict[str, object]:
+    try:
+        data: dict[str, object] = json.loads((run_dir / "summary.json").read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
+
+
+def later(delay: float, fn: object, *args: str) -> threading.Thread:
+    def go() -> None:
+        time.sleep(delay)
+        fn(*args)  # type: ignore[operator]
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def marked(value: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if f"{MARK}={value}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def main(work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    obs: dict[str, object] = {}
+    mark = f"lane-{os.getpid()}"
+    tmp = work / "runs-tmp"
+    tmp.mkdir(exist_ok=True)
+    t0 = time.monotonic()
+    lab = build_standin_lab(work / "lab", ["qemu-x86_64", "nuc-class", "nuc-class"], ttl=20.0, first_output=10.0)
+    obs["lab_up_s"] = round(time.monotonic() - t0, 1)
+    env = {**os.environ, "EDEN_LAB": str(lab.lab_file), MARK: mark, "TMPDIR": str(tmp)}
+    first = lab.places[0]  # the qemu-x86_64 board
+    try:
+        # 1. a dead board
+        lab.board(first, "dead")
+        rc = eden("lab", "check", first, "--lab", str(lab.lab_file), "--json", "--out", str(work / "dead-check"),
+                  env=env, log=work / "dead-check.log")
+        check = []
+        try:
+            check = json.loads((work / "dead-check.log").read_text().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            pass
+        t = time.monotonic()
+        rc_bad = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "on-bad"), "--quiet", "--no-html",
+                      env={**env, "EDEN_LAB_WAIT": "600"}, log=work / "on-bad.log")
+        obs["dead"] = {"check_rc": rc, "check": check, "run_rc": rc_bad, "run_s": round(time.monotonic() - t, 1),
+                       "run_output": tail(work / "on-bad.log", 1500)}
+        lab.board(first, "alive")
+
+        # 2. the suite, with a re-plug of the first board's serial adapter during it
+        replug = later(45.0, lab.board, first, "replug")
+        t = time.monotonic()
+        rc = eden("qualify", str(ROOT / "suites" / "board-ci.yaml"), "--lab", str(lab.lab_file), "--out",
+                  str(work / "suite"), "--no-history", env=env, log=work / "suite.log", timeout=1500)
+        replug.join()
+        obs["suite"] = {"rc": rc, "s": round(time.monotonic() - t, 1), "output": tail(work / "suite.log")}
+
+        # 3. a serial adapter pulled out for good
+        later(12.0, lab.board, first, "unplug")
+        rc = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "unplugged"), "--quiet", "--no-html",
+                  env=env, log=work / "unplugged.log")
+        obs["unplugged"] = {"rc": rc, "summary": summary(work / "unplugged"), "output": tail(work / "unplugged.log", 1500),
+                            "events": [e for e in events(work / "unplugged") if str(e.get("what", "")).startswith("console-")]}
+        lab.board(first, "plug")
+
+        # 4. kill -9 while holding the lease, then two runs for the one place
+        loaded = load_lab(lab.lab_file)
+        killed = subprocess.Popen([sys.executable, "-m", "eden", "run", str(SMOKE), "--backend", "board", "--out",
+                                   str(work / "killed"), "--quiet", "--no-html"], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        held = None
+        deadline = time.monotonic() + 120
+        with LeaseStore(loaded.db_path) as store:
+            while time.monotonic() < deadline and held is None:
+                st = store.states([first])[0]
+                held = st.lease
+                time.sleep(0.5)
+            time.sleep(3.0)  # well into its run: the board is being written or booting
+            os.kill(killed.pid, signal.SIGKILL)
+            killed.wait()
+            killed_at = time.time()
+            after = store.states([first])[0].lease
+        time.sleep(2.0)
+        obs["killed"] = {"held": held is not None, "still_held_after_kill": after is not None and after.token == (held.token if held else None),
+                         "expires_in_s": round(after.expires_at - killed_at, 1) if after else None,
+                         "left_processes": marked(mark)}
+        t = time.monotonic()
+        procs = [subprocess.Popen([sys.executable, "-m", "eden", "run", str(SMOKE), "--backend", "board", "--out",
+                                   str(work / f"compete-{k}"), "--quiet", "--no-html"], env=env, cwd=ROOT,
+                                  stdout=open(work / f"compete-{k}.log", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 for k in (1, 2)]
+        rcs = [p.wait(900) for p in procs]
+        with LeaseStore(loaded.db_path) as store:
+            log = [e for e in store.history(first, limit=60) if (e["at"] or 0) >= killed_at - 1]
+        obs["compete"] = {"rcs": rcs, "s": round(time.monotonic() - t, 1),
+                          "log": [{"event": e["event"], "owner": e["owner"], "at": e["at"]} for e in log],
+                          "outputs": [tail(work / f"compete-{k}.log", 1500) for k in (1, 2)]}
+
+        # 5. leftovers
+        with LeaseStore(loaded.db_path) as store:
+            leases = [st.place for st in store.states(lab.places) if st.lease is not None]
+        obs["leaks"] = {"processes": marked(mark), "leases": leases, "tmp": sorted(p.name for p in tmp.iterdir())}
+    finally:
+        lab.close()
+        obs["total_s"] = round(time.monotonic() - t0, 1)
+        (work / "observations.json").write_text(json.dumps(obs, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
