@@ -155,6 +155,17 @@ def _tamper_stages(loaded: LoadedScenario) -> list[tuple[tuple[str, int, str], s
     return out
 
 
+def _assignable(pools: list[list[str]], free: set[str]) -> bool:
+    """Whether each pool can get a distinct free place (pools of one profile are the same list)."""
+    left = set(free)
+    for pool in pools:
+        pick = next((p for p in pool if p in left), None)
+        if pick is None:
+            return False
+        left.discard(pick)
+    return True
+
+
 class BoardControllerPort(AdminControllerPort):
     """As on ``qemu``: the reference image's agent on the board does not exercise the controller's
     reboots, shutdowns, apps or controller faults (docs/qemu.md), so such steps are refused."""
@@ -262,27 +273,59 @@ class BoardBackend(QemuBackend):
         if unknown:
             raise InfrastructureError(f"{PLACES_ENV}: no place {', '.join(unknown)} in {lab.path}")
         health_run = bool(os.environ.get(HEALTH_ENV))
-        taken: set[str] = set()
+        pools: list[list[str]] = []
         for dev in self.loaded.devices:
-            candidates = [n for n, p in lab.lab.places.items()
-                          if p.profile == dev.profile_name and n not in taken and (not allowed or n in allowed)]
+            candidates = [n for n, p in lab.lab.places.items() if p.profile == dev.profile_name and (not allowed or n in allowed)]
             states = {st.place: st for st in await asyncio.to_thread(self._store.states, candidates)}
             usable = candidates if health_run else [n for n in candidates if states[n].health != "bad"]
-            if not usable:
-                bad = "; ".join(f"{n}: {states[n].reason or 'bad'}" for n in candidates)
-                raise InfrastructureError(f"{dev.id}: no healthy place with profile {dev.profile_name} in lab "
-                                          f"{lab.lab.lab!r}" + (f" (bad: {bad})" if bad else ""))
-            candidates = usable
-            deadline = self.run_deadline.child(wait)
-            lease = await asyncio.to_thread(self._store.reserve_any, candidates, owner, lab.lab.leases.ttl, wait=deadline,
-                                            healthy_only=not health_run)
+            if len(usable) < sum(1 for d in self.loaded.devices if d.profile_name == dev.profile_name):
+                bad = "; ".join(f"{n}: {states[n].reason or 'bad'}" for n in candidates if states[n].health == "bad")
+                raise InfrastructureError(f"{dev.id}: not enough healthy places with profile {dev.profile_name} in lab "
+                                          f"{lab.lab.lab!r}: {len(usable)} of {len(candidates)} healthy"
+                                          + (f" (bad: {bad})" if bad else ""))
+            pools.append(usable)
+        deadline = self.run_deadline.child(wait)
+        leases = await asyncio.to_thread(self._reserve_all, pools, owner, deadline, not health_run)
+        for dev, lease in zip(self.loaded.devices, leases):
             held = HeldLease(self._store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
             held.__enter__()
             self.leases.append(held)
-            taken.add(lease.place)
             self._assigned[dev.id] = lease.place
             self.timeline.add(0.0, "harness", dev.id, "place_leased",
                               {"place": lease.place, "lab": lab.lab.lab, "expires_at": lease.expires_at})
+
+    def _reserve_all(self, pools: list[list[str]], owner: str, deadline: Any, healthy_only: bool) -> list[Any]:
+        """A place from each pool, all at once or none: a run never sits on some places while it
+        waits for others (two runs would then wait for each other until their deadlines)."""
+        from eden.lab.leases import PlaceBusy
+
+        import time
+
+        assert self.lab is not None
+        ttl = self.lab.lab.leases.ttl
+        everything = sorted({p for pool in pools for p in pool})
+        while True:
+            now = time.time()
+            free = {st.place for st in self._store.states(everything)
+                    if (st.lease is None or st.lease.expires_at <= now) and not (healthy_only and st.health == "bad")}
+            if not _assignable(pools, free):  # wait without touching the leases (no churn in the lease log)
+                if deadline.expired():
+                    self._store.reserve_any(pools[0], owner, ttl, healthy_only=healthy_only)  # raises PlaceBusy, naming holders
+                time.sleep(min(1.0, max(0.05, deadline.remaining())))
+                continue
+            got: list[Any] = []
+            try:
+                for pool in pools:
+                    taken = {lease.place for lease in got}
+                    got.append(self._store.reserve_any([p for p in pool if p not in taken], owner, ttl,
+                                                       healthy_only=healthy_only))
+                return got
+            except PlaceBusy:
+                for lease in got:
+                    self._store.release(lease)
+                if deadline.expired():
+                    raise
+                time.sleep(min(0.2 + (os.getpid() % 7) / 10, max(0.05, deadline.remaining())))
 
     async def _init_controller(self, ctrl_dir: Path) -> None:
         """The controller binds where the lab file says; its certificate names the address the
