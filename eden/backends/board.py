@@ -310,7 +310,9 @@ class BoardBackend(QemuBackend):
                     if (st.lease is None or st.lease.expires_at <= now) and not (healthy_only and st.health == "bad")}
             if not _assignable(pools, free):  # wait without touching the leases (no churn in the lease log)
                 if deadline.expired():
-                    self._store.reserve_any(pools[0], owner, ttl, healthy_only=healthy_only)  # raises PlaceBusy, naming holders
+                    held = [f"{st.place} by {st.lease.owner}" for st in self._store.states(everything) if st.lease is not None]
+                    raise InfrastructureError(f"no free places for this run in time (held: {'; '.join(held) or 'none'}; "
+                                              f"bad places are not used): wait longer with {WAIT_ENV}")
                 time.sleep(min(1.0, max(0.05, deadline.remaining())))
                 continue
             got: list[Any] = []
