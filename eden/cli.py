@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +22,9 @@ from rich.table import Table
 from eden.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, InfrastructureError, InvalidInput, format_issues
 from eden.terminal import err, out
 from eden.units import format_duration
+
+if TYPE_CHECKING:
+    from eden.suite.load import LoadedSuite
 
 
 def _seed_arg(text: str) -> int:
@@ -414,7 +417,7 @@ def _final_table(results: list[Any]) -> None:
 _GLYPH = {"passed": ("✓", "green"), "failed": ("✗", "red"), "broken": ("!", "magenta")}
 
 
-def _lab_gate(ls: Any, args: argparse.Namespace, out_dir: Path) -> int | None:
+def _lab_gate(ls: LoadedSuite, args: argparse.Namespace, out_dir: Path) -> int | None:
     """Before a suite runs on a lab: the health gate on the places that are due (docs/lab.md
     "Health"), then the number of healthy places of the suite's profiles (the default --jobs).
     None: no lab, or no healthy place at all (exit 2)."""
@@ -715,12 +718,11 @@ def _history_places(db: Path, args: argparse.Namespace) -> int:
 
         lab = load_lab(args.lab)
         with LeaseStore(lab.db_path) as store:
-            for st in store.states(lab.names):
-                events = [str(e["detail"] or "").split(":", 1)[0] for e in store.history(st.place, limit=200)
+            for state in store.states(lab.names):
+                events = [str(e["detail"] or "").split(":", 1)[0] for e in store.history(state.place, limit=200)
                           if e["event"] == "health"]
-                health[st.place] = (st.health, events[-args.last:])
-                stats.setdefault(st.place, {"entries": 0, "passed": 0, "failed": 0, "broken": 0, "verdicts": [],
-                                            "pass_rate": None})
+                health[state.place] = (state.health, events[-args.last:])
+                stats.setdefault(state.place, history.place_record([]))
     if not stats:
         out.print(f"{db}: no entries ran on lab places (eden qualify --backend board records them)", highlight=False)
         return EXIT_OK
@@ -733,9 +735,9 @@ def _history_places(db: Path, args: argparse.Namespace) -> int:
     for place, st in sorted(stats.items()):
         rate = st["pass_rate"]
         style = "green" if rate == 1 else ("red" if rate is not None and rate < 0.5 else "yellow")
-        state, trend = health.get(place, ("-", []))
+        now_health, trend = health.get(place, ("-", []))
         table.add_row(place, str(st["entries"]), "-" if rate is None else f"[{style}]{rate:.0%}[/]",
-                      _glyphs(st["verdicts"][-args.last:]), state, "".join(glyph.get(t, "?") for t in trend) or "-",
+                      _glyphs(st["verdicts"][-args.last:]), now_health, "".join(glyph.get(t, "?") for t in trend) or "-",
                       "[bold red]FLAKY BOARD[/]" if place in suspects else "")
     _wide_print(table, 120)
     for b in flaky["boards"]:

@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from eden.reports.model import SuiteResults
 
@@ -269,28 +269,66 @@ def flaky(db: Path, last: int = 20, *, suite: str | None = None) -> list[dict[st
     return found
 
 
+class PlaceRecord(TypedDict):
+    """One lab place's entries in the history (:func:`place_stats`)."""
+
+    entries: int
+    passed: int
+    failed: int
+    broken: int
+    verdicts: list[str]
+    pass_rate: float | None
+
+
+class FlakyBoard(TypedDict):
+    scenario: str
+    profile: str
+    backend: str
+    versions: dict[str, str]
+    places: dict[str, list[str]]
+    """Place -> its verdicts for these inputs, in run order."""
+    place: str
+    passed_on: list[str]
+
+
+class FlakyScenario(TypedDict):
+    scenario: str
+    profile: str
+    backend: str
+    versions: dict[str, str]
+    places: dict[str, list[str]]
+    failed_on: list[str]
+
+
+class FlakyPlaces(TypedDict):
+    boards: list[FlakyBoard]
+    scenarios: list[FlakyScenario]
+
+
 def _place_rows(db: Path, suite: str | None, last: int) -> list[sqlite3.Row]:
     """The last ``last`` entries per (scenario, profile) that ran on lab places."""
     return [r for rows in _by_key(db, suite).values() for r in (rows[-last:] if last > 0 else [])
             if json.loads(r["places"] or "{}")]
 
 
-def place_stats(db: Path, last: int = 50, *, suite: str | None = None) -> dict[str, dict[str, Any]]:
+def place_stats(db: Path, last: int = 50, *, suite: str | None = None) -> dict[str, PlaceRecord]:
     """Per lab place: entries run there (an entry with several devices counts for each of its
     places), passed / failed / broken, pass rate and the verdicts in run order."""
-    out: dict[str, dict[str, Any]] = {}
+    verdicts: dict[str, list[str]] = {}
     for row in sorted(_place_rows(db, suite, last), key=lambda r: r["id"]):
         for place in sorted(set(json.loads(row["places"]).values())):
-            st = out.setdefault(place, {"entries": 0, "passed": 0, "failed": 0, "broken": 0, "verdicts": []})
-            st["entries"] += 1
-            st[row["verdict"] if row["verdict"] in ("passed", "failed", "broken") else "broken"] += 1
-            st["verdicts"].append(row["verdict"])
-    for st in out.values():
-        st["pass_rate"] = st["passed"] / st["entries"] if st["entries"] else None
-    return out
+            verdicts.setdefault(place, []).append(str(row["verdict"]))
+    return {place: place_record(v) for place, v in verdicts.items()}
 
 
-def flaky_boards(db: Path, last: int = 50, *, suite: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def place_record(verdicts: list[str]) -> PlaceRecord:
+    """Counts and pass rate of one place's verdicts (anything but passed/failed counts as broken)."""
+    passed, failed = verdicts.count("passed"), verdicts.count("failed")
+    return {"entries": len(verdicts), "passed": passed, "failed": failed, "broken": len(verdicts) - passed - failed,
+            "verdicts": list(verdicts), "pass_rate": passed / len(verdicts) if verdicts else None}
+
+
+def flaky_boards(db: Path, last: int = 50, *, suite: str | None = None) -> FlakyPlaces:
     """Failures told apart by where they happened, among entries with the same inputs (scenario,
     profile, backend, image versions; any seed: a board is never the same twice).
 
@@ -302,15 +340,16 @@ def flaky_boards(db: Path, last: int = 50, *, suite: str | None = None) -> dict[
         key = (row["scenario"], row["profile"], row["backend"], row["versions"])
         for place in set(json.loads(row["places"]).values()):
             groups.setdefault(key, {}).setdefault(place, []).append(row["verdict"])
-    boards: list[dict[str, Any]] = []
-    scenarios: list[dict[str, Any]] = []
+    boards: list[FlakyBoard] = []
+    scenarios: list[FlakyScenario] = []
     for (scenario, profile, backend, versions), by_place in sorted(groups.items()):
         failing = sorted(p for p, v in by_place.items() if any(x != "passed" for x in v))
         passing = sorted(p for p, v in by_place.items() if "passed" in v and all(x == "passed" for x in v))
-        item = {"scenario": scenario, "profile": profile, "backend": backend, "versions": json.loads(versions),
-                "places": {p: by_place[p] for p in sorted(by_place)}}
+        places = {p: by_place[p] for p in sorted(by_place)}
         if len(failing) == 1 and passing:
-            boards.append({**item, "place": failing[0], "passed_on": passing})
+            boards.append({"scenario": scenario, "profile": profile, "backend": backend, "versions": json.loads(versions),
+                           "places": places, "place": failing[0], "passed_on": passing})
         elif len(failing) >= 2:
-            scenarios.append({**item, "failed_on": failing})
+            scenarios.append({"scenario": scenario, "profile": profile, "backend": backend, "versions": json.loads(versions),
+                              "places": places, "failed_on": failing})
     return {"boards": boards, "scenarios": scenarios}

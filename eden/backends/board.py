@@ -36,20 +36,26 @@ import getpass
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from eden.backends.base import BackendStats, RealTimeTimings, RunGen, Sleep
 from eden.backends.live import LiveDevice
-from eden.backends.live_ports import NO_LPS, AdminControllerPort, LiveDevicePort
-from eden.backends.qemu import QemuBackend
+from eden.backends.live_ports import NO_LPS, LiveDevicePort
+from eden.backends.qemu import QemuBackend, QemuControllerPort
 from eden.errors import InfrastructureError, InvalidInput, Issue, issue_at
 from eden.scenario.load import DeviceSpec
 
 if TYPE_CHECKING:
+    from eden.backends.actions import Action
+    from eden.lab.consoles import ReattachingConsole
+    from eden.lab.leases import HeldLease, Lease, LeaseStore
     from eden.lab.load import LoadedLab
-    from eden.lab.leases import HeldLease
     from eden.lab.model import Place
+    from eden.lab.power import PowerDriver
+    from eden.runtime.deadline import Deadline
     from eden.scenario.load import LoadedScenario
+    from eden.timeline import Timeline
 
 LAB_ENV = "EDEN_LAB"
 WAIT_ENV = "EDEN_LAB_WAIT"
@@ -67,12 +73,12 @@ PANIC = "Kernel panic"
 
 
 class _Board(LiveDevice):
-    def __init__(self, spec: DeviceSpec, serial: str, home: Path, place_name: str, place: Place) -> None:
+    def __init__(self, spec: DeviceSpec, serial: str, home: Path, place_name: str, place: Place, power: PowerDriver) -> None:
         super().__init__(spec, serial, home)
         self.place_name = place_name
         self.place = place
-        self.power: Any = None  # eden.lab.power driver
-        self.console: Any = None  # eden.lab.consoles console
+        self.power = power
+        self.console: ReattachingConsole | None = None  # attached once the board's storage is written
         self.powered_at: float | None = None
         self.off_at: float | None = None
         self.banner_expected = False
@@ -82,6 +88,11 @@ class _Board(LiveDevice):
         self.pending_tamper: list[str] = []
         self.resets = 0
         self.reboot_announced = False
+
+    @property
+    def con(self) -> ReattachingConsole:
+        assert self.console is not None, "the console is attached before the board is first powered"
+        return self.console
 
 
 def lab_path(env: dict[str, str] | None = None) -> Path | None:
@@ -135,7 +146,7 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
     return out
 
 
-def _device_methods(loaded: LoadedScenario, table: Any) -> list[tuple[tuple[str, int, str], str]]:
+def _device_methods(loaded: LoadedScenario, table: Mapping[str, Action]) -> list[tuple[tuple[str, int, str], str]]:
     """(where, device-port method) of every step and fault that acts on the board itself."""
     out: list[tuple[tuple[str, int, str], str]] = []
     for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults)):
@@ -166,13 +177,10 @@ def _assignable(pools: list[list[str]], free: set[str]) -> bool:
     return True
 
 
-class BoardControllerPort(AdminControllerPort):
+class BoardControllerPort(QemuControllerPort):
     """As on ``qemu``: the reference image's agent on the board does not exercise the controller's
     reboots, shutdowns, apps or controller faults (docs/qemu.md), so such steps are refused."""
 
-    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore", "answer_503",
-                                                       "hang", "refuse_certs"}
-    refusals = {}
     backend_name = "board"
 
 
@@ -193,7 +201,7 @@ class BoardDevicePort(LiveDevicePort["BoardBackend"]):
 
     def power_on(self, devices: list[str], spread: float) -> None:
         for d, delay in zip(self._boards(devices), self.be.spread_delays(spread, len(devices))):
-            self.be.later(delay, lambda d=d: self.be.board_on(d))
+            self.be.later(delay, partial(self.be.board_on, d))
 
     def power_off(self, devices: list[str]) -> None:
         for d in self._boards(devices):
@@ -224,12 +232,13 @@ class BoardBackend(QemuBackend):
     device_port_type = BoardDevicePort  # type: ignore[assignment]
     work_prefix = "eden-board-"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, loaded: LoadedScenario, *, seed: int, timeline: Timeline | None = None,
+                 out_dir: Path | None = None) -> None:
+        super().__init__(loaded, seed=seed, timeline=timeline, out_dir=out_dir)
         self.lab: LoadedLab | None = None
         self.boards: dict[str, _Board] = {}
         self.leases: list[HeldLease] = []
-        self._store: Any = None
+        self._store: LeaseStore | None = None
         self._assigned: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------- setup --
@@ -266,8 +275,7 @@ class BoardBackend(QemuBackend):
         lab = self.lab
         wait = float(os.environ.get(WAIT_ENV, DEFAULT_WAIT))
         owner = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()} {self.loaded.scenario.name}"
-        self._store = LeaseStore(lab.db_path)
-        self._assigned: dict[str, str] = {}
+        self._store = store = LeaseStore(lab.db_path)
         allowed = [p.strip() for p in os.environ.get(PLACES_ENV, "").split(",") if p.strip()]
         unknown = sorted(set(allowed) - set(lab.lab.places))
         if unknown:
@@ -276,7 +284,7 @@ class BoardBackend(QemuBackend):
         pools: list[list[str]] = []
         for dev in self.loaded.devices:
             candidates = [n for n, p in lab.lab.places.items() if p.profile == dev.profile_name and (not allowed or n in allowed)]
-            states = {st.place: st for st in await asyncio.to_thread(self._store.states, candidates)}
+            states = {st.place: st for st in await asyncio.to_thread(store.states, candidates)}
             usable = candidates if health_run else [n for n in candidates if states[n].health != "bad"]
             if len(usable) < sum(1 for d in self.loaded.devices if d.profile_name == dev.profile_name):
                 bad = "; ".join(f"{n}: {states[n].reason or 'bad'}" for n in candidates if states[n].health == "bad")
@@ -285,16 +293,17 @@ class BoardBackend(QemuBackend):
                                           + (f" (bad: {bad})" if bad else ""))
             pools.append(usable)
         deadline = self.run_deadline.child(wait)
-        leases = await asyncio.to_thread(self._reserve_all, pools, owner, deadline, not health_run)
+        leases = await asyncio.to_thread(self._reserve_all, store, pools, owner, deadline, not health_run)
         for dev, lease in zip(self.loaded.devices, leases):
-            held = HeldLease(self._store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
+            held = HeldLease(store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
             held.__enter__()
             self.leases.append(held)
             self._assigned[dev.id] = lease.place
             self.timeline.add(0.0, "harness", dev.id, "place_leased",
                               {"place": lease.place, "lab": lab.lab.lab, "expires_at": lease.expires_at})
 
-    def _reserve_all(self, pools: list[list[str]], owner: str, deadline: Any, healthy_only: bool) -> list[Any]:
+    def _reserve_all(self, store: LeaseStore, pools: list[list[str]], owner: str, deadline: Deadline,
+                     healthy_only: bool) -> list[Lease]:
         """A place from each pool, all at once or none: a run never sits on some places while it
         waits for others (two runs would then wait for each other until their deadlines)."""
         from eden.lab.leases import PlaceBusy
@@ -306,25 +315,25 @@ class BoardBackend(QemuBackend):
         everything = sorted({p for pool in pools for p in pool})
         while True:
             now = time.time()
-            free = {st.place for st in self._store.states(everything)
+            free = {st.place for st in store.states(everything)
                     if (st.lease is None or st.lease.expires_at <= now) and not (healthy_only and st.health == "bad")}
             if not _assignable(pools, free):  # wait without touching the leases (no churn in the lease log)
                 if deadline.expired():
-                    held = [f"{st.place} by {st.lease.owner}" for st in self._store.states(everything) if st.lease is not None]
+                    held = [f"{st.place} by {st.lease.owner}" for st in store.states(everything) if st.lease is not None]
                     raise InfrastructureError(f"no free places for this run in time (held: {'; '.join(held) or 'none'}; "
                                               f"bad places are not used): wait longer with {WAIT_ENV}")
                 time.sleep(min(1.0, max(0.05, deadline.remaining())))
                 continue
-            got: list[Any] = []
+            got: list[Lease] = []
             try:
                 for pool in pools:
                     taken = {lease.place for lease in got}
-                    got.append(self._store.reserve_any([p for p in pool if p not in taken], owner, ttl,
+                    got.append(store.reserve_any([p for p in pool if p not in taken], owner, ttl,
                                                        healthy_only=healthy_only))
                 return got
             except PlaceBusy:
                 for lease in got:
-                    self._store.release(lease)
+                    store.release(lease)
                 if deadline.expired():
                     raise
                 time.sleep(min(0.2 + (os.getpid() % 7) / 10, max(0.05, deadline.remaining())))
@@ -352,15 +361,14 @@ class BoardBackend(QemuBackend):
         async for dev, serial, home, spec in self._provision(0.5):
             name = self._assigned[dev.id]
             place = self.lab.lab.places[name]
-            d = _Board(dev, serial, home, name, place)
+            d = _Board(dev, serial, home, name, place, power_for(name, place))
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
             files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
-            d.power = power_for(name, place)
             await d.power.off(self.run_deadline.child(60.0))  # a known state: a killed job may have left it on
             await self._write_media(d, files)
-            d.console = console_for(name, place, self.lab, home / "console", on_line=lambda line, d=d: self._board_line(d, line),
-                                    on_event=lambda kind, data, d=d: self._console_event(d, kind, data))
+            d.console = console_for(name, place, self.lab, home / "console", on_line=partial(self._board_line, d),
+                                    on_event=partial(self._console_event, d))
             d.console.expected_alive = False  # until its power-on
             await d.console.connect(self.run_deadline.child(30.0))
             self.boards[dev.id] = d
@@ -399,7 +407,7 @@ class BoardBackend(QemuBackend):
             self._failure = f"{d.id} (place {d.place_name}): power-on failed: {exc}"
             return
         d.powered = True
-        d.console.expected_alive = True
+        d.con.expected_alive = True
         d.off_at = None
         d.powered_at = self.now()
         d.boots += 1
@@ -435,7 +443,7 @@ class BoardBackend(QemuBackend):
         if not d.powered:
             return
         d.powered = False
-        d.console.expected_alive = False  # a board's USB serial chip may lose power with it
+        d.con.expected_alive = False  # a board's USB serial chip may lose power with it
         try:
             await d.power.off(self.run_deadline.child(60.0))
         except InfrastructureError as exc:
@@ -490,7 +498,7 @@ class BoardBackend(QemuBackend):
             self.timeline.add(self.now(), "console", d.id, "kernel_panic", {"line": line.strip()[:200]})
         self._console_line(d, line)  # type: ignore[arg-type]
 
-    def _console_event(self, d: _Board, kind: str, data: dict[str, Any]) -> None:
+    def _console_event(self, d: _Board, kind: str, data: dict[str, object]) -> None:
         self.timeline.add(self.now(), "console", d.id, kind, {"place": d.place_name, **data})
 
     async def _poll_consoles(self) -> None:
@@ -509,7 +517,7 @@ class BoardBackend(QemuBackend):
             await asyncio.sleep(0.5)
 
     # ---------------------------------------------------------------------------- cleanup --
-    async def ssh_check(self, d: _Board) -> dict[str, Any]:
+    async def ssh_check(self, d: _Board) -> dict[str, object]:
         """Log in to the board over SSH with the run's key (the one its CONFIG authorised) and read
         what it runs: the health gate's last check (docs/lab.md "Health")."""
         from eden.runtime.ssh import Ssh, SshKey
@@ -559,9 +567,8 @@ class BoardBackend(QemuBackend):
     async def _stop_devices(self) -> None:
         """Boards are left switched off; a failing switch here does not hide the run's result."""
         for d in self.boards.values():
-            if d.power is not None:
-                with contextlib.suppress(Exception):
-                    await d.power.off(self.run_deadline.child(30.0))
+            with contextlib.suppress(Exception):
+                await d.power.off(self.run_deadline.child(30.0))
             d.powered = False
 
     async def _close_devices(self) -> None:

@@ -33,7 +33,7 @@ import subprocess
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eden.backends.base import BackendStats, RealTimeTimings
 from eden.backends.live import LiveBackend, LiveDevice
@@ -41,6 +41,9 @@ from eden.backends.live_ports import NO_LPS, AdminControllerPort, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
+
+if TYPE_CHECKING:
+    from eden.agent.spec import AgentSpec
 from eve.images import CHANGES_PCRS
 
 GUEST_HOST = "10.0.2.2"  # the host as QEMU user networking shows it to the guest
@@ -238,7 +241,7 @@ class QemuBackend(LiveBackend[_Vm]):
             self.devices[dev.id] = d
             self.by_serial[serial] = d
 
-    async def _reference_config(self, dev: DeviceSpec, home: Path, spec: Any, server: str,
+    async def _reference_config(self, dev: DeviceSpec, home: Path, spec: AgentSpec, server: str,
                                 port_hosts: list[tuple[str, str]]) -> dict[str, bytes]:
         """The CONFIG files of a reference-image device (``home/config``, which already holds
         ``eden controller device-config`` output): the controller as the device dials it

@@ -8,12 +8,13 @@ backend and ``eden lab`` build a place's power and console the same way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from eden.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from eden.lab.consoles import ReattachingConsole
+    from eden.runtime.console import ByteSource
     from eden.lab.load import LoadedLab
     from eden.lab.model import Place
     from eden.lab.power import PowerDriver
@@ -36,7 +37,7 @@ def power_for(name: str, place: Place) -> PowerDriver:
 
 def console_for(name: str, place: Place, lab: LoadedLab, log_dir: Path, *,
                 on_line: Callable[[str], None] | None = None,
-                on_event: Callable[[str, dict[str, Any]], None] | None = None) -> ReattachingConsole:
+                on_event: Callable[[str, dict[str, object]], None] | None = None) -> ReattachingConsole:
     """The place's serial console (local tty or a serial server), re-attached for ``reattach`` s."""
     from eden.lab.consoles import LocalSerialSource, NetworkSerialSource, ReattachingConsole
 
@@ -44,7 +45,7 @@ def console_for(name: str, place: Place, lab: LoadedLab, log_dir: Path, *,
     if c is None:
         raise InfrastructureError(f"place {name}: no console in the lab file; the board backend watches every board "
                                   "through its serial console")
-    source: Any
+    source: ByteSource
     if c.serial is not None:
         source = LocalSerialSource(str(lab.resolve(c.serial.device)), c.serial.baud)
     else:

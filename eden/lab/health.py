@@ -114,7 +114,8 @@ def _verdict(rc: int, run_dir: Path, timeout: float) -> tuple[str, str]:
     if rc == -1:
         return "bad", f"health run did not finish within {timeout:.0f} s"
     if rc == 1:
-        failed = [e for e in summary.get("expectations", []) or [] if isinstance(e, dict) and e.get("status") != "passed"]
+        records = summary.get("expectations")
+        failed = [e for e in records if isinstance(e, dict) and e.get("status") != "passed"] if isinstance(records, list) else []
         what = "; ".join(f"{e.get('name')}: {e.get('status')}" for e in failed[:3])
         return "bad", f"health scenario failed: {what or 'see ' + str(run_dir)}"
     error = str(summary.get("error") or "")

@@ -44,7 +44,13 @@ import termios
 import tty
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from eden.qemu.machine import Machine
+
+Answer = dict[str, object]
+"""A daemon's answer to one command (JSON): ``ok`` and what else the command tells."""
 
 CONTROL_TIMEOUT = 90.0
 """Seconds a command waits for the daemon's answer (``on`` starts swtpm and QEMU)."""
@@ -88,7 +94,7 @@ def control_address(board: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------- client --
-def command(board: Path, *words: str, timeout: float = CONTROL_TIMEOUT) -> dict[str, Any]:
+def command(board: Path, *words: str, timeout: float = CONTROL_TIMEOUT) -> Answer:
     """Send one command to a board's daemon and return its answer (``{"ok": bool, ...}``).
 
     Raises ``OSError`` when no daemon serves the board (the board is not there at all)."""
@@ -102,7 +108,7 @@ def command(board: Path, *words: str, timeout: float = CONTROL_TIMEOUT) -> dict[
             if not chunk:
                 break
             data += chunk
-    answer: dict[str, Any] = json.loads(data or b'{"ok": false, "error": "no answer"}')
+    answer: Answer = json.loads(data or b'{"ok": false, "error": "no answer"}')
     return answer
 
 
@@ -113,7 +119,7 @@ class _SerialAdapter:
     The daemon keeps the slave open itself, so the adapter exists while nobody has it open (as a
     real adapter does) and bytes the board sends while nobody listens are dropped, not blocked on."""
 
-    def __init__(self, link: Path, on_input: Any) -> None:
+    def __init__(self, link: Path, on_input: Callable[[bytes], None]) -> None:
         self.link = link
         self.on_input = on_input
         self.master: int | None = None
@@ -179,7 +185,7 @@ class _Board:
         self.dir = board
         self.hw = BoardHardware.read(board)
         self.adapter = _SerialAdapter(board / "tty", self._keyboard)
-        self.machine: Any = None
+        self.machine: Machine | None = None
         self.links_down: set[str] = set()
         self.dead = False
         self.boots = 0
@@ -197,10 +203,12 @@ class _Board:
             asyncio.get_running_loop().create_task(self._type(data))
 
     async def _type(self, data: bytes) -> None:
-        with contextlib.suppress(Exception):
-            await self.machine.console.write(data)
+        m = self.machine
+        if m is not None and m.console is not None:
+            with contextlib.suppress(Exception):
+                await m.console.write(data)
 
-    def _machine(self) -> Any:
+    def _machine(self) -> Machine:
         from eden.qemu.machine import Disk, Machine, MachineConfig, port_nics
 
         hw = self.hw
@@ -217,7 +225,7 @@ class _Board:
         )
         return Machine(cfg, self.dir / "vm", on_console_bytes=self.adapter.send)
 
-    async def handle(self, words: list[str]) -> dict[str, Any]:
+    async def handle(self, words: list[str]) -> Answer:
         from eden.runtime.deadline import Deadline
 
         what = words[0] if words else ""
@@ -271,7 +279,7 @@ class _Board:
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {' '.join(words)!r} (commands: {', '.join(COMMANDS)})"}
 
-    async def _tamper(self, stage: str) -> dict[str, Any]:
+    async def _tamper(self, stage: str) -> Answer:
         from eden.image.layout import Image
         from eden.qemu.tamper import TamperTarget, apply_tamper
 
