@@ -160,7 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if argv[:2] == ["lab", "standin"] and "--" in argv:
+        # eden lab standin ... -- COMMAND: argparse's subparsers do not keep what follows "--"
+        command, argv = argv[argv.index("--") + 1:], argv[:argv.index("--")]
     args = _parser(argv).parse_args(argv)
+    if command:
+        args.command_argv = command
     if getattr(args, "lab", None) is not None and args.command in ("run", "validate", "qualify"):
         # The board backend reads the lab file from the environment, so a suite's worker processes
         # (eden qualify --jobs) see the same lab as the run that started them.

@@ -208,3 +208,10 @@ def test_a_history_database_from_before_places_is_upgraded(tmp_path: Path) -> No
         rows = [(r["scenario"], json.loads(r["places"])) for r in conn.execute("SELECT scenario, places FROM entries ORDER BY id")]
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
     assert rows == [("sc", {}), ("boot-smoke", {"dut-0": "rack-1"})] and version == "2"
+
+
+def test_eden_lab_standin_refuses_unknown_profiles_before_starting_anything(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    res = run_eden("lab", "standin", str(lab_dir), "--profiles", "qemu-x86_64,toaster", "--", "true", env=eden_env(tmp_path))
+    assert res.returncode == 2 and "toaster" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not lab_dir.exists()

@@ -58,13 +58,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--out", type=Path, default=None, help="health run folders (default reports/health-<time>)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="health runs at once (default 2)")
     s = c.add_parser("standin", help="start a lab of stand-in boards (QEMU VMs wired like boards, docs/board.md) "
-                                     "and run COMMAND against it, or wait for Ctrl-C")
+                                     "and run COMMAND against it, or wait for Ctrl-C",
+                     usage="eden lab standin DIR [--profiles P,P,...] [--console tcp|rfc2217] [-- COMMAND ...]",
+                     epilog="COMMAND (after --) runs with EDEN_LAB set to DIR/lab.yaml; the lab stops when it ends.")
     s.add_argument("dir", type=Path, metavar="DIR", help="where the stand-in lab lives (created; lab.yaml is written there)")
     s.add_argument("--profiles", default="qemu-x86_64,qemu-x86_64", metavar="P,P,...",
                    help="one board per hardware profile named (default two qemu-x86_64)")
     s.add_argument("--console", choices=["tcp", "rfc2217"], default="tcp", help="how ser2net serves the consoles")
-    s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                   help="run this with EDEN_LAB set to the lab file; the lab is stopped when it ends")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +141,7 @@ def _standin(args: argparse.Namespace) -> int:
     from eden.interrupt import raise_interrupted
     from eden.lab.standin_lab import build_standin_lab
 
-    command = [a for a in args.command if a != "--"] if args.command else []
+    command: list[str] = list(getattr(args, "command_argv", None) or [])
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     from eden.profiles import load_profiles
 
