@@ -37,7 +37,22 @@ from eden.lab.load import load_lab  # noqa: E402
 from eden.lab.standin_lab import build_standin_lab  # noqa: E402
 
 MARK = "EDEN_BOARD_LANE"
-SMOKE = ROOT / "scenarios" / "onboarding-smoke.yaml"
+BOOT = """\
+name: board-boot
+description: One board powers on and onboards (the lane's short job).
+seed: 1
+fleet:
+  - profile: qemu-x86_64
+    group: dut
+images:
+  base: {version: 13.4.0}
+controller:
+  config_items:
+    timer.config.interval: 10
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, within: 5m}
+"""
 
 
 def eden(*args: str, env: dict[str, str], log: Path, timeout: float = 1200) -> int:
@@ -105,6 +120,8 @@ def main(work: Path) -> None:
     obs["lab_up_s"] = round(time.monotonic() - t0, 1)
     env = {**os.environ, "EDEN_LAB": str(lab.lab_file), MARK: mark, "TMPDIR": str(tmp)}
     first = lab.places[0]  # the qemu-x86_64 board
+    SMOKE = work / "board-boot.yaml"
+    SMOKE.write_text(BOOT)
     try:
         # 1. a dead board
         lab.board(first, "dead")
@@ -170,6 +187,24 @@ def main(work: Path) -> None:
         obs["compete"] = {"rcs": rcs, "s": round(time.monotonic() - t, 1),
                           "log": [{"event": e["event"], "owner": e["owner"], "at": e["at"]} for e in log],
                           "outputs": [tail(work / f"compete-{k}.log", 1500) for k in (1, 2)]}
+
+        # 4b. a run stopped with SIGTERM (a CI job cancelled): it switches the board off and gives
+        # the lease back at once, without waiting for the TTL
+        stopped = subprocess.Popen([sys.executable, "-m", "eden", "run", str(SMOKE), "--backend", "board", "--out",
+                                    str(work / "stopped"), "--quiet", "--no-html"], env=env, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        with LeaseStore(loaded.db_path) as store:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and store.states([first])[0].lease is None:
+                time.sleep(0.5)
+            held_before = store.states([first])[0].lease is not None
+            time.sleep(8.0)
+            stopped.send_signal(signal.SIGTERM)
+            rc = stopped.wait(120)
+            after_stop = store.states([first])[0].lease
+        board = lab.board(first, "status")
+        obs["stopped"] = {"rc": rc, "held_before": held_before, "lease_after": after_stop is not None,
+                          "board_powered_after": board.get("powered"), "left_processes": marked(mark)}
 
         # 5. leftovers
         with LeaseStore(loaded.db_path) as store:

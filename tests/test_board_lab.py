@@ -107,6 +107,14 @@ def test_a_killed_job_s_lease_expires_and_two_jobs_share_the_place(lane: tuple[B
     assert len(reserved) >= 2 and released and reserved[1]["at"] >= released[0]["at"], compete["log"]
 
 
+def test_a_stopped_job_switches_its_board_off_and_gives_the_place_back(lane: tuple[BackgroundRun, dict[str, Any]]) -> None:
+    stopped = lane[1]["stopped"]
+    assert stopped["held_before"], stopped
+    assert stopped["rc"] == 128 + 15, stopped  # SIGTERM: stopped, not a verdict (eden.interrupt)
+    assert stopped["lease_after"] is False and stopped["board_powered_after"] is False, stopped
+    assert stopped["left_processes"] == [], stopped
+
+
 def test_nothing_is_left_behind(lane: tuple[BackgroundRun, dict[str, Any]]) -> None:
     run, obs = lane
     assert obs["leaks"] == {"processes": [], "leases": [], "tmp": []}, obs["leaks"]

@@ -365,6 +365,10 @@ class BoardBackend(QemuBackend):
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
             files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
+            if place.ssh is not None:
+                # as an EVE admin opens EVE's debug SSH: the configItem with the key (the run's own)
+                pub = (home / "id_ed25519.pub").read_text().strip()
+                await asyncio.to_thread(self.client().set_items, {"debug.enable.ssh": pub}, serial)
             await d.power.off(self.run_deadline.child(60.0))  # a known state: a killed job may have left it on
             await self._write_media(d, files)
             d.console = console_for(name, place, self.lab, home / "console", on_line=partial(self._board_line, d),
