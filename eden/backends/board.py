@@ -34,7 +34,9 @@ import asyncio
 import contextlib
 import getpass
 import os
+import shutil
 import socket
+import time
 from pathlib import Path
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -256,8 +258,6 @@ class BoardBackend(QemuBackend):
         scale = max((self.lab.lab.places[b].timing_scale for b in self._assigned.values()), default=1.0)
         self.accel = "board"
         self._scale = float(scale)
-        import time
-
         t0 = time.monotonic()
         image_dir = await asyncio.to_thread(build, default_cache())
         self.image = Image.load(image_dir)
@@ -293,7 +293,7 @@ class BoardBackend(QemuBackend):
                                           + (f" (bad: {bad})" if bad else ""))
             pools.append(usable)
         deadline = self.run_deadline.child(wait)
-        leases = await asyncio.to_thread(self._reserve_all, store, pools, owner, deadline, not health_run)
+        leases = await self._reserve_all(store, pools, owner, deadline, not health_run)
         for dev, lease in zip(self.loaded.devices, leases):
             held = HeldLease(store, lease, heartbeat=lab.lab.leases.heartbeat_every, ttl=lab.lab.leases.ttl, owner=owner)
             held.__enter__()
@@ -302,41 +302,47 @@ class BoardBackend(QemuBackend):
             self.timeline.add(0.0, "harness", dev.id, "place_leased",
                               {"place": lease.place, "lab": lab.lab.lab, "expires_at": lease.expires_at})
 
-    def _reserve_all(self, store: LeaseStore, pools: list[list[str]], owner: str, deadline: Deadline,
-                     healthy_only: bool) -> list[Lease]:
+    async def _reserve_all(self, store: LeaseStore, pools: list[list[str]], owner: str, deadline: Deadline,
+                           healthy_only: bool) -> list[Lease]:
         """A place from each pool, all at once or none: a run never sits on some places while it
-        waits for others (two runs would then wait for each other until their deadlines)."""
+        waits for others (two runs would then wait for each other until their deadlines). Waits
+        on this loop, so a stop request (Ctrl-C, SIGTERM) ends the wait at once."""
         from eden.lab.leases import PlaceBusy
-
-        import time
 
         assert self.lab is not None
         ttl = self.lab.lab.leases.ttl
         everything = sorted({p for pool in pools for p in pool})
-        while True:
+
+        def attempt() -> list[Lease] | None:
             now = time.time()
             free = {st.place for st in store.states(everything)
                     if (st.lease is None or st.lease.expires_at <= now) and not (healthy_only and st.health == "bad")}
             if not _assignable(pools, free):  # wait without touching the leases (no churn in the lease log)
-                if deadline.expired():
-                    held = [f"{st.place} by {st.lease.owner}" for st in store.states(everything) if st.lease is not None]
-                    raise InfrastructureError(f"no free places for this run in time (held: {'; '.join(held) or 'none'}; "
-                                              f"bad places are not used): wait longer with {WAIT_ENV}")
-                time.sleep(min(1.0, max(0.05, deadline.remaining())))
-                continue
+                return None
             got: list[Lease] = []
             try:
                 for pool in pools:
                     taken = {lease.place for lease in got}
-                    got.append(store.reserve_any([p for p in pool if p not in taken], owner, ttl,
-                                                       healthy_only=healthy_only))
+                    got.append(store.reserve_any([p for p in pool if p not in taken], owner, ttl, healthy_only=healthy_only))
                 return got
-            except PlaceBusy:
+            except PlaceBusy:  # another run was faster: give back what this attempt took
                 for lease in got:
                     store.release(lease)
-                if deadline.expired():
-                    raise
-                time.sleep(min(0.2 + (os.getpid() % 7) / 10, max(0.05, deadline.remaining())))
+                return None
+
+        waited = False
+        while True:
+            leases = await asyncio.to_thread(attempt)
+            if leases is not None:
+                return leases
+            if deadline.expired():
+                held = [f"{st.place} by {st.lease.owner}" for st in store.states(everything) if st.lease is not None]
+                raise InfrastructureError(f"no free places for this run in time (held: {'; '.join(held) or 'none'}; "
+                                          f"bad places are not used): wait longer with {WAIT_ENV}")
+            if not waited:
+                waited = True
+                self.timeline.add(0.0, "harness", None, "waiting_for_places", {"places": everything})
+            await asyncio.sleep(min(0.5 + (os.getpid() % 5) / 10, max(0.05, deadline.remaining())))
 
     async def _init_controller(self, ctrl_dir: Path) -> None:
         """The controller binds where the lab file says; its certificate names the address the
@@ -509,6 +515,10 @@ class BoardBackend(QemuBackend):
         """A console that could not be re-attached ends the run (*broken*); a board that talks to
         the controller while it should be off means the PDU did not switch it."""
         while True:
+            for held in self.leases:
+                if held.lost:
+                    self._failure = (f"the lease on place {held.lease.place} was lost ({held.lost_error}): another holder "
+                                     "may be using the board now")
             for d in self.boards.values():
                 con = d.console
                 if con is not None and con.closed and isinstance(con.error, InfrastructureError):
@@ -587,8 +597,6 @@ class BoardBackend(QemuBackend):
                                   (d.home / "console" / "console.raw", f"console-{d.id}.raw")):
                     if src.is_file():
                         with contextlib.suppress(OSError):
-                            import shutil
-
                             shutil.copy2(src, logs / name)
         for held in self.leases:
             with contextlib.suppress(Exception):
