@@ -136,7 +136,7 @@ def main(work: Path) -> None:
         rc_bad = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "on-bad"), "--quiet", "--no-html",
                       env={**env, "EDEN_LAB_WAIT": "600"}, log=work / "on-bad.log")
         obs["dead"] = {"check_rc": rc, "check": check, "run_rc": rc_bad, "run_s": round(time.monotonic() - t, 1),
-                       "run_output": tail(work / "on-bad.log", 1500)}
+                       "run_error": str(summary(work / "on-bad").get("error", "")), "run_output": tail(work / "on-bad.log", 1500)}
         lab.board(first, "alive")
 
         # 2. the suite, with a re-plug of the first board's serial adapter during it

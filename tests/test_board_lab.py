@@ -40,7 +40,7 @@ def test_a_board_that_never_boots_is_marked_bad_and_takes_no_job(lane: tuple[Bac
     assert "power-on not confirmed" in result["reason"], result
     # a job that needs the place is refused at once (exit 2), naming the place and why
     assert dead["run_rc"] == 2 and dead["run_s"] < 120, dead
-    assert "not enough healthy places" in dead["run_output"] and "standin-1" in dead["run_output"], dead["run_output"]
+    assert "not enough healthy places" in dead["run_error"] and "standin-1" in dead["run_error"], dead
 
 
 def test_the_suite_passes_on_the_stand_in_lab_after_its_health_gate(lane: tuple[BackgroundRun, dict[str, Any]]) -> None:
