@@ -90,6 +90,7 @@ class _Board(LiveDevice):
         self.pending_tamper: list[str] = []
         self.resets = 0
         self.reboot_announced = False
+        self.switching_on = False
 
     @property
     def con(self) -> ReattachingConsole:
@@ -412,13 +413,16 @@ class BoardBackend(QemuBackend):
             await self._board_tamper(d)
             d.banner_expected = True
             d.output_since_power = False
+            d.off_at = None
+            d.switching_on = True  # its first lines may come before the switch's answer does
             await d.power.on(self.run_deadline.child(60.0))
         except InfrastructureError as exc:
             self._failure = f"{d.id} (place {d.place_name}): power-on failed: {exc}"
             return
+        finally:
+            d.switching_on = False
         d.powered = True
         d.con.expected_alive = True
-        d.off_at = None
         d.powered_at = self.now()
         d.boots += 1
         self._touch(d.id)
@@ -485,7 +489,7 @@ class BoardBackend(QemuBackend):
 
     # ---------------------------------------------------------------------------- observe --
     def _board_line(self, d: _Board, line: str) -> None:
-        if d.powered:
+        if d.powered or d.switching_on:
             d.output_since_power = True
         elif d.off_at is not None and self.now() - d.off_at > OFF_GRACE and line.strip():
             self._failure = (f"{d.id} (place {d.place_name}): the board still prints on its console "
@@ -493,7 +497,7 @@ class BoardBackend(QemuBackend):
         if BOOT_BANNER in line:
             if d.banner_expected:
                 d.banner_expected = False
-            elif d.powered:
+            elif d.powered or d.switching_on:
                 cause = "reboot" if d.reboot_announced else "reset"
                 d.boots += 1
                 d.powered_at = self.now()
