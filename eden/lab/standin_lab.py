@@ -154,9 +154,15 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                      {p: free_port() for p in places})
     try:
         for place, board in boards.items():
-            BoardHardware(name=place, kernel=str(image.kernel), initrd=str(image.initrd), append=image.info["cmdline"],
-                          ports=ports_of[place], cpu=TCG_CPU, disk_interface=DISK_INTERFACE, serial=f"standin-{place}",
-                          ssh_port=lab.ssh_ports[place], image_dir=str(image.dir)).write(board)
+            # The board's own firmware (a board boots what is flashed on it, not eden's image cache,
+            # which a later build replaces): the reference image's kernel, initrd and layout.
+            firmware = board / "firmware"
+            firmware.mkdir(parents=True, exist_ok=True)
+            for f in (image.kernel, image.initrd, image.dir / "image.json"):
+                shutil.copy2(f, firmware / f.name)
+            BoardHardware(name=place, kernel=str(firmware / image.kernel.name), initrd=str(firmware / image.initrd.name),
+                          append=image.info["cmdline"], ports=ports_of[place], cpu=TCG_CPU, disk_interface=DISK_INTERFACE,
+                          serial=f"standin-{place}", ssh_port=lab.ssh_ports[place], image_dir=str(firmware)).write(board)
             lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
         end = time.monotonic() + START_TIMEOUT
         for place, board in boards.items():
