@@ -122,6 +122,8 @@ def main(work: Path) -> None:
     first = lab.places[0]  # the qemu-x86_64 board
     SMOKE = work / "board-boot.yaml"
     SMOKE.write_text(BOOT)
+    LONG = work / "board-boot-wait.yaml"
+    LONG.write_text(BOOT.replace("name: board-boot", "name: board-boot-wait") + "  - wait: 2m\n")
     try:
         # 1. a dead board
         lab.board(first, "dead")
@@ -149,7 +151,7 @@ def main(work: Path) -> None:
 
         # 3. a serial adapter pulled out for good
         later(12.0, lab.board, first, "unplug")
-        rc = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "unplugged"), "--quiet", "--no-html",
+        rc = eden("run", str(LONG), "--backend", "board", "--out", str(work / "unplugged"), "--quiet", "--no-html",
                   env=env, log=work / "unplugged.log")
         obs["unplugged"] = {"rc": rc, "summary": summary(work / "unplugged"), "output": tail(work / "unplugged.log", 1500),
                             "events": [e for e in events(work / "unplugged") if str(e.get("what", "")).startswith("console-")]}
