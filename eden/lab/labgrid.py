@@ -119,8 +119,8 @@ def parse_env(text: str, place: str) -> LabgridResources:
     """``labgrid-client env`` output -> the resources eden uses; ValueError on what eden cannot use."""
     data = yaml.safe_load(text)
     targets = data.get("targets") if isinstance(data, dict) else None
-    target = targets.get(place) if isinstance(targets, dict) else None
-    if not isinstance(target, dict) or len(targets) != 1:
+    target = targets.get(place) if isinstance(targets, dict) and len(targets) == 1 else None
+    if not isinstance(target, dict):
         raise ValueError(f"no target '{place}' in labgrid-client env's output")
     listed = target.get("resources") or []
     if not isinstance(listed, list):
