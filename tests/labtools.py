@@ -1,7 +1,9 @@
-"""Real lab services for tests: PDUDaemon and ser2net on loopback, and ptys standing in for serial ports.
+"""Real lab services for tests: PDUDaemon, ser2net and labgrid's coordinator and exporter on loopback,
+and ptys standing in for serial ports.
 
-Both services are the real programs (``scripts/install-system-deps`` installs them: ser2net from
-Debian, PDUDaemon into ``.tools/pdudaemon``); a missing one fails the test with that hint. Each
+All are the real programs (``scripts/install-system-deps`` installs them: ser2net from Debian,
+PDUDaemon into ``.tools/pdudaemon``, labgrid into ``.tools/labgrid``); a missing one fails the test
+with that hint. Each
 service runs in its own session with ``LABTOOLS_MARK`` in its environment, so a test can check
 that nothing it started is left (:func:`leakcheck.marked_processes`).
 """
@@ -23,6 +25,7 @@ from leakcheck import marked_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 PDUDAEMON = ROOT / ".tools" / "pdudaemon" / "bin" / "pdudaemon"
+LABGRID_BIN = ROOT / ".tools" / "labgrid" / "bin"
 MARK = "LABTOOLS_MARK"
 INSTALL_HINT = "run scripts/install-system-deps (as root)"
 
@@ -48,12 +51,12 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout:
 class _Service:
     """A started program, always stopped (SIGTERM, then SIGKILL) and reaped by :meth:`stop`."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, *, cwd: Path | None = None) -> None:
         self.mark = uuid.uuid4().hex
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env={**os.environ, MARK: self.mark})
+                                         start_new_session=True, env={**os.environ, MARK: self.mark}, cwd=cwd)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -121,6 +124,56 @@ class Ser2net(_Service):
         super().__init__([exe, "-n", "-u", "-c", str(config), "-P", str(tmp / "ser2net.pid")], tmp / "ser2net.log")
         for port in self.ports.values():
             wait_listening(port, self.proc, self.log)
+
+
+def labgrid_tool(name: str) -> Path:
+    exe = LABGRID_BIN / name
+    assert exe.exists(), f"labgrid is missing ({exe}): {INSTALL_HINT}"
+    return exe
+
+
+class LabgridCoordinator(_Service):
+    """labgrid-coordinator on a free loopback port (its state files in ``tmp/coordinator``);
+    :meth:`client` runs labgrid-client against it, as a lab admin would."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        work = tmp / "coordinator"
+        work.mkdir()
+        super().__init__([str(labgrid_tool("labgrid-coordinator")), "-l", self.address], tmp / "coordinator.log",
+                         cwd=work)
+        wait_listening(self.port, self.proc, self.log)
+
+    def client(self, *args: str, user: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LG_USERNAME": user, MARK: self.mark}
+        done = subprocess.run([str(labgrid_tool("labgrid-client")), "-x", self.address, *args], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if check:
+            assert done.returncode == 0, f"labgrid-client {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done
+
+
+class LabgridExporter(_Service):
+    """labgrid-exporter ``name`` publishing ``groups`` (group -> resource class -> parameters) to the
+    coordinator, with loopback as its host name; returns once the coordinator lists them all."""
+
+    def __init__(self, tmp: Path, coordinator: LabgridCoordinator, name: str,
+                 groups: dict[str, dict[str, dict[str, object]]]) -> None:
+        config = tmp / f"exporter-{name}.yaml"
+        config.write_text(json.dumps(groups))  # JSON is YAML
+        super().__init__([str(labgrid_tool("labgrid-exporter")), "-c", coordinator.address, "-n", name,
+                          "--hostname", "127.0.0.1", str(config)], tmp / f"exporter-{name}.log", cwd=tmp)
+        want = {f"{name}/{group}/{cls}" for group, resources in groups.items() for cls in resources}
+        end = time.monotonic() + 20
+        while True:
+            listed = set(coordinator.client("resources", check=False).stdout.split())
+            if want <= listed:
+                return
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"exporter {name}: {sorted(want - listed)} not published:\n"
+                                     f"{self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
 
 
 class Pty:

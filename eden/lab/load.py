@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from eden.errors import InvalidInput, Issue, explain_validation_error, issue_at
-from eden.lab.model import EXACTLY_ONE, LabFile, Place
+from eden.lab.model import AT_KEY, LabFile, Place
 from eden.profiles import HwProfile, load_profiles
 from eden.yamlsrc import Located, load_yaml_file
 
@@ -84,12 +84,13 @@ def _known(word: str, names: list[str], what: str) -> str:
 
 
 def _validate(located: Located) -> LabFile:
-    """validate_model, except that a power/console block with no or several kinds points at its key."""
+    """validate_model, except that a power/console block with no or several kinds, or beside ``labgrid:``,
+    points at its key."""
     try:
         return LabFile.model_validate(located.data)
     except ValidationError as exc:
         problems = explain_validation_error(exc, LabFile, located.data)
-        issues = {issue_at(located, p.path, p.message, p.hint, key=p.at_key or p.message.startswith(EXACTLY_ONE))
+        issues = {issue_at(located, p.path, p.message, p.hint, key=p.at_key or p.message.startswith(AT_KEY))
                   for p in problems}
         raise InvalidInput(sorted(issues, key=lambda i: (i.line, i.col, i.message))) from None
 

@@ -23,6 +23,9 @@ POWER_KINDS = ("pdudaemon", "command", "manual")
 CONSOLE_KINDS = ("serial", "network")
 EXACTLY_ONE = "exactly one of"
 """Start of the message for a block with no or several driver kinds; the loader points it at the key."""
+LABGRID_OWNS = "a labgrid place gets its"
+"""Start of the message for ``power:``/``console:`` beside ``labgrid:``; the loader points it at the key."""
+AT_KEY = (EXACTLY_ONE, LABGRID_OWNS)
 
 
 class _Strict(BaseModel):
@@ -281,6 +284,27 @@ class Tamper(_Strict):
         return [s for s in ("firmware", "bootloader", "rootfs", "config") if getattr(self, s)]
 
 
+class Labgrid(_Strict):
+    """The place is a place of a labgrid coordinator (https://github.com/labgrid-project/labgrid):
+    eden locks it there (labgrid's own lock, seen by every host of the lab) and takes its power and
+    console from the resources labgrid's exporters publish for it."""
+
+    coordinator: str
+    """HOST:PORT of the labgrid coordinator (labgrid-client's ``-x``)."""
+    place: str = Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")
+    """The place's name in labgrid (its own namespace, not eden's place name)."""
+    timeout: Duration = Field(default=30.0, gt=0)
+    """Seconds each labgrid-client call may take; past it the call is killed and the place is broken."""
+
+    @field_validator("coordinator")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, port = split_host_port(v)
+        if port == 0:
+            raise HintedValueError(f"'{v}': a coordinator needs a real port", "labgrid's default is 20408")
+        return v
+
+
 class Place(_Strict):
     """One board on one bench: its hardware profile and the drivers that reach it."""
 
@@ -299,6 +323,19 @@ class Place(_Strict):
     controller_hosts: dict[str, str] = Field(default_factory=dict)
     """Per network port, the address the board dials the controller at where it is not
     ``controller.advertise`` (ports on different lab networks; a stand-in VM's user networks)."""
+    labgrid: Labgrid | None = None
+    """A place of a labgrid coordinator: power and console come from its exported resources."""
+
+    @field_validator("labgrid")
+    @classmethod
+    def _labgrid_owns_power_console(cls, v: Labgrid | None, info: ValidationInfo) -> Labgrid | None:
+        given = [k for k in ("power", "console") if info.data.get(k) is not None]
+        if v is not None and given:
+            raise HintedValueError(f"{LABGRID_OWNS} power and console from labgrid's exporter, "
+                                   "so " + " and ".join(f"'{k}'" for k in given) + " cannot be beside 'labgrid'",
+                                   "drop the block (export the port with labgrid instead), or drop 'labgrid:' "
+                                   "to drive the board from this file")
+        return v
 
 
 class LabFile(_Strict):
@@ -315,7 +352,7 @@ def place_methods(place: Place) -> frozenset[str]:
     Only what the lab's hardware does on command: power, links, and the tamper stages it has
     commands for; no hang, crash or fault injection inside a board."""
     methods: set[str] = set()
-    if place.power is not None:
+    if place.power is not None or place.labgrid is not None:  # labgrid places export a power port
         methods |= {"power_on", "power_off", "power_cycle"}
     if place.link is not None:
         methods.add("set_links")
@@ -327,6 +364,9 @@ def place_methods(place: Place) -> frozenset[str]:
 def place_drivers(place: Place) -> dict[str, str]:
     """Which driver serves each part of a place, for display: {"power": "pdudaemon", ...}."""
     drivers: dict[str, str] = {}
+    if place.labgrid is not None:
+        drivers["labgrid"] = f"{place.labgrid.place}@{place.labgrid.coordinator}"
+        drivers["power"] = drivers["console"] = "labgrid"
     if place.power is not None:
         drivers["power"] = place.power.kind
     if place.console is not None:
