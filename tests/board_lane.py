@@ -15,7 +15,10 @@ as the test that owns it. In order:
 4. ``killed`` and ``compete``: a run killed with ``kill -9`` while it holds its lease; the lease
    outlives it only until its TTL; then two runs started together for the one place: one waits for
    the other, both pass.
-5. ``leaks``: what the runs left: processes carrying their marker, leases, temp entries.
+5. ``labgrid``: the same board as a labgrid place: a real labgrid coordinator and exporter
+   (exporting the board's ser2net port and PDUDaemon outlet), a lab file whose place names it; a
+   run locks it in labgrid, drives the board through what the exporter offers, and unlocks it.
+6. ``leaks``: what the runs left: processes carrying their marker, leases, temp entries.
 """
 
 from __future__ import annotations
@@ -107,6 +110,44 @@ def marked(value: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def labgrid_phase(work: Path, lab: object, place: str, env: dict[str, str], scenario: Path) -> dict[str, object]:
+    from labtools import LabgridCoordinator, LabgridExporter
+
+    from eden.lab.standin_lab import StandinLab
+
+    assert isinstance(lab, StandinLab)
+    lg_dir = work / "labgrid"
+    lg_dir.mkdir()
+    coordinator = LabgridCoordinator(lg_dir)
+    exporter = None
+    try:
+        exporter = LabgridExporter(lg_dir, coordinator, "bench", {"standin-1": {
+            "NetworkSerialPort": {"host": "127.0.0.1", "port": lab.console_ports[place], "protocol": "raw"},
+            "PDUDaemonPort": {"host": f"127.0.0.1:{lab.pdu_port}", "pdu": "standin", "index": 1}}})
+        coordinator.client("-p", "lg-standin-1", "create")
+        coordinator.client("-p", "lg-standin-1", "add-match", "bench/standin-1/*")
+        text = lab.lab_file.read_text()
+        # the lab file's entry for the board, with labgrid in place of its own power and console
+        entry = text.split(f"  {place}:\n", 1)[1].split("\n  standin-", 1)[0]
+        kept = [line for line in entry.splitlines() if not line.startswith(("    power:", "      pdudaemon:", "    console:",
+                                                                              "      network:", "      reattach:", "      first_output:"))]
+        head = text.split("places:\n", 1)[0].replace("db: leases.sqlite", "db: labgrid-leases.sqlite")
+        lg_lab = lab.lab_file.with_name("lab-labgrid.yaml")
+        lg_lab.write_text(head + "places:\n  lg-1:\n" + "\n".join(kept) + "\n"
+                          f"    labgrid: {{coordinator: '{coordinator.address}', place: lg-standin-1}}\n")
+        rc = eden("run", str(scenario), "--backend", "board", "--out", str(work / "labgrid-run"), "--quiet", "--no-html",
+                  env={**env, "EDEN_LAB": str(lg_lab)}, log=work / "labgrid-run.log")
+        other = coordinator.client("-p", "lg-standin-1", "acquire", user="someone-else", check=False)
+        return {"rc": rc, "output": tail(work / "labgrid-run.log", 2000),
+                "acquired": [e for e in events(work / "labgrid-run") if e.get("what") == "labgrid_acquired"],
+                "power_on": any(e.get("what") == "power_on" and e.get("source") == "device" for e in events(work / "labgrid-run")),
+                "other_acquire_after": {"rc": other.returncode, "output": other.stdout + other.stderr}}
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        coordinator.stop()
 
 
 def main(work: Path) -> None:
@@ -208,7 +249,10 @@ def main(work: Path) -> None:
         obs["stopped"] = {"rc": rc, "held_before": held_before, "lease_after": after_stop is not None,
                           "board_powered_after": board.get("powered"), "left_processes": marked(mark)}
 
-        # 5. leftovers
+        # 5. the board as a labgrid place
+        obs["labgrid"] = labgrid_phase(work, lab, first, env, SMOKE)
+
+        # 6. leftovers
         with LeaseStore(loaded.db_path) as store:
             leases = [st.place for st in store.states(lab.places) if st.lease is not None]
         obs["leaks"] = {"processes": marked(mark), "leases": leases, "tmp": sorted(p.name for p in tmp.iterdir())}

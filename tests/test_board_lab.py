@@ -115,6 +115,16 @@ def test_a_stopped_job_switches_its_board_off_and_gives_the_place_back(lane: tup
     assert stopped["left_processes"] == [], stopped
 
 
+def test_a_labgrid_place_is_locked_in_labgrid_and_driven_through_its_exported_ports(
+        lane: tuple[BackgroundRun, dict[str, Any]]) -> None:
+    lg = lane[1]["labgrid"]
+    assert lg["rc"] == 0, lg["output"]
+    [acquired] = lg["acquired"]
+    assert acquired["labgrid"] == "lg-standin-1" and acquired["console"].startswith("tcp://127.0.0.1:"), acquired
+    assert lg["power_on"], lg  # switched through the PDUDaemon outlet the exporter offers
+    assert lg["other_acquire_after"]["rc"] == 0, lg["other_acquire_after"]  # eden released labgrid's lock at the end
+
+
 def test_nothing_is_left_behind(lane: tuple[BackgroundRun, dict[str, Any]]) -> None:
     run, obs = lane
     assert obs["leaks"] == {"processes": [], "leases": [], "tmp": []}, obs["leaks"]

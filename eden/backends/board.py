@@ -46,11 +46,13 @@ from eden.backends.live import LiveDevice
 from eden.backends.live_ports import NO_LPS, LiveDevicePort
 from eden.backends.qemu import QemuBackend, QemuControllerPort
 from eden.errors import InfrastructureError, InvalidInput, Issue, issue_at
+from eden.lab.model import Console as LabConsole
 from eden.scenario.load import DeviceSpec
 
 if TYPE_CHECKING:
     from eden.backends.actions import Action
     from eden.lab.consoles import ReattachingConsole
+    from eden.lab.labgrid import LabgridLease, LabgridResources
     from eden.lab.leases import HeldLease, Lease, LeaseStore
     from eden.lab.load import LoadedLab
     from eden.lab.model import Place
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
     from eden.timeline import Timeline
 
 LAB_ENV = "EDEN_LAB"
+DEFAULT_FIRST_OUTPUT: float = LabConsole.model_fields["first_output"].default
+"""``console.first_output`` of a place whose console comes from labgrid (no console block of its own)."""
 WAIT_ENV = "EDEN_LAB_WAIT"
 PLACES_ENV = "EDEN_LAB_PLACES"
 """Comma-separated places the run may lease (the health gate runs a health scenario on one place)."""
@@ -243,6 +247,7 @@ class BoardBackend(QemuBackend):
         self.leases: list[HeldLease] = []
         self._store: LeaseStore | None = None
         self._assigned: dict[str, str] = {}
+        self.labgrid_leases: list[LabgridLease] = []
 
     # -------------------------------------------------------------------------------- setup --
     async def _setup(self) -> None:
@@ -368,7 +373,8 @@ class BoardBackend(QemuBackend):
         async for dev, serial, home, spec in self._provision(0.5):
             name = self._assigned[dev.id]
             place = self.lab.lab.places[name]
-            d = _Board(dev, serial, home, name, place, power_for(name, place))
+            resources = await self._labgrid_acquire(name, place)
+            d = _Board(dev, serial, home, name, place, power_for(name, place, resources))
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
             files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
@@ -379,13 +385,28 @@ class BoardBackend(QemuBackend):
             await d.power.off(self.run_deadline.child(60.0))  # a known state: a killed job may have left it on
             await self._write_media(d, files)
             d.console = console_for(name, place, self.lab, home / "console", on_line=partial(self._board_line, d),
-                                    on_event=partial(self._console_event, d))
+                                    on_event=partial(self._console_event, d), resources=resources)
             d.console.expected_alive = False  # until its power-on
             await d.console.connect(self.run_deadline.child(30.0))
             self.boards[dev.id] = d
             self.devices[dev.id] = d  # type: ignore[assignment]
             self.by_serial[serial] = d  # type: ignore[assignment]
             self.timeline.add(self.now(), "harness", dev.id, "board_ready", {"place": name, "power": d.power.describe()})
+
+    async def _labgrid_acquire(self, name: str, place: Place) -> LabgridResources | None:
+        """A labgrid place (docs/lab.md "labgrid places"): after eden's own lease, labgrid's lock
+        on it, and the power and serial ports its exporter offers."""
+        if place.labgrid is None:
+            return None
+        from eden.lab.labgrid import LabgridClient, LabgridLease
+
+        lease = LabgridLease(LabgridClient.for_place(name, place.labgrid), self.run_deadline.child(place.labgrid.timeout * 2))
+        resources = await asyncio.to_thread(lease.acquire)
+        self.labgrid_leases.append(lease)
+        self.timeline.add(self.now(), "harness", None, "labgrid_acquired",
+                          {"place": name, "labgrid": place.labgrid.place, "coordinator": place.labgrid.coordinator,
+                           "console": resources.console_url})
+        return resources
 
     async def _write_media(self, d: _Board, files: dict[str, bytes]) -> None:
         """The reference image and CONFIG onto the board's storage, through its media driver, with
@@ -446,8 +467,7 @@ class BoardBackend(QemuBackend):
 
     async def _confirm_on(self, d: _Board, boot: int) -> None:
         """The board must show life on its console: the PDU saying 'done' proves nothing."""
-        assert d.place.console is not None
-        limit = d.place.console.first_output * self._scale
+        limit = (d.place.console.first_output if d.place.console is not None else DEFAULT_FIRST_OUTPUT) * self._scale
         await asyncio.sleep(limit)
         if d.powered and d.boots == boot and not d.output_since_power:
             self._failure = (f"{d.id} (place {d.place_name}): power-on not confirmed: no console output {limit:.0f} s after "
@@ -602,6 +622,10 @@ class BoardBackend(QemuBackend):
                     if src.is_file():
                         with contextlib.suppress(OSError):
                             shutil.copy2(src, logs / name)
+        for lg in self.labgrid_leases:  # labgrid's locks first, then eden's leases that cover them
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(lg.release)
+        self.labgrid_leases.clear()
         for held in self.leases:
             with contextlib.suppress(Exception):
                 held.__exit__(None, None, None)
