@@ -216,6 +216,7 @@ def main(work: Path) -> None:
             killed_at = time.time()
             after = store.states([first])[0].lease
         time.sleep(2.0)
+        obs["killed_workdirs"] = sorted(p.name for p in tmp.iterdir())  # the killed run's, until the next run reaps it
         obs["killed"] = {"held": held is not None, "still_held_after_kill": after is not None and after.token == (held.token if held else None),
                          "expires_in_s": round(after.expires_at - killed_at, 1) if after else None,
                          "left_processes": marked(mark)}

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-PREFIXES = ("eden-emulated-", "eden-qemu-", "eden-live-")
+PREFIXES = ("eden-emulated-", "eden-qemu-", "eden-board-", "eden-live-")
 """Names of the working directories of every real-time backend (``LiveBackend.work_prefix``)."""
 LOCK = ".owner.lock"
 _STAGING = ".eden-new-"
