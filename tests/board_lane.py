@@ -99,6 +99,23 @@ def later(delay: float, fn: object, *args: str) -> threading.Thread:
     return t
 
 
+def replug_when_booting(lab: object, place: str, timeout: float = 900.0) -> None:
+    """Re-plug the place's serial adapter a few seconds into its next boot (the health gate's run):
+    while a run watches the console, not before it has connected."""
+    from eden.lab.standin_lab import StandinLab
+
+    assert isinstance(lab, StandinLab)
+    start = lab.board(place, "status").get("boots")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = lab.board(place, "status")
+        if status.get("powered") and status.get("boots") != start:
+            time.sleep(5.0)
+            lab.board(place, "replug")
+            return
+        time.sleep(0.5)
+
+
 def marked(value: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -183,7 +200,8 @@ def main(work: Path) -> None:
         lab.board(first, "alive")
 
         # 2. the suite, with a re-plug of the first board's serial adapter during it
-        replug = later(45.0, lab.board, first, "replug")
+        replug = threading.Thread(target=replug_when_booting, args=(lab, first), daemon=True)
+        replug.start()
         t = time.monotonic()
         rc = eden("qualify", str(ROOT / "suites" / "board-ci.yaml"), "--lab", str(lab.lab_file), "--out",
                   str(work / "suite"), "--no-history", env=env, log=work / "suite.log", timeout=1500)
