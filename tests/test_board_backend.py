@@ -215,3 +215,48 @@ def test_eden_lab_standin_refuses_unknown_profiles_before_starting_anything(tmp_
     res = run_eden("lab", "standin", str(lab_dir), "--profiles", "qemu-x86_64,toaster", "--", "true", env=eden_env(tmp_path))
     assert res.returncode == 2 and "toaster" in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not lab_dir.exists()
+
+
+def test_a_re_plugged_stand_in_adapter_is_reattached_through_ser2net(tmp_path: Path) -> None:
+    """The stand-in's serial adapter behind a real ser2net: a re-plug (a new pty behind the same
+    link) drops ser2net's connection, and the board console re-attaches to the new device."""
+    import asyncio
+
+    from eden.lab.consoles import NetworkSerialSource, ReattachingConsole
+    from eden.runtime.deadline import Deadline
+    from labtools import Ser2net
+
+    board = tmp_path / "b"
+    BoardHardware(name="b", kernel="/nonexistent", initrd="/nonexistent", append="").write(board)
+    daemon = subprocess.Popen([sys.executable, "-m", "eden.lab.standin", "serve", str(board)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ser = None
+    try:
+        end = time.monotonic() + 20
+        while not (board / "tty").is_symlink():
+            assert time.monotonic() < end and daemon.poll() is None, "the board daemon did not start"
+            time.sleep(0.1)
+        ser = Ser2net(tmp_path, {"b": ("raw", str(board / "tty"))})
+        events: list[str] = []
+        lines: list[str] = []
+
+        async def go() -> None:
+            con = ReattachingConsole(NetworkSerialSource(ser.urls["b"]), tmp_path / "con", place="b", reattach=10,
+                                     on_line=lines.append, on_event=lambda kind, data: events.append(kind))
+            await con.connect(Deadline(10))
+            con.expected_alive = True  # the board is "on": a lost console must come back
+            await asyncio.sleep(0.5)
+            assert (await asyncio.to_thread(command, board, "replug"))["ok"]
+            end = time.monotonic() + 15
+            while "console-reattached" not in events and time.monotonic() < end:
+                await asyncio.sleep(0.1)
+            await con.close()
+
+        asyncio.run(go())
+        assert events[:2] == ["console-detached", "console-reattached"], events
+        assert command(board, "status")["adapter_generation"] == 2
+    finally:
+        if ser is not None:
+            ser.stop()
+        command(board, "quit")
+        daemon.wait(20)
