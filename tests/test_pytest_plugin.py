@@ -75,9 +75,9 @@ def test_profiles_seed_and_run_folders(pytester: pytest.Pytester) -> None:
 
 
 def test_bad_options_are_usage_errors(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--eden-backend", "board")
+    result = pytester.runpytest("--eden-backend", "boards")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*backend 'board' is not runnable*runnable: emulated, qemu, sim*"])
+    result.stderr.fnmatch_lines(["*backend 'boards' is unknown*runnable: board, emulated, qemu, sim*"])
     result = pytester.runpytest("--eden-profile", "nuc")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown profile nuc*"])

@@ -246,7 +246,7 @@ def test_an_unknown_override_key_is_a_warning(tmp_path: Path) -> None:
         ("overrides: {seed: -1}\n", (3, 19), "must be >= 0", ""),
         ("replications: 3\nseeds: [1, 2]\n", (3, 15), "2 seed(s)", "either 'replications' or 'seeds'"),
         ("backend: simm\n", (3, 10), "unknown backend 'simm'", "did you mean 'sim'?"),
-        ("backend: board\n", (3, 10), "not available in this build", "runnable backends: emulated, qemu, sim"),
+        ("backend: boards\n", (3, 10), "unknown backend 'boards'", "did you mean 'board'?"),
     ],
 )
 def test_suite_errors_point_at_file_line_col(
