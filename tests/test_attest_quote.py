@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from eden.agent.tpm import SoftTpm, Tpm2Tools, certify
+from eden.agent.tpm import AK_HANDLE, SoftTpm, Tpm2Tools, certify
 from eden.controller import quote
 from eden.wire import pki
 from eden.wire.gen.attest_pb2 import TPM_HASH_ALGO_SHA1, TPM_HASH_ALGO_SHA256
@@ -61,6 +61,11 @@ def test_real_swtpm_quote_verifies_and_parses(swtpm: Tpm2Tools) -> None:
     assert info.extra_data == NONCE and info.selection == ((0x000B, tuple(QUOTE_PCRS)),)
     assert info.qualified_signer[:2] == b"\x00\x0b" and len(info.qualified_signer) == 34
     assert checked.pcrs == swtpm.read() and len(q["attest"]) == len(build_quote(NONCE, checked.pcrs, QUOTE_PCRS, signer_name=info.qualified_signer))
+
+    # EVE's quote-key template: no dictionary-attack protection (a board's power cuts must not lock it out)
+    public = subprocess.run(["tpm2_readpublic", "-c", AK_HANDLE], check=True, env=swtpm._env, capture_output=True,
+                            text=True, timeout=30).stdout
+    assert "noda" in public and "restricted" in public and "sign" in public, public
 
     # The AK persists at its handle: a second cert certifies the same key; a PCR extend is seen.
     again = {c["type"]: c["pem"] for c in swtpm.certs(device)}

@@ -35,7 +35,10 @@ from eve.measured_boot import QUOTE_PCRS, REPORTED_PCRS, RESET_VALUES_16_23
 
 AK_HANDLE = "0x81000004"  # EVE's TpmQuoteKeyHdl (P:evetpm/tpm.go)
 EK_HANDLE = "0x81000001"  # EVE's TpmEKHdl
-AK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+AK_ATTRIBUTES = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda"
+"""EVE's DefaultQuoteKeyTemplate (P:evetpm/tpm.go), FlagNoDA included: a TPM that lives through power
+cuts (a board's) counts each non-orderly shutdown towards its dictionary-attack lockout, which would
+otherwise refuse every quote with a DA-protected key after a few cuts."""
 
 
 def certify(public_key: Any, device: pki.Issued, common_name: str) -> bytes:
