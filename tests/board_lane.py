@@ -89,31 +89,24 @@ def summary(run_dir: Path) -> dict[str, object]:
         return {}
 
 
-def later(delay: float, fn: object, *args: str) -> threading.Thread:
-    def go() -> None:
-        time.sleep(delay)
-        fn(*args)  # type: ignore[operator]
-
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t
-
-
-def replug_when_booting(lab: object, place: str, timeout: float = 900.0) -> None:
-    """Re-plug the place's serial adapter a few seconds into its next boot (the health gate's run):
-    while a run watches the console, not before it has connected."""
+def when_booting(lab: object, place: str, what: str, timeout: float = 900.0) -> None:
+    """``what`` (a board command: replug, unplug) once the place's next boot has put some output on
+    its serial line: while a run watches the console, not before it has connected."""
     from eden.lab.standin_lab import StandinLab
 
     assert isinstance(lab, StandinLab)
-    start = lab.board(place, "status").get("boots")
+    start = lab.board(place, "status")
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        status = lab.board(place, "status")
-        if status.get("powered") and status.get("boots") != start:
-            time.sleep(5.0)
-            lab.board(place, "replug")
+        try:
+            status = lab.board(place, "status")
+        except OSError:  # the lab is gone: the phase ended without a boot
             return
-        time.sleep(0.5)
+        sent = int(str(status.get("tx_bytes", 0))) - int(str(start.get("tx_bytes", 0)))
+        if status.get("powered") and status.get("boots") != start.get("boots") and sent > 1500:
+            lab.board(place, what)
+            return
+        time.sleep(0.2)
 
 
 def marked(value: str) -> list[int]:
@@ -200,7 +193,7 @@ def main(work: Path) -> None:
         lab.board(first, "alive")
 
         # 2. the suite, with a re-plug of the first board's serial adapter during it
-        replug = threading.Thread(target=replug_when_booting, args=(lab, first), daemon=True)
+        replug = threading.Thread(target=when_booting, args=(lab, first, "replug"), daemon=True)
         replug.start()
         t = time.monotonic()
         rc = eden("qualify", str(ROOT / "suites" / "board-ci.yaml"), "--lab", str(lab.lab_file), "--out",
@@ -209,7 +202,7 @@ def main(work: Path) -> None:
         obs["suite"] = {"rc": rc, "s": round(time.monotonic() - t, 1), "output": tail(work / "suite.log")}
 
         # 3. a serial adapter pulled out for good
-        later(12.0, lab.board, first, "unplug")
+        threading.Thread(target=when_booting, args=(lab, first, "unplug"), daemon=True).start()
         rc = eden("run", str(LONG), "--backend", "board", "--out", str(work / "unplugged"), "--quiet", "--no-html",
                   env=env, log=work / "unplugged.log")
         obs["unplugged"] = {"rc": rc, "summary": summary(work / "unplugged"), "output": tail(work / "unplugged.log", 1500),

@@ -105,6 +105,7 @@ class LiveBackend(Generic[D]):
         self._ctrl_view: dict[str, dict[str, Any]] = {}
         self.journal: ChangeJournal[str] = ChangeJournal()
         self._events_seen = 0
+        self._refreshing: asyncio.Lock | None = None  # made on the run's loop
         self._device_events = 0
         self._failure: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -466,7 +467,14 @@ class LiveBackend(Generic[D]):
 
     async def _refresh(self) -> None:
         """Read the controller: its event stream into the timeline, then the views of the devices
-        it has news about (every device's list row carries ``last_seen``)."""
+        it has news about (every device's list row carries ``last_seen``). One read at a time: the
+        poll loop and the run's last read could otherwise both take the same events."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            await self._refresh_once()
+
+    async def _refresh_once(self) -> None:
         if self.admin is None or self.controller_down:
             return
         events = await asyncio.to_thread(self.admin.events, self._events_seen)

@@ -125,6 +125,7 @@ class _SerialAdapter:
         self.master: int | None = None
         self.slave: int | None = None
         self.generation = 0
+        self.tx_bytes = 0  # what the board's UART got onto the line (a test waits for a boot's output)
 
     def plug(self, *, replace: bool = False) -> None:
         """Attach the adapter; ``replace``: a re-enumeration (the new device is there before the
@@ -177,7 +178,7 @@ class _SerialAdapter:
         if self.master is None:
             return
         with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.master, data)
+            self.tx_bytes += os.write(self.master, data)
 
 
 class _Board:
@@ -233,7 +234,7 @@ class _Board:
             powered = self.machine is not None and self.machine.running
             tty_target = os.readlink(self.dir / "tty") if (self.dir / "tty").is_symlink() else None
             return {"ok": True, "powered": powered, "boots": self.boots, "tty": tty_target, "dead": self.dead,
-                    "adapter_generation": self.adapter.generation, "links_down": sorted(self.links_down)}
+                    "adapter_generation": self.adapter.generation, "tx_bytes": self.adapter.tx_bytes, "links_down": sorted(self.links_down)}
         if what in ("dead", "alive"):
             self.dead = what == "dead"
             return {"ok": True}
