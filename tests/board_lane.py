@@ -9,8 +9,9 @@ as the test that owns it. In order:
 1. ``dead``: a board that does not boot (its power input takes the switch, nothing lights up):
    ``eden lab check`` marks its place bad, and a run that needs that place is refused at once.
 2. ``suite``: ``eden qualify suites/board-ci.yaml --lab``: the health gate re-checks the bad place
-   (repaired meanwhile) and the new ones, then the entries run in parallel on the healthy places;
-   the serial adapter of one board is re-plugged (a USB re-enumeration) during the suite.
+   (repaired meanwhile) and the new one, then the entry runs on a healthy place; the serial
+   adapter of one board is re-plugged (a USB re-enumeration) during its health run. Then
+   ``tamper``: a firmware change through the place's tamper command, refused at the next quote.
 3. ``unplugged``: a serial adapter pulled out for good during a run: the run is broken (exit 2).
 4. ``killed`` and ``compete``: a run killed with ``kill -9`` while it holds its lease; the lease
    outlives it only until its TTL; then two runs started together for the one place: one waits for
@@ -40,22 +41,15 @@ from eden.lab.load import load_lab  # noqa: E402
 from eden.lab.standin_lab import build_standin_lab  # noqa: E402
 
 MARK = "EDEN_BOARD_LANE"
-BOOT = """\
-name: board-boot
-description: One board powers on and onboards (the lane's short job).
-seed: 1
-fleet:
-  - profile: qemu-x86_64
-    group: dut
-images:
-  base: {version: 13.4.0}
-controller:
-  config_items:
-    timer.config.interval: 10
-steps:
-  - power_on: {}
-  - expect: {onboarded: true, within: 5m}
-"""
+def scenario(name: str, description: str, steps: str) -> str:
+    """A one-board scenario on qemu-x86_64 with ``steps`` (YAML lines): the lane's short jobs."""
+    return (f"name: {name}\ndescription: {description}\nseed: 1\nfleet:\n  - profile: qemu-x86_64\n    group: dut\n"
+            "images:\n  base: {version: 13.4.0}\ncontroller:\n  config_items:\n    timer.config.interval: 10\n"
+            f"steps:\n{steps}")
+
+
+BOOT = scenario("board-boot", "One board powers on and onboards (the lane's short job).",
+                "  - power_on: {}\n  - expect: {onboarded: true, within: 5m}\n")
 
 
 def eden(*args: str, env: dict[str, str], log: Path, timeout: float = 1200) -> int:
@@ -122,6 +116,11 @@ def marked(value: str) -> list[int]:
     return found
 
 
+TAMPER = scenario("board-tamper", "An attested board's firmware is changed while it is off; its next quote is refused.",
+                  "  - power_on: {}\n  - expect: {attestation: COMPLETE, within: 5m}\n  - tamper: {stage: firmware}\n"
+                  "  - power_cycle: {off_for: 5s}\n  - expect: {attestation: RESTART_WAIT, within: 5m}\n")
+
+
 def labgrid_phase(work: Path, lab: object, place: str, env: dict[str, str], scenario: Path) -> dict[str, object]:
     from labtools import LabgridCoordinator, LabgridExporter
 
@@ -167,12 +166,14 @@ def main(work: Path) -> None:
     tmp = work / "runs-tmp"
     tmp.mkdir(exist_ok=True)
     t0 = time.monotonic()
-    lab = build_standin_lab(work / "lab", ["qemu-x86_64", "nuc-class", "nuc-class"], ttl=20.0, first_output=10.0)
+    lab = build_standin_lab(work / "lab", ["qemu-x86_64", "qemu-x86_64"], ttl=20.0, first_output=30.0)
     obs["lab_up_s"] = round(time.monotonic() - t0, 1)
     env = {**os.environ, "EDEN_LAB": str(lab.lab_file), MARK: mark, "TMPDIR": str(tmp)}
-    first = lab.places[0]  # the qemu-x86_64 board
+    first = lab.places[0]
     SMOKE = work / "board-boot.yaml"
     SMOKE.write_text(BOOT)
+    TAMPER_FILE = work / "board-tamper.yaml"
+    TAMPER_FILE.write_text(TAMPER)
     LONG = work / "board-boot-wait.yaml"
     LONG.write_text(BOOT.replace("name: board-boot", "name: board-boot-wait") + "  - wait: 2m\n")
     try:
@@ -200,6 +201,15 @@ def main(work: Path) -> None:
                   str(work / "suite"), "--no-history", env=env, log=work / "suite.log", timeout=1500)
         replug.join()
         obs["suite"] = {"rc": rc, "s": round(time.monotonic() - t, 1), "output": tail(work / "suite.log")}
+        # the later phases do not hang on the suite's verdict on the first board
+        eden("lab", "health", first, "--lab", str(lab.lab_file), "--set", "good", "--reason", "lane: next phase",
+             env=env, log=work / "health-set.log")
+
+        # 2b. tamper through the place's tamper command: the next boot's quote is refused
+        rc = eden("run", str(TAMPER_FILE), "--backend", "board", "--out", str(work / "tamper"), "--quiet", "--no-html",
+                  env=env, log=work / "tamper.log")
+        obs["tamper"] = {"rc": rc, "output": tail(work / "tamper.log", 2000),
+                         "applied": [e for e in events(work / "tamper") if e.get("what") == "tamper_applied"]}
 
         # 3. a serial adapter pulled out for good
         threading.Thread(target=when_booting, args=(lab, first, "unplug"), daemon=True).start()
