@@ -147,7 +147,8 @@ def labgrid_phase(work: Path, lab: object, place: str, env: dict[str, str], scen
         lg_lab.write_text(head + "places:\n  lg-1:\n" + "\n".join(kept) + "\n"
                           f"    labgrid: {{coordinator: '{coordinator.address}', place: lg-standin-1}}\n")
         rc = eden("run", str(scenario), "--backend", "board", "--out", str(work / "labgrid-run"), "--quiet", "--no-html",
-                  env={**env, "EDEN_LAB": str(lg_lab)}, log=work / "labgrid-run.log")
+                  env={**{k: v for k, v in env.items() if k != "EDEN_LAB_PLACES"}, "EDEN_LAB": str(lg_lab)},
+                  log=work / "labgrid-run.log")
         other = coordinator.client("-p", "lg-standin-1", "acquire", user="someone-else", check=False)
         return {"rc": rc, "output": tail(work / "labgrid-run.log", 2000),
                 "acquired": [e for e in events(work / "labgrid-run") if e.get("what") == "labgrid_acquired"],
@@ -188,9 +189,14 @@ def main(work: Path) -> None:
             pass
         t = time.monotonic()
         rc_bad = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "on-bad"), "--quiet", "--no-html",
-                      env={**env, "EDEN_LAB_WAIT": "600"}, log=work / "on-bad.log")
-        obs["dead"] = {"check_rc": rc, "check": check, "run_rc": rc_bad, "run_s": round(time.monotonic() - t, 1),
-                       "run_error": str(summary(work / "on-bad").get("error", "")), "run_output": tail(work / "on-bad.log", 1500)}
+                      env={**env, "EDEN_LAB_WAIT": "600", "EDEN_LAB_PLACES": first}, log=work / "on-bad.log")
+        bad_s = round(time.monotonic() - t, 1)
+        rc_other = eden("run", str(SMOKE), "--backend", "board", "--out", str(work / "on-other"), "--quiet", "--no-html",
+                        env=env, log=work / "on-other.log")
+        other = [e for e in events(work / "on-other") if e.get("what") == "place_leased"]
+        obs["dead"] = {"check_rc": rc, "check": check, "run_rc": rc_bad, "run_s": bad_s,
+                       "run_error": str(summary(work / "on-bad").get("error", "")), "run_output": tail(work / "on-bad.log", 1500),
+                       "other_rc": rc_other, "other_places": [e.get("place") for e in other]}
         lab.board(first, "alive")
 
         # 2. the suite, with a re-plug of the first board's serial adapter during it
@@ -210,6 +216,8 @@ def main(work: Path) -> None:
                   env=env, log=work / "tamper.log")
         obs["tamper"] = {"rc": rc, "output": tail(work / "tamper.log", 2000),
                          "applied": [e for e in events(work / "tamper") if e.get("what") == "tamper_applied"]}
+
+        env = {**env, "EDEN_LAB_PLACES": first}  # from here on, every job wants the first board
 
         # 3. a serial adapter pulled out for good
         threading.Thread(target=when_booting, args=(lab, first, "unplug"), daemon=True).start()

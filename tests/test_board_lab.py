@@ -38,7 +38,9 @@ def test_a_board_that_never_boots_is_marked_bad_and_takes_no_job(lane: tuple[Bac
     assert result["health"] == "bad", result
     # the PDU took the switch; the board printed nothing: not confirmed by watching the board
     assert "power-on not confirmed" in result["reason"], result
-    # a job that needs the place is refused at once (exit 2), naming the place and why
+    # a job takes the other, healthy board of the profile
+    assert dead["other_rc"] == 0 and dead["other_places"] == ["standin-2"], dead
+    # a job that can only have the bad place is refused at once (exit 2), naming the place and why
     assert dead["run_rc"] == 2 and dead["run_s"] < 120, dead
     assert "not enough healthy places" in dead["run_error"] and "standin-1" in dead["run_error"], dead
 
