@@ -23,17 +23,13 @@ from pathlib import Path
 
 from leakcheck import marked_processes
 
+from eden.lab.standin_lab import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PDUDAEMON = ROOT / ".tools" / "pdudaemon" / "bin" / "pdudaemon"
 LABGRID_BIN = ROOT / ".tools" / "labgrid" / "bin"
 MARK = "LABTOOLS_MARK"
 INSTALL_HINT = "run scripts/install-system-deps (as root)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0) -> None:
