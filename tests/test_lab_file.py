@@ -80,7 +80,7 @@ def test_a_place_without_power_or_link_has_no_methods(tmp_path: Path) -> None:
 MISTAKES = [
     # (what, old text, new text, line:col, words in the message)
     ("unknown key", "    profile: rpi4-class\n", "    profile: rpi4-class\n    colour: red\n", "9:5",
-     ["unknown key 'colour'", "allowed keys: profile, tags, power"]),
+     ["unknown key 'colour'", "allowed keys: profile, tags, serial, power"]),
     ("two power kinds", '      command: {on: "true", off: "true"}\n',
      '      command: {on: "true", off: "true"}\n      manual: {}\n', "9:5", ["exactly one of pdudaemon, command, manual"]),
     ("no console kind", '      network: {url: "tcp://127.0.0.1:3001"}\n', "      reattach: 5\n", "11:5",

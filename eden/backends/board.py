@@ -39,7 +39,7 @@ import socket
 import time
 from pathlib import Path
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 
 from eden.backends.base import BackendStats, RealTimeTimings, RunGen, Sleep
 from eden.backends.live import LiveDevice
@@ -76,6 +76,25 @@ BOOT_BANNER = "EDEN-BOOT: stage=initramfs"
 """The reference image's first line of every boot: a reset when neither a power-on nor a reboot
 the agent announced (its ``agent_exit`` event with outcome ``reboot``) came before it."""
 PANIC = "Kernel panic"
+REBOOTING = "reboot: Restarting system"
+"""What Linux prints on its console when software reboots it (kernel/reboot.c): the next banner
+is then a reboot, not a reset, whatever ran the reboot (EVE's agents, eden's, a panic's timeout)."""
+
+
+def _is_block_device(path: Path) -> bool:
+    import stat
+
+    with contextlib.suppress(OSError):
+        return stat.S_ISBLK(path.stat().st_mode)
+    return False
+
+
+async def _copy_to_device(src: Path, dev: Path) -> None:
+    """Every byte of ``src`` onto a block device (a sparse copy would leave the old disk's data in
+    the holes), synced before the media goes back to the board."""
+    from eden.backends.qemu import _run
+
+    await _run(["dd", f"if={src}", f"of={dev}", "bs=4M", "conv=fsync,notrunc", "status=none"], f"writing {dev}")
 
 
 class _Board(LiveDevice):
@@ -122,7 +141,17 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
         lab = load_lab(path)
     except InvalidInput as exc:
         return list(exc.issues)
-    out: list[Issue] = []
+    from eden.backends.qemu_eve import input_issues as eve_input_issues
+    from eden.backends.qemu_eve import is_eve_profile
+
+    out: list[Issue] = eve_input_issues(loaded, env)
+    eve_profiles = {d.profile_name for d in loaded.devices if is_eve_profile(d.profile)}
+    for name, p in lab.lab.places.items():
+        if p.profile in eve_profiles and p.serial is None:
+            out.append(issue_at(lab.located, ("places", name, "profile"),
+                                f"place {name} runs EVE-OS (profile {p.profile}), which registers with the board's "
+                                "own hardware serial: the lab file must say it",
+                                "add serial: (dmidecode -s system-serial-number on the board) to the place", key=True))
     need: dict[str, int] = {}
     for d in loaded.devices:
         need[d.profile_name] = need.get(d.profile_name, 0) + 1
@@ -260,10 +289,13 @@ class BoardBackend(QemuBackend):
             raise InvalidInput.at(str(self.loaded.path), 0, 0, f"--backend board needs a lab file ({LAB_ENV} is not set)",
                                   "give --lab lab.yaml (docs/lab.md)")
         self.lab = await asyncio.to_thread(load_lab, path)
+        await self._plan_eve()  # invalid EVE input is refused before any place is leased
         await self._lease_places()
         scale = max((self.lab.lab.places[b].timing_scale for b in self._assigned.values()), default=1.0)
         self.accel = "board"
         self._scale = float(scale)
+        if len(self.eve_ids) == len(self.loaded.devices):
+            return  # every board runs EVE-OS: no reference image to build
         t0 = time.monotonic()
         image_dir = await asyncio.to_thread(build, default_cache())
         self.image = Image.load(image_dir)
@@ -350,6 +382,11 @@ class BoardBackend(QemuBackend):
                 self.timeline.add(0.0, "harness", None, "waiting_for_places", {"places": everything})
             await asyncio.sleep(min(0.5 + (os.getpid() % 5) / 10, max(0.05, deadline.remaining())))
 
+    def _device_serial(self, dev: DeviceSpec) -> str:
+        """The board's own serial where the lab file gives it (an EVE board registers with it)."""
+        assert self.lab is not None
+        return self.lab.lab.places[self._assigned[dev.id]].serial or super()._device_serial(dev)
+
     async def _init_controller(self, ctrl_dir: Path) -> None:
         """The controller binds where the lab file says; its certificate names the address the
         boards dial (``advertise``) and any per-port address a place gives."""
@@ -370,6 +407,7 @@ class BoardBackend(QemuBackend):
         self.controller_listen = f"{self.lab.lab.controller.host}:{self.api_addr[1]}"
         advertise = self.lab.lab.controller.advertised_host
         await self._register_content()
+        await self._register_eve_content()
         async for dev, serial, home, spec in self._provision(0.5):
             name = self._assigned[dev.id]
             place = self.lab.lab.places[name]
@@ -377,13 +415,19 @@ class BoardBackend(QemuBackend):
             d = _Board(dev, serial, home, name, place, power_for(name, place, resources))
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
-            files = await self._reference_config(dev, home, spec, ports[0][1] if ports else advertise, ports)
+            server = ports[0][1] if ports else advertise
+            write: Callable[[Path], Awaitable[None]]
+            if dev.id in self.eve_ids:
+                write = await self._eve_media(d, server)
+            else:
+                files = await self._reference_config(dev, home, spec, server, ports)
+                write = partial(self._reference_media, d, files)
             if place.ssh is not None:
                 # as an EVE admin opens EVE's debug SSH: the configItem with the key (the run's own)
                 pub = (home / "id_ed25519.pub").read_text().strip()
                 await asyncio.to_thread(self.client().set_items, {"debug.enable.ssh": pub}, serial)
             await d.power.off(self.run_deadline.child(60.0))  # a known state: a killed job may have left it on
-            await self._write_media(d, files)
+            await self._write_media(d, write)
             d.console = console_for(name, place, self.lab, home / "console", on_line=partial(self._board_line, d),
                                     on_event=partial(self._console_event, d), resources=resources)
             d.console.expected_alive = False  # until its power-on
@@ -408,9 +452,49 @@ class BoardBackend(QemuBackend):
                            "console": resources.console_url})
         return resources
 
-    async def _write_media(self, d: _Board, files: dict[str, bytes]) -> None:
-        """The reference image and CONFIG onto the board's storage, through its media driver, with
-        the board off (the media is switched to the host for the write and back after)."""
+    async def _eve_media(self, d: _Board, server: str) -> Callable[[Path], Awaitable[None]]:
+        """An EVE board's storage: the live image (``EDEN_EVE_IMAGE``) with EVE's CONFIG from the
+        device-config files, as on ``qemu`` (eden.backends.qemu_eve) but dialling the lab address
+        (spec §1: EVE reads ``server`` from CONFIG). Returns the writer for the media."""
+        from eden.backends.qemu_eve import write_device_config
+        from eden.qemu.eve_image import prepare_eve_disk
+
+        assert self.eve is not None
+        live = self.eve.live_image
+        d.timings["power_on_to_boot_marker"] = []
+        (d.home / "config" / "server").write_text(f"{server}:{self.api_addr[1]}\n")
+        await self._ssh_key(d.home)
+        # eden cannot know the board's PCRs: its first quote's template is approved (docs/controller.md)
+        await asyncio.to_thread(self.client().set_device_learn, d.serial, True)
+        size = int(d.spec.profile.storage.size)
+
+        async def write(target: Path) -> None:
+            if _is_block_device(target):  # a real disk: the whole image, holes included, no growing
+                staged = d.home / "media.raw"
+                await asyncio.to_thread(prepare_eve_disk, live, staged)
+                await asyncio.to_thread(write_device_config, staged, d.home / "config", d.serial)
+                await _copy_to_device(staged, target)
+                staged.unlink()
+            else:  # an image file (a stand-in board's storage): grown sparsely for IMGB and P3
+                await asyncio.to_thread(prepare_eve_disk, live, target, size=size)
+                await asyncio.to_thread(write_device_config, target, d.home / "config", d.serial)
+            self.timeline.add(self.now(), "harness", d.id, "eve_config_written",
+                              {"place": d.place_name, "server": f"{server}:{self.api_addr[1]}", "soft_serial": d.serial})
+        return write
+
+    async def _reference_media(self, d: _Board, files: dict[str, bytes], target: Path) -> None:
+        """The reference image with its CONFIG files and the device's first slot onto ``target``."""
+        if not _is_block_device(target):
+            await self._factory_install(d.spec, target, files)  # an image file: written in place, sparsely
+            return
+        staged = d.home / "media.raw"  # a real disk: built aside, then every byte copied
+        await self._factory_install(d.spec, staged, files)
+        await _copy_to_device(staged, target)
+        staged.unlink()
+
+    async def _write_media(self, d: _Board, write: Callable[[Path], Awaitable[None]]) -> None:
+        """The image and CONFIG onto the board's storage, through its media driver, with the board
+        off (the media is switched to the host for the write and back after)."""
         from eden.lab.shell import run_shell
 
         media = d.place.media
@@ -421,7 +505,7 @@ class BoardBackend(QemuBackend):
         if media.to_host:
             await run_shell(media.to_host, place=d.place_name, what="media to_host", deadline=self.run_deadline.child(60.0))
         target = self.lab.resolve(media.device)
-        await self._factory_install(d.spec, target, files)
+        await write(target)
         if media.to_board:
             await run_shell(media.to_board, place=d.place_name, what="media to_board", deadline=self.run_deadline.child(60.0))
         self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": str(target)})
@@ -514,7 +598,7 @@ class BoardBackend(QemuBackend):
         elif d.off_at is not None and self.now() - d.off_at > OFF_GRACE and line.strip():
             self._failure = (f"{d.id} (place {d.place_name}): the board still prints on its console "
                              f"{self.now() - d.off_at:.0f} s after {d.power.describe()} switched it off: power-off not confirmed")
-        if BOOT_BANNER in line:
+        if self._banner(d) in line:
             if d.banner_expected:
                 d.banner_expected = False
             elif d.powered or d.switching_on:
@@ -526,11 +610,18 @@ class BoardBackend(QemuBackend):
                     self.timeline.add(self.now(), "console", d.id, "unexpected_reset", {"banner": line.strip()[:120]})
                 self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": cause})
             d.reboot_announced = False
-        elif '"agent_exit"' in line and '"reboot"' in line:
+        elif ('"agent_exit"' in line and '"reboot"' in line) or REBOOTING in line:
             d.reboot_announced = True
         elif PANIC in line:
             self.timeline.add(self.now(), "console", d.id, "kernel_panic", {"line": line.strip()[:200]})
         self._console_line(d, line)  # type: ignore[arg-type]
+
+    def _banner(self, d: _Board) -> str:
+        """The first line of every boot: the reference image's first marker, or on an EVE board
+        its profile's ``console.boot_marker`` (the kernel's banner)."""
+        if d.id in self.eve_ids:
+            return d.spec.profile.console.boot_marker or BOOT_BANNER
+        return BOOT_BANNER
 
     def _console_event(self, d: _Board, kind: str, data: dict[str, object]) -> None:
         self.timeline.add(self.now(), "console", d.id, kind, {"place": d.place_name, **data})

@@ -353,6 +353,11 @@ class LiveBackend(Generic[D]):
         seeds = np.random.SeedSequence(self.seed).spawn(len(self.loaded.devices))
         return [int(s.generate_state(1)[0]) for s in seeds]
 
+    def _device_serial(self, dev: DeviceSpec) -> str:
+        """The hardware serial the controller pre-registers for ``dev``: made up here, since the
+        backend builds the device; a board has its own (eden.backends.board)."""
+        return f"{dev.profile_name}-{dev.id}"
+
     async def _provision(self, boot_time: float) -> AsyncIterator[tuple[DeviceSpec, str, Path, AgentSpec]]:
         """Every scenario device, in order, made known to the controller: the scenario's global
         configItems set, then per device its serial, home directory (``<work>/devices/<id>``),
@@ -371,7 +376,7 @@ class LiveBackend(Generic[D]):
         seeds = self._device_seeds()
         layout = Layout(self.ctrl_dir)
         for n, dev in enumerate(self.loaded.devices):
-            serial = f"{dev.profile_name}-{dev.id}"
+            serial = self._device_serial(dev)
             home = self.work / "devices" / dev.id
             home.mkdir(parents=True)
             spec = self._agent_spec(dev, serial, variants, seeds[n], boot_time)

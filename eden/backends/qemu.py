@@ -257,10 +257,14 @@ class QemuBackend(LiveBackend[_Vm]):
         (cfg / "port-urls").write_text("".join(f"{port}=https://{host}:{self.api_addr[1]}\n" for port, host in port_hosts))
         (cfg / "spec.json").write_text(spec.model_dump_json(indent=2))
         (cfg / "hostname").write_text(f"{dev.id}\n")
+        (cfg / "authorized_keys").write_bytes(await self._ssh_key(home))
+        return {p.name: p.read_bytes() for p in cfg.iterdir()}
+
+    async def _ssh_key(self, home: Path) -> bytes:
+        """The run's SSH key for one device (``home/id_ed25519``); returns the public half."""
         key = home / "id_ed25519"
         await _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], "ssh-keygen")
-        (cfg / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
-        return {p.name: p.read_bytes() for p in cfg.iterdir()}
+        return key.with_suffix(".pub").read_bytes()
 
     async def _factory_install(self, dev: DeviceSpec, disk: Path, files: dict[str, bytes]) -> None:
         """The reference image's disk at ``disk`` (sparse), the device's first image in IMGA (B
@@ -407,30 +411,38 @@ class QemuBackend(LiveBackend[_Vm]):
         """The run's EVE devices: the live image (``EDEN_EVE_IMAGE``) and base-OS content checked
         (invalid input, before anything starts), OVMF and mtools present. True when every device
         is an EVE device: the accelerator is then probed here and no reference image is built."""
-        from eden.backends.qemu_eve import EVE_IMAGE_ENV, eve_device_ids, eve_plan, host_kernel
-        from eden.errors import InvalidInput
+        from eden.backends.qemu_eve import host_kernel
         from eden.qemu.hostcheck import check_host, probe_accel
+
+        if not await self._plan_eve():
+            return False
+        await asyncio.to_thread(check_host, qemu=qemu, tpm=True, ovmf=True)
+        if len(self.eve_ids) < len(self.loaded.devices):
+            return False
+        self._use_accel(await probe_accel(host_kernel(), qemu))  # no reference kernel to probe KVM with
+        self.timeline.add(0.0, "harness", None, "accelerator", {"accel": self.accel, "deadline_scale": self._scale})
+        return True
+
+    async def _plan_eve(self) -> bool:
+        """The EVE devices of the run and their live image (``self.eve``, ``self.eve_ids``),
+        checked as invalid input before anything starts; False when there are none."""
+        from eden.backends.qemu_eve import EVE_IMAGE_ENV, eve_device_ids, eve_plan
+        from eden.errors import InvalidInput
 
         self.eve = await asyncio.to_thread(eve_plan, self.loaded)
         if self.eve is None:
             return False
         self.eve_ids = eve_device_ids(self.loaded)
-        everyone = len(self.eve_ids) == len(self.loaded.devices)
-        if self.eve.content and not everyone:
+        if self.eve.content and len(self.eve_ids) < len(self.loaded.devices):
             raise InvalidInput.at(str(self.loaded.path), 0, 0, "images with path: are EVE rootfs images; a fleet that "
                                   "mixes EVE and reference-image devices cannot use them",
                                   "run the EVE devices in a scenario of their own")
-        await asyncio.to_thread(check_host, qemu=qemu, tpm=True, ovmf=True)
         if shutil.which("mcopy") is None:
             raise InfrastructureError("mtools (mcopy) is missing: EVE's CONFIG partition is written with it "
                                       "(run scripts/install-system-deps as root)")
         self.timeline.add(0.0, "harness", None, "eve_image", {
             "env": EVE_IMAGE_ENV, "path": str(self.eve.live_image), "devices": sorted(self.eve_ids),
             "content": {n: str(p) for n, p in self.eve.content.items()}})
-        if not everyone:
-            return False
-        self._use_accel(await probe_accel(host_kernel(), qemu))  # no reference kernel to probe KVM with
-        self.timeline.add(0.0, "harness", None, "accelerator", {"accel": self.accel, "deadline_scale": self._scale})
         return True
 
     async def _register_eve_content(self) -> None:

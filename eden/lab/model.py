@@ -311,6 +311,11 @@ class Place(_Strict):
     profile: str
     """Hardware profile name (hw_profiles/)."""
     tags: list[Name] = Field(default_factory=list)
+    serial: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[!-~]+$")
+    """The board's hardware serial as it reports it at registration (on x86 the SMBIOS system
+    serial, ``dmidecode -s system-serial-number``): the controller pre-registers this one. An EVE
+    board needs it (EVE registers with its hardware serial, not one eden makes up); a board
+    running eden's reference image gets eden's own (profile-device) when it is not given."""
     power: Power | None = None
     console: Console | None = None
     ssh: Ssh | None = None

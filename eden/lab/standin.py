@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from eden.qemu.machine import Machine
+    from eden.qemu.machine import Machine, MachineConfig
 
 Answer = dict[str, object]
 """A daemon's answer to one command (JSON): ``ok`` and what else the command tells."""
@@ -59,12 +59,16 @@ COMMANDS = ("on", "off", "link", "tamper", "replug", "unplug", "plug", "dead", "
 
 @dataclass
 class BoardHardware:
-    """``board.json``: what the stand-in board is (its firmware is the reference image's kernel)."""
+    """``board.json``: what the stand-in board is. Its firmware is the reference image's kernel
+    (``firmware: kernel``), or for an EVE board UEFI (``ovmf``: OVMF and swtpm booting whatever
+    its storage holds, as EVE's live image needs; the machine is its ``profile``'s)."""
 
     name: str
-    kernel: str
-    initrd: str
-    append: str
+    kernel: str = ""
+    initrd: str = ""
+    append: str = ""
+    firmware: str = "kernel"
+    profile: str = ""
     ports: list[str] = field(default_factory=lambda: ["eth0"])
     memory_mb: int = 512
     accel: str = "tcg"
@@ -214,6 +218,8 @@ class _Board:
 
         hw = self.hw
         disk = self.dir / "disk.img"
+        if hw.firmware == "ovmf":
+            return Machine(self._uefi_config(disk), self.dir / "vm", on_console_bytes=self.adapter.send)
         extra = ["-smbios", f"type=1,serial={hw.serial or hw.name}", *hw.extra_args]
         if hw.cpu:
             extra = ["-cpu", hw.cpu, *extra]
@@ -225,6 +231,22 @@ class _Board:
             hostfwd_host={"ssh": hw.ssh_port} if hw.ssh_port else {},
         )
         return Machine(cfg, self.dir / "vm", on_console_bytes=self.adapter.send)
+
+    def _uefi_config(self, disk: Path) -> MachineConfig:
+        """An EVE board: the profile's machine with OVMF and swtpm (eden.qemu.eve_image), its NICs
+        and SSH as the kernel-booted board has them."""
+        from eden.profiles import load_profiles
+        from eden.qemu.eve_image import eve_machine_config
+        from eden.qemu.machine import port_nics
+
+        hw = self.hw
+        accel = "kvm" if hw.accel == "kvm" else "tcg"
+        cfg = eve_machine_config(load_profiles()[hw.profile], disk, name=hw.name, serial=hw.serial or hw.name,
+                                 tpm_state=self.dir / "tpm", accel=accel, memory_mb=hw.memory_mb)
+        cfg.nics = port_nics(list(hw.ports), hw.name)
+        cfg.extra_args = [*cfg.extra_args, *hw.extra_args]
+        cfg.hostfwd_host = {"ssh": hw.ssh_port} if hw.ssh_port else {}
+        return cfg
 
     async def handle(self, words: list[str]) -> Answer:
         from eden.runtime.deadline import Deadline

@@ -34,6 +34,9 @@ from eden.lab.standin import BoardHardware, command
 REPO = Path(__file__).resolve().parents[2]
 PDUDAEMON_ENV = "EDEN_PDUDAEMON"
 START_TIMEOUT = 30.0
+EVE_BOARD_MEMORY_MB = 1024
+"""An EVE stand-in board's memory: enough for OVMF and a boot loader under TCG; a real EVE
+image wants its profile's 4 GiB (give the board more by editing its board.json)."""
 
 
 def pdudaemon_binary() -> str:
@@ -142,10 +145,13 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
     from eden.qemu.machine import port_host
     from eden.qemu.tamper import STAGES
 
+    from eden.backends.qemu_eve import is_eve_profile
+
     root.mkdir(parents=True, exist_ok=True)
-    image = Image.load(build(default_cache()))
     wanted = ["qemu-x86_64"] * profiles if isinstance(profiles, int) else list(profiles)
     known = load_profiles()
+    eve = {p for p in wanted if is_eve_profile(known[p])}
+    image = Image.load(build(default_cache())) if set(wanted) - eve else None  # EVE boards boot their storage
     places = [f"{name}-{k}" for k in range(1, len(wanted) + 1)]
     profile_of = dict(zip(places, wanted))
     ports_of = {p: [nic.name for nic in known[profile_of[p]].nics] or ["eth0"] for p in places}
@@ -154,6 +160,12 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                      {p: free_port() for p in places})
     try:
         for place, board in boards.items():
+            if profile_of[place] in eve:  # UEFI firmware: it boots the EVE image the media driver wrote
+                BoardHardware(name=place, firmware="ovmf", profile=profile_of[place], ports=ports_of[place],
+                              memory_mb=EVE_BOARD_MEMORY_MB, serial=f"standin-{place}", ssh_port=lab.ssh_ports[place]).write(board)
+                lab.procs.append(_start([sys.executable, "-m", "eden.lab.standin", "serve", str(board)], board / "daemon.log"))
+                continue
+            assert image is not None
             # The board's own firmware (a board boots what is flashed on it, not eden's image cache,
             # which a later build replaces): the reference image's kernel, initrd and layout.
             firmware = board / "firmware"
@@ -216,6 +228,7 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
             lines += [
                 f"  {place}:",
                 f"    profile: {profile_of[place]}",
+                f"    serial: standin-{place}",  # its SMBIOS system serial (board.json)
                 "    tags: [standin]",
                 f"    timing_scale: {scale:g}",
                 "    controller_hosts: {" + ", ".join(f"{p}: {hosts[i]}" for i, p in enumerate(ports_of[place])) + "}",
@@ -232,9 +245,9 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                 "      command:",
                 f"        down: {py} -m eden.lab.standin link {board} {{port}} down",
                 f"        up: {py} -m eden.lab.standin link {board} {{port}} up",
-                "    tamper:",
-                *(f"      {stage}: {py} -m eden.lab.standin tamper {board} {stage}" for stage in STAGES),
             ]
+            if profile_of[place] not in eve:  # tampering knows the reference image's layout only
+                lines += ["    tamper:", *(f"      {stage}: {py} -m eden.lab.standin tamper {board} {stage}" for stage in STAGES)]
         lab.lab_file.write_text("\n".join(lines) + "\n")
     except BaseException:
         lab.close()

@@ -1,0 +1,193 @@
+"""An EVE board on ``--backend board`` (docs/board.md "EVE boards"), without an EVE image (none can be
+downloaded here): a stand-in board with UEFI firmware (OVMF and swtpm, ``firmware: ovmf`` in its
+board.json) behind a real PDUDaemon and a real ser2net, whose media driver gets the synthetic
+EVE-layout disk of tests/evedisk.py as ``EDEN_EVE_IMAGE``. Its GRUB prints the profile's boot
+marker, reads CONFIG by its FAT label and shows ``server``, then waits.
+
+What is asserted: the board backend writes the live image and EVE's CONFIG (the lab address, the
+controller's root and onboarding certificates, the board's own serial as ``soft_serial``) onto
+the board's storage through the media driver, grown for EVE's IMGB and P3; the board boots what
+was written (its console, read through ser2net, shows CONFIG's ``server``); the boot marker and
+the controller's ``onboarded`` reach the timeline (the registration comes from ``eden agent`` on
+the host with the board's serial and the CONFIG files: this tests the backend, not EVE); the
+controller pre-registered the board's hardware serial from the lab file. Bad input (an EVE place
+without a serial, no ``EDEN_EVE_IMAGE``) is refused at validation with file:line:col."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from eden_subprocess import env as eden_env
+from eden_subprocess import run_eden, start_eden
+from evedisk import grub_efi, install_boot_loader, make_disk
+
+from eden.errors import EXIT_INVALID, EXIT_OK
+from eden.lab.standin import command
+from eden.qemu import eve_image as ev
+
+DEVICE = "eve-0"
+GRUB_CFG = """\
+echo "Linux version 0.0-eden-synthetic (a GRUB on an EVE-layout disk, not EVE)"
+search --no-floppy --label EVE --set=cfg
+echo EDEN-TEST config=($cfg)
+cat ($cfg)/server
+sleep 600
+"""
+MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
+SCENARIO = """
+name: eve-board
+description: an EVE board onboards to the lab's controller
+seed: 1
+fleet:
+  - profile: eve-qemu-x86_64
+    group: eve
+images:
+  eve-13: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - expect: {onboarded: true, within: 90s}
+metrics: [onboarding.time]
+"""
+
+
+def _synthetic_eve(tmp_path: Path) -> Path:
+    disk = make_disk(tmp_path / "live.raw")
+    install_boot_loader(disk, grub_efi(tmp_path / "BOOTX64.EFI", GRUB_CFG, MODULES))
+    return disk
+
+
+EVE_LAB = """\
+lab: eve
+controller: {listen: '127.0.0.1:0', advertise: 10.0.2.2}
+places:
+  board-1:
+    profile: eve-qemu-x86_64
+    power: {command: {'on': 'true', 'off': 'true'}}
+    console: {network: {url: 'tcp://127.0.0.1:9'}}
+    media: {device: board-1.img}
+"""
+
+
+def test_an_eve_place_without_its_serial_or_an_eve_image_is_refused(tmp_path: Path) -> None:
+    scenario = tmp_path / "eve.yaml"
+    scenario.write_text(SCENARIO)
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(EVE_LAB)
+    res = run_eden("validate", "--backend", "board", "--lab", str(lab), str(scenario),
+                   env=eden_env(tmp_path, drop=["EDEN_LAB", "EDEN_EVE_IMAGE"]))
+    assert res.returncode == EXIT_INVALID, res.stdout + res.stderr
+    text = res.stdout + res.stderr
+    assert f"{lab}:5:5" in text and "hardware serial" in text, text  # at the place's profile key
+    assert "EDEN_EVE_IMAGE is not set" in text and f"{scenario}:" in text, text
+    assert "Traceback" not in text
+    lab.write_text(EVE_LAB.replace("    profile:", "    serial: ABC123\n    profile:"))
+    live = _synthetic_eve(tmp_path)
+    res = run_eden("validate", "--backend", "board", "--lab", str(lab), str(scenario),
+                   env=eden_env(tmp_path, drop=["EDEN_LAB"], EDEN_EVE_IMAGE=str(live)))
+    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_an_eve_board_gets_its_image_and_config_boots_them_and_is_seen_onboarding(tmp_path: Path) -> None:
+    from eden.lab.leases import LeaseStore
+    from eden.lab.standin_lab import build_standin_lab
+
+    live = _synthetic_eve(tmp_path)
+    live_before = live.read_bytes()
+    scenario = tmp_path / "eve.yaml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "out"
+    env = eden_env(tmp_path, drop=["EDEN_LAB"], EDEN_EVE_IMAGE=str(live))
+    agents: list[subprocess.Popen[str]] = []
+    seen: dict[str, object] = {}
+    with build_standin_lab(tmp_path / "lab", ["eve-qemu-x86_64"], name="eve", first_output=60) as lab:
+        place = lab.places[0]
+        board = lab.boards[place]
+        serial = f"standin-{place}"
+        proc = start_eden("run", str(scenario), "--backend", "board", "--lab", str(lab.lab_file), "--out", str(out),
+                          "--quiet", env=env)
+        try:
+            deadline = time.monotonic() + 180
+            while not command(board, "status").get("powered"):
+                assert proc.poll() is None, proc.communicate()[0][-3000:]
+                assert time.monotonic() < deadline, "the board was never switched on"
+                time.sleep(0.2)
+            work = next((tmp_path / "tmp").glob("eden-board-*"))
+            capture = work / "devices" / DEVICE / "console" / "console.log"
+            while "EDEN-TEST config=" not in (capture.read_text(errors="replace") if capture.is_file() else ""):
+                assert proc.poll() is None, proc.communicate()[0][-3000:]
+                assert time.monotonic() < deadline, "the board's console never showed its boot loader"
+                time.sleep(0.2)  # the registration comes once the board has booted what was written
+            api = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
+            cfg = tmp_path / "agent-config"
+            shutil.copytree(work / "devices" / DEVICE / "config", cfg)
+            from eden.controller.client import AdminClient
+            from eden.controller.layout import Layout
+
+            seen["root"] = Layout(work / "controller").root_cert.read_bytes()
+            seen["device"] = AdminClient.for_dir(work / "controller").device(serial)
+            spec = tmp_path / "agent-spec.json"
+            spec.write_text(json.dumps({"serial": serial, "device_id": DEVICE, "profile": "eve-qemu-x86_64", "image": "eve-13",
+                                        "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
+            agents.append(start_eden(
+                "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec), "--config-dir", str(cfg),
+                "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl"),
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            text, _ = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for a in agents:
+                if a.poll() is None:
+                    os.killpg(a.pid, signal.SIGKILL)
+                a.wait()
+        assert proc.returncode == EXIT_OK, text[-3000:]
+        assert command(board, "status").get("powered") is False  # left switched off, through PDUDaemon
+        disk = board / "disk.img"
+        with LeaseStore(lab.lab_file.parent / "leases.sqlite") as store:
+            assert [st.lease for st in store.states([place])] == [None]
+
+        # The media driver wrote the live image with EVE's CONFIG for the lab's controller.
+        port = str(api).rsplit(":", 1)[1].strip("/")
+        assert ev.read_eve_config(disk, "server") == f"10.0.2.2:{port}\n".encode()
+        assert ev.read_eve_config(disk, "root-certificate.pem") == seen["root"]
+        assert ev.read_eve_config(disk, "soft_serial") == f"{serial}\n".encode()
+        assert ev.list_eve_config(disk) == sorted([*ev.DEVICE_CONFIG_FILES, "soft_serial"])
+        assert disk.stat().st_size == 8 * 2**30  # grown to the profile's storage for EVE's IMGB and P3
+        assert live.read_bytes() == live_before
+        # The controller pre-registered the board's own serial (the lab file's), learning its PCRs.
+        assert seen["device"]["serial"] == serial and seen["device"]["learn"] is True  # type: ignore[index]
+        cmdline = (board / "vm" / "qemu.cmdline").read_text()
+        assert f"-smbios type=1,serial={serial}" in cmdline and "if=pflash" in cmdline and "-kernel" not in cmdline
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "passed", summary["expectations"]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    harness = {e["what"]: e for e in events if e["source"] == "harness"}
+    assert "image_ready" not in harness  # no reference image for an EVE board
+    assert harness["place_leased"]["place"] == place
+    assert harness["eve_config_written"]["server"] == f"10.0.2.2:{port}"
+    power_on = next(e for e in events if e["source"] == "device" and e["what"] == "power_on")
+    assert power_on["power"] == "pdudaemon", power_on
+    markers = [e for e in events if e["source"] == "console" and e["what"] == "boot_marker"]
+    assert len(markers) == 1 and markers[0]["text"] == "Linux version", markers
+    assert not [e for e in events if e["what"] in ("unexpected_reset", "kernel_panic")]
+    onboarded = [e for e in events if e["what"] == "onboarded"]
+    assert [(e["source"], e["device"]) for e in onboarded] == [("controller", DEVICE)], onboarded
+    # the board booted what was written: its console, through ser2net, shows CONFIG's server
+    console = (out / "logs" / f"console-{DEVICE}.log").read_text(errors="replace")
+    assert "Linux version 0.0-eden-synthetic" in console and f"10.0.2.2:{port}" in console, console[-2000:]
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["places"] == {DEVICE: place}
+    timings = run_info["device_timings"]["devices"][DEVICE]
+    assert 0 < timings["power_on_to_boot_marker"][0] < timings["power_on_to_onboarded"][0], timings
+    assert list((tmp_path / "tmp").iterdir()) == [], "temp dirs left behind"
