@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import tty
@@ -23,25 +22,15 @@ from pathlib import Path
 
 from leakcheck import marked_processes
 
-from eden.lab.standin_lab import free_port
+from eden.lab.services import (Ser2netConnection, free_port, pdudaemon_config, ser2net_argv, ser2net_config,
+                                wait_listening)
 
 ROOT = Path(__file__).resolve().parent.parent
 PDUDAEMON = ROOT / ".tools" / "pdudaemon" / "bin" / "pdudaemon"
 LABGRID_BIN = ROOT / ".tools" / "labgrid" / "bin"
 MARK = "LABTOOLS_MARK"
 INSTALL_HINT = "run scripts/install-system-deps (as root)"
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode} before listening on {port}:\n{log.read_text()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"not listening on {port} after {timeout} s:\n{log.read_text()[-2000:]}")
+START_TIMEOUT = 15.0
 
 
 class _Service:
@@ -81,17 +70,13 @@ class PduDaemon(_Service):
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = tmp / "pdu-state"
         self.state_dir.mkdir()
-        conf = {
-            "daemon": {"hostname": "127.0.0.1", "port": self.port, "listener": "http", "logging_level": "DEBUG"},
-            "pdus": {self.PDU: {"driver": "localcmdline", "retries": 1, "retrydelay": 0,
-                                "cmd_on": f"echo on > {self.state_dir}/port%s",
-                                "cmd_off": f"echo off > {self.state_dir}/port%s"}},
-        }
         config = tmp / "pdudaemon.conf"
-        config.write_text(json.dumps(conf))
+        config.write_text(pdudaemon_config(self.port, self.PDU, f"echo on > {self.state_dir}/port%s",
+                                           f"echo off > {self.state_dir}/port%s", logging_level="DEBUG",
+                                           retries=1, retrydelay=0))
         log = tmp / "pdudaemon.log"
         super().__init__([str(PDUDAEMON), "--conf", str(config), "--logfile", str(log)], tmp / "pdudaemon.out")
-        wait_listening(self.port, self.proc, tmp / "pdudaemon.out")
+        wait_listening(self.port, self.proc, "PDUDaemon", self.log, START_TIMEOUT)
 
     def state(self, port: int | str) -> str | None:
         path = self.state_dir / f"port{port}"
@@ -105,21 +90,15 @@ class Ser2net(_Service):
     def __init__(self, tmp: Path, connections: dict[str, tuple[str, str]]) -> None:
         exe = shutil.which("ser2net") or shutil.which("ser2net", path="/usr/sbin:/sbin")
         assert exe, f"ser2net is missing: {INSTALL_HINT} (Debian package ser2net)"
-        self.ports: dict[str, int] = {}
-        self.urls: dict[str, str] = {}
-        yaml = []
-        for name, (kind, device) in connections.items():
-            port = self.ports[name] = free_port()
-            accepter = f"tcp,127.0.0.1,{port}" if kind == "raw" else f"telnet(rfc2217),tcp,127.0.0.1,{port}"
-            self.urls[name] = f"{'tcp' if kind == 'raw' else 'rfc2217'}://127.0.0.1:{port}"
-            yaml += [f"connection: &{name}", f"  accepter: {accepter}",
-                     f"  connector: serialdev,{device},115200n81,local", "  options:", "    kickolduser: true"]
+        served = [Ser2netConnection(name, free_port(), device, "tcp" if kind == "raw" else "rfc2217")
+                  for name, (kind, device) in connections.items()]
+        self.ports: dict[str, int] = {c.name: c.port for c in served}
+        self.urls: dict[str, str] = {c.name: c.url for c in served}
         config = tmp / "ser2net.yaml"
-        config.write_text("\n".join(yaml) + "\n")
-        # -n: foreground; -u: no UUCP lock files in /var/lock
-        super().__init__([exe, "-n", "-u", "-c", str(config), "-P", str(tmp / "ser2net.pid")], tmp / "ser2net.log")
+        config.write_text(ser2net_config(served))
+        super().__init__(ser2net_argv(exe, config, tmp / "ser2net.pid"), tmp / "ser2net.log")
         for port in self.ports.values():
-            wait_listening(port, self.proc, self.log)
+            wait_listening(port, self.proc, "ser2net", self.log, START_TIMEOUT)
 
 
 def labgrid_tool(name: str) -> Path:
@@ -139,7 +118,7 @@ class LabgridCoordinator(_Service):
         work.mkdir()
         super().__init__([str(labgrid_tool("labgrid-coordinator")), "-l", self.address], tmp / "coordinator.log",
                          cwd=work)
-        wait_listening(self.port, self.proc, self.log)
+        wait_listening(self.port, self.proc, "labgrid-coordinator", self.log, START_TIMEOUT)
 
     def client(self, *args: str, user: str = "admin", check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "LG_USERNAME": user, MARK: self.mark}

@@ -24,22 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 
 
-def lab_text(places: dict[str, str], *, link: bool = True, tamper: bool = False) -> str:
+def lab_text(places: dict[str, str], *, link: bool = True, tamper: bool = False,
+             bare: frozenset[str] = frozenset()) -> str:
+    """A lab of command-driven places; those in ``bare`` have neither a link nor a tamper driver."""
     lines = ["lab: t", "controller: {listen: '127.0.0.1:0'}", "places:"]
     for name, profile in places.items():
         lines += [f"  {name}:", f"    profile: {profile}",
                   "    power: {command: {'on': 'true', 'off': 'true'}}",
                   "    console: {network: {url: 'tcp://127.0.0.1:9'}}",
                   f"    media: {{device: {name}.img}}"]
-        if link:
+        if link and name not in bare:
             lines += ["    link: {command: {down: 'true {port}', up: 'true {port}'}}"]
-        if tamper:
+        if tamper and name not in bare:
             lines += ["    tamper: {firmware: 'true'}"]
     return "\n".join(lines) + "\n"
 
 
-def validate(tmp_path: Path, scenario: str, lab: str | None) -> subprocess.CompletedProcess[str]:
-    args = ["validate", "--backend", "board", str(SCENARIOS / f"{scenario}.yaml")]
+def validate(tmp_path: Path, scenario: str | Path, lab: str | None) -> subprocess.CompletedProcess[str]:
+    file = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
+    args = ["validate", "--backend", "board", str(file)]
     if lab is not None:
         (tmp_path / "lab.yaml").write_text(lab)
         args += ["--lab", str(tmp_path / "lab.yaml")]
@@ -90,6 +93,63 @@ def test_a_tamper_stage_needs_a_command_for_that_stage(tmp_path: Path) -> None:
     text = res.stdout + res.stderr
     assert res.returncode == 2 and "'tamper' stage firmware needs a tamper command" in text, text
     assert validate(tmp_path, "attestation-tamper", lab_text({"n1": "nuc-class", "n2": "nuc-class"}, tamper=True)).returncode == 0
+
+
+TWO_PROFILES = """\
+name: two-profiles
+seed: 1
+fleet:
+  - {profile: qemu-x86_64, group: dut}
+  - {profile: gateway-x86, group: gw}
+images:
+  base: {version: 13.4.0}
+steps:
+  - power_on: {}
+  - network_down: {}
+    target: {profile: gateway-x86}
+  - tamper: {stage: firmware}
+    target: gw
+  - network_up: {}
+    target: gw-0
+faults:
+  - network_down: {}
+    target: {group: gw, count: 1}
+    at: 1m
+"""
+
+
+def test_a_step_is_checked_only_against_places_of_the_profiles_it_targets(tmp_path: Path) -> None:
+    scenario = tmp_path / "two-profiles.yaml"
+    scenario.write_text(TWO_PROFILES)
+    places = {"q1": "qemu-x86_64", "g1": "gateway-x86", "g2": "gateway-x86"}
+    # every step targets the gateways: the qemu place needs neither a link nor a tamper driver
+    res = validate(tmp_path, scenario, lab_text(places, tamper=True, bare=frozenset({"q1"})))
+    assert res.returncode == 0, res.stdout + res.stderr
+    # one gateway place without them: each step is refused, naming that place and no other
+    res = validate(tmp_path, scenario, lab_text(places, tamper=True, bare=frozenset({"g2"})))
+    text = res.stdout + res.stderr
+    assert res.returncode == 2 and "Traceback" not in text, text
+    assert "'network_down' needs 'set_links' on the board, and place(s) g2 of" in text, text
+    assert "'network_up' needs 'set_links' on the board, and place(s) g2 of" in text, text
+    assert "'tamper' stage firmware needs a tamper command for it, and place(s) g2 of" in text, text
+    assert str(tmp_path / "lab.yaml") in text and "q1" not in text, text
+    lines = TWO_PROFILES.splitlines()
+    for action in ("network_down", "tamper", "network_up"):
+        line = next(i for i, x in enumerate(lines, 1) if x.startswith(f"  - {action}:"))
+        assert f"two-profiles.yaml:{line}:" in text, (action, text)
+    fault = next(i for i, x in enumerate(lines, 1) if x.startswith("  - network_down:") and i > lines.index("faults:"))
+    assert f"two-profiles.yaml:{fault}:" in text, text  # the sampled fault: any gateway place may be the one
+
+
+def test_a_step_for_every_device_is_checked_against_every_profile_s_places(tmp_path: Path) -> None:
+    scenario = tmp_path / "two-profiles.yaml"
+    scenario.write_text(TWO_PROFILES.replace("    target: {profile: gateway-x86}\n", ""))
+    places = {"q1": "qemu-x86_64", "g1": "gateway-x86", "g2": "gateway-x86"}
+    res = validate(tmp_path, scenario, lab_text(places, tamper=True, bare=frozenset({"q1"})))
+    text = res.stdout + res.stderr
+    assert res.returncode == 2, text
+    assert "'network_down' needs 'set_links' on the board, and place(s) q1 of" in text, text
+    assert "'tamper' stage" not in text and "'network_up'" not in text, text  # those still target gw only
 
 
 def test_an_invalid_lab_file_is_refused_at_its_line_and_column(tmp_path: Path) -> None:

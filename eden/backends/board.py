@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from eden.lab.power import PowerDriver
     from eden.runtime.deadline import Deadline
     from eden.scenario.load import LoadedScenario
+    from eden.scenario.model import StepBase, Target
     from eden.timeline import Timeline
 
 LAB_ENV = "EDEN_LAB"
@@ -127,8 +128,9 @@ def lab_path(env: dict[str, str] | None = None) -> Path | None:
 
 
 def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> list[Issue]:
-    """What ``--backend board`` needs beyond the scenario's own rules: a lab file, and for every
-    device's profile enough places whose drivers perform the steps the scenario takes."""
+    """What ``--backend board`` needs beyond the scenario's own rules: a lab file, enough places of
+    every device's profile, and for every step or fault that acts on the boards, drivers that
+    perform it on each place of the profiles its target names (:func:`_target_profiles`)."""
     from eden.backends.actions import ACTION_TABLE
     from eden.lab.load import load_lab
     from eden.lab.model import place_methods
@@ -161,19 +163,18 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
             where = next(("fleet", i, "profile") for i, e in enumerate(loaded.scenario.fleet) if e.profile == profile)
             out.append(issue_at(loaded.located, where, f"the lab {lab.lab.lab!r} has {len(places)} place(s) with profile "
                                 f"{profile}, the scenario needs {n}", f"add places to {path} or run fewer devices"))
-    methods_by_step = _device_methods(loaded, ACTION_TABLE)
-    for where, method, stage in _tamper_stages(loaded):
-        for profile in sorted(need):
+    for where, profiles, stage in _tamper_stages(loaded):
+        for profile in profiles:
             lacking = [name for name, p in lab.lab.places.items() if p.profile == profile
                        and (p.tamper is None or stage not in p.tamper.stages())]
             if lacking:
                 out.append(issue_at(loaded.located, where, f"'tamper' stage {stage} needs a tamper command for it, and "
                                     f"place(s) {', '.join(sorted(lacking))} of {path} have none",
                                     "add tamper." + stage + " to those places (docs/lab.md), or run the step on qemu"))
-    for where, method in methods_by_step:
+    for where, profiles, method in _device_methods(loaded, ACTION_TABLE):
         if method == "tamper":
             continue  # by stage, above
-        for profile in sorted(need):
+        for profile in profiles:
             lacking = [name for name, p in lab.lab.places.items() if p.profile == profile and method not in place_methods(p)]
             if lacking:
                 out.append(issue_at(loaded.located, where, f"'{where[2]}' needs '{method}' on the board, and "
@@ -182,24 +183,34 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
     return out
 
 
-def _device_methods(loaded: LoadedScenario, table: Mapping[str, Action]) -> list[tuple[tuple[str, int, str], str]]:
-    """(where, device-port method) of every step and fault that acts on the board itself."""
-    out: list[tuple[tuple[str, int, str], str]] = []
-    for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults)):
-        for i, step in enumerate(items):
-            row = table.get(step.action)
-            if row is not None and row.port == "device":
-                out.append(((kind, i, step.action), row.method))
-    return out
+Where = tuple[str, int, str]
+"""A step's or fault's place in the scenario: ``("steps" | "faults", index, action)``."""
 
 
-def _tamper_stages(loaded: LoadedScenario) -> list[tuple[tuple[str, int, str], str, str]]:
-    out: list[tuple[tuple[str, int, str], str, str]] = []
-    for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults)):
-        for i, step in enumerate(items):
-            if step.action == "tamper":
-                out.append(((kind, i, step.action), "tamper", str(step.args.stage)))
-    return out
+def _device_methods(loaded: LoadedScenario, table: Mapping[str, Action]) -> list[tuple[Where, list[str], str]]:
+    """(where, profiles it acts on, device-port method) of every step and fault that acts on the board itself."""
+    return [(where, _target_profiles(loaded, step.target), row.method) for where, step in _steps_and_faults(loaded)
+            if (row := table.get(step.action)) is not None and row.port == "device"]
+
+
+def _tamper_stages(loaded: LoadedScenario) -> list[tuple[Where, list[str], str]]:
+    """(where, profiles it acts on, stage) of every ``tamper`` step and fault."""
+    return [(where, _target_profiles(loaded, step.target), str(step.args.stage)) for where, step in _steps_and_faults(loaded)
+            if step.action == "tamper"]
+
+
+def _steps_and_faults(loaded: LoadedScenario) -> list[tuple[Where, StepBase]]:
+    return [((kind, i, step.action), step)
+            for kind, items in (("steps", loaded.scenario.steps), ("faults", loaded.scenario.faults))
+            for i, step in enumerate(items)]
+
+
+def _target_profiles(loaded: LoadedScenario, target: Target) -> list[str]:
+    """Profiles of the devices ``target`` names, before sampling (a ``fraction``/``count`` sample
+    may pick any of them, and any place of a device's profile may be the one leased for it); every
+    profile of the fleet when the target names no device (nothing to resolve it by: be strict)."""
+    devices = loaded.matching(target) or loaded.devices
+    return sorted({d.profile_name for d in devices})
 
 
 def _assignable(pools: list[list[str]], free: set[str]) -> bool:

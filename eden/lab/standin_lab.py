@@ -16,11 +16,9 @@ kills what a crashed start left (no process outlives the lab).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,11 +27,12 @@ from pathlib import Path
 from typing import Literal
 
 from eden.errors import InfrastructureError
+from eden.lab.services import (START_TIMEOUT, Ser2netConnection, free_port, log_tail, pdudaemon_config,
+                                ser2net_argv, ser2net_config, wait_listening)
 from eden.lab.standin import BoardHardware, command
 
 REPO = Path(__file__).resolve().parents[2]
 PDUDAEMON_ENV = "EDEN_PDUDAEMON"
-START_TIMEOUT = 30.0
 EVE_BOARD_MEMORY_MB = 1024
 """An EVE stand-in board's memory: enough for OVMF and a boot loader under TCG; a real EVE
 image wants its profile's 4 GiB (give the board more by editing its board.json)."""
@@ -53,30 +52,6 @@ def ser2net_binary() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise InfrastructureError("ser2net is not installed (run scripts/install-system-deps as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = START_TIMEOUT) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise InfrastructureError(f"{what} exited at start (rc={proc.returncode}): {_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise InfrastructureError(f"{what} did not listen on port {port} within {timeout:.0f} s: {_tail(log)}")
-
-
-def _tail(log: Path) -> str:
-    with contextlib.suppress(OSError):
-        return log.read_text(errors="replace")[-1500:]
-    return ""
 
 
 @dataclass
@@ -184,27 +159,19 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                     break
                 except OSError:
                     if time.monotonic() > end:
-                        raise InfrastructureError(f"stand-in board {place} did not start: {_tail(board / 'daemon.log')}") from None
+                        raise InfrastructureError(f"stand-in board {place} did not start: {log_tail(board / 'daemon.log')}") from None
                     time.sleep(0.1)
         py = sys.executable
-        pdu_conf = {"daemon": {"hostname": "127.0.0.1", "port": lab.pdu_port, "logging_level": "INFO", "listener": "http"},
-                    "pdus": {name: {"driver": "localcmdline",
-                                    "cmd_on": f"{py} -m eden.lab.standin power {root / 'boards'}/%s on",
-                                    "cmd_off": f"{py} -m eden.lab.standin power {root / 'boards'}/%s off"}}}
-        (root / "pdudaemon.conf").write_text(json.dumps(pdu_conf, indent=2))
+        (root / "pdudaemon.conf").write_text(pdudaemon_config(lab.pdu_port, name,
+                                                              f"{py} -m eden.lab.standin power {root / 'boards'}/%s on",
+                                                              f"{py} -m eden.lab.standin power {root / 'boards'}/%s off"))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
         pdu = _start([pdudaemon_binary(), "--conf", str(root / "pdudaemon.conf"), "--loglevel", "INFO"], root / "pdudaemon.log", env)
         lab.procs.append(pdu)
-        accepter = "telnet(rfc2217),tcp" if console == "rfc2217" else "tcp"
-        s2n = "".join(
-            f"connection: &{place.replace('-', '_')}\n"
-            f"  accepter: {accepter},127.0.0.1,{lab.console_ports[place]}\n"
-            f"  connector: serialdev,{boards[place] / 'tty'},115200n81,local\n"
-            "  options:\n    kickolduser: true\n"
-            for place in places)
-        (root / "ser2net.yaml").write_text(s2n)
-        ser = _start([ser2net_binary(), "-n", "-u", "-c", str(root / "ser2net.yaml"), "-P", str(root / "ser2net.pid")],
-                     root / "ser2net.log")
+        consoles = {place: Ser2netConnection(place, lab.console_ports[place], boards[place] / "tty", console)
+                    for place in places}
+        (root / "ser2net.yaml").write_text(ser2net_config(consoles.values()))
+        ser = _start(ser2net_argv(ser2net_binary(), root / "ser2net.yaml", root / "ser2net.pid"), root / "ser2net.log")
         lab.procs.append(ser)
         wait_listening(lab.pdu_port, pdu, "PDUDaemon", root / "pdudaemon.log")
         for place in places:
@@ -235,7 +202,7 @@ def build_standin_lab(root: Path, profiles: int | list[str] = 2, *, name: str = 
                 "    power:",
                 f"      pdudaemon: {{url: 'http://127.0.0.1:{lab.pdu_port}', hostname: {name}, port: {k}}}",
                 "    console:",
-                f"      network: {{url: '{console}://127.0.0.1:{lab.console_ports[place]}'}}",
+                f"      network: {{url: '{consoles[place].url}'}}",
                 "      reattach: 20",
                 f"      first_output: {first_output:g}",
                 f"    ssh: {{host: 127.0.0.1, port: {lab.ssh_ports[place]}, user: root}}",
