@@ -132,6 +132,8 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
     every device's profile, and for every step or fault that acts on the boards, drivers that
     perform it on each place of the profiles its target names (:func:`_target_profiles`)."""
     from eden.backends.actions import ACTION_TABLE
+    from eden.backends.qemu_eve import input_issues as eve_input_issues
+    from eden.backends.qemu_eve import is_eve_profile
     from eden.lab.load import load_lab
     from eden.lab.model import place_methods
 
@@ -143,9 +145,6 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
         lab = load_lab(path)
     except InvalidInput as exc:
         return list(exc.issues)
-    from eden.backends.qemu_eve import input_issues as eve_input_issues
-    from eden.backends.qemu_eve import is_eve_profile
-
     out: list[Issue] = eve_input_issues(loaded, env)
     eve_profiles = {d.profile_name for d in loaded.devices if is_eve_profile(d.profile)}
     for name, p in lab.lab.places.items():

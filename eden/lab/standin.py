@@ -44,7 +44,7 @@ import termios
 import tty
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
 if TYPE_CHECKING:
     from eden.qemu.machine import Machine, MachineConfig
@@ -240,7 +240,7 @@ class _Board:
         from eden.qemu.machine import port_nics
 
         hw = self.hw
-        accel = "kvm" if hw.accel == "kvm" else "tcg"
+        accel: Literal["kvm", "tcg"] = "kvm" if hw.accel == "kvm" else "tcg"
         cfg = eve_machine_config(load_profiles()[hw.profile], disk, name=hw.name, serial=hw.serial or hw.name,
                                  tpm_state=self.dir / "tpm", accel=accel, memory_mb=hw.memory_mb)
         cfg.nics = port_nics(list(hw.ports), hw.name)
