@@ -5,6 +5,7 @@ be downloaded here): GPT partitions with EVE's names, numbers, type GUIDs and IM
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -83,3 +84,39 @@ def install_boot_loader(disk: Path, efi_app: Path) -> None:
     esp = ev.find_partition(disk, "EFI System")
     run("mmd", "-i", f"{disk}@@{esp.offset}", "::/EFI", "::/EFI/BOOT")
     run("mcopy", "-i", f"{disk}@@{esp.offset}", str(efi_app), "::/EFI/BOOT/BOOTX64.EFI")
+
+
+#: The synthetic "EVE": OVMF boots this GRUB from the ESP; it prints the eve-qemu-x86_64 profile's
+#: boot marker (``Linux version``), finds CONFIG by its FAT label and shows ``server``, then waits:
+#: it never talks to the controller.
+SYNTHETIC_GRUB_CFG = """\
+echo "Linux version 0.0-eden-synthetic (a GRUB on an EVE-layout disk, not EVE)"
+search --no-floppy --label EVE --set=cfg
+echo EDEN-TEST config=($cfg)
+cat ($cfg)/server
+sleep 600
+"""
+SYNTHETIC_MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
+
+
+def synthetic_eve(tmp: Path) -> Path:
+    """``tmp/live.raw``: EVE's live layout with :data:`SYNTHETIC_GRUB_CFG` on its ESP."""
+    disk = make_disk(tmp / "live.raw")
+    install_boot_loader(disk, grub_efi(tmp / "BOOTX64.EFI", SYNTHETIC_GRUB_CFG, SYNTHETIC_MODULES))
+    return disk
+
+
+def register_as(tmp: Path, serial: str, device: str, config: Path, api: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """What no EVE can do here: register with ``serial`` and a device's CONFIG files, by ``eden
+    agent`` (eden's emulated device) on the host, once (its own session: kill its group)."""
+    from eden_subprocess import start_eden
+
+    cfg = tmp / "agent-config"
+    shutil.copytree(config, cfg)
+    spec = tmp / "agent-spec.json"
+    spec.write_text(json.dumps({"serial": serial, "device_id": device, "profile": "eve-qemu-x86_64", "image": "eve-13",
+                                "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
+    return start_eden(
+        "agent", "--state-dir", str(tmp / "agent"), "--spec", str(spec), "--config-dir", str(cfg),
+        "--controller", api, "--once", "--events", str(tmp / "agent-events.jsonl"),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

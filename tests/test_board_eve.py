@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,21 +25,13 @@ from pathlib import Path
 import pytest
 from eden_subprocess import env as eden_env
 from eden_subprocess import run_eden, start_eden
-from evedisk import grub_efi, install_boot_loader, make_disk
+from evedisk import register_as, synthetic_eve
 
 from eden.errors import EXIT_INVALID, EXIT_OK
 from eden.lab.standin import command
 from eden.qemu import eve_image as ev
 
 DEVICE = "eve-0"
-GRUB_CFG = """\
-echo "Linux version 0.0-eden-synthetic (a GRUB on an EVE-layout disk, not EVE)"
-search --no-floppy --label EVE --set=cfg
-echo EDEN-TEST config=($cfg)
-cat ($cfg)/server
-sleep 600
-"""
-MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
 SCENARIO = """
 name: eve-board
 description: an EVE board onboards to the lab's controller
@@ -55,12 +46,6 @@ steps:
   - expect: {onboarded: true, within: 90s}
 metrics: [onboarding.time]
 """
-
-
-def _synthetic_eve(tmp_path: Path) -> Path:
-    disk = make_disk(tmp_path / "live.raw")
-    install_boot_loader(disk, grub_efi(tmp_path / "BOOTX64.EFI", GRUB_CFG, MODULES))
-    return disk
 
 
 EVE_LAB = """\
@@ -88,7 +73,7 @@ def test_an_eve_place_without_its_serial_or_an_eve_image_is_refused(tmp_path: Pa
     assert "EDEN_EVE_IMAGE is not set" in text and f"{scenario}:" in text, text
     assert "Traceback" not in text
     lab.write_text(EVE_LAB.replace("    profile:", "    serial: ABC123\n    profile:"))
-    live = _synthetic_eve(tmp_path)
+    live = synthetic_eve(tmp_path)
     res = run_eden("validate", "--backend", "board", "--lab", str(lab), str(scenario),
                    env=eden_env(tmp_path, drop=["EDEN_LAB"], EDEN_EVE_IMAGE=str(live)))
     assert res.returncode == EXIT_OK, res.stdout + res.stderr
@@ -100,7 +85,7 @@ def test_an_eve_board_gets_its_image_and_config_boots_them_and_is_seen_onboardin
     from eden.lab.leases import LeaseStore
     from eden.lab.standin_lab import build_standin_lab
 
-    live = _synthetic_eve(tmp_path)
+    live = synthetic_eve(tmp_path)
     live_before = live.read_bytes()
     scenario = tmp_path / "eve.yaml"
     scenario.write_text(SCENARIO)
@@ -127,20 +112,12 @@ def test_an_eve_board_gets_its_image_and_config_boots_them_and_is_seen_onboardin
                 assert time.monotonic() < deadline, "the board's console never showed its boot loader"
                 time.sleep(0.2)  # the registration comes once the board has booted what was written
             api = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
-            cfg = tmp_path / "agent-config"
-            shutil.copytree(work / "devices" / DEVICE / "config", cfg)
             from eden.controller.client import AdminClient
             from eden.controller.layout import Layout
 
             seen["root"] = Layout(work / "controller").root_cert.read_bytes()
             seen["device"] = AdminClient.for_dir(work / "controller").device(serial)
-            spec = tmp_path / "agent-spec.json"
-            spec.write_text(json.dumps({"serial": serial, "device_id": DEVICE, "profile": "eve-qemu-x86_64", "image": "eve-13",
-                                        "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
-            agents.append(start_eden(
-                "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec), "--config-dir", str(cfg),
-                "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl"),
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            agents.append(register_as(tmp_path, serial, DEVICE, work / "devices" / DEVICE / "config", api, env))
             text, _ = proc.communicate(timeout=240)
         finally:
             if proc.poll() is None:

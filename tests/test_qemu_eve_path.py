@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from evedisk import grub_efi, install_boot_loader, make_disk, run
+from evedisk import make_disk, register_as, run, synthetic_eve
 from eden_subprocess import env, run_eden, start_eden
 from leakcheck import marked_processes
 
@@ -37,17 +37,6 @@ MARK = f"eden-qemu-eve-test-{os.getpid()}"
 DEVICE = "eve-0"
 SERIAL = f"eve-qemu-x86_64-{DEVICE}"
 
-#: The synthetic "EVE": OVMF boots this GRUB from the ESP; it prints the profile's boot marker
-#: (``Linux version``), finds CONFIG by its FAT label and shows ``server``, then waits: it never
-#: talks to the controller.
-GRUB_CFG = """\
-echo "Linux version 0.0-eden-synthetic (a GRUB on an EVE-layout disk, not EVE)"
-search --no-floppy --label EVE --set=cfg
-echo EDEN-TEST config=($cfg)
-cat ($cfg)/server
-sleep 600
-"""
-MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
 
 SCENARIO = """
 name: eve-path
@@ -98,9 +87,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _synthetic_eve(tmp_path: Path) -> Path:
-    disk = make_disk(tmp_path / "live.raw")
-    install_boot_loader(disk, grub_efi(tmp_path / "BOOTX64.EFI", GRUB_CFG, MODULES))
-    return disk
+    return synthetic_eve(tmp_path)
 
 
 def _run_with(tmp_path: Path, scenario: Path, out: Path, env: dict[str, str],
@@ -238,15 +225,7 @@ def test_onboarding_of_an_eve_device_is_seen_through_the_controller(tmp_path: Pa
 
     def during(work: Path) -> None:
         api = json.loads((work / "controller" / "serve.json").read_text())["api_url"]
-        cfg = tmp_path / "agent-config"
-        shutil.copytree(work / "devices" / DEVICE / "config", cfg)
-        spec = tmp_path / "agent-spec.json"
-        spec.write_text(json.dumps({"serial": SERIAL, "device_id": DEVICE, "profile": "eve-qemu-x86_64", "image": "eve-13",
-                                    "images": {"eve-13": {"version": "13.4.0"}}, "seed": 1, "boot_time": 0.5}))
-        agents.append(start_eden(
-            "agent", "--state-dir", str(tmp_path / "agent"), "--spec", str(spec), "--config-dir", str(cfg),
-            "--controller", api, "--once", "--events", str(tmp_path / "agent-events.jsonl"),
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        agents.append(register_as(tmp_path, SERIAL, DEVICE, work / "devices" / DEVICE / "config", api, env))
 
     try:
         proc, text = _run_with(tmp_path, scenario, out, env, during)
