@@ -94,7 +94,19 @@ MISTAKES = [
     ("missing {port}", 'down: "echo down {port}"', 'down: "echo down"', "14:23", ["no {port} placeholder"]),
     ("listen port out of range", "127.0.0.1:0", "127.0.0.1:70000", "3:11", ["out of range: 0 to 65535"]),
     ("bad place name", "  p1:\n", "  P1:\n", "7:3", ["'P1' is not valid"]),
+    ("media device and by hand", "    link:\n", "    media: {device: sd.img, manual: {}}\n    link:\n", "13:5",
+     ["exactly one of device, manual is needed under 'media'"]),
+    ("bad serial", "    profile: rpi4-class\n", "    profile: rpi4-class\n    serial: 'a b'\n", "9:13",
+     ["'a b' is not valid for 'serial'"]),
 ]
+
+
+def test_media_by_hand_and_a_serial(tmp_path: Path) -> None:
+    text = BASE.replace("    link:\n", "    serial: ABC-123\n    media:\n      manual:\n    link:\n")
+    place = load_lab(write(tmp_path, text)).place("p1")
+    assert place.serial == "ABC-123" and place.media is not None and place.media.manual is not None
+    assert place.media.manual.timeout == 1800 and place.media.device is None
+    assert place_drivers(place)["media"] == "manual"
 
 
 @pytest.mark.parametrize("what,old,new,where,words", MISTAKES, ids=[m[0] for m in MISTAKES])

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from eden.lab.labgrid import LabgridLease, LabgridResources
     from eden.lab.leases import HeldLease, Lease, LeaseStore
     from eden.lab.load import LoadedLab
-    from eden.lab.model import Place
+    from eden.lab.model import ManualMedia, Place
     from eden.lab.power import PowerDriver
     from eden.runtime.deadline import Deadline
     from eden.scenario.load import LoadedScenario
@@ -80,6 +80,12 @@ PANIC = "Kernel panic"
 REBOOTING = "reboot: Restarting system"
 """What Linux prints on its console when software reboots it (kernel/reboot.c): the next banner
 is then a reboot, not a reset, whatever ran the reboot (EVE's agents, eden's, a panic's timeout)."""
+
+
+MediaWriter = Callable[[Path, bool], Awaitable[None]]
+"""Writes a board's image onto a target path; the flag: grow an image file to the profile's storage."""
+MANUAL_MEDIA_PROMPT = ("Place {place}: write {image} to the board's storage (e.g. dd if={image} of=/dev/sdX bs=4M "
+                       "conv=fsync), put it back in the board, then press Enter")
 
 
 def _is_block_device(path: Path) -> bool:
@@ -162,6 +168,13 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
             where = next(("fleet", i, "profile") for i, e in enumerate(loaded.scenario.fleet) if e.profile == profile)
             out.append(issue_at(loaded.located, where, f"the lab {lab.lab.lab!r} has {len(places)} place(s) with profile "
                                 f"{profile}, the scenario needs {n}", f"add places to {path} or run fewer devices"))
+    firsts = {e.profile: i for i, e in reversed(list(enumerate(loaded.scenario.fleet)))}
+    for profile, i in sorted(firsts.items()):
+        bare = sorted(name for name, p in lab.lab.places.items() if p.profile == profile and p.media is None)
+        if bare:
+            out.append(issue_at(loaded.located, ("fleet", i, "profile"), f"place(s) {', '.join(bare)} of {path} have no "
+                                "media driver, so eden cannot write the board's image and CONFIG for the run",
+                                "give them media: {device: ...}, or media: {manual: {}} to write it by hand (docs/lab.md)"))
     for where, profiles, stage in _tamper_stages(loaded):
         for profile in profiles:
             lacking = [name for name, p in lab.lab.places.items() if p.profile == profile
@@ -426,7 +439,7 @@ class BoardBackend(QemuBackend):
             hosts = place.controller_hosts or {}
             ports = [(nic.name, hosts.get(nic.name, advertise)) for nic in dev.profile.nics]
             server = ports[0][1] if ports else advertise
-            write: Callable[[Path], Awaitable[None]]
+            write: MediaWriter
             if dev.id in self.eve_ids:
                 write = await self._eve_media(d, server)
             else:
@@ -462,7 +475,7 @@ class BoardBackend(QemuBackend):
                            "console": resources.console_url})
         return resources
 
-    async def _eve_media(self, d: _Board, server: str) -> Callable[[Path], Awaitable[None]]:
+    async def _eve_media(self, d: _Board, server: str) -> MediaWriter:
         """An EVE board's storage: the live image (``EDEN_EVE_IMAGE``) with EVE's CONFIG from the
         device-config files, as on ``qemu`` (eden.backends.qemu_eve) but dialling the lab address
         (spec §1: EVE reads ``server`` from CONFIG). Returns the writer for the media."""
@@ -478,7 +491,7 @@ class BoardBackend(QemuBackend):
         await asyncio.to_thread(self.client().set_device_learn, d.serial, True)
         size = int(d.spec.profile.storage.size)
 
-        async def write(target: Path) -> None:
+        async def write(target: Path, grow: bool) -> None:
             if _is_block_device(target):  # a real disk: the whole image, holes included, no growing
                 staged = d.home / "media.raw"
                 await asyncio.to_thread(prepare_eve_disk, live, staged)
@@ -486,14 +499,15 @@ class BoardBackend(QemuBackend):
                 await _copy_to_device(staged, target)
                 staged.unlink()
             else:  # an image file (a stand-in board's storage): grown sparsely for IMGB and P3
-                await asyncio.to_thread(prepare_eve_disk, live, target, size=size)
+                await asyncio.to_thread(prepare_eve_disk, live, target, size=size if grow else None)
                 await asyncio.to_thread(write_device_config, target, d.home / "config", d.serial)
             self.timeline.add(self.now(), "harness", d.id, "eve_config_written",
                               {"place": d.place_name, "server": f"{server}:{self.api_addr[1]}", "soft_serial": d.serial})
         return write
 
-    async def _reference_media(self, d: _Board, files: dict[str, bytes], target: Path) -> None:
-        """The reference image with its CONFIG files and the device's first slot onto ``target``."""
+    async def _reference_media(self, d: _Board, files: dict[str, bytes], target: Path, grow: bool) -> None:
+        """The reference image with its CONFIG files and the device's first slot onto ``target``
+        (always the image's own size: its partitions fill it)."""
         if not _is_block_device(target):
             await self._factory_install(d.spec, target, files)  # an image file: written in place, sparsely
             return
@@ -502,7 +516,22 @@ class BoardBackend(QemuBackend):
         await _copy_to_device(staged, target)
         staged.unlink()
 
-    async def _write_media(self, d: _Board, write: Callable[[Path], Awaitable[None]]) -> None:
+    async def _media_by_hand(self, d: _Board, manual: ManualMedia, write: MediaWriter) -> None:
+        """A person writes the image: it is made in the device's folder of the run (0700, removed
+        after the Enter: it holds the onboarding key), not grown (the storage-init of the
+        image grows it on the card), and the person is asked at the terminal."""
+        from eden.lab.person import ask_person
+
+        image = d.home / "media.raw"
+        await write(image, False)
+        text = (manual.prompt or MANUAL_MEDIA_PROMPT).replace("{place}", d.place_name).replace("{image}", str(image))
+        try:
+            await ask_person(text, place=d.place_name, what="media written", deadline=self.run_deadline.child(manual.timeout))
+        finally:
+            image.unlink(missing_ok=True)
+        self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": "manual"})
+
+    async def _write_media(self, d: _Board, write: MediaWriter) -> None:
         """The image and CONFIG onto the board's storage, through its media driver, with the board
         off (the media is switched to the host for the write and back after)."""
         from eden.lab.shell import run_shell
@@ -510,12 +539,16 @@ class BoardBackend(QemuBackend):
         media = d.place.media
         if media is None:
             raise InfrastructureError(f"place {d.place_name}: no media driver, so eden cannot write the image and CONFIG "
-                                      "(docs/board.md says how to do it by hand)")
+                                      "(give it media: {manual: {}} to write the image by hand: docs/lab.md)")
         assert self.lab is not None
+        if media.manual is not None:
+            await self._media_by_hand(d, media.manual, write)
+            return
+        assert media.device is not None  # exactly one of device, manual (eden.lab.model.Media)
         if media.to_host:
             await run_shell(media.to_host, place=d.place_name, what="media to_host", deadline=self.run_deadline.child(60.0))
         target = self.lab.resolve(media.device)
-        await write(target)
+        await write(target, True)
         if media.to_board:
             await run_shell(media.to_board, place=d.place_name, what="media to_board", deadline=self.run_deadline.child(60.0))
         self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": str(target)})

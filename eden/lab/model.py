@@ -158,6 +158,21 @@ class CommandPower(_Strict):
         return _bool_keys(data)
 
 
+def _exactly_one(block: BaseModel, kinds: tuple[str, ...], name: str) -> None:
+    """A driver block names exactly one kind of driver (the loader points the error at its key)."""
+    given = [k for k in kinds if getattr(block, k) is not None]
+    if len(given) != 1:
+        got = "none" if not given else ", ".join(given)
+        raise HintedValueError(f"{EXACTLY_ONE} {', '.join(kinds)} is needed under '{name}' (got {got})")
+
+
+def _bare_manual(data: object) -> object:
+    """``manual:`` alone (YAML null) is a person with the default prompt."""
+    if isinstance(data, dict) and "manual" in data and data["manual"] is None:
+        return {**data, "manual": {}}
+    return data
+
+
 class ManualPower(_Strict):
     """A person switches the board when eden asks."""
 
@@ -172,16 +187,11 @@ class Power(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _bare_manual(cls, data: object) -> object:
-        if isinstance(data, dict) and "manual" in data and data["manual"] is None:
-            return {**data, "manual": {}}  # 'manual:' alone is a manual switch without a prompt
-        return data
+        return _bare_manual(data)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Power:
-        kinds = [k for k in POWER_KINDS if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            got = "none" if not kinds else ", ".join(kinds)
-            raise HintedValueError(f"{EXACTLY_ONE} {', '.join(POWER_KINDS)} is needed under 'power' (got {got})")
+        _exactly_one(self, POWER_KINDS, "power")
         return self
 
     @property
@@ -218,10 +228,7 @@ class Console(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Console:
-        kinds = [k for k in CONSOLE_KINDS if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            got = "none" if not kinds else ", ".join(kinds)
-            raise HintedValueError(f"{EXACTLY_ONE} {', '.join(CONSOLE_KINDS)} is needed under 'console' (got {got})")
+        _exactly_one(self, CONSOLE_KINDS, "console")
         return self
 
     @property
@@ -257,15 +264,39 @@ class Link(_Strict):
     command: LinkCommand
 
 
-class Media(_Strict):
-    """The board's storage as the lab host sees it, so an image can be written to it."""
+class ManualMedia(_Strict):
+    """A person writes the image: eden prepares it in the run's folder and asks at the terminal."""
 
-    device: str
+    prompt: str | None = None
+    """What to ask; may use ``{place}`` and ``{image}`` (the file to write)."""
+    timeout: Duration = Field(default=1800.0, gt=0)
+    """How long to wait for the person's Enter (a card written by hand takes minutes)."""
+
+
+MEDIA_KINDS = ("device", "manual")
+
+
+class Media(_Strict):
+    """The board's storage as the lab host sees it, so an image can be written to it: a device the
+    host writes, or a person who does (a desk setup with the board's SD card or USB disk)."""
+
+    device: str | None = None
     """A block device or an image file; relative to the lab file's directory."""
+    manual: ManualMedia | None = None
     to_host: str | None = None
     """Shell command that switches an SD-mux to the host."""
     to_board: str | None = None
     """Shell command that switches it back to the board."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_manual(cls, data: object) -> object:
+        return _bare_manual(data)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Media:
+        _exactly_one(self, MEDIA_KINDS, "media")
+        return self
 
 
 class Tamper(_Strict):
@@ -381,7 +412,7 @@ def place_drivers(place: Place) -> dict[str, str]:
     if place.link is not None:
         drivers["link"] = "command"
     if place.media is not None:
-        drivers["media"] = "device"
+        drivers["media"] = "manual" if place.media.manual is not None else "device"
     if place.tamper is not None and place.tamper.stages():
         drivers["tamper"] = "command (" + ", ".join(place.tamper.stages()) + ")"
     return drivers

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections.abc import Mapping
 from typing import Protocol, TextIO
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -27,6 +26,7 @@ import aiohttp
 
 from eden.errors import InfrastructureError
 from eden.runtime.deadline import Deadline
+from eden.lab.person import ask_person
 from eden.lab.shell import run_shell
 
 
@@ -187,35 +187,6 @@ class ManualPower:
         await self._ask("ON", deadline)
 
     async def _ask(self, action: str, deadline: Deadline) -> None:
-        stdin = self.stdin if self.stdin is not None else sys.stdin
-        if self.stdin is None and (stdin is None or not stdin.isatty()):
-            raise InfrastructureError(f"place {self.place}: manual power needs a person at a terminal "
-                                      "(standard input is not one)")
-        out = self.stdout if self.stdout is not None else sys.stdout
-        out.write(self.prompt.replace("{place}", self.place).replace("{action}", action) + "\n")
-        out.flush()
-        line = await self._readline(stdin, deadline)
-        if line == "":
-            raise InfrastructureError(f"place {self.place}: nobody confirmed power {action} (input closed)")
-
-    async def _readline(self, stdin: TextIO, deadline: Deadline) -> str:
-        """One line, without a thread left blocked on the terminal after the deadline."""
-        try:
-            fd = stdin.fileno()
-        except (OSError, ValueError, AttributeError):
-            return stdin.readline()  # in-memory input: never blocks
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            await asyncio.wait_for(ready, deadline.remaining())
-        except asyncio.TimeoutError:
-            raise InfrastructureError(f"place {self.place}: nobody confirmed the power switch in time") from None
-        finally:
-            loop.remove_reader(fd)
-        return stdin.readline()
+        text = self.prompt.replace("{place}", self.place).replace("{action}", action)
+        await ask_person(text, place=self.place, what=f"power {action}", deadline=deadline,
+                         stdin=self.stdin, stdout=self.stdout)
