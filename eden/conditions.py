@@ -143,6 +143,27 @@ class CheckOutcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class FromPoint:
+    """``always`` with ``from:``: per device, vacuously true until the point condition first
+    holds for it, then the invariant; the point is remembered (a device that onboarded and went
+    offline is still past its point)."""
+
+    def __init__(self, point: DeviceMatcher, inner: DeviceMatcher) -> None:
+        self.point = point
+        self.inner = inner
+        self.passed: set[str] = set()
+        self.time_dependent = point.time_dependent or inner.time_dependent
+
+    def __call__(self, view: View) -> bool:
+        dev = str(view.get("id"))
+        if dev not in self.passed and self.point(view):
+            self.passed.add(dev)
+        return dev not in self.passed or self.inner(view)
+
+    def describe(self, view: View) -> dict[str, object]:
+        return {**self.inner.describe(view), "past_point": str(view.get("id")) in self.passed}
+
+
 class DeviceWatch:
     """Keeps, per device, whether it satisfies a condition; only re-evaluates changed views.
 
@@ -230,6 +251,10 @@ def describe_expectation(exp: Expectation) -> str:
         text += f" [target {target}]"
     if exp.always:
         text = "always " + text
+        if exp.from_ is not None:
+            text += " from " + ", ".join(f"{k}={getattr(exp.from_, k)}" for k in exp.from_.set_keys())
+        if exp.after is not None:
+            text += f" after steps[{exp.after}]" if isinstance(exp.after, int) else f" after '{exp.after}'"
     elif exp.within is not None:
         text += f" within {exp.within:g}s"
     return text

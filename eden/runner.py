@@ -23,7 +23,8 @@ from typing import Any, Callable, Generator, Literal, NotRequired, TypedDict
 
 from eden.backends.base import Backend, RunGen, Sleep, Spawn
 from eden.backends.ports import DeviceView
-from eden.conditions import CheckOutcome, DeviceMatcher, DeviceWatch, describe_expectation, metric_outcome, rollout_outcome
+from eden.conditions import (CheckOutcome, DeviceMatcher, DeviceWatch, FromPoint, Matcher, describe_expectation, metric_outcome,
+                             rollout_outcome)
 from eden.metrics import compute_metric
 from eden.scenario.load import LoadedScenario
 from eden.scenario.model import (
@@ -226,6 +227,10 @@ class Runner:
                 res.status = "failed"
                 res.detail["why"] = "not evaluated: the run's duration ended before the steps finished"
                 self.expectations.append(res)
+        for exp, res, checker in self._always:
+            if res.status == "pending" and not self._started(exp):
+                res.status = "skipped"
+                res.detail["why"] = f"not judged: steps[{self._after_index(exp)}], which it starts after, never passed"
         for exp, res, checker in self._at_end + self._always:
             if res.status == "pending":
                 verdict = checker()
@@ -396,10 +401,24 @@ class Runner:
                 nxt = min(d for _e, _r, _c, d in pending)
                 yield Sleep(min(self.check, max(nxt - self.now(), 1e-6)))
 
+    def _after_index(self, exp: Expectation) -> int | None:
+        """The step an ``after:`` invariant starts at (the loader checked the reference)."""
+        if exp.after is None:
+            return None
+        if isinstance(exp.after, int):
+            return exp.after
+        return next(i for i, st in enumerate(self.sc.steps) if st.name == exp.after)
+
+    def _started(self, exp: Expectation) -> bool:
+        """Whether an ``always`` invariant is being judged yet: from t = 0, or once its ``after``
+        step has passed (its end is the start of the window)."""
+        n = self._after_index(exp)
+        return n is None or (n < len(self.steps) and self.steps[n].status == "passed")
+
     def _watch_always(self) -> RunGen:
         while not self.finished:
-            for _exp, res, checker in self._always:
-                if res.status != "pending":
+            for exp, res, checker in self._always:
+                if res.status != "pending" or not self._started(exp):
                     continue
                 verdict = checker()
                 if not verdict.ok:
@@ -493,7 +512,10 @@ def expectation_checker(
         return lambda: metric_outcome(exp, compute_metric(name, backend, runner))
     if exp.rollout is not None:
         return lambda: rollout_outcome(exp, rollout_state())
-    watch = DeviceWatch(DeviceMatcher(exp, versions), devices)
+    matcher: Matcher = DeviceMatcher(exp, versions)
+    if exp.from_ is not None:
+        matcher = FromPoint(DeviceMatcher(exp.from_, versions), matcher)
+    watch = DeviceWatch(matcher, devices)
 
     def check() -> CheckOutcome:
         watch.update(backend)

@@ -652,6 +652,24 @@ class _Checker:
     def expectation(self, where: DataPath, expectation: Expectation) -> None:
         self.target(where, expectation.target)
         self.condition(where, expectation)
+        if expectation.from_ is not None:
+            self.condition((*where, "from"), expectation.from_)
+        if expectation.after is not None:
+            self.after_step((*where, "after"), expectation.after)
+
+    def after_step(self, where: DataPath, ref: int | str) -> None:
+        """``after:`` names a step of this scenario, by index or by name."""
+        steps = self.sc.steps
+        if isinstance(ref, int):
+            if ref >= len(steps):
+                self.error(where, f"there is no steps[{ref}]: the scenario has {len(steps)} step(s)",
+                           f"give an index from 0 to {len(steps) - 1}" if steps else "add steps, or drop 'after'")
+            return
+        names = [st.name for st in steps if st.name]
+        if names.count(ref) != 1:
+            why = "two steps are" if names.count(ref) > 1 else "no step is"
+            self.error(where, f"{why} named '{ref}'",
+                       _did_you_mean(ref, names, "step names") if names else "give the step a name:, or use its index")
 
     def condition(self, where: DataPath, cond: Condition) -> None:
         if cond.app is not None and cond.app.name not in self.deployed_apps():

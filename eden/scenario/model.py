@@ -240,6 +240,30 @@ class Condition(Base):
         return self
 
 
+class PointCond(Condition):
+    """A device condition marking a point in each device's run (``from:``). A bare name stands
+    for that condition being true: ``from: onboarded`` is ``from: {onboarded: true}``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, data: object) -> object:
+        if isinstance(data, str):
+            if data not in POINT_NAMES:
+                raise ValueError(f"'{data}' is not a point: give one of {', '.join(POINT_NAMES)}, or a device condition")
+            return {data: True}
+        return data
+
+    @model_validator(mode="after")
+    def _device_only(self) -> "PointCond":
+        if self.is_fleet_level:
+            raise ValueError("a point is a device condition; metric and rollout are fleet-level")
+        return self
+
+
+POINT_NAMES = ("onboarded", "connected", "bricked")
+"""Boolean device conditions that may be named alone as a ``from`` point."""
+
+
 class Expectation(Condition):
     """A condition with a deadline and a quantifier over the targeted devices."""
 
@@ -252,12 +276,31 @@ class Expectation(Condition):
     at_least: Fraction = 1.0
     """Fraction of the targeted devices that must satisfy the condition ("≥ 99 % on version X")."""
     always: bool = False
-    """Invariant: must hold at every check from the start of the run to its end."""
+    """Invariant: must hold at every check from the start of the run (or ``from`` / ``after``) to its end."""
+    from_: PointCond | None = Field(default=None, alias="from")
+    """With ``always``: per device, the invariant holds from the first check where this device
+    condition held for it (``from: onboarded`` or ``from: {device_state: ONLINE}``); devices that
+    never got there are not judged."""
+    after: Annotated[int, Field(ge=0)] | str | None = None
+    """With ``always``: the invariant holds from the end of this step (its index in ``steps``, as
+    in ``steps[3]``, or its ``name``); not judged when that step never passes."""
+
+    inline: ClassVar[bool] = False
+    """An ``expect`` step's arguments (it starts at its step), not a top-level expectation."""
 
     @model_validator(mode="after")
     def _modes(self) -> "Expectation":
         if self.always and self.within is not None:
             raise ValueError("'always' expectations hold for the whole run; drop 'within'")
+        if self.inline and (self.from_ is not None or self.after is not None):
+            raise ValueError("an inline expect starts at its own step; 'from' and 'after' are for top-level "
+                             "'always' expectations")
+        for key, value in (("from", self.from_), ("after", self.after)):
+            if value is not None and not self.always:
+                raise ValueError(f"'{key}' starts an 'always' invariant later; it needs 'always: true'")
+        if self.from_ is not None and self.is_fleet_level:
+            raise ValueError("'from' is a point per device; a fleet-level condition (metric, rollout) cannot have one: "
+                             "use 'after' (a step)")
         return self
 
 
@@ -421,7 +464,7 @@ class RolloutArgs(Base):
 
 
 class ExpectArgs(Expectation):
-    pass
+    inline: ClassVar[bool] = True
 
 
 # --------------------------------------------------------------------------------------------------
