@@ -73,6 +73,25 @@ def test_relay_link_cut_and_controller_outage() -> None:
             await proxy.set_upstream(upstream)
             assert proxy.port == port
             assert await _roundtrip(port, b"back") == b"BACK"
+
+            # a pulled link stays a dead path while the controller is down: no refusal, a
+            # timeout (the device cannot tell the controller is down); with the link back, refused
+            proxy.set_link(False)
+            await proxy.set_upstream(None)
+            with pytest.raises(asyncio.TimeoutError):
+                await _roundtrip(port, b"x", timeout=0.5)
+            proxy.set_link(True)
+            await asyncio.sleep(0.1)
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port)
+            # the controller down first, then the link pulled: the refusing port becomes a black hole
+            proxy.set_link(False)
+            await asyncio.sleep(0.1)
+            with pytest.raises(asyncio.TimeoutError):
+                await _roundtrip(port, b"x", timeout=0.5)
+            proxy.set_link(True)
+            await proxy.set_upstream(upstream)
+            assert await _roundtrip(port, b"up") == b"UP"
         finally:
             await proxy.close()
             server.close()

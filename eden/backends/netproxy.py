@@ -11,7 +11,10 @@ on loopback, so a scenario's network faults act on real connections instead of o
   (a new transport per ``SendOnIntf``) and so never waits on an old one; the agent's next request
   dials anew into the dead path. When the link comes back, the frozen connections are reset.
 * **controller down** (``controller_outage``): the relay stops listening, so connecting fails at
-  once with ECONNREFUSED, as it does when the controller host is up but its service is not.
+  once with ECONNREFUSED, as it does when the controller host is up but its service is not. A
+  port whose link is down stays a black hole meanwhile (it keeps listening and never answers):
+  a dead path says nothing about the controller, so a device with its links cut during an outage
+  sees timeouts, as on a real network, and falls back as the simulator says it does (spec §4).
 
 TLS stays end to end between the device and the controller: the relay only moves bytes.
 """
@@ -33,6 +36,7 @@ class PortProxy:
         self._busy: dict[asyncio.Task[None], list[bool]] = {}  # a request sent and not yet answered
         self._frozen: set[asyncio.StreamWriter] = set()
         self.connections = 0
+        self._switching: asyncio.Task[None] | None = None  # (re)listening after a link change
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
@@ -41,10 +45,22 @@ class PortProxy:
 
     async def set_upstream(self, upstream: tuple[str, int] | None) -> None:
         """Point at a (restarted) controller, or ``None``: the controller is down (refuse)."""
+        if self._switching is not None:  # a link change's own switch first, then this one
+            await asyncio.gather(self._switching, return_exceptions=True)
         self.upstream = upstream
         if upstream is None:
-            await self._stop_listening()
+            if self.link_up:  # a dead link stays a black hole whatever the controller does
+                await self._stop_listening()
             self._reset_all()
+        elif self._server is None:
+            await self.start()
+
+    async def _listen_as_the_link_says(self) -> None:
+        """With the controller down: listen (a black hole) while the link is down, refuse once it is up."""
+        if self.upstream is not None:
+            return
+        if self.link_up:
+            await self._stop_listening()
         elif self._server is None:
             await self.start()
 
@@ -59,8 +75,18 @@ class PortProxy:
         else:
             for task in list(self._live):
                 task.cancel()  # the relay task freezes a busy connection and resets an idle one
+        if self.upstream is None:
+            previous = self._switching
+
+            async def switch() -> None:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+                await self._listen_as_the_link_says()
+            self._switching = asyncio.get_running_loop().create_task(switch())
 
     async def close(self) -> None:
+        if self._switching is not None:
+            await asyncio.gather(self._switching, return_exceptions=True)
         await self._stop_listening()
         self._reset_all()
         for task in list(self._live):
