@@ -411,7 +411,7 @@ class Fleet:
         step: StepBase = loaded.scenario.steps[n]
         if step.action in CONTROLLER_ACTIONS:
             return loaded, []
-        return loaded, select(step.target, loaded.devices, seed=self.seed, label=f"steps[{n}]")
+        return loaded, select(step.target, loaded.devices, seed=self.seed, label=f"steps[{n}]", steps=loaded.scenario.steps)
 
     def _act(self, action: str, devices: list[str], args: object) -> None:
         be = self.backend
@@ -424,7 +424,7 @@ class Fleet:
             self._clock.spawn(restore_after(be, float(args.duration)))
 
     def _checker(self, exp: Expectation, loaded: LoadedScenario, label: str) -> Callable[[], CheckOutcome]:
-        devices = select(exp.target, loaded.devices, seed=self.seed, label=label)
+        devices = select(exp.target, loaded.devices, seed=self.seed, label=label, steps=loaded.scenario.steps)
         return expectation_checker(exp, self.backend, self.versions, devices)
 
     # ------------------------------------------------------------------------------ closing --

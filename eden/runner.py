@@ -39,7 +39,7 @@ from eden.scenario.model import (
     StepBase,
     Target,
 )
-from eden.targets import select, stream, wave_sizes
+from eden.targets import rollout_waves, select
 from eden.verdicts import RunVerdict
 
 
@@ -137,7 +137,7 @@ class Runner:
         return self.backend.now()
 
     def _select(self, target: Target, label: str) -> list[str]:
-        return select(target, self.loaded.devices, seed=self.seed, label=label)
+        return select(target, self.loaded.devices, seed=self.seed, label=label, steps=self.sc.steps)
 
     def _line(self, *path: str | int) -> int:
         return self.loaded.located.value_pos(tuple(path))[0]
@@ -430,15 +430,10 @@ class Runner:
     # ------------------------------------------------------------------------------ rollout --
     def _rollout(self, args: RolloutArgs, devices: list[str], state: RolloutState, label: str) -> RunGen:
         """Waves with success/error thresholds, as fleet update managers run them."""
-        order = list(devices)
-        stream(self.seed, "rollout:" + label).shuffle(order)
-        sizes = wave_sizes(len(order), [(w.fraction, w.count) for w in args.waves])
+        waves = rollout_waves(devices, [(w.fraction, w.count) for w in args.waves], seed=self.seed, label=label)
         version = self.versions[args.image]
         update = BaseOsUpdateArgs(image=args.image, activate=args.activate)
-        done_before = 0
-        for w, upto in enumerate(sizes):
-            wave = order[done_before:upto]
-            done_before = upto
+        for w, wave in enumerate(waves):
             if not wave:
                 continue
             record: WaveRecord = {"wave": w, "devices": len(wave), "start": self.now()}
@@ -475,7 +470,7 @@ class Runner:
                 state.state = "running"
             else:
                 record["outcome"] = "passed"
-            if args.soak > 0 and upto < len(order):
+            if args.soak > 0 and any(waves[w + 1:]):
                 yield Sleep(args.soak)
         state.state = "completed"
         self.backend.record("rollout_done", {"image": args.image, "waves": len(state.waves)})
@@ -512,9 +507,8 @@ def expectation_checker(
         return lambda: metric_outcome(exp, compute_metric(name, backend, runner))
     if exp.rollout is not None:
         return lambda: rollout_outcome(exp, rollout_state())
-    matcher: Matcher = DeviceMatcher(exp, versions)
-    if exp.from_ is not None:
-        matcher = FromPoint(DeviceMatcher(exp.from_, versions), matcher)
+    inner = DeviceMatcher(exp, versions)
+    matcher: Matcher = inner if exp.from_ is None else FromPoint(DeviceMatcher(exp.from_, versions), inner)
     watch = DeviceWatch(matcher, devices)
 
     def check() -> CheckOutcome:

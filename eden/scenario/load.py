@@ -31,6 +31,7 @@ from eden.scenario.model import (
     StepBase,
     Target,
     TargetSpec,
+    rollout_step,
 )
 from eden.units import format_duration
 from eden.yamlsrc import Located, load_yaml_file
@@ -601,6 +602,8 @@ class _Checker:
                         _did_you_mean(device_id, [d.id for d in loaded.devices], "devices"),
                     )
                 ok = False
+        if spec.wave is not None and not self.wave_target(at, spec):
+            ok = False
         if not ok:
             return None
         selected = loaded.matching(spec)
@@ -614,6 +617,22 @@ class _Checker:
                 f"use count: {len(selected)} or less, or a fraction",
             )
         return selected
+
+    def wave_target(self, at: DataPath, spec: TargetSpec) -> bool:
+        """``wave`` (with ``rollout``) names a wave of one rollout step of this scenario."""
+        n = rollout_step(self.sc.steps, spec.rollout)
+        if isinstance(n, str):
+            names = [f"steps[{i}]" + (f" ({st.name})" if st.name else "") for i, st in enumerate(self.sc.steps)
+                     if st.action == "rollout"]
+            self.error((*at, "rollout" if spec.rollout is not None else "wave"), n,
+                       f"rollout steps: {', '.join(names)}" if names else "add a rollout step, or target the devices otherwise")
+            return False
+        waves = len(self.sc.steps[n].args.waves)
+        if spec.wave is not None and spec.wave > waves:
+            self.error((*at, "wave"), f"the rollout at steps[{n}] has {_plural(waves, 'wave')}, not {spec.wave}",
+                       f"give a wave from 1 to {waves}")
+            return False
+        return True
 
     # ---------------------------------------------------------------------------------- steps and faults
 

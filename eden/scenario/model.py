@@ -113,11 +113,18 @@ class TargetSpec(Base):
     devices: list[str] | None = None
     fraction: Fraction | None = None
     count: Annotated[int, Field(ge=1)] | None = None
+    wave: Annotated[int, Field(ge=1)] | None = None
+    """The devices of this wave of a rollout step (1 = the first wave): who they are follows from
+    the seed, as the rollout's own order does."""
+    rollout: Annotated[int, Field(ge=0)] | str | None = None
+    """With ``wave``: which ``rollout`` step (its index in ``steps`` or its ``name``); default the only one."""
 
     @model_validator(mode="after")
     def _one_sample(self) -> "TargetSpec":
         if self.fraction is not None and self.count is not None:
             raise ValueError("give either 'fraction' or 'count', not both")
+        if self.rollout is not None and self.wave is None:
+            raise ValueError("'rollout' names the rollout whose 'wave' is targeted; give 'wave' too")
         return self
 
 
@@ -723,3 +730,19 @@ class Scenario(Base):
     @property
     def device_count(self) -> int:
         return sum(e.count for e in self.fleet)
+
+
+def rollout_step(steps: "list[StepBase]", ref: int | str | None) -> int | str:
+    """The index of the ``rollout`` step a wave target means (``ref``: index, name, or ``None``
+    for the only one); a message saying why when there is no such single rollout step."""
+    rollouts = [i for i, st in enumerate(steps) if st.action == "rollout"]
+    if ref is None:
+        if len(rollouts) == 1:
+            return rollouts[0]
+        return ("no step is a rollout" if not rollouts else
+                f"{len(rollouts)} steps are rollouts (steps {', '.join(map(str, rollouts))}): say which with 'rollout'")
+    found = [i for i in rollouts if i == ref or steps[i].name == ref]
+    if len(found) == 1:
+        return found[0]
+    what = f"steps[{ref}]" if isinstance(ref, int) else f"'{ref}'"
+    return f"{what} is not a rollout step" if not found else f"{len(found)} rollout steps are named '{ref}'"
