@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from eden.scenario.model import Condition, Expectation
+from eden.scenario.model import Condition, Count, Expectation
 
 if TYPE_CHECKING:
     from eden.backends.base import Backend
@@ -64,6 +64,14 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         return reasons[0] if reasons else "NONE"
     if key == "dpc":
         return {"index": view.get("dpc_index"), "state": view.get("dpc_state"), "ports": view.get("dpc_ports")}
+    if key == "vault":
+        return view.get("vault")
+    if key == "reboot_reason":
+        return view.get("reboot_reason_text", "")
+    if key == "counters":
+        assert cond.counters is not None
+        # a counter the device never set reads 0, as it does on the wire (plain uint32 fields)
+        return {k: view.get(COUNTER_FIELDS[k]) or 0 for k in cond.counters.given()}
     if key == "app":
         assert cond.app is not None
         apps = view.get("apps")
@@ -73,6 +81,19 @@ def observed(cond: Condition, view: View, key: str) -> Any:
             return state
         return {"state": state, "error": (app.get("err") if app else None) or ""}
     raise KeyError(key)
+
+
+COUNTER_FIELDS = {"restart": "restart_counter", "reboot": "reboot_counter", "shutdown": "shutdown_counter",
+                  "baseos_update": "baseos_update_counter"}
+"""``counters`` keys -> the device view's fields (eden.backends.ports.DeviceInfo)."""
+
+
+def _in_count(value: object, want: Count) -> bool:
+    if not isinstance(value, int):
+        return False
+    if isinstance(want, int):
+        return value == want
+    return (want.min is None or value >= want.min) and (want.max is None or value <= want.max)
 
 
 class DeviceMatcher:
@@ -122,6 +143,11 @@ class DeviceMatcher:
                 and (c.dpc.state is None or value["state"] == c.dpc.state)
                 and (c.dpc.ports is None or sorted(value["ports"] or []) == sorted(c.dpc.ports))
             )
+        if key == "reboot_reason":
+            return value is not None and (c.reboot_reason or "") in value
+        if key == "counters":
+            assert c.counters is not None
+            return value is not None and all(_in_count(value[k], want) for k, want in c.counters.given().items())
         if key == "boot_reason" and isinstance(c.boot_reason, list):
             return value in c.boot_reason
         return value == getattr(c, key)

@@ -177,6 +177,48 @@ class DpcCond(Base):
         return self
 
 
+class CountRange(Base):
+    min: Annotated[int, Field(ge=0)] | None = None
+    max: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> "CountRange":
+        if self.min is None and self.max is None:
+            raise ValueError("a counter range needs 'min' or 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+Count = Annotated[int, Field(ge=0)] | CountRange
+
+
+class CountersCond(Base):
+    """The counters of the device's last ZInfoDevice (spec §1, §3, §7), each an exact value or a
+    range: ``restart`` (restartCounter: boots since the device was first installed), ``reboot``
+    (rebootConfigCounter: the controller's reboot command counter last processed),
+    ``shutdown`` (the shutdown command counter last processed) and ``baseos_update``
+    (baseos_update_counter: the forced base-OS update counter last processed)."""
+
+    restart: Count | None = None
+    reboot: Count | None = None
+    shutdown: Count | None = None
+    baseos_update: Count | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> "CountersCond":
+        if not self.given():
+            raise ValueError("a counters condition needs one of " + ", ".join(COUNTER_KEYS))
+        return self
+
+    def given(self) -> dict[str, Count]:
+        return {k: v for k in COUNTER_KEYS if (v := getattr(self, k)) is not None}
+
+
+COUNTER_KEYS = ("restart", "reboot", "shutdown", "baseos_update")
+"""Condition key -> ZInfoDevice field: restartCounter, rebootConfigCounter, shutdown_config_counter, baseos_update_counter."""
+
+
 class RolloutCond(Base):
     state: Literal["running", "paused", "stopped", "completed"]
 
@@ -195,6 +237,9 @@ DEVICE_CONDITIONS = (
     "app",
     "bricked",
     "dpc",
+    "vault",
+    "reboot_reason",
+    "counters",
 )
 FLEET_CONDITIONS = ("metric", "rollout")
 
@@ -224,6 +269,11 @@ class Condition(Base):
     is the fleet form "no device bricked"."""
     dpc: DpcCond | None = None
     """The DPC in use and its state (spec §4)."""
+    vault: Literal["locked", "unlocked"] | None = None
+    """The app vault (dataSecAtRestInfo, spec §5): unlocked once attestation released its key."""
+    reboot_reason: str | None = None
+    """Text the last reboot reason (ZInfoDevice.lastRebootReason) contains, e.g. ``NORMAL: baseos-update``."""
+    counters: CountersCond | None = None
     metric: MetricCond | None = None
     rollout: RolloutCond | None = None
 
