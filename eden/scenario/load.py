@@ -835,6 +835,7 @@ class _Checker:
         """A ``dpc.state`` condition needs a backend whose devices report the DPC state: ZInfoDevice
         carries only the index and the test times (systemAdapter, DevicePortStatus has no state)."""
         places: list[tuple[DataPath, Condition]] = [(("expect", i), e) for i, e in enumerate(self.sc.expect)]
+        places += [(("expect", i, "from"), e.from_) for i, e in enumerate(self.sc.expect) if e.from_ is not None]
         for (kind, i), step in self.actions():
             if isinstance(step.args, Condition):
                 places.append(((kind, i, step.action), step.args))
