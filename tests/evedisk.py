@@ -99,10 +99,14 @@ sleep 600
 SYNTHETIC_MODULES = ("part_gpt", "fat", "search", "search_label", "cat", "echo", "sleep", "normal")
 
 
-def synthetic_eve(tmp: Path) -> Path:
-    """``tmp/live.raw``: EVE's live layout with :data:`SYNTHETIC_GRUB_CFG` on its ESP."""
+def synthetic_eve(tmp: Path, *, then_halt: bool = False) -> Path:
+    """``tmp/live.raw``: EVE's live layout with :data:`SYNTHETIC_GRUB_CFG` on its ESP; with
+    ``then_halt`` it powers the machine off after showing CONFIG instead of waiting (GRUB's wait
+    keeps a TCG core busy)."""
     disk = make_disk(tmp / "live.raw")
-    install_boot_loader(disk, grub_efi(tmp / "BOOTX64.EFI", SYNTHETIC_GRUB_CFG, SYNTHETIC_MODULES))
+    cfg = SYNTHETIC_GRUB_CFG.replace("sleep 600", "sleep 1\nhalt") if then_halt else SYNTHETIC_GRUB_CFG
+    modules = (*SYNTHETIC_MODULES, "halt") if then_halt else SYNTHETIC_MODULES
+    install_boot_loader(disk, grub_efi(tmp / "BOOTX64.EFI", cfg, modules))
     return disk
 
 

@@ -4,6 +4,8 @@ and bad input is refused with file:line:col (exit 2). Plus the stand-in board's 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -40,13 +42,29 @@ def lab_text(places: dict[str, str], *, link: bool = True, tamper: bool = False,
     return "\n".join(lines) + "\n"
 
 
-def validate(tmp_path: Path, scenario: str | Path, lab: str | None) -> subprocess.CompletedProcess[str]:
+def validate(tmp_path: Path, scenario: str | Path, lab: str | None, *,
+             in_process: bool = True) -> subprocess.CompletedProcess[str]:
+    """``eden validate --backend board``: in this process (eden.cli.main, the environment restored
+    after it) unless ``in_process`` is false, then as a subprocess."""
     file = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
     args = ["validate", "--backend", "board", str(file)]
     if lab is not None:
         (tmp_path / "lab.yaml").write_text(lab)
         args += ["--lab", str(tmp_path / "lab.yaml")]
-    return run_eden(*args, env=eden_env(tmp_path, drop=["EDEN_LAB"]))
+    if not in_process:
+        return run_eden(*args, env=eden_env(tmp_path, drop=["EDEN_LAB"]))
+    from eden.cli import main
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.pop("EDEN_LAB", None)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(args)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 def test_the_board_backend_is_runnable_and_says_what_it_performs() -> None:
@@ -60,7 +78,7 @@ def test_the_board_backend_is_runnable_and_says_what_it_performs() -> None:
 
 
 def test_a_board_run_needs_a_lab_file(tmp_path: Path) -> None:
-    res = validate(tmp_path, "onboarding-smoke", None)
+    res = validate(tmp_path, "onboarding-smoke", None, in_process=False)  # the CLI itself: exit 2, no traceback
     assert res.returncode == 2, res.stdout + res.stderr
     assert "needs a lab file" in res.stdout + res.stderr and "Traceback" not in res.stderr
 

@@ -28,11 +28,12 @@ from typing import Any
 
 import pytest
 from eden_subprocess import env as eden_env
-from eden_subprocess import run_eden, start_eden
-from evedisk import register_as, synthetic_eve
+from eden_subprocess import start_eden
+from evedisk import make_disk, register_as, synthetic_eve
 
-from eden.errors import EXIT_INVALID, EXIT_OK
+from eden.errors import EXIT_OK
 from eden.lab.standin import command
+from eden.scenario.load import load_scenario
 from eden.qemu import eve_image as ev
 
 DEVICE = "eve-0"
@@ -65,22 +66,21 @@ places:
 
 
 def test_an_eve_place_without_its_serial_or_an_eve_image_is_refused(tmp_path: Path) -> None:
+    """What ``eden validate --backend board`` reports (the CLI prints these issues, exit 2)."""
+    from eden.backends.board import input_issues
+
     scenario = tmp_path / "eve.yaml"
     scenario.write_text(SCENARIO)
+    loaded = load_scenario(scenario)
     lab = tmp_path / "lab.yaml"
     lab.write_text(EVE_LAB)
-    res = run_eden("validate", "--backend", "board", "--lab", str(lab), str(scenario),
-                   env=eden_env(tmp_path, drop=["EDEN_LAB", "EDEN_EVE_IMAGE"]))
-    assert res.returncode == EXIT_INVALID, res.stdout + res.stderr
-    text = res.stdout + res.stderr
-    assert f"{lab}:5:5" in text and "hardware serial" in text, text  # at the place's profile key
-    assert "EDEN_EVE_IMAGE is not set" in text and f"{scenario}:" in text, text
-    assert "Traceback" not in text
+    issues = input_issues(loaded, {"EDEN_LAB": str(lab)})
+    at = {(i.file, i.line, i.col): i.message for i in issues}
+    assert "hardware serial" in at[(str(lab), 5, 5)], issues  # at the place's profile key
+    assert any(f == str(scenario) and "EDEN_EVE_IMAGE is not set" in m for (f, _l, _c), m in at.items()), issues
     lab.write_text(EVE_LAB.replace("    profile:", "    serial: ABC123\n    profile:"))
-    live = synthetic_eve(tmp_path)
-    res = run_eden("validate", "--backend", "board", "--lab", str(lab), str(scenario),
-                   env=eden_env(tmp_path, drop=["EDEN_LAB"], EDEN_EVE_IMAGE=str(live)))
-    assert res.returncode == EXIT_OK, res.stdout + res.stderr
+    live = make_disk(tmp_path / "live.raw")  # EVE's layout: what validation looks for
+    assert input_issues(loaded, {"EDEN_LAB": str(lab), "EDEN_EVE_IMAGE": str(live)}) == []
 
 
 class _Person:
@@ -124,7 +124,7 @@ def _run_eve_board(tmp_path: Path, *, by_hand: bool) -> dict[str, Any]:
     from eden.lab.leases import LeaseStore
     from eden.lab.standin_lab import build_standin_lab
 
-    live = synthetic_eve(tmp_path)
+    live = synthetic_eve(tmp_path, then_halt=True)  # a board that shows CONFIG, then powers itself off
     scenario = tmp_path / "eve.yaml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "out"

@@ -571,11 +571,11 @@ class BoardBackend(QemuBackend):
             d.switching_on = False
         d.powered = True
         d.con.expected_alive = True
-        d.powered_at = self.now()
+        d.powered_at = now = self.now()
         d.boots += 1
         self._touch(d.id)
-        self.timeline.add(self.now(), "device", d.id, "power_on", {"place": d.place_name, "power": d.power.name})
-        self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
+        self.timeline.add(now, "device", d.id, "power_on", {"place": d.place_name, "power": d.power.name})
+        self.timeline.add(now, "device", d.id, "boot_start", {"cause": "power_on"})
         self.background(self._confirm_on(d, d.boots))
 
     async def _board_tamper(self, d: _Board) -> None:

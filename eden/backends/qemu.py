@@ -306,11 +306,11 @@ class QemuBackend(LiveBackend[_Vm]):
             self._failure = f"{d.id}: power-on failed: {exc}"
             return
         d.powered = True
-        d.powered_at = self.now()
+        d.powered_at = now = self.now()  # one instant: timings are measured from the power_on event's time
         d.boots += 1
         self._touch(d.id)
-        self.timeline.add(self.now(), "device", d.id, "power_on", {"accel": self.accel, "pid": d.machine.pid})
-        self.timeline.add(self.now(), "device", d.id, "boot_start", {"cause": "power_on"})
+        self.timeline.add(now, "device", d.id, "power_on", {"accel": self.accel, "pid": d.machine.pid})
+        self.timeline.add(now, "device", d.id, "boot_start", {"cause": "power_on"})
 
     async def _apply_tamper(self, d: _Vm) -> None:
         """The attacker's pending changes, made while the VM is off (docs/qemu.md "Measured boot
