@@ -2,7 +2,7 @@
 downloaded here): a stand-in board with UEFI firmware (OVMF and swtpm, ``firmware: ovmf`` in its
 board.json) behind a real PDUDaemon and a real ser2net, whose media driver gets the synthetic
 EVE-layout disk of tests/evedisk.py as ``EDEN_EVE_IMAGE``. Its GRUB prints the profile's boot
-marker, reads CONFIG by its FAT label and shows ``server``, then waits.
+marker, reads CONFIG by its FAT label and shows ``server``, then powers the board off.
 
 What is asserted: the board backend writes the live image and EVE's CONFIG (the lab address, the
 controller's root and onboarding certificates, the board's own serial as ``soft_serial``) onto

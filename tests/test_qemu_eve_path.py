@@ -1,7 +1,7 @@
 """The real-EVE path of the ``qemu`` backend without an EVE image (docs/real-eve.md "Running scenarios
 on EVE"): ``eden run`` with a device on the ``eve-qemu-x86_64`` profile and
 ``EDEN_EVE_IMAGE`` pointing at a synthetic disk with EVE's live layout (tests/evedisk.py) whose
-EFI System partition holds a GRUB that prints the profile's boot marker, reads CONFIG and waits.
+EFI System partition holds a GRUB that prints the profile's boot marker, reads CONFIG and powers off.
 
 What is asserted: no reference image is built; the per-VM disk's CONFIG partition holds the
 controller's address (as the guest sees it), root certificate, onboarding certificate and key and
@@ -87,7 +87,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _synthetic_eve(tmp_path: Path) -> Path:
-    return synthetic_eve(tmp_path)
+    return synthetic_eve(tmp_path, then_halt=True)  # it shows CONFIG, then powers off: no core kept busy
 
 
 def _run_with(tmp_path: Path, scenario: Path, out: Path, env: dict[str, str],
