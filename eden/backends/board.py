@@ -164,15 +164,13 @@ def input_issues(loaded: LoadedScenario, env: dict[str, str] | None = None) -> l
         need[d.profile_name] = need.get(d.profile_name, 0) + 1
     for profile, n in sorted(need.items()):
         places = [name for name, p in lab.lab.places.items() if p.profile == profile]
+        where = next(("fleet", i, "profile") for i, e in enumerate(loaded.scenario.fleet) if e.profile == profile)
         if len(places) < n:
-            where = next(("fleet", i, "profile") for i, e in enumerate(loaded.scenario.fleet) if e.profile == profile)
             out.append(issue_at(loaded.located, where, f"the lab {lab.lab.lab!r} has {len(places)} place(s) with profile "
                                 f"{profile}, the scenario needs {n}", f"add places to {path} or run fewer devices"))
-    firsts = {e.profile: i for i, e in reversed(list(enumerate(loaded.scenario.fleet)))}
-    for profile, i in sorted(firsts.items()):
-        bare = sorted(name for name, p in lab.lab.places.items() if p.profile == profile and p.media is None)
+        bare = sorted(name for name in places if lab.lab.places[name].media is None)
         if bare:
-            out.append(issue_at(loaded.located, ("fleet", i, "profile"), f"place(s) {', '.join(bare)} of {path} have no "
+            out.append(issue_at(loaded.located, where, f"place(s) {', '.join(bare)} of {path} have no "
                                 "media driver, so eden cannot write the board's image and CONFIG for the run",
                                 "give them media: {device: ...}, or media: {manual: {}} to write it by hand (docs/lab.md)"))
     for where, profiles, stage in _tamper_stages(loaded):
@@ -492,15 +490,9 @@ class BoardBackend(QemuBackend):
         size = int(d.spec.profile.storage.size)
 
         async def write(target: Path, grow: bool) -> None:
-            if _is_block_device(target):  # a real disk: the whole image, holes included, no growing
-                staged = d.home / "media.raw"
-                await asyncio.to_thread(prepare_eve_disk, live, staged)
-                await asyncio.to_thread(write_device_config, staged, d.home / "config", d.serial)
-                await _copy_to_device(staged, target)
-                staged.unlink()
-            else:  # an image file (a stand-in board's storage): grown sparsely for IMGB and P3
-                await asyncio.to_thread(prepare_eve_disk, live, target, size=size if grow else None)
-                await asyncio.to_thread(write_device_config, target, d.home / "config", d.serial)
+            # grown sparsely for IMGB and P3 on a stand-in's image file; else EVE's storage-init grows it
+            await asyncio.to_thread(prepare_eve_disk, live, target, size=size if grow else None)
+            await asyncio.to_thread(write_device_config, target, d.home / "config", d.serial)
             self.timeline.add(self.now(), "harness", d.id, "eve_config_written",
                               {"place": d.place_name, "server": f"{server}:{self.api_addr[1]}", "soft_serial": d.serial})
         return write
@@ -508,28 +500,24 @@ class BoardBackend(QemuBackend):
     async def _reference_media(self, d: _Board, files: dict[str, bytes], target: Path, grow: bool) -> None:
         """The reference image with its CONFIG files and the device's first slot onto ``target``
         (always the image's own size: its partitions fill it)."""
-        if not _is_block_device(target):
-            await self._factory_install(d.spec, target, files)  # an image file: written in place, sparsely
-            return
-        staged = d.home / "media.raw"  # a real disk: built aside, then every byte copied
-        await self._factory_install(d.spec, staged, files)
-        await _copy_to_device(staged, target)
-        staged.unlink()
+        await self._factory_install(d.spec, target, files)
 
-    async def _media_by_hand(self, d: _Board, manual: ManualMedia, write: MediaWriter) -> None:
-        """A person writes the image: it is made in the device's folder of the run (0700, removed
-        after the Enter: it holds the onboarding key), not grown (the storage-init of the
-        image grows it on the card), and the person is asked at the terminal."""
-        from eden.lab.person import ask_person
-
+    async def _staged(self, d: _Board, write: MediaWriter, deliver: Callable[[Path], Awaitable[None]]) -> None:
+        """The image made in the device's folder of the run (0700; not grown), handed to
+        ``deliver``, then removed whatever happened: it holds the onboarding key."""
         image = d.home / "media.raw"
-        await write(image, False)
-        text = (manual.prompt or MANUAL_MEDIA_PROMPT).replace("{place}", d.place_name).replace("{image}", str(image))
         try:
-            await ask_person(text, place=d.place_name, what="media written", deadline=self.run_deadline.child(manual.timeout))
+            await write(image, False)
+            await deliver(image)
         finally:
             image.unlink(missing_ok=True)
-        self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": "manual"})
+
+    async def _ask_to_write(self, d: _Board, manual: ManualMedia, image: Path) -> None:
+        """A person writes the image to the board's storage and confirms at the terminal."""
+        from eden.lab.person import ask_person
+
+        text = (manual.prompt or MANUAL_MEDIA_PROMPT).replace("{place}", d.place_name).replace("{image}", str(image))
+        await ask_person(text, place=d.place_name, what="media written", deadline=self.run_deadline.child(manual.timeout))
 
     async def _write_media(self, d: _Board, write: MediaWriter) -> None:
         """The image and CONFIG onto the board's storage, through its media driver, with the board
@@ -542,13 +530,17 @@ class BoardBackend(QemuBackend):
                                       "(give it media: {manual: {}} to write the image by hand: docs/lab.md)")
         assert self.lab is not None
         if media.manual is not None:
-            await self._media_by_hand(d, media.manual, write)
+            await self._staged(d, write, partial(self._ask_to_write, d, media.manual))
+            self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": "manual"})
             return
         assert media.device is not None  # exactly one of device, manual (eden.lab.model.Media)
         if media.to_host:
             await run_shell(media.to_host, place=d.place_name, what="media to_host", deadline=self.run_deadline.child(60.0))
         target = self.lab.resolve(media.device)
-        await write(target, True)
+        if _is_block_device(target):  # a real disk: built aside, then every byte copied (no holes left stale)
+            await self._staged(d, write, partial(_copy_to_device, dev=target))
+        else:  # an image file (a stand-in board's storage): written in place, sparsely
+            await write(target, True)
         if media.to_board:
             await run_shell(media.to_board, place=d.place_name, what="media to_board", deadline=self.run_deadline.child(60.0))
         self.timeline.add(self.now(), "harness", d.id, "media_written", {"place": d.place_name, "device": str(target)})

@@ -49,20 +49,17 @@ class PortProxy:
             await asyncio.gather(self._switching, return_exceptions=True)
         self.upstream = upstream
         if upstream is None:
-            if self.link_up:  # a dead link stays a black hole whatever the controller does
-                await self._stop_listening()
             self._reset_all()
-        elif self._server is None:
-            await self.start()
+        await self._listen_as_needed()
 
-    async def _listen_as_the_link_says(self) -> None:
-        """With the controller down: listen (a black hole) while the link is down, refuse once it is up."""
-        if self.upstream is not None:
-            return
-        if self.link_up:
+    async def _listen_as_needed(self) -> None:
+        """Listen while there is a controller to relay to, or a dead link to black-hole (a dead
+        path says nothing about the controller); refuse only when the link is up and it is down."""
+        if self.upstream is not None or not self.link_up:
+            if self._server is None:
+                await self.start()
+        else:
             await self._stop_listening()
-        elif self._server is None:
-            await self.start()
 
     def set_link(self, up: bool) -> None:
         if up == self.link_up:
@@ -81,7 +78,7 @@ class PortProxy:
             async def switch() -> None:
                 if previous is not None:
                     await asyncio.gather(previous, return_exceptions=True)
-                await self._listen_as_the_link_says()
+                await self._listen_as_needed()
             self._switching = asyncio.get_running_loop().create_task(switch())
 
     async def close(self) -> None:
