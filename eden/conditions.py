@@ -171,8 +171,9 @@ class CheckOutcome:
 
 class FromPoint:
     """``always`` with ``from:``: per device, vacuously true until the point condition first
-    holds for it, then the invariant; the point is remembered (a device that onboarded and went
-    offline is still past its point)."""
+    holds for it in a view with a report, then the invariant; the point is remembered (a device
+    that onboarded and went offline is still past its point). A device can be onboarded before its
+    first info reaches the controller: until then there is nothing its report could be checked on."""
 
     def __init__(self, point: DeviceMatcher, inner: DeviceMatcher) -> None:
         self.point = point
@@ -182,7 +183,7 @@ class FromPoint:
 
     def __call__(self, view: View) -> bool:
         dev = str(view.get("id"))
-        if dev not in self.passed and self.point(view):
+        if dev not in self.passed and view.get("reported") and self.point(view):
             self.passed.add(dev)
         return dev not in self.passed or self.inner(view)
 

@@ -43,7 +43,9 @@ def test_capabilities_name_port_methods_the_port_overrides(name: str) -> None:
 def test_a_backend_performs_the_union_of_its_ports() -> None:
     cls = REGISTRY["emulated"].backend_class()
     assert backend_actions("emulated") == performed_actions(cls.controller_port_type, cls.device_port_type, RUNNER_ACTIONS)
-    assert "hang" not in backend_actions("emulated") and "set_network" not in backend_actions("emulated")
+    assert "hang" in backend_actions("emulated") and "set_network" not in backend_actions("emulated")
+    assert "deploy_app" not in backend_actions("qemu") and "controller_outage" in backend_actions("qemu")
+    assert "controller_outage" not in backend_actions("board") and "hang" not in backend_actions("board")
     assert backend_actions("sim") == frozenset(ACTIONS)
 
 

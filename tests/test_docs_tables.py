@@ -56,11 +56,13 @@ def test_backends_table_matches_the_code() -> None:
 
 def test_backends_table_names_what_qemu_and_emulated_refuse() -> None:
     rows = {_cells(r)[0]: _cells(r) for r in _table_after("backends table:")[2:]}
-    assert "`controller_503`" not in rows["`emulated`"][3] and "`hang`" in rows["`emulated`"][3]
-    assert "`controller_503`" in rows["`qemu`"][3] and "`refuse_device_certs`" in rows["`qemu`"][3]
+    assert "`controller_503`" not in rows["`emulated`"][3] and "`hang`" not in rows["`emulated`"][3]
+    assert "`controller_503`" not in rows["`qemu`"][3] and "`refuse_device_certs`" not in rows["`qemu`"][3]
     assert rows["`emulated`"][1] == rows["`qemu`"][1] == "yes"
-    for action in ("hang", "deploy_app", "rollout", "controller_outage", "reboot"):
+    for action in ("deploy_app", "rollout"):
         assert f"`{action}`" in rows["`qemu`"][3]
+    for action in ("hang", "crash", "controller_outage", "reboot"):
+        assert f"`{action}`" not in rows["`qemu`"][3] and f"`{action}`" in rows["`board`"][3]
 
 
 def test_refusal_reasons_are_in_the_doc() -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sim_run import run_sim
 
-from eden.errors import InvalidInput
 from eden.run import load_for_backend
 from eve.send import MAX_WAIT, SendTimeouts
 
@@ -103,10 +101,7 @@ def test_a_dead_path_costs_the_dial_timeout_per_port(tmp_path: Path) -> None:
     assert down + 20.0 <= first_failure <= down + POLL_MAX + 20.0 + TICK
 
 
-def test_controller_hang_validates_on_emulated_and_is_refused_on_qemu() -> None:
-    """emulated: the real controller's answer switch holds requests (tests/test_controller_answer_switch.py);
-    qemu does not exercise controller faults."""
+def test_controller_hang_validates_on_emulated_and_qemu() -> None:
+    """The real controller's answer switch holds requests (tests/test_controller_answer_switch.py)."""
     assert load_for_backend(SCENARIO, "emulated").scenario
-    with pytest.raises(InvalidInput) as info:
-        load_for_backend(SCENARIO, "qemu")
-    assert "'controller_hang'" in str(info.value)
+    assert load_for_backend(SCENARIO, "qemu").scenario

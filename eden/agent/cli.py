@@ -53,6 +53,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stage", default=None, choices=TAMPER_STAGES, help="tamper: what the attacker changes")
     p.add_argument("--links-file", type=Path, default=None, metavar="FILE",
                    help="the ports whose link is down, one name per line (absent: all up); read every second")
+    p.add_argument("--faults-file", type=Path, default=None, metavar="FILE",
+                   help="the fault inbox: JSON lines the harness appends (hang, crash), read every second; "
+                        "only lines appended after the boot started count (eden/agent/faults.py)")
     p.add_argument("--platform", default="auto", choices=("auto", "model", "reference-image"),
                    help="the hardware under the model: 'reference-image' = the real A/B disk and TPM inside the "
                         "reference image (eden/agent/platform.py); 'model' = none; auto picks by /run/eden/boot.env")
@@ -178,6 +181,7 @@ async def run_boot(args: argparse.Namespace, port_urls: dict[str, str]) -> int:
                     events=EventWriter(stream),
                     tpm=detect_tpm(),
                     startup=startup,
+                    faults_file=args.faults_file,
                 )
                 driver.platform = _platform(args, state, driver, transport)
                 startup["setup_s"] = round(time.monotonic() - t0, 2)
@@ -226,7 +230,7 @@ def supervise(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "eden", "agent", "--state-dir", str(args.state_dir), "--once"]
     for flag, value in (("--spec", args.spec), ("--controller", args.controller), ("--config-dir", args.config_dir),
                         ("--root-cert", args.root_cert), ("--events", args.events), ("--reboot-command", args.reboot_command),
-                        ("--links-file", args.links_file)):
+                        ("--links-file", args.links_file), ("--faults-file", args.faults_file)):
         if value is not None:
             argv += [flag, str(value)]
     for item in args.port_url:

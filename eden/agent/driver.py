@@ -22,10 +22,12 @@ import random
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, TextIO
 
 import numpy as np
 
+from eden.agent.faults import FAULT_POLL, FaultInbox, node_input
 from eden.agent.objects import ObjectReports, hardware, storage_bytes
 from eden.agent.platform import NoPlatform, Platform
 from eden.agent.spec import AgentSpec
@@ -102,6 +104,7 @@ class AgentDriver:
         tpm: Tpm | None = None,
         platform: Platform | None = None,
         startup: dict[str, float] | None = None,
+        faults_file: Path | None = None,
     ) -> None:
         self.spec = spec
         self.params = params
@@ -126,6 +129,7 @@ class AgentDriver:
         self._objects = ObjectReports(None)
         # The start-up timings of this process (eden.agent.cli.run_boot), read when agent_start is said.
         self._startup: dict[str, float] = startup if startup is not None else {}
+        self.faults_file = faults_file  # the fault inbox (eden/agent/faults.py), None: no faults
 
     # ---------------------------------------------------------------------------------- lifecycle --
     def start(self) -> None:
@@ -153,6 +157,8 @@ class AgentDriver:
         self.tpm.measured(node.pcrs)
         if self.platform.links_down() is not None:  # the platform tells the links: nim watches them
             self._spawn(self._watch_links(self.book.gen))
+        if self.faults_file is not None:
+            self._spawn(self._watch_faults(FaultInbox(self.faults_file), self.book.gen))
 
     async def wait(self) -> Outcome:
         assert self._done is not None, "start() first"
@@ -318,6 +324,20 @@ class AgentDriver:
                 known = down
                 self._call(node.links, down, time.time())
             await asyncio.sleep(LINK_POLL)
+
+    async def _watch_faults(self, inbox: FaultInbox, gen: int) -> None:
+        """The faults the harness sends this boot (eden/agent/faults.py), each the node input the
+        simulator calls for the same step; a line that is no fault is reported and skipped."""
+        node = self.node
+        while gen == self.book.gen and node is self.node and node is not None:
+            faults, refused = inbox.read()
+            for bad in refused:
+                self._emit("fault_refused", {"line": bad.line, "why": bad.why})
+            for fault in faults:
+                method, args = node_input(fault)
+                self._emit("fault_injected", fault.model_dump(exclude_none=True))
+                self._call(getattr(node, method), *args, time.time())
+            await asyncio.sleep(FAULT_POLL)
 
     async def _controller_certs(self, gen: int) -> None:
         """zedagent's ``controllerCertsTask`` (P:cmd/zedagent/handlecertconfig.go, spec §1 table):

@@ -234,10 +234,17 @@ def _assignable(pools: list[list[str]], free: set[str]) -> bool:
     return True
 
 
-class BoardControllerPort(QemuControllerPort):
-    """As on ``qemu``: the reference image's agent on the board does not exercise the controller's
-    reboots, shutdowns, apps or controller faults (docs/qemu.md), so such steps are refused."""
+NOT_ON_BOARDS = ("not yet qualified on a lab's boards: the controller's reboot and shutdown commands and its faults "
+                 "run on qemu and emulated; run this step there")
+_BOARD_NOT_YET = frozenset({"reboot", "shutdown", "outage", "restore", "answer_503", "hang", "refuse_certs"})
 
+
+class BoardControllerPort(QemuControllerPort):
+    """As on ``qemu`` (no apps), less what has not been run against a lab's boards yet: the
+    controller's reboot and shutdown commands and its faults (:data:`NOT_ON_BOARDS`)."""
+
+    capabilities = QemuControllerPort.capabilities - _BOARD_NOT_YET
+    refusals = {**QemuControllerPort.refusals, **{m: NOT_ON_BOARDS for m in _BOARD_NOT_YET}}
     backend_name = "board"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from eden.backends.live import LiveBackend, LiveDevice, eden_command
 from eden.backends.live_ports import NO_LPS, LiveDevicePort
 from eden.backends.ports import DEVICE_METHODS
+from eden.agent.faults import Fault
 from eden.agent.state import atomic_write
 from eden.backends.netproxy import PortProxy
 from eden.runtime.procs import Managed
@@ -48,14 +49,15 @@ class _Device(LiveDevice):
         self.pending_tamper: list[str] = []
         self.links_down: set[str] = set()
         self.links_file = home / "links-down"  # what the agent's nim reads (eden agent --links-file)
+        self.faults_file = home / "faults"  # the agent's fault inbox (eden agent --faults-file)
 
 
 class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
-    """Power is the agent process, each network port a relay. An agent cannot be told from outside to
-    hang, it has no kernel, kdump or watchdog to ``crash`` with (its process dying is a power cut),
-    and no local profile server to take a graceful power-off command."""
+    """Power is the agent process, each network port a relay, ``hang`` and ``crash`` a line in the
+    agent's fault inbox (eden/agent/faults.py: the model's watchdog and kdump rules then act, as on
+    the simulator). The agent has no local profile server to take a graceful power-off command."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff", "low_disk_space", "tpm_failure"}
+    capabilities = DEVICE_METHODS - {"graceful_poweroff", "low_disk_space", "tpm_failure"}
     refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "emulated"
 
@@ -84,6 +86,20 @@ class EmulatedDevicePort(LiveDevicePort["EmulatedBackend"]):
                     d.proxies[name].set_link(up)
                     (d.links_down.discard if up else d.links_down.add)(name)
             atomic_write(d.links_file, "".join(f"{n}\n" for n in sorted(d.links_down)).encode())
+
+    def hang(self, devices: list[str], agent: str) -> None:
+        self._send(devices, Fault(action="hang", agent=agent))
+
+    def crash(self, devices: list[str], kind: str, agent: str) -> None:
+        self._send(devices, Fault.model_validate({"action": "crash", "kind": kind, "agent": agent}))
+
+    def _send(self, devices: list[str], fault: Fault) -> None:
+        """Appended to each device's inbox; an agent that is not running (off, or between two
+        boots) never reads it, as a node that is not running ignores a fault on the simulator."""
+        for d in self._devs(devices):
+            with d.faults_file.open("a", encoding="utf-8") as f:
+                f.write(fault.line())
+            self.be.timeline.add(self.be.now(), "harness", d.id, "fault_sent", {**fault.model_dump(exclude_none=True), "powered": d.powered})
 
     def tamper(self, devices: list[str], stage: str) -> None:
         """The attacker changes the disk; the agent measures it at its next boot, which is when
@@ -137,7 +153,8 @@ class EmulatedBackend(LiveBackend[_Device]):
     def _agent_argv(self, d: _Device) -> list[str]:
         home = d.home
         argv = eden_command("agent", "--once", "--state-dir", str(d.state_dir), "--spec", str(home / "spec.json"),
-                            "--config-dir", str(home / "config"), "--links-file", str(d.links_file))
+                            "--config-dir", str(home / "config"), "--links-file", str(d.links_file),
+                            "--faults-file", str(d.faults_file))
         for name, proxy in d.proxies.items():
             argv += ["--port-url", f"{name}=https://127.0.0.1:{proxy.port}"]
         return argv

@@ -112,6 +112,8 @@ class LiveBackend(Generic[D]):
         self._bg: set[asyncio.Task[object]] = set()
         self._last_stats: dict[str, Any] = {}
         self.controller_down = False
+        self._outages = 0  # controller_outage steps so far: a restore ends the one it was asked for
+        self._restoring = 0  # the outage whose restart is under way or done
         self.pending_admin: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
         self._stop: StopOnSignal | None = None  # Ctrl-C / SIGTERM handling while _run runs
         self.series_step = 5.0
@@ -436,23 +438,38 @@ class LiveBackend(Generic[D]):
     def controller_outage(self) -> None:
         """Stop the controller process; devices cannot reach it until it is back."""
         self.controller_down = True
+        self._outages += 1
         if self.controller is not None:
             self.controller.kill()
         self._on_controller_down()
 
     def controller_restore(self) -> None:
         """Start the controller again, give it the admin changes made while it was down, then
-        let devices reach it."""
-        self.background(self._restart_controller())
+        let devices reach it. Whether there is an outage to end is decided now, at the step, not
+        when the restart task runs: an outage step right after would otherwise be ended by it."""
+        if self.controller is None or not self.controller_down:
+            self.record("controller_restored", {})
+            return
+        if self._restoring == self._outages:
+            return  # a restore of this outage is under way
+        self._restoring = self._outages
+        self.background(self._restart_controller(self._outages))
 
-    async def _restart_controller(self) -> None:
-        if self.controller is not None and self.controller_down:
-            await self.controller.wait(10)
-            await self._start_controller(first=False)
-            pending, self.pending_admin = self.pending_admin, []
-            for name, args, kwargs in pending:  # changes made while it was down, in order
-                await asyncio.to_thread(getattr(self.client(), name), *args, **kwargs)
-            await self._on_controller_up()
+    async def _restart_controller(self, outage: int) -> None:
+        assert self.controller is not None
+        await self.controller.wait(10)
+        if outage != self._outages:
+            return  # a later outage began meanwhile: its own restore ends it
+        await self._start_controller(first=False)
+        if outage != self._outages:  # an outage step came while the controller started
+            self.controller_down = True
+            self.controller.kill()
+            self._on_controller_down()
+            return
+        pending, self.pending_admin = self.pending_admin, []
+        for name, args, kwargs in pending:  # changes made while it was down, in order
+            await asyncio.to_thread(getattr(self.client(), name), *args, **kwargs)
+        await self._on_controller_up()
         self.record("controller_restored", {})
 
     # ---------------------------------------------------------------------------- observe --

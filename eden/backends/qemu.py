@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from eden.backends.base import BackendStats, RealTimeTimings
 from eden.backends.live import LiveBackend, LiveDevice
 from eden.backends.live_ports import NO_LPS, AdminControllerPort, LiveDevicePort
+from eden.agent.faults import FAULTS_IN_IMAGE, Fault
 from eden.backends.ports import DEVICE_METHODS
 from eden.errors import InfrastructureError
 from eden.scenario.load import DeviceSpec
@@ -50,6 +51,10 @@ GUEST_HOST = "10.0.2.2"  # the host as QEMU user networking shows it to the gues
 GUEST_BOOT_SECONDS = 0.5
 """The agent's own boot delay inside the VM: the VM really booted already."""
 POWER_ON_TIMEOUT = 60.0
+SSH_TIMEOUT = 30.0  # seconds to log in to a running VM and write its fault inbox (x the TCG factor)
+RESET_COALESCE = 2.0
+"""Seconds after a power-on or reset within which a further QMP RESET is the same boot: one guest
+reboot can show as more than one RESET (the kernel's reboot, then the firmware's)."""
 MEMORY_MB = 512
 _MARK = re.compile(r"EDEN-BOOT: (\S+)(.*)")
 
@@ -67,24 +72,43 @@ class _Vm(LiveDevice):
         self.nics: list[Any] = []  # eden.qemu.machine.Nic, one per profile port
 
 
-class QemuControllerPort(AdminControllerPort):
-    """docs/qemu.md: config, base-OS updates and attestation reach the reference image's agent; its
-    reboots, shutdowns, apps and controller faults are not exercised there, so such steps are refused."""
+NO_APPS = ("the reference image runs no app runtime (no VM, container or process tree for an app "
+           "instance yet), so an app it reported would not be real; run app scenarios on sim or emulated")
 
-    capabilities = AdminControllerPort.capabilities - {"reboot", "shutdown", "set_app", "outage", "restore", "answer_503", "hang",
-                                                       "refuse_certs"}
-    refusals = {}
+
+class QemuControllerPort(AdminControllerPort):
+    """docs/qemu.md: everything the controller does for the emulated backend reaches the reference
+    image's agent, the controller faults included (the controller is a real process: stopped for an
+    outage, switched to 503 or hang); apps are refused (:data:`NO_APPS`)."""
+
+    capabilities = AdminControllerPort.capabilities - {"set_app"}
+    refusals = {**AdminControllerPort.refusals, "set_app": NO_APPS}
     backend_name = "qemu"
 
 
 class QemuDevicePort(LiveDevicePort["QemuBackend"]):
-    """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next.
-    ``hang`` and ``crash`` are refused: the reference image has no hook to hang or kill an agent, and
-    no kdump or watchdog report script that would record KERNEL, OOM, FATAL or WATCHDOG_PID."""
+    """Power is the QEMU process, links are QMP ``set_link``, tamper changes what the VM boots next,
+    ``hang`` and ``crash`` a line written over SSH into the agent's fault inbox inside the VM
+    (eden/agent/faults.py): the model's watchdog and kdump rules then act and the VM really reboots.
+    The image has no watchdog daemon or kdump of its own (docs/qemu.md)."""
 
-    capabilities = DEVICE_METHODS - {"hang", "crash", "graceful_poweroff", "low_disk_space", "tpm_failure"}
+    capabilities = DEVICE_METHODS - {"graceful_poweroff", "low_disk_space", "tpm_failure"}
     refusals = {"graceful_poweroff": NO_LPS}
     backend_name = "qemu"
+
+    def hang(self, devices: list[str], agent: str) -> None:
+        self._send(devices, Fault(action="hang", agent=agent))
+
+    def crash(self, devices: list[str], kind: str, agent: str) -> None:
+        self._send(devices, Fault.model_validate({"action": "crash", "kind": kind, "agent": agent}))
+
+    def _send(self, devices: list[str], fault: Fault) -> None:
+        vms = self._vms(devices)
+        if any(d.id in self.be.eve_ids for d in vms):
+            self.be.fail(f"{fault.action} works on the reference image only, not on an EVE device (docs/real-eve.md)")
+            return
+        for d in vms:
+            self.be.background(self.be.send_fault(d, fault))
 
     def _vms(self, devices: list[str]) -> list[_Vm]:
         return [self.be.devices[d] for d in devices]
@@ -340,6 +364,30 @@ class QemuBackend(LiveBackend[_Vm]):
         await asyncio.sleep(off_for)
         await self.power_on(d)
 
+    async def send_fault(self, d: _Vm, fault: Fault) -> None:
+        """Append the fault to the agent's inbox inside the VM over SSH (the run's key, which the
+        CONFIG partition authorised). A VM that is off has no agent to take it: nothing is sent, as
+        a node that is off ignores a fault on the simulator."""
+        from eden.runtime.ssh import Ssh, SshKey
+
+        if not d.powered or d.machine is None:
+            self.timeline.add(self.now(), "harness", d.id, "fault_sent", {**fault.model_dump(exclude_none=True), "powered": False})
+            return
+        key = SshKey(d.home / "id_ed25519", (d.home / "id_ed25519.pub").read_text().strip())
+        ssh = Ssh(d.machine.ssh_port, key)
+        try:
+            await ssh.connect(self.run_deadline.child(SSH_TIMEOUT * self._scale))
+            res = await ssh.run(f"cat >> {FAULTS_IN_IMAGE}", self.run_deadline.child(SSH_TIMEOUT), stdin=fault.line().encode())
+        except InfrastructureError as exc:
+            self._failure = f"{d.id}: the {fault.action} fault could not be sent over SSH: {exc}"
+            return
+        finally:
+            await ssh.close()
+        if res.rc != 0:
+            self._failure = f"{d.id}: writing {FAULTS_IN_IMAGE} failed (rc={res.rc}): {res.stderr[-300:]}"
+            return
+        self.timeline.add(self.now(), "harness", d.id, "fault_sent", {**fault.model_dump(exclude_none=True), "powered": True})
+
     async def set_link(self, d: _Vm, up: bool, ports: list[str]) -> None:
         """QMP ``set_link`` on each named port's NIC (a powered-off VM keeps it for its next power-on)."""
         try:
@@ -354,6 +402,8 @@ class QemuBackend(LiveBackend[_Vm]):
         data = {k: v for k, v in ev.data.items() if k not in ("t", "source", "device", "what")}
         self.timeline.add(t, "qmp", d.id, str(ev.name), data)
         if ev.name == "RESET":
+            if d.powered_at is not None and t - d.powered_at < RESET_COALESCE:
+                return
             d.boots += 1
             d.powered_at = t
             self.timeline.add(t, "device", d.id, "boot_start", {"cause": "reset"})

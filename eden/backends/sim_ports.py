@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
+from eden.agent.faults import Fault, node_input
 from eden.backends.ports import CONTROLLER_METHODS, DEVICE_METHODS, ControllerPort, ControllerStats, DevicePort, DeviceView
 
 if TYPE_CHECKING:
     from eden.backends.sim import SimBackend
 
 
-_CRASH_INPUT = {"oom": "oom", "fatal": "agent_fatal", "agent_exit": "agent_exit"}
-"""The node input (eve.node.Node) of each agent ``crash`` kind."""
 
 
 class SimControllerPort(ControllerPort):
@@ -126,15 +125,16 @@ class SimDevicePort(DevicePort):
             self.be.engine.call(i, "tamper", stage)
 
     def hang(self, devices: list[str], agent: str) -> None:
-        for i in self._idx(devices):
-            self.be.engine.call(i, "hang", agent)
+        self._fault(devices, Fault(action="hang", agent=agent))
 
     def crash(self, devices: list[str], kind: str, agent: str) -> None:
+        self._fault(devices, Fault.model_validate({"action": "crash", "kind": kind, "agent": agent}))
+
+    def _fault(self, devices: list[str], fault: Fault) -> None:
+        """The node input a device agent's fault inbox calls for the same fault (eden/agent/faults.py)."""
+        method, args = node_input(fault)
         for i in self._idx(devices):
-            if kind == "kernel":
-                self.be.engine.call(i, "kernel_panic")
-            else:
-                self.be.engine.call(i, _CRASH_INPUT[kind], agent)
+            self.be.engine.call(i, method, *args)
 
     def low_disk_space(self, devices: list[str], enable: bool) -> None:
         for i in self._idx(devices):
