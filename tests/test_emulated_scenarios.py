@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_device_suite_passed, assert_tamper_refused_for_pcrs
+from conftest import DEVICE_SCENARIOS, EMULATED_FAULT_SCENARIOS, assert_device_suite_passed, assert_tamper_refused_for_pcrs
 
 
 @pytest.mark.slow
 @pytest.mark.background("emulated")
 def test_emulated_suite_passes(emulated_suite_run) -> None:  # type: ignore[no-untyped-def]
-    out, results = assert_device_suite_passed(emulated_suite_run, "emulated", 45 * 60, "agent-")
+    out, results = assert_device_suite_passed(emulated_suite_run, "emulated", 45 * 60, "agent-",
+                                              DEVICE_SCENARIOS + EMULATED_FAULT_SCENARIOS)
     assert_tamper_refused_for_pcrs(out, results, {0})  # the soft TPM's quote, refused on PCR 0
