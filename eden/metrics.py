@@ -215,6 +215,10 @@ def _controller_metric(name: str, backend: Backend, summary: dict[str, Any]) -> 
         return summary["all"]["rejected_503"]
     if parts[1] == "requests" and len(parts) == 3:
         return summary[parts[2]]["requests"] if parts[2] in summary else None
+    if parts[1] == "requests" and len(parts) == 4:  # controller.requests.<kind>.<status>
+        return summary[parts[2]].get("status", {}).get(parts[3], 0) if parts[2] in summary else None
+    if parts[1] == "answers" and len(parts) == 3:  # controller.answers.<status>
+        return summary["all"].get("status", {}).get(parts[2], 0)
     if name == "controller.request_rate":
         return _round(summary["all"]["requests"] / backend.now()) if backend.now() > 0 else 0.0
     if parts[1] == "latency":

@@ -19,6 +19,11 @@ from eve.measured_boot import QUOTE_PCRS, expected_pcrs, mismatching_pcrs, pcr_d
 DEFAULT_METRIC_INTERVAL = 60  # seconds: timer.metric.interval's default (spec §6)
 _UUID_PATH_KINDS = frozenset({"config", "info", "metrics", "logs", "attest"})
 """Requests under the device's ``id/<uuid>/`` (spec §2): a record with another UUID answers 404."""
+SETTLED_STATUS: dict[str, int] = {"config": 304, "info": 201, "metrics": 201, "ping": 200, "logs": 201}
+"""What :meth:`Controller.answer` gives a settled device's periodic request (spec §2): config polls
+with the current hash 304, info, metrics and newlogs posts 201, ping 200. The simulator counts the
+requests it answers in bulk with these statuses, without calling :meth:`Controller.answer`;
+tests/test_request_status.py checks the table against the rules."""
 
 
 def dormant_time(metric_interval: Any) -> float:

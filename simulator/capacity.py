@@ -42,6 +42,8 @@ class LatencyStats:
         self.rejected = 0
         self.sum = 0.0
         self.max = 0.0
+        self.status: dict[int, int] = {}
+        """HTTP status -> requests answered with it (503s included)."""
         self._chunks: list[np.ndarray] = []
         self._singles: list[float] = []
         self._pending = 0
@@ -209,9 +211,10 @@ class Capacity:
         self._win_end_l = self._win_end.tolist()
         return ok, lat
 
-    def record(self, kind: str, t: float, latency: float, accepted: bool) -> None:
-        """Account one request (single path)."""
+    def record(self, kind: str, t: float, latency: float, accepted: bool, status: int) -> None:
+        """Account one request (single path) answered with HTTP ``status``."""
         st = self.stats[kind]
+        st.status[status] = st.status.get(status, 0) + 1
         if accepted:
             st.add_one(latency)
         else:
@@ -220,9 +223,11 @@ class Capacity:
         if kind in self.kind_series:
             self.kind_series[kind].add_one(t, latency, accepted)
 
-    def record_batch(self, kind: str, t: np.ndarray, latency: np.ndarray) -> None:
-        """Account a batch of accepted bulk requests."""
-        self.stats[kind].add(latency)
+    def record_batch(self, kind: str, t: np.ndarray, latency: np.ndarray, status: int) -> None:
+        """Account a batch of accepted bulk requests, all answered with HTTP ``status``."""
+        st = self.stats[kind]
+        st.status[status] = st.status.get(status, 0) + int(t.size)
+        st.add(latency)
         self.series.add(t, latency, np.ones(t.size, dtype=bool))
         if kind in self.kind_series:
             self.kind_series[kind].add(t, latency, np.ones(t.size, dtype=bool))
@@ -237,6 +242,8 @@ class Capacity:
             total.rejected += st.rejected
             total.sum += st.sum
             total.max = max(total.max, st.max)
+            for code, n in st.status.items():
+                total.status[code] = total.status.get(code, 0) + n
         out: dict[str, Any] = {}
         for name, st in [("all", total), *self.stats.items()]:
             out[name] = {
@@ -247,5 +254,6 @@ class Capacity:
                 "p99": st.quantile(0.99),
                 "max": st.max,
                 "mean": st.sum / st.count if st.count else 0.0,
+                "status": {str(code): st.status[code] for code in sorted(st.status)},
             }
         return out

@@ -57,12 +57,13 @@ class ControllerModel(Controller, Capacity):
         """Answer one request from device ``i`` (under ``id/<uuid>/``) at time ``t``: (HTTP status,
         body, latency)."""
         accepted, latency = self._admit(t)
-        self.record(kind, t, latency, accepted)
         if self.last_seen[i] < t and (not self.any_deleted or self.attributed(i, kind, uuid)):
             self.last_seen[i] = t
         if not accepted:
+            self.record(kind, t, latency, False, 503)
             return 503, {}, latency
         status, answer = self.answer(i, kind, body, uuid)
+        self.record(kind, t, latency, True, status)
         return status, answer, latency
 
     def delete_device(self, indices: list[int], recreate: str) -> None:

@@ -26,6 +26,7 @@ import simpy
 from simulator.capacity import RTT
 from simulator.controller import ControllerModel
 from eve.logs import DEFAULT_INTERVAL, SCHEDULE, files_made, jittered, plain_at
+from eve.controller import SETTLED_STATUS
 from eve.driving import TimerBook, dispatch
 from eve.enums import BootReason
 from eve.node import Node, Send
@@ -33,6 +34,7 @@ from eve.vocab import PERIODIC, TimerName
 
 ARRAY_TIMERS: tuple[str, ...] = tuple(PERIODIC)
 _REQUEST_KIND: dict[str, str] = {timer: p.request for timer, p in PERIODIC.items()}
+_BULK_STATUS: dict[str, int] = {timer: SETTLED_STATUS[p.request] for timer, p in PERIODIC.items()}  # answered in bulk: settled
 _INTERVAL_ITEM: dict[str, str] = {timer: p.interval_item for timer, p in PERIODIC.items() if p.interval_item is not None}
 _JITTER: dict[str, tuple[float, float]] = {timer: p.jitter for timer, p in PERIODIC.items()}
 
@@ -299,7 +301,7 @@ class Engine:
                 k_ok = ok[sel]
                 acc_i, acc_t, acc_lat = all_i[sel][k_ok], all_t[sel][k_ok], lat[sel][k_ok]
                 if acc_t.size:
-                    ctrl.record_batch(_REQUEST_KIND[kind], acc_t, acc_lat)
+                    ctrl.record_batch(_REQUEST_KIND[kind], acc_t, acc_lat, _BULK_STATUS[kind])
                     self.bulk_requests += int(acc_t.size)
                     lo, hi = _JITTER[kind]
                     factor = self.rng.uniform(lo, hi, acc_t.size) if hi > lo else np.full(acc_t.size, lo)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eden.backends.registry import REGISTRY, backend_actions, refused_actions
 from eden.limits import LIMITS
+from eden.scenario.metric_names import ANSWER_STATUSES
 from eden.scenario.model import ACTIONS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scenario-language.md"
@@ -82,3 +83,8 @@ def test_action_table_matches_the_code() -> None:
 def test_limits_table_matches_the_code() -> None:
     expected = limits_table()
     assert _table_after("limits table:") == expected, "docs/scenario-language.md should have:\n" + "\n".join(expected)
+
+
+def test_answer_statuses_match_the_code() -> None:
+    (row,) = [r for r in _table_after("| name | meaning |") if r.startswith("| `controller.answers.<status>`")]
+    assert re.findall(r"`(\d{3})`", _cells(row)[1]) == list(ANSWER_STATUSES)

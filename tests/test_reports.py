@@ -354,6 +354,18 @@ def test_junit_parses_with_failure_and_error_classes(suite: Any) -> None:
             assert "injected harness fault" in errors[0].get("message")
 
 
+def test_junit_and_html_show_the_controller_answers_per_status(suite: Any) -> None:
+    results, out, _ = suite
+    entry = _by_verdict(results)["passed"][0]
+    answers = entry.metrics["controller"]["all"]["status"]
+    assert answers.get("304", 0) > 0
+    shown = " · ".join(f"{code} ×{n}" for code, n in answers.items())
+    root = ET.parse(out / "junit.xml").getroot()
+    outs = [c.findtext("system-out") or "" for c in root.iter("testcase")]
+    assert any(f"controller answers: {shown} (" in text for text in outs)
+    assert f"{shown} (" in (out / "report.html").read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------------- HTML --
 def test_html_is_self_contained_with_matrix_plots_and_ci(suite: Any) -> None:
     results, out, _ = suite

@@ -54,7 +54,7 @@ def test_mypy_errors_never_exceed_the_baseline(tmp_path_factory: pytest.TempPath
               ", ".join(f"{f}: {n} < {b}" for f, (n, b) in sorted(better.items())))
 
 
-ANY_LIMIT = 374
+ANY_LIMIT = 373
 """Uses of ``typing.Any`` under ``eden/`` (676 before the typed views and admin answers): may only go
 down. Where a value really is arbitrary, ``object`` and narrowing is the type; lower this when the
 count drops."""

@@ -45,6 +45,7 @@ from eve.controller import DEFAULT_METRIC_INTERVAL, connected
 
 if TYPE_CHECKING:
     from eden.agent.spec import AgentSpec
+    from eden.controller.admin_types import EndpointSummary
     from eden.controller.client import AdminClient
 
 _RESERVED = frozenset({"t", "source", "device", "what"})  # timeline keys a payload may not shadow
@@ -110,7 +111,9 @@ class LiveBackend(Generic[D]):
         self._failure: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bg: set[asyncio.Task[object]] = set()
-        self._last_stats: dict[str, Any] = {}
+        self._last_stats: dict[str, EndpointSummary] = {}
+        self._banked_stats: dict[str, EndpointSummary] = {}
+        """What the controller processes an outage stopped counted (:func:`add_endpoint_stats`)."""
         self.controller_down = False
         self._outages = 0  # controller_outage steps so far: a restore ends the one it was asked for
         self._restoring = 0  # the outage whose restart is under way or done
@@ -437,6 +440,8 @@ class LiveBackend(Generic[D]):
 
     def controller_outage(self) -> None:
         """Stop the controller process; devices cannot reach it until it is back."""
+        if not self.controller_down:
+            self._bank_stats()
         self.controller_down = True
         self._outages += 1
         if self.controller is not None:
@@ -566,28 +571,43 @@ class LiveBackend(Generic[D]):
     def controller_stats(self) -> ControllerStats:
         return self.controller_port.stats()
 
-    def admin_stats(self) -> ControllerStats:
-        """The controller's per-endpoint request counts and latency percentiles, in the shape the
-        simulator reports (seconds; ``rejected_503`` = requests answered 503)."""
+    def _read_stats(self) -> None:
+        """The running controller's ``GET /v1/stats`` into ``_last_stats`` (kept as it was when unreachable)."""
         if self.admin is not None and not self.controller_down and self.controller is not None and self.controller.running:
             with contextlib.suppress(Exception):
                 self._last_stats = self.admin.stats()
+
+    def _bank_stats(self) -> None:
+        """Before an outage stops the controller: keep what it counted, as the next process counts
+        from zero (its stats are in memory)."""
+        self._read_stats()
+        self._banked_stats = add_endpoint_stats(self._banked_stats, self._last_stats)
+        self._last_stats = {}
+
+    def admin_stats(self) -> ControllerStats:
+        """The controller's per-endpoint request counts and latency percentiles, in the shape the
+        simulator reports (seconds; ``rejected_503`` = requests answered 503; ``status`` = requests
+        per HTTP status answered). Counted over the whole run: the processes before each
+        ``controller_outage`` included (see :func:`add_endpoint_stats` for the percentiles)."""
+        self._read_stats()
         out: ControllerStats = {}
+        every: dict[str, int] = {}
         total = 0
-        for name, st in sorted(self._last_stats.items()):
-            if not isinstance(st, dict):
-                continue
-            status = st.get("status") or {}
-            n = int(st.get("requests", 0))
-            total += n
+        for name, st in sorted(add_endpoint_stats(self._banked_stats, self._last_stats).items()):
+            status = st["status"]
+            total += st["requests"]
+            for code, k in status.items():
+                every[code] = every.get(code, 0) + k
             out[name] = {
-                "requests": n,
-                "rejected_503": int(status.get("503", 0)),
-                "p50": float(st.get("p50_ms") or 0.0) / 1000.0,
-                "p95": float(st.get("p95_ms") or 0.0) / 1000.0,
-                "p99": float(st.get("p99_ms") or 0.0) / 1000.0,
+                "requests": st["requests"],
+                "rejected_503": status.get("503", 0),
+                "status": status,
+                "p50": st["p50_ms"] / 1000.0,
+                "p95": st["p95_ms"] / 1000.0,
+                "p99": st["p99_ms"] / 1000.0,
             }
-        out["all"] = {"requests": total, "rejected_503": sum(v["rejected_503"] for v in out.values())}
+        out["all"] = {"requests": total, "rejected_503": every.get("503", 0),
+                      "status": {code: every[code] for code in sorted(every)}}
         return out
 
     def _sample(self) -> None:
@@ -615,6 +635,36 @@ class LiveBackend(Generic[D]):
 
     def stats(self) -> BackendStats:
         return {"node_events": self._device_events, "agent_boots": sum(d.boots for d in self.devices.values())}
+
+
+def _endpoint(st: EndpointSummary) -> EndpointSummary:
+    """One endpoint of a ``GET /v1/stats`` answer (decoded JSON), with every field and its type."""
+    status = st.get("status") or {}
+    return {"requests": int(st.get("requests", 0)), "status": {str(c): int(status[c]) for c in sorted(status)},
+            "p50_ms": float(st.get("p50_ms") or 0.0), "p95_ms": float(st.get("p95_ms") or 0.0),
+            "p99_ms": float(st.get("p99_ms") or 0.0), "window": int(st.get("window", 0))}
+
+
+def add_endpoint_stats(before: Mapping[str, EndpointSummary], latest: Mapping[str, EndpointSummary]) -> dict[str, EndpointSummary]:
+    """Two ``GET /v1/stats`` answers as one: ``before`` the totals of earlier controller processes,
+    ``latest`` the running one's. Request and status counts add up. A percentile is the larger of
+    the two: a percentile of the union of two samples lies between theirs, so the larger one is a
+    bound that never understates a slow spell before or after an outage. Entries that are not an
+    endpoint summary are skipped."""
+    out = {name: _endpoint(st) for name, st in before.items() if isinstance(st, dict)}
+    for name, st in latest.items():
+        if not isinstance(st, dict):
+            continue
+        new, have = _endpoint(st), out.get(name)
+        if have is not None:
+            status = dict(have["status"])
+            for code, k in new["status"].items():
+                status[code] = status.get(code, 0) + k
+            new = {"requests": have["requests"] + new["requests"], "status": dict(sorted(status.items())),
+                   "p50_ms": max(have["p50_ms"], new["p50_ms"]), "p95_ms": max(have["p95_ms"], new["p95_ms"]),
+                   "p99_ms": max(have["p99_ms"], new["p99_ms"]), "window": have["window"] + new["window"]}
+        out[name] = new
+    return out
 
 
 def _infrastructure(exc: BaseException) -> BaseException:

@@ -97,6 +97,8 @@ class RequestStats(TypedDict):
 
     requests: int
     rejected_503: int
+    status: dict[str, int]
+    """HTTP status answered (``"200"``, ``"304"``, ``"503"`` …) -> requests; sums to ``requests``."""
     p50: NotRequired[float]
     p95: NotRequired[float]
     p99: NotRequired[float]

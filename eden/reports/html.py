@@ -22,6 +22,7 @@ from eden.reports.markdown import (
     NO_PROFILE,
     cell_counts,
     cell_verdict,
+    controller_answers,
     failed_expectations,
     failure_reasons,
     fmt_seconds,
@@ -408,6 +409,7 @@ def _entry(entry: EntryResult, plots: dict[str, bytes], base_dir: Path | None) -
             ("started", h(entry.started or "-")),
             ("wall / simulated", f"{fmt_seconds(entry.wall_seconds)} / {fmt_seconds(entry.simulated_seconds)}"),
             ("run verdict", h(entry.run_verdict or "-")),
+            *([("controller answers", h(answers))] if (answers := controller_answers(entry)) else []),
             ("files", " · ".join(links) or "-"),
         ]
     )

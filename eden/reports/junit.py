@@ -12,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from eden.reports.markdown import failed_expectations, failure_reasons, fmt_seconds, profile_label, profile_of
+from eden.reports.markdown import controller_answers, failed_expectations, failure_reasons, fmt_seconds, profile_label, profile_of
 from eden.reports.model import EntryResult, SuiteResults
 
 
@@ -38,6 +38,8 @@ def _system_out(entry: EntryResult) -> str:
     for key, stats in entry.timings.items():
         if stats.get("count"):
             lines.append(f"  {key}: p50 {fmt_seconds(stats.get('p50'))}, p95 {fmt_seconds(stats.get('p95'))}, n={stats.get('count')}")
+    if answers := controller_answers(entry):
+        lines.append(f"  controller answers: {answers}")
     if entry.run_dir:
         lines.append(f"  run folder: {entry.run_dir}")
     return "\n".join(lines) + "\n"

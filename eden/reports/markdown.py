@@ -56,6 +56,22 @@ def fmt_observed(crit: CriterionResult) -> str:
     return f"{text} {crit.unit}" if crit.unit and value is not None else text
 
 
+def _status_counts(st: object, sep: str) -> str:
+    status = st.get("status") if isinstance(st, dict) else None
+    return sep.join(f"{code} ×{n}" for code, n in status.items()) if isinstance(status, dict) else ""
+
+
+def controller_answers(entry: EntryResult) -> str:
+    """The controller's answers per HTTP status, all kinds and then per kind:
+    ``200 ×15 · 304 ×280 (config 200 ×3 304 ×280; info 201 ×18)``; empty when none were recorded."""
+    controller = entry.metrics.get("controller") or {}
+    every = _status_counts(controller.get("all"), " · ")
+    if not every:
+        return ""
+    kinds = [f"{kind} {text}" for kind, st in controller.items() if kind != "all" and (text := _status_counts(st, " "))]
+    return f"{every} ({'; '.join(kinds)})" if kinds else every
+
+
 def profile_of(entry: EntryResult) -> str:
     return entry.profile or NO_PROFILE
 

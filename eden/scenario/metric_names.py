@@ -29,6 +29,9 @@ DISTRIBUTIONS: dict[str, str] = {
 
 CONTROLLER_KINDS: tuple[str, ...] = ("certs", "register", "uuid", "config", "info", "metrics", "attest", "ping", "logs")
 LATENCY_STATS: tuple[str, ...] = ("p50", "p95", "p99", "max", "mean")
+ANSWER_STATUSES: tuple[str, ...] = ("200", "201", "304", "400", "401", "403", "404", "409", "422", "429", "500", "503")
+"""HTTP statuses eden's controllers answer (:meth:`eve.controller.Controller.answer` and
+:mod:`eden.controller.api`; 503 for overload, the answer switch or a busy database; spec §2, §2.1)."""
 
 _PLAIN: dict[str, str] = {
     "controller.requests": "requests the controller received",
@@ -61,8 +64,12 @@ def _build() -> dict[str, str]:
     metrics.update(_PLAIN)
     for stat in LATENCY_STATS:
         metrics[f"controller.latency.{stat}"] = f"{STATISTICS[stat]} controller response latency, seconds"
+    for code in ANSWER_STATUSES:
+        metrics[f"controller.answers.{code}"] = f"requests of any kind the controller answered with HTTP {code}"
     for kind in CONTROLLER_KINDS:
         metrics[f"controller.requests.{kind}"] = f"'{kind}' requests the controller received"
+        for code in ANSWER_STATUSES:
+            metrics[f"controller.requests.{kind}.{code}"] = f"'{kind}' requests the controller answered with HTTP {code}"
         for stat in LATENCY_STATS:
             metrics[f"controller.latency.{kind}.{stat}"] = (
                 f"{STATISTICS[stat]} latency of '{kind}' requests, seconds"

@@ -2,8 +2,9 @@
 
 Metric names are those of :mod:`eden.scenario.metric_names`, looked up in the summary:
 ``<timing>.<stat>`` in ``metrics.timings``, counters in ``metrics.counters``,
-``controller.latency[.<kind>].<stat>``/``controller.requests``/``controller.rejected_503`` in
-``metrics.controller``, anything the scenario listed under ``metrics:`` in ``metrics.requested``.
+``controller.latency[.<kind>].<stat>``/``controller.requests[.<kind>[.<status>]]``/
+``controller.answers.<status>``/``controller.rejected_503`` in ``metrics.controller``, anything
+the scenario listed under ``metrics:`` in ``metrics.requested``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def metric_value(summary: RunSummary, name: str) -> object:
             return requests / sim if sim and isinstance(requests, (int, float)) else None
         if len(parts) == 3 and parts[1] == "latency":
             return every.get(parts[2])
+        if len(parts) == 3 and parts[1] == "answers":
+            return _mapping(every.get("status")).get(parts[2], 0)
+        if parts[1] == "requests" and len(parts) in (3, 4) and parts[2] in controller:
+            kind = _mapping(controller.get(parts[2]))
+            return kind.get("requests") if len(parts) == 3 else _mapping(kind.get("status")).get(parts[3], 0)
         if len(parts) == 4 and parts[1] == "latency":
             return _mapping(controller.get(parts[2])).get(parts[3])
     if name == "devices.total":
