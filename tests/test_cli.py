@@ -340,6 +340,9 @@ def test_schema_accepts_the_shipped_scenarios(capsys: pytest.CaptureFixture[str]
         errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
         assert not errors, f"{path.name}: {errors}"
     assert list(validator.iter_errors({**yaml.safe_load(SMOKE.read_text()), "expectt": []}))
+    point = {**yaml.safe_load(SMOKE.read_text()), "expect": [{"bricked": False, "always": True, "from": "onbaorded"}]}
+    assert list(validator.iter_errors(point))  # a bare point must be one of the point names
+    assert not list(validator.iter_errors({**point, "expect": [{"bricked": False, "always": True, "from": "onboarded"}]}))
 
 
 def test_profile_schema_accepts_the_shipped_profiles(capsys: pytest.CaptureFixture[str]) -> None:

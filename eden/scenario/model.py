@@ -15,6 +15,9 @@ import difflib
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -309,6 +312,11 @@ class PointCond(Condition):
                 raise ValueError(f"'{data}' is not a point: give one of {', '.join(POINT_NAMES)}, or a device condition")
             return {data: True}
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The schema says what the file may hold: a bare point name, or a device condition."""
+        return {"anyOf": [{"type": "string", "enum": list(POINT_NAMES)}, handler(core)]}
 
     @model_validator(mode="after")
     def _device_only(self) -> "PointCond":
