@@ -72,6 +72,9 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         assert cond.counters is not None
         # a counter the device never set reads 0, as it does on the wire (plain uint32 fields)
         return {k: view.get(COUNTER_FIELDS[k]) or 0 for k in cond.counters.given()}
+    if key in ("config_item_error", "config_item_errors"):
+        # configItemStatus entries with an error (spec §6), decoded on the real backends
+        return sorted(view.get("config_items_errors") or [])
     if key == "app":
         assert cond.app is not None
         apps = view.get("apps")
@@ -148,6 +151,10 @@ class DeviceMatcher:
         if key == "counters":
             assert c.counters is not None
             return value is not None and all(_in_count(value[k], want) for k, want in c.counters.given().items())
+        if key == "config_item_error":
+            return value is not None and c.config_item_error in value
+        if key == "config_item_errors":
+            return value is not None and value == sorted(set(c.config_item_errors or ()))
         if key == "boot_reason" and isinstance(c.boot_reason, list):
             return value in c.boot_reason
         return value == getattr(c, key)

@@ -33,6 +33,7 @@ __all__ = [
     "is_known",
     "spec_of",
     "wire_value",
+    "UNKNOWN_ITEM_VALUE",
     "BOOL_TRUE",
     "BOOL_FALSE",
 ]
@@ -376,6 +377,12 @@ def wire_value(value: ItemValue) -> str:
     return str(value)
 
 
+UNKNOWN_ITEM_VALUE = "UnknownType(0)"
+"""The value EVE reports in configItemStatus for a key it does not know: ParseItem hands back an
+empty item value, whose text form names its invalid type (P:types/global.go ``ParseItem``,
+``parseAgentItem``, ``ConfigItemValue.StringValue``)."""
+
+
 def _parse(spec: ItemSpec, value: ItemValue) -> tuple[ItemValue | None, str | None]:
     """Parse ``value`` per ``spec``; return (parsed, None) or (None, reason). Spec §6/§6.1."""
     if spec.kind == "int":
@@ -479,6 +486,19 @@ class GlobalConfig:
             if spec.key in self.values:
                 new[spec.key] = self.values[spec.key]
             errors.append(ItemError(spec.key, wire_value(raw), reason or "invalid value"))
+
+    def status(self) -> dict[str, tuple[str, str]]:
+        """configItemStatus.configItems of the last :meth:`apply` (spec §6): every item that config
+        carried, key -> (the value in use as text, the error or ""), as zedagent reports them
+        (P:cmd/zedagent/parseconfig.go ``parseConfigItems``, P:cmd/zedagent/reportinfo.go
+        ``createConfigItemStatus``). An item refused keeps its previous value (else the default);
+        an unknown key has no value (:data:`UNKNOWN_ITEM_VALUE`)."""
+        out = {key: (wire_value(value), "") for key, value in self.values.items()}
+        for e in self.errors:
+            spec = spec_of(e.key)
+            value = UNKNOWN_ITEM_VALUE if spec is None else wire_value(self.values.get(e.key, spec.default))
+            out[e.key] = (value, f"value {e.value!r}: {e.reason}")
+        return dict(sorted(out.items()))
 
     def get(self, key: str) -> ItemValue:
         """Current value of ``key``; KeyError for a key EVE does not know. (The node reads its

@@ -362,7 +362,9 @@ class Node:
             "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
             "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.zedmanager.apps.items())},
-            "config_items_errors": [e.key for e in self.items.errors],
+            "config_items_errors": sorted(e.key for e in self.items.errors),
+            # configItemStatus.configItems: every item of the last config, errors or not (spec §6)
+            "config_items_status": {k: {"value": v, "error": err} for k, (v, err) in self.items.status().items()},
         }
 
     # ------------------------------------------------------------------------------ power / boot --

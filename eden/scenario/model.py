@@ -222,6 +222,10 @@ COUNTER_KEYS = ("restart", "reboot", "shutdown", "baseos_update")
 """Condition key -> ZInfoDevice field: restartCounter, rebootConfigCounter, shutdown_config_counter, baseos_update_counter."""
 
 
+ConfigItemKey = Annotated[str, Field(min_length=1)]
+"""A configItem key as the controller sent it (known to EVE or not: an unknown key is an error too)."""
+
+
 class RolloutCond(Base):
     state: Literal["running", "paused", "stopped", "completed"]
 
@@ -243,6 +247,8 @@ DEVICE_CONDITIONS = (
     "vault",
     "reboot_reason",
     "counters",
+    "config_item_error",
+    "config_item_errors",
 )
 FLEET_CONDITIONS = ("metric", "rollout")
 
@@ -277,6 +283,11 @@ class Condition(Base):
     reboot_reason: str | None = None
     """Text the last reboot reason (ZInfoDevice.lastRebootReason) contains, e.g. ``NORMAL: baseos-update``."""
     counters: CountersCond | None = None
+    config_item_error: ConfigItemKey | None = None
+    """A configItem the device reports with an error in configItemStatus (spec §6): a value it
+    refused (bad or out of range: the previous value stays) or a key it does not know."""
+    config_item_errors: list[ConfigItemKey] | None = None
+    """Exactly the configItems reported with an error, in any order; ``[]``: none."""
     metric: MetricCond | None = None
     rollout: RolloutCond | None = None
 

@@ -52,7 +52,11 @@ without partitionLabel (shortVersion, userStatus, subStatus, swErr; absent when 
 no baseOS config), as EVE writes them (:mod:`eden.wire.swlist`, spec §2.2); attestation -> attestation_info.state;
 maintenance -> maintenance_mode_reasons (+ maintenance_mode); vault -> dataSecAtRestInfo
 (ENABLED = unlocked, ERROR = locked); dpc_index -> systemAdapter.currentIndex; reboot_counter ->
-rebootConfigCounter; shutdown_counter -> shutdown_config_counter (field 49, the shutdown counter
+rebootConfigCounter; config_items_status -> configItemStatus.configItems (key -> {value, error}:
+every item of the last config, accepted ones with an empty error, as zedagent's
+createConfigItemStatus fills it, P:cmd/zedagent/reportinfo.go, spec §6) and config_items_errors
+-> the keys there with an error (a key listed in config_items_errors alone travels with a
+generic error); shutdown_counter -> shutdown_config_counter (field 49, the shutdown counter
 last processed; plain uint32: None and 0 both decode as 0); baseos_update_counter -> baseos_update_counter (plain uint32 as upstream:
 None and 0 both travel as absent and decode as 0, as EVE's do, spec §2.2); apps -> ZInfoApp{AppID, AppName, state, appErr}.
 
@@ -60,7 +64,8 @@ Lossy fields (no place in the proto; dropped, decoded as shown)
 ---------------------------------------------------------------
 * info ``sw[].image`` and ``baseos.image``: ZInfoDevSW has no image field; decoded as None
   unless the controller passes ``decode_request(..., image_of_version={version: image})``.
-* info ``config_items_errors``: configItemStatus is not in eden's proto subset; decoded as [].
+* info ``config_items_status`` and ``config_items_errors``: configItemStatus is a map, so the
+  order of the items is not kept: both decode sorted by key (``Node.report()`` sorts them too).
 * info ``dpc_state`` and ``dpc_ports`` (the current DPC's state and management ports, spec §4):
   DevicePortStatus has no state and no systemAdapter.status list is encoded; absent after decoding
   (so the ``dpc`` condition's ``state`` and ``ports`` are refused on the backends that decode).
@@ -196,6 +201,13 @@ class AppReport(TypedDict):
     err: str
 
 
+class ConfigItemReport(TypedDict):
+    """One entry of configItemStatus (ZInfoConfigItem): the value in use, the error or ""."""
+
+    value: str
+    error: str
+
+
 class DeviceReport(TypedDict):
     """A device info message decoded: ``Node.report()``'s shape, less what the wire does not carry
     (``dpc_state``, ``dpc_ports``; ``apps`` stays empty until :func:`merge_info` adds them)."""
@@ -217,6 +229,7 @@ class DeviceReport(TypedDict):
     baseos_update_counter: int
     apps: dict[str, AppReport]
     config_items_errors: list[str]
+    config_items_status: dict[str, ConfigItemReport]
 
 
 class CodecError(ValueError):
@@ -506,6 +519,43 @@ def _cert_type_in(number: int) -> str:
     return POSTED_CERT_TYPES[number]
 
 
+CONFIG_ITEM_REJECTED = "rejected by the device"
+"""The error sent for a key of ``config_items_errors`` that ``config_items_status`` does not list."""
+
+
+def _encode_config_items(d: info_pb2.ZInfoDevice, report: Mapping[str, object]) -> None:
+    """ZInfoDevice.configItemStatus (31) from the report (spec §6): zedagent lists every item of
+    the last config in configItems and leaves unknownConfigItems empty, an unknown key included
+    (P:cmd/zedagent/reportinfo.go createConfigItemStatus, P:cmd/zedagent/parseconfig.go
+    parseConfigItems). Present, empty, when the config carried no item, as EVE's."""
+    status = report.get("config_items_status") or {}
+    errors = report.get("config_items_errors") or []
+    if not isinstance(status, Mapping) or not isinstance(errors, list):
+        raise CodecError("config_items_status must map key -> {value, error}; config_items_errors must be a list")
+    d.configItemStatus.SetInParent()
+    items = d.configItemStatus.configItems
+    for key, item in status.items():
+        if not isinstance(item, Mapping):
+            raise CodecError(f"config item status {key!r} must be {{value, error}}, got {item!r}")
+        entry = items[_text(key, "config item key")]
+        entry.value = _text(item.get("value", ""), "config item value")
+        entry.error = _text(item.get("error", ""), "config item error")
+    for key in errors:
+        if _text(key, "config item key") not in status:
+            items[key].error = CONFIG_ITEM_REJECTED
+
+
+def _decode_config_items(d: info_pb2.ZInfoDevice) -> dict[str, ConfigItemReport]:
+    """configItemStatus back to key -> {value, error}, sorted by key; a real device's
+    unknownConfigItems (never filled by zedagent) are read too, configItems winning."""
+    s = d.configItemStatus
+    out: dict[str, ConfigItemReport] = {}
+    for entries in (s.unknownConfigItems, s.configItems):
+        for key, item in entries.items():
+            out[key] = {"value": item.value, "error": item.error}
+    return dict(sorted(out.items()))
+
+
 def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
     at = report.get("at")
     d = info_pb2.ZInfoDevice()
@@ -541,6 +591,7 @@ def _encode_info(report: Mapping[str, Any], dev: str) -> list[bytes]:
         d.shutdown_config_counter = _uint(report["shutdown_counter"], "shutdown_counter")
     if report.get("baseos_update_counter") is not None:
         d.baseos_update_counter = _uint(report["baseos_update_counter"], "baseos_update_counter")
+    _encode_config_items(d, report)
     out = [_info_msg(ZInfoType.ZI_DEVICE, dev, at, dinfo=d)]
     apps = report.get("apps") or {}
     if not isinstance(apps, Mapping):
@@ -695,6 +746,7 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
             "err": found.swErr.description,
             "progress": found.downloadProgress,
         }
+    items = _decode_config_items(d)
     vault = None
     for v in d.dataSecAtRestInfo.vaultList:
         if v.name == VAULT_NAME:
@@ -716,7 +768,8 @@ def _decode_dinfo(d: info_pb2.ZInfoDevice, at: float, image_of: Mapping[str, str
         "shutdown_counter": d.shutdown_config_counter,
         "baseos_update_counter": d.baseos_update_counter,
         "apps": {},
-        "config_items_errors": [],
+        "config_items_errors": [key for key, item in items.items() if item["error"]],
+        "config_items_status": items,
     }
 
 

@@ -331,6 +331,36 @@ class AttestationInfo(_message.Message):
     error: ErrorInfo
     def __init__(self, state: _Optional[_Union[AttestationState, str]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
 
+class ZInfoConfigItem(_message.Message):
+    __slots__ = ("value", "error")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    error: str
+    def __init__(self, value: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ZInfoConfigItemStatus(_message.Message):
+    __slots__ = ("configItems", "unknownConfigItems")
+    class ConfigItemsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ZInfoConfigItem
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ZInfoConfigItem, _Mapping]] = ...) -> None: ...
+    class UnknownConfigItemsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ZInfoConfigItem
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ZInfoConfigItem, _Mapping]] = ...) -> None: ...
+    CONFIGITEMS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWNCONFIGITEMS_FIELD_NUMBER: _ClassVar[int]
+    configItems: _containers.MessageMap[str, ZInfoConfigItem]
+    unknownConfigItems: _containers.MessageMap[str, ZInfoConfigItem]
+    def __init__(self, configItems: _Optional[_Mapping[str, ZInfoConfigItem]] = ..., unknownConfigItems: _Optional[_Mapping[str, ZInfoConfigItem]] = ...) -> None: ...
+
 class ZInfoDevSW(_message.Message):
     __slots__ = ("activated", "partitionLabel", "partitionDevice", "partitionState", "status", "shortVersion", "longVersion", "swErr", "downloadProgress", "userStatus", "subStatusStr", "subStatus", "subStatusProgress")
     ACTIVATED_FIELD_NUMBER: _ClassVar[int]
@@ -362,7 +392,7 @@ class ZInfoDevSW(_message.Message):
     def __init__(self, activated: _Optional[bool] = ..., partitionLabel: _Optional[str] = ..., partitionDevice: _Optional[str] = ..., partitionState: _Optional[str] = ..., status: _Optional[_Union[ZSwState, str]] = ..., shortVersion: _Optional[str] = ..., longVersion: _Optional[str] = ..., swErr: _Optional[_Union[ErrorInfo, _Mapping]] = ..., downloadProgress: _Optional[int] = ..., userStatus: _Optional[_Union[BaseOsStatus, str]] = ..., subStatusStr: _Optional[str] = ..., subStatus: _Optional[_Union[BaseOsSubStatus, str]] = ..., subStatusProgress: _Optional[int] = ...) -> None: ...
 
 class ZInfoDevice(_message.Message):
-    __slots__ = ("bootTime", "swList", "lastRebootReason", "lastRebootTime", "systemAdapter", "restartCounter", "dataSecAtRestInfo", "rebootConfigCounter", "last_boot_reason", "maintenance_mode", "baseos_update_counter", "state", "maintenance_mode_reasons", "shutdown_config_counter", "attestation_info")
+    __slots__ = ("bootTime", "swList", "lastRebootReason", "lastRebootTime", "systemAdapter", "restartCounter", "dataSecAtRestInfo", "configItemStatus", "rebootConfigCounter", "last_boot_reason", "maintenance_mode", "baseos_update_counter", "state", "maintenance_mode_reasons", "shutdown_config_counter", "attestation_info")
     BOOTTIME_FIELD_NUMBER: _ClassVar[int]
     SWLIST_FIELD_NUMBER: _ClassVar[int]
     LASTREBOOTREASON_FIELD_NUMBER: _ClassVar[int]
@@ -370,6 +400,7 @@ class ZInfoDevice(_message.Message):
     SYSTEMADAPTER_FIELD_NUMBER: _ClassVar[int]
     RESTARTCOUNTER_FIELD_NUMBER: _ClassVar[int]
     DATASECATRESTINFO_FIELD_NUMBER: _ClassVar[int]
+    CONFIGITEMSTATUS_FIELD_NUMBER: _ClassVar[int]
     REBOOTCONFIGCOUNTER_FIELD_NUMBER: _ClassVar[int]
     LAST_BOOT_REASON_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_MODE_FIELD_NUMBER: _ClassVar[int]
@@ -385,6 +416,7 @@ class ZInfoDevice(_message.Message):
     systemAdapter: SystemAdapterInfo
     restartCounter: int
     dataSecAtRestInfo: DataSecAtRest
+    configItemStatus: ZInfoConfigItemStatus
     rebootConfigCounter: int
     last_boot_reason: BootReason
     maintenance_mode: bool
@@ -393,7 +425,7 @@ class ZInfoDevice(_message.Message):
     maintenance_mode_reasons: _containers.RepeatedScalarFieldContainer[MaintenanceModeReason]
     shutdown_config_counter: int
     attestation_info: AttestationInfo
-    def __init__(self, bootTime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., swList: _Optional[_Iterable[_Union[ZInfoDevSW, _Mapping]]] = ..., lastRebootReason: _Optional[str] = ..., lastRebootTime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., systemAdapter: _Optional[_Union[SystemAdapterInfo, _Mapping]] = ..., restartCounter: _Optional[int] = ..., dataSecAtRestInfo: _Optional[_Union[DataSecAtRest, _Mapping]] = ..., rebootConfigCounter: _Optional[int] = ..., last_boot_reason: _Optional[_Union[BootReason, str]] = ..., maintenance_mode: _Optional[bool] = ..., baseos_update_counter: _Optional[int] = ..., state: _Optional[_Union[ZDeviceState, str]] = ..., maintenance_mode_reasons: _Optional[_Iterable[_Union[MaintenanceModeReason, str]]] = ..., shutdown_config_counter: _Optional[int] = ..., attestation_info: _Optional[_Union[AttestationInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, bootTime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., swList: _Optional[_Iterable[_Union[ZInfoDevSW, _Mapping]]] = ..., lastRebootReason: _Optional[str] = ..., lastRebootTime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., systemAdapter: _Optional[_Union[SystemAdapterInfo, _Mapping]] = ..., restartCounter: _Optional[int] = ..., dataSecAtRestInfo: _Optional[_Union[DataSecAtRest, _Mapping]] = ..., configItemStatus: _Optional[_Union[ZInfoConfigItemStatus, _Mapping]] = ..., rebootConfigCounter: _Optional[int] = ..., last_boot_reason: _Optional[_Union[BootReason, str]] = ..., maintenance_mode: _Optional[bool] = ..., baseos_update_counter: _Optional[int] = ..., state: _Optional[_Union[ZDeviceState, str]] = ..., maintenance_mode_reasons: _Optional[_Iterable[_Union[MaintenanceModeReason, str]]] = ..., shutdown_config_counter: _Optional[int] = ..., attestation_info: _Optional[_Union[AttestationInfo, _Mapping]] = ...) -> None: ...
 
 class ZInfoApp(_message.Message):
     __slots__ = ("AppID", "appVersion", "AppName", "bootTime", "appErr", "state", "volumeRefs")
