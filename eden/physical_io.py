@@ -138,3 +138,12 @@ def inventory_problems(nics: Sequence[_NicLike], io: Sequence[PhysicalIO]) -> li
                 f"a {nic.kind} NIC needs ptype {want.name}",
             ))
     return problems
+
+
+def with_nic_entries(nics: Sequence[_NicLike], io: Sequence[PhysicalIO]) -> list[PhysicalIO]:
+    """``io`` plus a PhysicalIO for each NIC it lacks (its network type, its ifname, no group: not
+    assignable): what a profile override that adds a NIC, and no inventory, stands for."""
+    have = {e.phyaddrs.ifname for e in io if e.phyaddrs.ifname}
+    added = [PhysicalIO(ptype=NIC_TYPES[n.kind], phylabel=n.name, usage=PhyIoMemberUsage.PhyIoUsageNone, phyaddrs=PhyAddrs(ifname=n.name))
+             for n in nics if n.name not in have and not any(e.phylabel == n.name for e in io)]
+    return [*io, *added]

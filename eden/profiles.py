@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator
 
 from eden.errors import HintedValueError, InvalidInput, Problem, explain_validation_error, issue_at, validate_model
-from eden.physical_io import PhysicalIO, inventory_problems
+from eden.physical_io import PhysicalIO, inventory_problems, with_nic_entries
 from eden.units import ByteSize, Duration, Fraction, Rate, format_bytes, format_duration
 from eden.yamlsrc import ScalarStr, load_yaml_file, scalar_text
 
@@ -318,6 +318,10 @@ def apply_overrides(profile: HwProfile, overrides: Mapping[str, Any]) -> HwProfi
         changed = HwProfile.model_validate(data)
     except ValidationError as exc:
         raise OverrideError(profile.name, explain_validation_error(exc, HwProfile, data)) from None
+    if "nics" in overrides and "physical_io" not in overrides and changed.physical_io is not None:
+        # a NIC the override adds comes with its own (unassignable) PhysicalIO; a kind that
+        # contradicts an existing entry is still an error
+        changed = changed.model_copy(update={"physical_io": with_nic_entries(changed.nics, changed.physical_io)})
     problems = changed.inventory_problems()
     if problems:
         raise OverrideError(profile.name, problems)

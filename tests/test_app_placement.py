@@ -88,11 +88,18 @@ def test_a_nic_without_a_physical_io_is_located_and_validate_exits_2(tmp_path: P
     assert f"qemu-x86_64.yaml:{line}:{issue.col}:" in done.stdout + done.stderr
 
 
-def test_an_override_that_adds_a_nic_the_inventory_lacks_is_refused() -> None:
-    base = load_profiles()["qemu-x86_64"]
+def test_an_override_that_adds_a_nic_adds_an_unassignable_entry_and_a_wrong_kind_is_refused() -> None:
+    base = load_profiles()["rpi4-class"]
+    changed = apply_overrides(base, {"nics": [{"name": "eth0", "kind": "ethernet"}, {"name": "eth1", "kind": "ethernet"}]})
+    assert changed.physical_io is not None and base.physical_io is not None
+    added = [io for io in changed.physical_io if io.phylabel == "eth1"]
+    assert [(io.ptype.name, io.assigngrp, io.phyaddrs.ifname) for io in added] == [("PhyIoNetEth", "", "eth1")]
+    assert len(changed.physical_io) == len(base.physical_io) + 1
     with pytest.raises(OverrideError) as info:
-        apply_overrides(base, {"nics": [{"name": "eth0", "kind": "ethernet"}, {"name": "wlan0", "kind": "wifi"}]})
+        apply_overrides(base, {"nics": [{"name": "eth0", "kind": "ethernet"}, {"name": "eth9", "kind": "ethernet"}],
+                               "physical_io": [io.model_dump() for io in base.physical_io]})
     assert [p.path for p in info.value.problems] == [("nics", 1, "name")]
+    base = load_profiles()["qemu-x86_64"]
     with pytest.raises(OverrideError, match="is wifi but its PhysicalIO 'eth1' is PhyIoNetEth"):
         apply_overrides(base, {"nics": [{"name": "eth0", "kind": "ethernet"}, {"name": "eth1", "kind": "wifi"}]})
 
