@@ -96,7 +96,7 @@ def node_params(
         smart_power_cycles=p.storage.reports_power_cycles,
         # kdump needs GRUB's crashkernel= reservation: x86_64 (KVM) with >= 2 GiB (spec §7)
         kdump=p.arch == "x86_64" and p.memory >= 2 * 1024**3,
-        io=tuple(io.member() for io in p.physical_io or ()),
+        io=p.io_members,
         eve_max_vcpus=p.eve_max_vcpus,
         app_uuid=_app_uuid,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import cached_property
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from eden.errors import HintedValueError, InvalidInput, Problem, explain_validat
 from eden.physical_io import PhysicalIO, inventory_problems, with_nic_entries
 from eden.units import ByteSize, Duration, Fraction, Rate, format_bytes, format_duration
 from eden.yamlsrc import ScalarStr, load_yaml_file, scalar_text
+from eve.placement import IoMember
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 PROFILES_ENV = "EDEN_PROFILES_DIR"
@@ -229,6 +231,11 @@ class HwProfile(_Strict):
     @property
     def mgmt_nics(self) -> list[Nic]:
         return [n for n in self.nics if n.mgmt]
+
+    @cached_property
+    def io_members(self) -> tuple[IoMember, ...]:
+        """``physical_io`` as domainmgr's members, built once per profile (shared by its devices)."""
+        return tuple(io.member() for io in self.physical_io or ())
 
     def inventory_problems(self) -> list[Problem]:
         """NICs against ``physical_io`` (checked after validation, with positions)."""
