@@ -80,9 +80,14 @@ def observed(cond: Condition, view: View, key: str) -> Any:
         apps = view.get("apps")
         app = apps.get(cond.app.name) if apps else None
         state = app["state"] if app else "ABSENT"
-        if cond.app.error is None:
+        if cond.app.error is None and cond.app.adapters is None:
             return state
-        return {"state": state, "error": (app.get("err") if app else None) or ""}
+        seen: dict[str, object] = {"state": state}
+        if cond.app.error is not None:
+            seen["error"] = (app.get("err") if app else None) or ""
+        if cond.app.adapters is not None:
+            seen["adapters"] = sorted(app.get("adapters", [])) if app else []
+        return seen
     raise KeyError(key)
 
 
@@ -131,12 +136,14 @@ class DeviceMatcher:
             return (not reasons) if c.maintenance_mode == "NONE" else c.maintenance_mode in reasons
         if key == "app":
             assert c.app is not None
-            if c.app.error is None:
+            if c.app.error is None and c.app.adapters is None:
                 return value == c.app.state
             want = c.app.error
-            if value is None:
+            if value is None or value["state"] != c.app.state:
                 return False
-            return value["state"] == c.app.state and (want in value["error"] if want else not value["error"])
+            if want is not None and not (want in value["error"] if want else not value["error"]):
+                return False
+            return c.app.adapters is None or value["adapters"] == sorted(c.app.adapters)
         if key == "dpc":
             assert c.dpc is not None
             if value is None:

@@ -55,6 +55,13 @@ def images_for(
     return out, changed
 
 
+def _app_uuid(name: str) -> str:
+    """The app's wire UUID (eden.wire.codec), imported only when an error text names another app."""
+    from eden.wire.codec import app_uuid
+
+    return app_uuid(name)
+
+
 def node_params(
     *,
     device_id: str,
@@ -89,4 +96,7 @@ def node_params(
         smart_power_cycles=p.storage.reports_power_cycles,
         # kdump needs GRUB's crashkernel= reservation: x86_64 (KVM) with >= 2 GiB (spec §7)
         kdump=p.arch == "x86_64" and p.memory >= 2 * 1024**3,
+        io=p.io_members,
+        eve_max_vcpus=p.eve_max_vcpus,
+        app_uuid=_app_uuid,
     )

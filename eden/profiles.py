@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import cached_property
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,8 +17,10 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator
 
 from eden.errors import HintedValueError, InvalidInput, Problem, explain_validation_error, issue_at, validate_model
+from eden.physical_io import PhysicalIO, inventory_problems, with_nic_entries
 from eden.units import ByteSize, Duration, Fraction, Rate, format_bytes, format_duration
 from eden.yamlsrc import ScalarStr, load_yaml_file, scalar_text
+from eve.placement import IoMember
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 PROFILES_ENV = "EDEN_PROFILES_DIR"
@@ -170,6 +173,9 @@ class HwProfile(_Strict):
     description: str
     arch: Literal["x86_64", "aarch64"]
     cores: int = Field(ge=1)
+    eve_max_vcpus: int = Field(1, ge=1)
+    """CPUs EVE keeps for its services: no app gets them pinned (kernel argument ``eve_max_vcpus``,
+    1 in EVE's GRUB config; P:cpuallocator/cpuallocator.go). Must be less than ``cores``."""
     memory: ByteSize
     reserved_memory: ByteSize = 1024**3
     """Memory EVE itself (dom0, agents) keeps away from applications."""
@@ -177,6 +183,11 @@ class HwProfile(_Strict):
     tpm: Tpm
     firmware: Firmware
     nics: list[Nic] = Field(min_length=1)
+    """The network ports (EVE's SystemAdapters); with ``physical_io``, each NIC's name is the
+    ``phyaddrs.ifname`` of a PhysicalIO of its kind."""
+    physical_io: list[PhysicalIO] | None = None
+    """The device model's I/O adapters (api:proto/config/devmodel.proto ``PhysicalIO``): what
+    apps can be given (``deploy_app`` ``adapters``). None: not described, nothing is assignable."""
     boot_time: BootTime
     image_write_speed: Rate
     """Bytes/s when writing a base-OS image to the other partition."""
@@ -193,6 +204,14 @@ class HwProfile(_Strict):
             raise ValueError(
                 f"reserved_memory ({format_bytes(v)}) must be less than memory ({format_bytes(memory)})"
             )
+        return v
+
+    @field_validator("eve_max_vcpus")
+    @classmethod
+    def _eve_cpus_below_cores(cls, v: int, info: ValidationInfo) -> int:
+        cores = info.data.get("cores")
+        if cores is not None and v >= cores:
+            raise ValueError(f"eve_max_vcpus ({v}) must be less than cores ({cores}): EVE's CPU allocator refuses to start")
         return v
 
     @field_validator("nics")
@@ -213,6 +232,15 @@ class HwProfile(_Strict):
     def mgmt_nics(self) -> list[Nic]:
         return [n for n in self.nics if n.mgmt]
 
+    @cached_property
+    def io_members(self) -> tuple[IoMember, ...]:
+        """``physical_io`` as domainmgr's members, built once per profile (shared by its devices)."""
+        return tuple(io.member() for io in self.physical_io or ())
+
+    def inventory_problems(self) -> list[Problem]:
+        """NICs against ``physical_io`` (checked after validation, with positions)."""
+        return inventory_problems(self.nics, self.physical_io) if self.physical_io is not None else []
+
 
 def profiles_dir() -> Path:
     env = os.environ.get(PROFILES_ENV)
@@ -223,6 +251,9 @@ def load_profile(path: str | Path) -> HwProfile:
     """Load and validate one profile file; its ``name`` must equal the file stem."""
     located = load_yaml_file(path)
     profile = validate_model(HwProfile, located)
+    problems = profile.inventory_problems()
+    if problems:
+        raise InvalidInput([issue_at(located, p.path, p.message, p.hint) for p in problems])
     stem = Path(path).stem
     if profile.name != stem:
         raise InvalidInput(
@@ -291,6 +322,14 @@ def apply_overrides(profile: HwProfile, overrides: Mapping[str, Any]) -> HwProfi
         return profile
     data = _deep_merge(profile.model_dump(), overrides)
     try:
-        return HwProfile.model_validate(data)
+        changed = HwProfile.model_validate(data)
     except ValidationError as exc:
         raise OverrideError(profile.name, explain_validation_error(exc, HwProfile, data)) from None
+    if "nics" in overrides and "physical_io" not in overrides and changed.physical_io is not None:
+        # a NIC the override adds comes with its own (unassignable) PhysicalIO; a kind that
+        # contradicts an existing entry is still an error
+        changed = changed.model_copy(update={"physical_io": with_nic_entries(changed.nics, changed.physical_io)})
+    problems = changed.inventory_problems()
+    if problems:
+        raise OverrideError(profile.name, problems)
+    return changed

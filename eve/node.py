@@ -52,6 +52,7 @@ from eve.enums import (
 from eve.images import CRASH_ON_BOOT, rootfs_measurement
 from eve.logs import LogPersist
 from eve.measured_boot import PcrBank, measure_boot
+from eve.placement import EVE_MAX_VCPUS, IoMember
 from eve.power import POWER, PowerEvent
 from eve.send import SendTimeouts
 from eve.vocab import KeyedTimer, Phase, Timer, TimerFamily, TimerName
@@ -115,6 +116,12 @@ class NodeParams:
     EVE loads the capture kernel only where GRUB reserves ``crashkernel=`` memory: x86_64 KVM with
     at least 2 GiB (eve:pkg/grub/rootfs.cfg, pkg/dom0-ztools/rootfs/etc/init.d/000-kexec). Without
     it a panic records nothing and the next boot synthesizes its reason."""
+    io: tuple[IoMember, ...] = ()
+    """The PhysicalIO inventory (the device model) domainmgr assigns adapters from (§8)."""
+    eve_max_vcpus: int = EVE_MAX_VCPUS
+    """CPUs the CPU allocator keeps for EVE (kernel argument ``eve_max_vcpus``, §8)."""
+    app_uuid: Callable[[str], str] = str
+    """An app's UUID as the controller names it (its error texts name other apps by it)."""
 
 
 @dataclass
@@ -361,7 +368,7 @@ class Node:
             "reboot_counter": self.persist.reboot_seen,
             "shutdown_counter": self.persist.shutdown_seen,
             "baseos_update_counter": self.persist.retry_seen,
-            "apps": {n: {"state": a["state"].name, "err": a.get("err", "")} for n, a in sorted(self.zedmanager.apps.items())},
+            "apps": {n: self.zedmanager.app_info(n) for n in sorted(self.zedmanager.apps)},
             "config_items_errors": sorted(e.key for e in self.items.errors),
             # configItemStatus.configItems: every item of the last config, errors or not (spec §6)
             "config_items_status": {k: {"value": v, "error": err} for k, (v, err) in self.items.status().items()},

@@ -275,6 +275,17 @@ def test_the_app_rows_are_reached_by_real_runs(fired: set[tuple[str, Any, Any]])
     two.power_off()
     two.power_on()
     two.run_until(lambda: _app_state(two, "a") == ZSwState.RUNNING and _app_state(two, "b") == ZSwState.HALTED, limit=900)
+    # domainmgr's CPU pinning (4 cores, one EVE's): a refusal leaves an app INSTALLED; after a reboot an
+    # installed app whose new config pins CPUs another app took first goes from INITIAL to INSTALLED
+    pin = online(driver())
+    pinned = {**_app(), "cpus": 2, "pin_cpus": True}
+    pin.ctrl.set(apps={"a": pinned, "b": {**_app(), "cpus": 2}, "c": {**_app(), "cpus": 3, "pin_cpus": True}})
+    pin.run_until(lambda: _app_state(pin, "b") == ZSwState.RUNNING and bool(pin.node.zedmanager.apps.get("c", {}).get("err")), limit=900)
+    pin.ctrl.set(apps={"a": pinned, "b": pinned})
+    pin.run(pin.now + 120)
+    pin.power_off()
+    pin.power_on()
+    pin.run_until(lambda: _app_state(pin, "b") == ZSwState.INSTALLED and bool(pin.node.zedmanager.apps["b"]["err"]), limit=900)
     missing = _rows(APP) - fired
     # Not reached: a config removal or a node operation that finds an app in a phase of a second
     # or two (verify, load, boot) or before its first step; a node operation that finds an app

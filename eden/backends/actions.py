@@ -75,6 +75,10 @@ def _app_spec(args: Any) -> dict[str, Any]:
     spec = {"kind": args.kind, "cpus": args.cpus, "memory": int(args.memory), "size": int(args.size), "activate": args.activate}
     if args.download != "ok":
         spec["download"] = args.download  # the sim only: refused at validation elsewhere (scenario.load)
+    if args.adapters:  # the sim only, like download
+        spec["adapters"] = [{"name": a.name, "type": None if a.type is None else int(a.type)} for a in args.adapter_refs()]
+    if args.pin_cpus:
+        spec["pin_cpus"] = True
     return spec
 
 

@@ -50,6 +50,8 @@ class AppInfo(TypedDict):
 
     state: str
     err: str
+    adapters: NotRequired[list[str]]
+    """The phylabels it holds (assignedAdapters), when it holds any; the simulator reports them."""
 
 
 class DeviceInfo(TypedDict, total=False):

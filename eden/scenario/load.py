@@ -831,9 +831,9 @@ class _Checker:
 
     # ---------------------------------------------------------------------------------- backend
 
-    def dpc_state_conditions(self, backend: str) -> None:
-        """A ``dpc.state`` condition needs a backend whose devices report the DPC state: ZInfoDevice
-        carries only the index and the test times (systemAdapter, DevicePortStatus has no state)."""
+    def condition_places(self) -> list[tuple[DataPath, Condition]]:
+        """Every condition of the scenario with its path: expectations, their ``from``, expect
+        steps and ``when`` triggers."""
         places: list[tuple[DataPath, Condition]] = [(("expect", i), e) for i, e in enumerate(self.sc.expect)]
         places += [(("expect", i, "from"), e.from_) for i, e in enumerate(self.sc.expect) if e.from_ is not None]
         for (kind, i), step in self.actions():
@@ -842,7 +842,38 @@ class _Checker:
             when = getattr(step, "when", None)
             if isinstance(when, Condition):
                 places.append(((kind, i, "when"), when))
-        for where, cond in places:
+        return places
+
+    def placement_refusals(self, backend: str) -> None:
+        """``adapters`` and ``pin_cpus`` of deploy_app, and the app condition's ``adapters``, are the
+        simulator's only: the wire codec of the emulated and qemu backends carries no
+        AppInstanceConfig.adapters or VmConfig.pin_cpu, nor ZInfoApp.assignedAdapters yet."""
+        why = f"backend '{backend}' does not carry adapters or CPU pinning on the wire yet"
+        for (kind, i), step in self.actions():
+            if step.action != "deploy_app":
+                continue
+            word = "step" if kind == "steps" else "fault"
+            for key, used in (("adapters", bool(step.args.adapters)), ("pin_cpus", step.args.pin_cpus)):
+                if used:
+                    self.error(
+                        (kind, i, "deploy_app", key),
+                        f"{word} {int(i) + 1} 'deploy_app' {step.args.name}: '{key}' is simulated only; {why}",
+                        f"remove '{key}', or run this scenario on the sim backend",
+                        key=True,
+                    )
+        for where, cond in self.condition_places():
+            if cond.app is not None and cond.app.adapters is not None:
+                self.error(
+                    (*where, "app", "adapters"),
+                    f"the app condition's 'adapters' is observed on sim only; {why}",
+                    "remove 'adapters', or run this scenario on the sim backend",
+                    key=True,
+                )
+
+    def dpc_state_conditions(self, backend: str) -> None:
+        """A ``dpc.state`` condition needs a backend whose devices report the DPC state: ZInfoDevice
+        carries only the index and the test times (systemAdapter, DevicePortStatus has no state)."""
+        for where, cond in self.condition_places():
             for key in ("state", "ports"):
                 if cond.dpc is not None and getattr(cond.dpc, key) is not None:
                     self.error(
@@ -878,6 +909,7 @@ class _Checker:
         if "netconfig" not in capabilities:
             self.dpc_state_conditions(backend)
         if backend != "sim":
+            self.placement_refusals(backend)
             for name, image in self.sc.images.items():
                 if image.download != "ok":
                     self.error(

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from eden.physical_io import IoType
 from eden.units import ByteSize, Duration, Fraction, parse_duration, parse_fraction
 from eden.yamlsrc import scalar_text
 from eve.images import Behaviour, DownloadBehaviour
@@ -150,6 +151,8 @@ class AppCond(Base):
     state: AppStateName
     error: str | None = None
     """Text the app's appErr (ZInfoApp field 14) must contain; "" means no error at all."""
+    adapters: list[str] | None = None
+    """The phylabels the app holds (ZInfoApp assignedAdapters), in any order; [] means none."""
 
 
 class MetricCond(Base):
@@ -445,6 +448,15 @@ class CrashArgs(Base):
         return v
 
 
+class AdapterRef(Base):
+    """One ``AppInstanceConfig.adapters`` entry (api:proto/config/devcommon.proto ``Adapter``)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    """An assignment group, phylabel or logical label of the device's ``physical_io``."""
+    type: IoType | None = None
+    """``Adapter.type`` (a PhyIoType name); default: the type of the first PhysicalIO it names."""
+
+
 class DeployAppArgs(Base):
     name: Name
     kind: Literal["vm", "container"] = "container"
@@ -457,6 +469,15 @@ class DeployAppArgs(Base):
     """Simulator only: ``corrupt`` - every download of the app's image fails verification (spec §4,
     blob.download.max.retries): the app stays DOWNLOAD_STARTED with the verifier's error. Real
     backends download the real image."""
+    adapters: list[Annotated[str, Field(min_length=1)] | AdapterRef] = []
+    """Simulator only: PhysicalIO to pass through (AppInstanceConfig.adapters); a name or
+    ``{name, type}``. domainmgr reserves each one's whole assignment group at activation (§8)."""
+    pin_cpus: bool = False
+    """Simulator only: VmConfig.pin_cpu: ``cpus`` CPUs of the app's own from the CPU allocator (§8)."""
+
+    def adapter_refs(self) -> list[AdapterRef]:
+        """``adapters`` with each bare name as ``{name}``."""
+        return [AdapterRef(name=a) if isinstance(a, str) else a for a in self.adapters]
 
 
 class RemoveAppArgs(Base):

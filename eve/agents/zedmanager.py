@@ -1,6 +1,7 @@
 """zedmanager: apps from config to running, memory admission at activation, halting and
 deletion (spec §8; P:cmd/zedmanager/updatestatus.go ``doActivate``, memorysizemgmt.go, zedmanager.go
-``checkRetry``; the numbers in :mod:`eve.admission`).
+``checkRetry``; the numbers in :mod:`eve.admission`), and domainmgr's pinned CPUs and adapters at
+the same activation (P:cmd/domainmgr/domainmgr.go ``doActivate``; the rules in :mod:`eve.placement`).
 
 An app walks :attr:`ZedManager.STAGES`; volumes live in the vault, so nothing of an app comes back
 after a reboot before the vault unlocks.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from eve import admission
+from eve import admission, placement
 from eve.agents.base import Agent
 from eve.enums import (
     ZSwState,
@@ -37,6 +38,7 @@ class AppEvent(StrEnum):
     ACTIVATE = "activate"  # admitted (memory) and started
     BOOTED = "booted"
     NO_MEMORY = "waits for memory"  # doActivate found too little; INSTALLED until checkRetry
+    NOT_PLACED = "not placed"  # domainmgr's doActivate refused its CPUs or adapters; INSTALLED with the error
     NOT_ACTIVATED = "activate false"
     CONFIG_GONE = "config gone"  # halt, then delete
     NODE_HALT = "node operation"  # shutdownAppsGlobal: a running app halts, one not started stays put
@@ -56,6 +58,8 @@ APP: Transitions[ZSwState, AppEvent] = Transitions("app", {
     (_Z.BOOTING, AppEvent.BOOTED): _Z.RUNNING,
     (_Z.INSTALLED, AppEvent.NO_MEMORY): STAY,
     (_Z.INITIAL, AppEvent.NO_MEMORY): _Z.INSTALLED,  # after a reboot: volumes there, doPrepare ran
+    (_Z.INSTALLED, AppEvent.NOT_PLACED): STAY,
+    (_Z.INITIAL, AppEvent.NOT_PLACED): _Z.INSTALLED,
     (_Z.INSTALLED, AppEvent.NOT_ACTIVATED): _Z.HALTED,
     (_Z.INITIAL, AppEvent.NOT_ACTIVATED): _Z.HALTED,
     **{(z, AppEvent.CONFIG_GONE): _Z.HALTING for z in _WALK},
@@ -76,12 +80,16 @@ _STEP_INTO = {
 class ZedManager(Agent):
     """zedmanager for one boot: every app's state and stage."""
 
-    __slots__ = ("apps", "_retry_pending")
+    __slots__ = ("apps", "_retry_pending", "pinned", "adapters")
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
         self.apps: dict[str, dict[str, Any]] = {}
         self._retry_pending = False  # zedmanager's checkFreedResources (§8)
+        self.pinned: dict[str, list[int]] = {}
+        """domainmgr's CPU allocator: app -> its pinned CPUs (lost with the boot, like domainmgr)."""
+        self.adapters: dict[str, str] = {}
+        """AssignableAdapters' UsedByUUID: phylabel -> the app that holds it."""
 
     @staticmethod
     def move(app: dict[str, Any], event: AppEvent) -> None:
@@ -154,6 +162,62 @@ class ZedManager(Agent):
         app.pop("severity", None)
         return True
 
+    def app_info(self, name: str) -> dict[str, Any]:
+        """What ZInfoApp reports of an app: state, appErr and, when it holds any, its adapters
+        (assignedAdapters: the phylabels it holds)."""
+        app = self.apps[name]
+        info: dict[str, Any] = {"state": app["state"].name, "err": app.get("err", "")}
+        if self.adapters:
+            held = sorted(label for label, owner in self.adapters.items() if owner == name)
+            if held:
+                info["adapters"] = held
+        return info
+
+    def _place(self, name: str, app: dict[str, Any], now: float) -> bool:
+        """domainmgr's ``doActivate`` before the boot (§8, P:cmd/domainmgr/domainmgr.go): pinned CPUs
+        (``assignCPUs``), then adapters (``reserveAdapters``, which on a refusal also releases the
+        CPUs). A refusal leaves the app INSTALLED with domainmgr's error; an adapter refusal is
+        retried on domainmgr's ticker, a CPU refusal is not (no retry flag is set for it)."""
+        spec = app["spec"]
+        cpus: list[int] = []
+        if spec.get("pin_cpus"):
+            used = (c for other, held in self.pinned.items() if other != name for c in held)
+            cpus, refusal = placement.allocate_cpus(self.p.cores, self.p.eve_max_vcpus, used, int(spec["cpus"]))
+            if refusal is not None:
+                return self._refused(name, app, refusal, now)
+        io = self.p.io
+        wanted = [(placement.adapter_type(io, a["name"], a.get("type")), a["name"]) for a in spec.get("adapters", ())]
+        if wanted:
+            taken, refusal = placement.reserve_adapters(
+                io, wanted, name, self.adapters, (p.name for p in self.p.ports),
+                lambda other: self.apps.get(other, {}).get("state") == ZSwState.HALTING, self.p.app_uuid,
+            )
+            if refusal is not None:
+                return self._refused(name, app, refusal, now)
+            self.adapters.update(taken)
+        if cpus:
+            self.pinned[name] = cpus
+        if app.get("placement_failed"):
+            app.update(err="", placement_failed=False)
+            app.pop("severity", None)
+        return True
+
+    def _refused(self, name: str, app: dict[str, Any], refusal: placement.Refusal, now: float) -> bool:
+        """Record domainmgr's refusal as the app's error; an adapter one retries on the ticker."""
+        if app["err"] != refusal.error:
+            app.update(err=refusal.error, severity=refusal.severity)
+            self._note("app_error", app=name, err=refusal.error, severity=refusal.severity)
+        app["placement_failed"] = True
+        if refusal.retry:
+            self._timer(KeyedTimer(TimerFamily.APP, name), now + float(self.rng.uniform(*placement.ADAPTER_RETRY)))
+        return False
+
+    def _release(self, name: str) -> None:
+        """``doInactivate``: the app's pinned CPUs and adapters are free again."""
+        self.pinned.pop(name, None)
+        for label in [label for label, owner in self.adapters.items() if owner == name]:
+            del self.adapters[label]
+
     def _freed(self, now: float) -> None:
         """An app stopped being activated: let the next free-resource tick retry (§8,
         P:cmd/zedmanager/zedmanager.go freeResourceChecker 5-10 s; the tick's phase is not
@@ -204,6 +268,14 @@ class ZedManager(Agent):
             if app["state"] != was:
                 self.node.zedagent.publish(now)
             return  # waits INSTALLED for memory (§8)
+        if state == ZSwState.BOOTING and not app.get("placed"):
+            was, err = app["state"], app["err"]
+            if not self._place(name, app, now):
+                self.move(app, AppEvent.NOT_PLACED)
+                if app["state"] != was or app["err"] != err:
+                    self.node.zedagent.publish(now)
+                return  # INSTALLED with domainmgr's error (§8)
+            app["placed"] = True
         self.move(app, _STEP_INTO[state])
         app["stage"] = stage + 1
         durations = {
@@ -248,6 +320,7 @@ class ZedManager(Agent):
     def _remove(self, name: str, now: float) -> None:
         """An app whose config is gone and that has halted: its status, download and volume go."""
         app = self.apps.pop(name)
+        self._release(name)
         self.node.downloader.downloads.pop(f"app/{name}", None)
         self.persist.apps_installed.discard(name)
         self._note("app_removed", app=name)
