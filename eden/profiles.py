@@ -206,13 +206,6 @@ class HwProfile(_Strict):
             )
         return v
 
-    @field_validator("eve_max_vcpus")
-    @classmethod
-    def _eve_cpus_below_cores(cls, v: int, info: ValidationInfo) -> int:
-        cores = info.data.get("cores")
-        if cores is not None and v >= cores:
-            raise ValueError(f"eve_max_vcpus ({v}) must be less than cores ({cores}): EVE's CPU allocator refuses to start")
-        return v
 
     @field_validator("nics")
     @classmethod

@@ -232,3 +232,13 @@ def test_refused_on_emulated_with_the_reason() -> None:
     assert any("'pin_cpus' is simulated only" in m for _l, m in messages)
     assert any("the app condition's 'adapters' is observed on sim only" in m for _l, m in messages)
     assert load_scenario(SCENARIO) is not None  # valid as such (sim)
+
+
+def test_a_device_with_no_core_beyond_eves_pins_nothing() -> None:
+    """One core, kept for EVE (eve_max_vcpus=1): the profile is valid, and every pin is refused
+    with the allocator's error."""
+    from eve.placement import allocate_cpus
+
+    cpus, refusal = allocate_cpus(1, 1, [], 1)
+    assert cpus == [] and refusal is not None
+    assert "looking for 1 CPUs only found 0 reserved for EVE 1 total 1" in str(refusal)
