@@ -23,6 +23,7 @@ from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
 from eve.node import CancelAll, Send
 from eve.vocab import Phase, Timer
+from until import until
 
 GOOD = {"serial": "drv-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 CRASHING = {**GOOD, "serial": "drv-2", "images": {"base": {"version": "13.4.0", "behaviour": "crash-on-boot"}}}
@@ -44,14 +45,6 @@ def _driver(tmp: Path, spec: AgentSpec, events: list[dict[str, Any]], transport:
     )
 
 
-async def _until(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> None:
     spec = AgentSpec.model_validate({**GOOD, "config_items": {"timer.dial.timeout": 1}})
     events: list[dict[str, Any]] = []
@@ -71,7 +64,7 @@ def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> N
             drv.set_timer("probe", t0 + 0.1)
             drv.set_timer("probe", t0 + 0.4)  # same name: moved, not added
             assert len([n for n in drv.book.pending() if n == "probe"]) == 1 and len(drv._handles) == 2
-            await _until(lambda: any(f[0] == "probe" for f in fired), 3)
+            await until(lambda: any(f[0] == "probe" for f in fired), 3)
             name, now, wall = next(f for f in fired if f[0] == "probe")
             assert now >= t0 + 0.4 and wall >= t0 + 0.4
             # a request in flight when CancelAll comes (a reset or power cut) is never answered
@@ -85,7 +78,7 @@ def test_timers_move_cancel_and_stale_responses_are_dropped(tmp_path: Path) -> N
             # after CancelAll, a new request is answered; a port with no way out (no URL: no
             # address) fails at once, as EVE's verifyIntfState does (spec §1, eve/send.py)
             drv._call(lambda: [Send("ping", 10000, {}, ("eth0",))])
-            await _until(lambda: any(a[0] == 10000 for a in answered), 3)
+            await until(lambda: any(a[0] == 10000 for a in answered), 3)
             assert next(a for a in answered if a[0] == 10000)[1:] == (0, {"error": "network"})
             drv.power_off()
             assert await drv.wait() == Outcome("off")
@@ -110,7 +103,7 @@ def test_two_drivers_share_one_loop_and_transport(tmp_path: Path) -> None:
             ]
             for d in drivers:
                 d.start()
-            await _until(lambda: sum(e["what"] == "booted" for e in events) == 2, 5)
+            await until(lambda: sum(e["what"] == "booted" for e in events) == 2, 5)
             for d in drivers:
                 d.power_off()
             assert [await d.wait() for d in drivers] == [Outcome("off")] * 2
@@ -292,17 +285,17 @@ def test_the_nodes_cert_post_goes_out_with_the_tpms_certs_and_its_answer_comes_b
         drv.start()
         node = drv.node
         assert node is not None
-        await _until(lambda: node.phase == Phase.RUNNING, 10)
+        await until(lambda: node.phase == Phase.RUNNING, 10)
 
         def post() -> list[Any]:  # what zedagent's start does (the fake transport does not onboard it)
             node.zedagent.post_edge_certs(time.time())
             return node._drain()
 
         drv._call(post)
-        await _until(lambda: len([b for b in refusing.sent if b.get("type") == "CERT"]) >= 1, 5)
+        await until(lambda: len([b for b in refusing.sent if b.get("type") == "CERT"]) >= 1, 5)
         cert = next(b for b in refusing.sent if b.get("type") == "CERT")
         assert {c["type"] for c in cert["certs"]} == {"DEVICE_RESTRICTED_SIGNING", "DEVICE_ECDH_EXCHANGE"}
-        await _until(lambda: any(e["what"] == "certs_posted" for e in events), 5)
+        await until(lambda: any(e["what"] == "certs_posted" for e in events), 5)
         assert [e["data"]["status"] for e in events if e["what"] == "certs_posted"][0] == 422
         assert not node.zedagent.edge_certs_published and Timer.EDGE_CERTS in drv.book.pending()
         drv.power_off()
@@ -325,14 +318,14 @@ def test_the_links_file_is_nims_view_of_the_cables(tmp_path: Path) -> None:
             drv.start()
             node = drv.node
             assert node is not None
-            await _until(lambda: node.phase == Phase.RUNNING, 10)
+            await until(lambda: node.phase == Phase.RUNNING, 10)
             assert node.links_down == set()  # no file: every link up
             links.write_text("eth0\neth1\n")
-            await _until(lambda: node.links_down == {"eth0", "eth1"}, 5)
+            await until(lambda: node.links_down == {"eth0", "eth1"}, 5)
             links.write_text("eth1\n")
-            await _until(lambda: node.links_down == {"eth1"}, 5)
+            await until(lambda: node.links_down == {"eth1"}, 5)
             links.unlink()
-            await _until(lambda: node.links_down == set(), 5)
+            await until(lambda: node.links_down == set(), 5)
             drv.power_off()
             await drv.wait()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from eden.conditions import DeviceMatcher, FromPoint
 from eden.scenario.model import Condition
 from eden.wire import pki
 from eve.vocab import Phase
+from until import until
 
 GOOD = {"serial": "flt-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 
@@ -80,14 +80,6 @@ def test_each_fault_is_one_node_input(fault: Fault, method: str, args: tuple[str
     assert parse_fault(fault.line()) == fault
 
 
-async def _until(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def test_a_running_agent_takes_a_fault_from_its_inbox_and_the_model_acts_on_it(tmp_path: Path) -> None:
     """hang: the watchdog learns it (and zedagent stops); agent_exit: the watchdog resets the device
     with WATCHDOG_PID at its next 1 s check (spec §7), as on the simulator."""
@@ -106,10 +98,10 @@ def test_a_running_agent_takes_a_fault_from_its_inbox_and_the_model_acts_on_it(t
             drv.start()
             node = drv.node
             assert node is not None
-            await _until(lambda: node.phase == Phase.RUNNING, 10)
+            await until(lambda: node.phase == Phase.RUNNING, 10)
             with faults.open("a") as f:
                 f.write("garbage\n" + Fault(action="hang", agent="nim").line())
-            await _until(lambda: "nim" in node.watchdog.hung, 5)
+            await until(lambda: "nim" in node.watchdog.hung, 5)
             with faults.open("a") as f:
                 f.write(Fault(action="crash", kind="agent_exit").line())
             outcome = await asyncio.wait_for(drv.wait(), 10)

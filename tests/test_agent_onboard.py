@@ -8,10 +8,9 @@ A small real HTTPS server records every request; the real node model drives the 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,6 +24,7 @@ from eden.agent.state import StateDir
 from eden.agent.transport import DeviceLink, Transport
 from eden.wire import pki
 from eden.wire.gen import auth_pb2, config_pb2, register_pb2, uuid_pb2
+from until import until
 
 SPEC = {"serial": "onb-1", "profile": "qemu-x86_64", "image": "base", "images": {"base": {"version": "13.4.0"}}, "boot_time": 1.0}
 DEVICE_UUID = "3c1b4d8e-59a2-4f0e-9c57-1b2a6f1e0d11"
@@ -91,14 +91,6 @@ def _driver(tmp: Path, k: Pki, tr: Transport, url: str, events: list[tuple[str, 
                        events=lambda _dev, what, data: events.append((what, dict(data))))
 
 
-async def _until(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def _onboard(tmp: Path, register: int, uuid_failures: int, *, certs_failures: int = 0,
              zedagent_certs: int = 1, certs_status: int = 200) -> tuple[Recorder, list[tuple[str, dict[str, Any]]]]:
     k = Pki(tmp)
@@ -111,8 +103,8 @@ def _onboard(tmp: Path, register: int, uuid_failures: int, *, certs_failures: in
             async with Transport(k.root.cert_pem) as tr:
                 drv = _driver(tmp, k, tr, url, events)
                 drv.start()
-                await _until(lambda: any(w == "onboarded" for w, _ in events), 15)
-                await _until(lambda: "config" in rec.wire() and rec.zedagent().count("certs") >= zedagent_certs, 5)
+                await until(lambda: any(w == "onboarded" for w, _ in events), 15)
+                await until(lambda: "config" in rec.wire() and rec.zedagent().count("certs") >= zedagent_certs, 5)
                 drv.power_off()
                 await drv.wait()
         finally:
